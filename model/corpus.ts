@@ -1,0 +1,332 @@
+// Loads a training corpus from the user's files and splits it for validation. Everything here is
+// deterministic (sorted walks, hash-ordered hold-out) so that retraining on the same notes gives
+// the same split and comparable validation losses.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface CorpusDocument {
+  path: string;
+  /** Normalised: BOM stripped, CRLF and lone CR turned into LF. */
+  text: string;
+}
+
+export type SkipReason = 'binary' | 'too large' | 'unreadable' | 'not UTF-8' | 'empty';
+
+export interface SkippedFile {
+  path: string;
+  reason: SkipReason;
+}
+
+export interface Corpus {
+  documents: CorpusDocument[];
+  skipped: SkippedFile[];
+  /** Total code points over all documents. */
+  chars: number;
+}
+
+export interface CorpusOptions {
+  /** Default 5 MiB. */
+  maxFileBytes?: number;
+}
+
+export const DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024;
+
+// Same window git uses to guess binary-ness: a NUL this early almost never occurs in text.
+const BINARY_SNIFF_BYTES = 8 * 1024;
+
+// Directory names that hold generated or vendored files rather than the user's own writing.
+const SKIPPED_DIRS = new Set(['node_modules', 'dist']);
+
+/** Counts code points without allocating an iterator per character. */
+export function codePointLength(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length - 1; i++) {
+    const hi = text.charCodeAt(i);
+    if (hi >= 0xd800 && hi <= 0xdbff) {
+      const lo = text.charCodeAt(i + 1);
+      if (lo >= 0xdc00 && lo <= 0xdfff) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
+}
+
+/** UTF-16 offset of the code point with index cpIndex (or text.length past the end). */
+function codePointOffset(text: string, cpIndex: number): number {
+  let i = 0;
+  for (let cp = 0; cp < cpIndex && i < text.length; cp++) {
+    const hi = text.charCodeAt(i);
+    if (hi >= 0xd800 && hi <= 0xdbff && i + 1 < text.length) {
+      const lo = text.charCodeAt(i + 1);
+      i += lo >= 0xdc00 && lo <= 0xdfff ? 2 : 1;
+    } else {
+      i++;
+    }
+  }
+  return i;
+}
+
+function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;
+}
+
+type ReadResult = { text: string } | { reason: SkipReason };
+
+function readTextFile(file: string, size: number, maxFileBytes: number): ReadResult {
+  // Checked before reading so a multi-gigabyte log never gets pulled into memory.
+  if (size > maxFileBytes) return { reason: 'too large' };
+  let bytes: Buffer;
+  try {
+    bytes = fs.readFileSync(file);
+  } catch {
+    return { reason: 'unreadable' };
+  }
+  // The file may have grown between stat and read.
+  if (bytes.length > maxFileBytes) return { reason: 'too large' };
+  if (bytes.subarray(0, BINARY_SNIFF_BYTES).includes(0)) return { reason: 'binary' };
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return { reason: 'not UTF-8' };
+  }
+  // TextDecoder already drops one leading BOM; this covers a decoder configured otherwise.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  text = text.replace(/\r\n?/g, '\n');
+  if (text.length === 0) return { reason: 'empty' };
+  return { text };
+}
+
+export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus {
+  const maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+  if (!(maxFileBytes >= 0)) {
+    throw new Error(`corpus: maxFileBytes must be a non-negative number, got ${maxFileBytes}`);
+  }
+  const documents: CorpusDocument[] = [];
+  const skipped: SkippedFile[] = [];
+  // A file named explicitly and also reached through its directory must not be trained on twice.
+  const seen = new Set<string>();
+  let chars = 0;
+
+  const considerFile = (file: string, stat: fs.Stats): void => {
+    const key = path.resolve(file);
+    if (seen.has(key)) return;
+    seen.add(key);
+    const result = readTextFile(file, stat.size, maxFileBytes);
+    if ('reason' in result) {
+      skipped.push({ path: file, reason: result.reason });
+    } else {
+      documents.push({ path: file, text: result.text });
+      chars += codePointLength(result.text);
+    }
+  };
+
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      skipped.push({ path: dir, reason: 'unreadable' });
+      return;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!SKIPPED_DIRS.has(entry.name)) walk(full);
+      } else if (entry.isFile()) {
+        let stat: fs.Stats;
+        try {
+          stat = fs.lstatSync(full);
+        } catch {
+          skipped.push({ path: full, reason: 'unreadable' });
+          continue;
+        }
+        considerFile(full, stat);
+      } else if (entry.isSymbolicLink()) {
+        // Symlinked files are fine, but symlinked directories are never followed: that is what
+        // rules out cycles without having to track visited inodes.
+        let stat: fs.Stats;
+        try {
+          stat = fs.statSync(full);
+        } catch {
+          skipped.push({ path: full, reason: 'unreadable' });
+          continue;
+        }
+        if (stat.isFile()) considerFile(full, stat);
+      }
+      // Sockets, FIFOs and devices found while walking are not documents; reading a FIFO would
+      // even block forever.
+    }
+  };
+
+  for (const given of paths) {
+    let stat: fs.Stats;
+    try {
+      // stat, not lstat: a path the user typed is followed even if it is a symlink.
+      stat = fs.statSync(given);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        throw new Error(`corpus: no such file or directory: ${given}`);
+      }
+      skipped.push({ path: given, reason: 'unreadable' });
+      continue;
+    }
+    if (stat.isDirectory()) {
+      walk(given);
+    } else if (stat.isFile()) {
+      considerFile(given, stat);
+    } else {
+      skipped.push({ path: given, reason: 'unreadable' });
+    }
+  }
+
+  return { documents, skipped, chars };
+}
+
+const REASON_ORDER: SkipReason[] = ['binary', 'not UTF-8', 'too large', 'unreadable', 'empty'];
+const NAMES_PER_REASON = 3;
+
+/** One line for the user, e.g. "skipped 3 files: 2 binary (a.png, b.pdf), 1 too large (big.log)". */
+export function describeSkipped(skipped: SkippedFile[]): string | undefined {
+  if (skipped.length === 0) return undefined;
+  const groups: string[] = [];
+  for (const reason of REASON_ORDER) {
+    const names = skipped.filter((s) => s.reason === reason).map((s) => path.basename(s.path) || s.path);
+    if (names.length === 0) continue;
+    const shown = names.slice(0, NAMES_PER_REASON);
+    if (names.length > NAMES_PER_REASON) shown.push('…');
+    groups.push(`${names.length} ${reason} (${shown.join(', ')})`);
+  }
+  const noun = skipped.length === 1 ? 'file' : 'files';
+  return `skipped ${skipped.length} ${noun}: ${groups.join(', ')}`;
+}
+
+// FNV-1a over UTF-16 units: a stable, dependency-free hash, so the held-out files depend only on
+// their names and not on the order the filesystem happened to list them in.
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+const DOCUMENT_SEPARATOR = '\n\n';
+// Holding out a file that would make validation the majority of the data would starve training.
+const MAX_HELD_OUT_SHARE = 0.5;
+
+function percent(fraction: number): string {
+  return `${Number((fraction * 100).toPrecision(3))}%`;
+}
+
+/** Head/tail split of one text at floor(n * (1 - fraction)) code points. */
+function tailSplit(text: string, validationFraction: number): { head: string; tail: string } {
+  const n = codePointLength(text);
+  let cut = Math.floor(n * (1 - validationFraction));
+  // Keep both sides non-empty when possible, so a tiny file still yields some validation text.
+  if (n >= 2) cut = Math.min(Math.max(cut, 1), n - 1);
+  const offset = codePointOffset(text, cut);
+  return { head: text.slice(0, offset), tail: text.slice(offset) };
+}
+
+export function splitCorpus(
+  corpus: Corpus,
+  validationFraction: number,
+): { train: string; validation: string; how: string } {
+  if (!(validationFraction > 0 && validationFraction < 1)) {
+    throw new Error(`corpus: validation fraction must be between 0 and 1 (exclusive), got ${validationFraction}`);
+  }
+  const docs = corpus.documents;
+  if (docs.length === 0) throw new Error('corpus: no documents to split');
+
+  if (docs.length === 1) {
+    const { head, tail } = tailSplit(docs[0].text, validationFraction);
+    return { train: head, validation: tail, how: `last ${percent(validationFraction)} of ${docs[0].path}` };
+  }
+
+  // Whole files are held out so validation measures how well the model generalises to a note it
+  // has never seen, rather than to the continuation of one it has.
+  const lengths = docs.map((d) => codePointLength(d.text));
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const order = docs
+    .map((d, i) => ({ i, h: fnv1a(d.path) }))
+    .sort((a, b) => a.h - b.h || (docs[a.i].path < docs[b.i].path ? -1 : docs[a.i].path > docs[b.i].path ? 1 : a.i - b.i));
+  const target = validationFraction * total;
+  const heldOut = new Set<number>();
+  let held = 0;
+  for (const { i } of order) {
+    if (held >= target || heldOut.size >= docs.length - 1) break;
+    // A file too big to hold out is passed over rather than ending the search, so one large
+    // file early in hash order does not force the weaker tail split on everything.
+    if (held + lengths[i] > MAX_HELD_OUT_SHARE * total) continue;
+    heldOut.add(i);
+    held += lengths[i];
+  }
+
+  if (total > 0 && held >= target) {
+    const train = docs.filter((_, i) => !heldOut.has(i)).map((d) => d.text);
+    const validation = docs.filter((_, i) => heldOut.has(i)).map((d) => d.text);
+    return {
+      train: train.join(DOCUMENT_SEPARATOR),
+      validation: validation.join(DOCUMENT_SEPARATOR),
+      how: `${heldOut.size} of ${docs.length} files held out (${percent(held / total)} of ${total} chars)`,
+    };
+  }
+
+  const heads: string[] = [];
+  const tails: string[] = [];
+  for (const d of docs) {
+    const { head, tail } = tailSplit(d.text, validationFraction);
+    if (head) heads.push(head);
+    if (tail) tails.push(tail);
+  }
+  return {
+    train: heads.join(DOCUMENT_SEPARATOR),
+    validation: tails.join(DOCUMENT_SEPARATOR),
+    how: `last ${percent(validationFraction)} of each of ${docs.length} files (no whole-file hold-out fits)`,
+  };
+}
+
+const DEFAULT_SOURCE_DIRS = ['model', 'server', 'client', 'scripts'];
+
+/** The project's own docs and sources, used as a corpus when the user names none. */
+export function defaultCorpusPaths(packageRoot: string): string[] {
+  const out: string[] = [];
+  const readme = path.join(packageRoot, 'README.md');
+  if (isFile(readme)) out.push(readme);
+  const walk = (dir: string): void => {
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of entries) {
+      if (entry.name.startsWith('.')) continue;
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        if (!SKIPPED_DIRS.has(entry.name)) walk(full);
+      } else if (entry.isFile() && /\.(md|ts)$/.test(entry.name)) {
+        out.push(full);
+      }
+    }
+  };
+  for (const sub of DEFAULT_SOURCE_DIRS) walk(path.join(packageRoot, sub));
+  return out;
+}
+
+function isFile(p: string): boolean {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,292 @@
+// Embedding → stacked LSTM → softmax, with a hand-written backward pass.
+//
+// tfjs autodiff and tfjs-layers step through time op by op and compute weight gradients once per
+// timestep. Writing the backward pass out lets every weight gradient (and the non-recurrent input
+// projection) be one large matmul over all timesteps, which is where XNNPACK is fast; only the
+// recurrent h·Wh product and the cell's elementwise math stay inside the time loop.
+import * as tf from '@tensorflow/tfjs';
+import { hasCellKernels, lstmCellBackward, lstmCellForward } from './kernels';
+
+export interface NetworkConfig {
+  vocabSize: number;
+  embed: number;
+  hidden: number;
+  layers: number;
+}
+
+// A type alias rather than an interface, so tf.tidy accepts it as a tensor container.
+export type LstmState = {
+  h: tf.Tensor2D[];
+  c: tf.Tensor2D[];
+};
+
+/** Parameter names and shapes, in file order; shared by the initialiser, the saver and the loader. */
+export function parameterShapes(config: NetworkConfig): Array<[string, number[]]> {
+  const { vocabSize, embed, hidden, layers } = config;
+  const shapes: Array<[string, number[]]> = [['embedding', [vocabSize, embed]]];
+  for (let l = 0; l < layers; l++) {
+    shapes.push([`lstm${l}/wx`, [l === 0 ? embed : hidden, 4 * hidden]]);
+    shapes.push([`lstm${l}/wh`, [hidden, 4 * hidden]]);
+    shapes.push([`lstm${l}/b`, [4 * hidden]]);
+  }
+  shapes.push(['output/w', [hidden, vocabSize]]);
+  shapes.push(['output/b', [vocabSize]]);
+  return shapes;
+}
+
+export type Parameters = Map<string, tf.Variable>;
+
+/**
+ * Small uniform weights as in char-rnn, and forget-gate bias 1 so the cell remembers from the
+ * start. (tfjs-layers' orthogonal initialiser takes minutes on the cpu backend.)
+ */
+export function initialParameters(config: NetworkConfig, seed: number): Parameters {
+  const params: Parameters = new Map();
+  const H = config.hidden;
+  parameterShapes(config).forEach(([name, shape], i) => {
+    const value = tf.tidy(() => {
+      if (name.endsWith('/b') && name.startsWith('lstm')) {
+        const bias = new Float32Array(4 * H);
+        bias.fill(1, H, 2 * H); // gate order is [input, forget, output, cell]
+        return tf.tensor1d(bias);
+      }
+      if (name === 'output/b') return tf.zeros(shape);
+      const fanIn = shape[0];
+      const scale = name === 'embedding' ? 0.1 : 1 / Math.sqrt(fanIn);
+      return tf.randomUniform(shape, -scale, scale, 'float32', seed + i);
+    });
+    // Unnamed: tfjs variable names are process-global, and several models may be loaded at once.
+    params.set(name, tf.variable(value, true));
+  });
+  return params;
+}
+
+export function zeroState(config: NetworkConfig, batch: number): LstmState {
+  const zeros = () => Array.from({ length: config.layers }, () => tf.zeros([batch, config.hidden]) as tf.Tensor2D);
+  return { h: zeros(), c: zeros() };
+}
+
+export function disposeState(state: LstmState): void {
+  tf.dispose([...state.h, ...state.c]);
+}
+
+/** Reorders [batch, time] ids to time-major, so each timestep's rows are one contiguous slice. */
+function timeMajor(ids: Int32Array, batch: number, steps: number): Int32Array {
+  const out = new Int32Array(ids.length);
+  for (let b = 0; b < batch; b++) for (let t = 0; t < steps; t++) out[t * batch + b] = ids[b * steps + t];
+  return out;
+}
+
+interface CellTrace {
+  acts: tf.Tensor2D;
+  cPrev: tf.Tensor2D;
+  tanhC: tf.Tensor2D;
+}
+
+export interface StepResult {
+  loss: number;
+  gradients: Map<string, tf.Tensor>;
+  state: LstmState;
+}
+
+export class CharLstm {
+  constructor(readonly config: NetworkConfig, readonly params: Parameters) {}
+
+  private p(name: string): tf.Variable {
+    return this.params.get(name)!;
+  }
+
+  /** Input-to-gate table for layer 0: the embedding and wx fused, so layer 0 needs no input matmul. */
+  private inputTable(): tf.Tensor2D {
+    return tf.add(tf.matMul(this.p('embedding'), this.p('lstm0/wx')), this.p('lstm0/b'));
+  }
+
+  /**
+   * Runs one layer over all timesteps given its input projection [T*B, 4H] (time-major). With
+   * fusedKernels the cell is one kernel per step; otherwise plain tfjs ops, which autodiff can
+   * differentiate and every backend runs.
+   */
+  private runLayer(l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, fusedKernels: boolean, trace?: CellTrace[]) {
+    const H = this.config.hidden;
+    const B = h0.shape[0];
+    const wh = this.p(`lstm${l}/wh`);
+    const hs: tf.Tensor2D[] = [];
+    let h = h0;
+    let c = c0;
+    for (let t = 0; t < steps; t++) {
+      const cPrev = c;
+      if (fusedKernels) {
+        const cell = lstmCellForward(tf.matMul(h, wh) as tf.Tensor2D, xProj, t * B, c);
+        ({ c, h } = cell);
+        trace?.push({ acts: cell.acts, cPrev, tanhC: cell.tanhC });
+      } else {
+        const z = tf.add(tf.matMul(h, wh), tf.slice(xProj, [t * B, 0], [B, 4 * H])) as tf.Tensor2D;
+        const [i, f, o] = tf.split(tf.sigmoid(tf.slice(z, [0, 0], [B, 3 * H])), 3, 1) as tf.Tensor2D[];
+        const g = tf.tanh(tf.slice(z, [0, 3 * H], [B, H])) as tf.Tensor2D;
+        c = tf.add(tf.mul(f, c), tf.mul(i, g));
+        h = tf.mul(o, tf.tanh(c));
+      }
+      hs.push(h);
+    }
+    return { hs, h, c };
+  }
+
+  /**
+   * One truncated-BPTT step. inputs/targets are [batch, steps] row-major. The returned state is
+   * the carried LSTM state (no gradient flows into it, as in char-rnn).
+   */
+  trainStep(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): StepResult {
+    if (!hasCellKernels()) return this.trainStepByAutodiff(inputs, targets, batch, steps, state, dropout, seed);
+    const { layers, hidden: H, vocabSize: V } = this.config;
+    const N = batch * steps;
+    const idsTM = timeMajor(inputs, batch, steps);
+    const targetsTM = timeMajor(targets, batch, steps);
+    const result = tf.tidy(() => {
+      const ids = tf.tensor1d(idsTM, 'int32');
+      const table = this.inputTable();
+      let xProj = tf.gather(table, ids) as tf.Tensor2D;
+      const layerInputs: tf.Tensor2D[] = [];
+      const masks: Array<tf.Tensor2D | undefined> = [];
+      const traces: CellTrace[][] = [];
+      const hPrevAll: tf.Tensor2D[] = [];
+      const finalH: tf.Tensor2D[] = [];
+      const finalC: tf.Tensor2D[] = [];
+      let top!: tf.Tensor2D;
+      for (let l = 0; l < layers; l++) {
+        const trace: CellTrace[] = [];
+        const { hs, h, c } = this.runLayer(l, xProj, state.h[l], state.c[l], steps, true, trace);
+        traces.push(trace);
+        finalH.push(h);
+        finalC.push(c);
+        const hSeq = tf.concat(hs, 0);
+        hPrevAll.push(tf.concat([state.h[l], ...hs.slice(0, -1)], 0));
+        const mask = dropout > 0 ? dropoutMask([N, H], dropout, seed + l) : undefined;
+        masks.push(mask);
+        const dropped = (mask ? tf.mul(hSeq, mask) : hSeq) as tf.Tensor2D;
+        if (l + 1 < layers) {
+          layerInputs.push(dropped);
+          xProj = tf.add(tf.matMul(dropped, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
+        } else {
+          top = dropped;
+        }
+      }
+      const logits = tf.add(tf.matMul(top, this.p('output/w')), this.p('output/b'));
+      const targetIds = tf.tensor1d(targetsTM, 'int32');
+      const oneHotTargets = tf.oneHot(targetIds, V).asType('float32');
+      const logProbs = tf.logSoftmax(logits);
+      const loss = tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHotTargets), 1)));
+
+      // A plain object, because tidy only keeps tensors it can find in arrays and objects.
+      const grads: Record<string, tf.Tensor> = {};
+      const dLogits = tf.div(tf.sub(tf.exp(logProbs), oneHotTargets), N);
+      grads['output/w'] = tf.matMul(top, dLogits, true, false);
+      grads['output/b'] = tf.sum(dLogits, 0);
+      let dH = tf.matMul(dLogits, this.p('output/w'), false, true);
+      for (let l = layers - 1; l >= 0; l--) {
+        if (masks[l]) dH = tf.mul(dH, masks[l]!);
+        const dZ = this.backwardLayer(l, dH as tf.Tensor2D, traces[l], batch, steps);
+        grads[`lstm${l}/wh`] = tf.matMul(hPrevAll[l], dZ, true, false);
+        if (l > 0) {
+          grads[`lstm${l}/wx`] = tf.matMul(layerInputs[l - 1], dZ, true, false);
+          grads[`lstm${l}/b`] = tf.sum(dZ, 0);
+          dH = tf.matMul(dZ, this.p(`lstm${l}/wx`), false, true);
+        } else {
+          const dTable = tf.unsortedSegmentSum(dZ, ids, V);
+          grads['lstm0/b'] = tf.sum(dTable, 0);
+          grads['lstm0/wx'] = tf.matMul(this.p('embedding'), dTable, true, false);
+          grads['embedding'] = tf.matMul(dTable, this.p('lstm0/wx'), false, true);
+        }
+      }
+      return { loss, grads, finalH, finalC };
+    });
+    const loss = result.loss.dataSync()[0];
+    result.loss.dispose();
+    return { loss, gradients: new Map(Object.entries(result.grads)), state: { h: result.finalH, c: result.finalC } };
+  }
+
+  private backwardLayer(l: number, dH: tf.Tensor2D, trace: CellTrace[], batch: number, steps: number): tf.Tensor2D {
+    // Transposed once here rather than by every per-step matmul.
+    const whT = tf.transpose(this.p(`lstm${l}/wh`)) as tf.Tensor2D;
+    const dZs: tf.Tensor2D[] = new Array(steps);
+    let dhNext = tf.zeros([batch, this.config.hidden]) as tf.Tensor2D;
+    let dcNext = dhNext;
+    for (let t = steps - 1; t >= 0; t--) {
+      const { acts, cPrev, tanhC } = trace[t];
+      const { dZ, dcPrev } = lstmCellBackward(dH, t * batch, dhNext, dcNext, acts, cPrev, tanhC);
+      dZs[t] = dZ;
+      dcNext = dcPrev;
+      dhNext = tf.matMul(dZ, whT) as tf.Tensor2D;
+    }
+    return tf.concat(dZs, 0);
+  }
+
+  /** The generic training step for backends without the fused kernels (native TensorFlow). */
+  private trainStepByAutodiff(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): StepResult {
+    let next!: LstmState;
+    const ids = [...this.params.keys()];
+    const { value, grads } = tf.variableGrads(() => {
+      const out = this.lossTensor(inputs, targets, batch, steps, state, dropout, seed);
+      next = { h: out.state.h.map((t) => tf.keep(t)), c: out.state.c.map((t) => tf.keep(t)) };
+      return out.loss;
+    }, [...this.params.values()]);
+    const loss = value.dataSync()[0];
+    value.dispose();
+    const gradients = new Map<string, tf.Tensor>(ids.map((name) => [name, grads[this.params.get(name)!.name]]));
+    return { loss, gradients, state: next };
+  }
+
+  /** Mean cross-entropy in nats over a [batch, steps] window, carrying state, without dropout. */
+  evaluate(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): { loss: number; state: LstmState } {
+    const out = tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, hasCellKernels()));
+    const loss = out.loss.dataSync()[0];
+    out.loss.dispose();
+    return { loss, state: out.state };
+  }
+
+  /**
+   * The forward pass to a mean loss. Without fusedKernels it uses differentiable tfjs ops only,
+   * which is how the generic training step and the gradient test use it.
+   */
+  lossTensor(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout = 0, seed = 0, fusedKernels = false): { loss: tf.Scalar; state: LstmState } {
+    const N = batch * steps;
+    const { layers } = this.config;
+    let xProj = tf.gather(this.inputTable(), tf.tensor1d(timeMajor(inputs, batch, steps), 'int32')) as tf.Tensor2D;
+    const h: tf.Tensor2D[] = [];
+    const c: tf.Tensor2D[] = [];
+    let top!: tf.Tensor2D;
+    for (let l = 0; l < layers; l++) {
+      const out = this.runLayer(l, xProj, state.h[l], state.c[l], steps, fusedKernels);
+      h.push(out.h);
+      c.push(out.c);
+      let hSeq = tf.concat(out.hs, 0) as tf.Tensor2D;
+      if (dropout > 0) hSeq = tf.mul(hSeq, dropoutMask([N, this.config.hidden], dropout, seed + l));
+      if (l + 1 < layers) xProj = tf.add(tf.matMul(hSeq, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
+      else top = hSeq;
+    }
+    const logProbs = tf.logSoftmax(tf.add(tf.matMul(top, this.p('output/w')), this.p('output/b')));
+    const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
+    return { loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar, state: { h, c } };
+  }
+
+  /** One inference step for a batch of single characters: returns logits [batch, vocab]. */
+  step(ids: Int32Array, state: LstmState): { logits: tf.Tensor2D; state: LstmState } {
+    return tf.tidy(() => {
+      let x = tf.gather(this.inputTable(), tf.tensor1d(ids, 'int32')) as tf.Tensor2D;
+      const h: tf.Tensor2D[] = [];
+      const c: tf.Tensor2D[] = [];
+      for (let l = 0; l < this.config.layers; l++) {
+        const out = this.runLayer(l, x, state.h[l], state.c[l], 1, hasCellKernels());
+        h.push(out.h);
+        c.push(out.c);
+        if (l + 1 < this.config.layers) x = tf.add(tf.matMul(out.h, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
+      }
+      const logits = tf.add(tf.matMul(h[h.length - 1], this.p('output/w')), this.p('output/b')) as tf.Tensor2D;
+      return { logits, state: { h, c } };
+    });
+  }
+}
+
+/** Inverted dropout: kept units are scaled by 1/(1-rate) so evaluation needs no rescaling. */
+function dropoutMask(shape: [number, number], rate: number, seed: number): tf.Tensor2D {
+  return tf.tidy(() => tf.div(tf.cast(tf.greaterEqual(tf.randomUniform(shape, 0, 1, 'float32', seed), rate), 'float32'), 1 - rate));
+}

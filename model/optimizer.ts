@@ -1,0 +1,52 @@
+// Adam with global-norm gradient clipping. Written out rather than tf.train.adam so the learning
+// rate can follow a schedule step by step and the moments can be saved for --resume.
+import * as tf from '@tensorflow/tfjs';
+import type { Parameters } from './network';
+
+export interface AdamSettings {
+  beta1: number;
+  beta2: number;
+  epsilon: number;
+  clipNorm: number;
+}
+
+export const ADAM_DEFAULTS: AdamSettings = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clipNorm: 5 };
+
+export class Adam {
+  step = 0;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(private readonly params: Parameters, private readonly settings: AdamSettings = ADAM_DEFAULTS) {
+    for (const [name, p] of params) {
+      this.m.set(name, tf.variable(tf.zerosLike(p), false));
+      this.v.set(name, tf.variable(tf.zerosLike(p), false));
+    }
+  }
+
+  /** Applies one update and returns the gradient norm before clipping. Disposes the gradients. */
+  apply(gradients: Map<string, tf.Tensor>, learningRate: number): number {
+    const { beta1, beta2, epsilon, clipNorm } = this.settings;
+    this.step++;
+    const norm = tf.tidy(() => tf.sqrt(tf.addN([...gradients.values()].map((g) => tf.sum(tf.square(g)))))).dataSync()[0];
+    const clip = norm > clipNorm ? clipNorm / norm : 1;
+    // Bias correction folded into the step size, as in the Adam paper's efficient form.
+    const stepSize = (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step);
+    tf.tidy(() => {
+      for (const [name, p] of this.params) {
+        const g = clip === 1 ? gradients.get(name)! : tf.mul(gradients.get(name)!, clip);
+        const m = this.m.get(name)!;
+        const v = this.v.get(name)!;
+        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
+        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
+        p.assign(tf.sub(p, tf.mul(tf.div(m, tf.add(tf.sqrt(v), epsilon)), stepSize)));
+      }
+    });
+    tf.dispose([...gradients.values()]);
+    return norm;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.m.values(), ...this.v.values()]);
+  }
+}

@@ -1,0 +1,114 @@
+// Character vocabulary for the LSTM. Entries are Unicode code points rather than UTF-16 units so
+// that an emoji or a rare CJK character is one prediction step, and sampling can never emit
+// half of a surrogate pair.
+
+/** The unknown-character symbol; always id 0 so that out-of-vocabulary input has a fixed slot. */
+export const UNKNOWN = '\uFFFD';
+
+function isSingleCodePoint(s: string): boolean {
+  if (s.length === 0 || s.length > 2) return false;
+  const cp = s.codePointAt(0) as number;
+  return s.length === (cp > 0xffff ? 2 : 1);
+}
+
+function byCodePoint(a: string, b: string): number {
+  return (a.codePointAt(0) as number) - (b.codePointAt(0) as number);
+}
+
+export class Vocabulary {
+  readonly chars: string[];
+  private readonly ids: Map<string, number>;
+
+  // Private so every instance has passed the invariants checked in fromJSON / built by fromText.
+  private constructor(chars: string[]) {
+    // Frozen because ids is derived from chars; mutating one would silently desynchronise them.
+    this.chars = Object.freeze(chars.slice()) as string[];
+    this.ids = new Map(this.chars.map((c, i) => [c, i]));
+  }
+
+  get size(): number {
+    return this.chars.length;
+  }
+
+  static fromText(text: string, maxSize: number): Vocabulary {
+    if (!Number.isInteger(maxSize) || maxSize < 2) {
+      throw new Error(`vocabulary: maxSize must be an integer >= 2, got ${maxSize}`);
+    }
+    const counts = new Map<string, number>();
+    for (const c of text) {
+      // UNKNOWN already owns id 0; counting it would waste a slot on a duplicate.
+      if (c === UNKNOWN) continue;
+      counts.set(c, (counts.get(c) ?? 0) + 1);
+    }
+    if (counts.size === 0) {
+      throw new Error('vocabulary: cannot build a vocabulary from text with no characters');
+    }
+    const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || byCodePoint(a[0], b[0]));
+    const kept = ranked.slice(0, maxSize - 1).map(([c]) => c);
+    // Re-sorting by code point makes ids independent of exact frequencies, so two corpora with
+    // the same character set produce the same ids.
+    kept.sort(byCodePoint);
+    return new Vocabulary([UNKNOWN, ...kept]);
+  }
+
+  encode(text: string): Int32Array {
+    // text.length is an upper bound on the code point count, which avoids a counting pass.
+    const out = new Int32Array(text.length);
+    let n = 0;
+    for (const c of text) out[n++] = this.ids.get(c) ?? 0;
+    return n === out.length ? out : out.slice(0, n);
+  }
+
+  decode(ids: ArrayLike<number>): string {
+    const parts: string[] = new Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      const c = this.chars[id];
+      // An id outside the table means the model and vocabulary disagree; failing loudly beats
+      // quietly showing replacement characters as a completion.
+      if (c === undefined || !Number.isInteger(id)) {
+        throw new RangeError(`vocabulary: id ${id} is out of range for a vocabulary of size ${this.size}`);
+      }
+      parts[i] = c;
+    }
+    return parts.join('');
+  }
+
+  id(char: string): number {
+    return this.ids.get(char) ?? 0;
+  }
+
+  toJSON(): { chars: string[] } {
+    return { chars: this.chars.slice() };
+  }
+
+  static fromJSON(json: unknown): Vocabulary {
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      throw new Error('vocabulary: expected an object with a "chars" array');
+    }
+    const chars = (json as { chars?: unknown }).chars;
+    if (!Array.isArray(chars)) {
+      throw new Error('vocabulary: "chars" must be an array of strings');
+    }
+    if (chars.length < 2) {
+      throw new Error(`vocabulary: needs at least 2 entries (UNKNOWN plus one character), got ${chars.length}`);
+    }
+    const seen = new Set<string>();
+    chars.forEach((c: unknown, i: number) => {
+      if (typeof c !== 'string') {
+        throw new Error(`vocabulary: entry ${i} is not a string`);
+      }
+      if (!isSingleCodePoint(c)) {
+        throw new Error(`vocabulary: entry ${i} (${JSON.stringify(c)}) is not exactly one code point`);
+      }
+      if (seen.has(c)) {
+        throw new Error(`vocabulary: entry ${i} (${JSON.stringify(c)}) is a duplicate`);
+      }
+      seen.add(c);
+    });
+    if (chars[0] !== UNKNOWN) {
+      throw new Error(`vocabulary: entry 0 must be the unknown symbol U+FFFD, got ${JSON.stringify(chars[0])}`);
+    }
+    return new Vocabulary(chars as string[]);
+  }
+}

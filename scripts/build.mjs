@@ -1,0 +1,44 @@
+// Bundles every entry point with esbuild and copies the wasm binaries next to the bundles,
+// because tfjs-backend-wasm locates them relative to the running script.
+import { build } from 'esbuild';
+import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const dist = join(root, 'dist');
+rmSync(dist, { recursive: true, force: true });
+mkdirSync(dist, { recursive: true });
+
+const entryPoints = {
+  train: 'scripts/train.ts',
+  bench: 'scripts/bench.ts',
+};
+for (const file of readdirSync(join(root, 'test'))) {
+  if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;
+}
+for (const [name, path] of Object.entries(entryPoints)) {
+  if (!existsSync(join(root, path))) delete entryPoints[name];
+}
+
+await build({
+  absWorkingDir: root,
+  entryPoints,
+  outdir: dist,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  // Native TensorFlow bindings are optional and loaded at run time when present.
+  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
+});
+
+const wasmDir = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
+for (const file of readdirSync(wasmDir)) {
+  if (file.endsWith('.wasm')) {
+    cpSync(join(wasmDir, file), join(dist, file));
+    mkdirSync(join(dist, 'test'), { recursive: true });
+    cpSync(join(wasmDir, file), join(dist, 'test', file));
+  }
+}

@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { UNKNOWN, Vocabulary } from '../model/vocab';
+
+const SAMPLE = '你好，世界 🎉👩‍💻 café';
+
+test('vocabulary round-trips CJK, emoji and accented text by code point', () => {
+  const vocab = Vocabulary.fromText(SAMPLE, 1000);
+  const ids = vocab.encode(SAMPLE);
+  assert.equal(ids.length, [...SAMPLE].length);
+  assert.notEqual(ids.length, SAMPLE.length, 'sample must contain astral code points to be meaningful');
+  assert.ok(!ids.includes(0), 'every character of the training text is in the vocabulary');
+  assert.equal(vocab.decode(ids), SAMPLE);
+  assert.equal(vocab.chars[0], UNKNOWN);
+  for (const c of vocab.chars) assert.equal([...c].length, 1, `entry ${JSON.stringify(c)} is one code point`);
+  assert.ok(vocab.chars.includes('🎉'));
+  assert.ok(vocab.chars.includes('💻'));
+  assert.ok(vocab.chars.includes('\u200d'), 'the zero-width joiner inside 👩‍💻 is its own entry');
+  assert.equal(vocab.size, new Set(SAMPLE).size + 1);
+});
+
+test('unknown characters map to 0 and decode to UNKNOWN', () => {
+  const vocab = Vocabulary.fromText('abc', 10);
+  const ids = vocab.encode('aXb😀');
+  assert.deepEqual([...ids], [vocab.id('a'), 0, vocab.id('b'), 0]);
+  assert.equal(vocab.id('X'), 0);
+  assert.equal(vocab.id('ab'), 0);
+  assert.equal(vocab.decode(ids), `a${UNKNOWN}b${UNKNOWN}`);
+  assert.throws(() => vocab.decode([vocab.size]), /vocabulary: /);
+  assert.throws(() => vocab.decode([-1]), /vocabulary: /);
+});
+
+test('fromText keeps the most frequent characters, ties by code point, ids sorted by code point', () => {
+  // z is most frequent; b and c tie and b wins on code point; a is rarest.
+  const vocab = Vocabulary.fromText('zzzz' + 'ccc' + 'bbb' + 'a', 3);
+  assert.deepEqual(vocab.chars, [UNKNOWN, 'b', 'z']);
+  assert.equal(vocab.size, 3);
+  assert.equal(vocab.encode('a')[0], 0);
+  // UNKNOWN in the text must not take a second slot.
+  const withReplacement = Vocabulary.fromText(`${UNKNOWN}${UNKNOWN}${UNKNOWN}xy`, 10);
+  assert.deepEqual(withReplacement.chars, [UNKNOWN, 'x', 'y']);
+  assert.equal(Vocabulary.fromText('bca', 10).id('a'), 1);
+  assert.throws(() => Vocabulary.fromText('abc', 1), /^Error: vocabulary: /);
+  assert.throws(() => Vocabulary.fromText('', 10), /^Error: vocabulary: /);
+});
+
+test('toJSON / fromJSON round-trip', () => {
+  const vocab = Vocabulary.fromText(SAMPLE, 1000);
+  const copy = Vocabulary.fromJSON(JSON.parse(JSON.stringify(vocab)));
+  assert.deepEqual(copy.chars, vocab.chars);
+  assert.deepEqual([...copy.encode(SAMPLE)], [...vocab.encode(SAMPLE)]);
+});
+
+test('fromJSON rejects malformed input with a "vocabulary: " message', () => {
+  const bad: unknown[] = [
+    null,
+    'abc',
+    42,
+    [UNKNOWN, 'a'],
+    {},
+    { chars: 'abc' },
+    { chars: [UNKNOWN] },
+    { chars: [UNKNOWN, 7] },
+    { chars: [UNKNOWN, 'ab'] },
+    { chars: [UNKNOWN, ''] },
+    { chars: [UNKNOWN, 'a', 'a'] },
+    { chars: ['a', UNKNOWN] },
+    { chars: ['a', 'b'] },
+  ];
+  for (const json of bad) {
+    assert.throws(
+      () => Vocabulary.fromJSON(json),
+      (err: unknown) => err instanceof Error && err.message.startsWith('vocabulary: '),
+      `should reject ${JSON.stringify(json)}`,
+    );
+  }
+  assert.equal(Vocabulary.fromJSON({ chars: [UNKNOWN, '🎉'] }).size, 2);
+});
