@@ -5,34 +5,14 @@
 // projection) be one large matmul over all timesteps, which is where XNNPACK is fast; only the
 // recurrent h·Wh product and the cell's elementwise math stay inside the time loop.
 import * as tf from '@tensorflow/tfjs';
+import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from './kernels';
-
-export interface NetworkConfig {
-  vocabSize: number;
-  embed: number;
-  hidden: number;
-  layers: number;
-}
 
 // A type alias rather than an interface, so tf.tidy accepts it as a tensor container.
 export type LstmState = {
   h: tf.Tensor2D[];
   c: tf.Tensor2D[];
 };
-
-/** Parameter names and shapes, in file order; shared by the initialiser, the saver and the loader. */
-export function parameterShapes(config: NetworkConfig): Array<[string, number[]]> {
-  const { vocabSize, embed, hidden, layers } = config;
-  const shapes: Array<[string, number[]]> = [['embedding', [vocabSize, embed]]];
-  for (let l = 0; l < layers; l++) {
-    shapes.push([`lstm${l}/wx`, [l === 0 ? embed : hidden, 4 * hidden]]);
-    shapes.push([`lstm${l}/wh`, [hidden, 4 * hidden]]);
-    shapes.push([`lstm${l}/b`, [4 * hidden]]);
-  }
-  shapes.push(['output/w', [hidden, vocabSize]]);
-  shapes.push(['output/b', [vocabSize]]);
-  return shapes;
-}
 
 export type Parameters = Map<string, tf.Variable>;
 
@@ -59,6 +39,30 @@ export function initialParameters(config: NetworkConfig, seed: number): Paramete
     params.set(name, tf.variable(value, true));
   });
   return params;
+}
+
+/** Variables holding the given weights, e.g. from a saved model. */
+export function parametersFromWeights(config: NetworkConfig, weights: Map<string, Float32Array>): Parameters {
+  const params: Parameters = new Map();
+  for (const [name, shape] of parameterShapes(config)) {
+    const values = weights.get(name);
+    if (!values) throw new Error(`network: missing weights for ${name}`);
+    params.set(name, tf.variable(tf.tensor(values, shape, 'float32'), true));
+  }
+  return params;
+}
+
+/** A copy of the current weights, for saving or for keeping the best checkpoint in memory. */
+export function readWeights(params: Parameters): Map<string, Float32Array> {
+  return new Map([...params].map(([name, v]) => [name, v.dataSync() as Float32Array]));
+}
+
+export function assignWeights(params: Parameters, weights: Map<string, Float32Array>): void {
+  for (const [name, v] of params) v.assign(tf.tensor(weights.get(name)!, v.shape, 'float32'));
+}
+
+export function disposeParameters(params: Parameters): void {
+  tf.dispose([...params.values()]);
 }
 
 export function zeroState(config: NetworkConfig, batch: number): LstmState {
@@ -290,3 +294,4 @@ export class CharLstm {
 function dropoutMask(shape: [number, number], rate: number, seed: number): tf.Tensor2D {
   return tf.tidy(() => tf.div(tf.cast(tf.greaterEqual(tf.randomUniform(shape, 0, 1, 'float32', seed), rate), 'float32'), 1 - rate));
 }
+

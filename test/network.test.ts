@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { CharLstm, initialParameters, zeroState, NetworkConfig } from '../model/network';
+import { NetworkConfig } from '../model/architecture';
+import { CharLstm, initialParameters, zeroState } from '../model/network';
 import { selectBackend } from '../model/backend';
 
 const config: NetworkConfig = { vocabSize: 7, embed: 5, hidden: 6, layers: 2 };

@@ -1,0 +1,35 @@
+// Every default of the trainer in one place, as nanoGPT keeps them at the top of train.py.
+// Chosen for a time budget on 2 CPU cores: a 2×256 LSTM is the size at which a few minutes of
+// wasm training still reach a useful loss, and the learning rate is high because runs are short.
+export const TRAIN_DEFAULTS = {
+  layers: 2,
+  hidden: 256,
+  embed: 64,
+  seq: 64,
+  batch: 64,
+  lr: 3e-3,
+  /** The cosine schedule ends at this fraction of lr. */
+  lrFloor: 0.05,
+  /** Linear warm-up over this many steps protects Adam's first updates. */
+  warmupSteps: 20,
+  dropout: 0.1,
+  clipNorm: 5,
+  seed: 1,
+  maxVocab: 512,
+  validationFraction: 0.1,
+  /** The embedded default corpus trains this long when no budget is given. */
+  defaultCorpusMinutes: 3,
+  /** A user's corpus gets about this many epochs, within the bounds below, before early stopping. */
+  targetEpochs: 10,
+  minMinutes: 2,
+  maxMinutes: 30,
+  /** Assumed speed for turning epochs into minutes before anything is measured. */
+  expectedCharsPerSecond: 4000,
+  /** Periodic validation uses at most this many chars so it stays a small share of the budget; the final figure uses all of it. */
+  periodicValidationChars: 32_768,
+  evaluationsPerRun: 20,
+  /** Stop early after this many evaluations without improvement. */
+  patience: 5,
+  sampleChars: 300,
+  sampleTemperature: 0.8,
+} as const;

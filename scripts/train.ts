@@ -1,0 +1,112 @@
+// npm run train -- [PATH ...] [flags]: learns a char-LSTM from notes and saves it for the server.
+import { resolve, join } from 'node:path';
+import { BACKEND_CHOICES, BackendChoice } from '../model/backend';
+import { TRAIN_DEFAULTS } from '../model/defaults';
+import { defaultModelDir } from '../model/paths';
+import { Progress, train, TrainInputError } from '../model/train';
+import { numberFlag, parse, runMain, UsageError } from './cli';
+
+const D = TRAIN_DEFAULTS;
+const USAGE = `usage: npm run train -- [PATH ...] [options]
+
+PATH                files or folders of notes (default: the embedded default corpus)
+--out DIR           where to write the model (default: ${defaultModelDir()})
+--minutes N         time budget            --epochs N      epoch budget (one or the other)
+--layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
+--lr X (${D.lr})  --dropout X (${D.dropout})  --seed N (${D.seed})
+--backend auto|tensorflow|wasm|cpu (auto)
+--resume            continue training the model in --out
+--json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parse(process.argv.slice(2), {
+    out: { type: 'string' }, minutes: { type: 'string' }, epochs: { type: 'string' },
+    layers: { type: 'string' }, hidden: { type: 'string' }, embed: { type: 'string' }, seq: { type: 'string' },
+    batch: { type: 'string' }, lr: { type: 'string' }, dropout: { type: 'string' }, seed: { type: 'string' },
+    backend: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  }, USAGE);
+  if (values.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
+  if (values.minutes !== undefined && values.epochs !== undefined) throw new UsageError(`give --minutes or --epochs, not both\n\n${USAGE}`);
+  const backend = (values.backend ?? 'auto') as BackendChoice;
+  if (!BACKEND_CHOICES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"\n\n${USAGE}`);
+
+  const json = values.json === true;
+  // With --json, stdout carries only the final JSON line; everything for people goes to stderr.
+  const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
+  const bar = progressPrinter(json ? process.stderr : process.stdout);
+  let interrupts = 0;
+  process.on('SIGINT', () => {
+    if (++interrupts > 1) process.exit(130);
+    bar.clear();
+    say('Interrupted: finishing the step, saving the best model, then exiting (Ctrl-C again to quit now; the last saved model stays intact).');
+  });
+
+  const result = await train({
+    paths: positionals.map((p) => resolve(String(p))),
+    packageRoot: join(__dirname, '..'),
+    out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
+    minutes: flag('minutes', 0.01, 10_000, false),
+    epochs: flag('epochs', 0.01, 100_000, false),
+    layers: flag('layers', 1, 16, true) ?? D.layers,
+    hidden: flag('hidden', 1, 8192, true) ?? D.hidden,
+    embed: flag('embed', 1, 8192, true) ?? D.embed,
+    seq: flag('seq', 1, 100_000, true) ?? D.seq,
+    batch: flag('batch', 1, 100_000, true) ?? D.batch,
+    lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+    dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
+    seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
+    backend,
+    resume: values.resume === true,
+  }, { info: (line) => { bar.clear(); say(line); }, progress: bar.update }, () => interrupts > 0);
+  bar.clear();
+
+  const bpc = result.validationBpc === null ? 'n/a (validation set too small)' : `${result.validationBpc.toFixed(3)} bits/char (${result.validationNats!.toFixed(3)} nats)`;
+  say(`Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`);
+  say(`Validation: ${bpc}`);
+  say(`Model saved to ${result.model}`);
+  say(`\nSample:\n${result.sample}\n`);
+  if (json) {
+    process.stdout.write(JSON.stringify({
+      model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats, chars_per_s: Math.round(result.charsPerSecond),
+      backend: result.backend, steps: result.steps, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
+    }) + '\n');
+  }
+}
+
+/** A one-line bar redrawn in place on a terminal; plain lines every 10 seconds otherwise. */
+function progressPrinter(stream: NodeJS.WriteStream) {
+  const tty = stream.isTTY === true;
+  let lastPlain = 0;
+  let drawn = false;
+  const describe = (p: Progress) =>
+    `${Math.round(p.charsPerSecond).toLocaleString('en-US')} chars/s  loss ${p.loss.toFixed(3)}  val ${p.validationBpc === null ? '–' : p.validationBpc.toFixed(3) + ' bpc'}  epoch ${p.epoch}  ETA ${formatDuration(p.etaSeconds)}`;
+  return {
+    update(p: Progress) {
+      if (tty) {
+        const width = 24;
+        const filled = Math.round(p.fraction * width);
+        stream.write(`\r\x1b[2K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}%  ${describe(p)}`);
+        drawn = true;
+      } else if (performance.now() - lastPlain > 10_000) {
+        lastPlain = performance.now();
+        stream.write(`${Math.floor(p.fraction * 100)}%  ${describe(p)}\n`);
+      }
+    },
+    clear() {
+      if (drawn) stream.write('\r\x1b[2K');
+      drawn = false;
+    },
+  };
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '–';
+  const s = Math.round(seconds);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+runMain(main, [TrainInputError]);
