@@ -4,9 +4,11 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { existsSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
+import { prepareWasmThreads } from './wasm-threads';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -67,18 +69,40 @@ async function tryWasm(notes: string[]): Promise<BackendSelection | undefined> {
   try {
     const wasmDir = locateWasmBinaries();
     setWasmPaths(wasmDir.endsWith('/') ? wasmDir : wasmDir + '/');
-    if (!(await tf.setBackend('wasm'))) {
+    const threads = wasmThreadsWanted();
+    let threadNote = 'single-threaded';
+    let started = false;
+    if (threads > 1) {
+      const restore = prepareWasmThreads(wasmDir);
+      setThreadsCount(threads);
+      started = await tf.setBackend('wasm').catch(() => false);
+      restore();
+      if (started) {
+        threadNote = `${getThreadsCount()} threads`;
+      } else {
+        tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
+        threadNote = 'single-threaded: the threaded build failed to start';
+      }
+    }
+    if (!started && !(await tf.setBackend('wasm'))) {
       notes.push('wasm backend failed to initialise');
       return undefined;
     }
     await tf.ready();
     registerWasmMatMulFix();
     registerWasmUnsortedSegmentSum();
-    return { name: 'wasm', reason: `native TensorFlow unavailable, using WebAssembly SIMD (XNNPACK)` };
+    return { name: 'wasm', reason: `native TensorFlow unavailable; WebAssembly SIMD with XNNPACK, ${threadNote}` };
   } catch (error) {
     notes.push(`wasm failed: ${firstLine(error)}`);
     return undefined;
   }
+}
+
+/** One XNNPACK thread per core (up to 4); CHAR_COMPLETE_WASM_THREADS overrides, 1 turns threads off. */
+function wasmThreadsWanted(): number {
+  const asked = Number(process.env.CHAR_COMPLETE_WASM_THREADS);
+  if (Number.isInteger(asked) && asked >= 1) return asked;
+  return Math.min(4, cpus().length);
 }
 
 /** The .wasm files sit next to the bundle after a build, or in node_modules when run from source. */

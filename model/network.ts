@@ -32,7 +32,9 @@ export function initialParameters(config: NetworkConfig, seed: number): Paramete
       }
       if (name === 'output/b') return tf.zeros(shape);
       const fanIn = shape[0];
-      const scale = name === 'embedding' ? 0.1 : 1 / Math.sqrt(fanIn);
+      // Embeddings start at unit scale, as nn.Embedding's do: smaller ones starve layer 0 of input
+      // signal and training sits at the unigram loss for its first hundred steps.
+      const scale = name === 'embedding' ? 1 : 1 / Math.sqrt(fanIn);
       return tf.randomUniform(shape, -scale, scale, 'float32', seed + i);
     });
     // Unnamed: tfjs variable names are process-global, and several models may be loaded at once.

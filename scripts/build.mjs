@@ -34,11 +34,12 @@ await build({
   external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
 });
 
-const wasmDir = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/dist');
-for (const file of readdirSync(wasmDir)) {
-  if (file.endsWith('.wasm')) {
-    cpSync(join(wasmDir, file), join(dist, file));
-    mkdirSync(join(dist, 'test'), { recursive: true });
-    cpSync(join(wasmDir, file), join(dist, 'test', file));
+// The threaded build's emscripten scripts are loaded by worker threads as files (model/wasm-threads.ts).
+const wasmOut = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/wasm-out');
+mkdirSync(join(dist, 'test'), { recursive: true });
+for (const file of readdirSync(wasmOut)) {
+  if (file.endsWith('.wasm') || file.startsWith('tfjs-backend-wasm-threaded-simd.')) {
+    cpSync(join(wasmOut, file), join(dist, file));
+    cpSync(join(wasmOut, file), join(dist, 'test', file));
   }
 }
