@@ -1,58 +1,57 @@
-// The LSTM cell's elementwise math as single fused kernels. On wasm every tfjs op is a dispatch
+// The LSTM cell's elementwise math as fused kernels. On wasm every tfjs op is a dispatch
 // plus, for slices, a copy of the whole input tensor; a timestep needs a dozen of them. These run
 // the cell in one pass over memory views of the tensors, on the wasm and cpu backends.
 import * as tf from '@tensorflow/tfjs';
 import { registerKernel, getKernel, TensorInfo, NamedAttrMap } from '@tensorflow/tfjs';
 
-const POW2 = Float64Array.from({ length: 256 }, (_, n) => 2 ** (n - 128));
-
-/** exp by range reduction and a degree-7 polynomial: ~2x faster than Math.exp, error < 1e-8. */
-function fastExp(x: number): number {
-  if (x > 80) x = 80;
-  else if (x < -80) x = -80;
-  const n = Math.round(x * 1.4426950408889634);
-  const r = x - n * 0.6931471805599453;
-  const p = 1 + r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r / 5040))))));
-  return p * POW2[n + 128];
-}
-
-export function sigmoid(x: number): number {
-  return 1 / (1 + fastExp(-x));
-}
-
-export function tanh(x: number): number {
-  const e = fastExp(2 * x);
-  return (e - 1) / (e + 1);
-}
-
 /**
- * One timestep for a batch. z = recurrent[b] + inputProjection[row + b], gates ordered
- * [input, forget, output, cell]. acts receives the activated gates; c, tanhC and h the new state.
+ * The forward cell is split around tfjs's sigmoid, which is vectorised, because JS has no SIMD and
+ * exp dominates a scalar loop. tanh is written as 2σ(2x) − 1 so that one sigmoid serves all gates:
+ *   gatePreactivations → sigmoid → cellState → sigmoid → cellOutput.
  */
-export function cellForward(
-  hidden: number, batch: number,
-  recurrent: Float32Array, inputProjection: Float32Array, row: number, cPrev: Float32Array,
-  acts: Float32Array, c: Float32Array, tanhC: Float32Array, h: Float32Array,
-): void {
+
+/** pre = recurrent[b] + inputProjection[row + b], with the cell-input (g) columns doubled. */
+export function gatePreactivations(hidden: number, batch: number, recurrent: Float32Array, inputProjection: Float32Array, row: number, pre: Float32Array): void {
+  const width = 4 * hidden;
+  for (let b = 0; b < batch; b++) {
+    const zo = b * width;
+    const xo = (row + b) * width;
+    for (let k = 0; k < 3 * hidden; k++) pre[zo + k] = recurrent[zo + k] + inputProjection[xo + k];
+    for (let k = 3 * hidden; k < width; k++) pre[zo + k] = 2 * (recurrent[zo + k] + inputProjection[xo + k]);
+  }
+}
+
+/** From σ(pre): acts = [i, f, o, g], c = f·cPrev + i·g, and 2c for the next sigmoid. */
+export function cellState(hidden: number, batch: number, sig: Float32Array, cPrev: Float32Array, acts: Float32Array, c: Float32Array, twoC: Float32Array): void {
   const H = hidden;
   for (let b = 0; b < batch; b++) {
     const zo = b * 4 * H;
-    const xo = (row + b) * 4 * H;
     const so = b * H;
     for (let k = 0; k < H; k++) {
-      const i = sigmoid(recurrent[zo + k] + inputProjection[xo + k]);
-      const f = sigmoid(recurrent[zo + H + k] + inputProjection[xo + H + k]);
-      const o = sigmoid(recurrent[zo + 2 * H + k] + inputProjection[xo + 2 * H + k]);
-      const g = tanh(recurrent[zo + 3 * H + k] + inputProjection[xo + 3 * H + k]);
+      const i = sig[zo + k];
+      const f = sig[zo + H + k];
+      const g = 2 * sig[zo + 3 * H + k] - 1;
       acts[zo + k] = i;
       acts[zo + H + k] = f;
-      acts[zo + 2 * H + k] = o;
+      acts[zo + 2 * H + k] = sig[zo + 2 * H + k];
       acts[zo + 3 * H + k] = g;
       const cell = f * cPrev[so + k] + i * g;
-      const t = tanh(cell);
       c[so + k] = cell;
+      twoC[so + k] = 2 * cell;
+    }
+  }
+}
+
+/** From σ(2c): tanhC = 2σ(2c) − 1 and h = o·tanhC. */
+export function cellOutput(hidden: number, batch: number, sigTwoC: Float32Array, acts: Float32Array, tanhC: Float32Array, h: Float32Array): void {
+  const H = hidden;
+  for (let b = 0; b < batch; b++) {
+    const zo = b * 4 * H;
+    const so = b * H;
+    for (let k = 0; k < H; k++) {
+      const t = 2 * sigTwoC[so + k] - 1;
       tanhC[so + k] = t;
-      h[so + k] = o * t;
+      h[so + k] = acts[zo + 2 * H + k] * t;
     }
   }
 }
@@ -126,17 +125,40 @@ const memoryAccess: Record<string, MemoryAccess> = {
 
 function registerForBackend(backendName: string): void {
   const memory = memoryAccess[backendName];
-  if (!memory || getKernel('LstmCellForward', backendName)) return;
+  if (!memory || getKernel('LstmCellBackward', backendName)) return;
   registerKernel({
-    kernelName: 'LstmCellForward',
+    kernelName: 'LstmGatePreactivations',
     backendName,
     kernelFunc: ({ inputs, backend, attrs }) => {
-      const { recurrent, inputProjection, cPrev } = inputs as Record<string, TensorInfo>;
+      const { recurrent, inputProjection } = inputs as Record<string, TensorInfo>;
+      const [batch, width] = recurrent.shape;
+      const out = memory.allocate(backend, [[batch, width]]);
+      const [pre] = out.views();
+      gatePreactivations(width / 4, batch, memory.view(backend, recurrent), memory.view(backend, inputProjection), (attrs as { row: number }).row, pre);
+      return out.infos;
+    },
+  });
+  registerKernel({
+    kernelName: 'LstmCellState',
+    backendName,
+    kernelFunc: ({ inputs, backend }) => {
+      const { sig, cPrev } = inputs as Record<string, TensorInfo>;
       const [batch, H] = cPrev.shape;
-      const out = memory.allocate(backend, [[batch, 4 * H], [batch, H], [batch, H], [batch, H]]);
-      const [acts, c, tanhC, h] = out.views();
-      cellForward(H, batch, memory.view(backend, recurrent), memory.view(backend, inputProjection), (attrs as { row: number }).row,
-        memory.view(backend, cPrev), acts, c, tanhC, h);
+      const out = memory.allocate(backend, [[batch, 4 * H], [batch, H], [batch, H]]);
+      const [acts, c, twoC] = out.views();
+      cellState(H, batch, memory.view(backend, sig), memory.view(backend, cPrev), acts, c, twoC);
+      return out.infos;
+    },
+  });
+  registerKernel({
+    kernelName: 'LstmCellOutput',
+    backendName,
+    kernelFunc: ({ inputs, backend }) => {
+      const { sigTwoC, acts } = inputs as Record<string, TensorInfo>;
+      const [batch, H] = sigTwoC.shape;
+      const out = memory.allocate(backend, [[batch, H], [batch, H]]);
+      const [tanhC, h] = out.views();
+      cellOutput(H, batch, memory.view(backend, sigTwoC), memory.view(backend, acts), tanhC, h);
       return out.infos;
     },
   });
@@ -159,11 +181,19 @@ function registerForBackend(backendName: string): void {
 export function hasCellKernels(): boolean {
   const name = tf.getBackend();
   registerForBackend(name);
-  return getKernel('LstmCellForward', name) !== undefined;
+  return getKernel('LstmCellBackward', name) !== undefined;
 }
 
+/** One timestep: z = recurrent + inputProjection[row..row+batch]; returns the gates and new state. */
 export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D) {
-  const [acts, c, tanhC, h] = tf.engine().runKernel('LstmCellForward', { recurrent, inputProjection, cPrev }, { row } as unknown as NamedAttrMap) as tf.Tensor2D[];
+  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}) => tf.engine().runKernel(name, inputs, attrs as NamedAttrMap) as tf.Tensor2D[];
+  const [pre] = run('LstmGatePreactivations', { recurrent, inputProjection }, { row });
+  const sig = tf.sigmoid(pre);
+  const [acts, c, twoC] = run('LstmCellState', { sig, cPrev });
+  const sigTwoC = tf.sigmoid(twoC);
+  const [tanhC, h] = run('LstmCellOutput', { sigTwoC, acts });
+  // Freed now rather than at the end of the enclosing tidy, which may span a whole sequence.
+  tf.dispose([pre, sig, twoC, sigTwoC]);
   return { acts, c, tanhC, h };
 }
 

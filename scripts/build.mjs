@@ -40,6 +40,6 @@ mkdirSync(join(dist, 'test'), { recursive: true });
 for (const file of readdirSync(wasmOut)) {
   if (file.endsWith('.wasm') || file.startsWith('tfjs-backend-wasm-threaded-simd.')) {
     cpSync(join(wasmOut, file), join(dist, file));
-    cpSync(join(wasmOut, file), join(dist, 'test', file));
+    if (file.endsWith('.wasm')) cpSync(join(wasmOut, file), join(dist, 'test', file));
   }
 }

@@ -71,8 +71,8 @@ test('save and load give identical predictions', async () => {
   }
 });
 
-function runTrainer(args: string[]) {
-  return spawnSync(process.execPath, [TRAINER, ...args], { encoding: 'utf8', timeout: 120_000 });
+function runTrainer(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  return spawnSync(process.execPath, [TRAINER, ...args], { encoding: 'utf8', timeout: 120_000, env });
 }
 
 test('the trainer exits with code 2 and a clear message when no file is usable', () => {
@@ -134,4 +134,21 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
   assert.equal(second.status, 0, second.stderr);
   assert.match(second.stderr, /Resuming/);
   assert.ok(loadModel(out).metadata.trainedChars > trainedBefore, 'resumed training adds to the trained chars');
+});
+
+test('multi-threaded wasm starts, computes the same model as one thread, and the process exits', () => {
+  // The unit tests run single-threaded (live XNNPACK workers keep a process alive), so the
+  // threaded path is checked here through the trainer, which exits explicitly.
+  const dir = tempDir();
+  writeFileSync(join(dir, 'notes.md'), REPETITIVE);
+  const flags = [join(dir, 'notes.md'), '--epochs', '1', '--layers', '1', '--hidden', '32', '--embed', '8', '--seq', '16', '--batch', '8', '--dropout', '0', '--json'];
+  const threaded = runTrainer([...flags, '--out', join(dir, 'threaded')], { ...process.env, CHAR_COMPLETE_WASM_THREADS: '2' });
+  const single = runTrainer([...flags, '--out', join(dir, 'single')], { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' });
+  assert.equal(threaded.status, 0, threaded.stderr);
+  assert.equal(single.status, 0, single.stderr);
+  assert.match(threaded.stderr, /XNNPACK, 2 threads/);
+  assert.match(single.stderr, /single-threaded/);
+  const a = JSON.parse(threaded.stdout.trim().split('\n').pop()!);
+  const b = JSON.parse(single.stdout.trim().split('\n').pop()!);
+  assert.ok(Math.abs(a.val_nats - b.val_nats) < 1e-3 * b.val_nats, `threaded ${a.val_nats} vs single ${b.val_nats}`);
 });
