@@ -63,10 +63,6 @@ export function assignWeights(params: Parameters, weights: Map<string, Float32Ar
   for (const [name, v] of params) v.assign(tf.tensor(weights.get(name)!, v.shape, 'float32'));
 }
 
-export function disposeParameters(params: Parameters): void {
-  tf.dispose([...params.values()]);
-}
-
 export function zeroState(config: NetworkConfig, batch: number): LstmState {
   const zeros = () => Array.from({ length: config.layers }, () => tf.zeros([batch, config.hidden]) as tf.Tensor2D);
   return { h: zeros(), c: zeros() };
@@ -96,7 +92,20 @@ export interface StepResult {
 }
 
 export class CharLstm {
+  /** Set by freeze() when the weights will not change again, as in a language server. */
+  private frozenTable?: tf.Tensor2D;
+
   constructor(readonly config: NetworkConfig, readonly params: Parameters) {}
+
+  /** Precomputes the layer-0 input table for inference; training must not follow. */
+  freeze(): void {
+    this.frozenTable ??= tf.keep(this.inputTable());
+  }
+
+  dispose(): void {
+    this.frozenTable?.dispose();
+    tf.dispose([...this.params.values()]);
+  }
 
   private p(name: string): tf.Variable {
     return this.params.get(name)!;
@@ -277,7 +286,7 @@ export class CharLstm {
   /** One inference step for a batch of single characters: returns logits [batch, vocab]. */
   step(ids: Int32Array, state: LstmState): { logits: tf.Tensor2D; state: LstmState } {
     return tf.tidy(() => {
-      let x = tf.gather(this.inputTable(), tf.tensor1d(ids, 'int32')) as tf.Tensor2D;
+      let x = tf.gather(this.frozenTable ?? this.inputTable(), tf.tensor1d(ids, 'int32')) as tf.Tensor2D;
       const h: tf.Tensor2D[] = [];
       const c: tf.Tensor2D[] = [];
       for (let l = 0; l < this.config.layers; l++) {

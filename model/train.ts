@@ -234,7 +234,7 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
 
   const sample = generate(model, vocabulary, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
   optimizer.dispose();
-  tf.dispose([...params.values()]);
+  model.dispose();
   return {
     model: options.out,
     validationNats: finalNats,

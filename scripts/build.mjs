@@ -12,6 +12,7 @@ mkdirSync(dist, { recursive: true });
 const entryPoints = {
   train: 'scripts/train.ts',
   bench: 'scripts/bench.ts',
+  server: 'server/server.ts',
 };
 for (const file of readdirSync(join(root, 'test'))) {
   if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;

@@ -1,0 +1,103 @@
+// Drives the real language server process over stdio with JSON-RPC, as an editor would. Used by
+// the eval and bench scripts and by the server tests.
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createMessageConnection, MessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+
+export interface LspSessionOptions {
+  serverPath?: string;
+  initializationOptions?: Record<string, unknown>;
+  /** What the server gets back for workspace/configuration; undefined means the client lacks it. */
+  configuration?: () => unknown;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Range { start: { line: number; character: number }; end: { line: number; character: number } }
+
+export class LspSession {
+  readonly process: ChildProcess;
+  readonly connection: MessageConnection;
+  readonly messages: Array<{ type: number; message: string }> = [];
+  readonly logs: string[] = [];
+  readonly statuses: Array<Record<string, unknown>> = [];
+  stderr = '';
+  private versions = new Map<string, number>();
+
+  constructor(private readonly options: LspSessionOptions = {}) {
+    const serverPath = options.serverPath ?? join(__dirname, '..', 'server.js');
+    this.process = spawn(process.execPath, [serverPath, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    this.process.stderr!.on('data', (chunk) => (this.stderr += chunk));
+    this.connection = createMessageConnection(new StreamMessageReader(this.process.stdout!), new StreamMessageWriter(this.process.stdin!));
+    this.connection.onNotification('window/showMessage', (p: { type: number; message: string }) => void this.messages.push(p));
+    this.connection.onNotification('window/logMessage', (p: { message: string }) => void this.logs.push(p.message));
+    this.connection.onNotification('charComplete/status', (p: Record<string, unknown>) => void this.statuses.push(p));
+    this.connection.onRequest('workspace/configuration', (p: { items: unknown[] }) => p.items.map(() => options.configuration?.() ?? {}));
+    this.connection.onRequest('client/registerCapability', () => null);
+    this.connection.onRequest('window/showMessageRequest', () => null);
+    this.connection.listen();
+  }
+
+  async initialize(): Promise<{ capabilities: Record<string, unknown> }> {
+    const result = await this.connection.sendRequest('initialize', {
+      processId: process.pid,
+      rootUri: null,
+      capabilities: { workspace: { configuration: this.options.configuration !== undefined, didChangeConfiguration: { dynamicRegistration: true } } },
+      initializationOptions: this.options.initializationOptions,
+    });
+    await this.connection.sendNotification('initialized', {});
+    return result as { capabilities: Record<string, unknown> };
+  }
+
+  open(uri: string, text: string, languageId = 'markdown'): Promise<void> {
+    this.versions.set(uri, 1);
+    return this.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId, version: 1, text } });
+  }
+
+  /** An incremental change: replaces range with text. */
+  change(uri: string, range: Range, text: string): Promise<void> {
+    const version = (this.versions.get(uri) ?? 0) + 1;
+    this.versions.set(uri, version);
+    return this.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ range, text }] });
+  }
+
+  close(uri: string): Promise<void> {
+    return this.connection.sendNotification('textDocument/didClose', { textDocument: { uri } });
+  }
+
+  async inline(uri: string, line: number, character: number): Promise<string | undefined> {
+    const items = (await this.connection.sendRequest('textDocument/inlineCompletion', {
+      textDocument: { uri }, position: { line, character }, context: { triggerKind: 2 },
+    })) as Array<{ insertText: string }> | null;
+    return items && items.length > 0 ? items[0].insertText : undefined;
+  }
+
+  async completion(uri: string, line: number, character: number): Promise<Array<{ label: string; textEdit?: { newText: string } }>> {
+    const result = (await this.connection.sendRequest('textDocument/completion', { textDocument: { uri }, position: { line, character } })) as
+      | Array<{ label: string }> | { items: Array<{ label: string }> } | null;
+    return Array.isArray(result) ? result : result?.items ?? [];
+  }
+
+  changeConfiguration(): Promise<void> {
+    return this.connection.sendNotification('workspace/didChangeConfiguration', { settings: { charComplete: this.options.configuration?.() ?? {} } });
+  }
+
+  /** Resident memory of the server process in bytes (Linux). */
+  rss(): number {
+    const status = readFileSync(`/proc/${this.process.pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+  }
+
+  async shutdown(): Promise<number | null> {
+    const exited = new Promise<number | null>((resolve) => this.process.once('exit', (code) => resolve(code)));
+    try {
+      await this.connection.sendRequest('shutdown');
+      await this.connection.sendNotification('exit');
+    } catch {
+      this.process.kill();
+    }
+    const code = await exited;
+    this.connection.dispose();
+    return code;
+  }
+}

@@ -1,0 +1,188 @@
+// The language server: documents in, completions out. Start it with `node dist/server.js --stdio`
+// (or --node-ipc, as the VS Code client does).
+import {
+  CompletionItem, CompletionItemKind, createConnection, DidChangeConfigurationNotification, InlineCompletionItem,
+  Position, ProposedFeatures, TextDocuments, TextDocumentSyncKind, CancellationToken, MessageType, ShowMessageNotification,
+} from 'vscode-languageserver/node';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import { selectBackend } from '../model/backend';
+import { complete, Completion, DocumentStates } from '../model/inference';
+import { defaultModelDir } from '../model/paths';
+import { ModelHost } from './model-host';
+import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
+
+const connection = createConnection(ProposedFeatures.all);
+const documents = new TextDocuments(TextDocument);
+let settings: Settings = SETTINGS_DEFAULTS;
+let clientHasConfiguration = false;
+let toldToTrain = false;
+let lastLatencyMs: number | undefined;
+let backendName = 'not started';
+
+const log = (message: string) => connection.console.log(message);
+const host = new ModelHost(log, (error) => {
+  documentStates.clear();
+  if (error && !host.predictor && !toldToTrain) {
+    toldToTrain = true;
+    void connection.sendNotification(ShowMessageNotification.type, {
+      type: MessageType.Info,
+      message: `Char Complete has no model yet (${error}). Train one on your notes with: npm run train -- ~/notes`,
+    });
+  }
+  sendStatus();
+});
+
+/** Per-document model states, dropped with the document or when the model changes. */
+const documentStates = new Map<string, { generation: number; states: DocumentStates }>();
+/** The newest request per document; older ones return nothing when they get their turn. */
+const newestRequest = new Map<string, number>();
+let requestCounter = 0;
+
+function applySettings(raw: unknown): void {
+  const { settings: parsed, warnings } = parseSettings(raw);
+  for (const warning of warnings) {
+    log(warning);
+    void connection.sendNotification(ShowMessageNotification.type, { type: MessageType.Warning, message: `Char Complete: ${warning}` });
+  }
+  if (parsed.backend !== settings.backend && backendName !== 'not started') {
+    log(`charComplete.backend changed to ${parsed.backend}; it applies when the server restarts`);
+  }
+  settings = parsed;
+  const c = settings.completion;
+  log(`Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`);
+  host.use(settings.modelPath || defaultModelDir());
+}
+
+function sendStatus(): void {
+  void connection.sendNotification('charComplete/status', {
+    model: host.info?.dir ?? null,
+    description: host.info?.description ?? null,
+    backend: backendName,
+    latencyMs: lastLatencyMs ?? null,
+  });
+}
+
+connection.onInitialize(async (params) => {
+  clientHasConfiguration = params.capabilities.workspace?.configuration === true;
+  const initial = parseSettings((params.initializationOptions as Record<string, unknown> | undefined) ?? {});
+  const backend = await selectBackend(initial.settings.backend).catch(async (error: Error) => {
+    log(`${error.message}; falling back to automatic selection`);
+    return selectBackend('auto');
+  });
+  backendName = backend.name;
+  log(`Backend: ${backend.name} (${backend.reason})`);
+  applySettings(params.initializationOptions ?? {});
+  return {
+    capabilities: {
+      textDocumentSync: TextDocumentSyncKind.Incremental,
+      inlineCompletionProvider: true,
+      completionProvider: { resolveProvider: false },
+    },
+    serverInfo: { name: 'char-complete' },
+  };
+});
+
+connection.onInitialized(async () => {
+  if (!clientHasConfiguration) return;
+  void connection.client.register(DidChangeConfigurationNotification.type, { section: 'charComplete' });
+  await pullConfiguration();
+});
+
+async function pullConfiguration(): Promise<void> {
+  try {
+    const [section] = await connection.workspace.getConfiguration([{ section: 'charComplete' }]);
+    applySettings(section ?? {});
+  } catch (error) {
+    log(`could not read the charComplete settings: ${(error as Error).message}`);
+  }
+}
+
+connection.onDidChangeConfiguration(async (change) => {
+  if (clientHasConfiguration) await pullConfiguration();
+  else applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
+});
+
+documents.onDidClose((event) => {
+  documentStates.delete(event.document.uri);
+  newestRequest.delete(event.document.uri);
+});
+
+/**
+ * The completion at a position, or undefined. Waits one turn of the event loop first so that a
+ * newer request or a $/cancelRequest that is already queued wins.
+ */
+async function completionAt(uri: string, position: Position, token: CancellationToken): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
+  const id = ++requestCounter;
+  newestRequest.set(uri, id);
+  // A timer rather than setImmediate: the event loop reads pending input before timers fire
+  // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  const document = documents.get(uri);
+  const predictor = host.predictor;
+  const cancelled = () => token.isCancellationRequested || newestRequest.get(uri) !== id;
+  if (!document || !predictor || !settings || cancelled()) return undefined;
+  const started = performance.now();
+  const offset = document.offsetAt(position); // clamps positions outside the document
+  const text = document.getText();
+  let entry = documentStates.get(uri);
+  if (!entry || entry.generation !== host.generation) {
+    entry = { generation: host.generation, states: new DocumentStates(predictor) };
+    documentStates.set(uri, entry);
+  }
+  const snapshot = entry.states.at(text, offset, cancelled);
+  if (!snapshot) return undefined;
+  const completion = complete(predictor, snapshot, settings.completion, cancelled);
+  lastLatencyMs = performance.now() - started;
+  sendStatus();
+  if (!completion) return undefined;
+  // Nothing to offer when the text after the cursor already says it.
+  const lineEnd = text.indexOf('\n', offset);
+  const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
+  if (after.startsWith(completion.text)) return undefined;
+  return { completion, document, offset };
+}
+
+connection.languages.inlineCompletion.on(async (params, token) => {
+  try {
+    const found = await completionAt(params.textDocument.uri, params.position, token);
+    if (!found) return [];
+    const position = found.document.positionAt(found.offset);
+    return [InlineCompletionItem.create(found.completion.text, undefined, { start: position, end: position })];
+  } catch (error) {
+    log(`inline completion failed: ${(error as Error).stack ?? error}`);
+    return [];
+  }
+});
+
+const WORD_BEFORE = /[\p{L}\p{N}_'’-]*$/u;
+
+connection.onCompletion(async (params, token) => {
+  try {
+    const found = await completionAt(params.textDocument.uri, params.position, token);
+    if (!found) return [];
+    const { document, offset, completion } = found;
+    // The item replaces the word being typed, so clients filter it against what was typed.
+    const lineStart = document.offsetAt({ line: document.positionAt(offset).line, character: 0 });
+    const word = WORD_BEFORE.exec(document.getText().slice(lineStart, offset))![0];
+    const start = document.positionAt(offset - word.length);
+    const item: CompletionItem = {
+      label: word + completion.text,
+      kind: CompletionItemKind.Text,
+      detail: `char-complete, confidence ${(completion.confidence * 100).toFixed(0)}%`,
+      textEdit: { range: { start, end: document.positionAt(offset) }, newText: word + completion.text },
+      sortText: '0',
+    };
+    return [item];
+  } catch (error) {
+    log(`completion failed: ${(error as Error).stack ?? error}`);
+    return [];
+  }
+});
+
+connection.onShutdown(() => host.dispose());
+// Live wasm worker threads would keep the process alive after `exit`.
+connection.onExit(() => process.exit(0));
+process.on('uncaughtException', (error) => log(`unexpected error: ${error.stack ?? error}`));
+
+documents.listen(connection);
+connection.listen();

@@ -1,0 +1,63 @@
+// The `charComplete` settings: read from workspace/configuration or initializationOptions, with
+// every bad value clamped or replaced by its default and reported, never thrown.
+import { BACKEND_CHOICES, BackendChoice } from '../model/backend';
+import { COMPLETION_DEFAULTS, CompletionOptions, Mode, StopAt } from '../model/inference';
+
+export interface Settings {
+  completion: CompletionOptions;
+  modelPath: string;
+  backend: BackendChoice;
+}
+
+export const SETTINGS_DEFAULTS: Settings = { completion: COMPLETION_DEFAULTS, modelPath: '', backend: 'auto' };
+
+const NUMBER_RANGES = {
+  temperature: [0.05, 2, false],
+  beamWidth: [1, 16, true],
+  maxChars: [1, 256, true],
+  minConfidence: [0, 1, false],
+  topK: [0, 1000, true],
+  topP: [0, 1, false],
+  seed: [0, 2 ** 31 - 1, true],
+} as const;
+
+export function parseSettings(raw: unknown): { settings: Settings; warnings: string[] } {
+  const warnings: string[] = [];
+  const input = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
+  if (raw !== undefined && raw !== null && input !== raw) warnings.push(`charComplete settings must be an object; using defaults`);
+  const completion: CompletionOptions = { ...COMPLETION_DEFAULTS };
+
+  const choice = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
+    const value = input[key];
+    if (value === undefined || value === null) return fallback;
+    if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
+    warnings.push(`charComplete.${key} must be one of ${allowed.join(', ')}; got ${JSON.stringify(value)}, using ${fallback}`);
+    return fallback;
+  };
+  completion.mode = choice<Mode>('mode', ['beam', 'sample'], completion.mode);
+  completion.stopAt = choice<StopAt>('stopAt', ['word', 'line', 'none'], completion.stopAt);
+  const backend = choice<BackendChoice>('backend', BACKEND_CHOICES, 'auto');
+
+  for (const [key, [min, max, integer]] of Object.entries(NUMBER_RANGES)) {
+    const value = input[key];
+    if (value === undefined || value === null) continue;
+    const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+    if (!Number.isFinite(n)) {
+      warnings.push(`charComplete.${key} must be a number; got ${JSON.stringify(value)}, using ${completion[key as keyof typeof NUMBER_RANGES]}`);
+      continue;
+    }
+    let v = integer ? Math.round(n) : n;
+    if (v < min || v > max) {
+      v = Math.min(max, Math.max(min, v));
+      warnings.push(`charComplete.${key} must be from ${min} to ${max}; ${n} was clamped to ${v}`);
+    }
+    (completion as unknown as Record<string, number>)[key] = v;
+  }
+
+  let modelPath = '';
+  if (input.modelPath !== undefined && input.modelPath !== null) {
+    if (typeof input.modelPath === 'string') modelPath = input.modelPath.trim();
+    else warnings.push(`charComplete.modelPath must be a string; got ${JSON.stringify(input.modelPath)}, using the default location`);
+  }
+  return { settings: { completion, modelPath, backend }, warnings };
+}

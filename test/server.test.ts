@@ -1,0 +1,184 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { LspSession } from '../scripts/lsp-session';
+
+const LINE = 'the quick brown fox jumps over the lazy dog.\n';
+const URI = 'file:///notes/fox.md';
+let root: string;
+let modelDir: string;
+
+before(() => {
+  // A small model that has learnt one sentence by heart.
+  root = mkdtempSync(join(tmpdir(), 'char-complete-server-'));
+  writeFileSync(join(root, 'notes.md'), LINE.repeat(400));
+  modelDir = join(root, 'model');
+  const run = spawnSync(process.execPath, [join(__dirname, '..', 'train.js'), join(root, 'notes.md'), '--out', modelDir,
+    '--epochs', '6', '--layers', '1', '--hidden', '48', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01', '--dropout', '0'],
+  { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  assert.equal(run.status, 0, run.stderr);
+});
+
+let sessions: LspSession[] = [];
+after(async () => {
+  for (const s of sessions) if (s.process.exitCode === null) s.process.kill();
+});
+
+function start(settings: Record<string, unknown> = {}, withConfiguration = false): LspSession {
+  let current = { modelPath: modelDir, ...settings };
+  const session = new LspSession({
+    initializationOptions: current,
+    configuration: withConfiguration ? () => current : undefined,
+    env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
+  });
+  (session as unknown as { set: (s: Record<string, unknown>) => void }).set = (s) => (current = { ...current, ...s });
+  sessions.push(session);
+  return session;
+}
+
+const until = async (check: () => Promise<boolean> | boolean, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+};
+
+test('initialize, open, incremental change, inline and list completions', async () => {
+  const s = start();
+  const init = await s.initialize();
+  assert.equal(init.capabilities.inlineCompletionProvider, true);
+  assert.ok(init.capabilities.completionProvider);
+  await s.open(URI, 'the quick');
+  await s.change(URI, { start: { line: 0, character: 9 }, end: { line: 0, character: 9 } }, ' br');
+  assert.equal(await s.inline(URI, 0, 12), 'own');
+  const items = await s.completion(URI, 0, 12);
+  assert.equal(items[0]?.label, 'brown');
+  assert.equal(items[0]?.textEdit?.newText, 'brown');
+  assert.equal(await s.shutdown(), 0);
+});
+
+test('a configuration change takes effect: beam is deterministic, sampling differs, minConfidence filters', async () => {
+  const s = start({}, true);
+  await s.initialize();
+  const text = LINE.repeat(3) + 'the ';
+  await s.open(URI, text);
+  const line = 3;
+  const first = await s.inline(URI, line, 4);
+  assert.equal(await s.inline(URI, line, 4), first, 'beam search repeats itself');
+  assert.equal(first, 'quick');
+
+  const setRaw = (s as unknown as { set: (x: Record<string, unknown>) => void }).set;
+  // Each change is pulled by the server asynchronously; wait until it logs the new settings.
+  const set = async (x: Record<string, unknown>) => {
+    setRaw(x);
+    const seen = s.logs.filter((l) => l.startsWith('Settings:')).length;
+    await s.changeConfiguration();
+    assert.ok(await until(() => s.logs.filter((l) => l.startsWith('Settings:')).length > seen), 'settings applied');
+  };
+  await set({ mode: 'sample', temperature: 2, topP: 1, stopAt: 'none', maxChars: 24, minConfidence: 0 });
+  const samples = new Set<string | undefined>();
+  for (let seed = 1; seed <= 4; seed++) {
+    await set({ seed });
+    samples.add(await s.inline(URI, line, 4));
+  }
+  assert.ok(s.logs.some((l) => l.includes('mode=sample') && l.includes('temperature=2')), 'the server received the temperature');
+  assert.ok(samples.size > 1 || !samples.has(first), `sampling at temperature 2 gave ${[...samples].join(' | ')}`);
+
+  await set({ mode: 'beam', minConfidence: 1, stopAt: 'word' });
+  assert.equal(await s.inline(URI, line, 4), undefined, 'minConfidence 1 filters everything');
+  await s.shutdown();
+});
+
+test('a newer request supersedes an older one, and $/cancelRequest is honoured', async () => {
+  const s = start();
+  await s.initialize();
+  await s.open(URI, 'the quick br');
+  const older = s.inline(URI, 0, 12);
+  const newer = s.inline(URI, 0, 12);
+  assert.equal(await older, undefined, 'the superseded request returns nothing');
+  assert.equal(await newer, 'own');
+
+  const source = new CancellationTokenSource();
+  const cancelled = s.connection.sendRequest('textDocument/inlineCompletion', {
+    textDocument: { uri: URI }, position: { line: 0, character: 12 }, context: { triggerKind: 2 },
+  }, source.token).then((items) => items, (error: { code?: number }) => error);
+  source.cancel();
+  const outcome = await cancelled as unknown;
+  const empty = Array.isArray(outcome) && outcome.length === 0;
+  const cancelError = (outcome as { code?: number })?.code === -32800;
+  assert.ok(empty || cancelError, `cancelled request gave ${JSON.stringify(outcome)}`);
+  await s.shutdown();
+});
+
+test('without a model the server answers with nothing, says how to train once, and hot-reloads a new model', async () => {
+  const emptyDir = join(root, 'later-model');
+  const s = start({ modelPath: emptyDir });
+  await s.initialize();
+  await s.open(URI, 'the quick br');
+  assert.equal(await s.inline(URI, 0, 12), undefined);
+  assert.ok(await until(() => s.messages.length > 0));
+  assert.match(s.messages[0].message, /npm run train/);
+  assert.equal(await s.inline(URI, 0, 12), undefined);
+  assert.equal(s.messages.length, 1, 'told once');
+
+  // Publish a model the way the trainer does: shard first, then model.json by rename.
+  mkdirSync(emptyDir, { recursive: true });
+  for (const file of readdirSync(modelDir)) if (file.endsWith('.bin')) cpSync(join(modelDir, file), join(emptyDir, file));
+  cpSync(join(modelDir, 'model.json'), join(emptyDir, 'model.json.tmp'));
+  renameSync(join(emptyDir, 'model.json.tmp'), join(emptyDir, 'model.json'));
+  assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === 'own'), 'the new model is picked up');
+  await s.shutdown();
+});
+
+test('malformed input never crashes the server', async () => {
+  const s = start({ beamWidth: 'lots', temperature: -5, mode: 42, maxChars: 1e9, stopAt: null, modelPath: modelDir });
+  await s.initialize();
+  assert.ok(await until(() => s.messages.some((m) => /charComplete\.mode/.test(m.message))), 'bad settings are reported');
+  assert.equal(await s.inline('file:///never/opened.md', 0, 0), undefined, 'unknown URI');
+  await s.open(URI, 'the quick br');
+  assert.equal(await s.inline(URI, 999, 999), 'own', 'a position past the end is clamped to the end');
+  const bad = await s.connection.sendRequest('textDocument/inlineCompletion', { nonsense: true }).then((r) => r, (e: Error) => e);
+  assert.ok(Array.isArray(bad) || bad instanceof Error);
+
+  const surrogates = 'note \ud83d and \ude00 then the quick br';
+  await s.open('file:///notes/odd.md', surrogates);
+  assert.equal(await s.inline('file:///notes/odd.md', 0, surrogates.length), 'own');
+
+  const huge = 'x'.repeat(1024 * 1024) + ' the quick br';
+  await s.open('file:///notes/huge.md', huge);
+  const t0 = performance.now();
+  assert.equal(await s.inline('file:///notes/huge.md', 0, huge.length), 'own');
+  assert.ok(performance.now() - t0 < 5000, 'a 1 MB line costs a bounded cold start');
+  assert.equal(await s.inline(URI, 0, 12), 'own', 'still serving');
+  assert.equal(await s.shutdown(), 0);
+});
+
+test('a 1,000-keystroke replay does not grow memory', async () => {
+  const s = start({ maxChars: 16 });
+  await s.initialize();
+  await s.open(URI, '');
+  const text = LINE.repeat(30).slice(0, 1000);
+  let line = 0;
+  let character = 0;
+  let rssAfterWarmup = 0;
+  for (let i = 0; i < text.length; i++) {
+    await s.change(URI, { start: { line, character }, end: { line, character } }, text[i]);
+    if (text[i] === '\n') {
+      line++;
+      character = 0;
+    } else {
+      character++;
+    }
+    await s.inline(URI, line, character);
+    if (i === 199) rssAfterWarmup = s.rss();
+  }
+  const growth = s.rss() - rssAfterWarmup;
+  assert.ok(growth < 20 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MB over 800 keystrokes`);
+  await s.shutdown();
+});
