@@ -184,8 +184,13 @@ function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOp
   const width = Math.max(1, options.beamWidth);
   let beams: Beam[] = [{ ids: [], text: '', score: 0, snapshot: start }];
   const finished: Array<{ text: string; score: number; length: number }> = [];
+  const mean = (f: { score: number; length: number }) => f.score / f.length;
   for (let depth = 0; depth < options.maxChars && beams.length > 0 && finished.length < width; depth++) {
     if (cancelled()) return undefined;
+    // Stop once a finished completion beats every open beam's mean log-probability so far: a
+    // longer continuation rarely raises its mean, and each extra depth costs a model step.
+    const bestFinished = Math.max(-Infinity, ...finished.filter((f) => f.text.length > 0).map(mean));
+    if (beams.every((b) => mean({ score: b.score, length: Math.max(1, b.ids.length) }) < bestFinished)) break;
     const candidates: Array<{ beam: Beam; id: number; score: number }> = [];
     for (const beam of beams) {
       for (const id of topIds(beam.snapshot.logProbs, width)) candidates.push({ beam, id, score: beam.score + beam.snapshot.logProbs[id] });
@@ -207,7 +212,7 @@ function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOp
   }
   for (const beam of beams) finished.push({ text: beam.text, score: beam.score, length: Math.max(1, beam.ids.length) });
   let best: { text: string; score: number; length: number } | undefined;
-  for (const f of finished) if (f.text.length > 0 && (!best || f.score / f.length > best.score / best.length)) best = f;
+  for (const f of finished) if (f.text.length > 0 && (!best || mean(f) > mean(best))) best = f;
   return best && { text: best.text, confidence: Math.exp(best.score / best.length) };
 }
 

@@ -13,6 +13,7 @@ const entryPoints = {
   train: 'scripts/train.ts',
   bench: 'scripts/bench.ts',
   server: 'server/server.ts',
+  eval: 'scripts/eval.ts',
 };
 for (const file of readdirSync(join(root, 'test'))) {
   if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;

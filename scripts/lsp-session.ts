@@ -1,7 +1,7 @@
 // Drives the real language server process over stdio with JSON-RPC, as an editor would. Used by
 // the eval and bench scripts and by the server tests.
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createMessageConnection, MessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 
@@ -25,7 +25,8 @@ export class LspSession {
   private versions = new Map<string, number>();
 
   constructor(private readonly options: LspSessionOptions = {}) {
-    const serverPath = options.serverPath ?? join(__dirname, '..', 'server.js');
+    // Bundles live in dist/ (scripts) or dist/test/ (tests), next to or below server.js.
+    const serverPath = options.serverPath ?? [join(__dirname, 'server.js'), join(__dirname, '..', 'server.js')].find((p) => existsSync(p))!;
     this.process = spawn(process.execPath, [serverPath, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
     this.process.stderr!.on('data', (chunk) => (this.stderr += chunk));
     this.connection = createMessageConnection(new StreamMessageReader(this.process.stdout!), new StreamMessageWriter(this.process.stdin!));
@@ -100,4 +101,63 @@ export class LspSession {
     this.connection.dispose();
     return code;
   }
+}
+
+export interface ReplayResult {
+  chars: number;
+  keystrokes: number;
+  accepted: number;
+  latenciesMs: number[];
+}
+
+/**
+ * Types `text` into the open document `uri` (which already holds `existing`) one character at a
+ * time, asking for an inline completion before every keystroke and accepting it with one key
+ * only when it is exactly the text that comes next.
+ */
+export async function replayTypist(session: LspSession, uri: string, existing: string, text: string, onProgress?: (done: number) => void): Promise<ReplayResult> {
+  let { line, character } = advance({ line: 0, character: 0 }, existing);
+  const latenciesMs: number[] = [];
+  let keystrokes = 0;
+  let accepted = 0;
+  let position = 0;
+  while (position < text.length) {
+    const t0 = performance.now();
+    const suggestion = await session.inline(uri, line, character);
+    latenciesMs.push(performance.now() - t0);
+    let typed: string;
+    if (suggestion && text.startsWith(suggestion, position)) {
+      typed = suggestion;
+      accepted++;
+    } else {
+      const code = text.codePointAt(position)!;
+      typed = String.fromCodePoint(code);
+    }
+    await session.change(uri, { start: { line, character }, end: { line, character } }, typed);
+    keystrokes++;
+    position += typed.length;
+    ({ line, character } = advance({ line, character }, typed));
+    if (onProgress && keystrokes % 500 === 0) onProgress(position);
+  }
+  return { chars: [...text].length, keystrokes, accepted, latenciesMs };
+}
+
+/** The LSP position (UTF-16 columns) after `text` is inserted at `from`. */
+function advance(from: { line: number; character: number }, text: string): { line: number; character: number } {
+  let { line, character } = from;
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      character = 0;
+    } else {
+      character++;
+    }
+  }
+  return { line, character };
+}
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }

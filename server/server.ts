@@ -11,6 +11,10 @@ import { defaultModelDir } from '../model/paths';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
 
+// One wasm thread unless asked otherwise: a keystroke's matmuls are too small to share, and a
+// second thread competing with the editor for the cores makes latency worse, not better.
+process.env.CHAR_COMPLETE_WASM_THREADS ??= '1';
+
 const connection = createConnection(ProposedFeatures.all);
 const documents = new TextDocuments(TextDocument);
 let settings: Settings = SETTINGS_DEFAULTS;
@@ -22,6 +26,7 @@ let backendName = 'not started';
 const log = (message: string) => connection.console.log(message);
 const host = new ModelHost(log, (error) => {
   documentStates.clear();
+  shown.clear();
   if (error && !host.predictor && !toldToTrain) {
     toldToTrain = true;
     void connection.sendNotification(ShowMessageNotification.type, {
@@ -34,6 +39,8 @@ const host = new ModelHost(log, (error) => {
 
 /** Per-document model states, dropped with the document or when the model changes. */
 const documentStates = new Map<string, { generation: number; states: DocumentStates }>();
+/** The last suggestion per document, kept while the user types along it. */
+const shown = new Map<string, { offset: number; before: string; completion: Completion }>();
 /** The newest request per document; older ones return nothing when they get their turn. */
 const newestRequest = new Map<string, number>();
 let requestCounter = 0;
@@ -48,6 +55,7 @@ function applySettings(raw: unknown): void {
     log(`charComplete.backend changed to ${parsed.backend}; it applies when the server restarts`);
   }
   settings = parsed;
+  shown.clear();
   const c = settings.completion;
   log(`Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`);
   host.use(settings.modelPath || defaultModelDir());
@@ -102,9 +110,26 @@ connection.onDidChangeConfiguration(async (change) => {
   else applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
 });
 
+function computeCompletion(states: DocumentStates, text: string, offset: number, cancelled: () => boolean): Completion | undefined {
+  const snapshot = states.at(text, offset, cancelled);
+  return snapshot && complete(host.predictor!, snapshot, settings.completion, cancelled);
+}
+
+/** While the user types the characters of the shown suggestion, the rest of it stays. */
+function typedAlong(uri: string, text: string, offset: number): Completion | undefined {
+  const last = shown.get(uri);
+  if (!last) return undefined;
+  const typed = offset - last.offset;
+  if (typed <= 0 || typed >= last.completion.text.length) return undefined;
+  if (text.slice(last.offset, offset) !== last.completion.text.slice(0, typed)) return undefined;
+  if (text.slice(Math.max(0, last.offset - 64), last.offset) !== last.before) return undefined;
+  return { text: last.completion.text.slice(typed), confidence: last.completion.confidence };
+}
+
 documents.onDidClose((event) => {
   documentStates.delete(event.document.uri);
   newestRequest.delete(event.document.uri);
+  shown.delete(event.document.uri);
 });
 
 /**
@@ -129,9 +154,9 @@ async function completionAt(uri: string, position: Position, token: Cancellation
     entry = { generation: host.generation, states: new DocumentStates(predictor) };
     documentStates.set(uri, entry);
   }
-  const snapshot = entry.states.at(text, offset, cancelled);
-  if (!snapshot) return undefined;
-  const completion = complete(predictor, snapshot, settings.completion, cancelled);
+  const completion = typedAlong(uri, text, offset) ?? computeCompletion(entry.states, text, offset, cancelled);
+  if (completion) shown.set(uri, { offset, before: text.slice(Math.max(0, offset - 64), offset), completion });
+  else shown.delete(uri);
   lastLatencyMs = performance.now() - started;
   sendStatus();
   if (!completion) return undefined;

@@ -1,0 +1,77 @@
+// npm run eval -- --model DIR [--json] [--tail F] [--chars N] PATH ...: bits per char, keystroke
+// savings through the real server, and request latency, on held-out text.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { selectBackend } from '../model/backend';
+import { loadModel } from '../model/format';
+import { CharLstm, parametersFromWeights } from '../model/network';
+import { validationLoss } from '../model/train';
+import { LspSession, percentile, replayTypist } from './lsp-session';
+import { numberFlag, parse, runMain, UsageError } from './cli';
+import { loadCorpus } from '../model/corpus';
+
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] PATH ...
+
+PATH              held-out text files or folders
+--tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
+--chars N         replay at most N characters through the server (bits per char uses all)`;
+
+async function main(): Promise<void> {
+  const { values, positionals } = parse(process.argv.slice(2), {
+    model: { type: 'string' }, json: { type: 'boolean' }, tail: { type: 'string' }, chars: { type: 'string' },
+    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' },
+  }, USAGE);
+  if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
+  const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
+  const maxReplay = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
+  const beamWidth = numberFlag(values['beam-width'] as string | undefined, 'beam-width', 1, 16, true, USAGE);
+  const maxChars = numberFlag(values['max-chars'] as string | undefined, 'max-chars', 1, 256, true, USAGE);
+  const modelDir = resolve(values.model);
+  const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
+
+  const corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
+  const text = corpus.documents.map((d) => {
+    const points = [...d.text];
+    return points.slice(Math.floor(points.length * (1 - tail))).join('');
+  }).join('\n\n');
+  if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
+
+  // Bits per char, in process.
+  await selectBackend('auto');
+  const saved = loadModel(modelDir);
+  const model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
+  const ids = saved.vocabulary.encode(text);
+  const seq = 64;
+  const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
+  const nats = validationLoss(model, ids, batch, seq);
+  model.dispose();
+  say(`bits per char: ${(nats / Math.LN2).toFixed(3)} (${nats.toFixed(3)} nats) over ${ids.length.toLocaleString('en-US')} chars`);
+
+  // Keystroke savings and latency through the real server.
+  const replayText = [...text].slice(0, Number.isFinite(maxReplay) ? maxReplay : undefined).join('');
+  const settings: Record<string, unknown> = { modelPath: modelDir };
+  if (beamWidth) settings.beamWidth = beamWidth;
+  if (maxChars) settings.maxChars = maxChars;
+  const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
+  await session.initialize();
+  const uri = 'file:///eval/held-out.md';
+  await session.open(uri, '');
+  const started = performance.now();
+  const result = await replayTypist(session, uri, '', replayText, (done) => {
+    if (!values.json) process.stdout.write(`\r  replaying: ${done.toLocaleString('en-US')} / ${replayText.length.toLocaleString('en-US')} chars`);
+  });
+  if (!values.json) process.stdout.write('\r\x1b[2K');
+  await session.shutdown();
+  const ksr = 1 - result.keystrokes / result.chars;
+  const latency = { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99) };
+  say(`keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted) in ${Math.round((performance.now() - started) / 1000)} s`);
+  say(`request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`);
+  if (values.json) {
+    const round = (x: number) => Math.round(x * 1000) / 1000;
+    process.stdout.write(JSON.stringify({
+      bpc: round(nats / Math.LN2), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
+    }) + '\n');
+  }
+}
+
+runMain(main, []);
