@@ -14,6 +14,10 @@ const entryPoints = {
   bench: 'scripts/bench.ts',
   server: 'server/server.ts',
   eval: 'scripts/eval.ts',
+  client: 'client/extension.ts',
+  'e2e/code-server': 'test/e2e/code-server.ts',
+  'e2e/suite': 'test/vscode/suite.ts',
+  'e2e/electron': 'test/vscode/electron.ts',
 };
 for (const file of readdirSync(join(root, 'test'))) {
   if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;
@@ -32,8 +36,9 @@ await build({
   format: 'cjs',
   sourcemap: 'linked',
   logLevel: 'warning',
-  // Native TensorFlow bindings are optional and loaded at run time when present.
-  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'],
+  // Native TensorFlow bindings are optional and loaded at run time when present; vscode is
+  // provided by the editor; the test drivers stay in node_modules.
+  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'vscode', 'playwright-core', '@vscode/test-electron'],
 });
 
 // The threaded build's emscripten scripts are loaded by worker threads as files (model/wasm-threads.ts).

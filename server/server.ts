@@ -5,6 +5,7 @@ import {
   Position, ProposedFeatures, TextDocuments, TextDocumentSyncKind, CancellationToken, MessageType, ShowMessageNotification,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
+import { appendFileSync } from 'node:fs';
 import { selectBackend } from '../model/backend';
 import { complete, Completion, DocumentStates } from '../model/inference';
 import { defaultModelDir } from '../model/paths';
@@ -23,7 +24,18 @@ let toldToTrain = false;
 let lastLatencyMs: number | undefined;
 let backendName = 'not started';
 
-const log = (message: string) => connection.console.log(message);
+// CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
+const logFile = process.env.CHAR_COMPLETE_LOG_FILE;
+const log = (message: string) => {
+  connection.console.log(message);
+  if (logFile) {
+    try {
+      appendFileSync(logFile, `${new Date().toISOString()} ${message}\n`);
+    } catch {
+      // A log file that cannot be written must not stop completions.
+    }
+  }
+};
 const host = new ModelHost(log, (error) => {
   documentStates.clear();
   shown.clear();
@@ -202,6 +214,11 @@ connection.onCompletion(async (params, token) => {
     log(`completion failed: ${(error as Error).stack ?? error}`);
     return [];
   }
+});
+
+connection.onRequest('charComplete/reloadModel', () => {
+  host.reload();
+  return host.info ?? null;
 });
 
 connection.onShutdown(() => host.dispose());

@@ -1,0 +1,117 @@
+// The VS Code side: starts the bundled language server, forwards settings, and adds the status
+// bar item and commands. Ghost text comes from languageclient's inline completion support.
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
+
+const SECTION = 'charComplete';
+let client: LanguageClient | undefined;
+let statusItem: vscode.StatusBarItem;
+let lastStatus: { model: string | null; description: string | null; backend: string; latencyMs: number | null } | undefined;
+
+function config() {
+  return vscode.workspace.getConfiguration(SECTION);
+}
+
+export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
+  statusItem.command = 'charComplete.toggle';
+  context.subscriptions.push(statusItem);
+
+  context.subscriptions.push(
+    vscode.commands.registerCommand('charComplete.toggle', async () => {
+      await config().update('enable', !config().get<boolean>('enable', true), vscode.ConfigurationTarget.Global);
+    }),
+    vscode.commands.registerCommand('charComplete.reloadModel', async () => {
+      await client?.sendRequest('charComplete/reloadModel');
+    }),
+    vscode.commands.registerCommand('charComplete.showLog', () => client?.outputChannel.show()),
+    vscode.commands.registerCommand('charComplete.train', () => trainOnWorkspace(context)),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (event.affectsConfiguration(`${SECTION}.languages`)) await restart(context);
+      else updateStatus();
+    }),
+  );
+  await start(context);
+}
+
+async function start(context: vscode.ExtensionContext): Promise<void> {
+  const serverModule = context.asAbsolutePath(path.join('dist', 'server.js'));
+  const serverOptions: ServerOptions = {
+    run: { module: serverModule, transport: TransportKind.ipc },
+    debug: { module: serverModule, transport: TransportKind.ipc },
+  };
+  const languages = config().get<string[]>('languages', ['markdown', 'plaintext']);
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: languages.flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
+    initializationOptions: config(),
+    synchronize: { configurationSection: SECTION },
+    middleware: {
+      provideInlineCompletionItems: async (document, position, context, token, next) => {
+        if (!config().get<boolean>('enable', true)) return undefined;
+        // Wait out a burst of keystrokes; a newer request cancels this one meanwhile.
+        const debounceMs = Math.max(0, config().get<number>('debounceMs', 0));
+        if (debounceMs > 0) await new Promise((resolve) => setTimeout(resolve, debounceMs));
+        if (token.isCancellationRequested) return undefined;
+        return next(document, position, context, token);
+      },
+      provideCompletionItem: async (document, position, context, token, next) => {
+        if (!config().get<boolean>('enable', true)) return undefined;
+        return next(document, position, context, token);
+      },
+    },
+  };
+  client = new LanguageClient('charComplete', 'Char Complete', serverOptions, clientOptions);
+  client.onNotification('charComplete/status', (status: typeof lastStatus) => {
+    lastStatus = status;
+    updateStatus();
+  });
+  await client.start();
+  updateStatus();
+}
+
+async function restart(context: vscode.ExtensionContext): Promise<void> {
+  await client?.stop();
+  client = undefined;
+  await start(context);
+}
+
+function updateStatus(): void {
+  const enabled = config().get<boolean>('enable', true);
+  if (!lastStatus?.model) {
+    statusItem.text = '$(circle-slash) Char Complete: no model';
+    statusItem.tooltip = 'No trained model yet. Run "Char Complete: Train on this workspace".';
+    statusItem.command = 'charComplete.train';
+  } else {
+    const where = lastStatus.backend === 'webgpu' || lastStatus.backend === 'tensorflow' ? lastStatus.backend.toUpperCase() : 'CPU';
+    const latency = lastStatus.latencyMs === null ? '' : ` ${lastStatus.latencyMs.toFixed(0)} ms`;
+    statusItem.text = `${enabled ? '$(sparkle)' : '$(circle-slash)'} ${where}${latency}`;
+    statusItem.tooltip = `Char Complete ${enabled ? 'on' : 'off'} (click to toggle)\nModel: ${lastStatus.model} (${lastStatus.description})\nBackend: ${lastStatus.backend}`;
+    statusItem.command = 'charComplete.toggle';
+  }
+  statusItem.show();
+}
+
+/** Runs the trainer on the workspace's notes as a task; the server reloads the model when it is saved. */
+async function trainOnWorkspace(context: vscode.ExtensionContext): Promise<void> {
+  if (!vscode.workspace.isTrusted) {
+    void vscode.window.showWarningMessage('Char Complete does not train in an untrusted workspace.');
+    return;
+  }
+  const folders = vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? [];
+  if (folders.length === 0) {
+    void vscode.window.showWarningMessage('Open a folder of notes to train on it.');
+    return;
+  }
+  const args = [context.asAbsolutePath(path.join('dist', 'train.js')), ...folders];
+  const modelPath = config().get<string>('modelPath', '');
+  if (modelPath) args.push('--out', modelPath);
+  const task = new vscode.Task({ type: 'charComplete', task: 'train' }, vscode.TaskScope.Workspace, 'Train on this workspace', 'Char Complete',
+    new vscode.ProcessExecution(process.execPath, args, { env: { ELECTRON_RUN_AS_NODE: '1' } }));
+  task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, panel: vscode.TaskPanelKind.Dedicated };
+  await vscode.tasks.executeTask(task);
+}
+
+export async function deactivate(): Promise<void> {
+  await client?.stop();
+}
