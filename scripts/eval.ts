@@ -10,7 +10,7 @@ import { LspSession, percentile, replayTypist } from './lsp-session';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { loadCorpus } from '../model/corpus';
 
-const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] PATH ...
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] PATH ...
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
@@ -19,13 +19,14 @@ PATH              held-out text files or folders
 async function main(): Promise<void> {
   const { values, positionals } = parse(process.argv.slice(2), {
     model: { type: 'string' }, json: { type: 'boolean' }, tail: { type: 'string' }, chars: { type: 'string' },
-    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' },
+    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' }, 'min-confidence': { type: 'string' },
   }, USAGE);
   if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
   const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
   const maxReplay = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
   const beamWidth = numberFlag(values['beam-width'] as string | undefined, 'beam-width', 1, 16, true, USAGE);
   const maxChars = numberFlag(values['max-chars'] as string | undefined, 'max-chars', 1, 256, true, USAGE);
+  const minConfidence = numberFlag(values['min-confidence'] as string | undefined, 'min-confidence', 0, 1, false, USAGE);
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
@@ -52,6 +53,7 @@ async function main(): Promise<void> {
   const settings: Record<string, unknown> = { modelPath: modelDir };
   if (beamWidth) settings.beamWidth = beamWidth;
   if (maxChars) settings.maxChars = maxChars;
+  if (minConfidence !== undefined) settings.minConfidence = minConfidence;
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   await session.initialize();
   const uri = 'file:///eval/held-out.md';
