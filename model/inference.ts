@@ -4,7 +4,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights } from './network';
-import { seededRandom } from './sample';
 import type { Vocabulary } from './vocab';
 
 export type StopAt = 'word' | 'line' | 'none';
@@ -44,7 +43,8 @@ export class Predictor {
   private readonly model: CharLstm;
   private readonly stateSize: number;
 
-  constructor(saved: SavedModel) {
+  /** Takes what a saved model holds; metadata is not needed. */
+  constructor(saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>) {
     this.vocabulary = saved.vocabulary;
     this.model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
     this.model.freeze();
@@ -160,7 +160,7 @@ const WORD_CHAR = /[\p{L}\p{N}_'’-]/u;
 
 /** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */
 function stopsBefore(stopAt: StopAt, char: string, soFar: string): boolean {
-  if (char === '\n') return stopAt !== 'none' || soFar.length === 0;
+  if (char === '\n') return stopAt !== 'none';
   if (stopAt !== 'word') return false;
   return !WORD_CHAR.test(char) && [...soFar].some((c) => WORD_CHAR.test(c));
 }
@@ -263,4 +263,23 @@ function drawId(logProbs: Float32Array, options: CompletionOptions, random: () =
     if (r <= 0) return ids[i];
   }
   return ids[ids.length - 1];
+}
+
+/** A small deterministic generator (mulberry32), so samples are reproducible from a seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Continues prompt by up to length characters, sampled at temperature, as the trainer's closing sample. */
+export function generate(predictor: Predictor, prompt: string, length: number, temperature: number, seed: number): string {
+  const start = new DocumentStates(predictor).at(prompt, prompt.length)!;
+  const options: CompletionOptions = { ...COMPLETION_DEFAULTS, mode: 'sample', stopAt: 'none', maxChars: length, temperature, topK: 0, topP: 1, minConfidence: 0, seed };
+  return complete(predictor, start, options)?.text ?? '';
 }

@@ -1,6 +1,6 @@
 // The LSTM cell's elementwise math as fused kernels. On wasm every tfjs op is a dispatch
-// plus, for slices, a copy of the whole input tensor; a timestep needs a dozen of them. These run
-// the cell in one pass over memory views of the tensors, on the wasm and cpu backends.
+// plus, for slices, a copy of the whole input tensor; a timestep needs a dozen of them. These
+// kernels work directly on memory views of the tensors, on the wasm and cpu backends.
 import * as tf from '@tensorflow/tfjs';
 import { registerKernel, getKernel, TensorInfo, NamedAttrMap } from '@tensorflow/tfjs';
 

@@ -13,7 +13,7 @@ import {
   assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
 } from './network';
 import { Adam, ADAM_DEFAULTS } from './optimizer';
-import { generate } from './sample';
+import { generate, Predictor } from './inference';
 import { Vocabulary } from './vocab';
 
 export interface TrainOptions {
@@ -232,7 +232,9 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const seconds = elapsed();
   save(best.weights, finalNats, { steps: step, chars: step * batch * options.seq, seconds });
 
-  const sample = generate(model, vocabulary, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
+  const predictor = new Predictor({ config, vocabulary, weights: best.weights });
+  const sample = generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
+  predictor.dispose();
   optimizer.dispose();
   model.dispose();
   return {
