@@ -7,7 +7,7 @@ import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } f
 const SECTION = 'charComplete';
 let client: LanguageClient | undefined;
 let statusItem: vscode.StatusBarItem;
-let lastStatus: { model: string | null; description: string | null; backend: string; latencyMs: number | null } | undefined;
+let lastStatus: { model: string | null; description: string | null; backend: string; gpu: boolean; latencyMs: number | null } | undefined;
 
 function config() {
   return vscode.workspace.getConfiguration(SECTION);
@@ -83,10 +83,10 @@ function updateStatus(): void {
     statusItem.tooltip = 'No trained model yet. Run "Char Complete: Train on this workspace".';
     statusItem.command = 'charComplete.train';
   } else {
-    const where = lastStatus.backend === 'webgpu' || lastStatus.backend === 'tensorflow' ? lastStatus.backend.toUpperCase() : 'CPU';
+    const where = lastStatus.gpu ? 'GPU' : 'CPU';
     const latency = lastStatus.latencyMs === null ? '' : ` ${lastStatus.latencyMs.toFixed(0)} ms`;
     statusItem.text = `${enabled ? '$(sparkle)' : '$(circle-slash)'} ${where}${latency}`;
-    statusItem.tooltip = `Char Complete ${enabled ? 'on' : 'off'} (click to toggle)\nModel: ${lastStatus.model} (${lastStatus.description})\nBackend: ${lastStatus.backend}`;
+    statusItem.tooltip = `Char Complete ${enabled ? 'on' : 'off'} (click to toggle)\nModel: ${lastStatus.model} (${lastStatus.description})\nBackend: ${lastStatus.backend} (${where})`;
     statusItem.command = 'charComplete.toggle';
   }
   statusItem.show();

@@ -1,29 +1,40 @@
 // Picks the TensorFlow.js backend at run time. Native libtensorflow cannot be a hard dependency
-// (its install step downloads a binary), so it is tried first and the wasm build that ships in
-// npm is the dependable default.
+// (its install step downloads a binary), so it is tried when present; WebGPU through Dawn (which
+// ships in npm) covers today's GPUs; the wasm build that ships in npm is the dependable CPU default.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { prepareWasmThreads } from './wasm-threads';
 
-export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
 
 export interface BackendSelection {
   name: string;
+  /** Whether the math runs on a GPU: libtensorflow with CUDA, or WebGPU. */
+  gpu: boolean;
   reason: string;
 }
+
+/**
+ * The job the backend is for, run once on each candidate when auto selection has both a GPU and a
+ * CPU backend: a CPU step can beat a GPU dispatch for a small model at batch 1.
+ */
+export type Probe = () => Promise<void>;
+
+/** The backend asked for cannot run here; the message says why and what to use instead. */
+export class BackendUnavailableError extends Error {}
 
 let current: BackendSelection | undefined;
 let pending: Promise<BackendSelection> | undefined;
 
 /** Sets up the backend once per process; later calls return the first choice. */
-export function selectBackend(choice: BackendChoice = 'auto'): Promise<BackendSelection> {
-  pending ??= pickBackend(choice).then((selection) => (current = selection));
+export function selectBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
+  pending ??= pickBackend(choice, probe).then((selection) => (current = selection));
   return pending;
 }
 
@@ -31,23 +42,63 @@ export function currentBackend(): BackendSelection | undefined {
   return current;
 }
 
-async function pickBackend(choice: BackendChoice): Promise<BackendSelection> {
+/** True on backends whose tensors can only be read asynchronously (WebGPU in Node has no readSync). */
+export function needsAsyncReads(): boolean {
+  return tf.getBackend() === 'webgpu';
+}
+
+async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {
   const notes: string[] = [];
-  if (choice === 'auto' || choice === 'tensorflow') {
-    const native = tryNative(notes);
-    if (native) return native;
-    if (choice === 'tensorflow') {
-      throw new Error(`backend: native TensorFlow is not usable (${notes.join('; ')}). Use --backend auto, wasm or cpu.`);
-    }
+  const unusable = (name: string) => new BackendUnavailableError(`backend: ${name} is not usable (${notes.join('; ')}). Use --backend auto, or another of ${BACKEND_CHOICES.join(', ')}.`);
+  const native = choice === 'auto' || choice === 'tensorflow' ? tryNative(notes) : undefined;
+  if (choice === 'tensorflow') {
+    if (!native) throw unusable('native TensorFlow');
+    return activate(native);
   }
-  if (choice === 'auto' || choice === 'wasm') {
-    const wasm = await tryWasm(notes);
-    if (wasm) return wasm;
-    if (choice === 'wasm') throw new Error(`backend: wasm is not usable (${notes.join('; ')}).`);
+  const webgpu = choice === 'auto' || choice === 'webgpu' ? await tryWebGpu(notes) : undefined;
+  if (choice === 'webgpu') {
+    if (!webgpu) throw unusable('webgpu');
+    return activate(webgpu);
   }
-  if (!(await tf.setBackend('cpu'))) throw new Error('backend: even the cpu backend failed to start');
+  const gpu = native?.gpu ? native : webgpu;
+  let cpu: BackendSelection | undefined = native && !native.gpu ? native : undefined;
+  if (!cpu && (choice === 'auto' || choice === 'wasm')) cpu = await tryWasm(notes);
+  if (choice === 'wasm') {
+    if (!cpu) throw unusable('wasm');
+    return activate(cpu);
+  }
+  if (choice === 'cpu' || (!gpu && !cpu)) {
+    if (!(await tf.setBackend('cpu'))) throw new Error('backend: even the cpu backend failed to start');
+    await tf.ready();
+    return { name: 'cpu', gpu: false, reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}` };
+  }
+  if (!gpu) return activate(cpu!);
+  if (!cpu || !probe) return activate(gpu);
+  // Both kinds are here: time the job on each and keep the faster.
+  const gpuMs = await timeProbe(gpu.name, probe);
+  const cpuMs = await timeProbe(cpu.name, probe);
+  const timings = `${gpu.name} ${formatMs(gpuMs)} vs ${cpu.name} ${formatMs(cpuMs)} for this job`;
+  const winner = gpuMs <= cpuMs ? gpu : cpu;
+  return activate({ ...winner, reason: `${winner.reason}; measured faster: ${timings}` });
+}
+
+async function activate(selection: BackendSelection): Promise<BackendSelection> {
+  if (!(await tf.setBackend(selection.name))) throw new Error(`backend: ${selection.name} failed to start`);
   await tf.ready();
-  return { name: 'cpu', reason: choice === 'cpu' ? 'requested with --backend cpu' : `fallback: ${notes.join('; ')}` };
+  return selection;
+}
+
+/** Milliseconds for one run of the probe on a backend, after one warm-up run (shader compilation). */
+async function timeProbe(name: string, probe: Probe): Promise<number> {
+  await activate({ name, gpu: false, reason: '' });
+  await probe();
+  const started = performance.now();
+  await probe();
+  return performance.now() - started;
+}
+
+function formatMs(ms: number): string {
+  return ms < 10 ? `${ms.toFixed(2)} ms` : `${Math.round(ms)} ms`;
 }
 
 function tryNative(notes: string[]): BackendSelection | undefined {
@@ -55,14 +106,103 @@ function tryNative(notes: string[]): BackendSelection | undefined {
     try {
       // Loaded by name at run time: these optional packages are absent on most installs.
       require(pkg);
-      if (tf.getBackend() !== 'tensorflow' && !tf.findBackend('tensorflow')) continue;
-      tf.setBackend('tensorflow');
-      return { name: 'tensorflow', reason: `${pkg} loaded libtensorflow` };
+      if (!tf.findBackend('tensorflow')) continue;
+      const native = tf.findBackend('tensorflow') as unknown as { isGPUPackage?: boolean; isUsingGpuDevice?: boolean };
+      if (pkg.endsWith('-gpu') && !native.isUsingGpuDevice) {
+        // libtensorflow 2.9.1 quietly runs on the CPU when it finds no CUDA 11.2 with cuDNN 8.1.
+        notes.push(`${pkg} loaded but found no usable GPU (it needs CUDA 11.2 and cuDNN 8.1), so it runs on the CPU`);
+        return { name: 'tensorflow', gpu: false, reason: notes[notes.length - 1] };
+      }
+      const gpu = native.isUsingGpuDevice === true;
+      return { name: 'tensorflow', gpu, reason: `${pkg} loaded libtensorflow${gpu ? ' with CUDA' : ''}` };
     } catch (error) {
       notes.push(`${pkg} not installed or failed to load (${firstLine(error)})`);
     }
   }
   return undefined;
+}
+
+interface Dawn {
+  create(flags: string[]): { requestAdapter(options?: object): Promise<GpuAdapter | null> };
+  globals: Record<string, unknown>;
+}
+interface GpuAdapter {
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+}
+
+/** Dawn's Node binding: next to the bundle after a build (the .vsix has no node_modules), else from the webgpu package. */
+function loadDawn(): Dawn {
+  const platformDir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
+  const candidates = [join(__dirname, 'dawn.node'), join(__dirname, '..', 'dawn.node')];
+  try {
+    candidates.push(join(dirname(require.resolve('webgpu/package.json')), 'dist', platformDir, 'dawn.node'));
+  } catch {
+    // The optional webgpu package is not installed.
+  }
+  const found = candidates.find((path) => existsSync(path));
+  if (!found) throw new Error(`dawn.node for ${platformDir} not found (the optional npm package webgpu is not installed)`);
+  return require(found) as Dawn;
+}
+
+/**
+ * WebGPU through Dawn (Vulkan, Metal or D3D12), with the adapter checked before tfjs sees it: with
+ * no adapter tfjs's setBackend fails yet leaves getBackend() saying 'webgpu', and a software
+ * adapter is slower than wasm and has returned wrong numbers.
+ */
+async function tryWebGpu(notes: string[]): Promise<BackendSelection | undefined> {
+  try {
+    if (!tf.findBackend('webgpu')) {
+      if (process.platform === 'linux' && !hasVulkanLoader()) {
+        // Checked first because Dawn would print its own warning to stderr on every start.
+        notes.push('webgpu: no Vulkan loader (libvulkan.so.1; on Debian and Ubuntu: apt install libvulkan1)');
+        return undefined;
+      }
+      const dawn = loadDawn();
+      Object.assign(globalThis, dawn.globals);
+      const gpu = dawn.create([]);
+      const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+      if (!adapter) {
+        notes.push('webgpu: no GPU adapter (it needs a Vulkan, Metal or Direct3D 12 driver)');
+        return undefined;
+      }
+      const info = adapter.info ?? {};
+      const described = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+      if (info.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(described)) {
+        notes.push(`webgpu: only a software adapter (${described})`);
+        return undefined;
+      }
+      // Node 20 has no navigator, and later versions have one without gpu; tfjs-backend-webgpu
+      // registers itself on import only when navigator.gpu exists.
+      const navigator = ((globalThis as { navigator?: object }).navigator ??= {});
+      Object.defineProperty(navigator, 'gpu', { value: gpu, configurable: true });
+      require('@tensorflow/tfjs-backend-webgpu');
+      webGpuAdapterDescription = described;
+    }
+    if (!(await tf.setBackend('webgpu'))) {
+      notes.push('webgpu: the backend failed to initialise');
+      return undefined;
+    }
+    // One real op: a device can initialise and still fail its first dispatch.
+    const check = await tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1)).data();
+    if (check[0] !== 2 || check[1] !== 3) throw new Error(`a test op returned ${Array.from(check)}`);
+    return { name: 'webgpu', gpu: true, reason: `WebGPU on ${webGpuAdapterDescription || 'a GPU'}` };
+  } catch (error) {
+    notes.push(`webgpu failed: ${firstLine(error)}`);
+    return undefined;
+  }
+}
+let webGpuAdapterDescription = '';
+
+/** Whether the dynamic linker can find libvulkan.so.1, which Dawn loads at run time on Linux. */
+function hasVulkanLoader(): boolean {
+  const name = 'libvulkan.so.1';
+  const dirs = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
+  if (dirs.some((dir) => existsSync(join(dir, name)))) return true;
+  try {
+    return readFileSync('/etc/ld.so.cache').includes(name);
+  } catch {
+    return ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'].some((dir) => existsSync(join(dir, name)));
+  }
 }
 
 async function tryWasm(notes: string[]): Promise<BackendSelection | undefined> {
@@ -96,7 +236,7 @@ async function tryWasm(notes: string[]): Promise<BackendSelection | undefined> {
     registerWasmMatMulFix();
     registerWasmUnsortedSegmentSum();
     registerWasmRowGather();
-    return { name: 'wasm', reason: `native TensorFlow unavailable; WebAssembly SIMD with XNNPACK, ${threadNote}` };
+    return { name: 'wasm', gpu: false, reason: `WebAssembly SIMD with XNNPACK, ${threadNote}` };
   } catch (error) {
     notes.push(`wasm failed: ${firstLine(error)}`);
     return undefined;

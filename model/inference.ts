@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights } from './network';
-import type { Vocabulary } from './vocab';
+import { Vocabulary } from './vocab';
+import { NetworkConfig, parameterShapes } from './architecture';
 
 export type StopAt = 'word' | 'line' | 'none';
 export type Mode = 'beam' | 'sample';
@@ -60,7 +61,7 @@ export class Predictor {
   }
 
   /** Feeds one character to each state; returns the new states and next-character log-probabilities. */
-  step(states: Float32Array[], ids: ArrayLike<number>): Snapshot[] {
+  async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
     const { layers, hidden: H, vocabSize: V } = this.model.config;
     const B = states.length;
     const pack = (part: number) => Array.from({ length: layers }, (_, l) => {
@@ -69,22 +70,41 @@ export class Predictor {
       return tf.tensor2d(buffer, [B, H]);
     });
     const input: LstmState = { h: pack(0), c: pack(1) };
-    const { logits, state } = this.model.step(Int32Array.from(ids), input);
-    const logitValues = logits.dataSync();
-    const next = Array.from({ length: B }, () => new Float32Array(this.stateSize));
-    for (let l = 0; l < layers; l++) {
-      for (const [part, tensor] of [[0, state.h[l]], [1, state.c[l]]] as const) {
-        const values = tensor.dataSync();
-        for (let b = 0; b < B; b++) next[b].set(values.subarray(b * H, (b + 1) * H), (2 * l + part) * H);
-      }
-    }
-    tf.dispose([logits, ...input.h, ...input.c, ...state.h, ...state.c]);
-    return next.map((s, b) => ({ state: s, logProbs: logSoftmax(logitValues.subarray(b * V, (b + 1) * V)) }));
+    // Logits and every new state in one tensor, so a GPU pays for one read back per step, not 2L+1.
+    const packed = tf.tidy(() => {
+      const { logits, state } = this.model.step(Int32Array.from(ids), input);
+      return tf.concat([logits, ...state.h.flatMap((h, l) => [h, state.c[l]])], 1);
+    });
+    tf.dispose([...input.h, ...input.c]);
+    const values = (await packed.data()) as Float32Array;
+    packed.dispose();
+    const row = V + this.stateSize;
+    return Array.from({ length: B }, (_, b) => ({
+      state: values.slice(b * row + V, (b + 1) * row),
+      logProbs: logSoftmax(values.subarray(b * row, b * row + V)),
+    }));
   }
 
   dispose(): void {
     this.model.dispose();
   }
+}
+
+/**
+ * What auto backend selection times for serving: the steps of one completion, a few characters
+ * fed at batch 1 and a beam search's steps at the beam width, with random weights of the model's size.
+ */
+export function completionProbe(config: NetworkConfig, beamWidth: number): () => Promise<void> {
+  return async () => {
+    const vocabulary = Vocabulary.fromText(String.fromCodePoint(...Array.from({ length: config.vocabSize - 1 }, (_, i) => 0x100 + i)), config.vocabSize);
+    const weights = new Map(parameterShapes(config).map(([name, shape]) => [name, new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.01)]));
+    const predictor = new Predictor({ config, vocabulary, weights });
+    let states = [predictor.zeroState()];
+    for (let k = 0; k < 4; k++) states = (await predictor.step(states, [1])).map((s) => s.state);
+    let beams = Array.from({ length: beamWidth }, () => states[0]);
+    for (let k = 0; k < 8; k++) beams = (await predictor.step(beams, beams.map((_, b) => 1 + b))).map((s) => s.state);
+    predictor.dispose();
+  };
 }
 
 function logSoftmax(logits: ArrayLike<number>): Float32Array {
@@ -116,9 +136,18 @@ export class DocumentStates {
 
   constructor(private readonly predictor: Predictor) {}
 
+  /** Requests for one document take turns: a step awaits the backend, and two must not interleave. */
+  private turn: Promise<unknown> = Promise.resolve();
+
   /** The snapshot after text.slice(0, cursor); undefined if cancelled on the way. */
-  at(text: string, cursor: number, cancelled: () => boolean = () => false): Snapshot | undefined {
-    if (this.anchor < 0 || this.anchor > cursor || cursor - this.anchor > MAX_CACHED_CHARS) this.restart(text, cursor);
+  at(text: string, cursor: number, cancelled: () => boolean = () => false): Promise<Snapshot | undefined> {
+    const result = this.turn.then(() => this.advance(text, cursor, cancelled));
+    this.turn = result.catch(() => undefined);
+    return result;
+  }
+
+  private async advance(text: string, cursor: number, cancelled: () => boolean): Promise<Snapshot | undefined> {
+    if (this.anchor < 0 || this.anchor > cursor || cursor - this.anchor > MAX_CACHED_CHARS) await this.restart(text, cursor);
     let same = 0;
     const limit = Math.min(this.fed.length, cursor - this.anchor);
     while (same < limit && this.fed.charCodeAt(same) === text.charCodeAt(this.anchor + same)) same++;
@@ -134,7 +163,7 @@ export class DocumentStates {
       if (cancelled()) return undefined;
       const code = text.codePointAt(i)!;
       const char = String.fromCodePoint(code);
-      this.last = this.predictor.step([this.last!.state], [vocabulary.id(char)])[0];
+      this.last = (await this.predictor.step([this.last!.state], [vocabulary.id(char)]))[0];
       this.fed += char;
       i += char.length;
       if (this.fed.length - this.checkpoints[this.checkpoints.length - 1].length >= CHECKPOINT_EVERY) {
@@ -144,14 +173,14 @@ export class DocumentStates {
     return this.last;
   }
 
-  private restart(text: string, cursor: number): void {
+  private async restart(text: string, cursor: number): Promise<void> {
     let anchor = Math.max(0, cursor - COLD_CONTEXT_CHARS);
     // Never start in the middle of a surrogate pair.
     if (anchor > 0 && (text.charCodeAt(anchor) & 0xfc00) === 0xdc00) anchor--;
     this.anchor = anchor;
     this.fed = '';
     // Every start reads as if after a line break, as most text in notes does.
-    this.last = this.predictor.step([this.predictor.zeroState()], [this.predictor.vocabulary.id('\n')])[0];
+    this.last = (await this.predictor.step([this.predictor.zeroState()], [this.predictor.vocabulary.id('\n')]))[0];
     this.checkpoints = [{ length: 0, snapshot: this.last }];
   }
 }
@@ -173,13 +202,13 @@ interface Beam {
 }
 
 /** Completes from a snapshot by beam search or sampling; undefined when nothing is confident enough. */
-export function complete(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean = () => false): Completion | undefined {
-  const found = options.mode === 'beam' ? beamSearch(predictor, start, options, cancelled) : sample(predictor, start, options, cancelled);
+export async function complete(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean = () => false): Promise<Completion | undefined> {
+  const found = await (options.mode === 'beam' ? beamSearch(predictor, start, options, cancelled) : sample(predictor, start, options, cancelled));
   if (!found || found.text.length === 0 || found.confidence < options.minConfidence) return undefined;
   return found;
 }
 
-function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Completion | undefined {
+async function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const width = Math.max(1, options.beamWidth);
   let beams: Beam[] = [{ ids: [], text: '', score: 0, snapshot: start }];
@@ -205,7 +234,7 @@ function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOp
       else continuing.push(candidate);
     }
     if (continuing.length === 0) break;
-    const stepped = predictor.step(continuing.map((c) => c.beam.snapshot.state), continuing.map((c) => c.id));
+    const stepped = await predictor.step(continuing.map((c) => c.beam.snapshot.state), continuing.map((c) => c.id));
     beams = continuing.map((c, i) => ({
       ids: [...c.beam.ids, c.id], text: c.beam.text + vocabulary.chars[c.id], score: c.score, snapshot: stepped[i],
     }));
@@ -216,7 +245,7 @@ function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOp
   return best && { text: best.text, confidence: Math.exp(best.score / best.length) };
 }
 
-function sample(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Completion | undefined {
+async function sample(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const random = seededRandom(options.seed);
   let snapshot = start;
@@ -231,7 +260,7 @@ function sample(predictor: Predictor, start: Snapshot, options: CompletionOption
     const char = vocabulary.chars[id];
     if (stopsBefore(options.stopAt, char, text)) break;
     text += char;
-    snapshot = predictor.step([snapshot.state], [id])[0];
+    snapshot = (await predictor.step([snapshot.state], [id]))[0];
   }
   return { text, confidence: Math.exp(score / Math.max(1, length)) };
 }
@@ -278,8 +307,8 @@ export function seededRandom(seed: number): () => number {
 }
 
 /** Continues prompt by up to length characters, sampled at temperature, as the trainer's closing sample. */
-export function generate(predictor: Predictor, prompt: string, length: number, temperature: number, seed: number): string {
-  const start = new DocumentStates(predictor).at(prompt, prompt.length)!;
+export async function generate(predictor: Predictor, prompt: string, length: number, temperature: number, seed: number): Promise<string> {
+  const start = (await new DocumentStates(predictor).at(prompt, prompt.length))!;
   const options: CompletionOptions = { ...COMPLETION_DEFAULTS, mode: 'sample', stopAt: 'none', maxChars: length, temperature, topK: 0, topP: 1, minConfidence: 0, seed };
-  return complete(predictor, start, options)?.text ?? '';
+  return (await complete(predictor, start, options))?.text ?? '';
 }

@@ -184,8 +184,13 @@ export function hasCellKernels(): boolean {
   return getKernel('LstmCellBackward', name) !== undefined;
 }
 
-/** One timestep: z = recurrent + inputProjection[row..row+batch]; returns the gates and new state. */
-export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D) {
+/**
+ * One timestep: z = recurrent + inputProjection[row..row+batch]; returns the gates (acts, in the
+ * order [i, f, o, g]) and the new state. Fused kernels where the backend has them; otherwise
+ * plain ops, which every backend runs (and autodiff can differentiate).
+ */
+export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D, fused = hasCellKernels()) {
+  if (!fused) return lstmCellForwardOps(recurrent, inputProjection, row, cPrev);
   const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}) => tf.engine().runKernel(name, inputs, attrs as NamedAttrMap) as tf.Tensor2D[];
   const [pre] = run('LstmGatePreactivations', { recurrent, inputProjection }, { row });
   const sig = tf.sigmoid(pre);
@@ -197,7 +202,41 @@ export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tens
   return { acts, c, tanhC, h };
 }
 
-export function lstmCellBackward(dH: tf.Tensor2D, row: number, dhNext: tf.Tensor2D, dcNext: tf.Tensor2D, acts: tf.Tensor2D, cPrev: tf.Tensor2D, tanhC: tf.Tensor2D) {
+function lstmCellForwardOps(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D) {
+  const [B, width] = recurrent.shape;
+  const H = width / 4;
+  const kept = tf.tidy(() => {
+    const z = tf.add(recurrent, tf.slice(inputProjection, [row, 0], [B, width]));
+    const ifo = tf.sigmoid(tf.slice(z, [0, 0], [B, 3 * H]));
+    const g = tf.tanh(tf.slice(z, [0, 3 * H], [B, H]));
+    const [i, f, o] = tf.split(ifo, 3, 1);
+    const c = tf.add(tf.mul(f, cPrev), tf.mul(i, g)) as tf.Tensor2D;
+    const tanhC = tf.tanh(c) as tf.Tensor2D;
+    return { acts: tf.concat([ifo, g], 1) as tf.Tensor2D, c, tanhC, h: tf.mul(o, tanhC) as tf.Tensor2D };
+  });
+  return kept;
+}
+
+/** Backward through one timestep (see cellBackward); fused where the backend has the kernel. */
+export function lstmCellBackward(dH: tf.Tensor2D, row: number, dhNext: tf.Tensor2D, dcNext: tf.Tensor2D, acts: tf.Tensor2D, cPrev: tf.Tensor2D, tanhC: tf.Tensor2D, fused = hasCellKernels()) {
+  if (!fused) return lstmCellBackwardOps(dH, row, dhNext, dcNext, acts, cPrev, tanhC);
   const [dZ, dcPrev] = tf.engine().runKernel('LstmCellBackward', { dH, dhNext, dcNext, acts, cPrev, tanhC }, { row } as unknown as NamedAttrMap) as tf.Tensor2D[];
   return { dZ, dcPrev };
+}
+
+function lstmCellBackwardOps(dH: tf.Tensor2D, row: number, dhNext: tf.Tensor2D, dcNext: tf.Tensor2D, acts: tf.Tensor2D, cPrev: tf.Tensor2D, tanhC: tf.Tensor2D) {
+  const [B, H] = cPrev.shape;
+  return tf.tidy(() => {
+    const [i, f, o, g] = tf.split(acts, 4, 1) as tf.Tensor2D[];
+    const dh = tf.add(tf.slice(dH, [row, 0], [B, H]), dhNext);
+    const dc = tf.add(tf.mul(tf.mul(dh, o), tf.sub(1, tf.square(tanhC))), dcNext);
+    const sigmoidGrad = (x: tf.Tensor) => tf.mul(x, tf.sub(1, x));
+    const dZ = tf.concat([
+      tf.mul(tf.mul(dc, g), sigmoidGrad(i)),
+      tf.mul(tf.mul(dc, cPrev), sigmoidGrad(f)),
+      tf.mul(tf.mul(dh, tanhC), sigmoidGrad(o)),
+      tf.mul(tf.mul(dc, i), tf.sub(1, tf.square(g))),
+    ], 1) as tf.Tensor2D;
+    return { dZ, dcPrev: tf.mul(dc, f) as tf.Tensor2D };
+  });
 }

@@ -8,6 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from './kernels';
 
+// Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
+
 // A type alias rather than an interface, so tf.tidy accepts it as a tensor container.
 export type LstmState = {
   h: tf.Tensor2D[];
@@ -55,8 +57,9 @@ export function parametersFromWeights(config: NetworkConfig, weights: Map<string
 }
 
 /** A copy of the current weights, for saving or for keeping the best checkpoint in memory. */
-export function readWeights(params: Parameters): Map<string, Float32Array> {
-  return new Map([...params].map(([name, v]) => [name, v.dataSync() as Float32Array]));
+export async function readWeights(params: Parameters): Promise<Map<string, Float32Array>> {
+  const values = await Promise.all([...params.values()].map((v) => v.data() as Promise<Float32Array>));
+  return new Map([...params.keys()].map((name, i) => [name, values[i]]));
 }
 
 export function assignWeights(params: Parameters, weights: Map<string, Float32Array>): void {
@@ -118,29 +121,21 @@ export class CharLstm {
 
   /**
    * Runs one layer over all timesteps given its input projection [T*B, 4H] (time-major). With
-   * fusedKernels the cell is one kernel per step; otherwise plain tfjs ops, which autodiff can
-   * differentiate and every backend runs.
+   * fusedKernels the cell is one kernel per step where the backend has them; otherwise plain tfjs
+   * ops, which autodiff can differentiate and every backend runs.
    */
   private runLayer(l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, fusedKernels: boolean, trace?: CellTrace[]) {
-    const H = this.config.hidden;
     const B = h0.shape[0];
     const wh = this.p(`lstm${l}/wh`);
+    const fused = fusedKernels && hasCellKernels();
     const hs: tf.Tensor2D[] = [];
     let h = h0;
     let c = c0;
     for (let t = 0; t < steps; t++) {
       const cPrev = c;
-      if (fusedKernels) {
-        const cell = lstmCellForward(tf.matMul(h, wh) as tf.Tensor2D, xProj, t * B, c);
-        ({ c, h } = cell);
-        trace?.push({ acts: cell.acts, cPrev, tanhC: cell.tanhC });
-      } else {
-        const z = tf.add(tf.matMul(h, wh), tf.slice(xProj, [t * B, 0], [B, 4 * H])) as tf.Tensor2D;
-        const [i, f, o] = tf.split(tf.sigmoid(tf.slice(z, [0, 0], [B, 3 * H])), 3, 1) as tf.Tensor2D[];
-        const g = tf.tanh(tf.slice(z, [0, 3 * H], [B, H])) as tf.Tensor2D;
-        c = tf.add(tf.mul(f, c), tf.mul(i, g));
-        h = tf.mul(o, tf.tanh(c));
-      }
+      const cell = lstmCellForward(tf.matMul(h, wh) as tf.Tensor2D, xProj, t * B, c, fused);
+      ({ c, h } = cell);
+      trace?.push({ acts: cell.acts, cPrev, tanhC: cell.tanhC });
       hs.push(h);
     }
     return { hs, h, c };
@@ -150,8 +145,7 @@ export class CharLstm {
    * One truncated-BPTT step. inputs/targets are [batch, steps] row-major. The returned state is
    * the carried LSTM state (no gradient flows into it, as in char-rnn).
    */
-  trainStep(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): StepResult {
-    if (!hasCellKernels()) return this.trainStepByAutodiff(inputs, targets, batch, steps, state, dropout, seed);
+  async trainStep(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): Promise<StepResult> {
     const { layers, hidden: H, vocabSize: V } = this.config;
     const N = batch * steps;
     const idsTM = timeMajor(inputs, batch, steps);
@@ -214,7 +208,7 @@ export class CharLstm {
       }
       return { loss, grads, finalH, finalC };
     });
-    const loss = result.loss.dataSync()[0];
+    const loss = (await result.loss.data())[0];
     result.loss.dispose();
     return { loss, gradients: new Map(Object.entries(result.grads)), state: { h: result.finalH, c: result.finalC } };
   }
@@ -235,25 +229,10 @@ export class CharLstm {
     return tf.concat(dZs, 0);
   }
 
-  /** The generic training step for backends without the fused kernels (native TensorFlow). */
-  private trainStepByAutodiff(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): StepResult {
-    let next!: LstmState;
-    const ids = [...this.params.keys()];
-    const { value, grads } = tf.variableGrads(() => {
-      const out = this.lossTensor(inputs, targets, batch, steps, state, dropout, seed);
-      next = { h: out.state.h.map((t) => tf.keep(t)), c: out.state.c.map((t) => tf.keep(t)) };
-      return out.loss;
-    }, [...this.params.values()]);
-    const loss = value.dataSync()[0];
-    value.dispose();
-    const gradients = new Map<string, tf.Tensor>(ids.map((name) => [name, grads[this.params.get(name)!.name]]));
-    return { loss, gradients, state: next };
-  }
-
   /** Mean cross-entropy in nats over a [batch, steps] window, carrying state, without dropout. */
-  evaluate(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): { loss: number; state: LstmState } {
-    const out = tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, hasCellKernels()));
-    const loss = out.loss.dataSync()[0];
+  async evaluate(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ loss: number; state: LstmState }> {
+    const out = tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, true));
+    const loss = (await out.loss.data())[0];
     out.loss.dispose();
     return { loss, state: out.state };
   }
@@ -290,7 +269,7 @@ export class CharLstm {
       const h: tf.Tensor2D[] = [];
       const c: tf.Tensor2D[] = [];
       for (let l = 0; l < this.config.layers; l++) {
-        const out = this.runLayer(l, x, state.h[l], state.c[l], 1, hasCellKernels());
+        const out = this.runLayer(l, x, state.h[l], state.c[l], 1, true);
         h.push(out.h);
         c.push(out.c);
         if (l + 1 < this.config.layers) x = tf.add(tf.matMul(out.h, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));

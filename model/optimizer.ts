@@ -24,17 +24,18 @@ export class Adam {
     }
   }
 
-  /** Applies one update and returns the gradient norm before clipping. Disposes the gradients. */
-  apply(gradients: Map<string, tf.Tensor>, learningRate: number): number {
+  /** Applies one update. Disposes the gradients. */
+  apply(gradients: Map<string, tf.Tensor>, learningRate: number): void {
     const { beta1, beta2, epsilon, clipNorm } = this.settings;
     this.step++;
-    const norm = tf.tidy(() => tf.sqrt(tf.addN([...gradients.values()].map((g) => tf.sum(tf.square(g)))))).dataSync()[0];
-    const clip = norm > clipNorm ? clipNorm / norm : 1;
     // Bias correction folded into the step size, as in the Adam paper's efficient form.
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step);
     tf.tidy(() => {
+      // The clipping factor stays a tensor, so a GPU never waits for the norm to be read back.
+      const norm = tf.sqrt(tf.addN([...gradients.values()].map((g) => tf.sum(tf.square(g)))));
+      const clip = tf.minimum(1, tf.div(clipNorm, tf.maximum(norm, 1e-12)));
       for (const [name, p] of this.params) {
-        const g = clip === 1 ? gradients.get(name)! : tf.mul(gradients.get(name)!, clip);
+        const g = tf.mul(gradients.get(name)!, clip);
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
         m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
@@ -43,7 +44,6 @@ export class Adam {
       }
     });
     tf.dispose([...gradients.values()]);
-    return norm;
   }
 
   dispose(): void {

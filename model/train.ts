@@ -123,14 +123,14 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   reporter.info(budget.description);
 
   // 6. Backend and model.
-  const backend = await selectBackend(options.backend);
+  const backend = await selectBackend(options.backend, trainingProbe(config, batch, options.seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
   const params = resumed ? parametersFromWeights(config, resumed.weights) : initialParameters(config, options.seed);
   const model = new CharLstm(config, params);
   const optimizer = new Adam(params, ADAM_DEFAULTS);
   reporter.info(`Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`);
 
-  const evaluate = (ids: Int32Array): number | null => (validationBatch >= 1 ? validationLoss(model, ids, validationBatch, options.seq) : null);
+  const evaluate = async (ids: Int32Array): Promise<number | null> => (validationBatch >= 1 ? validationLoss(model, ids, validationBatch, options.seq) : null);
   const hyperparameters = {
     layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
     dropout: options.dropout, seed: options.seed,
@@ -184,7 +184,7 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     }
     const { inputs, targets } = batcher.batch(k);
     const stepStarted = performance.now();
-    const result = model.trainStep(inputs, targets, batch, options.seq, state, options.dropout, options.seed * 100_003 + step);
+    const result = await model.trainStep(inputs, targets, batch, options.seq, state, options.dropout, options.seed * 100_003 + step);
     disposeState(state);
     state = result.state;
     optimizer.apply(result.gradients, learningRate(options.lr, step, progressFraction()));
@@ -196,13 +196,13 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
       const evaluationStarted = performance.now();
-      const nats = evaluate(periodicIds);
+      const nats = await evaluate(periodicIds);
       // Validation may take at most a tenth of a time budget, however short the budget is.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
-        best = { nats: nats ?? Infinity, weights: readWeights(params) };
+        best = { nats: nats ?? Infinity, weights: await readWeights(params) };
         save(best.weights, nats, { steps: step, chars: step * batch * options.seq, seconds: elapsed() });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
@@ -223,17 +223,17 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   disposeState(state);
 
   // 8. The final model is the best checkpoint, scored on the whole validation set.
-  const current = readWeights(params);
-  const currentNats = step > 0 ? evaluate(periodicIds) : null;
+  const current = await readWeights(params);
+  const currentNats = step > 0 ? await evaluate(periodicIds) : null;
   if (!best || (currentNats !== null && currentNats < best.nats)) best = { nats: currentNats ?? Infinity, weights: current };
   assignWeights(params, best.weights);
   reporter.info('Scoring the best checkpoint on the whole validation set…');
-  const finalNats = evaluate(validationIds);
+  const finalNats = await evaluate(validationIds);
   const seconds = elapsed();
   save(best.weights, finalNats, { steps: step, chars: step * batch * options.seq, seconds });
 
   const predictor = new Predictor({ config, vocabulary, weights: best.weights });
-  const sample = generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
+  const sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
   predictor.dispose();
   optimizer.dispose();
   model.dispose();
@@ -294,19 +294,38 @@ export function learningRate(base: number, step: number, progress: number): numb
 }
 
 /** Mean cross-entropy in nats per char over ids, as contiguous streams carrying state. */
-export function validationLoss(model: CharLstm, ids: Int32Array, batch: number, seq: number): number {
+export async function validationLoss(model: CharLstm, ids: Int32Array, batch: number, seq: number): Promise<number> {
   const batcher = new StreamBatcher(ids, batch, seq);
   let state = zeroState(model.config, batch);
   let total = 0;
   for (let k = 0; k < batcher.batchesPerEpoch; k++) {
     const { inputs, targets } = batcher.batch(k);
-    const result = model.evaluate(inputs, targets, batch, seq, state);
+    const result = await model.evaluate(inputs, targets, batch, seq, state);
     disposeState(state);
     state = result.state;
     total += result.loss;
   }
   disposeState(state);
   return total / batcher.batchesPerEpoch;
+}
+
+/**
+ * Auto backend selection times this on a GPU and on the CPU: one training step of the real model
+ * and batch over a few timesteps, enough to show which is faster without a long wait on the slower.
+ */
+export function trainingProbe(config: NetworkConfig, batch: number, seq: number): () => Promise<void> {
+  const steps = Math.min(seq, 8);
+  const ids = Int32Array.from({ length: batch * steps }, (_, i) => 1 + (i % (config.vocabSize - 1)));
+  return async () => {
+    const model = new CharLstm(config, initialParameters(config, 1));
+    const state = zeroState(config, batch);
+    const result = await model.trainStep(ids, ids, batch, steps, state, 0, 1);
+    await Promise.all([...result.gradients.values()].map((g) => g.data()));
+    tf.dispose([...result.gradients.values()]);
+    disposeState(result.state);
+    disposeState(state);
+    model.dispose();
+  };
 }
 
 function countParameters(config: NetworkConfig): number {

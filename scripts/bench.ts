@@ -1,27 +1,30 @@
-// npm run bench -- [--json] [--backend B]: the figures the README quotes, for a fixed 2×256 model.
+// npm run bench -- [--json] [--backend B] [--layers N --hidden N --batch N --seq N] [--model DIR]:
+// the figures the README quotes. Defaults: the 2×256 model at batch 64, seq 64.
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice, selectBackend } from '../model/backend';
+import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend } from '../model/backend';
 import { loadModel, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
-import { CharLstm, disposeState, initialParameters, parametersFromWeights, readWeights, zeroState } from '../model/network';
+import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
 import { Adam } from '../model/optimizer';
+import { trainingProbe } from '../model/train';
 import { Vocabulary } from '../model/vocab';
 import { defaultCorpusPaths, loadCorpus } from '../model/corpus';
 import { defaultModelDir } from '../model/paths';
-import { parse, runMain, UsageError } from './cli';
+import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from './lsp-session';
 
-const USAGE = `usage: npm run bench -- [--json] [--backend auto|tensorflow|wasm|cpu] [--steps N] [--model DIR]
+const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--no-server]
 
---model DIR   model for the server latency figures (default: the trained model in the user data
-              directory if there is one, else an untrained 2×256 model)`;
+--layers --hidden   model size for every figure (default 2×256)
+--batch --seq       training batch (default 64 × 64)
+--model DIR         model for the server latency figures (default: the trained model in the user
+                    data directory if it has the same size, else an untrained model of that size)
+--no-server         skip the server latency figures`;
 const SERVER_DOCUMENT_CHARS = 50_000;
 const SERVER_KEYSTROKES = 1000;
-const BATCH = 64;
-const SEQ = 64;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -29,39 +32,48 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parse(process.argv.slice(2), { json: { type: 'boolean' }, backend: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' } }, USAGE);
+  const { values } = parse(process.argv.slice(2), {
+    json: { type: 'boolean' }, backend: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' },
+    layers: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'no-server': { type: 'boolean' },
+  }, USAGE);
   const backendChoice = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backendChoice)) throw new UsageError(USAGE);
-  const trainSteps = Number(values.steps ?? 6);
+  const flag = (name: string, fallback: number, max: number) => numberFlag(values[name] as string | undefined, name, 1, max, true, USAGE) ?? fallback;
+  const trainSteps = flag('steps', 6, 1000);
+  const batchSize = flag('batch', 64, 4096);
+  const seq = flag('seq', 64, 1024);
   const say = (line: string) => { if (!values.json) process.stdout.write(line + '\n'); };
 
-  const backend = await selectBackend(backendChoice);
-  say(`backend: ${backend.name} (${backend.reason})`);
   // The tiny-shakespeare vocabulary size, so figures compare with the notes' measurements.
   const vocabulary = Vocabulary.fromText(String.fromCharCode(...Array.from({ length: 64 }, (_, i) => 32 + i)), 65);
-  const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 64, hidden: 256, layers: 2 };
+  const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 64, hidden: flag('hidden', 256, 4096), layers: flag('layers', 2, 8) };
+  const size = `${config.layers}×${config.hidden}`;
+  const backend = await selectBackend(backendChoice, trainingProbe(config, batchSize, seq));
+  say(`backend: ${backend.name} (${backend.reason})`);
   const params = initialParameters(config, 1);
   const model = new CharLstm(config, params);
 
   // Training throughput: median step time after two warm-up steps.
   const optimizer = new Adam(params);
-  const ids = Int32Array.from({ length: BATCH * SEQ }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
-  let state = zeroState(config, BATCH);
+  const ids = Int32Array.from({ length: batchSize * seq }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
+  let state = zeroState(config, batchSize);
   const stepTimes: number[] = [];
   for (let k = 0; k < trainSteps + 2; k++) {
     const t0 = performance.now();
-    const result = model.trainStep(ids, ids, BATCH, SEQ, state, 0.1, k);
+    const result = await model.trainStep(ids, ids, batchSize, seq, state, 0.1, k);
     disposeState(state);
     state = result.state;
     optimizer.apply(result.gradients, 1e-3);
+    // The step is over when its updated weights can be read (a GPU runs behind the host).
+    await params.get('output/b')!.data();
     if (k >= 2) stepTimes.push(performance.now() - t0);
   }
   disposeState(state);
   optimizer.dispose();
-  const trainCharsPerSecond = (BATCH * SEQ) / (median(stepTimes) / 1000);
-  say(`train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (2×256, batch ${BATCH}, seq ${SEQ}, median of ${trainSteps} steps)`);
+  const trainCharsPerSecond = (batchSize * seq) / (median(stepTimes) / 1000);
+  say(`train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`);
 
-  // One inference step at batch 1 and 8.
+  // One inference step at batch 1 and 8, read back as the server reads it.
   const stepMicros: Record<string, number> = {};
   for (const batch of [1, 8]) {
     let s = zeroState(config, batch);
@@ -70,7 +82,7 @@ async function main(): Promise<void> {
     for (let k = 0; k < 60; k++) {
       const t0 = performance.now();
       const { logits, state: next } = model.step(input, s);
-      logits.dataSync();
+      await Promise.all([logits.data(), ...next.h.map((h) => h.data()), ...next.c.map((c) => c.data())]);
       logits.dispose();
       disposeState(s);
       s = next;
@@ -81,12 +93,15 @@ async function main(): Promise<void> {
     say(`inference step, batch ${batch}: ${Math.round(stepMicros[`batch${batch}`])} µs`);
   }
 
+  const agreement = backend.gpu ? await logitsAgainstCpu(model, backend) : undefined;
+  if (agreement) say(`logits on ${backend.name} vs ${agreement.reference}, 64 steps of a random walk at batch 8: max abs difference ${agreement.maxAbsDiff.toExponential(2)} (logits up to ${agreement.maxAbs.toFixed(2)})`);
+
   // Model load, then per-keystroke latency through the real server.
   const dir = mkdtempSync(join(tmpdir(), 'char-complete-bench-'));
-  let server: ServerFigures;
+  let server: ServerFigures | undefined;
   try {
     saveModel(dir, {
-      config, vocabulary, weights: readWeights(params),
+      config, vocabulary, weights: await readWeights(params),
       metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: 0, seconds: 0, backend: backend.name },
     });
     const loads: number[] = [];
@@ -99,42 +114,87 @@ async function main(): Promise<void> {
     }
     stepMicros.loadMs = median(loads);
     say(`model load: ${median(loads).toFixed(1)} ms`);
-    const trained = typeof values.model === 'string' ? resolve(values.model) : defaultModelDir();
-    const useTrained = existsSync(join(trained, 'model.json'));
-    say(`server: ${useTrained ? `model ${trained}` : 'untrained 2×256 model (no trained model found; pass --model DIR)'}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${SERVER_KEYSTROKES} keystrokes, beam width 4, maxChars 32…`);
-    server = await serverLatency(useTrained ? trained : dir);
-    say(`server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`);
+    if (!values['no-server']) {
+      const trained = typeof values.model === 'string' ? resolve(values.model) : defaultModelDir();
+      const useTrained = existsSync(join(trained, 'model.json')) && (typeof values.model === 'string' || sameSize(loadModel(trained).config, config));
+      say(`server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${SERVER_KEYSTROKES} keystrokes, beam width 4, maxChars 32…`);
+      server = await serverLatency(useTrained ? trained : dir, backendChoice);
+      say(`server backend: ${server.backend}`);
+      say(`server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 
   if (values.json) {
     process.stdout.write(JSON.stringify({
-      backend: backend.name, train_chars_per_s: Math.round(trainCharsPerSecond),
+      backend: backend.name, gpu: backend.gpu, model: size, batch: batchSize, seq, train_chars_per_s: Math.round(trainCharsPerSecond),
       step_us_batch1: Math.round(stepMicros.batch1), step_us_batch8: Math.round(stepMicros.batch8), model_load_ms: Math.round(stepMicros.loadMs * 10) / 10,
-      server_latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) }, server_rss_mb: Math.round(server.rssBytes / 1048576),
+      logits_max_abs_diff_vs_cpu: agreement?.maxAbsDiff ?? null,
+      server: server ? { backend: server.backend, latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) }, rss_mb: Math.round(server.rssBytes / 1048576) } : null,
     }) + '\n');
   }
 }
 
-interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number }
+function sameSize(a: NetworkConfig, b: NetworkConfig): boolean {
+  return a.layers === b.layers && a.hidden === b.hidden;
+}
+
+/**
+ * The same weights stepped on the GPU backend and on the CPU through 64 characters of a random walk
+ * (each step's state feeding the next), so any drift would show.
+ */
+async function logitsAgainstCpu(model: CharLstm, backend: BackendSelection): Promise<{ reference: string; maxAbsDiff: number; maxAbs: number }> {
+  const weights = await readWeights(model.params);
+  const run = async (): Promise<Float32Array[]> => {
+    const copy = new CharLstm(model.config, parametersFromWeights(model.config, weights));
+    let state: LstmState = zeroState(model.config, 8);
+    const out: Float32Array[] = [];
+    for (let t = 0; t < 64; t++) {
+      const ids = Int32Array.from({ length: 8 }, (_, b) => 1 + ((t * 31 + b * 17) % (model.config.vocabSize - 1)));
+      const { logits, state: next } = copy.step(ids, state);
+      out.push((await logits.data()) as Float32Array);
+      logits.dispose();
+      disposeState(state);
+      state = next;
+    }
+    disposeState(state);
+    copy.dispose();
+    return out;
+  };
+  const onGpu = await run();
+  const reference = tf.findBackend('wasm') ? 'wasm' : 'cpu';
+  await tf.setBackend(reference);
+  const onCpu = await run();
+  await tf.setBackend(backend.name);
+  let maxAbsDiff = 0;
+  let maxAbs = 0;
+  onGpu.forEach((logits, t) => logits.forEach((x, i) => {
+    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(x - onCpu[t][i]));
+    maxAbs = Math.max(maxAbs, Math.abs(onCpu[t][i]));
+  }));
+  return { reference, maxAbsDiff, maxAbs };
+}
+
+interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number; backend: string }
 
 /** Opens a 50 KB document in the real server and types at its end, asking for a completion before every key. */
-async function serverLatency(modelDir: string): Promise<ServerFigures> {
+async function serverLatency(modelDir: string, backend: BackendChoice): Promise<ServerFigures> {
   const root = join(__dirname, '..');
   const corpus = loadCorpus(defaultCorpusPaths(root)).documents.map((d) => d.text).join('\n\n');
   let text = corpus;
   while (text.length < SERVER_DOCUMENT_CHARS) text += '\n\n' + corpus;
   text = text.slice(0, SERVER_DOCUMENT_CHARS);
   const existing = text.slice(0, SERVER_DOCUMENT_CHARS - SERVER_KEYSTROKES);
-  const settings = { modelPath: modelDir, beamWidth: 4, maxChars: 32 };
+  const settings = { modelPath: modelDir, beamWidth: 4, maxChars: 32, backend };
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   try {
     await session.initialize();
     const uri = 'file:///bench/notes.md';
     await session.open(uri, existing);
     const result = await replayTypist(session, uri, existing, text.slice(existing.length));
-    return { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99), rssBytes: session.rss() };
+    const status = session.statuses[session.statuses.length - 1];
+    return { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99), rssBytes: session.rss(), backend: String(status?.backend ?? 'unknown') };
   } finally {
     await session.shutdown();
   }
@@ -144,4 +204,4 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-runMain(main, []);
+runMain(main, [BackendUnavailableError]);

@@ -38,8 +38,14 @@ await build({
   logLevel: 'warning',
   // Native TensorFlow bindings are optional and loaded at run time when present; vscode is
   // provided by the editor; the test drivers stay in node_modules.
-  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'vscode', 'playwright-core', '@vscode/test-electron'],
+  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', 'vscode', 'playwright-core', '@vscode/test-electron'],
 });
+
+// Dawn's binding for this platform, when the optional webgpu package installed, so the bundle (and
+// the .vsix, which carries no node_modules) can reach the GPU (model/backend.ts).
+const platformDir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
+const dawn = join(root, 'node_modules/webgpu/dist', platformDir, 'dawn.node');
+if (existsSync(dawn)) cpSync(dawn, join(dist, 'dawn.node'));
 
 // The threaded build's emscripten scripts are loaded by worker threads as files (model/wasm-threads.ts).
 const wasmOut = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/wasm-out');

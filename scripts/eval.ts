@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   const ids = saved.vocabulary.encode(text);
   const seq = 64;
   const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
-  const nats = validationLoss(model, ids, batch, seq);
+  const nats = await validationLoss(model, ids, batch, seq);
   model.dispose();
   say(`bits per char: ${(nats / Math.LN2).toFixed(3)} (${nats.toFixed(3)} nats) over ${ids.length.toLocaleString('en-US')} chars`);
 

@@ -1,6 +1,6 @@
 // npm run train -- [PATH ...] [flags]: learns a char-LSTM from notes and saves it for the server.
 import { resolve, join } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice } from '../model/backend';
+import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../model/backend';
 import { TRAIN_DEFAULTS } from '../model/defaults';
 import { defaultModelDir } from '../model/paths';
 import { Progress, train, TrainInputError } from '../model/train';
@@ -14,7 +14,7 @@ PATH                files or folders of notes (default: the embedded default cor
 --minutes N         time budget            --epochs N      epoch budget (one or the other)
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
 --lr X (${D.lr})  --dropout X (${D.dropout})  --seed N (${D.seed})
---backend auto|tensorflow|wasm|cpu (auto)
+--backend auto|tensorflow|webgpu|wasm|cpu (auto)
 --resume            continue training the model in --out
 --json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend`;
 
@@ -109,4 +109,4 @@ function formatDuration(seconds: number): string {
   return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
-runMain(main, [TrainInputError]);
+runMain(main, [TrainInputError, BackendUnavailableError]);

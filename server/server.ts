@@ -7,7 +7,10 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
 import { selectBackend } from '../model/backend';
-import { complete, Completion, DocumentStates } from '../model/inference';
+import { complete, Completion, completionProbe, DocumentStates } from '../model/inference';
+import { loadModel } from '../model/format';
+import { NetworkConfig } from '../model/architecture';
+import { TRAIN_DEFAULTS } from '../model/defaults';
 import { defaultModelDir } from '../model/paths';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
@@ -23,6 +26,7 @@ let clientHasConfiguration = false;
 let toldToTrain = false;
 let lastLatencyMs: number | undefined;
 let backendName = 'not started';
+let backendOnGpu = false;
 
 // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
 const logFile = process.env.CHAR_COMPLETE_LOG_FILE;
@@ -78,6 +82,7 @@ function sendStatus(): void {
     model: host.info?.dir ?? null,
     description: host.info?.description ?? null,
     backend: backendName,
+    gpu: backendOnGpu,
     latencyMs: lastLatencyMs ?? null,
   });
 }
@@ -85,11 +90,13 @@ function sendStatus(): void {
 connection.onInitialize(async (params) => {
   clientHasConfiguration = params.capabilities.workspace?.configuration === true;
   const initial = parseSettings((params.initializationOptions as Record<string, unknown> | undefined) ?? {});
-  const backend = await selectBackend(initial.settings.backend).catch(async (error: Error) => {
+  const probe = completionProbe(modelSizeForProbe(initial.settings.modelPath || defaultModelDir()), initial.settings.completion.beamWidth);
+  const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
     log(`${error.message}; falling back to automatic selection`);
-    return selectBackend('auto');
+    return selectBackend('auto', probe);
   });
   backendName = backend.name;
+  backendOnGpu = backend.gpu;
   log(`Backend: ${backend.name} (${backend.reason})`);
   applySettings(params.initializationOptions ?? {});
   return {
@@ -101,6 +108,18 @@ connection.onInitialize(async (params) => {
     serverInfo: { name: 'char-complete' },
   };
 });
+
+/**
+ * The size of the model the server will load, for timing the backends before it is loaded; the
+ * common 2×256 when there is no model yet.
+ */
+function modelSizeForProbe(dir: string): NetworkConfig {
+  try {
+    return loadModel(dir).config;
+  } catch {
+    return { vocabSize: 96, embed: TRAIN_DEFAULTS.embed, hidden: TRAIN_DEFAULTS.hidden, layers: TRAIN_DEFAULTS.layers };
+  }
+}
 
 connection.onInitialized(async () => {
   if (!clientHasConfiguration) return;
@@ -122,8 +141,8 @@ connection.onDidChangeConfiguration(async (change) => {
   else applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
 });
 
-function computeCompletion(states: DocumentStates, text: string, offset: number, cancelled: () => boolean): Completion | undefined {
-  const snapshot = states.at(text, offset, cancelled);
+async function computeCompletion(states: DocumentStates, text: string, offset: number, cancelled: () => boolean): Promise<Completion | undefined> {
+  const snapshot = await states.at(text, offset, cancelled);
   return snapshot && complete(host.predictor!, snapshot, settings.completion, cancelled);
 }
 
@@ -166,7 +185,7 @@ async function completionAt(uri: string, position: Position, token: Cancellation
     entry = { generation: host.generation, states: new DocumentStates(predictor) };
     documentStates.set(uri, entry);
   }
-  const completion = typedAlong(uri, text, offset) ?? computeCompletion(entry.states, text, offset, cancelled);
+  const completion = typedAlong(uri, text, offset) ?? (await computeCompletion(entry.states, text, offset, cancelled));
   if (completion) shown.set(uri, { offset, before: text.slice(Math.max(0, offset - 64), offset), completion });
   else shown.delete(uri);
   lastLatencyMs = performance.now() - started;

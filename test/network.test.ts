@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, initialParameters, zeroState } from '../model/network';
 import { selectBackend } from '../model/backend';
+import { lstmCellBackward, lstmCellForward } from '../model/kernels';
 
 const config: NetworkConfig = { vocabSize: 7, embed: 5, hidden: 6, layers: 2 };
 const batch = 3;
@@ -19,7 +20,7 @@ test('hand-written backward pass matches tfjs autodiff', async () => {
   state.h[0] = tf.fill([batch, config.hidden], 0.3) as tf.Tensor2D;
   state.c[1] = tf.fill([batch, config.hidden], -0.2) as tf.Tensor2D;
 
-  const ours = model.trainStep(inputs, targets, batch, steps, state, 0, 1);
+  const ours = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
   const reference = tf.variableGrads(() => model.lossTensor(inputs, targets, batch, steps, state).loss);
 
   assert.ok(Math.abs(ours.loss - reference.value.dataSync()[0]) < 1e-5, 'loss differs');
@@ -41,8 +42,32 @@ test('state carried across windows equals one long window', async () => {
   const model = new CharLstm(config, initialParameters(config, 7));
   const long = Int32Array.from({ length: 2 * steps }, (_, i) => (i * 2 + 1) % 7);
   const next = Int32Array.from({ length: 2 * steps }, (_, i) => (i * 4 + 3) % 7);
-  const whole = model.evaluate(long, next, 1, 2 * steps, zeroState(config, 1));
-  const first = model.evaluate(long.slice(0, steps), next.slice(0, steps), 1, steps, zeroState(config, 1));
-  const second = model.evaluate(long.slice(steps), next.slice(steps), 1, steps, first.state);
+  const whole = await model.evaluate(long, next, 1, 2 * steps, zeroState(config, 1));
+  const first = await model.evaluate(long.slice(0, steps), next.slice(0, steps), 1, steps, zeroState(config, 1));
+  const second = await model.evaluate(long.slice(steps), next.slice(steps), 1, steps, first.state);
   assert.ok(Math.abs(whole.loss - (first.loss + second.loss) / 2) < 1e-5);
+});
+
+test('the plain-op LSTM cell (GPU backends) matches the fused kernels forward and backward', async () => {
+  await selectBackend('wasm');
+  const B = 3;
+  const H = 5;
+  const random = (shape: [number, number], seed: number) => tf.randomUniform(shape, -2, 2, 'float32', seed) as tf.Tensor2D;
+  const recurrent = random([B, 4 * H], 1);
+  const inputProjection = random([2 * B, 4 * H], 2);
+  const cPrev = random([B, H], 3);
+  const dH = random([2 * B, H], 4);
+  const dhNext = random([B, H], 5);
+  const dcNext = random([B, H], 6);
+  const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
+  const fused = lstmCellForward(recurrent, inputProjection, B, cPrev, true);
+  const plain = lstmCellForward(recurrent, inputProjection, B, cPrev, false);
+  for (const key of ['acts', 'c', 'tanhC', 'h'] as const) {
+    assert.ok(maxDiff(fused[key], plain[key]) < 1e-5, `forward ${key} differs by ${maxDiff(fused[key], plain[key])}`);
+  }
+  assert.ok(tf.max(tf.abs(plain.h)).dataSync()[0] > 0.05, 'the test inputs give a non-trivial state');
+  const fusedBack = lstmCellBackward(dH, B, dhNext, dcNext, fused.acts, cPrev, fused.tanhC, true);
+  const plainBack = lstmCellBackward(dH, B, dhNext, dcNext, plain.acts, cPrev, plain.tanhC, false);
+  assert.ok(maxDiff(fusedBack.dZ, plainBack.dZ) < 1e-5, `dZ differs by ${maxDiff(fusedBack.dZ, plainBack.dZ)}`);
+  assert.ok(maxDiff(fusedBack.dcPrev, plainBack.dcPrev) < 1e-5, 'dcPrev differs');
 });

@@ -37,7 +37,7 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
   const saved = loadModel(out);
   const untrained = new CharLstm(saved.config, initialParameters(saved.config, 3));
   const ids = saved.vocabulary.encode(REPETITIVE.slice(-2000));
-  const before = validationLoss(untrained, ids, 4, 16);
+  const before = await validationLoss(untrained, ids, 4, 16);
   assert.ok(result.validationNats !== null);
   assert.ok(result.validationNats! < 0.5 * before, `validation loss ${result.validationNats} vs ${before} untrained`);
   assert.ok(Math.abs(saved.metadata.validation!.nats - result.validationNats!) < 1e-9, 'saved metadata records the final figure');
@@ -52,7 +52,7 @@ test('save and load give identical predictions', async () => {
   const original = new CharLstm(config, initialParameters(config, 11));
   const dir = tempDir();
   saveModel(dir, {
-    config, vocabulary, weights: readWeights(original.params),
+    config, vocabulary, weights: await readWeights(original.params),
     metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: 0, seconds: 0, backend: 'wasm' },
   });
   const loaded = loadModel(dir);
