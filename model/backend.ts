@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { prepareWasmThreads } from './wasm-threads';
+import { registerWebGpuCellKernels } from './webgpu-cell';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -101,6 +102,18 @@ function formatMs(ms: number): string {
   return ms < 10 ? `${ms.toFixed(2)} ms` : `${Math.round(ms)} ms`;
 }
 
+/**
+ * Switches to the CPU backend auto selection would fall back to (wasm, else cpu), for checking a
+ * GPU's results against it; returns its name. selectBackend() must have run.
+ */
+export async function useReferenceCpuBackend(): Promise<string> {
+  const wasm = wasmReady || (await tryWasm([])) !== undefined;
+  const name = wasm ? 'wasm' : 'cpu';
+  await tf.setBackend(name);
+  await tf.ready();
+  return name;
+}
+
 function tryNative(notes: string[]): BackendSelection | undefined {
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
@@ -128,6 +141,8 @@ interface Dawn {
 }
 interface GpuAdapter {
   info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+  limits: Record<string, number>;
+  requestDevice(descriptor: object): Promise<unknown>;
 }
 
 /** Dawn's Node binding: next to the bundle after a build (the .vsix has no node_modules), else from the webgpu package. */
@@ -145,13 +160,22 @@ function loadDawn(): Dawn {
 }
 
 /**
+ * The device limits tfjs asks for, plus storage buffers per stage: the default 8 is too few for
+ * tfjs's AddN and Concat over many tensors, whose pipelines then fail validation and yield garbage.
+ */
+const WEBGPU_LIMITS = [
+  'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize', 'maxBufferSize',
+  'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup', 'maxStorageBuffersPerShaderStage',
+];
+
+/**
  * WebGPU through Dawn (Vulkan, Metal or D3D12), with the adapter checked before tfjs sees it: with
  * no adapter tfjs's setBackend fails yet leaves getBackend() saying 'webgpu', and a software
  * adapter is slower than wasm and has returned wrong numbers.
  */
 async function tryWebGpu(notes: string[]): Promise<BackendSelection | undefined> {
   try {
-    if (!tf.findBackend('webgpu')) {
+    if (!webGpuAdapterDescription) {
       if (process.platform === 'linux' && !hasVulkanLoader()) {
         // Checked first because Dawn would print its own warning to stderr on every start.
         notes.push('webgpu: no Vulkan loader (libvulkan.so.1; on Debian and Ubuntu: apt install libvulkan1)');
@@ -172,20 +196,28 @@ async function tryWebGpu(notes: string[]): Promise<BackendSelection | undefined>
         return undefined;
       }
       // Node 20 has no navigator, and later versions have one without gpu; tfjs-backend-webgpu
-      // registers itself on import only when navigator.gpu exists.
+      // wants navigator.gpu to exist before its backend can be constructed.
       const navigator = ((globalThis as { navigator?: object }).navigator ??= {});
       Object.defineProperty(navigator, 'gpu', { value: gpu, configurable: true });
-      require('@tensorflow/tfjs-backend-webgpu');
-      webGpuAdapterDescription = described;
+      const { WebGPUBackend } = require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu');
+      // Replaces the factory the import registered, to ask for the limits above on this adapter.
+      tf.removeBackend('webgpu');
+      tf.registerBackend('webgpu', async () => {
+        const requiredLimits = Object.fromEntries(WEBGPU_LIMITS.map((name) => [name, adapter.limits[name]]));
+        const device = await adapter.requestDevice({ requiredLimits });
+        return new WebGPUBackend(device as ConstructorParameters<typeof WebGPUBackend>[0], adapter.info as ConstructorParameters<typeof WebGPUBackend>[1]);
+      });
+      webGpuAdapterDescription = described || 'a GPU';
     }
     if (!(await tf.setBackend('webgpu'))) {
       notes.push('webgpu: the backend failed to initialise');
       return undefined;
     }
+    registerWebGpuCellKernels((require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu')).webgpu_util);
     // One real op: a device can initialise and still fail its first dispatch.
     const check = await tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1)).data();
     if (check[0] !== 2 || check[1] !== 3) throw new Error(`a test op returned ${Array.from(check)}`);
-    return { name: 'webgpu', gpu: true, reason: `WebGPU on ${webGpuAdapterDescription || 'a GPU'}` };
+    return { name: 'webgpu', gpu: true, reason: `WebGPU on ${webGpuAdapterDescription}` };
   } catch (error) {
     notes.push(`webgpu failed: ${firstLine(error)}`);
     return undefined;
@@ -204,6 +236,8 @@ function hasVulkanLoader(): boolean {
     return ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'].some((dir) => existsSync(join(dir, name)));
   }
 }
+
+let wasmReady = false;
 
 async function tryWasm(notes: string[]): Promise<BackendSelection | undefined> {
   try {
@@ -236,6 +270,7 @@ async function tryWasm(notes: string[]): Promise<BackendSelection | undefined> {
     registerWasmMatMulFix();
     registerWasmUnsortedSegmentSum();
     registerWasmRowGather();
+    wasmReady = true;
     return { name: 'wasm', gpu: false, reason: `WebAssembly SIMD with XNNPACK, ${threadNote}` };
   } catch (error) {
     notes.push(`wasm failed: ${firstLine(error)}`);

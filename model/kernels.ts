@@ -187,10 +187,16 @@ export function hasCellKernels(): boolean {
 /**
  * One timestep: z = recurrent + inputProjection[row..row+batch]; returns the gates (acts, in the
  * order [i, f, o, g]) and the new state. Fused kernels where the backend has them; otherwise
- * plain ops, which every backend runs (and autodiff can differentiate).
+ * plain ops, which every backend runs (and autodiff can differentiate). Without trace, a GPU
+ * kernel may skip acts and tanhC, which only the backward pass needs.
  */
-export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D, fused = hasCellKernels()) {
+export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D, fused = hasCellKernels(), trace = true): { acts: tf.Tensor2D; c: tf.Tensor2D; tanhC: tf.Tensor2D; h: tf.Tensor2D } {
   if (!fused) return lstmCellForwardOps(recurrent, inputProjection, row, cPrev);
+  if (getKernel('LstmCellForward', tf.getBackend())) {
+    // One kernel computing every output (model/webgpu-cell.ts).
+    const [c, h, acts, tanhC] = tf.engine().runKernel('LstmCellForward', { recurrent, inputProjection, cPrev }, { row, trace } as unknown as NamedAttrMap) as tf.Tensor2D[];
+    return { acts, c, tanhC, h };
+  }
   const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}) => tf.engine().runKernel(name, inputs, attrs as NamedAttrMap) as tf.Tensor2D[];
   const [pre] = run('LstmGatePreactivations', { recurrent, inputProjection }, { row });
   const sig = tf.sigmoid(pre);

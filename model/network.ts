@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from './kernels';
+import { withExactMatMuls } from './webgpu-cell';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 
@@ -133,7 +134,7 @@ export class CharLstm {
     let c = c0;
     for (let t = 0; t < steps; t++) {
       const cPrev = c;
-      const cell = lstmCellForward(tf.matMul(h, wh) as tf.Tensor2D, xProj, t * B, c, fused);
+      const cell = lstmCellForward(tf.matMul(h, wh) as tf.Tensor2D, xProj, t * B, c, fused, trace !== undefined);
       ({ c, h } = cell);
       trace?.push({ acts: cell.acts, cPrev, tanhC: cell.tanhC });
       hs.push(h);
@@ -150,7 +151,7 @@ export class CharLstm {
     const N = batch * steps;
     const idsTM = timeMajor(inputs, batch, steps);
     const targetsTM = timeMajor(targets, batch, steps);
-    const result = tf.tidy(() => {
+    const result = withExactMatMuls(() => tf.tidy(() => {
       const ids = tf.tensor1d(idsTM, 'int32');
       const table = this.inputTable();
       let xProj = tf.gather(table, ids) as tf.Tensor2D;
@@ -207,7 +208,7 @@ export class CharLstm {
         }
       }
       return { loss, grads, finalH, finalC };
-    });
+    }));
     const loss = (await result.loss.data())[0];
     result.loss.dispose();
     return { loss, gradients: new Map(Object.entries(result.grads)), state: { h: result.finalH, c: result.finalC } };
@@ -231,7 +232,7 @@ export class CharLstm {
 
   /** Mean cross-entropy in nats over a [batch, steps] window, carrying state, without dropout. */
   async evaluate(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ loss: number; state: LstmState }> {
-    const out = tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, true));
+    const out = withExactMatMuls(() => tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, true)));
     const loss = (await out.loss.data())[0];
     out.loss.dispose();
     return { loss, state: out.state };

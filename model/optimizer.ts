@@ -32,7 +32,8 @@ export class Adam {
     const stepSize = (learningRate * Math.sqrt(1 - beta2 ** this.step)) / (1 - beta1 ** this.step);
     tf.tidy(() => {
       // The clipping factor stays a tensor, so a GPU never waits for the norm to be read back.
-      const norm = tf.sqrt(tf.addN([...gradients.values()].map((g) => tf.sum(tf.square(g)))));
+      // Pairwise adds rather than addN: a WebGPU device may bind as few as 8 buffers per shader.
+      const norm = tf.sqrt([...gradients.values()].map((g) => tf.sum(tf.square(g))).reduce((a, b) => tf.add(a, b)));
       const clip = tf.minimum(1, tf.div(clipNorm, tf.maximum(norm, 1e-12)));
       for (const [name, p] of this.params) {
         const g = tf.mul(gradients.get(name)!, clip);

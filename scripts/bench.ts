@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend } from '../model/backend';
+import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend, useReferenceCpuBackend } from '../model/backend';
 import { loadModel, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
@@ -16,15 +16,15 @@ import { defaultModelDir } from '../model/paths';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from './lsp-session';
 
-const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--no-server]
+const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
 
 --layers --hidden   model size for every figure (default 2×256)
 --batch --seq       training batch (default 64 × 64)
 --model DIR         model for the server latency figures (default: the trained model in the user
                     data directory if it has the same size, else an untrained model of that size)
+--keystrokes N      keystrokes typed for the server latency figures (default 1000)
 --no-server         skip the server latency figures`;
 const SERVER_DOCUMENT_CHARS = 50_000;
-const SERVER_KEYSTROKES = 1000;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -34,7 +34,7 @@ function median(values: number[]): number {
 async function main(): Promise<void> {
   const { values } = parse(process.argv.slice(2), {
     json: { type: 'boolean' }, backend: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' },
-    layers: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'no-server': { type: 'boolean' },
+    layers: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'no-server': { type: 'boolean' }, keystrokes: { type: 'string' },
   }, USAGE);
   const backendChoice = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backendChoice)) throw new UsageError(USAGE);
@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   const trainSteps = flag('steps', 6, 1000);
   const batchSize = flag('batch', 64, 4096);
   const seq = flag('seq', 64, 1024);
+  const keystrokes = flag('keystrokes', 1000, 10_000);
   const say = (line: string) => { if (!values.json) process.stdout.write(line + '\n'); };
 
   // The tiny-shakespeare vocabulary size, so figures compare with the notes' measurements.
@@ -93,8 +94,11 @@ async function main(): Promise<void> {
     say(`inference step, batch ${batch}: ${Math.round(stepMicros[`batch${batch}`])} µs`);
   }
 
-  const agreement = backend.gpu ? await logitsAgainstCpu(model, backend) : undefined;
-  if (agreement) say(`logits on ${backend.name} vs ${agreement.reference}, 64 steps of a random walk at batch 8: max abs difference ${agreement.maxAbsDiff.toExponential(2)} (logits up to ${agreement.maxAbs.toFixed(2)})`);
+  const agreement = backend.gpu ? await compareWithCpu(model, backend) : undefined;
+  if (agreement) {
+    say(`logits on ${backend.name} vs ${agreement.reference}, 64 steps of a random walk at batch 8: max abs difference ${agreement.logits.maxAbsDiff.toExponential(2)} (logits up to ${agreement.logits.maxAbs.toFixed(2)})`);
+    say(`gradients of one training step (batch 8, seq 16) on ${backend.name} vs ${agreement.reference}: max abs difference ${agreement.gradients.maxAbsDiff.toExponential(2)} (gradients up to ${agreement.gradients.maxAbs.toExponential(2)}; largest in ${[...model.params.keys()][agreement.gradients.worst]})`);
+  }
 
   // Model load, then per-keystroke latency through the real server.
   const dir = mkdtempSync(join(tmpdir(), 'char-complete-bench-'));
@@ -117,9 +121,9 @@ async function main(): Promise<void> {
     if (!values['no-server']) {
       const trained = typeof values.model === 'string' ? resolve(values.model) : defaultModelDir();
       const useTrained = existsSync(join(trained, 'model.json')) && (typeof values.model === 'string' || sameSize(loadModel(trained).config, config));
-      say(`server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${SERVER_KEYSTROKES} keystrokes, beam width 4, maxChars 32…`);
-      server = await serverLatency(useTrained ? trained : dir, backendChoice);
-      say(`server backend: ${server.backend}`);
+      say(`server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${keystrokes} keystrokes, beam width 4, maxChars 32…`);
+      server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes);
+      say(`server backend: ${server.backendLine}`);
       say(`server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`);
     }
   } finally {
@@ -130,7 +134,7 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify({
       backend: backend.name, gpu: backend.gpu, model: size, batch: batchSize, seq, train_chars_per_s: Math.round(trainCharsPerSecond),
       step_us_batch1: Math.round(stepMicros.batch1), step_us_batch8: Math.round(stepMicros.batch8), model_load_ms: Math.round(stepMicros.loadMs * 10) / 10,
-      logits_max_abs_diff_vs_cpu: agreement?.maxAbsDiff ?? null,
+      logits_max_abs_diff_vs_cpu: agreement?.logits.maxAbsDiff ?? null, gradients_max_abs_diff_vs_cpu: agreement?.gradients.maxAbsDiff ?? null,
       server: server ? { backend: server.backend, latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) }, rss_mb: Math.round(server.rssBytes / 1048576) } : null,
     }) + '\n');
   }
@@ -140,52 +144,66 @@ function sameSize(a: NetworkConfig, b: NetworkConfig): boolean {
   return a.layers === b.layers && a.hidden === b.hidden;
 }
 
-/**
- * The same weights stepped on the GPU backend and on the CPU through 64 characters of a random walk
- * (each step's state feeding the next), so any drift would show.
- */
-async function logitsAgainstCpu(model: CharLstm, backend: BackendSelection): Promise<{ reference: string; maxAbsDiff: number; maxAbs: number }> {
-  const weights = await readWeights(model.params);
-  const run = async (): Promise<Float32Array[]> => {
-    const copy = new CharLstm(model.config, parametersFromWeights(model.config, weights));
-    let state: LstmState = zeroState(model.config, 8);
-    const out: Float32Array[] = [];
-    for (let t = 0; t < 64; t++) {
-      const ids = Int32Array.from({ length: 8 }, (_, b) => 1 + ((t * 31 + b * 17) % (model.config.vocabSize - 1)));
-      const { logits, state: next } = copy.step(ids, state);
-      out.push((await logits.data()) as Float32Array);
-      logits.dispose();
-      disposeState(state);
-      state = next;
-    }
-    disposeState(state);
-    copy.dispose();
-    return out;
-  };
-  const onGpu = await run();
-  const reference = tf.findBackend('wasm') ? 'wasm' : 'cpu';
-  await tf.setBackend(reference);
-  const onCpu = await run();
-  await tf.setBackend(backend.name);
+interface Difference { maxAbsDiff: number; maxAbs: number; worst: number }
+
+/** The largest absolute difference over arrays of values, and which array has it. */
+function difference(actual: Float32Array[], expected: Float32Array[]): Difference {
   let maxAbsDiff = 0;
   let maxAbs = 0;
-  onGpu.forEach((logits, t) => logits.forEach((x, i) => {
-    maxAbsDiff = Math.max(maxAbsDiff, Math.abs(x - onCpu[t][i]));
-    maxAbs = Math.max(maxAbs, Math.abs(onCpu[t][i]));
+  let worst = 0;
+  expected.forEach((values, k) => values.forEach((x, i) => {
+    const diff = Math.abs(actual[k][i] - x);
+    if (diff > maxAbsDiff) [maxAbsDiff, worst] = [diff, k];
+    maxAbs = Math.max(maxAbs, Math.abs(x));
   }));
-  return { reference, maxAbsDiff, maxAbs };
+  return { maxAbsDiff, maxAbs, worst };
 }
 
-interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number; backend: string }
+/**
+ * The same weights on the GPU backend and on the CPU: logits through 64 characters of a random
+ * walk (each step's state feeding the next, so drift would show), and the gradients of one
+ * training step, which exercise the backward kernels.
+ */
+async function compareWithCpu(model: CharLstm, backend: BackendSelection): Promise<{ reference: string; logits: Difference; gradients: Difference }> {
+  const weights = await readWeights(model.params);
+  const run = async () => {
+    const copy = new CharLstm(model.config, parametersFromWeights(model.config, weights));
+    let state: LstmState = zeroState(model.config, 8);
+    const logits: Float32Array[] = [];
+    for (let t = 0; t < 64; t++) {
+      const ids = Int32Array.from({ length: 8 }, (_, b) => 1 + ((t * 31 + b * 17) % (model.config.vocabSize - 1)));
+      const step = copy.step(ids, state);
+      logits.push((await step.logits.data()) as Float32Array);
+      step.logits.dispose();
+      disposeState(state);
+      state = step.state;
+    }
+    const ids = Int32Array.from({ length: 8 * 16 }, (_, i) => 1 + ((i * 7919) % (model.config.vocabSize - 1)));
+    const result = await copy.trainStep(ids, ids.map((id) => 1 + (id % (model.config.vocabSize - 1))), 8, 16, state, 0, 1);
+    const gradients = await Promise.all([...copy.params.keys()].map((name) => result.gradients.get(name)!.data() as Promise<Float32Array>));
+    tf.dispose([...result.gradients.values()]);
+    disposeState(result.state);
+    disposeState(state);
+    copy.dispose();
+    return { logits, gradients };
+  };
+  const onGpu = await run();
+  const reference = await useReferenceCpuBackend();
+  const onCpu = await run();
+  await tf.setBackend(backend.name);
+  return { reference, logits: difference(onGpu.logits, onCpu.logits), gradients: difference(onGpu.gradients, onCpu.gradients) };
+}
+
+interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number; backend: string; backendLine: string }
 
 /** Opens a 50 KB document in the real server and types at its end, asking for a completion before every key. */
-async function serverLatency(modelDir: string, backend: BackendChoice): Promise<ServerFigures> {
+async function serverLatency(modelDir: string, backend: BackendChoice, keystrokes: number): Promise<ServerFigures> {
   const root = join(__dirname, '..');
   const corpus = loadCorpus(defaultCorpusPaths(root)).documents.map((d) => d.text).join('\n\n');
   let text = corpus;
   while (text.length < SERVER_DOCUMENT_CHARS) text += '\n\n' + corpus;
   text = text.slice(0, SERVER_DOCUMENT_CHARS);
-  const existing = text.slice(0, SERVER_DOCUMENT_CHARS - SERVER_KEYSTROKES);
+  const existing = text.slice(0, SERVER_DOCUMENT_CHARS - keystrokes);
   const settings = { modelPath: modelDir, beamWidth: 4, maxChars: 32, backend };
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   try {
@@ -194,7 +212,7 @@ async function serverLatency(modelDir: string, backend: BackendChoice): Promise<
     await session.open(uri, existing);
     const result = await replayTypist(session, uri, existing, text.slice(existing.length));
     const status = session.statuses[session.statuses.length - 1];
-    return { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99), rssBytes: session.rss(), backend: String(status?.backend ?? 'unknown') };
+    return { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99), rssBytes: session.rss(), backend: String(status?.backend ?? 'unknown'), backendLine: session.logs.find((line) => line.startsWith('Backend: ')) ?? 'unknown' };
   } finally {
     await session.shutdown();
   }
