@@ -43,11 +43,6 @@ export function currentBackend(): BackendSelection | undefined {
   return current;
 }
 
-/** True on backends whose tensors can only be read asynchronously (WebGPU in Node has no readSync). */
-export function needsAsyncReads(): boolean {
-  return tf.getBackend() === 'webgpu';
-}
-
 async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {
   const notes: string[] = [];
   const unusable = (name: string) => new BackendUnavailableError(`backend: ${name} is not usable (${notes.join('; ')}). Use --backend auto, or another of ${BACKEND_CHOICES.join(', ')}.`);
@@ -69,9 +64,7 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
     return activate(cpu);
   }
   if (choice === 'cpu' || (!gpu && !cpu)) {
-    if (!(await tf.setBackend('cpu'))) throw new Error('backend: even the cpu backend failed to start');
-    await tf.ready();
-    return { name: 'cpu', gpu: false, reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}` };
+    return activate({ name: 'cpu', gpu: false, reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}` });
   }
   if (!gpu) return activate(cpu!);
   if (!cpu || !probe) return activate(gpu);
@@ -84,14 +77,18 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
 }
 
 async function activate(selection: BackendSelection): Promise<BackendSelection> {
-  if (!(await tf.setBackend(selection.name))) throw new Error(`backend: ${selection.name} failed to start`);
-  await tf.ready();
+  await switchTo(selection.name);
   return selection;
+}
+
+async function switchTo(name: string): Promise<void> {
+  if (!(await tf.setBackend(name))) throw new Error(`backend: ${name} failed to start`);
+  await tf.ready();
 }
 
 /** Milliseconds for one run of the probe on a backend, after one warm-up run (shader compilation). */
 async function timeProbe(name: string, probe: Probe): Promise<number> {
-  await activate({ name, gpu: false, reason: '' });
+  await switchTo(name);
   await probe();
   const started = performance.now();
   await probe();
@@ -109,8 +106,7 @@ function formatMs(ms: number): string {
 export async function useReferenceCpuBackend(): Promise<string> {
   const wasm = wasmReady || (await tryWasm([])) !== undefined;
   const name = wasm ? 'wasm' : 'cpu';
-  await tf.setBackend(name);
-  await tf.ready();
+  await switchTo(name);
   return name;
 }
 

@@ -92,6 +92,26 @@ test('the trainer rejects bad flags with a usage message', () => {
   }
 });
 
+test('--backend webgpu without a usable GPU fails with the reason, and auto falls back to the CPU', () => {
+  const dir = tempDir();
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, REPETITIVE);
+  const small = ['--layers', '1', '--hidden', '8', '--embed', '4', '--seq', '8', '--batch', '4', '--epochs', '1'];
+  const forced = runTrainer([notes, '--out', join(dir, 'forced'), '--backend', 'webgpu', ...small]);
+  if (forced.status === 0) {
+    // A machine with a real GPU: then it must have been used.
+    assert.match(forced.stdout, /Backend: webgpu \(WebGPU on /);
+    return;
+  }
+  assert.equal(forced.status, 2, forced.stderr);
+  assert.match(forced.stderr, /backend: webgpu is not usable \(webgpu: (no Vulkan loader|no GPU adapter|only a software adapter)/);
+  assert.doesNotMatch(forced.stderr, /\n\s+at /, 'a reason, not a stack trace');
+  const auto = runTrainer([notes, '--out', join(dir, 'auto'), ...small]);
+  assert.equal(auto.status, 0, auto.stderr);
+  assert.match(auto.stdout, /Backend: wasm \(/);
+  assert.equal(loadModel(join(dir, 'auto')).metadata.backend, 'wasm');
+});
+
 test('an unwritable output directory fails before training starts', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
