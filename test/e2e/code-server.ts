@@ -160,8 +160,11 @@ async function main(): Promise<void> {
       await page.screenshot({ path: join(ARTIFACTS, 'settings.png') });
       const received = await waitFor(() => (existsSync(serverLog) && /temperature=1\.3\b/.test(readFileSync(serverLog, 'utf8')) ? true : undefined), 30_000);
       record('a temperature change in settings reaches the server', received === true, received ? undefined : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`);
-    } finally {
       if (results.some((r) => !r.ok)) await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+    } catch (error) {
+      await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      throw error;
+    } finally {
       await context.close();
     }
   } finally {
@@ -176,13 +179,22 @@ async function main(): Promise<void> {
   }
 }
 
+/** Quick Open, as a user would; tried again once, because the first file search of a fresh workbench can come back empty on a loaded machine. */
 async function openFile(page: Page, name: string): Promise<void> {
-  await page.keyboard.press('Control+P');
-  await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
-  await page.keyboard.type(name);
-  await page.waitForTimeout(800);
-  await page.keyboard.press('Enter');
-  await page.waitForSelector('.monaco-editor .view-lines');
+  for (let attempt = 1; ; attempt++) {
+    await page.keyboard.press('Control+P');
+    await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
+    await page.keyboard.type(name);
+    await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${name}"]`, { timeout: 30_000 }).catch(() => undefined);
+    await page.keyboard.press('Enter');
+    try {
+      await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });
+      break;
+    } catch (error) {
+      if (attempt >= 2) throw error;
+      await page.keyboard.press('Escape');
+    }
+  }
   await page.waitForTimeout(1000);
 }
 
