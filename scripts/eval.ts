@@ -1,6 +1,6 @@
 // npm run eval -- --model DIR [--json] [--tail F] [--chars N] PATH ...: bits per char, keystroke
 // savings through the real server, and request latency, on held-out text.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { selectBackend } from '../model/backend';
 import { loadModel } from '../model/format';
@@ -10,16 +10,18 @@ import { LspSession, percentile, replayTypist } from './lsp-session';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { loadCorpus } from '../model/corpus';
 
-const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] PATH ...
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--trace FILE] PATH ...
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
---chars N         replay at most N characters through the server (bits per char uses all)`;
+--chars N         replay at most N characters through the server (bits per char uses all)
+--no-bpc          skip bits per char: keystroke savings and latency only
+--trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parse(process.argv.slice(2), {
     model: { type: 'string' }, json: { type: 'boolean' }, tail: { type: 'string' }, chars: { type: 'string' },
-    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' }, 'min-confidence': { type: 'string' },
+    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' }, 'min-confidence': { type: 'string' }, 'stop-at': { type: 'string' }, 'no-bpc': { type: 'boolean' }, trace: { type: 'string' },
   }, USAGE);
   if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
   const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
@@ -27,6 +29,8 @@ async function main(): Promise<void> {
   const beamWidth = numberFlag(values['beam-width'] as string | undefined, 'beam-width', 1, 16, true, USAGE);
   const maxChars = numberFlag(values['max-chars'] as string | undefined, 'max-chars', 1, 256, true, USAGE);
   const minConfidence = numberFlag(values['min-confidence'] as string | undefined, 'min-confidence', 0, 1, false, USAGE);
+  const stopAt = values['stop-at'] as string | undefined;
+  if (stopAt !== undefined && !['word', 'line', 'none'].includes(stopAt)) throw new UsageError(`--stop-at must be word, line or none\n${USAGE}`);
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
@@ -38,15 +42,18 @@ async function main(): Promise<void> {
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
 
   // Bits per char, in process.
-  await selectBackend('auto');
-  const saved = loadModel(modelDir);
-  const model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
-  const ids = saved.vocabulary.encode(text);
-  const seq = 64;
-  const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
-  const nats = await validationLoss(model, ids, batch, seq);
-  model.dispose();
-  say(`bits per char: ${(nats / Math.LN2).toFixed(3)} (${nats.toFixed(3)} nats) over ${ids.length.toLocaleString('en-US')} chars`);
+  let nats: number | undefined;
+  if (!values['no-bpc']) {
+    await selectBackend('auto');
+    const saved = loadModel(modelDir);
+    const model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
+    const ids = saved.vocabulary.encode(text);
+    const seq = 64;
+    const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
+    nats = await validationLoss(model, ids, batch, seq);
+    model.dispose();
+    say(`bits per char: ${(nats / Math.LN2).toFixed(3)} (${nats.toFixed(3)} nats) over ${ids.length.toLocaleString('en-US')} chars`);
+  }
 
   // Keystroke savings and latency through the real server.
   const replayText = [...text].slice(0, Number.isFinite(maxReplay) ? maxReplay : undefined).join('');
@@ -54,24 +61,30 @@ async function main(): Promise<void> {
   if (beamWidth) settings.beamWidth = beamWidth;
   if (maxChars) settings.maxChars = maxChars;
   if (minConfidence !== undefined) settings.minConfidence = minConfidence;
+  if (stopAt !== undefined) settings.stopAt = stopAt;
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   await session.initialize();
   const uri = 'file:///eval/held-out.md';
   await session.open(uri, '');
   const started = performance.now();
+  const trace = typeof values.trace === 'string' ? openSync(values.trace, 'w') : undefined;
   const result = await replayTypist(session, uri, '', replayText, (done) => {
     if (!values.json) process.stdout.write(`\r  replaying: ${done.toLocaleString('en-US')} / ${replayText.length.toLocaleString('en-US')} chars`);
+  }, trace === undefined ? undefined : (position, suggestion, accepted) => {
+    writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
   });
+  if (trace !== undefined) closeSync(trace);
   if (!values.json) process.stdout.write('\r\x1b[2K');
   await session.shutdown();
   const ksr = 1 - result.keystrokes / result.chars;
   const latency = { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99) };
-  say(`keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted) in ${Math.round((performance.now() - started) / 1000)} s`);
+  say(`keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted of ${result.shown.toLocaleString('en-US')} shown, ${(100 * result.accepted / Math.max(1, result.shown)).toFixed(1)}%) in ${Math.round((performance.now() - started) / 1000)} s`);
   say(`request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`);
   if (values.json) {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     process.stdout.write(JSON.stringify({
-      bpc: round(nats / Math.LN2), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
+      bpc: nats === undefined ? null : round(nats / Math.LN2), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
+      shown: result.shown, accepted: result.accepted, precision: round(result.accepted / Math.max(1, result.shown)),
     }) + '\n');
   }
 }

@@ -107,6 +107,8 @@ export interface ReplayResult {
   chars: number;
   keystrokes: number;
   accepted: number;
+  /** Requests that got a suggestion (shown to the typist), accepted or not. */
+  shown: number;
   latenciesMs: number[];
 }
 
@@ -115,17 +117,22 @@ export interface ReplayResult {
  * time, asking for an inline completion before every keystroke and accepting it with one key
  * only when it is exactly the text that comes next.
  */
-export async function replayTypist(session: LspSession, uri: string, existing: string, text: string, onProgress?: (done: number) => void): Promise<ReplayResult> {
+export async function replayTypist(
+  session: LspSession, uri: string, existing: string, text: string, onProgress?: (done: number) => void,
+  onSuggestion?: (position: number, suggestion: string | undefined, accepted: boolean) => void,
+): Promise<ReplayResult> {
   let { line, character } = advance({ line: 0, character: 0 }, existing);
   const latenciesMs: number[] = [];
   let keystrokes = 0;
   let accepted = 0;
+  let shown = 0;
   let position = 0;
   while (position < text.length) {
     const t0 = performance.now();
     const suggestion = await session.inline(uri, line, character);
     latenciesMs.push(performance.now() - t0);
     let typed: string;
+    if (suggestion) shown++;
     if (suggestion && text.startsWith(suggestion, position)) {
       typed = suggestion;
       accepted++;
@@ -133,13 +140,14 @@ export async function replayTypist(session: LspSession, uri: string, existing: s
       const code = text.codePointAt(position)!;
       typed = String.fromCodePoint(code);
     }
+    onSuggestion?.(position, suggestion, typed === suggestion);
     await session.change(uri, { start: { line, character }, end: { line, character } }, typed);
     keystrokes++;
     position += typed.length;
     ({ line, character } = advance({ line, character }, typed));
     if (onProgress && keystrokes % 500 === 0) onProgress(position);
   }
-  return { chars: [...text].length, keystrokes, accepted, latenciesMs };
+  return { chars: [...text].length, keystrokes, accepted, shown, latenciesMs };
 }
 
 /** The LSP position (UTF-16 columns) after `text` is inserted at `from`. */

@@ -7,7 +7,7 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
 import { selectBackend } from '../model/backend';
-import { complete, Completion, completionProbe, DocumentStates } from '../model/inference';
+import { complete, Completion, completionProbe, DocumentStates, WordCache } from '../model/inference';
 import { loadModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { TRAIN_DEFAULTS } from '../model/defaults';
@@ -54,7 +54,7 @@ const host = new ModelHost(log, (error) => {
 });
 
 /** Per-document model states, dropped with the document or when the model changes. */
-const documentStates = new Map<string, { generation: number; states: DocumentStates }>();
+const documentStates = new Map<string, { generation: number; states: DocumentStates; words: WordCache }>();
 /** The last suggestion per document, kept while the user types along it. */
 const shown = new Map<string, { offset: number; before: string; completion: Completion }>();
 /** The newest request per document; older ones return nothing when they get their turn. */
@@ -141,12 +141,20 @@ connection.onDidChangeConfiguration(async (change) => {
   else applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
 });
 
-async function computeCompletion(states: DocumentStates, text: string, offset: number, cancelled: () => boolean): Promise<Completion | undefined> {
+async function computeCompletion(entry: { states: DocumentStates; words: WordCache }, text: string, offset: number, cancelled: () => boolean, passedOver?: string): Promise<Completion | undefined> {
+  const { states, words } = entry;
   const snapshot = await states.at(text, offset, cancelled);
-  return snapshot && complete(host.predictor!, snapshot, settings.completion, cancelled);
+  const partial = words.update(text, offset);
+  const completion = snapshot && (await complete(host.predictor!, snapshot, settings.completion, cancelled, { words, partial, passedOver }));
+  if (completion) states.expect(offset, completion);
+  return completion;
 }
 
-/** While the user types the characters of the shown suggestion, the rest of it stays. */
+/**
+ * While the user types along the shown suggestion, the rest of it stays without model work. One
+ * typed character goes through passedOver instead; this keeps the suggestion when several arrive
+ * at once, as with an editor's accept-next-word, or when requests were skipped while typing fast.
+ */
 function typedAlong(uri: string, text: string, offset: number): Completion | undefined {
   const last = shown.get(uri);
   if (!last) return undefined;
@@ -155,6 +163,15 @@ function typedAlong(uri: string, text: string, offset: number): Completion | und
   if (text.slice(last.offset, offset) !== last.completion.text.slice(0, typed)) return undefined;
   if (text.slice(Math.max(0, last.offset - 64), last.offset) !== last.before) return undefined;
   return { text: last.completion.text.slice(typed), confidence: last.completion.confidence };
+}
+
+/** The rest of the shown suggestion when the user has just typed its first character instead of accepting it. */
+function passedOver(uri: string, text: string, offset: number): string | undefined {
+  const last = shown.get(uri);
+  if (!last || offset !== last.offset + 1 || last.completion.text.length < 2) return undefined;
+  if (text.slice(last.offset, offset) !== last.completion.text.slice(0, 1)) return undefined;
+  if (text.slice(Math.max(0, last.offset - 64), last.offset) !== last.before) return undefined;
+  return last.completion.text.slice(1);
 }
 
 documents.onDidClose((event) => {
@@ -182,10 +199,17 @@ async function completionAt(uri: string, position: Position, token: Cancellation
   const text = document.getText();
   let entry = documentStates.get(uri);
   if (!entry || entry.generation !== host.generation) {
-    entry = { generation: host.generation, states: new DocumentStates(predictor) };
+    entry = { generation: host.generation, states: new DocumentStates(predictor), words: new WordCache() };
     documentStates.set(uri, entry);
   }
-  const completion = typedAlong(uri, text, offset) ?? (await computeCompletion(entry.states, text, offset, cancelled));
+  // Typing the first character of a suggestion instead of accepting it counts against it, so the
+  // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
+  const passed = passedOver(uri, text, offset);
+  const completion = (passed === undefined ? typedAlong(uri, text, offset) : undefined) ?? (await computeCompletion(entry, text, offset, cancelled, passed));
+  // A $/cancelRequest or a newer request may have arrived during the last model step: look once
+  // more, and do not answer with a stale suggestion.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (cancelled()) return undefined;
   if (completion) shown.set(uri, { offset, before: text.slice(Math.max(0, offset - 64), offset), completion });
   else shown.delete(uri);
   lastLatencyMs = performance.now() - started;
@@ -222,7 +246,8 @@ connection.onCompletion(async (params, token) => {
     const word = WORD_BEFORE.exec(document.getText().slice(lineStart, offset))![0];
     const start = document.positionAt(offset - word.length);
     const item: CompletionItem = {
-      label: word + completion.text,
+      // The separator a completion may end with is inserted but not shown in the list.
+      label: (word + completion.text).trimEnd(),
       kind: CompletionItemKind.Text,
       detail: `char-complete, confidence ${(completion.confidence * 100).toFixed(0)}%`,
       textEdit: { range: { start, end: document.positionAt(offset) }, newText: word + completion.text },

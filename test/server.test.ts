@@ -5,7 +5,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { LspSession } from '../scripts/lsp-session';
+import { LspSession, replayTypist } from '../scripts/lsp-session';
 
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const URI = 'file:///notes/fox.md';
@@ -56,10 +56,11 @@ test('initialize, open, incremental change, inline and list completions', async 
   assert.ok(init.capabilities.completionProvider);
   await s.open(URI, 'the quick');
   await s.change(URI, { start: { line: 0, character: 9 }, end: { line: 0, character: 9 } }, ' br');
-  assert.equal(await s.inline(URI, 0, 12), 'own');
+  // The space after the word comes with it: the model is sure of it.
+  assert.equal(await s.inline(URI, 0, 12), 'own ');
   const items = await s.completion(URI, 0, 12);
   assert.equal(items[0]?.label, 'brown');
-  assert.equal(items[0]?.textEdit?.newText, 'brown');
+  assert.equal(items[0]?.textEdit?.newText, 'brown ');
   assert.equal(await s.shutdown(), 0);
 });
 
@@ -71,7 +72,7 @@ test('a configuration change takes effect: beam is deterministic, sampling diffe
   const line = 3;
   const first = await s.inline(URI, line, 4);
   assert.equal(await s.inline(URI, line, 4), first, 'beam search repeats itself');
-  assert.equal(first, 'quick');
+  assert.equal(first, 'quick ');
 
   const setRaw = (s as unknown as { set: (x: Record<string, unknown>) => void }).set;
   // Each change is pulled by the server asynchronously; wait until it logs the new settings.
@@ -102,8 +103,13 @@ test('a newer request supersedes an older one, and $/cancelRequest is honoured',
   const older = s.inline(URI, 0, 12);
   const newer = s.inline(URI, 0, 12);
   assert.equal(await older, undefined, 'the superseded request returns nothing');
-  assert.equal(await newer, 'own');
+  assert.equal(await newer, 'own ');
 
+  // Queued behind a slow cold start (a long line read from scratch), so that the cancellation
+  // surely arrives before the request's turn, however loaded the machine is.
+  const long = 'lorem ipsum '.repeat(200);
+  await s.open('file:///notes/long.md', long);
+  const slow = s.inline('file:///notes/long.md', 0, long.length);
   const source = new CancellationTokenSource();
   const cancelled = s.connection.sendRequest('textDocument/inlineCompletion', {
     textDocument: { uri: URI }, position: { line: 0, character: 12 }, context: { triggerKind: 2 },
@@ -113,6 +119,7 @@ test('a newer request supersedes an older one, and $/cancelRequest is honoured',
   const empty = Array.isArray(outcome) && outcome.length === 0;
   const cancelError = (outcome as { code?: number })?.code === -32800;
   assert.ok(empty || cancelError, `cancelled request gave ${JSON.stringify(outcome)}`);
+  await slow;
   await s.shutdown();
 });
 
@@ -132,7 +139,7 @@ test('without a model the server answers with nothing, says how to train once, a
   for (const file of readdirSync(modelDir)) if (file.endsWith('.bin')) cpSync(join(modelDir, file), join(emptyDir, file));
   cpSync(join(modelDir, 'model.json'), join(emptyDir, 'model.json.tmp'));
   renameSync(join(emptyDir, 'model.json.tmp'), join(emptyDir, 'model.json'));
-  assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === 'own'), 'the new model is picked up');
+  assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === 'own '), 'the new model is picked up');
   await s.shutdown();
 });
 
@@ -142,21 +149,47 @@ test('malformed input never crashes the server', async () => {
   assert.ok(await until(() => s.messages.some((m) => /charComplete\.mode/.test(m.message))), 'bad settings are reported');
   assert.equal(await s.inline('file:///never/opened.md', 0, 0), undefined, 'unknown URI');
   await s.open(URI, 'the quick br');
-  assert.equal(await s.inline(URI, 999, 999), 'own', 'a position past the end is clamped to the end');
+  assert.equal(await s.inline(URI, 999, 999), 'own ', 'a position past the end is clamped to the end');
   const bad = await s.connection.sendRequest('textDocument/inlineCompletion', { nonsense: true }).then((r) => r, (e: Error) => e);
   assert.ok(Array.isArray(bad) || bad instanceof Error);
 
   const surrogates = 'note \ud83d and \ude00 then the quick br';
   await s.open('file:///notes/odd.md', surrogates);
-  assert.equal(await s.inline('file:///notes/odd.md', 0, surrogates.length), 'own');
+  assert.equal(await s.inline('file:///notes/odd.md', 0, surrogates.length), 'own ');
 
   const huge = 'x'.repeat(1024 * 1024) + ' the quick br';
   await s.open('file:///notes/huge.md', huge);
   const t0 = performance.now();
-  assert.equal(await s.inline('file:///notes/huge.md', 0, huge.length), 'own');
+  assert.equal(await s.inline('file:///notes/huge.md', 0, huge.length), 'own ');
   assert.ok(performance.now() - t0 < 5000, 'a 1 MB line costs a bounded cold start');
-  assert.equal(await s.inline(URI, 0, 12), 'own', 'still serving');
+  assert.equal(await s.inline(URI, 0, 12), 'own ', 'still serving');
   assert.equal(await s.shutdown(), 0);
+});
+
+test('a word used earlier in the document completes although the model never saw it', async () => {
+  const s = start();
+  await s.initialize();
+  const fresh = 'the quick brown fox. the gl';
+  await s.open('file:///notes/fresh.md', fresh);
+  assert.doesNotMatch(await s.inline('file:///notes/fresh.md', 0, fresh.length) ?? '', /^immerwort/, 'the model alone does not know the word');
+  const text = 'the glimmerwort grows. the glimmerwort fades. the gl';
+  await s.open('file:///notes/words.md', text);
+  assert.match(await s.inline('file:///notes/words.md', 0, text.length) ?? '', /^immerwort/);
+  await s.shutdown();
+});
+
+test('the typist replay accepts exact suggestions and saves keystrokes on text the model knows', async () => {
+  const s = start();
+  await s.initialize();
+  await s.open(URI, '');
+  const text = LINE.repeat(3);
+  const result = await replayTypist(s, URI, '', text);
+  assert.equal(result.chars, text.length);
+  assert.ok(result.accepted > 0 && result.shown >= result.accepted, JSON.stringify(result));
+  // Each accepted suggestion saves its length minus the one key that accepts it.
+  assert.ok(result.keystrokes < text.length / 2, `${result.keystrokes} keystrokes for ${text.length} chars`);
+  assert.equal(result.latenciesMs.length, result.keystrokes);
+  await s.shutdown();
 });
 
 test('a 1,000-keystroke replay does not grow memory', async () => {

@@ -1,0 +1,172 @@
+// Completion search, stopping, confidence and state caching, against a hand-written character
+// model whose probabilities are known exactly, so each expectation can be worked out by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { complete, COMPLETION_DEFAULTS, CompletionOptions, DocumentStates, Predictor, WordCache } from '../model/inference';
+import { Vocabulary } from '../model/vocab';
+
+/**
+ * Text is words from a lexicon (word → probability) separated by single spaces. Inside a word,
+ * the next character's probability is the share of the lexicon words that continue the typed
+ * prefix with it; a space ends a word. A little probability mass is spread over every character so
+ * that no path is impossible, as with a real model, and inside a word the lexicon does not know,
+ * every character is equally likely.
+ */
+class LexiconModel {
+  readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyz ,.;:!?'\n", 100);
+  /** Model steps taken, counting each batch row. */
+  steps = 0;
+  private readonly contexts: string[] = [];
+
+  constructor(private readonly lexicon: Record<string, number>, private readonly noise = 1e-4) {}
+
+  zeroState(): Float32Array {
+    return this.state('');
+  }
+
+  step(states: Float32Array[], ids: ArrayLike<number>) {
+    return states.map((s, b) => {
+      this.steps++;
+      const context = this.contexts[s[0]] + this.vocabulary.chars[ids[b]];
+      return { state: this.state(context), logProbs: this.distribution(context) };
+    });
+  }
+
+  private state(context: string): Float32Array {
+    this.contexts.push(context);
+    return Float32Array.of(this.contexts.length - 1);
+  }
+
+  private distribution(context: string): Float32Array {
+    const partial = /[^\s]*$/u.exec(context)![0];
+    const next = new Map<string, number>();
+    for (const [word, p] of Object.entries(this.lexicon)) {
+      if (!word.startsWith(partial)) continue;
+      const char = word.length > partial.length ? word[partial.length] : ' ';
+      next.set(char, (next.get(char) ?? 0) + p);
+    }
+    const V = this.vocabulary.size;
+    // A word the model has never seen: it has no idea what comes next.
+    if (next.size === 0) return Float32Array.from(this.vocabulary.chars, (_, id) => (id === 0 ? -Infinity : -Math.log(V - 1)));
+    const total = [...next.values()].reduce((a, b) => a + b, 0);
+    return Float32Array.from(this.vocabulary.chars, (c, id) =>
+      Math.log((id === 0 ? 0 : this.noise / (V - 1)) + (1 - this.noise) * ((next.get(c) ?? 0) / total)));
+  }
+}
+
+const predictorOf = (model: LexiconModel) => model as unknown as Predictor;
+
+async function completeAfter(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}, passedOver?: string) {
+  const states = new DocumentStates(predictorOf(model));
+  const snapshot = (await states.at(text, text.length))!;
+  return complete(predictorOf(model), snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, { passedOver });
+}
+
+test('beam search offers the completion that saves the most keystrokes in expectation', async () => {
+  // Words end with a space here. "and " is right with P 0.7 and saves 3 keys (2.1 expected);
+  // "andromeda " is right with P 0.3 and saves 9 (2.7). Mean per-character probability would have
+  // preferred "and".
+  const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
+  const found = (await completeAfter(model, 'so '));
+  assert.equal(found?.text, 'andromeda ');
+  assert.ok(Math.abs(found!.confidence - 0.3) < 0.01, `confidence is the chance the whole completion is right, got ${found!.confidence}`);
+
+  const likelier = (await completeAfter(new LexiconModel({ and: 0.8, andromeda: 0.2 }), 'so '));
+  assert.equal(likelier?.text, 'and ', 'at P 0.2, andromeda saves 1.8 keys, less than the 2.4 of "and "');
+});
+
+test('minConfidence offers the best completion that is sure enough, not nothing', async () => {
+  const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
+  assert.equal((await completeAfter(model, 'so ', { minConfidence: 0.5 }))?.text, 'and ');
+  assert.equal((await completeAfter(model, 'so ', { minConfidence: 0.8 }))?.text, 'and', '"and" is a prefix of both words: P 1');
+  assert.equal((await completeAfter(model, 'so andr', { minConfidence: 0.5 }))?.text, 'omeda ');
+  assert.equal((await completeAfter(new LexiconModel({ and: 0.5, but: 0.5 }), 'so ', { minConfidence: 0.6 })), undefined);
+});
+
+test('a one-character completion saves nothing and is not offered', async () => {
+  const model = new LexiconModel({ x: 1 });
+  assert.equal((await completeAfter(model, 'so ', { maxChars: 2 }))?.text, 'x ');
+  assert.equal((await completeAfter(model, 'so ', { maxChars: 1 })), undefined);
+});
+
+test('accepting a completion costs no model steps: the search already computed those states', async () => {
+  const model = new LexiconModel({ quick: 0.6, quiet: 0.4 });
+  const predictor = predictorOf(model);
+  const states = new DocumentStates(predictor);
+  const text = 'the qu';
+  const found = (await complete(predictor, (await states.at(text, text.length))!, { ...COMPLETION_DEFAULTS, minConfidence: 0 }))!;
+  assert.equal(found.text, 'ick ');
+  states.expect(text.length, found);
+  const accepted = text + found.text;
+  const before = model.steps;
+  const snapshot = (await states.at(accepted, accepted.length))!;
+  assert.equal(model.steps - before, 1, 'after accepting, only the space, which the search did not step, is fed');
+  // The reused state is the one a fresh start reaches.
+  const fresh = (await new DocumentStates(predictor).at(accepted, accepted.length))!;
+  assert.deepEqual(Array.from(snapshot.logProbs), Array.from(fresh.logProbs));
+
+  // Typing something else feeds the model as usual.
+  const other = new DocumentStates(predictor);
+  await other.at(text, text.length);
+  other.expect(text.length, found);
+  const stepsBefore = model.steps;
+  await other.at('the quie', 8);
+  assert.equal(model.steps - stepsBefore, 1, 'the "i" the search computed is reused, the "e" is fed');
+});
+
+test('a completion ends with the word’s separator only when the model is sure enough that it pays', async () => {
+  // After "lord" the separator is the space with P 0.9: "rd " is right 90% of the time and saves
+  // 2 keys (1.8), more than the 1 of "rd".
+  assert.equal((await completeAfter(new LexiconModel({ lord: 0.9, 'lord,': 0.1 }), 'my lo'))?.text, 'rd ');
+  assert.equal((await completeAfter(new LexiconModel({ lord: 0.3, 'lord,': 0.7 }), 'my lo'))?.text, 'rd,');
+  // Torn between three separators, none pays: 0.45 × 2 < 1.
+  assert.equal((await completeAfter(new LexiconModel({ lord: 0.45, 'lord,': 0.45, 'lord.': 0.1 }), 'my lo'))?.text, 'rd');
+});
+
+async function completeInDocument(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}) {
+  const predictor = predictorOf(model);
+  const cache = new WordCache();
+  const partial = cache.update(text, text.length);
+  const snapshot = (await new DocumentStates(predictor).at(text, text.length))!;
+  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, { words: cache, partial });
+}
+
+test('words used earlier in the document complete even when the model has never seen them', async () => {
+  // The model only knows "the"; the document has used "glorp" twice.
+  const model = new LexiconModel({ the: 1 });
+  assert.match((await completeInDocument(model, 'the glorp the glorp the gl'))?.text ?? '', /^orp/);
+  assert.doesNotMatch((await completeInDocument(model, 'the the the the the gl'))?.text ?? '', /^orp/, 'without earlier uses, nothing suggests it');
+});
+
+test('the word that followed the previous word before is suggested at the start of the next one', async () => {
+  const model = new LexiconModel({ the: 0.5, a: 0.5 });
+  const text = 'my zorblax, a the my zorblax. the a the my ';
+  assert.match((await completeInDocument(model, text))?.text ?? '', /^zorblax/);
+  // After another word, the model's own guess stands.
+  assert.doesNotMatch((await completeInDocument(model, 'my zorblax, a the my zorblax. the a the a '))?.text ?? '', /^zorblax/);
+});
+
+test('the word cache follows edits: appending indexes new words, an earlier edit rebuilds', async () => {
+  const cache = new WordCache();
+  assert.equal(cache.update('alpha beta gam', 14), 'gam');
+  assert.equal(cache.node('be')?.n, 1);
+  assert.equal(cache.node('gam'), undefined, 'the word being typed is not counted');
+  assert.equal(cache.update('alpha beta gamma beta ', 22), '');
+  assert.equal(cache.node('beta')?.end, 2);
+  assert.equal(cache.previous, 'beta');
+  assert.equal(cache.node('g', cache.after.get('beta'))?.n, 1, 'gamma followed beta');
+  // Replace "alpha" earlier in the text: the cache rebuilds rather than keep the old word.
+  assert.equal(cache.update('omega beta gamma beta ', 22), '');
+  assert.equal(cache.node('alpha'), undefined);
+  assert.equal(cache.node('omega')?.end, 1);
+});
+
+test('a suggestion the user typed past instead of accepting is demoted, not banned', async () => {
+  const torn = new LexiconModel({ quick: 0.6, quiet: 0.4 });
+  assert.equal((await completeAfter(torn, 'the q'))?.text, 'uick ');
+  // "quick" was shown at "the " and the user typed "q": everything that starts with "uick" is at
+  // half its odds, and "uiet " saves more.
+  assert.equal((await completeAfter(torn, 'the q', {}, 'uick'))?.text, 'uiet ');
+  const sure = new LexiconModel({ quick: 0.9, quiet: 0.1 });
+  assert.equal((await completeAfter(sure, 'the q', {}, 'uick'))?.text, 'uick ', 'a much likelier suggestion stays');
+});
