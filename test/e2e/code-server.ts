@@ -132,7 +132,8 @@ async function main(): Promise<void> {
       await page.keyboard.press('Control+End');
       await page.keyboard.type(TYPED, { delay: 80 });
       const ghost = await waitFor(async () => {
-        const text = await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''));
+        // The editor renders spaces in ghost text as no-break spaces.
+        const text = (await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))).replace(/\u00a0/g, ' ');
         return text.length > 0 ? text : undefined;
       }, 20_000);
       await page.screenshot({ path: join(ARTIFACTS, 'ghost-text.png') });
