@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
@@ -26,6 +26,7 @@ before(() => {
 let sessions: LspSession[] = [];
 after(async () => {
   for (const s of sessions) if (s.process.exitCode === null) s.process.kill();
+  rmSync(root, { recursive: true, force: true });
 });
 
 function start(settings: Record<string, unknown> = {}, withConfiguration = false): LspSession {
