@@ -211,7 +211,7 @@ export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tens
 function lstmCellForwardOps(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D) {
   const [B, width] = recurrent.shape;
   const H = width / 4;
-  const kept = tf.tidy(() => {
+  return tf.tidy(() => {
     const z = tf.add(recurrent, tf.slice(inputProjection, [row, 0], [B, width]));
     const ifo = tf.sigmoid(tf.slice(z, [0, 0], [B, 3 * H]));
     const g = tf.tanh(tf.slice(z, [0, 3 * H], [B, H]));
@@ -220,7 +220,6 @@ function lstmCellForwardOps(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D
     const tanhC = tf.tanh(c) as tf.Tensor2D;
     return { acts: tf.concat([ifo, g], 1) as tf.Tensor2D, c, tanhC, h: tf.mul(o, tanhC) as tf.Tensor2D };
   });
-  return kept;
 }
 
 /** Backward through one timestep (see cellBackward); fused where the backend has the kernel. */
