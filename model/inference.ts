@@ -213,7 +213,9 @@ interface WordNode {
 }
 
 const newNode = (): WordNode => ({ n: 0, end: 0, children: new Map() });
-const WORDS = /[\p{L}\p{N}_'’-]+/gu;
+const WORDS_OR_BLANK_LINES = /[\p{L}\p{N}_'’-]+|\n[^\S\n]*\n/gu;
+/** Prefixes the key of a paragraph context in WordCache.after; no word holds a line break. */
+const PARAGRAPH = '\n\n';
 const PARTIAL_WORD = /[\p{L}\p{N}_'’-]*$/u;
 /** How much text before the cursor a rebuilt word cache reads (UTF-16 units). */
 export const WORD_CACHE_CHARS = 200_000;
@@ -238,16 +240,24 @@ function insert(root: WordNode, word: string): void {
  * on; this is what it cannot know: the names and terms of the note being written, which recur
  * within it. Typing at the end indexes only the words finished since the last request; an edit
  * further back rebuilds from at most WORD_CACHE_CHARS before the cursor.
+ *
+ * The first word of a paragraph (after a blank line) follows, instead of the last word of the
+ * paragraph before, that paragraph's first word: in a dialogue, a transcript or questions and
+ * answers, who speaks next depends on who spoke last, not on how their sentence ended. Measured:
+ * +0.5 points of keystroke savings on tiny-shakespeare, whose speeches open with the speaker.
  */
 export class WordCache {
   root = newNode();
-  /** For each word, a trie of the words that followed it. */
+  /** For each word (or paragraph context), a trie of the words that followed it. */
   readonly after = new Map<string, WordNode>();
-  /** The last word indexed: the one before the word at the cursor. */
+  /** What the word at the cursor follows: the last word indexed, or a paragraph context. */
   previous = '';
   private start = 0;
   private upTo = 0;
   private indexed = '';
+  /** The first word of the paragraph the last word indexed is in, and whether the next word starts one. */
+  private paragraphFirst = '';
+  private paragraphStarts = true;
 
   /** Brings the cache up to the word at the cursor; returns that word's typed part. */
   update(text: string, cursor: number): string {
@@ -261,12 +271,24 @@ export class WordCache {
       this.root = newNode();
       this.after.clear();
       this.previous = '';
+      this.paragraphFirst = '';
+      this.paragraphStarts = start === 0;
       this.start = start;
       this.upTo = start;
     }
     if (wordStart > this.upTo) {
-      for (const [word] of text.slice(this.upTo, wordStart).matchAll(WORDS)) this.add(word);
-      this.upTo = wordStart;
+      // Up to the end of the last word or blank line: a line break alone may be half of a blank line.
+      let end = this.upTo;
+      for (const match of text.slice(this.upTo, wordStart).matchAll(WORDS_OR_BLANK_LINES)) {
+        if (match[0].startsWith('\n')) {
+          this.previous = PARAGRAPH + this.paragraphFirst;
+          this.paragraphStarts = true;
+        } else {
+          this.add(match[0]);
+        }
+        end = this.upTo + match.index! + match[0].length;
+      }
+      this.upTo = end;
     }
     this.indexed = text.slice(this.start, this.upTo);
     return partial;
@@ -280,6 +302,8 @@ export class WordCache {
   }
 
   private add(word: string): void {
+    if (this.paragraphStarts) this.paragraphFirst = word;
+    this.paragraphStarts = false;
     if (word.length > MAX_WORD_CHARS) {
       this.previous = '';
       return;

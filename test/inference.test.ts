@@ -146,6 +146,17 @@ test('the word that followed the previous word before is suggested at the start 
   assert.doesNotMatch(completeInDocument(model, 'my zorblax, a the my zorblax. the a the a ')?.text ?? '', /^zorblax/);
 });
 
+test('a paragraph’s first word follows the first word of the paragraph before: who speaks next in a dialogue', () => {
+  const model = new LexiconModel({ the: 1 });
+  const dialogue = 'alice said the\n\nbob said the\n\n'.repeat(3);
+  assert.match(completeInDocument(model, dialogue + 'alice said the\n\n')?.text ?? '', /^bob/);
+  assert.match(completeInDocument(model, dialogue)?.text ?? '', /^alice/);
+  // Mid-paragraph, the word pairs of the text speak as usual.
+  const cache = new WordCache();
+  cache.update(dialogue + 'alice said ', dialogue.length + 11);
+  assert.equal(cache.previous, 'said');
+});
+
 test('the word cache follows edits: appending indexes new words, an earlier edit rebuilds', () => {
   const cache = new WordCache();
   assert.equal(cache.update('alpha beta gam', 14), 'gam');
