@@ -13,7 +13,7 @@ import { Vocabulary } from '../model/vocab';
  * every character is equally likely.
  */
 class LexiconModel {
-  readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyz ,.;:!?'\n", 100);
+  readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;:!?'\n", 100);
   /** Model steps taken, counting each batch row. */
   steps = 0;
   private readonly contexts: string[] = [];
@@ -136,6 +136,14 @@ test('words used earlier in the document complete even when the model has never 
   const model = new LexiconModel({ the: 1 });
   assert.match(completeInDocument(model, 'the glorp the glorp the gl')?.text ?? '', /^orp/);
   assert.doesNotMatch(completeInDocument(model, 'the the the the the gl')?.text ?? '', /^orp/, 'without earlier uses, nothing suggests it');
+});
+
+test('a word used before in another case completes in the case it is being typed in', () => {
+  const model = new LexiconModel({ the: 1 });
+  assert.match(completeInDocument(model, 'the glorp the glorp the Gl')?.text ?? '', /^orp/);
+  assert.match(completeInDocument(model, 'the glorp the glorp the GL')?.text ?? '', /^ORP/);
+  // The case it was seen in wins when it matches: here the word was seen in capitals.
+  assert.match(completeInDocument(model, 'the GLORP the GLORP the GL')?.text ?? '', /^ORP/);
 });
 
 test('the word that followed the previous word before is suggested at the start of the next one', () => {
