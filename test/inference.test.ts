@@ -13,7 +13,7 @@ import { Vocabulary } from '../model/vocab';
  * every character is equally likely.
  */
 class LexiconModel {
-  readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyz ,.;:!?'\n", 100);
+  readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;:!?'\n", 100);
   /** Model steps taken, counting each batch row. */
   steps = 0;
   private readonly contexts: string[] = [];
@@ -138,12 +138,31 @@ test('words used earlier in the document complete even when the model has never 
   assert.doesNotMatch((await completeInDocument(model, 'the the the the the gl'))?.text ?? '', /^orp/, 'without earlier uses, nothing suggests it');
 });
 
+test('a word used before in another case completes in the case it is being typed in', async () => {
+  const model = new LexiconModel({ the: 1 });
+  assert.match((await completeInDocument(model, 'the glorp the glorp the Gl'))?.text ?? '', /^orp/);
+  assert.match((await completeInDocument(model, 'the glorp the glorp the GL'))?.text ?? '', /^ORP/);
+  // The case it was seen in wins when it matches: here the word was seen in capitals.
+  assert.match((await completeInDocument(model, 'the GLORP the GLORP the GL'))?.text ?? '', /^ORP/);
+});
+
 test('the word that followed the previous word before is suggested at the start of the next one', async () => {
   const model = new LexiconModel({ the: 0.5, a: 0.5 });
   const text = 'my zorblax, a the my zorblax. the a the my ';
   assert.match((await completeInDocument(model, text))?.text ?? '', /^zorblax/);
   // After another word, the model's own guess stands.
   assert.doesNotMatch((await completeInDocument(model, 'my zorblax, a the my zorblax. the a the a '))?.text ?? '', /^zorblax/);
+});
+
+test('a paragraph’s first word follows the first word of the paragraph before: who speaks next in a dialogue', async () => {
+  const model = new LexiconModel({ the: 1 });
+  const dialogue = 'alice said the\n\nbob said the\n\n'.repeat(3);
+  assert.match((await completeInDocument(model, dialogue + 'alice said the\n\n'))?.text ?? '', /^bob/);
+  assert.match((await completeInDocument(model, dialogue))?.text ?? '', /^alice/);
+  // Mid-paragraph, the word pairs of the text speak as usual.
+  const cache = new WordCache();
+  cache.update(dialogue + 'alice said ', dialogue.length + 11);
+  assert.equal(cache.previous, 'said');
 });
 
 test('the word cache follows edits: appending indexes new words, an earlier edit rebuilds', async () => {
