@@ -389,6 +389,11 @@ function readWeights(dir: string, parsed: ParsedModel): Map<string, Float32Array
   return weights;
 }
 
+/** The network's shape from model.json alone, checked as loadModel checks it, without reading the weights. */
+export function readModelConfig(dir: string): NetworkConfig {
+  return parseModel(dir, readModelText(dir)).config;
+}
+
 export function loadModel(dir: string): SavedModel {
   // A save that commits between our reading model.json and reading its shard deletes that shard.
   // If model.json has changed meanwhile, reading again gets the new, complete model.

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend, useReferenceCpuBackend } from '../model/backend';
-import { loadModel, saveModel } from '../model/format';
+import { loadModel, readModelConfig, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
 import { Adam } from '../model/optimizer';
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
     say(`model load: ${median(loads).toFixed(1)} ms`);
     if (!values['no-server']) {
       const trained = typeof values.model === 'string' ? resolve(values.model) : defaultModelDir();
-      const useTrained = existsSync(join(trained, 'model.json')) && (typeof values.model === 'string' || sameSize(loadModel(trained).config, config));
+      const useTrained = existsSync(join(trained, 'model.json')) && (typeof values.model === 'string' || sameSize(readModelConfig(trained), config));
       say(`server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${keystrokes} keystrokes, beam width 4, maxChars 32…`);
       server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes);
       say(`server backend: ${server.backendLine}`);

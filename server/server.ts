@@ -8,7 +8,7 @@ import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
 import { selectBackend } from '../model/backend';
 import { complete, Completion, completionProbe, DocumentStates, WordCache } from '../model/inference';
-import { loadModel } from '../model/format';
+import { readModelConfig } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { TRAIN_DEFAULTS } from '../model/defaults';
 import { defaultModelDir } from '../model/paths';
@@ -115,7 +115,7 @@ connection.onInitialize(async (params) => {
  */
 function modelSizeForProbe(dir: string): NetworkConfig {
   try {
-    return loadModel(dir).config;
+    return readModelConfig(dir);
   } catch {
     return { vocabSize: 96, embed: TRAIN_DEFAULTS.embed, hidden: TRAIN_DEFAULTS.hidden, layers: TRAIN_DEFAULTS.layers };
   }
