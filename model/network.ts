@@ -6,8 +6,8 @@
 // recurrent h·Wh product and the cell's elementwise math stay inside the time loop.
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
-import { hasCellKernels, lstmCellBackward, lstmCellForward } from './kernels';
-import { withExactMatMuls } from './webgpu-cell';
+import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
+import { withExactMatMuls } from '../backends/webgpu-cell';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 

@@ -4,17 +4,17 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend, useReferenceCpuBackend } from '../model/backend';
+import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend, useReferenceCpuBackend } from '../backends/select';
 import { loadModel, readModelConfig, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
-import { Adam } from '../model/optimizer';
-import { trainingProbe } from '../model/train';
+import { Adam } from '../training/optimizer';
+import { trainingProbe } from '../training/train';
 import { Vocabulary } from '../model/vocab';
-import { defaultCorpusPaths, loadCorpus } from '../model/corpus';
+import { defaultCorpusPaths, loadCorpus } from '../training/corpus';
 import { defaultModelDir } from '../model/paths';
 import { numberFlag, parse, runMain, UsageError } from './cli';
-import { LspSession, percentile, replayTypist } from './lsp-session';
+import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
 
 const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
 

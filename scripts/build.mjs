@@ -12,7 +12,7 @@ mkdirSync(dist, { recursive: true });
 const entryPoints = {
   train: 'scripts/train.ts',
   bench: 'scripts/bench.ts',
-  server: 'server/server.ts',
+  server: 'server/main.ts',
   eval: 'scripts/eval.ts',
   client: 'client/extension.ts',
   'e2e/code-server': 'test/e2e/code-server.ts',
@@ -42,12 +42,12 @@ await build({
 });
 
 // Dawn's binding for this platform, when the optional webgpu package installed, so the bundle (and
-// the .vsix, which carries no node_modules) can reach the GPU (model/backend.ts).
+// the .vsix, which carries no node_modules) can reach the GPU (backends/select.ts).
 const platformDir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
 const dawn = join(root, 'node_modules/webgpu/dist', platformDir, 'dawn.node');
 if (existsSync(dawn)) cpSync(dawn, join(dist, 'dawn.node'));
 
-// The threaded build's emscripten scripts are loaded by worker threads as files (model/wasm-threads.ts).
+// The threaded build's emscripten scripts are loaded by worker threads as files (backends/wasm-threads.ts).
 const wasmOut = join(root, 'node_modules/@tensorflow/tfjs-backend-wasm/wasm-out');
 mkdirSync(join(dist, 'test'), { recursive: true });
 for (const file of readdirSync(wasmOut)) {

@@ -2,13 +2,13 @@
 // savings through the real server, and request latency, on held-out text.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { selectBackend } from '../model/backend';
+import { selectBackend } from '../backends/select';
 import { loadModel } from '../model/format';
 import { CharLstm, parametersFromWeights } from '../model/network';
-import { validationLoss } from '../model/train';
-import { LspSession, percentile, replayTypist } from './lsp-session';
+import { validationLoss } from '../training/train';
+import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
 import { numberFlag, parse, runMain, UsageError } from './cli';
-import { loadCorpus } from '../model/corpus';
+import { loadCorpus } from '../training/corpus';
 
 const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--trace FILE] PATH ...
 

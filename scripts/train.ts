@@ -1,9 +1,9 @@
 // npm run train -- [PATH ...] [flags]: learns a char-LSTM from notes and saves it for the server.
 import { resolve, join } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../model/backend';
-import { TRAIN_DEFAULTS } from '../model/defaults';
+import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../backends/select';
+import { TRAIN_DEFAULTS } from '../training/defaults';
 import { defaultModelDir } from '../model/paths';
-import { Progress, train, TrainInputError } from '../model/train';
+import { Progress, train, TrainInputError } from '../training/train';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 
 const D = TRAIN_DEFAULTS;

@@ -3,7 +3,7 @@
 import { existsSync, watch, FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { loadModel, ModelFormatError, modelFilePath } from '../model/format';
-import { Predictor } from '../model/inference';
+import { Predictor } from '../completion/inference';
 
 export interface ModelInfo {
   dir: string;

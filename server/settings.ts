@@ -1,7 +1,7 @@
 // The `charComplete` settings: read from workspace/configuration or initializationOptions, with
 // every bad value clamped or replaced by its default and reported, never thrown.
-import { BACKEND_CHOICES, BackendChoice } from '../model/backend';
-import { COMPLETION_DEFAULTS, CompletionOptions, Mode, StopAt } from '../model/inference';
+import { BACKEND_CHOICES, BackendChoice } from '../backends/select';
+import { COMPLETION_DEFAULTS, CompletionOptions, Mode, StopAt } from '../completion/inference';
 
 export interface Settings {
   completion: CompletionOptions;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamBatcher } from '../model/batches';
+import { StreamBatcher } from '../training/batches';
 
 function range(n: number): Int32Array {
   const ids = new Int32Array(n);

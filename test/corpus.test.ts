@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from '../model/corpus';
+import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from '../training/corpus';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'char-complete-corpus-'));

@@ -2,7 +2,7 @@
 // model whose probabilities are known exactly, so each expectation can be worked out by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { complete, COMPLETION_DEFAULTS, CompletionOptions, DocumentStates, Predictor, WordCache } from '../model/inference';
+import { complete, COMPLETION_DEFAULTS, CompletionOptions, DocumentStates, Predictor, WordCache } from '../completion/inference';
 import { Vocabulary } from '../model/vocab';
 
 /**

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, initialParameters, zeroState } from '../model/network';
-import { selectBackend } from '../model/backend';
-import { lstmCellBackward, lstmCellForward } from '../model/kernels';
+import { selectBackend } from '../backends/select';
+import { lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
 
 const config: NetworkConfig = { vocabSize: 7, embed: 5, hidden: 6, layers: 2 };
 const batch = 3;

@@ -5,10 +5,10 @@ import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { selectBackend } from '../model/backend';
+import { selectBackend } from '../backends/select';
 import { loadModel, saveModel } from '../model/format';
 import { CharLstm, initialParameters, parametersFromWeights, readWeights, zeroState } from '../model/network';
-import { train, TrainOptions, validationLoss } from '../model/train';
+import { train, TrainOptions, validationLoss } from '../training/train';
 import { Vocabulary } from '../model/vocab';
 import { NetworkConfig } from '../model/architecture';
 

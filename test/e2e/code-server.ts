@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, Page } from 'playwright-core';
-import { LspSession } from '../../scripts/lsp-session';
+import { LspSession } from '../support/lsp-session';
 
 const ROOT = join(__dirname, '..', '..');
 const CODE_SERVER = process.env.CODE_SERVER ?? join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');

@@ -1,7 +1,7 @@
 // Adam with global-norm gradient clipping. Written out rather than tf.train.adam so the learning
 // rate can follow a schedule step by step and the moments can be saved for --resume.
 import * as tf from '@tensorflow/tfjs';
-import type { Parameters } from './network';
+import type { Parameters } from '../model/network';
 
 export interface AdamSettings {
   beta1: number;

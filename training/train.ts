@@ -3,18 +3,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BackendChoice, selectBackend } from './backend';
+import { BackendChoice, selectBackend } from '../backends/select';
 import { StreamBatcher } from './batches';
 import { defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
 import { TRAIN_DEFAULTS } from './defaults';
-import { loadModel, ModelFormatError, ModelMetadata, saveModel } from './format';
-import { NetworkConfig, parameterShapes } from './architecture';
+import { loadModel, ModelFormatError, ModelMetadata, saveModel } from '../model/format';
+import { NetworkConfig, parameterShapes } from '../model/architecture';
 import {
   assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
-} from './network';
+} from '../model/network';
 import { Adam, ADAM_DEFAULTS } from './optimizer';
-import { generate, Predictor } from './inference';
-import { Vocabulary } from './vocab';
+import { generate, Predictor } from '../completion/inference';
+import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
   /** Files and folders of notes; empty means the embedded default corpus. */

@@ -2,10 +2,10 @@
 // cache of those states so a keystroke feeds only new characters, and beam search or sampling
 // with stopping and confidence rules. No editor or LSP concepts here.
 import * as tf from '@tensorflow/tfjs';
-import type { SavedModel } from './format';
-import { CharLstm, LstmState, parametersFromWeights } from './network';
-import { Vocabulary } from './vocab';
-import { NetworkConfig, parameterShapes } from './architecture';
+import type { SavedModel } from '../model/format';
+import { CharLstm, LstmState, parametersFromWeights } from '../model/network';
+import { Vocabulary } from '../model/vocab';
+import { NetworkConfig, parameterShapes } from '../model/architecture';
 
 export type StopAt = 'word' | 'line' | 'none';
 export type Mode = 'beam' | 'sample';

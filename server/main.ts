@@ -6,11 +6,11 @@ import {
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
-import { selectBackend } from '../model/backend';
-import { complete, Completion, completionProbe, DocumentStates, WordCache } from '../model/inference';
+import { selectBackend } from '../backends/select';
+import { complete, Completion, completionProbe, DocumentStates, WordCache } from '../completion/inference';
 import { readModelConfig } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
-import { TRAIN_DEFAULTS } from '../model/defaults';
+import { TRAIN_DEFAULTS } from '../training/defaults';
 import { defaultModelDir } from '../model/paths';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';

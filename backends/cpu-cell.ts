@@ -193,7 +193,7 @@ export function hasCellKernels(): boolean {
 export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D, fused = hasCellKernels(), trace = true): { acts: tf.Tensor2D; c: tf.Tensor2D; tanhC: tf.Tensor2D; h: tf.Tensor2D } {
   if (!fused) return lstmCellForwardOps(recurrent, inputProjection, row, cPrev);
   if (getKernel('LstmCellForward', tf.getBackend())) {
-    // One kernel computing every output (model/webgpu-cell.ts).
+    // One kernel computing every output (backends/webgpu-cell.ts).
     const [c, h, acts, tanhC] = tf.engine().runKernel('LstmCellForward', { recurrent, inputProjection, cPrev }, { row, trace } as unknown as NamedAttrMap) as tf.Tensor2D[];
     return { acts, c, tanhC, h };
   }
