@@ -2,8 +2,8 @@
 // savings through the real server, and request latency, on held-out text.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { selectBackend } from '../backends/select';
-import { loadModel } from '../model/format';
+import { BackendUnavailableError, selectBackend } from '../backends/select';
+import { loadModel, ModelFormatError } from '../model/format';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { validationLoss } from '../training/train';
 import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
@@ -34,7 +34,14 @@ async function main(): Promise<void> {
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
-  const corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
+  // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
+  const saved = loadModel(modelDir);
+  let corpus;
+  try {
+    corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const text = corpus.documents.map((d) => {
     const points = [...d.text];
     return points.slice(Math.floor(points.length * (1 - tail))).join('');
@@ -45,7 +52,6 @@ async function main(): Promise<void> {
   let nats: number | undefined;
   if (!values['no-bpc']) {
     await selectBackend('auto');
-    const saved = loadModel(modelDir);
     const model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
     const ids = saved.vocabulary.encode(text);
     const seq = 64;
@@ -89,4 +95,4 @@ async function main(): Promise<void> {
   }
 }
 
-runMain(main, []);
+runMain(main, [ModelFormatError, BackendUnavailableError]);
