@@ -1,0 +1,72 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { selectBackend } from '../backends/select';
+import { saveModel, SavedModel } from '../model/format';
+import { NetworkConfig, parameterShapes } from '../model/architecture';
+import { Vocabulary } from '../model/vocab';
+import { ModelHost } from '../server/model-host';
+
+const root = mkdtempSync(join(tmpdir(), 'char-complete-host-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const vocabulary = Vocabulary.fromText('abcdef ', 16);
+const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 4, hidden: 8, layers: 1 };
+
+function model(seed: number): SavedModel {
+  const weights = new Map<string, Float32Array>();
+  for (const [name, shape] of parameterShapes(config)) {
+    weights.set(name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(seed * 7919 + i) * 0.1));
+  }
+  return {
+    config, vocabulary, weights,
+    metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: seed, seconds: 0, backend: 'wasm' },
+  };
+}
+
+/** Milliseconds until check() holds; fails after `ms`. */
+async function within(ms: number, check: () => boolean, what: string): Promise<number> {
+  const started = performance.now();
+  while (!check()) {
+    if (performance.now() - started > ms) assert.fail(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return performance.now() - started;
+}
+
+test('a model trained after the server started is loaded, even when its directory and parents did not exist; deleting and retraining is noticed too', async () => {
+  await selectBackend('wasm');
+  // As on a fresh machine: not even the data directory's parent exists yet.
+  const data = join(root, 'share');
+  const dir = join(data, 'char-complete', 'model');
+  const host = new ModelHost(() => {}, () => {});
+  try {
+    host.use(dir);
+    assert.equal(host.predictor, undefined);
+
+    mkdirSync(join(data, 'char-complete'), { recursive: true });
+    saveModel(dir, model(1));
+    await within(3000, () => host.generation === 1, 'the first model');
+
+    // Deleted and trained again: the watch on the old directory is dead.
+    rmSync(data, { recursive: true, force: true });
+    await new Promise((r) => setTimeout(r, 300));
+    saveModel(dir, model(2));
+    await within(3000, () => host.generation === 2, 'the model retrained into a recreated directory');
+
+    // Replaced by a rename, as a sync tool or a script might do.
+    const staged = join(root, 'staged');
+    saveModel(staged, model(3));
+    rmSync(dir, { recursive: true });
+    renameSync(staged, dir);
+    await within(3000, () => host.generation === 3, 'the model in a replaced directory');
+
+    // An ordinary new save into the same directory.
+    saveModel(dir, model(4));
+    await within(3000, () => host.generation === 4, 'a new save');
+  } finally {
+    host.dispose();
+  }
+});
