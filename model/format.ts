@@ -319,7 +319,7 @@ function parseModel(dir: string, text: string): ParsedModel {
   } catch (err) {
     // V8's message quotes the text, and model.json may be a link to any file: give only where.
     const where = /position (\d+)/.exec((err as Error).message);
-    throw fail(`${MODEL_FILE} is not valid JSON (${where ? `at byte ${where[1]} of ${text.length}` : `${text.length} characters`})`);
+    throw fail(`${MODEL_FILE} is not valid JSON (${where ? `error at character ${where[1]} of ${text.length}` : `${text.length} characters`}; content not shown)`);
   }
   if (!isObject(json)) throw fail(`${MODEL_FILE} is not a JSON object`);
   if (json.format !== MODEL_FORMAT) throw fail(`${MODEL_FILE} is not a ${MODEL_FORMAT} model (its "format" field is ${typeof json.format === 'string' ? 'another' : 'missing'})`);
