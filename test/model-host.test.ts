@@ -1,5 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { saveModel, SavedModel } from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';
 import { ModelHost } from '../server/model-host';
+import { LspSession } from './support/lsp-session';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-host-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -68,5 +70,25 @@ test('a model trained after the server started is loaded, even when its director
     await within(3000, () => host.generation === 4, 'a new save');
   } finally {
     host.dispose();
+  }
+});
+
+test('the real server answers initialize and stays up when model.json is a FIFO', async (t) => {
+  const dir = join(root, 'fifo-model');
+  mkdirSync(dir, { recursive: true });
+  if (spawnSync('mkfifo', [join(dir, 'model.json')]).status !== 0) {
+    t.skip('mkfifo unavailable');
+    return;
+  }
+  const session = new LspSession({ initializationOptions: { modelPath: dir }, env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  try {
+    const answered = await Promise.race([session.initialize().then(() => true), new Promise((r) => setTimeout(() => r(false), 20_000))]);
+    assert.equal(answered, true, `initialize unanswered: ${session.stderr}`);
+    await session.open('file:///notes/a.md', 'the quick');
+    assert.equal(await session.inline('file:///notes/a.md', 0, 9), undefined);
+    assert.ok(session.messages.some((m) => /model\.json is not a regular file/.test(m.message)), JSON.stringify(session.messages));
+    assert.equal(await session.shutdown(), 0);
+  } finally {
+    if (session.process.exitCode === null) session.process.kill('SIGKILL');
   }
 });
