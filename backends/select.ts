@@ -30,17 +30,12 @@ export type Probe = () => Promise<void>;
 /** The backend asked for cannot run here; the message says why and what to use instead. */
 export class BackendUnavailableError extends Error {}
 
-let current: BackendSelection | undefined;
 let pending: Promise<BackendSelection> | undefined;
 
 /** Sets up the backend once per process; later calls return the first choice. */
 export function selectBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
-  pending ??= pickBackend(choice, probe).then((selection) => (current = selection));
+  pending ??= pickBackend(choice, probe);
   return pending;
-}
-
-export function currentBackend(): BackendSelection | undefined {
-  return current;
 }
 
 async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {

@@ -13,7 +13,8 @@ import {
   assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
 } from '../model/network';
 import { Adam, ADAM_DEFAULTS } from './optimizer';
-import { generate, Predictor } from '../completion/inference';
+import { generate } from '../completion/complete';
+import { LstmPredictor } from '../model/predictor';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -232,7 +233,7 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const seconds = elapsed();
   save(best.weights, finalNats, { steps: step, chars: step * batch * options.seq, seconds });
 
-  const predictor = new Predictor({ config, vocabulary, weights: best.weights });
+  const predictor = new LstmPredictor({ config, vocabulary, weights: best.weights });
   const sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
   predictor.dispose();
   optimizer.dispose();
