@@ -1,3 +1,4 @@
+// The model directory's format: round trips, atomic saves, and refusal of every kind of corrupt or hostile file.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
