@@ -247,6 +247,24 @@ export class CharLstm {
     return { loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar, state: { h: pass.finalH, c: pass.finalC } };
   }
 
+  /**
+   * Per position, the log-probability of its target and the largest log-probability of any
+   * character, time-major ([t * batch + b]), carrying state: what fitting the mixture needs.
+   */
+  async scoreTargets(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ target: Float32Array; max: Float32Array; state: LstmState }> {
+    const out = withExactMatMuls(() => tf.tidy(() => {
+      const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, { dropout: 0, seed: 0, fusedKernels: true, trace: false });
+      const logProbs = tf.logSoftmax(pass.logits);
+      const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
+      const scores = tf.concat([tf.sum(tf.mul(logProbs, targetOneHot), 1), tf.max(logProbs, 1)]);
+      return { scores, state: { h: pass.finalH, c: pass.finalC } };
+    }));
+    const values = (await out.scores.data()) as Float32Array;
+    out.scores.dispose();
+    const N = batch * steps;
+    return { target: values.subarray(0, N), max: values.subarray(N, 2 * N), state: out.state };
+  }
+
   /** One inference step for a batch of single characters: returns logits [batch, vocab]. */
   step(ids: Int32Array, state: LstmState): { logits: tf.Tensor2D; state: LstmState } {
     return tf.tidy(() => {
