@@ -46,6 +46,7 @@ interface Header {
   vocabSize: number;
   vocabularySha256: string;
   maxNodes: number;
+  discountScale: number;
   nodeCount: number;
   countOfCounts: number[];
   pruned: number;
@@ -79,6 +80,7 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
     vocabSize: a.vocabSize,
     vocabularySha256: vocabularyHash(vocabulary),
     maxNodes: a.maxNodes,
+    discountScale: a.discountScale,
     nodeCount: a.nodeCount,
     countOfCounts: [...a.countOfCounts],
     pruned: a.pruned,
@@ -140,6 +142,7 @@ function checkHeader(json: unknown, fail: (problem: string, remedy?: string) => 
   if (typeof h.vocabularySha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.vocabularySha256)) throw fail('vocabularySha256 is not a SHA-256 in hex');
   if (typeof h.payloadSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.payloadSha256)) throw fail('payloadSha256 is not a SHA-256 in hex');
   if (!isCount(h.maxNodes, 0x7fffffff)) throw fail('maxNodes is not a node count');
+  if (typeof h.discountScale !== 'number' || !(h.discountScale > 0 && h.discountScale <= 4)) throw fail('discountScale is not a number in (0, 4]');
   if (!isCount(h.nodeCount, h.maxNodes) || h.nodeCount < 1) throw fail('nodeCount is not in [1, maxNodes]');
   for (const field of ['pruned', 'prunes', 'refused'] as const) if (!isCount(h[field])) throw fail(`${field} is not a count`);
   const coc = h.countOfCounts;
@@ -194,6 +197,7 @@ export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | nul
     order: header.order,
     vocabSize: header.vocabSize,
     maxNodes: header.maxNodes,
+    discountScale: header.discountScale,
     nodeCount: n,
     parent: column(payload, 0, (k) => new Int32Array(k), n),
     count: column(payload, 4 * n, (k) => new Uint32Array(k), n),

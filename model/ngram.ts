@@ -16,12 +16,18 @@ export const NGRAM_MAX_ORDER = 16;
 export const NGRAM_DEFAULT_MAX_NODES = 4_000_000;
 // Symbols are stored in 16 bits.
 export const NGRAM_MAX_VOCAB = 65535;
+// Chen and Goodman's estimates are leave-one-out optima for raw counts; on character text held-out
+// likelihood is better with larger discounts, the more so at high orders where most n-grams are
+// singletons that do not recur.
+export const NGRAM_DEFAULT_DISCOUNT_SCALE = 1.15;
 
 export interface NgramOptions {
   /** n: the longest n-gram counted; contexts are the last n - 1 ids. */
   order?: number;
   /** Hard bound on trie nodes (one per distinct n-gram of any order, plus the root). */
   maxNodes?: number;
+  /** Multiplies the estimated discounts; see NGRAM_DEFAULT_DISCOUNT_SCALE. */
+  discountScale?: number;
 }
 
 /**
@@ -55,6 +61,7 @@ export interface NgramArrays {
   order: number;
   vocabSize: number;
   maxNodes: number;
+  discountScale: number;
   nodeCount: number;
   parent: Int32Array;
   symbol: Uint16Array;
@@ -74,6 +81,7 @@ const PRUNE_TARGET = 0.75;
 
 // Defaults when an order has too few n-grams to estimate its discounts (a short document).
 const FALLBACK_DISCOUNTS = [0.6, 1.0, 1.4];
+const MIN_COUNT_OF_COUNTS = 10;
 
 function hash(parent: number, sym: number): number {
   let h = Math.imul(parent ^ Math.imul(sym + 1, 0x9e3779b1), 0x85ebca6b);
@@ -92,6 +100,7 @@ export class NgramModel {
   readonly vocabSize: number;
   readonly order: number;
   readonly maxNodes: number;
+  readonly discountScale: number;
 
   private nodeCount = 1;
   private parent: Int32Array;
@@ -116,6 +125,15 @@ export class NgramModel {
   private readonly contexts: Int32Array;
   private readonly scratch: Float64Array;
 
+  // Caches valid while `version` is unchanged; add() and prune() change it.
+  private version = 1;
+  private rootStamp = 0;
+  private readonly rootDist: Float64Array;
+  private readonly firstStamp: Uint32Array;
+  private readonly firstSums: Float64Array;
+  private sumTotal = 0;
+  private sumRemoved = 0;
+
   constructor(vocabSize: number, options: NgramOptions = {}) {
     checkInteger('vocabSize', vocabSize, 2, NGRAM_MAX_VOCAB);
     const order = options.order ?? NGRAM_DEFAULT_ORDER;
@@ -126,6 +144,9 @@ export class NgramModel {
     this.vocabSize = vocabSize;
     this.order = order;
     this.maxNodes = maxNodes;
+    const discountScale = options.discountScale ?? NGRAM_DEFAULT_DISCOUNT_SCALE;
+    if (!(discountScale > 0 && discountScale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${discountScale}`);
+    this.discountScale = discountScale;
     const initial = Math.min(maxNodes, 1024);
     this.parent = new Int32Array(initial);
     this.symbol = new Uint16Array(initial);
@@ -144,6 +165,9 @@ export class NgramModel {
     this.fresh = new Uint8Array(order + 2);
     this.contexts = new Int32Array(order);
     this.scratch = new Float64Array(vocabSize);
+    this.rootDist = new Float64Array(vocabSize);
+    this.firstStamp = new Uint32Array(vocabSize);
+    this.firstSums = new Float64Array(2 * vocabSize);
   }
 
   /** Trie nodes in use, the root included. */
@@ -171,6 +195,7 @@ export class NgramModel {
   add(ids: ArrayLike<number>, from = 0): void {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
+    this.version++;
     this.resync(ids, from);
     const n = this.order;
     for (let t = from; t < ids.length; t++) {
@@ -193,26 +218,18 @@ export class NgramModel {
     const top = this.findContexts(context);
     const { firstChild, nextSibling, count, symbol, discounts } = this;
     const q = this.scratch;
-    q.fill(1 / V);
+    if (top < 0) q.fill(1 / V);
+    else q.set(this.rootDistribution());
     // p = scale * q, so that mixing in an order touches only its successors, not all V entries.
     let scale = 1;
-    let topTotal = 0;
-    let topSuccessors = 0;
-    for (let k = 0; k <= top; k++) {
+    for (let k = 1; k <= top; k++) {
       const node = this.contexts[k];
+      this.sums(node, k);
+      const total = this.sumTotal;
       const d1 = discounts[(k + 1) * 3];
       const d2 = discounts[(k + 1) * 3 + 1];
       const d3 = discounts[(k + 1) * 3 + 2];
-      let total = 0;
-      let removed = 0;
-      let successors = 0;
-      for (let c = firstChild[node]; c !== EMPTY; c = nextSibling[c]) {
-        const n = count[c];
-        total += n;
-        removed += n >= 3 ? d3 : n === 2 ? d2 : d1;
-        successors++;
-      }
-      scale *= removed / total;
+      scale *= this.sumRemoved / total;
       const inv = 1 / (total * scale);
       for (let c = firstChild[node]; c !== EMPTY; c = nextSibling[c]) {
         const n = count[c];
@@ -222,16 +239,21 @@ export class NgramModel {
         for (let w = 0; w < V; w++) q[w] *= scale;
         scale = 1;
       }
-      topTotal = total;
-      topSuccessors = successors;
     }
     for (let w = 0; w < V; w++) out[w] = q[w] * scale;
     if (confidence) {
       let mass = 0;
-      if (top >= 0) for (let c = firstChild[this.contexts[top]]; c !== EMPTY; c = nextSibling[c]) mass += out[symbol[c]];
+      let successors = 0;
+      if (top >= 0) {
+        for (let c = firstChild[this.contexts[top]]; c !== EMPTY; c = nextSibling[c]) {
+          mass += out[symbol[c]];
+          successors++;
+        }
+        this.sums(this.contexts[top], top);
+      }
       confidence.order = top;
-      confidence.contextCount = topTotal;
-      confidence.successors = topSuccessors;
+      confidence.contextCount = top >= 0 ? this.sumTotal : 0;
+      confidence.successors = successors;
       confidence.seenMass = mass;
     }
     return top;
@@ -250,6 +272,7 @@ export class NgramModel {
   score(ids: ArrayLike<number>, from = 0): { nats: number; chars: number } {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
+    this.refreshDiscounts();
     this.resync(ids, from);
     const ends = this.ends;
     const contexts = this.contexts;
@@ -283,6 +306,7 @@ export class NgramModel {
       }
     }
     if (kept === this.nodeCount) return;
+    this.version++;
     this.prunes++;
     this.pruned += this.nodeCount - kept;
     const { parent, symbol, count } = this;
@@ -305,6 +329,7 @@ export class NgramModel {
       order: this.order,
       vocabSize: this.vocabSize,
       maxNodes: this.maxNodes,
+      discountScale: this.discountScale,
       nodeCount: n,
       parent: this.parent.slice(0, n),
       symbol: this.symbol.slice(0, n),
@@ -322,7 +347,7 @@ export class NgramModel {
    * (parent, symbol) pair twice. Throws RangeError naming the first problem.
    */
   static fromArrays(a: NgramArrays): NgramModel {
-    const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes });
+    const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
     const n = a.nodeCount;
     checkInteger('nodeCount', n, 1, a.maxNodes);
     if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n) throw new RangeError('ngram: array lengths differ from nodeCount');
@@ -490,7 +515,8 @@ export class NgramModel {
       const node = ends[m];
       if (node === EMPTY) continue;
       const longer = m + 1 === n ? top : ends[m + 1];
-      const extensionNew = m + 1 <= t + 1 && longer !== EMPTY ? this.fresh[m + 1] === 1 : this.fresh[m] === 1;
+      // A new m-gram always counts: its extension may survive a pruning that removed it.
+      const extensionNew = this.fresh[m] === 1 || (m + 1 <= t + 1 && longer !== EMPTY && this.fresh[m + 1] === 1);
       if (extensionNew) this.increment(node, m);
     }
   }
@@ -510,13 +536,13 @@ export class NgramModel {
     const coc = this.countOfCounts;
     for (let level = 1; level <= this.order; level++) {
       const [n1, n2, n3, n4] = [coc[level * 5 + 1], coc[level * 5 + 2], coc[level * 5 + 3], coc[level * 5 + 4]];
-      const estimable = n1 > 0 && n2 > 0 && n3 > 0 && n4 > 0;
+      const estimable = Math.min(n1, n2, n3, n4) >= MIN_COUNT_OF_COUNTS;
       const y = estimable ? n1 / (n1 + 2 * n2) : 0;
       const raw = estimable ? [1 - (2 * y * n2) / n1, 2 - (3 * y * n3) / n2, 3 - (4 * y * n4) / n3] : FALLBACK_DISCOUNTS;
       // Each discount must leave its count positive and remove something, or a context could
       // give all its mass away or none of it.
       for (let c = 0; c < 3; c++) {
-        const d = Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c];
+        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.discountScale;
         this.discounts[level * 3 + c] = Math.min(c + 1 - 0.05, Math.max(0.05, d));
       }
     }
@@ -542,25 +568,67 @@ export class NgramModel {
   }
 
   private probabilityAt(top: number, id: number): number {
-    this.refreshDiscounts();
-    const { firstChild, nextSibling, count, symbol, discounts } = this;
-    let p = 1 / this.vocabSize;
-    for (let k = 0; k <= top; k++) {
-      const d1 = discounts[(k + 1) * 3];
-      const d2 = discounts[(k + 1) * 3 + 1];
-      const d3 = discounts[(k + 1) * 3 + 2];
-      let total = 0;
-      let removed = 0;
-      let own = 0;
-      for (let c = firstChild[this.contexts[k]]; c !== EMPTY; c = nextSibling[c]) {
-        const n = count[c];
-        const d = n >= 3 ? d3 : n === 2 ? d2 : d1;
-        total += n;
-        removed += d;
-        if (symbol[c] === id) own = n - d;
-      }
-      p = (own + removed * p) / total;
+    if (top < 0) return 1 / this.vocabSize;
+    const { count, discounts } = this;
+    let p = this.rootDistribution()[id];
+    for (let k = 1; k <= top; k++) {
+      const node = this.contexts[k];
+      this.sums(node, k);
+      const c = this.find(node, id);
+      const n = c === EMPTY ? 0 : count[c];
+      const own = n === 0 ? 0 : n - discounts[(k + 1) * 3 + Math.min(n, 3) - 1];
+      p = (own + this.sumRemoved * p) / this.sumTotal;
     }
     return p;
+  }
+
+  /**
+   * The distribution given the empty context alone, cached because every query starts from it and
+   * its successor list is the whole vocabulary.
+   */
+  private rootDistribution(): Float64Array {
+    const q = this.rootDist;
+    if (this.rootStamp === this.version) return q;
+    const { firstChild, nextSibling, count, symbol, discounts } = this;
+    this.sums(ROOT, 0);
+    const total = this.sumTotal;
+    q.fill(this.sumRemoved / total / this.vocabSize);
+    for (let c = firstChild[ROOT]; c !== EMPTY; c = nextSibling[c]) {
+      const n = count[c];
+      q[symbol[c]] += (n - discounts[3 + Math.min(n, 3) - 1]) / total;
+    }
+    this.rootStamp = this.version;
+    return q;
+  }
+
+  /**
+   * Sets sumTotal and sumRemoved (the discounts taken) over a context's successors. Cached for the
+   * one-symbol contexts, whose lists are long and which nearly every query visits.
+   */
+  private sums(node: number, k: number): void {
+    const s = this.symbol[node];
+    if (k === 1 && this.firstStamp[s] === this.version) {
+      this.sumTotal = this.firstSums[2 * s];
+      this.sumRemoved = this.firstSums[2 * s + 1];
+      return;
+    }
+    const { firstChild, nextSibling, count, discounts } = this;
+    const d1 = discounts[(k + 1) * 3];
+    const d2 = discounts[(k + 1) * 3 + 1];
+    const d3 = discounts[(k + 1) * 3 + 2];
+    let total = 0;
+    let removed = 0;
+    for (let c = firstChild[node]; c !== EMPTY; c = nextSibling[c]) {
+      const n = count[c];
+      total += n;
+      removed += n >= 3 ? d3 : n === 2 ? d2 : d1;
+    }
+    this.sumTotal = total;
+    this.sumRemoved = removed;
+    if (k === 1) {
+      this.firstSums[2 * s] = total;
+      this.firstSums[2 * s + 1] = removed;
+      this.firstStamp[s] = this.version;
+    }
   }
 }

@@ -1,5 +1,5 @@
 // Measures the n-gram model alone: nats/char on a held-out tail, build time, size, query speed.
-// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--save DIR]
+// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--discount-scale 1.15] [--save DIR]
 import * as fs from 'node:fs';
 import { NgramModel, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
@@ -14,10 +14,11 @@ function main(argv: string[]): void {
   }
   if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--save DIR]');
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-  const chars = [...text];
-  const cut = Math.floor(chars.length * Number(flags.split ?? 0.9));
-  const train = chars.slice(0, cut).join('');
-  const held = chars.slice(cut).join('');
+  let cut = Math.floor(text.length * Number(flags.split ?? 0.9));
+  // Not inside a surrogate pair.
+  if (/[\udc00-\udfff]/.test(text[cut] ?? '')) cut++;
+  const train = text.slice(0, cut);
+  const held = text.slice(cut);
   const vocab = Vocabulary.fromText(train, 512);
   const trainIds = vocab.encode(train);
   const heldIds = vocab.encode(held);
@@ -26,7 +27,8 @@ function main(argv: string[]): void {
   const rss0 = process.memoryUsage().rss;
 
   let t0 = performance.now();
-  const model = new NgramModel(vocab.size, { order, maxNodes });
+  const discountScale = flags['discount-scale'] ? Number(flags['discount-scale']) : undefined;
+  const model = new NgramModel(vocab.size, { order, maxNodes, discountScale });
   model.add(trainIds);
   const buildMs = performance.now() - t0;
   const stats = model.stats();
