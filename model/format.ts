@@ -146,7 +146,7 @@ function writeDurably(file: string, data: Uint8Array | string): void {
 }
 
 /** Writes to a temporary name and renames, so the destination is either absent or complete. */
-function replaceAtomically(dir: string, tmpName: string, finalName: string, data: Uint8Array | string): void {
+export function replaceAtomically(dir: string, tmpName: string, finalName: string, data: Uint8Array | string): void {
   const tmp = path.join(dir, tmpName);
   try {
     writeDurably(tmp, data);
