@@ -3,11 +3,12 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
+import { ReloadModelRequest, StatusNotification, StatusParams } from '../protocol/messages';
 
 const SECTION = 'charComplete';
 let client: LanguageClient | undefined;
 let statusItem: vscode.StatusBarItem;
-let lastStatus: { model: string | null; description: string | null; backend: string; gpu: boolean; latencyMs: number | null } | undefined;
+let lastStatus: StatusParams | undefined;
 
 function config() {
   return vscode.workspace.getConfiguration(SECTION);
@@ -23,7 +24,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       await config().update('enable', !config().get<boolean>('enable', true), vscode.ConfigurationTarget.Global);
     }),
     vscode.commands.registerCommand('charComplete.reloadModel', async () => {
-      await client?.sendRequest('charComplete/reloadModel');
+      await client?.sendRequest(ReloadModelRequest);
     }),
     vscode.commands.registerCommand('charComplete.showLog', () => client?.outputChannel.show()),
     vscode.commands.registerCommand('charComplete.train', () => trainOnWorkspace(context)),
@@ -41,7 +42,8 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     run: { module: serverModule, transport: TransportKind.ipc },
     debug: { module: serverModule, transport: TransportKind.ipc },
   };
-  const languages = config().get<string[]>('languages', ['markdown', 'plaintext']);
+  // The manifest gives the default list; an unreadable setting means no languages rather than a guess.
+  const languages = config().get<string[]>('languages') ?? [];
   const clientOptions: LanguageClientOptions = {
     documentSelector: languages.flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
     initializationOptions: config(),
@@ -62,7 +64,7 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     },
   };
   client = new LanguageClient('charComplete', 'Char Complete', serverOptions, clientOptions);
-  client.onNotification('charComplete/status', (status: typeof lastStatus) => {
+  client.onNotification(StatusNotification, (status) => {
     lastStatus = status;
     updateStatus();
   });

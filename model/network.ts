@@ -143,61 +143,59 @@ export class CharLstm {
   }
 
   /**
+   * The forward pass shared by training, evaluation and stepping: ids [steps*batch] time-major in,
+   * logits [steps*batch, vocab] out. With `trace` it keeps what the hand-written backward pass needs.
+   */
+  private forward(ids: tf.Tensor1D, batch: number, steps: number, state: LstmState, options: ForwardOptions): ForwardPass {
+    const { layers, hidden } = this.config;
+    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], hiddenSequences: [], layerOutputs: [], masks: [], traces: [] };
+    let xProj = tf.gather(this.frozenTable ?? this.inputTable(), ids) as tf.Tensor2D;
+    for (let l = 0; l < layers; l++) {
+      const trace: CellTrace[] | undefined = options.trace ? [] : undefined;
+      const { hs, h, c } = this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
+      if (trace) pass.traces.push(trace);
+      pass.finalH.push(h);
+      pass.finalC.push(c);
+      pass.hiddenSequences.push(hs);
+      const hSeq = (steps === 1 ? hs[0] : tf.concat(hs, 0)) as tf.Tensor2D;
+      const mask = options.dropout > 0 ? dropoutMask([batch * steps, hidden], options.dropout, options.seed + l) : undefined;
+      pass.masks.push(mask);
+      const output = (mask ? tf.mul(hSeq, mask) : hSeq) as tf.Tensor2D;
+      pass.layerOutputs.push(output);
+      if (l + 1 < layers) xProj = tf.add(tf.matMul(output, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
+    }
+    pass.logits = tf.add(tf.matMul(pass.layerOutputs[layers - 1], this.p('output/w')), this.p('output/b'));
+    return pass;
+  }
+
+  /**
    * One truncated-BPTT step. inputs/targets are [batch, steps] row-major. The returned state is
    * the carried LSTM state (no gradient flows into it, as in char-rnn).
    */
   async trainStep(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): Promise<StepResult> {
-    const { layers, hidden: H, vocabSize: V } = this.config;
+    const { layers, vocabSize: V } = this.config;
     const N = batch * steps;
-    const idsTM = timeMajor(inputs, batch, steps);
-    const targetsTM = timeMajor(targets, batch, steps);
     const result = withExactMatMuls(() => tf.tidy(() => {
-      const ids = tf.tensor1d(idsTM, 'int32');
-      const table = this.inputTable();
-      let xProj = tf.gather(table, ids) as tf.Tensor2D;
-      const layerInputs: tf.Tensor2D[] = [];
-      const masks: Array<tf.Tensor2D | undefined> = [];
-      const traces: CellTrace[][] = [];
-      const hPrevAll: tf.Tensor2D[] = [];
-      const finalH: tf.Tensor2D[] = [];
-      const finalC: tf.Tensor2D[] = [];
-      let top!: tf.Tensor2D;
-      for (let l = 0; l < layers; l++) {
-        const trace: CellTrace[] = [];
-        const { hs, h, c } = this.runLayer(l, xProj, state.h[l], state.c[l], steps, true, trace);
-        traces.push(trace);
-        finalH.push(h);
-        finalC.push(c);
-        const hSeq = tf.concat(hs, 0);
-        hPrevAll.push(tf.concat([state.h[l], ...hs.slice(0, -1)], 0));
-        const mask = dropout > 0 ? dropoutMask([N, H], dropout, seed + l) : undefined;
-        masks.push(mask);
-        const dropped = (mask ? tf.mul(hSeq, mask) : hSeq) as tf.Tensor2D;
-        if (l + 1 < layers) {
-          layerInputs.push(dropped);
-          xProj = tf.add(tf.matMul(dropped, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
-        } else {
-          top = dropped;
-        }
-      }
-      const logits = tf.add(tf.matMul(top, this.p('output/w')), this.p('output/b'));
-      const targetIds = tf.tensor1d(targetsTM, 'int32');
-      const oneHotTargets = tf.oneHot(targetIds, V).asType('float32');
-      const logProbs = tf.logSoftmax(logits);
+      const ids = tf.tensor1d(timeMajor(inputs, batch, steps), 'int32');
+      const pass = this.forward(ids, batch, steps, state, { dropout, seed, fusedKernels: true, trace: true });
+      const oneHotTargets = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), V).asType('float32');
+      const logProbs = tf.logSoftmax(pass.logits);
       const loss = tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHotTargets), 1)));
 
       // A plain object, because tidy only keeps tensors it can find in arrays and objects.
       const grads: Record<string, tf.Tensor> = {};
       const dLogits = tf.div(tf.sub(tf.exp(logProbs), oneHotTargets), N);
-      grads['output/w'] = tf.matMul(top, dLogits, true, false);
+      grads['output/w'] = tf.matMul(pass.layerOutputs[layers - 1], dLogits, true, false);
       grads['output/b'] = tf.sum(dLogits, 0);
       let dH = tf.matMul(dLogits, this.p('output/w'), false, true);
       for (let l = layers - 1; l >= 0; l--) {
-        if (masks[l]) dH = tf.mul(dH, masks[l]!);
-        const dZ = this.backwardLayer(l, dH as tf.Tensor2D, traces[l], batch, steps);
-        grads[`lstm${l}/wh`] = tf.matMul(hPrevAll[l], dZ, true, false);
+        const mask = pass.masks[l];
+        if (mask) dH = tf.mul(dH, mask);
+        const dZ = this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
+        const hPrev = tf.concat([state.h[l], ...pass.hiddenSequences[l].slice(0, -1)], 0);
+        grads[`lstm${l}/wh`] = tf.matMul(hPrev, dZ, true, false);
         if (l > 0) {
-          grads[`lstm${l}/wx`] = tf.matMul(layerInputs[l - 1], dZ, true, false);
+          grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
           grads[`lstm${l}/b`] = tf.sum(dZ, 0);
           dH = tf.matMul(dZ, this.p(`lstm${l}/wx`), false, true);
         } else {
@@ -207,7 +205,7 @@ export class CharLstm {
           grads['embedding'] = tf.matMul(dTable, this.p('lstm0/wx'), false, true);
         }
       }
-      return { loss, grads, finalH, finalC };
+      return { loss, grads, finalH: pass.finalH, finalC: pass.finalC };
     }));
     const loss = (await result.loss.data())[0];
     result.loss.dispose();
@@ -243,42 +241,58 @@ export class CharLstm {
    * which is how the generic training step and the gradient test use it.
    */
   lossTensor(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout = 0, seed = 0, fusedKernels = false): { loss: tf.Scalar; state: LstmState } {
-    const N = batch * steps;
-    const { layers } = this.config;
-    let xProj = tf.gather(this.inputTable(), tf.tensor1d(timeMajor(inputs, batch, steps), 'int32')) as tf.Tensor2D;
-    const h: tf.Tensor2D[] = [];
-    const c: tf.Tensor2D[] = [];
-    let top!: tf.Tensor2D;
-    for (let l = 0; l < layers; l++) {
-      const out = this.runLayer(l, xProj, state.h[l], state.c[l], steps, fusedKernels);
-      h.push(out.h);
-      c.push(out.c);
-      let hSeq = tf.concat(out.hs, 0) as tf.Tensor2D;
-      if (dropout > 0) hSeq = tf.mul(hSeq, dropoutMask([N, this.config.hidden], dropout, seed + l));
-      if (l + 1 < layers) xProj = tf.add(tf.matMul(hSeq, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
-      else top = hSeq;
-    }
-    const logProbs = tf.logSoftmax(tf.add(tf.matMul(top, this.p('output/w')), this.p('output/b')));
+    const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, { dropout, seed, fusedKernels, trace: false });
+    const logProbs = tf.logSoftmax(pass.logits);
     const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
-    return { loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar, state: { h, c } };
+    return { loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar, state: { h: pass.finalH, c: pass.finalC } };
+  }
+
+  /**
+   * Per position, the log-probability of its target and the largest log-probability of any
+   * character, time-major ([t * batch + b]), carrying state: what fitting the mixture needs.
+   */
+  async scoreTargets(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ target: Float32Array; max: Float32Array; state: LstmState }> {
+    const out = withExactMatMuls(() => tf.tidy(() => {
+      const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, { dropout: 0, seed: 0, fusedKernels: true, trace: false });
+      const logProbs = tf.logSoftmax(pass.logits);
+      const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
+      const scores = tf.concat([tf.sum(tf.mul(logProbs, targetOneHot), 1), tf.max(logProbs, 1)]);
+      return { scores, state: { h: pass.finalH, c: pass.finalC } };
+    }));
+    const values = (await out.scores.data()) as Float32Array;
+    out.scores.dispose();
+    const N = batch * steps;
+    return { target: values.subarray(0, N), max: values.subarray(N, 2 * N), state: out.state };
   }
 
   /** One inference step for a batch of single characters: returns logits [batch, vocab]. */
   step(ids: Int32Array, state: LstmState): { logits: tf.Tensor2D; state: LstmState } {
     return tf.tidy(() => {
-      let x = tf.gather(this.frozenTable ?? this.inputTable(), tf.tensor1d(ids, 'int32')) as tf.Tensor2D;
-      const h: tf.Tensor2D[] = [];
-      const c: tf.Tensor2D[] = [];
-      for (let l = 0; l < this.config.layers; l++) {
-        const out = this.runLayer(l, x, state.h[l], state.c[l], 1, true);
-        h.push(out.h);
-        c.push(out.c);
-        if (l + 1 < this.config.layers) x = tf.add(tf.matMul(out.h, this.p(`lstm${l + 1}/wx`)), this.p(`lstm${l + 1}/b`));
-      }
-      const logits = tf.add(tf.matMul(h[h.length - 1], this.p('output/w')), this.p('output/b')) as tf.Tensor2D;
-      return { logits, state: { h, c } };
+      const pass = this.forward(tf.tensor1d(ids, 'int32'), ids.length, 1, state, { dropout: 0, seed: 0, fusedKernels: true, trace: false });
+      return { logits: pass.logits, state: { h: pass.finalH, c: pass.finalC } };
     });
   }
+}
+
+interface ForwardOptions {
+  dropout: number;
+  seed: number;
+  /** The fused cell kernels where the backend has them; autodiff needs plain ops. */
+  fusedKernels: boolean;
+  /** Keep each step's cell activations for the backward pass. */
+  trace: boolean;
+}
+
+interface ForwardPass {
+  logits: tf.Tensor2D;
+  finalH: tf.Tensor2D[];
+  finalC: tf.Tensor2D[];
+  /** Per layer, h at each timestep. */
+  hiddenSequences: tf.Tensor2D[][];
+  /** Per layer, its output over all timesteps [steps*batch, hidden], after dropout. */
+  layerOutputs: tf.Tensor2D[];
+  masks: Array<tf.Tensor2D | undefined>;
+  traces: CellTrace[][];
 }
 
 /** Inverted dropout: kept units are scaled by 1/(1-rate) so evaluation needs no rescaling. */

@@ -14,6 +14,7 @@ const entryPoints = {
   bench: 'scripts/bench.ts',
   server: 'server/main.ts',
   eval: 'scripts/eval.ts',
+  'ngram-eval': 'scripts/ngram-eval.ts',
   client: 'client/extension.ts',
   'e2e/code-server': 'test/e2e/code-server.ts',
   'e2e/suite': 'test/vscode/suite.ts',

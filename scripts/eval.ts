@@ -8,6 +8,7 @@ import { CharLstm, parametersFromWeights } from '../model/network';
 import { validationLoss } from '../training/train';
 import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
 import { numberFlag, parse, runMain, UsageError } from './cli';
+import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
 import { loadCorpus } from '../training/corpus';
 
 const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--trace FILE] PATH ...
@@ -26,11 +27,15 @@ async function main(): Promise<void> {
   if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
   const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
   const maxReplay = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
-  const beamWidth = numberFlag(values['beam-width'] as string | undefined, 'beam-width', 1, 16, true, USAGE);
-  const maxChars = numberFlag(values['max-chars'] as string | undefined, 'max-chars', 1, 256, true, USAGE);
-  const minConfidence = numberFlag(values['min-confidence'] as string | undefined, 'min-confidence', 0, 1, false, USAGE);
+  const optionFlag = (flag: string, option: keyof typeof COMPLETION_RANGES) => {
+    const [min, max, integer] = COMPLETION_RANGES[option];
+    return numberFlag(values[flag] as string | undefined, flag, min, max, integer, USAGE);
+  };
+  const beamWidth = optionFlag('beam-width', 'beamWidth');
+  const maxChars = optionFlag('max-chars', 'maxChars');
+  const minConfidence = optionFlag('min-confidence', 'minConfidence');
   const stopAt = values['stop-at'] as string | undefined;
-  if (stopAt !== undefined && !['word', 'line', 'none'].includes(stopAt)) throw new UsageError(`--stop-at must be word, line or none\n${USAGE}`);
+  if (stopAt !== undefined && !(STOP_ATS as readonly string[]).includes(stopAt)) throw new UsageError(`--stop-at must be one of ${STOP_ATS.join(', ')}\n${USAGE}`);
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 

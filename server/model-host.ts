@@ -3,7 +3,7 @@
 import { statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { loadModel, ModelFormatError, modelFilePath } from '../model/format';
-import { Predictor } from '../completion/inference';
+import { LstmPredictor } from '../model/predictor';
 
 export interface ModelInfo {
   dir: string;
@@ -11,7 +11,7 @@ export interface ModelInfo {
 }
 
 export class ModelHost {
-  predictor: Predictor | undefined;
+  predictor: LstmPredictor | undefined;
   info: ModelInfo | undefined;
   /** Bumped on every (re)load, so per-document caches built on an older model are dropped. */
   generation = 0;
@@ -40,7 +40,7 @@ export class ModelHost {
     this.loadedFile = fileSignature(modelFilePath(this.dir));
     try {
       const saved = loadModel(this.dir);
-      const next = new Predictor(saved);
+      const next = new LstmPredictor(saved);
       this.predictor?.dispose();
       this.predictor = next;
       this.generation++;

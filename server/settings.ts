@@ -1,7 +1,7 @@
 // The `charComplete` settings: read from workspace/configuration or initializationOptions, with
 // every bad value clamped or replaced by its default and reported, never thrown.
 import { BACKEND_CHOICES, BackendChoice } from '../backends/select';
-import { COMPLETION_DEFAULTS, CompletionOptions, Mode, StopAt } from '../completion/inference';
+import { COMPLETION_DEFAULTS, COMPLETION_RANGES, CompletionOptions, Mode, MODES, STOP_ATS, StopAt } from '../completion/options';
 
 export interface Settings {
   completion: CompletionOptions;
@@ -10,16 +10,6 @@ export interface Settings {
 }
 
 export const SETTINGS_DEFAULTS: Settings = { completion: COMPLETION_DEFAULTS, modelPath: '', backend: 'auto' };
-
-const NUMBER_RANGES = {
-  temperature: [0.05, 2, false],
-  beamWidth: [1, 16, true],
-  maxChars: [1, 256, true],
-  minConfidence: [0, 1, false],
-  topK: [0, 1000, true],
-  topP: [0, 1, false],
-  seed: [0, 2 ** 31 - 1, true],
-} as const;
 
 export function parseSettings(raw: unknown): { settings: Settings; warnings: string[] } {
   const warnings: string[] = [];
@@ -34,16 +24,16 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
     warnings.push(`charComplete.${key} must be one of ${allowed.join(', ')}; got ${JSON.stringify(value)}, using ${fallback}`);
     return fallback;
   };
-  completion.mode = choice<Mode>('mode', ['beam', 'sample'], completion.mode);
-  completion.stopAt = choice<StopAt>('stopAt', ['word', 'line', 'none'], completion.stopAt);
+  completion.mode = choice<Mode>('mode', MODES, completion.mode);
+  completion.stopAt = choice<StopAt>('stopAt', STOP_ATS, completion.stopAt);
   const backend = choice<BackendChoice>('backend', BACKEND_CHOICES, 'auto');
 
-  for (const [key, [min, max, integer]] of Object.entries(NUMBER_RANGES)) {
+  for (const [key, [min, max, integer]] of Object.entries(COMPLETION_RANGES)) {
     const value = input[key];
     if (value === undefined || value === null) continue;
     const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
     if (!Number.isFinite(n)) {
-      warnings.push(`charComplete.${key} must be a number; got ${JSON.stringify(value)}, using ${completion[key as keyof typeof NUMBER_RANGES]}`);
+      warnings.push(`charComplete.${key} must be a number; got ${JSON.stringify(value)}, using ${completion[key as keyof typeof COMPLETION_RANGES]}`);
       continue;
     }
     let v = integer ? Math.round(n) : n;

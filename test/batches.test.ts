@@ -1,3 +1,4 @@
+// Truncated-BPTT batching: streams are contiguous, cover the text, and carry state across windows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { StreamBatcher } from '../training/batches';

@@ -1,3 +1,4 @@
+// Reading notes from files and folders, the default corpus, and the validation split.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';

@@ -1,3 +1,4 @@
+// The model directory's format: round trips, atomic saves, and refusal of every kind of corrupt or hostile file.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -8,6 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { FORMAT_VERSION, MODEL_FORMAT, ModelFormatError, ModelMetadata, SavedModel, loadModel, modelFilePath, saveModel, writeShard } from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';
+import { seededRandom } from '../completion/sampling';
 
 const config: NetworkConfig = { vocabSize: 6, embed: 3, hidden: 4, layers: 2 };
 const vocabulary = Vocabulary.fromText('abcde', 6);
@@ -25,15 +27,7 @@ function tempModelDir(): string {
 }
 
 function weights(seed: number): Map<string, Float32Array> {
-  // mulberry32: deterministic without tfjs.
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const map = new Map<string, Float32Array>();
   for (const [name, shape] of parameterShapes(config)) {
     map.set(name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => next() * 2 - 1));

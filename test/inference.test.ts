@@ -2,7 +2,11 @@
 // model whose probabilities are known exactly, so each expectation can be worked out by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { complete, COMPLETION_DEFAULTS, CompletionOptions, DocumentStates, Predictor, WordCache } from '../completion/inference';
+import { complete } from '../completion/complete';
+import { COMPLETION_DEFAULTS, CompletionOptions } from '../completion/options';
+import { DocumentStates } from '../completion/document-states';
+import { WordCache } from '../completion/words';
+import type { Predictor } from '../model/predictor';
 import { Vocabulary } from '../model/vocab';
 
 /**

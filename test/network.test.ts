@@ -1,3 +1,4 @@
+// The hand-written LSTM backward pass and fused cell kernels against tfjs autodiff and plain ops.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';

@@ -1,3 +1,4 @@
+// The real language server over stdio: completions, settings, cancellation, hot reload and status.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

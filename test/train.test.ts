@@ -1,3 +1,4 @@
+// The trainer end to end: it learns, saves atomically, resumes, and rejects bad input with clear errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';

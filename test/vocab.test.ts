@@ -1,3 +1,4 @@
+// The character vocabulary: code points, the unknown symbol, and validation of saved vocabularies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UNKNOWN, Vocabulary } from '../model/vocab';

@@ -3,6 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Parameters } from '../model/network';
 import type { OptimizerState } from './optimizer-state';
+import { TRAIN_DEFAULTS } from './defaults';
 
 export interface AdamSettings {
   beta1: number;
@@ -11,7 +12,7 @@ export interface AdamSettings {
   clipNorm: number;
 }
 
-export const ADAM_DEFAULTS: AdamSettings = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clipNorm: 5 };
+export const ADAM_DEFAULTS: AdamSettings = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clipNorm: TRAIN_DEFAULTS.clipNorm };
 
 export class Adam {
   step = 0;

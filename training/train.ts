@@ -15,7 +15,8 @@ import {
 import { Adam, ADAM_DEFAULTS } from './optimizer';
 import { loadOptimizerState, OptimizerState, saveOptimizerState } from './optimizer-state';
 import { acquireTrainingLock, LockHeldError } from './lock';
-import { generate, Predictor } from '../completion/inference';
+import { generate } from '../completion/complete';
+import { LstmPredictor } from '../model/predictor';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -316,7 +317,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
 
   let sample = '';
   if (best && !interrupted) {
-    const predictor = new Predictor({ config, vocabulary, weights: best.weights });
+    const predictor = new LstmPredictor({ config, vocabulary, weights: best.weights });
     sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
     predictor.dispose();
   }

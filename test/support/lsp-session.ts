@@ -4,6 +4,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createMessageConnection, MessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import { StatusNotification, StatusParams } from '../../protocol/messages';
 
 export interface LspSessionOptions {
   serverPath?: string;
@@ -20,7 +21,7 @@ export class LspSession {
   readonly connection: MessageConnection;
   readonly messages: Array<{ type: number; message: string }> = [];
   readonly logs: string[] = [];
-  readonly statuses: Array<Record<string, unknown>> = [];
+  readonly statuses: StatusParams[] = [];
   stderr = '';
   private versions = new Map<string, number>();
 
@@ -32,7 +33,7 @@ export class LspSession {
     this.connection = createMessageConnection(new StreamMessageReader(this.process.stdout!), new StreamMessageWriter(this.process.stdin!));
     this.connection.onNotification('window/showMessage', (p: { type: number; message: string }) => void this.messages.push(p));
     this.connection.onNotification('window/logMessage', (p: { message: string }) => void this.logs.push(p.message));
-    this.connection.onNotification('charComplete/status', (p: Record<string, unknown>) => void this.statuses.push(p));
+    this.connection.onNotification(StatusNotification, (p) => void this.statuses.push(p));
     this.connection.onRequest('workspace/configuration', (p: { items: unknown[] }) => p.items.map(() => options.configuration?.() ?? {}));
     this.connection.onRequest('client/registerCapability', () => null);
     this.connection.onRequest('window/showMessageRequest', () => null);

@@ -1,0 +1,126 @@
+// The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the gradient of gather), and a row gather.
+import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+
+/**
+ * The wasm backend only reaches XNNPACK when neither operand is transposed and otherwise runs a
+ * scalar loop that is ~4x slower; every matmul gradient transposes. Transposing explicitly first
+ * keeps all matmuls on the fast path.
+ */
+export function registerWasmMatMulFix(): void {
+  for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
+    const original = getKernel(kernelName, 'wasm');
+    if (!original || (original as KernelConfig & { transposeFixed?: boolean }).transposeFixed) continue;
+    const transpose = getKernel('Transpose', 'wasm')!;
+    const fixed: KernelConfig & { transposeFixed: boolean } = {
+      kernelName,
+      backendName: 'wasm',
+      transposeFixed: true,
+      kernelFunc: (args) => {
+        const { inputs, backend, attrs } = args as unknown as {
+          inputs: Record<string, TensorInfo>;
+          backend: { disposeData(id: object): void };
+          attrs: Record<string, unknown>;
+        };
+        if (!attrs.transposeA && !attrs.transposeB) return original.kernelFunc(args);
+        const temporaries: TensorInfo[] = [];
+        const swapLastAxes = (x: TensorInfo): TensorInfo => {
+          const perm = x.shape.map((_, i) => i);
+          const n = perm.length;
+          [perm[n - 2], perm[n - 1]] = [perm[n - 1], perm[n - 2]];
+          const result = transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } } as never) as TensorInfo;
+          temporaries.push(result);
+          return result;
+        };
+        const a = attrs.transposeA ? swapLastAxes(inputs.a) : inputs.a;
+        const b = attrs.transposeB ? swapLastAxes(inputs.b) : inputs.b;
+        const result = original.kernelFunc({
+          ...args,
+          inputs: { ...inputs, a, b },
+          attrs: { ...attrs, transposeA: false, transposeB: false },
+        } as never);
+        for (const t of temporaries) backend.disposeData(t.dataId);
+        return result;
+      },
+    };
+    unregisterKernel(kernelName, 'wasm');
+    registerKernel(fixed);
+  }
+}
+
+interface WasmBackendInternals {
+  readSync(dataId: object): ArrayLike<number>;
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(info: TensorInfo): Float32Array;
+}
+
+/** The gradient of gather (and so of any embedding lookup) needs this kernel, which wasm lacks. */
+export function registerWasmUnsortedSegmentSum(): void {
+  if (getKernel('UnsortedSegmentSum', 'wasm')) return;
+  registerKernel({
+    kernelName: 'UnsortedSegmentSum',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args as unknown as {
+        inputs: { x: TensorInfo; segmentIds: TensorInfo };
+        backend: WasmBackendInternals;
+        attrs: { numSegments: number };
+      };
+      const { x, segmentIds } = inputs;
+      if (x.dtype !== 'float32') throw new Error(`UnsortedSegmentSum on wasm supports float32, got ${x.dtype}`);
+      const rows = segmentIds.shape.reduce((a, b) => a * b, 1);
+      const width = x.shape.slice(segmentIds.shape.length).reduce((a, b) => a * b, 1);
+      const values = backend.readSync(x.dataId);
+      const ids = backend.readSync(segmentIds.dataId);
+      const output = backend.makeOutput([attrs.numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32');
+      const out = backend.typedArrayFromHeap(output);
+      out.fill(0);
+      for (let r = 0; r < rows; r++) {
+        const segment = ids[r];
+        if (segment < 0 || segment >= attrs.numSegments) continue;
+        const src = r * width;
+        const dst = segment * width;
+        for (let k = 0; k < width; k++) out[dst + k] += values[src + k];
+      }
+      return output;
+    },
+  });
+}
+
+/**
+ * Gathering rows of a matrix (every embedding lookup) takes ~280 ms for 4096 rows of 1024 in the
+ * stock wasm kernel; copying the rows directly takes a few ms. Other gathers keep the original.
+ */
+export function registerWasmRowGather(): void {
+  const original = getKernel('GatherV2', 'wasm');
+  if (!original || (original as KernelConfig & { rowGather?: boolean }).rowGather) return;
+  const fast: KernelConfig & { rowGather: boolean } = {
+    kernelName: 'GatherV2',
+    backendName: 'wasm',
+    rowGather: true,
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args as unknown as {
+        inputs: { x: TensorInfo; indices: TensorInfo };
+        backend: WasmBackendInternals;
+        attrs: { axis: number; batchDims: number };
+      };
+      const { x, indices } = inputs;
+      if (x.shape.length !== 2 || indices.shape.length !== 1 || x.dtype !== 'float32' || attrs.axis !== 0 || attrs.batchDims !== 0) {
+        return original.kernelFunc(args);
+      }
+      const [rows, width] = x.shape;
+      const output = backend.makeOutput([indices.shape[0], width], 'float32');
+      const out = backend.typedArrayFromHeap(output);
+      const source = backend.typedArrayFromHeap(x);
+      const ids = backend.readSync(indices.dataId);
+      for (let r = 0; r < ids.length; r++) {
+        const id = ids[r];
+        if (id < 0 || id >= rows) throw new Error(`gather: index ${id} is not in [0, ${rows})`);
+        out.set(source.subarray(id * width, (id + 1) * width), r * width);
+      }
+      return output;
+    },
+  };
+  unregisterKernel('GatherV2', 'wasm');
+  registerKernel(fast);
+}
+

@@ -1,0 +1,70 @@
+// What a user can tune about completions, once: the types, defaults and ranges that the server's settings, the manifest and the tools all follow.
+import type { Snapshot } from '../model/predictor';
+
+export const MODES = ['beam', 'sample'] as const;
+export type Mode = (typeof MODES)[number];
+export const STOP_ATS = ['word', 'line', 'none'] as const;
+export type StopAt = (typeof STOP_ATS)[number];
+
+export interface CompletionOptions {
+  mode: Mode;
+  beamWidth: number;
+  temperature: number;
+  topK: number;
+  topP: number;
+  maxChars: number;
+  stopAt: StopAt;
+  /** Nothing less likely than this to be what is typed next is offered (probability of the whole completion). */
+  minConfidence: number;
+  seed: number;
+}
+
+/**
+ * minConfidence 0.1: a suggestion less than 10% likely to be right is noise; the README's
+ * keystroke-savings figures show what raising or lowering it costs.
+ */
+export const COMPLETION_DEFAULTS: CompletionOptions = {
+  mode: 'beam', beamWidth: 4, temperature: 0.8, topK: 0, topP: 0.95, maxChars: 32, stopAt: 'word', minConfidence: 0.1, seed: 1,
+};
+
+/** [minimum, maximum, integer] for each numeric option; settings outside are clamped. */
+export const COMPLETION_RANGES = {
+  temperature: [0.05, 2, false],
+  beamWidth: [1, 16, true],
+  maxChars: [1, 256, true],
+  minConfidence: [0, 1, false],
+  topK: [0, 1000, true],
+  topP: [0, 1, false],
+  seed: [0, 2 ** 31 - 1, true],
+} as const satisfies Partial<Record<keyof CompletionOptions, readonly [number, number, boolean]>>;
+
+/** The languages that get completions unless the user says otherwise. */
+export const DEFAULT_LANGUAGES = ['markdown', 'plaintext', 'restructuredtext', 'org', 'latex', 'asciidoc'] as const;
+
+/** The characters words are made of, for stopping at a word's end and for the document's words. */
+export const WORD_CHARS = "\\p{L}\\p{N}_'’-";
+export const WORD_CHAR = new RegExp(`[${WORD_CHARS}]`, 'u');
+/** The word characters just before the end of a string. Only ever run it over a bounded slice: it is quadratic in a run of word characters. */
+export const TRAILING_WORD = new RegExp(`[${WORD_CHARS}]*$`, 'u');
+/** Longer "words" (base64, a run of one key) are not words anyone will want completed. */
+export const MAX_WORD_CHARS = 48;
+
+/** The typed part of the word that ends at `end` (at most MAX_WORD_CHARS back). */
+export function wordBefore(text: string, end: number): string {
+  return TRAILING_WORD.exec(text.slice(Math.max(0, end - MAX_WORD_CHARS), end))![0];
+}
+
+export interface Completion {
+  text: string;
+  /** The model's probability that the text typed next starts with this completion. */
+  confidence: number;
+  /** The model snapshots after each character of text (possibly fewer than its characters). */
+  path?: Snapshot[];
+}
+
+/** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */
+export function stopsBefore(stopAt: StopAt, char: string, soFar: string): boolean {
+  if (char === '\n') return stopAt !== 'none';
+  if (stopAt !== 'word') return false;
+  return !WORD_CHAR.test(char) && [...soFar].some((c) => WORD_CHAR.test(c));
+}

@@ -1,0 +1,56 @@
+// Temperature sampling with top-k and nucleus truncation, from a seeded generator so that samples are reproducible.
+import type { Predictor, Snapshot } from '../model/predictor';
+import { Completion, CompletionOptions, stopsBefore } from './options';
+
+export async function sample(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Promise<Completion | undefined> {
+  const vocabulary = predictor.vocabulary;
+  const random = seededRandom(options.seed);
+  let snapshot = start;
+  let text = '';
+  let score = 0;
+  for (let depth = 0; depth < options.maxChars; depth++) {
+    if (cancelled()) return undefined;
+    const id = drawId(snapshot.logProbs, options, random);
+    const char = vocabulary.chars[id];
+    if (stopsBefore(options.stopAt, char, text)) break;
+    score += snapshot.logProbs[id];
+    text += char;
+    snapshot = (await predictor.step([snapshot.state], [id]))[0];
+  }
+  return { text, confidence: Math.exp(score) };
+}
+
+/** Temperature, then top-k, then nucleus (top-p) truncation. */
+function drawId(logProbs: Float32Array, options: CompletionOptions, random: () => number): number {
+  const t = Math.max(options.temperature, 1e-4);
+  let ids = Array.from({ length: logProbs.length - 1 }, (_, i) => i + 1).sort((a, b) => logProbs[b] - logProbs[a]);
+  if (options.topK > 0) ids = ids.slice(0, options.topK);
+  const weights = ids.map((id) => Math.exp((logProbs[id] - logProbs[ids[0]]) / t));
+  const total = weights.reduce((a, b) => a + b, 0);
+  if (options.topP > 0 && options.topP < 1) {
+    let mass = 0;
+    let keep = 0;
+    while (keep < ids.length && mass < options.topP * total) mass += weights[keep++];
+    ids = ids.slice(0, keep);
+    weights.length = keep;
+  }
+  let r = random() * weights.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < ids.length; i++) {
+    r -= weights[i];
+    if (r <= 0) return ids[i];
+  }
+  return ids[ids.length - 1];
+}
+
+/** A small deterministic generator (mulberry32), so samples are reproducible from a seed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+

@@ -1,0 +1,82 @@
+// One document's completion engine: its model states, its words and the suggestion on show, behind one `suggest` per keystroke.
+import type { Predictor } from '../model/predictor';
+import { complete } from './complete';
+import { DocumentStates } from './document-states';
+import type { Completion, CompletionOptions } from './options';
+import { WordCache } from './words';
+
+/** How much text before a suggestion must be unchanged for it to count as still on show. */
+const SHOWN_CONTEXT_CHARS = 64;
+
+export class CompletionSession {
+  private readonly states: DocumentStates;
+  private readonly words = new WordCache();
+  /** The last suggestion, kept while the user types along it. */
+  private shown: { offset: number; before: string; completion: Completion } | undefined;
+
+  constructor(private readonly predictor: Predictor) {
+    this.states = new DocumentStates(predictor);
+  }
+
+  /**
+   * The completion at `offset` in `text`, or undefined. A request that is cancelled on the way,
+   * even during the last model step, answers undefined and leaves the suggestion on show as it was.
+   */
+  async suggest(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean = () => false): Promise<Completion | undefined> {
+    // Typing the first character of a suggestion instead of accepting it counts against it, so the
+    // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
+    const passed = this.passedOver(text, offset);
+    const completion = (passed === undefined ? this.typedAlong(text, offset) : undefined) ?? (await this.search(text, offset, options, cancelled, passed));
+    // A cancellation or a newer request may have arrived during the last model step: look once
+    // more, and do not answer with a stale suggestion.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (cancelled()) return undefined;
+    this.shown = completion && { offset, before: this.contextBefore(text, offset), completion };
+    if (!completion) return undefined;
+    // Nothing to offer when the text after the cursor already says it.
+    const lineEnd = text.indexOf('\n', offset);
+    if (text.slice(offset, lineEnd < 0 ? text.length : lineEnd).startsWith(completion.text)) return undefined;
+    return completion;
+  }
+
+  /** Forgets the suggestion on show, as when the settings that chose it change. */
+  forgetShown(): void {
+    this.shown = undefined;
+  }
+
+  private async search(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean, passedOver?: string): Promise<Completion | undefined> {
+    const snapshot = await this.states.at(text, offset, cancelled);
+    const partial = this.words.update(text, offset);
+    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, { words: this.words, partial, passedOver }));
+    if (completion) this.states.expect(offset, completion);
+    return completion;
+  }
+
+  private contextBefore(text: string, offset: number): string {
+    return text.slice(Math.max(0, offset - SHOWN_CONTEXT_CHARS), offset);
+  }
+
+  /**
+   * While the user types along the shown suggestion, the rest of it stays without model work. One
+   * typed character goes through passedOver instead; this keeps the suggestion when several arrive
+   * at once, as with an editor's accept-next-word, or when requests were skipped while typing fast.
+   */
+  private typedAlong(text: string, offset: number): Completion | undefined {
+    const last = this.shown;
+    if (!last) return undefined;
+    const typed = offset - last.offset;
+    if (typed <= 0 || typed >= last.completion.text.length) return undefined;
+    if (text.slice(last.offset, offset) !== last.completion.text.slice(0, typed)) return undefined;
+    if (this.contextBefore(text, last.offset) !== last.before) return undefined;
+    return { text: last.completion.text.slice(typed), confidence: last.completion.confidence };
+  }
+
+  /** The rest of the shown suggestion when the user has just typed its first character instead of accepting it. */
+  private passedOver(text: string, offset: number): string | undefined {
+    const last = this.shown;
+    if (!last || offset !== last.offset + 1 || last.completion.text.length < 2) return undefined;
+    if (text.slice(last.offset, offset) !== last.completion.text.slice(0, 1)) return undefined;
+    if (this.contextBefore(text, last.offset) !== last.before) return undefined;
+    return last.completion.text.slice(1);
+  }
+}

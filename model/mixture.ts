@@ -1,0 +1,123 @@
+// The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per character by the gate.
+import { Mixer, MixerShape } from './mixer';
+import { NgramConfidence, NgramModel } from './ngram';
+import type { Predictor, Snapshot } from './predictor';
+import type { Vocabulary } from './vocab';
+
+export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
+/** Matched orders above this share one gate feature: by then the context says nearly all. */
+const MAX_ORDER_FEATURE = 8;
+export const MIXER_SHAPE: MixerShape = { components: [...MIXTURE_COMPONENTS], featureCount: 1 + (MAX_ORDER_FEATURE + 1) + 3 + 3 };
+
+/**
+ * The document model's order and size: a document is short, so a lower order than the notes'
+ * keeps it from memorising noise, and the bound keeps a thousand open documents cheap.
+ */
+export const DOCUMENT_NGRAM_ORDER = 6;
+export const DOCUMENT_NGRAM_MAX_NODES = 200_000;
+
+export function documentNgram(vocabSize: number): NgramModel {
+  return new NgramModel(vocabSize, { order: DOCUMENT_NGRAM_ORDER, maxNodes: DOCUMENT_NGRAM_MAX_NODES });
+}
+
+/**
+ * The gate's features at one position, computed the same way when fitting and when serving:
+ * how long a context of the notes the n-gram matched and how often it was seen, how much of its
+ * mass went to what it has seen follow, the LSTM's own confidence, and the same for the document.
+ */
+export function mixtureFeatures(notes: NgramConfidence, lstmMaxProb: number, document: NgramConfidence, out: Float32Array): Float32Array {
+  out.fill(0);
+  let f = 0;
+  out[f++] = 1;
+  out[f + Math.min(MAX_ORDER_FEATURE, Math.max(0, notes.order))] = 1;
+  f += MAX_ORDER_FEATURE + 1;
+  out[f++] = Math.log1p(notes.contextCount) / 8;
+  out[f++] = notes.seenMass;
+  out[f++] = lstmMaxProb;
+  out[f++] = Math.max(0, document.order) / DOCUMENT_NGRAM_ORDER;
+  out[f++] = Math.log1p(document.contextCount) / 8;
+  out[f++] = document.seenMass;
+  return out;
+}
+
+export const emptyConfidence = (): NgramConfidence => ({ order: -1, contextCount: 0, successors: 0, seenMass: 0 });
+
+/** What a mixture predictor is made of; `lstm` is absent while the LSTM has not been trained yet. */
+export interface MixtureParts {
+  vocabulary: Vocabulary;
+  lstm?: Predictor;
+  notes: NgramModel;
+  mixer: Mixer;
+}
+
+/**
+ * A Predictor over the mixture, so that beam search, sampling and the state cache work on it
+ * unchanged. Its state is the LSTM's followed by the last characters fed (their count first),
+ * which is all the n-grams need to know of the past.
+ */
+export class MixturePredictor implements Predictor {
+  readonly vocabulary: Vocabulary;
+  private readonly lstmSize: number;
+  private readonly contextLength: number;
+  private readonly notesProbs: Float32Array;
+  private readonly documentProbs: Float32Array;
+  private readonly lstmProbs: Float32Array;
+  private readonly features = new Float32Array(MIXER_SHAPE.featureCount);
+  private readonly notesConfidence = emptyConfidence();
+  private readonly documentConfidence = emptyConfidence();
+
+  /** `document` is the n-gram of the text being written, shared with whoever grows it. */
+  constructor(private readonly parts: MixtureParts, private readonly document: NgramModel) {
+    this.vocabulary = parts.vocabulary;
+    this.lstmSize = parts.lstm?.zeroState().length ?? 0;
+    this.contextLength = Math.max(1, Math.max(parts.notes.order, document.order) - 1);
+    const V = parts.vocabulary.size;
+    this.notesProbs = new Float32Array(V);
+    this.documentProbs = new Float32Array(V);
+    this.lstmProbs = new Float32Array(V).fill(1 / V);
+  }
+
+  zeroState(): Float32Array {
+    const state = new Float32Array(this.lstmSize + 1 + this.contextLength);
+    if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
+    return state;
+  }
+
+  async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
+    const { lstm } = this.parts;
+    const lstmSnapshots = lstm ? await lstm.step(states.map((s) => s.subarray(0, this.lstmSize)), ids) : undefined;
+    return states.map((previous, b) => {
+      const state = new Float32Array(previous.length);
+      if (lstmSnapshots) state.set(lstmSnapshots[b].state);
+      const known = Math.min(this.contextLength, previous[this.lstmSize] + 1);
+      state[this.lstmSize] = known;
+      const context = state.subarray(this.lstmSize + 1 + this.contextLength - known);
+      // The context keeps the most recent characters at its end.
+      context.set(previous.subarray(this.lstmSize + 1 + this.contextLength - known + 1), 0);
+      context[known - 1] = ids[b];
+      return { state, logProbs: this.mix(context, lstmSnapshots?.[b].logProbs) };
+    });
+  }
+
+  /** The mixed next-character log-probabilities after `context` (ids, most recent last). */
+  mix(context: ArrayLike<number>, lstmLogProbs: Float32Array | undefined): Float32Array {
+    const V = this.vocabulary.size;
+    let lstmMax = 1 / V;
+    if (lstmLogProbs) {
+      lstmMax = 0;
+      for (let i = 0; i < V; i++) {
+        const p = Math.exp(lstmLogProbs[i]);
+        this.lstmProbs[i] = p;
+        if (p > lstmMax) lstmMax = p;
+      }
+    }
+    this.parts.notes.distribution(context, this.notesProbs, this.notesConfidence);
+    this.document.distribution(context, this.documentProbs, this.documentConfidence);
+    mixtureFeatures(this.notesConfidence, lstmMax, this.documentConfidence, this.features);
+    return this.parts.mixer.mixLog([this.lstmProbs, this.notesProbs, this.documentProbs], this.features, new Float32Array(V));
+  }
+
+  dispose(): void {
+    // The parts are shared by every document's predictor; their owner disposes them.
+  }
+}

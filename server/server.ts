@@ -1,0 +1,220 @@
+// The language server as one object: it maps LSP requests for documents onto completion sessions, and keeps settings, model and status.
+import {
+  CancellationToken, CompletionItem, CompletionItemKind, CompletionParams, Connection, DidChangeConfigurationNotification, DidChangeConfigurationParams,
+  InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ShowMessageNotification,
+  TextDocuments, TextDocumentSyncKind,
+} from 'vscode-languageserver/node';
+import { TextDocument } from 'vscode-languageserver-textdocument';
+import { appendFileSync } from 'node:fs';
+import { selectBackend } from '../backends/select';
+import { completionProbe } from '../completion/probe';
+import { Completion, wordBefore } from '../completion/options';
+import { CompletionSession } from '../completion/session';
+import { readModelConfig } from '../model/format';
+import { NetworkConfig } from '../model/architecture';
+import { defaultModelDir } from '../model/paths';
+import { TRAIN_DEFAULTS } from '../training/defaults';
+import { LoadedModel, StatusNotification } from '../protocol/messages';
+import { ModelHost } from './model-host';
+import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
+
+export class CharCompleteServer {
+  private settings: Settings = SETTINGS_DEFAULTS;
+  private clientHasConfiguration = false;
+  private toldToTrain = false;
+  private lastLatencyMs: number | undefined;
+  private backendName = 'not started';
+  private backendOnGpu = false;
+  private readonly host: ModelHost;
+  /** Per-document sessions, each on the model generation it was made for. */
+  private readonly sessions = new Map<string, { generation: number; session: CompletionSession }>();
+  /** The newest request per document; older ones return nothing when they get their turn. */
+  private readonly newestRequest = new Map<string, number>();
+  private requestCounter = 0;
+  // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
+  private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
+
+  constructor(private readonly connection: Connection, private readonly documents: TextDocuments<TextDocument>) {
+    this.host = new ModelHost((message) => this.log(message), (error) => this.modelChanged(error));
+  }
+
+  log(message: string): void {
+    this.connection.console.log(message);
+    if (this.logFile) {
+      try {
+        appendFileSync(this.logFile, `${new Date().toISOString()} ${message}\n`);
+      } catch {
+        // A log file that cannot be written must not stop completions.
+      }
+    }
+  }
+
+  async initialize(params: InitializeParams): Promise<InitializeResult> {
+    this.clientHasConfiguration = params.capabilities.workspace?.configuration === true;
+    const initial = parseSettings((params.initializationOptions as Record<string, unknown> | undefined) ?? {});
+    const probe = completionProbe(modelSizeForProbe(initial.settings.modelPath || defaultModelDir()), initial.settings.completion.beamWidth);
+    const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
+      this.log(`${error.message}; falling back to automatic selection`);
+      return selectBackend('auto', probe);
+    });
+    this.backendName = backend.name;
+    this.backendOnGpu = backend.gpu;
+    this.log(`Backend: ${backend.name} (${backend.reason})`);
+    this.applySettings(params.initializationOptions ?? {});
+    return {
+      capabilities: {
+        textDocumentSync: TextDocumentSyncKind.Incremental,
+        inlineCompletionProvider: true,
+        completionProvider: { resolveProvider: false },
+      },
+      serverInfo: { name: 'char-complete' },
+    };
+  }
+
+  async initialized(): Promise<void> {
+    if (!this.clientHasConfiguration) return;
+    void this.connection.client.register(DidChangeConfigurationNotification.type, { section: 'charComplete' });
+    await this.pullConfiguration();
+  }
+
+  async didChangeConfiguration(change: DidChangeConfigurationParams): Promise<void> {
+    if (this.clientHasConfiguration) await this.pullConfiguration();
+    else this.applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
+  }
+
+  didClose(uri: string): void {
+    this.sessions.delete(uri);
+    this.newestRequest.delete(uri);
+  }
+
+  async inlineCompletion(params: InlineCompletionParams, token: CancellationToken): Promise<InlineCompletionItem[]> {
+    try {
+      const found = await this.completionAt(params.textDocument.uri, params.position, token);
+      if (!found) return [];
+      const position = found.document.positionAt(found.offset);
+      return [InlineCompletionItem.create(found.completion.text, undefined, { start: position, end: position })];
+    } catch (error) {
+      this.log(`inline completion failed: ${(error as Error).stack ?? error}`);
+      return [];
+    }
+  }
+
+  async completion(params: CompletionParams, token: CancellationToken): Promise<CompletionItem[]> {
+    try {
+      const found = await this.completionAt(params.textDocument.uri, params.position, token);
+      if (!found) return [];
+      const { document, offset, completion } = found;
+      // The item replaces the word being typed, so clients filter it against what was typed.
+      const lineStart = document.offsetAt({ line: document.positionAt(offset).line, character: 0 });
+      const word = wordBefore(document.getText().slice(lineStart, offset), offset - lineStart);
+      const start = document.positionAt(offset - word.length);
+      return [{
+        // The separator a completion may end with is inserted but not shown in the list.
+        label: (word + completion.text).trimEnd(),
+        kind: CompletionItemKind.Text,
+        detail: `char-complete, confidence ${(completion.confidence * 100).toFixed(0)}%`,
+        textEdit: { range: { start, end: document.positionAt(offset) }, newText: word + completion.text },
+        sortText: '0',
+      }];
+    } catch (error) {
+      this.log(`completion failed: ${(error as Error).stack ?? error}`);
+      return [];
+    }
+  }
+
+  reloadModel(): LoadedModel | null {
+    this.host.reload();
+    return this.host.info ?? null;
+  }
+
+  shutdown(): void {
+    this.host.dispose();
+  }
+
+  private applySettings(raw: unknown): void {
+    const { settings, warnings } = parseSettings(raw);
+    for (const warning of warnings) {
+      this.log(warning);
+      void this.connection.sendNotification(ShowMessageNotification.type, { type: MessageType.Warning, message: `Char Complete: ${warning}` });
+    }
+    if (settings.backend !== this.settings.backend && this.backendName !== 'not started') {
+      this.log(`charComplete.backend changed to ${settings.backend}; it applies when the server restarts`);
+    }
+    this.settings = settings;
+    for (const { session } of this.sessions.values()) session.forgetShown();
+    const c = settings.completion;
+    this.log(`Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`);
+    this.host.use(settings.modelPath || defaultModelDir());
+  }
+
+  private async pullConfiguration(): Promise<void> {
+    try {
+      const [section] = await this.connection.workspace.getConfiguration([{ section: 'charComplete' }]);
+      this.applySettings(section ?? {});
+    } catch (error) {
+      this.log(`could not read the charComplete settings: ${(error as Error).message}`);
+    }
+  }
+
+  private modelChanged(error?: string): void {
+    this.sessions.clear();
+    if (error && !this.host.predictor && !this.toldToTrain) {
+      this.toldToTrain = true;
+      void this.connection.sendNotification(ShowMessageNotification.type, {
+        type: MessageType.Info,
+        message: `Char Complete has no model yet (${error}). Train one on your notes with: npm run train -- ~/notes`,
+      });
+    }
+    this.sendStatus();
+  }
+
+  private sendStatus(): void {
+    void this.connection.sendNotification(StatusNotification, {
+      model: this.host.info?.dir ?? null,
+      description: this.host.info?.description ?? null,
+      backend: this.backendName,
+      gpu: this.backendOnGpu,
+      latencyMs: this.lastLatencyMs ?? null,
+    });
+  }
+
+  /**
+   * The completion at a position, or undefined. Waits one turn of the event loop first so that a
+   * newer request or a $/cancelRequest that is already queued wins.
+   */
+  private async completionAt(uri: string, position: Position, token: CancellationToken): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
+    const id = ++this.requestCounter;
+    this.newestRequest.set(uri, id);
+    // A timer rather than setImmediate: the event loop reads pending input before timers fire
+    // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    const document = this.documents.get(uri);
+    const predictor = this.host.predictor;
+    const cancelled = () => token.isCancellationRequested || this.newestRequest.get(uri) !== id;
+    if (!document || !predictor || cancelled()) return undefined;
+    const started = performance.now();
+    const offset = document.offsetAt(position); // clamps positions outside the document
+    let entry = this.sessions.get(uri);
+    if (!entry || entry.generation !== this.host.generation) {
+      entry = { generation: this.host.generation, session: new CompletionSession(predictor) };
+      this.sessions.set(uri, entry);
+    }
+    const completion = await entry.session.suggest(document.getText(), offset, this.settings.completion, cancelled);
+    if (cancelled()) return undefined;
+    this.lastLatencyMs = performance.now() - started;
+    this.sendStatus();
+    return completion && { completion, document, offset };
+  }
+}
+
+/**
+ * The size of the model the server will load, for timing the backends before it is loaded; the
+ * common 2×256 when there is no model yet.
+ */
+function modelSizeForProbe(dir: string): NetworkConfig {
+  try {
+    return readModelConfig(dir);
+  } catch {
+    return { vocabSize: 96, embed: TRAIN_DEFAULTS.embed, hidden: TRAIN_DEFAULTS.hidden, layers: TRAIN_DEFAULTS.layers };
+  }
+}

@@ -1,0 +1,56 @@
+// The settings a user sees in VS Code's Settings UI are the ones the server applies: the manifest is checked against the completion options.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { COMPLETION_DEFAULTS, COMPLETION_RANGES, DEFAULT_LANGUAGES, MODES, STOP_ATS } from '../completion/options';
+import { BACKEND_CHOICES } from '../backends/select';
+import { parseSettings, SETTINGS_DEFAULTS } from '../server/settings';
+
+interface ManifestProperty {
+  type: string;
+  default: unknown;
+  minimum?: number;
+  maximum?: number;
+  enum?: string[];
+}
+
+const manifest = JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8'));
+const properties: Record<string, ManifestProperty> = manifest.contributes.configuration.properties;
+const setting = (key: string) => {
+  const property = properties[`charComplete.${key}`];
+  assert.ok(property, `package.json declares charComplete.${key}`);
+  return property;
+};
+
+test('every numeric completion option in the manifest has the engine’s default, range and type', () => {
+  for (const [key, [min, max, integer]] of Object.entries(COMPLETION_RANGES)) {
+    const property = properties[`charComplete.${key}`];
+    // topK, topP and seed are for tools and tests, not the Settings UI.
+    if (!property) continue;
+    assert.equal(property.default, COMPLETION_DEFAULTS[key as keyof typeof COMPLETION_RANGES], `${key} default`);
+    assert.equal(property.minimum, min, `${key} minimum`);
+    assert.equal(property.maximum, max, `${key} maximum`);
+    assert.equal(property.type, integer ? 'integer' : 'number', `${key} type`);
+  }
+  for (const key of ['temperature', 'beamWidth', 'maxChars', 'minConfidence']) setting(key);
+});
+
+test('the manifest’s choices are the ones the server accepts, with the same defaults', () => {
+  assert.deepEqual(setting('mode').enum, [...MODES]);
+  assert.equal(setting('mode').default, COMPLETION_DEFAULTS.mode);
+  assert.deepEqual(setting('stopAt').enum, [...STOP_ATS]);
+  assert.equal(setting('stopAt').default, COMPLETION_DEFAULTS.stopAt);
+  assert.deepEqual(setting('backend').enum, [...BACKEND_CHOICES]);
+  assert.equal(setting('backend').default, SETTINGS_DEFAULTS.backend);
+  assert.deepEqual(setting('languages').default, [...DEFAULT_LANGUAGES]);
+  const activation: string[] = manifest.activationEvents;
+  for (const language of DEFAULT_LANGUAGES) assert.ok(activation.includes(`onLanguage:${language}`), `activates on ${language}`);
+});
+
+test('the manifest’s defaults parse to the engine’s defaults without a warning', () => {
+  const raw = Object.fromEntries(Object.entries(properties).map(([key, property]) => [key.replace('charComplete.', ''), property.default]));
+  const { settings, warnings } = parseSettings(raw);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(settings.completion, COMPLETION_DEFAULTS);
+});
