@@ -1,3 +1,4 @@
+// The model host finds a model wherever and whenever training writes it, and the server survives a model.json that is not a file.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
