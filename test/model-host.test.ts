@@ -6,28 +6,15 @@ import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '../backends/select';
-import { saveModel, SavedModel } from '../model/format';
-import { NetworkConfig, parameterShapes } from '../model/architecture';
-import { Vocabulary } from '../model/vocab';
+import { saveModel } from '../model/format';
 import { ModelHost } from '../server/model-host';
 import { LspSession } from './support/lsp-session';
+import { randomModel } from './support/random-model';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-host-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-const vocabulary = Vocabulary.fromText('abcdef ', 16);
-const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 4, hidden: 8, layers: 1 };
-
-function model(seed: number): SavedModel {
-  const weights = new Map<string, Float32Array>();
-  for (const [name, shape] of parameterShapes(config)) {
-    weights.set(name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(seed * 7919 + i) * 0.1));
-  }
-  return {
-    config, vocabulary, weights,
-    metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: seed, seconds: 0, backend: 'wasm' },
-  };
-}
+const model = (seed: number) => randomModel(seed);
 
 /** Milliseconds until check() holds; fails after `ms`. */
 async function within(ms: number, check: () => boolean, what: string): Promise<number> {
