@@ -2,8 +2,8 @@
 // serving the old one if the new one fails to load.
 import { existsSync, watch, FSWatcher } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { loadModel, ModelFormatError, modelFilePath } from '../model/format';
-import { LstmPredictor } from '../model/predictor';
+import { ModelFormatError, modelFilePath } from '../model/format';
+import { loadServedModel, ServedModel } from '../model/served';
 
 export interface ModelInfo {
   dir: string;
@@ -11,7 +11,7 @@ export interface ModelInfo {
 }
 
 export class ModelHost {
-  predictor: LstmPredictor | undefined;
+  model: ServedModel | undefined;
   info: ModelInfo | undefined;
   /** Bumped on every (re)load, so per-document caches built on an older model are dropped. */
   generation = 0;
@@ -24,7 +24,7 @@ export class ModelHost {
   /** Points the host at a model directory; loads now and watches for new saves. */
   use(dir: string): void {
     dir = resolve(dir);
-    if (dir === this.dir && this.predictor) return;
+    if (dir === this.dir && this.model) return;
     this.dir = dir;
     this.watch();
     this.reload();
@@ -33,19 +33,17 @@ export class ModelHost {
   reload(): void {
     const started = performance.now();
     try {
-      const saved = loadModel(this.dir);
-      const next = new LstmPredictor(saved);
-      this.predictor?.dispose();
-      this.predictor = next;
+      const next = loadServedModel(this.dir);
+      for (const warning of next.warnings) this.log(warning);
+      this.model?.dispose();
+      this.model = next;
       this.generation++;
-      const { config, metadata } = saved;
-      const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
-      this.info = { dir: this.dir, description: `${config.layers}×${config.hidden} LSTM, ${bpc}` };
+      this.info = { dir: this.dir, description: describe(next) };
       this.log(`Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms`);
       this.onChange();
     } catch (error) {
       const message = error instanceof ModelFormatError ? error.message : `could not load the model in ${this.dir}: ${(error as Error).message}`;
-      this.log(this.predictor ? `${message}; still using the previously loaded model` : message);
+      this.log(this.model ? `${message}; still using the previously loaded model` : message);
       this.onChange(message);
     }
   }
@@ -74,6 +72,14 @@ export class ModelHost {
   dispose(): void {
     this.watcher?.close();
     clearTimeout(this.reloadTimer);
-    this.predictor?.dispose();
+    this.model?.dispose();
   }
+}
+
+function describe(model: ServedModel): string {
+  const { config, metadata } = model.saved;
+  const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
+  if (!model.mixture) return `${config.layers}×${config.hidden} LSTM, ${bpc}`;
+  if (!model.lstmTrained) return `n-gram of your notes, ${bpc}; the LSTM is still training`;
+  return `${config.layers}×${config.hidden} LSTM mixed with an n-gram of your notes, ${bpc}`;
 }

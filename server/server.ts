@@ -2,7 +2,7 @@
 import {
   CancellationToken, CompletionItem, CompletionItemKind, CompletionParams, Connection, DidChangeConfigurationNotification, DidChangeConfigurationParams,
   InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ShowMessageNotification,
-  TextDocuments, TextDocumentSyncKind,
+  TextDocuments, TextDocumentSyncKind, URI,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
@@ -31,6 +31,9 @@ export class CharCompleteServer {
   /** The newest request per document; older ones return nothing when they get their turn. */
   private readonly newestRequest = new Map<string, number>();
   private requestCounter = 0;
+  /** Where saved notes may be learnt from: the workspace folders, when the client trusts them. */
+  private learnableFolders: string[] = [];
+  private saveLearnedTimer: NodeJS.Timeout | undefined;
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
 
@@ -51,7 +54,13 @@ export class CharCompleteServer {
 
   async initialize(params: InitializeParams): Promise<InitializeResult> {
     this.clientHasConfiguration = params.capabilities.workspace?.configuration === true;
-    const initial = parseSettings((params.initializationOptions as Record<string, unknown> | undefined) ?? {});
+    const options = (params.initializationOptions as Record<string, unknown> | undefined) ?? {};
+    // VS Code's client says whether the workspace is trusted; other editors have no such notion.
+    if (options.workspaceTrusted !== false) {
+      const folders = params.workspaceFolders?.map((folder) => folder.uri) ?? (params.rootUri ? [params.rootUri] : []);
+      this.learnableFolders = folders.map((uri) => (uri.endsWith('/') ? uri : `${uri}/`));
+    }
+    const initial = parseSettings(options);
     const probe = completionProbe(modelSizeForProbe(initial.settings.modelPath || defaultModelDir()), initial.settings.completion.beamWidth);
     const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
       this.log(`${error.message}; falling back to automatic selection`);
@@ -63,7 +72,7 @@ export class CharCompleteServer {
     this.applySettings(params.initializationOptions ?? {});
     return {
       capabilities: {
-        textDocumentSync: TextDocumentSyncKind.Incremental,
+        textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental, save: { includeText: false } },
         inlineCompletionProvider: true,
         completionProvider: { resolveProvider: false },
       },
@@ -122,12 +131,39 @@ export class CharCompleteServer {
     }
   }
 
+  /** A note saved inside a trusted workspace folder is added to the n-gram of the notes. */
+  didSave(uri: URI): void {
+    const model = this.host.model;
+    const document = this.documents.get(uri);
+    if (!this.settings.learnFromSaves || !model?.mixture || !model.learned || !document) return;
+    if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
+    const outcome = model.learned.learn(uri, document.getText(), model.mixture.notes);
+    if ('skipped' in outcome) {
+      this.log(`Not learning from ${uri}: ${outcome.skipped}`);
+      return;
+    }
+    if (outcome.learnt === 0) return;
+    this.log(`Learnt ${outcome.learnt.toLocaleString('en-US')} characters from ${uri}`);
+    // Several saves in a row (save all, auto-save) are written together.
+    clearTimeout(this.saveLearnedTimer);
+    const dir = this.host.info?.dir;
+    this.saveLearnedTimer = setTimeout(() => {
+      if (!dir || this.host.model !== model) return;
+      try {
+        model.learned!.save(dir);
+      } catch (error) {
+        this.log(`could not keep what was learnt from saved notes in ${dir}: ${(error as Error).message}`);
+      }
+    }, 1000);
+  }
+
   reloadModel(): LoadedModel | null {
     this.host.reload();
     return this.host.info ?? null;
   }
 
   shutdown(): void {
+    clearTimeout(this.saveLearnedTimer);
     this.host.dispose();
   }
 
@@ -158,7 +194,7 @@ export class CharCompleteServer {
 
   private modelChanged(error?: string): void {
     this.sessions.clear();
-    if (error && !this.host.predictor && !this.toldToTrain) {
+    if (error && !this.host.model && !this.toldToTrain) {
       this.toldToTrain = true;
       void this.connection.sendNotification(ShowMessageNotification.type, {
         type: MessageType.Info,
@@ -175,6 +211,7 @@ export class CharCompleteServer {
       backend: this.backendName,
       gpu: this.backendOnGpu,
       latencyMs: this.lastLatencyMs ?? null,
+      lstmTraining: this.host.model?.lstmTrained === false,
     });
   }
 
@@ -189,14 +226,14 @@ export class CharCompleteServer {
     // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
     await new Promise((resolve) => setTimeout(resolve, 1));
     const document = this.documents.get(uri);
-    const predictor = this.host.predictor;
+    const model = this.host.model;
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(uri) !== id;
-    if (!document || !predictor || cancelled()) return undefined;
+    if (!document || !model || cancelled()) return undefined;
     const started = performance.now();
     const offset = document.offsetAt(position); // clamps positions outside the document
     let entry = this.sessions.get(uri);
     if (!entry || entry.generation !== this.host.generation) {
-      entry = { generation: this.host.generation, session: new CompletionSession(predictor) };
+      entry = { generation: this.host.generation, session: new CompletionSession(model) };
       this.sessions.set(uri, entry);
     }
     const completion = await entry.session.suggest(document.getText(), offset, this.settings.completion, cancelled);

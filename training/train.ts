@@ -15,6 +15,12 @@ import {
 import { Adam, ADAM_DEFAULTS } from './optimizer';
 import { generate } from '../completion/complete';
 import { LstmPredictor } from '../model/predictor';
+import { Mixer } from '../model/mixer';
+import { documentNgram, MixturePredictor } from '../model/mixture';
+import { NgramModel } from '../model/ngram';
+import { saveNgram } from '../model/ngram-format';
+import { forgetLearned } from '../model/learned';
+import { fitMixture, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -52,8 +58,11 @@ export interface TrainReporter {
 
 export interface TrainResult {
   model: string;
+  /** The model as served: the mixture of the LSTM and the n-grams. */
   validationNats: number | null;
   validationBpc: number | null;
+  lstmValidationNats: number | null;
+  ngramValidationNats: number | null;
   charsPerSecond: number;
   backend: string;
   steps: number;
@@ -112,6 +121,12 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const validationIds = vocabulary.encode(split.validation);
   reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
 
+  // 3b. The n-gram memory of the notes: built in seconds, it serves while the LSTM trains.
+  const ngramStarted = performance.now();
+  const notes = new NgramModel(vocabulary.size);
+  notes.add(trainIds);
+  reporter.info(`N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`);
+
   // 4. Batches: shrink the batch for a small corpus rather than refuse it.
   const batch = Math.min(options.batch, Math.floor((trainIds.length - 1) / options.seq));
   if (batch < 1) throw new TrainInputError(`corpus too small: need at least ${options.seq + 1} chars of training text, got ${trainIds.length}`);
@@ -131,14 +146,29 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const optimizer = new Adam(params, ADAM_DEFAULTS);
   reporter.info(`Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`);
 
-  const evaluate = async (ids: Int32Array): Promise<number | null> => (validationBatch >= 1 ? validationLoss(model, ids, validationBatch, options.seq) : null);
+  // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
+  // same positions; the n-grams' side of those samples never changes and is computed once.
+  const scorable = (ids: Int32Array) => validationBatch >= 1 && ids.length > validationBatch * options.seq;
+  const periodicSamples = scorable(periodicIds) ? ngramSamples(periodicIds, scoredPositions(periodicIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+  let mixer: Mixer | undefined;
+  /** LSTM nats on ids, and with samples, the mixture refitted on them (cross-fitted nats). */
+  const evaluate = async (ids: Int32Array, samples?: MixtureSamples): Promise<{ lstm: number; mixture: number | null } | null> => {
+    if (!scorable(ids)) return null;
+    const scores = await scoreLstm(model, ids, validationBatch, options.seq);
+    if (!samples) return { lstm: lstmNats(scores), mixture: null };
+    setLstmScores(samples, scores);
+    const fitted = fitMixture(samples, mixer);
+    mixer = fitted.mixer;
+    return { lstm: lstmNats(scores), mixture: fitted.nats };
+  };
   const hyperparameters = {
     layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
     dropout: options.dropout, seed: options.seed,
   };
   const priorChars = resumed?.metadata.trainedChars ?? 0;
   const priorSteps = resumed?.metadata.steps ?? 0;
-  const save = (weights: Map<string, Float32Array>, nats: number | null, meta: { steps: number; chars: number; seconds: number }) => {
+  const save = (weights: Map<string, Float32Array>, figures: Figures, meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean }) => {
+    const nats = figures.mixture ?? figures.lstm;
     const metadata: ModelMetadata = {
       createdAt: new Date().toISOString(),
       hyperparameters,
@@ -154,9 +184,23 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
       steps: priorSteps + meta.steps,
       seconds: meta.seconds,
       backend: backend.name,
+      lstmTrained: meta.lstmTrained,
+      validationParts: { lstmNats: figures.lstm, ngramNats: figures.ngram },
+      ...(mixer ? { mixer: mixer.toJSON() } : {}),
     };
     saveModel(options.out, { config, vocabulary, weights, metadata });
   };
+
+  // 6b. A first model within seconds: the n-gram, with the LSTM's share fitted to what an
+  // untrained LSTM knows (nothing), so completions work while the LSTM trains.
+  forgetLearned(options.out);
+  saveNgram(options.out, notes, vocabulary);
+  if (!resumed && periodicSamples) {
+    mixer = fitMixture(periodicSamples).mixer;
+    const ngramOnly = mixer.loss(periodicSamples);
+    save(await readWeights(params), { lstm: null, ngram: periodicSamples.notesNats, mixture: ngramOnly }, { steps: 0, chars: 0, seconds: 0, lstmTrained: false });
+    reporter.info(`Saved an n-gram model for completions while the LSTM trains: ${(ngramOnly / LN2).toFixed(3)} bits/char on ${periodicSamples.count.toLocaleString('en-US')} validation chars`);
+  }
 
   // 7. The loop. Time counts from here, so the budget covers training and validation.
   const started = performance.now();
@@ -197,14 +241,16 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
       const evaluationStarted = performance.now();
-      const nats = await evaluate(periodicIds);
+      const scored = await evaluate(periodicIds);
+      const nats = scored?.lstm ?? null;
       // Validation may take at most a tenth of a time budget, however short the budget is.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         best = { nats: nats ?? Infinity, weights: await readWeights(params) };
-        save(best.weights, nats, { steps: step, chars: step * batch * options.seq, seconds: elapsed() });
+        const mixture = periodicSamples ? (await evaluate(periodicIds, periodicSamples))?.mixture ?? null : null;
+        save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: step, chars: step * batch * options.seq, seconds: elapsed(), lstmTrained: true });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -225,23 +271,30 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
 
   // 8. The final model is the best checkpoint, scored on the whole validation set.
   const current = await readWeights(params);
-  const currentNats = step > 0 ? await evaluate(periodicIds) : null;
+  const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
   if (!best || (currentNats !== null && currentNats < best.nats)) best = { nats: currentNats ?? Infinity, weights: current };
   assignWeights(params, best.weights);
-  reporter.info('Scoring the best checkpoint on the whole validation set…');
-  const finalNats = await evaluate(validationIds);
+  reporter.info('Scoring the best checkpoint and the mixture on the whole validation set…');
+  const finalSamples = scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+  const final = await evaluate(validationIds, finalSamples);
+  const figures: Figures = { lstm: final?.lstm ?? null, ngram: finalSamples?.notesNats ?? null, mixture: final?.mixture ?? null };
+  const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
-  save(best.weights, finalNats, { steps: step, chars: step * batch * options.seq, seconds });
+  save(best.weights, figures, { steps: step, chars: step * batch * options.seq, seconds, lstmTrained: true });
+  reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
 
-  const predictor = new LstmPredictor({ config, vocabulary, weights: best.weights });
+  const lstm = new LstmPredictor({ config, vocabulary, weights: best.weights });
+  const predictor = mixer ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) }) : lstm;
   const sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
-  predictor.dispose();
+  lstm.dispose();
   optimizer.dispose();
   model.dispose();
   return {
     model: options.out,
     validationNats: finalNats,
     validationBpc: finalNats === null ? null : finalNats / LN2,
+    lstmValidationNats: figures.lstm,
+    ngramValidationNats: figures.ngram,
     charsPerSecond: trainingSeconds > 0 ? (step * batch * options.seq) / trainingSeconds : 0,
     backend: backend.name,
     steps: step,
@@ -250,6 +303,17 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     stoppedBy,
     sample,
   };
+}
+
+/** Validation figures in nats per char: the LSTM alone, the notes' n-gram alone, and their mixture as served. */
+interface Figures {
+  lstm: number | null;
+  ngram: number | null;
+  mixture: number | null;
+}
+
+function formatNats(nats: number | null): string {
+  return nats === null ? 'n/a' : nats.toFixed(3);
 }
 
 interface Budget {
