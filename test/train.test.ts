@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -147,6 +147,12 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
   assert.equal(summary.model, out);
   assert.equal(typeof summary.val_bpc, 'number');
   assert.ok(Math.abs(summary.val_bpc - summary.val_nats / Math.LN2) < 1e-9);
+  // The model as served is the mixture: it is scored against its parts.
+  assert.equal(typeof summary.lstm_val_nats, 'number');
+  assert.equal(typeof summary.ngram_val_nats, 'number');
+  assert.ok(summary.val_nats <= Math.min(summary.lstm_val_nats, summary.ngram_val_nats) + 0.05, `mixture ${summary.val_nats} vs parts ${summary.lstm_val_nats}, ${summary.ngram_val_nats}`);
+  assert.match(first.stderr, /Saved an n-gram model for completions while the LSTM trains/);
+  assert.ok(readdirSync(out).includes('ngram.bin'));
   assert.ok(summary.chars_per_s > 0);
   assert.equal(summary.backend, 'wasm');
   const trainedBefore = loadModel(out).metadata.trainedChars;
