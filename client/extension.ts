@@ -28,6 +28,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
     vscode.commands.registerCommand('charComplete.showLog', () => client?.outputChannel.show()),
     vscode.commands.registerCommand('charComplete.train', () => trainOnWorkspace(context)),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => restart(context)),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (event.affectsConfiguration(`${SECTION}.languages`)) await restart(context);
       else updateStatus();
@@ -46,7 +47,8 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   const languages = config().get<string[]>('languages') ?? [];
   const clientOptions: LanguageClientOptions = {
     documentSelector: languages.flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
-    initializationOptions: config(),
+    // The server learns from saved notes only where the workspace is trusted.
+    initializationOptions: { ...JSON.parse(JSON.stringify(config())), workspaceTrusted: vscode.workspace.isTrusted },
     synchronize: { configurationSection: SECTION },
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
@@ -87,7 +89,8 @@ function updateStatus(): void {
   } else {
     const where = lastStatus.gpu ? 'GPU' : 'CPU';
     const latency = lastStatus.latencyMs === null ? '' : ` ${lastStatus.latencyMs.toFixed(0)} ms`;
-    statusItem.text = `${enabled ? '$(sparkle)' : '$(circle-slash)'} ${where}${latency}`;
+    const training = lastStatus.lstmTraining ? ' (LSTM training)' : '';
+    statusItem.text = `${enabled ? '$(sparkle)' : '$(circle-slash)'} ${where}${latency}${training}`;
     statusItem.tooltip = `Char Complete ${enabled ? 'on' : 'off'} (click to toggle)\nModel: ${lastStatus.model} (${lastStatus.description})\nBackend: ${lastStatus.backend} (${where})`;
     statusItem.command = 'charComplete.toggle';
   }

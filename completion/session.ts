@@ -1,6 +1,8 @@
 // One document's completion engine: its model states, its words and the suggestion on show, behind one `suggest` per keystroke.
 import type { Predictor } from '../model/predictor';
+import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
+import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
 import type { Completion, CompletionOptions } from './options';
 import { WordCache } from './words';
@@ -9,13 +11,17 @@ import { WordCache } from './words';
 const SHOWN_CONTEXT_CHARS = 64;
 
 export class CompletionSession {
+  private readonly predictor: Predictor;
   private readonly states: DocumentStates;
   private readonly words = new WordCache();
+  private readonly document: DocumentNgram;
   /** The last suggestion, kept while the user types along it. */
   private shown: { offset: number; before: string; completion: Completion } | undefined;
 
-  constructor(private readonly predictor: Predictor) {
-    this.states = new DocumentStates(predictor);
+  constructor(model: ServedModel) {
+    this.document = new DocumentNgram(model.saved.vocabulary);
+    this.predictor = documentPredictor(model, this.document);
+    this.states = new DocumentStates(this.predictor);
   }
 
   /**
@@ -45,6 +51,7 @@ export class CompletionSession {
   }
 
   private async search(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean, passedOver?: string): Promise<Completion | undefined> {
+    this.document.update(text, offset);
     const snapshot = await this.states.at(text, offset, cancelled);
     const partial = this.words.update(text, offset);
     const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, { words: this.words, partial, passedOver }));

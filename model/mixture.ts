@@ -15,6 +15,8 @@ export const MIXER_SHAPE: MixerShape = { components: [...MIXTURE_COMPONENTS], fe
  */
 export const DOCUMENT_NGRAM_ORDER = 6;
 export const DOCUMENT_NGRAM_MAX_NODES = 200_000;
+/** How much text before the cursor the document model holds; it starts afresh beyond this. */
+export const DOCUMENT_NGRAM_WINDOW = 20_000;
 
 export function documentNgram(vocabSize: number): NgramModel {
   return new NgramModel(vocabSize, { order: DOCUMENT_NGRAM_ORDER, maxNodes: DOCUMENT_NGRAM_MAX_NODES });
@@ -38,6 +40,11 @@ export function mixtureFeatures(notes: NgramConfidence, lstmMaxProb: number, doc
   out[f++] = Math.log1p(document.contextCount) / 8;
   out[f++] = document.seenMass;
   return out;
+}
+
+/** Where the mixture finds the document's n-gram, which its owner may replace as the document changes. */
+export interface NgramSource {
+  readonly model: NgramModel;
 }
 
 export const emptyConfidence = (): NgramConfidence => ({ order: -1, contextCount: 0, successors: 0, seenMass: 0 });
@@ -66,11 +73,11 @@ export class MixturePredictor implements Predictor {
   private readonly notesConfidence = emptyConfidence();
   private readonly documentConfidence = emptyConfidence();
 
-  /** `document` is the n-gram of the text being written, shared with whoever grows it. */
-  constructor(private readonly parts: MixtureParts, private readonly document: NgramModel) {
+  /** `document` gives the n-gram of the text being written, grown by its owner. */
+  constructor(private readonly parts: MixtureParts, private readonly document: NgramSource) {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
-    this.contextLength = Math.max(1, Math.max(parts.notes.order, document.order) - 1);
+    this.contextLength = Math.max(1, Math.max(parts.notes.order, DOCUMENT_NGRAM_ORDER) - 1);
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
@@ -112,7 +119,7 @@ export class MixturePredictor implements Predictor {
       }
     }
     this.parts.notes.distribution(context, this.notesProbs, this.notesConfidence);
-    this.document.distribution(context, this.documentProbs, this.documentConfidence);
+    this.document.model.distribution(context, this.documentProbs, this.documentConfidence);
     mixtureFeatures(this.notesConfidence, lstmMax, this.documentConfidence, this.features);
     return this.parts.mixer.mixLog([this.lstmProbs, this.notesProbs, this.documentProbs], this.features, new Float32Array(V));
   }

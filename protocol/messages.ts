@@ -9,6 +9,8 @@ export interface StatusParams {
   backend: string;
   gpu: boolean;
   latencyMs: number | null;
+  /** The model in use is the trainer's first, n-gram only: the LSTM is still training. */
+  lstmTraining: boolean;
 }
 export const StatusNotification = new NotificationType<StatusParams>('charComplete/status');
 

@@ -4,8 +4,9 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BackendUnavailableError, selectBackend } from '../backends/select';
 import { loadModel, ModelFormatError } from '../model/format';
+import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
-import { validationLoss } from '../training/train';
+import { lstmNats, ngramSamples, scoreLstm, setLstmScores } from '../training/mixture-fit';
 import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
@@ -40,7 +41,7 @@ async function main(): Promise<void> {
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
   // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
-  const saved = loadModel(modelDir);
+  loadModel(modelDir);
   let corpus;
   try {
     corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
@@ -53,17 +54,31 @@ async function main(): Promise<void> {
   }).join('\n\n');
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
 
-  // Bits per char, in process.
+  // Bits per char, in process: the model as served (the mixture with its saved gate) and its parts.
   let nats: number | undefined;
+  let parts: { lstm: number; ngram: number | null } | undefined;
   if (!values['no-bpc']) {
     await selectBackend('auto');
-    const model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
-    const ids = saved.vocabulary.encode(text);
+    const served = loadServedModel(modelDir);
+    for (const warning of served.warnings) say(`warning: ${warning}`);
+    const { config, weights, vocabulary } = served.saved;
+    const model = new CharLstm(config, parametersFromWeights(config, weights));
+    const ids = vocabulary.encode(text);
     const seq = 64;
     const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
-    nats = await validationLoss(model, ids, batch, seq);
+    const scores = await scoreLstm(model, ids, batch, seq);
     model.dispose();
-    say(`bits per char: ${(nats / Math.LN2).toFixed(3)} (${nats.toFixed(3)} nats) over ${ids.length.toLocaleString('en-US')} chars`);
+    parts = { lstm: lstmNats(scores), ngram: null };
+    nats = parts.lstm;
+    if (served.mixture) {
+      const samples = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size);
+      if (served.lstmTrained) setLstmScores(samples, scores);
+      nats = served.mixture.mixer.loss(samples);
+      parts.ngram = samples.notesNats;
+    }
+    served.dispose();
+    const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
+    say(`bits per char: ${figure(nats)} over ${scores.covered.toLocaleString('en-US')} chars${parts.ngram === null ? '' : `; LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`);
   }
 
   // Keystroke savings and latency through the real server.
@@ -94,7 +109,8 @@ async function main(): Promise<void> {
   if (values.json) {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     process.stdout.write(JSON.stringify({
-      bpc: nats === undefined ? null : round(nats / Math.LN2), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
+      bpc: nats === undefined ? null : round(nats / Math.LN2), nats: nats === undefined ? null : round(nats),
+      lstm_nats: parts ? round(parts.lstm) : null, ngram_nats: parts?.ngram == null ? null : round(parts.ngram), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
       shown: result.shown, accepted: result.accepted, precision: round(result.accepted / Math.max(1, result.shown)),
     }) + '\n');
   }

@@ -73,7 +73,8 @@ async function main(): Promise<number> {
   if (result.sample) say(`\nSample:\n${result.sample}\n`);
   if (json) {
     process.stdout.write(JSON.stringify({
-      model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats, chars_per_s: Math.round(result.charsPerSecond),
+      model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats,
+      lstm_val_nats: result.lstmValidationNats, ngram_val_nats: result.ngramValidationNats, chars_per_s: Math.round(result.charsPerSecond),
       backend: result.backend, steps: result.steps, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
     }) + '\n');
   }

@@ -16,6 +16,7 @@ connection.onInitialize((params) => server.initialize(params));
 connection.onInitialized(() => server.initialized());
 connection.onDidChangeConfiguration((change) => server.didChangeConfiguration(change));
 documents.onDidClose((event) => server.didClose(event.document.uri));
+documents.onDidSave((event) => server.didSave(event.document.uri));
 connection.languages.inlineCompletion.on((params, token) => server.inlineCompletion(params, token));
 connection.onCompletion((params, token) => server.completion(params, token));
 connection.onRequest(ReloadModelRequest, () => server.reloadModel());

@@ -2,8 +2,8 @@
 // serving the old one if the new one fails to load.
 import { statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { loadModel, ModelFormatError, modelFilePath } from '../model/format';
-import { LstmPredictor } from '../model/predictor';
+import { ModelFormatError, modelFilePath } from '../model/format';
+import { loadServedModel, ServedModel } from '../model/served';
 
 export interface ModelInfo {
   dir: string;
@@ -11,7 +11,7 @@ export interface ModelInfo {
 }
 
 export class ModelHost {
-  predictor: LstmPredictor | undefined;
+  model: ServedModel | undefined;
   info: ModelInfo | undefined;
   /** Bumped on every (re)load, so per-document caches built on an older model are dropped. */
   generation = 0;
@@ -29,7 +29,7 @@ export class ModelHost {
   /** Points the host at a model directory; loads now and watches for new saves. */
   use(dir: string): void {
     dir = resolve(dir);
-    if (dir === this.dir && this.predictor) return;
+    if (dir === this.dir && this.model) return;
     this.dir = dir;
     this.arm();
     this.reload();
@@ -39,19 +39,17 @@ export class ModelHost {
     const started = performance.now();
     this.loadedFile = fileSignature(modelFilePath(this.dir));
     try {
-      const saved = loadModel(this.dir);
-      const next = new LstmPredictor(saved);
-      this.predictor?.dispose();
-      this.predictor = next;
+      const next = loadServedModel(this.dir);
+      for (const warning of next.warnings) this.log(warning);
+      this.model?.dispose();
+      this.model = next;
       this.generation++;
-      const { config, metadata } = saved;
-      const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
-      this.info = { dir: this.dir, description: `${config.layers}×${config.hidden} LSTM, ${bpc}` };
+      this.info = { dir: this.dir, description: describe(next) };
       this.log(`Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms`);
       this.onChange();
     } catch (error) {
       const message = error instanceof ModelFormatError ? error.message : `could not load the model in ${this.dir}: ${(error as Error).message}`;
-      this.log(this.predictor ? `${message}; still using the previously loaded model` : message);
+      this.log(this.model ? `${message}; still using the previously loaded model` : message);
       this.onChange(message);
     }
   }
@@ -111,7 +109,7 @@ export class ModelHost {
     clearInterval(this.pollTimer);
     clearTimeout(this.settleTimer);
     this.dir = '';
-    this.predictor?.dispose();
+    this.model?.dispose();
   }
 }
 
@@ -131,4 +129,12 @@ function statOrUndefined(path: string): Stats | undefined {
   } catch {
     return undefined;
   }
+}
+
+function describe(model: ServedModel): string {
+  const { config, metadata } = model.saved;
+  const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
+  if (!model.mixture) return `${config.layers}×${config.hidden} LSTM, ${bpc}`;
+  if (!model.lstmTrained) return `n-gram of your notes, ${bpc}; the LSTM is still training`;
+  return `${config.layers}×${config.hidden} LSTM mixed with an n-gram of your notes, ${bpc}`;
 }

@@ -2,7 +2,7 @@
 import {
   CancellationToken, CompletionItem, CompletionItemKind, CompletionParams, Connection, DidChangeConfigurationNotification, DidChangeConfigurationParams,
   ErrorCodes, InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ResponseError,
-  ShowMessageNotification, TextDocuments, TextDocumentSyncKind,
+  ShowMessageNotification, TextDocuments, TextDocumentSyncKind, URI,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
@@ -44,6 +44,9 @@ export class CharCompleteServer {
   private phase: 'new' | 'initializing' | 'running' | 'shut down' = 'new';
   /** A relative modelPath is relative to this: the workspace folder, or the home directory without one. */
   private baseDir = homedir();
+  /** Where saved notes may be learnt from: the workspace folders, when the client trusts them. */
+  private learnableFolders: string[] = [];
+  private saveLearnedTimer: NodeJS.Timeout | undefined;
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
 
@@ -72,7 +75,13 @@ export class CharCompleteServer {
     this.phase = 'initializing';
     this.baseDir = workspaceDir(params) ?? homedir();
     this.clientHasConfiguration = params.capabilities.workspace?.configuration === true;
-    const initial = parseSettings((params.initializationOptions as Record<string, unknown> | undefined) ?? {});
+    const options = (params.initializationOptions as Record<string, unknown> | undefined) ?? {};
+    // VS Code's client says whether the workspace is trusted; other editors have no such notion.
+    if (options.workspaceTrusted !== false) {
+      const folders = params.workspaceFolders?.map((folder) => folder.uri) ?? (params.rootUri ? [params.rootUri] : []);
+      this.learnableFolders = folders.map((uri) => (uri.endsWith('/') ? uri : `${uri}/`));
+    }
+    const initial = parseSettings(options);
     const probe = completionProbe(modelSizeForProbe(this.modelDir(initial.settings.modelPath)), initial.settings.completion.beamWidth);
     const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
       this.log(`${error.message}; falling back to automatic selection`);
@@ -85,7 +94,7 @@ export class CharCompleteServer {
     this.phase = 'running';
     return {
       capabilities: {
-        textDocumentSync: TextDocumentSyncKind.Incremental,
+        textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental, save: { includeText: false } },
         inlineCompletionProvider: true,
         completionProvider: { resolveProvider: false },
       },
@@ -163,6 +172,32 @@ export class CharCompleteServer {
     }
   }
 
+  /** A note saved inside a trusted workspace folder is added to the n-gram of the notes. */
+  didSave(uri: URI): void {
+    const model = this.host.model;
+    const document = this.documents.get(uri);
+    if (!this.settings.learnFromSaves || !model?.mixture || !model.learned || !document) return;
+    if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
+    const outcome = model.learned.learn(uri, document.getText(), model.mixture.notes);
+    if ('skipped' in outcome) {
+      this.log(`Not learning from ${uri}: ${outcome.skipped}`);
+      return;
+    }
+    if (outcome.learnt === 0) return;
+    this.log(`Learnt ${outcome.learnt.toLocaleString('en-US')} characters from ${uri}`);
+    // Several saves in a row (save all, auto-save) are written together.
+    clearTimeout(this.saveLearnedTimer);
+    const dir = this.host.info?.dir;
+    this.saveLearnedTimer = setTimeout(() => {
+      if (!dir || this.host.model !== model) return;
+      try {
+        model.learned!.save(dir);
+      } catch (error) {
+        this.log(`could not keep what was learnt from saved notes in ${dir}: ${(error as Error).message}`);
+      }
+    }, 1000);
+  }
+
   reloadModel(): LoadedModel | null {
     this.checkRequest({});
     this.host.reload();
@@ -173,6 +208,7 @@ export class CharCompleteServer {
     this.checkRequest({});
     this.phase = 'shut down';
     this.sessions.clear();
+    clearTimeout(this.saveLearnedTimer);
     this.host.dispose();
   }
 
@@ -210,7 +246,7 @@ export class CharCompleteServer {
 
   private modelChanged(error?: string): void {
     this.sessions.clear();
-    if (error && !this.host.predictor && !this.toldToTrain) {
+    if (error && !this.host.model && !this.toldToTrain) {
       this.toldToTrain = true;
       void this.connection.sendNotification(ShowMessageNotification.type, {
         type: MessageType.Info,
@@ -227,6 +263,7 @@ export class CharCompleteServer {
       backend: this.backendName,
       gpu: this.backendOnGpu,
       latencyMs: this.lastLatencyMs ?? null,
+      lstmTraining: this.host.model?.lstmTrained === false,
     });
   }
 
@@ -241,14 +278,14 @@ export class CharCompleteServer {
     // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
     await new Promise((resolve) => setTimeout(resolve, 1));
     const document = this.documents.get(uri);
-    const predictor = this.host.predictor;
+    const model = this.host.model;
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(uri) !== id;
-    if (!document || !predictor || cancelled()) return undefined;
+    if (!document || !model || cancelled()) return undefined;
     const started = performance.now();
     const offset = document.offsetAt(position); // clamps positions outside the document
     let entry = this.sessions.get(uri);
     if (!entry || entry.generation !== this.host.generation) {
-      entry = { generation: this.host.generation, session: new CompletionSession(predictor) };
+      entry = { generation: this.host.generation, session: new CompletionSession(model) };
     }
     // Most recently used last, so that the least recently used is the one let go.
     this.sessions.delete(uri);

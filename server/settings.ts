@@ -7,9 +7,11 @@ export interface Settings {
   completion: CompletionOptions;
   modelPath: string;
   backend: BackendChoice;
+  /** Whether notes saved in the workspace are added to the n-gram. */
+  learnFromSaves: boolean;
 }
 
-export const SETTINGS_DEFAULTS: Settings = { completion: COMPLETION_DEFAULTS, modelPath: '', backend: 'auto' };
+export const SETTINGS_DEFAULTS: Settings = { completion: COMPLETION_DEFAULTS, modelPath: '', backend: 'auto', learnFromSaves: true };
 
 export function parseSettings(raw: unknown): { settings: Settings; warnings: string[] } {
   const warnings: string[] = [];
@@ -49,5 +51,10 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
     if (typeof input.modelPath === 'string') modelPath = input.modelPath.trim();
     else warnings.push(`charComplete.modelPath must be a string; got ${JSON.stringify(input.modelPath)}, using the default location`);
   }
-  return { settings: { completion, modelPath, backend }, warnings };
+  let learnFromSaves = SETTINGS_DEFAULTS.learnFromSaves;
+  if (input.learnFromSaves !== undefined && input.learnFromSaves !== null) {
+    if (typeof input.learnFromSaves === 'boolean') learnFromSaves = input.learnFromSaves;
+    else warnings.push(`charComplete.learnFromSaves must be true or false; got ${JSON.stringify(input.learnFromSaves)}, using ${learnFromSaves}`);
+  }
+  return { settings: { completion, modelPath, backend, learnFromSaves }, warnings };
 }

@@ -34,7 +34,7 @@ test('a model trained after the server started is loaded, even when its director
   const host = new ModelHost(() => {}, () => {});
   try {
     host.use(dir);
-    assert.equal(host.predictor, undefined);
+    assert.equal(host.model, undefined);
 
     mkdirSync(join(data, 'char-complete'), { recursive: true });
     saveModel(dir, model(1));

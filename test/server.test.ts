@@ -30,9 +30,10 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function start(settings: Record<string, unknown> = {}, withConfiguration = false): LspSession {
+function start(settings: Record<string, unknown> = {}, withConfiguration = false, workspaceFolders?: string[]): LspSession {
   let current = { modelPath: modelDir, ...settings };
   const session = new LspSession({
+    workspaceFolders,
     initializationOptions: current,
     configuration: withConfiguration ? () => current : undefined,
     env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
@@ -216,4 +217,39 @@ test('a 1,000-keystroke replay does not grow memory', async () => {
   const growth = s.rss() - rssAfterWarmup;
   assert.ok(growth < 20 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MB over 800 keystrokes`);
   await s.shutdown();
+});
+
+test('a note saved in a trusted workspace folder is learnt: its new word completes in another note, and after a restart', async () => {
+  const learnDir = join(root, 'learn-model');
+  cpSync(modelDir, learnDir, { recursive: true });
+  const note = 'file:///notes/today.md';
+  const other = 'file:///notes/tomorrow.md';
+  const text = 'the quick brown fox met zorbulent. zorbulent jumps over the lazy dog.\n'.repeat(3);
+  const suggestAfterZorb = async (s: LspSession) => {
+    await s.open(other, 'the zorb');
+    const suggestion = await s.inline(other, 0, 8);
+    await s.close(other);
+    return suggestion ?? '';
+  };
+
+  const untrusted = start({ modelPath: learnDir, workspaceTrusted: false }, false, ['file:///notes']);
+  await untrusted.initialize();
+  await untrusted.open(note, text);
+  await untrusted.save(note);
+  assert.doesNotMatch(await suggestAfterZorb(untrusted), /^ulent/, 'nothing is learnt in an untrusted workspace');
+  await untrusted.shutdown();
+
+  const s = start({ modelPath: learnDir }, false, ['file:///notes']);
+  await s.initialize();
+  assert.doesNotMatch(await suggestAfterZorb(s), /^ulent/, 'the model has never seen the word');
+  await s.open(note, text);
+  await s.save(note);
+  assert.match(await suggestAfterZorb(s), /^ulent/);
+  assert.ok(await until(() => readdirSync(learnDir).includes('learned.bin')), 'what was learnt is kept in the model directory');
+  await s.shutdown();
+
+  const restarted = start({ modelPath: learnDir });
+  await restarted.initialize();
+  assert.match(await suggestAfterZorb(restarted), /^ulent/, 'a name written today completes tomorrow');
+  await restarted.shutdown();
 });

@@ -159,6 +159,12 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
   assert.equal(summary.model, out);
   assert.equal(typeof summary.val_bpc, 'number');
   assert.ok(Math.abs(summary.val_bpc - summary.val_nats / Math.LN2) < 1e-9);
+  // The model as served is the mixture: it is scored against its parts.
+  assert.equal(typeof summary.lstm_val_nats, 'number');
+  assert.equal(typeof summary.ngram_val_nats, 'number');
+  assert.ok(summary.val_nats <= Math.min(summary.lstm_val_nats, summary.ngram_val_nats) + 0.05, `mixture ${summary.val_nats} vs parts ${summary.lstm_val_nats}, ${summary.ngram_val_nats}`);
+  assert.match(first.stderr, /Saved an n-gram model for completions while the LSTM trains/);
+  assert.ok(readdirSync(out).includes('ngram.bin'));
   assert.ok(summary.chars_per_s > 0);
   assert.equal(summary.backend, 'wasm');
   const trainedBefore = loadModel(out).metadata.trainedChars;
@@ -188,8 +194,8 @@ test('multi-threaded wasm starts, computes the same model as one thread, and the
 
 const SMALL = ['--layers', '1', '--hidden', '16', '--embed', '8', '--seq', '16', '--batch', '4'];
 
-/** Starts the trainer; resolves once it has begun its training steps. */
-function startTrainer(args: string[]) {
+/** Starts the trainer; `training` resolves once its output matches ready (by default: it has begun its training steps). */
+function startTrainer(args: string[], ready = /^Model: /m) {
   const child = spawn(process.execPath, [TRAINER, ...args], { env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
   let stdout = '';
   let stderr = '';
@@ -197,7 +203,7 @@ function startTrainer(args: string[]) {
   child.stderr.on('data', (chunk) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const training = new Promise<void>((resolve, reject) => {
-    const look = () => (/^Model: /m.test(stdout) ? resolve() : undefined);
+    const look = () => (ready.test(stdout) ? resolve() : undefined);
     child.stdout.on('data', look);
     child.once('exit', () => reject(new Error(`trainer exited before training: ${stderr}`)));
   });
@@ -232,20 +238,22 @@ test('Ctrl-C while training on wasm finishes the step, saves, says so and exits 
   assert.ok(!existsSync(join(out, 'train.lock')), 'the lock is released');
 });
 
-test('a second Ctrl-C exits at once without writing a model', async () => {
+test('a second Ctrl-C exits at once without writing', async () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   // The default 2×256 model: its steps are slow enough that the first Ctrl-C is still finishing one.
-  const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm']);
+  const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm'], /^Saved an n-gram model/m);
   await run.training;
   await new Promise((r) => setTimeout(r, 500));
+  const files = readdirSync(out).sort();
+  const modelJson = readFileSync(join(out, 'model.json'), 'utf8');
   run.child.kill('SIGINT');
   await new Promise((r) => setTimeout(r, 100));
   run.child.kill('SIGINT');
   assert.equal(await exitWithin(run, 10_000), 130, run.output().stderr);
-  assert.ok(!existsSync(join(out, 'model.json')), 'nothing was saved');
-  assert.deepEqual(readdirSync(out), [], 'no lock or temporary file is left');
+  assert.equal(readFileSync(join(out, 'model.json'), 'utf8'), modelJson, 'the model saved before is untouched');
+  assert.deepEqual(readdirSync(out).sort(), files.filter((f) => f !== 'train.lock'), 'no new file, no temporary file, and the lock released');
 });
 
 test('--resume: conflicting shape flags are an error, the resumed model is the one to beat, and a mostly unknown corpus is warned about', () => {

@@ -17,6 +17,12 @@ import { loadOptimizerState, OptimizerState, saveOptimizerState } from './optimi
 import { acquireTrainingLock, LockHeldError } from './lock';
 import { generate } from '../completion/complete';
 import { LstmPredictor } from '../model/predictor';
+import { Mixer } from '../model/mixer';
+import { documentNgram, MixturePredictor } from '../model/mixture';
+import { NgramModel } from '../model/ngram';
+import { saveNgram } from '../model/ngram-format';
+import { forgetLearned } from '../model/learned';
+import { fitMixture, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -55,8 +61,11 @@ export interface TrainReporter {
 
 export interface TrainResult {
   model: string;
+  /** The model as served: the mixture of the LSTM and the n-grams. */
   validationNats: number | null;
   validationBpc: number | null;
+  lstmValidationNats: number | null;
+  ngramValidationNats: number | null;
   charsPerSecond: number;
   backend: string;
   steps: number;
@@ -147,6 +156,12 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     }
   }
 
+  // 3b. The n-gram memory of the notes: built in seconds, it serves while the LSTM trains.
+  const ngramStarted = performance.now();
+  const notes = new NgramModel(vocabulary.size);
+  notes.add(trainIds);
+  reporter.info(`N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`);
+
   // 4. Batches: shrink the batch for a small corpus rather than refuse it.
   const batch = Math.min(options.batch, Math.floor((trainIds.length - 1) / options.seq));
   if (batch < 1) throw new TrainInputError(`corpus too small: need at least ${options.seq + 1} chars of training text, got ${trainIds.length}`);
@@ -183,14 +198,29 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const firstStep = optimizer.step;
   reporter.info(`Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`);
 
-  const evaluate = async (ids: Int32Array): Promise<number | null> => (validationBatch >= 1 ? validationLoss(model, ids, validationBatch, options.seq) : null);
+  // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
+  // same positions; the n-grams' side of those samples never changes and is computed once.
+  const scorable = (ids: Int32Array) => validationBatch >= 1 && ids.length > validationBatch * options.seq;
+  const periodicSamples = scorable(periodicIds) ? ngramSamples(periodicIds, scoredPositions(periodicIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+  let mixer: Mixer | undefined;
+  /** LSTM nats on ids, and with samples, the mixture refitted on them (cross-fitted nats). */
+  const evaluate = async (ids: Int32Array, samples?: MixtureSamples): Promise<{ lstm: number; mixture: number | null } | null> => {
+    if (!scorable(ids)) return null;
+    const scores = await scoreLstm(model, ids, validationBatch, options.seq);
+    if (!samples) return { lstm: lstmNats(scores), mixture: null };
+    setLstmScores(samples, scores);
+    const fitted = fitMixture(samples, mixer);
+    mixer = fitted.mixer;
+    return { lstm: lstmNats(scores), mixture: fitted.nats };
+  };
   const hyperparameters = {
     layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
     dropout: options.dropout, seed: options.seed,
   };
   const priorChars = resumed?.metadata.trainedChars ?? 0;
   const priorSteps = resumed?.metadata.steps ?? 0;
-  const save = (weights: Map<string, Float32Array>, nats: number | null, meta: { steps: number; chars: number; seconds: number }, optimizerState?: OptimizerState) => {
+  const save = (weights: Map<string, Float32Array>, figures: Figures, meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean }, optimizerState?: OptimizerState) => {
+    const nats = figures.mixture ?? figures.lstm;
     const metadata: ModelMetadata = {
       createdAt: new Date().toISOString(),
       hyperparameters,
@@ -207,10 +237,24 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
       steps: priorSteps + meta.steps,
       seconds: meta.seconds,
       backend: backend.name,
+      lstmTrained: meta.lstmTrained,
+      validationParts: { lstmNats: figures.lstm, ngramNats: figures.ngram },
+      ...(mixer ? { mixer: mixer.toJSON() } : {}),
     };
     const weightsFile = saveModel(options.out, { config, vocabulary, weights, metadata });
     if (optimizerState) saveOptimizerState(options.out, config, weightsFile, optimizerState);
   };
+
+  // 6b. A first model within seconds: the n-gram, with the LSTM's share fitted to what an
+  // untrained LSTM knows (nothing), so completions work while the LSTM trains.
+  forgetLearned(options.out);
+  saveNgram(options.out, notes, vocabulary);
+  if (!resumed && periodicSamples) {
+    mixer = fitMixture(periodicSamples).mixer;
+    const ngramOnly = mixer.loss(periodicSamples);
+    save(await readWeights(params), { lstm: null, ngram: periodicSamples.notesNats, mixture: ngramOnly }, { steps: 0, chars: 0, seconds: 0, lstmTrained: false });
+    reporter.info(`Saved an n-gram model for completions while the LSTM trains: ${(ngramOnly / LN2).toFixed(3)} bits/char on ${periodicSamples.count.toLocaleString('en-US')} validation chars`);
+  }
 
   // 7. The loop. Time counts from here, so the budget covers training and validation.
   const started = performance.now();
@@ -223,7 +267,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   if (resumed) {
     // The model being resumed is the one to beat, scored on today's split, which may differ from
     // the split it was trained with.
-    const nats = await evaluate(periodicIds);
+    const nats = (await evaluate(periodicIds))?.lstm ?? null;
     if (nats !== null) {
       best = { nats, weights: resumed.weights, steps: 0, chars: 0 };
       reporter.info(`The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`);
@@ -264,14 +308,16 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
       const evaluationStarted = performance.now();
-      const nats = await evaluate(periodicIds);
+      const scored = await evaluate(periodicIds);
+      const nats = scored?.lstm ?? null;
       // Validation may take at most a tenth of a time budget, however short the budget is.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq };
-        save(best.weights, nats, { steps: best.steps, chars: best.chars, seconds: elapsed() }, await optimizer.state());
+        const mixture = periodicSamples ? (await evaluate(periodicIds, periodicSamples))?.mixture ?? null : null;
+        save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -294,32 +340,33 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // interrupted, on the periodic share only, so that Ctrl-C returns in seconds.
   const interrupted = stoppedBy === 'interrupted';
   const current = await readWeights(params);
-  const currentNats = step > 0 ? await evaluate(periodicIds) : null;
+  const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
   let currentIsBest = false;
   if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
     best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq };
     currentIsBest = true;
   }
-  let finalNats: number | null = null;
+  let figures: Figures = { lstm: null, ngram: null, mixture: null };
   if (best) {
     assignWeights(params, best.weights);
-    if (interrupted) {
-      finalNats = Number.isFinite(best.nats) ? best.nats : null;
-    } else {
-      reporter.info('Scoring the best checkpoint on the whole validation set…');
-      finalNats = await evaluate(validationIds);
-    }
+    reporter.info(`Scoring the best checkpoint and the mixture on ${interrupted ? 'the periodic share of' : 'the whole'} validation set…`);
+    const samples = interrupted ? periodicSamples : scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+    const final = await evaluate(interrupted ? periodicIds : validationIds, samples);
+    figures = { lstm: final?.lstm ?? null, ngram: samples?.notesNats ?? null, mixture: final?.mixture ?? null };
   }
+  const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
   // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
-  if (best) save(best.weights, finalNats, { steps: best.steps, chars: best.chars, seconds }, currentIsBest ? await optimizer.state() : undefined);
-  if (interrupted) reporter.info(best ? `Interrupted: saved the best checkpoint to ${options.out}.` : 'Interrupted before the first step: nothing was saved.');
+  if (best) save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds, lstmTrained: true }, currentIsBest ? await optimizer.state() : undefined);
+  if (best) reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
+  if (interrupted) reporter.info(best ? `Interrupted: saved the best checkpoint to ${options.out}.` : 'Interrupted before the first step: no LSTM checkpoint was saved.');
 
   let sample = '';
   if (best && !interrupted) {
-    const predictor = new LstmPredictor({ config, vocabulary, weights: best.weights });
+    const lstm = new LstmPredictor({ config, vocabulary, weights: best.weights });
+    const predictor = mixer ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) }) : lstm;
     sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
-    predictor.dispose();
+    lstm.dispose();
   }
   optimizer.dispose();
   model.dispose();
@@ -327,6 +374,8 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     model: options.out,
     validationNats: finalNats,
     validationBpc: finalNats === null ? null : finalNats / LN2,
+    lstmValidationNats: figures.lstm,
+    ngramValidationNats: figures.ngram,
     charsPerSecond: trainingSeconds > 0 ? (step * batch * options.seq) / trainingSeconds : 0,
     backend: backend.name,
     steps: step,
@@ -335,6 +384,17 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     stoppedBy,
     sample,
   };
+}
+
+/** Validation figures in nats per char: the LSTM alone, the notes' n-gram alone, and their mixture as served. */
+interface Figures {
+  lstm: number | null;
+  ngram: number | null;
+  mixture: number | null;
+}
+
+function formatNats(nats: number | null): string {
+  return nats === null ? 'n/a' : nats.toFixed(3);
 }
 
 interface Budget {

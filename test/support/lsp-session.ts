@@ -12,6 +12,8 @@ export interface LspSessionOptions {
   /** What the server gets back for workspace/configuration; undefined means the client lacks it. */
   configuration?: () => unknown;
   env?: NodeJS.ProcessEnv;
+  /** Workspace folder URIs announced at initialize. */
+  workspaceFolders?: string[];
 }
 
 export interface Range { start: { line: number; character: number }; end: { line: number; character: number } }
@@ -44,6 +46,7 @@ export class LspSession {
     const result = await this.connection.sendRequest('initialize', {
       processId: process.pid,
       rootUri: null,
+      workspaceFolders: this.options.workspaceFolders?.map((uri) => ({ uri, name: uri })) ?? null,
       capabilities: { workspace: { configuration: this.options.configuration !== undefined, didChangeConfiguration: { dynamicRegistration: true } } },
       initializationOptions: this.options.initializationOptions,
     });
@@ -61,6 +64,10 @@ export class LspSession {
     const version = (this.versions.get(uri) ?? 0) + 1;
     this.versions.set(uri, version);
     return this.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ range, text }] });
+  }
+
+  save(uri: string): Promise<void> {
+    return this.connection.sendNotification('textDocument/didSave', { textDocument: { uri } });
   }
 
   close(uri: string): Promise<void> {
