@@ -19,6 +19,7 @@ const entryPoints = {
   'e2e/code-server': 'test/e2e/code-server.ts',
   'e2e/suite': 'test/vscode/suite.ts',
   'e2e/electron': 'test/vscode/electron.ts',
+  'test/robust': 'test/robust.ts',
 };
 for (const file of readdirSync(join(root, 'test'))) {
   if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;

@@ -2,13 +2,24 @@
 import { createConnection, ProposedFeatures, TextDocuments } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { ReloadModelRequest } from '../protocol/messages';
+import { format } from 'node:util';
+import { FrameFilter } from './frames';
 import { CharCompleteServer } from './server';
 
 // One wasm thread unless asked otherwise: a keystroke's matmuls are too small to share, and a
 // second thread competing with the editor for the cores makes latency worse, not better.
 process.env.CHAR_COMPLETE_WASM_THREADS ??= '1';
 
-const connection = createConnection(ProposedFeatures.all);
+// Over stdio, input goes through a filter that drops malformed frames instead of going deaf.
+const stdio = process.argv.includes('--stdio');
+const connection = stdio
+  ? createConnection(ProposedFeatures.all, process.stdin.pipe(new FrameFilter((problem) => process.stderr.write(`${problem}\n`))), process.stdout)
+  : createConnection(ProposedFeatures.all);
+if (stdio) {
+  // What createConnection does itself when it opens stdio: stdout carries the protocol, so nothing
+  // a library logs may be written there.
+  for (const level of ['log', 'info', 'debug'] as const) console[level] = (...args: unknown[]) => void process.stderr.write(`${format(...args)}\n`);
+}
 const documents = new TextDocuments(TextDocument);
 const server = new CharCompleteServer(connection, documents);
 

@@ -143,3 +143,17 @@ test('the word cache indexes at most its window, on first use, after a jump forw
   }
   assert.ok(most <= MAX_INDEXED_CHARS / 5 + 1, `typing on grew the cache to ${most} words`);
 });
+
+test('a malformed frame is skipped: the server goes on answering instead of going deaf', async () => {
+  const s = start();
+  await s.initialize();
+  await s.open('file:///notes/f.md', 'the quick');
+  const stdin = s.process.stdin!;
+  for (const garbage of ['Foo: bar\r\n\r\n{}', 'Content-Length: many\r\n\r\n', 'not a header at all', 'Content-Length: 99999999999999\r\n\r\n', '   ']) {
+    stdin.write(garbage);
+    const answer = await Promise.race([s.inline('file:///notes/f.md', 0, 9).then(() => 'answered'), new Promise((r) => setTimeout(() => r('deaf'), 5000))]);
+    assert.equal(answer, 'answered', `after ${JSON.stringify(garbage)}: ${s.stderr.slice(-300)}`);
+  }
+  assert.match(s.stderr, /malformed LSP input: a header without a valid Content-Length; skipped \d+ bytes/);
+  assert.equal(await s.shutdown(), 0);
+});
