@@ -231,10 +231,14 @@ test('Ctrl-C while training on wasm finishes the step, saves, says so and exits 
   const code = await exitWithin(run, 20_000);
   const seconds = (performance.now() - interrupted) / 1000;
   assert.equal(code, 130, run.output().stderr);
-  assert.match(run.output().stdout, /Interrupted: saved the best checkpoint to /);
+  assert.match(run.output().stdout, /Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to .*, for --resume\./);
   assert.match(run.output().stdout, /Done \(interrupted\)/);
   assert.ok(seconds < 10, `exited ${seconds.toFixed(1)} s after Ctrl-C`);
-  assert.ok(loadModel(out).metadata.steps > 0, 'the interrupted run saved its model');
+  const saved = loadModel(out);
+  assert.ok(saved.metadata.steps > 0, 'the interrupted run saved its weights');
+  assert.equal(saved.metadata.lstmTrained, false, 'unvalidated weights are not served as a trained LSTM');
+  const state = loadOptimizerState(out, saved.config, saved.weightsFile);
+  assert.ok(!('missing' in state) && state.step === saved.metadata.steps, 'with their optimizer state, for --resume');
   assert.ok(!existsSync(join(out, 'train.lock')), 'the lock is released');
 });
 

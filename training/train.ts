@@ -262,14 +262,14 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   let step = 0;
   let state: LstmState = zeroState(config, batch);
   let smoothedLoss = NaN;
-  /** The best weights so far, with the steps and chars of this run that led to them. */
-  let best: { nats: number; weights: Map<string, Float32Array>; steps: number; chars: number } | undefined;
+  /** The best weights so far (as saved), with the steps and chars of this run that led to them and their figures. */
+  let best: { nats: number; weights: Map<string, Float32Array>; steps: number; chars: number; figures: Figures } | undefined;
   if (resumed) {
     // The model being resumed is the one to beat, scored on today's split, which may differ from
     // the split it was trained with.
     const nats = (await evaluate(periodicIds))?.lstm ?? null;
     if (nats !== null) {
-      best = { nats, weights: resumed.weights, steps: 0, chars: 0 };
+      best = { nats, weights: resumed.weights, steps: 0, chars: 0, figures: { lstm: nats, ngram: null, mixture: null } };
       reporter.info(`The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`);
     }
   }
@@ -315,9 +315,10 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
-        best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq };
         const mixture = periodicSamples ? (await evaluate(periodicIds, periodicSamples))?.mixture ?? null : null;
-        save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
+        const figures: Figures = { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture };
+        best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq, figures };
+        save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -336,30 +337,49 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   }
   disposeState(state);
 
-  // 8. The final model is the best checkpoint, scored on the whole validation set; when
-  // interrupted, on the periodic share only, so that Ctrl-C returns in seconds.
+  // 8. The final model is the best checkpoint, scored on the whole validation set. Ctrl-C must
+  // return in seconds, and validating takes longer than that, so an interrupted run validates
+  // nothing: its best checkpoint is already on disk with its figures and optimizer state. With no
+  // checkpoint yet, the weights and optimizer state are saved as they stand for --resume, marked
+  // as an LSTM not yet trained, so the server goes on serving the n-gram saved at the start.
   const interrupted = stoppedBy === 'interrupted';
-  const current = await readWeights(params);
-  const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
-  let currentIsBest = false;
-  if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
-    best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq };
-    currentIsBest = true;
-  }
-  let figures: Figures = { lstm: null, ngram: null, mixture: null };
-  if (best) {
-    assignWeights(params, best.weights);
-    reporter.info(`Scoring the best checkpoint and the mixture on ${interrupted ? 'the periodic share of' : 'the whole'} validation set…`);
-    const samples = interrupted ? periodicSamples : scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
-    const final = await evaluate(interrupted ? periodicIds : validationIds, samples);
-    figures = { lstm: final?.lstm ?? null, ngram: samples?.notesNats ?? null, mixture: final?.mixture ?? null };
+  let figures: Figures = best?.figures ?? { lstm: null, ngram: null, mixture: null };
+  let saved: { lstmTrained: boolean; optimizerState?: OptimizerState } | undefined;
+  if (interrupted) {
+    if (!best && step > 0) {
+      const ngramOnly = periodicSamples && mixer ? mixer.loss(periodicSamples) : null;
+      figures = { lstm: null, ngram: periodicSamples?.notesNats ?? null, mixture: ngramOnly };
+      best = { nats: Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq, figures };
+      saved = { lstmTrained: ngramOnly === null, optimizerState: await optimizer.state() };
+    }
+  } else {
+    const current = await readWeights(params);
+    const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
+    let currentIsBest = false;
+    if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
+      best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq, figures };
+      currentIsBest = true;
+    }
+    if (best) {
+      assignWeights(params, best.weights);
+      reporter.info('Scoring the best checkpoint and the mixture on the whole validation set…');
+      const samples = scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+      const final = await evaluate(validationIds, samples);
+      figures = { lstm: final?.lstm ?? null, ngram: samples?.notesNats ?? null, mixture: final?.mixture ?? null };
+      // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
+      saved = { lstmTrained: true, optimizerState: currentIsBest ? await optimizer.state() : undefined };
+    }
   }
   const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
-  // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
-  if (best) save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds, lstmTrained: true }, currentIsBest ? await optimizer.state() : undefined);
-  if (best) reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
-  if (interrupted) reporter.info(best ? `Interrupted: saved the best checkpoint to ${options.out}.` : 'Interrupted before the first step: no LSTM checkpoint was saved.');
+  if (best && saved) save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds, lstmTrained: saved.lstmTrained }, saved.optimizerState);
+  if (!interrupted && best) reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
+  if (interrupted) {
+    const since = best ? step - best.steps : 0;
+    reporter.info(!best ? 'Interrupted before the first step: nothing new was saved.'
+      : saved ? `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`
+      : `Interrupted: the best checkpoint stays in ${options.out}${since > 0 ? `; the ${since} step${since === 1 ? '' : 's'} since it were not validated` : ''}.`);
+  }
 
   let sample = '';
   if (best && !interrupted) {
