@@ -159,6 +159,8 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
     rmSync(file);
     const missing = loadServedModel(dir);
     assert.equal(missing.mixture, undefined);
+    assert.equal(missing.warnings.length, 1);
+    assert.match(missing.warnings[0], /missing/);
     missing.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });
