@@ -84,7 +84,11 @@ const FALLBACK_DISCOUNTS = [0.6, 1.0, 1.4];
 const MIN_COUNT_OF_COUNTS = 10;
 
 function hash(parent: number, sym: number): number {
-  let h = Math.imul(parent ^ Math.imul(sym + 1, 0x9e3779b1), 0x85ebca6b);
+  // Murmur3's finaliser over a combination that is injective for parent < 2^32 / 65536-ish keys,
+  // so that no family of (parent, symbol) pairs shares a hash.
+  let h = Math.imul(parent, 0x9e3779b1) + Math.imul(sym, 0x85ebca77);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 16);
@@ -109,7 +113,8 @@ export class NgramModel {
   private firstChild: Int32Array;
   private nextSibling: Int32Array;
   private index: Int32Array;
-  private mask: number;
+  // Slots per 2^32 hash values: an index of any size, not only powers of two, wastes less memory.
+  private slotScale: number;
 
   private readonly countOfCounts: Float64Array;
   private readonly discounts: Float64Array;
@@ -154,7 +159,7 @@ export class NgramModel {
     this.firstChild = new Int32Array(initial);
     this.nextSibling = new Int32Array(initial);
     this.index = new Int32Array(0);
-    this.mask = 0;
+    this.slotScale = 0;
     this.parent[ROOT] = EMPTY;
     this.firstChild[ROOT] = EMPTY;
     this.nextSibling[ROOT] = EMPTY;
@@ -323,17 +328,41 @@ export class NgramModel {
     this.rebuildIndex(this.parent.length);
   }
 
+  /**
+   * The model's arrays with the nodes in breadth-first order: a node's children are adjacent and
+   * parents never decrease, so fromArrays() validates and indexes in one sequential pass.
+   */
   toArrays(): NgramArrays {
     const n = this.nodeCount;
+    const { firstChild, nextSibling } = this;
+    const byNew = new Int32Array(n);
+    const newId = new Int32Array(n);
+    let tail = 1;
+    for (let head = 0; head < tail; head++) {
+      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = nextSibling[c]) {
+        newId[c] = tail;
+        byNew[tail++] = c;
+      }
+    }
+    const parent = new Int32Array(n);
+    const symbol = new Uint16Array(n);
+    const count = new Uint32Array(n);
+    parent[ROOT] = EMPTY;
+    for (let i = 1; i < n; i++) {
+      const old = byNew[i];
+      parent[i] = newId[this.parent[old]];
+      symbol[i] = this.symbol[old];
+      count[i] = this.count[old];
+    }
     return {
       order: this.order,
       vocabSize: this.vocabSize,
       maxNodes: this.maxNodes,
       discountScale: this.discountScale,
       nodeCount: n,
-      parent: this.parent.slice(0, n),
-      symbol: this.symbol.slice(0, n),
-      count: this.count.slice(0, n),
+      parent,
+      symbol,
+      count,
       countOfCounts: this.countOfCounts.slice(),
       pruned: this.pruned,
       prunes: this.prunes,
@@ -342,9 +371,10 @@ export class NgramModel {
   }
 
   /**
-   * Rebuilds a model from its arrays, checking what an index walk relies on: every parent precedes
-   * its child, depths stay within the order, symbols within the vocabulary, counts positive and no
-   * (parent, symbol) pair twice. Throws RangeError naming the first problem.
+   * Rebuilds a model from arrays in toArrays() order, checking what an index walk relies on: every
+   * parent precedes its child (and parents never decrease), depths stay within the order, symbols
+   * within the vocabulary, counts positive and no (parent, symbol) pair twice. Throws RangeError
+   * naming the first problem.
    */
   static fromArrays(a: NgramArrays): NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
@@ -355,10 +385,17 @@ export class NgramModel {
     for (const v of a.countOfCounts) if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
     if (a.parent[ROOT] !== EMPTY) throw new RangeError('ngram: node 0 must be the root');
     const depth = new Uint8Array(n);
+    // Siblings are adjacent, so a symbol seen twice under the current parent is a duplicate n-gram.
+    const lastParent = new Int32Array(a.vocabSize).fill(EMPTY);
     for (let i = 1; i < n; i++) {
       const p = a.parent[i];
-      if (!(p >= 0 && p < i)) throw new RangeError(`ngram: node ${i} has a parent that does not precede it`);
+      if (!(p >= 0 && p < i && p >= a.parent[i - 1])) throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
       depth[i] = depth[p] + 1;
+      const sym = a.symbol[i];
+      if (sym < a.vocabSize) {
+        if (lastParent[sym] === p) throw new RangeError(`ngram: node ${i} repeats an n-gram`);
+        lastParent[sym] = p;
+      }
       if (depth[i] > a.order) throw new RangeError(`ngram: node ${i} is deeper than the order`);
       if (a.symbol[i] >= a.vocabSize) throw new RangeError(`ngram: node ${i} has a symbol outside the vocabulary`);
       if (a.count[i] < 1) throw new RangeError(`ngram: node ${i} has count 0`);
@@ -368,7 +405,7 @@ export class NgramModel {
     model.symbol.set(a.symbol);
     model.count.set(a.count);
     model.nodeCount = n;
-    model.rebuildIndex(model.parent.length, true);
+    model.rebuildIndex(model.parent.length);
     model.countOfCounts.set(a.countOfCounts);
     model.pruned = a.pruned;
     model.prunes = a.prunes;
@@ -384,9 +421,14 @@ export class NgramModel {
     }
   }
 
+  private slot(parent: number, sym: number): number {
+    return Math.floor((hash(parent, sym) >>> 0) * this.slotScale);
+  }
+
   private find(parent: number, sym: number): number {
-    const { index, mask } = this;
-    for (let h = hash(parent, sym) & mask; ; h = (h + 1) & mask) {
+    const { index } = this;
+    const size = index.length;
+    for (let h = this.slot(parent, sym); ; h = h + 1 === size ? 0 : h + 1) {
       const id = index[h];
       if (id === EMPTY || (this.parent[id] === parent && this.symbol[id] === sym)) return id;
     }
@@ -394,9 +436,10 @@ export class NgramModel {
 
   /** The node, or EMPTY when the bound is reached; `fresh` says whether it was created. */
   private findOrCreate(parent: number, sym: number, level: number): number {
-    const { index, mask } = this;
-    let h = hash(parent, sym) & mask;
-    for (; ; h = (h + 1) & mask) {
+    const { index } = this;
+    const size = index.length;
+    let h = this.slot(parent, sym);
+    for (; ; h = h + 1 === size ? 0 : h + 1) {
       const id = index[h];
       if (id === EMPTY) break;
       if (this.parent[id] === parent && this.symbol[id] === sym) {
@@ -411,8 +454,8 @@ export class NgramModel {
     if (this.nodeCount >= this.parent.length) {
       this.ensureCapacity(this.nodeCount + 1);
       // The index may have been rebuilt at another size.
-      h = hash(parent, sym) & this.mask;
-      while (this.index[h] !== EMPTY) h = (h + 1) & this.mask;
+      h = this.slot(parent, sym);
+      while (this.index[h] !== EMPTY) h = h + 1 === this.index.length ? 0 : h + 1;
     }
     const id = this.nodeCount++;
     this.index[h] = id;
@@ -442,27 +485,23 @@ export class NgramModel {
     if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
   }
 
-  /** Rebuilds the index and the child lists from parent/symbol; optionally rejects duplicates. */
-  private rebuildIndex(capacity: number, rejectDuplicates = false): void {
-    let size = 1024;
-    while (size * MAX_LOAD < capacity) size *= 2;
+  /** Rebuilds the index and the child lists from parent/symbol. */
+  private rebuildIndex(capacity: number): void {
+    const size = Math.max(1024, Math.ceil(capacity / MAX_LOAD));
     if (size !== this.index.length) this.index = new Int32Array(size);
     this.index.fill(EMPTY);
-    this.mask = size - 1;
-    const { index, mask, parent, symbol, firstChild, nextSibling } = this;
-    firstChild.fill(EMPTY, 0, this.nodeCount);
-    for (let id = 0; id < this.nodeCount; id++) {
-      if (id === ROOT) continue;
-      const p = parent[id];
-      const s = symbol[id];
-      let h = hash(p, s) & mask;
-      for (; index[h] !== EMPTY; h = (h + 1) & mask) {
-        const other = index[h];
-        if (rejectDuplicates && parent[other] === p && symbol[other] === s) throw new RangeError(`ngram: nodes ${other} and ${id} are the same n-gram`);
-      }
+    this.slotScale = size / 2 ** 32;
+    const { index, parent, symbol, firstChild, nextSibling } = this;
+    for (let id = 1; id < this.nodeCount; id++) {
+      let h = this.slot(parent[id], symbol[id]);
+      while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
       index[h] = id;
-      nextSibling[id] = firstChild[p];
-      firstChild[p] = id;
+    }
+    // Backwards, so that each list is in id order and toArrays() of a loaded model is the file.
+    firstChild.fill(EMPTY, 0, this.nodeCount);
+    for (let id = this.nodeCount - 1; id >= 1; id--) {
+      nextSibling[id] = firstChild[parent[id]];
+      firstChild[parent[id]] = id;
     }
     nextSibling[ROOT] = EMPTY;
   }
