@@ -12,7 +12,7 @@
 
 export const NGRAM_DEFAULT_ORDER = 9;
 export const NGRAM_MAX_ORDER = 16;
-/** About 28 bytes a node in memory; see NgramModel.memoryBytes. */
+/** Each node costs 18 bytes of arrays plus its index slot (memoryBytes()), so about 95 MB at this bound. */
 export const NGRAM_DEFAULT_MAX_NODES = 4_000_000;
 // Symbols are stored in 16 bits.
 export const NGRAM_MAX_VOCAB = 65535;
@@ -195,14 +195,15 @@ export class NgramModel {
   /**
    * Counts the n-grams ending at positions from..ids.length-1; ids before `from` are context only
    * (already added), which lets a document model grow by appending: add(text, previousLength).
-   * Prunes when the node bound would be passed; see prune().
+   * Prunes when the node bound would be passed (see prune()); returns how many nodes that removed.
    */
-  add(ids: ArrayLike<number>, from = 0): void {
+  add(ids: ArrayLike<number>, from = 0): number {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
     this.version++;
     this.resync(ids, from);
     const n = this.order;
+    const prunedBefore = this.pruned;
     for (let t = from; t < ids.length; t++) {
       if (this.nodeCount + n > this.maxNodes) {
         this.prune(Math.floor(this.maxNodes * PRUNE_TARGET));
@@ -210,6 +211,7 @@ export class NgramModel {
       }
       this.countPosition(ids[t], t);
     }
+    return this.pruned - prunedBefore;
   }
 
   /**

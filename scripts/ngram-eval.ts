@@ -1,5 +1,5 @@
 // Measures the n-gram model alone: nats/char on a held-out tail, build time, size, query speed.
-// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--discount-scale 1.15] [--save DIR]
+// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--vocab 512] [--discount-scale 1.15] [--save DIR]
 import * as fs from 'node:fs';
 import { NgramModel, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
@@ -12,14 +12,14 @@ function main(argv: string[]): void {
     if (argv[i].startsWith('--')) flags[argv[i].slice(2)] = argv[++i];
     else files.push(argv[i]);
   }
-  if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--save DIR]');
+  if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--save DIR]');
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
   let cut = Math.floor(text.length * Number(flags.split ?? 0.9));
   // Not inside a surrogate pair.
   if (/[\udc00-\udfff]/.test(text[cut] ?? '')) cut++;
   const train = text.slice(0, cut);
   const held = text.slice(cut);
-  const vocab = Vocabulary.fromText(train, 512);
+  const vocab = Vocabulary.fromText(train, Number(flags.vocab ?? 512));
   const trainIds = vocab.encode(train);
   const heldIds = vocab.encode(held);
   const order = flags.order ? Number(flags.order) : undefined;

@@ -125,13 +125,15 @@ test('the node bound holds: pruning keeps the model within maxNodes and normalis
   const model = new NgramModel(vocab.size, { order: 9, maxNodes });
   let seed = 7;
   const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  let reported = 0;
   for (let chunk = 0; chunk < 20; chunk++) {
     const ids = Int32Array.from({ length: 400 }, () => 1 + Math.floor(random() * (vocab.size - 1)));
-    model.add(ids);
+    reported += model.add(ids);
     assert.ok(model.size <= maxNodes, `size ${model.size} after chunk ${chunk}`);
   }
   const stats = model.stats();
   assert.ok(stats.prunes > 0 && stats.pruned > 0, 'pruning ran');
+  assert.equal(reported, stats.pruned, 'add() reports what it pruned');
   assert.equal(stats.refused, 0);
   // Every stored n-gram was seen: n-grams re-added after their suffix was pruned count too.
   const arrays = model.toArrays();
