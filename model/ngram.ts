@@ -95,6 +95,10 @@ function hash(parent: number, sym: number): number {
   return h ^ (h >>> 16);
 }
 
+function checkDiscountScale(scale: number): void {
+  if (!(scale > 0 && scale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${scale}`);
+}
+
 function checkInteger(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(`ngram: ${name} must be an integer in [${min}, ${max}], got ${value}`);
@@ -105,7 +109,7 @@ export class NgramModel {
   readonly vocabSize: number;
   readonly order: number;
   readonly maxNodes: number;
-  readonly discountScale: number;
+  private scaleOfDiscounts: number;
 
   private nodeCount = 1;
   private parent: Int32Array;
@@ -151,8 +155,8 @@ export class NgramModel {
     this.order = order;
     this.maxNodes = maxNodes;
     const discountScale = options.discountScale ?? NGRAM_DEFAULT_DISCOUNT_SCALE;
-    if (!(discountScale > 0 && discountScale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${discountScale}`);
-    this.discountScale = discountScale;
+    checkDiscountScale(discountScale);
+    this.scaleOfDiscounts = discountScale;
     const initial = Math.min(maxNodes, 1024);
     this.parent = new Int32Array(initial);
     this.symbol = new Uint16Array(initial);
@@ -174,6 +178,37 @@ export class NgramModel {
     this.rootDist = new Float64Array(vocabSize);
     this.firstStamp = new Uint32Array(vocabSize);
     this.firstSums = new Float64Array(2 * vocabSize);
+  }
+
+  get discountScale(): number {
+    return this.scaleOfDiscounts;
+  }
+
+  set discountScale(scale: number) {
+    checkDiscountScale(scale);
+    this.scaleOfDiscounts = scale;
+    this.discountsStale = true;
+    this.version++;
+  }
+
+  /**
+   * Sets the discount scale that scores `heldOut` best (text not added to the model, such as the
+   * trainer's validation split) and returns it, because the best scale depends on how repetitive
+   * the user's text is. Each candidate costs one score() of heldOut, so a short sample is enough.
+   */
+  tuneDiscountScale(heldOut: ArrayLike<number>, candidates: number[] = [0.9, 1, 1.1, 1.2, 1.3]): number {
+    let best = this.scaleOfDiscounts;
+    let bestNats = this.score(heldOut).nats;
+    for (const scale of candidates) {
+      this.discountScale = scale;
+      const nats = this.score(heldOut).nats;
+      if (nats < bestNats) {
+        best = scale;
+        bestNats = nats;
+      }
+    }
+    this.discountScale = best;
+    return best;
   }
 
   /** Trie nodes in use, the root included. */
@@ -361,7 +396,7 @@ export class NgramModel {
       order: this.order,
       vocabSize: this.vocabSize,
       maxNodes: this.maxNodes,
-      discountScale: this.discountScale,
+      discountScale: this.scaleOfDiscounts,
       nodeCount: n,
       parent,
       symbol,
@@ -598,7 +633,7 @@ export class NgramModel {
       // Each discount must leave its count positive and remove something, or a context could
       // give all its mass away or none of it.
       for (let c = 0; c < 3; c++) {
-        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.discountScale;
+        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.scaleOfDiscounts;
         this.discounts[level * 3 + c] = Math.min(c + 1 - 0.05, Math.max(0.05, d));
       }
     }

@@ -107,6 +107,22 @@ test('a longer context predicts a repeated name; adding text makes it predictabl
   assert.ok(next(bigram, 'said Jukovqui')[vocab.id('b')] < after - 0.3);
 });
 
+test('tuneDiscountScale picks the candidate that scores the held-out text best', () => {
+  const model = trained(7);
+  const heldOut = vocab.encode('Sphinx of black quartz, judge my box of five dozen liquor jugs. The lazy fox.');
+  const candidates = [0.5, 1, 1.5];
+  const nats = candidates.map((scale) => {
+    model.discountScale = scale;
+    return model.score(heldOut).nats;
+  });
+  model.discountScale = 1.15;
+  const chosen = model.tuneDiscountScale(heldOut, candidates);
+  const best = Math.min(...nats);
+  assert.equal(model.discountScale, chosen);
+  assert.ok(model.score(heldOut).nats <= best + 1e-9);
+  assert.throws(() => (model.discountScale = 0), RangeError);
+});
+
 test('add(ids, from) appends: the same model as adding the whole text at once', () => {
   const whole = vocab.encode(TEXT.slice(0, 500));
   const once = new NgramModel(vocab.size, { order: 5 });
