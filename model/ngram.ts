@@ -85,8 +85,7 @@ const FALLBACK_DISCOUNTS = [0.6, 1.0, 1.4];
 const MIN_COUNT_OF_COUNTS = 10;
 
 function hash(parent: number, sym: number): number {
-  // Murmur3's finaliser over a combination that is injective for parent < 2^32 / 65536-ish keys,
-  // so that no family of (parent, symbol) pairs shares a hash.
+  // Murmur3's finaliser: siblings and the children of neighbouring parents land far apart.
   let h = Math.imul(parent, 0x9e3779b1) + Math.imul(sym, 0x85ebca77);
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
