@@ -26,14 +26,16 @@ function main(argv: string[]): void {
   const maxNodes = flags['max-nodes'] ? Number(flags['max-nodes']) : undefined;
   const rss0 = process.memoryUsage().rss;
 
-  let t0 = performance.now();
   const discountScale = flags['discount-scale'] ? Number(flags['discount-scale']) : undefined;
+  let t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const model = new NgramModel(vocab.size, { order, maxNodes, discountScale });
   model.add(trainIds);
   const buildMs = performance.now() - t0;
+  const buildCpuMs = process.cpuUsage(cpu0).user / 1000;
   const stats = model.stats();
   console.log(`train ${trainIds.length} chars, held-out ${heldIds.length}, vocabulary ${vocab.size}, order ${model.order}`);
-  console.log(`build ${buildMs.toFixed(0)} ms; nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`);
+  console.log(`build ${buildMs.toFixed(0)} ms (${buildCpuMs.toFixed(0)} ms CPU); nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`);
   console.log(`structure ${(model.memoryBytes() / 2 ** 20).toFixed(1)} MiB; RSS growth ${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(1)} MiB`);
 
   let evalIds = heldIds;
