@@ -33,7 +33,8 @@ export interface NgramOptions {
 /**
  * How much the n-gram knows about a context, filled by distribution() for the mixer.
  * `order` is the length of the longest context that was seen with a successor (0: only the
- * unigram level, i.e. nothing of the context was seen); `contextCount` is the summed count of
+ * unigram level, i.e. nothing of the context was seen; -1: the model is empty and the distribution
+ * is uniform); `contextCount` is the summed count of
  * that context's successors (raw occurrences when order = n - 1, else the number of distinct
  * left extensions, Kneser-Ney's continuation count); `successors` is how many distinct ids
  * followed it; `seenMass` is the final probability given to those successors.
