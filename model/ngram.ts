@@ -77,6 +77,8 @@ export interface NgramArrays {
 const ROOT = 0;
 const EMPTY = -1;
 const MAX_LOAD = 0.7;
+// Contexts remembered for the next query: more than a beam search keeps alive at once.
+const RECENT = 256;
 const BUCKET_BITS = 12;
 // Pruning leaves room so that it runs again only after a good share of new text.
 const PRUNE_TARGET = 0.75;
@@ -133,6 +135,15 @@ export class NgramModel {
   private readonly ends: Int32Array;
   private readonly fresh: Uint8Array;
   private readonly contexts: Int32Array;
+  private readonly walked: Int32Array;
+
+  // The suffix nodes of recent contexts, keyed by their last order - 2 ids: a beam's next context
+  // is a queried one plus a symbol, so its suffixes are one step from these instead of a walk from
+  // the root per length. Entries from before the last add() or prune() are ignored.
+  private readonly recentKeys: Int32Array;
+  private readonly recentLength: Int32Array;
+  private readonly recentStamp: Uint32Array;
+  private readonly recentNodes: Int32Array;
   private readonly scratch: Float64Array;
 
   // Caches valid while `version` is unchanged; add() and prune() change it.
@@ -174,6 +185,12 @@ export class NgramModel {
     this.ends = new Int32Array(order + 1);
     this.fresh = new Uint8Array(order + 2);
     this.contexts = new Int32Array(order);
+    this.walked = new Int32Array(order);
+    const keyLength = Math.max(0, order - 2);
+    this.recentKeys = new Int32Array(RECENT * keyLength);
+    this.recentLength = new Int32Array(RECENT);
+    this.recentStamp = new Uint32Array(RECENT);
+    this.recentNodes = new Int32Array(RECENT * (keyLength + 1));
     this.scratch = new Float64Array(vocabSize);
     this.rootDist = new Float64Array(vocabSize);
     this.firstStamp = new Uint32Array(vocabSize);
@@ -646,16 +663,71 @@ export class NgramModel {
     const longest = Math.min(this.order - 1, L);
     this.checkIds(context, L - longest, L);
     if (this.firstChild[ROOT] === EMPTY) return -1;
+    // walked[k]: the node of the last k ids, EMPTY from the first length that was never seen.
+    const walked = this.walked;
+    walked.fill(EMPTY);
+    walked[0] = ROOT;
+    const keyLength = this.order - 2;
+    const recent = keyLength > 0 && L > 0 ? this.recentEntry(context, L - 1) : -1;
+    if (recent >= 0) {
+      const base = recent * (keyLength + 1);
+      const sym = context[L - 1];
+      for (let k = 1; k <= longest; k++) {
+        const shorter = this.recentNodes[base + k - 1];
+        if (shorter === EMPTY) break;
+        const node = this.find(shorter, sym);
+        if (node === EMPTY) break;
+        walked[k] = node;
+      }
+    } else {
+      for (let k = 1; k <= longest; k++) {
+        let node = ROOT;
+        for (let j = L - k; j < L && node !== EMPTY; j++) node = this.find(node, context[j]);
+        if (node === EMPTY) break;
+        walked[k] = node;
+      }
+    }
+    if (keyLength > 0) this.remember(context, L);
     this.contexts[0] = ROOT;
     let top = 0;
     for (let k = 1; k <= longest; k++) {
-      let node = ROOT;
-      for (let j = L - k; j < L && node !== EMPTY; j++) node = this.find(node, context[j]);
+      const node = walked[k];
       if (node === EMPTY || this.firstChild[node] === EMPTY) break;
       this.contexts[k] = node;
       top = k;
     }
     return top;
+  }
+
+  /** The slot for the last order - 2 ids of context[0..end) and the hash of those ids. */
+  private recentSlot(context: ArrayLike<number>, end: number): number {
+    const start = Math.max(0, end - (this.order - 2));
+    let h = end - start;
+    for (let j = start; j < end; j++) h = hash(h, context[j]);
+    return (h >>> 0) % RECENT;
+  }
+
+  /** The entry remembered for context[0..end), or -1. */
+  private recentEntry(context: ArrayLike<number>, end: number): number {
+    const slot = this.recentSlot(context, end);
+    if (this.recentStamp[slot] !== this.version) return -1;
+    const keyLength = this.order - 2;
+    const length = Math.min(keyLength, end);
+    if (this.recentLength[slot] !== length) return -1;
+    const base = slot * keyLength;
+    for (let i = 0; i < length; i++) if (this.recentKeys[base + i] !== context[end - length + i]) return -1;
+    return slot;
+  }
+
+  private remember(context: ArrayLike<number>, end: number): void {
+    const slot = this.recentSlot(context, end);
+    const keyLength = this.order - 2;
+    const length = Math.min(keyLength, end);
+    const base = slot * keyLength;
+    for (let i = 0; i < length; i++) this.recentKeys[base + i] = context[end - length + i];
+    this.recentLength[slot] = length;
+    this.recentStamp[slot] = this.version;
+    this.recentNodes.set(this.walked.subarray(0, keyLength + 1), slot * (keyLength + 1));
   }
 
   private probabilityAt(top: number, id: number): number {

@@ -87,6 +87,25 @@ test('logProb and score agree with distribution', () => {
   assert.ok(tail.nats < scored.nats);
 });
 
+test('a context one symbol past a queried one gets the same distribution as a fresh walk', () => {
+  // Pruned, so that some contexts' suffixes have gaps.
+  const model = new NgramModel(vocab.size, { order: 9, maxNodes: 1000 });
+  model.add(vocab.encode(TEXT));
+  assert.ok(model.stats().prunes > 0);
+  const fresh = NgramModel.fromArrays(model.toArrays());
+  const ids = vocab.encode('Pack my box with five dozen quick jugs, judge my vow. The lazy fox €!');
+  const warm = new Float32Array(vocab.size);
+  const cold = new Float32Array(vocab.size);
+  const orders: number[] = [];
+  for (let t = 0; t <= ids.length; t++) orders.push(model.distribution(ids.subarray(0, t), warm));
+  for (let t = ids.length; t >= 0; t--) {
+    model.distribution(ids.subarray(0, t), warm);
+    assert.equal(fresh.distribution(ids.subarray(0, t), cold), orders[t], `order at ${t}`);
+    model.distribution(ids.subarray(0, t), warm);
+    assert.deepEqual(cold, warm, `distribution at ${t}`);
+  }
+});
+
 test('a longer context predicts a repeated name; adding text makes it predictable', () => {
   const model = trained(9);
   const name = 'Jukovquib';
