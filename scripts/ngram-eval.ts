@@ -53,13 +53,7 @@ function main(argv: string[]): void {
   const scoreMs = performance.now() - t0;
   console.log(`held-out ${(nats / scored).toFixed(4)} nats/char (${(nats / scored / Math.LN2).toFixed(4)} bits), scored in ${scoreMs.toFixed(0)} ms`);
 
-  const out = new Float32Array(vocab.size);
-  const confidence: NgramConfidence = { order: 0, contextCount: 0, successors: 0, seenMass: 0 };
-  const calls = Math.min(20000, heldIds.length - model.order);
-  for (let i = 0; i < 2000; i++) model.distribution(heldIds.subarray(i, i + model.order), out, confidence);
-  t0 = performance.now();
-  for (let i = 0; i < calls; i++) model.distribution(heldIds.subarray(i, i + model.order - 1), out, confidence);
-  console.log(`distribution ${(((performance.now() - t0) / calls) * 1000).toFixed(2)} µs/call over ${calls} held-out contexts`);
+  timeDistribution(model, heldIds, 'built');
 
   if (flags.save) {
     t0 = performance.now();
@@ -71,7 +65,29 @@ function main(argv: string[]): void {
     const again = loaded.score(heldIds.subarray(0, 10000)).nats === model.score(heldIds.subarray(0, 10000)).nats;
     const size = fs.statSync(`${flags.save}/ngram.bin`).size;
     console.log(`saved ${(size / 2 ** 20).toFixed(1)} MiB in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms; same scores: ${again}`);
+    timeDistribution(loaded, heldIds, 'loaded');
   }
+}
+
+/** Consecutive held-out contexts (as a beam or the next keystroke asks), then random ones. */
+function timeDistribution(model: NgramModel, heldIds: Int32Array, label: string): void {
+  const out = new Float32Array(model.vocabSize);
+  const confidence: NgramConfidence = { order: 0, contextCount: 0, successors: 0, seenMass: 0 };
+  const span = 40;
+  const calls = Math.min(20000, heldIds.length - span);
+  for (let i = 0; i < 2000; i++) model.distribution(heldIds.subarray(i, i + span), out, confidence);
+  let t0 = performance.now();
+  for (let i = 0; i < calls; i++) model.distribution(heldIds.subarray(i, i + span), out, confidence);
+  const consecutive = ((performance.now() - t0) / calls) * 1000;
+  let seed = 1;
+  t0 = performance.now();
+  for (let i = 0; i < calls; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const at = seed % (heldIds.length - span);
+    model.distribution(heldIds.subarray(at, at + span), out, confidence);
+  }
+  const random = ((performance.now() - t0) / calls) * 1000;
+  console.log(`distribution (${label} model) ${consecutive.toFixed(2)} µs/call for consecutive contexts, ${random.toFixed(2)} for random ones (${calls} calls each)`);
 }
 
 main(process.argv.slice(2));
