@@ -358,6 +358,7 @@ export class NgramModel {
    * orders below it, so probabilities still sum to 1.
    */
   prune(target: number): void {
+    checkInteger('target', target, 0, 0x7fffffff);
     const depth = this.depths();
     const keep = new Int32Array(this.nodeCount);
     let kept = this.nodeCount;
