@@ -4,6 +4,9 @@
 // context are the children of its node and a beam's distribution is one walk over few short lists.
 // Nodes live in parallel typed arrays, found through an open-addressing index of node ids, because
 // millions of JS objects or string keys would cost several times the memory and stall the GC.
+// Saved and loaded models keep their nodes in breadth-first order, siblings adjacent, so a loaded
+// model's successor lists are read from consecutive memory: load it for serving rather than use
+// the one just built.
 //
 // Counts follow Kneser-Ney: n-grams of the highest order hold raw counts; every lower order holds
 // continuation counts (how many distinct symbols were seen before it), incremented when its left
