@@ -4,6 +4,9 @@
 // context are the children of its node and a beam's distribution is one walk over few short lists.
 // Nodes live in parallel typed arrays, found through an open-addressing index of node ids, because
 // millions of JS objects or string keys would cost several times the memory and stall the GC.
+// Saved and loaded models keep their nodes in breadth-first order, siblings adjacent, so a loaded
+// model's successor lists are read from consecutive memory: load it for serving rather than use
+// the one just built.
 //
 // Counts follow Kneser-Ney: n-grams of the highest order hold raw counts; every lower order holds
 // continuation counts (how many distinct symbols were seen before it), incremented when its left
@@ -16,9 +19,10 @@ export const NGRAM_MAX_ORDER = 16;
 export const NGRAM_DEFAULT_MAX_NODES = 4_000_000;
 // Symbols are stored in 16 bits.
 export const NGRAM_MAX_VOCAB = 65535;
-// Chen and Goodman's estimates are leave-one-out optima for raw counts; on character text held-out
-// likelihood is better with larger discounts, the more so at high orders where most n-grams are
-// singletons that do not recur.
+// Chen and Goodman's estimates are leave-one-out optima for raw counts; on prose (tiny-shakespeare,
+// the Chinese seed articles) held-out likelihood is better with larger discounts, because most
+// high-order n-grams are singletons that do not recur. Repetitive text (changelogs, templates)
+// prefers smaller ones, so the trainer can pick per corpus with tuneDiscountScale().
 export const NGRAM_DEFAULT_DISCOUNT_SCALE = 1.15;
 
 export interface NgramOptions {
@@ -357,6 +361,7 @@ export class NgramModel {
    * orders below it, so probabilities still sum to 1.
    */
   prune(target: number): void {
+    checkInteger('target', target, 0, 0x7fffffff);
     const depth = this.depths();
     const keep = new Int32Array(this.nodeCount);
     let kept = this.nodeCount;
