@@ -20,7 +20,7 @@ import { documentNgram, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
 import { forgetLearned } from '../model/learned';
-import { fitMixture, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
+import { fitMixture, LstmScores, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -149,17 +149,19 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
   // same positions; the n-grams' side of those samples never changes and is computed once.
   const scorable = (ids: Int32Array) => validationBatch >= 1 && ids.length > validationBatch * options.seq;
+  // How much each order's counts are discounted suits some notes better than others; the held-out
+  // text chooses.
+  if (scorable(periodicIds)) notes.tuneDiscountScale(periodicIds);
   const periodicSamples = scorable(periodicIds) ? ngramSamples(periodicIds, scoredPositions(periodicIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
   let mixer: Mixer | undefined;
-  /** LSTM nats on ids, and with samples, the mixture refitted on them (cross-fitted nats). */
-  const evaluate = async (ids: Int32Array, samples?: MixtureSamples): Promise<{ lstm: number; mixture: number | null } | null> => {
-    if (!scorable(ids)) return null;
-    const scores = await scoreLstm(model, ids, validationBatch, options.seq);
-    if (!samples) return { lstm: lstmNats(scores), mixture: null };
+  const scoreValidation = async (ids: Int32Array): Promise<LstmScores | null> => (scorable(ids) ? scoreLstm(model, ids, validationBatch, options.seq) : null);
+  /** Refits the gate on samples with the LSTM's scores; the mixture's cross-fitted nats. */
+  const refitMixture = (samples: MixtureSamples | undefined, scores: LstmScores | null): number | null => {
+    if (!samples || !scores) return null;
     setLstmScores(samples, scores);
     const fitted = fitMixture(samples, mixer);
     mixer = fitted.mixer;
-    return { lstm: lstmNats(scores), mixture: fitted.nats };
+    return fitted.nats;
   };
   const hyperparameters = {
     layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
@@ -241,15 +243,16 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
       const evaluationStarted = performance.now();
-      const scored = await evaluate(periodicIds);
-      const nats = scored?.lstm ?? null;
+      const scores = await scoreValidation(periodicIds);
+      const nats = scores && lstmNats(scores);
       // Validation may take at most a tenth of a time budget, however short the budget is.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         best = { nats: nats ?? Infinity, weights: await readWeights(params) };
-        const mixture = periodicSamples ? (await evaluate(periodicIds, periodicSamples))?.mixture ?? null : null;
+        const mixture = refitMixture(periodicSamples, scores);
+        if (mixture !== null) lastValidationBpc = mixture / LN2;
         save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: step, chars: step * batch * options.seq, seconds: elapsed(), lstmTrained: true });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
@@ -271,13 +274,14 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
 
   // 8. The final model is the best checkpoint, scored on the whole validation set.
   const current = await readWeights(params);
-  const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
+  const currentScores = step > 0 ? await scoreValidation(periodicIds) : null;
+  const currentNats = currentScores && lstmNats(currentScores);
   if (!best || (currentNats !== null && currentNats < best.nats)) best = { nats: currentNats ?? Infinity, weights: current };
   assignWeights(params, best.weights);
   reporter.info('Scoring the best checkpoint and the mixture on the whole validation set…');
   const finalSamples = scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
-  const final = await evaluate(validationIds, finalSamples);
-  const figures: Figures = { lstm: final?.lstm ?? null, ngram: finalSamples?.notesNats ?? null, mixture: final?.mixture ?? null };
+  const finalScores = await scoreValidation(validationIds);
+  const figures: Figures = { lstm: finalScores && lstmNats(finalScores), ngram: finalSamples?.notesNats ?? null, mixture: refitMixture(finalSamples, finalScores) };
   const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
   save(best.weights, figures, { steps: step, chars: step * batch * options.seq, seconds, lstmTrained: true });
