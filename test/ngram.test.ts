@@ -1,12 +1,12 @@
-import { after, test } from 'node:test';
+// The notes' n-gram: normalisation, agreement of its queries, growth, its bound, and its file.
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { NgramModel, type NgramConfidence } from '../model/ngram';
 import { NGRAM_FORMAT_VERSION, NgramFormatError, loadNgram, ngramFilePath, saveNgram } from '../model/ngram-format';
 import { Vocabulary } from '../model/vocab';
+import { tempModelDir } from './support/temp-dirs';
 
 const TEXT = [
   'The quick brown fox jumps over the lazy dog. ',
@@ -17,16 +17,7 @@ const TEXT = [
 // Characters that never occur in TEXT, so some ids are only ever predicted by the uniform base.
 const vocab = Vocabulary.fromText(TEXT + 'éß€', 512);
 
-const tempRoots: string[] = [];
-after(() => {
-  for (const root of tempRoots) fs.rmSync(root, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'char-ngram-'));
-  tempRoots.push(root);
-  return path.join(root, 'model');
-}
+const tempDir = () => tempModelDir('char-ngram');
 
 function trained(order = 9, text = TEXT): NgramModel {
   const model = new NgramModel(vocab.size, { order });
