@@ -362,22 +362,6 @@ export function learningRate(base: number, step: number, progress: number): numb
   return base * warmup * (TRAIN_DEFAULTS.lrFloor + (1 - TRAIN_DEFAULTS.lrFloor) * cosine);
 }
 
-/** Mean cross-entropy in nats per char over ids, as contiguous streams carrying state. */
-export async function validationLoss(model: CharLstm, ids: Int32Array, batch: number, seq: number): Promise<number> {
-  const batcher = new StreamBatcher(ids, batch, seq);
-  let state = zeroState(model.config, batch);
-  let total = 0;
-  for (let k = 0; k < batcher.batchesPerEpoch; k++) {
-    const { inputs, targets } = batcher.batch(k);
-    const result = await model.evaluate(inputs, targets, batch, seq, state);
-    disposeState(state);
-    state = result.state;
-    total += result.loss;
-  }
-  disposeState(state);
-  return total / batcher.batchesPerEpoch;
-}
-
 /**
  * Auto backend selection times this on a GPU and on the CPU: one training step of the real model
  * and batch over a few timesteps, enough to show which is faster without a long wait on the slower.
