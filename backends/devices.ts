@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -42,7 +43,7 @@ interface GpuAdapter {
 }
 
 /** Dawn's Node binding: next to the bundle after a build (the .vsix has no node_modules), else from the webgpu package. */
-function loadDawn(): Dawn {
+function locateDawn(): string {
   const platformDir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
   const candidates = [join(__dirname, 'dawn.node'), join(__dirname, '..', 'dawn.node')];
   try {
@@ -52,7 +53,39 @@ function loadDawn(): Dawn {
   }
   const found = candidates.find((path) => existsSync(path));
   if (!found) throw new Error(`dawn.node for ${platformDir} not found (the optional npm package webgpu is not installed)`);
-  return require(found) as Dawn;
+  return found;
+}
+
+type AdapterInfo = NonNullable<GpuAdapter['info']>;
+
+// Run in a child process: without a GPU, Dawn and the Vulkan loader write warnings to the
+// process's own stderr (XDG_RUNTIME_DIR, shaderUniform*ArrayDynamicIndexing), which no JavaScript
+// can intercept; a child's stderr is simply dropped.
+const ADAPTER_PROBE = `
+const dawn = require(process.argv[1]);
+Object.assign(globalThis, dawn.globals);
+const say = (x) => { process.stdout.write(JSON.stringify(x)); process.exit(0); };
+dawn.create([]).requestAdapter({ powerPreference: 'high-performance' }).then(
+  (a) => say(a ? { info: { vendor: a.info?.vendor, architecture: a.info?.architecture, device: a.info?.device, description: a.info?.description, isFallbackAdapter: a.info?.isFallbackAdapter } } : { info: null }),
+  (e) => say({ error: String(e?.message ?? e) }));
+`;
+
+/** The adapter Dawn would give this process, asked quietly in a child; throws with the reason it could not be asked. */
+function probeAdapter(dawnPath: string): AdapterInfo | null {
+  const child = spawnSync(process.execPath, ['-e', ADAPTER_PROBE, dawnPath], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000, windowsHide: true,
+    // Inside VS Code the server runs on Electron's binary, which is node only with this set.
+    env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+  });
+  let answer: { info?: AdapterInfo | null; error?: string } | undefined;
+  try {
+    answer = JSON.parse(child.stdout);
+  } catch {
+    // Reported below with how the child ended.
+  }
+  if (answer?.error !== undefined) throw new Error(`the adapter request failed (${answer.error})`);
+  if (answer?.info === undefined) throw new Error(`the adapter probe ${child.error ? `could not run (${child.error.message})` : `ended with ${child.signal ?? `code ${child.status}`}`}`);
+  return answer.info;
 }
 
 /**
@@ -77,7 +110,19 @@ export async function tryWebGpu(notes: string[]): Promise<BackendSelection | und
         notes.push('webgpu: no Vulkan loader (libvulkan.so.1; on Debian and Ubuntu: apt install libvulkan1)');
         return undefined;
       }
-      const dawn = loadDawn();
+      const dawnPath = locateDawn();
+      const probed = probeAdapter(dawnPath);
+      if (!probed) {
+        notes.push('webgpu: no GPU adapter (it needs a Vulkan, Metal or Direct3D 12 driver)');
+        return undefined;
+      }
+      const probedAs = [probed.vendor, probed.architecture, probed.device, probed.description].filter(Boolean).join(' ');
+      if (probed.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(probedAs)) {
+        notes.push(`webgpu: only a software adapter (${probedAs})`);
+        return undefined;
+      }
+      // A real GPU: only now is Dawn loaded into this process.
+      const dawn = require(dawnPath) as Dawn;
       Object.assign(globalThis, dawn.globals);
       const gpu = dawn.create([]);
       const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });

@@ -54,7 +54,11 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
   if (choice === 'cpu' || (!gpu && !cpu)) {
     return activate({ name: 'cpu', gpu: false, reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}` });
   }
-  if (!gpu) return activate(cpu!);
+  if (!gpu) {
+    // The one line that says why no GPU is used, beside the CPU backend's own reason.
+    const why = notes.filter((note) => note.startsWith('webgpu'));
+    return activate(choice === 'auto' && why.length > 0 ? { ...cpu!, reason: `${cpu!.reason}; no GPU: ${why.join('; ')}` } : cpu!);
+  }
   if (!cpu || !probe) return activate(gpu);
   // Both kinds are here: time the job on each and keep the faster.
   const gpuMs = await timeProbe(gpu.name, probe);

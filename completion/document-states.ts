@@ -6,6 +6,12 @@ import type { Completion } from './options';
 export const COLD_CONTEXT_CHARS = 256;
 export const MAX_CACHED_CHARS = 8192;
 const CHECKPOINT_EVERY = 32;
+/**
+ * Steps between turns of the event loop while feeding. On wasm a step's await resolves without
+ * one, so a $/cancelRequest or a newer request could not even be read until a cold start of
+ * COLD_CONTEXT_CHARS steps was over.
+ */
+const YIELD_EVERY = 16;
 
 /**
  * The model state along one document. Feeding starts at an anchor offset; a request rewinds to
@@ -70,7 +76,8 @@ export class DocumentStates {
     }
     const vocabulary = this.predictor.vocabulary;
     let i = this.anchor + this.fed.length;
-    while (i < cursor) {
+    for (let steps = 0; i < cursor; steps++) {
+      if (steps % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
       if (cancelled()) return undefined;
       const code = text.codePointAt(i)!;
       const char = String.fromCodePoint(code);

@@ -16,11 +16,13 @@ const WORDS_OR_BLANK_LINES = new RegExp(`[${WORD_CHARS}]+|\\n[^\\S\\n]*\\n`, 'gu
 const PARAGRAPH = '\n\n';
 /**
  * How much text before the cursor a rebuilt word cache reads (UTF-16 units). A rebuild (the first
- * request in a document, or after an edit before the words indexed) blocks that request: 20,000
- * characters take 8 to 13 ms once warm (26 ms the first time) and about 5 MB. Typing on grows the
- * cache without a limit, a few words per request.
+ * request in a document, an edit before the words indexed, or a jump forward past this much text)
+ * blocks that request: 20,000 characters take 8 to 13 ms once warm (26 ms the first time) and
+ * about 5 MB.
  */
 export const WORD_CACHE_CHARS = 20_000;
+/** Typing on grows the cache a few words per request; past this it is rebuilt to WORD_CACHE_CHARS, so its memory stays bounded. */
+export const MAX_INDEXED_CHARS = 2 * WORD_CACHE_CHARS;
 
 function insert(root: WordNode, word: string): void {
   let node = root;
@@ -65,8 +67,10 @@ export class WordCache {
   update(text: string, cursor: number): string {
     const partial = wordBefore(text, cursor);
     const wordStart = cursor - partial.length;
-    // Comparing the indexed text is a memory compare, far cheaper than reading it again.
-    if (wordStart < this.upTo || text.slice(this.start, this.upTo) !== this.indexed) {
+    // Comparing the indexed text is a memory compare, far cheaper than reading it again. Text
+    // further back than WORD_CACHE_CHARS is never read, however the cursor got where it is.
+    const rebuild = wordStart < this.upTo || wordStart - this.upTo > WORD_CACHE_CHARS || wordStart - this.start > MAX_INDEXED_CHARS;
+    if (rebuild || text.slice(this.start, this.upTo) !== this.indexed) {
       let start = Math.max(0, wordStart - WORD_CACHE_CHARS);
       // Do not count the tail of a word cut at the window's edge.
       while (start > 0 && start < wordStart && WORD_CHAR.test(text[start - 1])) start++;

@@ -106,7 +106,7 @@ function checkMetadata(value: unknown, fail: (problem: string) => ModelFormatErr
   return value as ModelMetadata;
 }
 
-function elementCount(shape: number[]): number {
+export function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
@@ -117,7 +117,7 @@ function firstNonFinite(values: Float32Array): number {
 
 const BIG_ENDIAN = os.endianness() === 'BE';
 
-function encodeWeights(shapes: Array<[string, number[]]>, weights: Map<string, Float32Array>): Buffer {
+export function encodeWeights(shapes: Array<[string, number[]]>, weights: Map<string, Float32Array>): Buffer {
   const total = shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0);
   const bytes = Buffer.alloc(total * 4);
   let offset = 0;
@@ -131,7 +131,7 @@ function encodeWeights(shapes: Array<[string, number[]]>, weights: Map<string, F
   return bytes;
 }
 
-function randomSuffix(): string {
+export function randomSuffix(): string {
   return `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
 }
 
@@ -179,24 +179,29 @@ function syncDirectory(dir: string): void {
   }
 }
 
+/** The first 12 hex digits of the SHA-256 of bytes: the part of a shard's name that names its content. */
+export function contentHash(bytes: Uint8Array): string {
+  return crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 12);
+}
+
 /**
  * Step 1 of a save: stores the weight bytes under a name derived from their content, so that the
  * shard the current model.json references is never overwritten with different bytes. Returns the
  * file name (relative to dir).
  */
-export function writeShard(dir: string, bytes: Uint8Array): string {
+export function writeShard(dir: string, bytes: Uint8Array, prefix = 'weights'): string {
   fs.mkdirSync(dir, { recursive: true });
-  const hash = crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 12);
-  const name = `weights.${hash}.bin`;
-  const existing = fs.statSync(path.join(dir, name), { throwIfNoEntry: false });
-  // Same name means same content, and it was fsynced when written; the size check only guards
-  // against a file someone else truncated.
-  if (existing?.isFile() && existing.size === bytes.length) return name;
-  replaceAtomically(dir, `weights.bin.tmp-${randomSuffix()}`, name, bytes);
+  const name = `${prefix}.${contentHash(bytes)}.bin`;
+  const file = path.join(dir, name);
+  const existing = fs.statSync(file, { throwIfNoEntry: false });
+  // Same name should mean same content, but a file someone damaged in place must not be kept.
+  if (existing?.isFile() && existing.size === bytes.length && contentHash(fs.readFileSync(file)) === contentHash(bytes)) return name;
+  replaceAtomically(dir, `${prefix}.bin.tmp-${randomSuffix()}`, name, bytes);
   return name;
 }
 
-export function saveModel(dir: string, model: SavedModel): void {
+/** Saves atomically; returns the weight file's name, which names its content. */
+export function saveModel(dir: string, model: SavedModel): string {
   const cannotSave = (problem: string, remedy = 'this is a bug in the caller of saveModel') =>
     new ModelFormatError(`cannot save model to ${dir}: ${problem}; ${remedy}`);
   // The same checks the loader makes, so a model that saves always loads.
@@ -250,6 +255,7 @@ export function saveModel(dir: string, model: SavedModel): void {
       // Left for the next save to remove.
     }
   }
+  return shard;
 }
 
 interface ParsedModel {
@@ -260,18 +266,49 @@ interface ParsedModel {
   shard: string;
 }
 
+// A model.json is a few hundred kilobytes at most (a 65,536-symbol vocabulary); anything far
+// bigger is not one, and reading it whole could exhaust memory.
+const MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The whole of a regular file of at most maxBytes, or null when it does not exist. Opened without
+ * blocking and checked through the open descriptor, so a FIFO or a device (a link to /dev/zero)
+ * is refused rather than read forever, and nothing can be swapped in between check and read.
+ */
+export function readRegularFile(file: string, maxBytes: number, fail: (problem: string, remedy?: string) => ModelFormatError): Buffer | null {
+  const name = path.basename(file);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fail(`cannot read ${name} (${(err as Error).message})`, 'check the file permissions');
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) throw fail(`${name} is not a regular file`, `replace it with the file the trainer writes, or ${RETRAIN}`);
+    if (stat.size > maxBytes) throw fail(`${name} is ${stat.size} bytes, more than the ${maxBytes} a model file can be`);
+    // One byte more than allowed is read, so a file that grew after fstat is noticed.
+    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
+    let length = 0;
+    for (let n; length < buffer.length && (n = fs.readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    if (length > maxBytes) throw fail(`${name} grew past ${maxBytes} bytes while being read`);
+    return buffer.subarray(0, length);
+  } catch (err) {
+    if (err instanceof ModelFormatError) throw err;
+    throw fail(`cannot read ${name} (${(err as Error).message})`, 'check the file permissions');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 function readModelText(dir: string): string {
   const stat = fs.statSync(dir, { throwIfNoEntry: false });
   if (!stat) throw new ModelFormatError(`no model at ${dir}: train one with \`npm run train\``);
   if (!stat.isDirectory()) throw new ModelFormatError(`no model at ${dir}: it is not a directory; point the model path at the directory the trainer wrote`);
-  try {
-    return fs.readFileSync(modelFilePath(dir), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ModelFormatError(`no model at ${dir}: ${MODEL_FILE} is missing; train one with \`npm run train\``);
-    }
-    throw invalid(dir, `cannot read ${MODEL_FILE} (${(err as Error).message})`, 'check the file permissions');
-  }
+  const bytes = readRegularFile(modelFilePath(dir), MAX_MODEL_JSON_BYTES, (problem, remedy) => invalid(dir, problem, remedy));
+  if (!bytes) throw new ModelFormatError(`no model at ${dir}: ${MODEL_FILE} is missing; train one with \`npm run train\``);
+  return bytes.toString('utf8');
 }
 
 function parseModel(dir: string, text: string): ParsedModel {
@@ -280,10 +317,12 @@ function parseModel(dir: string, text: string): ParsedModel {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw fail(`${MODEL_FILE} is not valid JSON (${(err as Error).message})`);
+    // V8's message quotes the text, and model.json may be a link to any file: give only where.
+    const where = /position (\d+)/.exec((err as Error).message);
+    throw fail(`${MODEL_FILE} is not valid JSON (${where ? `error at character ${where[1]} of ${text.length}` : `${text.length} characters`}; content not shown)`);
   }
   if (!isObject(json)) throw fail(`${MODEL_FILE} is not a JSON object`);
-  if (json.format !== MODEL_FORMAT) throw fail(`${MODEL_FILE} is not a ${MODEL_FORMAT} model (format ${JSON.stringify(json.format)})`);
+  if (json.format !== MODEL_FORMAT) throw fail(`${MODEL_FILE} is not a ${MODEL_FORMAT} model (its "format" field is ${typeof json.format === 'string' ? 'another' : 'missing'})`);
   const version = json.formatVersion;
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
     throw fail(`formatVersion must be a positive integer, got ${JSON.stringify(version)}`);
@@ -350,31 +389,42 @@ function parseModel(dir: string, text: string): ParsedModel {
   return { config, vocabulary, metadata, shapes, shard };
 }
 
-/** Returns null when the file does not exist, so the caller can tell a concurrent save from damage. */
-function readWeights(dir: string, parsed: ParsedModel): Map<string, Float32Array> | null {
-  const file = path.join(dir, parsed.shard);
-  const expectedBytes = parsed.shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0) * 4;
-  let bytes: Buffer;
-  try {
-    const stat = fs.statSync(file, { throwIfNoEntry: false });
-    if (!stat) return null;
-    if (!stat.isFile()) throw invalid(dir, `weight file ${parsed.shard} is not a regular file`);
-    // Checked before reading, so a wrong file is rejected without allocating its size.
-    if (stat.size !== expectedBytes) {
-      throw invalid(dir, `weight file ${parsed.shard} is ${stat.size} bytes but the manifest needs ${expectedBytes} (${stat.size < expectedBytes ? 'truncated' : 'too long'})`);
-    }
-    bytes = fs.readFileSync(file);
-  } catch (err) {
-    if (err instanceof ModelFormatError) throw err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw invalid(dir, `cannot read weight file ${parsed.shard} (${(err as Error).message})`, 'check the file permissions');
+// The name saveModel gives a shard: its content hash, which the loader checks.
+const HASHED_SHARD = /^[a-z]+\.([0-9a-f]{12})\.bin$/;
+
+/**
+ * The bytes of a shard of exactly expectedBytes whose content matches the hash in its name, or
+ * null when it does not exist, so the caller can tell a concurrent save from damage.
+ */
+export function readShard(dir: string, shard: string, expectedBytes: number, fail: (problem: string, remedy?: string) => ModelFormatError): Buffer | null {
+  const file = path.join(dir, shard);
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) return null;
+  if (!stat.isFile()) throw fail(`weight file ${shard} is not a regular file`);
+  // Checked before reading, so a wrong file is rejected without allocating its size.
+  if (stat.size !== expectedBytes) {
+    throw fail(`weight file ${shard} is ${stat.size} bytes but the manifest needs ${expectedBytes} (${stat.size < expectedBytes ? 'truncated' : 'too long'})`);
   }
+  const bytes = readRegularFile(file, expectedBytes, fail);
+  if (!bytes) return null;
   if (bytes.length !== expectedBytes) {
-    throw invalid(dir, `weight file ${parsed.shard} changed size while being read`, 'try again once the trainer has finished saving');
+    throw fail(`weight file ${shard} changed size while being read`, 'try again once the trainer has finished saving');
   }
+  return bytes;
+}
+
+/** Undefined when the shard's content matches the hash in its name (or its name carries none), else the problem. */
+export function shardHashProblem(shard: string, bytes: Uint8Array): string | undefined {
+  const named = HASHED_SHARD.exec(shard)?.[1];
+  if (named === undefined || contentHash(bytes) === named) return undefined;
+  return `weight file ${shard} does not match the content hash in its name (damaged or modified after saving)`;
+}
+
+/** Little-endian float32 values in the order of shapes, each checked to be finite. */
+export function decodeFloats(bytes: Buffer, shapes: Array<[string, number[]]>, fail: (problem: string) => Error): Map<string, Float32Array> {
   const weights = new Map<string, Float32Array>();
   let offset = 0;
-  for (const [name, shape] of parsed.shapes) {
+  for (const [name, shape] of shapes) {
     // A copy per weight: the file buffer need not be 4-byte aligned, and callers may keep one
     // weight without pinning the whole file.
     const values = new Float32Array(elementCount(shape));
@@ -383,9 +433,22 @@ function readWeights(dir: string, parsed: ParsedModel): Map<string, Float32Array
     if (BIG_ENDIAN) Buffer.from(values.buffer).swap32();
     offset += view.length;
     const bad = firstNonFinite(values);
-    if (bad >= 0) throw invalid(dir, `weight "${name}" has a non-finite value (${values[bad]}) at index ${bad}`);
+    if (bad >= 0) throw fail(`weight "${name}" has a non-finite value (${values[bad]}) at index ${bad}`);
     weights.set(name, values);
   }
+  return weights;
+}
+
+/** Returns null when the file does not exist, so the caller can tell a concurrent save from damage. */
+function readWeights(dir: string, parsed: ParsedModel): Map<string, Float32Array> | null {
+  const expectedBytes = parsed.shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0) * 4;
+  const fail = (problem: string, remedy?: string) => invalid(dir, problem, remedy);
+  const bytes = readShard(dir, parsed.shard, expectedBytes, fail);
+  if (!bytes) return null;
+  // A non-finite value is the more specific finding, so it is looked for before the hash.
+  const weights = decodeFloats(bytes, parsed.shapes, fail);
+  const problem = shardHashProblem(parsed.shard, bytes);
+  if (problem) throw fail(problem);
   return weights;
 }
 
@@ -394,14 +457,15 @@ export function readModelConfig(dir: string): NetworkConfig {
   return parseModel(dir, readModelText(dir)).config;
 }
 
-export function loadModel(dir: string): SavedModel {
+/** The loaded model and the name of its weight file, which names their content. */
+export function loadModel(dir: string): SavedModel & { weightsFile: string } {
   // A save that commits between our reading model.json and reading its shard deletes that shard.
   // If model.json has changed meanwhile, reading again gets the new, complete model.
   for (let attempt = 0; ; attempt++) {
     const text = readModelText(dir);
     const parsed = parseModel(dir, text);
     const weights = readWeights(dir, parsed);
-    if (weights) return { config: parsed.config, vocabulary: parsed.vocabulary, weights, metadata: parsed.metadata };
+    if (weights) return { config: parsed.config, vocabulary: parsed.vocabulary, weights, metadata: parsed.metadata, weightsFile: parsed.shard };
     if (attempt >= 2 || readModelText(dir) === text) {
       throw invalid(dir, `weight file ${parsed.shard} is missing`);
     }

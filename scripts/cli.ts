@@ -5,10 +5,27 @@ export class UsageError extends Error {}
 
 export function parse(args: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string) {
   try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true });
+    return parseArgs({ args: joinNegativeValues(args, options), options, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError(`${(error as Error).message}\n\n${usage}`);
   }
+}
+
+/**
+ * parseArgs takes "--minutes -1" for two options and calls it ambiguous; joined as "--minutes=-1"
+ * the value reaches numberFlag, whose range error says what is allowed.
+ */
+function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = /^--([^=]+)$/.exec(args[i])?.[1];
+    if (name !== undefined && options[name]?.type === 'string' && i + 1 < args.length && /^-(\d|\.\d|Infinity)/.test(args[i + 1])) {
+      out.push(`${args[i]}=${args[++i]}`);
+    } else {
+      out.push(args[i]);
+    }
+  }
+  return out;
 }
 
 /** Reads a numeric flag, rejecting anything outside [min, max] (and non-integers where asked). */
@@ -21,10 +38,10 @@ export function numberFlag(value: string | undefined, name: string, min: number,
   return n;
 }
 
-/** Runs main, turning usage and input errors into a message and exit code 2. */
-export function runMain(main: () => Promise<void>, inputErrors: Array<new (...args: never[]) => Error>): void {
+/** Runs main, exiting with its code (0 if none), or with a message and code 2 on usage and input errors. */
+export function runMain(main: () => Promise<void | number>, inputErrors: Array<new (...args: never[]) => Error>): void {
   main().then(
-    () => process.exit(0),
+    (code) => process.exit(code ?? 0),
     (error: unknown) => {
       const isInput = error instanceof UsageError || inputErrors.some((kind) => error instanceof kind);
       process.stderr.write(`error: ${error instanceof Error ? (isInput ? error.message : error.stack) : String(error)}\n`);

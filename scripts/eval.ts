@@ -2,7 +2,8 @@
 // savings through the real server, and request latency, on held-out text.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { selectBackend } from '../backends/select';
+import { BackendUnavailableError, selectBackend } from '../backends/select';
+import { loadModel, ModelFormatError } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { lstmNats, ngramSamples, scoreLstm, setLstmScores } from '../training/mixture-fit';
@@ -39,7 +40,14 @@ async function main(): Promise<void> {
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
-  const corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
+  // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
+  loadModel(modelDir);
+  let corpus;
+  try {
+    corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
   const text = corpus.documents.map((d) => {
     const points = [...d.text];
     return points.slice(Math.floor(points.length * (1 - tail))).join('');
@@ -108,4 +116,4 @@ async function main(): Promise<void> {
   }
 }
 
-runMain(main, []);
+runMain(main, [ModelFormatError, BackendUnavailableError]);

@@ -12,6 +12,19 @@ DEST=$(cd "$DEST" && pwd)
 if [ -x "$DEST/node_modules/.bin/code-server" ] && "$DEST/node_modules/.bin/code-server" --version 2>/dev/null | grep -q "^$VERSION"; then
   exit 0
 fi
+# Checked before anything is installed, because the failures they cause later (`tar: rg: Cannot
+# stat`, a node-gyp build error deep in an npm log) do not say what to install.
+missing=()
+command -v rg >/dev/null || missing+=(ripgrep)
+{ command -v make && command -v g++; } >/dev/null || missing+=(build-essential)
+command -v python3 >/dev/null || missing+=(python3)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+{ command -v krb5-config >/dev/null || [ -e /usr/include/krb5.h ] || [ -e /usr/include/krb5/krb5.h ]; } || missing+=(libkrb5-dev)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "error: installing code-server for the end-to-end test needs these Debian packages: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install ${missing[*]}   (.ci/run installs the full list)" >&2
+  exit 1
+fi
 cd "$DEST"
 [ -f package.json ] || echo '{"name":"code-server-host","private":true}' > package.json
 export TMPDIR="$DEST/tmp"

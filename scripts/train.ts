@@ -18,7 +18,7 @@ PATH                files or folders of notes (default: the embedded default cor
 --resume            continue training the model in --out
 --json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend`;
 
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   const { values, positionals } = parse(process.argv.slice(2), {
     out: { type: 'string' }, minutes: { type: 'string' }, epochs: { type: 'string' },
     layers: { type: 'string' }, hidden: { type: 'string' }, embed: { type: 'string' }, seq: { type: 'string' },
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   }, USAGE);
   if (values.help) {
     process.stdout.write(USAGE + '\n');
-    return;
+    return 0;
   }
   const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
   if (values.minutes !== undefined && values.epochs !== undefined) throw new UsageError(`give --minutes or --epochs, not both\n\n${USAGE}`);
@@ -40,6 +40,7 @@ async function main(): Promise<void> {
   const bar = progressPrinter(json ? process.stderr : process.stdout);
   let interrupts = 0;
   process.on('SIGINT', () => {
+    // A second Ctrl-C leaves at once; saves are atomic, so the last saved model stays whole.
     if (++interrupts > 1) process.exit(130);
     bar.clear();
     say('Interrupted: finishing the step, saving the best model, then exiting (Ctrl-C again to quit now; the last saved model stays intact).');
@@ -51,9 +52,10 @@ async function main(): Promise<void> {
     out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
     minutes: flag('minutes', 0.01, 10_000, false),
     epochs: flag('epochs', 0.01, 100_000, false),
-    layers: flag('layers', 1, 16, true) ?? D.layers,
-    hidden: flag('hidden', 1, 8192, true) ?? D.hidden,
-    embed: flag('embed', 1, 8192, true) ?? D.embed,
+    // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
+    layers: flag('layers', 1, 16, true),
+    hidden: flag('hidden', 1, 8192, true),
+    embed: flag('embed', 1, 8192, true),
     seq: flag('seq', 1, 100_000, true) ?? D.seq,
     batch: flag('batch', 1, 100_000, true) ?? D.batch,
     lr: flag('lr', 1e-7, 1, false) ?? D.lr,
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
   say(`Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`);
   say(`Validation: ${bpc}`);
   say(`Model saved to ${result.model}`);
-  say(`\nSample:\n${result.sample}\n`);
+  if (result.sample) say(`\nSample:\n${result.sample}\n`);
   if (json) {
     process.stdout.write(JSON.stringify({
       model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats,
@@ -76,6 +78,8 @@ async function main(): Promise<void> {
       backend: result.backend, steps: result.steps, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
     }) + '\n');
   }
+  // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
+  return result.stoppedBy === 'interrupted' ? 130 : 0;
 }
 
 /** A one-line bar redrawn in place on a terminal; plain lines every 10 seconds otherwise. */

@@ -21,8 +21,9 @@ connection.languages.inlineCompletion.on((params, token) => server.inlineComplet
 connection.onCompletion((params, token) => server.completion(params, token));
 connection.onRequest(ReloadModelRequest, () => server.reloadModel());
 connection.onShutdown(() => server.shutdown());
-// Live wasm worker threads would keep the process alive after `exit`.
-connection.onExit(() => process.exit(0));
+// Live wasm worker threads would keep the process alive after `exit`. An exit without shutdown
+// first is an abnormal end, and the protocol says its code is 1.
+connection.onExit(() => process.exit(server.shutDown ? 0 : 1));
 process.on('uncaughtException', (error) => server.log(`unexpected error: ${error.stack ?? error}`));
 
 documents.listen(connection);

@@ -1,6 +1,6 @@
 // Keeps the current model: loads it, reloads it when training writes a new one, and keeps
 // serving the old one if the new one fails to load.
-import { existsSync, watch, FSWatcher } from 'node:fs';
+import { statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ModelFormatError, modelFilePath } from '../model/format';
 import { loadServedModel, ServedModel } from '../model/served';
@@ -16,8 +16,13 @@ export class ModelHost {
   /** Bumped on every (re)load, so per-document caches built on an older model are dropped. */
   generation = 0;
   private dir = '';
-  private watcher: FSWatcher | undefined;
-  private reloadTimer: NodeJS.Timeout | undefined;
+  private watchers: FSWatcher[] = [];
+  private pollTimer: NodeJS.Timeout | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
+  /** What is being watched, so a directory created, deleted or replaced since is noticed. */
+  private armedOn = '';
+  /** model.json as it was at the last load attempt, so each new save is loaded once. */
+  private loadedFile = '';
 
   constructor(private readonly log: (message: string) => void, private readonly onChange: (error?: string) => void) {}
 
@@ -26,12 +31,13 @@ export class ModelHost {
     dir = resolve(dir);
     if (dir === this.dir && this.model) return;
     this.dir = dir;
-    this.watch();
+    this.arm();
     this.reload();
   }
 
   reload(): void {
     const started = performance.now();
+    this.loadedFile = fileSignature(modelFilePath(this.dir));
     try {
       const next = loadServedModel(this.dir);
       for (const warning of next.warnings) this.log(warning);
@@ -48,31 +54,80 @@ export class ModelHost {
     }
   }
 
-  /** Watches the directory (created saves arrive by rename) or, while it is missing, its parent. */
-  private watch(): void {
-    this.watcher?.close();
-    const target = existsSync(this.dir) ? this.dir : dirname(this.dir);
-    if (!existsSync(target)) return;
-    try {
-      this.watcher = watch(target, (_event, file) => {
-        const name = file?.toString();
-        if (target === this.dir ? name !== 'model.json' : resolve(target, name ?? '') !== this.dir) return;
-        // A save renames several files; wait for it to settle.
-        clearTimeout(this.reloadTimer);
-        this.reloadTimer = setTimeout(() => {
-          if (target !== this.dir) this.watch();
-          if (existsSync(modelFilePath(this.dir))) this.reload();
-        }, 250);
-      });
-    } catch (error) {
-      this.log(`not watching ${target} for new models: ${(error as Error).message}`);
+  /**
+   * Watches the model directory and its parent or, while the directory is missing, its nearest
+   * existing ancestor (on a fresh machine the whole data directory is created by the first
+   * training). File events are fast but not dependable everywhere (a deleted directory's watch
+   * goes quiet, network filesystems send none), so a cheap poll backs them up.
+   */
+  private arm(): void {
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers = [];
+    const { nearest, signature } = this.layout();
+    this.armedOn = signature;
+    const targets = nearest === this.dir ? [this.dir, dirname(this.dir)] : [nearest];
+    for (const target of new Set(targets)) {
+      try {
+        const watcher = watch(target, () => this.settle());
+        watcher.on('error', () => this.settle());
+        this.watchers.push(watcher);
+      } catch (error) {
+        this.log(`not watching ${target} for new models: ${(error as Error).message}`);
+      }
+    }
+    if (!this.pollTimer) {
+      this.pollTimer = setInterval(() => this.check(), POLL_MS);
+      this.pollTimer.unref();
+    }
+  }
+
+  /** A save renames several files: look once they have settled. */
+  private settle(): void {
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => this.check(), SETTLE_MS);
+  }
+
+  private check(): void {
+    if (!this.dir) return;
+    if (this.layout().signature !== this.armedOn) this.arm();
+    const file = fileSignature(modelFilePath(this.dir));
+    if (file !== '' && file !== this.loadedFile) this.reload();
+  }
+
+  /** The nearest existing directory from the model directory up, and its identity. */
+  private layout(): { nearest: string; signature: string } {
+    for (let dir = this.dir; ; dir = dirname(dir)) {
+      const stat = statOrUndefined(dir);
+      if (stat?.isDirectory()) return { nearest: dir, signature: `${dir}\0${stat.dev}:${stat.ino}` };
+      if (dirname(dir) === dir) return { nearest: dir, signature: '' };
     }
   }
 
   dispose(): void {
-    this.watcher?.close();
-    clearTimeout(this.reloadTimer);
+    for (const watcher of this.watchers) watcher.close();
+    this.watchers = [];
+    clearInterval(this.pollTimer);
+    clearTimeout(this.settleTimer);
+    this.dir = '';
     this.model?.dispose();
+  }
+}
+
+const POLL_MS = 1000;
+const SETTLE_MS = 250;
+
+/** Changes whenever a save replaces the file (saves rename a new file into place); '' when absent. */
+function fileSignature(file: string): string {
+  const stat = statOrUndefined(file);
+  return stat ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}` : '';
+}
+
+/** Undefined for anything that cannot be looked at: absent, below a file, or not permitted. */
+function statOrUndefined(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
   }
 }
 

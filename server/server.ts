@@ -1,11 +1,14 @@
 // The language server as one object: it maps LSP requests for documents onto completion sessions, and keeps settings, model and status.
 import {
   CancellationToken, CompletionItem, CompletionItemKind, CompletionParams, Connection, DidChangeConfigurationNotification, DidChangeConfigurationParams,
-  InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ShowMessageNotification,
-  TextDocuments, TextDocumentSyncKind, URI,
+  ErrorCodes, InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ResponseError,
+  ShowMessageNotification, TextDocuments, TextDocumentSyncKind, URI,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../backends/select';
 import { completionProbe } from '../completion/probe';
 import { Completion, wordBefore } from '../completion/options';
@@ -17,6 +20,12 @@ import { TRAIN_DEFAULTS } from '../training/defaults';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
+
+/**
+ * Sessions kept at once. Each holds model states and a word index of up to a few megabytes; a
+ * document whose session was let go starts cold again, which costs one request a little latency.
+ */
+const MAX_SESSIONS = 8;
 
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
@@ -31,6 +40,10 @@ export class CharCompleteServer {
   /** The newest request per document; older ones return nothing when they get their turn. */
   private readonly newestRequest = new Map<string, number>();
   private requestCounter = 0;
+  /** Where the protocol is: requests are answered only between initialize and shutdown. */
+  private phase: 'new' | 'initializing' | 'running' | 'shut down' = 'new';
+  /** A relative modelPath is relative to this: the workspace folder, or the home directory without one. */
+  private baseDir = homedir();
   /** Where saved notes may be learnt from: the workspace folders, when the client trusts them. */
   private learnableFolders: string[] = [];
   private saveLearnedTimer: NodeJS.Timeout | undefined;
@@ -52,7 +65,15 @@ export class CharCompleteServer {
     }
   }
 
+  /** Whether shutdown was asked for, which makes the exit that follows a clean one. */
+  get shutDown(): boolean {
+    return this.phase === 'shut down';
+  }
+
   async initialize(params: InitializeParams): Promise<InitializeResult> {
+    if (this.phase !== 'new') throw new ResponseError(ErrorCodes.InvalidRequest, 'initialize was already received; it may be sent only once');
+    this.phase = 'initializing';
+    this.baseDir = workspaceDir(params) ?? homedir();
     this.clientHasConfiguration = params.capabilities.workspace?.configuration === true;
     const options = (params.initializationOptions as Record<string, unknown> | undefined) ?? {};
     // VS Code's client says whether the workspace is trusted; other editors have no such notion.
@@ -61,7 +82,7 @@ export class CharCompleteServer {
       this.learnableFolders = folders.map((uri) => (uri.endsWith('/') ? uri : `${uri}/`));
     }
     const initial = parseSettings(options);
-    const probe = completionProbe(modelSizeForProbe(initial.settings.modelPath || defaultModelDir()), initial.settings.completion.beamWidth);
+    const probe = completionProbe(modelSizeForProbe(this.modelDir(initial.settings.modelPath)), initial.settings.completion.beamWidth);
     const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
       this.log(`${error.message}; falling back to automatic selection`);
       return selectBackend('auto', probe);
@@ -70,6 +91,7 @@ export class CharCompleteServer {
     this.backendOnGpu = backend.gpu;
     this.log(`Backend: ${backend.name} (${backend.reason})`);
     this.applySettings(params.initializationOptions ?? {});
+    this.phase = 'running';
     return {
       capabilities: {
         textDocumentSync: { openClose: true, change: TextDocumentSyncKind.Incremental, save: { includeText: false } },
@@ -87,6 +109,8 @@ export class CharCompleteServer {
   }
 
   async didChangeConfiguration(change: DidChangeConfigurationParams): Promise<void> {
+    // Before initialize there is no backend to load a model on; after shutdown nothing is wanted.
+    if (this.phase !== 'running') return;
     if (this.clientHasConfiguration) await this.pullConfiguration();
     else this.applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
   }
@@ -96,7 +120,23 @@ export class CharCompleteServer {
     this.newestRequest.delete(uri);
   }
 
+  /**
+   * Throws the protocol's answer to a request that cannot be served now or whose position is not
+   * one: the client learns it sent something wrong, instead of getting an empty or a null answer.
+   */
+  checkRequest(params: { position?: unknown }): void {
+    if (this.phase === 'new' || this.phase === 'initializing') throw new ResponseError(ErrorCodes.ServerNotInitialized, 'the server has not been initialized yet');
+    if (this.phase === 'shut down') throw new ResponseError(ErrorCodes.InvalidRequest, 'the server is shutting down');
+    if (params.position === undefined) return;
+    const position = params.position as Partial<Position> | null;
+    const valid = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 2 ** 31 - 1;
+    if (typeof position !== 'object' || position === null || !valid(position.line) || !valid(position.character)) {
+      throw new ResponseError(ErrorCodes.InvalidParams, `position must have non-negative integer line and character, got ${truncatedJson(position)}`);
+    }
+  }
+
   async inlineCompletion(params: InlineCompletionParams, token: CancellationToken): Promise<InlineCompletionItem[]> {
+    this.checkRequest(params);
     try {
       const found = await this.completionAt(params.textDocument.uri, params.position, token);
       if (!found) return [];
@@ -109,6 +149,7 @@ export class CharCompleteServer {
   }
 
   async completion(params: CompletionParams, token: CancellationToken): Promise<CompletionItem[]> {
+    this.checkRequest(params);
     try {
       const found = await this.completionAt(params.textDocument.uri, params.position, token);
       if (!found) return [];
@@ -158,11 +199,15 @@ export class CharCompleteServer {
   }
 
   reloadModel(): LoadedModel | null {
+    this.checkRequest({});
     this.host.reload();
     return this.host.info ?? null;
   }
 
   shutdown(): void {
+    this.checkRequest({});
+    this.phase = 'shut down';
+    this.sessions.clear();
     clearTimeout(this.saveLearnedTimer);
     this.host.dispose();
   }
@@ -180,7 +225,14 @@ export class CharCompleteServer {
     for (const { session } of this.sessions.values()) session.forgetShown();
     const c = settings.completion;
     this.log(`Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`);
-    this.host.use(settings.modelPath || defaultModelDir());
+    this.host.use(this.modelDir(settings.modelPath));
+  }
+
+  /** A relative modelPath means the workspace's folder, as it does in the workspace's settings, not wherever the server was started. */
+  private modelDir(modelPath: string): string {
+    if (!modelPath) return defaultModelDir();
+    const expanded = modelPath === '~' || modelPath.startsWith('~/') ? homedir() + modelPath.slice(1) : modelPath;
+    return isAbsolute(expanded) ? expanded : resolve(this.baseDir, expanded);
   }
 
   private async pullConfiguration(): Promise<void> {
@@ -234,8 +286,11 @@ export class CharCompleteServer {
     let entry = this.sessions.get(uri);
     if (!entry || entry.generation !== this.host.generation) {
       entry = { generation: this.host.generation, session: new CompletionSession(model) };
-      this.sessions.set(uri, entry);
     }
+    // Most recently used last, so that the least recently used is the one let go.
+    this.sessions.delete(uri);
+    this.sessions.set(uri, entry);
+    if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const completion = await entry.session.suggest(document.getText(), offset, this.settings.completion, cancelled);
     if (cancelled()) return undefined;
     this.lastLatencyMs = performance.now() - started;
@@ -254,4 +309,22 @@ function modelSizeForProbe(dir: string): NetworkConfig {
   } catch {
     return { vocabSize: 96, embed: TRAIN_DEFAULTS.embed, hidden: TRAIN_DEFAULTS.hidden, layers: TRAIN_DEFAULTS.layers };
   }
+}
+
+/** The first workspace folder (or the root) as a path, when it is on the local filesystem. */
+function workspaceDir(params: InitializeParams): string | undefined {
+  const uri = params.workspaceFolders?.[0]?.uri ?? params.rootUri ?? undefined;
+  if (typeof uri === 'string' && uri.startsWith('file:')) {
+    try {
+      return fileURLToPath(uri);
+    } catch {
+      // Not a usable file URI: fall back to rootPath or none.
+    }
+  }
+  return typeof params.rootPath === 'string' && isAbsolute(params.rootPath) ? params.rootPath : undefined;
+}
+
+function truncatedJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }

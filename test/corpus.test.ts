@@ -203,3 +203,44 @@ test('defaultCorpusPaths lists README and project sources that exist', (t) => {
   const corpus = loadCorpus(defaultCorpusPaths(root));
   assert.equal(corpus.documents.length, 4);
 });
+
+test('the model directory is never read as notes: the one being written, and any other model directory', (t) => {
+  const root = tempDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  write(path.join(root, 'a.md'), 'a note\n');
+  // The trainer's --out inside the notes, before its first save.
+  write(path.join(root, 'out', 'partial.bin'), 'x');
+  // An earlier run's model elsewhere in the notes.
+  write(path.join(root, 'old-model', 'model.json'), '{"format": "char-lstm"}');
+  write(path.join(root, 'old-model', 'weights.0123456789ab.bin'), 'x');
+  const corpus = loadCorpus([root], { exclude: [path.join(root, 'out')] });
+  assert.deepEqual(corpus.documents.map((d) => path.basename(d.path)), ['a.md']);
+  assert.equal(describeSkipped(corpus.skipped), 'skipped 2 items: 2 model directory (old-model, out)');
+});
+
+test('a symlinked file is read only if it points inside the folder given, and then once', (t) => {
+  const root = tempDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  write(path.join(root, 'secret.txt'), 'private\n');
+  write(path.join(root, 'notes', 'a.md'), 'a note\n');
+  try {
+    fs.symlinkSync(path.join(root, 'secret.txt'), path.join(root, 'notes', 'outside.txt'));
+    fs.symlinkSync(path.join(root, 'notes', 'a.md'), path.join(root, 'notes', 'same.md'));
+  } catch {
+    t.skip('symlinks not supported here');
+    return;
+  }
+  const corpus = loadCorpus([path.join(root, 'notes')]);
+  assert.deepEqual(corpus.documents.map((d) => path.basename(d.path)), ['a.md']);
+  assert.equal(describeSkipped(corpus.skipped), 'skipped 1 file: 1 link out of the folder (outside.txt)');
+});
+
+test('a corpus over the size cap stops with an error naming the cap, before reading the rest', (t) => {
+  const root = tempDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  for (const name of ['a.md', 'b.md', 'c.md']) write(path.join(root, name), 'x'.repeat(40));
+  assert.equal(loadCorpus([root], { maxChars: 200 }).documents.length, 3);
+  assert.throws(() => loadCorpus([root], { maxChars: 100 }), {
+    message: `corpus: more than 100 characters, the most one training run can hold in memory (reached at ${path.join(root, 'c.md')}); train on a part of your notes, for example one subfolder`,
+  });
+});

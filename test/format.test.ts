@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
 import { FORMAT_VERSION, MODEL_FORMAT, ModelFormatError, ModelMetadata, SavedModel, loadModel, modelFilePath, saveModel, writeShard } from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';
@@ -277,6 +278,55 @@ test('a model without validation results round-trips', () => {
   const dir = tempModelDir();
   const saved = model(40);
   saved.metadata.validation = null;
+  saveModel(dir, saved);
+  assertSameModel(loadModel(dir), saved);
+});
+
+test('a model.json that is not a regular file, or is far too big, is refused without reading it', (t) => {
+  const dir = tempModelDir();
+  saveModel(dir, model(50));
+  const file = modelFilePath(dir);
+  fs.rmSync(file);
+  // A link to /dev/zero once read until memory ran out; the check is on what the link reaches.
+  fs.symlinkSync('/dev/zero', file);
+  rejects(dir, /model\.json is not a regular file/);
+  fs.rmSync(file);
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, 64 * 1024 * 1024);
+  rejects(dir, /model\.json is 67108864 bytes, more than the \d+ a model file can be/);
+  fs.rmSync(file);
+  const fifo = spawnSync('mkfifo', [file]);
+  if (fifo.status !== 0) {
+    t.diagnostic('mkfifo unavailable: FIFO case not checked');
+    return;
+  }
+  // Read synchronously, a FIFO without a writer would block this process for good; the CLI
+  // tests check the same through the trainer with a timeout.
+  rejects(dir, /model\.json is not a regular file/);
+});
+
+test('a model.json that fails to parse is reported without quoting any of its content', () => {
+  const dir = tempModelDir();
+  saveModel(dir, model(51));
+  fs.writeFileSync(modelFilePath(dir), 'root:x:0:0:root:/root:/bin/bash\n');
+  rejects(dir, /model\.json is not valid JSON \((error at character \d+ of )?32( characters)?; content not shown\)/);
+  assert.throws(() => loadModel(dir), (err: Error) => !err.message.includes('root:x') && !err.message.includes('bash'));
+  writeJson(dir, { format: 'secret-format-name', api_key: 'hunter2' });
+  rejects(dir, /model\.json is not a char-lstm model \(its "format" field is another\)/);
+  assert.throws(() => loadModel(dir), (err: Error) => !err.message.includes('secret-format-name'));
+});
+
+test('a weight file whose content does not match the hash in its name is refused, and a save rewrites it', () => {
+  const dir = tempModelDir();
+  const saved = model(52);
+  saveModel(dir, saved);
+  const file = shardOf(dir);
+  const bytes = fs.readFileSync(file);
+  // Still finite: only the hash can tell.
+  bytes.writeFloatLE(0.125, 4 * 20);
+  fs.writeFileSync(file, bytes);
+  rejects(dir, /weight file weights\.[0-9a-f]{12}\.bin does not match the content hash in its name \(damaged or modified after saving\)/);
+  // Saving the same weights again must not keep the damaged file because its name and size fit.
   saveModel(dir, saved);
   assertSameModel(loadModel(dir), saved);
 });

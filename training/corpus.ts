@@ -11,7 +11,7 @@ export interface CorpusDocument {
   text: string;
 }
 
-export type SkipReason = 'binary' | 'too large' | 'unreadable' | 'not UTF-8' | 'empty';
+export type SkipReason = 'binary' | 'too large' | 'unreadable' | 'not UTF-8' | 'empty' | 'model directory' | 'link out of the folder';
 
 export interface SkippedFile {
   path: string;
@@ -28,9 +28,42 @@ export interface Corpus {
 export interface CorpusOptions {
   /** Default 5 MiB. */
   maxFileBytes?: number;
+  /** Directories never read, such as the model directory being written. */
+  exclude?: string[];
+  /** Most UTF-16 code units in all documents with their separators; default MAX_CORPUS_CHARS. */
+  maxChars?: number;
 }
 
 export const DEFAULT_MAX_FILE_BYTES = 5 * 1024 * 1024;
+
+// The corpus is joined into one string for the split and the vocabulary, and V8 strings end at
+// 2^29 - 24 code units; the margin leaves room for the separators added when joining.
+export const MAX_CORPUS_CHARS = 500_000_000;
+
+/**
+ * Whether dir holds a model the trainer wrote: one must never be trained on, or each run would
+ * learn the previous run's model.json.
+ */
+function isModelDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(path.join(dir, 'model.json')).isFile() && fs.readdirSync(dir).some((name) => /^weights\.[0-9a-f]+\.bin$/.test(name));
+  } catch {
+    return false;
+  }
+}
+
+function realpathOrSelf(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+function isInside(file: string, dir: string): boolean {
+  const relative = path.relative(dir, file);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
 
 // Same window git uses to guess binary-ness: a NUL this early almost never occurs in text.
 const BINARY_SNIFF_BYTES = 8 * 1024;
@@ -105,26 +138,40 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
   if (!(maxFileBytes >= 0)) {
     throw new Error(`corpus: maxFileBytes must be a non-negative number, got ${maxFileBytes}`);
   }
+  const maxChars = options.maxChars ?? MAX_CORPUS_CHARS;
+  const excluded = new Set((options.exclude ?? []).map(realpathOrSelf));
   const documents: CorpusDocument[] = [];
   const skipped: SkippedFile[] = [];
-  // A file named explicitly and also reached through its directory must not be trained on twice.
+  // A file named explicitly and also reached through its directory or a link must not be trained on twice.
   const seen = new Set<string>();
   let chars = 0;
+  let codeUnits = 0;
 
   const considerFile = (file: string, stat: fs.Stats): void => {
-    const key = path.resolve(file);
+    const key = realpathOrSelf(file);
     if (seen.has(key)) return;
     seen.add(key);
     const result = readTextFile(file, stat.size, maxFileBytes);
     if ('reason' in result) {
       skipped.push({ path: file, reason: result.reason });
     } else {
+      codeUnits += result.text.length + DOCUMENT_SEPARATOR.length;
+      if (codeUnits > maxChars) {
+        throw new Error(`corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${file}); train on a part of your notes, for example one subfolder`);
+      }
       documents.push({ path: file, text: result.text });
       chars += codePointLength(result.text);
     }
   };
 
-  const walk = (dir: string): void => {
+  const skipDirectory = (dir: string): boolean => {
+    if (!excluded.has(realpathOrSelf(dir)) && !isModelDirectory(dir)) return false;
+    skipped.push({ path: dir, reason: 'model directory' });
+    return true;
+  };
+
+  const walk = (dir: string, root: string): void => {
+    if (skipDirectory(dir)) return;
     let entries: fs.Dirent[];
     try {
       entries = fs.readdirSync(dir, { withFileTypes: true });
@@ -137,7 +184,7 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
       if (entry.name.startsWith('.')) continue;
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(entry.name)) walk(full);
+        if (!SKIPPED_DIRS.has(entry.name)) walk(full, root);
       } else if (entry.isFile()) {
         let stat: fs.Stats;
         try {
@@ -148,8 +195,9 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
         }
         considerFile(full, stat);
       } else if (entry.isSymbolicLink()) {
-        // Symlinked files are fine, but symlinked directories are never followed: that is what
-        // rules out cycles without having to track visited inodes.
+        // Symlinked directories are never followed: that is what rules out cycles without having
+        // to track visited inodes. Symlinked files are read only when they stay inside the folder
+        // given, so that a link cannot pull private files from elsewhere into the model unnoticed.
         let stat: fs.Stats;
         try {
           stat = fs.statSync(full);
@@ -157,7 +205,9 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
           skipped.push({ path: full, reason: 'unreadable' });
           continue;
         }
-        if (stat.isFile()) considerFile(full, stat);
+        if (!stat.isFile()) continue;
+        if (isInside(realpathOrSelf(full), root)) considerFile(full, stat);
+        else skipped.push({ path: full, reason: 'link out of the folder' });
       }
       // Sockets, FIFOs and devices found while walking are not documents; reading a FIFO would
       // even block forever.
@@ -178,7 +228,7 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
       continue;
     }
     if (stat.isDirectory()) {
-      walk(given);
+      walk(given, realpathOrSelf(given));
     } else if (stat.isFile()) {
       considerFile(given, stat);
     } else {
@@ -189,7 +239,7 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
   return { documents, skipped, chars };
 }
 
-const REASON_ORDER: SkipReason[] = ['binary', 'not UTF-8', 'too large', 'unreadable', 'empty'];
+const REASON_ORDER: SkipReason[] = ['binary', 'not UTF-8', 'too large', 'unreadable', 'empty', 'model directory', 'link out of the folder'];
 const NAMES_PER_REASON = 3;
 
 /** One line for the user, e.g. "skipped 3 files: 2 binary (a.png, b.pdf), 1 too large (big.log)". */
@@ -203,7 +253,8 @@ export function describeSkipped(skipped: SkippedFile[]): string | undefined {
     if (names.length > NAMES_PER_REASON) shown.push('…');
     groups.push(`${names.length} ${reason} (${shown.join(', ')})`);
   }
-  const noun = skipped.length === 1 ? 'file' : 'files';
+  const kind = skipped.some((s) => s.reason === 'model directory') ? 'item' : 'file';
+  const noun = skipped.length === 1 ? kind : `${kind}s`;
   return `skipped ${skipped.length} ${noun}: ${groups.join(', ')}`;
 }
 

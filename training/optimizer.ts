@@ -2,6 +2,7 @@
 // rate can follow a schedule step by step and the moments can be saved for --resume.
 import * as tf from '@tensorflow/tfjs';
 import type { Parameters } from '../model/network';
+import type { OptimizerState } from './optimizer-state';
 import { TRAIN_DEFAULTS } from './defaults';
 
 export interface AdamSettings {
@@ -46,6 +47,26 @@ export class Adam {
       }
     });
     tf.dispose([...gradients.values()]);
+  }
+
+  /** A copy of the moments and step, for saving next to the weights. */
+  async state(): Promise<OptimizerState> {
+    const read = async (moments: Map<string, tf.Variable>) => {
+      const values = await Promise.all([...moments.values()].map((x) => x.data() as Promise<Float32Array>));
+      return new Map([...moments.keys()].map((name, i) => [name, values[i]]));
+    };
+    return { step: this.step, m: await read(this.m), v: await read(this.v) };
+  }
+
+  /** Continues from a saved state: the next update is exactly the one the saving run would have made. */
+  restore(state: OptimizerState): void {
+    tf.tidy(() => {
+      for (const [name, p] of this.params) {
+        this.m.get(name)!.assign(tf.tensor(state.m.get(name)!, p.shape, 'float32'));
+        this.v.get(name)!.assign(tf.tensor(state.v.get(name)!, p.shape, 'float32'));
+      }
+    });
+    this.step = state.step;
   }
 
   dispose(): void {

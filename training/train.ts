@@ -2,7 +2,7 @@
 // periodic validation and atomic best-checkpoint saves → final validation → sample.
 import * as tf from '@tensorflow/tfjs';
 import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { BackendChoice, selectBackend } from '../backends/select';
 import { StreamBatcher } from './batches';
 import { defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
@@ -13,6 +13,8 @@ import {
   assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
 } from '../model/network';
 import { Adam, ADAM_DEFAULTS } from './optimizer';
+import { loadOptimizerState, OptimizerState, saveOptimizerState } from './optimizer-state';
+import { acquireTrainingLock, LockHeldError } from './lock';
 import { generate } from '../completion/complete';
 import { LstmPredictor } from '../model/predictor';
 import { Mixer } from '../model/mixer';
@@ -30,9 +32,10 @@ export interface TrainOptions {
   out: string;
   minutes?: number;
   epochs?: number;
-  layers: number;
-  hidden: number;
-  embed: number;
+  /** The shape of a new model; undefined means the default, or with resume the resumed model's. */
+  layers?: number;
+  hidden?: number;
+  embed?: number;
   seq: number;
   batch: number;
   lr: number;
@@ -77,7 +80,19 @@ export class TrainInputError extends Error {}
 
 const LN2 = Math.LN2;
 
+/** Above this share of characters outside a resumed model's vocabulary, training anew is suggested. */
+const UNKNOWN_SHARE_WARNING = 0.25;
+
 export async function train(options: TrainOptions, reporter: TrainReporter, shouldStop: () => boolean = () => false): Promise<TrainResult> {
+  const releases: Array<() => void> = [];
+  try {
+    return await runTraining(options, reporter, shouldStop, releases);
+  } finally {
+    for (const release of releases) release();
+  }
+}
+
+async function runTraining(options: TrainOptions, reporter: TrainReporter, shouldStop: () => boolean, releases: Array<() => void>): Promise<TrainResult> {
   // 1. The corpus.
   const usingDefault = options.paths.length === 0;
   const paths = usingDefault ? defaultCorpusPaths(options.packageRoot) : options.paths;
@@ -87,7 +102,7 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   }
   let corpus;
   try {
-    corpus = loadCorpus(paths);
+    corpus = loadCorpus(paths, { exclude: [options.out] });
   } catch (error) {
     throw new TrainInputError((error as Error).message);
   }
@@ -100,6 +115,12 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
 
   // 2. Where the model goes, checked before any time is spent training.
   ensureWritable(options.out);
+  try {
+    releases.push(acquireTrainingLock(options.out));
+  } catch (error) {
+    if (error instanceof LockHeldError) throw new TrainInputError(error.message);
+    throw error;
+  }
 
   // 3. Vocabulary and architecture: new, or those of the model being resumed.
   let resumed: ReturnType<typeof loadModel> | undefined;
@@ -110,16 +131,30 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
       if (error instanceof ModelFormatError) throw new TrainInputError(`cannot resume: ${error.message}`);
       throw error;
     }
+    const conflicts = (['layers', 'hidden', 'embed'] as const)
+      .filter((key) => options[key] !== undefined && options[key] !== resumed!.config[key])
+      .map((key) => `--${key} ${options[key]} (the model has ${resumed!.config[key]})`);
+    if (conflicts.length > 0) {
+      throw new TrainInputError(`cannot resume ${options.out} with a different shape: ${conflicts.join(', ')}. Leave these flags out to resume, or train anew into another --out.`);
+    }
     reporter.info(`Resuming ${options.out} (${resumed.metadata.trainedChars.toLocaleString('en-US')} chars trained so far)`);
   }
   const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
   const vocabulary = resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
   const config: NetworkConfig = resumed?.config ?? {
-    vocabSize: vocabulary.size, embed: options.embed, hidden: options.hidden, layers: options.layers,
+    vocabSize: vocabulary.size, embed: options.embed ?? TRAIN_DEFAULTS.embed, hidden: options.hidden ?? TRAIN_DEFAULTS.hidden, layers: options.layers ?? TRAIN_DEFAULTS.layers,
   };
   const trainIds = vocabulary.encode(split.train);
   const validationIds = vocabulary.encode(split.validation);
   reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
+  if (resumed) {
+    // Id 0 is the unknown symbol: a resumed model cannot learn characters it has no slot for.
+    const unknown = countZeros(trainIds) + countZeros(validationIds);
+    const share = unknown / Math.max(1, trainIds.length + validationIds.length);
+    if (share > UNKNOWN_SHARE_WARNING) {
+      reporter.info(`Warning: ${Math.round(share * 100)}% of this corpus is outside the resumed model's vocabulary of ${vocabulary.size} symbols, so it cannot learn those characters. To learn this text, train anew without --resume (into another --out to keep this model).`);
+    }
+  }
 
   // 3b. The n-gram memory of the notes: built in seconds, it serves while the LSTM trains.
   const ngramStarted = performance.now();
@@ -144,6 +179,23 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const params = resumed ? parametersFromWeights(config, resumed.weights) : initialParameters(config, options.seed);
   const model = new CharLstm(config, params);
   const optimizer = new Adam(params, ADAM_DEFAULTS);
+  if (resumed) {
+    try {
+      const state = loadOptimizerState(options.out, config, resumed.weightsFile);
+      if ('missing' in state) {
+        reporter.info(`Note: no optimizer state to resume (${state.missing}); Adam starts afresh.`);
+      } else {
+        optimizer.restore(state);
+        reporter.info(`Optimizer state restored at step ${state.step}.`);
+      }
+    } catch (error) {
+      if (error instanceof ModelFormatError) throw new TrainInputError(`cannot resume: ${error.message}`);
+      throw error;
+    }
+  }
+  // Steps already taken by the resumed optimiser: the warm-up, the dropout seeds and the place in
+  // the data go on from there rather than repeating.
+  const firstStep = optimizer.step;
   reporter.info(`Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`);
 
   // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
@@ -169,13 +221,14 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   };
   const priorChars = resumed?.metadata.trainedChars ?? 0;
   const priorSteps = resumed?.metadata.steps ?? 0;
-  const save = (weights: Map<string, Float32Array>, figures: Figures, meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean }) => {
+  const save = (weights: Map<string, Float32Array>, figures: Figures, meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean }, optimizerState?: OptimizerState) => {
     const nats = figures.mixture ?? figures.lstm;
     const metadata: ModelMetadata = {
       createdAt: new Date().toISOString(),
       hyperparameters,
       corpus: {
-        sources: usingDefault ? ['(embedded default corpus)'] : options.paths,
+        // Names only: a model file may be shared, and absolute paths would tell where its author keeps what.
+        sources: usingDefault ? ['(embedded default corpus)'] : options.paths.map((p) => basename(p)),
         chars: corpus.chars,
         trainChars: trainIds.length,
         validationChars: validationIds.length,
@@ -190,7 +243,8 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
       validationParts: { lstmNats: figures.lstm, ngramNats: figures.ngram },
       ...(mixer ? { mixer: mixer.toJSON() } : {}),
     };
-    saveModel(options.out, { config, vocabulary, weights, metadata });
+    const weightsFile = saveModel(options.out, { config, vocabulary, weights, metadata });
+    if (optimizerState) saveOptimizerState(options.out, config, weightsFile, optimizerState);
   };
 
   // 6b. A first model within seconds: the n-gram, with the LSTM's share fitted to what an
@@ -210,7 +264,18 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   let step = 0;
   let state: LstmState = zeroState(config, batch);
   let smoothedLoss = NaN;
-  let best: { nats: number; weights: Map<string, Float32Array> } | undefined;
+  /** The best weights so far, with the steps and chars of this run that led to them. */
+  let best: { nats: number; weights: Map<string, Float32Array>; steps: number; chars: number } | undefined;
+  if (resumed) {
+    // The model being resumed is the one to beat, scored on today's split, which may differ from
+    // the split it was trained with.
+    const scores = await scoreValidation(periodicIds);
+    const nats = scores && lstmNats(scores);
+    if (nats !== null) {
+      best = { nats, weights: resumed.weights, steps: 0, chars: 0 };
+      reporter.info(`The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`);
+    }
+  }
   let lastValidationBpc: number | null = null;
   let evaluationsWithoutImprovement = 0;
   let stoppedBy: TrainResult['stoppedBy'] = 'budget';
@@ -219,11 +284,14 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   const progressFraction = () => (budget.seconds ? elapsed() / budget.seconds : step / budget.steps!);
 
   while (progressFraction() < 1) {
+    // The SIGINT handler only runs between macrotasks, and on wasm every await in a step resolves
+    // as a microtask: without this turn of the event loop Ctrl-C would wait for the budget to end.
+    await new Promise((resolve) => setImmediate(resolve));
     if (shouldStop()) {
       stoppedBy = 'interrupted';
       break;
     }
-    const k = step % batcher.batchesPerEpoch;
+    const k = (firstStep + step) % batcher.batchesPerEpoch;
     if (k === 0 && step > 0) {
       // A new epoch restarts every stream at its beginning, so the carried state no longer applies.
       disposeState(state);
@@ -231,10 +299,10 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     }
     const { inputs, targets } = batcher.batch(k);
     const stepStarted = performance.now();
-    const result = await model.trainStep(inputs, targets, batch, options.seq, state, options.dropout, options.seed * 100_003 + step);
+    const result = await model.trainStep(inputs, targets, batch, options.seq, state, options.dropout, options.seed * 100_003 + firstStep + step);
     disposeState(state);
     state = result.state;
-    optimizer.apply(result.gradients, learningRate(options.lr, step, progressFraction()));
+    optimizer.apply(result.gradients, learningRate(options.lr, firstStep + step, progressFraction()));
     trainingSeconds += (performance.now() - stepStarted) / 1000;
     step++;
     smoothedLoss = Number.isNaN(smoothedLoss) ? result.loss : 0.95 * smoothedLoss + 0.05 * result.loss;
@@ -250,10 +318,10 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
-        best = { nats: nats ?? Infinity, weights: await readWeights(params) };
+        best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq };
         const mixture = refitMixture(periodicSamples, scores);
         if (mixture !== null) lastValidationBpc = mixture / LN2;
-        save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: step, chars: step * batch * options.seq, seconds: elapsed(), lstmTrained: true });
+        save(best.weights, { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture }, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -272,25 +340,40 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   }
   disposeState(state);
 
-  // 8. The final model is the best checkpoint, scored on the whole validation set.
+  // 8. The final model is the best checkpoint, scored on the whole validation set; when
+  // interrupted, on the periodic share only, so that Ctrl-C returns in seconds.
+  const interrupted = stoppedBy === 'interrupted';
   const current = await readWeights(params);
   const currentScores = step > 0 ? await scoreValidation(periodicIds) : null;
   const currentNats = currentScores && lstmNats(currentScores);
-  if (!best || (currentNats !== null && currentNats < best.nats)) best = { nats: currentNats ?? Infinity, weights: current };
-  assignWeights(params, best.weights);
-  reporter.info('Scoring the best checkpoint and the mixture on the whole validation set…');
-  const finalSamples = scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
-  const finalScores = await scoreValidation(validationIds);
-  const figures: Figures = { lstm: finalScores && lstmNats(finalScores), ngram: finalSamples?.notesNats ?? null, mixture: refitMixture(finalSamples, finalScores) };
+  let currentIsBest = false;
+  if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
+    best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq };
+    currentIsBest = true;
+  }
+  let figures: Figures = { lstm: null, ngram: null, mixture: null };
+  if (best) {
+    assignWeights(params, best.weights);
+    reporter.info(`Scoring the best checkpoint and the mixture on ${interrupted ? 'the periodic share of' : 'the whole'} validation set…`);
+    const ids = interrupted ? periodicIds : validationIds;
+    const samples = interrupted ? periodicSamples : scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+    const scores = await scoreValidation(ids);
+    figures = { lstm: scores && lstmNats(scores), ngram: samples?.notesNats ?? null, mixture: refitMixture(samples, scores) };
+  }
   const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
-  save(best.weights, figures, { steps: step, chars: step * batch * options.seq, seconds, lstmTrained: true });
-  reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
+  // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
+  if (best) save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds, lstmTrained: true }, currentIsBest ? await optimizer.state() : undefined);
+  if (best) reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
+  if (interrupted) reporter.info(best ? `Interrupted: saved the best checkpoint to ${options.out}.` : 'Interrupted before the first step: no LSTM checkpoint was saved.');
 
-  const lstm = new LstmPredictor({ config, vocabulary, weights: best.weights });
-  const predictor = mixer ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) }) : lstm;
-  const sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
-  lstm.dispose();
+  let sample = '';
+  if (best && !interrupted) {
+    const lstm = new LstmPredictor({ config, vocabulary, weights: best.weights });
+    const predictor = mixer ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) }) : lstm;
+    sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
+    lstm.dispose();
+  }
   optimizer.dispose();
   model.dispose();
   return {
@@ -379,6 +462,12 @@ export function trainingProbe(config: NetworkConfig, batch: number, seq: number)
     disposeState(state);
     model.dispose();
   };
+}
+
+function countZeros(ids: Int32Array): number {
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i] === 0) n++;
+  return n;
 }
 
 function countParameters(config: NetworkConfig): number {
