@@ -168,6 +168,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const batcher = new StreamBatcher(trainIds, batch, options.seq);
   const validationBatch = Math.min(32, Math.floor((validationIds.length - 1) / options.seq));
   const periodicIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.periodicValidationChars, validationBatch * options.seq + 1));
+  const finalIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.finalValidationChars, validationBatch * options.seq + 1));
 
   // 5. The budget.
   const budget = chooseBudget(options, usingDefault, trainIds.length);
@@ -340,7 +341,8 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   }
   disposeState(state);
 
-  // 8. The final model is the best checkpoint, scored on the whole validation set; when
+  // 8. The final model is the best checkpoint, scored on the validation set (up to
+  // finalValidationChars of it); when
   // interrupted, on the periodic share only, so that Ctrl-C returns in seconds.
   const interrupted = stoppedBy === 'interrupted';
   const current = await readWeights(params);
@@ -354,9 +356,9 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   let figures: Figures = { lstm: null, ngram: null, mixture: null };
   if (best) {
     assignWeights(params, best.weights);
-    reporter.info(`Scoring the best checkpoint and the mixture on ${interrupted ? 'the periodic share of' : 'the whole'} validation set…`);
-    const ids = interrupted ? periodicIds : validationIds;
-    const samples = interrupted ? periodicSamples : scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+    const ids = interrupted ? periodicIds : finalIds;
+    reporter.info(`Scoring the best checkpoint and the mixture on ${ids.length === validationIds.length ? 'the whole validation set' : `${ids.length.toLocaleString('en-US')} validation chars`}…`);
+    const samples = interrupted ? periodicSamples : scorable(finalIds) ? ngramSamples(finalIds, scoredPositions(finalIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
     const scores = await scoreValidation(ids);
     figures = { lstm: scores && lstmNats(scores), ngram: samples?.notesNats ?? null, mixture: refitMixture(samples, scores) };
   }
