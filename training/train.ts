@@ -342,8 +342,8 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   disposeState(state);
 
   // 8. The final model is the best checkpoint, scored on the validation set (up to
-  // finalValidationChars of it); when
-  // interrupted, on the periodic share only, so that Ctrl-C returns in seconds.
+  // finalValidationChars of it); when interrupted, on the periodic share only, so that Ctrl-C
+  // returns in seconds.
   const interrupted = stoppedBy === 'interrupted';
   const current = await readWeights(params);
   const currentScores = step > 0 ? await scoreValidation(periodicIds) : null;
