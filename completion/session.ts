@@ -15,11 +15,17 @@ export class CompletionSession {
   private readonly states: DocumentStates;
   private readonly words = new WordCache();
   private readonly document: DocumentNgram;
+  /**
+   * The document's word tries serve a model without the mixture; with it, the document's n-gram
+   * does their job inside the mixture, and mixing both saved fewer keystrokes (see the README).
+   */
+  private readonly useWords: boolean;
   /** The last suggestion, kept while the user types along it. */
   private shown: { offset: number; before: string; completion: Completion } | undefined;
 
   constructor(model: ServedModel) {
     this.document = new DocumentNgram(model.saved.vocabulary);
+    this.useWords = !model.mixture;
     this.predictor = documentPredictor(model, this.document);
     this.states = new DocumentStates(this.predictor);
   }
@@ -51,10 +57,10 @@ export class CompletionSession {
   }
 
   private async search(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean, passedOver?: string): Promise<Completion | undefined> {
-    this.document.update(text, offset);
+    if (!this.useWords) this.document.update(text, offset);
     const snapshot = await this.states.at(text, offset, cancelled);
-    const partial = this.words.update(text, offset);
-    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, { words: this.words, partial, passedOver }));
+    const context = this.useWords ? { words: this.words, partial: this.words.update(text, offset), passedOver } : { passedOver };
+    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, context));
     if (completion) this.states.expect(offset, completion);
     return completion;
   }

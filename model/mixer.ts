@@ -93,8 +93,10 @@ export class Mixer {
    * Fits the gate to samples by full-batch Adam on the mixture's log loss, starting from the
    * current weights; returns the final loss. The gradient of −log Σ π_k p_k with respect to gate
    * k is π_k − (π_k p_k / p): the share a component had minus the share of the credit it earned.
+   * With a prior, the weights are also pulled towards it (L2), so that situations the samples never
+   * show, such as a context the notes have never seen, keep the prior's judgement.
    */
-  fit(samples: MixerSamples, iterations = 200, learningRate = 0.05): number {
+  fit(samples: MixerSamples, iterations = 200, learningRate = 0.05, prior?: { weights: Float32Array; strength: number }): number {
     const K = this.shape.components.length;
     const F = this.shape.featureCount;
     const w = this.weights;
@@ -117,7 +119,7 @@ export class Mixer {
         }
       }
       for (let i = 0; i < w.length; i++) {
-        const g = grad[i] / Math.max(1, samples.count);
+        const g = grad[i] / Math.max(1, samples.count) + (prior ? prior.strength * (w[i] - prior.weights[i]) : 0);
         m[i] = 0.9 * m[i] + 0.1 * g;
         v[i] = 0.999 * v[i] + 0.001 * g * g;
         w[i] -= (learningRate * (m[i] / (1 - 0.9 ** it))) / (Math.sqrt(v[i] / (1 - 0.999 ** it)) + 1e-8);

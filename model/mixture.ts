@@ -15,11 +15,16 @@ export const MIXER_SHAPE: MixerShape = { components: [...MIXTURE_COMPONENTS], fe
  */
 export const DOCUMENT_NGRAM_ORDER = 6;
 export const DOCUMENT_NGRAM_MAX_NODES = 200_000;
+/**
+ * Smaller discounts than the notes' n-gram: within one document what recurs recurs exactly (a
+ * name, a term), so its model should be sharp; its vagueness elsewhere is the gate's to discount.
+ */
+export const DOCUMENT_NGRAM_DISCOUNT_SCALE = 0.5;
 /** How much text before the cursor the document model holds; it starts afresh beyond this. */
 export const DOCUMENT_NGRAM_WINDOW = 20_000;
 
 export function documentNgram(vocabSize: number): NgramModel {
-  return new NgramModel(vocabSize, { order: DOCUMENT_NGRAM_ORDER, maxNodes: DOCUMENT_NGRAM_MAX_NODES });
+  return new NgramModel(vocabSize, { order: DOCUMENT_NGRAM_ORDER, maxNodes: DOCUMENT_NGRAM_MAX_NODES, discountScale: DOCUMENT_NGRAM_DISCOUNT_SCALE });
 }
 
 /**
@@ -45,6 +50,23 @@ export function mixtureFeatures(notes: NgramConfidence, lstmMaxProb: number, doc
 /** Where the mixture finds the document's n-gram, which its owner may replace as the document changes. */
 export interface NgramSource {
   readonly model: NgramModel;
+}
+
+/**
+ * What the gate believes before it sees any samples, and where samples are silent: trust the
+ * notes' n-gram the longer the context it matched, the document's n-gram likewise, and the LSTM
+ * the surer it is. Fitting starts here and is pulled back towards it.
+ */
+export function mixerPrior(): Float32Array {
+  const F = MIXER_SHAPE.featureCount;
+  const weights = new Float32Array(MIXER_SHAPE.components.length * F);
+  const lstm = MIXTURE_COMPONENTS.indexOf('lstm') * F;
+  const notes = MIXTURE_COMPONENTS.indexOf('notes') * F;
+  const document = MIXTURE_COMPONENTS.indexOf('document') * F;
+  for (let order = 0; order <= MAX_ORDER_FEATURE; order++) weights[notes + 1 + order] = 0.5 * order - 1;
+  weights[lstm + F - 4] = 2;
+  weights[document + F - 3] = 4;
+  return weights;
 }
 
 export const emptyConfidence = (): NgramConfidence => ({ order: -1, contextCount: 0, successors: 0, seenMass: 0 });

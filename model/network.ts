@@ -228,14 +228,6 @@ export class CharLstm {
     return tf.concat(dZs, 0);
   }
 
-  /** Mean cross-entropy in nats over a [batch, steps] window, carrying state, without dropout. */
-  async evaluate(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ loss: number; state: LstmState }> {
-    const out = withExactMatMuls(() => tf.tidy(() => this.lossTensor(inputs, targets, batch, steps, state, 0, 0, true)));
-    const loss = (await out.loss.data())[0];
-    out.loss.dispose();
-    return { loss, state: out.state };
-  }
-
   /**
    * The forward pass to a mean loss. Without fusedKernels it uses differentiable tfjs ops only,
    * which is how the generic training step and the gradient test use it.

@@ -20,7 +20,7 @@ export const NGRAM_FILE = 'ngram.bin';
 const GENERATED_BY = 'char-complete';
 const MAX_HEADER_BYTES = 1 << 16;
 // Far above what the node bound allows for notes; beyond it the file is not ours.
-const MAX_FILE_BYTES = 2 ** 31;
+const MAX_FILE_BYTES = 2 ** 30;
 const BYTES_PER_NODE = 10;
 const BIG_ENDIAN = os.endianness() === 'BE';
 const REBUILD = 'rebuild it with `npm run train`';
@@ -96,30 +96,63 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
   fs.mkdirSync(dir, { recursive: true });
   const tmp = `${NGRAM_FILE}.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
   replaceAtomically(dir, tmp, NGRAM_FILE, Buffer.concat([head, payload]));
+  // Left by a save that crashed; assumes one writer per directory, as saveModel does.
+  for (const entry of fs.readdirSync(dir)) {
+    if (!entry.startsWith(`${NGRAM_FILE}.tmp-`)) continue;
+    try {
+      fs.rmSync(path.join(dir, entry), { force: true });
+    } catch {
+      // Left for the next save.
+    }
+  }
 }
 
-/** Reads the whole file through one descriptor, so its size and its bytes are of the same file. */
-function readCapped(dir: string, file: string): Buffer | null {
+function readFully(fd: number, bytes: Buffer, position: number): number {
+  let read = 0;
+  while (read < bytes.length) {
+    const n = fs.readSync(fd, bytes, read, bytes.length - read, position + read);
+    if (n === 0) break;
+    read += n;
+  }
+  return read;
+}
+
+/**
+ * Reads the header, then the payload only if the file's size is exactly what the header needs,
+ * through one descriptor so that the size and the bytes are of the same file.
+ */
+function readNgramFile(dir: string, fail: (problem: string, remedy?: string) => NgramFormatError): { header: Header; payload: Buffer } | null {
   let fd: number;
   try {
-    fd = fs.openSync(file, 'r');
+    fd = fs.openSync(ngramFilePath(dir), 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new NgramFormatError(`cannot read the n-gram at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the file permissions`);
   }
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new NgramFormatError(`invalid n-gram at ${dir}: ${NGRAM_FILE} is not a regular file; remove it and ${REBUILD}`);
-    if (stat.size > MAX_FILE_BYTES) throw new NgramFormatError(`invalid n-gram at ${dir}: ${NGRAM_FILE} is ${stat.size} bytes, over the limit of ${MAX_FILE_BYTES}; ${REBUILD}`);
-    const bytes = Buffer.allocUnsafe(stat.size);
-    let read = 0;
-    while (read < bytes.length) {
-      const n = fs.readSync(fd, bytes, read, bytes.length - read, read);
-      if (n === 0) break;
-      read += n;
+    if (!stat.isFile()) throw fail(`${NGRAM_FILE} is not a regular file`, `remove it and ${REBUILD}`);
+    if (stat.size > MAX_FILE_BYTES) throw fail(`${NGRAM_FILE} is ${stat.size} bytes, over the limit of ${MAX_FILE_BYTES}`);
+    const length = Buffer.alloc(4);
+    if (readFully(fd, length, 0) < 4) throw fail(`${NGRAM_FILE} is truncated`);
+    const headerBytes = length.readUInt32LE(0);
+    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > stat.size) throw fail(`${NGRAM_FILE} has a header length beyond the file or the limit, so it is truncated or not an n-gram`);
+    const text = Buffer.alloc(headerBytes);
+    if (readFully(fd, text, 4) < headerBytes) throw fail(`${NGRAM_FILE} shrank while being read`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text.toString('utf8'));
+    } catch {
+      // The parser's message would quote the file.
+      throw fail(`${NGRAM_FILE} does not start with a JSON header`);
     }
-    if (read !== bytes.length) throw new NgramFormatError(`invalid n-gram at ${dir}: ${NGRAM_FILE} shrank while being read; try again once the trainer has finished saving`);
-    return bytes;
+    const header = checkHeader(json, fail);
+    const start = align8(4 + headerBytes);
+    const expected = start + header.nodeCount * BYTES_PER_NODE;
+    if (stat.size !== expected) throw fail(`${NGRAM_FILE} is ${stat.size} bytes but its header needs ${expected} (${stat.size < expected ? 'truncated' : 'too long'})`);
+    const payload = Buffer.allocUnsafe(expected - start);
+    if (readFully(fd, payload, start) < payload.length) throw fail(`${NGRAM_FILE} shrank while being read`);
+    return { header, payload };
   } finally {
     fs.closeSync(fd);
   }
@@ -169,24 +202,10 @@ function column<T extends Int32Array | Uint32Array | Uint16Array>(bytes: Buffer,
  */
 export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | null {
   const fail = (problem: string, remedy = REBUILD) => new NgramFormatError(`invalid n-gram at ${dir}: ${problem}; ${remedy}`);
-  const bytes = readCapped(dir, ngramFilePath(dir));
-  if (bytes === null) return null;
-  if (bytes.length < 4) throw fail(`${NGRAM_FILE} is truncated`);
-  const headerBytes = bytes.readUInt32LE(0);
-  if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > bytes.length) throw fail(`${NGRAM_FILE} has a header length beyond the file or the limit, so it is truncated or not an n-gram`);
-  let json: unknown;
-  try {
-    json = JSON.parse(bytes.toString('utf8', 4, 4 + headerBytes));
-  } catch {
-    // The parser's message would quote the file.
-    throw fail(`${NGRAM_FILE} does not start with a JSON header`);
-  }
-  const header = checkHeader(json, fail);
+  const file = readNgramFile(dir, fail);
+  if (file === null) return null;
+  const { header, payload } = file;
   const n = header.nodeCount;
-  const start = align8(4 + headerBytes);
-  const expected = start + n * BYTES_PER_NODE;
-  if (bytes.length !== expected) throw fail(`${NGRAM_FILE} is ${bytes.length} bytes but its header needs ${expected} (${bytes.length < expected ? 'truncated' : 'too long'})`);
-  const payload = bytes.subarray(start);
   if (crypto.createHash('sha256').update(payload).digest('hex') !== header.payloadSha256) throw fail(`${NGRAM_FILE} is corrupt: its contents do not match their checksum`);
   if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary)) {
     throw new NgramFormatError(

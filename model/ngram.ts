@@ -4,6 +4,9 @@
 // context are the children of its node and a beam's distribution is one walk over few short lists.
 // Nodes live in parallel typed arrays, found through an open-addressing index of node ids, because
 // millions of JS objects or string keys would cost several times the memory and stall the GC.
+// Saved and loaded models keep their nodes in breadth-first order, siblings adjacent, so a loaded
+// model's successor lists are read from consecutive memory: load it for serving rather than use
+// the one just built.
 //
 // Counts follow Kneser-Ney: n-grams of the highest order hold raw counts; every lower order holds
 // continuation counts (how many distinct symbols were seen before it), incremented when its left
@@ -12,13 +15,14 @@
 
 export const NGRAM_DEFAULT_ORDER = 9;
 export const NGRAM_MAX_ORDER = 16;
-/** About 28 bytes a node in memory; see NgramModel.memoryBytes. */
+/** Each node costs 18 bytes of arrays plus its index slot (memoryBytes()), so about 95 MB at this bound. */
 export const NGRAM_DEFAULT_MAX_NODES = 4_000_000;
 // Symbols are stored in 16 bits.
 export const NGRAM_MAX_VOCAB = 65535;
-// Chen and Goodman's estimates are leave-one-out optima for raw counts; on character text held-out
-// likelihood is better with larger discounts, the more so at high orders where most n-grams are
-// singletons that do not recur.
+// Chen and Goodman's estimates are leave-one-out optima for raw counts; on prose (tiny-shakespeare,
+// the Chinese seed articles) held-out likelihood is better with larger discounts, because most
+// high-order n-grams are singletons that do not recur. Repetitive text (changelogs, templates)
+// prefers smaller ones, so the trainer can pick per corpus with tuneDiscountScale().
 export const NGRAM_DEFAULT_DISCOUNT_SCALE = 1.15;
 
 export interface NgramOptions {
@@ -33,7 +37,8 @@ export interface NgramOptions {
 /**
  * How much the n-gram knows about a context, filled by distribution() for the mixer.
  * `order` is the length of the longest context that was seen with a successor (0: only the
- * unigram level, i.e. nothing of the context was seen); `contextCount` is the summed count of
+ * unigram level, i.e. nothing of the context was seen; -1: the model is empty and the distribution
+ * is uniform); `contextCount` is the summed count of
  * that context's successors (raw occurrences when order = n - 1, else the number of distinct
  * left extensions, Kneser-Ney's continuation count); `successors` is how many distinct ids
  * followed it; `seenMass` is the final probability given to those successors.
@@ -76,6 +81,9 @@ export interface NgramArrays {
 const ROOT = 0;
 const EMPTY = -1;
 const MAX_LOAD = 0.7;
+// Contexts remembered for the next query: more than a beam search keeps alive at once.
+const RECENT = 256;
+const BUCKET_BITS = 12;
 // Pruning leaves room so that it runs again only after a good share of new text.
 const PRUNE_TARGET = 0.75;
 
@@ -84,10 +92,17 @@ const FALLBACK_DISCOUNTS = [0.6, 1.0, 1.4];
 const MIN_COUNT_OF_COUNTS = 10;
 
 function hash(parent: number, sym: number): number {
-  let h = Math.imul(parent ^ Math.imul(sym + 1, 0x9e3779b1), 0x85ebca6b);
+  // Murmur3's finaliser: siblings and the children of neighbouring parents land far apart.
+  let h = Math.imul(parent, 0x9e3779b1) + Math.imul(sym, 0x85ebca77);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   return h ^ (h >>> 16);
+}
+
+function checkDiscountScale(scale: number): void {
+  if (!(scale > 0 && scale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${scale}`);
 }
 
 function checkInteger(name: string, value: number, min: number, max: number): void {
@@ -100,7 +115,7 @@ export class NgramModel {
   readonly vocabSize: number;
   readonly order: number;
   readonly maxNodes: number;
-  readonly discountScale: number;
+  private scaleOfDiscounts: number;
 
   private nodeCount = 1;
   private parent: Int32Array;
@@ -109,7 +124,8 @@ export class NgramModel {
   private firstChild: Int32Array;
   private nextSibling: Int32Array;
   private index: Int32Array;
-  private mask: number;
+  // Slots per 2^32 hash values: an index of any size, not only powers of two, wastes less memory.
+  private slotScale: number;
 
   private readonly countOfCounts: Float64Array;
   private readonly discounts: Float64Array;
@@ -123,6 +139,15 @@ export class NgramModel {
   private readonly ends: Int32Array;
   private readonly fresh: Uint8Array;
   private readonly contexts: Int32Array;
+  private readonly walked: Int32Array;
+
+  // The suffix nodes of recent contexts, keyed by their last order - 2 ids: a beam's next context
+  // is a queried one plus a symbol, so its suffixes are one step from these instead of a walk from
+  // the root per length. Entries from before the last add() or prune() are ignored.
+  private readonly recentKeys: Int32Array;
+  private readonly recentLength: Int32Array;
+  private readonly recentStamp: Uint32Array;
+  private readonly recentNodes: Int32Array;
   private readonly scratch: Float64Array;
 
   // Caches valid while `version` is unchanged; add() and prune() change it.
@@ -145,8 +170,8 @@ export class NgramModel {
     this.order = order;
     this.maxNodes = maxNodes;
     const discountScale = options.discountScale ?? NGRAM_DEFAULT_DISCOUNT_SCALE;
-    if (!(discountScale > 0 && discountScale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${discountScale}`);
-    this.discountScale = discountScale;
+    checkDiscountScale(discountScale);
+    this.scaleOfDiscounts = discountScale;
     const initial = Math.min(maxNodes, 1024);
     this.parent = new Int32Array(initial);
     this.symbol = new Uint16Array(initial);
@@ -154,7 +179,7 @@ export class NgramModel {
     this.firstChild = new Int32Array(initial);
     this.nextSibling = new Int32Array(initial);
     this.index = new Int32Array(0);
-    this.mask = 0;
+    this.slotScale = 0;
     this.parent[ROOT] = EMPTY;
     this.firstChild[ROOT] = EMPTY;
     this.nextSibling[ROOT] = EMPTY;
@@ -164,10 +189,47 @@ export class NgramModel {
     this.ends = new Int32Array(order + 1);
     this.fresh = new Uint8Array(order + 2);
     this.contexts = new Int32Array(order);
+    this.walked = new Int32Array(order);
+    const keyLength = Math.max(0, order - 2);
+    this.recentKeys = new Int32Array(RECENT * keyLength);
+    this.recentLength = new Int32Array(RECENT);
+    this.recentStamp = new Uint32Array(RECENT);
+    this.recentNodes = new Int32Array(RECENT * (keyLength + 1));
     this.scratch = new Float64Array(vocabSize);
     this.rootDist = new Float64Array(vocabSize);
     this.firstStamp = new Uint32Array(vocabSize);
     this.firstSums = new Float64Array(2 * vocabSize);
+  }
+
+  get discountScale(): number {
+    return this.scaleOfDiscounts;
+  }
+
+  set discountScale(scale: number) {
+    checkDiscountScale(scale);
+    this.scaleOfDiscounts = scale;
+    this.discountsStale = true;
+    this.version++;
+  }
+
+  /**
+   * Sets the discount scale that scores `heldOut` best (text not added to the model, such as the
+   * trainer's validation split) and returns it, because the best scale depends on how repetitive
+   * the user's text is. Each candidate costs one score() of heldOut, so a short sample is enough.
+   */
+  tuneDiscountScale(heldOut: ArrayLike<number>, candidates: number[] = [0.9, 1, 1.1, 1.2, 1.3]): number {
+    let best = this.scaleOfDiscounts;
+    let bestNats = this.score(heldOut).nats;
+    for (const scale of candidates) {
+      this.discountScale = scale;
+      const nats = this.score(heldOut).nats;
+      if (nats < bestNats) {
+        best = scale;
+        bestNats = nats;
+      }
+    }
+    this.discountScale = best;
+    return best;
   }
 
   /** Trie nodes in use, the root included. */
@@ -190,14 +252,15 @@ export class NgramModel {
   /**
    * Counts the n-grams ending at positions from..ids.length-1; ids before `from` are context only
    * (already added), which lets a document model grow by appending: add(text, previousLength).
-   * Prunes when the node bound would be passed; see prune().
+   * Prunes when the node bound would be passed (see prune()); returns how many nodes that removed.
    */
-  add(ids: ArrayLike<number>, from = 0): void {
+  add(ids: ArrayLike<number>, from = 0): number {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
     this.version++;
     this.resync(ids, from);
     const n = this.order;
+    const prunedBefore = this.pruned;
     for (let t = from; t < ids.length; t++) {
       if (this.nodeCount + n > this.maxNodes) {
         this.prune(Math.floor(this.maxNodes * PRUNE_TARGET));
@@ -205,6 +268,7 @@ export class NgramModel {
       }
       this.countPosition(ids[t], t);
     }
+    return this.pruned - prunedBefore;
   }
 
   /**
@@ -297,6 +361,7 @@ export class NgramModel {
    * orders below it, so probabilities still sum to 1.
    */
   prune(target: number): void {
+    checkInteger('target', target, 0, 0x7fffffff);
     const depth = this.depths();
     const keep = new Int32Array(this.nodeCount);
     let kept = this.nodeCount;
@@ -323,17 +388,41 @@ export class NgramModel {
     this.rebuildIndex(this.parent.length);
   }
 
+  /**
+   * The model's arrays with the nodes in breadth-first order: a node's children are adjacent and
+   * parents never decrease, so fromArrays() validates and indexes in one sequential pass.
+   */
   toArrays(): NgramArrays {
     const n = this.nodeCount;
+    const { firstChild, nextSibling } = this;
+    const byNew = new Int32Array(n);
+    const newId = new Int32Array(n);
+    let tail = 1;
+    for (let head = 0; head < tail; head++) {
+      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = nextSibling[c]) {
+        newId[c] = tail;
+        byNew[tail++] = c;
+      }
+    }
+    const parent = new Int32Array(n);
+    const symbol = new Uint16Array(n);
+    const count = new Uint32Array(n);
+    parent[ROOT] = EMPTY;
+    for (let i = 1; i < n; i++) {
+      const old = byNew[i];
+      parent[i] = newId[this.parent[old]];
+      symbol[i] = this.symbol[old];
+      count[i] = this.count[old];
+    }
     return {
       order: this.order,
       vocabSize: this.vocabSize,
       maxNodes: this.maxNodes,
-      discountScale: this.discountScale,
+      discountScale: this.scaleOfDiscounts,
       nodeCount: n,
-      parent: this.parent.slice(0, n),
-      symbol: this.symbol.slice(0, n),
-      count: this.count.slice(0, n),
+      parent,
+      symbol,
+      count,
       countOfCounts: this.countOfCounts.slice(),
       pruned: this.pruned,
       prunes: this.prunes,
@@ -342,9 +431,10 @@ export class NgramModel {
   }
 
   /**
-   * Rebuilds a model from its arrays, checking what an index walk relies on: every parent precedes
-   * its child, depths stay within the order, symbols within the vocabulary, counts positive and no
-   * (parent, symbol) pair twice. Throws RangeError naming the first problem.
+   * Rebuilds a model from arrays in toArrays() order, checking what an index walk relies on: every
+   * parent precedes its child (and parents never decrease), depths stay within the order, symbols
+   * within the vocabulary, counts positive and no (parent, symbol) pair twice. Throws RangeError
+   * naming the first problem.
    */
   static fromArrays(a: NgramArrays): NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
@@ -355,10 +445,17 @@ export class NgramModel {
     for (const v of a.countOfCounts) if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
     if (a.parent[ROOT] !== EMPTY) throw new RangeError('ngram: node 0 must be the root');
     const depth = new Uint8Array(n);
+    // Siblings are adjacent, so a symbol seen twice under the current parent is a duplicate n-gram.
+    const lastParent = new Int32Array(a.vocabSize).fill(EMPTY);
     for (let i = 1; i < n; i++) {
       const p = a.parent[i];
-      if (!(p >= 0 && p < i)) throw new RangeError(`ngram: node ${i} has a parent that does not precede it`);
+      if (!(p >= 0 && p < i && p >= a.parent[i - 1])) throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
       depth[i] = depth[p] + 1;
+      const sym = a.symbol[i];
+      if (sym < a.vocabSize) {
+        if (lastParent[sym] === p) throw new RangeError(`ngram: node ${i} repeats an n-gram`);
+        lastParent[sym] = p;
+      }
       if (depth[i] > a.order) throw new RangeError(`ngram: node ${i} is deeper than the order`);
       if (a.symbol[i] >= a.vocabSize) throw new RangeError(`ngram: node ${i} has a symbol outside the vocabulary`);
       if (a.count[i] < 1) throw new RangeError(`ngram: node ${i} has count 0`);
@@ -368,7 +465,7 @@ export class NgramModel {
     model.symbol.set(a.symbol);
     model.count.set(a.count);
     model.nodeCount = n;
-    model.rebuildIndex(model.parent.length, true);
+    model.rebuildIndex(model.parent.length);
     model.countOfCounts.set(a.countOfCounts);
     model.pruned = a.pruned;
     model.prunes = a.prunes;
@@ -384,9 +481,14 @@ export class NgramModel {
     }
   }
 
+  private slot(parent: number, sym: number): number {
+    return Math.floor((hash(parent, sym) >>> 0) * this.slotScale);
+  }
+
   private find(parent: number, sym: number): number {
-    const { index, mask } = this;
-    for (let h = hash(parent, sym) & mask; ; h = (h + 1) & mask) {
+    const { index } = this;
+    const size = index.length;
+    for (let h = this.slot(parent, sym); ; h = h + 1 === size ? 0 : h + 1) {
       const id = index[h];
       if (id === EMPTY || (this.parent[id] === parent && this.symbol[id] === sym)) return id;
     }
@@ -394,9 +496,10 @@ export class NgramModel {
 
   /** The node, or EMPTY when the bound is reached; `fresh` says whether it was created. */
   private findOrCreate(parent: number, sym: number, level: number): number {
-    const { index, mask } = this;
-    let h = hash(parent, sym) & mask;
-    for (; ; h = (h + 1) & mask) {
+    const { index } = this;
+    const size = index.length;
+    let h = this.slot(parent, sym);
+    for (; ; h = h + 1 === size ? 0 : h + 1) {
       const id = index[h];
       if (id === EMPTY) break;
       if (this.parent[id] === parent && this.symbol[id] === sym) {
@@ -411,8 +514,8 @@ export class NgramModel {
     if (this.nodeCount >= this.parent.length) {
       this.ensureCapacity(this.nodeCount + 1);
       // The index may have been rebuilt at another size.
-      h = hash(parent, sym) & this.mask;
-      while (this.index[h] !== EMPTY) h = (h + 1) & this.mask;
+      h = this.slot(parent, sym);
+      while (this.index[h] !== EMPTY) h = h + 1 === this.index.length ? 0 : h + 1;
     }
     const id = this.nodeCount++;
     this.index[h] = id;
@@ -442,27 +545,37 @@ export class NgramModel {
     if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
   }
 
-  /** Rebuilds the index and the child lists from parent/symbol; optionally rejects duplicates. */
-  private rebuildIndex(capacity: number, rejectDuplicates = false): void {
-    let size = 1024;
-    while (size * MAX_LOAD < capacity) size *= 2;
+  /** Rebuilds the index and the child lists from parent/symbol. */
+  private rebuildIndex(capacity: number): void {
+    const size = Math.max(1024, Math.ceil(capacity / MAX_LOAD));
     if (size !== this.index.length) this.index = new Int32Array(size);
     this.index.fill(EMPTY);
-    this.mask = size - 1;
-    const { index, mask, parent, symbol, firstChild, nextSibling } = this;
+    this.slotScale = size / 2 ** 32;
+    const { index, parent, symbol, firstChild, nextSibling } = this;
+    const n = this.nodeCount;
+    // Inserted in the order of their home slots (a counting sort on the slot's high bits), so the
+    // writes sweep the index rather than miss the cache once per node.
+    const starts = new Int32Array((size >>> BUCKET_BITS) + 2);
+    for (let id = 1; id < n; id++) starts[(this.slot(parent[id], symbol[id]) >>> BUCKET_BITS) + 1]++;
+    for (let b = 1; b < starts.length; b++) starts[b] += starts[b - 1];
+    const ids = new Int32Array(Math.max(0, n - 1));
+    const homes = new Int32Array(Math.max(0, n - 1));
+    for (let id = 1; id < n; id++) {
+      const h = this.slot(parent[id], symbol[id]);
+      const k = starts[h >>> BUCKET_BITS]++;
+      ids[k] = id;
+      homes[k] = h;
+    }
+    for (let k = 0; k < ids.length; k++) {
+      let h = homes[k];
+      while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
+      index[h] = ids[k];
+    }
+    // Backwards, so that each list is in id order and toArrays() of a loaded model is the file.
     firstChild.fill(EMPTY, 0, this.nodeCount);
-    for (let id = 0; id < this.nodeCount; id++) {
-      if (id === ROOT) continue;
-      const p = parent[id];
-      const s = symbol[id];
-      let h = hash(p, s) & mask;
-      for (; index[h] !== EMPTY; h = (h + 1) & mask) {
-        const other = index[h];
-        if (rejectDuplicates && parent[other] === p && symbol[other] === s) throw new RangeError(`ngram: nodes ${other} and ${id} are the same n-gram`);
-      }
-      index[h] = id;
-      nextSibling[id] = firstChild[p];
-      firstChild[p] = id;
+    for (let id = this.nodeCount - 1; id >= 1; id--) {
+      nextSibling[id] = firstChild[parent[id]];
+      firstChild[parent[id]] = id;
     }
     nextSibling[ROOT] = EMPTY;
   }
@@ -542,7 +655,7 @@ export class NgramModel {
       // Each discount must leave its count positive and remove something, or a context could
       // give all its mass away or none of it.
       for (let c = 0; c < 3; c++) {
-        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.discountScale;
+        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.scaleOfDiscounts;
         this.discounts[level * 3 + c] = Math.min(c + 1 - 0.05, Math.max(0.05, d));
       }
     }
@@ -555,16 +668,71 @@ export class NgramModel {
     const longest = Math.min(this.order - 1, L);
     this.checkIds(context, L - longest, L);
     if (this.firstChild[ROOT] === EMPTY) return -1;
+    // walked[k]: the node of the last k ids, EMPTY from the first length that was never seen.
+    const walked = this.walked;
+    walked.fill(EMPTY);
+    walked[0] = ROOT;
+    const keyLength = this.order - 2;
+    const recent = keyLength > 0 && L > 0 ? this.recentEntry(context, L - 1) : -1;
+    if (recent >= 0) {
+      const base = recent * (keyLength + 1);
+      const sym = context[L - 1];
+      for (let k = 1; k <= longest; k++) {
+        const shorter = this.recentNodes[base + k - 1];
+        if (shorter === EMPTY) break;
+        const node = this.find(shorter, sym);
+        if (node === EMPTY) break;
+        walked[k] = node;
+      }
+    } else {
+      for (let k = 1; k <= longest; k++) {
+        let node = ROOT;
+        for (let j = L - k; j < L && node !== EMPTY; j++) node = this.find(node, context[j]);
+        if (node === EMPTY) break;
+        walked[k] = node;
+      }
+    }
+    if (keyLength > 0) this.remember(context, L);
     this.contexts[0] = ROOT;
     let top = 0;
     for (let k = 1; k <= longest; k++) {
-      let node = ROOT;
-      for (let j = L - k; j < L && node !== EMPTY; j++) node = this.find(node, context[j]);
+      const node = walked[k];
       if (node === EMPTY || this.firstChild[node] === EMPTY) break;
       this.contexts[k] = node;
       top = k;
     }
     return top;
+  }
+
+  /** The slot for the last order - 2 ids of context[0..end) and the hash of those ids. */
+  private recentSlot(context: ArrayLike<number>, end: number): number {
+    const start = Math.max(0, end - (this.order - 2));
+    let h = end - start;
+    for (let j = start; j < end; j++) h = hash(h, context[j]);
+    return (h >>> 0) % RECENT;
+  }
+
+  /** The entry remembered for context[0..end), or -1. */
+  private recentEntry(context: ArrayLike<number>, end: number): number {
+    const slot = this.recentSlot(context, end);
+    if (this.recentStamp[slot] !== this.version) return -1;
+    const keyLength = this.order - 2;
+    const length = Math.min(keyLength, end);
+    if (this.recentLength[slot] !== length) return -1;
+    const base = slot * keyLength;
+    for (let i = 0; i < length; i++) if (this.recentKeys[base + i] !== context[end - length + i]) return -1;
+    return slot;
+  }
+
+  private remember(context: ArrayLike<number>, end: number): void {
+    const slot = this.recentSlot(context, end);
+    const keyLength = this.order - 2;
+    const length = Math.min(keyLength, end);
+    const base = slot * keyLength;
+    for (let i = 0; i < length; i++) this.recentKeys[base + i] = context[end - length + i];
+    this.recentLength[slot] = length;
+    this.recentStamp[slot] = this.version;
+    this.recentNodes.set(this.walked.subarray(0, keyLength + 1), slot * (keyLength + 1));
   }
 
   private probabilityAt(top: number, id: number): number {

@@ -57,6 +57,8 @@ export function loadServedModel(dir: string): ServedModel {
     }
   } else if (notes) {
     warnings.push(`the model in ${dir} has an n-gram but no gate to mix it with; the LSTM serves alone`);
+  } else if (saved.metadata.mixer !== undefined && warnings.length === 0) {
+    warnings.push(`the model in ${dir} was saved with an n-gram, but its file is missing; the LSTM serves alone until you retrain`);
   }
   return { saved, lstm, mixture, learned, lstmTrained, warnings, dispose: () => lstm.dispose() };
 }

@@ -1,5 +1,5 @@
 // Measures the n-gram model alone: nats/char on a held-out tail, build time, size, query speed.
-// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--discount-scale 1.15] [--save DIR]
+// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--vocab 512] [--discount-scale 1.15] [--tune 1] [--save DIR]
 import * as fs from 'node:fs';
 import { NgramModel, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
@@ -12,42 +12,48 @@ function main(argv: string[]): void {
     if (argv[i].startsWith('--')) flags[argv[i].slice(2)] = argv[++i];
     else files.push(argv[i]);
   }
-  if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--save DIR]');
+  if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--save DIR]');
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
   let cut = Math.floor(text.length * Number(flags.split ?? 0.9));
   // Not inside a surrogate pair.
   if (/[\udc00-\udfff]/.test(text[cut] ?? '')) cut++;
   const train = text.slice(0, cut);
   const held = text.slice(cut);
-  const vocab = Vocabulary.fromText(train, 512);
+  const vocab = Vocabulary.fromText(train, Number(flags.vocab ?? 512));
   const trainIds = vocab.encode(train);
   const heldIds = vocab.encode(held);
   const order = flags.order ? Number(flags.order) : undefined;
   const maxNodes = flags['max-nodes'] ? Number(flags['max-nodes']) : undefined;
   const rss0 = process.memoryUsage().rss;
 
-  let t0 = performance.now();
   const discountScale = flags['discount-scale'] ? Number(flags['discount-scale']) : undefined;
+  let t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const model = new NgramModel(vocab.size, { order, maxNodes, discountScale });
   model.add(trainIds);
   const buildMs = performance.now() - t0;
+  const buildCpuMs = process.cpuUsage(cpu0).user / 1000;
   const stats = model.stats();
   console.log(`train ${trainIds.length} chars, held-out ${heldIds.length}, vocabulary ${vocab.size}, order ${model.order}`);
-  console.log(`build ${buildMs.toFixed(0)} ms; nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`);
+  console.log(`build ${buildMs.toFixed(0)} ms (${buildCpuMs.toFixed(0)} ms CPU); nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`);
   console.log(`structure ${(model.memoryBytes() / 2 ** 20).toFixed(1)} MiB; RSS growth ${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(1)} MiB`);
 
+  let evalIds = heldIds;
+  if (flags.tune !== undefined) {
+    // Tuned on the first fifth of the held-out text, reported on the rest.
+    const tuneIds = heldIds.subarray(0, Math.min(100_000, Math.floor(heldIds.length / 5)));
+    evalIds = heldIds.subarray(tuneIds.length);
+    const before = model.score(evalIds);
+    t0 = performance.now();
+    const scale = model.tuneDiscountScale(tuneIds);
+    console.log(`tuned discount scale ${scale} on ${tuneIds.length} chars in ${(performance.now() - t0).toFixed(0)} ms; the rest scored ${(before.nats / before.chars).toFixed(4)} nats/char before`);
+  }
   t0 = performance.now();
-  const { nats, chars: scored } = model.score(heldIds);
+  const { nats, chars: scored } = model.score(evalIds);
   const scoreMs = performance.now() - t0;
   console.log(`held-out ${(nats / scored).toFixed(4)} nats/char (${(nats / scored / Math.LN2).toFixed(4)} bits), scored in ${scoreMs.toFixed(0)} ms`);
 
-  const out = new Float32Array(vocab.size);
-  const confidence: NgramConfidence = { order: 0, contextCount: 0, successors: 0, seenMass: 0 };
-  const calls = Math.min(20000, heldIds.length - model.order);
-  for (let i = 0; i < 2000; i++) model.distribution(heldIds.subarray(i, i + model.order), out, confidence);
-  t0 = performance.now();
-  for (let i = 0; i < calls; i++) model.distribution(heldIds.subarray(i, i + model.order - 1), out, confidence);
-  console.log(`distribution ${(((performance.now() - t0) / calls) * 1000).toFixed(2)} µs/call over ${calls} held-out contexts`);
+  timeDistribution(model, heldIds, 'built');
 
   if (flags.save) {
     t0 = performance.now();
@@ -59,7 +65,29 @@ function main(argv: string[]): void {
     const again = loaded.score(heldIds.subarray(0, 10000)).nats === model.score(heldIds.subarray(0, 10000)).nats;
     const size = fs.statSync(`${flags.save}/ngram.bin`).size;
     console.log(`saved ${(size / 2 ** 20).toFixed(1)} MiB in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms; same scores: ${again}`);
+    timeDistribution(loaded, heldIds, 'loaded');
   }
+}
+
+/** Consecutive held-out contexts (as a beam or the next keystroke asks), then random ones. */
+function timeDistribution(model: NgramModel, heldIds: Int32Array, label: string): void {
+  const out = new Float32Array(model.vocabSize);
+  const confidence: NgramConfidence = { order: 0, contextCount: 0, successors: 0, seenMass: 0 };
+  const span = 40;
+  const calls = Math.min(20000, heldIds.length - span);
+  for (let i = 0; i < 2000; i++) model.distribution(heldIds.subarray(i, i + span), out, confidence);
+  let t0 = performance.now();
+  for (let i = 0; i < calls; i++) model.distribution(heldIds.subarray(i, i + span), out, confidence);
+  const consecutive = ((performance.now() - t0) / calls) * 1000;
+  let seed = 1;
+  t0 = performance.now();
+  for (let i = 0; i < calls; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    const at = seed % (heldIds.length - span);
+    model.distribution(heldIds.subarray(at, at + span), out, confidence);
+  }
+  const random = ((performance.now() - t0) / calls) * 1000;
+  console.log(`distribution (${label} model) ${consecutive.toFixed(2)} µs/call for consecutive contexts, ${random.toFixed(2)} for random ones (${calls} calls each)`);
 }
 
 main(process.argv.slice(2));

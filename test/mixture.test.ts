@@ -1,8 +1,8 @@
 // The mixture of the LSTM and the n-grams: its gate, the served model's fallbacks, and what is learnt from saved notes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tempModelDir } from './support/temp-dirs';
 import { join } from 'node:path';
 import { Mixer, MixerSamples } from '../model/mixer';
 import { documentNgram, MIXER_SHAPE, MixturePredictor } from '../model/mixture';
@@ -115,89 +115,80 @@ function savedModel(): SavedModel {
 }
 
 test('a model directory from before the mixture loads and serves the LSTM alone', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'char-mixture-'));
-  try {
-    saveModel(dir, savedModel());
-    const served = loadServedModel(dir);
-    assert.equal(served.mixture, undefined);
-    assert.deepEqual(served.warnings, []);
-    served.dispose();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const dir = tempModelDir('char-mixture');
+  saveModel(dir, savedModel());
+  const served = loadServedModel(dir);
+  assert.equal(served.mixture, undefined);
+  assert.deepEqual(served.warnings, []);
+  served.dispose();
 });
 
 test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with one clear warning', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'char-mixture-'));
-  try {
-    const saved = savedModel();
-    saved.metadata.mixer = Mixer.fixed(MIXER_SHAPE, [0.5, 0.4, 0.1]).toJSON();
-    saveModel(dir, saved);
-    const notes = new NgramModel(vocabulary.size);
-    notes.add(vocabulary.encode('some notes to remember.\n'));
-    saveNgram(dir, notes, vocabulary);
-    const good = loadServedModel(dir);
-    assert.ok(good.mixture, 'with a sound n-gram and gate the mixture serves');
-    good.dispose();
+  const dir = tempModelDir('char-mixture');
+  const saved = savedModel();
+  saved.metadata.mixer = Mixer.fixed(MIXER_SHAPE, [0.5, 0.4, 0.1]).toJSON();
+  saveModel(dir, saved);
+  const notes = new NgramModel(vocabulary.size);
+  notes.add(vocabulary.encode('some notes to remember.\n'));
+  saveNgram(dir, notes, vocabulary);
+  const good = loadServedModel(dir);
+  assert.ok(good.mixture, 'with a sound n-gram and gate the mixture serves');
+  good.dispose();
 
-    const file = join(dir, NGRAM_FILE);
-    const bytes = readFileSync(file);
-    bytes[bytes.length - 3] ^= 0xff;
-    writeFileSync(file, bytes);
-    const corrupt = loadServedModel(dir);
-    assert.equal(corrupt.mixture, undefined);
-    assert.equal(corrupt.warnings.length, 1);
-    assert.match(corrupt.warnings[0], /n-gram.*LSTM serves alone/);
-    corrupt.dispose();
+  const file = join(dir, NGRAM_FILE);
+  const bytes = readFileSync(file);
+  bytes[bytes.length - 3] ^= 0xff;
+  writeFileSync(file, bytes);
+  const corrupt = loadServedModel(dir);
+  assert.equal(corrupt.mixture, undefined);
+  assert.equal(corrupt.warnings.length, 1);
+  assert.match(corrupt.warnings[0], /n-gram.*LSTM serves alone/);
+  corrupt.dispose();
 
-    saveNgram(dir, (() => { const other = Vocabulary.fromText('xyz', 10); const m = new NgramModel(other.size); m.add(other.encode('xyzzy')); return m; })(), Vocabulary.fromText('xyz', 10));
-    const mismatched = loadServedModel(dir);
-    assert.equal(mismatched.mixture, undefined);
-    assert.match(mismatched.warnings[0], /different vocabulary/);
-    mismatched.dispose();
+  saveNgram(dir, (() => { const other = Vocabulary.fromText('xyz', 10); const m = new NgramModel(other.size); m.add(other.encode('xyzzy')); return m; })(), Vocabulary.fromText('xyz', 10));
+  const mismatched = loadServedModel(dir);
+  assert.equal(mismatched.mixture, undefined);
+  assert.match(mismatched.warnings[0], /different vocabulary/);
+  mismatched.dispose();
 
-    rmSync(file);
-    const missing = loadServedModel(dir);
-    assert.equal(missing.mixture, undefined);
-    missing.dispose();
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  rmSync(file);
+  const missing = loadServedModel(dir);
+  assert.equal(missing.mixture, undefined);
+  assert.equal(missing.warnings.length, 1);
+  assert.match(missing.warnings[0], /missing/);
+  missing.dispose();
 });
 
 test('notes learnt from saves change the n-gram, survive a save and load, and learn only what was appended', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'char-learned-'));
-  try {
-    const fresh = () => { const m = new NgramModel(vocabulary.size); m.add(vocabulary.encode('plain old notes.\n')); return m; };
-    const ngram = fresh();
-    const context = vocabulary.encode('Quorv');
-    const out = new Float32Array(vocabulary.size);
-    ngram.distribution(context, out);
-    const before = out[vocabulary.id('e')];
-    const learned = LearnedNotes.empty(vocabulary);
-    assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\n', ngram), { learnt: 36 });
-    ngram.distribution(context, out);
-    assert.ok(out[vocabulary.id('e')] > before + 0.3, `learning moves the n-gram: ${before} → ${out[vocabulary.id('e')]}`);
-    assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 6 }, 'only the appended text');
-    assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 0 });
-    learned.save(dir);
+  const dir = tempModelDir('char-learned');
+  mkdirSync(dir);
+  const fresh = () => { const m = new NgramModel(vocabulary.size); m.add(vocabulary.encode('plain old notes.\n')); return m; };
+  const ngram = fresh();
+  const context = vocabulary.encode('Quorv');
+  const out = new Float32Array(vocabulary.size);
+  ngram.distribution(context, out);
+  const before = out[vocabulary.id('e')];
+  const learned = LearnedNotes.empty(vocabulary);
+  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\n', ngram), { learnt: 36 });
+  ngram.distribution(context, out);
+  assert.ok(out[vocabulary.id('e')] > before + 0.3, `learning moves the n-gram: ${before} → ${out[vocabulary.id('e')]}`);
+  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 6 }, 'only the appended text');
+  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 0 });
+  learned.save(dir);
 
-    const replayed = fresh();
-    LearnedNotes.load(dir, vocabulary).replayInto(replayed);
-    const a = new Float32Array(vocabulary.size);
-    const b = new Float32Array(vocabulary.size);
-    for (const text of ['Quorv', 'More', 'xx', '']) {
-      ngram.distribution(vocabulary.encode(text), a);
-      replayed.distribution(vocabulary.encode(text), b);
-      assert.deepEqual(Array.from(b), Array.from(a), `same probabilities after "${text}"`);
-    }
-    const huge = 'x'.repeat(LEARNED_MAX_DOCUMENT_CHARS + 1);
-    assert.ok('skipped' in learned.learn('file:///notes/huge.md', huge, ngram), 'a huge document is not learnt');
-
-    writeFileSync(join(dir, LEARNED_FILE), 'not a learnt-notes file');
-    assert.throws(() => LearnedNotes.load(dir, vocabulary), /ignoring the notes learnt/);
-    assert.throws(() => LearnedNotes.load(dir, Vocabulary.fromText('abc', 10)), /ignoring the notes learnt/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const replayed = fresh();
+  LearnedNotes.load(dir, vocabulary).replayInto(replayed);
+  const a = new Float32Array(vocabulary.size);
+  const b = new Float32Array(vocabulary.size);
+  for (const text of ['Quorv', 'More', 'xx', '']) {
+    ngram.distribution(vocabulary.encode(text), a);
+    replayed.distribution(vocabulary.encode(text), b);
+    assert.deepEqual(Array.from(b), Array.from(a), `same probabilities after "${text}"`);
   }
+  const huge = 'x'.repeat(LEARNED_MAX_DOCUMENT_CHARS + 1);
+  assert.ok('skipped' in learned.learn('file:///notes/huge.md', huge, ngram), 'a huge document is not learnt');
+
+  writeFileSync(join(dir, LEARNED_FILE), 'not a learnt-notes file');
+  assert.throws(() => LearnedNotes.load(dir, vocabulary), /ignoring the notes learnt/);
+  assert.throws(() => LearnedNotes.load(dir, Vocabulary.fromText('abc', 10)), /ignoring the notes learnt/);
 });

@@ -27,6 +27,8 @@ export const TRAIN_DEFAULTS = {
   expectedCharsPerSecond: 4000,
   /** Periodic validation uses at most this many chars so it stays a small share of the budget; the final figure uses all of it. */
   periodicValidationChars: 32_768,
+  /** The final figure is scored on at most this many validation chars, so big notes do not wait minutes for it. */
+  finalValidationChars: 400_000,
   evaluationsPerRun: 20,
   /** Stop early after this many evaluations without improvement. */
   patience: 5,

@@ -1,7 +1,7 @@
 // Scores held-out text with each part of the mixture, and fits the mixture's gate on those scores.
 import { CharLstm, disposeState, zeroState } from '../model/network';
 import { Mixer, MixerSamples } from '../model/mixer';
-import { DOCUMENT_NGRAM_WINDOW, documentNgram, emptyConfidence, MIXER_SHAPE, MIXTURE_COMPONENTS, mixtureFeatures } from '../model/mixture';
+import { DOCUMENT_NGRAM_WINDOW, documentNgram, emptyConfidence, MIXER_SHAPE, MIXTURE_COMPONENTS, mixerPrior, mixtureFeatures } from '../model/mixture';
 import type { NgramModel } from '../model/ngram';
 import { StreamBatcher } from './batches';
 
@@ -134,6 +134,8 @@ function thin(samples: MixerSamples, cap: number): MixerSamples {
 }
 
 const FIT_SAMPLES = 24_000;
+/** How hard the gate is pulled towards its prior: enough to hold where samples are silent, too little to matter where they speak. */
+const PRIOR_STRENGTH = 0.002;
 
 /**
  * Fits the gate on samples, warm-started from `start` when given. The figure returned is
@@ -141,21 +143,22 @@ const FIT_SAMPLES = 24_000;
  * gate having seen the text it is scored on; the gate returned is fitted on all of it.
  */
 export function fitMixture(samples: MixerSamples, start?: Mixer, iterations = 150): { mixer: Mixer; nats: number } {
-  const fresh = () => new Mixer(MIXER_SHAPE, start ? Float32Array.from(start.weights) : undefined);
+  const prior = { weights: mixerPrior(), strength: PRIOR_STRENGTH };
+  const fresh = () => new Mixer(MIXER_SHAPE, Float32Array.from(start?.weights ?? prior.weights));
   const half = Math.floor(samples.count / 2);
   let nats: number;
   if (half >= 1000) {
     const first = slice(samples, 0, half);
     const second = slice(samples, half, samples.count);
     const onFirst = fresh();
-    onFirst.fit(thin(first, FIT_SAMPLES / 2), iterations);
+    onFirst.fit(thin(first, FIT_SAMPLES / 2), iterations, undefined, prior);
     const onSecond = fresh();
-    onSecond.fit(thin(second, FIT_SAMPLES / 2), iterations);
+    onSecond.fit(thin(second, FIT_SAMPLES / 2), iterations, undefined, prior);
     nats = (onSecond.loss(first) * first.count + onFirst.loss(second) * second.count) / samples.count;
   } else {
     nats = NaN;
   }
   const mixer = fresh();
-  mixer.fit(thin(samples, FIT_SAMPLES), iterations);
+  mixer.fit(thin(samples, FIT_SAMPLES), iterations, undefined, prior);
   return { mixer, nats: Number.isNaN(nats) ? mixer.loss(samples) : nats };
 }

@@ -22,7 +22,7 @@ import { documentNgram, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
 import { forgetLearned } from '../model/learned';
-import { fitMixture, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
+import { fitMixture, LstmScores, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -168,6 +168,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const batcher = new StreamBatcher(trainIds, batch, options.seq);
   const validationBatch = Math.min(32, Math.floor((validationIds.length - 1) / options.seq));
   const periodicIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.periodicValidationChars, validationBatch * options.seq + 1));
+  const finalIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.finalValidationChars, validationBatch * options.seq + 1));
 
   // 5. The budget.
   const budget = chooseBudget(options, usingDefault, trainIds.length);
@@ -201,17 +202,19 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
   // same positions; the n-grams' side of those samples never changes and is computed once.
   const scorable = (ids: Int32Array) => validationBatch >= 1 && ids.length > validationBatch * options.seq;
+  // How much each order's counts are discounted suits some notes better than others; the held-out
+  // text chooses.
+  if (scorable(periodicIds)) notes.tuneDiscountScale(periodicIds);
   const periodicSamples = scorable(periodicIds) ? ngramSamples(periodicIds, scoredPositions(periodicIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
   let mixer: Mixer | undefined;
-  /** LSTM nats on ids, and with samples, the mixture refitted on them (cross-fitted nats). */
-  const evaluate = async (ids: Int32Array, samples?: MixtureSamples): Promise<{ lstm: number; mixture: number | null } | null> => {
-    if (!scorable(ids)) return null;
-    const scores = await scoreLstm(model, ids, validationBatch, options.seq);
-    if (!samples) return { lstm: lstmNats(scores), mixture: null };
+  const scoreValidation = async (ids: Int32Array): Promise<LstmScores | null> => (scorable(ids) ? scoreLstm(model, ids, validationBatch, options.seq) : null);
+  /** Refits the gate on samples with the LSTM's scores; the mixture's cross-fitted nats. */
+  const refitMixture = (samples: MixtureSamples | undefined, scores: LstmScores | null): number | null => {
+    if (!samples || !scores) return null;
     setLstmScores(samples, scores);
     const fitted = fitMixture(samples, mixer);
     mixer = fitted.mixer;
-    return { lstm: lstmNats(scores), mixture: fitted.nats };
+    return fitted.nats;
   };
   const hyperparameters = {
     layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
@@ -267,7 +270,8 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   if (resumed) {
     // The model being resumed is the one to beat, scored on today's split, which may differ from
     // the split it was trained with.
-    const nats = (await evaluate(periodicIds))?.lstm ?? null;
+    const scores = await scoreValidation(periodicIds);
+    const nats = scores && lstmNats(scores);
     if (nats !== null) {
       best = { nats, weights: resumed.weights, steps: 0, chars: 0, figures: { lstm: nats, ngram: null, mixture: null } };
       reporter.info(`The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`);
@@ -308,14 +312,15 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
       const evaluationStarted = performance.now();
-      const scored = await evaluate(periodicIds);
-      const nats = scored?.lstm ?? null;
+      const scores = await scoreValidation(periodicIds);
+      const nats = scores && lstmNats(scores);
       // Validation may take at most a tenth of a time budget, however short the budget is.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
       nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
-        const mixture = periodicSamples ? (await evaluate(periodicIds, periodicSamples))?.mixture ?? null : null;
+        const mixture = refitMixture(periodicSamples, scores);
+        if (mixture !== null) lastValidationBpc = mixture / LN2;
         const figures: Figures = { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture };
         best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq, figures };
         save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
@@ -337,11 +342,12 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   }
   disposeState(state);
 
-  // 8. The final model is the best checkpoint, scored on the whole validation set. Ctrl-C must
-  // return in seconds, and validating takes longer than that, so an interrupted run validates
-  // nothing: its best checkpoint is already on disk with its figures and optimizer state. With no
-  // checkpoint yet, the weights and optimizer state are saved as they stand for --resume, marked
-  // as an LSTM not yet trained, so the server goes on serving the n-gram saved at the start.
+  // 8. The final model is the best checkpoint, scored on the validation set (up to
+  // finalValidationChars of it). Ctrl-C must return in seconds, and validating takes longer than
+  // that, so an interrupted run validates nothing: its best checkpoint is already on disk with its
+  // figures and optimizer state. With no checkpoint yet, the weights and optimizer state are saved
+  // as they stand for --resume, marked as an LSTM not yet trained, so the server goes on serving
+  // the n-gram saved at the start.
   const interrupted = stoppedBy === 'interrupted';
   let figures: Figures = best?.figures ?? { lstm: null, ngram: null, mixture: null };
   let saved: { lstmTrained: boolean; optimizerState?: OptimizerState } | undefined;
@@ -354,7 +360,8 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     }
   } else {
     const current = await readWeights(params);
-    const currentNats = step > 0 ? (await evaluate(periodicIds))?.lstm ?? null : null;
+    const currentScores = step > 0 ? await scoreValidation(periodicIds) : null;
+    const currentNats = currentScores && lstmNats(currentScores);
     let currentIsBest = false;
     if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
       best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq, figures };
@@ -362,10 +369,10 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     }
     if (best) {
       assignWeights(params, best.weights);
-      reporter.info('Scoring the best checkpoint and the mixture on the whole validation set…');
-      const samples = scorable(validationIds) ? ngramSamples(validationIds, scoredPositions(validationIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
-      const final = await evaluate(validationIds, samples);
-      figures = { lstm: final?.lstm ?? null, ngram: samples?.notesNats ?? null, mixture: final?.mixture ?? null };
+      reporter.info(`Scoring the best checkpoint and the mixture on ${finalIds.length === validationIds.length ? 'the whole validation set' : `${finalIds.length.toLocaleString('en-US')} validation chars`}…`);
+      const samples = scorable(finalIds) ? ngramSamples(finalIds, scoredPositions(finalIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+      const scores = await scoreValidation(finalIds);
+      figures = { lstm: scores && lstmNats(scores), ngram: samples?.notesNats ?? null, mixture: refitMixture(samples, scores) };
       // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
       saved = { lstmTrained: true, optimizerState: currentIsBest ? await optimizer.state() : undefined };
     }
@@ -457,22 +464,6 @@ export function learningRate(base: number, step: number, progress: number): numb
   const warmup = Math.min(1, (step + 1) / TRAIN_DEFAULTS.warmupSteps);
   const cosine = 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress)));
   return base * warmup * (TRAIN_DEFAULTS.lrFloor + (1 - TRAIN_DEFAULTS.lrFloor) * cosine);
-}
-
-/** Mean cross-entropy in nats per char over ids, as contiguous streams carrying state. */
-export async function validationLoss(model: CharLstm, ids: Int32Array, batch: number, seq: number): Promise<number> {
-  const batcher = new StreamBatcher(ids, batch, seq);
-  let state = zeroState(model.config, batch);
-  let total = 0;
-  for (let k = 0; k < batcher.batchesPerEpoch; k++) {
-    const { inputs, targets } = batcher.batch(k);
-    const result = await model.evaluate(inputs, targets, batch, seq, state);
-    disposeState(state);
-    state = result.state;
-    total += result.loss;
-  }
-  disposeState(state);
-  return total / batcher.batchesPerEpoch;
 }
 
 /**

@@ -1,0 +1,263 @@
+// The notes' n-gram: normalisation, agreement of its queries, growth, its bound, and its file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import { NgramModel, type NgramConfidence } from '../model/ngram';
+import { NGRAM_FORMAT_VERSION, NgramFormatError, loadNgram, ngramFilePath, saveNgram } from '../model/ngram-format';
+import { Vocabulary } from '../model/vocab';
+import { tempModelDir } from './support/temp-dirs';
+
+const TEXT = [
+  'The quick brown fox jumps over the lazy dog. ',
+  'Pack my box with five dozen liquor jugs. ',
+  'How vexingly quick daft zebras jump! ',
+  'Sphinx of black quartz, judge my vow. ',
+].join('').repeat(20);
+// Characters that never occur in TEXT, so some ids are only ever predicted by the uniform base.
+const vocab = Vocabulary.fromText(TEXT + 'éß€', 512);
+
+const tempDir = () => tempModelDir('char-ngram');
+
+function trained(order = 9, text = TEXT): NgramModel {
+  const model = new NgramModel(vocab.size, { order });
+  model.add(vocab.encode(text));
+  return model;
+}
+
+function confidence(): NgramConfidence {
+  return { order: 0, contextCount: 0, successors: 0, seenMass: 0 };
+}
+
+function next(model: NgramModel, context: string): Float32Array {
+  const out = new Float32Array(vocab.size);
+  model.distribution(vocab.encode(context), out);
+  return out;
+}
+
+function assertDistribution(out: Float32Array, label: string): void {
+  let sum = 0;
+  for (let i = 0; i < out.length; i++) {
+    assert.ok(out[i] > 0 && Number.isFinite(out[i]), `${label}: p[${i}] = ${out[i]}`);
+    sum += out[i];
+  }
+  assert.ok(Math.abs(sum - 1) < 1e-5, `${label}: sums to ${sum}`);
+}
+
+test('distributions sum to 1 with no zero for seen, unseen, empty and unknown-id contexts', () => {
+  const model = trained();
+  const contexts = ['The quick brown f', 'zzzzqqqq', '', 'é€ß', 'jump', '\uFFFD\uFFFDab', 'x'];
+  for (const context of contexts) assertDistribution(next(model, context), JSON.stringify(context));
+  const ids = vocab.encode('lazy dog');
+  ids[3] = 0;
+  const out = new Float32Array(vocab.size);
+  model.distribution(ids, out);
+  assertDistribution(out, 'unknown id in the context');
+  // An empty model is the uniform base.
+  assertDistribution(next(new NgramModel(vocab.size), 'abc'), 'empty model');
+  for (const order of [1, 2, 4]) assertDistribution(next(trained(order), 'The quick'), `order ${order}`);
+});
+
+test('logProb and score agree with distribution', () => {
+  const model = trained(6);
+  const ids = vocab.encode('How vexingly quick daft zebras jump over the quartz sphinx €!');
+  const out = new Float32Array(vocab.size);
+  let nats = 0;
+  for (let t = 0; t < ids.length; t++) {
+    const context = ids.subarray(0, t);
+    model.distribution(context, out);
+    const lp = model.logProb(context, ids[t]);
+    assert.ok(Math.abs(lp - Math.log(out[ids[t]])) < 1e-6, `position ${t}`);
+    nats -= lp;
+  }
+  const scored = model.score(ids);
+  assert.equal(scored.chars, ids.length);
+  assert.ok(Math.abs(scored.nats - nats) < 1e-6);
+  const tail = model.score(ids, 10);
+  assert.equal(tail.chars, ids.length - 10);
+  assert.ok(tail.nats < scored.nats);
+});
+
+test('a context one symbol past a queried one gets the same distribution as a fresh walk', () => {
+  // Pruned, so that some contexts' suffixes have gaps.
+  const model = new NgramModel(vocab.size, { order: 9, maxNodes: 1000 });
+  model.add(vocab.encode(TEXT));
+  assert.ok(model.stats().prunes > 0);
+  const fresh = NgramModel.fromArrays(model.toArrays());
+  const ids = vocab.encode('Pack my box with five dozen quick jugs, judge my vow. The lazy fox €!');
+  const warm = new Float32Array(vocab.size);
+  const cold = new Float32Array(vocab.size);
+  const orders: number[] = [];
+  for (let t = 0; t <= ids.length; t++) orders.push(model.distribution(ids.subarray(0, t), warm));
+  for (let t = ids.length; t >= 0; t--) {
+    model.distribution(ids.subarray(0, t), warm);
+    assert.equal(fresh.distribution(ids.subarray(0, t), cold), orders[t], `order at ${t}`);
+    model.distribution(ids.subarray(0, t), warm);
+    assert.deepEqual(cold, warm, `distribution at ${t}`);
+  }
+});
+
+test('a longer context predicts a repeated name; adding text makes it predictable', () => {
+  const model = trained(9);
+  const name = 'Jukovquib';
+  const before = next(model, 'said Jukovqui')[vocab.id('b')];
+  model.add(vocab.encode(`The letter from ${name} arrived. `.repeat(3)));
+  const after = next(model, 'said Jukovqui')[vocab.id('b')];
+  assert.ok(before < 0.5, `before adding: ${before}`);
+  assert.ok(after > 0.9, `after adding: ${after}`);
+  const c = confidence();
+  model.distribution(vocab.encode('said Jukovqui'), new Float32Array(vocab.size), c);
+  assert.equal(c.order, 8, 'the whole 8-symbol context was seen');
+  assert.equal(c.successors, 1);
+  assert.ok(c.contextCount >= 3 && c.seenMass > 0.9);
+
+  // The same text under a short order is much less sure.
+  const bigram = new NgramModel(vocab.size, { order: 2 });
+  bigram.add(vocab.encode(TEXT + `The letter from ${name} arrived. `.repeat(3)));
+  assert.ok(next(bigram, 'said Jukovqui')[vocab.id('b')] < after - 0.3);
+});
+
+test('tuneDiscountScale picks the candidate that scores the held-out text best', () => {
+  const model = trained(7);
+  const heldOut = vocab.encode('Sphinx of black quartz, judge my box of five dozen liquor jugs. The lazy fox.');
+  const candidates = [0.5, 1, 1.5];
+  const nats = candidates.map((scale) => {
+    model.discountScale = scale;
+    return model.score(heldOut).nats;
+  });
+  model.discountScale = 1.15;
+  const chosen = model.tuneDiscountScale(heldOut, candidates);
+  const best = Math.min(...nats);
+  assert.equal(model.discountScale, chosen);
+  assert.ok(model.score(heldOut).nats <= best + 1e-9);
+  assert.throws(() => (model.discountScale = 0), RangeError);
+});
+
+test('add(ids, from) appends: the same model as adding the whole text at once', () => {
+  const whole = vocab.encode(TEXT.slice(0, 500));
+  const once = new NgramModel(vocab.size, { order: 5 });
+  once.add(whole);
+  const appended = new NgramModel(vocab.size, { order: 5 });
+  appended.add(whole.subarray(0, 123));
+  appended.add(whole, 123);
+  assert.deepEqual(appended.toArrays(), once.toArrays());
+  assert.throws(() => once.add([vocab.size]), RangeError);
+  assert.throws(() => once.add([1.5]), RangeError);
+  assert.throws(() => once.distribution([-1], new Float32Array(vocab.size)), RangeError);
+});
+
+test('the node bound holds: pruning keeps the model within maxNodes and normalised', () => {
+  const maxNodes = 3000;
+  const model = new NgramModel(vocab.size, { order: 9, maxNodes });
+  let seed = 7;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  let reported = 0;
+  for (let chunk = 0; chunk < 20; chunk++) {
+    const ids = Int32Array.from({ length: 400 }, () => 1 + Math.floor(random() * (vocab.size - 1)));
+    reported += model.add(ids);
+    assert.ok(model.size <= maxNodes, `size ${model.size} after chunk ${chunk}`);
+  }
+  const stats = model.stats();
+  assert.ok(stats.prunes > 0 && stats.pruned > 0, 'pruning ran');
+  assert.equal(reported, stats.pruned, 'add() reports what it pruned');
+  assert.equal(stats.refused, 0);
+  // Every stored n-gram was seen: n-grams re-added after their suffix was pruned count too.
+  const arrays = model.toArrays();
+  assert.ok(arrays.count.subarray(1).every((c) => c >= 1), 'no count-0 node');
+  assert.deepEqual(NgramModel.fromArrays(arrays).toArrays(), arrays);
+  assertDistribution(next(model, 'abcdefgh'), 'after pruning');
+  // What was added last is still known after all that pruning.
+  model.add(vocab.encode('Sphinx of black quartz '.repeat(3)));
+  assert.ok(model.size <= maxNodes);
+  assert.ok(next(model, 'Sphinx of black qua')[vocab.id('r')] > 0.5);
+  assert.throws(() => new NgramModel(vocab.size, { maxNodes: 10 }), RangeError);
+});
+
+test('save then load gives bitwise the same probabilities and confidence', () => {
+  const dir = tempDir();
+  const model = trained();
+  saveNgram(dir, model, vocab);
+  const loaded = loadNgram(dir, vocab);
+  assert.ok(loaded);
+  assert.equal(loaded.order, model.order);
+  assert.deepEqual(loaded.stats(), model.stats());
+  for (const context of ['', 'The quick brown f', 'zzq', 'Pack my box with fi']) {
+    const a = new Float32Array(vocab.size);
+    const b = new Float32Array(vocab.size);
+    const ca = confidence();
+    const cb = confidence();
+    model.distribution(vocab.encode(context), a, ca);
+    loaded.distribution(vocab.encode(context), b, cb);
+    assert.deepEqual(b, a);
+    assert.deepEqual(cb, ca);
+  }
+  // The loaded model keeps learning.
+  loaded.add(vocab.encode('Qwerty'));
+  assert.equal(loadNgram(tempDir(), vocab), null, 'no file: no n-gram');
+  assert.deepEqual(fs.readdirSync(dir), ['ngram.bin'], 'no temporary files left');
+});
+
+test('loading with another vocabulary is refused', () => {
+  const dir = tempDir();
+  saveNgram(dir, trained(), vocab);
+  const same = Vocabulary.fromJSON(vocab.toJSON());
+  assert.ok(loadNgram(dir, same));
+  // Same size, different characters: the ids would mean other characters.
+  const chars = vocab.toJSON().chars;
+  chars[chars.length - 1] = '✓';
+  assert.throws(() => loadNgram(dir, Vocabulary.fromJSON({ chars })), (err: Error) => err instanceof NgramFormatError && /different vocabulary/.test(err.message) && /npm run train/.test(err.message));
+  assert.throws(() => loadNgram(dir, Vocabulary.fromText('abc', 10)), NgramFormatError);
+  assert.throws(() => saveNgram(dir, trained(), Vocabulary.fromText('abc', 10)), NgramFormatError);
+});
+
+test('damaged files are refused with NgramFormatError, quoting nothing from the file', () => {
+  const dir = tempDir();
+  saveNgram(dir, trained(4), vocab);
+  const file = ngramFilePath(dir);
+  const good = fs.readFileSync(file);
+  const headerEnd = 4 + good.readUInt32LE(0);
+  const header = JSON.parse(good.toString('utf8', 4, headerEnd));
+  const payloadStart = Math.ceil(headerEnd / 8) * 8;
+
+  const refuse = (bytes: Buffer, pattern: RegExp, label: string) => {
+    fs.writeFileSync(file, bytes);
+    assert.throws(
+      () => loadNgram(dir, vocab),
+      (err: Error) => err instanceof NgramFormatError && pattern.test(err.message) && !err.message.includes('SECRET'),
+      label,
+    );
+  };
+  const withHeader = (changes: Record<string, unknown>, payload = good.subarray(payloadStart)) => {
+    const json = Buffer.from(JSON.stringify({ ...header, ...changes }));
+    const head = Buffer.alloc(Math.ceil((4 + json.length) / 8) * 8, 0x20);
+    head.writeUInt32LE(json.length, 0);
+    json.copy(head, 4);
+    return Buffer.concat([head, payload]);
+  };
+
+  refuse(good.subarray(0, good.length - 3), /truncated/, 'truncated payload');
+  refuse(good.subarray(0, 2), /truncated/, 'truncated length');
+  refuse(good.subarray(0, 40), /truncated|header length/, 'truncated header');
+  refuse(Buffer.concat([good, Buffer.alloc(8)]), /too long/, 'trailing bytes');
+  const flipped = Buffer.from(good);
+  flipped[good.length - 5] ^= 0x10;
+  refuse(flipped, /checksum/, 'a flipped payload bit');
+  const huge = Buffer.from(good);
+  huge.writeUInt32LE(0xfffffff0, 0);
+  refuse(huge, /header length/, 'a huge header length');
+  refuse(Buffer.concat([Buffer.from([9, 0, 0, 0]), Buffer.from('{"SECRET"')]), /JSON header/, 'broken JSON');
+  refuse(withHeader({ format: 'SECRET' }), /char-ngram/, 'another format');
+  refuse(withHeader({ formatVersion: NGRAM_FORMAT_VERSION + 1 }), /newer version/, 'a newer version');
+  refuse(withHeader({ nodeCount: 2 ** 40 }), /nodeCount/, 'an absurd node count');
+  refuse(withHeader({ nodeCount: header.nodeCount + 1000 }), /truncated/, 'more nodes than bytes');
+  refuse(withHeader({ countOfCounts: [1, 2] }), /countOfCounts/, 'short count-of-counts');
+  // A payload that passes its checksum but whose table is wrong: a node whose parent follows it.
+  const payload = Buffer.from(good.subarray(payloadStart));
+  payload.writeInt32LE(header.nodeCount - 1, 4 * 1);
+  const digest = crypto.createHash('sha256').update(payload).digest('hex');
+  refuse(withHeader({ payloadSha256: digest }, payload), /inconsistent/, 'a parent after its child');
+
+  fs.rmSync(file);
+  fs.mkdirSync(file);
+  assert.throws(() => loadNgram(dir, vocab), (err: Error) => err instanceof NgramFormatError && /not a regular file/.test(err.message));
+});
