@@ -43,7 +43,7 @@ async function main(): Promise<number> {
     // A second Ctrl-C leaves at once; saves are atomic, so the last saved model stays whole.
     if (++interrupts > 1) process.exit(130);
     bar.clear();
-    say('Interrupted: finishing the step, saving the best model, then exiting (Ctrl-C again to quit now; the last saved model stays intact).');
+    say('Interrupted: finishing the step, then exiting with the best checkpoint kept (Ctrl-C again to quit now; the last saved model stays intact).');
   });
 
   const result = await train({
@@ -69,7 +69,7 @@ async function main(): Promise<number> {
   const bpc = result.validationBpc === null ? 'n/a (validation set too small)' : `${result.validationBpc.toFixed(3)} bits/char (${result.validationNats!.toFixed(3)} nats)`;
   say(`Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`);
   say(`Validation: ${bpc}`);
-  say(`Model saved to ${result.model}`);
+  say(result.stoppedBy === 'interrupted' ? `Model directory: ${result.model}` : `Model saved to ${result.model}`);
   if (result.sample) say(`\nSample:\n${result.sample}\n`);
   if (json) {
     process.stdout.write(JSON.stringify({
