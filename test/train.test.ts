@@ -123,6 +123,16 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
   assert.equal(auto.status, 0, auto.stderr);
   assert.match(auto.stdout, /Backend: wasm \(.*; no GPU: webgpu: [^\n]+\)\n/);
   assert.doesNotMatch(auto.stderr, /XDG_RUNTIME_DIR|shaderUniform|Vulkan|vk[A-Z]/);
+  if (process.platform === 'linux' && existsSync(join(__dirname, '..', 'dawn.node'))) {
+    // A Vulkan loader that cannot load makes Dawn warn on stderr, as a machine without a GPU does.
+    const loader = join(dir, 'vulkan');
+    mkdirSync(loader);
+    writeFileSync(join(loader, 'libvulkan.so.1'), '');
+    const broken = runTrainer([notes, '--out', join(dir, 'broken'), ...small], { ...process.env, LD_LIBRARY_PATH: loader });
+    assert.equal(broken.status, 0, broken.stderr);
+    assert.match(broken.stdout, /Backend: wasm \(.*; no GPU: webgpu: no GPU adapter/);
+    assert.doesNotMatch(broken.stderr, /Vulkan|vulkan/, 'Dawn\'s warnings stay in the probe');
+  }
   assert.equal(loadModel(join(dir, 'auto')).metadata.backend, 'wasm');
 });
 
