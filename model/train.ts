@@ -23,6 +23,8 @@ export interface TrainOptions {
   out: string;
   minutes?: number;
   epochs?: number;
+  /** A budget in training characters seen, for comparing recipes per character. */
+  chars?: number;
   layers: number;
   hidden: number;
   embed: number;
@@ -261,6 +263,10 @@ interface Budget {
 
 function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: number): Budget {
   const batchChars = options.batch * options.seq;
+  if (options.chars !== undefined) {
+    const steps = Math.max(1, Math.ceil(options.chars / batchChars));
+    return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)` };
+  }
   if (options.epochs !== undefined) {
     const steps = Math.max(1, Math.round((options.epochs * trainChars) / batchChars));
     return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)` };
