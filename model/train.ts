@@ -294,7 +294,7 @@ function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: 
 
 /** Warm-up, then cosine decay to a floor over the budget. */
 export function learningRate(base: number, step: number, progress: number): number {
-  const warmup = Math.min(1, (step + 1) / TRAIN_DEFAULTS.warmupSteps);
+  const warmup = TRAIN_DEFAULTS.warmupSteps > 0 ? Math.min(1, (step + 1) / TRAIN_DEFAULTS.warmupSteps) : 1;
   const cosine = 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress)));
   return base * warmup * (TRAIN_DEFAULTS.lrFloor + (1 - TRAIN_DEFAULTS.lrFloor) * cosine);
 }
