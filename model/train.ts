@@ -199,9 +199,12 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
     if (due) {
       const evaluationStarted = performance.now();
       const nats = await evaluate(periodicIds);
-      // Validation may take at most a tenth of a time budget, however short the budget is.
+      // Validation may take at most a tenth of the time, however short the budget is; a step
+      // budget is held to that too, or its twenty evaluations can outlast the training.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
-      nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
+      nextEvaluation = budget.seconds
+        ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds)
+        : step + Math.max(budget.evaluateEvery, Math.ceil((9 * evaluationSeconds * step) / trainingSeconds));
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         best = { nats: nats ?? Infinity, weights: await readWeights(params) };
