@@ -11,7 +11,8 @@ const USAGE = `usage: npm run train -- [PATH ...] [options]
 
 PATH                files or folders of notes (default: the embedded default corpus)
 --out DIR           where to write the model (default: ${defaultModelDir()})
---minutes N         time budget            --epochs N      epoch budget (one or the other)
+--minutes N         time budget            --epochs N      epoch budget
+--chars N           budget in training characters seen (one of the three)
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
 --lr X (${D.lr})  --dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
@@ -20,7 +21,7 @@ PATH                files or folders of notes (default: the embedded default cor
 
 async function main(): Promise<number> {
   const { values, positionals } = parse(process.argv.slice(2), {
-    out: { type: 'string' }, minutes: { type: 'string' }, epochs: { type: 'string' },
+    out: { type: 'string' }, minutes: { type: 'string' }, epochs: { type: 'string' }, chars: { type: 'string' },
     layers: { type: 'string' }, hidden: { type: 'string' }, embed: { type: 'string' }, seq: { type: 'string' },
     batch: { type: 'string' }, lr: { type: 'string' }, dropout: { type: 'string' }, seed: { type: 'string' },
     backend: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
     return 0;
   }
   const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
-  if (values.minutes !== undefined && values.epochs !== undefined) throw new UsageError(`give --minutes or --epochs, not both\n\n${USAGE}`);
+  if ([values.minutes, values.epochs, values.chars].filter((v) => v !== undefined).length > 1) throw new UsageError(`give one of --minutes, --epochs and --chars\n\n${USAGE}`);
   const backend = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"\n\n${USAGE}`);
 
@@ -52,6 +53,7 @@ async function main(): Promise<number> {
     out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
     minutes: flag('minutes', 0.01, 10_000, false),
     epochs: flag('epochs', 0.01, 100_000, false),
+    chars: flag('chars', 1, 1e12, true),
     // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
     layers: flag('layers', 1, 16, true),
     hidden: flag('hidden', 1, 8192, true),
@@ -75,7 +77,7 @@ async function main(): Promise<number> {
     process.stdout.write(JSON.stringify({
       model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats,
       lstm_val_nats: result.lstmValidationNats, ngram_val_nats: result.ngramValidationNats, chars_per_s: Math.round(result.charsPerSecond),
-      backend: result.backend, steps: result.steps, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
+      backend: result.backend, steps: result.steps, trained_chars: result.trainedChars, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
     }) + '\n');
   }
   // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.

@@ -8,10 +8,17 @@ export const TRAIN_DEFAULTS = {
   seq: 64,
   batch: 64,
   lr: 3e-3,
-  /** The cosine schedule ends at this fraction of lr. */
-  lrFloor: 0.05,
-  /** Linear warm-up over this many steps protects Adam's first updates. */
-  warmupSteps: 20,
+  /**
+   * The cosine schedule ends at this fraction of lr; 1 keeps the rate constant. Budgets of a few
+   * minutes end while the loss is still falling steeply, where any decay costs more per
+   * character than it gains (scripts/peer-pytorch-train.py A/B, README).
+   */
+  lrFloor: 1,
+  /**
+   * Linear warm-up over this many steps; 0 for none. Full-size first steps leave the unigram
+   * plateau sooner, and the gradient clip already guards against a bad first update.
+   */
+  warmupSteps: 0,
   dropout: 0.1,
   clipNorm: 5,
   seed: 1,

@@ -32,6 +32,8 @@ export interface TrainOptions {
   out: string;
   minutes?: number;
   epochs?: number;
+  /** A budget in training characters seen, for comparing recipes per character. */
+  chars?: number;
   /** The shape of a new model; undefined means the default, or with resume the resumed model's. */
   layers?: number;
   hidden?: number;
@@ -314,9 +316,12 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
       const evaluationStarted = performance.now();
       const scores = await scoreValidation(periodicIds);
       const nats = scores && lstmNats(scores);
-      // Validation may take at most a tenth of a time budget, however short the budget is.
+      // Validation may take at most a tenth of the time, however short the budget is; a step
+      // budget is held to that too, or its twenty evaluations can outlast the training.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
-      nextEvaluation = budget.seconds ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds) : step + budget.evaluateEvery;
+      nextEvaluation = budget.seconds
+        ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds)
+        : step + Math.max(budget.evaluateEvery, Math.ceil((9 * evaluationSeconds * step) / trainingSeconds));
       lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         const mixture = refitMixture(periodicSamples, scores);
@@ -434,6 +439,10 @@ interface Budget {
 
 function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: number): Budget {
   const batchChars = options.batch * options.seq;
+  if (options.chars !== undefined) {
+    const steps = Math.max(1, Math.ceil(options.chars / batchChars));
+    return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)` };
+  }
   if (options.epochs !== undefined) {
     const steps = Math.max(1, Math.round((options.epochs * trainChars) / batchChars));
     return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)` };
@@ -461,7 +470,7 @@ function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: 
 
 /** Warm-up, then cosine decay to a floor over the budget. */
 export function learningRate(base: number, step: number, progress: number): number {
-  const warmup = Math.min(1, (step + 1) / TRAIN_DEFAULTS.warmupSteps);
+  const warmup = TRAIN_DEFAULTS.warmupSteps > 0 ? Math.min(1, (step + 1) / TRAIN_DEFAULTS.warmupSteps) : 1;
   const cosine = 0.5 * (1 + Math.cos(Math.PI * Math.min(1, progress)));
   return base * warmup * (TRAIN_DEFAULTS.lrFloor + (1 - TRAIN_DEFAULTS.lrFloor) * cosine);
 }
