@@ -172,16 +172,12 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
 
   const walk = (dir: string, root: string): void => {
     if (skipDirectory(dir)) return;
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
+    const entries = visibleEntries(dir);
+    if (!entries) {
       skipped.push({ path: dir, reason: 'unreadable' });
       return;
     }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const entry of entries) {
-      if (entry.name.startsWith('.')) continue;
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
         if (!SKIPPED_DIRS.has(entry.name)) walk(full, root);
@@ -347,21 +343,25 @@ export function splitCorpus(
 
 const DEFAULT_SOURCE_DIRS = ['model', 'server', 'client', 'scripts'];
 
+/** A folder's entries in name order, hidden ones left out; undefined when it cannot be read. */
+function visibleEntries(dir: string): fs.Dirent[] | undefined {
+  try {
+    return fs
+      .readdirSync(dir, { withFileTypes: true })
+      .filter((entry) => !entry.name.startsWith('.'))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch {
+    return undefined;
+  }
+}
+
 /** The project's own docs and sources, used as a corpus when the user names none. */
 export function defaultCorpusPaths(packageRoot: string): string[] {
   const out: string[] = [];
   const readme = path.join(packageRoot, 'README.md');
   if (isFile(readme)) out.push(readme);
   const walk = (dir: string): void => {
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const entry of entries) {
-      if (entry.name.startsWith('.')) continue;
+    for (const entry of visibleEntries(dir) ?? []) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) {
         if (!SKIPPED_DIRS.has(entry.name)) walk(full);
