@@ -1,10 +1,10 @@
 """A PyTorch reference trainer with the same data pipeline as `npm run train`, for recipe A/B tests.
 
-Reads the corpus as model/corpus.ts does (sorted walk, hidden names and node_modules/dist skipped,
+Reads the corpus as training/corpus.ts does (sorted walk, hidden names and node_modules/dist skipped,
 BOM and CR stripped, files joined with a blank line), splits it the same way (one file: its last
 10%; several: whole files held out in FNV-1a order of their paths), builds the same vocabulary
 (U+FFFD at id 0, then the 511 most frequent code points in code-point order), cuts the same
-side-by-side streams as model/batches.ts (state carried between batches, reset at each epoch)
+side-by-side streams as training/batches.ts (state carried between batches, reset at each epoch)
 and scores validation the same way (32 streams, mean of per-batch means). It prints one JSON line
 per evaluation: validation nats/char at the given characters seen.
 
@@ -51,7 +51,7 @@ args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
 
-# ---- corpus, as model/corpus.ts -------------------------------------------------------------
+# ---- corpus, as training/corpus.ts -------------------------------------------------------------
 MAX_FILE_BYTES = 5 * 1024 * 1024
 SKIPPED_DIRS = {"node_modules", "dist"}
 
@@ -195,7 +195,7 @@ train_ids = torch.tensor([index.get(c, 0) for c in train_text], dtype=torch.long
 val_ids = torch.tensor([index.get(c, 0) for c in val_text], dtype=torch.long)
 
 
-# ---- batches, as model/batches.ts -----------------------------------------------------------
+# ---- batches, as training/batches.ts -----------------------------------------------------------
 class StreamBatcher:
     def __init__(self, ids, batch, seq):
         self.batches_per_epoch = (len(ids) - 1) // (batch * seq)
