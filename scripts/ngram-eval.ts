@@ -1,32 +1,40 @@
-// Measures the n-gram model alone: nats/char on a held-out tail, build time, size, query speed.
-// Usage: node dist/ngram-eval.js FILE... [--order 9] [--max-nodes N] [--split 0.9] [--vocab 512] [--discount-scale 1.15] [--tune 1] [--save DIR]
+// node dist/ngram-eval.js FILE...: the n-gram model alone: nats/char on a held-out tail, build time, size, query speed.
 import * as fs from 'node:fs';
-import { NgramModel, type NgramConfidence } from '../model/ngram';
+import { NgramModel, NGRAM_MAX_ORDER, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
 import { Vocabulary } from '../model/vocab';
+import { numberFlag, parse, runMain, UsageError } from './cli';
 
-function main(argv: string[]): void {
-  const files: string[] = [];
-  const flags: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i].startsWith('--')) flags[argv[i].slice(2)] = argv[++i];
-    else files.push(argv[i]);
-  }
-  if (files.length === 0) throw new Error('usage: ngram-eval FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--save DIR]');
+const USAGE = `usage: node dist/ngram-eval.js FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--tune] [--save DIR]
+
+--split F           train on the first F of the text, score the rest (default 0.9)
+--tune              tune the discount scale on the first fifth of the held-out text
+--save DIR          also save, load and time the model in DIR`;
+
+async function main(): Promise<void> {
+  const { values, positionals: files } = parse(process.argv.slice(2), {
+    order: { type: 'string' }, 'max-nodes': { type: 'string' }, split: { type: 'string' }, vocab: { type: 'string' },
+    'discount-scale': { type: 'string' }, tune: { type: 'boolean' }, save: { type: 'string' },
+  }, USAGE);
+  if (files.length === 0) throw new UsageError(USAGE);
+  const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
+  const flags = {
+    split: flag('split', 0.01, 0.99, false), vocab: flag('vocab', 2, 65535, true), order: flag('order', 1, NGRAM_MAX_ORDER, true),
+    maxNodes: flag('max-nodes', 16, 2 ** 31 - 1, true), discountScale: flag('discount-scale', 0.01, 10, false),
+    tune: values.tune === true, save: values.save as string | undefined,
+  };
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-  let cut = Math.floor(text.length * Number(flags.split ?? 0.9));
+  let cut = Math.floor(text.length * (flags.split ?? 0.9));
   // Not inside a surrogate pair.
   if (/[\udc00-\udfff]/.test(text[cut] ?? '')) cut++;
   const train = text.slice(0, cut);
   const held = text.slice(cut);
-  const vocab = Vocabulary.fromText(train, Number(flags.vocab ?? 512));
+  const vocab = Vocabulary.fromText(train, flags.vocab ?? 512);
   const trainIds = vocab.encode(train);
   const heldIds = vocab.encode(held);
-  const order = flags.order ? Number(flags.order) : undefined;
-  const maxNodes = flags['max-nodes'] ? Number(flags['max-nodes']) : undefined;
+  const { order, maxNodes, discountScale } = flags;
   const rss0 = process.memoryUsage().rss;
 
-  const discountScale = flags['discount-scale'] ? Number(flags['discount-scale']) : undefined;
   let t0 = performance.now();
   const cpu0 = process.cpuUsage();
   const model = new NgramModel(vocab.size, { order, maxNodes, discountScale });
@@ -39,7 +47,7 @@ function main(argv: string[]): void {
   console.log(`structure ${(model.memoryBytes() / 2 ** 20).toFixed(1)} MiB; RSS growth ${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(1)} MiB`);
 
   let evalIds = heldIds;
-  if (flags.tune !== undefined) {
+  if (flags.tune) {
     // Tuned on the first fifth of the held-out text, reported on the rest.
     const tuneIds = heldIds.subarray(0, Math.min(100_000, Math.floor(heldIds.length / 5)));
     evalIds = heldIds.subarray(tuneIds.length);
@@ -90,4 +98,4 @@ function timeDistribution(model: NgramModel, heldIds: Int32Array, label: string)
   console.log(`distribution (${label} model) ${consecutive.toFixed(2)} µs/call for consecutive contexts, ${random.toFixed(2)} for random ones (${calls} calls each)`);
 }
 
-main(process.argv.slice(2));
+runMain(main, []);
