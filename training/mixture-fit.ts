@@ -1,7 +1,7 @@
 // Scores held-out text with each part of the mixture, and fits the mixture's gate on those scores.
 import { CharLstm, disposeState, zeroState } from '../model/network';
 import { Mixer, MixerSamples } from '../model/mixer';
-import { DOCUMENT_NGRAM_WINDOW, documentNgram, emptyConfidence, MIXER_SHAPE, MIXTURE_COMPONENTS, mixerPrior, mixtureFeatures } from '../model/mixture';
+import { DOCUMENT_NGRAM_ORDER, DOCUMENT_NGRAM_WINDOW, documentNgram, emptyConfidence, MIXER_SHAPE, MIXTURE_COMPONENTS, mixerPrior, mixtureFeatures } from '../model/mixture';
 import type { NgramModel } from '../model/ngram';
 import { StreamBatcher } from './batches';
 
@@ -77,7 +77,7 @@ export function ngramSamples(ids: Int32Array, covered: number, notes: NgramModel
   const documentProbs = new Float32Array(vocabSize);
   const notesConfidence = emptyConfidence();
   const documentConfidence = emptyConfidence();
-  const contextLength = Math.max(notes.order, 8);
+  const contextLength = Math.max(notes.order, DOCUMENT_NGRAM_ORDER) - 1;
   let document = documentNgram(vocabSize);
   let documentStart = 0;
   let notesTotal = 0;
