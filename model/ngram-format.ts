@@ -124,7 +124,9 @@ function readFully(fd: number, bytes: Buffer, position: number): number {
 function readNgramFile(dir: string, fail: (problem: string, remedy?: string) => NgramFormatError): { header: Header; payload: Buffer } | null {
   let fd: number;
   try {
-    fd = fs.openSync(ngramFilePath(dir), 'r');
+    // Without blocking, as model/format.ts's readRegularFile opens model.json: a FIFO in its place
+    // must be refused, not waited on.
+    fd = fs.openSync(ngramFilePath(dir), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new NgramFormatError(`cannot read the n-gram at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the file permissions`);

@@ -1,6 +1,7 @@
 // The mixture of the LSTM and the n-grams: its gate, the served model's fallbacks, and what is learnt from saved notes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tempModelDir } from './support/temp-dirs';
 import { join } from 'node:path';
@@ -150,6 +151,13 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
   assert.equal(mismatched.mixture, undefined);
   assert.match(mismatched.warnings[0], /different vocabulary/);
   mismatched.dispose();
+
+  rmSync(file);
+  execFileSync('mkfifo', [file]);
+  const fifo = loadServedModel(dir);
+  assert.equal(fifo.mixture, undefined, 'a FIFO in place of the n-gram is refused, not waited on');
+  assert.match(fifo.warnings[0], /not a regular file/);
+  fifo.dispose();
 
   rmSync(file);
   const missing = loadServedModel(dir);
