@@ -3,6 +3,8 @@
 // ships in npm) covers today's GPUs; the wasm build that ships in npm is the dependable CPU default.
 import * as tf from '@tensorflow/tfjs';
 import { isWasmReady, tryNative, tryWasm, tryWebGpu } from './devices';
+import { startLayerKernel } from './layer-kernel';
+import { join } from 'node:path';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -29,6 +31,18 @@ let pending: Promise<BackendSelection> | undefined;
 export function selectBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
   pending ??= pickBackend(choice, probe);
   return pending;
+}
+
+/**
+ * selectBackend for jobs that run whole sequences (training, scoring): on wasm it also starts the
+ * whole-layer LSTM kernel, and the reason says what runs the layers. The server, which steps one
+ * character at a time, does not pay for its threads.
+ */
+export async function selectSequenceBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
+  const selection = await selectBackend(choice, probe);
+  if (selection.name !== 'wasm') return selection;
+  const layers = await startLayerKernel([__dirname, join(__dirname, '..')]);
+  return { ...selection, reason: `${selection.reason}; ${layers}` };
 }
 
 async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {

@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
 import { withExactMatMuls } from '../backends/webgpu-cell';
+import { activeLayerKernel, LayerKernel } from '../backends/layer-kernel';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 
@@ -125,7 +126,7 @@ export class CharLstm {
    * fusedKernels the cell is one kernel per step where the backend has them; otherwise plain tfjs
    * ops, which autodiff can differentiate and every backend runs.
    */
-  private runLayer(l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, fusedKernels: boolean, trace?: CellTrace[]) {
+  private runLayer(l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, fusedKernels: boolean, trace?: CellTrace[]): LayerRun {
     const B = h0.shape[0];
     const wh = this.p(`lstm${l}/wh`);
     const fused = fusedKernels && hasCellKernels();
@@ -139,7 +140,27 @@ export class CharLstm {
       trace?.push({ acts: cell.acts, cPrev, tanhC: cell.tanhC });
       hs.push(h);
     }
-    return { hs, h, c };
+    const outputs = (steps === 1 ? hs[0] : tf.concat(hs, 0)) as tf.Tensor2D;
+    const previous = trace ? (tf.concat([h0, ...hs.slice(0, -1)], 0) as tf.Tensor2D) : undefined;
+    return { outputs, previous, h, c };
+  }
+
+  /** runLayer in one call of the whole-layer kernel, which keeps the trace for backwardWholeLayer. */
+  private runWholeLayer(kernel: LayerKernel, l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number): LayerRun {
+    const [B, H] = h0.shape;
+    const { hSeq, cLast } = kernel.forward(l, B, H, steps, heapView(xProj), heapView(this.p(`lstm${l}/wh`)), heapView(h0), heapView(c0));
+    return {
+      outputs: tf.tensor2d(hSeq.subarray(B * H), [steps * B, H]),
+      previous: tf.tensor2d(hSeq.subarray(0, steps * B * H), [steps * B, H]),
+      h: tf.tensor2d(hSeq.subarray(steps * B * H), [B, H]),
+      c: tf.tensor2d(cLast, [B, H]),
+    };
+  }
+
+  /** The whole-layer kernel when it runs this forward pass: on wasm, for sequences, not single steps. */
+  private wholeLayerKernel(steps: number, fusedKernels: boolean): LayerKernel | undefined {
+    if (!fusedKernels || steps === 1 || this.config.hidden % 4 !== 0 || tf.getBackend() !== 'wasm') return undefined;
+    return activeLayerKernel();
   }
 
   /**
@@ -148,16 +169,17 @@ export class CharLstm {
    */
   private forward(ids: tf.Tensor1D, batch: number, steps: number, state: LstmState, options: ForwardOptions): ForwardPass {
     const { layers, hidden } = this.config;
-    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], hiddenSequences: [], layerOutputs: [], masks: [], traces: [] };
+    const kernel = this.wholeLayerKernel(steps, options.fusedKernels);
+    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], previousH: [], layerOutputs: [], masks: [], traces: [], wholeLayer: kernel };
     let xProj = tf.gather(this.frozenTable ?? this.inputTable(), ids) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
-      const trace: CellTrace[] | undefined = options.trace ? [] : undefined;
-      const { hs, h, c } = this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
-      if (trace) pass.traces.push(trace);
-      pass.finalH.push(h);
-      pass.finalC.push(c);
-      pass.hiddenSequences.push(hs);
-      const hSeq = (steps === 1 ? hs[0] : tf.concat(hs, 0)) as tf.Tensor2D;
+      const trace: CellTrace[] | undefined = options.trace && !kernel ? [] : undefined;
+      const run = kernel ? this.runWholeLayer(kernel, l, xProj, state.h[l], state.c[l], steps) : this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
+      pass.traces.push(trace ?? []);
+      pass.finalH.push(run.h);
+      pass.finalC.push(run.c);
+      if (run.previous) pass.previousH.push(run.previous);
+      const hSeq = run.outputs;
       const mask = options.dropout > 0 ? dropoutMask([batch * steps, hidden], options.dropout, options.seed + l) : undefined;
       pass.masks.push(mask);
       const output = (mask ? tf.mul(hSeq, mask) : hSeq) as tf.Tensor2D;
@@ -191,9 +213,10 @@ export class CharLstm {
       for (let l = layers - 1; l >= 0; l--) {
         const mask = pass.masks[l];
         if (mask) dH = tf.mul(dH, mask);
-        const dZ = this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
-        const hPrev = tf.concat([state.h[l], ...pass.hiddenSequences[l].slice(0, -1)], 0);
-        grads[`lstm${l}/wh`] = tf.matMul(hPrev, dZ, true, false);
+        const dZ = pass.wholeLayer
+          ? tf.tensor2d(pass.wholeLayer.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [N, 4 * this.config.hidden])
+          : this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
+        grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
         if (l > 0) {
           grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
           grads[`lstm${l}/b`] = tf.sum(dZ, 0);
@@ -279,12 +302,29 @@ interface ForwardPass {
   logits: tf.Tensor2D;
   finalH: tf.Tensor2D[];
   finalC: tf.Tensor2D[];
-  /** Per layer, h at each timestep. */
-  hiddenSequences: tf.Tensor2D[][];
+  /** Per layer with a trace, the h each timestep started from [steps*batch, hidden]: h0, then all but the last output. */
+  previousH: tf.Tensor2D[];
   /** Per layer, its output over all timesteps [steps*batch, hidden], after dropout. */
   layerOutputs: tf.Tensor2D[];
   masks: Array<tf.Tensor2D | undefined>;
   traces: CellTrace[][];
+  /** Set when the whole-layer kernel ran the layers; it holds their traces. */
+  wholeLayer?: LayerKernel;
+}
+
+interface LayerRun {
+  /** h at every timestep [steps*batch, hidden]. */
+  outputs: tf.Tensor2D;
+  /** With a trace: h0, then all but the last output. */
+  previous?: tf.Tensor2D;
+  h: tf.Tensor2D;
+  c: tf.Tensor2D;
+}
+
+/** A wasm tensor's memory, read in place (the whole-layer kernel copies what it needs). */
+function heapView(tensor: tf.Tensor): Float32Array {
+  const backend = tf.backend() as unknown as { typedArrayFromHeap(info: tf.Tensor): Float32Array };
+  return backend.typedArrayFromHeap(tensor);
 }
 
 /** Inverted dropout: kept units are scaled by 1/(1-rate) so evaluation needs no rescaling. */

@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectBackend, useReferenceCpuBackend } from '../backends/select';
+import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectSequenceBackend, useReferenceCpuBackend } from '../backends/select';
 import { loadModel, readModelConfig, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
@@ -49,7 +49,7 @@ async function main(): Promise<void> {
   const vocabulary = Vocabulary.fromText(String.fromCharCode(...Array.from({ length: 64 }, (_, i) => 32 + i)), 65);
   const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 64, hidden: flag('hidden', 256, 4096), layers: flag('layers', 2, 8) };
   const size = `${config.layers}×${config.hidden}`;
-  const backend = await selectBackend(backendChoice, trainingProbe(config, batchSize, seq));
+  const backend = await selectSequenceBackend(backendChoice, trainingProbe(config, batchSize, seq));
   say(`backend: ${backend.name} (${backend.reason})`);
   const params = initialParameters(config, 1);
   const model = new CharLstm(config, params);

@@ -1,6 +1,7 @@
 // Bundles every entry point with esbuild and copies the wasm binaries next to the bundles,
 // because tfjs-backend-wasm locates them relative to the running script.
 import { build } from 'esbuild';
+import asc from 'assemblyscript/asc';
 import { cpSync, mkdirSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -20,6 +21,7 @@ const entryPoints = {
   'e2e/suite': 'test/vscode/suite.ts',
   'e2e/electron': 'test/vscode/electron.ts',
   'test/robust': 'test/robust.ts',
+  'layer-kernel-worker': 'backends/layer-kernel-worker.ts',
 };
 for (const file of readdirSync(join(root, 'test'))) {
   if (file.endsWith('.test.ts')) entryPoints[`test/${file.replace(/\.ts$/, '')}`] = `test/${file}`;
@@ -58,3 +60,21 @@ for (const file of readdirSync(wasmOut)) {
     if (file.endsWith('.wasm')) cpSync(join(wasmOut, file), join(dist, 'test', file));
   }
 }
+
+// The whole-layer LSTM kernel, compiled from source twice: with relaxed SIMD (fused multiply-add)
+// for runtimes that have it, and with plain SIMD for the rest (backends/layer-kernel.ts). The
+// memory limits must match LAYER_KERNEL_INITIAL_PAGES and LAYER_KERNEL_MAX_PAGES there.
+const kernelSource = 'backends/assembly/lstm-layer.ts';
+for (const [name, features] of [['lstm-layer.relaxed.wasm', ['--enable', 'relaxed-simd']], ['lstm-layer.simd.wasm', []]]) {
+  const { error, stderr } = await asc.main([
+    join(root, kernelSource), '-o', join(dist, name), '-O3', '--runtime', 'stub', '--noAssert',
+    '--enable', 'simd', '--enable', 'threads', ...features,
+    '--importMemory', '--sharedMemory', '--initialMemory', '32', '--maximumMemory', '32768',
+  ]);
+  if (error) {
+    console.error(stderr.toString());
+    throw new Error(`${kernelSource}: ${error.message}`);
+  }
+  cpSync(join(dist, name), join(dist, 'test', name));
+}
+cpSync(join(dist, 'layer-kernel-worker.js'), join(dist, 'test', 'layer-kernel-worker.js'));

@@ -2,7 +2,7 @@
 // savings through the real server, and request latency, on held-out text.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BackendUnavailableError, selectBackend } from '../backends/select';
+import { BackendUnavailableError, selectSequenceBackend } from '../backends/select';
 import { loadModel, ModelFormatError } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   let nats: number | undefined;
   let parts: { lstm: number; ngram: number | null } | undefined;
   if (!values['no-bpc']) {
-    await selectBackend('auto');
+    await selectSequenceBackend('auto');
     const served = loadServedModel(modelDir);
     for (const warning of served.warnings) say(`warning: ${warning}`);
     const { config, weights, vocabulary } = served.saved;

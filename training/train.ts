@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { BackendChoice, selectBackend } from '../backends/select';
+import { BackendChoice, selectSequenceBackend } from '../backends/select';
 import { StreamBatcher } from './batches';
 import { defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
 import { TRAIN_DEFAULTS } from './defaults';
@@ -177,7 +177,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   reporter.info(budget.description);
 
   // 6. Backend and model.
-  const backend = await selectBackend(options.backend, trainingProbe(config, batch, options.seq));
+  const backend = await selectSequenceBackend(options.backend, trainingProbe(config, batch, options.seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
   const params = resumed ? parametersFromWeights(config, resumed.weights) : initialParameters(config, options.seed);
   const model = new CharLstm(config, params);

@@ -1,0 +1,272 @@
+// AssemblyScript: one LSTM layer's recurrence over all timesteps, forward and backward, run by
+// several threads on one shared memory. Each thread owns a contiguous range of hidden units (all
+// four gates of them), so a timestep's cell math needs no exchange; a barrier per timestep makes
+// the whole h (forward) or dZ (backward) visible before the next step's matmul reads it.
+//
+// Layouts (f32, row-major, time-major rows t * batch + b; gate order [input, forget, output, cell]):
+//   xProj  [T*B, 4H]   input projection plus bias
+//   wh     [H, 4H]     recurrent weights
+//   hSeq   [(T+1)*B, H] h0 then h after each step; cSeq likewise for c
+//   acts   [T*B, 4H]   i, f, o, g after their nonlinearities
+//   tanhC  [T*B, H]
+//   dH     [T*B, H]    gradient reaching each step's h from above
+//   dZ     [T*B, 4H]   gradient at the gate pre-activations
+
+/** a·b + c: fused where the build has relaxed SIMD (one rounding), else a multiply and an add. */
+@inline function madd(a: v128, b: v128, c: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, c);
+  return f32x4.add(f32x4.mul(a, b), c);
+}
+
+// exp as in Cephes' expf: x = n·ln2 + r with |r| ≤ ln2/2, a degree-6 polynomial for e^r, and 2^n
+// built in the exponent bits. The clamp keeps 2^n finite and normal.
+@inline function exp4(x: v128): v128 {
+  x = f32x4.min(f32x4.max(x, f32x4.splat(-87.0)), f32x4.splat(88.0));
+  const n = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(x, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(n, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = madd(p, r, f32x4.splat(1.3981999507e-3));
+  p = madd(p, r, f32x4.splat(8.3334519073e-3));
+  p = madd(p, r, f32x4.splat(4.1665795894e-2));
+  p = madd(p, r, f32x4.splat(1.6666665459e-1));
+  p = madd(p, r, f32x4.splat(5.0000001201e-1));
+  const y = f32x4.add(madd(f32x4.mul(p, r), r, r), f32x4.splat(1.0));
+  const scale = i32x4.shl(i32x4.add(i32x4.trunc_sat_f32x4_s(n), i32x4.splat(127)), 23);
+  return f32x4.mul(y, scale);
+}
+
+@inline function sigmoid4(x: v128): v128 {
+  const one = f32x4.splat(1.0);
+  return f32x4.div(one, f32x4.add(one, exp4(f32x4.neg(x))));
+}
+
+/** tanh as 2σ(2x) − 1, the form the other backends' cell kernels use. */
+@inline function tanh4(x: v128): v128 {
+  const two = f32x4.splat(2.0);
+  return f32x4.sub(f32x4.mul(two, sigmoid4(f32x4.mul(two, x))), f32x4.splat(1.0));
+}
+
+/**
+ * Waits until all `threads` have arrived. The word at `barrier` counts arrivals, the next one is
+ * the generation; a non-zero word after them aborts every waiter (a thread failed).
+ */
+function barrierWait(barrier: usize, threads: i32): bool {
+  if (threads == 1) return true;
+  const generation = atomic.load<i32>(barrier, 4);
+  if (atomic.add<i32>(barrier, 1) == threads - 1) {
+    atomic.store<i32>(barrier, 0);
+    atomic.add<i32>(barrier, 1, 4);
+    atomic.notify(barrier + 4, threads);
+    return true;
+  }
+  for (let spin = 0; spin < 20000; spin++) {
+    if (atomic.load<i32>(barrier, 4) != generation) return true;
+  }
+  while (atomic.load<i32>(barrier, 4) == generation) {
+    if (atomic.load<i32>(barrier, 8) != 0) return false;
+    memory.atomic.wait32(barrier + 4, generation, 50_000_000);
+  }
+  return true;
+}
+
+/** This thread's hidden units [first, end), in whole vectors. */
+@inline function unitsFirst(H: i32, thread: i32, threads: i32): i32 {
+  const perThread = ((H >> 2) + threads - 1) / threads << 2;
+  return min(H, thread * perThread);
+}
+@inline function unitsEnd(H: i32, thread: i32, threads: i32): i32 {
+  const perThread = ((H >> 2) + threads - 1) / threads << 2;
+  return min(H, (thread + 1) * perThread);
+}
+
+/**
+ * Copies columns [colFirst, colEnd) of W [K, cols] into panels the matmul reads sequentially: the
+ * columns go in runs of sixteen, then four, each run stored k-major, so its rows are adjacent
+ * rather than a whole W row apart (which also maps them all onto the same few cache sets).
+ * Column c's run starts at float c·K of `panels`. With `transposed`, W is given as Wᵀ [cols, K].
+ */
+function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: i32, colEnd: i32, panels: usize): void {
+  let col = colFirst;
+  while (col < colEnd) {
+    const width = col + 16 <= colEnd ? 16 : 4;
+    let dst = panels + (<usize>col * <usize>K << 2);
+    for (let k = 0; k < K; k++) {
+      for (let j = 0; j < width; j++) {
+        const at = transposed ? (col + j) * wStride + k : k * wStride + col + j;
+        store<f32>(dst, load<f32>(w + (<usize>at << 2)));
+        dst += 4;
+      }
+    }
+    col += width;
+  }
+}
+
+/**
+ * C[rows, cols] = init[rows, cols] + A[rows, K] · W[K, cols] for one column range, W packed by
+ * packPanels over the same range. Tiles of two rows by sixteen columns keep eight accumulators in
+ * registers while the panel streams past. Strides are in floats; init may be 0 for zeros.
+ */
+function matmulPanels(
+  rows: i32, K: i32, colFirst: i32, colEnd: i32,
+  a: usize, aStride: i32, panels: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+): void {
+  const zero = f32x4.splat(0);
+  let col = colFirst;
+  for (; col + 16 <= colEnd; col += 16) {
+    const panel = panels + (<usize>col * <usize>K << 2);
+    let b = 0;
+    for (; b + 2 <= rows; b += 2) {
+      let s00 = zero, s01 = zero, s02 = zero, s03 = zero, s10 = zero, s11 = zero, s12 = zero, s13 = zero;
+      let ap0 = a + (<usize>(b * aStride) << 2);
+      let ap1 = ap0 + (<usize>aStride << 2);
+      let wp = panel;
+      for (let k = 0; k < K; k++) {
+        const w0 = v128.load(wp), w1 = v128.load(wp, 16), w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
+        const x0 = v128.load32_splat(ap0), x1 = v128.load32_splat(ap1);
+        s00 = madd(x0, w0, s00); s01 = madd(x0, w1, s01); s02 = madd(x0, w2, s02); s03 = madd(x0, w3, s03);
+        s10 = madd(x1, w0, s10); s11 = madd(x1, w1, s11); s12 = madd(x1, w2, s12); s13 = madd(x1, w3, s13);
+        wp += 64; ap0 += 4; ap1 += 4;
+      }
+      const c0 = c + (<usize>(b * cStride + col) << 2);
+      const c1 = c0 + (<usize>cStride << 2);
+      if (init) {
+        const i0 = init + (<usize>(b * initStride + col) << 2);
+        const i1 = i0 + (<usize>initStride << 2);
+        s00 = f32x4.add(s00, v128.load(i0)); s01 = f32x4.add(s01, v128.load(i0, 16)); s02 = f32x4.add(s02, v128.load(i0, 32)); s03 = f32x4.add(s03, v128.load(i0, 48));
+        s10 = f32x4.add(s10, v128.load(i1)); s11 = f32x4.add(s11, v128.load(i1, 16)); s12 = f32x4.add(s12, v128.load(i1, 32)); s13 = f32x4.add(s13, v128.load(i1, 48));
+      }
+      v128.store(c0, s00); v128.store(c0, s01, 16); v128.store(c0, s02, 32); v128.store(c0, s03, 48);
+      v128.store(c1, s10); v128.store(c1, s11, 16); v128.store(c1, s12, 32); v128.store(c1, s13, 48);
+    }
+    // The odd row: the panel's four vectors one at a time, each a 16-float stride apart.
+    if (b < rows) for (let v = 0; v < 4; v++) matmulVector(b, K, col + 4 * v, a, aStride, panel + (<usize>(4 * v) << 2), 64, init, initStride, c, cStride);
+  }
+  for (; col < colEnd; col += 4) {
+    for (let b = 0; b < rows; b++) matmulVector(b, K, col, a, aStride, panels + (<usize>col * <usize>K << 2), 16, init, initStride, c, cStride);
+  }
+}
+
+/** One row and four columns of C from a panel whose rows are `step` bytes apart. */
+function matmulVector(
+  b: i32, K: i32, col: i32, a: usize, aStride: i32, panel: usize, step: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+): void {
+  let s = init ? v128.load(init + (<usize>(b * initStride + col) << 2)) : f32x4.splat(0);
+  let ap = a + (<usize>(b * aStride) << 2);
+  let wp = panel;
+  for (let k = 0; k < K; k++) {
+    s = madd(v128.load32_splat(ap), v128.load(wp), s);
+    wp += step;
+    ap += 4;
+  }
+  v128.store(c + (<usize>(b * cStride + col) << 2), s);
+}
+
+/**
+ * The forward recurrence of one layer for this thread's units. hSeq and cSeq hold h0 and c0 in
+ * their first B rows on entry. panels [H, 4H] and z [B, 4H] are scratch. Returns false when
+ * another thread failed.
+ */
+export function forward(
+  thread: i32, threads: i32, B: i32, H: i32, T: i32,
+  xProj: usize, wh: usize, hSeq: usize, cSeq: usize, acts: usize, tanhC: usize, panels: usize, z: usize, barrier: usize,
+): bool {
+  const first = unitsFirst(H, thread, threads);
+  const end = unitsEnd(H, thread, threads);
+  const G = 4 * H;
+  for (let gate = 0; gate < 4; gate++) packPanels(wh, G, false, H, gate * H + first, gate * H + end, panels);
+  for (let t = 0; t < T; t++) {
+    const hPrev = hSeq + (<usize>(t * B * H) << 2);
+    const xRows = xProj + (<usize>(t * B * G) << 2);
+    for (let gate = 0; gate < 4; gate++) {
+      matmulPanels(B, H, gate * H + first, gate * H + end, hPrev, H, panels, xRows, G, z, G);
+    }
+    const cPrev = cSeq + (<usize>(t * B * H) << 2);
+    const cNext = cPrev + (<usize>(B * H) << 2);
+    const hNext = hPrev + (<usize>(B * H) << 2);
+    const actRows = acts + (<usize>(t * B * G) << 2);
+    const tanhRows = tanhC + (<usize>(t * B * H) << 2);
+    for (let b = 0; b < B; b++) {
+      const zRow = z + (<usize>(b * G) << 2);
+      const aRow = actRows + (<usize>(b * G) << 2);
+      const sRow = <usize>(b * H) << 2;
+      for (let k = first; k < end; k += 4) {
+        const kb = <usize>k << 2;
+        const hb = <usize>H << 2;
+        const i = sigmoid4(v128.load(zRow + kb));
+        const f = sigmoid4(v128.load(zRow + hb + kb));
+        const o = sigmoid4(v128.load(zRow + 2 * hb + kb));
+        const g = tanh4(v128.load(zRow + 3 * hb + kb));
+        const c = madd(f, v128.load(cPrev + sRow + kb), f32x4.mul(i, g));
+        const tc = tanh4(c);
+        v128.store(aRow + kb, i);
+        v128.store(aRow + hb + kb, f);
+        v128.store(aRow + 2 * hb + kb, o);
+        v128.store(aRow + 3 * hb + kb, g);
+        v128.store(cNext + sRow + kb, c);
+        v128.store(tanhRows + sRow + kb, tc);
+        v128.store(hNext + sRow + kb, f32x4.mul(o, tc));
+      }
+    }
+    if (!barrierWait(barrier, threads)) return false;
+  }
+  return true;
+}
+
+/**
+ * The backward recurrence of one layer for this thread's units, from the forward pass's trace.
+ * panels [4H, H], dhNext and dcNext [B, H] are scratch. Returns false when another thread failed.
+ */
+export function backward(
+  thread: i32, threads: i32, B: i32, H: i32, T: i32,
+  dH: usize, wh: usize, cSeq: usize, acts: usize, tanhC: usize, dZ: usize, panels: usize, dhNext: usize, dcNext: usize, barrier: usize,
+): bool {
+  const first = unitsFirst(H, thread, threads);
+  const end = unitsEnd(H, thread, threads);
+  const G = 4 * H;
+  const one = f32x4.splat(1.0);
+  // dh = dZ · Whᵀ: the panels hold Whᵀ's columns for this thread's units.
+  packPanels(wh, G, true, G, first, end, panels);
+  for (let t = T - 1; t >= 0; t--) {
+    const last = t == T - 1;
+    if (!last) matmulPanels(B, G, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, panels, 0, 0, dhNext, H);
+    const dHRows = dH + (<usize>(t * B * H) << 2);
+    const cPrevRows = cSeq + (<usize>(t * B * H) << 2);
+    const actRows = acts + (<usize>(t * B * G) << 2);
+    const tanhRows = tanhC + (<usize>(t * B * H) << 2);
+    const dZRows = dZ + (<usize>(t * B * G) << 2);
+    for (let b = 0; b < B; b++) {
+      const sRow = <usize>(b * H) << 2;
+      const aRow = actRows + (<usize>(b * G) << 2);
+      const zRow = dZRows + (<usize>(b * G) << 2);
+      for (let k = first; k < end; k += 4) {
+        const kb = <usize>k << 2;
+        const hb = <usize>H << 2;
+        const i = v128.load(aRow + kb);
+        const f = v128.load(aRow + hb + kb);
+        const o = v128.load(aRow + 2 * hb + kb);
+        const g = v128.load(aRow + 3 * hb + kb);
+        const tc = v128.load(tanhRows + sRow + kb);
+        let dh = v128.load(dHRows + sRow + kb);
+        let dc = f32x4.splat(0);
+        if (!last) {
+          dh = f32x4.add(dh, v128.load(dhNext + sRow + kb));
+          dc = v128.load(dcNext + sRow + kb);
+        }
+        dc = f32x4.add(f32x4.mul(f32x4.mul(dh, o), f32x4.sub(one, f32x4.mul(tc, tc))), dc);
+        v128.store(zRow + kb, f32x4.mul(f32x4.mul(dc, g), f32x4.mul(i, f32x4.sub(one, i))));
+        v128.store(zRow + hb + kb, f32x4.mul(f32x4.mul(dc, v128.load(cPrevRows + sRow + kb)), f32x4.mul(f, f32x4.sub(one, f))));
+        v128.store(zRow + 2 * hb + kb, f32x4.mul(f32x4.mul(dh, tc), f32x4.mul(o, f32x4.sub(one, o))));
+        v128.store(zRow + 3 * hb + kb, f32x4.mul(f32x4.mul(dc, i), f32x4.sub(one, f32x4.mul(g, g))));
+        v128.store(dcNext + sRow + kb, f32x4.mul(dc, f));
+      }
+    }
+    if (!barrierWait(barrier, threads)) return false;
+  }
+  return true;
+}
+
+/** Where the module's own static data ends; the host allocates above it. */
+export function heapBase(): usize {
+  return __heap_base;
+}

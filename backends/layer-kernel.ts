@@ -1,0 +1,281 @@
+// Host side of the whole-layer LSTM kernel (backends/assembly/lstm-layer.ts): loads the build the
+// runtime can run (relaxed SIMD with FMA, else plain SIMD), starts one worker thread per extra
+// core on a shared memory, and moves tensors in and out. The layer's trace (gates, c, tanh c)
+// stays in the shared memory between the forward and backward pass of a training step.
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
+
+export const LAYER_KERNEL_FILES = { relaxed: 'lstm-layer.relaxed.wasm', simd: 'lstm-layer.simd.wasm', worker: 'layer-kernel-worker.js' } as const;
+
+const WASM_PAGE = 65536;
+/** The module's declared maximum (asc --maximumMemory, scripts/build.mjs), in pages. */
+export const LAYER_KERNEL_MAX_PAGES = 32768;
+export const LAYER_KERNEL_INITIAL_PAGES = 32;
+
+// Control block, in i32 words: a job sequence number the workers wait on, the job, its arguments,
+// and the barrier (arrivals, generation, abort) the kernel synchronises timesteps with.
+const JOB_SEQUENCE = 0;
+const JOB_KIND = 1;
+const JOB_ARGS = 2;
+const BARRIER_WORD = 16;
+const ABORT_WORD = BARRIER_WORD + 2;
+const CONTROL_BYTES = 128;
+
+export const enum JobKind { Forward = 1, Backward = 2, Quit = 3 }
+
+export interface KernelExports {
+  forward(thread: number, threads: number, ...args: number[]): number;
+  backward(thread: number, threads: number, ...args: number[]): number;
+  heapBase(): number;
+}
+
+/**
+ * Runs the posted job as `thread`; shared by the calling thread and the workers. A thread that
+ * fails raises the abort word, so the others leave their barriers instead of waiting for it.
+ */
+export function runJob(kernel: KernelExports, control: Int32Array, thread: number, threads: number): boolean {
+  const args = Array.from(control.subarray(JOB_ARGS, BARRIER_WORD - 1));
+  const barrier = control.byteOffset + BARRIER_WORD * 4;
+  try {
+    const kind = control[JOB_KIND] as JobKind;
+    if (kind === JobKind.Forward) return kernel.forward(thread, threads, ...args.slice(0, 11), barrier) !== 0;
+    return kernel.backward(thread, threads, ...args.slice(0, 12), barrier) !== 0;
+  } catch (error) {
+    Atomics.store(control, ABORT_WORD, 1);
+    Atomics.notify(control, BARRIER_WORD + 1);
+    throw error;
+  }
+}
+
+export interface WorkerSetup {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: number;
+  thread: number;
+  threads: number;
+}
+
+/** Addresses of one layer's trace, kept from its forward pass for its backward pass. */
+interface LayerTrace {
+  B: number;
+  H: number;
+  T: number;
+  hSeq: number;
+  cSeq: number;
+  acts: number;
+  tanhC: number;
+}
+
+export interface LayerForwardResult {
+  /** h0 then h after every step, [(T+1)*B, H]: the layer's output and the next step's input in one. */
+  hSeq: Float32Array;
+  /** c after the last step, [B, H]. */
+  cLast: Float32Array;
+}
+
+export class LayerKernel {
+  private top: number;
+  private readonly regions = new Map<string, { offset: number; bytes: number }>();
+  private readonly traces = new Map<number, LayerTrace>();
+  private readonly control: Int32Array;
+
+  private constructor(
+    private readonly kernel: KernelExports,
+    private readonly memory: WebAssembly.Memory,
+    private readonly workers: Worker[],
+    readonly threads: number,
+    readonly relaxed: boolean,
+    controlOffset: number,
+  ) {
+    this.control = new Int32Array(memory.buffer, controlOffset, CONTROL_BYTES / 4);
+    this.top = controlOffset + CONTROL_BYTES;
+  }
+
+  /**
+   * Loads the kernel from `dir` with `threads` threads, the relaxed-SIMD build where the runtime
+   * has it unless `allowRelaxed` is false; throws with the reason it cannot run here.
+   */
+  static async start(dir: string, threads: number, allowRelaxed = true): Promise<LayerKernel> {
+    const relaxedPath = join(dir, LAYER_KERNEL_FILES.relaxed);
+    const simdPath = join(dir, LAYER_KERNEL_FILES.simd);
+    if (typeof SharedArrayBuffer === 'undefined') throw new Error('this runtime has no shared memory');
+    const relaxedBytes = readFileSync(relaxedPath);
+    const relaxed = allowRelaxed && runtimeAccepts(relaxedBytes, '--experimental-wasm-relaxed-simd');
+    const bytes = relaxed ? relaxedBytes : readFileSync(simdPath);
+    if (!WebAssembly.validate(bytes)) throw new Error('this runtime has no wasm SIMD or wasm threads');
+    const module = new WebAssembly.Module(bytes);
+    const memory = new WebAssembly.Memory({ initial: LAYER_KERNEL_INITIAL_PAGES, maximum: LAYER_KERNEL_MAX_PAGES, shared: true });
+    const kernel = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+    const control = alignUp(kernel.heapBase(), 64);
+    const workers: Worker[] = [];
+    try {
+      for (let thread = 1; thread < threads; thread++) {
+        const setup: WorkerSetup = { module, memory, control, thread, threads };
+        const worker = new Worker(join(dir, LAYER_KERNEL_FILES.worker), { workerData: setup });
+        worker.unref();
+        await new Promise<void>((resolve, reject) => {
+          worker.once('message', () => resolve());
+          worker.once('error', reject);
+        });
+        workers.push(worker);
+      }
+    } catch (error) {
+      for (const worker of workers) void worker.terminate();
+      throw new Error(`worker threads failed to start (${(error as Error).message})`);
+    }
+    return new LayerKernel(kernel, memory, workers, threads, relaxed, control);
+  }
+
+  get description(): string {
+    return `whole-layer kernel, ${this.relaxed ? 'relaxed SIMD (FMA)' : 'SIMD without FMA'}, ${this.threads} thread${this.threads === 1 ? '' : 's'}`;
+  }
+
+  /**
+   * One layer over T steps for B sequences of width H: xProj [T*B, 4H] time-major with the bias
+   * added, wh [H, 4H], h0 and c0 [B, H]. `layer` names the trace slot backward() will read.
+   * The returned views are valid until the next call.
+   */
+  forward(layer: number, B: number, H: number, T: number, xProj: Float32Array, wh: Float32Array, h0: Float32Array, c0: Float32Array): LayerForwardResult {
+    checkShape(B, H, T);
+    const G = 4 * H;
+    const state = (T + 1) * B * H * 4;
+    const trace: LayerTrace = {
+      B, H, T,
+      hSeq: this.region(`hSeq${layer}`, state),
+      cSeq: this.region(`cSeq${layer}`, state),
+      acts: this.region(`acts${layer}`, T * B * G * 4),
+      tanhC: this.region(`tanhC${layer}`, T * B * H * 4),
+    };
+    const xAt = this.region('xProj', T * B * G * 4);
+    const whAt = this.region('wh', H * G * 4);
+    const zAt = this.region('z', B * G * 4);
+    const panelsAt = this.region('panels', H * G * 4);
+    this.floats(xAt, T * B * G).set(xProj.subarray(0, T * B * G));
+    this.floats(whAt, H * G).set(wh.subarray(0, H * G));
+    this.floats(trace.hSeq, B * H).set(h0.subarray(0, B * H));
+    this.floats(trace.cSeq, B * H).set(c0.subarray(0, B * H));
+    this.run(JobKind.Forward, [B, H, T, xAt, whAt, trace.hSeq, trace.cSeq, trace.acts, trace.tanhC, panelsAt, zAt]);
+    this.traces.set(layer, trace);
+    return {
+      hSeq: this.floats(trace.hSeq, (T + 1) * B * H),
+      cLast: this.floats(trace.cSeq + T * B * H * 4, B * H),
+    };
+  }
+
+  /**
+   * The gate gradients dZ [T*B, 4H] of the layer whose forward pass ran last in `layer`, given
+   * dH [T*B, H], the gradient reaching its outputs from above, and the same wh. The returned view
+   * is valid until the next call.
+   */
+  backward(layer: number, dH: Float32Array, wh: Float32Array): Float32Array {
+    const trace = this.traces.get(layer);
+    if (!trace) throw new Error(`layer kernel: no forward pass of layer ${layer} to differentiate`);
+    this.traces.delete(layer);
+    const { B, H, T } = trace;
+    const G = 4 * H;
+    const dHAt = this.region('dH', T * B * H * 4);
+    const whAt = this.region('wh', H * G * 4);
+    const panelsAt = this.region('panels', H * G * 4);
+    const dZAt = this.region('dZ', T * B * G * 4);
+    const dhNextAt = this.region('dhNext', B * H * 4);
+    const dcNextAt = this.region('dcNext', B * H * 4);
+    this.floats(dHAt, T * B * H).set(dH.subarray(0, T * B * H));
+    this.floats(whAt, H * G).set(wh.subarray(0, H * G));
+    this.run(JobKind.Backward, [B, H, T, dHAt, whAt, trace.cSeq, trace.acts, trace.tanhC, dZAt, panelsAt, dhNextAt, dcNextAt]);
+    return this.floats(dZAt, T * B * G);
+  }
+
+  /** Stops the workers; the kernel is unusable afterwards. */
+  async close(): Promise<void> {
+    this.control[JOB_KIND] = JobKind.Quit;
+    Atomics.add(this.control, JOB_SEQUENCE, 1);
+    Atomics.notify(this.control, JOB_SEQUENCE);
+    await Promise.all(this.workers.map((worker) => worker.terminate()));
+  }
+
+  private run(kind: JobKind, args: number[]): void {
+    if (Atomics.load(this.control, ABORT_WORD) !== 0) throw new Error('layer kernel: a worker thread failed earlier');
+    this.control[JOB_KIND] = kind;
+    this.control.set(args, JOB_ARGS);
+    Atomics.add(this.control, JOB_SEQUENCE, 1);
+    Atomics.notify(this.control, JOB_SEQUENCE);
+    if (!runJob(this.kernel, this.control, 0, this.threads)) throw new Error('layer kernel: a worker thread failed; it is off for the rest of this run');
+  }
+
+  /** A named region of at least `bytes`, reused while big enough; the memory grows as needed. */
+  private region(name: string, bytes: number): number {
+    const existing = this.regions.get(name);
+    if (existing && existing.bytes >= bytes) return existing.offset;
+    const offset = alignUp(this.top, 64);
+    const end = offset + bytes;
+    const pages = Math.ceil(end / WASM_PAGE);
+    if (pages > LAYER_KERNEL_MAX_PAGES) throw new Error(`layer kernel: ${Math.round(end / 2 ** 20)} MiB exceeds its ${LAYER_KERNEL_MAX_PAGES / 16} MiB memory`);
+    const current = this.memory.buffer.byteLength / WASM_PAGE;
+    if (pages > current) this.memory.grow(pages - current);
+    this.top = end;
+    this.regions.set(name, { offset, bytes });
+    return offset;
+  }
+
+  private floats(offset: number, length: number): Float32Array {
+    return new Float32Array(this.memory.buffer, offset, length);
+  }
+}
+
+function checkShape(B: number, H: number, T: number): void {
+  if (!(B >= 1 && T >= 1 && H >= 4 && H % 4 === 0)) throw new Error(`layer kernel: needs hidden a multiple of 4 (got batch ${B}, hidden ${H}, steps ${T})`);
+}
+
+function alignUp(value: number, alignment: number): number {
+  return Math.ceil(value / alignment) * alignment;
+}
+
+/** Whether the runtime compiles `bytes`, turning on the V8 flag that gates its feature if needed. */
+function runtimeAccepts(bytes: Uint8Array, v8Flag: string): boolean {
+  if (WebAssembly.validate(bytes)) return true;
+  setFlagsFromString(v8Flag);
+  return WebAssembly.validate(bytes);
+}
+
+/**
+ * One thread per core, up to 4. CHAR_COMPLETE_LAYER_THREADS overrides; CHAR_COMPLETE_LAYER_KERNEL
+ * set to off runs the per-step kernels instead, set to simd keeps the build without FMA.
+ */
+export function layerThreadsWanted(): number {
+  const fromEnv = Number(process.env.CHAR_COMPLETE_LAYER_THREADS);
+  if (Number.isInteger(fromEnv) && fromEnv >= 1) return Math.min(fromEnv, 16);
+  return Math.max(1, Math.min(availableParallelism(), 4));
+}
+
+let active: LayerKernel | undefined;
+
+/** The kernel started by startLayerKernel(), if it could start. */
+export function activeLayerKernel(): LayerKernel | undefined {
+  return active;
+}
+
+/** Makes `kernel` (or none: the per-step kernels) the one the network uses; for comparing the two. */
+export function useLayerKernel(kernel: LayerKernel | undefined): void {
+  active = kernel;
+}
+
+/**
+ * Starts the kernel for this process from the build next to the bundle; returns a line saying
+ * what the LSTM layers run on, and why when it is not the kernel.
+ */
+export async function startLayerKernel(candidateDirs: string[]): Promise<string> {
+  if (active) return `LSTM layers: ${active.description}`;
+  const setting = (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase();
+  if (['0', 'off', 'false'].includes(setting)) return 'LSTM layers: per-step kernels (CHAR_COMPLETE_LAYER_KERNEL is off)';
+  const dir = candidateDirs.find((candidate) => Object.values(LAYER_KERNEL_FILES).every((file) => existsSync(join(candidate, file))));
+  try {
+    if (!dir) throw new Error(`${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build`);
+    active = await LayerKernel.start(dir, layerThreadsWanted(), setting !== 'simd');
+    return `LSTM layers: ${active.description}`;
+  } catch (error) {
+    return `LSTM layers: per-step kernels (the whole-layer kernel cannot run: ${(error as Error).message})`;
+  }
+}

@@ -1,0 +1,75 @@
+// The whole-layer LSTM kernel (wasm SIMD, several threads) against the per-step cell kernels.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { NetworkConfig } from '../model/architecture';
+import { CharLstm, initialParameters, LstmState, zeroState } from '../model/network';
+import { selectBackend } from '../backends/select';
+import { LayerKernel, useLayerKernel } from '../backends/layer-kernel';
+
+/** max |actual − expected| / max |expected|, so that 1e-5 means five significant digits agree. */
+function relativeDifference(actual: tf.Tensor, expected: tf.Tensor): number {
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(actual, expected))).dataSync()[0] / tf.max(tf.abs(expected)).dataSync()[0]);
+}
+
+function carriedState(config: NetworkConfig, batch: number, seed: number): LstmState {
+  const state = zeroState(config, batch);
+  state.h = state.h.map((_, l) => tf.randomUniform([batch, config.hidden], -0.5, 0.5, 'float32', seed + l) as tf.Tensor2D);
+  state.c = state.c.map((_, l) => tf.randomUniform([batch, config.hidden], -1, 1, 'float32', seed + 10 + l) as tf.Tensor2D);
+  return state;
+}
+
+// Hidden 20 leaves a narrow edge after the 16-column tiles; 64 splits into whole tiles. An odd
+// batch leaves a single row; three threads split 20 units unevenly (8, 8, 4).
+const cases: Array<{ hidden: number; batch: number; steps: number; threads: number; relaxed: boolean }> = [
+  { hidden: 20, batch: 5, steps: 7, threads: 1, relaxed: true },
+  { hidden: 20, batch: 5, steps: 7, threads: 2, relaxed: true },
+  { hidden: 20, batch: 5, steps: 7, threads: 3, relaxed: false },
+  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: false },
+  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: true },
+];
+
+for (const { hidden, batch, steps, threads, relaxed } of cases) {
+  test(`hidden ${hidden}, batch ${batch}, ${threads} thread(s), ${relaxed ? 'relaxed SIMD where the runtime has it' : 'plain SIMD'}: gradients within 1e-5 of the per-step kernels`, async () => {
+    await selectBackend('wasm');
+    const kernel = await LayerKernel.start(__dirname, threads, relaxed);
+    try {
+      const config: NetworkConfig = { vocabSize: 11, embed: 8, hidden, layers: 2 };
+      const model = new CharLstm(config, initialParameters(config, hidden + threads));
+      const inputs = Int32Array.from({ length: batch * steps }, (_, i) => (i * 7 + 3) % 11);
+      const targets = Int32Array.from({ length: batch * steps }, (_, i) => (i * 5 + 1) % 11);
+      const state = carriedState(config, batch, 5);
+
+      useLayerKernel(undefined);
+      const reference = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
+      const referenceScores = await model.scoreTargets(inputs, targets, batch, steps, state);
+      useLayerKernel(kernel);
+      const whole = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
+      const wholeScores = await model.scoreTargets(inputs, targets, batch, steps, state);
+
+      assert.ok(Math.abs(whole.loss - reference.loss) <= 1e-6 * reference.loss, `loss ${whole.loss} vs ${reference.loss}`);
+      for (const [name, expected] of reference.gradients) {
+        const difference = relativeDifference(whole.gradients.get(name)!, expected);
+        assert.ok(difference <= 1e-5, `${name}: relative difference ${difference}`);
+      }
+      for (let l = 0; l < config.layers; l++) {
+        assert.ok(relativeDifference(whole.state.h[l], reference.state.h[l]) <= 1e-5, `final h of layer ${l}`);
+        assert.ok(relativeDifference(whole.state.c[l], reference.state.c[l]) <= 1e-5, `final c of layer ${l}`);
+      }
+      wholeScores.target.forEach((logP, i) => assert.ok(Math.abs(logP - referenceScores.target[i]) < 1e-5, `score ${i}: ${logP} vs ${referenceScores.target[i]}`));
+    } finally {
+      useLayerKernel(undefined);
+      await kernel.close();
+    }
+  });
+}
+
+test('a backward pass without its forward pass is refused', async () => {
+  const kernel = await LayerKernel.start(__dirname, 2);
+  try {
+    assert.throws(() => kernel.backward(0, new Float32Array(16), new Float32Array(64)), /no forward pass of layer 0/);
+    assert.throws(() => kernel.forward(0, 2, 6, 3, new Float32Array(144), new Float32Array(144), new Float32Array(12), new Float32Array(12)), /hidden a multiple of 4/);
+  } finally {
+    await kernel.close();
+  }
+});
