@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { BackendSelection } from './select';
-import { registerWasmMatMulFix, registerWasmRowGather, registerWasmUnsortedSegmentSum } from './wasm-kernels';
+import { registerWasmLayerKernelMatMul, registerWasmMatMulFix, registerWasmRowGather, registerWasmUnsortedSegmentSum } from './wasm-kernels';
 import { prepareWasmThreads } from './wasm-threads';
 import { registerWebGpuCellKernels } from './webgpu-cell';
 
@@ -214,6 +214,7 @@ export async function tryWasm(notes: string[]): Promise<BackendSelection | undef
     }
     await tf.ready();
     registerWasmMatMulFix();
+    registerWasmLayerKernelMatMul();
     registerWasmUnsortedSegmentSum();
     registerWasmRowGather();
     wasmReady = true;

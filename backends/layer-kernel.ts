@@ -24,11 +24,12 @@ const BARRIER_WORD = 16;
 const ABORT_WORD = BARRIER_WORD + 2;
 const CONTROL_BYTES = 128;
 
-export const enum JobKind { Forward = 1, Backward = 2, Quit = 3 }
+export const enum JobKind { Forward = 1, Backward = 2, MatMul = 3, Quit = 4 }
 
 export interface KernelExports {
   forward(thread: number, threads: number, ...args: number[]): number;
   backward(thread: number, threads: number, ...args: number[]): number;
+  matmul(thread: number, threads: number, ...args: number[]): number;
   heapBase(): number;
 }
 
@@ -42,6 +43,7 @@ export function runJob(kernel: KernelExports, control: Int32Array, thread: numbe
   try {
     const kind = control[JOB_KIND] as JobKind;
     if (kind === JobKind.Forward) return kernel.forward(thread, threads, ...args.slice(0, 11), barrier) !== 0;
+    if (kind === JobKind.MatMul) return kernel.matmul(thread, threads, ...args.slice(0, 10), barrier) !== 0;
     return kernel.backward(thread, threads, ...args.slice(0, 12), barrier) !== 0;
   } catch (error) {
     Atomics.store(control, ABORT_WORD, 1);
@@ -186,6 +188,30 @@ export class LayerKernel {
     this.floats(whAt, H * G).set(wh.subarray(0, H * G));
     this.run(JobKind.Backward, [B, H, T, dHAt, whAt, trace.cSeq, trace.acts, trace.tanhC, dZAt, panelsAt, dhNextAt, dcNextAt]);
     return this.floats(dZAt, T * B * G);
+  }
+
+  /**
+   * Products at least this big (multiply-adds) go through matmul() when tfjs asks the wasm backend
+   * for one (backends/wasm-kernels.ts); smaller ones stay with XNNPACK, where a call costs less.
+   */
+  matmulMinMultiplyAdds = 2 ** 21;
+
+  /**
+   * C [M, N] = op(A) · op(B) (+ bias [N]), N a multiple of 4. A is [M, K] or, transposed, [K, M];
+   * B is [K, N] or, transposed, [N, K]. The returned view is valid until the next call.
+   */
+  matmul(a: Float32Array, aTransposed: boolean, b: Float32Array, bTransposed: boolean, M: number, N: number, K: number, bias?: Float32Array): Float32Array {
+    if (!(M >= 1 && K >= 1 && N >= 4 && N % 4 === 0)) throw new Error(`layer kernel: matmul needs N a multiple of 4 (got M ${M}, N ${N}, K ${K})`);
+    const aAt = this.region('matA', M * K * 4);
+    const bAt = this.region('matB', K * N * 4);
+    const cAt = this.region('matC', M * N * 4);
+    const panelsAt = this.region('matPanels', K * N * 4);
+    const biasAt = bias ? this.region('matBias', N * 4) : 0;
+    this.floats(aAt, M * K).set(a.subarray(0, M * K));
+    this.floats(bAt, K * N).set(b.subarray(0, K * N));
+    if (bias) this.floats(biasAt, N).set(bias.subarray(0, N));
+    this.run(JobKind.MatMul, [M, N, K, aAt, aTransposed ? 1 : 0, bAt, bTransposed ? 1 : 0, biasAt, cAt, panelsAt]);
+    return this.floats(cAt, M * N);
   }
 
   /** Stops the workers; the kernel is unusable afterwards. */

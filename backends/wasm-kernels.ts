@@ -1,5 +1,6 @@
 // The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the gradient of gather), and a row gather.
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import { activeLayerKernel } from './layer-kernel';
 
 /**
  * The wasm backend only reaches XNNPACK when neither operand is transposed and otherwise runs a
@@ -45,6 +46,45 @@ export function registerWasmMatMulFix(): void {
     unregisterKernel(kernelName, 'wasm');
     registerKernel(fixed);
   }
+}
+
+/**
+ * Large single matrix products go to the whole-layer kernel's matmul when one is running: it uses
+ * FMA where the runtime has relaxed SIMD, reads transposed operands in place, and splits columns
+ * evenly over the cores. Call after registerWasmMatMulFix; everything else keeps that path.
+ */
+export function registerWasmLayerKernelMatMul(): void {
+  const fallback = getKernel('BatchMatMul', 'wasm');
+  if (!fallback || (fallback as KernelConfig & { layerKernel?: boolean }).layerKernel) return;
+  const routed: KernelConfig & { layerKernel: boolean } = {
+    kernelName: 'BatchMatMul',
+    backendName: 'wasm',
+    layerKernel: true,
+    kernelFunc: (args) => {
+      const { inputs, backend, attrs } = args as unknown as {
+        inputs: { a: TensorInfo; b: TensorInfo };
+        backend: WasmBackendInternals;
+        attrs: { transposeA: boolean; transposeB: boolean };
+      };
+      const { a, b } = inputs;
+      const kernel = activeLayerKernel();
+      // tf.matMul passes 2-D operands as they are; batched ones are [batch, rows, cols].
+      const single = (x: TensorInfo) => x.shape.length === 2 || (x.shape.length === 3 && x.shape[0] === 1);
+      const [aRows, aCols] = a.shape.slice(-2);
+      const [bRows, bCols] = b.shape.slice(-2);
+      const [M, K] = attrs.transposeA ? [aCols, aRows] : [aRows, aCols];
+      const N = attrs.transposeB ? bRows : bCols;
+      if (!kernel || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || N % 4 !== 0 || M * N * K < kernel.matmulMinMultiplyAdds) {
+        return fallback.kernelFunc(args);
+      }
+      const product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
+      const output = backend.makeOutput(a.shape.length === 3 ? [1, M, N] : [M, N], 'float32');
+      backend.typedArrayFromHeap(output).set(product);
+      return output;
+    },
+  };
+  unregisterKernel('BatchMatMul', 'wasm');
+  registerKernel(routed);
 }
 
 interface WasmBackendInternals {

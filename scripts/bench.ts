@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { activeLayerKernel, useLayerKernel } from '../backends/layer-kernel';
 import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectSequenceBackend, useReferenceCpuBackend } from '../backends/select';
 import { loadModel, readModelConfig, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
@@ -74,6 +75,11 @@ async function main(): Promise<void> {
   const trainCharsPerSecond = (batchSize * seq) / (median(stepTimes) / 1000);
   say(`train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`);
 
+  const products = backend.name === 'wasm' && activeLayerKernel() ? matmulRates(batchSize * seq, config.hidden) : undefined;
+  if (products) {
+    say(`matmul [${batchSize * seq}×${config.hidden}]·[${config.hidden}×${4 * config.hidden}] and its two gradients: whole-layer kernel ${products.kernel.map((r) => r.toFixed(0)).join(' / ')} vs XNNPACK ${products.xnnpack.map((r) => r.toFixed(0)).join(' / ')} GFLOP/s`);
+  }
+
   // One inference step at batch 1 and 8, read back as the server reads it.
   const stepMicros: Record<string, number> = {};
   for (const batch of [1, 8]) {
@@ -133,6 +139,7 @@ async function main(): Promise<void> {
   if (values.json) {
     process.stdout.write(JSON.stringify({
       backend: backend.name, gpu: backend.gpu, model: size, batch: batchSize, seq, train_chars_per_s: Math.round(trainCharsPerSecond),
+      matmul_gflops: products ? { kernel: products.kernel.map(Math.round), xnnpack: products.xnnpack.map(Math.round) } : null,
       step_us_batch1: Math.round(stepMicros.batch1), step_us_batch8: Math.round(stepMicros.batch8), model_load_ms: Math.round(stepMicros.loadMs * 10) / 10,
       logits_max_abs_diff_vs_cpu: agreement?.logits.maxAbsDiff ?? null, gradients_max_abs_diff_vs_cpu: agreement?.gradients.maxAbsDiff ?? null,
       server: server ? { backend: server.backend, latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) }, rss_mb: Math.round(server.rssBytes / 1048576) } : null,
@@ -192,6 +199,36 @@ async function compareWithCpu(model: CharLstm, backend: BackendSelection): Promi
   const onCpu = await run();
   await tf.setBackend(backend.name);
   return { reference, logits: difference(onGpu.logits, onCpu.logits), gradients: difference(onGpu.gradients, onCpu.gradients) };
+}
+
+/**
+ * GFLOP/s of the training step's large products (a layer's input projection, its weight gradient
+ * and the gradient to its input), through the whole-layer kernel and through XNNPACK; best of 3.
+ */
+function matmulRates(rows: number, hidden: number): { kernel: number[]; xnnpack: number[] } {
+  const kernel = activeLayerKernel()!;
+  const x = tf.randomUniform([rows, hidden], -1, 1, 'float32', 1) as tf.Tensor2D;
+  const w = tf.randomUniform([hidden, 4 * hidden], -1, 1, 'float32', 2) as tf.Tensor2D;
+  const dZ = tf.randomUniform([rows, 4 * hidden], -1, 1, 'float32', 3) as tf.Tensor2D;
+  const products: Array<() => tf.Tensor> = [() => tf.matMul(x, w), () => tf.matMul(x, dZ, true, false), () => tf.matMul(dZ, w, false, true)];
+  const gflops = (2 * rows * hidden * 4 * hidden) / 1e9;
+  const rate = (product: () => tf.Tensor) => {
+    let best = Infinity;
+    for (let k = 0; k < 4; k++) {
+      const started = performance.now();
+      const result = product();
+      result.dataSync();
+      if (k > 0) best = Math.min(best, performance.now() - started);
+      result.dispose();
+    }
+    return gflops / (best / 1000);
+  };
+  const rates = { kernel: products.map(rate), xnnpack: [] as number[] };
+  useLayerKernel(undefined);
+  rates.xnnpack = products.map(rate);
+  useLayerKernel(kernel);
+  tf.dispose([x, w, dZ]);
+  return rates;
 }
 
 interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number; backend: string; backendLine: string }

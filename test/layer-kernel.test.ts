@@ -33,6 +33,8 @@ for (const { hidden, batch, steps, threads, relaxed } of cases) {
   test(`hidden ${hidden}, batch ${batch}, ${threads} thread(s), ${relaxed ? 'relaxed SIMD where the runtime has it' : 'plain SIMD'}: gradients within 1e-5 of the per-step kernels`, async () => {
     await selectBackend('wasm');
     const kernel = await LayerKernel.start(__dirname, threads, relaxed);
+    // Every product whose width allows it goes through the kernel's matmul too, however small.
+    kernel.matmulMinMultiplyAdds = 0;
     try {
       const config: NetworkConfig = { vocabSize: 11, embed: 8, hidden, layers: 2 };
       const model = new CharLstm(config, initialParameters(config, hidden + threads));
@@ -63,6 +65,39 @@ for (const { hidden, batch, steps, threads, relaxed } of cases) {
     }
   });
 }
+
+test('matmul with either operand transposed, and a bias, matches XNNPACK within 1e-5', async () => {
+  await selectBackend('wasm');
+  const kernel = await LayerKernel.start(__dirname, 2);
+  try {
+    // K crosses a block boundary; N leaves a 4-column edge after three 16-column tiles; M is odd.
+    const [M, N, K] = [37, 52, 300];
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const a = tf.randomUniform(transposeA ? [K, M] : [M, K], -1, 1, 'float32', 1) as tf.Tensor2D;
+        const b = tf.randomUniform(transposeB ? [N, K] : [K, N], -1, 1, 'float32', 2) as tf.Tensor2D;
+        const bias = tf.randomUniform([N], -1, 1, 'float32', 3) as tf.Tensor1D;
+        useLayerKernel(undefined);
+        const expected = tf.matMul(a, b, transposeA, transposeB);
+        const ours = tf.tensor2d(kernel.matmul(a.dataSync() as Float32Array, transposeA, b.dataSync() as Float32Array, transposeB, M, N, K), [M, N]);
+        const withBias = tf.tensor2d(kernel.matmul(a.dataSync() as Float32Array, transposeA, b.dataSync() as Float32Array, transposeB, M, N, K, bias.dataSync() as Float32Array), [M, N]);
+        const label = `transposeA ${transposeA}, transposeB ${transposeB}`;
+        assert.ok(relativeDifference(ours, expected) <= 1e-5, `${label}: ${relativeDifference(ours, expected)}`);
+        assert.ok(relativeDifference(withBias, tf.add(expected, bias)) <= 1e-5, `${label} with bias`);
+        // The same product asked of tfjs, routed to the kernel by the registered BatchMatMul.
+        useLayerKernel(kernel);
+        kernel.matmulMinMultiplyAdds = 0;
+        const routed = tf.matMul(a, b, transposeA, transposeB);
+        assert.ok(relativeDifference(routed, expected) <= 1e-5, `${label}: routed through tfjs`);
+        useLayerKernel(undefined);
+      }
+    }
+    assert.throws(() => kernel.matmul(new Float32Array(6), false, new Float32Array(6), false, 2, 3, 2), /N a multiple of 4/);
+  } finally {
+    useLayerKernel(undefined);
+    await kernel.close();
+  }
+});
 
 test('a backward pass without its forward pass is refused', async () => {
   const kernel = await LayerKernel.start(__dirname, 2);

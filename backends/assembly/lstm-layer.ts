@@ -70,16 +70,6 @@ function barrierWait(barrier: usize, threads: i32): bool {
   return true;
 }
 
-/** This thread's hidden units [first, end), in whole vectors. */
-@inline function unitsFirst(H: i32, thread: i32, threads: i32): i32 {
-  const perThread = ((H >> 2) + threads - 1) / threads << 2;
-  return min(H, thread * perThread);
-}
-@inline function unitsEnd(H: i32, thread: i32, threads: i32): i32 {
-  const perThread = ((H >> 2) + threads - 1) / threads << 2;
-  return min(H, (thread + 1) * perThread);
-}
-
 /**
  * Copies columns [colFirst, colEnd) of W [K, cols] into panels the matmul reads sequentially: the
  * columns go in runs of sixteen, then four, each run stored k-major, so its rows are adjacent
@@ -92,10 +82,17 @@ function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: 
     const width = col + 16 <= colEnd ? 16 : 4;
     let dst = panels + (<usize>col * <usize>K << 2);
     for (let k = 0; k < K; k++) {
-      for (let j = 0; j < width; j++) {
-        const at = transposed ? (col + j) * wStride + k : k * wStride + col + j;
-        store<f32>(dst, load<f32>(w + (<usize>at << 2)));
-        dst += 4;
+      if (transposed) {
+        for (let j = 0; j < width; j++) {
+          store<f32>(dst, load<f32>(w + (<usize>((col + j) * wStride + k) << 2)));
+          dst += 4;
+        }
+      } else {
+        const src = w + (<usize>(k * wStride + col) << 2);
+        for (let j = 0; j < width; j += 4) {
+          v128.store(dst, v128.load(src + (<usize>j << 2)));
+          dst += 16;
+        }
       }
     }
     col += width;
@@ -103,30 +100,33 @@ function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: 
 }
 
 /**
- * C[rows, cols] = init[rows, cols] + A[rows, K] · W[K, cols] for one column range, W packed by
- * packPanels over the same range. Tiles of two rows by sixteen columns keep eight accumulators in
- * registers while the panel streams past. Strides are in floats; init may be 0 for zeros.
+ * C[rows, cols] = init[rows, cols] + A[rows, k range] · W[k range, cols] for one column range, W
+ * packed by packPanels (over panelK rows) for the same range. A's element (row, k) is at
+ * a + row·aRowStride + k·aKStride floats, which reads A or Aᵀ alike; `a` points at kFirst. Tiles
+ * of two rows by sixteen columns keep eight accumulators in registers while the panel streams
+ * past. init may be 0 for zeros, c itself to accumulate, or a row with initStride 0 to broadcast.
  */
 function matmulPanels(
-  rows: i32, K: i32, colFirst: i32, colEnd: i32,
-  a: usize, aStride: i32, panels: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+  rows: i32, kCount: i32, panelK: i32, kFirst: i32, colFirst: i32, colEnd: i32,
+  a: usize, aRowStride: i32, aKStride: i32, panels: usize, init: usize, initStride: i32, c: usize, cStride: i32,
 ): void {
   const zero = f32x4.splat(0);
+  const aStep = <usize>aKStride << 2;
+  const aNextRow = <usize>aRowStride << 2;
   let col = colFirst;
   for (; col + 16 <= colEnd; col += 16) {
-    const panel = panels + (<usize>col * <usize>K << 2);
+    const panel = panels + (<usize>(col * panelK + kFirst * 16) << 2);
     let b = 0;
     for (; b + 2 <= rows; b += 2) {
       let s00 = zero, s01 = zero, s02 = zero, s03 = zero, s10 = zero, s11 = zero, s12 = zero, s13 = zero;
-      let ap0 = a + (<usize>(b * aStride) << 2);
-      let ap1 = ap0 + (<usize>aStride << 2);
+      let ap = a + (<usize>b * aNextRow);
       let wp = panel;
-      for (let k = 0; k < K; k++) {
+      for (let k = 0; k < kCount; k++) {
         const w0 = v128.load(wp), w1 = v128.load(wp, 16), w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
-        const x0 = v128.load32_splat(ap0), x1 = v128.load32_splat(ap1);
+        const x0 = v128.load32_splat(ap), x1 = v128.load32_splat(ap + aNextRow);
         s00 = madd(x0, w0, s00); s01 = madd(x0, w1, s01); s02 = madd(x0, w2, s02); s03 = madd(x0, w3, s03);
         s10 = madd(x1, w0, s10); s11 = madd(x1, w1, s11); s12 = madd(x1, w2, s12); s13 = madd(x1, w3, s13);
-        wp += 64; ap0 += 4; ap1 += 4;
+        wp += 64; ap += aStep;
       }
       const c0 = c + (<usize>(b * cStride + col) << 2);
       const c1 = c0 + (<usize>cStride << 2);
@@ -140,26 +140,64 @@ function matmulPanels(
       v128.store(c1, s10); v128.store(c1, s11, 16); v128.store(c1, s12, 32); v128.store(c1, s13, 48);
     }
     // The odd row: the panel's four vectors one at a time, each a 16-float stride apart.
-    if (b < rows) for (let v = 0; v < 4; v++) matmulVector(b, K, col + 4 * v, a, aStride, panel + (<usize>(4 * v) << 2), 64, init, initStride, c, cStride);
+    if (b < rows) {
+      for (let v = 0; v < 4; v++) matmulVector(b, kCount, col + 4 * v, a, aRowStride, aKStride, panel + (<usize>(4 * v) << 2), 64, init, initStride, c, cStride);
+    }
   }
   for (; col < colEnd; col += 4) {
-    for (let b = 0; b < rows; b++) matmulVector(b, K, col, a, aStride, panels + (<usize>col * <usize>K << 2), 16, init, initStride, c, cStride);
+    const panel = panels + (<usize>(col * panelK + kFirst * 4) << 2);
+    for (let b = 0; b < rows; b++) matmulVector(b, kCount, col, a, aRowStride, aKStride, panel, 16, init, initStride, c, cStride);
   }
 }
 
 /** One row and four columns of C from a panel whose rows are `step` bytes apart. */
 function matmulVector(
-  b: i32, K: i32, col: i32, a: usize, aStride: i32, panel: usize, step: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+  b: i32, kCount: i32, col: i32, a: usize, aRowStride: i32, aKStride: i32, panel: usize, step: usize, init: usize, initStride: i32, c: usize, cStride: i32,
 ): void {
   let s = init ? v128.load(init + (<usize>(b * initStride + col) << 2)) : f32x4.splat(0);
-  let ap = a + (<usize>(b * aStride) << 2);
+  let ap = a + (<usize>(b * aRowStride) << 2);
   let wp = panel;
-  for (let k = 0; k < K; k++) {
+  for (let k = 0; k < kCount; k++) {
     s = madd(v128.load32_splat(ap), v128.load(wp), s);
     wp += step;
-    ap += 4;
+    ap += <usize>aKStride << 2;
   }
   v128.store(c + (<usize>(b * cStride + col) << 2), s);
+}
+
+/** Columns [first, end) of n in whole vectors for this thread. */
+@inline function shareFirst(n: i32, thread: i32, threads: i32): i32 {
+  const perThread = ((n >> 2) + threads - 1) / threads << 2;
+  return min(n, thread * perThread);
+}
+@inline function shareEnd(n: i32, thread: i32, threads: i32): i32 {
+  const perThread = ((n >> 2) + threads - 1) / threads << 2;
+  return min(n, (thread + 1) * perThread);
+}
+
+/** K is cut into blocks of this many rows, so a block of a panel stays in the first-level cache. */
+const K_BLOCK = 256;
+
+/**
+ * C[M, N] = bias + op(A)[M, K] · op(B)[K, N], this thread's columns; N is a multiple of 4. A is
+ * [M, K] (or [K, M] with aTransposed), B is [K, N] (or [N, K] with bTransposed), both dense.
+ * bias [N] may be 0. panels [K, N] is scratch. Returns false when another thread failed.
+ */
+export function matmul(
+  thread: i32, threads: i32, M: i32, N: i32, K: i32,
+  a: usize, aTransposed: bool, b: usize, bTransposed: bool, bias: usize, c: usize, panels: usize, barrier: usize,
+): bool {
+  const first = shareFirst(N, thread, threads);
+  const end = shareEnd(N, thread, threads);
+  packPanels(b, bTransposed ? K : N, bTransposed, K, first, end, panels);
+  const aRowStride = aTransposed ? 1 : K;
+  const aKStride = aTransposed ? M : 1;
+  for (let k0 = 0; k0 < K; k0 += K_BLOCK) {
+    const init = k0 == 0 ? bias : c;
+    const initStride = k0 == 0 ? 0 : N;
+    matmulPanels(M, min(K_BLOCK, K - k0), K, k0, first, end, a + (<usize>(k0 * aKStride) << 2), aRowStride, aKStride, panels, init, initStride, c, N);
+  }
+  return barrierWait(barrier, threads);
 }
 
 /**
@@ -171,15 +209,15 @@ export function forward(
   thread: i32, threads: i32, B: i32, H: i32, T: i32,
   xProj: usize, wh: usize, hSeq: usize, cSeq: usize, acts: usize, tanhC: usize, panels: usize, z: usize, barrier: usize,
 ): bool {
-  const first = unitsFirst(H, thread, threads);
-  const end = unitsEnd(H, thread, threads);
+  const first = shareFirst(H, thread, threads);
+  const end = shareEnd(H, thread, threads);
   const G = 4 * H;
   for (let gate = 0; gate < 4; gate++) packPanels(wh, G, false, H, gate * H + first, gate * H + end, panels);
   for (let t = 0; t < T; t++) {
     const hPrev = hSeq + (<usize>(t * B * H) << 2);
     const xRows = xProj + (<usize>(t * B * G) << 2);
     for (let gate = 0; gate < 4; gate++) {
-      matmulPanels(B, H, gate * H + first, gate * H + end, hPrev, H, panels, xRows, G, z, G);
+      matmulPanels(B, H, H, 0, gate * H + first, gate * H + end, hPrev, H, 1, panels, xRows, G, z, G);
     }
     const cPrev = cSeq + (<usize>(t * B * H) << 2);
     const cNext = cPrev + (<usize>(B * H) << 2);
@@ -221,15 +259,15 @@ export function backward(
   thread: i32, threads: i32, B: i32, H: i32, T: i32,
   dH: usize, wh: usize, cSeq: usize, acts: usize, tanhC: usize, dZ: usize, panels: usize, dhNext: usize, dcNext: usize, barrier: usize,
 ): bool {
-  const first = unitsFirst(H, thread, threads);
-  const end = unitsEnd(H, thread, threads);
+  const first = shareFirst(H, thread, threads);
+  const end = shareEnd(H, thread, threads);
   const G = 4 * H;
   const one = f32x4.splat(1.0);
   // dh = dZ · Whᵀ: the panels hold Whᵀ's columns for this thread's units.
   packPanels(wh, G, true, G, first, end, panels);
   for (let t = T - 1; t >= 0; t--) {
     const last = t == T - 1;
-    if (!last) matmulPanels(B, G, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, panels, 0, 0, dhNext, H);
+    if (!last) matmulPanels(B, G, G, 0, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, 1, panels, 0, 0, dhNext, H);
     const dHRows = dH + (<usize>(t * B * H) << 2);
     const cPrevRows = cSeq + (<usize>(t * B * H) << 2);
     const actRows = acts + (<usize>(t * B * G) << 2);
