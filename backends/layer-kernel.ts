@@ -78,6 +78,9 @@ export interface LayerForwardResult {
   cLast: Float32Array;
 }
 
+/** The kernel's memory cannot hold the job; the caller runs it another way. */
+export class LayerKernelMemoryError extends Error {}
+
 export class LayerKernel {
   private top: number;
   private readonly regions = new Map<string, { offset: number; bytes: number }>();
@@ -91,6 +94,7 @@ export class LayerKernel {
     readonly threads: number,
     readonly relaxed: boolean,
     controlOffset: number,
+    private readonly maxPages: number,
   ) {
     this.control = new Int32Array(memory.buffer, controlOffset, CONTROL_BYTES / 4);
     this.top = controlOffset + CONTROL_BYTES;
@@ -100,7 +104,7 @@ export class LayerKernel {
    * Loads the kernel from `dir` with `threads` threads, the relaxed-SIMD build where the runtime
    * has it unless `allowRelaxed` is false; throws with the reason it cannot run here.
    */
-  static async start(dir: string, threads: number, allowRelaxed = true): Promise<LayerKernel> {
+  static async start(dir: string, threads: number, allowRelaxed = true, maxPages = LAYER_KERNEL_MAX_PAGES): Promise<LayerKernel> {
     const relaxedPath = join(dir, LAYER_KERNEL_FILES.relaxed);
     const simdPath = join(dir, LAYER_KERNEL_FILES.simd);
     if (typeof SharedArrayBuffer === 'undefined') throw new Error('this runtime has no shared memory');
@@ -109,7 +113,7 @@ export class LayerKernel {
     const bytes = relaxed ? relaxedBytes : readFileSync(simdPath);
     if (!WebAssembly.validate(bytes)) throw new Error('this runtime has no wasm SIMD or wasm threads');
     const module = new WebAssembly.Module(bytes);
-    const memory = new WebAssembly.Memory({ initial: LAYER_KERNEL_INITIAL_PAGES, maximum: LAYER_KERNEL_MAX_PAGES, shared: true });
+    const memory = new WebAssembly.Memory({ initial: LAYER_KERNEL_INITIAL_PAGES, maximum: maxPages, shared: true });
     const kernel = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
     const control = alignUp(kernel.heapBase(), 64);
     const workers: Worker[] = [];
@@ -128,7 +132,7 @@ export class LayerKernel {
       for (const worker of workers) void worker.terminate();
       throw new Error(`worker threads failed to start (${(error as Error).message})`);
     }
-    return new LayerKernel(kernel, memory, workers, threads, relaxed, control);
+    return new LayerKernel(kernel, memory, workers, threads, relaxed, control, maxPages);
   }
 
   get description(): string {
@@ -137,12 +141,14 @@ export class LayerKernel {
 
   /**
    * One layer over T steps for B sequences of width H: xProj [T*B, 4H] time-major with the bias
-   * added, wh [H, 4H], h0 and c0 [B, H]. `layer` names the trace slot backward() will read.
-   * The returned views are valid until the next call.
+   * added, wh [H, 4H], h0 and c0 [B, H]. `layer` names the trace slot backward() will read;
+   * with `training` the memory backward() needs is reserved now, so that only this call can fail
+   * for want of it (LayerKernelMemoryError). The returned views are valid until the next call.
    */
-  forward(layer: number, B: number, H: number, T: number, xProj: Float32Array, wh: Float32Array, h0: Float32Array, c0: Float32Array): LayerForwardResult {
+  forward(layer: number, B: number, H: number, T: number, xProj: Float32Array, wh: Float32Array, h0: Float32Array, c0: Float32Array, training: boolean): LayerForwardResult {
     checkShape(B, H, T);
     const G = 4 * H;
+    if (training) this.backwardRegions(B, H, T);
     const state = (T + 1) * B * H * 4;
     const trace: LayerTrace = {
       B, H, T,
@@ -178,12 +184,7 @@ export class LayerKernel {
     this.traces.delete(layer);
     const { B, H, T } = trace;
     const G = 4 * H;
-    const dHAt = this.region('dH', T * B * H * 4);
-    const whAt = this.region('wh', H * G * 4);
-    const panelsAt = this.region('panels', H * G * 4);
-    const dZAt = this.region('dZ', T * B * G * 4);
-    const dhNextAt = this.region('dhNext', B * H * 4);
-    const dcNextAt = this.region('dcNext', B * H * 4);
+    const { dHAt, whAt, panelsAt, dZAt, dhNextAt, dcNextAt } = this.backwardRegions(B, H, T);
     this.floats(dHAt, T * B * H).set(dH.subarray(0, T * B * H));
     this.floats(whAt, H * G).set(wh.subarray(0, H * G));
     this.run(JobKind.Backward, [B, H, T, dHAt, whAt, trace.cSeq, trace.acts, trace.tanhC, dZAt, panelsAt, dhNextAt, dcNextAt]);
@@ -214,6 +215,18 @@ export class LayerKernel {
     return this.floats(cAt, M * N);
   }
 
+  private backwardRegions(B: number, H: number, T: number) {
+    const G = 4 * H;
+    return {
+      dHAt: this.region('dH', T * B * H * 4),
+      whAt: this.region('wh', H * G * 4),
+      panelsAt: this.region('panels', H * G * 4),
+      dZAt: this.region('dZ', T * B * G * 4),
+      dhNextAt: this.region('dhNext', B * H * 4),
+      dcNextAt: this.region('dcNext', B * H * 4),
+    };
+  }
+
   /** Stops the workers; the kernel is unusable afterwards. */
   async close(): Promise<void> {
     this.control[JOB_KIND] = JobKind.Quit;
@@ -238,7 +251,7 @@ export class LayerKernel {
     const offset = alignUp(this.top, 64);
     const end = offset + bytes;
     const pages = Math.ceil(end / WASM_PAGE);
-    if (pages > LAYER_KERNEL_MAX_PAGES) throw new Error(`layer kernel: ${Math.round(end / 2 ** 20)} MiB exceeds its ${LAYER_KERNEL_MAX_PAGES / 16} MiB memory`);
+    if (pages > this.maxPages) throw new LayerKernelMemoryError(`layer kernel: ${Math.round(end / 2 ** 20)} MiB exceeds its ${this.maxPages / 16} MiB memory`);
     const current = this.memory.buffer.byteLength / WASM_PAGE;
     if (pages > current) this.memory.grow(pages - current);
     this.top = end;

@@ -1,6 +1,6 @@
 // The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the gradient of gather), and a row gather.
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
-import { activeLayerKernel } from './layer-kernel';
+import { activeLayerKernel, LayerKernelMemoryError } from './layer-kernel';
 
 /**
  * The wasm backend only reaches XNNPACK when neither operand is transposed and otherwise runs a
@@ -77,7 +77,13 @@ export function registerWasmLayerKernelMatMul(): void {
       if (!kernel || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || N % 4 !== 0 || M * N * K < kernel.matmulMinMultiplyAdds) {
         return fallback.kernelFunc(args);
       }
-      const product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
+      let product: Float32Array;
+      try {
+        product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
+      } catch (error) {
+        if (error instanceof LayerKernelMemoryError) return fallback.kernelFunc(args);
+        throw error;
+      }
       const output = backend.makeOutput(a.shape.length === 3 ? [1, M, N] : [M, N], 'float32');
       backend.typedArrayFromHeap(output).set(product);
       return output;

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
 import { withExactMatMuls } from '../backends/webgpu-cell';
-import { activeLayerKernel, LayerKernel } from '../backends/layer-kernel';
+import { activeLayerKernel, LayerKernel, LayerKernelMemoryError } from '../backends/layer-kernel';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 
@@ -145,10 +145,20 @@ export class CharLstm {
     return { outputs, previous, h, c };
   }
 
-  /** runLayer in one call of the whole-layer kernel, which keeps the trace for backwardWholeLayer. */
-  private runWholeLayer(kernel: LayerKernel, l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number): LayerRun {
+  /**
+   * runLayer in one call of the whole-layer kernel, which keeps the trace for the backward pass;
+   * undefined when the kernel's memory cannot hold this layer.
+   */
+  private runWholeLayer(kernel: LayerKernel, l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, training: boolean): LayerRun | undefined {
     const [B, H] = h0.shape;
-    const { hSeq, cLast } = kernel.forward(l, B, H, steps, heapView(xProj), heapView(this.p(`lstm${l}/wh`)), heapView(h0), heapView(c0));
+    let result;
+    try {
+      result = kernel.forward(l, B, H, steps, heapView(xProj), heapView(this.p(`lstm${l}/wh`)), heapView(h0), heapView(c0), training);
+    } catch (error) {
+      if (error instanceof LayerKernelMemoryError) return undefined;
+      throw error;
+    }
+    const { hSeq, cLast } = result;
     return {
       outputs: tf.tensor2d(hSeq.subarray(B * H), [steps * B, H]),
       previous: tf.tensor2d(hSeq.subarray(0, steps * B * H), [steps * B, H]),
@@ -170,11 +180,13 @@ export class CharLstm {
   private forward(ids: tf.Tensor1D, batch: number, steps: number, state: LstmState, options: ForwardOptions): ForwardPass {
     const { layers, hidden } = this.config;
     const kernel = this.wholeLayerKernel(steps, options.fusedKernels);
-    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], previousH: [], layerOutputs: [], masks: [], traces: [], wholeLayer: kernel };
+    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], previousH: [], layerOutputs: [], masks: [], traces: [], wholeLayer: [] };
     let xProj = tf.gather(this.frozenTable ?? this.inputTable(), ids) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
-      const trace: CellTrace[] | undefined = options.trace && !kernel ? [] : undefined;
-      const run = kernel ? this.runWholeLayer(kernel, l, xProj, state.h[l], state.c[l], steps) : this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
+      const whole = kernel && this.runWholeLayer(kernel, l, xProj, state.h[l], state.c[l], steps, options.trace);
+      const trace: CellTrace[] | undefined = options.trace && !whole ? [] : undefined;
+      const run = whole ?? this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
+      pass.wholeLayer.push(whole ? kernel : undefined);
       pass.traces.push(trace ?? []);
       pass.finalH.push(run.h);
       pass.finalC.push(run.c);
@@ -213,8 +225,9 @@ export class CharLstm {
       for (let l = layers - 1; l >= 0; l--) {
         const mask = pass.masks[l];
         if (mask) dH = tf.mul(dH, mask);
-        const dZ = pass.wholeLayer
-          ? tf.tensor2d(pass.wholeLayer.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [N, 4 * this.config.hidden])
+        const kernel = pass.wholeLayer[l];
+        const dZ = kernel
+          ? tf.tensor2d(kernel.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [N, 4 * this.config.hidden])
           : this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
         grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
         if (l > 0) {
@@ -308,8 +321,8 @@ interface ForwardPass {
   layerOutputs: tf.Tensor2D[];
   masks: Array<tf.Tensor2D | undefined>;
   traces: CellTrace[][];
-  /** Set when the whole-layer kernel ran the layers; it holds their traces. */
-  wholeLayer?: LayerKernel;
+  /** Per layer, the whole-layer kernel when it ran the layer; it holds the layer's trace. */
+  wholeLayer: Array<LayerKernel | undefined>;
 }
 
 interface LayerRun {

@@ -99,11 +99,39 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
   }
 });
 
+test('a layer or product too big for the kernel\'s memory runs on the per-step kernels and XNNPACK, with the same gradients', async () => {
+  await selectBackend('wasm');
+  // 10 MiB: with X = steps·batch·hidden floats, the first layer needs about 16X = 8 MiB (its trace,
+  // input projection and what its backward pass reserves), the second layer 7X more; so the first
+  // runs in the kernel, the second on the per-step kernels, and the input projection between them
+  // (5X) on XNNPACK.
+  const kernel = await LayerKernel.start(__dirname, 2, true, 160);
+  kernel.matmulMinMultiplyAdds = 0;
+  try {
+    const [batch, steps] = [32, 64];
+    const config: NetworkConfig = { vocabSize: 11, embed: 8, hidden: 64, layers: 2 };
+    const model = new CharLstm(config, initialParameters(config, 3));
+    const inputs = Int32Array.from({ length: batch * steps }, (_, i) => (i * 7 + 3) % 11);
+    const state = carriedState(config, batch, 9);
+    useLayerKernel(undefined);
+    const reference = await model.trainStep(inputs, inputs, batch, steps, state, 0, 1);
+    useLayerKernel(kernel);
+    const mixed = await model.trainStep(inputs, inputs, batch, steps, state, 0, 1);
+    for (const [name, expected] of reference.gradients) {
+      const difference = relativeDifference(mixed.gradients.get(name)!, expected);
+      assert.ok(difference <= 1e-5, `${name}: relative difference ${difference}`);
+    }
+  } finally {
+    useLayerKernel(undefined);
+    await kernel.close();
+  }
+});
+
 test('a backward pass without its forward pass is refused', async () => {
   const kernel = await LayerKernel.start(__dirname, 2);
   try {
     assert.throws(() => kernel.backward(0, new Float32Array(16), new Float32Array(64)), /no forward pass of layer 0/);
-    assert.throws(() => kernel.forward(0, 2, 6, 3, new Float32Array(144), new Float32Array(144), new Float32Array(12), new Float32Array(12)), /hidden a multiple of 4/);
+    assert.throws(() => kernel.forward(0, 2, 6, 3, new Float32Array(144), new Float32Array(144), new Float32Array(12), new Float32Array(12), true), /hidden a multiple of 4/);
   } finally {
     await kernel.close();
   }
