@@ -5,6 +5,11 @@ Adam with gradient clipping, cross-entropy at every position, state carried betw
 Prints one JSON line. Not part of the product; run it where torch is installed:
 
     python3 scripts/peer-pytorch-bench.py --layers 3 --hidden 512 --batch 256 --seq 64
+
+On a CPU, compare with `npm run bench` (2x256, batch 64, seq 64) using Debian's python3-torch with
+libopenblas0-pthread (reference BLAS is many times slower), one torch thread and OpenBLAS on the cores:
+
+    OPENBLAS_NUM_THREADS=2 /usr/bin/python3 scripts/peer-pytorch-bench.py --layers 2 --hidden 256 --batch 64
 """
 import argparse
 import json
@@ -18,7 +23,9 @@ parser.add_argument("--hidden", type=int, default=512)
 parser.add_argument("--batch", type=int, default=256)
 parser.add_argument("--seq", type=int, default=64)
 parser.add_argument("--steps", type=int, default=20)
+parser.add_argument("--threads", type=int, default=1, help="torch's own threads; OpenBLAS has OPENBLAS_NUM_THREADS")
 args = parser.parse_args()
+torch.set_num_threads(args.threads)
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 vocab = 65
