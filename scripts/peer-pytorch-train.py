@@ -40,7 +40,9 @@ parser.add_argument("--lr-floor", type=float, default=0.05, help="cosine ends at
 parser.add_argument("--warmup", type=int, default=0, help="linear warm-up steps")
 parser.add_argument("--init", choices=["torch", "ours"], default="torch",
                     help="ours: forget-gate bias 1, other biases 0, uniform(1/sqrt(fan_in)) weights, uniform(-1,1) embedding")
-parser.add_argument("--chars", type=int, required=True, help="training characters to see")
+budget = parser.add_mutually_exclusive_group(required=True)
+budget.add_argument("--chars", type=int, help="training characters to see")
+budget.add_argument("--minutes", type=float, help="train this long, then score validation once")
 parser.add_argument("--eval-at", default="", help="comma-separated characters-seen at which to score validation")
 parser.add_argument("--max-vocab", type=int, default=512)
 parser.add_argument("--validation-fraction", type=float, default=0.1)
@@ -284,8 +286,9 @@ def learning_rate(step, progress):
 
 
 chars_per_step = batch * args.seq
-steps = max(1, math.ceil(args.chars / chars_per_step))
-eval_at = sorted({int(float(x)) for x in args.eval_at.split(",") if x} | {steps * chars_per_step})
+# A time budget runs until the clock says stop; its schedule's progress is then the time spent.
+steps = max(1, math.ceil(args.chars / chars_per_step)) if args.chars else 10**12
+eval_at = sorted({int(float(x)) for x in args.eval_at.split(",") if x} | ({steps * chars_per_step} if args.chars else set()))
 def blas_library():
     # Without OpenBLAS behind libblas.so.3, torch silently runs the reference BLAS, 20x slower.
     with open("/proc/self/maps") as maps:
@@ -309,8 +312,11 @@ for step in range(steps):
         state = zero_state(batch)
     x, y = batcher.batch(k)
     t0 = time.perf_counter()
+    progress = (time.perf_counter() - started) / (60 * args.minutes) if args.minutes else step / steps
+    if progress >= 1:
+        break
     for group in optimizer.param_groups:
-        group["lr"] = learning_rate(step, step / steps)
+        group["lr"] = learning_rate(step, progress)
     logits, state = model(x, state, args.dropout)
     state = tuple(s.detach() for s in state)
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
@@ -327,3 +333,9 @@ for step in range(steps):
             "chars_per_s": round(seen / train_seconds), "seconds": round(time.perf_counter() - started, 1),
         }), flush=True)
         next_eval += 1
+if args.minutes:
+    seen = step * chars_per_step
+    print(json.dumps({
+        "chars": seen, "val_nats": round(validation_nats(), 4), "train_loss": round(loss.item(), 4),
+        "chars_per_s": round(seen / train_seconds), "seconds": round(time.perf_counter() - started, 1),
+    }), flush=True)
