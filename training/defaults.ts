@@ -1,9 +1,15 @@
 // Every default of the trainer in one place, as nanoGPT keeps them at the top of train.py.
-// Chosen for a time budget on 2 CPU cores: a 2×256 LSTM is the size at which a few minutes of
-// wasm training still reach a useful loss, and the learning rate is high because runs are short.
+// Chosen for a time budget on a few CPU cores; the learning rate is high because runs are short.
 export const TRAIN_DEFAULTS = {
   layers: 2,
+  /** The size a time budget starts its search from (training/model-size.ts), and the size of --chars and --epochs runs. */
   hidden: 256,
+  /** Hidden sizes a time budget chooses among. */
+  hiddenSizes: [128, 192, 256, 384, 512],
+  /** A size is chosen only if the budget feeds it at least this many training chars per parameter. */
+  charsPerParameter: 4,
+  /** The share of a time budget that goes to training steps rather than validation. */
+  trainingShare: 0.9,
   embed: 64,
   seq: 64,
   batch: 64,
@@ -30,8 +36,6 @@ export const TRAIN_DEFAULTS = {
   targetEpochs: 10,
   minMinutes: 2,
   maxMinutes: 30,
-  /** Assumed speed for turning epochs into minutes before anything is measured. */
-  expectedCharsPerSecond: 4000,
   /** Periodic validation uses at most this many chars so it stays a small share of the budget; the final figure uses all of it. */
   periodicValidationChars: 32_768,
   /** The final figure is scored on at most this many validation chars, so big notes do not wait minutes for it. */

@@ -8,7 +8,7 @@ import { StreamBatcher } from './batches';
 import { defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
 import { TRAIN_DEFAULTS } from './defaults';
 import { loadModel, ModelFormatError, ModelMetadata, saveModel } from '../model/format';
-import { NetworkConfig, parameterShapes } from '../model/architecture';
+import { NetworkConfig } from '../model/architecture';
 import {
   assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
 } from '../model/network';
@@ -22,6 +22,7 @@ import { documentNgram, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
 import { forgetLearned } from '../model/learned';
+import { chooseModelSize, countParameters, measureTrainingSpeed } from './model-size';
 import { fitMixture, LstmScores, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
@@ -143,7 +144,9 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   }
   const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
   const vocabulary = resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
-  const config: NetworkConfig = resumed?.config ?? {
+  // The size is chosen for the budget below unless it is given or resumed.
+  const sizeGiven = resumed !== undefined || options.hidden !== undefined;
+  let config: NetworkConfig = resumed?.config ?? {
     vocabSize: vocabulary.size, embed: options.embed ?? TRAIN_DEFAULTS.embed, hidden: options.hidden ?? TRAIN_DEFAULTS.hidden, layers: options.layers ?? TRAIN_DEFAULTS.layers,
   };
   const trainIds = vocabulary.encode(split.train);
@@ -172,13 +175,20 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const periodicIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.periodicValidationChars, validationBatch * options.seq + 1));
   const finalIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.finalValidationChars, validationBatch * options.seq + 1));
 
-  // 5. The budget.
-  const budget = chooseBudget(options, usingDefault, trainIds.length);
-  reporter.info(budget.description);
-
-  // 6. Backend and model.
+  // 5. Backend, budget and size: the speed measured on the backend turns epochs into minutes,
+  // and minutes into the largest model they can train well.
   const backend = await selectSequenceBackend(options.backend, trainingProbe(config, batch, options.seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
+  const measure = (candidate: NetworkConfig) => measureTrainingSpeed(candidate, batch, options.seq);
+  const budget = await chooseBudget(options, usingDefault, trainIds.length, () => measure(config));
+  reporter.info(budget.description);
+  if (!sizeGiven && budget.seconds !== undefined) {
+    const size = await chooseModelSize(config, budget.seconds, measure);
+    config = size.config;
+    reporter.info(size.reason);
+  }
+
+  // 6. The model.
   const params = resumed ? parametersFromWeights(config, resumed.weights) : initialParameters(config, options.seed);
   const model = new CharLstm(config, params);
   const optimizer = new Adam(params, ADAM_DEFAULTS);
@@ -437,7 +447,7 @@ interface Budget {
   description: string;
 }
 
-function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: number): Budget {
+async function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: number, measureSpeed: () => Promise<number>): Promise<Budget> {
   const batchChars = options.batch * options.seq;
   if (options.chars !== undefined) {
     const steps = Math.max(1, Math.ceil(options.chars / batchChars));
@@ -454,9 +464,10 @@ function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: 
       minutes = TRAIN_DEFAULTS.defaultCorpusMinutes;
       why = 'default for the embedded corpus; set --minutes or --epochs to change';
     } else {
-      const wanted = (TRAIN_DEFAULTS.targetEpochs * trainChars) / TRAIN_DEFAULTS.expectedCharsPerSecond / 60;
+      const charsPerSecond = await measureSpeed();
+      const wanted = (TRAIN_DEFAULTS.targetEpochs * trainChars) / (charsPerSecond * TRAIN_DEFAULTS.trainingShare) / 60;
       minutes = Math.min(TRAIN_DEFAULTS.maxMinutes, Math.max(TRAIN_DEFAULTS.minMinutes, Math.round(wanted * 10) / 10));
-      why = `about ${TRAIN_DEFAULTS.targetEpochs} epochs of your notes, with early stopping; set --minutes or --epochs to change`;
+      why = `about ${TRAIN_DEFAULTS.targetEpochs} epochs of your notes at ${Math.round(charsPerSecond).toLocaleString('en-US')} chars/s for the default size, within ${TRAIN_DEFAULTS.minMinutes}–${TRAIN_DEFAULTS.maxMinutes} minutes, with early stopping; set --minutes or --epochs to change`;
     }
   }
   const seconds = minutes * 60;
@@ -498,10 +509,6 @@ function countZeros(ids: Int32Array): number {
   let n = 0;
   for (let i = 0; i < ids.length; i++) if (ids[i] === 0) n++;
   return n;
-}
-
-function countParameters(config: NetworkConfig): number {
-  return parameterShapes(config).reduce((sum, [, shape]) => sum + shape.reduce((a, b) => a * b, 1), 0);
 }
 
 function ensureWritable(dir: string): void {

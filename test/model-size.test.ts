@@ -1,0 +1,47 @@
+// Choosing the model's size for a time budget, with speeds given rather than measured.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { NetworkConfig } from '../model/architecture';
+import { chooseModelSize, countParameters } from '../training/model-size';
+import { TRAIN_DEFAULTS } from '../training/defaults';
+
+const base: NetworkConfig = { vocabSize: 100, embed: 64, hidden: TRAIN_DEFAULTS.hidden, layers: 2 };
+const seconds = 600;
+
+/** A measure under which each hidden size sees `factor(hidden)` times the wanted chars per parameter; records what it measured. */
+function speeds(factor: (hidden: number) => number) {
+  const measured: number[] = [];
+  const measure = async (config: NetworkConfig) => {
+    measured.push(config.hidden);
+    const chars = factor(config.hidden) * TRAIN_DEFAULTS.charsPerParameter * countParameters(config);
+    return chars / (seconds * TRAIN_DEFAULTS.trainingShare);
+  };
+  return { measure, measured };
+}
+
+test('a budget that feeds bigger models grows the model to the largest one it feeds, measuring no further', async () => {
+  const { measure, measured } = speeds((hidden) => (hidden <= 384 ? 1.5 : 0.5));
+  const choice = await chooseModelSize(base, seconds, measure);
+  assert.equal(choice.config.hidden, 384);
+  assert.equal(choice.config.layers, 2);
+  assert.deepEqual(measured, [256, 384, 512]);
+  assert.match(choice.reason, /^Size: 2×384 fits the budget \(10 minutes at a measured [\d,]+ chars\/s gives about [\d.]+M training chars, 6\.0 per parameter/);
+  assert.match(choice.reason, /2×512 would get .* \(2\.0 per parameter\)/);
+});
+
+test('a budget too short for the default size shrinks it until one is fed, or to the smallest', async () => {
+  const shrink = speeds((hidden) => (hidden <= 128 ? 2 : 0.5));
+  assert.equal((await chooseModelSize(base, seconds, shrink.measure)).config.hidden, 128);
+  assert.deepEqual(shrink.measured, [256, 192, 128]);
+
+  const none = speeds(() => 0.1);
+  const smallest = await chooseModelSize(base, seconds, none.measure);
+  assert.equal(smallest.config.hidden, TRAIN_DEFAULTS.hiddenSizes[0]);
+  assert.match(smallest.reason, /0\.\d per parameter/);
+});
+
+test('the largest size is kept when every size is fed', async () => {
+  const all = speeds(() => 3);
+  assert.equal((await chooseModelSize({ ...base, layers: 3 }, seconds, all.measure)).config.hidden, 512);
+  assert.deepEqual(all.measured, [256, 384, 512]);
+});
