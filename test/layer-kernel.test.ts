@@ -5,7 +5,10 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, initialParameters, LstmState, zeroState } from '../model/network';
 import { selectBackend } from '../backends/select';
-import { LayerKernel, useLayerKernel } from '../backends/layer-kernel';
+import { LAYER_KERNEL_FILES, LayerKernel, startLayerKernel, useLayerKernel } from '../backends/layer-kernel';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempModelDir } from './support/temp-dirs';
 
 /** max |actual − expected| / max |expected|, so that 1e-5 means five significant digits agree. */
 function relativeDifference(actual: tf.Tensor, expected: tf.Tensor): number {
@@ -135,4 +138,18 @@ test('a backward pass without its forward pass is refused', async () => {
   } finally {
     await kernel.close();
   }
+});
+
+test('without its files, or without worker threads, the per-step kernels run and the line says why', async () => {
+  const empty = tempModelDir('no-kernel');
+  mkdirSync(empty, { recursive: true });
+  const missing = await startLayerKernel([empty]);
+  assert.match(missing, /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: lstm-layer\.simd\.wasm is missing next to the bundle; run npm run build\)$/);
+
+  const noThreads = tempModelDir('no-threads');
+  mkdirSync(noThreads, { recursive: true });
+  for (const file of [LAYER_KERNEL_FILES.relaxed, LAYER_KERNEL_FILES.simd]) copyFileSync(join(__dirname, file), join(noThreads, file));
+  writeFileSync(join(noThreads, LAYER_KERNEL_FILES.worker), "throw new Error('no threads here');\n");
+  const line = await startLayerKernel([noThreads]);
+  assert.match(line, /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: worker threads failed to start \(no threads here\)\)$/);
 });
