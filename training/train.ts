@@ -179,7 +179,7 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // and minutes into the largest model they can train well.
   const backend = await selectSequenceBackend(options.backend, trainingProbe(config, batch, options.seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
-  const measure = (candidate: NetworkConfig) => measureTrainingSpeed(candidate, batch, options.seq);
+  const measure = (candidate: NetworkConfig) => measureTrainingSpeed(candidate, batch, options.seq, options.dropout);
   const budget = await chooseBudget(options, usingDefault, trainIds.length, () => measure(config));
   reporter.info(budget.description);
   if (!sizeGiven && budget.seconds !== undefined) {
