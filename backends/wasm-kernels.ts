@@ -115,9 +115,10 @@ export function registerWasmUnsortedSegmentSum(): void {
       if (x.dtype !== 'float32') throw new Error(`UnsortedSegmentSum on wasm supports float32, got ${x.dtype}`);
       const rows = segmentIds.shape.reduce((a, b) => a * b, 1);
       const width = x.shape.slice(segmentIds.shape.length).reduce((a, b) => a * b, 1);
-      const values = backend.readSync(x.dataId);
       const ids = backend.readSync(segmentIds.dataId);
       const output = backend.makeOutput([attrs.numSegments, ...x.shape.slice(segmentIds.shape.length)], 'float32');
+      // Views of the heap, taken after the allocation that may grow it: copying x out would cost more than the sum.
+      const values = backend.typedArrayFromHeap(x);
       const out = backend.typedArrayFromHeap(output);
       out.fill(0);
       for (let r = 0; r < rows; r++) {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
-import { CharLstm, initialParameters, zeroState } from '../model/network';
+import { CharLstm, dropoutMask, initialParameters, zeroState } from '../model/network';
 import { selectBackend } from '../backends/select';
 import { lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
 
@@ -72,4 +72,29 @@ test('the plain-op LSTM cell (GPU backends) matches the fused kernels forward an
   const plainBack = lstmCellBackward(dH, B, dhNext, dcNext, plain.acts, cPrev, plain.tanhC, false);
   assert.ok(maxDiff(fusedBack.dZ, plainBack.dZ) < 1e-5, `dZ differs by ${maxDiff(fusedBack.dZ, plainBack.dZ)}`);
   assert.ok(maxDiff(fusedBack.dcPrev, plainBack.dcPrev) < 1e-5, 'dcPrev differs');
+});
+
+test('with dropout, the hand-written backward pass still matches autodiff through the same masks', async () => {
+  await selectBackend('wasm');
+  const model = new CharLstm(config, initialParameters(config, 11));
+  const state = zeroState(config, batch);
+  const ours = await model.trainStep(inputs, targets, batch, steps, state, 0.3, 5);
+  const reference = tf.variableGrads(() => model.lossTensor(inputs, targets, batch, steps, state, 0.3, 5).loss);
+  assert.ok(Math.abs(ours.loss - reference.value.dataSync()[0]) < 1e-5, 'loss differs');
+  for (const [name, variable] of model.params) {
+    const diff = tf.max(tf.abs(tf.sub(ours.gradients.get(name)!, reference.grads[variable.name]))).dataSync()[0];
+    assert.ok(diff <= 1e-4 * Math.max(1, tf.max(tf.abs(reference.grads[variable.name])).dataSync()[0]), `${name}: max abs difference ${diff}`);
+  }
+});
+
+test('dropout masks drop the given share, scale the rest, and follow their seed', async () => {
+  await selectBackend('wasm');
+  const values = (seed: number) => dropoutMask([400, 250], 0.25, seed).dataSync();
+  const mask = values(7);
+  const dropped = mask.filter((v) => v === 0).length / mask.length;
+  assert.ok(Math.abs(dropped - 0.25) < 0.01, `dropped ${dropped}`);
+  assert.ok(mask.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6), 'kept units are scaled by 1/(1-rate)');
+  assert.deepEqual(values(7), mask, 'the same seed gives the same mask');
+  const other = values(8);
+  assert.ok(other.some((v, i) => v !== mask[i]), 'another seed gives another mask');
 });
