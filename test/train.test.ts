@@ -257,14 +257,15 @@ test('a second Ctrl-C exits at once without writing', async () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
-  // The default 2×256 model: its steps are slow enough that the first Ctrl-C is still finishing one.
-  const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm'], /^Saved an n-gram model/m);
+  // A 2×512 model: its steps take about a second, so the second Ctrl-C arrives while the first is
+  // still finishing one.
+  const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm', '--hidden', '512'], /^Saved an n-gram model/m);
   await run.training;
   await new Promise((r) => setTimeout(r, 500));
   const files = readdirSync(out).sort();
   const modelJson = readFileSync(join(out, 'model.json'), 'utf8');
   run.child.kill('SIGINT');
-  await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 20));
   run.child.kill('SIGINT');
   assert.equal(await exitWithin(run, 10_000), 130, run.output().stderr);
   assert.equal(readFileSync(join(out, 'model.json'), 'utf8'), modelJson, 'the model saved before is untouched');

@@ -35,6 +35,8 @@ export async function scoreLstm(model: CharLstm, ids: Int32Array, batch: number,
   const max = new Float32Array(covered + 1);
   let state = zeroState(model.config, batch);
   for (let k = 0; k < batcher.batchesPerEpoch; k++) {
+    // A turn of the event loop per batch, so that a second Ctrl-C during the final scoring quits at once.
+    await new Promise((resolve) => setImmediate(resolve));
     const { inputs, targets } = batcher.batch(k);
     const result = await model.scoreTargets(inputs, targets, batch, seq, state);
     disposeState(state);
