@@ -220,7 +220,7 @@ export class CharLstm {
       const grads: Record<string, tf.Tensor> = {};
       const dLogits = tf.div(tf.sub(tf.exp(logProbs), oneHotTargets), N);
       grads['output/w'] = tf.matMul(pass.layerOutputs[layers - 1], dLogits, true, false);
-      grads['output/b'] = tf.sum(dLogits, 0);
+      grads['output/b'] = columnSums(dLogits as tf.Tensor2D);
       let dH = tf.matMul(dLogits, this.p('output/w'), false, true);
       for (let l = layers - 1; l >= 0; l--) {
         const mask = pass.masks[l];
@@ -232,11 +232,11 @@ export class CharLstm {
         grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
         if (l > 0) {
           grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
-          grads[`lstm${l}/b`] = tf.sum(dZ, 0);
+          grads[`lstm${l}/b`] = columnSums(dZ);
           dH = tf.matMul(dZ, this.p(`lstm${l}/wx`), false, true);
         } else {
           const dTable = tf.unsortedSegmentSum(dZ, ids, V);
-          grads['lstm0/b'] = tf.sum(dTable, 0);
+          grads['lstm0/b'] = columnSums(dTable as tf.Tensor2D);
           grads['lstm0/wx'] = tf.matMul(this.p('embedding'), dTable, true, false);
           grads['embedding'] = tf.matMul(dTable, this.p('lstm0/wx'), false, true);
         }
@@ -332,6 +332,22 @@ interface LayerRun {
   previous?: tf.Tensor2D;
   h: tf.Tensor2D;
   c: tf.Tensor2D;
+}
+
+/**
+ * Column sums of a [rows, cols] matrix: the bias gradients. tfjs's wasm Sum over axis 0 transposes
+ * first and took as long as one of the step's large matmuls; on wasm the heap is summed in place.
+ */
+function columnSums(x: tf.Tensor2D): tf.Tensor1D {
+  if (tf.getBackend() !== 'wasm') return tf.sum(x, 0);
+  const [rows, cols] = x.shape;
+  const values = heapView(x);
+  const sums = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let k = 0; k < cols; k++) sums[k] += values[row + k];
+  }
+  return tf.tensor1d(Float32Array.from(sums));
 }
 
 /** A wasm tensor's memory, read in place (the whole-layer kernel copies what it needs). */
