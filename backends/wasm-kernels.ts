@@ -1,6 +1,19 @@
 // The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the gradient of gather), and a row gather.
-import { getKernel, registerKernel, unregisterKernel, KernelConfig, TensorInfo } from '@tensorflow/tfjs';
+import { getKernel, registerKernel, unregisterKernel, KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { activeLayerKernel, LayerKernelMemoryError } from './layer-kernel';
+
+/**
+ * Replaces a wasm kernel with `wrap(original)`, once: the replacement carries `marker`, so a second
+ * call (another backend start in the same process) does not wrap the wrapper.
+ */
+function wrapWasmKernel(kernelName: string, marker: string, wrap: (original: KernelConfig) => KernelFunc): void {
+  const original = getKernel(kernelName, 'wasm');
+  if (!original || (original as unknown as Record<string, unknown>)[marker]) return;
+  // The original's markers are kept, so every wrapper in the chain still recognises itself.
+  const replacement = { ...original, [marker]: true, kernelFunc: wrap(original) } as KernelConfig;
+  unregisterKernel(kernelName, 'wasm');
+  registerKernel(replacement);
+}
 
 /**
  * The wasm backend only reaches XNNPACK when neither operand is transposed and otherwise runs a
@@ -9,14 +22,9 @@ import { activeLayerKernel, LayerKernelMemoryError } from './layer-kernel';
  */
 export function registerWasmMatMulFix(): void {
   for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
-    const original = getKernel(kernelName, 'wasm');
-    if (!original || (original as KernelConfig & { transposeFixed?: boolean }).transposeFixed) continue;
-    const transpose = getKernel('Transpose', 'wasm')!;
-    const fixed: KernelConfig & { transposeFixed: boolean } = {
-      kernelName,
-      backendName: 'wasm',
-      transposeFixed: true,
-      kernelFunc: (args) => {
+    wrapWasmKernel(kernelName, 'transposeFixed', (original) => {
+      const transpose = getKernel('Transpose', 'wasm')!;
+      return (args) => {
         const { inputs, backend, attrs } = args as unknown as {
           inputs: Record<string, TensorInfo>;
           backend: { disposeData(id: object): void };
@@ -41,10 +49,8 @@ export function registerWasmMatMulFix(): void {
         } as never);
         for (const t of temporaries) backend.disposeData(t.dataId);
         return result;
-      },
-    };
-    unregisterKernel(kernelName, 'wasm');
-    registerKernel(fixed);
+      };
+    });
   }
 }
 
@@ -54,43 +60,34 @@ export function registerWasmMatMulFix(): void {
  * evenly over the cores. Call after registerWasmMatMulFix; everything else keeps that path.
  */
 export function registerWasmLayerKernelMatMul(): void {
-  const fallback = getKernel('BatchMatMul', 'wasm');
-  if (!fallback || (fallback as KernelConfig & { layerKernel?: boolean }).layerKernel) return;
-  const routed: KernelConfig & { layerKernel: boolean } = {
-    kernelName: 'BatchMatMul',
-    backendName: 'wasm',
-    layerKernel: true,
-    kernelFunc: (args) => {
-      const { inputs, backend, attrs } = args as unknown as {
-        inputs: { a: TensorInfo; b: TensorInfo };
-        backend: WasmBackendInternals;
-        attrs: { transposeA: boolean; transposeB: boolean };
-      };
-      const { a, b } = inputs;
-      const kernel = activeLayerKernel();
-      // tf.matMul passes 2-D operands as they are; batched ones are [batch, rows, cols].
-      const single = (x: TensorInfo) => x.shape.length === 2 || (x.shape.length === 3 && x.shape[0] === 1);
-      const [aRows, aCols] = a.shape.slice(-2);
-      const [bRows, bCols] = b.shape.slice(-2);
-      const [M, K] = attrs.transposeA ? [aCols, aRows] : [aRows, aCols];
-      const N = attrs.transposeB ? bRows : bCols;
-      if (!kernel || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || N % 4 !== 0 || M * N * K < kernel.matmulMinMultiplyAdds) {
-        return fallback.kernelFunc(args);
-      }
-      let product: Float32Array;
-      try {
-        product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
-      } catch (error) {
-        if (error instanceof LayerKernelMemoryError) return fallback.kernelFunc(args);
-        throw error;
-      }
-      const output = backend.makeOutput(a.shape.length === 3 ? [1, M, N] : [M, N], 'float32');
-      backend.typedArrayFromHeap(output).set(product);
-      return output;
-    },
-  };
-  unregisterKernel('BatchMatMul', 'wasm');
-  registerKernel(routed);
+  wrapWasmKernel('BatchMatMul', 'layerKernel', (fallback) => (args) => {
+    const { inputs, backend, attrs } = args as unknown as {
+      inputs: { a: TensorInfo; b: TensorInfo };
+      backend: WasmBackendInternals;
+      attrs: { transposeA: boolean; transposeB: boolean };
+    };
+    const { a, b } = inputs;
+    const kernel = activeLayerKernel();
+    // tf.matMul passes 2-D operands as they are; batched ones are [batch, rows, cols].
+    const single = (x: TensorInfo) => x.shape.length === 2 || (x.shape.length === 3 && x.shape[0] === 1);
+    const [aRows, aCols] = a.shape.slice(-2);
+    const [bRows, bCols] = b.shape.slice(-2);
+    const [M, K] = attrs.transposeA ? [aCols, aRows] : [aRows, aCols];
+    const N = attrs.transposeB ? bRows : bCols;
+    if (!kernel || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || N % 4 !== 0 || M * N * K < kernel.matmulMinMultiplyAdds) {
+      return fallback.kernelFunc(args);
+    }
+    let product: Float32Array;
+    try {
+      product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
+    } catch (error) {
+      if (error instanceof LayerKernelMemoryError) return fallback.kernelFunc(args);
+      throw error;
+    }
+    const output = backend.makeOutput(a.shape.length === 3 ? [1, M, N] : [M, N], 'float32');
+    backend.typedArrayFromHeap(output).set(product);
+    return output;
+  });
 }
 
 interface WasmBackendInternals {
@@ -138,36 +135,27 @@ export function registerWasmUnsortedSegmentSum(): void {
  * stock wasm kernel; copying the rows directly takes a few ms. Other gathers keep the original.
  */
 export function registerWasmRowGather(): void {
-  const original = getKernel('GatherV2', 'wasm');
-  if (!original || (original as KernelConfig & { rowGather?: boolean }).rowGather) return;
-  const fast: KernelConfig & { rowGather: boolean } = {
-    kernelName: 'GatherV2',
-    backendName: 'wasm',
-    rowGather: true,
-    kernelFunc: (args) => {
-      const { inputs, backend, attrs } = args as unknown as {
-        inputs: { x: TensorInfo; indices: TensorInfo };
-        backend: WasmBackendInternals;
-        attrs: { axis: number; batchDims: number };
-      };
-      const { x, indices } = inputs;
-      if (x.shape.length !== 2 || indices.shape.length !== 1 || x.dtype !== 'float32' || attrs.axis !== 0 || attrs.batchDims !== 0) {
-        return original.kernelFunc(args);
-      }
-      const [rows, width] = x.shape;
-      const output = backend.makeOutput([indices.shape[0], width], 'float32');
-      const out = backend.typedArrayFromHeap(output);
-      const source = backend.typedArrayFromHeap(x);
-      const ids = backend.readSync(indices.dataId);
-      for (let r = 0; r < ids.length; r++) {
-        const id = ids[r];
-        if (id < 0 || id >= rows) throw new Error(`gather: index ${id} is not in [0, ${rows})`);
-        out.set(source.subarray(id * width, (id + 1) * width), r * width);
-      }
-      return output;
-    },
-  };
-  unregisterKernel('GatherV2', 'wasm');
-  registerKernel(fast);
+  wrapWasmKernel('GatherV2', 'rowGather', (original) => (args) => {
+    const { inputs, backend, attrs } = args as unknown as {
+      inputs: { x: TensorInfo; indices: TensorInfo };
+      backend: WasmBackendInternals;
+      attrs: { axis: number; batchDims: number };
+    };
+    const { x, indices } = inputs;
+    if (x.shape.length !== 2 || indices.shape.length !== 1 || x.dtype !== 'float32' || attrs.axis !== 0 || attrs.batchDims !== 0) {
+      return original.kernelFunc(args);
+    }
+    const [rows, width] = x.shape;
+    const output = backend.makeOutput([indices.shape[0], width], 'float32');
+    const out = backend.typedArrayFromHeap(output);
+    const source = backend.typedArrayFromHeap(x);
+    const ids = backend.readSync(indices.dataId);
+    for (let r = 0; r < ids.length; r++) {
+      const id = ids[r];
+      if (id < 0 || id >= rows) throw new Error(`gather: index ${id} is not in [0, ${rows})`);
+      out.set(source.subarray(id * width, (id + 1) * width), r * width);
+    }
+    return output;
+  });
 }
 
