@@ -179,7 +179,13 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // and minutes into the largest model they can train well.
   const backend = await selectSequenceBackend(options.backend, trainingProbe(config, batch, options.seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
-  const measure = (candidate: NetworkConfig) => measureTrainingSpeed(candidate, batch, options.seq, options.dropout);
+  // Each shape is timed once: the budget's speed for the default size is also the size search's first.
+  const speeds = new Map<string, Promise<number>>();
+  const measure = (candidate: NetworkConfig) => {
+    const shape = `${candidate.layers}×${candidate.hidden}`;
+    if (!speeds.has(shape)) speeds.set(shape, measureTrainingSpeed(candidate, batch, options.seq, options.dropout));
+    return speeds.get(shape)!;
+  };
   const budget = await chooseBudget(options, usingDefault, trainIds.length, () => measure(config));
   reporter.info(budget.description);
   if (!sizeGiven && budget.seconds !== undefined) {
