@@ -24,7 +24,7 @@ before(() => {
   assert.equal(run.status, 0, run.stderr);
 });
 
-let sessions: LspSession[] = [];
+const sessions: LspSession[] = [];
 after(async () => {
   for (const s of sessions) if (s.process.exitCode === null) s.process.kill();
   rmSync(root, { recursive: true, force: true });
