@@ -11,7 +11,14 @@ import { registerKernel, getKernel, TensorInfo, NamedAttrMap } from '@tensorflow
  */
 
 /** pre = recurrent[b] + inputProjection[row + b], with the cell-input (g) columns doubled. */
-export function gatePreactivations(hidden: number, batch: number, recurrent: Float32Array, inputProjection: Float32Array, row: number, pre: Float32Array): void {
+export function gatePreactivations(
+  hidden: number,
+  batch: number,
+  recurrent: Float32Array,
+  inputProjection: Float32Array,
+  row: number,
+  pre: Float32Array,
+): void {
   const width = 4 * hidden;
   for (let b = 0; b < batch; b++) {
     const zo = b * width;
@@ -22,7 +29,15 @@ export function gatePreactivations(hidden: number, batch: number, recurrent: Flo
 }
 
 /** From σ(pre): acts = [i, f, o, g], c = f·cPrev + i·g, and 2c for the next sigmoid. */
-export function cellState(hidden: number, batch: number, sig: Float32Array, cPrev: Float32Array, acts: Float32Array, c: Float32Array, twoC: Float32Array): void {
+export function cellState(
+  hidden: number,
+  batch: number,
+  sig: Float32Array,
+  cPrev: Float32Array,
+  acts: Float32Array,
+  c: Float32Array,
+  twoC: Float32Array,
+): void {
   const H = hidden;
   for (let b = 0; b < batch; b++) {
     const zo = b * 4 * H;
@@ -43,7 +58,14 @@ export function cellState(hidden: number, batch: number, sig: Float32Array, cPre
 }
 
 /** From σ(2c): tanhC = 2σ(2c) − 1 and h = o·tanhC. */
-export function cellOutput(hidden: number, batch: number, sigTwoC: Float32Array, acts: Float32Array, tanhC: Float32Array, h: Float32Array): void {
+export function cellOutput(
+  hidden: number,
+  batch: number,
+  sigTwoC: Float32Array,
+  acts: Float32Array,
+  tanhC: Float32Array,
+  h: Float32Array,
+): void {
   const H = hidden;
   for (let b = 0; b < batch; b++) {
     const zo = b * 4 * H;
@@ -61,10 +83,17 @@ export function cellOutput(hidden: number, batch: number, sigTwoC: Float32Array,
  * row..row+batch are this one); dhNext/dcNext come from the following timestep.
  */
 export function cellBackward(
-  hidden: number, batch: number,
-  dH: Float32Array, row: number, dhNext: Float32Array, dcNext: Float32Array,
-  acts: Float32Array, cPrev: Float32Array, tanhC: Float32Array,
-  dZ: Float32Array, dcPrev: Float32Array,
+  hidden: number,
+  batch: number,
+  dH: Float32Array,
+  row: number,
+  dhNext: Float32Array,
+  dcNext: Float32Array,
+  acts: Float32Array,
+  cPrev: Float32Array,
+  tanhC: Float32Array,
+  dZ: Float32Array,
+  dcPrev: Float32Array,
 ): void {
   const H = hidden;
   for (let b = 0; b < batch; b++) {
@@ -134,7 +163,14 @@ function registerForBackend(backendName: string): void {
       const [batch, width] = recurrent.shape;
       const out = memory.allocate(backend, [[batch, width]]);
       const [pre] = out.views();
-      gatePreactivations(width / 4, batch, memory.view(backend, recurrent), memory.view(backend, inputProjection), (attrs as { row: number }).row, pre);
+      gatePreactivations(
+        width / 4,
+        batch,
+        memory.view(backend, recurrent),
+        memory.view(backend, inputProjection),
+        (attrs as { row: number }).row,
+        pre,
+      );
       return out.infos;
     },
   });
@@ -144,7 +180,11 @@ function registerForBackend(backendName: string): void {
     kernelFunc: ({ inputs, backend }) => {
       const { sig, cPrev } = inputs as Record<string, TensorInfo>;
       const [batch, H] = cPrev.shape;
-      const out = memory.allocate(backend, [[batch, 4 * H], [batch, H], [batch, H]]);
+      const out = memory.allocate(backend, [
+        [batch, 4 * H],
+        [batch, H],
+        [batch, H],
+      ]);
       const [acts, c, twoC] = out.views();
       cellState(H, batch, memory.view(backend, sig), memory.view(backend, cPrev), acts, c, twoC);
       return out.infos;
@@ -156,7 +196,10 @@ function registerForBackend(backendName: string): void {
     kernelFunc: ({ inputs, backend }) => {
       const { sigTwoC, acts } = inputs as Record<string, TensorInfo>;
       const [batch, H] = sigTwoC.shape;
-      const out = memory.allocate(backend, [[batch, H], [batch, H]]);
+      const out = memory.allocate(backend, [
+        [batch, H],
+        [batch, H],
+      ]);
       const [tanhC, h] = out.views();
       cellOutput(H, batch, memory.view(backend, sigTwoC), memory.view(backend, acts), tanhC, h);
       return out.infos;
@@ -168,10 +211,25 @@ function registerForBackend(backendName: string): void {
     kernelFunc: ({ inputs, backend, attrs }) => {
       const { dH, dhNext, dcNext, acts, cPrev, tanhC } = inputs as Record<string, TensorInfo>;
       const [batch, H] = cPrev.shape;
-      const out = memory.allocate(backend, [[batch, 4 * H], [batch, H]]);
+      const out = memory.allocate(backend, [
+        [batch, 4 * H],
+        [batch, H],
+      ]);
       const [dZ, dcPrev] = out.views();
       const v = (t: TensorInfo) => memory.view(backend, t);
-      cellBackward(H, batch, v(dH), (attrs as { row: number }).row, v(dhNext), v(dcNext), v(acts), v(cPrev), v(tanhC), dZ, dcPrev);
+      cellBackward(
+        H,
+        batch,
+        v(dH),
+        (attrs as { row: number }).row,
+        v(dhNext),
+        v(dcNext),
+        v(acts),
+        v(cPrev),
+        v(tanhC),
+        dZ,
+        dcPrev,
+      );
       return out.infos;
     },
   });
@@ -190,14 +248,25 @@ export function hasCellKernels(): boolean {
  * plain ops, which every backend runs (and autodiff can differentiate). Without trace, a GPU
  * kernel may skip acts and tanhC, which only the backward pass needs.
  */
-export function lstmCellForward(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D, row: number, cPrev: tf.Tensor2D, fused = hasCellKernels(), trace = true): { acts: tf.Tensor2D; c: tf.Tensor2D; tanhC: tf.Tensor2D; h: tf.Tensor2D } {
+export function lstmCellForward(
+  recurrent: tf.Tensor2D,
+  inputProjection: tf.Tensor2D,
+  row: number,
+  cPrev: tf.Tensor2D,
+  fused = hasCellKernels(),
+  trace = true,
+): { acts: tf.Tensor2D; c: tf.Tensor2D; tanhC: tf.Tensor2D; h: tf.Tensor2D } {
   if (!fused) return lstmCellForwardOps(recurrent, inputProjection, row, cPrev);
   if (getKernel('LstmCellForward', tf.getBackend())) {
     // One kernel computing every output (backends/webgpu-cell.ts).
-    const [c, h, acts, tanhC] = tf.engine().runKernel('LstmCellForward', { recurrent, inputProjection, cPrev }, { row, trace } as unknown as NamedAttrMap) as tf.Tensor2D[];
+    const [c, h, acts, tanhC] = tf.engine().runKernel('LstmCellForward', { recurrent, inputProjection, cPrev }, {
+      row,
+      trace,
+    } as unknown as NamedAttrMap) as tf.Tensor2D[];
     return { acts, c, tanhC, h };
   }
-  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}) => tf.engine().runKernel(name, inputs, attrs as NamedAttrMap) as tf.Tensor2D[];
+  const run = (name: string, inputs: Record<string, tf.Tensor>, attrs = {}) =>
+    tf.engine().runKernel(name, inputs, attrs as NamedAttrMap) as tf.Tensor2D[];
   const [pre] = run('LstmGatePreactivations', { recurrent, inputProjection }, { row });
   const sig = tf.sigmoid(pre);
   const [acts, c, twoC] = run('LstmCellState', { sig, cPrev });
@@ -223,25 +292,47 @@ function lstmCellForwardOps(recurrent: tf.Tensor2D, inputProjection: tf.Tensor2D
 }
 
 /** Backward through one timestep (see cellBackward); fused where the backend has the kernel. */
-export function lstmCellBackward(dH: tf.Tensor2D, row: number, dhNext: tf.Tensor2D, dcNext: tf.Tensor2D, acts: tf.Tensor2D, cPrev: tf.Tensor2D, tanhC: tf.Tensor2D, fused = hasCellKernels()) {
+export function lstmCellBackward(
+  dH: tf.Tensor2D,
+  row: number,
+  dhNext: tf.Tensor2D,
+  dcNext: tf.Tensor2D,
+  acts: tf.Tensor2D,
+  cPrev: tf.Tensor2D,
+  tanhC: tf.Tensor2D,
+  fused = hasCellKernels(),
+) {
   if (!fused) return lstmCellBackwardOps(dH, row, dhNext, dcNext, acts, cPrev, tanhC);
-  const [dZ, dcPrev] = tf.engine().runKernel('LstmCellBackward', { dH, dhNext, dcNext, acts, cPrev, tanhC }, { row } as unknown as NamedAttrMap) as tf.Tensor2D[];
+  const [dZ, dcPrev] = tf.engine().runKernel('LstmCellBackward', { dH, dhNext, dcNext, acts, cPrev, tanhC }, {
+    row,
+  } as unknown as NamedAttrMap) as tf.Tensor2D[];
   return { dZ, dcPrev };
 }
 
-function lstmCellBackwardOps(dH: tf.Tensor2D, row: number, dhNext: tf.Tensor2D, dcNext: tf.Tensor2D, acts: tf.Tensor2D, cPrev: tf.Tensor2D, tanhC: tf.Tensor2D) {
+function lstmCellBackwardOps(
+  dH: tf.Tensor2D,
+  row: number,
+  dhNext: tf.Tensor2D,
+  dcNext: tf.Tensor2D,
+  acts: tf.Tensor2D,
+  cPrev: tf.Tensor2D,
+  tanhC: tf.Tensor2D,
+) {
   const [B, H] = cPrev.shape;
   return tf.tidy(() => {
     const [i, f, o, g] = tf.split(acts, 4, 1) as tf.Tensor2D[];
     const dh = tf.add(tf.slice(dH, [row, 0], [B, H]), dhNext);
     const dc = tf.add(tf.mul(tf.mul(dh, o), tf.sub(1, tf.square(tanhC))), dcNext);
     const sigmoidGrad = (x: tf.Tensor) => tf.mul(x, tf.sub(1, x));
-    const dZ = tf.concat([
-      tf.mul(tf.mul(dc, g), sigmoidGrad(i)),
-      tf.mul(tf.mul(dc, cPrev), sigmoidGrad(f)),
-      tf.mul(tf.mul(dh, tanhC), sigmoidGrad(o)),
-      tf.mul(tf.mul(dc, i), tf.sub(1, tf.square(g))),
-    ], 1) as tf.Tensor2D;
+    const dZ = tf.concat(
+      [
+        tf.mul(tf.mul(dc, g), sigmoidGrad(i)),
+        tf.mul(tf.mul(dc, cPrev), sigmoidGrad(f)),
+        tf.mul(tf.mul(dh, tanhC), sigmoidGrad(o)),
+        tf.mul(tf.mul(dc, i), tf.sub(1, tf.square(g))),
+      ],
+      1,
+    ) as tf.Tensor2D;
     return { dZ, dcPrev: tf.mul(dc, f) as tf.Tensor2D };
   });
 }

@@ -1,4 +1,5 @@
-// Finding the backends this machine can run: native libtensorflow, a GPU through Dawn (WebGPU), and wasm; each says why when it cannot.
+// Finding the backends this machine can run: native libtensorflow, a GPU through Dawn (WebGPU), and wasm; each says why
+// when it cannot.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { getThreadsCount, setThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
@@ -7,7 +8,12 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { BackendSelection } from './select';
-import { registerWasmLayerKernelMatMul, registerWasmMatMulFix, registerWasmRowGather, registerWasmUnsortedSegmentSum } from './wasm-kernels';
+import {
+  registerWasmLayerKernelMatMul,
+  registerWasmMatMulFix,
+  registerWasmRowGather,
+  registerWasmUnsortedSegmentSum,
+} from './wasm-kernels';
 import { prepareWasmThreads } from './wasm-threads';
 import { registerWebGpuCellKernels } from './webgpu-cell';
 
@@ -52,7 +58,8 @@ function locateDawn(): string {
     // The optional webgpu package is not installed.
   }
   const found = candidates.find((path) => existsSync(path));
-  if (!found) throw new Error(`dawn.node for ${platformDir} not found (the optional npm package webgpu is not installed)`);
+  if (!found)
+    throw new Error(`dawn.node for ${platformDir} not found (the optional npm package webgpu is not installed)`);
   return found;
 }
 
@@ -73,7 +80,10 @@ dawn.create([]).requestAdapter({ powerPreference: 'high-performance' }).then(
 /** The adapter Dawn would give this process, asked quietly in a child; throws with the reason it could not be asked. */
 function probeAdapter(dawnPath: string): AdapterInfo | null {
   const child = spawnSync(process.execPath, ['-e', ADAPTER_PROBE, dawnPath], {
-    encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000, windowsHide: true,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    timeout: 30_000,
+    windowsHide: true,
     // Inside VS Code the server runs on Electron's binary, which is node only with this set.
     env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
   });
@@ -84,7 +94,10 @@ function probeAdapter(dawnPath: string): AdapterInfo | null {
     // Reported below with how the child ended.
   }
   if (answer?.error !== undefined) throw new Error(`the adapter request failed (${answer.error})`);
-  if (answer?.info === undefined) throw new Error(`the adapter probe ${child.error ? `could not run (${child.error.message})` : `ended with ${child.signal ?? `code ${child.status}`}`}`);
+  if (answer?.info === undefined)
+    throw new Error(
+      `the adapter probe ${child.error ? `could not run (${child.error.message})` : `ended with ${child.signal ?? `code ${child.status}`}`}`,
+    );
   return answer.info;
 }
 
@@ -93,8 +106,13 @@ function probeAdapter(dawnPath: string): AdapterInfo | null {
  * tfjs's AddN and Concat over many tensors, whose pipelines then fail validation and yield garbage.
  */
 const WEBGPU_LIMITS = [
-  'maxComputeWorkgroupStorageSize', 'maxComputeWorkgroupsPerDimension', 'maxStorageBufferBindingSize', 'maxBufferSize',
-  'maxComputeWorkgroupSizeX', 'maxComputeInvocationsPerWorkgroup', 'maxStorageBuffersPerShaderStage',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxStorageBuffersPerShaderStage',
 ];
 
 /**
@@ -116,7 +134,9 @@ export async function tryWebGpu(notes: string[]): Promise<BackendSelection | und
         notes.push('webgpu: no GPU adapter (it needs a Vulkan, Metal or Direct3D 12 driver)');
         return undefined;
       }
-      const probedAs = [probed.vendor, probed.architecture, probed.device, probed.description].filter(Boolean).join(' ');
+      const probedAs = [probed.vendor, probed.architecture, probed.device, probed.description]
+        .filter(Boolean)
+        .join(' ');
       if (probed.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe/i.test(probedAs)) {
         notes.push(`webgpu: only a software adapter (${probedAs})`);
         return undefined;
@@ -140,13 +160,17 @@ export async function tryWebGpu(notes: string[]): Promise<BackendSelection | und
       // wants navigator.gpu to exist before its backend can be constructed.
       const navigator = ((globalThis as { navigator?: object }).navigator ??= {});
       Object.defineProperty(navigator, 'gpu', { value: gpu, configurable: true });
-      const { WebGPUBackend } = require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu');
+      const { WebGPUBackend } =
+        require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu');
       // Replaces the factory the import registered, to ask for the limits above on this adapter.
       tf.removeBackend('webgpu');
       tf.registerBackend('webgpu', async () => {
         const requiredLimits = Object.fromEntries(WEBGPU_LIMITS.map((name) => [name, adapter.limits[name]]));
         const device = await adapter.requestDevice({ requiredLimits });
-        return new WebGPUBackend(device as ConstructorParameters<typeof WebGPUBackend>[0], adapter.info as ConstructorParameters<typeof WebGPUBackend>[1]);
+        return new WebGPUBackend(
+          device as ConstructorParameters<typeof WebGPUBackend>[0],
+          adapter.info as ConstructorParameters<typeof WebGPUBackend>[1],
+        );
       });
       webGpuAdapterDescription = described || 'a GPU';
     }
@@ -154,7 +178,9 @@ export async function tryWebGpu(notes: string[]): Promise<BackendSelection | und
       notes.push('webgpu: the backend failed to initialise');
       return undefined;
     }
-    registerWebGpuCellKernels((require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu')).webgpu_util);
+    registerWebGpuCellKernels(
+      (require('@tensorflow/tfjs-backend-webgpu') as typeof import('@tensorflow/tfjs-backend-webgpu')).webgpu_util,
+    );
     // One real op: a device can initialise and still fail its first dispatch.
     const check = await tf.tidy(() => tf.add(tf.tensor1d([1, 2]), 1)).data();
     if (check[0] !== 2 || check[1] !== 3) throw new Error(`a test op returned ${Array.from(check)}`);
@@ -174,7 +200,9 @@ function hasVulkanLoader(): boolean {
   try {
     return readFileSync('/etc/ld.so.cache').includes(name);
   } catch {
-    return ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'].some((dir) => existsSync(join(dir, name)));
+    return ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/usr/local/lib'].some(
+      (dir) => existsSync(join(dir, name)),
+    );
   }
 }
 
@@ -234,13 +262,17 @@ function wasmThreadsWanted(): number {
 
 /** The .wasm files sit next to the bundle after a build, or in node_modules when run from source. */
 function locateWasmBinaries(): string {
-  const candidates = [__dirname, join(__dirname, '..'), join(__dirname, '../node_modules/@tensorflow/tfjs-backend-wasm/dist'), join(__dirname, '../../node_modules/@tensorflow/tfjs-backend-wasm/dist')];
+  const candidates = [
+    __dirname,
+    join(__dirname, '..'),
+    join(__dirname, '../node_modules/@tensorflow/tfjs-backend-wasm/dist'),
+    join(__dirname, '../../node_modules/@tensorflow/tfjs-backend-wasm/dist'),
+  ];
   for (const dir of candidates) {
     if (existsSync(join(dir, 'tfjs-backend-wasm-simd.wasm'))) return dir;
   }
   throw new Error(`tfjs-backend-wasm-simd.wasm not found next to ${__dirname}; run npm run build`);
 }
-
 
 export function firstLine(error: unknown): string {
   return String(error instanceof Error ? error.message : error).split('\n')[0];

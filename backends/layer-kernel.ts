@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 
-export const LAYER_KERNEL_FILES = { relaxed: 'lstm-layer.relaxed.wasm', simd: 'lstm-layer.simd.wasm', worker: 'layer-kernel-worker.js' } as const;
+export const LAYER_KERNEL_FILES = {
+  relaxed: 'lstm-layer.relaxed.wasm',
+  simd: 'lstm-layer.simd.wasm',
+  worker: 'layer-kernel-worker.js',
+} as const;
 
 const WASM_PAGE = 65536;
 /** The module's declared maximum (asc --maximumMemory, scripts/build.mjs), in pages. */
@@ -24,7 +28,12 @@ const BARRIER_WORD = 16;
 const ABORT_WORD = BARRIER_WORD + 2;
 const CONTROL_BYTES = 128;
 
-export const enum JobKind { Forward = 1, Backward = 2, MatMul = 3, Quit = 4 }
+export const enum JobKind {
+  Forward = 1,
+  Backward = 2,
+  MatMul = 3,
+  Quit = 4,
+}
 
 export interface KernelExports {
   forward(thread: number, threads: number, ...args: number[]): number;
@@ -104,7 +113,12 @@ export class LayerKernel {
    * Loads the kernel from `dir` with `threads` threads, the relaxed-SIMD build where the runtime
    * has it unless `allowRelaxed` is false; throws with the reason it cannot run here.
    */
-  static async start(dir: string, threads: number, allowRelaxed = true, maxPages = LAYER_KERNEL_MAX_PAGES): Promise<LayerKernel> {
+  static async start(
+    dir: string,
+    threads: number,
+    allowRelaxed = true,
+    maxPages = LAYER_KERNEL_MAX_PAGES,
+  ): Promise<LayerKernel> {
     const relaxedPath = join(dir, LAYER_KERNEL_FILES.relaxed);
     const simdPath = join(dir, LAYER_KERNEL_FILES.simd);
     if (typeof SharedArrayBuffer === 'undefined') throw new Error('this runtime has no shared memory');
@@ -145,13 +159,25 @@ export class LayerKernel {
    * with `training` the memory backward() needs is reserved now, so that only this call can fail
    * for want of it (LayerKernelMemoryError). The returned views are valid until the next call.
    */
-  forward(layer: number, B: number, H: number, T: number, xProj: Float32Array, wh: Float32Array, h0: Float32Array, c0: Float32Array, training: boolean): LayerForwardResult {
+  forward(
+    layer: number,
+    B: number,
+    H: number,
+    T: number,
+    xProj: Float32Array,
+    wh: Float32Array,
+    h0: Float32Array,
+    c0: Float32Array,
+    training: boolean,
+  ): LayerForwardResult {
     checkShape(B, H, T);
     const G = 4 * H;
     if (training) this.backwardRegions(B, H, T);
     const state = (T + 1) * B * H * 4;
     const trace: LayerTrace = {
-      B, H, T,
+      B,
+      H,
+      T,
       hSeq: this.region(`hSeq${layer}`, state),
       cSeq: this.region(`cSeq${layer}`, state),
       acts: this.region(`acts${layer}`, T * B * G * 4),
@@ -187,7 +213,20 @@ export class LayerKernel {
     const { dHAt, whAt, panelsAt, dZAt, dhNextAt, dcNextAt } = this.backwardRegions(B, H, T);
     this.floats(dHAt, T * B * H).set(dH.subarray(0, T * B * H));
     this.floats(whAt, H * G).set(wh.subarray(0, H * G));
-    this.run(JobKind.Backward, [B, H, T, dHAt, whAt, trace.cSeq, trace.acts, trace.tanhC, dZAt, panelsAt, dhNextAt, dcNextAt]);
+    this.run(JobKind.Backward, [
+      B,
+      H,
+      T,
+      dHAt,
+      whAt,
+      trace.cSeq,
+      trace.acts,
+      trace.tanhC,
+      dZAt,
+      panelsAt,
+      dhNextAt,
+      dcNextAt,
+    ]);
     return this.floats(dZAt, T * B * G);
   }
 
@@ -201,8 +240,18 @@ export class LayerKernel {
    * C [M, N] = op(A) · op(B) (+ bias [N]), N a multiple of 4. A is [M, K] or, transposed, [K, M];
    * B is [K, N] or, transposed, [N, K]. The returned view is valid until the next call.
    */
-  matmul(a: Float32Array, aTransposed: boolean, b: Float32Array, bTransposed: boolean, M: number, N: number, K: number, bias?: Float32Array): Float32Array {
-    if (!(M >= 1 && K >= 1 && N >= 4 && N % 4 === 0)) throw new Error(`layer kernel: matmul needs N a multiple of 4 (got M ${M}, N ${N}, K ${K})`);
+  matmul(
+    a: Float32Array,
+    aTransposed: boolean,
+    b: Float32Array,
+    bTransposed: boolean,
+    M: number,
+    N: number,
+    K: number,
+    bias?: Float32Array,
+  ): Float32Array {
+    if (!(M >= 1 && K >= 1 && N >= 4 && N % 4 === 0))
+      throw new Error(`layer kernel: matmul needs N a multiple of 4 (got M ${M}, N ${N}, K ${K})`);
     const aAt = this.region('matA', M * K * 4);
     const bAt = this.region('matB', K * N * 4);
     const cAt = this.region('matC', M * N * 4);
@@ -241,7 +290,8 @@ export class LayerKernel {
     this.control.set(args, JOB_ARGS);
     Atomics.add(this.control, JOB_SEQUENCE, 1);
     Atomics.notify(this.control, JOB_SEQUENCE);
-    if (!runJob(this.kernel, this.control, 0, this.threads)) throw new Error('layer kernel: a worker thread failed; it is off for the rest of this run');
+    if (!runJob(this.kernel, this.control, 0, this.threads))
+      throw new Error('layer kernel: a worker thread failed; it is off for the rest of this run');
   }
 
   /** A named region of at least `bytes`, reused while big enough; the memory grows as needed. */
@@ -251,7 +301,10 @@ export class LayerKernel {
     const offset = alignUp(this.top, 64);
     const end = offset + bytes;
     const pages = Math.ceil(end / WASM_PAGE);
-    if (pages > this.maxPages) throw new LayerKernelMemoryError(`layer kernel: ${Math.round(end / 2 ** 20)} MiB exceeds its ${this.maxPages / 16} MiB memory`);
+    if (pages > this.maxPages)
+      throw new LayerKernelMemoryError(
+        `layer kernel: ${Math.round(end / 2 ** 20)} MiB exceeds its ${this.maxPages / 16} MiB memory`,
+      );
     const current = this.memory.buffer.byteLength / WASM_PAGE;
     if (pages > current) this.memory.grow(pages - current);
     this.top = end;
@@ -265,7 +318,8 @@ export class LayerKernel {
 }
 
 function checkShape(B: number, H: number, T: number): void {
-  if (!(B >= 1 && T >= 1 && H >= 4 && H % 4 === 0)) throw new Error(`layer kernel: needs hidden a multiple of 4 (got batch ${B}, hidden ${H}, steps ${T})`);
+  if (!(B >= 1 && T >= 1 && H >= 4 && H % 4 === 0))
+    throw new Error(`layer kernel: needs hidden a multiple of 4 (got batch ${B}, hidden ${H}, steps ${T})`);
 }
 
 function alignUp(value: number, alignment: number): number {
@@ -308,8 +362,11 @@ export function useLayerKernel(kernel: LayerKernel | undefined): void {
 export async function startLayerKernel(candidateDirs: string[]): Promise<string> {
   if (active) return `LSTM layers: ${active.description}`;
   const setting = (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase();
-  if (['0', 'off', 'false'].includes(setting)) return 'LSTM layers: per-step kernels (CHAR_COMPLETE_LAYER_KERNEL is off)';
-  const dir = candidateDirs.find((candidate) => Object.values(LAYER_KERNEL_FILES).every((file) => existsSync(join(candidate, file))));
+  if (['0', 'off', 'false'].includes(setting))
+    return 'LSTM layers: per-step kernels (CHAR_COMPLETE_LAYER_KERNEL is off)';
+  const dir = candidateDirs.find((candidate) =>
+    Object.values(LAYER_KERNEL_FILES).every((file) => existsSync(join(candidate, file))),
+  );
   try {
     if (!dir) throw new Error(`${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build`);
     active = await LayerKernel.start(dir, layerThreadsWanted(), setting !== 'simd');

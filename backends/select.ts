@@ -47,7 +47,10 @@ export async function selectSequenceBackend(choice: BackendChoice = 'auto', prob
 
 async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {
   const notes: string[] = [];
-  const unusable = (name: string) => new BackendUnavailableError(`backend: ${name} is not usable (${notes.join('; ')}). Use --backend auto, or another of ${BACKEND_CHOICES.join(', ')}.`);
+  const unusable = (name: string) =>
+    new BackendUnavailableError(
+      `backend: ${name} is not usable (${notes.join('; ')}). Use --backend auto, or another of ${BACKEND_CHOICES.join(', ')}.`,
+    );
   const native = choice === 'auto' || choice === 'tensorflow' ? tryNative(notes) : undefined;
   if (choice === 'tensorflow') {
     if (!native) throw unusable('native TensorFlow');
@@ -66,12 +69,18 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
     return activate(cpu);
   }
   if (choice === 'cpu' || (!gpu && !cpu)) {
-    return activate({ name: 'cpu', gpu: false, reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}` });
+    return activate({
+      name: 'cpu',
+      gpu: false,
+      reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}`,
+    });
   }
   if (!gpu) {
     // The one line that says why no GPU is used, beside the CPU backend's own reason.
     const why = notes.filter((note) => note.startsWith('webgpu'));
-    return activate(choice === 'auto' && why.length > 0 ? { ...cpu!, reason: `${cpu!.reason}; no GPU: ${why.join('; ')}` } : cpu!);
+    return activate(
+      choice === 'auto' && why.length > 0 ? { ...cpu!, reason: `${cpu!.reason}; no GPU: ${why.join('; ')}` } : cpu!,
+    );
   }
   if (!cpu || !probe) return activate(gpu);
   // Both kinds are here: time the job on each and keep the faster.
@@ -115,4 +124,3 @@ export async function useReferenceCpuBackend(): Promise<string> {
   await switchTo(name);
   return name;
 }
-

@@ -1,4 +1,5 @@
-// The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the gradient of gather), and a row gather.
+// The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the
+// gradient of gather), and a row gather.
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { activeLayerKernel, LayerKernelMemoryError } from './layer-kernel';
 
@@ -74,12 +75,28 @@ export function registerWasmLayerKernelMatMul(): void {
     const [bRows, bCols] = b.shape.slice(-2);
     const [M, K] = attrs.transposeA ? [aCols, aRows] : [aRows, aCols];
     const N = attrs.transposeB ? bRows : bCols;
-    if (!kernel || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || N % 4 !== 0 || M * N * K < kernel.matmulMinMultiplyAdds) {
+    if (
+      !kernel ||
+      !single(a) ||
+      !single(b) ||
+      a.dtype !== 'float32' ||
+      b.dtype !== 'float32' ||
+      N % 4 !== 0 ||
+      M * N * K < kernel.matmulMinMultiplyAdds
+    ) {
       return fallback.kernelFunc(args);
     }
     let product: Float32Array;
     try {
-      product = kernel.matmul(backend.typedArrayFromHeap(a), attrs.transposeA, backend.typedArrayFromHeap(b), attrs.transposeB, M, N, K);
+      product = kernel.matmul(
+        backend.typedArrayFromHeap(a),
+        attrs.transposeA,
+        backend.typedArrayFromHeap(b),
+        attrs.transposeB,
+        M,
+        N,
+        K,
+      );
     } catch (error) {
       if (error instanceof LayerKernelMemoryError) return fallback.kernelFunc(args);
       throw error;
@@ -142,7 +159,13 @@ export function registerWasmRowGather(): void {
       attrs: { axis: number; batchDims: number };
     };
     const { x, indices } = inputs;
-    if (x.shape.length !== 2 || indices.shape.length !== 1 || x.dtype !== 'float32' || attrs.axis !== 0 || attrs.batchDims !== 0) {
+    if (
+      x.shape.length !== 2 ||
+      indices.shape.length !== 1 ||
+      x.dtype !== 'float32' ||
+      attrs.axis !== 0 ||
+      attrs.batchDims !== 0
+    ) {
       return original.kernelFunc(args);
     }
     const [rows, width] = x.shape;
@@ -158,4 +181,3 @@ export function registerWasmRowGather(): void {
     return output;
   });
 }
-

@@ -16,7 +16,8 @@ export const THREADED_WORKER = 'tfjs-backend-wasm-threaded-simd.worker.js';
 export function prepareWasmThreads(assetDir: string): () => void {
   const moduleScript = join(assetDir, THREADED_MODULE);
   const workerScript = join(assetDir, THREADED_WORKER);
-  if (!existsSync(moduleScript) || !existsSync(workerScript)) throw new Error(`${THREADED_MODULE} is missing next to the bundle`);
+  if (!existsSync(moduleScript) || !existsSync(workerScript))
+    throw new Error(`${THREADED_MODULE} is missing next to the bundle`);
   const dir = mkdtempSync(join(tmpdir(), 'char-complete-wasm-'));
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const worker = join(dir, 'worker.js');

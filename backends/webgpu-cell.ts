@@ -63,8 +63,14 @@ function program(util: Util, key: string, variableNames: string[], outputShape: 
   const workgroupSize: [number, number, number] = [64, 1, 1];
   const dispatchLayout = util.flatDispatchLayout(outputShape);
   return {
-    variableNames, outputShape, shaderKey: `char_complete_lstm_${key}`, size: true, uniforms: 'row : i32, hidden : i32,',
-    workgroupSize, dispatchLayout, dispatch: util.computeDispatch(dispatchLayout, outputShape, workgroupSize),
+    variableNames,
+    outputShape,
+    shaderKey: `char_complete_lstm_${key}`,
+    size: true,
+    uniforms: 'row : i32, hidden : i32,',
+    workgroupSize,
+    dispatchLayout,
+    dispatch: util.computeDispatch(dispatchLayout, outputShape, workgroupSize),
     getUserCode: () => `${HELPERS}\nfn main(index : i32) {\n  if (index < uniforms.size) {\n${body}\n  }\n}`,
   };
 }
@@ -100,20 +106,37 @@ export function registerWebGpuCellKernels(util: Util): void {
       const { row, trace } = attrs as unknown as { row: number; trace: boolean };
       const [B, H] = cPrev.shape;
       const gpu = backend as unknown as WebGPUBackend;
-      const uniforms = [{ type: 'int32', data: [row] }, { type: 'int32', data: [H] }];
+      const uniforms = [
+        { type: 'int32', data: [row] },
+        { type: 'int32', data: [H] },
+      ];
       const run = (key: string, shape: number[], body: string, names = cellInputs) =>
-        gpu.runWebGPUProgram(program(util, key, names, shape, body) as never, [recurrent, inputProjection, cPrev].slice(0, names.length), 'float32', uniforms);
+        gpu.runWebGPUProgram(
+          program(util, key, names, shape, body) as never,
+          [recurrent, inputProjection, cPrev].slice(0, names.length),
+          'float32',
+          uniforms,
+        );
       const c = run('c', [B, H], `${GATES}\nresult[index] = c;`);
-      const h = run('h', [B, H], `${GATES}\nlet go = cellSigmoid(Rec[zr + 2 * H] + Proj[xr + 2 * H]);\nresult[index] = go * cellTanh(c);`);
+      const h = run(
+        'h',
+        [B, H],
+        `${GATES}\nlet go = cellSigmoid(Rec[zr + 2 * H] + Proj[xr + 2 * H]);\nresult[index] = go * cellTanh(c);`,
+      );
       if (!trace) return [c, h];
       const tanhC = run('tanh_c', [B, H], `${GATES}\nresult[index] = cellTanh(c);`);
       // acts [B, 4H] in gate order [i, f, o, g]: sigmoid for the first three, tanh for g.
-      const acts = run('acts', [B, 4 * H], `
+      const acts = run(
+        'acts',
+        [B, 4 * H],
+        `
 let H = uniforms.hidden;
 let b = index / (4 * H);
 let k = index - b * 4 * H;
 let z = Rec[index] + Proj[(uniforms.row + b) * 4 * H + k];
-result[index] = select(cellSigmoid(z), cellTanh(z), k >= 3 * H);`, ['Rec', 'Proj']);
+result[index] = select(cellSigmoid(z), cellTanh(z), k >= 3 * H);`,
+        ['Rec', 'Proj'],
+      );
       return [c, h, acts, tanhC];
     },
   });
@@ -126,16 +149,36 @@ result[index] = select(cellSigmoid(z), cellTanh(z), k >= 3 * H);`, ['Rec', 'Proj
       const { row } = attrs as unknown as { row: number };
       const [B, H] = cPrev.shape;
       const gpu = backend as unknown as WebGPUBackend;
-      const uniforms = [{ type: 'int32', data: [row] }, { type: 'int32', data: [H] }];
+      const uniforms = [
+        { type: 'int32', data: [row] },
+        { type: 'int32', data: [H] },
+      ];
       const dcPrevInputs = ['DH', 'DHNext', 'DCNext', 'Acts', 'TanhC'];
       // dZ is computed per (b, j) unit for all four gates, so it runs over [B, H] and writes 4 values.
       const dZ = gpu.makeTensorInfo([B, 4 * H], 'float32');
-      gpu.runWebGPUProgram(program(util, 'dz', gradientInputs, [B, H], `${GRADIENTS}
+      gpu.runWebGPUProgram(
+        program(
+          util,
+          'dz',
+          gradientInputs,
+          [B, H],
+          `${GRADIENTS}
 result[a] = dc * gg * gi * (1.0 - gi);
 result[a + H] = dc * CPrev[index] * gf * (1.0 - gf);
 result[a + 2 * H] = dh * t * go * (1.0 - go);
-result[a + 3 * H] = dc * gi * (1.0 - gg * gg);`) as never, [dH, dhNext, dcNext, acts, cPrev, tanhC], 'float32', uniforms, dZ);
-      const dcPrev = gpu.runWebGPUProgram(program(util, 'dc_prev', dcPrevInputs, [B, H], `${GRADIENTS}\nresult[index] = dc * gf;`) as never, [dH, dhNext, dcNext, acts, tanhC], 'float32', uniforms);
+result[a + 3 * H] = dc * gi * (1.0 - gg * gg);`,
+        ) as never,
+        [dH, dhNext, dcNext, acts, cPrev, tanhC],
+        'float32',
+        uniforms,
+        dZ,
+      );
+      const dcPrev = gpu.runWebGPUProgram(
+        program(util, 'dc_prev', dcPrevInputs, [B, H], `${GRADIENTS}\nresult[index] = dc * gf;`) as never,
+        [dH, dhNext, dcNext, acts, tanhC],
+        'float32',
+        uniforms,
+      );
       return [dZ, dcPrev];
     },
   });

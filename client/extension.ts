@@ -46,7 +46,10 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
   // The manifest gives the default list; an unreadable setting means no languages rather than a guess.
   const languages = config().get<string[]>('languages') ?? [];
   const clientOptions: LanguageClientOptions = {
-    documentSelector: languages.flatMap((language) => [{ scheme: 'file', language }, { scheme: 'untitled', language }]),
+    documentSelector: languages.flatMap((language) => [
+      { scheme: 'file', language },
+      { scheme: 'untitled', language },
+    ]),
     // The server learns from saved notes only where the workspace is trusted.
     initializationOptions: { ...JSON.parse(JSON.stringify(config())), workspaceTrusted: vscode.workspace.isTrusted },
     synchronize: { configurationSection: SECTION },
@@ -111,8 +114,13 @@ async function trainOnWorkspace(context: vscode.ExtensionContext): Promise<void>
   const args = [context.asAbsolutePath(path.join('dist', 'train.js')), ...folders];
   const modelPath = config().get<string>('modelPath', '');
   if (modelPath) args.push('--out', modelPath);
-  const task = new vscode.Task({ type: 'charComplete', task: 'train' }, vscode.TaskScope.Workspace, 'Train on this workspace', 'Char Complete',
-    new vscode.ProcessExecution(process.execPath, args, { env: { ELECTRON_RUN_AS_NODE: '1' } }));
+  const task = new vscode.Task(
+    { type: 'charComplete', task: 'train' },
+    vscode.TaskScope.Workspace,
+    'Train on this workspace',
+    'Char Complete',
+    new vscode.ProcessExecution(process.execPath, args, { env: { ELECTRON_RUN_AS_NODE: '1' } }),
+  );
   task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, panel: vscode.TaskPanelKind.Dedicated };
   await vscode.tasks.executeTask(task);
 }

@@ -55,7 +55,13 @@ interface Beam {
  * Beams are stepped as one batch; each keeps the snapshots along its text, so that accepting the
  * completion costs no model steps (DocumentStates.expect).
  */
-export async function beamSearch(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean, context: CompletionContext): Promise<Completion | undefined> {
+export async function beamSearch(
+  predictor: Predictor,
+  start: Snapshot,
+  options: CompletionOptions,
+  cancelled: () => boolean,
+  context: CompletionContext,
+): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const { wordIds, boundary, punctuation, space, lowerKeys, upperKeys } = classesOf(vocabulary);
   const width = Math.max(1, options.beamWidth);
@@ -72,7 +78,8 @@ export async function beamSearch(predictor: Predictor, start: Snapshot, options:
       // A word not seen in this case may have been in another: "The" after "the", "KATE" after
       // "Kate". It goes on in capitals if it is in capitals so far, else in lower case. (+0.2
       // points of keystroke savings on tiny-shakespeare, whose verse lines start with capitals.)
-      const capitals = place.word.length > 1 && place.word === place.word.toUpperCase() && place.word !== place.word.toLowerCase();
+      const capitals =
+        place.word.length > 1 && place.word === place.word.toUpperCase() && place.word !== place.word.toLowerCase();
       unigram = mixWithWords(logProbs, place.folded, false, boundary, wordIds, capitals ? upperKeys : lowerKeys);
     }
     return mixWithWords(unigram, place.bigram, true, boundary, wordIds, vocabulary.chars);
@@ -84,13 +91,24 @@ export async function beamSearch(predictor: Predictor, start: Snapshot, options:
     folded: words.node(partial.toLowerCase(), words.folded),
     bigram: words.node(partial, words.after.get(words.previous)),
   };
-  let beams: Beam[] = [{ text: '', length: 0, score: 0, snapshot: start, path: [], place: startPlace, logProbs: mix(start.logProbs, startPlace) }];
+  let beams: Beam[] = [
+    {
+      text: '',
+      length: 0,
+      score: 0,
+      snapshot: start,
+      path: [],
+      place: startPlace,
+      logProbs: mix(start.logProbs, startPlace),
+    },
+  ];
   let best: { text: string; logP: number; value: number; path: Snapshot[] } | undefined;
   const offer = (text: string, logP: number, length: number, path: Snapshot[]) => {
     // One character saves nothing: the Tab that accepts it is a key too.
     if (length < 2) return;
     // The user passed over the whole suggestion, which showed its beginnings too.
-    if (passedOver && (text.startsWith(passedOver) || passedOver.startsWith(text))) logP += Math.log(PASSED_OVER_FACTOR);
+    if (passedOver && (text.startsWith(passedOver) || passedOver.startsWith(text)))
+      logP += Math.log(PASSED_OVER_FACTOR);
     const p = Math.exp(logP);
     if (p < options.minConfidence) return;
     const value = p * (length - 1);
@@ -110,7 +128,8 @@ export async function beamSearch(predictor: Predictor, start: Snapshot, options:
       offer(beam.text, beam.score, beam.length, beam.path);
       if (beam.length >= options.maxChars) continue;
       const lp = beam.logProbs;
-      for (const id of punctuation) offer(beam.text + vocabulary.chars[id], beam.score + lp[id], beam.length + 1, beam.path);
+      for (const id of punctuation)
+        offer(beam.text + vocabulary.chars[id], beam.score + lp[id], beam.length + 1, beam.path);
       if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
     }
     if (depth >= options.maxChars) break;
@@ -125,13 +144,21 @@ export async function beamSearch(predictor: Predictor, start: Snapshot, options:
     candidates.sort((a, b) => b.score - a.score);
     const continuing = candidates.slice(0, width).filter((c) => !hopeless(c.score));
     if (continuing.length === 0) break;
-    const stepped = await predictor.step(continuing.map((c) => c.beam.snapshot.state), continuing.map((c) => c.id));
+    const stepped = await predictor.step(
+      continuing.map((c) => c.beam.snapshot.state),
+      continuing.map((c) => c.id),
+    );
     beams = continuing.map((c, i) => {
       const char = vocabulary.chars[c.id];
       const place = words && c.beam.place && placeAfter(words, c.beam.place, char);
       return {
-        text: c.beam.text + char, length: c.beam.length + 1, score: c.score, snapshot: stepped[i], path: [...c.beam.path, stepped[i]],
-        place, logProbs: mix(stepped[i].logProbs, place),
+        text: c.beam.text + char,
+        length: c.beam.length + 1,
+        score: c.score,
+        snapshot: stepped[i],
+        path: [...c.beam.path, stepped[i]],
+        place,
+        logProbs: mix(stepped[i].logProbs, place),
       };
     });
   }
@@ -144,4 +171,3 @@ function topIds(logProbs: Float32Array, k: number): number[] {
   ids.sort((a, b) => logProbs[b] - logProbs[a]);
   return ids.slice(0, k);
 }
-

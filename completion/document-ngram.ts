@@ -19,7 +19,11 @@ export class DocumentNgram {
 
   update(text: string, cursor: number): void {
     const upTo = this.start + this.indexed.length;
-    if (cursor >= upTo && cursor - this.start <= 2 * DOCUMENT_NGRAM_WINDOW && text.startsWith(this.indexed, this.start)) {
+    if (
+      cursor >= upTo &&
+      cursor - this.start <= 2 * DOCUMENT_NGRAM_WINDOW &&
+      text.startsWith(this.indexed, this.start)
+    ) {
       if (cursor === upTo) return;
       const contextStart = Math.max(this.start, upTo - (this.model.order - 1));
       const context = this.vocabulary.encode(text.slice(contextStart, upTo));

@@ -1,4 +1,5 @@
-// The model state along one document, cached so that a keystroke feeds only the characters typed since the last request.
+// The model state along one document, cached so that a keystroke feeds only the characters typed since the last
+// request.
 import type { Predictor, Snapshot } from '../model/predictor';
 import type { Completion } from './options';
 
@@ -63,13 +64,15 @@ export class DocumentStates {
   }
 
   private async advance(text: string, cursor: number, cancelled: () => boolean): Promise<Snapshot | undefined> {
-    if (this.anchor < 0 || this.anchor > cursor || cursor - this.anchor > MAX_CACHED_CHARS) await this.restart(text, cursor);
+    if (this.anchor < 0 || this.anchor > cursor || cursor - this.anchor > MAX_CACHED_CHARS)
+      await this.restart(text, cursor);
     let same = 0;
     const limit = Math.min(this.fed.length, cursor - this.anchor);
     while (same < limit && this.fed.charCodeAt(same) === text.charCodeAt(this.anchor + same)) same++;
     if (this.ahead && same < this.ahead.from) this.ahead = undefined;
     if (same < this.fed.length) {
-      while (this.checkpoints.length > 1 && this.checkpoints[this.checkpoints.length - 1].length > same) this.checkpoints.pop();
+      while (this.checkpoints.length > 1 && this.checkpoints[this.checkpoints.length - 1].length > same)
+        this.checkpoints.pop();
       const checkpoint = this.checkpoints[this.checkpoints.length - 1];
       this.fed = this.fed.slice(0, checkpoint.length);
       this.last = checkpoint.snapshot;

@@ -1,4 +1,5 @@
-// What a user can tune about completions, once: the types, defaults and ranges that the server's settings, the manifest and the tools all follow.
+// What a user can tune about completions, once: the types, defaults and ranges that the server's settings, the manifest
+// and the tools all follow.
 import type { Snapshot } from '../model/predictor';
 
 export const MODES = ['beam', 'sample'] as const;
@@ -24,7 +25,15 @@ export interface CompletionOptions {
  * keystroke-savings figures show what raising or lowering it costs.
  */
 export const COMPLETION_DEFAULTS: CompletionOptions = {
-  mode: 'beam', beamWidth: 4, temperature: 0.8, topK: 0, topP: 0.95, maxChars: 32, stopAt: 'word', minConfidence: 0.1, seed: 1,
+  mode: 'beam',
+  beamWidth: 4,
+  temperature: 0.8,
+  topK: 0,
+  topP: 0.95,
+  maxChars: 32,
+  stopAt: 'word',
+  minConfidence: 0.1,
+  seed: 1,
 };
 
 /** [minimum, maximum, integer] for each numeric option; settings outside are clamped. */

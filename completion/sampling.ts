@@ -2,7 +2,12 @@
 import type { Predictor, Snapshot } from '../model/predictor';
 import { Completion, CompletionOptions, stopsBefore } from './options';
 
-export async function sample(predictor: Predictor, start: Snapshot, options: CompletionOptions, cancelled: () => boolean): Promise<Completion | undefined> {
+export async function sample(
+  predictor: Predictor,
+  start: Snapshot,
+  options: CompletionOptions,
+  cancelled: () => boolean,
+): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const random = seededRandom(options.seed);
   let snapshot = start;
@@ -53,4 +58,3 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
-

@@ -1,4 +1,5 @@
-// One document's completion engine: its model states, its words and the suggestion on show, behind one `suggest` per keystroke.
+// One document's completion engine: its model states, its words and the suggestion on show, behind one `suggest` per
+// keystroke.
 import type { Predictor } from '../model/predictor';
 import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
@@ -34,11 +35,18 @@ export class CompletionSession {
    * The completion at `offset` in `text`, or undefined. A request that is cancelled on the way,
    * even during the last model step, answers undefined and leaves the suggestion on show as it was.
    */
-  async suggest(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean = () => false): Promise<Completion | undefined> {
+  async suggest(
+    text: string,
+    offset: number,
+    options: CompletionOptions,
+    cancelled: () => boolean = () => false,
+  ): Promise<Completion | undefined> {
     // Typing the first character of a suggestion instead of accepting it counts against it, so the
     // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
     const passed = this.passedOver(text, offset);
-    const completion = (passed === undefined ? this.typedAlong(text, offset) : undefined) ?? (await this.search(text, offset, options, cancelled, passed));
+    const completion =
+      (passed === undefined ? this.typedAlong(text, offset) : undefined) ??
+      (await this.search(text, offset, options, cancelled, passed));
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
     await new Promise((resolve) => setImmediate(resolve));
@@ -56,10 +64,18 @@ export class CompletionSession {
     this.shown = undefined;
   }
 
-  private async search(text: string, offset: number, options: CompletionOptions, cancelled: () => boolean, passedOver?: string): Promise<Completion | undefined> {
+  private async search(
+    text: string,
+    offset: number,
+    options: CompletionOptions,
+    cancelled: () => boolean,
+    passedOver?: string,
+  ): Promise<Completion | undefined> {
     if (!this.useWords) this.document.update(text, offset);
     const snapshot = await this.states.at(text, offset, cancelled);
-    const context = this.useWords ? { words: this.words, partial: this.words.update(text, offset), passedOver } : { passedOver };
+    const context = this.useWords
+      ? { words: this.words, partial: this.words.update(text, offset), passedOver }
+      : { passedOver };
     const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, context));
     if (completion) this.states.expect(offset, completion);
     return completion;

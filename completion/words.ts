@@ -69,7 +69,8 @@ export class WordCache {
     const wordStart = cursor - partial.length;
     // Comparing the indexed text is a memory compare, far cheaper than reading it again. Text
     // further back than WORD_CACHE_CHARS is never read, however the cursor got where it is.
-    const rebuild = wordStart < this.upTo || wordStart - this.upTo > WORD_CACHE_CHARS || wordStart - this.start > MAX_INDEXED_CHARS;
+    const rebuild =
+      wordStart < this.upTo || wordStart - this.upTo > WORD_CACHE_CHARS || wordStart - this.start > MAX_INDEXED_CHARS;
     if (rebuild || text.slice(this.start, this.upTo) !== this.indexed) {
       let start = Math.max(0, wordStart - WORD_CACHE_CHARS);
       // Do not count the tail of a word cut at the window's edge.
@@ -142,8 +143,11 @@ export interface WordPlace {
 export function placeAfter(cache: WordCache, place: WordPlace, char: string): WordPlace {
   if (WORD_CHAR.test(char)) {
     return {
-      word: place.word + char, previous: place.previous,
-      unigram: place.unigram?.children.get(char), bigram: place.bigram?.children.get(char), folded: place.folded?.children.get(char.toLowerCase()),
+      word: place.word + char,
+      previous: place.previous,
+      unigram: place.unigram?.children.get(char),
+      bigram: place.bigram?.children.get(char),
+      folded: place.folded?.children.get(char.toLowerCase()),
     };
   }
   const previous = place.word || place.previous;
@@ -163,7 +167,14 @@ const WORDS_KAPPA = 1;
  * of the words with this prefix that go on with each character, where a word's end is shared out
  * by the distribution's own probabilities of the separators.
  */
-export function mixWithWords(logProbs: Float32Array, node: WordNode | undefined, wittenBell: boolean, boundary: Int32Array, wordIds: Uint8Array, keys: ReadonlyArray<string | null>): Float32Array {
+export function mixWithWords(
+  logProbs: Float32Array,
+  node: WordNode | undefined,
+  wittenBell: boolean,
+  boundary: Int32Array,
+  wordIds: Uint8Array,
+  keys: ReadonlyArray<string | null>,
+): Float32Array {
   if (!node || node.n === 0) return logProbs;
   const ways = wittenBell ? node.children.size + (node.end > 0 ? 1 : 0) : 1;
   const lambda = node.n / (node.n + WORDS_KAPPA * ways);
@@ -206,7 +217,14 @@ export function classesOf(vocabulary: Vocabulary): VocabularyClasses {
       boundary.push(id);
       if (!/\s/u.test(c)) punctuation.push(id);
     });
-    classes = { wordIds, boundary: Int32Array.from(boundary), punctuation: Int32Array.from(punctuation), space: vocabulary.chars.indexOf(' '), lowerKeys, upperKeys };
+    classes = {
+      wordIds,
+      boundary: Int32Array.from(boundary),
+      punctuation: Int32Array.from(punctuation),
+      space: vocabulary.chars.indexOf(' '),
+      lowerKeys,
+      upperKeys,
+    };
     vocabularyClasses.set(vocabulary, classes);
   }
   return classes;

@@ -19,4 +19,3 @@ export function parameterShapes(config: NetworkConfig): Array<[string, number[]]
   shapes.push(['output/b', [vocabSize]]);
   return shapes;
 }
-

@@ -79,21 +79,25 @@ function checkMetadata(value: unknown, fail: (problem: string) => ModelFormatErr
   if (!isObject(value)) throw fail('metadata must be an object');
   // JSON turns NaN and Infinity into null, so a non-finite number would not survive a round trip.
   const finite = (v: unknown, field: string): void => {
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw fail(`metadata.${field} must be a finite number, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw fail(`metadata.${field} must be a finite number, got ${JSON.stringify(v)}`);
   };
   const str = (v: unknown, field: string): void => {
     if (typeof v !== 'string') throw fail(`metadata.${field} must be a string`);
   };
   str(value.createdAt, 'createdAt');
-  if (Number.isNaN(Date.parse(value.createdAt as string))) throw fail(`metadata.createdAt is not an ISO time: ${JSON.stringify(value.createdAt)}`);
+  if (Number.isNaN(Date.parse(value.createdAt as string)))
+    throw fail(`metadata.createdAt is not an ISO time: ${JSON.stringify(value.createdAt)}`);
   if (!isObject(value.hyperparameters)) throw fail('metadata.hyperparameters must be an object');
   for (const [key, v] of Object.entries(value.hyperparameters)) {
     if (typeof v === 'number') finite(v, `hyperparameters.${key}`);
-    else if (typeof v !== 'string' && typeof v !== 'boolean') throw fail(`metadata.hyperparameters.${key} must be a number, string or boolean`);
+    else if (typeof v !== 'string' && typeof v !== 'boolean')
+      throw fail(`metadata.hyperparameters.${key} must be a number, string or boolean`);
   }
   const corpus = value.corpus;
   if (!isObject(corpus)) throw fail('metadata.corpus must be an object');
-  if (!Array.isArray(corpus.sources) || !corpus.sources.every((s) => typeof s === 'string')) throw fail('metadata.corpus.sources must be an array of strings');
+  if (!Array.isArray(corpus.sources) || !corpus.sources.every((s) => typeof s === 'string'))
+    throw fail('metadata.corpus.sources must be an array of strings');
   for (const field of ['chars', 'trainChars', 'validationChars'] as const) finite(corpus[field], `corpus.${field}`);
   str(corpus.split, 'corpus.split');
   if (value.validation !== null) {
@@ -195,7 +199,8 @@ export function writeShard(dir: string, bytes: Uint8Array, prefix = 'weights'): 
   const file = path.join(dir, name);
   const existing = fs.statSync(file, { throwIfNoEntry: false });
   // Same name should mean same content, but a file someone damaged in place must not be kept.
-  if (existing?.isFile() && existing.size === bytes.length && contentHash(fs.readFileSync(file)) === contentHash(bytes)) return name;
+  if (existing?.isFile() && existing.size === bytes.length && contentHash(fs.readFileSync(file)) === contentHash(bytes))
+    return name;
   replaceAtomically(dir, `${prefix}.bin.tmp-${randomSuffix()}`, name, bytes);
   return name;
 }
@@ -217,10 +222,14 @@ export function saveModel(dir: string, model: SavedModel): string {
   for (const [name, shape] of shapes) {
     const w = model.weights.get(name);
     if (!(w instanceof Float32Array)) throw cannotSave(`weight "${name}" is missing or not a Float32Array`);
-    if (w.length !== elementCount(shape)) throw cannotSave(`weight "${name}" has ${w.length} values, expected ${elementCount(shape)} for shape [${shape}]`);
+    if (w.length !== elementCount(shape))
+      throw cannotSave(`weight "${name}" has ${w.length} values, expected ${elementCount(shape)} for shape [${shape}]`);
     const bad = firstNonFinite(w);
     if (bad >= 0) {
-      throw cannotSave(`weight "${name}" has a non-finite value (${w[bad]}) at index ${bad}`, 'training diverged: lower the learning rate or retrain from an earlier checkpoint');
+      throw cannotSave(
+        `weight "${name}" has a non-finite value (${w[bad]}) at index ${bad}`,
+        'training diverged: lower the learning rate or retrain from an earlier checkpoint',
+      );
     }
   }
   const metadata = checkMetadata(model.metadata, cannotSave);
@@ -247,7 +256,10 @@ export function saveModel(dir: string, model: SavedModel): string {
   // Best effort, because the new model is already in place and a leftover file is harmless.
   // Assumes one writer per directory: another saver's temporary files would be removed too.
   for (const entry of fs.readdirSync(dir)) {
-    const stale = (entry.startsWith('weights.') && entry.endsWith('.bin') && entry !== shard) || entry.startsWith(`${MODEL_FILE}.tmp-`) || entry.startsWith('weights.bin.tmp-');
+    const stale =
+      (entry.startsWith('weights.') && entry.endsWith('.bin') && entry !== shard) ||
+      entry.startsWith(`${MODEL_FILE}.tmp-`) ||
+      entry.startsWith('weights.bin.tmp-');
     if (!stale) continue;
     try {
       fs.rmSync(path.join(dir, entry), { force: true });
@@ -275,7 +287,11 @@ const MAX_MODEL_JSON_BYTES = 16 * 1024 * 1024;
  * blocking and checked through the open descriptor, so a FIFO or a device (a link to /dev/zero)
  * is refused rather than read forever, and nothing can be swapped in between check and read.
  */
-export function readRegularFile(file: string, maxBytes: number, fail: (problem: string, remedy?: string) => ModelFormatError): Buffer | null {
+export function readRegularFile(
+  file: string,
+  maxBytes: number,
+  fail: (problem: string, remedy?: string) => ModelFormatError,
+): Buffer | null {
   const name = path.basename(file);
   let fd: number;
   try {
@@ -286,12 +302,15 @@ export function readRegularFile(file: string, maxBytes: number, fail: (problem: 
   }
   try {
     const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw fail(`${name} is not a regular file`, `replace it with the file the trainer writes, or ${RETRAIN}`);
-    if (stat.size > maxBytes) throw fail(`${name} is ${stat.size} bytes, more than the ${maxBytes} a model file can be`);
+    if (!stat.isFile())
+      throw fail(`${name} is not a regular file`, `replace it with the file the trainer writes, or ${RETRAIN}`);
+    if (stat.size > maxBytes)
+      throw fail(`${name} is ${stat.size} bytes, more than the ${maxBytes} a model file can be`);
     // One byte more than allowed is read, so a file that grew after fstat is noticed.
     const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
     let length = 0;
-    for (let n; length < buffer.length && (n = fs.readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    for (let n; length < buffer.length && (n = fs.readSync(fd, buffer, length, buffer.length - length, null)) > 0;)
+      length += n;
     if (length > maxBytes) throw fail(`${name} grew past ${maxBytes} bytes while being read`);
     return buffer.subarray(0, length);
   } catch (err) {
@@ -305,9 +324,15 @@ export function readRegularFile(file: string, maxBytes: number, fail: (problem: 
 function readModelText(dir: string): string {
   const stat = fs.statSync(dir, { throwIfNoEntry: false });
   if (!stat) throw new ModelFormatError(`no model at ${dir}: train one with \`npm run train\``);
-  if (!stat.isDirectory()) throw new ModelFormatError(`no model at ${dir}: it is not a directory; point the model path at the directory the trainer wrote`);
-  const bytes = readRegularFile(modelFilePath(dir), MAX_MODEL_JSON_BYTES, (problem, remedy) => invalid(dir, problem, remedy));
-  if (!bytes) throw new ModelFormatError(`no model at ${dir}: ${MODEL_FILE} is missing; train one with \`npm run train\``);
+  if (!stat.isDirectory())
+    throw new ModelFormatError(
+      `no model at ${dir}: it is not a directory; point the model path at the directory the trainer wrote`,
+    );
+  const bytes = readRegularFile(modelFilePath(dir), MAX_MODEL_JSON_BYTES, (problem, remedy) =>
+    invalid(dir, problem, remedy),
+  );
+  if (!bytes)
+    throw new ModelFormatError(`no model at ${dir}: ${MODEL_FILE} is missing; train one with \`npm run train\``);
   return bytes.toString('utf8');
 }
 
@@ -319,16 +344,24 @@ function parseModel(dir: string, text: string): ParsedModel {
   } catch (err) {
     // V8's message quotes the text, and model.json may be a link to any file: give only where.
     const where = /position (\d+)/.exec((err as Error).message);
-    throw fail(`${MODEL_FILE} is not valid JSON (${where ? `error at character ${where[1]} of ${text.length}` : `${text.length} characters`}; content not shown)`);
+    throw fail(
+      `${MODEL_FILE} is not valid JSON (${where ? `error at character ${where[1]} of ${text.length}` : `${text.length} characters`}; content not shown)`,
+    );
   }
   if (!isObject(json)) throw fail(`${MODEL_FILE} is not a JSON object`);
-  if (json.format !== MODEL_FORMAT) throw fail(`${MODEL_FILE} is not a ${MODEL_FORMAT} model (its "format" field is ${typeof json.format === 'string' ? 'another' : 'missing'})`);
+  if (json.format !== MODEL_FORMAT)
+    throw fail(
+      `${MODEL_FILE} is not a ${MODEL_FORMAT} model (its "format" field is ${typeof json.format === 'string' ? 'another' : 'missing'})`,
+    );
   const version = json.formatVersion;
   if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
     throw fail(`formatVersion must be a positive integer, got ${JSON.stringify(version)}`);
   }
   if (version > FORMAT_VERSION) {
-    throw fail(`written by a newer version of ${GENERATED_BY} (format version ${version}; this one reads up to ${FORMAT_VERSION})`, `update ${GENERATED_BY} or ${RETRAIN}`);
+    throw fail(
+      `written by a newer version of ${GENERATED_BY} (format version ${version}; this one reads up to ${FORMAT_VERSION})`,
+      `update ${GENERATED_BY} or ${RETRAIN}`,
+    );
   }
   const topology = json.modelTopology;
   const config = checkConfig(isObject(topology) ? topology.config : undefined, fail);
@@ -370,17 +403,23 @@ function parseModel(dir: string, text: string): ParsedModel {
   const shapes = parameterShapes(config);
   const entries = group.weights;
   if (!Array.isArray(entries) || entries.length !== shapes.length) {
-    throw fail(`weightsManifest lists ${Array.isArray(entries) ? entries.length : 'no'} weights, expected ${shapes.length} for config ${JSON.stringify(config)}`);
+    throw fail(
+      `weightsManifest lists ${Array.isArray(entries) ? entries.length : 'no'} weights, expected ${shapes.length} for config ${JSON.stringify(config)}`,
+    );
   }
   shapes.forEach(([name, shape], i) => {
     const entry: unknown = entries[i];
     if (!isObject(entry)) throw fail(`weightsManifest entry ${i} is not an object`);
-    if (entry.name !== name) throw fail(`weightsManifest entry ${i} is ${JSON.stringify(entry.name)}, expected "${name}"`);
+    if (entry.name !== name)
+      throw fail(`weightsManifest entry ${i} is ${JSON.stringify(entry.name)}, expected "${name}"`);
     const actual = entry.shape;
     if (!Array.isArray(actual) || actual.length !== shape.length || actual.some((d, k) => d !== shape[k])) {
-      throw fail(`weight "${name}" has shape ${JSON.stringify(actual)}, expected [${shape}] for config ${JSON.stringify(config)}`);
+      throw fail(
+        `weight "${name}" has shape ${JSON.stringify(actual)}, expected [${shape}] for config ${JSON.stringify(config)}`,
+      );
     }
-    if (entry.dtype !== 'float32') throw fail(`weight "${name}" has dtype ${JSON.stringify(entry.dtype)}, only float32 is supported`);
+    if (entry.dtype !== 'float32')
+      throw fail(`weight "${name}" has dtype ${JSON.stringify(entry.dtype)}, only float32 is supported`);
     // tfjs quantisation would change the byte layout this reader assumes.
     if (entry.quantization !== undefined) throw fail(`weight "${name}" is quantised, which is not supported`);
   });
@@ -396,14 +435,21 @@ const HASHED_SHARD = /^[a-z]+\.([0-9a-f]{12})\.bin$/;
  * The bytes of a shard of exactly expectedBytes whose content matches the hash in its name, or
  * null when it does not exist, so the caller can tell a concurrent save from damage.
  */
-export function readShard(dir: string, shard: string, expectedBytes: number, fail: (problem: string, remedy?: string) => ModelFormatError): Buffer | null {
+export function readShard(
+  dir: string,
+  shard: string,
+  expectedBytes: number,
+  fail: (problem: string, remedy?: string) => ModelFormatError,
+): Buffer | null {
   const file = path.join(dir, shard);
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (!stat) return null;
   if (!stat.isFile()) throw fail(`weight file ${shard} is not a regular file`);
   // Checked before reading, so a wrong file is rejected without allocating its size.
   if (stat.size !== expectedBytes) {
-    throw fail(`weight file ${shard} is ${stat.size} bytes but the manifest needs ${expectedBytes} (${stat.size < expectedBytes ? 'truncated' : 'too long'})`);
+    throw fail(
+      `weight file ${shard} is ${stat.size} bytes but the manifest needs ${expectedBytes} (${stat.size < expectedBytes ? 'truncated' : 'too long'})`,
+    );
   }
   const bytes = readRegularFile(file, expectedBytes, fail);
   if (!bytes) return null;
@@ -421,7 +467,11 @@ export function shardHashProblem(shard: string, bytes: Uint8Array): string | und
 }
 
 /** Little-endian float32 values in the order of shapes, each checked to be finite. */
-export function decodeFloats(bytes: Buffer, shapes: Array<[string, number[]]>, fail: (problem: string) => Error): Map<string, Float32Array> {
+export function decodeFloats(
+  bytes: Buffer,
+  shapes: Array<[string, number[]]>,
+  fail: (problem: string) => Error,
+): Map<string, Float32Array> {
   const weights = new Map<string, Float32Array>();
   let offset = 0;
   for (const [name, shape] of shapes) {
@@ -465,7 +515,14 @@ export function loadModel(dir: string): SavedModel & { weightsFile: string } {
     const text = readModelText(dir);
     const parsed = parseModel(dir, text);
     const weights = readWeights(dir, parsed);
-    if (weights) return { config: parsed.config, vocabulary: parsed.vocabulary, weights, metadata: parsed.metadata, weightsFile: parsed.shard };
+    if (weights)
+      return {
+        config: parsed.config,
+        vocabulary: parsed.vocabulary,
+        weights,
+        metadata: parsed.metadata,
+        weightsFile: parsed.shard,
+      };
     if (attempt >= 2 || readModelText(dir) === text) {
       throw invalid(dir, `weight file ${parsed.shard} is missing`);
     }

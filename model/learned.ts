@@ -1,4 +1,5 @@
-// What the server learns from notes saved in the editor: the text it added to the n-gram, kept in the model directory so that it counts after a restart.
+// What the server learns from notes saved in the editor: the text it added to the n-gram, kept in the model directory
+// so that it counts after a restart.
 //
 // The file holds the vocabulary ids that were added (with the few ids of context before each
 // piece), not raw counts: replaying them through NgramModel.add gives exactly the counts the
@@ -53,7 +54,12 @@ const sha256 = (text: string) => crypto.createHash('sha256').update(text).digest
 export type LearnOutcome = { learnt: number } | { skipped: string };
 
 export class LearnedNotes {
-  private constructor(private readonly vocabulary: Vocabulary, private pieces: Piece[], private ids: Int32Array[], private readonly documents: Map<string, DocumentMark>) {}
+  private constructor(
+    private readonly vocabulary: Vocabulary,
+    private pieces: Piece[],
+    private ids: Int32Array[],
+    private readonly documents: Map<string, DocumentMark>,
+  ) {}
 
   static empty(vocabulary: Vocabulary): LearnedNotes {
     return new LearnedNotes(vocabulary, [], [], new Map());
@@ -62,7 +68,10 @@ export class LearnedNotes {
   /** The notes learnt in `dir` for this vocabulary; empty when there are none. Throws LearnedFormatError when the file is damaged or for another vocabulary. */
   static load(dir: string, vocabulary: Vocabulary): LearnedNotes {
     const file = path.join(dir, LEARNED_FILE);
-    const fail = (problem: string) => new LearnedFormatError(`ignoring the notes learnt in ${dir}: ${problem}; they will be learnt again as you save them, or retrain`);
+    const fail = (problem: string) =>
+      new LearnedFormatError(
+        `ignoring the notes learnt in ${dir}: ${problem}; they will be learnt again as you save them, or retrain`,
+      );
     let stat: fs.Stats;
     try {
       stat = fs.statSync(file);
@@ -71,11 +80,13 @@ export class LearnedNotes {
       throw fail(`${LEARNED_FILE} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
     }
     if (!stat.isFile()) throw fail(`${LEARNED_FILE} is not a regular file`);
-    if (stat.size > 4 + MAX_HEADER_BYTES + 4 * (LEARNED_MAX_CHARS + 64 * 1024)) throw fail(`${LEARNED_FILE} is larger than learnt notes can be`);
+    if (stat.size > 4 + MAX_HEADER_BYTES + 4 * (LEARNED_MAX_CHARS + 64 * 1024))
+      throw fail(`${LEARNED_FILE} is larger than learnt notes can be`);
     const bytes = fs.readFileSync(file);
     if (bytes.length < 4) throw fail(`${LEARNED_FILE} is truncated`);
     const headerBytes = bytes.readUInt32LE(0);
-    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > bytes.length) throw fail(`${LEARNED_FILE} is truncated or not ours`);
+    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > bytes.length)
+      throw fail(`${LEARNED_FILE} is truncated or not ours`);
     let header: Header;
     try {
       header = JSON.parse(bytes.toString('utf8', 4, 4 + headerBytes)) as Header;
@@ -83,17 +94,29 @@ export class LearnedNotes {
       throw fail(`${LEARNED_FILE} has no readable header`);
     }
     if (header?.format !== LEARNED_FORMAT) throw fail(`${LEARNED_FILE} is not a ${LEARNED_FORMAT} file`);
-    if (header.formatVersion !== LEARNED_FORMAT_VERSION) throw fail(`${LEARNED_FILE} has format version ${JSON.stringify(header.formatVersion)}; this program reads ${LEARNED_FORMAT_VERSION}`);
-    if (header.vocabularySha256 !== vocabularyHash(vocabulary)) throw fail(`${LEARNED_FILE} was learnt for another vocabulary`);
-    if (!Array.isArray(header.pieces) || typeof header.documents !== 'object' || header.documents === null) throw fail(`${LEARNED_FILE} has a malformed header`);
+    if (header.formatVersion !== LEARNED_FORMAT_VERSION)
+      throw fail(
+        `${LEARNED_FILE} has format version ${JSON.stringify(header.formatVersion)}; this program reads ${LEARNED_FORMAT_VERSION}`,
+      );
+    if (header.vocabularySha256 !== vocabularyHash(vocabulary))
+      throw fail(`${LEARNED_FILE} was learnt for another vocabulary`);
+    if (!Array.isArray(header.pieces) || typeof header.documents !== 'object' || header.documents === null)
+      throw fail(`${LEARNED_FILE} has a malformed header`);
     const start = Math.ceil((4 + headerBytes) / 4) * 4;
     const total = (bytes.length - start) / 4;
     let sum = 0;
     for (const piece of header.pieces) {
-      if (!Number.isInteger(piece?.from) || !Number.isInteger(piece?.length) || piece.from < 0 || piece.length < piece.from) throw fail(`${LEARNED_FILE} has a malformed piece`);
+      if (
+        !Number.isInteger(piece?.from) ||
+        !Number.isInteger(piece?.length) ||
+        piece.from < 0 ||
+        piece.length < piece.from
+      )
+        throw fail(`${LEARNED_FILE} has a malformed piece`);
       sum += piece.length;
     }
-    if (!Number.isInteger(total) || sum !== total) throw fail(`${LEARNED_FILE} holds ${total} ids but its header describes ${sum}`);
+    if (!Number.isInteger(total) || sum !== total)
+      throw fail(`${LEARNED_FILE} holds ${total} ids but its header describes ${sum}`);
     const all = new Int32Array(total);
     for (let i = 0; i < total; i++) {
       const id = bytes.readInt32LE(start + 4 * i);
@@ -129,14 +152,21 @@ export class LearnedNotes {
    */
   learn(documentKey: string, text: string, ngram: NgramModel): LearnOutcome {
     const points = [...text];
-    if (points.length > LEARNED_MAX_DOCUMENT_CHARS) return { skipped: `it has ${points.length.toLocaleString('en-US')} characters, over the limit of ${LEARNED_MAX_DOCUMENT_CHARS.toLocaleString('en-US')} for one note` };
+    if (points.length > LEARNED_MAX_DOCUMENT_CHARS)
+      return {
+        skipped: `it has ${points.length.toLocaleString('en-US')} characters, over the limit of ${LEARNED_MAX_DOCUMENT_CHARS.toLocaleString('en-US')} for one note`,
+      };
     const key = sha256(documentKey);
     const mark = this.documents.get(key);
     let from = 0;
-    if (mark && mark.length <= points.length && sha256(points.slice(0, mark.length).join('')) === mark.sha256) from = mark.length;
+    if (mark && mark.length <= points.length && sha256(points.slice(0, mark.length).join('')) === mark.sha256)
+      from = mark.length;
     const fresh = points.length - from;
     if (fresh === 0) return { learnt: 0 };
-    if (this.chars + fresh > LEARNED_MAX_CHARS) return { skipped: `the notes learnt since training reached ${LEARNED_MAX_CHARS.toLocaleString('en-US')} characters; retrain to learn more` };
+    if (this.chars + fresh > LEARNED_MAX_CHARS)
+      return {
+        skipped: `the notes learnt since training reached ${LEARNED_MAX_CHARS.toLocaleString('en-US')} characters; retrain to learn more`,
+      };
     const contextStart = Math.max(0, from - (ngram.order - 1));
     const ids = this.vocabulary.encode(points.slice(contextStart).join(''));
     const piece = { from: from - contextStart, length: ids.length };
@@ -169,7 +199,12 @@ export class LearnedNotes {
         offset += 4;
       }
     }
-    replaceAtomically(dir, `${LEARNED_FILE}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`, LEARNED_FILE, bytes);
+    replaceAtomically(
+      dir,
+      `${LEARNED_FILE}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`,
+      LEARNED_FILE,
+      bytes,
+    );
   }
 }
 

@@ -1,4 +1,5 @@
-// Mixes several next-character distributions into one, with weights that depend on how much each model knows here (a gated linear mixture).
+// Mixes several next-character distributions into one, with weights that depend on how much each model knows here (a
+// gated linear mixture).
 //
 // Why linear and gated: the n-gram is sharp where the notes repeat themselves and knows nothing
 // elsewhere, the LSTM is smooth everywhere; a linear mixture keeps the n-gram's sharpness where
@@ -31,7 +32,10 @@ export class Mixer {
   /** [components × featureCount] gate weights, row-major. */
   readonly weights: Float32Array;
 
-  constructor(readonly shape: MixerShape, weights?: Float32Array) {
+  constructor(
+    readonly shape: MixerShape,
+    weights?: Float32Array,
+  ) {
     const size = shape.components.length * shape.featureCount;
     if (weights && weights.length !== size) throw new Error(`mixer: expected ${size} weights, got ${weights.length}`);
     this.weights = weights ?? new Float32Array(size);
@@ -96,7 +100,12 @@ export class Mixer {
    * With a prior, the weights are also pulled towards it (L2), so that situations the samples never
    * show, such as a context the notes have never seen, keep the prior's judgement.
    */
-  fit(samples: MixerSamples, iterations = 200, learningRate = 0.05, prior?: { weights: Float32Array; strength: number }): number {
+  fit(
+    samples: MixerSamples,
+    iterations = 200,
+    learningRate = 0.05,
+    prior?: { weights: Float32Array; strength: number },
+  ): number {
     const K = this.shape.components.length;
     const F = this.shape.featureCount;
     const w = this.weights;
@@ -143,7 +152,11 @@ export class Mixer {
   }
 
   toJSON(): { components: string[]; featureCount: number; weights: number[] } {
-    return { components: this.shape.components.slice(), featureCount: this.shape.featureCount, weights: Array.from(this.weights) };
+    return {
+      components: this.shape.components.slice(),
+      featureCount: this.shape.featureCount,
+      weights: Array.from(this.weights),
+    };
   }
 
   /** Checks a saved mixer against the shape this program computes features for. */
@@ -153,9 +166,16 @@ export class Mixer {
     if (!Array.isArray(components) || components.join(',') !== expected.components.join(',')) {
       throw new MixerFormatError(`mixer components must be ${expected.components.join(', ')}`);
     }
-    if (featureCount !== expected.featureCount) throw new MixerFormatError(`mixer must have ${expected.featureCount} features, got ${JSON.stringify(featureCount)}`);
+    if (featureCount !== expected.featureCount)
+      throw new MixerFormatError(
+        `mixer must have ${expected.featureCount} features, got ${JSON.stringify(featureCount)}`,
+      );
     const size = expected.components.length * expected.featureCount;
-    if (!Array.isArray(weights) || weights.length !== size || !weights.every((x) => typeof x === 'number' && Number.isFinite(x))) {
+    if (
+      !Array.isArray(weights) ||
+      weights.length !== size ||
+      !weights.every((x) => typeof x === 'number' && Number.isFinite(x))
+    ) {
       throw new MixerFormatError(`mixer weights must be ${size} finite numbers`);
     }
     return new Mixer(expected, Float32Array.from(weights as number[]));

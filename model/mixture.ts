@@ -1,4 +1,5 @@
-// The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per character by the gate.
+// The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per
+// character by the gate.
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
 import type { Predictor, Snapshot } from './predictor';
@@ -7,7 +8,10 @@ import type { Vocabulary } from './vocab';
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
 const MAX_ORDER_FEATURE = 8;
-export const MIXER_SHAPE: MixerShape = { components: [...MIXTURE_COMPONENTS], featureCount: 1 + (MAX_ORDER_FEATURE + 1) + 3 + 3 };
+export const MIXER_SHAPE: MixerShape = {
+  components: [...MIXTURE_COMPONENTS],
+  featureCount: 1 + (MAX_ORDER_FEATURE + 1) + 3 + 3,
+};
 
 /**
  * The document model's order and size: a document is short, so a lower order than the notes'
@@ -24,7 +28,11 @@ export const DOCUMENT_NGRAM_DISCOUNT_SCALE = 0.5;
 export const DOCUMENT_NGRAM_WINDOW = 20_000;
 
 export function documentNgram(vocabSize: number): NgramModel {
-  return new NgramModel(vocabSize, { order: DOCUMENT_NGRAM_ORDER, maxNodes: DOCUMENT_NGRAM_MAX_NODES, discountScale: DOCUMENT_NGRAM_DISCOUNT_SCALE });
+  return new NgramModel(vocabSize, {
+    order: DOCUMENT_NGRAM_ORDER,
+    maxNodes: DOCUMENT_NGRAM_MAX_NODES,
+    discountScale: DOCUMENT_NGRAM_DISCOUNT_SCALE,
+  });
 }
 
 /**
@@ -32,7 +40,12 @@ export function documentNgram(vocabSize: number): NgramModel {
  * how long a context of the notes the n-gram matched and how often it was seen, how much of its
  * mass went to what it has seen follow, the LSTM's own confidence, and the same for the document.
  */
-export function mixtureFeatures(notes: NgramConfidence, lstmMaxProb: number, document: NgramConfidence, out: Float32Array): Float32Array {
+export function mixtureFeatures(
+  notes: NgramConfidence,
+  lstmMaxProb: number,
+  document: NgramConfidence,
+  out: Float32Array,
+): Float32Array {
   out.fill(0);
   let f = 0;
   out[f++] = 1;
@@ -96,7 +109,10 @@ export class MixturePredictor implements Predictor {
   private readonly documentConfidence = emptyConfidence();
 
   /** `document` gives the n-gram of the text being written, grown by its owner. */
-  constructor(private readonly parts: MixtureParts, private readonly document: NgramSource) {
+  constructor(
+    private readonly parts: MixtureParts,
+    private readonly document: NgramSource,
+  ) {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
     this.contextLength = Math.max(1, Math.max(parts.notes.order, DOCUMENT_NGRAM_ORDER) - 1);
@@ -114,7 +130,12 @@ export class MixturePredictor implements Predictor {
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
     const { lstm } = this.parts;
-    const lstmSnapshots = lstm ? await lstm.step(states.map((s) => s.subarray(0, this.lstmSize)), ids) : undefined;
+    const lstmSnapshots = lstm
+      ? await lstm.step(
+          states.map((s) => s.subarray(0, this.lstmSize)),
+          ids,
+        )
+      : undefined;
     return states.map((previous, b) => {
       const state = new Float32Array(previous.length);
       if (lstmSnapshots) state.set(lstmSnapshots[b].state);
@@ -143,7 +164,11 @@ export class MixturePredictor implements Predictor {
     this.parts.notes.distribution(context, this.notesProbs, this.notesConfidence);
     this.document.model.distribution(context, this.documentProbs, this.documentConfidence);
     mixtureFeatures(this.notesConfidence, lstmMax, this.documentConfidence, this.features);
-    return this.parts.mixer.mixLog([this.lstmProbs, this.notesProbs, this.documentProbs], this.features, new Float32Array(V));
+    return this.parts.mixer.mixLog(
+      [this.lstmProbs, this.notesProbs, this.documentProbs],
+      this.features,
+      new Float32Array(V),
+    );
   }
 
   dispose(): void {

@@ -100,7 +100,10 @@ export class CharLstm {
   /** Set by freeze() when the weights will not change again, as in a language server. */
   private frozenTable?: tf.Tensor2D;
 
-  constructor(readonly config: NetworkConfig, readonly params: Parameters) {}
+  constructor(
+    readonly config: NetworkConfig,
+    readonly params: Parameters,
+  ) {}
 
   /** Precomputes the layer-0 input table for inference; training must not follow. */
   freeze(): void {
@@ -126,7 +129,15 @@ export class CharLstm {
    * fusedKernels the cell is one kernel per step where the backend has them; otherwise plain tfjs
    * ops, which autodiff can differentiate and every backend runs.
    */
-  private runLayer(l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, fusedKernels: boolean, trace?: CellTrace[]): LayerRun {
+  private runLayer(
+    l: number,
+    xProj: tf.Tensor2D,
+    h0: tf.Tensor2D,
+    c0: tf.Tensor2D,
+    steps: number,
+    fusedKernels: boolean,
+    trace?: CellTrace[],
+  ): LayerRun {
     const B = h0.shape[0];
     const wh = this.p(`lstm${l}/wh`);
     const fused = fusedKernels && hasCellKernels();
@@ -149,11 +160,29 @@ export class CharLstm {
    * runLayer in one call of the whole-layer kernel, which keeps the trace for the backward pass;
    * undefined when the kernel's memory cannot hold this layer.
    */
-  private runWholeLayer(kernel: LayerKernel, l: number, xProj: tf.Tensor2D, h0: tf.Tensor2D, c0: tf.Tensor2D, steps: number, training: boolean): LayerRun | undefined {
+  private runWholeLayer(
+    kernel: LayerKernel,
+    l: number,
+    xProj: tf.Tensor2D,
+    h0: tf.Tensor2D,
+    c0: tf.Tensor2D,
+    steps: number,
+    training: boolean,
+  ): LayerRun | undefined {
     const [B, H] = h0.shape;
     let result;
     try {
-      result = kernel.forward(l, B, H, steps, heapView(xProj), heapView(this.p(`lstm${l}/wh`)), heapView(h0), heapView(c0), training);
+      result = kernel.forward(
+        l,
+        B,
+        H,
+        steps,
+        heapView(xProj),
+        heapView(this.p(`lstm${l}/wh`)),
+        heapView(h0),
+        heapView(c0),
+        training,
+      );
     } catch (error) {
       if (error instanceof LayerKernelMemoryError) return undefined;
       throw error;
@@ -177,10 +206,25 @@ export class CharLstm {
    * The forward pass shared by training, evaluation and stepping: ids [steps*batch] time-major in,
    * logits [steps*batch, vocab] out. With `trace` it keeps what the hand-written backward pass needs.
    */
-  private forward(ids: tf.Tensor1D, batch: number, steps: number, state: LstmState, options: ForwardOptions): ForwardPass {
+  private forward(
+    ids: tf.Tensor1D,
+    batch: number,
+    steps: number,
+    state: LstmState,
+    options: ForwardOptions,
+  ): ForwardPass {
     const { layers, hidden } = this.config;
     const kernel = this.wholeLayerKernel(steps, options.fusedKernels);
-    const pass: ForwardPass = { logits: undefined!, finalH: [], finalC: [], previousH: [], layerOutputs: [], masks: [], traces: [], wholeLayer: [] };
+    const pass: ForwardPass = {
+      logits: undefined!,
+      finalH: [],
+      finalC: [],
+      previousH: [],
+      layerOutputs: [],
+      masks: [],
+      traces: [],
+      wholeLayer: [],
+    };
     let xProj = tf.gather(this.frozenTable ?? this.inputTable(), ids) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
       const whole = kernel && this.runWholeLayer(kernel, l, xProj, state.h[l], state.c[l], steps, options.trace);
@@ -192,7 +236,8 @@ export class CharLstm {
       pass.finalC.push(run.c);
       if (run.previous) pass.previousH.push(run.previous);
       const hSeq = run.outputs;
-      const mask = options.dropout > 0 ? dropoutMask([batch * steps, hidden], options.dropout, options.seed + l) : undefined;
+      const mask =
+        options.dropout > 0 ? dropoutMask([batch * steps, hidden], options.dropout, options.seed + l) : undefined;
       pass.masks.push(mask);
       const output = (mask ? tf.mul(hSeq, mask) : hSeq) as tf.Tensor2D;
       pass.layerOutputs.push(output);
@@ -206,43 +251,56 @@ export class CharLstm {
    * One truncated-BPTT step. inputs/targets are [batch, steps] row-major. The returned state is
    * the carried LSTM state (no gradient flows into it, as in char-rnn).
    */
-  async trainStep(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout: number, seed: number): Promise<StepResult> {
+  async trainStep(
+    inputs: Int32Array,
+    targets: Int32Array,
+    batch: number,
+    steps: number,
+    state: LstmState,
+    dropout: number,
+    seed: number,
+  ): Promise<StepResult> {
     const { layers, vocabSize: V } = this.config;
     const N = batch * steps;
-    const result = withExactMatMuls(() => tf.tidy(() => {
-      const ids = tf.tensor1d(timeMajor(inputs, batch, steps), 'int32');
-      const pass = this.forward(ids, batch, steps, state, { dropout, seed, fusedKernels: true, trace: true });
-      const oneHotTargets = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), V).asType('float32');
-      const logProbs = tf.logSoftmax(pass.logits);
-      const loss = tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHotTargets), 1)));
+    const result = withExactMatMuls(() =>
+      tf.tidy(() => {
+        const ids = tf.tensor1d(timeMajor(inputs, batch, steps), 'int32');
+        const pass = this.forward(ids, batch, steps, state, { dropout, seed, fusedKernels: true, trace: true });
+        const oneHotTargets = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), V).asType('float32');
+        const logProbs = tf.logSoftmax(pass.logits);
+        const loss = tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHotTargets), 1)));
 
-      // A plain object, because tidy only keeps tensors it can find in arrays and objects.
-      const grads: Record<string, tf.Tensor> = {};
-      const dLogits = tf.div(tf.sub(tf.exp(logProbs), oneHotTargets), N);
-      grads['output/w'] = tf.matMul(pass.layerOutputs[layers - 1], dLogits, true, false);
-      grads['output/b'] = columnSums(dLogits as tf.Tensor2D);
-      let dH = tf.matMul(dLogits, this.p('output/w'), false, true);
-      for (let l = layers - 1; l >= 0; l--) {
-        const mask = pass.masks[l];
-        if (mask) dH = tf.mul(dH, mask);
-        const kernel = pass.wholeLayer[l];
-        const dZ = kernel
-          ? tf.tensor2d(kernel.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [N, 4 * this.config.hidden])
-          : this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
-        grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
-        if (l > 0) {
-          grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
-          grads[`lstm${l}/b`] = columnSums(dZ);
-          dH = tf.matMul(dZ, this.p(`lstm${l}/wx`), false, true);
-        } else {
-          const dTable = tf.unsortedSegmentSum(dZ, ids, V);
-          grads['lstm0/b'] = columnSums(dTable as tf.Tensor2D);
-          grads['lstm0/wx'] = tf.matMul(this.p('embedding'), dTable, true, false);
-          grads['embedding'] = tf.matMul(dTable, this.p('lstm0/wx'), false, true);
+        // A plain object, because tidy only keeps tensors it can find in arrays and objects.
+        const grads: Record<string, tf.Tensor> = {};
+        const dLogits = tf.div(tf.sub(tf.exp(logProbs), oneHotTargets), N);
+        grads['output/w'] = tf.matMul(pass.layerOutputs[layers - 1], dLogits, true, false);
+        grads['output/b'] = columnSums(dLogits as tf.Tensor2D);
+        let dH = tf.matMul(dLogits, this.p('output/w'), false, true);
+        for (let l = layers - 1; l >= 0; l--) {
+          const mask = pass.masks[l];
+          if (mask) dH = tf.mul(dH, mask);
+          const kernel = pass.wholeLayer[l];
+          const dZ = kernel
+            ? tf.tensor2d(kernel.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [
+                N,
+                4 * this.config.hidden,
+              ])
+            : this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
+          grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
+          if (l > 0) {
+            grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
+            grads[`lstm${l}/b`] = columnSums(dZ);
+            dH = tf.matMul(dZ, this.p(`lstm${l}/wx`), false, true);
+          } else {
+            const dTable = tf.unsortedSegmentSum(dZ, ids, V);
+            grads['lstm0/b'] = columnSums(dTable as tf.Tensor2D);
+            grads['lstm0/wx'] = tf.matMul(this.p('embedding'), dTable, true, false);
+            grads['embedding'] = tf.matMul(dTable, this.p('lstm0/wx'), false, true);
+          }
         }
-      }
-      return { loss, grads, finalH: pass.finalH, finalC: pass.finalC };
-    }));
+        return { loss, grads, finalH: pass.finalH, finalC: pass.finalC };
+      }),
+    );
     const loss = (await result.loss.data())[0];
     result.loss.dispose();
     return { loss, gradients: new Map(Object.entries(result.grads)), state: { h: result.finalH, c: result.finalC } };
@@ -268,25 +326,59 @@ export class CharLstm {
    * The forward pass to a mean loss. Without fusedKernels it uses differentiable tfjs ops only,
    * which is how the generic training step and the gradient test use it.
    */
-  lossTensor(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState, dropout = 0, seed = 0, fusedKernels = false): { loss: tf.Scalar; state: LstmState } {
-    const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, { dropout, seed, fusedKernels, trace: false });
+  lossTensor(
+    inputs: Int32Array,
+    targets: Int32Array,
+    batch: number,
+    steps: number,
+    state: LstmState,
+    dropout = 0,
+    seed = 0,
+    fusedKernels = false,
+  ): { loss: tf.Scalar; state: LstmState } {
+    const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, {
+      dropout,
+      seed,
+      fusedKernels,
+      trace: false,
+    });
     const logProbs = tf.logSoftmax(pass.logits);
-    const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
-    return { loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar, state: { h: pass.finalH, c: pass.finalC } };
+    const targetOneHot = tf
+      .oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize)
+      .asType('float32');
+    return {
+      loss: tf.neg(tf.mean(tf.sum(tf.mul(logProbs, targetOneHot), 1))) as tf.Scalar,
+      state: { h: pass.finalH, c: pass.finalC },
+    };
   }
 
   /**
    * Per position, the log-probability of its target and the largest log-probability of any
    * character, time-major ([t * batch + b]), carrying state: what fitting the mixture needs.
    */
-  async scoreTargets(inputs: Int32Array, targets: Int32Array, batch: number, steps: number, state: LstmState): Promise<{ target: Float32Array; max: Float32Array; state: LstmState }> {
-    const out = withExactMatMuls(() => tf.tidy(() => {
-      const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, { dropout: 0, seed: 0, fusedKernels: true, trace: false });
-      const logProbs = tf.logSoftmax(pass.logits);
-      const targetOneHot = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize).asType('float32');
-      const scores = tf.concat([tf.sum(tf.mul(logProbs, targetOneHot), 1), tf.max(logProbs, 1)]);
-      return { scores, state: { h: pass.finalH, c: pass.finalC } };
-    }));
+  async scoreTargets(
+    inputs: Int32Array,
+    targets: Int32Array,
+    batch: number,
+    steps: number,
+    state: LstmState,
+  ): Promise<{ target: Float32Array; max: Float32Array; state: LstmState }> {
+    const out = withExactMatMuls(() =>
+      tf.tidy(() => {
+        const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, {
+          dropout: 0,
+          seed: 0,
+          fusedKernels: true,
+          trace: false,
+        });
+        const logProbs = tf.logSoftmax(pass.logits);
+        const targetOneHot = tf
+          .oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), this.config.vocabSize)
+          .asType('float32');
+        const scores = tf.concat([tf.sum(tf.mul(logProbs, targetOneHot), 1), tf.max(logProbs, 1)]);
+        return { scores, state: { h: pass.finalH, c: pass.finalC } };
+      }),
+    );
     const values = (await out.scores.data()) as Float32Array;
     out.scores.dispose();
     const N = batch * steps;
@@ -296,7 +388,12 @@ export class CharLstm {
   /** One inference step for a batch of single characters: returns logits [batch, vocab]. */
   step(ids: Int32Array, state: LstmState): { logits: tf.Tensor2D; state: LstmState } {
     return tf.tidy(() => {
-      const pass = this.forward(tf.tensor1d(ids, 'int32'), ids.length, 1, state, { dropout: 0, seed: 0, fusedKernels: true, trace: false });
+      const pass = this.forward(tf.tensor1d(ids, 'int32'), ids.length, 1, state, {
+        dropout: 0,
+        seed: 0,
+        fusedKernels: true,
+        trace: false,
+      });
       return { logits: pass.logits, state: { h: pass.finalH, c: pass.finalC } };
     });
   }
@@ -371,8 +468,7 @@ export function dropoutMask(shape: [number, number], rate: number, seed: number)
     let z = state;
     z = Math.imul(z ^ (z >>> 15), z | 1);
     z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    mask[i] = ((z ^ (z >>> 14)) >>> 0) >= threshold ? kept : 0;
+    mask[i] = (z ^ (z >>> 14)) >>> 0 >= threshold ? kept : 0;
   }
   return tf.tensor2d(mask, shape);
 }
-

@@ -68,7 +68,9 @@ function littleEndian(a: Int32Array | Uint32Array | Uint16Array): Buffer {
 
 export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary): void {
   if (vocabulary.size !== model.vocabSize) {
-    throw new NgramFormatError(`cannot save n-gram to ${dir}: the vocabulary has ${vocabulary.size} entries but the model ${model.vocabSize}; this is a bug in the caller of saveNgram`);
+    throw new NgramFormatError(
+      `cannot save n-gram to ${dir}: the vocabulary has ${vocabulary.size} entries but the model ${model.vocabSize}; this is a bug in the caller of saveNgram`,
+    );
   }
   const a = model.toArrays();
   const payload = Buffer.concat([littleEndian(a.parent), littleEndian(a.count), littleEndian(a.symbol)]);
@@ -121,7 +123,10 @@ function readFully(fd: number, bytes: Buffer, position: number): number {
  * Reads the header, then the payload only if the file's size is exactly what the header needs,
  * through one descriptor so that the size and the bytes are of the same file.
  */
-function readNgramFile(dir: string, fail: (problem: string, remedy?: string) => NgramFormatError): { header: Header; payload: Buffer } | null {
+function readNgramFile(
+  dir: string,
+  fail: (problem: string, remedy?: string) => NgramFormatError,
+): { header: Header; payload: Buffer } | null {
   let fd: number;
   try {
     // Without blocking, as model/format.ts's readRegularFile opens model.json: a FIFO in its place
@@ -129,16 +134,20 @@ function readNgramFile(dir: string, fail: (problem: string, remedy?: string) => 
     fd = fs.openSync(ngramFilePath(dir), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new NgramFormatError(`cannot read the n-gram at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the file permissions`);
+    throw new NgramFormatError(
+      `cannot read the n-gram at ${dir} (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the file permissions`,
+    );
   }
   try {
     const stat = fs.fstatSync(fd);
     if (!stat.isFile()) throw fail(`${NGRAM_FILE} is not a regular file`, `remove it and ${REBUILD}`);
-    if (stat.size > MAX_FILE_BYTES) throw fail(`${NGRAM_FILE} is ${stat.size} bytes, over the limit of ${MAX_FILE_BYTES}`);
+    if (stat.size > MAX_FILE_BYTES)
+      throw fail(`${NGRAM_FILE} is ${stat.size} bytes, over the limit of ${MAX_FILE_BYTES}`);
     const length = Buffer.alloc(4);
     if (readFully(fd, length, 0) < 4) throw fail(`${NGRAM_FILE} is truncated`);
     const headerBytes = length.readUInt32LE(0);
-    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > stat.size) throw fail(`${NGRAM_FILE} has a header length beyond the file or the limit, so it is truncated or not an n-gram`);
+    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > stat.size)
+      throw fail(`${NGRAM_FILE} has a header length beyond the file or the limit, so it is truncated or not an n-gram`);
     const text = Buffer.alloc(headerBytes);
     if (readFully(fd, text, 4) < headerBytes) throw fail(`${NGRAM_FILE} shrank while being read`);
     let json: unknown;
@@ -151,7 +160,10 @@ function readNgramFile(dir: string, fail: (problem: string, remedy?: string) => 
     const header = checkHeader(json, fail);
     const start = align8(4 + headerBytes);
     const expected = start + header.nodeCount * BYTES_PER_NODE;
-    if (stat.size !== expected) throw fail(`${NGRAM_FILE} is ${stat.size} bytes but its header needs ${expected} (${stat.size < expected ? 'truncated' : 'too long'})`);
+    if (stat.size !== expected)
+      throw fail(
+        `${NGRAM_FILE} is ${stat.size} bytes but its header needs ${expected} (${stat.size < expected ? 'truncated' : 'too long'})`,
+      );
     const payload = Buffer.allocUnsafe(expected - start);
     if (readFully(fd, payload, start) < payload.length) throw fail(`${NGRAM_FILE} shrank while being read`);
     return { header, payload };
@@ -170,22 +182,37 @@ function checkHeader(json: unknown, fail: (problem: string, remedy?: string) => 
   if (h.format !== NGRAM_FORMAT) throw fail(`the header does not name the ${NGRAM_FORMAT} format`);
   if (!isCount(h.formatVersion) || h.formatVersion < 1) throw fail('formatVersion is not a positive integer');
   if (h.formatVersion > NGRAM_FORMAT_VERSION) {
-    throw fail(`written by a newer version of ${GENERATED_BY} (format version ${h.formatVersion}; this one reads up to ${NGRAM_FORMAT_VERSION})`, `update ${GENERATED_BY} or ${REBUILD}`);
+    throw fail(
+      `written by a newer version of ${GENERATED_BY} (format version ${h.formatVersion}; this one reads up to ${NGRAM_FORMAT_VERSION})`,
+      `update ${GENERATED_BY} or ${REBUILD}`,
+    );
   }
-  if (!isCount(h.order, NGRAM_MAX_ORDER) || h.order < 1) throw fail(`order is not an integer in [1, ${NGRAM_MAX_ORDER}]`);
-  if (!isCount(h.vocabSize, NGRAM_MAX_VOCAB) || h.vocabSize < 2) throw fail(`vocabSize is not an integer in [2, ${NGRAM_MAX_VOCAB}]`);
-  if (typeof h.vocabularySha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.vocabularySha256)) throw fail('vocabularySha256 is not a SHA-256 in hex');
-  if (typeof h.payloadSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.payloadSha256)) throw fail('payloadSha256 is not a SHA-256 in hex');
+  if (!isCount(h.order, NGRAM_MAX_ORDER) || h.order < 1)
+    throw fail(`order is not an integer in [1, ${NGRAM_MAX_ORDER}]`);
+  if (!isCount(h.vocabSize, NGRAM_MAX_VOCAB) || h.vocabSize < 2)
+    throw fail(`vocabSize is not an integer in [2, ${NGRAM_MAX_VOCAB}]`);
+  if (typeof h.vocabularySha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.vocabularySha256))
+    throw fail('vocabularySha256 is not a SHA-256 in hex');
+  if (typeof h.payloadSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.payloadSha256))
+    throw fail('payloadSha256 is not a SHA-256 in hex');
   if (!isCount(h.maxNodes, 0x7fffffff)) throw fail('maxNodes is not a node count');
-  if (typeof h.discountScale !== 'number' || !(h.discountScale > 0 && h.discountScale <= 4)) throw fail('discountScale is not a number in (0, 4]');
+  if (typeof h.discountScale !== 'number' || !(h.discountScale > 0 && h.discountScale <= 4))
+    throw fail('discountScale is not a number in (0, 4]');
   if (!isCount(h.nodeCount, h.maxNodes) || h.nodeCount < 1) throw fail('nodeCount is not in [1, maxNodes]');
-  for (const field of ['pruned', 'prunes', 'refused'] as const) if (!isCount(h[field])) throw fail(`${field} is not a count`);
+  for (const field of ['pruned', 'prunes', 'refused'] as const)
+    if (!isCount(h[field])) throw fail(`${field} is not a count`);
   const coc = h.countOfCounts;
-  if (!Array.isArray(coc) || coc.length !== (h.order + 1) * 5 || !coc.every((v) => isCount(v))) throw fail('countOfCounts is not a list of counts of the right length');
+  if (!Array.isArray(coc) || coc.length !== (h.order + 1) * 5 || !coc.every((v) => isCount(v)))
+    throw fail('countOfCounts is not a list of counts of the right length');
   return h as unknown as Header;
 }
 
-function column<T extends Int32Array | Uint32Array | Uint16Array>(bytes: Buffer, offset: number, make: (n: number) => T, n: number): T {
+function column<T extends Int32Array | Uint32Array | Uint16Array>(
+  bytes: Buffer,
+  offset: number,
+  make: (n: number) => T,
+  n: number,
+): T {
   const out = make(n);
   const view = new Uint8Array(out.buffer);
   // Copied: the file buffer need not be aligned for the element type.
@@ -203,12 +230,14 @@ function column<T extends Int32Array | Uint32Array | Uint16Array>(bytes: Buffer,
  * NgramFormatError when the file is damaged, from a newer version, or built for another vocabulary.
  */
 export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | null {
-  const fail = (problem: string, remedy = REBUILD) => new NgramFormatError(`invalid n-gram at ${dir}: ${problem}; ${remedy}`);
+  const fail = (problem: string, remedy = REBUILD) =>
+    new NgramFormatError(`invalid n-gram at ${dir}: ${problem}; ${remedy}`);
   const file = readNgramFile(dir, fail);
   if (file === null) return null;
   const { header, payload } = file;
   const n = header.nodeCount;
-  if (crypto.createHash('sha256').update(payload).digest('hex') !== header.payloadSha256) throw fail(`${NGRAM_FILE} is corrupt: its contents do not match their checksum`);
+  if (crypto.createHash('sha256').update(payload).digest('hex') !== header.payloadSha256)
+    throw fail(`${NGRAM_FILE} is corrupt: its contents do not match their checksum`);
   if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary)) {
     throw new NgramFormatError(
       `n-gram at ${dir} was built for a different vocabulary (${header.vocabSize} characters) than the model's (${vocabulary.size}); ${REBUILD} so that both come from the same notes`,
@@ -231,7 +260,8 @@ export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | nul
   try {
     return NgramModel.fromArrays(arrays);
   } catch (err) {
-    if (err instanceof RangeError) throw fail(`its node table is inconsistent (${err.message.replace(/^ngram: /, '')})`);
+    if (err instanceof RangeError)
+      throw fail(`its node table is inconsistent (${err.message.replace(/^ngram: /, '')})`);
     throw err;
   }
 }

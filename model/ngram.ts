@@ -239,7 +239,15 @@ export class NgramModel {
 
   /** Bytes held by the typed arrays (what the model costs in RSS, give or take the scratch). */
   memoryBytes(): number {
-    return this.parent.byteLength + this.symbol.byteLength + this.count.byteLength + this.firstChild.byteLength + this.nextSibling.byteLength + this.index.byteLength + this.scratch.byteLength;
+    return (
+      this.parent.byteLength +
+      this.symbol.byteLength +
+      this.count.byteLength +
+      this.firstChild.byteLength +
+      this.nextSibling.byteLength +
+      this.index.byteLength +
+      this.scratch.byteLength
+    );
   }
 
   stats(): NgramStats {
@@ -440,16 +448,20 @@ export class NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
     const n = a.nodeCount;
     checkInteger('nodeCount', n, 1, a.maxNodes);
-    if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n) throw new RangeError('ngram: array lengths differ from nodeCount');
-    if (a.countOfCounts.length !== model.countOfCounts.length) throw new RangeError('ngram: countOfCounts has the wrong length');
-    for (const v of a.countOfCounts) if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
+    if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n)
+      throw new RangeError('ngram: array lengths differ from nodeCount');
+    if (a.countOfCounts.length !== model.countOfCounts.length)
+      throw new RangeError('ngram: countOfCounts has the wrong length');
+    for (const v of a.countOfCounts)
+      if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
     if (a.parent[ROOT] !== EMPTY) throw new RangeError('ngram: node 0 must be the root');
     const depth = new Uint8Array(n);
     // Siblings are adjacent, so a symbol seen twice under the current parent is a duplicate n-gram.
     const lastParent = new Int32Array(a.vocabSize).fill(EMPTY);
     for (let i = 1; i < n; i++) {
       const p = a.parent[i];
-      if (!(p >= 0 && p < i && p >= a.parent[i - 1])) throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
+      if (!(p >= 0 && p < i && p >= a.parent[i - 1]))
+        throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
       depth[i] = depth[p] + 1;
       const sym = a.symbol[i];
       if (sym < a.vocabSize) {
@@ -590,7 +602,8 @@ export class NgramModel {
   private markKept(keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
     let kept = 0;
     for (let i = 0; i < this.nodeCount; i++) {
-      const drop = i !== ROOT && (keep[this.parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
+      const drop =
+        i !== ROOT && (keep[this.parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
       keep[i] = drop ? EMPTY : 0;
       if (!drop) kept++;
     }
@@ -651,7 +664,9 @@ export class NgramModel {
       const [n1, n2, n3, n4] = [coc[level * 5 + 1], coc[level * 5 + 2], coc[level * 5 + 3], coc[level * 5 + 4]];
       const estimable = Math.min(n1, n2, n3, n4) >= MIN_COUNT_OF_COUNTS;
       const y = estimable ? n1 / (n1 + 2 * n2) : 0;
-      const raw = estimable ? [1 - (2 * y * n2) / n1, 2 - (3 * y * n3) / n2, 3 - (4 * y * n4) / n3] : FALLBACK_DISCOUNTS;
+      const raw = estimable
+        ? [1 - (2 * y * n2) / n1, 2 - (3 * y * n3) / n2, 3 - (4 * y * n4) / n3]
+        : FALLBACK_DISCOUNTS;
       // Each discount must leave its count positive and remove something, or a context could
       // give all its mass away or none of it.
       for (let c = 0; c < 3; c++) {

@@ -45,11 +45,12 @@ export class LstmPredictor implements Predictor {
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
     const { layers, hidden: H, vocabSize: V } = this.model.config;
     const B = states.length;
-    const pack = (part: number) => Array.from({ length: layers }, (_, l) => {
-      const buffer = new Float32Array(B * H);
-      for (let b = 0; b < B; b++) buffer.set(states[b].subarray((2 * l + part) * H, (2 * l + part + 1) * H), b * H);
-      return tf.tensor2d(buffer, [B, H]);
-    });
+    const pack = (part: number) =>
+      Array.from({ length: layers }, (_, l) => {
+        const buffer = new Float32Array(B * H);
+        for (let b = 0; b < B; b++) buffer.set(states[b].subarray((2 * l + part) * H, (2 * l + part + 1) * H), b * H);
+        return tf.tensor2d(buffer, [B, H]);
+      });
     const input: LstmState = { h: pack(0), c: pack(1) };
     // Logits and every new state in one tensor, so a GPU pays for one read back per step, not 2L+1.
     const packed = tf.tidy(() => {

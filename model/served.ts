@@ -1,4 +1,5 @@
-// The model a language server serves from a model directory: the LSTM and, where the directory has them, the notes' n-gram (plus what was learnt from saved notes) and the gate that mixes them.
+// The model a language server serves from a model directory: the LSTM and, where the directory has them, the notes'
+// n-gram (plus what was learnt from saved notes) and the gate that mixes them.
 import { loadModel, SavedModel } from './format';
 import { LearnedFormatError, LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
@@ -58,7 +59,9 @@ export function loadServedModel(dir: string): ServedModel {
   } else if (notes) {
     warnings.push(`the model in ${dir} has an n-gram but no gate to mix it with; the LSTM serves alone`);
   } else if (saved.metadata.mixer !== undefined && warnings.length === 0) {
-    warnings.push(`the model in ${dir} was saved with an n-gram, but its file is missing; the LSTM serves alone until you retrain`);
+    warnings.push(
+      `the model in ${dir} was saved with an n-gram, but its file is missing; the LSTM serves alone until you retrain`,
+    );
   }
   return { saved, lstm, mixture, learned, lstmTrained, warnings, dispose: () => lstm.dispose() };
 }

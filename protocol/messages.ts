@@ -1,4 +1,5 @@
-// The custom messages between the extension and the language server, typed once for the client, the server and the tests.
+// The custom messages between the extension and the language server, typed once for the client, the server and the
+// tests.
 import { NotificationType, RequestType0 } from 'vscode-languageserver-protocol';
 
 /** What the status bar shows; sent by the server after every change of model, backend or latency. */

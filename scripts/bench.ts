@@ -5,10 +5,25 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { activeLayerKernel, useLayerKernel } from '../backends/layer-kernel';
-import { BACKEND_CHOICES, BackendChoice, BackendSelection, BackendUnavailableError, selectSequenceBackend, useReferenceCpuBackend } from '../backends/select';
+import {
+  BACKEND_CHOICES,
+  BackendChoice,
+  BackendSelection,
+  BackendUnavailableError,
+  selectSequenceBackend,
+  useReferenceCpuBackend,
+} from '../backends/select';
 import { loadModel, readModelConfig, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
-import { CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState } from '../model/network';
+import {
+  CharLstm,
+  disposeState,
+  initialParameters,
+  LstmState,
+  parametersFromWeights,
+  readWeights,
+  zeroState,
+} from '../model/network';
 import { Adam } from '../training/optimizer';
 import { trainingProbe } from '../training/train';
 import { Vocabulary } from '../model/vocab';
@@ -33,22 +48,42 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parse(process.argv.slice(2), {
-    json: { type: 'boolean' }, backend: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' },
-    layers: { type: 'string' }, hidden: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'no-server': { type: 'boolean' }, keystrokes: { type: 'string' },
-  }, USAGE);
+  const { values } = parse(
+    process.argv.slice(2),
+    {
+      json: { type: 'boolean' },
+      backend: { type: 'string' },
+      steps: { type: 'string' },
+      model: { type: 'string' },
+      layers: { type: 'string' },
+      hidden: { type: 'string' },
+      batch: { type: 'string' },
+      seq: { type: 'string' },
+      'no-server': { type: 'boolean' },
+      keystrokes: { type: 'string' },
+    },
+    USAGE,
+  );
   const backendChoice = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backendChoice)) throw new UsageError(USAGE);
-  const flag = (name: string, fallback: number, max: number) => numberFlag(values[name] as string | undefined, name, 1, max, true, USAGE) ?? fallback;
+  const flag = (name: string, fallback: number, max: number) =>
+    numberFlag(values[name] as string | undefined, name, 1, max, true, USAGE) ?? fallback;
   const trainSteps = flag('steps', 6, 1000);
   const batchSize = flag('batch', 64, 4096);
   const seq = flag('seq', 64, 1024);
   const keystrokes = flag('keystrokes', 1000, 10_000);
-  const say = (line: string) => { if (!values.json) process.stdout.write(line + '\n'); };
+  const say = (line: string) => {
+    if (!values.json) process.stdout.write(line + '\n');
+  };
 
   // The tiny-shakespeare vocabulary size, so figures compare with the notes' measurements.
   const vocabulary = Vocabulary.fromText(String.fromCharCode(...Array.from({ length: 64 }, (_, i) => 32 + i)), 65);
-  const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 64, hidden: flag('hidden', 256, 4096), layers: flag('layers', 2, 8) };
+  const config: NetworkConfig = {
+    vocabSize: vocabulary.size,
+    embed: 64,
+    hidden: flag('hidden', 256, 4096),
+    layers: flag('layers', 2, 8),
+  };
   const size = `${config.layers}×${config.hidden}`;
   const backend = await selectSequenceBackend(backendChoice, trainingProbe(config, batchSize, seq));
   say(`backend: ${backend.name} (${backend.reason})`);
@@ -73,11 +108,16 @@ async function main(): Promise<void> {
   disposeState(state);
   optimizer.dispose();
   const trainCharsPerSecond = (batchSize * seq) / (median(stepTimes) / 1000);
-  say(`train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`);
+  say(
+    `train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`,
+  );
 
-  const products = backend.name === 'wasm' && activeLayerKernel() ? matmulRates(batchSize * seq, config.hidden) : undefined;
+  const products =
+    backend.name === 'wasm' && activeLayerKernel() ? matmulRates(batchSize * seq, config.hidden) : undefined;
   if (products) {
-    say(`matmul [${batchSize * seq}×${config.hidden}]·[${config.hidden}×${4 * config.hidden}] and its two gradients: whole-layer kernel ${products.kernel.map((r) => r.toFixed(0)).join(' / ')} vs XNNPACK ${products.xnnpack.map((r) => r.toFixed(0)).join(' / ')} GFLOP/s`);
+    say(
+      `matmul [${batchSize * seq}×${config.hidden}]·[${config.hidden}×${4 * config.hidden}] and its two gradients: whole-layer kernel ${products.kernel.map((r) => r.toFixed(0)).join(' / ')} vs XNNPACK ${products.xnnpack.map((r) => r.toFixed(0)).join(' / ')} GFLOP/s`,
+    );
   }
 
   // One inference step at batch 1 and 8, read back as the server reads it.
@@ -102,8 +142,12 @@ async function main(): Promise<void> {
 
   const agreement = backend.gpu ? await compareWithCpu(model, backend) : undefined;
   if (agreement) {
-    say(`logits on ${backend.name} vs ${agreement.reference}, 64 steps of a random walk at batch 8: max abs difference ${agreement.logits.maxAbsDiff.toExponential(2)} (logits up to ${agreement.logits.maxAbs.toFixed(2)})`);
-    say(`gradients of one training step (batch 8, seq 16) on ${backend.name} vs ${agreement.reference}: max abs difference ${agreement.gradients.maxAbsDiff.toExponential(2)} (gradients up to ${agreement.gradients.maxAbs.toExponential(2)}; largest in ${[...model.params.keys()][agreement.gradients.worst]})`);
+    say(
+      `logits on ${backend.name} vs ${agreement.reference}, 64 steps of a random walk at batch 8: max abs difference ${agreement.logits.maxAbsDiff.toExponential(2)} (logits up to ${agreement.logits.maxAbs.toFixed(2)})`,
+    );
+    say(
+      `gradients of one training step (batch 8, seq 16) on ${backend.name} vs ${agreement.reference}: max abs difference ${agreement.gradients.maxAbsDiff.toExponential(2)} (gradients up to ${agreement.gradients.maxAbs.toExponential(2)}; largest in ${[...model.params.keys()][agreement.gradients.worst]})`,
+    );
   }
 
   // Model load, then per-keystroke latency through the real server.
@@ -111,8 +155,19 @@ async function main(): Promise<void> {
   let server: ServerFigures | undefined;
   try {
     saveModel(dir, {
-      config, vocabulary, weights: await readWeights(params),
-      metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: 0, seconds: 0, backend: backend.name },
+      config,
+      vocabulary,
+      weights: await readWeights(params),
+      metadata: {
+        createdAt: new Date().toISOString(),
+        hyperparameters: {},
+        corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
+        validation: null,
+        trainedChars: 0,
+        steps: 0,
+        seconds: 0,
+        backend: backend.name,
+      },
     });
     const loads: number[] = [];
     for (let k = 0; k < 5; k++) {
@@ -126,24 +181,48 @@ async function main(): Promise<void> {
     say(`model load: ${median(loads).toFixed(1)} ms`);
     if (!values['no-server']) {
       const trained = typeof values.model === 'string' ? resolve(values.model) : defaultModelDir();
-      const useTrained = existsSync(join(trained, 'model.json')) && (typeof values.model === 'string' || sameSize(readModelConfig(trained), config));
-      say(`server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${keystrokes} keystrokes, beam width 4, maxChars 32…`);
+      const useTrained =
+        existsSync(join(trained, 'model.json')) &&
+        (typeof values.model === 'string' || sameSize(readModelConfig(trained), config));
+      say(
+        `server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${keystrokes} keystrokes, beam width 4, maxChars 32…`,
+      );
       server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes);
       say(`server backend: ${server.backendLine}`);
-      say(`server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`);
+      say(
+        `server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 
   if (values.json) {
-    process.stdout.write(JSON.stringify({
-      backend: backend.name, gpu: backend.gpu, model: size, batch: batchSize, seq, train_chars_per_s: Math.round(trainCharsPerSecond),
-      matmul_gflops: products ? { kernel: products.kernel.map(Math.round), xnnpack: products.xnnpack.map(Math.round) } : null,
-      step_us_batch1: Math.round(stepMicros.batch1), step_us_batch8: Math.round(stepMicros.batch8), model_load_ms: Math.round(stepMicros.loadMs * 10) / 10,
-      logits_max_abs_diff_vs_cpu: agreement?.logits.maxAbsDiff ?? null, gradients_max_abs_diff_vs_cpu: agreement?.gradients.maxAbsDiff ?? null,
-      server: server ? { backend: server.backend, latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) }, rss_mb: Math.round(server.rssBytes / 1048576) } : null,
-    }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        backend: backend.name,
+        gpu: backend.gpu,
+        model: size,
+        batch: batchSize,
+        seq,
+        train_chars_per_s: Math.round(trainCharsPerSecond),
+        matmul_gflops: products
+          ? { kernel: products.kernel.map(Math.round), xnnpack: products.xnnpack.map(Math.round) }
+          : null,
+        step_us_batch1: Math.round(stepMicros.batch1),
+        step_us_batch8: Math.round(stepMicros.batch8),
+        model_load_ms: Math.round(stepMicros.loadMs * 10) / 10,
+        logits_max_abs_diff_vs_cpu: agreement?.logits.maxAbsDiff ?? null,
+        gradients_max_abs_diff_vs_cpu: agreement?.gradients.maxAbsDiff ?? null,
+        server: server
+          ? {
+              backend: server.backend,
+              latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) },
+              rss_mb: Math.round(server.rssBytes / 1048576),
+            }
+          : null,
+      }) + '\n',
+    );
   }
 }
 
@@ -151,18 +230,24 @@ function sameSize(a: NetworkConfig, b: NetworkConfig): boolean {
   return a.layers === b.layers && a.hidden === b.hidden;
 }
 
-interface Difference { maxAbsDiff: number; maxAbs: number; worst: number }
+interface Difference {
+  maxAbsDiff: number;
+  maxAbs: number;
+  worst: number;
+}
 
 /** The largest absolute difference over arrays of values, and which array has it. */
 function difference(actual: Float32Array[], expected: Float32Array[]): Difference {
   let maxAbsDiff = 0;
   let maxAbs = 0;
   let worst = 0;
-  expected.forEach((values, k) => values.forEach((x, i) => {
-    const diff = Math.abs(actual[k][i] - x);
-    if (diff > maxAbsDiff) [maxAbsDiff, worst] = [diff, k];
-    maxAbs = Math.max(maxAbs, Math.abs(x));
-  }));
+  expected.forEach((values, k) =>
+    values.forEach((x, i) => {
+      const diff = Math.abs(actual[k][i] - x);
+      if (diff > maxAbsDiff) [maxAbsDiff, worst] = [diff, k];
+      maxAbs = Math.max(maxAbs, Math.abs(x));
+    }),
+  );
   return { maxAbsDiff, maxAbs, worst };
 }
 
@@ -171,7 +256,10 @@ function difference(actual: Float32Array[], expected: Float32Array[]): Differenc
  * walk (each step's state feeding the next, so drift would show), and the gradients of one
  * training step, which exercise the backward kernels.
  */
-async function compareWithCpu(model: CharLstm, backend: BackendSelection): Promise<{ reference: string; logits: Difference; gradients: Difference }> {
+async function compareWithCpu(
+  model: CharLstm,
+  backend: BackendSelection,
+): Promise<{ reference: string; logits: Difference; gradients: Difference }> {
   const weights = await readWeights(model.params);
   const run = async () => {
     const copy = new CharLstm(model.config, parametersFromWeights(model.config, weights));
@@ -186,8 +274,18 @@ async function compareWithCpu(model: CharLstm, backend: BackendSelection): Promi
       state = step.state;
     }
     const ids = Int32Array.from({ length: 8 * 16 }, (_, i) => 1 + ((i * 7919) % (model.config.vocabSize - 1)));
-    const result = await copy.trainStep(ids, ids.map((id) => 1 + (id % (model.config.vocabSize - 1))), 8, 16, state, 0, 1);
-    const gradients = await Promise.all([...copy.params.keys()].map((name) => result.gradients.get(name)!.data() as Promise<Float32Array>));
+    const result = await copy.trainStep(
+      ids,
+      ids.map((id) => 1 + (id % (model.config.vocabSize - 1))),
+      8,
+      16,
+      state,
+      0,
+      1,
+    );
+    const gradients = await Promise.all(
+      [...copy.params.keys()].map((name) => result.gradients.get(name)!.data() as Promise<Float32Array>),
+    );
     tf.dispose([...result.gradients.values()]);
     disposeState(result.state);
     disposeState(state);
@@ -198,7 +296,11 @@ async function compareWithCpu(model: CharLstm, backend: BackendSelection): Promi
   const reference = await useReferenceCpuBackend();
   const onCpu = await run();
   await tf.setBackend(backend.name);
-  return { reference, logits: difference(onGpu.logits, onCpu.logits), gradients: difference(onGpu.gradients, onCpu.gradients) };
+  return {
+    reference,
+    logits: difference(onGpu.logits, onCpu.logits),
+    gradients: difference(onGpu.gradients, onCpu.gradients),
+  };
 }
 
 /**
@@ -210,7 +312,11 @@ function matmulRates(rows: number, hidden: number): { kernel: number[]; xnnpack:
   const x = tf.randomUniform([rows, hidden], -1, 1, 'float32', 1) as tf.Tensor2D;
   const w = tf.randomUniform([hidden, 4 * hidden], -1, 1, 'float32', 2) as tf.Tensor2D;
   const dZ = tf.randomUniform([rows, 4 * hidden], -1, 1, 'float32', 3) as tf.Tensor2D;
-  const products: Array<() => tf.Tensor> = [() => tf.matMul(x, w), () => tf.matMul(x, dZ, true, false), () => tf.matMul(dZ, w, false, true)];
+  const products: Array<() => tf.Tensor> = [
+    () => tf.matMul(x, w),
+    () => tf.matMul(x, dZ, true, false),
+    () => tf.matMul(dZ, w, false, true),
+  ];
   const gflops = (2 * rows * hidden * 4 * hidden) / 1e9;
   const rate = (product: () => tf.Tensor) => {
     let best = Infinity;
@@ -231,12 +337,21 @@ function matmulRates(rows: number, hidden: number): { kernel: number[]; xnnpack:
   return rates;
 }
 
-interface ServerFigures { p50: number; p95: number; p99: number; rssBytes: number; backend: string; backendLine: string }
+interface ServerFigures {
+  p50: number;
+  p95: number;
+  p99: number;
+  rssBytes: number;
+  backend: string;
+  backendLine: string;
+}
 
 /** Opens a 50 KB document in the real server and types at its end, asking for a completion before every key. */
 async function serverLatency(modelDir: string, backend: BackendChoice, keystrokes: number): Promise<ServerFigures> {
   const root = join(__dirname, '..');
-  const corpus = loadCorpus(defaultCorpusPaths(root)).documents.map((d) => d.text).join('\n\n');
+  const corpus = loadCorpus(defaultCorpusPaths(root))
+    .documents.map((d) => d.text)
+    .join('\n\n');
   let text = corpus;
   while (text.length < SERVER_DOCUMENT_CHARS) text += '\n\n' + corpus;
   text = text.slice(0, SERVER_DOCUMENT_CHARS);
@@ -249,7 +364,14 @@ async function serverLatency(modelDir: string, backend: BackendChoice, keystroke
     await session.open(uri, existing);
     const result = await replayTypist(session, uri, existing, text.slice(existing.length));
     const status = session.statuses[session.statuses.length - 1];
-    return { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99), rssBytes: session.rss(), backend: String(status?.backend ?? 'unknown'), backendLine: session.logs.find((line) => line.startsWith('Backend: ')) ?? 'unknown' };
+    return {
+      p50: percentile(result.latenciesMs, 50),
+      p95: percentile(result.latenciesMs, 95),
+      p99: percentile(result.latenciesMs, 99),
+      rssBytes: session.rss(),
+      backend: String(status?.backend ?? 'unknown'),
+      backendLine: session.logs.find((line) => line.startsWith('Backend: ')) ?? 'unknown',
+    };
   } finally {
     await session.shutdown();
   }

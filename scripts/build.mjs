@@ -42,7 +42,14 @@ await build({
   logLevel: 'warning',
   // Native TensorFlow bindings are optional and loaded at run time when present; vscode is
   // provided by the editor; the test drivers stay in node_modules.
-  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'webgpu', 'vscode', 'playwright-core', '@vscode/test-electron'],
+  external: [
+    '@tensorflow/tfjs-node',
+    '@tensorflow/tfjs-node-gpu',
+    'webgpu',
+    'vscode',
+    'playwright-core',
+    '@vscode/test-electron',
+  ],
 });
 
 // Dawn's binding for this platform, when the optional webgpu package installed, so the bundle (and
@@ -65,11 +72,29 @@ for (const file of readdirSync(wasmOut)) {
 // for runtimes that have it, and with plain SIMD for the rest (backends/layer-kernel.ts). The
 // memory limits must match LAYER_KERNEL_INITIAL_PAGES and LAYER_KERNEL_MAX_PAGES there.
 const kernelSource = 'backends/assembly/lstm-layer.ts';
-for (const [name, features] of [['lstm-layer.relaxed.wasm', ['--enable', 'relaxed-simd']], ['lstm-layer.simd.wasm', []]]) {
+for (const [name, features] of [
+  ['lstm-layer.relaxed.wasm', ['--enable', 'relaxed-simd']],
+  ['lstm-layer.simd.wasm', []],
+]) {
   const { error, stderr } = await asc.main([
-    join(root, kernelSource), '-o', join(dist, name), '-O3', '--runtime', 'stub', '--noAssert',
-    '--enable', 'simd', '--enable', 'threads', ...features,
-    '--importMemory', '--sharedMemory', '--initialMemory', '32', '--maximumMemory', '32768',
+    join(root, kernelSource),
+    '-o',
+    join(dist, name),
+    '-O3',
+    '--runtime',
+    'stub',
+    '--noAssert',
+    '--enable',
+    'simd',
+    '--enable',
+    'threads',
+    ...features,
+    '--importMemory',
+    '--sharedMemory',
+    '--initialMemory',
+    '32',
+    '--maximumMemory',
+    '32768',
   ]);
   if (error) {
     console.error(stderr.toString());

@@ -19,7 +19,12 @@ function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const name = /^--([^=]+)$/.exec(args[i])?.[1];
-    if (name !== undefined && options[name]?.type === 'string' && i + 1 < args.length && /^-(\d|\.\d|Infinity)/.test(args[i + 1])) {
+    if (
+      name !== undefined &&
+      options[name]?.type === 'string' &&
+      i + 1 < args.length &&
+      /^-(\d|\.\d|Infinity)/.test(args[i + 1])
+    ) {
       out.push(`${args[i]}=${args[++i]}`);
     } else {
       out.push(args[i]);
@@ -29,11 +34,20 @@ function joinNegativeValues(args: string[], options: NonNullable<ParseArgsConfig
 }
 
 /** Reads a numeric flag, rejecting anything outside [min, max] (and non-integers where asked). */
-export function numberFlag(value: string | undefined, name: string, min: number, max: number, integer: boolean, usage: string): number | undefined {
+export function numberFlag(
+  value: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+  integer: boolean,
+  usage: string,
+): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-    throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"\n\n${usage}`);
+    throw new UsageError(
+      `--${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got "${value}"\n\n${usage}`,
+    );
   }
   return n;
 }
@@ -44,7 +58,9 @@ export function runMain(main: () => Promise<void | number>, inputErrors: Array<n
     (code) => process.exit(code ?? 0),
     (error: unknown) => {
       const isInput = error instanceof UsageError || inputErrors.some((kind) => error instanceof kind);
-      process.stderr.write(`error: ${error instanceof Error ? (isInput ? error.message : error.stack) : String(error)}\n`);
+      process.stderr.write(
+        `error: ${error instanceof Error ? (isInput ? error.message : error.stack) : String(error)}\n`,
+      );
       process.exit(isInput ? 2 : 1);
     },
   );

@@ -21,10 +21,22 @@ PATH              held-out text files or folders
 --trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
 
 async function main(): Promise<void> {
-  const { values, positionals } = parse(process.argv.slice(2), {
-    model: { type: 'string' }, json: { type: 'boolean' }, tail: { type: 'string' }, chars: { type: 'string' },
-    'beam-width': { type: 'string' }, 'max-chars': { type: 'string' }, 'min-confidence': { type: 'string' }, 'stop-at': { type: 'string' }, 'no-bpc': { type: 'boolean' }, trace: { type: 'string' },
-  }, USAGE);
+  const { values, positionals } = parse(
+    process.argv.slice(2),
+    {
+      model: { type: 'string' },
+      json: { type: 'boolean' },
+      tail: { type: 'string' },
+      chars: { type: 'string' },
+      'beam-width': { type: 'string' },
+      'max-chars': { type: 'string' },
+      'min-confidence': { type: 'string' },
+      'stop-at': { type: 'string' },
+      'no-bpc': { type: 'boolean' },
+      trace: { type: 'string' },
+    },
+    USAGE,
+  );
   if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
   const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
   const maxReplay = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
@@ -36,7 +48,8 @@ async function main(): Promise<void> {
   const maxChars = optionFlag('max-chars', 'maxChars');
   const minConfidence = optionFlag('min-confidence', 'minConfidence');
   const stopAt = values['stop-at'] as string | undefined;
-  if (stopAt !== undefined && !(STOP_ATS as readonly string[]).includes(stopAt)) throw new UsageError(`--stop-at must be one of ${STOP_ATS.join(', ')}\n${USAGE}`);
+  if (stopAt !== undefined && !(STOP_ATS as readonly string[]).includes(stopAt))
+    throw new UsageError(`--stop-at must be one of ${STOP_ATS.join(', ')}\n${USAGE}`);
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
@@ -48,10 +61,12 @@ async function main(): Promise<void> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const text = corpus.documents.map((d) => {
-    const points = [...d.text];
-    return points.slice(Math.floor(points.length * (1 - tail))).join('');
-  }).join('\n\n');
+  const text = corpus.documents
+    .map((d) => {
+      const points = [...d.text];
+      return points.slice(Math.floor(points.length * (1 - tail))).join('');
+    })
+    .join('\n\n');
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
 
   // Bits per char, in process: the model as served (the mixture with its saved gate) and its parts.
@@ -78,7 +93,9 @@ async function main(): Promise<void> {
     }
     served.dispose();
     const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
-    say(`bits per char: ${figure(nats)} over ${scores.covered.toLocaleString('en-US')} chars${parts.ngram === null ? '' : `; LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`);
+    say(
+      `bits per char: ${figure(nats)} over ${scores.covered.toLocaleString('en-US')} chars${parts.ngram === null ? '' : `; LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
+    );
   }
 
   // Keystroke savings and latency through the real server.
@@ -94,25 +111,54 @@ async function main(): Promise<void> {
   await session.open(uri, '');
   const started = performance.now();
   const trace = typeof values.trace === 'string' ? openSync(values.trace, 'w') : undefined;
-  const result = await replayTypist(session, uri, '', replayText, (done) => {
-    if (!values.json) process.stdout.write(`\r  replaying: ${done.toLocaleString('en-US')} / ${replayText.length.toLocaleString('en-US')} chars`);
-  }, trace === undefined ? undefined : (position, suggestion, accepted) => {
-    writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
-  });
+  const result = await replayTypist(
+    session,
+    uri,
+    '',
+    replayText,
+    (done) => {
+      if (!values.json)
+        process.stdout.write(
+          `\r  replaying: ${done.toLocaleString('en-US')} / ${replayText.length.toLocaleString('en-US')} chars`,
+        );
+    },
+    trace === undefined
+      ? undefined
+      : (position, suggestion, accepted) => {
+          writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
+        },
+  );
   if (trace !== undefined) closeSync(trace);
   if (!values.json) process.stdout.write('\r\x1b[2K');
   await session.shutdown();
   const ksr = 1 - result.keystrokes / result.chars;
-  const latency = { p50: percentile(result.latenciesMs, 50), p95: percentile(result.latenciesMs, 95), p99: percentile(result.latenciesMs, 99) };
-  say(`keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted of ${result.shown.toLocaleString('en-US')} shown, ${(100 * result.accepted / Math.max(1, result.shown)).toFixed(1)}%) in ${Math.round((performance.now() - started) / 1000)} s`);
-  say(`request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`);
+  const latency = {
+    p50: percentile(result.latenciesMs, 50),
+    p95: percentile(result.latenciesMs, 95),
+    p99: percentile(result.latenciesMs, 99),
+  };
+  say(
+    `keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted of ${result.shown.toLocaleString('en-US')} shown, ${((100 * result.accepted) / Math.max(1, result.shown)).toFixed(1)}%) in ${Math.round((performance.now() - started) / 1000)} s`,
+  );
+  say(
+    `request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`,
+  );
   if (values.json) {
     const round = (x: number) => Math.round(x * 1000) / 1000;
-    process.stdout.write(JSON.stringify({
-      bpc: nats === undefined ? null : round(nats / Math.LN2), nats: nats === undefined ? null : round(nats),
-      lstm_nats: parts ? round(parts.lstm) : null, ngram_nats: parts?.ngram == null ? null : round(parts.ngram), ksr: round(ksr), latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) }, chars: result.chars,
-      shown: result.shown, accepted: result.accepted, precision: round(result.accepted / Math.max(1, result.shown)),
-    }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        bpc: nats === undefined ? null : round(nats / Math.LN2),
+        nats: nats === undefined ? null : round(nats),
+        lstm_nats: parts ? round(parts.lstm) : null,
+        ngram_nats: parts?.ngram == null ? null : round(parts.ngram),
+        ksr: round(ksr),
+        latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) },
+        chars: result.chars,
+        shown: result.shown,
+        accepted: result.accepted,
+        precision: round(result.accepted / Math.max(1, result.shown)),
+      }) + '\n',
+    );
   }
 }
 

@@ -12,16 +12,30 @@ const USAGE = `usage: node dist/ngram-eval.js FILE... [--order N] [--max-nodes N
 --save DIR          also save, load and time the model in DIR`;
 
 async function main(): Promise<void> {
-  const { values, positionals: files } = parse(process.argv.slice(2), {
-    order: { type: 'string' }, 'max-nodes': { type: 'string' }, split: { type: 'string' }, vocab: { type: 'string' },
-    'discount-scale': { type: 'string' }, tune: { type: 'boolean' }, save: { type: 'string' },
-  }, USAGE);
+  const { values, positionals: files } = parse(
+    process.argv.slice(2),
+    {
+      order: { type: 'string' },
+      'max-nodes': { type: 'string' },
+      split: { type: 'string' },
+      vocab: { type: 'string' },
+      'discount-scale': { type: 'string' },
+      tune: { type: 'boolean' },
+      save: { type: 'string' },
+    },
+    USAGE,
+  );
   if (files.length === 0) throw new UsageError(USAGE);
-  const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
+  const flag = (name: string, min: number, max: number, integer: boolean) =>
+    numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
   const flags = {
-    split: flag('split', 0.01, 0.99, false), vocab: flag('vocab', 2, 65535, true), order: flag('order', 1, NGRAM_MAX_ORDER, true),
-    maxNodes: flag('max-nodes', 16, 2 ** 31 - 1, true), discountScale: flag('discount-scale', 0.01, 10, false),
-    tune: values.tune === true, save: values.save as string | undefined,
+    split: flag('split', 0.01, 0.99, false),
+    vocab: flag('vocab', 2, 65535, true),
+    order: flag('order', 1, NGRAM_MAX_ORDER, true),
+    maxNodes: flag('max-nodes', 16, 2 ** 31 - 1, true),
+    discountScale: flag('discount-scale', 0.01, 10, false),
+    tune: values.tune === true,
+    save: values.save as string | undefined,
   };
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
   let cut = Math.floor(text.length * (flags.split ?? 0.9));
@@ -42,9 +56,15 @@ async function main(): Promise<void> {
   const buildMs = performance.now() - t0;
   const buildCpuMs = process.cpuUsage(cpu0).user / 1000;
   const stats = model.stats();
-  console.log(`train ${trainIds.length} chars, held-out ${heldIds.length}, vocabulary ${vocab.size}, order ${model.order}`);
-  console.log(`build ${buildMs.toFixed(0)} ms (${buildCpuMs.toFixed(0)} ms CPU); nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`);
-  console.log(`structure ${(model.memoryBytes() / 2 ** 20).toFixed(1)} MiB; RSS growth ${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(1)} MiB`);
+  console.log(
+    `train ${trainIds.length} chars, held-out ${heldIds.length}, vocabulary ${vocab.size}, order ${model.order}`,
+  );
+  console.log(
+    `build ${buildMs.toFixed(0)} ms (${buildCpuMs.toFixed(0)} ms CPU); nodes ${stats.nodes} (per order ${stats.perOrder.slice(1).join(' ')}); pruned ${stats.pruned} in ${stats.prunes} prunes`,
+  );
+  console.log(
+    `structure ${(model.memoryBytes() / 2 ** 20).toFixed(1)} MiB; RSS growth ${((process.memoryUsage().rss - rss0) / 2 ** 20).toFixed(1)} MiB`,
+  );
 
   let evalIds = heldIds;
   if (flags.tune) {
@@ -54,12 +74,16 @@ async function main(): Promise<void> {
     const before = model.score(evalIds);
     t0 = performance.now();
     const scale = model.tuneDiscountScale(tuneIds);
-    console.log(`tuned discount scale ${scale} on ${tuneIds.length} chars in ${(performance.now() - t0).toFixed(0)} ms; the rest scored ${(before.nats / before.chars).toFixed(4)} nats/char before`);
+    console.log(
+      `tuned discount scale ${scale} on ${tuneIds.length} chars in ${(performance.now() - t0).toFixed(0)} ms; the rest scored ${(before.nats / before.chars).toFixed(4)} nats/char before`,
+    );
   }
   t0 = performance.now();
   const { nats, chars: scored } = model.score(evalIds);
   const scoreMs = performance.now() - t0;
-  console.log(`held-out ${(nats / scored).toFixed(4)} nats/char (${(nats / scored / Math.LN2).toFixed(4)} bits), scored in ${scoreMs.toFixed(0)} ms`);
+  console.log(
+    `held-out ${(nats / scored).toFixed(4)} nats/char (${(nats / scored / Math.LN2).toFixed(4)} bits), scored in ${scoreMs.toFixed(0)} ms`,
+  );
 
   timeDistribution(model, heldIds, 'built');
 
@@ -72,7 +96,9 @@ async function main(): Promise<void> {
     const loadMs = performance.now() - t0;
     const again = loaded.score(heldIds.subarray(0, 10000)).nats === model.score(heldIds.subarray(0, 10000)).nats;
     const size = fs.statSync(`${flags.save}/ngram.bin`).size;
-    console.log(`saved ${(size / 2 ** 20).toFixed(1)} MiB in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms; same scores: ${again}`);
+    console.log(
+      `saved ${(size / 2 ** 20).toFixed(1)} MiB in ${saveMs.toFixed(0)} ms; loaded in ${loadMs.toFixed(0)} ms; same scores: ${again}`,
+    );
     timeDistribution(loaded, heldIds, 'loaded');
   }
 }
@@ -95,7 +121,9 @@ function timeDistribution(model: NgramModel, heldIds: Int32Array, label: string)
     model.distribution(heldIds.subarray(at, at + span), out, confidence);
   }
   const random = ((performance.now() - t0) / calls) * 1000;
-  console.log(`distribution (${label} model) ${consecutive.toFixed(2)} µs/call for consecutive contexts, ${random.toFixed(2)} for random ones (${calls} calls each)`);
+  console.log(
+    `distribution (${label} model) ${consecutive.toFixed(2)} µs/call for consecutive contexts, ${random.toFixed(2)} for random ones (${calls} calls each)`,
+  );
 }
 
 runMain(main, []);

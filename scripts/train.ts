@@ -20,20 +20,39 @@ PATH                files or folders of notes (default: the embedded default cor
 --json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend`;
 
 async function main(): Promise<number> {
-  const { values, positionals } = parse(process.argv.slice(2), {
-    out: { type: 'string' }, minutes: { type: 'string' }, epochs: { type: 'string' }, chars: { type: 'string' },
-    layers: { type: 'string' }, hidden: { type: 'string' }, embed: { type: 'string' }, seq: { type: 'string' },
-    batch: { type: 'string' }, lr: { type: 'string' }, dropout: { type: 'string' }, seed: { type: 'string' },
-    backend: { type: 'string' }, resume: { type: 'boolean' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-  }, USAGE);
+  const { values, positionals } = parse(
+    process.argv.slice(2),
+    {
+      out: { type: 'string' },
+      minutes: { type: 'string' },
+      epochs: { type: 'string' },
+      chars: { type: 'string' },
+      layers: { type: 'string' },
+      hidden: { type: 'string' },
+      embed: { type: 'string' },
+      seq: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      dropout: { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      resume: { type: 'boolean' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    USAGE,
+  );
   if (values.help) {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
-  const flag = (name: string, min: number, max: number, integer: boolean) => numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
-  if ([values.minutes, values.epochs, values.chars].filter((v) => v !== undefined).length > 1) throw new UsageError(`give one of --minutes, --epochs and --chars\n\n${USAGE}`);
+  const flag = (name: string, min: number, max: number, integer: boolean) =>
+    numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
+  if ([values.minutes, values.epochs, values.chars].filter((v) => v !== undefined).length > 1)
+    throw new UsageError(`give one of --minutes, --epochs and --chars\n\n${USAGE}`);
   const backend = (values.backend ?? 'auto') as BackendChoice;
-  if (!BACKEND_CHOICES.includes(backend)) throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"\n\n${USAGE}`);
+  if (!BACKEND_CHOICES.includes(backend))
+    throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"\n\n${USAGE}`);
 
   const json = values.json === true;
   // With --json, stdout carries only the final JSON line; everything for people goes to stderr.
@@ -44,41 +63,68 @@ async function main(): Promise<number> {
     // A second Ctrl-C leaves at once; saves are atomic, so the last saved model stays whole.
     if (++interrupts > 1) process.exit(130);
     bar.clear();
-    say('Interrupted: finishing the step, then exiting with the best checkpoint kept (Ctrl-C again to quit now; the last saved model stays intact).');
+    say(
+      'Interrupted: finishing the step, then exiting with the best checkpoint kept (Ctrl-C again to quit now; the last saved model stays intact).',
+    );
   });
 
-  const result = await train({
-    paths: positionals.map((p) => resolve(String(p))),
-    packageRoot: join(__dirname, '..'),
-    out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
-    minutes: flag('minutes', 0.01, 10_000, false),
-    epochs: flag('epochs', 0.01, 100_000, false),
-    chars: flag('chars', 1, 1e12, true),
-    // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
-    layers: flag('layers', 1, 16, true),
-    hidden: flag('hidden', 1, 8192, true),
-    embed: flag('embed', 1, 8192, true),
-    seq: flag('seq', 1, 100_000, true) ?? D.seq,
-    batch: flag('batch', 1, 100_000, true) ?? D.batch,
-    lr: flag('lr', 1e-7, 1, false) ?? D.lr,
-    dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
-    seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
-    backend,
-    resume: values.resume === true,
-  }, { info: (line) => { bar.clear(); say(line); }, progress: bar.update }, () => interrupts > 0);
+  const result = await train(
+    {
+      paths: positionals.map((p) => resolve(String(p))),
+      packageRoot: join(__dirname, '..'),
+      out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
+      minutes: flag('minutes', 0.01, 10_000, false),
+      epochs: flag('epochs', 0.01, 100_000, false),
+      chars: flag('chars', 1, 1e12, true),
+      // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
+      layers: flag('layers', 1, 16, true),
+      hidden: flag('hidden', 1, 8192, true),
+      embed: flag('embed', 1, 8192, true),
+      seq: flag('seq', 1, 100_000, true) ?? D.seq,
+      batch: flag('batch', 1, 100_000, true) ?? D.batch,
+      lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+      dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
+      seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
+      backend,
+      resume: values.resume === true,
+    },
+    {
+      info: (line) => {
+        bar.clear();
+        say(line);
+      },
+      progress: bar.update,
+    },
+    () => interrupts > 0,
+  );
   bar.clear();
 
-  const bpc = result.validationBpc === null ? 'n/a (validation set too small)' : `${result.validationBpc.toFixed(3)} bits/char (${result.validationNats!.toFixed(3)} nats)`;
-  say(`Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`);
+  const bpc =
+    result.validationBpc === null
+      ? 'n/a (validation set too small)'
+      : `${result.validationBpc.toFixed(3)} bits/char (${result.validationNats!.toFixed(3)} nats)`;
+  say(
+    `Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`,
+  );
   say(`Validation: ${bpc}`);
   say(result.stoppedBy === 'interrupted' ? `Model directory: ${result.model}` : `Model saved to ${result.model}`);
   if (result.sample) say(`\nSample:\n${result.sample}\n`);
   if (json) {
-    process.stdout.write(JSON.stringify({
-      model: result.model, val_bpc: result.validationBpc, val_nats: result.validationNats,
-      lstm_val_nats: result.lstmValidationNats, ngram_val_nats: result.ngramValidationNats, chars_per_s: Math.round(result.charsPerSecond),
-      backend: result.backend, steps: result.steps, trained_chars: result.trainedChars, seconds: Math.round(result.seconds * 10) / 10, stopped_by: result.stoppedBy,
-    }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        model: result.model,
+        val_bpc: result.validationBpc,
+        val_nats: result.validationNats,
+        lstm_val_nats: result.lstmValidationNats,
+        ngram_val_nats: result.ngramValidationNats,
+        chars_per_s: Math.round(result.charsPerSecond),
+        backend: result.backend,
+        steps: result.steps,
+        trained_chars: result.trainedChars,
+        seconds: Math.round(result.seconds * 10) / 10,
+        stopped_by: result.stoppedBy,
+      }) + '\n',
+    );
   }
   // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
   return result.stoppedBy === 'interrupted' ? 130 : 0;
@@ -96,7 +142,9 @@ function progressPrinter(stream: NodeJS.WriteStream) {
       if (tty) {
         const width = 24;
         const filled = Math.round(p.fraction * width);
-        stream.write(`\r\x1b[2K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}%  ${describe(p)}`);
+        stream.write(
+          `\r\x1b[2K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(p.fraction * 100)).padStart(3)}%  ${describe(p)}`,
+        );
         drawn = true;
       } else if (performance.now() - lastPlain > 10_000) {
         lastPlain = performance.now();
@@ -113,7 +161,9 @@ function progressPrinter(stream: NodeJS.WriteStream) {
 function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '–';
   const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`
+    : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
 runMain(main, [TrainInputError, BackendUnavailableError]);

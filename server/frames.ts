@@ -42,7 +42,9 @@ export class FrameFilter extends Transform {
       const end = this.header.indexOf(HEADER_END);
       const length = contentLength(this.header.subarray(0, end).toString('latin1'));
       if (length === undefined || length > MAX_BODY_BYTES) {
-        this.skip(length === undefined ? 'a header without a valid Content-Length' : `a Content-Length of ${length} bytes`);
+        this.skip(
+          length === undefined ? 'a header without a valid Content-Length' : `a Content-Length of ${length} bytes`,
+        );
         data = this.header;
         this.header = Buffer.alloc(0);
         continue;

@@ -1,4 +1,5 @@
-// The language server's entry point: binds every LSP handler to one server object. Start it with `node dist/server.js --stdio` (or --node-ipc, as the VS Code client does).
+// The language server's entry point: binds every LSP handler to one server object. Start it with `node dist/server.js
+// --stdio` (or --node-ipc, as the VS Code client does).
 import { createConnection, ProposedFeatures, TextDocuments } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { ReloadModelRequest } from '../protocol/messages';
@@ -13,12 +14,17 @@ process.env.CHAR_COMPLETE_WASM_THREADS ??= '1';
 // Over stdio, input goes through a filter that drops malformed frames instead of going deaf.
 const stdio = process.argv.includes('--stdio');
 const connection = stdio
-  ? createConnection(ProposedFeatures.all, process.stdin.pipe(new FrameFilter((problem) => process.stderr.write(`${problem}\n`))), process.stdout)
+  ? createConnection(
+      ProposedFeatures.all,
+      process.stdin.pipe(new FrameFilter((problem) => process.stderr.write(`${problem}\n`))),
+      process.stdout,
+    )
   : createConnection(ProposedFeatures.all);
 if (stdio) {
   // What createConnection does itself when it opens stdio: stdout carries the protocol, so nothing
   // a library logs may be written there.
-  for (const level of ['log', 'info', 'debug'] as const) console[level] = (...args: unknown[]) => void process.stderr.write(`${format(...args)}\n`);
+  for (const level of ['log', 'info', 'debug'] as const)
+    console[level] = (...args: unknown[]) => void process.stderr.write(`${format(...args)}\n`);
 }
 const documents = new TextDocuments(TextDocument);
 const server = new CharCompleteServer(connection, documents);

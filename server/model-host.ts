@@ -24,7 +24,10 @@ export class ModelHost {
   /** model.json as it was at the last load attempt, so each new save is loaded once. */
   private loadedFile = '';
 
-  constructor(private readonly log: (message: string) => void, private readonly onChange: (error?: string) => void) {}
+  constructor(
+    private readonly log: (message: string) => void,
+    private readonly onChange: (error?: string) => void,
+  ) {}
 
   /** Points the host at a model directory; loads now and watches for new saves. */
   use(dir: string): void {
@@ -48,7 +51,10 @@ export class ModelHost {
       this.log(`Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms`);
       this.onChange();
     } catch (error) {
-      const message = error instanceof ModelFormatError ? error.message : `could not load the model in ${this.dir}: ${(error as Error).message}`;
+      const message =
+        error instanceof ModelFormatError
+          ? error.message
+          : `could not load the model in ${this.dir}: ${(error as Error).message}`;
       this.log(this.model ? `${message}; still using the previously loaded model` : message);
       this.onChange(message);
     }

@@ -1,8 +1,25 @@
-// The language server as one object: it maps LSP requests for documents onto completion sessions, and keeps settings, model and status.
+// The language server as one object: it maps LSP requests for documents onto completion sessions, and keeps settings,
+// model and status.
 import {
-  CancellationToken, CompletionItem, CompletionItemKind, CompletionParams, Connection, DidChangeConfigurationNotification, DidChangeConfigurationParams,
-  ErrorCodes, InitializeParams, InitializeResult, InlineCompletionItem, InlineCompletionParams, MessageType, Position, ResponseError,
-  ShowMessageNotification, TextDocuments, TextDocumentSyncKind, URI,
+  CancellationToken,
+  CompletionItem,
+  CompletionItemKind,
+  CompletionParams,
+  Connection,
+  DidChangeConfigurationNotification,
+  DidChangeConfigurationParams,
+  ErrorCodes,
+  InitializeParams,
+  InitializeResult,
+  InlineCompletionItem,
+  InlineCompletionParams,
+  MessageType,
+  Position,
+  ResponseError,
+  ShowMessageNotification,
+  TextDocuments,
+  TextDocumentSyncKind,
+  URI,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
@@ -50,8 +67,14 @@ export class CharCompleteServer {
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
 
-  constructor(private readonly connection: Connection, private readonly documents: TextDocuments<TextDocument>) {
-    this.host = new ModelHost((message) => this.log(message), (error) => this.modelChanged(error));
+  constructor(
+    private readonly connection: Connection,
+    private readonly documents: TextDocuments<TextDocument>,
+  ) {
+    this.host = new ModelHost(
+      (message) => this.log(message),
+      (error) => this.modelChanged(error),
+    );
   }
 
   log(message: string): void {
@@ -71,7 +94,8 @@ export class CharCompleteServer {
   }
 
   async initialize(params: InitializeParams): Promise<InitializeResult> {
-    if (this.phase !== 'new') throw new ResponseError(ErrorCodes.InvalidRequest, 'initialize was already received; it may be sent only once');
+    if (this.phase !== 'new')
+      throw new ResponseError(ErrorCodes.InvalidRequest, 'initialize was already received; it may be sent only once');
     this.phase = 'initializing';
     this.baseDir = workspaceDir(params) ?? homedir();
     this.clientHasConfiguration = params.capabilities.workspace?.configuration === true;
@@ -82,7 +106,10 @@ export class CharCompleteServer {
       this.learnableFolders = folders.map((uri) => (uri.endsWith('/') ? uri : `${uri}/`));
     }
     const initial = parseSettings(options);
-    const probe = completionProbe(modelSizeForProbe(this.modelDir(initial.settings.modelPath)), initial.settings.completion.beamWidth);
+    const probe = completionProbe(
+      modelSizeForProbe(this.modelDir(initial.settings.modelPath)),
+      initial.settings.completion.beamWidth,
+    );
     const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
       this.log(`${error.message}; falling back to automatic selection`);
       return selectBackend('auto', probe);
@@ -125,13 +152,17 @@ export class CharCompleteServer {
    * one: the client learns it sent something wrong, instead of getting an empty or a null answer.
    */
   checkRequest(params: { position?: unknown }): void {
-    if (this.phase === 'new' || this.phase === 'initializing') throw new ResponseError(ErrorCodes.ServerNotInitialized, 'the server has not been initialized yet');
+    if (this.phase === 'new' || this.phase === 'initializing')
+      throw new ResponseError(ErrorCodes.ServerNotInitialized, 'the server has not been initialized yet');
     if (this.phase === 'shut down') throw new ResponseError(ErrorCodes.InvalidRequest, 'the server is shutting down');
     if (params.position === undefined) return;
     const position = params.position as Partial<Position> | null;
     const valid = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 2 ** 31 - 1;
     if (typeof position !== 'object' || position === null || !valid(position.line) || !valid(position.character)) {
-      throw new ResponseError(ErrorCodes.InvalidParams, `position must have non-negative integer line and character, got ${truncatedJson(position)}`);
+      throw new ResponseError(
+        ErrorCodes.InvalidParams,
+        `position must have non-negative integer line and character, got ${truncatedJson(position)}`,
+      );
     }
   }
 
@@ -158,14 +189,16 @@ export class CharCompleteServer {
       const lineStart = document.offsetAt({ line: document.positionAt(offset).line, character: 0 });
       const word = wordBefore(document.getText().slice(lineStart, offset), offset - lineStart);
       const start = document.positionAt(offset - word.length);
-      return [{
-        // The separator a completion may end with is inserted but not shown in the list.
-        label: (word + completion.text).trimEnd(),
-        kind: CompletionItemKind.Text,
-        detail: `char-complete, confidence ${(completion.confidence * 100).toFixed(0)}%`,
-        textEdit: { range: { start, end: document.positionAt(offset) }, newText: word + completion.text },
-        sortText: '0',
-      }];
+      return [
+        {
+          // The separator a completion may end with is inserted but not shown in the list.
+          label: (word + completion.text).trimEnd(),
+          kind: CompletionItemKind.Text,
+          detail: `char-complete, confidence ${(completion.confidence * 100).toFixed(0)}%`,
+          textEdit: { range: { start, end: document.positionAt(offset) }, newText: word + completion.text },
+          sortText: '0',
+        },
+      ];
     } catch (error) {
       this.log(`completion failed: ${(error as Error).stack ?? error}`);
       return [];
@@ -216,7 +249,10 @@ export class CharCompleteServer {
     const { settings, warnings } = parseSettings(raw);
     for (const warning of warnings) {
       this.log(warning);
-      void this.connection.sendNotification(ShowMessageNotification.type, { type: MessageType.Warning, message: `Char Complete: ${warning}` });
+      void this.connection.sendNotification(ShowMessageNotification.type, {
+        type: MessageType.Warning,
+        message: `Char Complete: ${warning}`,
+      });
     }
     if (settings.backend !== this.settings.backend && this.backendName !== 'not started') {
       this.log(`charComplete.backend changed to ${settings.backend}; it applies when the server restarts`);
@@ -224,7 +260,9 @@ export class CharCompleteServer {
     this.settings = settings;
     for (const { session } of this.sessions.values()) session.forgetShown();
     const c = settings.completion;
-    this.log(`Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`);
+    this.log(
+      `Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`,
+    );
     this.host.use(this.modelDir(settings.modelPath));
   }
 
@@ -271,7 +309,11 @@ export class CharCompleteServer {
    * The completion at a position, or undefined. Waits one turn of the event loop first so that a
    * newer request or a $/cancelRequest that is already queued wins.
    */
-  private async completionAt(uri: string, position: Position, token: CancellationToken): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
+  private async completionAt(
+    uri: string,
+    position: Position,
+    token: CancellationToken,
+  ): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
     const id = ++this.requestCounter;
     this.newestRequest.set(uri, id);
     // A timer rather than setImmediate: the event loop reads pending input before timers fire

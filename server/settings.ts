@@ -1,7 +1,15 @@
 // The `charComplete` settings: read from workspace/configuration or initializationOptions, with
 // every bad value clamped or replaced by its default and reported, never thrown.
 import { BACKEND_CHOICES, BackendChoice } from '../backends/select';
-import { COMPLETION_DEFAULTS, COMPLETION_RANGES, CompletionOptions, Mode, MODES, STOP_ATS, StopAt } from '../completion/options';
+import {
+  COMPLETION_DEFAULTS,
+  COMPLETION_RANGES,
+  CompletionOptions,
+  Mode,
+  MODES,
+  STOP_ATS,
+  StopAt,
+} from '../completion/options';
 
 export interface Settings {
   completion: CompletionOptions;
@@ -11,19 +19,27 @@ export interface Settings {
   learnFromSaves: boolean;
 }
 
-export const SETTINGS_DEFAULTS: Settings = { completion: COMPLETION_DEFAULTS, modelPath: '', backend: 'auto', learnFromSaves: true };
+export const SETTINGS_DEFAULTS: Settings = {
+  completion: COMPLETION_DEFAULTS,
+  modelPath: '',
+  backend: 'auto',
+  learnFromSaves: true,
+};
 
 export function parseSettings(raw: unknown): { settings: Settings; warnings: string[] } {
   const warnings: string[] = [];
   const input = raw && typeof raw === 'object' && !Array.isArray(raw) ? (raw as Record<string, unknown>) : {};
-  if (raw !== undefined && raw !== null && input !== raw) warnings.push(`charComplete settings must be an object; using defaults`);
+  if (raw !== undefined && raw !== null && input !== raw)
+    warnings.push(`charComplete settings must be an object; using defaults`);
   const completion: CompletionOptions = { ...COMPLETION_DEFAULTS };
 
   const choice = <T extends string>(key: string, allowed: readonly T[], fallback: T): T => {
     const value = input[key];
     if (value === undefined || value === null) return fallback;
     if (typeof value === 'string' && (allowed as readonly string[]).includes(value)) return value as T;
-    warnings.push(`charComplete.${key} must be one of ${allowed.join(', ')}; got ${JSON.stringify(value)}, using ${fallback}`);
+    warnings.push(
+      `charComplete.${key} must be one of ${allowed.join(', ')}; got ${JSON.stringify(value)}, using ${fallback}`,
+    );
     return fallback;
   };
   completion.mode = choice<Mode>('mode', MODES, completion.mode);
@@ -33,9 +49,12 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
   for (const [key, [min, max, integer]] of Object.entries(COMPLETION_RANGES)) {
     const value = input[key];
     if (value === undefined || value === null) continue;
-    const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+    const n =
+      typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
     if (!Number.isFinite(n)) {
-      warnings.push(`charComplete.${key} must be a number; got ${JSON.stringify(value)}, using ${completion[key as keyof typeof COMPLETION_RANGES]}`);
+      warnings.push(
+        `charComplete.${key} must be a number; got ${JSON.stringify(value)}, using ${completion[key as keyof typeof COMPLETION_RANGES]}`,
+      );
       continue;
     }
     let v = integer ? Math.round(n) : n;
@@ -49,12 +68,18 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
   let modelPath = '';
   if (input.modelPath !== undefined && input.modelPath !== null) {
     if (typeof input.modelPath === 'string') modelPath = input.modelPath.trim();
-    else warnings.push(`charComplete.modelPath must be a string; got ${JSON.stringify(input.modelPath)}, using the default location`);
+    else
+      warnings.push(
+        `charComplete.modelPath must be a string; got ${JSON.stringify(input.modelPath)}, using the default location`,
+      );
   }
   let learnFromSaves = SETTINGS_DEFAULTS.learnFromSaves;
   if (input.learnFromSaves !== undefined && input.learnFromSaves !== null) {
     if (typeof input.learnFromSaves === 'boolean') learnFromSaves = input.learnFromSaves;
-    else warnings.push(`charComplete.learnFromSaves must be true or false; got ${JSON.stringify(input.learnFromSaves)}, using ${learnFromSaves}`);
+    else
+      warnings.push(
+        `charComplete.learnFromSaves must be true or false; got ${JSON.stringify(input.learnFromSaves)}, using ${learnFromSaves}`,
+      );
   }
   return { settings: { completion, modelPath, backend, learnFromSaves }, warnings };
 }

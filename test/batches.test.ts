@@ -59,12 +59,15 @@ test('minimal text gives exactly one batch', () => {
 });
 
 test('too-short text and bad arguments are rejected', () => {
-  assert.throws(() => new StreamBatcher(range(8), 2, 4), (err: unknown) => {
-    assert.ok(err instanceof Error);
-    assert.match(err.message, /^batches: text too short/);
-    assert.match(err.message, /\b9\b/, 'message names the minimum length');
-    return true;
-  });
+  assert.throws(
+    () => new StreamBatcher(range(8), 2, 4),
+    (err: unknown) => {
+      assert.ok(err instanceof Error);
+      assert.match(err.message, /^batches: text too short/);
+      assert.match(err.message, /\b9\b/, 'message names the minimum length');
+      return true;
+    },
+  );
   assert.throws(() => new StreamBatcher(range(0), 1, 1), /^Error: batches: text too short/);
   assert.throws(() => new StreamBatcher(range(100), 0, 4), /^Error: batches: /);
   assert.throws(() => new StreamBatcher(range(100), 2, 1.5), /^Error: batches: /);

@@ -48,7 +48,10 @@ test('walks nested directories in sorted order and skips binary, hidden and vend
       ['latin1.txt', 'not UTF-8'],
     ],
   );
-  assert.equal(corpus.chars, corpus.documents.reduce((n, d) => n + [...d.text].length, 0));
+  assert.equal(
+    corpus.chars,
+    corpus.documents.reduce((n, d) => n + [...d.text].length, 0),
+  );
   assert.equal(
     describeSkipped(corpus.skipped),
     'skipped 3 files: 1 binary (image.png), 1 not UTF-8 (latin1.txt), 1 empty (empty.md)',
@@ -63,7 +66,10 @@ test('an explicitly named file is loaded even if hidden, and is not loaded twice
   write(hidden, 'hidden but named\n');
   write(plain, 'plain\n');
   const corpus = loadCorpus([hidden, root, plain]);
-  assert.deepEqual(corpus.documents.map((d) => d.path), [hidden, plain]);
+  assert.deepEqual(
+    corpus.documents.map((d) => d.path),
+    [hidden, plain],
+  );
 });
 
 test('symlinked directories are not followed, so a loop terminates', (t) => {
@@ -77,7 +83,10 @@ test('symlinked directories are not followed, so a loop terminates', (t) => {
     return;
   }
   const corpus = loadCorpus([root]);
-  assert.deepEqual(corpus.documents.map((d) => path.relative(root, d.path)), [path.join('sub', 'a.md')]);
+  assert.deepEqual(
+    corpus.documents.map((d) => path.relative(root, d.path)),
+    [path.join('sub', 'a.md')],
+  );
 });
 
 test('normalises CRLF and lone CR to LF and strips the BOM', (t) => {
@@ -99,7 +108,10 @@ test('skips files over maxFileBytes', (t) => {
   write(path.join(root, 'big.log'), 'x'.repeat(2000));
   write(path.join(root, 'small.md'), 'y'.repeat(100));
   const corpus = loadCorpus([root], { maxFileBytes: 1000 });
-  assert.deepEqual(corpus.documents.map((d) => path.basename(d.path)), ['small.md']);
+  assert.deepEqual(
+    corpus.documents.map((d) => path.basename(d.path)),
+    ['small.md'],
+  );
   assert.deepEqual(corpus.skipped, [{ path: path.join(root, 'big.log'), reason: 'too large' }]);
   assert.equal(describeSkipped(corpus.skipped), 'skipped 1 file: 1 too large (big.log)');
   assert.equal(loadCorpus([root]).documents.length, 2, 'the default limit is far above 2000 bytes');
@@ -168,7 +180,13 @@ test('splitCorpus on several files holds out whole files and keeps one for train
   assert.deepEqual(new Set(reversed.validation.split('\n\n')), new Set(validationParts));
 
   // With two equal files and a large fraction, one must stay in training.
-  const two = splitCorpus(corpusOf([{ path: 'a.md', text: 'aaaa' }, { path: 'b.md', text: 'bbbb' }]), 0.5);
+  const two = splitCorpus(
+    corpusOf([
+      { path: 'a.md', text: 'aaaa' },
+      { path: 'b.md', text: 'bbbb' },
+    ]),
+    0.5,
+  );
   assert.deepEqual([two.train, two.validation].sort(), ['aaaa', 'bbbb']);
 });
 
@@ -178,7 +196,13 @@ test('splitCorpus falls back to tail-splitting when no whole file fits', () => {
   // alone is below the requested 10%.
   const big = 'x'.repeat(1000);
   const small = 'y'.repeat(10);
-  const split = splitCorpus(corpusOf([{ path: 'big.md', text: big }, { path: 'small.md', text: small }]), 0.1);
+  const split = splitCorpus(
+    corpusOf([
+      { path: 'big.md', text: big },
+      { path: 'small.md', text: small },
+    ]),
+    0.1,
+  );
   assert.equal(split.train, `${'x'.repeat(900)}\n\n${'y'.repeat(9)}`);
   assert.equal(split.validation, `${'x'.repeat(100)}\n\ny`);
   assert.match(split.how, /^last 10% of each of 2 files/);
@@ -198,7 +222,12 @@ test('defaultCorpusPaths lists README and project sources that exist', (t) => {
   write(path.join(root, 'node_modules', 'm', 'index.ts'), 'export {};\n');
   assert.deepEqual(
     defaultCorpusPaths(root).map((p) => path.relative(root, p)),
-    ['README.md', path.join('model', 'notes.md'), path.join('model', 'vocab.ts'), path.join('server', 'sub', 'server.ts')],
+    [
+      'README.md',
+      path.join('model', 'notes.md'),
+      path.join('model', 'vocab.ts'),
+      path.join('server', 'sub', 'server.ts'),
+    ],
   );
   const corpus = loadCorpus(defaultCorpusPaths(root));
   assert.equal(corpus.documents.length, 4);
@@ -214,7 +243,10 @@ test('the model directory is never read as notes: the one being written, and any
   write(path.join(root, 'old-model', 'model.json'), '{"format": "char-lstm"}');
   write(path.join(root, 'old-model', 'weights.0123456789ab.bin'), 'x');
   const corpus = loadCorpus([root], { exclude: [path.join(root, 'out')] });
-  assert.deepEqual(corpus.documents.map((d) => path.basename(d.path)), ['a.md']);
+  assert.deepEqual(
+    corpus.documents.map((d) => path.basename(d.path)),
+    ['a.md'],
+  );
   assert.equal(describeSkipped(corpus.skipped), 'skipped 2 items: 2 model directory (old-model, out)');
 });
 
@@ -231,7 +263,10 @@ test('a symlinked file is read only if it points inside the folder given, and th
     return;
   }
   const corpus = loadCorpus([path.join(root, 'notes')]);
-  assert.deepEqual(corpus.documents.map((d) => path.basename(d.path)), ['a.md']);
+  assert.deepEqual(
+    corpus.documents.map((d) => path.basename(d.path)),
+    ['a.md'],
+  );
   assert.equal(describeSkipped(corpus.skipped), 'skipped 1 file: 1 link out of the folder (outside.txt)');
 });
 

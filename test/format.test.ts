@@ -6,7 +6,17 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
-import { FORMAT_VERSION, MODEL_FORMAT, ModelFormatError, ModelMetadata, SavedModel, loadModel, modelFilePath, saveModel, writeShard } from '../model/format';
+import {
+  FORMAT_VERSION,
+  MODEL_FORMAT,
+  ModelFormatError,
+  ModelMetadata,
+  SavedModel,
+  loadModel,
+  modelFilePath,
+  saveModel,
+  writeShard,
+} from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';
 import { seededRandom } from '../completion/sampling';
@@ -30,7 +40,10 @@ function weights(seed: number): Map<string, Float32Array> {
   const next = seededRandom(seed);
   const map = new Map<string, Float32Array>();
   for (const [name, shape] of parameterShapes(config)) {
-    map.set(name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => next() * 2 - 1));
+    map.set(
+      name,
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => next() * 2 - 1),
+    );
   }
   // Values a lossy encoding would get wrong: the sign of zero, a subnormal, the largest float.
   const embedding = map.get('embedding')!;
@@ -66,7 +79,10 @@ function assertSameModel(actual: SavedModel, expected: SavedModel): void {
   assert.deepEqual(actual.config, expected.config);
   assert.deepEqual(actual.vocabulary.chars, expected.vocabulary.chars);
   assert.deepEqual(actual.metadata, expected.metadata);
-  assert.deepEqual([...actual.weights.keys()], parameterShapes(expected.config).map(([name]) => name));
+  assert.deepEqual(
+    [...actual.weights.keys()],
+    parameterShapes(expected.config).map(([name]) => name),
+  );
   for (const [name, values] of expected.weights) {
     assert.ok(bytesOf(actual.weights.get(name)!).equals(bytesOf(values)), `weight ${name} differs bitwise`);
   }
@@ -138,9 +154,21 @@ test('tfjs reads the weights with its own decoder', async () => {
 
 test('damaged or foreign model directories are rejected with a ModelFormatError that says what is wrong', () => {
   const cases: Array<[string, (dir: string) => void, RegExp]> = [
-    ['garbage model.json', (dir) => fs.writeFileSync(modelFilePath(dir), Buffer.from([0x7b, 0xff, 0x00, 0x13, 0x22, 0x9c])), /model\.json is not valid JSON/],
-    ['model.json missing', (dir) => fs.rmSync(modelFilePath(dir)), /no model at .*model\.json is missing.*npm run train/],
-    ['truncated shard', (dir) => fs.truncateSync(shardOf(dir), 40), /is 40 bytes but the manifest needs \d+ \(truncated\)/],
+    [
+      'garbage model.json',
+      (dir) => fs.writeFileSync(modelFilePath(dir), Buffer.from([0x7b, 0xff, 0x00, 0x13, 0x22, 0x9c])),
+      /model\.json is not valid JSON/,
+    ],
+    [
+      'model.json missing',
+      (dir) => fs.rmSync(modelFilePath(dir)),
+      /no model at .*model\.json is missing.*npm run train/,
+    ],
+    [
+      'truncated shard',
+      (dir) => fs.truncateSync(shardOf(dir), 40),
+      /is 40 bytes but the manifest needs \d+ \(truncated\)/,
+    ],
     ['shard missing', (dir) => fs.rmSync(shardOf(dir)), /weight file weights\.[0-9a-f]{12}\.bin is missing/],
     [
       'shard path ../evil.bin',
@@ -153,8 +181,24 @@ test('damaged or foreign model directories are rejected with a ModelFormatError 
       },
       /weight file path escapes the model directory/,
     ],
-    ['absolute shard path', (dir) => writeJson(dir, { ...readJson(dir), weightsManifest: [{ ...readJson(dir).weightsManifest[0], paths: [shardOf(dir)] }] }), /escapes the model directory/],
-    ['shard path with a separator', (dir) => writeJson(dir, { ...readJson(dir), weightsManifest: [{ ...readJson(dir).weightsManifest[0], paths: ['sub/w.bin'] }] }), /escapes the model directory/],
+    [
+      'absolute shard path',
+      (dir) =>
+        writeJson(dir, {
+          ...readJson(dir),
+          weightsManifest: [{ ...readJson(dir).weightsManifest[0], paths: [shardOf(dir)] }],
+        }),
+      /escapes the model directory/,
+    ],
+    [
+      'shard path with a separator',
+      (dir) =>
+        writeJson(dir, {
+          ...readJson(dir),
+          weightsManifest: [{ ...readJson(dir).weightsManifest[0], paths: ['sub/w.bin'] }],
+        }),
+      /escapes the model directory/,
+    ],
     [
       'wrong shape',
       (dir) => {
@@ -184,14 +228,42 @@ test('damaged or foreign model directories are rejected with a ModelFormatError 
       },
       /weight "lstm0\/wh" has a non-finite value \(NaN\) at index 5/,
     ],
-    ['unknown formatVersion', (dir) => writeJson(dir, { ...readJson(dir), formatVersion: FORMAT_VERSION + 1 }), /written by a newer version/],
-    ['non-integer formatVersion', (dir) => writeJson(dir, { ...readJson(dir), formatVersion: '1' }), /formatVersion must be a positive integer/],
+    [
+      'unknown formatVersion',
+      (dir) => writeJson(dir, { ...readJson(dir), formatVersion: FORMAT_VERSION + 1 }),
+      /written by a newer version/,
+    ],
+    [
+      'non-integer formatVersion',
+      (dir) => writeJson(dir, { ...readJson(dir), formatVersion: '1' }),
+      /formatVersion must be a positive integer/,
+    ],
     ['another format', (dir) => writeJson(dir, { ...readJson(dir), format: 'graph-model' }), /not a char-lstm model/],
-    ['absurd config', (dir) => writeJson(dir, { ...readJson(dir), modelTopology: { config: { ...config, hidden: 100000 } } }), /config\.hidden = 100000 exceeds the limit/],
-    ['non-integer config', (dir) => writeJson(dir, { ...readJson(dir), modelTopology: { config: { ...config, layers: 1.5 } } }), /config\.layers must be a positive integer/],
-    ['invalid vocabulary', (dir) => writeJson(dir, { ...readJson(dir), vocabulary: { chars: ['\uFFFD', 'a', 'a', 'b', 'c', 'd'] } }), /bad vocabulary.*duplicate/],
-    ['vocabulary size mismatch', (dir) => writeJson(dir, { ...readJson(dir), vocabulary: { chars: vocabulary.chars.slice(0, 5) } }), /vocabulary has 5 entries but config\.vocabSize is 6/],
-    ['metadata not an object', (dir) => writeJson(dir, { ...readJson(dir), metadata: [1, 2] }), /metadata must be an object/],
+    [
+      'absurd config',
+      (dir) => writeJson(dir, { ...readJson(dir), modelTopology: { config: { ...config, hidden: 100000 } } }),
+      /config\.hidden = 100000 exceeds the limit/,
+    ],
+    [
+      'non-integer config',
+      (dir) => writeJson(dir, { ...readJson(dir), modelTopology: { config: { ...config, layers: 1.5 } } }),
+      /config\.layers must be a positive integer/,
+    ],
+    [
+      'invalid vocabulary',
+      (dir) => writeJson(dir, { ...readJson(dir), vocabulary: { chars: ['\uFFFD', 'a', 'a', 'b', 'c', 'd'] } }),
+      /bad vocabulary.*duplicate/,
+    ],
+    [
+      'vocabulary size mismatch',
+      (dir) => writeJson(dir, { ...readJson(dir), vocabulary: { chars: vocabulary.chars.slice(0, 5) } }),
+      /vocabulary has 5 entries but config\.vocabSize is 6/,
+    ],
+    [
+      'metadata not an object',
+      (dir) => writeJson(dir, { ...readJson(dir), metadata: [1, 2] }),
+      /metadata must be an object/,
+    ],
   ];
   for (const [label, damage, pattern] of cases) {
     const dir = tempModelDir();
@@ -224,7 +296,12 @@ test('an interrupted save leaves the previous model intact, and the next save cl
   const shardB = writeShard(dir, bBytes);
   assert.notEqual(shardB, shardA);
   const stray = 'model.json.tmp-99999-deadbeef';
-  const fullB = JSON.stringify({ format: MODEL_FORMAT, formatVersion: FORMAT_VERSION, weightsManifest: [{ paths: [shardB] }], metadata: b.metadata });
+  const fullB = JSON.stringify({
+    format: MODEL_FORMAT,
+    formatVersion: FORMAT_VERSION,
+    weightsManifest: [{ paths: [shardB] }],
+    metadata: b.metadata,
+  });
   fs.writeFileSync(path.join(dir, stray), fullB.slice(0, fullB.length >> 1));
   assert.deepEqual(fs.readdirSync(dir).sort(), ['model.json', shardA, shardB, stray].sort());
 
@@ -232,7 +309,11 @@ test('an interrupted save leaves the previous model intact, and the next save cl
 
   saveModel(dir, b);
   assertSameModel(loadModel(dir), b);
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['model.json', shardB].sort(), 'stray temp file and the old shard are gone');
+  assert.deepEqual(
+    fs.readdirSync(dir).sort(),
+    ['model.json', shardB].sort(),
+    'stray temp file and the old shard are gone',
+  );
 });
 
 test('saveModel refuses non-finite or mis-shaped weights and leaves the existing model intact', () => {
@@ -312,10 +393,16 @@ test('a model.json that fails to parse is reported without quoting any of its co
   saveModel(dir, model(51));
   fs.writeFileSync(modelFilePath(dir), 'root:x:0:0:root:/root:/bin/bash\n');
   rejects(dir, /model\.json is not valid JSON \((error at character \d+ of )?32( characters)?; content not shown\)/);
-  assert.throws(() => loadModel(dir), (err: Error) => !err.message.includes('root:x') && !err.message.includes('bash'));
+  assert.throws(
+    () => loadModel(dir),
+    (err: Error) => !err.message.includes('root:x') && !err.message.includes('bash'),
+  );
   writeJson(dir, { format: 'secret-format-name', api_key: 'hunter2' });
   rejects(dir, /model\.json is not a char-lstm model \(its "format" field is another\)/);
-  assert.throws(() => loadModel(dir), (err: Error) => !err.message.includes('secret-format-name'));
+  assert.throws(
+    () => loadModel(dir),
+    (err: Error) => !err.message.includes('secret-format-name'),
+  );
 });
 
 test('a weight file whose content does not match the hash in its name is refused, and a save rewrites it', () => {
@@ -327,7 +414,10 @@ test('a weight file whose content does not match the hash in its name is refused
   // Still finite: only the hash can tell.
   bytes.writeFloatLE(0.125, 4 * 20);
   fs.writeFileSync(file, bytes);
-  rejects(dir, /weight file weights\.[0-9a-f]{12}\.bin does not match the content hash in its name \(damaged or modified after saving\)/);
+  rejects(
+    dir,
+    /weight file weights\.[0-9a-f]{12}\.bin does not match the content hash in its name \(damaged or modified after saving\)/,
+  );
   // Saving the same weights again must not keep the damaged file because its name and size fit.
   saveModel(dir, saved);
   assertSameModel(loadModel(dir), saved);

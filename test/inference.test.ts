@@ -22,7 +22,10 @@ class LexiconModel {
   steps = 0;
   private readonly contexts: string[] = [];
 
-  constructor(private readonly lexicon: Record<string, number>, private readonly noise = 1e-4) {}
+  constructor(
+    private readonly lexicon: Record<string, number>,
+    private readonly noise = 1e-4,
+  ) {}
 
   zeroState(): Float32Array {
     return this.state('');
@@ -51,19 +54,28 @@ class LexiconModel {
     }
     const V = this.vocabulary.size;
     // A word the model has never seen: it has no idea what comes next.
-    if (next.size === 0) return Float32Array.from(this.vocabulary.chars, (_, id) => (id === 0 ? -Infinity : -Math.log(V - 1)));
+    if (next.size === 0)
+      return Float32Array.from(this.vocabulary.chars, (_, id) => (id === 0 ? -Infinity : -Math.log(V - 1)));
     const total = [...next.values()].reduce((a, b) => a + b, 0);
     return Float32Array.from(this.vocabulary.chars, (c, id) =>
-      Math.log((id === 0 ? 0 : this.noise / (V - 1)) + (1 - this.noise) * ((next.get(c) ?? 0) / total)));
+      Math.log((id === 0 ? 0 : this.noise / (V - 1)) + (1 - this.noise) * ((next.get(c) ?? 0) / total)),
+    );
   }
 }
 
 const predictorOf = (model: LexiconModel) => model as unknown as Predictor;
 
-async function completeAfter(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}, passedOver?: string) {
+async function completeAfter(
+  model: LexiconModel,
+  text: string,
+  options: Partial<CompletionOptions> = {},
+  passedOver?: string,
+) {
   const states = new DocumentStates(predictorOf(model));
   const snapshot = (await states.at(text, text.length))!;
-  return complete(predictorOf(model), snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, { passedOver });
+  return complete(predictorOf(model), snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, {
+    passedOver,
+  });
 }
 
 test('beam search offers the completion that saves the most keystrokes in expectation', async () => {
@@ -71,26 +83,33 @@ test('beam search offers the completion that saves the most keystrokes in expect
   // "andromeda " is right with P 0.3 and saves 9 (2.7). Mean per-character probability would have
   // preferred "and".
   const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
-  const found = (await completeAfter(model, 'so '));
+  const found = await completeAfter(model, 'so ');
   assert.equal(found?.text, 'andromeda ');
-  assert.ok(Math.abs(found!.confidence - 0.3) < 0.01, `confidence is the chance the whole completion is right, got ${found!.confidence}`);
+  assert.ok(
+    Math.abs(found!.confidence - 0.3) < 0.01,
+    `confidence is the chance the whole completion is right, got ${found!.confidence}`,
+  );
 
-  const likelier = (await completeAfter(new LexiconModel({ and: 0.8, andromeda: 0.2 }), 'so '));
+  const likelier = await completeAfter(new LexiconModel({ and: 0.8, andromeda: 0.2 }), 'so ');
   assert.equal(likelier?.text, 'and ', 'at P 0.2, andromeda saves 1.8 keys, less than the 2.4 of "and "');
 });
 
 test('minConfidence offers the best completion that is sure enough, not nothing', async () => {
   const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
   assert.equal((await completeAfter(model, 'so ', { minConfidence: 0.5 }))?.text, 'and ');
-  assert.equal((await completeAfter(model, 'so ', { minConfidence: 0.8 }))?.text, 'and', '"and" is a prefix of both words: P 1');
+  assert.equal(
+    (await completeAfter(model, 'so ', { minConfidence: 0.8 }))?.text,
+    'and',
+    '"and" is a prefix of both words: P 1',
+  );
   assert.equal((await completeAfter(model, 'so andr', { minConfidence: 0.5 }))?.text, 'omeda ');
-  assert.equal((await completeAfter(new LexiconModel({ and: 0.5, but: 0.5 }), 'so ', { minConfidence: 0.6 })), undefined);
+  assert.equal(await completeAfter(new LexiconModel({ and: 0.5, but: 0.5 }), 'so ', { minConfidence: 0.6 }), undefined);
 });
 
 test('a one-character completion saves nothing and is not offered', async () => {
   const model = new LexiconModel({ x: 1 });
   assert.equal((await completeAfter(model, 'so ', { maxChars: 2 }))?.text, 'x ');
-  assert.equal((await completeAfter(model, 'so ', { maxChars: 1 })), undefined);
+  assert.equal(await completeAfter(model, 'so ', { maxChars: 1 }), undefined);
 });
 
 test('accepting a completion costs no model steps: the search already computed those states', async () => {
@@ -98,7 +117,10 @@ test('accepting a completion costs no model steps: the search already computed t
   const predictor = predictorOf(model);
   const states = new DocumentStates(predictor);
   const text = 'the qu';
-  const found = (await complete(predictor, (await states.at(text, text.length))!, { ...COMPLETION_DEFAULTS, minConfidence: 0 }))!;
+  const found = (await complete(predictor, (await states.at(text, text.length))!, {
+    ...COMPLETION_DEFAULTS,
+    minConfidence: 0,
+  }))!;
   assert.equal(found.text, 'ick ');
   states.expect(text.length, found);
   const accepted = text + found.text;
@@ -124,7 +146,10 @@ test('a completion ends with the word’s separator only when the model is sure 
   assert.equal((await completeAfter(new LexiconModel({ lord: 0.9, 'lord,': 0.1 }), 'my lo'))?.text, 'rd ');
   assert.equal((await completeAfter(new LexiconModel({ lord: 0.3, 'lord,': 0.7 }), 'my lo'))?.text, 'rd,');
   // Torn between three separators, none pays: 0.45 × 2 < 1.
-  assert.equal((await completeAfter(new LexiconModel({ lord: 0.45, 'lord,': 0.45, 'lord.': 0.1 }), 'my lo'))?.text, 'rd');
+  assert.equal(
+    (await completeAfter(new LexiconModel({ lord: 0.45, 'lord,': 0.45, 'lord.': 0.1 }), 'my lo'))?.text,
+    'rd',
+  );
 });
 
 async function completeInDocument(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}) {
@@ -132,14 +157,21 @@ async function completeInDocument(model: LexiconModel, text: string, options: Pa
   const cache = new WordCache();
   const partial = cache.update(text, text.length);
   const snapshot = (await new DocumentStates(predictor).at(text, text.length))!;
-  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, { words: cache, partial });
+  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, {
+    words: cache,
+    partial,
+  });
 }
 
 test('words used earlier in the document complete even when the model has never seen them', async () => {
   // The model only knows "the"; the document has used "glorp" twice.
   const model = new LexiconModel({ the: 1 });
   assert.match((await completeInDocument(model, 'the glorp the glorp the gl'))?.text ?? '', /^orp/);
-  assert.doesNotMatch((await completeInDocument(model, 'the the the the the gl'))?.text ?? '', /^orp/, 'without earlier uses, nothing suggests it');
+  assert.doesNotMatch(
+    (await completeInDocument(model, 'the the the the the gl'))?.text ?? '',
+    /^orp/,
+    'without earlier uses, nothing suggests it',
+  );
 });
 
 test('a word used before in another case completes in the case it is being typed in', async () => {
@@ -155,7 +187,10 @@ test('the word that followed the previous word before is suggested at the start 
   const text = 'my zorblax, a the my zorblax. the a the my ';
   assert.match((await completeInDocument(model, text))?.text ?? '', /^zorblax/);
   // After another word, the model's own guess stands.
-  assert.doesNotMatch((await completeInDocument(model, 'my zorblax, a the my zorblax. the a the a '))?.text ?? '', /^zorblax/);
+  assert.doesNotMatch(
+    (await completeInDocument(model, 'my zorblax, a the my zorblax. the a the a '))?.text ?? '',
+    /^zorblax/,
+  );
 });
 
 test('a paragraph’s first word follows the first word of the paragraph before: who speaks next in a dialogue', async () => {

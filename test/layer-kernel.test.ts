@@ -17,8 +17,12 @@ function relativeDifference(actual: tf.Tensor, expected: tf.Tensor): number {
 
 function carriedState(config: NetworkConfig, batch: number, seed: number): LstmState {
   const state = zeroState(config, batch);
-  state.h = state.h.map((_, l) => tf.randomUniform([batch, config.hidden], -0.5, 0.5, 'float32', seed + l) as tf.Tensor2D);
-  state.c = state.c.map((_, l) => tf.randomUniform([batch, config.hidden], -1, 1, 'float32', seed + 10 + l) as tf.Tensor2D);
+  state.h = state.h.map(
+    (_, l) => tf.randomUniform([batch, config.hidden], -0.5, 0.5, 'float32', seed + l) as tf.Tensor2D,
+  );
+  state.c = state.c.map(
+    (_, l) => tf.randomUniform([batch, config.hidden], -1, 1, 'float32', seed + 10 + l) as tf.Tensor2D,
+  );
   return state;
 }
 
@@ -52,7 +56,10 @@ for (const { hidden, batch, steps, threads, relaxed } of cases) {
       const whole = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
       const wholeScores = await model.scoreTargets(inputs, targets, batch, steps, state);
 
-      assert.ok(Math.abs(whole.loss - reference.loss) <= 1e-6 * reference.loss, `loss ${whole.loss} vs ${reference.loss}`);
+      assert.ok(
+        Math.abs(whole.loss - reference.loss) <= 1e-6 * reference.loss,
+        `loss ${whole.loss} vs ${reference.loss}`,
+      );
       for (const [name, expected] of reference.gradients) {
         const difference = relativeDifference(whole.gradients.get(name)!, expected);
         assert.ok(difference <= 1e-5, `${name}: relative difference ${difference}`);
@@ -61,7 +68,12 @@ for (const { hidden, batch, steps, threads, relaxed } of cases) {
         assert.ok(relativeDifference(whole.state.h[l], reference.state.h[l]) <= 1e-5, `final h of layer ${l}`);
         assert.ok(relativeDifference(whole.state.c[l], reference.state.c[l]) <= 1e-5, `final c of layer ${l}`);
       }
-      wholeScores.target.forEach((logP, i) => assert.ok(Math.abs(logP - referenceScores.target[i]) < 1e-5, `score ${i}: ${logP} vs ${referenceScores.target[i]}`));
+      wholeScores.target.forEach((logP, i) =>
+        assert.ok(
+          Math.abs(logP - referenceScores.target[i]) < 1e-5,
+          `score ${i}: ${logP} vs ${referenceScores.target[i]}`,
+        ),
+      );
     } finally {
       useLayerKernel(undefined);
       await kernel.close();
@@ -82,8 +94,23 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
         const bias = tf.randomUniform([N], -1, 1, 'float32', 3) as tf.Tensor1D;
         useLayerKernel(undefined);
         const expected = tf.matMul(a, b, transposeA, transposeB);
-        const ours = tf.tensor2d(kernel.matmul(a.dataSync() as Float32Array, transposeA, b.dataSync() as Float32Array, transposeB, M, N, K), [M, N]);
-        const withBias = tf.tensor2d(kernel.matmul(a.dataSync() as Float32Array, transposeA, b.dataSync() as Float32Array, transposeB, M, N, K, bias.dataSync() as Float32Array), [M, N]);
+        const ours = tf.tensor2d(
+          kernel.matmul(a.dataSync() as Float32Array, transposeA, b.dataSync() as Float32Array, transposeB, M, N, K),
+          [M, N],
+        );
+        const withBias = tf.tensor2d(
+          kernel.matmul(
+            a.dataSync() as Float32Array,
+            transposeA,
+            b.dataSync() as Float32Array,
+            transposeB,
+            M,
+            N,
+            K,
+            bias.dataSync() as Float32Array,
+          ),
+          [M, N],
+        );
         const label = `transposeA ${transposeA}, transposeB ${transposeB}`;
         assert.ok(relativeDifference(ours, expected) <= 1e-5, `${label}: ${relativeDifference(ours, expected)}`);
         assert.ok(relativeDifference(withBias, tf.add(expected, bias)) <= 1e-5, `${label} with bias`);
@@ -95,14 +122,17 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
         useLayerKernel(undefined);
       }
     }
-    assert.throws(() => kernel.matmul(new Float32Array(6), false, new Float32Array(6), false, 2, 3, 2), /N a multiple of 4/);
+    assert.throws(
+      () => kernel.matmul(new Float32Array(6), false, new Float32Array(6), false, 2, 3, 2),
+      /N a multiple of 4/,
+    );
   } finally {
     useLayerKernel(undefined);
     await kernel.close();
   }
 });
 
-test('a layer or product too big for the kernel\'s memory runs on the per-step kernels and XNNPACK, with the same gradients', async () => {
+test("a layer or product too big for the kernel's memory runs on the per-step kernels and XNNPACK, with the same gradients", async () => {
   await selectBackend('wasm');
   // 10 MiB: with X = steps·batch·hidden floats, the first layer needs about 16X = 8 MiB (its trace,
   // input projection and what its backward pass reserves), the second layer 7X more; so the first
@@ -134,7 +164,21 @@ test('a backward pass without its forward pass is refused', async () => {
   const kernel = await LayerKernel.start(__dirname, 2);
   try {
     assert.throws(() => kernel.backward(0, new Float32Array(16), new Float32Array(64)), /no forward pass of layer 0/);
-    assert.throws(() => kernel.forward(0, 2, 6, 3, new Float32Array(144), new Float32Array(144), new Float32Array(12), new Float32Array(12), true), /hidden a multiple of 4/);
+    assert.throws(
+      () =>
+        kernel.forward(
+          0,
+          2,
+          6,
+          3,
+          new Float32Array(144),
+          new Float32Array(144),
+          new Float32Array(12),
+          new Float32Array(12),
+          true,
+        ),
+      /hidden a multiple of 4/,
+    );
   } finally {
     await kernel.close();
   }
@@ -144,12 +188,19 @@ test('without its files, or without worker threads, the per-step kernels run and
   const empty = tempModelDir('no-kernel');
   mkdirSync(empty, { recursive: true });
   const missing = await startLayerKernel([empty]);
-  assert.match(missing, /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: lstm-layer\.simd\.wasm is missing next to the bundle; run npm run build\)$/);
+  assert.match(
+    missing,
+    /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: lstm-layer\.simd\.wasm is missing next to the bundle; run npm run build\)$/,
+  );
 
   const noThreads = tempModelDir('no-threads');
   mkdirSync(noThreads, { recursive: true });
-  for (const file of [LAYER_KERNEL_FILES.relaxed, LAYER_KERNEL_FILES.simd]) copyFileSync(join(__dirname, file), join(noThreads, file));
+  for (const file of [LAYER_KERNEL_FILES.relaxed, LAYER_KERNEL_FILES.simd])
+    copyFileSync(join(__dirname, file), join(noThreads, file));
   writeFileSync(join(noThreads, LAYER_KERNEL_FILES.worker), "throw new Error('no threads here');\n");
   const line = await startLayerKernel([noThreads]);
-  assert.match(line, /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: worker threads failed to start \(no threads here\)\)$/);
+  assert.match(
+    line,
+    /^LSTM layers: per-step kernels \(the whole-layer kernel cannot run: worker threads failed to start \(no threads here\)\)$/,
+  );
 });

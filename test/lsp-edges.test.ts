@@ -1,4 +1,5 @@
-// The language server follows the protocol at its edges (order of messages, bad positions, relative paths) and stays fast on huge lines and documents.
+// The language server follows the protocol at its edges (order of messages, bad positions, relative paths) and stays
+// fast on huge lines and documents.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -24,7 +25,10 @@ function start(settings: Record<string, unknown> = { modelPath: modelDir }): Lsp
   return session;
 }
 
-const exitCode = (s: LspSession) => new Promise<number | null>((resolve) => (s.process.exitCode !== null ? resolve(s.process.exitCode) : s.process.once('exit', resolve)));
+const exitCode = (s: LspSession) =>
+  new Promise<number | null>((resolve) =>
+    s.process.exitCode !== null ? resolve(s.process.exitCode) : s.process.once('exit', resolve),
+  );
 
 async function errorOf(promise: Promise<unknown>): Promise<{ code: number; message: string } | undefined> {
   try {
@@ -47,15 +51,35 @@ test('exit without shutdown exits with 1, after shutdown with 0', async () => {
 
 test('requests before initialize get -32002, a second initialize is refused, requests after shutdown are refused', async () => {
   const s = start();
-  const early = await errorOf(s.connection.sendRequest('textDocument/inlineCompletion', { textDocument: { uri: 'file:///a.md' }, position: { line: 0, character: 0 }, context: { triggerKind: 2 } }));
+  const early = await errorOf(
+    s.connection.sendRequest('textDocument/inlineCompletion', {
+      textDocument: { uri: 'file:///a.md' },
+      position: { line: 0, character: 0 },
+      context: { triggerKind: 2 },
+    }),
+  );
   assert.equal(early?.code, -32002, JSON.stringify(early));
-  assert.equal((await errorOf(s.connection.sendRequest('textDocument/completion', { textDocument: { uri: 'file:///a.md' }, position: { line: 0, character: 0 } })))?.code, -32002);
+  assert.equal(
+    (
+      await errorOf(
+        s.connection.sendRequest('textDocument/completion', {
+          textDocument: { uri: 'file:///a.md' },
+          position: { line: 0, character: 0 },
+        }),
+      )
+    )?.code,
+    -32002,
+  );
   await s.initialize();
   const again = await errorOf(s.initialize());
   assert.equal(again?.code, -32600, JSON.stringify(again));
   assert.match(again!.message, /initialize was already received/);
   await s.open('file:///a.md', 'the quick');
-  assert.equal(typeof (await s.inline('file:///a.md', 0, 9)), typeof (await s.inline('file:///a.md', 0, 9)), 'still serving');
+  assert.equal(
+    typeof (await s.inline('file:///a.md', 0, 9)),
+    typeof (await s.inline('file:///a.md', 0, 9)),
+    'still serving',
+  );
   await s.connection.sendRequest('shutdown');
   assert.equal((await errorOf(s.inline('file:///a.md', 0, 9)))?.code, -32600);
   await s.connection.sendNotification('exit');
@@ -67,33 +91,52 @@ test('positions that are not non-negative integers are rejected with -32602, nev
   await s.initialize();
   const uri = 'file:///notes/p.md';
   await s.open(uri, 'the quick brown\nfox');
-  for (const position of [{ line: 0, character: 1.5 }, { line: -1, character: 0 }, { line: 0, character: '3' }, { line: 0 }, null, { line: 0, character: 2 ** 40 }]) {
+  for (const position of [
+    { line: 0, character: 1.5 },
+    { line: -1, character: 0 },
+    { line: 0, character: '3' },
+    { line: 0 },
+    null,
+    { line: 0, character: 2 ** 40 },
+  ]) {
     for (const method of ['textDocument/inlineCompletion', 'textDocument/completion']) {
-      const error = await errorOf(s.connection.sendRequest(method, { textDocument: { uri }, position, context: { triggerKind: 2 } }));
+      const error = await errorOf(
+        s.connection.sendRequest(method, { textDocument: { uri }, position, context: { triggerKind: 2 } }),
+      );
       assert.equal(error?.code, -32602, `${method} ${JSON.stringify(position)}: ${JSON.stringify(error)}`);
     }
   }
   // Integers past the end are fine: they are clamped to the document's end.
-  const result = await s.connection.sendRequest('textDocument/inlineCompletion', { textDocument: { uri }, position: { line: 99, character: 99 }, context: { triggerKind: 2 } });
+  const result = await s.connection.sendRequest('textDocument/inlineCompletion', {
+    textDocument: { uri },
+    position: { line: 99, character: 99 },
+    context: { triggerKind: 2 },
+  });
   assert.ok(Array.isArray(result));
   assert.equal(JSON.stringify(result).includes('null'), false, JSON.stringify(result));
   assert.equal(await s.shutdown(), 0);
 });
 
-test('a relative modelPath resolves against the workspace folder, not the server\'s working directory', async () => {
+test("a relative modelPath resolves against the workspace folder, not the server's working directory", async () => {
   const workspace = join(root, 'workspace');
   mkdirSync(workspace);
   randomModel(2, undefined, join(workspace, 'models', 'mine'));
   const s = new LspSession({ env: ENV });
   sessions.push(s);
   await s.connection.sendRequest('initialize', {
-    processId: process.pid, rootUri: pathToFileURL(workspace).href, capabilities: {},
+    processId: process.pid,
+    rootUri: pathToFileURL(workspace).href,
+    capabilities: {},
     workspaceFolders: [{ uri: pathToFileURL(workspace).href, name: 'workspace' }],
     initializationOptions: { modelPath: 'models/mine' },
   });
   const deadline = Date.now() + 10_000;
-  while (!s.statuses.some((status) => status.model === join(workspace, 'models', 'mine')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.ok(s.statuses.some((status) => status.model === join(workspace, 'models', 'mine')), JSON.stringify(s.statuses));
+  while (!s.statuses.some((status) => status.model === join(workspace, 'models', 'mine')) && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 50));
+  assert.ok(
+    s.statuses.some((status) => status.model === join(workspace, 'models', 'mine')),
+    JSON.stringify(s.statuses),
+  );
   assert.equal(await s.shutdown(), 0);
 });
 
@@ -102,7 +145,10 @@ test('a completion at the end of a 100,000-character line, and in a 20 MB docume
   await s.initialize();
   const line = 'abcdefghij'.repeat(10_000);
   await s.open('file:///notes/line.md', line);
-  for (const ask of [() => s.inline('file:///notes/line.md', 0, line.length), () => s.completion('file:///notes/line.md', 0, line.length)]) {
+  for (const ask of [
+    () => s.inline('file:///notes/line.md', 0, line.length),
+    () => s.completion('file:///notes/line.md', 0, line.length),
+  ]) {
     const t0 = performance.now();
     await ask();
     const ms = performance.now() - t0;
@@ -113,7 +159,11 @@ test('a completion at the end of a 100,000-character line, and in a 20 MB docume
   const big = 'lorem ipsum dolor sit amet, consectetur adipiscing elit\n'.repeat(360_000);
   await s.open('file:///notes/big.md', big);
   const lines = 360_000;
-  for (const [line, what] of [[lines, 'the end'], [0, 'the start'], [lines, 'the end again']] as const) {
+  for (const [line, what] of [
+    [lines, 'the end'],
+    [0, 'the start'],
+    [lines, 'the end again'],
+  ] as const) {
     const t0 = performance.now();
     await s.inline('file:///notes/big.md', line, 0);
     const ms = performance.now() - t0;
@@ -149,9 +199,18 @@ test('a malformed frame is skipped: the server goes on answering instead of goin
   await s.initialize();
   await s.open('file:///notes/f.md', 'the quick');
   const stdin = s.process.stdin!;
-  for (const garbage of ['Foo: bar\r\n\r\n{}', 'Content-Length: many\r\n\r\n', 'not a header at all', 'Content-Length: 99999999999999\r\n\r\n', '   ']) {
+  for (const garbage of [
+    'Foo: bar\r\n\r\n{}',
+    'Content-Length: many\r\n\r\n',
+    'not a header at all',
+    'Content-Length: 99999999999999\r\n\r\n',
+    '   ',
+  ]) {
     stdin.write(garbage);
-    const answer = await Promise.race([s.inline('file:///notes/f.md', 0, 9).then(() => 'answered'), new Promise((r) => setTimeout(() => r('deaf'), 5000))]);
+    const answer = await Promise.race([
+      s.inline('file:///notes/f.md', 0, 9).then(() => 'answered'),
+      new Promise((r) => setTimeout(() => r('deaf'), 5000)),
+    ]);
     assert.equal(answer, 'answered', `after ${JSON.stringify(garbage)}: ${s.stderr.slice(-300)}`);
   }
   assert.match(s.stderr, /malformed LSP input: a header without a valid Content-Length; skipped \d+ bytes/);

@@ -108,10 +108,26 @@ test('the mixture predictor gives a distribution that sums to 1, and follows the
 function savedModel(): SavedModel {
   const config = { vocabSize: vocabulary.size, embed: 4, hidden: 8, layers: 1 };
   const random = seededRandom(1);
-  const weights = new Map(parameterShapes(config).map(([name, shape]) => [name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => random() - 0.5)]));
+  const weights = new Map(
+    parameterShapes(config).map(([name, shape]) => [
+      name,
+      Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => random() - 0.5),
+    ]),
+  );
   return {
-    config, vocabulary, weights,
-    metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: 0, seconds: 0, backend: 'cpu' },
+    config,
+    vocabulary,
+    weights,
+    metadata: {
+      createdAt: new Date().toISOString(),
+      hyperparameters: {},
+      corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
+      validation: null,
+      trainedChars: 0,
+      steps: 0,
+      seconds: 0,
+      backend: 'cpu',
+    },
   };
 }
 
@@ -146,7 +162,16 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
   assert.match(corrupt.warnings[0], /n-gram.*LSTM serves alone/);
   corrupt.dispose();
 
-  saveNgram(dir, (() => { const other = Vocabulary.fromText('xyz', 10); const m = new NgramModel(other.size); m.add(other.encode('xyzzy')); return m; })(), Vocabulary.fromText('xyz', 10));
+  saveNgram(
+    dir,
+    (() => {
+      const other = Vocabulary.fromText('xyz', 10);
+      const m = new NgramModel(other.size);
+      m.add(other.encode('xyzzy'));
+      return m;
+    })(),
+    Vocabulary.fromText('xyz', 10),
+  );
   const mismatched = loadServedModel(dir);
   assert.equal(mismatched.mixture, undefined);
   assert.match(mismatched.warnings[0], /different vocabulary/);
@@ -170,7 +195,11 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
 test('notes learnt from saves change the n-gram, survive a save and load, and learn only what was appended', () => {
   const dir = tempModelDir('char-learned');
   mkdirSync(dir);
-  const fresh = () => { const m = new NgramModel(vocabulary.size); m.add(vocabulary.encode('plain old notes.\n')); return m; };
+  const fresh = () => {
+    const m = new NgramModel(vocabulary.size);
+    m.add(vocabulary.encode('plain old notes.\n'));
+    return m;
+  };
   const ngram = fresh();
   const context = vocabulary.encode('Quorv');
   const out = new Float32Array(vocabulary.size);
@@ -179,9 +208,18 @@ test('notes learnt from saves change the n-gram, survive a save and load, and le
   const learned = LearnedNotes.empty(vocabulary);
   assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\n', ngram), { learnt: 36 });
   ngram.distribution(context, out);
-  assert.ok(out[vocabulary.id('e')] > before + 0.3, `learning moves the n-gram: ${before} → ${out[vocabulary.id('e')]}`);
-  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 6 }, 'only the appended text');
-  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), { learnt: 0 });
+  assert.ok(
+    out[vocabulary.id('e')] > before + 0.3,
+    `learning moves the n-gram: ${before} → ${out[vocabulary.id('e')]}`,
+  );
+  assert.deepEqual(
+    learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram),
+    { learnt: 6 },
+    'only the appended text',
+  );
+  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), {
+    learnt: 0,
+  });
   learned.save(dir);
 
   const replayed = fresh();

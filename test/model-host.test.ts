@@ -1,4 +1,5 @@
-// The model host finds a model wherever and whenever training writes it, and the server survives a model.json that is not a file.
+// The model host finds a model wherever and whenever training writes it, and the server survives a model.json that is
+// not a file.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -31,7 +32,10 @@ test('a model trained after the server started is loaded, even when its director
   // As on a fresh machine: not even the data directory's parent exists yet.
   const data = join(root, 'share');
   const dir = join(data, 'char-complete', 'model');
-  const host = new ModelHost(() => {}, () => {});
+  const host = new ModelHost(
+    () => {},
+    () => {},
+  );
   try {
     host.use(dir);
     assert.equal(host.model, undefined);
@@ -68,13 +72,22 @@ test('the real server answers initialize and stays up when model.json is a FIFO'
     t.skip('mkfifo unavailable');
     return;
   }
-  const session = new LspSession({ initializationOptions: { modelPath: dir }, env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  const session = new LspSession({
+    initializationOptions: { modelPath: dir },
+    env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
+  });
   try {
-    const answered = await Promise.race([session.initialize().then(() => true), new Promise((r) => setTimeout(() => r(false), 20_000))]);
+    const answered = await Promise.race([
+      session.initialize().then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 20_000)),
+    ]);
     assert.equal(answered, true, `initialize unanswered: ${session.stderr}`);
     await session.open('file:///notes/a.md', 'the quick');
     assert.equal(await session.inline('file:///notes/a.md', 0, 9), undefined);
-    assert.ok(session.messages.some((m) => /model\.json is not a regular file/.test(m.message)), JSON.stringify(session.messages));
+    assert.ok(
+      session.messages.some((m) => /model\.json is not a regular file/.test(m.message)),
+      JSON.stringify(session.messages),
+    );
     assert.equal(await session.shutdown(), 0);
   } finally {
     if (session.process.exitCode === null) session.process.kill('SIGKILL');

@@ -25,7 +25,10 @@ test('a budget that feeds bigger models grows the model to the largest one it fe
   assert.equal(choice.config.hidden, 384);
   assert.equal(choice.config.layers, 2);
   assert.deepEqual(measured, [256, 384, 512]);
-  assert.match(choice.reason, /^Size: 2×384 fits the budget \(10 minutes at a measured [\d,]+ chars\/s gives about [\d.]+M training chars, 6\.0 per parameter/);
+  assert.match(
+    choice.reason,
+    /^Size: 2×384 fits the budget \(10 minutes at a measured [\d,]+ chars\/s gives about [\d.]+M training chars, 6\.0 per parameter/,
+  );
   assert.match(choice.reason, /2×512 would get .* \(2\.0 per parameter\)/);
 });
 

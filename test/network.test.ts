@@ -47,14 +47,17 @@ test('state carried across windows equals one long window', async () => {
   const first = await model.scoreTargets(long.slice(0, steps), next.slice(0, steps), 1, steps, zeroState(config, 1));
   const second = await model.scoreTargets(long.slice(steps), next.slice(steps), 1, steps, first.state);
   const parts = [...first.target, ...second.target];
-  whole.target.forEach((logP, t) => assert.ok(Math.abs(logP - parts[t]) < 1e-5, `position ${t}: ${logP} vs ${parts[t]}`));
+  whole.target.forEach((logP, t) =>
+    assert.ok(Math.abs(logP - parts[t]) < 1e-5, `position ${t}: ${logP} vs ${parts[t]}`),
+  );
 });
 
 test('the plain-op LSTM cell (GPU backends) matches the fused kernels forward and backward', async () => {
   await selectBackend('wasm');
   const B = 3;
   const H = 5;
-  const random = (shape: [number, number], seed: number) => tf.randomUniform(shape, -2, 2, 'float32', seed) as tf.Tensor2D;
+  const random = (shape: [number, number], seed: number) =>
+    tf.randomUniform(shape, -2, 2, 'float32', seed) as tf.Tensor2D;
   const recurrent = random([B, 4 * H], 1);
   const inputProjection = random([2 * B, 4 * H], 2);
   const cPrev = random([B, H], 3);
@@ -83,7 +86,10 @@ test('with dropout, the hand-written backward pass still matches autodiff throug
   assert.ok(Math.abs(ours.loss - reference.value.dataSync()[0]) < 1e-5, 'loss differs');
   for (const [name, variable] of model.params) {
     const diff = tf.max(tf.abs(tf.sub(ours.gradients.get(name)!, reference.grads[variable.name]))).dataSync()[0];
-    assert.ok(diff <= 1e-4 * Math.max(1, tf.max(tf.abs(reference.grads[variable.name])).dataSync()[0]), `${name}: max abs difference ${diff}`);
+    assert.ok(
+      diff <= 1e-4 * Math.max(1, tf.max(tf.abs(reference.grads[variable.name])).dataSync()[0]),
+      `${name}: max abs difference ${diff}`,
+    );
   }
 });
 
@@ -93,8 +99,14 @@ test('dropout masks drop the given share, scale the rest, and follow their seed'
   const mask = values(7);
   const dropped = mask.filter((v) => v === 0).length / mask.length;
   assert.ok(Math.abs(dropped - 0.25) < 0.01, `dropped ${dropped}`);
-  assert.ok(mask.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6), 'kept units are scaled by 1/(1-rate)');
+  assert.ok(
+    mask.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6),
+    'kept units are scaled by 1/(1-rate)',
+  );
   assert.deepEqual(values(7), mask, 'the same seed gives the same mask');
   const other = values(8);
-  assert.ok(other.some((v, i) => v !== mask[i]), 'another seed gives another mask');
+  assert.ok(
+    other.some((v, i) => v !== mask[i]),
+    'another seed gives another mask',
+  );
 });

@@ -13,7 +13,9 @@ const TEXT = [
   'Pack my box with five dozen liquor jugs. ',
   'How vexingly quick daft zebras jump! ',
   'Sphinx of black quartz, judge my vow. ',
-].join('').repeat(20);
+]
+  .join('')
+  .repeat(20);
 // Characters that never occur in TEXT, so some ids are only ever predicted by the uniform base.
 const vocab = Vocabulary.fromText(TEXT + 'éß€', 512);
 
@@ -163,7 +165,10 @@ test('the node bound holds: pruning keeps the model within maxNodes and normalis
   assert.equal(stats.refused, 0);
   // Every stored n-gram was seen: n-grams re-added after their suffix was pruned count too.
   const arrays = model.toArrays();
-  assert.ok(arrays.count.subarray(1).every((c) => c >= 1), 'no count-0 node');
+  assert.ok(
+    arrays.count.subarray(1).every((c) => c >= 1),
+    'no count-0 node',
+  );
   assert.deepEqual(NgramModel.fromArrays(arrays).toArrays(), arrays);
   assertDistribution(next(model, 'abcdefgh'), 'after pruning');
   // What was added last is still known after all that pruning.
@@ -205,7 +210,11 @@ test('loading with another vocabulary is refused', () => {
   // Same size, different characters: the ids would mean other characters.
   const chars = vocab.toJSON().chars;
   chars[chars.length - 1] = '✓';
-  assert.throws(() => loadNgram(dir, Vocabulary.fromJSON({ chars })), (err: Error) => err instanceof NgramFormatError && /different vocabulary/.test(err.message) && /npm run train/.test(err.message));
+  assert.throws(
+    () => loadNgram(dir, Vocabulary.fromJSON({ chars })),
+    (err: Error) =>
+      err instanceof NgramFormatError && /different vocabulary/.test(err.message) && /npm run train/.test(err.message),
+  );
   assert.throws(() => loadNgram(dir, Vocabulary.fromText('abc', 10)), NgramFormatError);
   assert.throws(() => saveNgram(dir, trained(), Vocabulary.fromText('abc', 10)), NgramFormatError);
 });
@@ -259,5 +268,8 @@ test('damaged files are refused with NgramFormatError, quoting nothing from the 
 
   fs.rmSync(file);
   fs.mkdirSync(file);
-  assert.throws(() => loadNgram(dir, vocab), (err: Error) => err instanceof NgramFormatError && /not a regular file/.test(err.message));
+  assert.throws(
+    () => loadNgram(dir, vocab),
+    (err: Error) => err instanceof NgramFormatError && /not a regular file/.test(err.message),
+  );
 });

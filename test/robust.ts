@@ -53,7 +53,10 @@ async function request(what: string, method: string, params: unknown): Promise<u
   const t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<'hang'>((resolve) => (timer = setTimeout(() => resolve('hang'), HANG_MS)));
-  const answer = await Promise.race([session.connection.sendRequest(method, params).catch((error: { code?: number }) => error), hang]);
+  const answer = await Promise.race([
+    session.connection.sendRequest(method, params).catch((error: { code?: number }) => error),
+    hang,
+  ]);
   clearTimeout(timer);
   const ms = performance.now() - t0;
   if (ms > slowest.ms) slowest = { ms, what };
@@ -68,7 +71,11 @@ async function request(what: string, method: string, params: unknown): Promise<u
 }
 
 const inline = (what: string, uri: string, line: number, character: number) =>
-  request(what, 'textDocument/inlineCompletion', { textDocument: { uri }, position: { line, character }, context: { triggerKind: 2 } });
+  request(what, 'textDocument/inlineCompletion', {
+    textDocument: { uri },
+    position: { line, character },
+    context: { triggerKind: 2 },
+  });
 
 /** Checks the server still answers; restarts it after a crash so the remaining phases still run. */
 async function alive(after: string): Promise<void> {
@@ -100,10 +107,28 @@ async function malformed(): Promise<void> {
     ['JSON that is not a message', frame('{"hello": "world"}')],
     ['a request for an unknown method', frame('{"jsonrpc":"2.0","id":9002,"method":"no/such/method","params":{}}')],
     ['inline completion without params', frame('{"jsonrpc":"2.0","id":9003,"method":"textDocument/inlineCompletion"}')],
-    ['inline completion with params 5', frame('{"jsonrpc":"2.0","id":9004,"method":"textDocument/inlineCompletion","params":5}')],
-    ['a didOpen whose text is a number', frame('{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{"textDocument":{"uri":"file:///robust/n.md","languageId":"markdown","version":1,"text":5}}}')],
-    ['a didChange for a document never opened', frame('{"jsonrpc":"2.0","method":"textDocument/didChange","params":{"textDocument":{"uri":"file:///robust/none.md","version":2},"contentChanges":[{"text":"x"}]}}')],
-    ['a didChange with a range far outside the document', frame('{"jsonrpc":"2.0","method":"textDocument/didChange","params":{"textDocument":{"uri":"file:///robust/alive.md","version":99},"contentChanges":[{"range":{"start":{"line":1000000,"character":5},"end":{"line":-3,"character":1.5}},"text":"x"}]}}')],
+    [
+      'inline completion with params 5',
+      frame('{"jsonrpc":"2.0","id":9004,"method":"textDocument/inlineCompletion","params":5}'),
+    ],
+    [
+      'a didOpen whose text is a number',
+      frame(
+        '{"jsonrpc":"2.0","method":"textDocument/didOpen","params":{"textDocument":{"uri":"file:///robust/n.md","languageId":"markdown","version":1,"text":5}}}',
+      ),
+    ],
+    [
+      'a didChange for a document never opened',
+      frame(
+        '{"jsonrpc":"2.0","method":"textDocument/didChange","params":{"textDocument":{"uri":"file:///robust/none.md","version":2},"contentChanges":[{"text":"x"}]}}',
+      ),
+    ],
+    [
+      'a didChange with a range far outside the document',
+      frame(
+        '{"jsonrpc":"2.0","method":"textDocument/didChange","params":{"textDocument":{"uri":"file:///robust/alive.md","version":99},"contentChanges":[{"range":{"start":{"line":1000000,"character":5},"end":{"line":-3,"character":1.5}},"text":"x"}]}}',
+      ),
+    ],
     ['a header without Content-Length', 'Foo: bar\r\n\r\n{}'],
     ['a Content-Length that is not a number', 'Content-Length: many\r\n\r\n{}'],
     ['bytes that are no header at all', 'GET / HTTP/1.1 and then some'],
@@ -119,9 +144,21 @@ async function malformed(): Promise<void> {
 async function positions(): Promise<void> {
   const uri = 'file:///robust/positions.md';
   await session.open(uri, 'one line\nand another\n');
-  const cases: Array<[number, number]> = [[1e6, 1e6], [0, 1e6], [1e6, 0], [-1, 0], [0, -1], [0, 0.5], [2 ** 31, 0], [Number.MAX_SAFE_INTEGER, 3]];
+  const cases: Array<[number, number]> = [
+    [1e6, 1e6],
+    [0, 1e6],
+    [1e6, 0],
+    [-1, 0],
+    [0, -1],
+    [0, 0.5],
+    [2 ** 31, 0],
+    [Number.MAX_SAFE_INTEGER, 3],
+  ];
   for (const [line, character] of cases) await inline(`position ${line}:${character}`, uri, line, character);
-  await request('completion far outside', 'textDocument/completion', { textDocument: { uri }, position: { line: 5e5, character: 7e5 } });
+  await request('completion far outside', 'textDocument/completion', {
+    textDocument: { uri },
+    position: { line: 5e5, character: 7e5 },
+  });
   await alive('out-of-range positions');
 }
 
@@ -132,7 +169,10 @@ async function longLine(): Promise<void> {
   await inline('30,000-character line: end', uri, 0, LONG_LINE);
   await inline('30,000-character line: middle', uri, 0, LONG_LINE >> 1);
   await inline('30,000-character line: start', uri, 0, 0);
-  await request('30,000-character line: completion list at the end', 'textDocument/completion', { textDocument: { uri }, position: { line: 0, character: LONG_LINE } });
+  await request('30,000-character line: completion list at the end', 'textDocument/completion', {
+    textDocument: { uri },
+    position: { line: 0, character: LONG_LINE },
+  });
   let character = LONG_LINE;
   for (const c of 'consectetur adipiscing elit ') {
     await session.change(uri, { start: { line: 0, character }, end: { line: 0, character } }, c);
@@ -157,7 +197,8 @@ async function manyDocuments(): Promise<void> {
 async function keystrokes(): Promise<void> {
   const uri = 'file:///robust/typing.md';
   await session.open(uri, '');
-  const text = 'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness.\n';
+  const text =
+    'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness.\n';
   let line = 0;
   let character = 0;
   for (let i = 0; i < KEYSTROKES; i++) {
@@ -186,8 +227,11 @@ async function main(): Promise<number> {
   await alive('start');
   const rssStart = session.rss();
   const phases: Array<[string, () => Promise<void>]> = [
-    ['malformed frames', malformed], ['out-of-range positions', positions], ['a 30,000-character line', longLine],
-    [`${DOCUMENTS} documents opened and closed`, manyDocuments], [`${KEYSTROKES} keystrokes`, keystrokes],
+    ['malformed frames', malformed],
+    ['out-of-range positions', positions],
+    ['a 30,000-character line', longLine],
+    [`${DOCUMENTS} documents opened and closed`, manyDocuments],
+    [`${KEYSTROKES} keystrokes`, keystrokes],
   ];
   let rssPeak = rssStart;
   for (const [name, phase] of phases) {
@@ -201,13 +245,20 @@ async function main(): Promise<number> {
   stopping = true;
   const code = await session.shutdown();
   const growth = rssEnd - rssStart;
-  console.log(`crashes: ${crashes}; hangs: ${hangs}; internal errors: ${internalErrors}; exit code after shutdown: ${code}`);
+  console.log(
+    `crashes: ${crashes}; hangs: ${hangs}; internal errors: ${internalErrors}; exit code after shutdown: ${code}`,
+  );
   console.log(`requests: ${requests}; slowest: ${slowest.ms.toFixed(0)} ms (${slowest.what})`);
-  console.log(`server RSS: ${mb(rssStart)} at start, ${mb(rssEnd)} at end (peak ${mb(rssPeak)}; growth limit ${mb(MAX_RSS_GROWTH)})`);
+  console.log(
+    `server RSS: ${mb(rssStart)} at start, ${mb(rssEnd)} at end (peak ${mb(rssPeak)}; growth limit ${mb(MAX_RSS_GROWTH)})`,
+  );
   console.log(`took ${((performance.now() - started) / 1000).toFixed(0)} s`);
   const failures = [
-    crashes > 0 && `${crashes} crash(es)`, hangs > 0 && `${hangs} hang(s)`, internalErrors > 0 && `${internalErrors} internal error(s)`,
-    growth > MAX_RSS_GROWTH && `RSS grew by ${mb(growth)}`, code !== 0 && `exit code ${code} after shutdown`,
+    crashes > 0 && `${crashes} crash(es)`,
+    hangs > 0 && `${hangs} hang(s)`,
+    internalErrors > 0 && `${internalErrors} internal error(s)`,
+    growth > MAX_RSS_GROWTH && `RSS grew by ${mb(growth)}`,
+    code !== 0 && `exit code ${code} after shutdown`,
   ].filter(Boolean);
   console.log(failures.length === 0 ? 'PASS' : `FAIL: ${failures.join(', ')}`);
   return failures.length === 0 ? 0 : 1;

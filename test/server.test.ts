@@ -18,9 +18,32 @@ before(() => {
   root = mkdtempSync(join(tmpdir(), 'char-complete-server-'));
   writeFileSync(join(root, 'notes.md'), LINE.repeat(400));
   modelDir = join(root, 'model');
-  const run = spawnSync(process.execPath, [join(__dirname, '..', 'train.js'), join(root, 'notes.md'), '--out', modelDir,
-    '--epochs', '6', '--layers', '1', '--hidden', '48', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01', '--dropout', '0'],
-  { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  const run = spawnSync(
+    process.execPath,
+    [
+      join(__dirname, '..', 'train.js'),
+      join(root, 'notes.md'),
+      '--out',
+      modelDir,
+      '--epochs',
+      '6',
+      '--layers',
+      '1',
+      '--hidden',
+      '48',
+      '--embed',
+      '16',
+      '--seq',
+      '32',
+      '--batch',
+      '8',
+      '--lr',
+      '0.01',
+      '--dropout',
+      '0',
+    ],
+    { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } },
+  );
   assert.equal(run.status, 0, run.stderr);
 });
 
@@ -30,7 +53,11 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-function start(settings: Record<string, unknown> = {}, withConfiguration = false, workspaceFolders?: string[]): LspSession {
+function start(
+  settings: Record<string, unknown> = {},
+  withConfiguration = false,
+  workspaceFolders?: string[],
+): LspSession {
   let current = { modelPath: modelDir, ...settings };
   const session = new LspSession({
     workspaceFolders,
@@ -91,7 +118,10 @@ test('a configuration change takes effect: beam is deterministic, sampling diffe
     await set({ seed });
     samples.add(await s.inline(URI, line, 4));
   }
-  assert.ok(s.logs.some((l) => l.includes('mode=sample') && l.includes('temperature=2')), 'the server received the temperature');
+  assert.ok(
+    s.logs.some((l) => l.includes('mode=sample') && l.includes('temperature=2')),
+    'the server received the temperature',
+  );
   assert.ok(samples.size > 1 || !samples.has(first), `sampling at temperature 2 gave ${[...samples].join(' | ')}`);
 
   await set({ mode: 'beam', minConfidence: 1, stopAt: 'word' });
@@ -114,11 +144,22 @@ test('a newer request supersedes an older one, and $/cancelRequest is honoured',
   await s.open('file:///notes/long.md', long);
   const slow = s.inline('file:///notes/long.md', 0, long.length);
   const source = new CancellationTokenSource();
-  const cancelled = s.connection.sendRequest('textDocument/inlineCompletion', {
-    textDocument: { uri: URI }, position: { line: 0, character: 12 }, context: { triggerKind: 2 },
-  }, source.token).then((items) => items, (error: { code?: number }) => error);
+  const cancelled = s.connection
+    .sendRequest(
+      'textDocument/inlineCompletion',
+      {
+        textDocument: { uri: URI },
+        position: { line: 0, character: 12 },
+        context: { triggerKind: 2 },
+      },
+      source.token,
+    )
+    .then(
+      (items) => items,
+      (error: { code?: number }) => error,
+    );
   source.cancel();
-  const outcome = await cancelled as unknown;
+  const outcome = (await cancelled) as unknown;
   const empty = Array.isArray(outcome) && outcome.length === 0;
   const cancelError = (outcome as { code?: number })?.code === -32800;
   assert.ok(empty || cancelError, `cancelled request gave ${JSON.stringify(outcome)}`);
@@ -139,7 +180,8 @@ test('without a model the server answers with nothing, says how to train once, a
 
   // Publish a model the way the trainer does: shard first, then model.json by rename.
   mkdirSync(emptyDir, { recursive: true });
-  for (const file of readdirSync(modelDir)) if (file.endsWith('.bin')) cpSync(join(modelDir, file), join(emptyDir, file));
+  for (const file of readdirSync(modelDir))
+    if (file.endsWith('.bin')) cpSync(join(modelDir, file), join(emptyDir, file));
   cpSync(join(modelDir, 'model.json'), join(emptyDir, 'model.json.tmp'));
   renameSync(join(emptyDir, 'model.json.tmp'), join(emptyDir, 'model.json'));
   assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === 'own '), 'the new model is picked up');
@@ -149,11 +191,17 @@ test('without a model the server answers with nothing, says how to train once, a
 test('malformed input never crashes the server', async () => {
   const s = start({ beamWidth: 'lots', temperature: -5, mode: 42, maxChars: 1e9, stopAt: null, modelPath: modelDir });
   await s.initialize();
-  assert.ok(await until(() => s.messages.some((m) => /charComplete\.mode/.test(m.message))), 'bad settings are reported');
+  assert.ok(
+    await until(() => s.messages.some((m) => /charComplete\.mode/.test(m.message))),
+    'bad settings are reported',
+  );
   assert.equal(await s.inline('file:///never/opened.md', 0, 0), undefined, 'unknown URI');
   await s.open(URI, 'the quick br');
   assert.equal(await s.inline(URI, 999, 999), 'own ', 'a position past the end is clamped to the end');
-  const bad = await s.connection.sendRequest('textDocument/inlineCompletion', { nonsense: true }).then((r) => r, (e: Error) => e);
+  const bad = await s.connection.sendRequest('textDocument/inlineCompletion', { nonsense: true }).then(
+    (r) => r,
+    (e: Error) => e,
+  );
   assert.ok(Array.isArray(bad) || bad instanceof Error);
 
   const surrogates = 'note \ud83d and \ude00 then the quick br';
@@ -179,10 +227,14 @@ test('a word used earlier in the document completes although the model never saw
   await s.initialize();
   const fresh = 'the quick brown fox. the gl';
   await s.open('file:///notes/fresh.md', fresh);
-  assert.doesNotMatch(await s.inline('file:///notes/fresh.md', 0, fresh.length) ?? '', /^immerwort/, 'the model alone does not know the word');
+  assert.doesNotMatch(
+    (await s.inline('file:///notes/fresh.md', 0, fresh.length)) ?? '',
+    /^immerwort/,
+    'the model alone does not know the word',
+  );
   const text = 'the glimmerwort grows. the glimmerwort fades. the gl';
   await s.open('file:///notes/words.md', text);
-  assert.match(await s.inline('file:///notes/words.md', 0, text.length) ?? '', /^immerwort/);
+  assert.match((await s.inline('file:///notes/words.md', 0, text.length)) ?? '', /^immerwort/);
   await s.shutdown();
 });
 
@@ -250,7 +302,10 @@ test('a note saved in a trusted workspace folder is learnt: its new word complet
   await s.open(note, text);
   await s.save(note);
   assert.match(await suggestAfterZorb(s), /^ulent/);
-  assert.ok(await until(() => readdirSync(learnDir).includes('learned.bin')), 'what was learnt is kept in the model directory');
+  assert.ok(
+    await until(() => readdirSync(learnDir).includes('learned.bin')),
+    'what was learnt is kept in the model directory',
+  );
   await s.shutdown();
 
   const restarted = start({ modelPath: learnDir });

@@ -1,4 +1,5 @@
-// The settings a user sees in VS Code's Settings UI are the ones the server applies: the manifest is checked against the completion options.
+// The settings a user sees in VS Code's Settings UI are the ones the server applies: the manifest is checked against
+// the completion options.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -45,11 +46,14 @@ test('the manifest’s choices are the ones the server accepts, with the same de
   assert.equal(setting('backend').default, SETTINGS_DEFAULTS.backend);
   assert.deepEqual(setting('languages').default, [...DEFAULT_LANGUAGES]);
   const activation: string[] = manifest.activationEvents;
-  for (const language of DEFAULT_LANGUAGES) assert.ok(activation.includes(`onLanguage:${language}`), `activates on ${language}`);
+  for (const language of DEFAULT_LANGUAGES)
+    assert.ok(activation.includes(`onLanguage:${language}`), `activates on ${language}`);
 });
 
 test('the manifest’s defaults parse to the engine’s defaults without a warning', () => {
-  const raw = Object.fromEntries(Object.entries(properties).map(([key, property]) => [key.replace('charComplete.', ''), property.default]));
+  const raw = Object.fromEntries(
+    Object.entries(properties).map(([key, property]) => [key.replace('charComplete.', ''), property.default]),
+  );
   const { settings, warnings } = parseSettings(raw);
   assert.deepEqual(warnings, []);
   assert.deepEqual(settings.completion, COMPLETION_DEFAULTS);

@@ -25,8 +25,20 @@ function tempDir(): string {
 
 function smallOptions(paths: string[], out: string): TrainOptions {
   return {
-    paths, out, packageRoot: join(__dirname, '..', '..'), epochs: 4,
-    layers: 1, hidden: 32, embed: 8, seq: 16, batch: 8, lr: 1e-2, dropout: 0, seed: 3, backend: 'wasm', resume: false,
+    paths,
+    out,
+    packageRoot: join(__dirname, '..', '..'),
+    epochs: 4,
+    layers: 1,
+    hidden: 32,
+    embed: 8,
+    seq: 16,
+    batch: 8,
+    lr: 1e-2,
+    dropout: 0,
+    seed: 3,
+    backend: 'wasm',
+    resume: false,
   };
 }
 
@@ -43,8 +55,14 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
   const ids = saved.vocabulary.encode(REPETITIVE.slice(-2000));
   const before = lstmNats(await scoreLstm(untrained, ids, 4, 16));
   assert.ok(result.lstmValidationNats !== null);
-  assert.ok(result.lstmValidationNats! < 0.5 * before, `LSTM validation loss ${result.lstmValidationNats} vs ${before} untrained`);
-  assert.ok(Math.abs(saved.metadata.validation!.nats - result.validationNats!) < 1e-9, 'saved metadata records the final figure');
+  assert.ok(
+    result.lstmValidationNats! < 0.5 * before,
+    `LSTM validation loss ${result.lstmValidationNats} vs ${before} untrained`,
+  );
+  assert.ok(
+    Math.abs(saved.metadata.validation!.nats - result.validationNats!) < 1e-9,
+    'saved metadata records the final figure',
+  );
   assert.equal(result.stoppedBy, 'budget');
   assert.ok(result.sample.length > 0);
   assert.deepEqual(saved.metadata.corpus.sources, ['notes.txt'], 'names only, not where the notes live');
@@ -57,8 +75,19 @@ test('save and load give identical predictions', async () => {
   const original = new CharLstm(config, initialParameters(config, 11));
   const dir = tempDir();
   saveModel(dir, {
-    config, vocabulary, weights: await readWeights(original.params),
-    metadata: { createdAt: new Date().toISOString(), hyperparameters: {}, corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' }, validation: null, trainedChars: 0, steps: 0, seconds: 0, backend: 'wasm' },
+    config,
+    vocabulary,
+    weights: await readWeights(original.params),
+    metadata: {
+      createdAt: new Date().toISOString(),
+      hyperparameters: {},
+      corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
+      validation: null,
+      trainedChars: 0,
+      steps: 0,
+      seconds: 0,
+      backend: 'wasm',
+    },
   });
   const loaded = loadModel(dir);
   assert.deepEqual(loaded.vocabulary.chars, vocabulary.chars);
@@ -90,7 +119,13 @@ test('the trainer exits with code 2 and a clear message when no file is usable',
 });
 
 test('the trainer rejects bad flags with a usage message', () => {
-  for (const args of [['--bogus'], ['--hidden', 'many'], ['--lr', '-1'], ['--minutes', '1', '--epochs', '1'], ['--backend', 'tpu']]) {
+  for (const args of [
+    ['--bogus'],
+    ['--hidden', 'many'],
+    ['--lr', '-1'],
+    ['--minutes', '1', '--epochs', '1'],
+    ['--backend', 'tpu'],
+  ]) {
     const run = runTrainer(args);
     assert.equal(run.status, 2, `${args.join(' ')}: ${run.stderr}`);
     assert.match(run.stderr, /usage: npm run train/, args.join(' '));
@@ -115,11 +150,17 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
     return;
   }
   assert.equal(forced.status, 2, forced.stderr);
-  assert.match(forced.stderr, /backend: webgpu is not usable \(webgpu: (no Vulkan loader|no GPU adapter|only a software adapter)/);
+  assert.match(
+    forced.stderr,
+    /backend: webgpu is not usable \(webgpu: (no Vulkan loader|no GPU adapter|only a software adapter)/,
+  );
   assert.doesNotMatch(forced.stderr, /\n\s+at /, 'a reason, not a stack trace');
   // Where a Vulkan loader is installed but no GPU, Dawn's own warnings must not reach stderr:
   // the adapter is probed in a child whose stderr is dropped, and the outcome is one line.
-  const auto = runTrainer([notes, '--out', join(dir, 'auto'), ...small], { ...process.env, XDG_RUNTIME_DIR: '/nonexistent' });
+  const auto = runTrainer([notes, '--out', join(dir, 'auto'), ...small], {
+    ...process.env,
+    XDG_RUNTIME_DIR: '/nonexistent',
+  });
   assert.equal(auto.status, 0, auto.stderr);
   assert.match(auto.stdout, /Backend: wasm \(.*; no GPU: webgpu: [^\n]+\)\n/);
   assert.doesNotMatch(auto.stderr, /XDG_RUNTIME_DIR|shaderUniform|Vulkan|vk[A-Z]/);
@@ -128,10 +169,13 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
     const loader = join(dir, 'vulkan');
     mkdirSync(loader);
     writeFileSync(join(loader, 'libvulkan.so.1'), '');
-    const broken = runTrainer([notes, '--out', join(dir, 'broken'), ...small], { ...process.env, LD_LIBRARY_PATH: loader });
+    const broken = runTrainer([notes, '--out', join(dir, 'broken'), ...small], {
+      ...process.env,
+      LD_LIBRARY_PATH: loader,
+    });
     assert.equal(broken.status, 0, broken.stderr);
     assert.match(broken.stdout, /Backend: wasm \(.*; no GPU: webgpu: no GPU adapter/);
-    assert.doesNotMatch(broken.stderr, /Vulkan|vulkan/, 'Dawn\'s warnings stay in the probe');
+    assert.doesNotMatch(broken.stderr, /Vulkan|vulkan/, "Dawn's warnings stay in the probe");
   }
   assert.equal(loadModel(join(dir, 'auto')).metadata.backend, 'wasm');
 });
@@ -162,7 +206,23 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
-  const flags = ['--out', out, '--epochs', '1', '--layers', '1', '--hidden', '16', '--embed', '8', '--seq', '16', '--batch', '4', '--json'];
+  const flags = [
+    '--out',
+    out,
+    '--epochs',
+    '1',
+    '--layers',
+    '1',
+    '--hidden',
+    '16',
+    '--embed',
+    '8',
+    '--seq',
+    '16',
+    '--batch',
+    '4',
+    '--json',
+  ];
   const first = runTrainer([join(dir, 'notes.md'), ...flags]);
   assert.equal(first.status, 0, first.stderr);
   const lines = first.stdout.trim().split('\n');
@@ -173,7 +233,10 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
   // The model as served is the mixture: it is scored against its parts.
   assert.equal(typeof summary.lstm_val_nats, 'number');
   assert.equal(typeof summary.ngram_val_nats, 'number');
-  assert.ok(summary.val_nats <= Math.min(summary.lstm_val_nats, summary.ngram_val_nats) + 0.05, `mixture ${summary.val_nats} vs parts ${summary.lstm_val_nats}, ${summary.ngram_val_nats}`);
+  assert.ok(
+    summary.val_nats <= Math.min(summary.lstm_val_nats, summary.ngram_val_nats) + 0.05,
+    `mixture ${summary.val_nats} vs parts ${summary.lstm_val_nats}, ${summary.ngram_val_nats}`,
+  );
   assert.match(first.stderr, /Saved an n-gram model for completions while the LSTM trains/);
   assert.ok(readdirSync(out).includes('ngram.bin'));
   assert.ok(summary.chars_per_s > 0);
@@ -191,9 +254,32 @@ test('multi-threaded wasm starts, computes the same model as one thread, and the
   // threaded path is checked here through the trainer, which exits explicitly.
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
-  const flags = [join(dir, 'notes.md'), '--epochs', '1', '--layers', '1', '--hidden', '32', '--embed', '8', '--seq', '16', '--batch', '8', '--dropout', '0', '--json'];
-  const threaded = runTrainer([...flags, '--out', join(dir, 'threaded')], { ...process.env, CHAR_COMPLETE_WASM_THREADS: '2' });
-  const single = runTrainer([...flags, '--out', join(dir, 'single')], { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' });
+  const flags = [
+    join(dir, 'notes.md'),
+    '--epochs',
+    '1',
+    '--layers',
+    '1',
+    '--hidden',
+    '32',
+    '--embed',
+    '8',
+    '--seq',
+    '16',
+    '--batch',
+    '8',
+    '--dropout',
+    '0',
+    '--json',
+  ];
+  const threaded = runTrainer([...flags, '--out', join(dir, 'threaded')], {
+    ...process.env,
+    CHAR_COMPLETE_WASM_THREADS: '2',
+  });
+  const single = runTrainer([...flags, '--out', join(dir, 'single')], {
+    ...process.env,
+    CHAR_COMPLETE_WASM_THREADS: '1',
+  });
   assert.equal(threaded.status, 0, threaded.stderr);
   assert.equal(single.status, 0, single.stderr);
   assert.match(threaded.stderr, /XNNPACK, 2 threads/);
@@ -207,7 +293,9 @@ const SMALL = ['--layers', '1', '--hidden', '16', '--embed', '8', '--seq', '16',
 
 /** Starts the trainer; `training` resolves once its output matches ready (by default: it has begun its training steps). */
 function startTrainer(args: string[], ready = /^Model: /m) {
-  const child = spawn(process.execPath, [TRAINER, ...args], { env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  const child = spawn(process.execPath, [TRAINER, ...args], {
+    env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk) => (stdout += chunk));
@@ -226,7 +314,11 @@ async function exitWithin(run: ReturnType<typeof startTrainer>, ms: number): Pro
   const timer = setTimeout(() => run.child.kill('SIGKILL'), ms);
   const code = await run.exited;
   clearTimeout(timer);
-  assert.notEqual(run.child.signalCode, 'SIGKILL', `still running ${ms} ms after Ctrl-C: ${JSON.stringify(run.output())}`);
+  assert.notEqual(
+    run.child.signalCode,
+    'SIGKILL',
+    `still running ${ms} ms after Ctrl-C: ${JSON.stringify(run.output())}`,
+  );
   return code;
 }
 
@@ -242,7 +334,10 @@ test('Ctrl-C while training on wasm finishes the step, saves, says so and exits 
   const code = await exitWithin(run, 20_000);
   const seconds = (performance.now() - interrupted) / 1000;
   assert.equal(code, 130, run.output().stderr);
-  assert.match(run.output().stdout, /Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to .*, for --resume\./);
+  assert.match(
+    run.output().stdout,
+    /Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to .*, for --resume\./,
+  );
   assert.match(run.output().stdout, /Done \(interrupted\)/);
   assert.ok(seconds < 10, `exited ${seconds.toFixed(1)} s after Ctrl-C`);
   const saved = loadModel(out);
@@ -259,7 +354,10 @@ test('a second Ctrl-C exits at once without writing', async () => {
   const out = join(dir, 'model');
   // A 2×512 model: its steps take about a second, so the second Ctrl-C arrives while the first is
   // still finishing one.
-  const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm', '--hidden', '512'], /^Saved an n-gram model/m);
+  const run = startTrainer(
+    [join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm', '--hidden', '512'],
+    /^Saved an n-gram model/m,
+  );
   await run.training;
   await new Promise((r) => setTimeout(r, 500));
   const files = readdirSync(out).sort();
@@ -269,14 +367,29 @@ test('a second Ctrl-C exits at once without writing', async () => {
   run.child.kill('SIGINT');
   assert.equal(await exitWithin(run, 10_000), 130, run.output().stderr);
   assert.equal(readFileSync(join(out, 'model.json'), 'utf8'), modelJson, 'the model saved before is untouched');
-  assert.deepEqual(readdirSync(out).sort(), files.filter((f) => f !== 'train.lock'), 'no new file, no temporary file, and the lock released');
+  assert.deepEqual(
+    readdirSync(out).sort(),
+    files.filter((f) => f !== 'train.lock'),
+    'no new file, no temporary file, and the lock released',
+  );
 });
 
 test('--resume: conflicting shape flags are an error, the resumed model is the one to beat, and a mostly unknown corpus is warned about', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
-  const first = runTrainer([join(dir, 'notes.md'), '--out', out, '--epochs', '2', '--lr', '0.01', '--dropout', '0', ...SMALL]);
+  const first = runTrainer([
+    join(dir, 'notes.md'),
+    '--out',
+    out,
+    '--epochs',
+    '2',
+    '--lr',
+    '0.01',
+    '--dropout',
+    '0',
+    ...SMALL,
+  ]);
   assert.equal(first.status, 0, first.stderr);
   const before = loadModel(out);
 
@@ -285,7 +398,22 @@ test('--resume: conflicting shape flags are an error, the resumed model is the o
   assert.match(conflict.stderr, /cannot resume .* with a different shape: --hidden 64 \(the model has 16\)/);
 
   // A learning rate this high wrecks the weights: the resumed model must survive it.
-  const wrecked = runTrainer([join(dir, 'notes.md'), '--out', out, '--resume', '--epochs', '0.2', '--lr', '1', '--dropout', '0', '--seq', '16', '--batch', '4']);
+  const wrecked = runTrainer([
+    join(dir, 'notes.md'),
+    '--out',
+    out,
+    '--resume',
+    '--epochs',
+    '0.2',
+    '--lr',
+    '1',
+    '--dropout',
+    '0',
+    '--seq',
+    '16',
+    '--batch',
+    '4',
+  ]);
   assert.equal(wrecked.status, 0, wrecked.stderr);
   assert.match(wrecked.stdout, /The resumed model scores [\d.]+ bits\/char on this validation set/);
   const after = loadModel(out);
@@ -295,19 +423,25 @@ test('--resume: conflicting shape flags are an error, the resumed model is the o
   writeFileSync(greek, 'η γρήγορη καφέ αλεπού πηδάει πάνω από τον τεμπέλη σκύλο.\n'.repeat(100));
   const foreign = runTrainer([greek, '--out', out, '--resume', '--epochs', '0.2', '--seq', '16', '--batch', '4']);
   assert.equal(foreign.status, 0, foreign.stderr);
-  assert.match(foreign.stdout, /Warning: \d+% of this corpus is outside the resumed model's vocabulary of \d+ symbols.*train anew without --resume/);
+  assert.match(
+    foreign.stdout,
+    /Warning: \d+% of this corpus is outside the resumed model's vocabulary of \d+ symbols.*train anew without --resume/,
+  );
 });
 
-test('Adam\'s moments and step are saved with the weights and restored exactly by --resume', async () => {
+test("Adam's moments and step are saved with the weights and restored exactly by --resume", async () => {
   await selectBackend('wasm');
   const config: NetworkConfig = { vocabSize: 5, embed: 3, hidden: 4, layers: 1 };
-  const gradient = (seed: number) => new Map([...initialParameters(config, seed)].map(([name, v]) => [name, v as tf.Tensor]));
+  const gradient = (seed: number) =>
+    new Map([...initialParameters(config, seed)].map(([name, v]) => [name, v as tf.Tensor]));
   const a = initialParameters(config, 1);
   const adamA = new Adam(a);
   for (let i = 0; i < 5; i++) adamA.apply(gradient(10 + i), 0.01);
   const dir = tempDir();
   saveOptimizerState(dir, config, 'weights.000000000000.bin', await adamA.state());
-  assert.deepEqual(loadOptimizerState(dir, config, 'weights.111111111111.bin'), { missing: 'optimizer.json belongs to other weights than weights.111111111111.bin' });
+  assert.deepEqual(loadOptimizerState(dir, config, 'weights.111111111111.bin'), {
+    missing: 'optimizer.json belongs to other weights than weights.111111111111.bin',
+  });
   const restored = loadOptimizerState(dir, config, 'weights.000000000000.bin');
   assert.ok(!('missing' in restored));
   assert.equal(restored.step, 5);
@@ -339,7 +473,10 @@ test('Adam\'s moments and step are saved with the weights and restored exactly b
   rmSync(join(out, 'optimizer.json'));
   const old = runTrainer([notes, '--out', out, '--resume', '--epochs', '1']);
   assert.equal(old.status, 0, old.stderr);
-  assert.match(old.stdout, /Note: no optimizer state to resume \(optimizer\.json is absent \(a model saved by an older version\)\); Adam starts afresh\./);
+  assert.match(
+    old.stdout,
+    /Note: no optimizer state to resume \(optimizer\.json is absent \(a model saved by an older version\)\); Adam starts afresh\./,
+  );
 });
 
 test('one trainer per --out: a live lock is refused with its pid, a dead one is taken over', () => {
@@ -352,7 +489,10 @@ test('one trainer per --out: a live lock is refused with its pid, a dead one is 
   writeFileSync(lock, JSON.stringify({ pid: process.pid, host, started: new Date().toISOString() }));
   const refused = runTrainer([join(dir, 'notes.md'), '--out', out, '--epochs', '0.2', ...SMALL]);
   assert.equal(refused.status, 2, refused.stderr);
-  assert.match(refused.stderr, new RegExp(`another training is writing ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${process.pid}`));
+  assert.match(
+    refused.stderr,
+    new RegExp(`another training is writing ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${process.pid}`),
+  );
   assert.ok(!existsSync(join(out, 'model.json')));
 
   const dead = spawnSync(process.execPath, ['-e', '']).pid;
@@ -372,10 +512,18 @@ test('a model.json that is a FIFO makes --resume and eval fail at once instead o
     t.skip('mkfifo unavailable');
     return;
   }
-  const resume = spawnSync(process.execPath, [TRAINER, join(dir, 'notes.md'), '--out', out, '--resume', '--epochs', '1'], { encoding: 'utf8', timeout: 30_000 });
+  const resume = spawnSync(
+    process.execPath,
+    [TRAINER, join(dir, 'notes.md'), '--out', out, '--resume', '--epochs', '1'],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   assert.equal(resume.status, 2, `status ${resume.status} signal ${resume.signal}: ${resume.stderr}`);
   assert.match(resume.stderr, /cannot resume: invalid model at .*: model\.json is not a regular file/);
-  const evaluate = spawnSync(process.execPath, [join(__dirname, '..', 'eval.js'), '--model', out, join(dir, 'notes.md')], { encoding: 'utf8', timeout: 30_000 });
+  const evaluate = spawnSync(
+    process.execPath,
+    [join(__dirname, '..', 'eval.js'), '--model', out, join(dir, 'notes.md')],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   assert.equal(evaluate.status, 2, `status ${evaluate.status} signal ${evaluate.signal}: ${evaluate.stderr}`);
   assert.match(evaluate.stderr, /^error: invalid model at .*: model\.json is not a regular file/);
 });
@@ -383,7 +531,11 @@ test('a model.json that is a FIFO makes --resume and eval fail at once instead o
 test('eval exits with 2 and the reason on a missing model', () => {
   const dir = tempDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
-  const run = spawnSync(process.execPath, [join(__dirname, '..', 'eval.js'), '--model', join(dir, 'none'), join(dir, 'notes.md')], { encoding: 'utf8', timeout: 60_000 });
+  const run = spawnSync(
+    process.execPath,
+    [join(__dirname, '..', 'eval.js'), '--model', join(dir, 'none'), join(dir, 'notes.md')],
+    { encoding: 'utf8', timeout: 60_000 },
+  );
   assert.equal(run.status, 2, run.stderr);
   assert.match(run.stderr, /^error: no model at .*none: train one with `npm run train`/);
 });

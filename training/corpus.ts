@@ -11,7 +11,8 @@ export interface CorpusDocument {
   text: string;
 }
 
-export type SkipReason = 'binary' | 'too large' | 'unreadable' | 'not UTF-8' | 'empty' | 'model directory' | 'link out of the folder';
+export type SkipReason =
+  'binary' | 'too large' | 'unreadable' | 'not UTF-8' | 'empty' | 'model directory' | 'link out of the folder';
 
 export interface SkippedFile {
   path: string;
@@ -46,7 +47,10 @@ export const MAX_CORPUS_CHARS = 500_000_000;
  */
 function isModelDirectory(dir: string): boolean {
   try {
-    return fs.statSync(path.join(dir, 'model.json')).isFile() && fs.readdirSync(dir).some((name) => /^weights\.[0-9a-f]+\.bin$/.test(name));
+    return (
+      fs.statSync(path.join(dir, 'model.json')).isFile() &&
+      fs.readdirSync(dir).some((name) => /^weights\.[0-9a-f]+\.bin$/.test(name))
+    );
   } catch {
     return false;
   }
@@ -157,7 +161,9 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
     } else {
       codeUnits += result.text.length + DOCUMENT_SEPARATOR.length;
       if (codeUnits > maxChars) {
-        throw new Error(`corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${file}); train on a part of your notes, for example one subfolder`);
+        throw new Error(
+          `corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${file}); train on a part of your notes, for example one subfolder`,
+        );
       }
       documents.push({ path: file, text: result.text });
       chars += codePointLength(result.text);
@@ -235,7 +241,15 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
   return { documents, skipped, chars };
 }
 
-const REASON_ORDER: SkipReason[] = ['binary', 'not UTF-8', 'too large', 'unreadable', 'empty', 'model directory', 'link out of the folder'];
+const REASON_ORDER: SkipReason[] = [
+  'binary',
+  'not UTF-8',
+  'too large',
+  'unreadable',
+  'empty',
+  'model directory',
+  'link out of the folder',
+];
 const NAMES_PER_REASON = 3;
 
 /** One line for the user, e.g. "skipped 3 files: 2 binary (a.png, b.pdf), 1 too large (big.log)". */
@@ -304,7 +318,9 @@ export function splitCorpus(
   const total = lengths.reduce((a, b) => a + b, 0);
   const order = docs
     .map((d, i) => ({ i, h: fnv1a(d.path) }))
-    .sort((a, b) => a.h - b.h || (docs[a.i].path < docs[b.i].path ? -1 : docs[a.i].path > docs[b.i].path ? 1 : a.i - b.i));
+    .sort(
+      (a, b) => a.h - b.h || (docs[a.i].path < docs[b.i].path ? -1 : docs[a.i].path > docs[b.i].path ? 1 : a.i - b.i),
+    );
   const target = validationFraction * total;
   const heldOut = new Set<number>();
   let held = 0;

@@ -55,12 +55,19 @@ export function acquireTrainingLock(dir: string): () => void {
       }
       const owner = readOwner(file);
       const remove = `rm ${JSON.stringify(file)}`;
-      if (!owner) throw new LockHeldError(`another training may be writing ${dir}: ${LOCK_FILE} is there but unreadable. If no trainer is running, ${remove}.`);
+      if (!owner)
+        throw new LockHeldError(
+          `another training may be writing ${dir}: ${LOCK_FILE} is there but unreadable. If no trainer is running, ${remove}.`,
+        );
       if (owner.host !== me.host) {
-        throw new LockHeldError(`another training is writing ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`);
+        throw new LockHeldError(
+          `another training is writing ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
+        );
       }
       if (owner.pid === process.pid || isAlive(owner.pid)) {
-        throw new LockHeldError(`another training is writing ${dir}, pid ${owner.pid} (since ${owner.started}). Wait for it to finish, stop it, or choose another --out.`);
+        throw new LockHeldError(
+          `another training is writing ${dir}, pid ${owner.pid} (since ${owner.started}). Wait for it to finish, stop it, or choose another --out.`,
+        );
       }
       // Stale: its trainer died without releasing it.
       fs.rmSync(file, { force: true });

@@ -1,7 +1,16 @@
 // Scores held-out text with each part of the mixture, and fits the mixture's gate on those scores.
 import { CharLstm, disposeState, zeroState } from '../model/network';
 import { Mixer, MixerSamples } from '../model/mixer';
-import { DOCUMENT_NGRAM_ORDER, DOCUMENT_NGRAM_WINDOW, documentNgram, emptyConfidence, MIXER_SHAPE, MIXTURE_COMPONENTS, mixerPrior, mixtureFeatures } from '../model/mixture';
+import {
+  DOCUMENT_NGRAM_ORDER,
+  DOCUMENT_NGRAM_WINDOW,
+  documentNgram,
+  emptyConfidence,
+  MIXER_SHAPE,
+  MIXTURE_COMPONENTS,
+  mixerPrior,
+  mixtureFeatures,
+} from '../model/mixture';
 import type { NgramModel } from '../model/ngram';
 import { StreamBatcher } from './batches';
 
@@ -107,7 +116,8 @@ export function ngramSamples(ids: Int32Array, covered: number, notes: NgramModel
 
 /** Puts the LSTM's scores into samples made by ngramSamples for the same text. */
 export function setLstmScores(samples: MixerSamples, scores: LstmScores): void {
-  if (scores.covered !== samples.count) throw new Error(`mixture: LSTM scored ${scores.covered} positions, the samples hold ${samples.count}`);
+  if (scores.covered !== samples.count)
+    throw new Error(`mixture: LSTM scored ${scores.covered} positions, the samples hold ${samples.count}`);
   for (let n = 0; n < samples.count; n++) {
     samples.targetProbs[n * K + LSTM] = Math.exp(scores.target[n + 1]);
     samples.features[n * F + LSTM_MAX_FEATURE] = Math.exp(scores.max[n + 1]);
@@ -115,7 +125,11 @@ export function setLstmScores(samples: MixerSamples, scores: LstmScores): void {
 }
 
 function slice(samples: MixerSamples, from: number, to: number): MixerSamples {
-  return { count: to - from, targetProbs: samples.targetProbs.subarray(from * K, to * K), features: samples.features.subarray(from * F, to * F) };
+  return {
+    count: to - from,
+    targetProbs: samples.targetProbs.subarray(from * K, to * K),
+    features: samples.features.subarray(from * F, to * F),
+  };
 }
 
 /**

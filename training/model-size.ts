@@ -15,7 +15,12 @@ export function countParameters(config: NetworkConfig): number {
  * Training chars per second of `config` on the active backend: the faster of two full steps
  * (dropout, gradients, Adam's update) after a warm-up step.
  */
-export async function measureTrainingSpeed(config: NetworkConfig, batch: number, seq: number, dropout: number): Promise<number> {
+export async function measureTrainingSpeed(
+  config: NetworkConfig,
+  batch: number,
+  seq: number,
+  dropout: number,
+): Promise<number> {
   const ids = Int32Array.from({ length: batch * seq }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
   const params = initialParameters(config, 1);
   const model = new CharLstm(config, params);
@@ -54,11 +59,18 @@ export type SpeedMeasure = (config: NetworkConfig) => Promise<number>;
  * `seconds`: starting from the default size, it grows while the next size would still see
  * TRAIN_DEFAULTS.charsPerParameter training chars per parameter, or shrinks until one does.
  */
-export async function chooseModelSize(base: NetworkConfig, seconds: number, measure: SpeedMeasure): Promise<SizeChoice> {
+export async function chooseModelSize(
+  base: NetworkConfig,
+  seconds: number,
+  measure: SpeedMeasure,
+): Promise<SizeChoice> {
   const sizes = TRAIN_DEFAULTS.hiddenSizes;
   const wanted = TRAIN_DEFAULTS.charsPerParameter;
   const trainingSeconds = seconds * TRAIN_DEFAULTS.trainingShare;
-  const measured = new Map<number, { config: NetworkConfig; charsPerSecond: number; chars: number; perParameter: number }>();
+  const measured = new Map<
+    number,
+    { config: NetworkConfig; charsPerSecond: number; chars: number; perParameter: number }
+  >();
   const estimate = async (hidden: number) => {
     let known = measured.get(hidden);
     if (!known) {
@@ -77,8 +89,13 @@ export async function chooseModelSize(base: NetworkConfig, seconds: number, meas
     while (index > 0 && (await estimate(sizes[index])).perParameter < wanted) index--;
   }
   const chosen = await estimate(sizes[index]);
-  const others = [...measured.values()].filter((m) => m !== chosen).sort((a, b) => a.config.hidden - b.config.hidden)
-    .map((m) => `${m.config.layers}×${m.config.hidden} would get ${formatChars(m.chars)} (${m.perParameter.toFixed(1)} per parameter) at ${Math.round(m.charsPerSecond).toLocaleString('en-US')} chars/s`);
+  const others = [...measured.values()]
+    .filter((m) => m !== chosen)
+    .sort((a, b) => a.config.hidden - b.config.hidden)
+    .map(
+      (m) =>
+        `${m.config.layers}×${m.config.hidden} would get ${formatChars(m.chars)} (${m.perParameter.toFixed(1)} per parameter) at ${Math.round(m.charsPerSecond).toLocaleString('en-US')} chars/s`,
+    );
   const budget = `${formatMinutes(seconds)} at a measured ${Math.round(chosen.charsPerSecond).toLocaleString('en-US')} chars/s gives about ${formatChars(chosen.chars)} training chars, ${chosen.perParameter.toFixed(1)} per parameter`;
   return {
     config: chosen.config,

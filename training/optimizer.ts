@@ -12,14 +12,22 @@ export interface AdamSettings {
   clipNorm: number;
 }
 
-export const ADAM_DEFAULTS: AdamSettings = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8, clipNorm: TRAIN_DEFAULTS.clipNorm };
+export const ADAM_DEFAULTS: AdamSettings = {
+  beta1: 0.9,
+  beta2: 0.999,
+  epsilon: 1e-8,
+  clipNorm: TRAIN_DEFAULTS.clipNorm,
+};
 
 export class Adam {
   step = 0;
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
 
-  constructor(private readonly params: Parameters, private readonly settings: AdamSettings = ADAM_DEFAULTS) {
+  constructor(
+    private readonly params: Parameters,
+    private readonly settings: AdamSettings = ADAM_DEFAULTS,
+  ) {
     for (const [name, p] of params) {
       this.m.set(name, tf.variable(tf.zerosLike(p), false));
       this.v.set(name, tf.variable(tf.zerosLike(p), false));

@@ -10,7 +10,14 @@ import { TRAIN_DEFAULTS } from './defaults';
 import { loadModel, ModelFormatError, ModelMetadata, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import {
-  assignWeights, CharLstm, disposeState, initialParameters, LstmState, parametersFromWeights, readWeights, zeroState,
+  assignWeights,
+  CharLstm,
+  disposeState,
+  initialParameters,
+  LstmState,
+  parametersFromWeights,
+  readWeights,
+  zeroState,
 } from '../model/network';
 import { Adam, ADAM_DEFAULTS } from './optimizer';
 import { loadOptimizerState, OptimizerState, saveOptimizerState } from './optimizer-state';
@@ -23,7 +30,16 @@ import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
 import { forgetLearned } from '../model/learned';
 import { chooseModelSize, countParameters, measureTrainingSpeed } from './model-size';
-import { fitMixture, LstmScores, lstmNats, MixtureSamples, ngramSamples, scoredPositions, scoreLstm, setLstmScores } from './mixture-fit';
+import {
+  fitMixture,
+  LstmScores,
+  lstmNats,
+  MixtureSamples,
+  ngramSamples,
+  scoredPositions,
+  scoreLstm,
+  setLstmScores,
+} from './mixture-fit';
 import { Vocabulary } from '../model/vocab';
 
 export interface TrainOptions {
@@ -86,7 +102,11 @@ const LN2 = Math.LN2;
 /** Above this share of characters outside a resumed model's vocabulary, training anew is suggested. */
 const UNKNOWN_SHARE_WARNING = 0.25;
 
-export async function train(options: TrainOptions, reporter: TrainReporter, shouldStop: () => boolean = () => false): Promise<TrainResult> {
+export async function train(
+  options: TrainOptions,
+  reporter: TrainReporter,
+  shouldStop: () => boolean = () => false,
+): Promise<TrainResult> {
   const releases: Array<() => void> = [];
   try {
     return await runTraining(options, reporter, shouldStop, releases);
@@ -95,12 +115,17 @@ export async function train(options: TrainOptions, reporter: TrainReporter, shou
   }
 }
 
-async function runTraining(options: TrainOptions, reporter: TrainReporter, shouldStop: () => boolean, releases: Array<() => void>): Promise<TrainResult> {
+async function runTraining(
+  options: TrainOptions,
+  reporter: TrainReporter,
+  shouldStop: () => boolean,
+  releases: Array<() => void>,
+): Promise<TrainResult> {
   // 1. The corpus.
   const usingDefault = options.paths.length === 0;
   const paths = usingDefault ? defaultCorpusPaths(options.packageRoot) : options.paths;
   if (usingDefault) {
-    reporter.info('No PATH given: training on the embedded default corpus (this project\'s own docs and sources).');
+    reporter.info("No PATH given: training on the embedded default corpus (this project's own docs and sources).");
     reporter.info('To learn your own notes instead: npm run train -- ~/notes');
   }
   let corpus;
@@ -112,9 +137,13 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const skipped = describeSkipped(corpus.skipped);
   if (skipped) reporter.info(skipped);
   if (corpus.documents.length === 0 || corpus.chars === 0) {
-    throw new TrainInputError(`no usable text in ${paths.join(', ')}: give files or folders of UTF-8 text (.md, .txt, .org, …)`);
+    throw new TrainInputError(
+      `no usable text in ${paths.join(', ')}: give files or folders of UTF-8 text (.md, .txt, .org, …)`,
+    );
   }
-  reporter.info(`Corpus: ${corpus.documents.length} file${corpus.documents.length === 1 ? '' : 's'}, ${corpus.chars.toLocaleString('en-US')} chars`);
+  reporter.info(
+    `Corpus: ${corpus.documents.length} file${corpus.documents.length === 1 ? '' : 's'}, ${corpus.chars.toLocaleString('en-US')} chars`,
+  );
 
   // 2. Where the model goes, checked before any time is spent training.
   ensureWritable(options.out);
@@ -138,16 +167,24 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
       .filter((key) => options[key] !== undefined && options[key] !== resumed!.config[key])
       .map((key) => `--${key} ${options[key]} (the model has ${resumed!.config[key]})`);
     if (conflicts.length > 0) {
-      throw new TrainInputError(`cannot resume ${options.out} with a different shape: ${conflicts.join(', ')}. Leave these flags out to resume, or train anew into another --out.`);
+      throw new TrainInputError(
+        `cannot resume ${options.out} with a different shape: ${conflicts.join(', ')}. Leave these flags out to resume, or train anew into another --out.`,
+      );
     }
-    reporter.info(`Resuming ${options.out} (${resumed.metadata.trainedChars.toLocaleString('en-US')} chars trained so far)`);
+    reporter.info(
+      `Resuming ${options.out} (${resumed.metadata.trainedChars.toLocaleString('en-US')} chars trained so far)`,
+    );
   }
   const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
-  const vocabulary = resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
+  const vocabulary =
+    resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
   // The size is chosen for the budget below unless it is given or resumed.
   const sizeGiven = resumed !== undefined || options.hidden !== undefined;
   let config: NetworkConfig = resumed?.config ?? {
-    vocabSize: vocabulary.size, embed: options.embed ?? TRAIN_DEFAULTS.embed, hidden: options.hidden ?? TRAIN_DEFAULTS.hidden, layers: options.layers ?? TRAIN_DEFAULTS.layers,
+    vocabSize: vocabulary.size,
+    embed: options.embed ?? TRAIN_DEFAULTS.embed,
+    hidden: options.hidden ?? TRAIN_DEFAULTS.hidden,
+    layers: options.layers ?? TRAIN_DEFAULTS.layers,
   };
   const trainIds = vocabulary.encode(split.train);
   const validationIds = vocabulary.encode(split.validation);
@@ -157,7 +194,9 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     const unknown = countZeros(trainIds) + countZeros(validationIds);
     const share = unknown / Math.max(1, trainIds.length + validationIds.length);
     if (share > UNKNOWN_SHARE_WARNING) {
-      reporter.info(`Warning: ${Math.round(share * 100)}% of this corpus is outside the resumed model's vocabulary of ${vocabulary.size} symbols, so it cannot learn those characters. To learn this text, train anew without --resume (into another --out to keep this model).`);
+      reporter.info(
+        `Warning: ${Math.round(share * 100)}% of this corpus is outside the resumed model's vocabulary of ${vocabulary.size} symbols, so it cannot learn those characters. To learn this text, train anew without --resume (into another --out to keep this model).`,
+      );
     }
   }
 
@@ -165,15 +204,26 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   const ngramStarted = performance.now();
   const notes = new NgramModel(vocabulary.size);
   notes.add(trainIds);
-  reporter.info(`N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`);
+  reporter.info(
+    `N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`,
+  );
 
   // 4. Batches: shrink the batch for a small corpus rather than refuse it.
   const batch = Math.min(options.batch, Math.floor((trainIds.length - 1) / options.seq));
-  if (batch < 1) throw new TrainInputError(`corpus too small: need at least ${options.seq + 1} chars of training text, got ${trainIds.length}`);
+  if (batch < 1)
+    throw new TrainInputError(
+      `corpus too small: need at least ${options.seq + 1} chars of training text, got ${trainIds.length}`,
+    );
   const batcher = new StreamBatcher(trainIds, batch, options.seq);
   const validationBatch = Math.min(32, Math.floor((validationIds.length - 1) / options.seq));
-  const periodicIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.periodicValidationChars, validationBatch * options.seq + 1));
-  const finalIds = validationIds.subarray(0, Math.max(TRAIN_DEFAULTS.finalValidationChars, validationBatch * options.seq + 1));
+  const periodicIds = validationIds.subarray(
+    0,
+    Math.max(TRAIN_DEFAULTS.periodicValidationChars, validationBatch * options.seq + 1),
+  );
+  const finalIds = validationIds.subarray(
+    0,
+    Math.max(TRAIN_DEFAULTS.finalValidationChars, validationBatch * options.seq + 1),
+  );
 
   // 5. Backend, budget and size: the speed measured on the backend turns epochs into minutes,
   // and minutes into the largest model they can train well.
@@ -215,7 +265,9 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // Steps already taken by the resumed optimiser: the warm-up, the dropout seeds and the place in
   // the data go on from there rather than repeating.
   const firstStep = optimizer.step;
-  reporter.info(`Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`);
+  reporter.info(
+    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${options.seq}, lr ${options.lr}`,
+  );
 
   // Validation scores the LSTM at every position, so that the mixture's gate can be fitted on the
   // same positions; the n-grams' side of those samples never changes and is computed once.
@@ -223,9 +275,17 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   // How much each order's counts are discounted suits some notes better than others; the held-out
   // text chooses.
   if (scorable(periodicIds)) notes.tuneDiscountScale(periodicIds);
-  const periodicSamples = scorable(periodicIds) ? ngramSamples(periodicIds, scoredPositions(periodicIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+  const periodicSamples = scorable(periodicIds)
+    ? ngramSamples(
+        periodicIds,
+        scoredPositions(periodicIds.length, validationBatch, options.seq),
+        notes,
+        vocabulary.size,
+      )
+    : undefined;
   let mixer: Mixer | undefined;
-  const scoreValidation = async (ids: Int32Array): Promise<LstmScores | null> => (scorable(ids) ? scoreLstm(model, ids, validationBatch, options.seq) : null);
+  const scoreValidation = async (ids: Int32Array): Promise<LstmScores | null> =>
+    scorable(ids) ? scoreLstm(model, ids, validationBatch, options.seq) : null;
   /** Refits the gate on samples with the LSTM's scores; the mixture's cross-fitted nats. */
   const refitMixture = (samples: MixtureSamples | undefined, scores: LstmScores | null): number | null => {
     if (!samples || !scores) return null;
@@ -235,12 +295,23 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     return fitted.nats;
   };
   const hyperparameters = {
-    layers: config.layers, hidden: config.hidden, embed: config.embed, seq: options.seq, batch, lr: options.lr,
-    dropout: options.dropout, seed: options.seed,
+    layers: config.layers,
+    hidden: config.hidden,
+    embed: config.embed,
+    seq: options.seq,
+    batch,
+    lr: options.lr,
+    dropout: options.dropout,
+    seed: options.seed,
   };
   const priorChars = resumed?.metadata.trainedChars ?? 0;
   const priorSteps = resumed?.metadata.steps ?? 0;
-  const save = (weights: Map<string, Float32Array>, figures: Figures, meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean }, optimizerState?: OptimizerState) => {
+  const save = (
+    weights: Map<string, Float32Array>,
+    figures: Figures,
+    meta: { steps: number; chars: number; seconds: number; lstmTrained: boolean },
+    optimizerState?: OptimizerState,
+  ) => {
     const nats = figures.mixture ?? figures.lstm;
     const metadata: ModelMetadata = {
       createdAt: new Date().toISOString(),
@@ -273,8 +344,14 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   if (!resumed && periodicSamples) {
     mixer = fitMixture(periodicSamples).mixer;
     const ngramOnly = mixer.loss(periodicSamples);
-    save(await readWeights(params), { lstm: null, ngram: periodicSamples.notesNats, mixture: ngramOnly }, { steps: 0, chars: 0, seconds: 0, lstmTrained: false });
-    reporter.info(`Saved an n-gram model for completions while the LSTM trains: ${(ngramOnly / LN2).toFixed(3)} bits/char on ${periodicSamples.count.toLocaleString('en-US')} validation chars`);
+    save(
+      await readWeights(params),
+      { lstm: null, ngram: periodicSamples.notesNats, mixture: ngramOnly },
+      { steps: 0, chars: 0, seconds: 0, lstmTrained: false },
+    );
+    reporter.info(
+      `Saved an n-gram model for completions while the LSTM trains: ${(ngramOnly / LN2).toFixed(3)} bits/char on ${periodicSamples.count.toLocaleString('en-US')} validation chars`,
+    );
   }
 
   // 7. The loop. Time counts from here, so the budget covers training and validation.
@@ -284,15 +361,24 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
   let state: LstmState = zeroState(config, batch);
   let smoothedLoss = NaN;
   /** The best weights so far (as saved), with the steps and chars of this run that led to them and their figures. */
-  let best: { nats: number; weights: Map<string, Float32Array>; steps: number; chars: number; figures: Figures } | undefined;
+  let best:
+    { nats: number; weights: Map<string, Float32Array>; steps: number; chars: number; figures: Figures } | undefined;
   if (resumed) {
     // The model being resumed is the one to beat, scored on today's split, which may differ from
     // the split it was trained with.
     const scores = await scoreValidation(periodicIds);
     const nats = scores && lstmNats(scores);
     if (nats !== null) {
-      best = { nats, weights: resumed.weights, steps: 0, chars: 0, figures: { lstm: nats, ngram: null, mixture: null } };
-      reporter.info(`The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`);
+      best = {
+        nats,
+        weights: resumed.weights,
+        steps: 0,
+        chars: 0,
+        figures: { lstm: nats, ngram: null, mixture: null },
+      };
+      reporter.info(
+        `The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`,
+      );
     }
   }
   let lastValidationBpc: number | null = null;
@@ -318,14 +404,23 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     }
     const { inputs, targets } = batcher.batch(k);
     const stepStarted = performance.now();
-    const result = await model.trainStep(inputs, targets, batch, options.seq, state, options.dropout, options.seed * 100_003 + firstStep + step);
+    const result = await model.trainStep(
+      inputs,
+      targets,
+      batch,
+      options.seq,
+      state,
+      options.dropout,
+      options.seed * 100_003 + firstStep + step,
+    );
     disposeState(state);
     state = result.state;
     optimizer.apply(result.gradients, learningRate(options.lr, firstStep + step, progressFraction()));
     trainingSeconds += (performance.now() - stepStarted) / 1000;
     step++;
     smoothedLoss = Number.isNaN(smoothedLoss) ? result.loss : 0.95 * smoothedLoss + 0.05 * result.loss;
-    if (!Number.isFinite(result.loss)) throw new Error(`training diverged at step ${step} (loss ${result.loss}); try a lower --lr`);
+    if (!Number.isFinite(result.loss))
+      throw new Error(`training diverged at step ${step} (loss ${result.loss}); try a lower --lr`);
 
     const due = budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation;
     if (due) {
@@ -343,8 +438,19 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
         const mixture = refitMixture(periodicSamples, scores);
         if (mixture !== null) lastValidationBpc = mixture / LN2;
         const figures: Figures = { lstm: nats, ngram: periodicSamples?.notesNats ?? null, mixture };
-        best = { nats: nats ?? Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq, figures };
-        save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true }, await optimizer.state());
+        best = {
+          nats: nats ?? Infinity,
+          weights: await readWeights(params),
+          steps: step,
+          chars: step * batch * options.seq,
+          figures,
+        };
+        save(
+          best.weights,
+          figures,
+          { steps: best.steps, chars: best.chars, seconds: elapsed(), lstmTrained: true },
+          await optimizer.state(),
+        );
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -376,7 +482,13 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     if (!best && step > 0) {
       const ngramOnly = periodicSamples && mixer ? mixer.loss(periodicSamples) : null;
       figures = { lstm: null, ngram: periodicSamples?.notesNats ?? null, mixture: ngramOnly };
-      best = { nats: Infinity, weights: await readWeights(params), steps: step, chars: step * batch * options.seq, figures };
+      best = {
+        nats: Infinity,
+        weights: await readWeights(params),
+        steps: step,
+        chars: step * batch * options.seq,
+        figures,
+      };
       saved = { lstmTrained: ngramOnly === null, optimizerState: await optimizer.state() };
     }
   } else {
@@ -385,35 +497,70 @@ async function runTraining(options: TrainOptions, reporter: TrainReporter, shoul
     const currentNats = currentScores && lstmNats(currentScores);
     let currentIsBest = false;
     if (step > 0 && (!best || (currentNats !== null && currentNats < best.nats))) {
-      best = { nats: currentNats ?? Infinity, weights: current, steps: step, chars: step * batch * options.seq, figures };
+      best = {
+        nats: currentNats ?? Infinity,
+        weights: current,
+        steps: step,
+        chars: step * batch * options.seq,
+        figures,
+      };
       currentIsBest = true;
     }
     if (best) {
       assignWeights(params, best.weights);
-      reporter.info(`Scoring the best checkpoint and the mixture on ${finalIds.length === validationIds.length ? 'the whole validation set' : `${finalIds.length.toLocaleString('en-US')} validation chars`}…`);
-      const samples = scorable(finalIds) ? ngramSamples(finalIds, scoredPositions(finalIds.length, validationBatch, options.seq), notes, vocabulary.size) : undefined;
+      reporter.info(
+        `Scoring the best checkpoint and the mixture on ${finalIds.length === validationIds.length ? 'the whole validation set' : `${finalIds.length.toLocaleString('en-US')} validation chars`}…`,
+      );
+      const samples = scorable(finalIds)
+        ? ngramSamples(finalIds, scoredPositions(finalIds.length, validationBatch, options.seq), notes, vocabulary.size)
+        : undefined;
       const scores = await scoreValidation(finalIds);
-      figures = { lstm: scores && lstmNats(scores), ngram: samples?.notesNats ?? null, mixture: refitMixture(samples, scores) };
+      figures = {
+        lstm: scores && lstmNats(scores),
+        ngram: samples?.notesNats ?? null,
+        mixture: refitMixture(samples, scores),
+      };
       // An earlier checkpoint's optimizer state was saved with it; the current one's is saved now.
       saved = { lstmTrained: true, optimizerState: currentIsBest ? await optimizer.state() : undefined };
     }
   }
   const finalNats = figures.mixture ?? figures.lstm;
   const seconds = elapsed();
-  if (best && saved) save(best.weights, figures, { steps: best.steps, chars: best.chars, seconds, lstmTrained: saved.lstmTrained }, saved.optimizerState);
-  if (!interrupted && best) reporter.info(`Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`);
+  if (best && saved)
+    save(
+      best.weights,
+      figures,
+      { steps: best.steps, chars: best.chars, seconds, lstmTrained: saved.lstmTrained },
+      saved.optimizerState,
+    );
+  if (!interrupted && best)
+    reporter.info(
+      `Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`,
+    );
   if (interrupted) {
     const since = best ? step - best.steps : 0;
-    reporter.info(!best ? 'Interrupted before the first step: nothing new was saved.'
-      : saved ? `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`
-      : `Interrupted: the best checkpoint stays in ${options.out}${since > 0 ? `; the ${since} step${since === 1 ? '' : 's'} since it were not validated` : ''}.`);
+    reporter.info(
+      !best
+        ? 'Interrupted before the first step: nothing new was saved.'
+        : saved
+          ? `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`
+          : `Interrupted: the best checkpoint stays in ${options.out}${since > 0 ? `; the ${since} step${since === 1 ? '' : 's'} since it were not validated` : ''}.`,
+    );
   }
 
   let sample = '';
   if (best && !interrupted) {
     const lstm = new LstmPredictor({ config, vocabulary, weights: best.weights });
-    const predictor = mixer ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) }) : lstm;
-    sample = await generate(predictor, split.validation.slice(0, 40), TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, options.seed);
+    const predictor = mixer
+      ? new MixturePredictor({ vocabulary, lstm, notes, mixer }, { model: documentNgram(vocabulary.size) })
+      : lstm;
+    sample = await generate(
+      predictor,
+      split.validation.slice(0, 40),
+      TRAIN_DEFAULTS.sampleChars,
+      TRAIN_DEFAULTS.sampleTemperature,
+      options.seed,
+    );
     lstm.dispose();
   }
   optimizer.dispose();
@@ -453,15 +600,30 @@ interface Budget {
   description: string;
 }
 
-async function chooseBudget(options: TrainOptions, usingDefault: boolean, trainChars: number, measureSpeed: () => Promise<number>): Promise<Budget> {
+async function chooseBudget(
+  options: TrainOptions,
+  usingDefault: boolean,
+  trainChars: number,
+  measureSpeed: () => Promise<number>,
+): Promise<Budget> {
   const batchChars = options.batch * options.seq;
   if (options.chars !== undefined) {
     const steps = Math.max(1, Math.ceil(options.chars / batchChars));
-    return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)` };
+    return {
+      steps,
+      evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
+      earlyStopping: false,
+      description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)`,
+    };
   }
   if (options.epochs !== undefined) {
     const steps = Math.max(1, Math.round((options.epochs * trainChars) / batchChars));
-    return { steps, evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)), earlyStopping: false, description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)` };
+    return {
+      steps,
+      evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
+      earlyStopping: false,
+      description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)`,
+    };
   }
   let minutes = options.minutes;
   let why = 'as asked';
@@ -525,7 +687,8 @@ function ensureWritable(dir: string): void {
     writeFileSync(probe, '');
     rmSync(probe);
   } catch (error) {
-    throw new TrainInputError(`cannot write the model to ${dir}: ${(error as Error).message}. Choose another place with --out DIR.`);
+    throw new TrainInputError(
+      `cannot write the model to ${dir}: ${(error as Error).message}. Choose another place with --out DIR.`,
+    );
   }
 }
-

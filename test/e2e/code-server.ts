@@ -2,7 +2,16 @@
 // Debian's chromium with playwright-core. Phase 1 runs the extension-host suite; phase 2 types in
 // a markdown file and checks the model's continuation as ghost text, Tab, and a settings change.
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, openSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  openSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,12 +19,21 @@ import { chromium, Page } from 'playwright-core';
 import { LspSession } from '../support/lsp-session';
 
 const ROOT = join(__dirname, '..', '..');
-const CODE_SERVER = process.env.CODE_SERVER ?? join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');
+const CODE_SERVER =
+  process.env.CODE_SERVER ?? join(ROOT, '.cache', 'code-server', 'node_modules', '.bin', 'code-server');
 const VSIX = join(ROOT, 'char-complete.vsix');
 const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(ROOT, 'e2e-artifacts');
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const TYPED = 'the quick br';
-const BROWSER_FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const BROWSER_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 const t0 = Date.now();
 const log = (...args: unknown[]) => console.log(`[e2e +${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...args);
@@ -45,7 +63,11 @@ async function waitFor<T>(probe: () => Promise<T | undefined> | T | undefined, m
 }
 
 async function main(): Promise<void> {
-  for (const [what, path] of [['code-server', CODE_SERVER], ['the .vsix (npm run package)', VSIX], ['chromium', '/usr/bin/chromium']]) {
+  for (const [what, path] of [
+    ['code-server', CODE_SERVER],
+    ['the .vsix (npm run package)', VSIX],
+    ['chromium', '/usr/bin/chromium'],
+  ]) {
     if (!existsSync(path)) throw new Error(`${what} is missing at ${path}; .ci/run shows how to install it`);
   }
   mkdirSync(ARTIFACTS, { recursive: true });
@@ -58,8 +80,32 @@ async function main(): Promise<void> {
   const serverLog = join(tmp, 'server.log');
 
   // A small model that knows the training line, and what the server itself completes it with.
-  const trained = spawnSync(process.execPath, [join(ROOT, 'dist', 'train.js'), join(workspace, 'fox.md'), '--out', modelDir, '--epochs', '6', '--layers', '1',
-    '--hidden', '48', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01', '--dropout', '0'], { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  const trained = spawnSync(
+    process.execPath,
+    [
+      join(ROOT, 'dist', 'train.js'),
+      join(workspace, 'fox.md'),
+      '--out',
+      modelDir,
+      '--epochs',
+      '6',
+      '--layers',
+      '1',
+      '--hidden',
+      '48',
+      '--embed',
+      '16',
+      '--seq',
+      '32',
+      '--batch',
+      '8',
+      '--lr',
+      '0.01',
+      '--dropout',
+      '0',
+    ],
+    { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } },
+  );
   if (trained.status !== 0) throw new Error(`training failed: ${trained.stderr}`);
   const session = new LspSession({ initializationOptions: { modelPath: modelDir } });
   await session.initialize();
@@ -75,22 +121,64 @@ async function main(): Promise<void> {
   mkdirSync(join(userData, 'User'), { recursive: true });
   const settingsFile = join(userData, 'User', 'settings.json');
   const settings: Record<string, unknown> = {
-    'security.workspace.trust.enabled': false, 'workbench.startupEditor': 'none', 'telemetry.telemetryLevel': 'off',
-    'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'workbench.tips.enabled': false,
-    'editor.inlineSuggest.enabled': true, 'charComplete.modelPath': modelDir,
+    'security.workspace.trust.enabled': false,
+    'workbench.startupEditor': 'none',
+    'telemetry.telemetryLevel': 'off',
+    'extensions.autoCheckUpdates': false,
+    'extensions.autoUpdate': false,
+    'workbench.tips.enabled': false,
+    'editor.inlineSuggest.enabled': true,
+    'charComplete.modelPath': modelDir,
   };
   writeFileSync(settingsFile, JSON.stringify(settings, null, 2));
   const env = {
-    ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_DATA_HOME: join(home, '.local/share'), XDG_CACHE_HOME: join(home, '.cache'),
-    CHAR_COMPLETE_LOG_FILE: serverLog, CHAR_COMPLETE_WASM_THREADS: '1',
+    ...process.env,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+    XDG_DATA_HOME: join(home, '.local/share'),
+    XDG_CACHE_HOME: join(home, '.cache'),
+    CHAR_COMPLETE_LOG_FILE: serverLog,
+    CHAR_COMPLETE_WASM_THREADS: '1',
   };
-  const install = spawnSync(CODE_SERVER, ['--install-extension', VSIX, '--extensions-dir', extensions, '--user-data-dir', userData], { encoding: 'utf8', env });
-  record('the .vsix installs into code-server', install.status === 0, install.status === 0 ? undefined : install.stderr + install.stdout);
+  const install = spawnSync(
+    CODE_SERVER,
+    ['--install-extension', VSIX, '--extensions-dir', extensions, '--user-data-dir', userData],
+    { encoding: 'utf8', env },
+  );
+  record(
+    'the .vsix installs into code-server',
+    install.status === 0,
+    install.status === 0 ? undefined : install.stderr + install.stdout,
+  );
 
   const port = await freePort();
-  const codeServer: ChildProcess = spawn(CODE_SERVER, ['--auth', 'none', '--bind-addr', `127.0.0.1:${port}`, '--disable-telemetry', '--disable-update-check',
-    '--disable-workspace-trust', '--config', join(tmp, 'config.yaml'), '--user-data-dir', userData, '--extensions-dir', extensions],
-  { env, detached: true, stdio: ['ignore', openSync(join(ARTIFACTS, 'code-server.log'), 'w'), openSync(join(ARTIFACTS, 'code-server.err'), 'w')] });
+  const codeServer: ChildProcess = spawn(
+    CODE_SERVER,
+    [
+      '--auth',
+      'none',
+      '--bind-addr',
+      `127.0.0.1:${port}`,
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--config',
+      join(tmp, 'config.yaml'),
+      '--user-data-dir',
+      userData,
+      '--extensions-dir',
+      extensions,
+    ],
+    {
+      env,
+      detached: true,
+      stdio: [
+        'ignore',
+        openSync(join(ARTIFACTS, 'code-server.log'), 'w'),
+        openSync(join(ARTIFACTS, 'code-server.err'), 'w'),
+      ],
+    },
+  );
   const base = `http://127.0.0.1:${port}`;
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: BROWSER_FLAGS });
   try {
@@ -104,7 +192,8 @@ async function main(): Promise<void> {
     if (!up) throw new Error('code-server did not start');
     log(`code-server is up on ${base}`);
     const remote = (path: string) => `vscode-remote://127.0.0.1:${port}${path}`;
-    const url = (payload?: unknown) => `${base}/?folder=${encodeURIComponent(workspace)}${payload ? `&payload=${encodeURIComponent(JSON.stringify(payload))}` : ''}`;
+    const url = (payload?: unknown) =>
+      `${base}/?folder=${encodeURIComponent(workspace)}${payload ? `&payload=${encodeURIComponent(JSON.stringify(payload))}` : ''}`;
 
     // Phase 1: the suite inside the extension host.
     {
@@ -114,9 +203,18 @@ async function main(): Promise<void> {
       let exit!: (code: number) => void;
       const exited = new Promise<number>((resolve) => (exit = resolve));
       await page.exposeFunction('codeAutomationExit', (code: number) => exit(code));
-      await page.goto(url([['extensionDevelopmentPath', remote(ROOT)], ['extensionTestsPath', remote(join(ROOT, 'dist', 'e2e', 'suite.js'))]]));
+      await page.goto(
+        url([
+          ['extensionDevelopmentPath', remote(ROOT)],
+          ['extensionTestsPath', remote(join(ROOT, 'dist', 'e2e', 'suite.js'))],
+        ]),
+      );
       const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('timeout'), 180_000))]);
-      record('the extension-host suite passes in code-server', code === 0, code === 0 ? undefined : `exit ${code}; see ${join(ARTIFACTS, 'extension-host.log')}`);
+      record(
+        'the extension-host suite passes in code-server',
+        code === 0,
+        code === 0 ? undefined : `exit ${code}; see ${join(ARTIFACTS, 'extension-host.log')}`,
+      );
       await context.close();
     }
 
@@ -133,25 +231,40 @@ async function main(): Promise<void> {
       await page.keyboard.type(TYPED, { delay: 80 });
       const ghost = await waitFor(async () => {
         // The editor renders spaces in ghost text as no-break spaces.
-        const text = (await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))).replace(/\u00a0/g, ' ');
+        const text = (
+          await page.$$eval('.monaco-editor .ghost-text-decoration', (els) =>
+            els.map((e) => e.textContent ?? '').join(''),
+          )
+        ).replace(/\u00a0/g, ' ');
         return text.length > 0 ? text : undefined;
       }, 20_000);
       await page.screenshot({ path: join(ARTIFACTS, 'ghost-text.png') });
-      record('the model\'s continuation appears as ghost text', ghost === expected, `ghost ${JSON.stringify(ghost)}, server ${JSON.stringify(expected)}`);
+      record(
+        "the model's continuation appears as ghost text",
+        ghost === expected,
+        `ghost ${JSON.stringify(ghost)}, server ${JSON.stringify(expected)}`,
+      );
       if (ghost) {
         await page.keyboard.press('Tab');
         await page.waitForTimeout(500);
-        const lines = await page.$$eval('.monaco-editor .view-line', (els) => els.map((e) => {
-          const copy = e.cloneNode(true) as typeof e;
-          copy.querySelectorAll('.ghost-text-decoration,.ghost-text-decoration-preview,.ghost-text').forEach((g: { remove(): void }) => g.remove());
-          return (copy.textContent ?? '').replace(/\u00a0/g, ' ');
-        }));
+        const lines = await page.$$eval('.monaco-editor .view-line', (els) =>
+          els.map((e) => {
+            const copy = e.cloneNode(true) as typeof e;
+            copy
+              .querySelectorAll('.ghost-text-decoration,.ghost-text-decoration-preview,.ghost-text')
+              .forEach((g: { remove(): void }) => g.remove());
+            return (copy.textContent ?? '').replace(/\u00a0/g, ' ');
+          }),
+        );
         record('Tab inserts the completion', lines.includes(TYPED + ghost), `lines ${JSON.stringify(lines)}`);
       }
 
       // As a user would: the Settings UI, searched for the setting, with a new value typed in.
       await page.keyboard.press('Control+Comma');
-      await page.waitForSelector('.settings-editor .suggest-input-container textarea, .settings-editor .search-container textarea', { timeout: 30_000 });
+      await page.waitForSelector(
+        '.settings-editor .suggest-input-container textarea, .settings-editor .search-container textarea',
+        { timeout: 30_000 },
+      );
       await page.keyboard.type('charComplete.temperature', { delay: 20 });
       // Wait until the search has filtered the list down to the setting, then edit its row.
       const row = page.locator('.settings-editor .setting-item-number', { hasText: 'Temperature' }).first();
@@ -159,9 +272,19 @@ async function main(): Promise<void> {
       await row.locator('input').fill('1.3');
       await page.keyboard.press('Tab');
       await page.screenshot({ path: join(ARTIFACTS, 'settings.png') });
-      const received = await waitFor(() => (existsSync(serverLog) && /temperature=1\.3\b/.test(readFileSync(serverLog, 'utf8')) ? true : undefined), 30_000);
-      record('a temperature change in settings reaches the server', received === true, received ? undefined : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`);
-      if (results.some((r) => !r.ok)) await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      const received = await waitFor(
+        () => (existsSync(serverLog) && /temperature=1\.3\b/.test(readFileSync(serverLog, 'utf8')) ? true : undefined),
+        30_000,
+      );
+      record(
+        'a temperature change in settings reaches the server',
+        received === true,
+        received
+          ? undefined
+          : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`,
+      );
+      if (results.some((r) => !r.ok))
+        await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
     } catch (error) {
       await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
       throw error;
@@ -186,7 +309,9 @@ async function openFile(page: Page, name: string): Promise<void> {
     await page.keyboard.press('Control+P');
     await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
     await page.keyboard.type(name);
-    await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${name}"]`, { timeout: 30_000 }).catch(() => undefined);
+    await page
+      .waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${name}"]`, { timeout: 30_000 })
+      .catch(() => undefined);
     await page.keyboard.press('Enter');
     try {
       await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });

@@ -3,7 +3,12 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createMessageConnection, MessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
+import {
+  createMessageConnection,
+  MessageConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+} from 'vscode-jsonrpc/node';
 import { StatusNotification, StatusParams } from '../../protocol/messages';
 
 export interface LspSessionOptions {
@@ -16,7 +21,10 @@ export interface LspSessionOptions {
   workspaceFolders?: string[];
 }
 
-export interface Range { start: { line: number; character: number }; end: { line: number; character: number } }
+export interface Range {
+  start: { line: number; character: number };
+  end: { line: number; character: number };
+}
 
 export class LspSession {
   readonly process: ChildProcess;
@@ -29,14 +37,27 @@ export class LspSession {
 
   constructor(private readonly options: LspSessionOptions = {}) {
     // Bundles live in dist/ (scripts) or dist/test/ (tests), next to or below server.js.
-    const serverPath = options.serverPath ?? [join(__dirname, 'server.js'), join(__dirname, '..', 'server.js')].find((p) => existsSync(p))!;
-    this.process = spawn(process.execPath, [serverPath, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env });
+    const serverPath =
+      options.serverPath ??
+      [join(__dirname, 'server.js'), join(__dirname, '..', 'server.js')].find((p) => existsSync(p))!;
+    this.process = spawn(process.execPath, [serverPath, '--stdio'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: options.env ?? process.env,
+    });
     this.process.stderr!.on('data', (chunk) => (this.stderr += chunk));
-    this.connection = createMessageConnection(new StreamMessageReader(this.process.stdout!), new StreamMessageWriter(this.process.stdin!));
-    this.connection.onNotification('window/showMessage', (p: { type: number; message: string }) => void this.messages.push(p));
+    this.connection = createMessageConnection(
+      new StreamMessageReader(this.process.stdout!),
+      new StreamMessageWriter(this.process.stdin!),
+    );
+    this.connection.onNotification(
+      'window/showMessage',
+      (p: { type: number; message: string }) => void this.messages.push(p),
+    );
     this.connection.onNotification('window/logMessage', (p: { message: string }) => void this.logs.push(p.message));
     this.connection.onNotification(StatusNotification, (p) => void this.statuses.push(p));
-    this.connection.onRequest('workspace/configuration', (p: { items: unknown[] }) => p.items.map(() => options.configuration?.() ?? {}));
+    this.connection.onRequest('workspace/configuration', (p: { items: unknown[] }) =>
+      p.items.map(() => options.configuration?.() ?? {}),
+    );
     this.connection.onRequest('client/registerCapability', () => null);
     this.connection.onRequest('window/showMessageRequest', () => null);
     this.connection.listen();
@@ -47,7 +68,12 @@ export class LspSession {
       processId: process.pid,
       rootUri: null,
       workspaceFolders: this.options.workspaceFolders?.map((uri) => ({ uri, name: uri })) ?? null,
-      capabilities: { workspace: { configuration: this.options.configuration !== undefined, didChangeConfiguration: { dynamicRegistration: true } } },
+      capabilities: {
+        workspace: {
+          configuration: this.options.configuration !== undefined,
+          didChangeConfiguration: { dynamicRegistration: true },
+        },
+      },
       initializationOptions: this.options.initializationOptions,
     });
     await this.connection.sendNotification('initialized', {});
@@ -56,14 +82,19 @@ export class LspSession {
 
   open(uri: string, text: string, languageId = 'markdown'): Promise<void> {
     this.versions.set(uri, 1);
-    return this.connection.sendNotification('textDocument/didOpen', { textDocument: { uri, languageId, version: 1, text } });
+    return this.connection.sendNotification('textDocument/didOpen', {
+      textDocument: { uri, languageId, version: 1, text },
+    });
   }
 
   /** An incremental change: replaces range with text. */
   change(uri: string, range: Range, text: string): Promise<void> {
     const version = (this.versions.get(uri) ?? 0) + 1;
     this.versions.set(uri, version);
-    return this.connection.sendNotification('textDocument/didChange', { textDocument: { uri, version }, contentChanges: [{ range, text }] });
+    return this.connection.sendNotification('textDocument/didChange', {
+      textDocument: { uri, version },
+      contentChanges: [{ range, text }],
+    });
   }
 
   save(uri: string): Promise<void> {
@@ -76,19 +107,29 @@ export class LspSession {
 
   async inline(uri: string, line: number, character: number): Promise<string | undefined> {
     const items = (await this.connection.sendRequest('textDocument/inlineCompletion', {
-      textDocument: { uri }, position: { line, character }, context: { triggerKind: 2 },
+      textDocument: { uri },
+      position: { line, character },
+      context: { triggerKind: 2 },
     })) as Array<{ insertText: string }> | null;
     return items && items.length > 0 ? items[0].insertText : undefined;
   }
 
-  async completion(uri: string, line: number, character: number): Promise<Array<{ label: string; textEdit?: { newText: string } }>> {
-    const result = (await this.connection.sendRequest('textDocument/completion', { textDocument: { uri }, position: { line, character } })) as
-      | Array<{ label: string }> | { items: Array<{ label: string }> } | null;
-    return Array.isArray(result) ? result : result?.items ?? [];
+  async completion(
+    uri: string,
+    line: number,
+    character: number,
+  ): Promise<Array<{ label: string; textEdit?: { newText: string } }>> {
+    const result = (await this.connection.sendRequest('textDocument/completion', {
+      textDocument: { uri },
+      position: { line, character },
+    })) as Array<{ label: string }> | { items: Array<{ label: string }> } | null;
+    return Array.isArray(result) ? result : (result?.items ?? []);
   }
 
   changeConfiguration(): Promise<void> {
-    return this.connection.sendNotification('workspace/didChangeConfiguration', { settings: { charComplete: this.options.configuration?.() ?? {} } });
+    return this.connection.sendNotification('workspace/didChangeConfiguration', {
+      settings: { charComplete: this.options.configuration?.() ?? {} },
+    });
   }
 
   /** Resident memory of the server process in bytes (Linux). */
@@ -126,7 +167,11 @@ export interface ReplayResult {
  * only when it is exactly the text that comes next.
  */
 export async function replayTypist(
-  session: LspSession, uri: string, existing: string, text: string, onProgress?: (done: number) => void,
+  session: LspSession,
+  uri: string,
+  existing: string,
+  text: string,
+  onProgress?: (done: number) => void,
   onSuggestion?: (position: number, suggestion: string | undefined, accepted: boolean) => void,
 ): Promise<ReplayResult> {
   let { line, character } = advance({ line: 0, character: 0 }, existing);

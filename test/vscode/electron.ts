@@ -6,7 +6,9 @@ import { join } from 'node:path';
 async function main(): Promise<void> {
   const vscodeExecutablePath = process.env.VSCODE_EXECUTABLE_PATH;
   if (!vscodeExecutablePath) {
-    console.error('Set VSCODE_EXECUTABLE_PATH to an installed VS Code (for example /usr/share/code/code) to run this suite.');
+    console.error(
+      'Set VSCODE_EXECUTABLE_PATH to an installed VS Code (for example /usr/share/code/code) to run this suite.',
+    );
     process.exit(2);
   }
   const root = join(__dirname, '..', '..');

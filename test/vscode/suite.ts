@@ -19,34 +19,59 @@ async function check(name: string, body: () => Promise<void>, failures: string[]
 export async function run(): Promise<void> {
   const failures: string[] = [];
   const extension = vscode.extensions.getExtension(EXTENSION_ID);
-  await check('the extension is present and activates', async () => {
-    assert.ok(extension, `${EXTENSION_ID} is not installed`);
-    await extension.activate();
-    assert.equal(extension.isActive, true);
-  }, failures);
-  await check('settings are contributed with their defaults', async () => {
-    const config = vscode.workspace.getConfiguration('charComplete');
-    assert.equal(config.inspect('mode')?.defaultValue, 'beam');
-    assert.equal(config.inspect('temperature')?.defaultValue, 0.8);
-    assert.equal(config.inspect('beamWidth')?.defaultValue, 4);
-    assert.ok((config.inspect<string[]>('languages')?.defaultValue ?? []).includes('markdown'));
-  }, failures);
-  await check('commands are registered', async () => {
-    const commands = await vscode.commands.getCommands(true);
-    for (const id of ['charComplete.train', 'charComplete.reloadModel', 'charComplete.toggle', 'charComplete.showLog']) {
-      assert.ok(commands.includes(id), `${id} missing`);
-    }
-  }, failures);
-  await check('the reload command reaches the language server', async () => {
-    // Resolves only once the server answered the custom request.
-    await vscode.commands.executeCommand('charComplete.reloadModel');
-  }, failures);
-  await check('toggling flips charComplete.enable', async () => {
-    const before = vscode.workspace.getConfiguration('charComplete').get<boolean>('enable');
-    await vscode.commands.executeCommand('charComplete.toggle');
-    assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), !before);
-    await vscode.commands.executeCommand('charComplete.toggle');
-    assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), before);
-  }, failures);
+  await check(
+    'the extension is present and activates',
+    async () => {
+      assert.ok(extension, `${EXTENSION_ID} is not installed`);
+      await extension.activate();
+      assert.equal(extension.isActive, true);
+    },
+    failures,
+  );
+  await check(
+    'settings are contributed with their defaults',
+    async () => {
+      const config = vscode.workspace.getConfiguration('charComplete');
+      assert.equal(config.inspect('mode')?.defaultValue, 'beam');
+      assert.equal(config.inspect('temperature')?.defaultValue, 0.8);
+      assert.equal(config.inspect('beamWidth')?.defaultValue, 4);
+      assert.ok((config.inspect<string[]>('languages')?.defaultValue ?? []).includes('markdown'));
+    },
+    failures,
+  );
+  await check(
+    'commands are registered',
+    async () => {
+      const commands = await vscode.commands.getCommands(true);
+      for (const id of [
+        'charComplete.train',
+        'charComplete.reloadModel',
+        'charComplete.toggle',
+        'charComplete.showLog',
+      ]) {
+        assert.ok(commands.includes(id), `${id} missing`);
+      }
+    },
+    failures,
+  );
+  await check(
+    'the reload command reaches the language server',
+    async () => {
+      // Resolves only once the server answered the custom request.
+      await vscode.commands.executeCommand('charComplete.reloadModel');
+    },
+    failures,
+  );
+  await check(
+    'toggling flips charComplete.enable',
+    async () => {
+      const before = vscode.workspace.getConfiguration('charComplete').get<boolean>('enable');
+      await vscode.commands.executeCommand('charComplete.toggle');
+      assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), !before);
+      await vscode.commands.executeCommand('charComplete.toggle');
+      assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), before);
+    },
+    failures,
+  );
   if (failures.length > 0) throw new Error(`${failures.length} extension-host check(s) failed: ${failures.join('; ')}`);
 }
