@@ -58,3 +58,14 @@ test('the manifest’s defaults parse to the engine’s defaults without a warni
   assert.deepEqual(warnings, []);
   assert.deepEqual(settings.completion, COMPLETION_DEFAULTS);
 });
+
+test('an untrusted workspace’s settings cannot choose the model, where completions apply or where the model runs', () => {
+  // A cloned repository's .vscode/settings.json could otherwise point the server at a model it
+  // ships, switch completions on for source code, or force a backend that loads native code.
+  const restricted: string[] = manifest.capabilities.untrustedWorkspaces.restrictedConfigurations;
+  for (const key of ['modelPath', 'learnFromSaves', 'languages', 'backend']) {
+    setting(key);
+    assert.ok(restricted.includes(`charComplete.${key}`), `charComplete.${key} is a restricted configuration`);
+  }
+  for (const key of restricted) assert.ok(properties[key], `restricted ${key} is a declared setting`);
+});
