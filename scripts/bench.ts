@@ -30,7 +30,7 @@ import { Vocabulary } from '../model/vocab';
 import { defaultCorpusPaths, loadCorpus } from '../training/corpus';
 import { defaultModelDir } from '../model/paths';
 import { numberFlag, parse, runMain, UsageError } from './cli';
-import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
+import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 
 const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
 

@@ -7,7 +7,7 @@ import { loadModel, ModelFormatError } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { lstmNats, ngramSamples, scoreLstm, setLstmScores } from '../training/mixture-fit';
-import { LspSession, percentile, replayTypist } from '../test/support/lsp-session';
+import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
 import { loadCorpus } from '../training/corpus';

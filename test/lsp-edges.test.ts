@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { LspSession } from './support/lsp-session';
+import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-lsp-'));

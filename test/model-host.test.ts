@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { selectBackend } from '../backends/select';
 import { saveModel } from '../model/format';
 import { ModelHost } from '../server/model-host';
-import { LspSession } from './support/lsp-session';
+import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-host-'));

@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LspSession } from './support/lsp-session';
+import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
 /** Growth of the server's RSS from after warm-up to the end beyond which memory counts as unbounded. */

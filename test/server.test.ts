@@ -6,7 +6,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { LspSession, replayTypist } from './support/lsp-session';
+import { LspSession, replayTypist } from '../tools/lsp-driver';
 
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const URI = 'file:///notes/fox.md';

@@ -1,5 +1,5 @@
-// Drives the real language server process over stdio with JSON-RPC, as an editor would. Used by
-// the eval and bench scripts and by the server tests.
+// Drives the real language server process over stdio with JSON-RPC, as an editor would. Shared by
+// the eval and bench tools and by the server tests, so neither depends on the other.
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,7 +9,7 @@ import {
   StreamMessageReader,
   StreamMessageWriter,
 } from 'vscode-jsonrpc/node';
-import { StatusNotification, StatusParams } from '../../protocol/messages';
+import { StatusNotification, StatusParams } from '../protocol/messages';
 
 export interface LspSessionOptions {
   serverPath?: string;

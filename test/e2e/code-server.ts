@@ -16,7 +16,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, Page } from 'playwright-core';
-import { LspSession } from '../support/lsp-session';
+import { LspSession } from '../../tools/lsp-driver';
 
 const ROOT = join(__dirname, '..', '..');
 const CODE_SERVER =
