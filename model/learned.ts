@@ -11,7 +11,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { replaceAtomically } from './format';
+import { replaceAtomically } from './files';
 import type { NgramModel } from './ngram';
 import { vocabularyHash } from './ngram-format';
 import type { Vocabulary } from './vocab';

@@ -10,7 +10,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { replaceAtomically } from './format';
+import { replaceAtomically } from './files';
 import { NGRAM_MAX_ORDER, NGRAM_MAX_VOCAB, NgramModel, type NgramArrays } from './ngram';
 import type { Vocabulary } from './vocab';
 
@@ -129,7 +129,7 @@ function readNgramFile(
 ): { header: Header; payload: Buffer } | null {
   let fd: number;
   try {
-    // Without blocking, as model/format.ts's readRegularFile opens model.json: a FIFO in its place
+    // Without blocking, as model/files.ts's readRegularFile opens model.json: a FIFO in its place
     // must be refused, not waited on.
     fd = fs.openSync(ngramFilePath(dir), fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
   } catch (err) {

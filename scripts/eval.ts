@@ -3,7 +3,8 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BackendUnavailableError, selectSequenceBackend } from '../backends/select';
-import { loadModel, ModelFormatError } from '../model/format';
+import { ModelFormatError } from '../model/files';
+import { loadModel } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { lstmNats, ngramSamples, scoreLstm, setLstmScores } from '../training/mixture-fit';

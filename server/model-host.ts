@@ -2,7 +2,8 @@
 // serving the old one if the new one fails to load.
 import { statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { ModelFormatError, modelFilePath } from '../model/format';
+import { ModelFormatError } from '../model/files';
+import { modelFilePath } from '../model/format';
 import { loadServedModel, ServedModel } from '../model/served';
 
 export interface ModelInfo {

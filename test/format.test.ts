@@ -6,16 +6,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { spawnSync } from 'node:child_process';
+import { ModelFormatError, writeShard } from '../model/files';
 import {
   FORMAT_VERSION,
   MODEL_FORMAT,
-  ModelFormatError,
   ModelMetadata,
   SavedModel,
   loadModel,
   modelFilePath,
   saveModel,
-  writeShard,
 } from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';

@@ -16,7 +16,7 @@ import {
   replaceAtomically,
   shardHashProblem,
   writeShard,
-} from '../model/format';
+} from '../model/files';
 
 export const OPTIMIZER_FILE = 'optimizer.json';
 const OPTIMIZER_FORMAT = 'char-lstm-adam';

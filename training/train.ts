@@ -7,7 +7,8 @@ import { BackendChoice, selectSequenceBackend } from '../backends/select';
 import { StreamBatcher } from './batches';
 import { defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
 import { TRAIN_DEFAULTS } from './defaults';
-import { loadModel, ModelFormatError, ModelMetadata, saveModel } from '../model/format';
+import { ModelFormatError } from '../model/files';
+import { loadModel, ModelMetadata, saveModel } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import {
   assignWeights,

@@ -1,0 +1,211 @@
+// The files of a model directory, which a trainer writes while a server may be reading them: each
+// is replaced atomically, so a reader sees the old file or the new one, never half of one; each is
+// read with a bound and through one descriptor, so a damaged or hostile file is refused rather than
+// trusted; and float32 weights go in shards named by their content. Shared by the model, the notes'
+// n-gram, the learned notes and the optimizer state.
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** A file in a model directory is missing, damaged or not what it claims; the message says which and what to do. */
+export class ModelFormatError extends Error {
+  override name = 'ModelFormatError';
+}
+
+export const RETRAIN_REMEDY = 'retrain with `npm run train`';
+
+export function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function firstNonFinite(values: Float32Array): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
+const BIG_ENDIAN = os.endianness() === 'BE';
+
+export function encodeWeights(shapes: Array<[string, number[]]>, weights: Map<string, Float32Array>): Buffer {
+  const total = shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0);
+  const bytes = Buffer.alloc(total * 4);
+  let offset = 0;
+  for (const [name] of shapes) {
+    const w = weights.get(name)!;
+    bytes.set(new Uint8Array(w.buffer, w.byteOffset, w.byteLength), offset);
+    offset += w.byteLength;
+  }
+  // The file is little-endian whatever the host is, as tfjs expects.
+  if (BIG_ENDIAN) bytes.swap32();
+  return bytes;
+}
+
+export function randomSuffix(): string {
+  return `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
+}
+
+function writeDurably(file: string, data: Uint8Array | string): void {
+  const fd = fs.openSync(file, 'wx');
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Writes to a temporary name and renames, so the destination is either absent or complete. */
+export function replaceAtomically(dir: string, tmpName: string, finalName: string, data: Uint8Array | string): void {
+  const tmp = path.join(dir, tmpName);
+  try {
+    writeDurably(tmp, data);
+    fs.renameSync(tmp, path.join(dir, finalName));
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  syncDirectory(dir);
+}
+
+// Makes the renames themselves durable, not only the files' contents.
+function syncDirectory(dir: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, 'r');
+  } catch (err) {
+    // Windows cannot open a directory for syncing; NTFS journals renames anyway.
+    if (process.platform === 'win32') return;
+    throw err;
+  }
+  try {
+    fs.fsyncSync(fd);
+  } catch (err) {
+    // Some filesystems (and Windows) refuse fsync on a directory; there is nothing more to do.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'EBADF') throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The first 12 hex digits of the SHA-256 of bytes: the part of a shard's name that names its content. */
+export function contentHash(bytes: Uint8Array): string {
+  return crypto.createHash('sha256').update(bytes).digest('hex').slice(0, 12);
+}
+
+/**
+ * Step 1 of a save: stores the weight bytes under a name derived from their content, so that the
+ * shard the current model.json references is never overwritten with different bytes. Returns the
+ * file name (relative to dir).
+ */
+export function writeShard(dir: string, bytes: Uint8Array, prefix = 'weights'): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const name = `${prefix}.${contentHash(bytes)}.bin`;
+  const file = path.join(dir, name);
+  const existing = fs.statSync(file, { throwIfNoEntry: false });
+  // Same name should mean same content, but a file someone damaged in place must not be kept.
+  if (existing?.isFile() && existing.size === bytes.length && contentHash(fs.readFileSync(file)) === contentHash(bytes))
+    return name;
+  replaceAtomically(dir, `${prefix}.bin.tmp-${randomSuffix()}`, name, bytes);
+  return name;
+}
+
+/**
+ * The whole of a regular file of at most maxBytes, or null when it does not exist. Opened without
+ * blocking and checked through the open descriptor, so a FIFO or a device (a link to /dev/zero)
+ * is refused rather than read forever, and nothing can be swapped in between check and read.
+ */
+export function readRegularFile(
+  file: string,
+  maxBytes: number,
+  fail: (problem: string, remedy?: string) => ModelFormatError,
+): Buffer | null {
+  const name = path.basename(file);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | (fs.constants.O_NONBLOCK ?? 0));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw fail(`cannot read ${name} (${(err as Error).message})`, 'check the file permissions');
+  }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile())
+      throw fail(`${name} is not a regular file`, `replace it with the file the trainer writes, or ${RETRAIN_REMEDY}`);
+    if (stat.size > maxBytes)
+      throw fail(`${name} is ${stat.size} bytes, more than the ${maxBytes} a model file can be`);
+    // One byte more than allowed is read, so a file that grew after fstat is noticed.
+    const buffer = Buffer.alloc(Math.min(stat.size, maxBytes) + 1);
+    let length = 0;
+    for (let n; length < buffer.length && (n = fs.readSync(fd, buffer, length, buffer.length - length, null)) > 0;)
+      length += n;
+    if (length > maxBytes) throw fail(`${name} grew past ${maxBytes} bytes while being read`);
+    return buffer.subarray(0, length);
+  } catch (err) {
+    if (err instanceof ModelFormatError) throw err;
+    throw fail(`cannot read ${name} (${(err as Error).message})`, 'check the file permissions');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+// The name writeShard gives a shard: its content hash, which readers check.
+const HASHED_SHARD = /^[a-z]+\.([0-9a-f]{12})\.bin$/;
+
+/**
+ * The bytes of a shard of exactly expectedBytes whose content matches the hash in its name, or
+ * null when it does not exist, so the caller can tell a concurrent save from damage.
+ */
+export function readShard(
+  dir: string,
+  shard: string,
+  expectedBytes: number,
+  fail: (problem: string, remedy?: string) => ModelFormatError,
+): Buffer | null {
+  const file = path.join(dir, shard);
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) return null;
+  if (!stat.isFile()) throw fail(`weight file ${shard} is not a regular file`);
+  // Checked before reading, so a wrong file is rejected without allocating its size.
+  if (stat.size !== expectedBytes) {
+    throw fail(
+      `weight file ${shard} is ${stat.size} bytes but the manifest needs ${expectedBytes} (${stat.size < expectedBytes ? 'truncated' : 'too long'})`,
+    );
+  }
+  const bytes = readRegularFile(file, expectedBytes, fail);
+  if (!bytes) return null;
+  if (bytes.length !== expectedBytes) {
+    throw fail(`weight file ${shard} changed size while being read`, 'try again once the trainer has finished saving');
+  }
+  return bytes;
+}
+
+/** Undefined when the shard's content matches the hash in its name (or its name carries none), else the problem. */
+export function shardHashProblem(shard: string, bytes: Uint8Array): string | undefined {
+  const named = HASHED_SHARD.exec(shard)?.[1];
+  if (named === undefined || contentHash(bytes) === named) return undefined;
+  return `weight file ${shard} does not match the content hash in its name (damaged or modified after saving)`;
+}
+
+/** Little-endian float32 values in the order of shapes, each checked to be finite. */
+export function decodeFloats(
+  bytes: Buffer,
+  shapes: Array<[string, number[]]>,
+  fail: (problem: string) => Error,
+): Map<string, Float32Array> {
+  const weights = new Map<string, Float32Array>();
+  let offset = 0;
+  for (const [name, shape] of shapes) {
+    // A copy per weight: the file buffer need not be 4-byte aligned, and callers may keep one
+    // weight without pinning the whole file.
+    const values = new Float32Array(elementCount(shape));
+    const view = new Uint8Array(values.buffer);
+    view.set(bytes.subarray(offset, offset + view.length));
+    if (BIG_ENDIAN) Buffer.from(values.buffer).swap32();
+    offset += view.length;
+    const bad = firstNonFinite(values);
+    if (bad >= 0) throw fail(`weight "${name}" has a non-finite value (${values[bad]}) at index ${bad}`);
+    weights.set(name, values);
+  }
+  return weights;
+}
