@@ -5,7 +5,8 @@
 // and quotes no file content in its messages (a damaged file may hold anything).
 //
 // Layout (little-endian): u32 header length H, H bytes of UTF-8 JSON, spaces up to a multiple of
-// 8 bytes, then parent Int32[n], count Uint32[n], symbol Uint16[n], n = header.nodeCount.
+// 8 bytes, then parent Int32[n], count Uint32[n], symbol Uint16[n], n = header.nodeCount. The
+// header's sha256 covers its other fields as well as the arrays, since the loader trusts both.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +16,9 @@ import { NGRAM_MAX_ORDER, NGRAM_MAX_VOCAB, NgramModel, type NgramArrays } from '
 import type { Vocabulary } from './vocab';
 
 export const NGRAM_FORMAT = 'char-ngram';
-export const NGRAM_FORMAT_VERSION = 1;
+// Version 1's checksum covered only the arrays, so an edited discount or count-of-counts loaded
+// silently; such a file is refused with the remedy, since the trainer rebuilds the n-gram first.
+export const NGRAM_FORMAT_VERSION = 2;
 export const NGRAM_FILE = 'ngram.bin';
 const GENERATED_BY = 'char-complete';
 const MAX_HEADER_BYTES = 1 << 16;
@@ -52,7 +55,37 @@ interface Header {
   pruned: number;
   prunes: number;
   refused: number;
-  payloadSha256: string;
+  /** Of the other fields, in CHECKSUMMED_FIELDS order, then the arrays: see ngramChecksum. */
+  sha256: string;
+}
+
+const CHECKSUMMED_FIELDS = [
+  'format',
+  'formatVersion',
+  'generatedBy',
+  'order',
+  'vocabSize',
+  'vocabularySha256',
+  'maxNodes',
+  'discountScale',
+  'nodeCount',
+  'countOfCounts',
+  'pruned',
+  'prunes',
+  'refused',
+] as const satisfies ReadonlyArray<Exclude<keyof Header, 'sha256'>>;
+
+/**
+ * The checksum a file with this header and payload must carry. The fields are hashed as a JSON
+ * array in a fixed order rather than as the header's own bytes, so that the header's spelling
+ * (key order, spacing) is free while every value the loader uses is covered.
+ */
+export function ngramChecksum(header: Omit<Header, 'sha256'>, payload: Uint8Array): string {
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify(CHECKSUMMED_FIELDS.map((field) => header[field])))
+    .update(payload)
+    .digest('hex');
 }
 
 function align8(n: number): number {
@@ -74,7 +107,7 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
   }
   const a = model.toArrays();
   const payload = Buffer.concat([littleEndian(a.parent), littleEndian(a.count), littleEndian(a.symbol)]);
-  const header: Header = {
+  const fields: Omit<Header, 'sha256'> = {
     format: NGRAM_FORMAT,
     formatVersion: NGRAM_FORMAT_VERSION,
     generatedBy: GENERATED_BY,
@@ -88,8 +121,8 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
     pruned: a.pruned,
     prunes: a.prunes,
     refused: a.refused,
-    payloadSha256: crypto.createHash('sha256').update(payload).digest('hex'),
   };
+  const header: Header = { ...fields, sha256: ngramChecksum(fields, payload) };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const start = align8(4 + json.length);
   const head = Buffer.alloc(start, 0x20);
@@ -187,14 +220,17 @@ function checkHeader(json: unknown, fail: (problem: string, remedy?: string) => 
       `update ${GENERATED_BY} or ${REBUILD}`,
     );
   }
+  if (h.formatVersion < NGRAM_FORMAT_VERSION)
+    throw fail(
+      `${NGRAM_FILE} has format version ${h.formatVersion}, written by an older version of ${GENERATED_BY} whose checksum left the header's counts unchecked`,
+    );
   if (!isCount(h.order, NGRAM_MAX_ORDER) || h.order < 1)
     throw fail(`order is not an integer in [1, ${NGRAM_MAX_ORDER}]`);
   if (!isCount(h.vocabSize, NGRAM_MAX_VOCAB) || h.vocabSize < 2)
     throw fail(`vocabSize is not an integer in [2, ${NGRAM_MAX_VOCAB}]`);
   if (typeof h.vocabularySha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.vocabularySha256))
     throw fail('vocabularySha256 is not a SHA-256 in hex');
-  if (typeof h.payloadSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.payloadSha256))
-    throw fail('payloadSha256 is not a SHA-256 in hex');
+  if (typeof h.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(h.sha256)) throw fail('sha256 is not a SHA-256 in hex');
   if (!isCount(h.maxNodes, 0x7fffffff)) throw fail('maxNodes is not a node count');
   if (typeof h.discountScale !== 'number' || !(h.discountScale > 0 && h.discountScale <= 4))
     throw fail('discountScale is not a number in (0, 4]');
@@ -236,8 +272,8 @@ export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | nul
   if (file === null) return null;
   const { header, payload } = file;
   const n = header.nodeCount;
-  if (crypto.createHash('sha256').update(payload).digest('hex') !== header.payloadSha256)
-    throw fail(`${NGRAM_FILE} is corrupt: its contents do not match their checksum`);
+  if (ngramChecksum(header, payload) !== header.sha256)
+    throw fail(`${NGRAM_FILE} is corrupt: its header or counts do not match their checksum`);
   if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary)) {
     throw new NgramFormatError(
       `n-gram at ${dir} was built for a different vocabulary (${header.vocabSize} characters) than the model's (${vocabulary.size}); ${REBUILD} so that both come from the same notes`,

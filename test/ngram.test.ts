@@ -4,7 +4,14 @@ import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import { NgramModel, type NgramConfidence } from '../model/ngram';
-import { NGRAM_FORMAT_VERSION, NgramFormatError, loadNgram, ngramFilePath, saveNgram } from '../model/ngram-format';
+import {
+  NGRAM_FORMAT_VERSION,
+  NgramFormatError,
+  loadNgram,
+  ngramChecksum,
+  ngramFilePath,
+  saveNgram,
+} from '../model/ngram-format';
 import { Vocabulary } from '../model/vocab';
 import { tempModelDir } from './support/temp-dirs';
 
@@ -236,13 +243,14 @@ test('damaged files are refused with NgramFormatError, quoting nothing from the 
       label,
     );
   };
-  const withHeader = (changes: Record<string, unknown>, payload = good.subarray(payloadStart)) => {
-    const json = Buffer.from(JSON.stringify({ ...header, ...changes }));
+  const framed = (fields: Record<string, unknown>, payload: Buffer = good.subarray(payloadStart)) => {
+    const json = Buffer.from(JSON.stringify(fields));
     const head = Buffer.alloc(Math.ceil((4 + json.length) / 8) * 8, 0x20);
     head.writeUInt32LE(json.length, 0);
     json.copy(head, 4);
     return Buffer.concat([head, payload]);
   };
+  const withHeader = (changes: Record<string, unknown>, payload?: Buffer) => framed({ ...header, ...changes }, payload);
 
   refuse(good.subarray(0, good.length - 3), /truncated/, 'truncated payload');
   refuse(good.subarray(0, 2), /truncated/, 'truncated length');
@@ -263,8 +271,28 @@ test('damaged files are refused with NgramFormatError, quoting nothing from the 
   // A payload that passes its checksum but whose table is wrong: a node whose parent follows it.
   const payload = Buffer.from(good.subarray(payloadStart));
   payload.writeInt32LE(header.nodeCount - 1, 4 * 1);
-  const digest = crypto.createHash('sha256').update(payload).digest('hex');
-  refuse(withHeader({ payloadSha256: digest }, payload), /inconsistent/, 'a parent after its child');
+  refuse(withHeader({ sha256: ngramChecksum(header, payload) }, payload), /inconsistent/, 'a parent after its child');
+
+  // Every header field the loader uses is under the checksum, not only the arrays.
+  refuse(withHeader({ discountScale: header.discountScale / 2 }), /checksum/, 'an edited discount scale');
+  refuse(withHeader({ maxNodes: header.maxNodes + 1 }), /checksum/, 'an edited node bound');
+  const counts = [...header.countOfCounts];
+  counts[counts.findIndex((c: number) => c > 0)] += 1;
+  refuse(withHeader({ countOfCounts: counts }), /checksum/, 'an edited count of counts');
+  refuse(withHeader({ pruned: header.pruned + 1 }), /checksum/, 'an edited prune count');
+  // A file of the first version carries no checksum of its header, so it is refused with a remedy.
+  refuse(
+    withHeader({
+      formatVersion: 1,
+      sha256: undefined,
+      payloadSha256: crypto.createHash('sha256').update(good.subarray(payloadStart)).digest('hex'),
+    }),
+    /format version 1, written by an older version.*npm run train/,
+    'a first-version file',
+  );
+  // The header's spelling is free: the same values in another key order load.
+  fs.writeFileSync(file, framed(Object.fromEntries(Object.entries(header).reverse())));
+  assert.ok(loadNgram(dir, vocab), 'a reordered header loads');
 
   fs.rmSync(file);
   fs.mkdirSync(file);

@@ -36,7 +36,7 @@ test('the trainer started in two different folders with a relative XDG_DATA_HOME
   const defaults = ['a', 'b'].map((folder) => {
     const cwd = join(root, folder);
     mkdirSync(cwd, { recursive: true });
-    const env = { ...process.env, HOME: home, XDG_DATA_HOME: 'relative-data' };
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, XDG_DATA_HOME: 'relative-data' };
     delete env.CHAR_COMPLETE_MODEL_DIR;
     const run = spawnSync(process.execPath, [TRAINER, '--help'], { cwd, env, encoding: 'utf8', timeout: 60_000 });
     assert.equal(run.status, 0, run.stderr);
