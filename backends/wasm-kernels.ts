@@ -1,5 +1,6 @@
 // The wasm backend's missing or slow kernels, replaced: matmul shapes XNNPACK mishandles, unsortedSegmentSum (the
-// gradient of gather), and a row gather.
+// gradient of gather), and a row gather; and the wasm specifics the network's backward pass uses directly.
+import * as tf from '@tensorflow/tfjs';
 import { getKernel, registerKernel, unregisterKernel, KernelConfig, KernelFunc, TensorInfo } from '@tensorflow/tfjs';
 import { activeLayerKernel, LayerKernelMemoryError } from './layer-kernel';
 
@@ -180,4 +181,26 @@ export function registerWasmRowGather(): void {
     }
     return output;
   });
+}
+
+/**
+ * Column sums of a [rows, cols] matrix: the bias gradients. tfjs's wasm Sum over axis 0 transposes
+ * first and took as long as one of the step's large matmuls; on wasm the heap is summed in place.
+ */
+export function columnSums(x: tf.Tensor2D): tf.Tensor1D {
+  if (tf.getBackend() !== 'wasm') return tf.sum(x, 0);
+  const [rows, cols] = x.shape;
+  const values = heapView(x);
+  const sums = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const row = r * cols;
+    for (let k = 0; k < cols; k++) sums[k] += values[row + k];
+  }
+  return tf.tensor1d(Float32Array.from(sums));
+}
+
+/** A wasm tensor's memory, read in place (the whole-layer kernel copies what it needs). */
+export function heapView(tensor: tf.Tensor): Float32Array {
+  const backend = tf.backend() as unknown as { typedArrayFromHeap(info: tf.Tensor): Float32Array };
+  return backend.typedArrayFromHeap(tensor);
 }

@@ -9,6 +9,7 @@ import { NetworkConfig, parameterShapes } from './architecture';
 import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
 import { withExactMatMuls } from '../backends/webgpu-cell';
 import { activeLayerKernel, LayerKernel, LayerKernelMemoryError } from '../backends/layer-kernel';
+import { columnSums, heapView } from '../backends/wasm-kernels';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 
@@ -429,28 +430,6 @@ interface LayerRun {
   previous?: tf.Tensor2D;
   h: tf.Tensor2D;
   c: tf.Tensor2D;
-}
-
-/**
- * Column sums of a [rows, cols] matrix: the bias gradients. tfjs's wasm Sum over axis 0 transposes
- * first and took as long as one of the step's large matmuls; on wasm the heap is summed in place.
- */
-function columnSums(x: tf.Tensor2D): tf.Tensor1D {
-  if (tf.getBackend() !== 'wasm') return tf.sum(x, 0);
-  const [rows, cols] = x.shape;
-  const values = heapView(x);
-  const sums = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) {
-    const row = r * cols;
-    for (let k = 0; k < cols; k++) sums[k] += values[row + k];
-  }
-  return tf.tensor1d(Float32Array.from(sums));
-}
-
-/** A wasm tensor's memory, read in place (the whole-layer kernel copies what it needs). */
-function heapView(tensor: tf.Tensor): Float32Array {
-  const backend = tf.backend() as unknown as { typedArrayFromHeap(info: tf.Tensor): Float32Array };
-  return backend.typedArrayFromHeap(tensor);
 }
 
 /**
