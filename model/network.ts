@@ -6,7 +6,7 @@
 // recurrent h·Wh product and the cell's elementwise math stay inside the time loop.
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig, parameterShapes } from './architecture';
-import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
+import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/lstm-cell';
 import { withExactMatMuls } from '../backends/webgpu-cell';
 import { activeLayerKernel, LayerKernel, LayerKernelMemoryError } from '../backends/layer-kernel';
 import { columnSums, heapView } from '../backends/wasm-kernels';

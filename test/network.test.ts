@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
 import { CharLstm, dropoutMask, initialParameters, zeroState } from '../model/network';
 import { selectBackend } from '../backends/select';
-import { lstmCellBackward, lstmCellForward } from '../backends/cpu-cell';
+import { lstmCellBackward, lstmCellForward } from '../backends/lstm-cell';
 
 const config: NetworkConfig = { vocabSize: 7, embed: 5, hidden: 6, layers: 2 };
 const batch = 3;

@@ -1,6 +1,8 @@
-// The LSTM cell's elementwise math as fused kernels. On wasm every tfjs op is a dispatch
-// plus, for slices, a copy of the whole input tensor; a timestep needs a dozen of them. These
-// kernels work directly on memory views of the tensors, on the wasm and cpu backends.
+// One LSTM timestep, forward and backward, on whichever backend is active: WebGPU's own kernels
+// where they are registered (webgpu-cell.ts), plain tfjs ops where no kernel is, and on the wasm and
+// cpu backends the cell's elementwise math as fused kernels written here. On wasm every tfjs op is
+// a dispatch plus, for slices, a copy of the whole input tensor, and a timestep needs a dozen of
+// them; these kernels work directly on memory views of the tensors.
 import * as tf from '@tensorflow/tfjs';
 import { registerKernel, getKernel, TensorInfo, NamedAttrMap } from '@tensorflow/tfjs';
 
