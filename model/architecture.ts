@@ -6,6 +6,16 @@ export interface NetworkConfig {
   layers: number;
 }
 
+/**
+ * The trainer's default shape, from which a time budget searches for the hidden size; also the size
+ * the server times the backends for before any model exists.
+ */
+export const DEFAULT_NETWORK = {
+  embed: 64,
+  hidden: 256,
+  layers: 2,
+} as const satisfies Omit<NetworkConfig, 'vocabSize'>;
+
 /** Parameter names and shapes, in file order; shared by the initialiser, the saver and the loader. */
 export function parameterShapes(config: NetworkConfig): Array<[string, number[]]> {
   const { vocabSize, embed, hidden, layers } = config;

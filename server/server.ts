@@ -31,9 +31,8 @@ import { completionProbe } from '../completion/probe';
 import { Completion, wordBefore } from '../completion/options';
 import { CompletionSession } from '../completion/session';
 import { readModelConfig } from '../model/format';
-import { NetworkConfig } from '../model/architecture';
+import { DEFAULT_NETWORK, NetworkConfig } from '../model/architecture';
 import { defaultModelDir } from '../model/paths';
-import { TRAIN_DEFAULTS } from '../training/defaults';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
@@ -349,7 +348,7 @@ function modelSizeForProbe(dir: string): NetworkConfig {
   try {
     return readModelConfig(dir);
   } catch {
-    return { vocabSize: 96, embed: TRAIN_DEFAULTS.embed, hidden: TRAIN_DEFAULTS.hidden, layers: TRAIN_DEFAULTS.layers };
+    return { vocabSize: 96, ...DEFAULT_NETWORK };
   }
 }
 

@@ -1,16 +1,18 @@
 // Every default of the trainer in one place, as nanoGPT keeps them at the top of train.py.
 // Chosen for a time budget on a few CPU cores; the learning rate is high because runs are short.
+import { DEFAULT_NETWORK } from '../model/architecture';
+
 export const TRAIN_DEFAULTS = {
-  layers: 2,
+  layers: DEFAULT_NETWORK.layers,
   /** The size a time budget starts its search from (training/model-size.ts), and the size of --chars and --epochs runs. */
-  hidden: 256,
+  hidden: DEFAULT_NETWORK.hidden,
   /** Hidden sizes a time budget chooses among. */
   hiddenSizes: [128, 192, 256, 384, 512],
   /** A size is chosen only if the budget feeds it at least this many training chars per parameter. */
   charsPerParameter: 4,
   /** The share of a time budget that goes to training steps rather than validation. */
   trainingShare: 0.9,
-  embed: 64,
+  embed: DEFAULT_NETWORK.embed,
   seq: 64,
   batch: 64,
   lr: 3e-3,
