@@ -1,17 +1,7 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
+import type { Vocabulary } from '../model/vocab';
 import { Completion, CompletionOptions, stopsBefore, WORD_CHAR } from './options';
-import { classesOf, mixWithWords, placeAfter, WordCache, WordPlace } from './words';
-
-/** What the editor knows beyond the model state: the document's words, and what the user passed over. */
-export interface CompletionContext {
-  /** The document's words, brought up to the cursor by update(), which also gives `partial`. */
-  words?: WordCache;
-  /** The typed part of the word at the cursor. */
-  partial?: string;
-  /** What remained of a suggestion the user typed past instead of accepting. */
-  passedOver?: string;
-}
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of
@@ -27,15 +17,11 @@ interface Beam {
   text: string;
   /** Characters in text (code points). */
   length: number;
-  /** Log-probability of text, the document's words mixed in. */
+  /** Log-probability of text. */
   score: number;
   snapshot: Snapshot;
   /** Snapshots after each character of text, in order. */
   path: Snapshot[];
-  /** The next-character log-probabilities after text, the document's words mixed in. */
-  logProbs: Float32Array;
-  /** Where the beam is among the document's words, when they are known. */
-  place?: WordPlace;
 }
 
 /**
@@ -60,48 +46,12 @@ export async function beamSearch(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
-  context: CompletionContext,
+  passedOver?: string,
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
-  const { wordIds, boundary, punctuation, space, lowerKeys, upperKeys } = classesOf(vocabulary);
+  const { punctuation, space } = separatorsOf(vocabulary);
   const width = Math.max(1, options.beamWidth);
-  const { words, partial = '', passedOver } = context;
-  const mix = (logProbs: Float32Array, place: WordPlace | undefined) => {
-    if (!place) return logProbs;
-    // Between words only the word pairs speak: which word starts next depends on the word before
-    // far more than on how often each word occurs, and the model reads the context better. (Mixing
-    // in all the words there, even at a third of the weight, did not help.)
-    let unigram = logProbs;
-    if (place.word && place.unigram && place.unigram.n > 0) {
-      unigram = mixWithWords(logProbs, place.unigram, false, boundary, wordIds, vocabulary.chars);
-    } else if (place.word) {
-      // A word not seen in this case may have been in another: "The" after "the", "KATE" after
-      // "Kate". It goes on in capitals if it is in capitals so far, else in lower case. (+0.2
-      // points of keystroke savings on tiny-shakespeare, whose verse lines start with capitals.)
-      const capitals =
-        place.word.length > 1 && place.word === place.word.toUpperCase() && place.word !== place.word.toLowerCase();
-      unigram = mixWithWords(logProbs, place.folded, false, boundary, wordIds, capitals ? upperKeys : lowerKeys);
-    }
-    return mixWithWords(unigram, place.bigram, true, boundary, wordIds, vocabulary.chars);
-  };
-  const startPlace: WordPlace | undefined = words && {
-    word: partial,
-    previous: words.previous,
-    unigram: words.node(partial),
-    folded: words.node(partial.toLowerCase(), words.folded),
-    bigram: words.node(partial, words.after.get(words.previous)),
-  };
-  let beams: Beam[] = [
-    {
-      text: '',
-      length: 0,
-      score: 0,
-      snapshot: start,
-      path: [],
-      place: startPlace,
-      logProbs: mix(start.logProbs, startPlace),
-    },
-  ];
+  let beams: Beam[] = [{ text: '', length: 0, score: 0, snapshot: start, path: [] }];
   let best: { text: string; logP: number; value: number; path: Snapshot[] } | undefined;
   const offer = (text: string, logP: number, length: number, path: Snapshot[]) => {
     // One character saves nothing: the Tab that accepts it is a key too.
@@ -127,7 +77,7 @@ export async function beamSearch(
       if (!WORD_CHAR.test(beam.text) || /\s$/u.test(beam.text)) continue;
       offer(beam.text, beam.score, beam.length, beam.path);
       if (beam.length >= options.maxChars) continue;
-      const lp = beam.logProbs;
+      const lp = beam.snapshot.logProbs;
       for (const id of punctuation)
         offer(beam.text + vocabulary.chars[id], beam.score + lp[id], beam.length + 1, beam.path);
       if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
@@ -136,9 +86,9 @@ export async function beamSearch(
     beams = beams.filter((b) => !hopeless(b.score));
     const candidates: Array<{ beam: Beam; id: number; score: number }> = [];
     for (const beam of beams) {
-      for (const id of topIds(beam.logProbs, width)) {
+      for (const id of topIds(beam.snapshot.logProbs, width)) {
         if (stopsBefore(options.stopAt, vocabulary.chars[id], beam.text)) continue;
-        candidates.push({ beam, id, score: beam.score + beam.logProbs[id] });
+        candidates.push({ beam, id, score: beam.score + beam.snapshot.logProbs[id] });
       }
     }
     candidates.sort((a, b) => b.score - a.score);
@@ -148,19 +98,13 @@ export async function beamSearch(
       continuing.map((c) => c.beam.snapshot.state),
       continuing.map((c) => c.id),
     );
-    beams = continuing.map((c, i) => {
-      const char = vocabulary.chars[c.id];
-      const place = words && c.beam.place && placeAfter(words, c.beam.place, char);
-      return {
-        text: c.beam.text + char,
-        length: c.beam.length + 1,
-        score: c.score,
-        snapshot: stepped[i],
-        path: [...c.beam.path, stepped[i]],
-        place,
-        logProbs: mix(stepped[i].logProbs, place),
-      };
-    });
+    beams = continuing.map((c, i) => ({
+      text: c.beam.text + vocabulary.chars[c.id],
+      length: c.beam.length + 1,
+      score: c.score,
+      snapshot: stepped[i],
+      path: [...c.beam.path, stepped[i]],
+    }));
   }
   return best && { text: best.text, confidence: Math.exp(best.logP), path: best.path };
 }
@@ -170,4 +114,19 @@ function topIds(logProbs: Float32Array, k: number): number[] {
   const ids = Array.from({ length: logProbs.length - 1 }, (_, i) => i + 1);
   ids.sort((a, b) => logProbs[b] - logProbs[a]);
   return ids.slice(0, k);
+}
+
+const separatorCache = new WeakMap<Vocabulary, { punctuation: Int32Array; space: number }>();
+/** The ids a completion may end with after a word: visible separators (punctuation), and the space (-1 if absent). */
+function separatorsOf(vocabulary: Vocabulary): { punctuation: Int32Array; space: number } {
+  let separators = separatorCache.get(vocabulary);
+  if (!separators) {
+    const punctuation: number[] = [];
+    vocabulary.chars.forEach((c, id) => {
+      if (id > 0 && !WORD_CHAR.test(c) && !/\s/u.test(c)) punctuation.push(id);
+    });
+    separators = { punctuation: Int32Array.from(punctuation), space: vocabulary.chars.indexOf(' ') };
+    separatorCache.set(vocabulary, separators);
+  }
+  return separators;
 }

@@ -50,7 +50,7 @@ export const COMPLETION_RANGES = {
 /** The languages that get completions unless the user says otherwise. */
 export const DEFAULT_LANGUAGES = ['markdown', 'plaintext', 'restructuredtext', 'org', 'latex', 'asciidoc'] as const;
 
-/** The characters words are made of, for stopping at a word's end and for the document's words. */
+/** The characters words are made of, for stopping at a word's end and for the word a list completion replaces. */
 export const WORD_CHARS = "\\p{L}\\p{N}_'’-";
 export const WORD_CHAR = new RegExp(`[${WORD_CHARS}]`, 'u');
 /** The word characters just before the end of a string. Only ever run it over a bounded slice: it is quadratic in a run of word characters. */

@@ -1,4 +1,4 @@
-// One document's completion engine: its model states, its words and the suggestion on show, behind one `suggest` per
+// One document's completion engine: its model states, its n-gram and the suggestion on show, behind one `suggest` per
 // keystroke.
 import type { Predictor } from '../model/predictor';
 import { documentPredictor, ServedModel } from '../model/served';
@@ -6,7 +6,6 @@ import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
 import type { Completion, CompletionOptions } from './options';
-import { WordCache } from './words';
 
 /** How much text before a suggestion must be unchanged for it to count as still on show. */
 const SHOWN_CONTEXT_CHARS = 64;
@@ -14,19 +13,12 @@ const SHOWN_CONTEXT_CHARS = 64;
 export class CompletionSession {
   private readonly predictor: Predictor;
   private readonly states: DocumentStates;
-  private readonly words = new WordCache();
   private readonly document: DocumentNgram;
-  /**
-   * The document's word tries serve a model without the mixture; with it, the document's n-gram
-   * does their job inside the mixture, and mixing both saved fewer keystrokes (see the README).
-   */
-  private readonly useWords: boolean;
   /** The last suggestion, kept while the user types along it. */
   private shown: { offset: number; before: string; completion: Completion } | undefined;
 
   constructor(model: ServedModel) {
     this.document = new DocumentNgram(model.saved.vocabulary);
-    this.useWords = !model.mixture;
     this.predictor = documentPredictor(model, this.document);
     this.states = new DocumentStates(this.predictor);
   }
@@ -71,12 +63,9 @@ export class CompletionSession {
     cancelled: () => boolean,
     passedOver?: string,
   ): Promise<Completion | undefined> {
-    if (!this.useWords) this.document.update(text, offset);
+    this.document.update(text, offset);
     const snapshot = await this.states.at(text, offset, cancelled);
-    const context = this.useWords
-      ? { words: this.words, partial: this.words.update(text, offset), passedOver }
-      : { passedOver };
-    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, context));
+    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, passedOver));
     if (completion) this.states.expect(offset, completion);
     return completion;
   }

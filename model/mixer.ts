@@ -6,7 +6,7 @@
 // it is right and the LSTM's cover where it is not, and the gate, a softmax over a linear function
 // of features such as the n-gram's matched order and count, says which case this is. Fitting it
 // needs only each model's probability of the character that came, so the trainer can fit it on
-// the whole validation split cheaply, and the server can go on fitting it online.
+// the whole validation split cheaply.
 
 export class MixerFormatError extends Error {
   override name = 'MixerFormatError';
@@ -135,20 +135,6 @@ export class Mixer {
       }
     }
     return this.loss(samples);
-  }
-
-  /** One online step of the same gradient, for what was typed after a position; small and safe. */
-  learn(features: ArrayLike<number>, targetProbs: ArrayLike<number>, learningRate = 0.002): void {
-    const K = this.shape.components.length;
-    const F = this.shape.featureCount;
-    const shares = this.gate(features);
-    let p = 0;
-    for (let k = 0; k < K; k++) p += shares[k] * targetProbs[k];
-    p = Math.max(p, 1e-30);
-    for (let k = 0; k < K; k++) {
-      const g = shares[k] - (shares[k] * targetProbs[k]) / p;
-      for (let f = 0; f < F; f++) this.weights[k * F + f] -= learningRate * g * features[f];
-    }
   }
 
   toJSON(): { components: string[]; featureCount: number; weights: number[] } {

@@ -8,9 +8,27 @@ import type { Vocabulary } from './vocab';
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
 const MAX_ORDER_FEATURE = 8;
+/**
+ * Where each of the gate's features sits in its feature vector. Fitting, serving and the prior
+ * all index through this, so they cannot disagree; a saved gate's weights follow this layout, so
+ * changing it means retraining.
+ */
+export const GATE_FEATURE = {
+  /** Always 1. */
+  bias: 0,
+  /** One-hot over the notes n-gram's matched order, 0..MAX_ORDER_FEATURE (an empty n-gram counts as 0). */
+  notesOrder: 1,
+  notesContextCount: 2 + MAX_ORDER_FEATURE,
+  notesSeenMass: 3 + MAX_ORDER_FEATURE,
+  lstmMaxProb: 4 + MAX_ORDER_FEATURE,
+  documentOrder: 5 + MAX_ORDER_FEATURE,
+  documentContextCount: 6 + MAX_ORDER_FEATURE,
+  documentSeenMass: 7 + MAX_ORDER_FEATURE,
+  count: 8 + MAX_ORDER_FEATURE,
+} as const;
 export const MIXER_SHAPE: MixerShape = {
   components: [...MIXTURE_COMPONENTS],
-  featureCount: 1 + (MAX_ORDER_FEATURE + 1) + 3 + 3,
+  featureCount: GATE_FEATURE.count,
 };
 
 /**
@@ -47,16 +65,14 @@ export function mixtureFeatures(
   out: Float32Array,
 ): Float32Array {
   out.fill(0);
-  let f = 0;
-  out[f++] = 1;
-  out[f + Math.min(MAX_ORDER_FEATURE, Math.max(0, notes.order))] = 1;
-  f += MAX_ORDER_FEATURE + 1;
-  out[f++] = Math.log1p(notes.contextCount) / 8;
-  out[f++] = notes.seenMass;
-  out[f++] = lstmMaxProb;
-  out[f++] = Math.max(0, document.order) / DOCUMENT_NGRAM_ORDER;
-  out[f++] = Math.log1p(document.contextCount) / 8;
-  out[f++] = document.seenMass;
+  out[GATE_FEATURE.bias] = 1;
+  out[GATE_FEATURE.notesOrder + Math.min(MAX_ORDER_FEATURE, Math.max(0, notes.order))] = 1;
+  out[GATE_FEATURE.notesContextCount] = Math.log1p(notes.contextCount) / 8;
+  out[GATE_FEATURE.notesSeenMass] = notes.seenMass;
+  out[GATE_FEATURE.lstmMaxProb] = lstmMaxProb;
+  out[GATE_FEATURE.documentOrder] = Math.max(0, document.order) / DOCUMENT_NGRAM_ORDER;
+  out[GATE_FEATURE.documentContextCount] = Math.log1p(document.contextCount) / 8;
+  out[GATE_FEATURE.documentSeenMass] = document.seenMass;
   return out;
 }
 
@@ -76,11 +92,18 @@ export function mixerPrior(): Float32Array {
   const lstm = MIXTURE_COMPONENTS.indexOf('lstm') * F;
   const notes = MIXTURE_COMPONENTS.indexOf('notes') * F;
   const document = MIXTURE_COMPONENTS.indexOf('document') * F;
-  for (let order = 0; order <= MAX_ORDER_FEATURE; order++) weights[notes + 1 + order] = 0.5 * order - 1;
-  weights[lstm + F - 4] = 2;
-  weights[document + F - 3] = 4;
+  for (let order = 0; order <= MAX_ORDER_FEATURE; order++)
+    weights[notes + GATE_FEATURE.notesOrder + order] = 0.5 * order - 1;
+  weights[lstm + GATE_FEATURE.lstmMaxProb] = 2;
+  weights[document + GATE_FEATURE.documentOrder] = 4;
   return weights;
 }
+
+/** The gate of a model that has none fitted to its notes: the prior itself. */
+export const priorMixer = (): Mixer => new Mixer(MIXER_SHAPE, mixerPrior());
+
+/** The notes' part of a model without an n-gram of its notes: it has no context to match, so order 1 keeps the states short. */
+export const emptyNotesNgram = (vocabSize: number): NgramModel => new NgramModel(vocabSize, { order: 1 });
 
 export const emptyConfidence = (): NgramConfidence => ({ order: -1, contextCount: 0, successors: 0, seenMass: 0 });
 

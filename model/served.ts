@@ -1,9 +1,9 @@
-// The model a language server serves from a model directory: the LSTM and, where the directory has them, the notes'
-// n-gram (plus what was learnt from saved notes) and the gate that mixes them.
+// The model a language server serves from a model directory: the LSTM, the notes' n-gram (plus what was learnt from
+// saved notes) and the gate that mixes them, with an empty n-gram and the prior gate standing in for what is missing.
 import { loadModel, SavedModel } from './format';
 import { LearnedFormatError, LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
-import { MIXER_SHAPE, MixtureParts, MixturePredictor, NgramSource } from './mixture';
+import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, NgramSource, priorMixer } from './mixture';
 import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
@@ -11,62 +11,90 @@ import { LstmPredictor, Predictor } from './predictor';
 export interface ServedModel {
   saved: SavedModel;
   lstm: LstmPredictor;
-  /** Absent for a model directory from before the mixture, or when its n-gram could not be used. */
-  mixture?: MixtureParts;
+  /**
+   * What every document's predictor mixes. Without a usable notes' n-gram (a model directory from
+   * before the mixture, or a damaged file) the notes' part is an empty n-gram and the gate is the
+   * prior, so the LSTM and the document's own n-gram serve.
+   */
+  mixture: MixtureParts;
+  /** Whether the notes' n-gram came from the directory. */
+  hasNotes: boolean;
+  /** What was learnt from saved notes; only kept beside a notes' n-gram from the directory. */
   learned?: LearnedNotes;
   /** False while the trainer has saved only its first, n-gram model and the LSTM is still training. */
   lstmTrained: boolean;
-  /** Why the n-gram or the gate is not used, when they are not. */
+  /** Why the notes' n-gram, its gate or the learnt notes are not used, when they are not. */
   warnings: string[];
   dispose(): void;
 }
 
 /**
  * Loads the model in `dir`. The LSTM must load (it throws ModelFormatError otherwise); a missing,
- * corrupt or mismatched n-gram, gate or learnt-notes file only makes the LSTM serve alone, or
- * without what was learnt, and says why in `warnings`.
+ * corrupt or mismatched n-gram, gate or learnt-notes file only leaves that part out, and says why
+ * in `warnings`.
  */
 export function loadServedModel(dir: string): ServedModel {
   const saved = loadModel(dir);
   const lstm = new LstmPredictor(saved);
   const lstmTrained = saved.metadata.lstmTrained !== false;
   const warnings: string[] = [];
-  let mixture: MixtureParts | undefined;
+  const notes = loadNotes(dir, saved, warnings);
+  let mixer: Mixer | undefined;
   let learned: LearnedNotes | undefined;
-  let notes: NgramModel | null = null;
-  try {
-    notes = loadNgram(dir, saved.vocabulary);
-  } catch (error) {
-    if (!(error instanceof NgramFormatError)) throw error;
-    warnings.push(`${error.message}; the LSTM serves alone`);
-  }
-  if (notes && saved.metadata.mixer !== undefined) {
+  if (notes) {
+    mixer = loadGate(dir, saved, warnings);
     try {
-      const mixer = Mixer.fromJSON(saved.metadata.mixer, MIXER_SHAPE);
-      try {
-        learned = LearnedNotes.load(dir, saved.vocabulary);
-      } catch (error) {
-        if (!(error instanceof LearnedFormatError)) throw error;
-        warnings.push(error.message);
-        learned = LearnedNotes.empty(saved.vocabulary);
-      }
-      learned.replayInto(notes);
-      mixture = { vocabulary: saved.vocabulary, lstm: lstmTrained ? lstm : undefined, notes, mixer };
+      learned = LearnedNotes.load(dir, saved.vocabulary);
     } catch (error) {
-      if (!(error instanceof MixerFormatError)) throw error;
-      warnings.push(`the mixture's gate in ${dir} is unusable (${error.message}); the LSTM serves alone`);
+      if (!(error instanceof LearnedFormatError)) throw error;
+      warnings.push(error.message);
+      learned = LearnedNotes.empty(saved.vocabulary);
     }
-  } else if (notes) {
-    warnings.push(`the model in ${dir} has an n-gram but no gate to mix it with; the LSTM serves alone`);
-  } else if (saved.metadata.mixer !== undefined && warnings.length === 0) {
-    warnings.push(
-      `the model in ${dir} was saved with an n-gram, but its file is missing; the LSTM serves alone until you retrain`,
-    );
+    learned.replayInto(notes);
   }
-  return { saved, lstm, mixture, learned, lstmTrained, warnings, dispose: () => lstm.dispose() };
+  const mixture: MixtureParts = {
+    vocabulary: saved.vocabulary,
+    lstm: lstmTrained ? lstm : undefined,
+    notes: notes ?? emptyNotesNgram(saved.vocabulary.size),
+    // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
+    mixer: mixer ?? priorMixer(),
+  };
+  return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, warnings, dispose: () => lstm.dispose() };
 }
 
-/** What completions step for one document: the mixture with that document's own n-gram, or the LSTM alone. */
+/** The notes' n-gram in `dir`, or undefined (with a warning where one was expected). */
+function loadNotes(dir: string, saved: SavedModel, warnings: string[]): NgramModel | undefined {
+  try {
+    const notes = loadNgram(dir, saved.vocabulary);
+    if (notes) return notes;
+  } catch (error) {
+    if (!(error instanceof NgramFormatError)) throw error;
+    warnings.push(`${error.message}; the model serves without the n-gram of your notes`);
+    return undefined;
+  }
+  if (saved.metadata.mixer !== undefined)
+    warnings.push(
+      `the model in ${dir} was saved with an n-gram of your notes, but its file is missing; the model serves without it until you retrain`,
+    );
+  return undefined;
+}
+
+/** The gate saved beside the notes' n-gram, or undefined (with a warning) when the prior must stand in. */
+function loadGate(dir: string, saved: SavedModel, warnings: string[]): Mixer | undefined {
+  if (saved.metadata.mixer === undefined) {
+    warnings.push(`the model in ${dir} has an n-gram but no gate to mix it with; the prior gate mixes it`);
+    return undefined;
+  }
+  try {
+    return Mixer.fromJSON(saved.metadata.mixer, MIXER_SHAPE);
+  } catch (error) {
+    if (!(error instanceof MixerFormatError)) throw error;
+    warnings.push(`the mixture's gate in ${dir} is unusable (${error.message}); the prior gate mixes instead`);
+    return undefined;
+  }
+}
+
+/** What completions step for one document: the mixture with that document's own n-gram. */
 export function documentPredictor(model: ServedModel, document: NgramSource): Predictor {
-  return model.mixture ? new MixturePredictor(model.mixture, document) : model.lstm;
+  return new MixturePredictor(model.mixture, document);
 }

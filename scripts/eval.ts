@@ -85,13 +85,10 @@ async function main(): Promise<void> {
     const scores = await scoreLstm(model, ids, batch, seq);
     model.dispose();
     parts = { lstm: lstmNats(scores), ngram: null };
-    nats = parts.lstm;
-    if (served.mixture) {
-      const samples = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size);
-      if (served.lstmTrained) setLstmScores(samples, scores);
-      nats = served.mixture.mixer.loss(samples);
-      parts.ngram = samples.notesNats;
-    }
+    const samples = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size);
+    if (served.lstmTrained) setLstmScores(samples, scores);
+    nats = served.mixture.mixer.loss(samples);
+    if (served.hasNotes) parts.ngram = samples.notesNats;
     served.dispose();
     const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
     say(

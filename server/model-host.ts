@@ -141,7 +141,7 @@ function statOrUndefined(path: string): Stats | undefined {
 function describe(model: ServedModel): string {
   const { config, metadata } = model.saved;
   const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
-  if (!model.mixture) return `${config.layers}×${config.hidden} LSTM, ${bpc}`;
+  if (!model.hasNotes) return `${config.layers}×${config.hidden} LSTM mixed with the document's n-gram, ${bpc}`;
   if (!model.lstmTrained) return `n-gram of your notes, ${bpc}; the LSTM is still training`;
   return `${config.layers}×${config.hidden} LSTM mixed with an n-gram of your notes, ${bpc}`;
 }

@@ -38,8 +38,8 @@ import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
 
 /**
- * Sessions kept at once. Each holds model states and a word index of up to a few megabytes; a
- * document whose session was let go starts cold again, which costs one request a little latency.
+ * Sessions kept at once. Each holds model states and the document's n-gram, up to a few megabytes;
+ * a document whose session was let go starts cold again, which costs one request a little latency.
  */
 const MAX_SESSIONS = 8;
 
@@ -208,7 +208,7 @@ export class CharCompleteServer {
   didSave(uri: URI): void {
     const model = this.host.model;
     const document = this.documents.get(uri);
-    if (!this.settings.learnFromSaves || !model?.mixture || !model.learned || !document) return;
+    if (!this.settings.learnFromSaves || !model?.learned || !document) return;
     if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
     const outcome = model.learned.learn(uri, document.getText(), model.mixture.notes);
     if ('skipped' in outcome) {

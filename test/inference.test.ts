@@ -4,8 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { complete } from '../completion/complete';
 import { COMPLETION_DEFAULTS, CompletionOptions } from '../completion/options';
+import { DocumentNgram } from '../completion/document-ngram';
 import { DocumentStates } from '../completion/document-states';
-import { WordCache } from '../completion/words';
+import { seededRandom } from '../completion/sampling';
+import { DOCUMENT_NGRAM_WINDOW, emptyNotesNgram, MixturePredictor, priorMixer } from '../model/mixture';
 import type { Predictor } from '../model/predictor';
 import { Vocabulary } from '../model/vocab';
 
@@ -73,9 +75,13 @@ async function completeAfter(
 ) {
   const states = new DocumentStates(predictorOf(model));
   const snapshot = (await states.at(text, text.length))!;
-  return complete(predictorOf(model), snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, {
+  return complete(
+    predictorOf(model),
+    snapshot,
+    { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options },
+    undefined,
     passedOver,
-  });
+  );
 }
 
 test('beam search offers the completion that saves the most keystrokes in expectation', async () => {
@@ -152,15 +158,22 @@ test('a completion ends with the word’s separator only when the model is sure 
   );
 });
 
-async function completeInDocument(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}) {
-  const predictor = predictorOf(model);
-  const cache = new WordCache();
-  const partial = cache.update(text, text.length);
+/**
+ * Completes at the end of text as a model directory without ngram.bin serves: the model mixed with
+ * an empty notes' n-gram and the document's own n-gram by the prior gate.
+ */
+async function completeInDocument(model: LexiconModel, text: string) {
+  const document = new DocumentNgram(model.vocabulary);
+  document.update(text, text.length);
+  const parts = {
+    vocabulary: model.vocabulary,
+    lstm: predictorOf(model),
+    notes: emptyNotesNgram(model.vocabulary.size),
+    mixer: priorMixer(),
+  };
+  const predictor = new MixturePredictor(parts, document);
   const snapshot = (await new DocumentStates(predictor).at(text, text.length))!;
-  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options }, undefined, {
-    words: cache,
-    partial,
-  });
+  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0 });
 }
 
 test('words used earlier in the document complete even when the model has never seen them', async () => {
@@ -174,14 +187,6 @@ test('words used earlier in the document complete even when the model has never 
   );
 });
 
-test('a word used before in another case completes in the case it is being typed in', async () => {
-  const model = new LexiconModel({ the: 1 });
-  assert.match((await completeInDocument(model, 'the glorp the glorp the Gl'))?.text ?? '', /^orp/);
-  assert.match((await completeInDocument(model, 'the glorp the glorp the GL'))?.text ?? '', /^ORP/);
-  // The case it was seen in wins when it matches: here the word was seen in capitals.
-  assert.match((await completeInDocument(model, 'the GLORP the GLORP the GL'))?.text ?? '', /^ORP/);
-});
-
 test('the word that followed the previous word before is suggested at the start of the next one', async () => {
   const model = new LexiconModel({ the: 0.5, a: 0.5 });
   const text = 'my zorblax, a the my zorblax. the a the my ';
@@ -193,37 +198,47 @@ test('the word that followed the previous word before is suggested at the start 
   );
 });
 
-test('a paragraph’s first word follows the first word of the paragraph before: who speaks next in a dialogue', async () => {
-  const model = new LexiconModel({ the: 1 });
-  const dialogue = 'alice said the\n\nbob said the\n\n'.repeat(3);
-  assert.match((await completeInDocument(model, dialogue + 'alice said the\n\n'))?.text ?? '', /^bob/);
-  assert.match((await completeInDocument(model, dialogue))?.text ?? '', /^alice/);
-  // Mid-paragraph, the word pairs of the text speak as usual.
-  const cache = new WordCache();
-  cache.update(dialogue + 'alice said ', dialogue.length + 11);
-  assert.equal(cache.previous, 'said');
-});
-
-test('the word cache follows edits: appending indexes new words, an earlier edit rebuilds', async () => {
-  const cache = new WordCache();
-  assert.equal(cache.update('alpha beta gam', 14), 'gam');
-  assert.equal(cache.node('be')?.n, 1);
-  assert.equal(cache.node('gam'), undefined, 'the word being typed is not counted');
-  assert.equal(cache.update('alpha beta gamma beta ', 22), '');
-  assert.equal(cache.node('beta')?.end, 2);
-  assert.equal(cache.previous, 'beta');
-  assert.equal(cache.node('g', cache.after.get('beta'))?.n, 1, 'gamma followed beta');
-  // Replace "alpha" earlier in the text: the cache rebuilds rather than keep the old word.
-  assert.equal(cache.update('omega beta gamma beta ', 22), '');
-  assert.equal(cache.node('alpha'), undefined);
-  assert.equal(cache.node('omega')?.end, 1);
+test('the document n-gram reads at most its window: on first use, after an earlier edit, after a jump forward, and while typing on', () => {
+  const letters = 'abcdefghijklmnopqrstuvwxyz';
+  const vocabulary = Vocabulary.fromText(letters, 100);
+  const random = seededRandom(5);
+  // Random letters: nearly every position adds n-grams of its own, so the node count says how much text was read.
+  const text = Array.from({ length: 6 * DOCUMENT_NGRAM_WINDOW }, () => letters[Math.floor(random() * 26)]).join('');
+  const nodesOver = (source: string, from: number, to: number) => {
+    const fresh = new DocumentNgram(vocabulary);
+    fresh.update(source.slice(from, to), to - from);
+    return fresh.model.size;
+  };
+  const end = text.length;
+  const document = new DocumentNgram(vocabulary);
+  document.update(text, end);
+  assert.equal(document.model.size, nodesOver(text, end - DOCUMENT_NGRAM_WINDOW, end), 'first use');
+  const at = end - 100;
+  const edited = text.slice(0, at) + (text[at] === 'a' ? 'b' : 'a') + text.slice(at + 1);
+  document.update(edited, end);
+  assert.equal(document.model.size, nodesOver(edited, end - DOCUMENT_NGRAM_WINDOW, end), 'an edit before the cursor');
+  document.update(text, 5_000);
+  document.update(text, end);
+  assert.equal(document.model.size, nodesOver(text, end - DOCUMENT_NGRAM_WINDOW, end), 'a jump forward');
+  const onward = new DocumentNgram(vocabulary);
+  const most = nodesOver(text, 0, 2 * DOCUMENT_NGRAM_WINDOW);
+  let largest = 0;
+  for (let cursor = 0; cursor <= 3 * DOCUMENT_NGRAM_WINDOW; cursor += 7) {
+    onward.update(text, cursor);
+    largest = Math.max(largest, onward.model.size);
+  }
+  assert.ok(largest <= most, `typing on grew the n-gram to ${largest} nodes, more than ${most} for twice its window`);
+  assert.ok(
+    largest > nodesOver(text, 0, DOCUMENT_NGRAM_WINDOW),
+    'typing on adds to the n-gram rather than rebuilding it',
+  );
 });
 
 test('a suggestion the user typed past instead of accepting is demoted, not banned', async () => {
   const torn = new LexiconModel({ quick: 0.6, quiet: 0.4 });
   assert.equal((await completeAfter(torn, 'the q'))?.text, 'uick ');
   // "quick" was shown at "the " and the user typed "q": everything that starts with "uick" is at
-  // half its odds, and "uiet " saves more.
+  // a quarter of its odds, and "uiet " saves more.
   assert.equal((await completeAfter(torn, 'the q', {}, 'uick'))?.text, 'uiet ');
   const sure = new LexiconModel({ quick: 0.9, quiet: 0.1 });
   assert.equal((await completeAfter(sure, 'the q', {}, 'uick'))?.text, 'uick ', 'a much likelier suggestion stays');

@@ -173,27 +173,6 @@ test('a completion at the end of a 100,000-character line, and in a 20 MB docume
   assert.equal(await s.shutdown(), 0);
 });
 
-test('the word cache indexes at most its window, on first use, after a jump forward, and while typing on', async () => {
-  const { WordCache, WORD_CACHE_CHARS, MAX_INDEXED_CHARS } = await import('../completion/words');
-  // Five characters per word: the count of words indexed says how much text was read.
-  const text = 'w123 '.repeat(400_000);
-  const cache = new WordCache();
-  cache.update(text, text.length);
-  assert.ok(cache.root.n <= WORD_CACHE_CHARS / 5 + 1, `first use indexed ${cache.root.n} words`);
-  cache.update(text, 5_000);
-  cache.update(text, text.length);
-  assert.ok(cache.root.n <= WORD_CACHE_CHARS / 5 + 1, `a jump forward indexed ${cache.root.n} words`);
-  let typed = text.slice(0, 100_000);
-  const onward = new WordCache();
-  let most = 0;
-  for (let i = 0; i < 20_000; i++) {
-    typed += 'w123 ';
-    onward.update(typed, typed.length);
-    most = Math.max(most, onward.root.n);
-  }
-  assert.ok(most <= MAX_INDEXED_CHARS / 5 + 1, `typing on grew the cache to ${most} words`);
-});
-
 test('a malformed frame is skipped: the server goes on answering instead of going deaf', async () => {
   const s = start();
   await s.initialize();

@@ -6,7 +6,7 @@ import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tempModelDir } from './support/temp-dirs';
 import { join } from 'node:path';
 import { Mixer, MixerSamples } from '../model/mixer';
-import { documentNgram, MIXER_SHAPE, MixturePredictor } from '../model/mixture';
+import { documentNgram, GATE_FEATURE, MIXER_SHAPE, mixerPrior, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram, NGRAM_FILE } from '../model/ngram-format';
 import { LearnedNotes, LEARNED_FILE, LEARNED_MAX_DOCUMENT_CHARS } from '../model/learned';
@@ -28,7 +28,7 @@ function splitExpertise(count: number): MixerSamples {
   for (let n = 0; n < count; n++) {
     const ngramKnows = random() < 0.5;
     features[n * F] = 1;
-    features[n * F + 1 + (ngramKnows ? 8 : 0)] = 1;
+    features[n * F + GATE_FEATURE.notesOrder + (ngramKnows ? 8 : 0)] = 1;
     targetProbs[n * K] = ngramKnows ? 0.02 : 0.9;
     targetProbs[n * K + 1] = ngramKnows ? 0.95 : 0.01;
     targetProbs[n * K + 2] = 0.05;
@@ -131,25 +131,39 @@ function savedModel(): SavedModel {
   };
 }
 
-test('a model directory from before the mixture loads and serves the LSTM alone', () => {
+/** Whether a served model mixes with an empty notes' n-gram and the prior gate, as a model without an n-gram of its notes does. */
+function servesWithoutNotes(served: ReturnType<typeof loadServedModel>): boolean {
+  return (
+    !served.hasNotes &&
+    served.mixture.notes.size === 1 &&
+    served.learned === undefined &&
+    served.mixture.lstm === served.lstm &&
+    served.mixture.mixer.weights.every((w, i) => w === mixerPrior()[i])
+  );
+}
+
+test('a model directory from before the mixture serves the mixture with an empty notes’ n-gram and the prior gate', () => {
   const dir = tempModelDir('char-mixture');
   saveModel(dir, savedModel());
   const served = loadServedModel(dir);
-  assert.equal(served.mixture, undefined);
+  assert.ok(servesWithoutNotes(served));
   assert.deepEqual(served.warnings, []);
   served.dispose();
 });
 
-test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with one clear warning', () => {
+test('a corrupt, missing or mismatched n-gram leaves it out of the mixture with one clear warning', () => {
   const dir = tempModelDir('char-mixture');
   const saved = savedModel();
-  saved.metadata.mixer = Mixer.fixed(MIXER_SHAPE, [0.5, 0.4, 0.1]).toJSON();
+  const gate = Mixer.fixed(MIXER_SHAPE, [0.5, 0.4, 0.1]);
+  saved.metadata.mixer = gate.toJSON();
   saveModel(dir, saved);
   const notes = new NgramModel(vocabulary.size);
   notes.add(vocabulary.encode('some notes to remember.\n'));
   saveNgram(dir, notes, vocabulary);
   const good = loadServedModel(dir);
-  assert.ok(good.mixture, 'with a sound n-gram and gate the mixture serves');
+  assert.ok(good.hasNotes && good.mixture.notes.size > 1, 'with a sound n-gram and gate the mixture serves');
+  assert.deepEqual(Array.from(good.mixture.mixer.weights), Array.from(gate.weights));
+  assert.deepEqual(good.warnings, []);
   good.dispose();
 
   const file = join(dir, NGRAM_FILE);
@@ -157,9 +171,9 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
   bytes[bytes.length - 3] ^= 0xff;
   writeFileSync(file, bytes);
   const corrupt = loadServedModel(dir);
-  assert.equal(corrupt.mixture, undefined);
+  assert.ok(servesWithoutNotes(corrupt));
   assert.equal(corrupt.warnings.length, 1);
-  assert.match(corrupt.warnings[0], /n-gram.*LSTM serves alone/);
+  assert.match(corrupt.warnings[0], /n-gram.*serves without/);
   corrupt.dispose();
 
   saveNgram(
@@ -173,23 +187,49 @@ test('a corrupt, missing or mismatched n-gram makes the LSTM serve alone with on
     Vocabulary.fromText('xyz', 10),
   );
   const mismatched = loadServedModel(dir);
-  assert.equal(mismatched.mixture, undefined);
+  assert.ok(servesWithoutNotes(mismatched));
   assert.match(mismatched.warnings[0], /different vocabulary/);
   mismatched.dispose();
 
   rmSync(file);
   execFileSync('mkfifo', [file]);
   const fifo = loadServedModel(dir);
-  assert.equal(fifo.mixture, undefined, 'a FIFO in place of the n-gram is refused, not waited on');
+  assert.ok(servesWithoutNotes(fifo), 'a FIFO in place of the n-gram is refused, not waited on');
   assert.match(fifo.warnings[0], /not a regular file/);
   fifo.dispose();
 
   rmSync(file);
   const missing = loadServedModel(dir);
-  assert.equal(missing.mixture, undefined);
+  assert.ok(servesWithoutNotes(missing));
   assert.equal(missing.warnings.length, 1);
   assert.match(missing.warnings[0], /missing/);
   missing.dispose();
+});
+
+test('an unusable or missing gate leaves the notes’ n-gram mixed by the prior gate, with one clear warning', () => {
+  const dir = tempModelDir('char-mixture');
+  const saved = savedModel();
+  saved.metadata.mixer = { components: ['lstm', 'notes'], featureCount: 2, weights: [0, 0, 0, 0] };
+  saveModel(dir, saved);
+  const notes = new NgramModel(vocabulary.size);
+  notes.add(vocabulary.encode('some notes to remember.\n'));
+  saveNgram(dir, notes, vocabulary);
+  for (const [what, problem] of [
+    ['unusable', /gate .* is unusable .*prior gate/],
+    ['missing', /no gate .*prior gate/],
+  ] as const) {
+    if (what === 'missing') {
+      delete saved.metadata.mixer;
+      saveModel(dir, saved);
+    }
+    const served = loadServedModel(dir);
+    assert.ok(served.hasNotes && served.mixture.notes.size === notes.size, `${what}: the notes' n-gram serves`);
+    assert.ok(served.learned, `${what}: notes saved in the editor are still learnt`);
+    assert.deepEqual(Array.from(served.mixture.mixer.weights), Array.from(mixerPrior()), `${what}: the prior gate`);
+    assert.equal(served.warnings.length, 1);
+    assert.match(served.warnings[0], problem);
+    served.dispose();
+  }
 });
 
 test('notes learnt from saves change the n-gram, survive a save and load, and learn only what was appended', () => {

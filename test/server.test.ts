@@ -2,7 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
@@ -217,12 +217,14 @@ test('malformed input never crashes the server', async () => {
   assert.equal(await s.shutdown(), 0);
 });
 
-test('a word used earlier in the document completes although the model never saw it (an LSTM without the mixture: the word tries)', async () => {
-  // The document's n-gram does this inside the mixture (test/mixture.test.ts); a model directory
-  // from before the mixture has no n-gram, and the document's word tries do it instead.
+test('a model directory without ngram.bin serves the mixture, and a word used earlier in the document completes although the model never saw it', async () => {
+  // As a model from before the mixture: no n-gram of the notes, and no gate in model.json.
   const lstmOnly = join(root, 'lstm-only');
   cpSync(modelDir, lstmOnly, { recursive: true });
   rmSync(join(lstmOnly, 'ngram.bin'));
+  const manifest = JSON.parse(readFileSync(join(lstmOnly, 'model.json'), 'utf8'));
+  delete manifest.metadata.mixer;
+  writeFileSync(join(lstmOnly, 'model.json'), JSON.stringify(manifest));
   const s = start({ modelPath: lstmOnly });
   await s.initialize();
   const fresh = 'the quick brown fox. the gl';
@@ -235,6 +237,12 @@ test('a word used earlier in the document completes although the model never saw
   const text = 'the glimmerwort grows. the glimmerwort fades. the gl';
   await s.open('file:///notes/words.md', text);
   assert.match((await s.inline('file:///notes/words.md', 0, text.length)) ?? '', /^immerwort/);
+  assert.ok(
+    await until(() =>
+      s.statuses.some((status) => /LSTM mixed with the document's n-gram/.test(status.description ?? '')),
+    ),
+    JSON.stringify(s.statuses),
+  );
   await s.shutdown();
 });
 

@@ -6,6 +6,7 @@ import {
   DOCUMENT_NGRAM_WINDOW,
   documentNgram,
   emptyConfidence,
+  GATE_FEATURE,
   MIXER_SHAPE,
   MIXTURE_COMPONENTS,
   mixerPrior,
@@ -19,8 +20,6 @@ const F = MIXER_SHAPE.featureCount;
 const LSTM = MIXTURE_COMPONENTS.indexOf('lstm');
 const NOTES = MIXTURE_COMPONENTS.indexOf('notes');
 const DOCUMENT = MIXTURE_COMPONENTS.indexOf('document');
-/** Where the LSTM's confidence sits among the gate's features (see mixtureFeatures). */
-const LSTM_MAX_FEATURE = F - 4;
 
 /**
  * The positions the LSTM scores when ids are cut into `batch` streams of whole `seq` windows:
@@ -120,7 +119,7 @@ export function setLstmScores(samples: MixerSamples, scores: LstmScores): void {
     throw new Error(`mixture: LSTM scored ${scores.covered} positions, the samples hold ${samples.count}`);
   for (let n = 0; n < samples.count; n++) {
     samples.targetProbs[n * K + LSTM] = Math.exp(scores.target[n + 1]);
-    samples.features[n * F + LSTM_MAX_FEATURE] = Math.exp(scores.max[n + 1]);
+    samples.features[n * F + GATE_FEATURE.lstmMaxProb] = Math.exp(scores.max[n + 1]);
   }
 }
 
