@@ -77,39 +77,64 @@ export function saveOptimizerState(
   }
 }
 
+/** Far beyond the steps of any training run, and within the 32-bit integers the dropout seeds are derived in. */
+const MAX_STEP = 2 ** 31 - 1;
+
+/** Why a saved state exists but cannot be used. */
+export interface UnusableState {
+  missing: string;
+  /** The file is there but damaged or implausible, so it deserves a warning rather than a note. */
+  damaged: true;
+}
+
 /**
- * The state saved for the weights in weightsFile; undefined with the reason when there is none to
- * use (an older model, or a state that belongs to other weights). Damage is a ModelFormatError.
+ * The state saved for the weights in weightsFile; otherwise the reason there is none to use: an
+ * older model, a state that belongs to other weights, or one that is damaged or could not have
+ * come from Adam. A bad state is never fatal: the weights are what matter, and Adam restarting
+ * from zero moments costs only its warm-up.
  */
 export function loadOptimizerState(
   dir: string,
   config: NetworkConfig,
   weightsFile: string,
+): OptimizerState | { missing: string } | UnusableState {
+  try {
+    return readOptimizerState(dir, config, weightsFile);
+  } catch (error) {
+    if (!(error instanceof ModelFormatError)) throw error;
+    return { missing: error.message, damaged: true };
+  }
+}
+
+function readOptimizerState(
+  dir: string,
+  config: NetworkConfig,
+  weightsFile: string,
 ): OptimizerState | { missing: string } {
-  const fail = (problem: string, remedy = 'resume without it by deleting optimizer.json, or retrain') =>
-    new ModelFormatError(`invalid optimizer state at ${dir}: ${problem}; ${remedy}`);
+  const fail = (problem: string) =>
+    new ModelFormatError(`${OPTIMIZER_FILE} in ${dir} is unusable and ignored: ${problem}`);
   const bytes = readRegularFile(path.join(dir, OPTIMIZER_FILE), MAX_OPTIMIZER_JSON_BYTES, fail);
   if (!bytes) return { missing: `${OPTIMIZER_FILE} is absent (a model saved by an older version)` };
   let json: Record<string, unknown>;
   try {
     json = JSON.parse(bytes.toString('utf8'));
   } catch {
-    throw fail(`${OPTIMIZER_FILE} is not valid JSON`);
+    throw fail('it is not valid JSON');
   }
   if (typeof json !== 'object' || json === null || json.format !== OPTIMIZER_FORMAT)
-    throw fail(`${OPTIMIZER_FILE} is not a ${OPTIMIZER_FORMAT} state`);
+    throw fail(`it is not a ${OPTIMIZER_FORMAT} state`);
   if (json.formatVersion !== OPTIMIZER_VERSION)
-    throw fail(
-      `${OPTIMIZER_FILE} has format version ${JSON.stringify(json.formatVersion)}; this version reads ${OPTIMIZER_VERSION}`,
-    );
+    throw fail(`its format version is not ${OPTIMIZER_VERSION}, the one this version reads`);
   if (json.weights !== weightsFile)
     return { missing: `${OPTIMIZER_FILE} belongs to other weights than ${weightsFile}` };
   const step = json.step;
-  if (typeof step !== 'number' || !Number.isInteger(step) || step < 0)
-    throw fail(`step must be a non-negative integer, got ${JSON.stringify(step)}`);
+  if (typeof step !== 'number' || !Number.isInteger(step) || step < 0 || step > MAX_STEP)
+    throw fail(
+      `its step must be an integer from 0 to ${MAX_STEP}, got ${typeof step === 'number' ? step : `a ${typeof step}`}`,
+    );
   const shard = json.shard;
   if (typeof shard !== 'string' || !/^adam\.[0-9a-f]{12}\.bin$/.test(shard))
-    throw fail('shard must name an adam.<hash>.bin file in the model directory');
+    throw fail('its shard must name an adam.<hash>.bin file in the model directory');
   const shapes = momentShapes(config);
   const expectedBytes = shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0) * 4;
   const data = readShard(dir, shard, expectedBytes, fail);
@@ -121,7 +146,14 @@ export function loadOptimizerState(
   const v = new Map<string, Float32Array>();
   for (const [name] of parameterShapes(config)) {
     m.set(name, values.get(`m/${name}`)!);
-    v.set(name, values.get(`v/${name}`)!);
+    const second = values.get(`v/${name}`)!;
+    // A mean of squared gradients: a negative one would make Adam take the square root of it.
+    const negative = second.findIndex((x) => x < 0);
+    if (negative >= 0)
+      throw fail(
+        `the second moment of "${name}" is negative (${second[negative]}) at index ${negative}, which Adam never produces`,
+      );
+    v.set(name, second);
   }
   return { step, m, v };
 }
