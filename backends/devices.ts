@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
-import type { BackendSelection } from './select';
 import {
   registerWasmLayerKernelMatMul,
   registerWasmMatMulFix,
@@ -16,6 +15,14 @@ import {
 } from './wasm-kernels';
 import { prepareWasmThreads } from './wasm-threads';
 import { registerWebGpuCellKernels } from './webgpu-cell';
+
+/** A backend this machine can run, and why it was chosen or what it fell back from. */
+export interface BackendSelection {
+  name: string;
+  /** Whether the math runs on a GPU: libtensorflow with CUDA, or WebGPU. */
+  gpu: boolean;
+  reason: string;
+}
 
 export function tryNative(notes: string[]): BackendSelection | undefined {
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {

@@ -2,19 +2,14 @@
 // (its install step downloads a binary), so it is tried when present; WebGPU through Dawn (which
 // ships in npm) covers today's GPUs; the wasm build that ships in npm is the dependable CPU default.
 import * as tf from '@tensorflow/tfjs';
-import { isWasmReady, tryNative, tryWasm, tryWebGpu } from './devices';
+import { BackendSelection, isWasmReady, tryNative, tryWasm, tryWebGpu } from './devices';
 import { startLayerKernel } from './layer-kernel';
 import { join } from 'node:path';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
-
-export interface BackendSelection {
-  name: string;
-  /** Whether the math runs on a GPU: libtensorflow with CUDA, or WebGPU. */
-  gpu: boolean;
-  reason: string;
-}
+// Defined beside the probes that make one; callers of selectBackend take it from here.
+export type { BackendSelection };
 
 /**
  * The job the backend is for, run once on each candidate when auto selection has both a GPU and a
