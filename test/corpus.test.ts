@@ -279,3 +279,53 @@ test('a corpus over the size cap stops with an error naming the cap, before read
     message: `corpus: more than 100 characters, the most one training run can hold in memory (reached at ${path.join(root, 'c.md')}); train on a part of your notes, for example one subfolder`,
   });
 });
+
+test('a note or folder whose name is not UTF-8 is read under its real name and shown with \\xNN escapes', (t) => {
+  const root = tempDir();
+  t.after(() => fs.rmSync(root, { recursive: true, force: true }));
+  // Names in Latin-1, as an old archive or a Windows share may leave them: bytes that are not UTF-8.
+  const named = (dir: string, latin1: string) =>
+    Buffer.concat([Buffer.from(dir + path.sep), Buffer.from(latin1, 'latin1')]);
+  const note = named(root, 'caf\xe9.md');
+  const folder = named(root, 'd\xff');
+  try {
+    fs.writeFileSync(note, 'notes from the café\n');
+    fs.mkdirSync(folder);
+  } catch (error) {
+    // macOS and Windows store names as Unicode and refuse such bytes, so the case cannot arise there.
+    t.skip(`this filesystem refuses names that are not UTF-8 (${(error as NodeJS.ErrnoException).code})`);
+    return;
+  }
+  fs.writeFileSync(Buffer.concat([folder, Buffer.from(path.sep + 'inner.md')]), 'inside\n');
+  write(path.join(root, 'plain.md'), 'plain\n');
+  const sub = path.join(root, 'sub');
+  fs.mkdirSync(sub);
+  fs.writeFileSync(named(sub, 'n\xf6te.md'), 'a note in sub\n');
+  // Two links named in Latin-1: one to a note in its folder, one out of it.
+  fs.symlinkSync(named(sub, 'n\xf6te.md'), named(sub, 'l\xefnk.md'));
+  fs.symlinkSync(note, named(sub, 'out\xe9.md'));
+
+  const whole = loadCorpus([root]);
+  assert.deepEqual(
+    whole.documents.map((d) => [path.relative(root, d.path), d.text]),
+    [
+      ['caf\\xe9.md', 'notes from the café\n'],
+      [path.join('d\\xff', 'inner.md'), 'inside\n'],
+      ['plain.md', 'plain\n'],
+      [path.join('sub', 'l\\xefnk.md'), 'a note in sub\n'],
+    ],
+    'every note read once, under its real name, whatever its name',
+  );
+  assert.deepEqual(whole.skipped, []);
+
+  const part = loadCorpus([sub]);
+  assert.deepEqual(
+    part.documents.map((d) => path.relative(root, d.path)),
+    [path.join('sub', 'l\\xefnk.md')],
+  );
+  assert.deepEqual(
+    part.skipped.map((s) => [path.relative(root, s.path), s.reason]),
+    [[path.join('sub', 'out\\xe9.md'), 'link out of the folder']],
+  );
+  assert.equal(describeSkipped(part.skipped), 'skipped 1 file: 1 link out of the folder (out\\xe9.md)');
+});

@@ -45,10 +45,10 @@ export const MAX_CORPUS_CHARS = 500_000_000;
  * Whether dir holds a model the trainer wrote: one must never be trained on, or each run would
  * learn the previous run's model.json.
  */
-function isModelDirectory(dir: string): boolean {
+function isModelDirectory(dir: WalkPath): boolean {
   try {
     return (
-      fs.statSync(path.join(dir, 'model.json')).isFile() &&
+      fs.statSync(childPath(dir, Buffer.from('model.json'))).isFile() &&
       fs.readdirSync(dir).some((name) => /^weights\.[0-9a-f]+\.bin$/.test(name))
     );
   } catch {
@@ -56,11 +56,61 @@ function isModelDirectory(dir: string): boolean {
   }
 }
 
-function realpathOrSelf(p: string): string {
+/**
+ * A path as the walk holds it: a string, or its bytes once a name on the way is not valid UTF-8
+ * (possible on Linux), since such a name turned into a string no longer names the file.
+ */
+type WalkPath = string | Buffer;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeName(name: Buffer): string | undefined {
   try {
-    return fs.realpathSync(p);
+    return strictUtf8.decode(name);
   } catch {
-    return path.resolve(p);
+    return undefined;
+  }
+}
+
+function pathBytes(p: WalkPath): Buffer {
+  return typeof p === 'string' ? Buffer.from(p) : p;
+}
+
+function childPath(dir: WalkPath, name: Buffer): WalkPath {
+  const text = typeof dir === 'string' ? decodeName(name) : undefined;
+  if (text !== undefined) return path.join(dir as string, text);
+  return Buffer.concat([pathBytes(dir), Buffer.from(path.sep), name]);
+}
+
+/** The path for messages and document names: bytes that are not UTF-8 are shown as \xNN, as `ls -b` shows them. */
+function displayPath(p: WalkPath): string {
+  if (typeof p === 'string') return p;
+  let out = '';
+  for (let i = 0; i < p.length;) {
+    // A UTF-8 character is 1 to 4 bytes: the shortest slice that decodes is one whole character.
+    const length = [1, 2, 3, 4].find((n) => i + n <= p.length && decodeName(p.subarray(i, i + n)) !== undefined);
+    if (length === undefined) {
+      out += `\\x${p[i].toString(16).padStart(2, '0')}`;
+      i++;
+    } else {
+      out += decodeName(p.subarray(i, i + length));
+      i += length;
+    }
+  }
+  return out;
+}
+
+/**
+ * The resolved path as a string of its bytes (latin1), so that paths with and without names that
+ * are not UTF-8 compare alike for the seen-once, exclusion and inside-the-folder checks.
+ */
+function realpathKey(p: WalkPath): string {
+  try {
+    // The JavaScript realpath turns a Buffer into a string first, mangling it; the native one keeps the bytes.
+    if (typeof p !== 'string') return fs.realpathSync.native(p, { encoding: 'latin1' });
+    return Buffer.from(fs.realpathSync(p)).toString('latin1');
+  } catch {
+    return path.resolve(Buffer.from(process.cwd()).toString('latin1'), pathBytes(p).toString('latin1'));
   }
 }
 
@@ -112,7 +162,7 @@ function errorCode(err: unknown): string | undefined {
 
 type ReadResult = { text: string } | { reason: SkipReason };
 
-function readTextFile(file: string, size: number, maxFileBytes: number): ReadResult {
+function readTextFile(file: WalkPath, size: number, maxFileBytes: number): ReadResult {
   // Checked before reading so a multi-gigabyte log never gets pulled into memory.
   if (size > maxFileBytes) return { reason: 'too large' };
   let bytes: Buffer;
@@ -143,7 +193,7 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
     throw new Error(`corpus: maxFileBytes must be a non-negative number, got ${maxFileBytes}`);
   }
   const maxChars = options.maxChars ?? MAX_CORPUS_CHARS;
-  const excluded = new Set((options.exclude ?? []).map(realpathOrSelf));
+  const excluded = new Set((options.exclude ?? []).map(realpathKey));
   const documents: CorpusDocument[] = [];
   const skipped: SkippedFile[] = [];
   // A file named explicitly and also reached through its directory or a link must not be trained on twice.
@@ -151,48 +201,50 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
   let chars = 0;
   let codeUnits = 0;
 
-  const considerFile = (file: string, stat: fs.Stats): void => {
-    const key = realpathOrSelf(file);
+  const skip = (p: WalkPath, reason: SkipReason) => skipped.push({ path: displayPath(p), reason });
+
+  const considerFile = (file: WalkPath, stat: fs.Stats): void => {
+    const key = realpathKey(file);
     if (seen.has(key)) return;
     seen.add(key);
     const result = readTextFile(file, stat.size, maxFileBytes);
     if ('reason' in result) {
-      skipped.push({ path: file, reason: result.reason });
+      skip(file, result.reason);
     } else {
       codeUnits += result.text.length + DOCUMENT_SEPARATOR.length;
       if (codeUnits > maxChars) {
         throw new Error(
-          `corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${file}); train on a part of your notes, for example one subfolder`,
+          `corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${displayPath(file)}); train on a part of your notes, for example one subfolder`,
         );
       }
-      documents.push({ path: file, text: result.text });
+      documents.push({ path: displayPath(file), text: result.text });
       chars += codePointLength(result.text);
     }
   };
 
-  const skipDirectory = (dir: string): boolean => {
-    if (!excluded.has(realpathOrSelf(dir)) && !isModelDirectory(dir)) return false;
-    skipped.push({ path: dir, reason: 'model directory' });
+  const skipDirectory = (dir: WalkPath): boolean => {
+    if (!excluded.has(realpathKey(dir)) && !isModelDirectory(dir)) return false;
+    skip(dir, 'model directory');
     return true;
   };
 
-  const walk = (dir: string, root: string): void => {
+  const walk = (dir: WalkPath, root: string): void => {
     if (skipDirectory(dir)) return;
     const entries = visibleEntries(dir);
     if (!entries) {
-      skipped.push({ path: dir, reason: 'unreadable' });
+      skip(dir, 'unreadable');
       return;
     }
     for (const entry of entries) {
-      const full = path.join(dir, entry.name);
+      const full = childPath(dir, entry.name);
       if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(entry.name)) walk(full, root);
+        if (!SKIPPED_DIRS.has(entry.name.toString())) walk(full, root);
       } else if (entry.isFile()) {
         let stat: fs.Stats;
         try {
           stat = fs.lstatSync(full);
         } catch {
-          skipped.push({ path: full, reason: 'unreadable' });
+          skip(full, 'unreadable');
           continue;
         }
         considerFile(full, stat);
@@ -204,12 +256,12 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
         try {
           stat = fs.statSync(full);
         } catch {
-          skipped.push({ path: full, reason: 'unreadable' });
+          skip(full, 'unreadable');
           continue;
         }
         if (!stat.isFile()) continue;
-        if (isInside(realpathOrSelf(full), root)) considerFile(full, stat);
-        else skipped.push({ path: full, reason: 'link out of the folder' });
+        if (isInside(realpathKey(full), root)) considerFile(full, stat);
+        else skip(full, 'link out of the folder');
       }
       // Sockets, FIFOs and devices found while walking are not documents; reading a FIFO would
       // even block forever.
@@ -226,15 +278,15 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         throw new Error(`corpus: no such file or directory: ${given}`);
       }
-      skipped.push({ path: given, reason: 'unreadable' });
+      skip(given, 'unreadable');
       continue;
     }
     if (stat.isDirectory()) {
-      walk(given, realpathOrSelf(given));
+      walk(given, realpathKey(given));
     } else if (stat.isFile()) {
       considerFile(given, stat);
     } else {
-      skipped.push({ path: given, reason: 'unreadable' });
+      skip(given, 'unreadable');
     }
   }
 
@@ -359,13 +411,16 @@ export function splitCorpus(
 
 const DEFAULT_SOURCE_DIRS = ['model', 'server', 'client', 'scripts'];
 
-/** A folder's entries in name order, hidden ones left out; undefined when it cannot be read. */
-function visibleEntries(dir: string): fs.Dirent[] | undefined {
+/**
+ * A folder's entries in name order, hidden ones left out; undefined when it cannot be read. Names
+ * are read as bytes, so that one that is not UTF-8 still names its file.
+ */
+function visibleEntries(dir: WalkPath): fs.Dirent<Buffer>[] | undefined {
   try {
     return fs
-      .readdirSync(dir, { withFileTypes: true })
-      .filter((entry) => !entry.name.startsWith('.'))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      .readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })
+      .filter((entry) => entry.name[0] !== 0x2e /* '.' */)
+      .sort((a, b) => Buffer.compare(a.name, b.name));
   } catch {
     return undefined;
   }
@@ -378,10 +433,11 @@ export function defaultCorpusPaths(packageRoot: string): string[] {
   if (isFile(readme)) out.push(readme);
   const walk = (dir: string): void => {
     for (const entry of visibleEntries(dir) ?? []) {
-      const full = path.join(dir, entry.name);
+      const name = entry.name.toString();
+      const full = path.join(dir, name);
       if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(entry.name)) walk(full);
-      } else if (entry.isFile() && /\.(md|ts)$/.test(entry.name)) {
+        if (!SKIPPED_DIRS.has(name)) walk(full);
+      } else if (entry.isFile() && /\.(md|ts)$/.test(name)) {
         out.push(full);
       }
     }
