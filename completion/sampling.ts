@@ -1,5 +1,6 @@
 // Temperature sampling with top-k and nucleus truncation, from a seeded generator so that samples are reproducible.
 import type { Predictor, Snapshot } from '../model/predictor';
+import { seededRandom } from '../model/random';
 import { Completion, CompletionOptions, stopsBefore } from './options';
 
 export async function sample(
@@ -45,16 +46,4 @@ function drawId(logProbs: Float32Array, options: CompletionOptions, random: () =
     if (r <= 0) return ids[i];
   }
   return ids[ids.length - 1];
-}
-
-/** A small deterministic generator (mulberry32), so samples are reproducible from a seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

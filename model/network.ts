@@ -10,6 +10,7 @@ import { hasCellKernels, lstmCellBackward, lstmCellForward } from '../backends/l
 import { withExactMatMuls } from '../backends/webgpu-cell';
 import { activeLayerKernel, LayerKernel, LayerKernelMemoryError } from '../backends/layer-kernel';
 import { columnSums, heapView } from '../backends/wasm-kernels';
+import { mulberry32 } from './random';
 
 // Reads go through data(), never dataSync(): WebGPU in Node cannot read a tensor synchronously.
 
@@ -441,13 +442,7 @@ export function dropoutMask(shape: [number, number], rate: number, seed: number)
   const mask = new Float32Array(shape[0] * shape[1]);
   const kept = 1 / (1 - rate);
   const threshold = rate * 2 ** 32;
-  let state = seed >>> 0;
-  for (let i = 0; i < mask.length; i++) {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    mask[i] = (z ^ (z >>> 14)) >>> 0 >= threshold ? kept : 0;
-  }
+  const start = seed >>> 0;
+  for (let i = 0; i < mask.length; i++) mask[i] = mulberry32(start, i) >= threshold ? kept : 0;
   return tf.tensor2d(mask, shape);
 }

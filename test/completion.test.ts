@@ -6,7 +6,7 @@ import { complete } from '../completion/complete';
 import { COMPLETION_DEFAULTS, CompletionOptions } from '../completion/options';
 import { DocumentNgram } from '../completion/document-ngram';
 import { DocumentStates } from '../completion/document-states';
-import { seededRandom } from '../completion/sampling';
+import { seededRandom } from '../model/random';
 import { DOCUMENT_NGRAM_WINDOW, emptyNotesNgram, MixturePredictor, priorMixer } from '../model/mixture';
 import type { Predictor } from '../model/predictor';
 import { Vocabulary } from '../model/vocab';

@@ -18,7 +18,7 @@ import {
 } from '../model/format';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { Vocabulary } from '../model/vocab';
-import { seededRandom } from '../completion/sampling';
+import { seededRandom } from '../model/random';
 
 const config: NetworkConfig = { vocabSize: 6, embed: 3, hidden: 4, layers: 2 };
 const vocabulary = Vocabulary.fromText('abcde', 6);

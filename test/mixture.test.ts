@@ -14,7 +14,7 @@ import { saveModel, SavedModel } from '../model/format';
 import { parameterShapes } from '../model/architecture';
 import { loadServedModel } from '../model/served';
 import { Vocabulary } from '../model/vocab';
-import { seededRandom } from '../completion/sampling';
+import { seededRandom } from '../model/random';
 import { fitMixture, ngramSamples, setLstmScores } from '../training/mixture-fit';
 
 const K = MIXER_SHAPE.components.length;
