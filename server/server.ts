@@ -323,7 +323,11 @@ export class CharCompleteServer {
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(uri) !== id;
     if (!document || !model || cancelled()) return undefined;
     const started = performance.now();
-    const offset = document.offsetAt(position); // clamps positions outside the document
+    const text = document.getText();
+    // offsetAt clamps positions outside the document; one between the halves of a surrogate pair
+    // (a client counting code points, or a stale position) is served as the character's start, so
+    // that no edit splits the character.
+    const offset = characterStart(text, document.offsetAt(position));
     let entry = this.sessions.get(uri);
     if (!entry || entry.generation !== this.host.generation) {
       entry = { generation: this.host.generation, session: new CompletionSession(model) };
@@ -332,12 +336,19 @@ export class CharCompleteServer {
     this.sessions.delete(uri);
     this.sessions.set(uri, entry);
     if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-    const completion = await entry.session.suggest(document.getText(), offset, this.settings.completion, cancelled);
+    const completion = await entry.session.suggest(text, offset, this.settings.completion, cancelled);
     if (cancelled()) return undefined;
     this.lastLatencyMs = performance.now() - started;
     this.sendStatus();
     return completion && { completion, document, offset };
   }
+}
+
+/** The offset itself, or one less when it falls between the two halves of a surrogate pair. */
+function characterStart(text: string, offset: number): number {
+  const isHigh = (unit: number) => unit >= 0xd800 && unit <= 0xdbff;
+  const isLow = (unit: number) => unit >= 0xdc00 && unit <= 0xdfff;
+  return offset > 0 && isLow(text.charCodeAt(offset)) && isHigh(text.charCodeAt(offset - 1)) ? offset - 1 : offset;
 }
 
 /**
