@@ -103,3 +103,6 @@ for (const [name, features] of [
   cpSync(join(dist, name), join(dist, 'test', name));
 }
 cpSync(join(dist, 'layer-kernel-worker.js'), join(dist, 'test', 'layer-kernel-worker.js'));
+
+// The PyTorch training engine, a child process of the trainer (training/torch-engine.ts).
+cpSync(join(root, 'training/torch_engine.py'), join(dist, 'torch_engine.py'));

@@ -1,0 +1,250 @@
+// The PyTorch engine against this process's tfjs engine: the same steps give the same weights, a
+// model it trains serves the same log-probabilities, two processes under DDP take the step one
+// process takes with their batches together, and a missing torch is a clear error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { selectBackend } from '../backends/select';
+import type { NetworkConfig } from '../model/architecture';
+import { saveModel } from '../model/format';
+import { CharLstm, disposeState, initialParameters, readWeights, zeroState } from '../model/network';
+import { loadServedModel } from '../model/served';
+import { Vocabulary } from '../model/vocab';
+import { StreamBatcher } from '../training/batches';
+import { Adam, ADAM_DEFAULTS } from '../training/optimizer';
+import { findPython, TorchEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
+
+const TEXT = 'the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n'.repeat(40);
+
+const torchMissing = (() => {
+  try {
+    findPython();
+    return false;
+  } catch (error) {
+    return `PyTorch is not installed for python3 or /usr/bin/python3 (${(error as Error).message.split(':')[0]}); apt-get install python3-torch libopenblas0-pthread`;
+  }
+})();
+
+const pythonMissing = spawnSync('python3', ['--version']).status === 0 ? false : 'no python3 on PATH';
+
+const vocabulary = Vocabulary.fromText(TEXT, 64);
+const ids = vocabulary.encode(TEXT);
+const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 8, hidden: 24, layers: 2 };
+
+function run(batch: number, seq: number, weights: Map<string, Float32Array>): TorchRun {
+  return {
+    config,
+    batch,
+    seq,
+    dropout: 0,
+    seed: 1,
+    adam: ADAM_DEFAULTS,
+    trainIds: ids,
+    validationIds: ids.subarray(0, 2000),
+    weights,
+  };
+}
+
+/** The largest difference between two sets of weights, relative to the largest weight of each tensor. */
+function relativeDifference(
+  a: Map<string, Float32Array>,
+  b: Map<string, Float32Array>,
+): { worst: number; name: string } {
+  let worst = 0;
+  let name = '';
+  for (const [key, expected] of b) {
+    const actual = a.get(key)!;
+    let scale = 0;
+    let diff = 0;
+    for (let i = 0; i < expected.length; i++) {
+      scale = Math.max(scale, Math.abs(expected[i]));
+      diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    }
+    if (diff / scale > worst) [worst, name] = [diff / scale, key];
+  }
+  return { worst, name };
+}
+
+test('without torch, --engine torch is a clear error that says how to install it', () => {
+  const absent = { ...process.env, CHAR_COMPLETE_PYTHON: '/nonexistent/python3' };
+  assert.throws(
+    () => findPython(absent),
+    (error: Error) => {
+      assert.ok(error instanceof TorchUnavailableError);
+      assert.match(error.message, /\/nonexistent\/python3: not found/);
+      assert.match(error.message, /apt-get install python3-torch libopenblas0-pthread/);
+      assert.match(error.message, /pip install torch/);
+      return true;
+    },
+  );
+});
+
+test(
+  'an interpreter whose torch fails to import makes the engine refuse to start, with the reason',
+  { skip: pythonMissing },
+  async () => {
+    // A torch package that cannot be imported, ahead of any real one on the path.
+    const shadow = mkdtempSync(join(tmpdir(), 'char-complete-no-torch-'));
+    mkdirSync(join(shadow, 'torch'));
+    writeFileSync(join(shadow, 'torch', '__init__.py'), 'raise ImportError("torch is broken here")\n');
+    try {
+      const env = { ...process.env, PYTHONPATH: shadow, CHAR_COMPLETE_PYTHON: 'python3' };
+      await assert.rejects(TorchEngine.start({ env }), (error: Error) => {
+        assert.ok(error instanceof TorchUnavailableError, String(error));
+        assert.match(error.message, /cannot import torch \(torch is broken here\)/);
+        assert.match(error.message, /pip install torch/);
+        return true;
+      });
+    } finally {
+      rmSync(shadow, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'ten steps in the torch engine give the weights ten steps of the tfjs engine give',
+  { skip: torchMissing },
+  async (t) => {
+    await selectBackend('wasm');
+    const batch = 4;
+    const seq = 16;
+    const lr = 1e-2;
+    const params = initialParameters(config, 7);
+    const start = await readWeights(params);
+
+    const model = new CharLstm(config, params);
+    const optimizer = new Adam(params, ADAM_DEFAULTS);
+    const batcher = new StreamBatcher(ids, batch, seq);
+    let state = zeroState(config, batch);
+    for (let k = 0; k < 10; k++) {
+      const { inputs, targets } = batcher.batch(k % batcher.batchesPerEpoch);
+      const result = await model.trainStep(inputs, targets, batch, seq, state, 0, k);
+      disposeState(state);
+      state = result.state;
+      optimizer.apply(result.gradients, lr);
+    }
+    disposeState(state);
+    const tfjsWeights = await readWeights(params);
+    const tfjsAdam = await optimizer.state();
+    optimizer.dispose();
+    model.dispose();
+
+    const engine = await TorchEngine.start({ device: 'cpu' });
+    try {
+      assert.equal(await engine.setup(run(batch, seq, start)), batcher.batchesPerEpoch);
+      const trained = await engine.train(0, Array(10).fill(lr), undefined);
+      assert.equal(trained.losses.length, 10);
+      assert.ok(trained.losses[9] < trained.losses[0], `loss ${trained.losses[0]} → ${trained.losses[9]}`);
+      const { weights, optimizer: adam } = await engine.checkpoint();
+      const weightsDiff = relativeDifference(weights, tfjsWeights);
+      t.diagnostic(`largest difference: ${weightsDiff.worst.toExponential(2)} of ${weightsDiff.name}'s largest weight`);
+      assert.ok(weightsDiff.worst < 1e-4, `${weightsDiff.name} differs by ${weightsDiff.worst} of its largest weight`);
+      assert.equal(adam.step, 10);
+      const momentDiff = relativeDifference(adam.m, tfjsAdam.m);
+      assert.ok(momentDiff.worst < 1e-3, `Adam's m for ${momentDiff.name} differs by ${momentDiff.worst}`);
+    } finally {
+      await engine.close();
+    }
+  },
+);
+
+test(
+  'a model the torch engine trains serves, through the model files, the log-probabilities torch computes',
+  { skip: torchMissing },
+  async (t) => {
+    await selectBackend('wasm');
+    const engine = await TorchEngine.start({ device: 'cpu' });
+    const dir = mkdtempSync(join(tmpdir(), 'char-complete-torch-served-'));
+    try {
+      const params = initialParameters(config, 3);
+      await engine.setup(run(8, 16, await readWeights(params)));
+      tf.dispose([...params.values()]);
+      await engine.train(0, Array(20).fill(1e-2), undefined);
+      const { weights } = await engine.checkpoint();
+      saveModel(dir, {
+        config,
+        vocabulary,
+        weights,
+        metadata: {
+          createdAt: new Date().toISOString(),
+          hyperparameters: {},
+          corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
+          validation: null,
+          trainedChars: 0,
+          steps: 20,
+          seconds: 0,
+          backend: 'torch',
+        },
+      });
+
+      // Three streams of 64 chained steps each, from a zero state, one character at a time.
+      const streams = 3;
+      const steps = 64;
+      const input = new Int32Array(streams * steps);
+      for (let b = 0; b < streams; b++) input.set(ids.subarray(100 * b + 5, 100 * b + 5 + steps), b * steps);
+      const expected = await engine.logProbs(input, streams, steps);
+
+      const served = loadServedModel(dir);
+      let states = Array.from({ length: streams }, () => served.lstm.zeroState());
+      let worst = 0;
+      for (let t = 0; t < steps; t++) {
+        const snapshots = await served.lstm.step(
+          states,
+          Array.from({ length: streams }, (_, b) => input[b * steps + t]),
+        );
+        snapshots.forEach((snapshot, b) => {
+          const row = (b * steps + t) * config.vocabSize;
+          for (let v = 0; v < config.vocabSize; v++)
+            worst = Math.max(worst, Math.abs(snapshot.logProbs[v] - expected[row + v]));
+        });
+        states = snapshots.map((s) => s.state);
+      }
+      served.dispose();
+      t.diagnostic(`largest difference in a log-probability: ${worst.toExponential(2)}`);
+      assert.ok(worst < 1e-5, `served log-probabilities differ from torch's by up to ${worst}`);
+    } finally {
+      await engine.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  'two CPU processes under DDP: one step of 2 ranks × batch B is one step of 1 rank × 2B, and the loss falls',
+  { skip: torchMissing },
+  async (t) => {
+    await selectBackend('wasm');
+    const params = initialParameters(config, 5);
+    const start = await readWeights(params);
+    tf.dispose([...params.values()]);
+    const stepOnce = async (engine: TorchEngine) => {
+      await engine.setup(run(8, 16, start));
+      await engine.train(0, [1e-2], undefined);
+      return engine.checkpoint();
+    };
+    const single = await TorchEngine.start({ device: 'cpu' });
+    const one = await stepOnce(single).finally(() => single.close());
+
+    const pair = await TorchEngine.start({ device: 'cpu', processes: 2 });
+    try {
+      assert.equal(pair.info.worldSize, 2);
+      const two = await stepOnce(pair);
+      // Adam's first moment after one step is a tenth of the clipped gradient: the gradients agree too.
+      const gradients = relativeDifference(two.optimizer.m, one.optimizer.m);
+      assert.ok(gradients.worst < 1e-5, `the gradient of ${gradients.name} differs by ${gradients.worst}`);
+      const diff = relativeDifference(two.weights, one.weights);
+      t.diagnostic(`largest difference: ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`);
+      assert.ok(diff.worst < 1e-5, `${diff.name} differs by ${diff.worst} of its largest weight`);
+      const more = await pair.train(1, Array(30).fill(1e-2), undefined);
+      const first = more.losses.slice(0, 5).reduce((a, b) => a + b) / 5;
+      const last = more.losses.slice(-5).reduce((a, b) => a + b) / 5;
+      assert.ok(last < 0.9 * first, `loss ${first} → ${last}`);
+    } finally {
+      await pair.close();
+    }
+  },
+);

@@ -1,0 +1,495 @@
+// The PyTorch engine as a child process (training/torch_engine.py, which documents the protocol):
+// finding an interpreter that has torch, starting it (through its launcher for several processes), the
+// files and JSON lines that cross over, Ctrl-C as a stop command, and a clear account of a child
+// that dies. The trainer keeps everything else.
+import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { createInterface } from 'node:readline';
+import { NetworkConfig, parameterShapes } from '../model/architecture';
+import { decodeFloats, elementCount, encodeWeights } from '../model/files';
+import type { LstmScores } from './mixture-fit';
+import type { AdamSettings } from './optimizer';
+import type { OptimizerState } from './optimizer-state';
+
+export const TORCH_INSTALL_HINT =
+  'install PyTorch (Debian or Ubuntu: apt-get install python3-torch libopenblas0-pthread; elsewhere: pip install torch), or name the interpreter that has it with CHAR_COMPLETE_PYTHON';
+
+/** No interpreter here can import torch; the message says which were tried and how to install it. */
+export class TorchUnavailableError extends Error {}
+
+/** The engine failed or died; the message says how and what to do. */
+export class TorchEngineError extends Error {}
+
+export interface TorchLaunch {
+  /** Training processes on this machine, one per GPU with device cuda; 1 runs without the launcher. */
+  processes?: number;
+  device?: 'auto' | 'cpu' | 'cuda' | 'mps';
+  /** Several machines, this one node 0 (global rank 0); the others run torch_engine.py launch. */
+  nodes?: { count: number; master: string };
+  env?: NodeJS.ProcessEnv;
+}
+
+/** What the engine said about itself when it started. */
+export interface TorchInfo {
+  torch: string;
+  python: string;
+  device: string;
+  deviceName: string;
+  worldSize: number;
+  blas: string;
+  blasWarning: string | null;
+  threads: number;
+  /** Set when the interpreter is not the first one looked for: which one lacked torch. */
+  interpreterNote?: string;
+}
+
+/** What setup needs: the model's shape and starting point, the hyperparameters and the text. */
+export interface TorchRun {
+  config: NetworkConfig;
+  batch: number;
+  seq: number;
+  dropout: number;
+  seed: number;
+  adam: AdamSettings;
+  trainIds: Int32Array;
+  validationIds: Int32Array;
+  weights: Map<string, Float32Array>;
+  optimizer?: OptimizerState;
+}
+
+export interface TrainedChunk {
+  losses: number[];
+  /** The engine's own time for the steps, without the pipe. */
+  seconds: number;
+  stopped: boolean;
+}
+
+/** The engine's file: copied beside the bundles (dist/) by the build, else in the repository. */
+export function enginePath(): string {
+  const candidates = [
+    path.join(__dirname, 'torch_engine.py'),
+    path.join(__dirname, '..', 'torch_engine.py'),
+    path.join(__dirname, '..', 'training', 'torch_engine.py'),
+    path.join(__dirname, '..', '..', 'training', 'torch_engine.py'),
+  ];
+  const found = candidates.find((file) => fs.existsSync(file));
+  if (!found)
+    throw new TorchEngineError(
+      `torch_engine.py is missing (looked in ${candidates.join(', ')}); rebuild with npm run build`,
+    );
+  return found;
+}
+
+/**
+ * The interpreter to run the engine with: CHAR_COMPLETE_PYTHON if set, else the first of python3
+ * and the system's /usr/bin/python3 that can import torch (a pyenv or venv python3 on PATH often
+ * lacks the system's torch). Looking costs no torch import.
+ */
+export function findPython(env: NodeJS.ProcessEnv = process.env): { python: string; note?: string } {
+  const named = env.CHAR_COMPLETE_PYTHON;
+  const candidates = named
+    ? [named]
+    : process.platform === 'win32'
+      ? ['python', 'python3']
+      : ['python3', '/usr/bin/python3'];
+  const tried: string[] = [];
+  for (const candidate of candidates) {
+    const check = spawnSync(
+      candidate,
+      [
+        '-c',
+        'import importlib.util, sys; print(sys.executable); sys.exit(0 if importlib.util.find_spec("torch") else 3)',
+      ],
+      { encoding: 'utf8', timeout: 30_000, env },
+    );
+    const executable = check.stdout?.trim() || candidate;
+    if (check.status === 0) {
+      const note = tried.length ? `${tried.join('; ')}; using ${executable}, which has torch` : undefined;
+      return { python: candidate, note };
+    }
+    const where = executable === candidate ? candidate : `${candidate} (${executable})`;
+    tried.push(
+      check.error
+        ? `${candidate}: ${(check.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : check.error.message}`
+        : check.status === 3
+          ? `${where} has no torch module`
+          : `${where} failed (exit code ${check.status})`,
+    );
+  }
+  throw new TorchUnavailableError(
+    `PyTorch not found: ${tried.join('; ')}. To use --engine torch, ${TORCH_INSTALL_HINT}.`,
+  );
+}
+
+interface EngineEvent {
+  event: string;
+  [key: string]: unknown;
+}
+
+const STDERR_KEPT = 8192;
+
+export class TorchEngine {
+  private readonly lines: EngineEvent[] = [];
+  private waiting?: (event: EngineEvent | undefined) => void;
+  private stderrTail = '';
+  private exited?: { code: number | null; signal: NodeJS.Signals | null };
+  private readonly dir: string;
+  private config?: NetworkConfig;
+  private validation?: Int32Array;
+  private files = 0;
+  private readonly killOnExit = () => this.kill();
+
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly info: TorchInfo,
+    dir: string,
+  ) {
+    this.dir = dir;
+    this.attach();
+  }
+
+  /**
+   * Starts the engine and waits for it to say where it runs. Throws TorchUnavailableError when no
+   * interpreter has torch, TorchEngineError when it starts but fails (no CUDA device for cuda, …).
+   */
+  static async start(launch: TorchLaunch = {}): Promise<TorchEngine> {
+    const env = launch.env ?? process.env;
+    const { python, note } = findPython(env);
+    const processes = launch.processes ?? 1;
+    const device = launch.device ?? 'auto';
+    const engine = enginePath();
+    const distributed = processes > 1 || launch.nodes !== undefined;
+    const args = distributed
+      ? ['-u', engine, ...launchArgs(processes, launch.nodes), '--device', device]
+      : ['-u', engine, 'serve', '--device', device];
+    const cores = os.availableParallelism?.() ?? os.cpus().length;
+    const perProcess = String(Math.max(1, Math.floor(cores / processes)));
+    const child = spawn(python, args, {
+      env: {
+        ...env,
+        PYTHONUNBUFFERED: '1',
+        // OpenBLAS takes the cores for the matmuls (torch_engine.py keeps torch itself on one thread).
+        OPENBLAS_NUM_THREADS: env.OPENBLAS_NUM_THREADS ?? perProcess,
+        ...(distributed ? { OMP_NUM_THREADS: env.OMP_NUM_THREADS ?? perProcess } : {}),
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+      // Its own process group, so a Ctrl-C at the terminal reaches the trainer alone, which then
+      // asks the engine to stop after its step.
+      detached: process.platform !== 'win32',
+      windowsHide: true,
+    });
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'char-complete-torch-'));
+    const placeholder: TorchInfo = {
+      torch: '',
+      python,
+      device: '',
+      deviceName: '',
+      worldSize: processes,
+      blas: '',
+      blasWarning: null,
+      threads: 0,
+    };
+    const instance = new TorchEngine(child, placeholder, dir);
+    process.on('exit', instance.killOnExit);
+    const ready = await instance.next();
+    if (ready?.event === 'unavailable') {
+      await instance.close();
+      throw new TorchUnavailableError(
+        `${String(ready.python)} cannot import torch (${String(ready.message)}). To use --engine torch, ${TORCH_INSTALL_HINT}.`,
+      );
+    }
+    if (ready?.event !== 'ready') {
+      const problem = instance.failure(ready);
+      await instance.close();
+      throw problem;
+    }
+    Object.assign(instance.info, {
+      torch: String(ready.torch),
+      python: String(ready.python),
+      device: String(ready.device),
+      deviceName: String(ready.device_name),
+      worldSize: Number(ready.world_size),
+      blas: String(ready.blas),
+      blasWarning: (ready.blas_warning as string | null) ?? null,
+      threads: Number(ready.threads),
+      interpreterNote: note,
+    });
+    return instance;
+  }
+
+  /** One line for the trainer's first lines: torch's version, where it runs and on what. */
+  describe(): string {
+    const { info } = this;
+    const where = info.worldSize > 1 ? `${info.worldSize} processes on ${info.deviceName}` : info.deviceName;
+    const blas =
+      info.device === 'cpu' ? `, ${info.blas} BLAS, ${info.threads} torch thread${info.threads === 1 ? '' : 's'}` : '';
+    return `torch ${info.torch} on ${where}${blas}, ${info.python}`;
+  }
+
+  /** Training chars per second of one step of this shape (all processes together), after a warm-up. */
+  async time(config: NetworkConfig, batch: number, seq: number, dropout: number): Promise<number> {
+    const answer = await this.request({ cmd: 'time', config, batch, seq, dropout }, 'timed');
+    return Number(answer.chars_per_s);
+  }
+
+  /** Hands the engine the model, its Adam state and the text; returns the batches per epoch. */
+  async setup(run: TorchRun): Promise<number> {
+    this.config = run.config;
+    this.validation = run.validationIds;
+    const ids = this.file('ids');
+    fs.writeFileSync(ids, Buffer.concat([int32Bytes(run.trainIds), int32Bytes(run.validationIds)]));
+    const weights = this.file('weights');
+    fs.writeFileSync(weights, encodeWeights(parameterShapes(run.config), run.weights));
+    let optimizer: { path: string; step: number } | null = null;
+    if (run.optimizer) {
+      optimizer = { path: this.file('adam'), step: run.optimizer.step };
+      const shapes = parameterShapes(run.config);
+      fs.writeFileSync(
+        optimizer.path,
+        Buffer.concat([encodeWeights(shapes, run.optimizer.m), encodeWeights(shapes, run.optimizer.v)]),
+      );
+    }
+    const answer = await this.request(
+      {
+        cmd: 'setup',
+        config: run.config,
+        batch: run.batch,
+        seq: run.seq,
+        dropout: run.dropout,
+        seed: run.seed,
+        adam: run.adam,
+        ids,
+        train: [0, run.trainIds.length],
+        validation: [run.trainIds.length, run.validationIds.length],
+        weights,
+        optimizer,
+      },
+      'setup',
+    );
+    fs.rmSync(ids, { force: true });
+    fs.rmSync(weights, { force: true });
+    if (optimizer) fs.rmSync(optimizer.path, { force: true });
+    return Number(answer.batches_per_epoch);
+  }
+
+  /**
+   * Up to lrs.length steps from global step `first` (which picks the batch, as StreamBatcher
+   * does), one learning rate each; fewer when `seconds` run out or shouldStop turns true, which
+   * stops the engine after the step under way.
+   */
+  async train(
+    first: number,
+    lrs: number[],
+    seconds: number | undefined,
+    shouldStop: () => boolean = () => false,
+  ): Promise<TrainedChunk> {
+    let stopSent = false;
+    const poll = setInterval(() => {
+      if (!stopSent && shouldStop()) {
+        stopSent = true;
+        this.send({ cmd: 'stop' });
+      }
+    }, 50);
+    try {
+      const answer = await this.request({ cmd: 'train', first, lrs, seconds: seconds ?? null }, 'trained');
+      return { losses: answer.losses as number[], seconds: Number(answer.seconds), stopped: answer.stopped === true };
+    } finally {
+      clearInterval(poll);
+    }
+  }
+
+  /** The LSTM's scores on held-out ids, as scoreLstm computes them, for the mixture's gate. */
+  async score(ids: Int32Array, batch: number, seq: number): Promise<LstmScores> {
+    const out = this.file('scores');
+    const validation = this.validation;
+    const prefix =
+      validation !== undefined &&
+      ids.buffer === validation.buffer &&
+      ids.byteOffset === validation.byteOffset &&
+      ids.length <= validation.length;
+    const command: Record<string, unknown> = { cmd: 'score', batch, seq, path: out, length: ids.length };
+    if (!prefix) {
+      command.ids = this.file('ids');
+      fs.writeFileSync(command.ids as string, int32Bytes(ids));
+    }
+    const answer = await this.request(command, 'scored');
+    if (command.ids) fs.rmSync(command.ids as string, { force: true });
+    const covered = Number(answer.covered);
+    const values = this.readFloats(out, [
+      ['target', [covered + 1]],
+      ['max', [covered + 1]],
+    ]);
+    return { covered, target: values.get('target')!, max: values.get('max')! };
+  }
+
+  /** The weights and Adam's state as they stand, in the model files' layout. */
+  async checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizer: OptimizerState }> {
+    const out = this.file('checkpoint');
+    const answer = await this.request({ cmd: 'checkpoint', path: out }, 'checkpoint');
+    const shapes = parameterShapes(this.setupConfig());
+    const values = this.readFloats(out, [
+      ...shapes,
+      ...shapes.map(([name, shape]): [string, number[]] => [`m/${name}`, shape]),
+      ...shapes.map(([name, shape]): [string, number[]] => [`v/${name}`, shape]),
+    ]);
+    const part = (prefix: string) => new Map(shapes.map(([name]) => [name, values.get(prefix + name)!]));
+    return { weights: part(''), optimizer: { step: Number(answer.step), m: part('m/'), v: part('v/') } };
+  }
+
+  /** Replaces the weights (Adam's state stays). */
+  async load(weights: Map<string, Float32Array>): Promise<void> {
+    const file = this.file('weights');
+    fs.writeFileSync(file, encodeWeights(parameterShapes(this.setupConfig()), weights));
+    await this.request({ cmd: 'load', path: file }, 'loaded');
+    fs.rmSync(file, { force: true });
+  }
+
+  /** Log-probabilities [batch, steps, vocab] for [batch, steps] ids (row-major), each row from a zero state. */
+  async logProbs(ids: Int32Array, batch: number, steps: number): Promise<Float32Array> {
+    const input = this.file('ids');
+    const out = this.file('logprobs');
+    fs.writeFileSync(input, int32Bytes(ids));
+    await this.request({ cmd: 'logprobs', ids: input, batch, steps, path: out }, 'logprobs');
+    fs.rmSync(input, { force: true });
+    const count = batch * steps * this.setupConfig().vocabSize;
+    return this.readFloats(out, [['logprobs', [count]]]).get('logprobs')!;
+  }
+
+  /** Ends the engine (asking first, then killing it) and removes its files. */
+  async close(): Promise<void> {
+    process.off('exit', this.killOnExit);
+    if (!this.exited) {
+      this.send({ cmd: 'exit' });
+      this.child.stdin?.end();
+      const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+      const timer = setTimeout(() => this.kill(), 5000);
+      if (!this.exited) await exited;
+      clearTimeout(timer);
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private setupConfig(): NetworkConfig {
+    if (!this.config) throw new Error('torch engine: setup must come first');
+    return this.config;
+  }
+
+  private file(kind: string): string {
+    return path.join(this.dir, `${kind}-${++this.files}.bin`);
+  }
+
+  private readFloats(file: string, shapes: Array<[string, number[]]>): Map<string, Float32Array> {
+    const bytes = fs.readFileSync(file);
+    fs.rmSync(file, { force: true });
+    const expected = shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0) * 4;
+    if (bytes.length !== expected)
+      throw new TorchEngineError(`the torch engine wrote ${bytes.length} bytes where ${expected} were expected`);
+    return decodeFloats(
+      bytes,
+      shapes,
+      (problem) => new TorchEngineError(`training diverged: ${problem}; try a lower --lr`),
+    );
+  }
+
+  private kill(): void {
+    if (this.exited) return;
+    try {
+      // The whole group: the launcher's processes too.
+      if (process.platform === 'win32') this.child.kill('SIGKILL');
+      else process.kill(-this.child.pid!, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private send(command: Record<string, unknown>): void {
+    if (!this.exited && this.child.stdin?.writable) this.child.stdin.write(JSON.stringify(command) + '\n');
+  }
+
+  private async request(command: Record<string, unknown>, expected: string): Promise<EngineEvent> {
+    if (this.exited) throw this.failure(undefined);
+    this.send(command);
+    const answer = await this.next();
+    if (answer?.event !== expected) throw this.failure(answer);
+    return answer;
+  }
+
+  /** The next event line, or undefined once the engine has exited. */
+  private next(): Promise<EngineEvent | undefined> {
+    if (this.lines.length > 0) return Promise.resolve(this.lines.shift());
+    if (this.exited) return Promise.resolve(undefined);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  /** Event lines to whoever waits for them; everything else into the tail kept for a failure's account. */
+  private attach(): void {
+    const deliver = (event: EngineEvent | undefined) => {
+      const waiting = this.waiting;
+      this.waiting = undefined;
+      if (waiting) waiting(event);
+      else if (event) this.lines.push(event);
+    };
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      let event: EngineEvent | undefined;
+      try {
+        event = JSON.parse(line);
+      } catch {
+        // Not ours (a library printing to stdout): kept with stderr for the account of a failure.
+      }
+      if (event && typeof event.event === 'string') deliver(event);
+      else this.keepStderr(line + '\n');
+    });
+    this.child.stderr!.on('data', (chunk: Buffer) => this.keepStderr(chunk.toString('utf8')));
+    this.child.stdin!.on('error', () => {
+      // A write to an engine that has just died; its exit says what happened.
+    });
+    this.child.on('error', (error) => {
+      this.keepStderr(`${error.message}\n`);
+      this.exited ??= { code: null, signal: null };
+      deliver(undefined);
+    });
+    this.child.on('exit', (code, signal) => {
+      this.exited = { code, signal };
+      // stdout may still hold the last lines; they are read before the end is delivered.
+      this.child.stdout!.once('close', () => deliver(undefined));
+      if (this.child.stdout!.closed) deliver(undefined);
+    });
+  }
+
+  private keepStderr(text: string): void {
+    this.stderrTail = (this.stderrTail + text).slice(-STDERR_KEPT);
+  }
+
+  /** What went wrong, from an error line or the way the process ended. */
+  private failure(event: EngineEvent | undefined): TorchEngineError {
+    if (event?.event === 'error') {
+      const hint = event.out_of_memory ? ' (out of memory: try a smaller --batch or --hidden)' : '';
+      return new TorchEngineError(`the torch engine failed: ${String(event.message)}${hint}`);
+    }
+    if (event) return new TorchEngineError(`the torch engine answered "${event.event}" out of turn`);
+    const tail = this.stderrTail.trim().split('\n').slice(-6).join('\n  ');
+    const how = this.exited?.signal
+      ? `was killed by ${this.exited.signal}${this.exited.signal === 'SIGKILL' ? ' (the kernel does that when memory runs out; dmesg says whether it did)' : ''}`
+      : this.exited
+        ? `exited with code ${this.exited.code}`
+        : 'stopped answering';
+    const memory = /out of memory/i.test(this.stderrTail)
+      ? ' It ran out of memory: try a smaller --batch or --hidden.'
+      : '';
+    return new TorchEngineError(`the torch engine ${how}.${memory}${tail ? `\n  ${tail}` : ''}`);
+  }
+}
+
+/** The engine's launcher: this machine's ranks, with rank 0 (the one the trainer talks to) on node 0. */
+function launchArgs(processes: number, nodes: TorchLaunch['nodes']): string[] {
+  const args = ['launch', '--nproc', String(processes)];
+  if (nodes) args.push('--nnodes', String(nodes.count), '--node-rank', '0', '--master', nodes.master);
+  return args;
+}
+
+function int32Bytes(ids: Int32Array): Buffer {
+  const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
+  return os.endianness() === 'BE' ? Buffer.from(bytes).swap32() : bytes;
+}

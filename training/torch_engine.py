@@ -1,0 +1,698 @@
+"""The PyTorch training engine behind `npm run train -- --engine torch`.
+
+The TypeScript trainer keeps the pipeline: corpus, vocabulary, budget, validation, the mixture's
+gate and the model files. This program runs only the LSTM's training loop, with cuDNN on a GPU and
+OpenBLAS on a CPU, and with DistributedDataParallel across GPUs, processes or machines.
+
+    serve   the trainer's child: commands as JSON lines on stdin, answers as JSON lines on stdout
+    launch  starts one machine's processes for DistributedDataParallel, each running serve, with
+            the ranks in torchrun's environment variables (torchrun itself works too where it runs)
+    bench   times this engine's training step and PyTorch's own loop, interleaved, on random ids
+
+Several machines: the trainer runs on node 0 (`npm run train -- NOTES --engine torch --gpus 8
+--nnodes 2 --master HOST:PORT`), and every other node runs
+
+    python3 torch_engine.py launch --device cuda --nproc 8 --nnodes 2 --node-rank 1 --master HOST:PORT
+
+Weights cross over in the model files' layout (model/architecture.ts): float32, little-endian, in
+parameterShapes order, input-major matrices (x·W), one bias per layer and the gates in the order
+[input, forget, output, cell]. PyTorch keeps W transposed, two biases and [input, forget, cell,
+output]; to_torch and from_torch convert, and the second bias stays zero and frozen so that the
+two models are the same function with the same gradients. Adam is written out as in
+training/optimizer.ts, so its moments are interchangeable with the TypeScript engine's too.
+
+The serve protocol, one JSON object per line. The trainer sends:
+
+    {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p}   chars/s of a step
+    {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
+     "adam": {...}, "ids": FILE, "train": [offset, length], "validation": [offset, length],
+     "weights": FILE, "optimizer": {"path": FILE, "step": n} or null}
+    {"cmd": "train", "first": g, "lrs": [...], "seconds": limit or null}   one step per lr
+    {"cmd": "stop"}                      ends a train command after the step under way
+    {"cmd": "score", "length": L, "batch": B, "seq": T, "path": FILE}
+    {"cmd": "checkpoint", "path": FILE}  weights, then Adam's m and v, in the files' layout
+    {"cmd": "load", "path": FILE}        weights in the files' layout
+    {"cmd": "logprobs", "ids": FILE, "batch": B, "steps": T, "path": FILE}
+    {"cmd": "exit"}
+
+and reads {"event": ...} lines back: ready, timed, setup, trained, scored, checkpoint, loaded,
+logprobs, or error. End of input means the trainer is gone: the engine exits at once. With several
+processes only global rank 0 reads commands and writes answers; it hands every command to the
+other ranks, and the training streams are split across ranks.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+INSTALL_HINT = (
+    "install PyTorch for this interpreter (Debian or Ubuntu: apt-get install python3-torch "
+    "libopenblas0-pthread; elsewhere: pip install torch), or name another interpreter with "
+    "CHAR_COMPLETE_PYTHON"
+)
+
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+except ImportError as error:
+    # The trainer reads this line to say how to install torch, and auto falls back to wasm.
+    print(json.dumps({"event": "unavailable", "message": str(error), "python": sys.executable,
+                      "hint": INSTALL_HINT}), flush=True)
+    sys.exit(3)
+
+# Our gate blocks [input, forget, output, cell] taken in PyTorch's order [input, forget, cell, output].
+# Swapping the last two blocks is its own inverse, so the same indices convert both ways.
+GATE_ORDER = [0, 1, 3, 2]
+
+
+# ---- the model --------------------------------------------------------------------------------
+def parameter_shapes(config):
+    """Names and shapes in file order, as parameterShapes in model/architecture.ts."""
+    V, E, H, L = config["vocabSize"], config["embed"], config["hidden"], config["layers"]
+    shapes = [("embedding", [V, E])]
+    for layer in range(L):
+        shapes += [(f"lstm{layer}/wx", [E if layer == 0 else H, 4 * H]), (f"lstm{layer}/wh", [H, 4 * H]),
+                   (f"lstm{layer}/b", [4 * H])]
+    return shapes + [("output/w", [H, V]), ("output/b", [V])]
+
+
+class CharLstm(torch.nn.Module):
+    """Embedding, stacked LSTM and a linear output, with dropout after every layer as in model/network.ts."""
+
+    def __init__(self, config, dropout):
+        super().__init__()
+        self.dropout = dropout
+        self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"])
+        # nn.LSTM's dropout follows every layer but the top one; forward adds the top one.
+        self.lstm = torch.nn.LSTM(config["embed"], config["hidden"], config["layers"], batch_first=True,
+                                  dropout=dropout if config["layers"] > 1 else 0.0)
+        self.output = torch.nn.Linear(config["hidden"], config["vocabSize"])
+        for layer in range(config["layers"]):
+            bias = getattr(self.lstm, f"bias_hh_l{layer}")
+            bias.requires_grad_(False)
+            with torch.no_grad():
+                bias.zero_()
+
+    def forward(self, ids, state=None):
+        x, state = self.lstm(self.embedding(ids), state)
+        return self.output(F.dropout(x, self.dropout, self.training)), state
+
+    def named_in_file_order(self, config):
+        """Our parameter names with the PyTorch tensors that hold them."""
+        found = []
+        for name, _ in parameter_shapes(config):
+            if name == "embedding":
+                found.append((name, self.embedding.weight))
+            elif name.startswith("output/"):
+                found.append((name, self.output.weight if name == "output/w" else self.output.bias))
+            else:
+                layer, part = name[4:].split("/")
+                torch_name = {"wx": "weight_ih_l", "wh": "weight_hh_l", "b": "bias_ih_l"}[part] + layer
+                found.append((name, getattr(self.lstm, torch_name)))
+        return found
+
+
+def reorder_gates(x, hidden):
+    return torch.cat([x[g * hidden:(g + 1) * hidden] for g in GATE_ORDER])
+
+
+def to_torch(name, value, hidden):
+    """A value in the files' layout (shaped) as the PyTorch parameter that holds it."""
+    if name.startswith("lstm"):
+        return reorder_gates(value.t() if value.dim() == 2 else value, hidden)
+    return value.t() if name == "output/w" else value
+
+
+def from_torch(name, value, hidden):
+    if name.startswith("lstm"):
+        value = reorder_gates(value, hidden)
+        return value.t() if value.dim() == 2 else value
+    return value.t() if name == "output/w" else value
+
+
+# ---- files: float32 and int32, little-endian, without numpy ----------------------------------
+def read_tensor(path, dtype, offset=0, count=None):
+    itemsize = torch.tensor([], dtype=dtype).element_size()
+    with open(path, "rb") as f:
+        f.seek(offset * itemsize)
+        data = bytearray(f.read(-1 if count is None else count * itemsize))
+    if count is not None and len(data) != count * itemsize:
+        raise ValueError(f"{path} holds fewer than the {count} values expected")
+    return torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+
+
+def write_tensors(path, tensors):
+    with open(path, "wb") as f:
+        for t in tensors:
+            flat = t.detach().to("cpu", torch.float32).contiguous().reshape(-1)
+            buffer = bytearray(flat.numel() * 4)
+            if flat.numel():
+                torch.frombuffer(buffer, dtype=torch.float32).copy_(flat)
+            f.write(buffer)
+
+
+def read_weights(path, config, count=1):
+    """`count` consecutive sets of tensors in the files' layout, shaped."""
+    shapes = parameter_shapes(config)
+    flat = read_tensor(path, torch.float32)
+    sets, offset = [], 0
+    for _ in range(count):
+        values = {}
+        for name, shape in shapes:
+            n = math.prod(shape)
+            values[name] = flat[offset:offset + n].reshape(shape)
+            offset += n
+        sets.append(values)
+    if offset != flat.numel():
+        raise ValueError(f"{path} holds {flat.numel()} floats, expected {offset} for {config}")
+    return sets
+
+
+# ---- where it runs ------------------------------------------------------------------------------
+def blas_libraries():
+    try:
+        with open("/proc/self/maps") as maps:
+            return sorted({line.split()[-1] for line in maps if "blas" in line.lower() and "/" in line})
+    except OSError:
+        return []
+
+
+def describe_blas():
+    """The BLAS behind torch on Linux: Debian's torch uses whatever libblas.so.3 points at."""
+    libraries = blas_libraries()
+    names = " ".join(libraries).lower()
+    if "openblas" in names:
+        return "openblas", None
+    if "mkl" in names:
+        return "mkl", None
+    if any(lib.endswith("/blas/libblas.so.3") for lib in libraries):
+        return "reference", ("torch runs on the reference BLAS, many times slower than OpenBLAS: "
+                             "apt-get install libopenblas0-pthread")
+    return "bundled", None
+
+
+class Distributed:
+    """Rank, world and the groups commands travel on; one process unless started by launch (or torchrun)."""
+
+    def __init__(self, device_choice):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        kind = device_choice
+        if kind == "auto":
+            kind = "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
+        if kind == "cuda" and not torch.cuda.is_available():
+            raise EngineError("no CUDA device is visible to torch (--gpus needs one)")
+        if kind == "mps" and self.world > 1:
+            raise EngineError("several processes cannot share Apple's MPS device; use one process")
+        self.device = torch.device(f"cuda:{local_rank}" if kind == "cuda" else kind)
+        if kind == "cuda":
+            torch.cuda.set_device(self.device)
+        self.control = None
+        if self.world > 1:
+            # Commands and the stop flag travel on gloo, so that reading them never waits for a GPU.
+            timeout = datetime.timedelta(hours=2)
+            dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=timeout)
+            self.control = dist.new_group(backend="gloo", timeout=timeout) if kind == "cuda" else None
+
+    def describe(self):
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        return "Apple GPU (MPS)" if self.device.type == "mps" else "CPU"
+
+    def broadcast(self, value):
+        """Rank 0's value on every rank."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0, group=self.control)
+        return box[0]
+
+
+def mps_available():
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+class EngineError(Exception):
+    """A problem with the request or the machine, reported in one line rather than a traceback."""
+
+
+# ---- training -----------------------------------------------------------------------------------
+class Trainer:
+    """One model, its Adam state and this rank's training streams."""
+
+    def __init__(self, ranks, config, seq, dropout, adam, rows, weights=None):
+        self.ranks, self.config, self.seq = ranks, config, seq
+        self.hidden = config["hidden"]
+        self.model = CharLstm(config, dropout).to(ranks.device)
+        if weights is not None:
+            self.set_weights(weights)
+        self.net = self.model
+        if ranks.world > 1:
+            # The constructor broadcasts rank 0's weights, so every rank starts from them.
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
+        self.named = self.model.named_in_file_order(config)
+        self.beta1, self.beta2 = adam["beta1"], adam["beta2"]
+        self.epsilon, self.clip_norm = adam["epsilon"], adam["clipNorm"]
+        self.m = [torch.zeros_like(p) for _, p in self.named]
+        self.v = [torch.zeros_like(p) for _, p in self.named]
+        self.step = 0
+        self.rows = rows.to(ranks.device)  # [this rank's streams, stream length + 1], int32
+        self.batches_per_epoch = (rows.shape[1] - 1) // seq
+        self.state = None
+
+    def set_weights(self, weights):
+        with torch.no_grad():
+            for name, param in self.model.named_in_file_order(self.config):
+                param.copy_(to_torch(name, weights[name], self.hidden))
+
+    def set_optimizer(self, moments, step):
+        m, v = moments
+        with torch.no_grad():
+            for k, (name, _) in enumerate(self.named):
+                self.m[k].copy_(to_torch(name, m[name], self.hidden))
+                self.v[k].copy_(to_torch(name, v[name], self.hidden))
+        self.step = step
+
+    def sync_from_rank0(self):
+        """Rank 0's weights and Adam state on every rank (DDP only broadcasts at construction)."""
+        if self.ranks.world > 1:
+            for tensor in [p for _, p in self.named] + self.m + self.v:
+                dist.broadcast(tensor.data, src=0)
+
+    def train_step(self, k, lr):
+        if k == 0:
+            # A new epoch restarts every stream at its beginning, so the carried state no longer applies.
+            self.state = None
+        window = self.rows[:, k * self.seq:(k + 1) * self.seq + 1].long()
+        logits, state = self.net(window[:, :-1], self.state)
+        self.state = tuple(s.detach() for s in state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
+        for _, p in self.named:
+            p.grad = None
+        loss.backward()
+        self.adam(lr)
+        return loss.detach()
+
+    @torch.no_grad()
+    def adam(self, lr):
+        """training/optimizer.ts: global-norm clipping, then Adam with bias correction in the step size."""
+        grads = [p.grad for _, p in self.named]
+        # The clipping factor stays a tensor, so a GPU never waits for the norm to be read back.
+        norm = torch.sqrt(sum(torch.sum(g * g) for g in grads))
+        clip = torch.clamp(self.clip_norm / torch.clamp(norm, min=1e-12), max=1.0)
+        self.step += 1
+        step_size = lr * math.sqrt(1 - self.beta2 ** self.step) / (1 - self.beta1 ** self.step)
+        for (_, p), g, m, v in zip(self.named, grads, self.m, self.v):
+            g = g * clip
+            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
+            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+            p.addcdiv_(m, v.sqrt().add_(self.epsilon), value=-step_size)
+
+    def train(self, first, lrs, seconds, stop):
+        """Up to len(lrs) steps from global step `first`; fewer when stopped or out of time."""
+        started = time.perf_counter()
+        losses = []
+        for i, lr in enumerate(lrs):
+            go = not stop.is_set() and (i == 0 or seconds is None or time.perf_counter() - started < seconds)
+            if self.ranks.world > 1:
+                go = self.ranks.broadcast(go)
+            if not go:
+                break
+            losses.append(self.train_step((first + i) % self.batches_per_epoch, lr))
+        values = torch.stack(losses).tolist() if losses else []
+        return values, time.perf_counter() - started
+
+    @torch.no_grad()
+    def score(self, ids, batch, seq):
+        """Per target position 1..covered, its log-probability and the largest one, as scoreLstm does."""
+        stream = (ids.numel() - 1) // (batch * seq) * seq
+        rows = torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)]).to(self.ranks.device)
+        target = torch.empty(batch, stream, device=self.ranks.device)
+        best = torch.empty(batch, stream, device=self.ranks.device)
+        window = seq * max(1, 256 // seq)
+        self.model.eval()
+        state = None
+        for start in range(0, stream, window):
+            part = rows[:, start:start + window + 1].long()
+            logits, state = self.model(part[:, :-1], state)
+            log_probs = F.log_softmax(logits, dim=-1)
+            end = start + part.shape[1] - 1
+            target[:, start:end] = log_probs.gather(2, part[:, 1:].unsqueeze(2)).squeeze(2)
+            best[:, start:end] = log_probs.max(dim=2).values
+        self.model.train()
+        # Position 0 has no target; the arrays are indexed by position, as LstmScores is.
+        zero = torch.zeros(1)
+        return stream * batch, [zero, target.reshape(-1), zero, best.reshape(-1)]
+
+    @torch.no_grad()
+    def log_probs(self, ids):
+        self.model.eval()
+        logits, _ = self.model(ids.long().to(self.ranks.device))
+        self.model.train()
+        return F.log_softmax(logits, dim=-1)
+
+    def checkpoint(self):
+        values = []
+        for tensors in ([p for _, p in self.named], self.m, self.v):
+            values += [from_torch(name, t, self.hidden) for (name, _), t in zip(self.named, tensors)]
+        return values
+
+
+def stream_rows(ids, batch, seq):
+    """The side-by-side streams of training/batches.ts: [batch, stream length + 1]."""
+    batches_per_epoch = (ids.numel() - 1) // (batch * seq)
+    if batches_per_epoch < 1:
+        raise EngineError(f"{ids.numel()} training ids are too few for batch {batch} and seq {seq}")
+    stream = batches_per_epoch * seq
+    return torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)])
+
+
+def share_streams(ranks, rows, shape):
+    """Rank 0 holds every stream; each rank gets its own consecutive share of them."""
+    if ranks.world == 1:
+        return rows
+    per_rank = shape[0] // ranks.world
+    if ranks.rank == 0:
+        for r in range(1, ranks.world):
+            dist.send(rows[r * per_rank:(r + 1) * per_rank].contiguous(), dst=r, group=ranks.control)
+        return rows[:per_rank]
+    mine = torch.empty(per_rank, shape[1], dtype=torch.int32)
+    dist.recv(mine, src=0, group=ranks.control)
+    return mine
+
+
+def check_batch(ranks, batch):
+    if batch % ranks.world:
+        raise EngineError(f"batch {batch} does not split evenly across {ranks.world} processes")
+    return batch // ranks.world
+
+
+def time_steps(ranks, config, batch, seq, dropout, steps=3):
+    """Chars per second of this engine's training step on random ids: the faster of the steps after a warm-up."""
+    per_rank = check_batch(ranks, batch)
+    torch.manual_seed(1)
+    rows = torch.randint(1, config["vocabSize"], (per_rank, seq + 1), dtype=torch.int32)
+    adam = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
+    trainer = Trainer(ranks, config, seq, dropout, adam, rows)
+    best = math.inf
+    for k in range(steps):
+        started = time.perf_counter()
+        trainer.train_step(0, 1e-3).item()
+        if k > 0:
+            best = min(best, time.perf_counter() - started)
+    del trainer
+    if ranks.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return batch * seq / best
+
+
+# ---- serve: the trainer's child -------------------------------------------------------------
+def emit(event, **fields):
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def read_commands(commands, stop):
+    """Rank 0's stdin reader: stop takes effect mid-command; the end of input ends the process."""
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            command = json.loads(line)
+        except ValueError:
+            command = {"cmd": f"(not JSON: {line[:40]})"}
+        if command.get("cmd") == "stop":
+            stop.set()
+        else:
+            commands.put(command)
+    # The trainer has exited (or was killed): nothing is waiting for what this process would do.
+    os._exit(0)
+
+
+def serve(args):
+    # The trainer decides when to stop and tells this process on stdin; a Ctrl-C meant for the
+    # trainer must not kill a step half-way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    configure_threads(args.threads)
+    ranks = Distributed(args.device)
+    torch.manual_seed(args.seed + ranks.rank)
+    commands, stop = queue.Queue(), threading.Event()
+    if ranks.rank == 0:
+        threading.Thread(target=read_commands, args=(commands, stop), daemon=True).start()
+        blas, warning = describe_blas()
+        emit("ready", torch=torch.__version__, python=sys.executable, device=str(ranks.device),
+             device_name=ranks.describe(), world_size=ranks.world, blas=blas, blas_warning=warning,
+             threads=torch.get_num_threads())
+    trainer = None
+    validation = None
+    while True:
+        command = ranks.broadcast(commands.get() if ranks.rank == 0 else None)
+        kind = command["cmd"]
+        if kind == "exit":
+            return
+        if kind == "time":
+            chars_per_s = time_steps(ranks, command["config"], command["batch"], command["seq"], command["dropout"])
+            if ranks.rank == 0:
+                emit("timed", chars_per_s=chars_per_s)
+        elif kind == "setup":
+            trainer, validation = setup(ranks, command)
+            if ranks.rank == 0:
+                emit("setup", batches_per_epoch=trainer.batches_per_epoch, step=trainer.step)
+        elif trainer is None:
+            raise EngineError(f'"{kind}" before "setup"')
+        elif kind == "train":
+            losses, seconds = trainer.train(command["first"], command["lrs"], command.get("seconds"), stop)
+            if ranks.rank == 0:
+                emit("trained", losses=losses, seconds=seconds, stopped=stop.is_set())
+            stop.clear()
+        elif kind == "load":
+            if ranks.rank == 0:
+                trainer.set_weights(read_weights(command["path"], trainer.config)[0])
+            trainer.sync_from_rank0()
+            if ranks.rank == 0:
+                emit("loaded")
+        elif ranks.rank != 0:
+            continue  # scoring and files are rank 0's alone
+        elif kind == "score":
+            if "ids" in command:
+                ids = read_tensor(command["ids"], torch.int32, 0, command["length"])
+            else:
+                ids = validation[:command["length"]]
+            covered, arrays = trainer.score(ids, command["batch"], command["seq"])
+            write_tensors(command["path"], arrays)
+            emit("scored", covered=covered)
+        elif kind == "checkpoint":
+            write_tensors(command["path"], trainer.checkpoint())
+            emit("checkpoint", step=trainer.step)
+        elif kind == "logprobs":
+            count = command["batch"] * command["steps"]
+            ids = read_tensor(command["ids"], torch.int32, 0, count).reshape(command["batch"], command["steps"])
+            write_tensors(command["path"], [trainer.log_probs(ids)])
+            emit("logprobs")
+        else:
+            raise EngineError(f"unknown command {json.dumps(kind)}")
+
+
+def setup(ranks, command):
+    config, batch, seq = command["config"], command["batch"], command["seq"]
+    check_batch(ranks, batch)
+    torch.manual_seed(command["seed"] + ranks.rank)
+    weights, rows, validation, shape = None, None, None, None
+    if ranks.rank == 0:
+        offset, length = command["train"]
+        rows = stream_rows(read_tensor(command["ids"], torch.int32, offset, length), batch, seq)
+        shape = list(rows.shape)
+        offset, length = command["validation"]
+        validation = read_tensor(command["ids"], torch.int32, offset, length)
+        weights = read_weights(command["weights"], config)[0]
+    shape = ranks.broadcast(shape)
+    rows = share_streams(ranks, rows, shape)
+    trainer = Trainer(ranks, config, seq, command["dropout"], command["adam"], rows, weights)
+    saved = command.get("optimizer")
+    if saved:
+        if ranks.rank == 0:
+            trainer.set_optimizer(read_weights(saved["path"], config, 2), saved["step"])
+        trainer.step = saved["step"]
+        trainer.sync_from_rank0()
+    return trainer, validation
+
+
+def configure_threads(threads):
+    if threads:
+        torch.set_num_threads(threads)
+    elif describe_blas()[0] == "openblas" and "OMP_NUM_THREADS" not in os.environ:
+        # OpenBLAS runs the matmuls on its own threads (OPENBLAS_NUM_THREADS); torch's threads for
+        # the elementwise ops would only compete with them for the same cores.
+        torch.set_num_threads(1)
+
+
+# ---- bench: this engine against PyTorch's own loop ------------------------------------------
+class PlainLstm(torch.nn.Module):
+    """PyTorch's own way: nn.LSTM with its dropout, torch.optim.Adam, clip_grad_norm_."""
+
+    def __init__(self, config, dropout):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"])
+        self.lstm = torch.nn.LSTM(config["embed"], config["hidden"], config["layers"], batch_first=True,
+                                  dropout=dropout)
+        self.output = torch.nn.Linear(config["hidden"], config["vocabSize"])
+
+    def forward(self, ids, state):
+        hidden, state = self.lstm(self.embedding(ids), state)
+        return self.output(hidden), state
+
+
+def bench(args):
+    configure_threads(args.threads)
+    ranks = Distributed(args.device)
+    config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
+    torch.manual_seed(1)
+    rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
+    adam = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
+    engine = Trainer(ranks, config, args.seq, args.dropout, adam, rows)
+    plain = PlainLstm(config, args.dropout).to(ranks.device)
+    optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    ids = rows.long().to(ranks.device)
+    plain_state = None
+
+    def plain_step():
+        nonlocal plain_state
+        logits, state = plain(ids[:, :-1], plain_state)
+        plain_state = tuple(s.detach() for s in state)
+        loss = F.cross_entropy(logits.reshape(-1, args.vocab), ids[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(plain.parameters(), 5.0)
+        optimizer.step()
+        return loss
+
+    def timed(step):
+        started = time.perf_counter()
+        step().item()  # waits for a GPU to finish the step
+        return time.perf_counter() - started
+
+    times = {"engine": [], "plain": []}
+    # Interleaved, so that a machine that is busier for a while slows both alike.
+    for round_ in range(args.steps + 2):
+        for name, step in (("engine", lambda: engine.train_step(0, 1e-3)), ("plain", plain_step)):
+            seconds = timed(step)
+            if round_ >= 2:
+                times[name].append(seconds)
+    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    blas, warning = describe_blas()
+    print(json.dumps({
+        "torch": torch.__version__, "device": ranks.describe(), "blas": blas, "blas_warning": warning,
+        "threads": torch.get_num_threads(), "model": f"{args.layers}x{args.hidden}", "batch": args.batch,
+        "seq": args.seq, "engine_chars_per_s": round(args.batch * args.seq / median["engine"]),
+        "plain_chars_per_s": round(args.batch * args.seq / median["plain"]),
+    }))
+
+
+# ---- launch: the processes of one machine ----------------------------------------------------
+def launch(args):
+    """Starts this machine's ranks, as torchrun would, with static ranks: node 0 holds rank 0.
+
+    Rank 0 shares this process's stdin and stdout, so it is the one the trainer talks to. When a
+    rank fails the others are ended, and this process exits with its code.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.nnodes > 1:
+        if not args.master or ":" not in args.master:
+            raise EngineError("several machines need --master HOST:PORT, the address of node 0")
+        host, port = args.master.rsplit(":", 1)
+    else:
+        host, port = "127.0.0.1", str(free_port())
+    world = args.nnodes * args.nproc
+    serve_args = ["--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed)]
+    children = []
+    for local in range(args.nproc):
+        rank = args.node_rank * args.nproc + local
+        env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local),
+                   LOCAL_WORLD_SIZE=str(args.nproc), MASTER_ADDR=host, MASTER_PORT=port)
+        talks = rank == 0
+        children.append(subprocess.Popen(
+            [sys.executable, "-u", os.path.abspath(__file__), "serve", *serve_args], env=env,
+            stdin=None if talks else subprocess.DEVNULL, stdout=None if talks else sys.stderr))
+    while True:
+        time.sleep(0.1)
+        codes = [child.poll() for child in children]
+        failed = [code for code in codes if code not in (None, 0)]
+        if failed or all(code == 0 for code in codes):
+            break
+        if args.node_rank == 0 and codes[0] == 0:
+            # Rank 0 has passed on "exit" to every rank: the others follow within moments.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(child.poll() is None for child in children):
+                time.sleep(0.1)
+            break
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+    sys.exit(failed[0] if failed else 0)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("serve", "bench", "launch"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+        sub.add_argument("--threads", type=int, default=0, help="torch's threads (default: 1 on OpenBLAS)")
+        sub.add_argument("--seed", type=int, default=1)
+    bench_args = commands.choices["bench"]
+    bench_args.add_argument("--layers", type=int, default=2)
+    bench_args.add_argument("--hidden", type=int, default=256)
+    bench_args.add_argument("--embed", type=int, default=64)
+    bench_args.add_argument("--vocab", type=int, default=65)
+    bench_args.add_argument("--batch", type=int, default=64)
+    bench_args.add_argument("--seq", type=int, default=64)
+    bench_args.add_argument("--dropout", type=float, default=0.1)
+    bench_args.add_argument("--steps", type=int, default=10)
+    launch_args = commands.choices["launch"]
+    launch_args.add_argument("--nproc", type=int, default=1, help="processes on this machine (one per GPU)")
+    launch_args.add_argument("--nnodes", type=int, default=1, help="machines taking part")
+    launch_args.add_argument("--node-rank", type=int, default=0, help="this machine's place; 0 runs the trainer")
+    launch_args.add_argument("--master", help="HOST:PORT of node 0, for several machines")
+    args = parser.parse_args()
+    try:
+        {"serve": serve, "bench": bench, "launch": launch}[args.command](args)
+    except EngineError as error:
+        report_error(str(error), 2)
+    except Exception as error:  # noqa: BLE001 - the trainer gets one line; the traceback goes to stderr
+        out_of_memory = "out of memory" in str(error).lower()
+        import traceback
+        traceback.print_exc()
+        report_error(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", 1,
+                     out_of_memory=out_of_memory)
+
+
+def report_error(message, code, **fields):
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            emit("error", message=message, **fields)
+        except BrokenPipeError:
+            pass
+    sys.stderr.write(f"torch engine: {message}\n")
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
