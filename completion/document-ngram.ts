@@ -1,7 +1,7 @@
 // The n-gram of the document being written, kept up to the cursor as the user types, for the mixture.
 import { DOCUMENT_NGRAM_WINDOW, documentNgram } from '../model/mixture';
 import type { NgramModel } from '../model/ngram';
-import type { Vocabulary } from '../model/vocab';
+import { characterStart, type Vocabulary } from '../model/vocab';
 
 /**
  * Typing at the end adds only the characters typed since the last request; an edit further back,
@@ -35,9 +35,7 @@ export class DocumentNgram {
       this.indexed = text.slice(this.start, cursor);
       return;
     }
-    let start = Math.max(0, cursor - DOCUMENT_NGRAM_WINDOW);
-    // Never start in the middle of a surrogate pair.
-    if (start > 0 && (text.charCodeAt(start) & 0xfc00) === 0xdc00) start--;
+    const start = characterStart(text, Math.max(0, cursor - DOCUMENT_NGRAM_WINDOW));
     this.model = documentNgram(this.vocabulary.size);
     this.start = start;
     this.indexed = text.slice(start, cursor);

@@ -1,6 +1,7 @@
 // The model state along one document, cached so that a keystroke feeds only the characters typed since the last
 // request.
 import type { Predictor, Snapshot } from '../model/predictor';
+import { characterStart } from '../model/vocab';
 import type { Completion } from './options';
 
 /** How far back a cold start reads, and how far the cache may run ahead of a fresh start (UTF-16 units). */
@@ -102,9 +103,7 @@ export class DocumentStates {
   }
 
   private async restart(text: string, cursor: number): Promise<void> {
-    let anchor = Math.max(0, cursor - COLD_CONTEXT_CHARS);
-    // Never start in the middle of a surrogate pair.
-    if (anchor > 0 && (text.charCodeAt(anchor) & 0xfc00) === 0xdc00) anchor--;
+    const anchor = characterStart(text, Math.max(0, cursor - COLD_CONTEXT_CHARS));
     this.anchor = anchor;
     this.fed = '';
     this.ahead = undefined;

@@ -5,6 +5,26 @@
 /** The unknown-character symbol; always id 0 so that out-of-vocabulary input has a fixed slot. */
 export const UNKNOWN = '\uFFFD';
 
+/**
+ * The offset itself, or one less when it falls between the two halves of a surrogate pair: where
+ * text may be cut, or a cursor placed, without splitting a character.
+ */
+export function characterStart(text: string, offset: number): number {
+  return offset > 0 && isLowSurrogate(text.charCodeAt(offset)) && isHighSurrogate(text.charCodeAt(offset - 1))
+    ? offset - 1
+    : offset;
+}
+
+/** The first UTF-16 unit of a surrogate pair. */
+export function isHighSurrogate(unit: number): boolean {
+  return unit >= 0xd800 && unit <= 0xdbff;
+}
+
+/** The second UTF-16 unit of a surrogate pair. */
+export function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
+}
+
 function isSingleCodePoint(s: string): boolean {
   if (s.length === 0 || s.length > 2) return false;
   const cp = s.codePointAt(0) as number;

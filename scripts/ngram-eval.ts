@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import { NgramModel, NGRAM_MAX_ORDER, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
-import { Vocabulary } from '../model/vocab';
+import { characterStart, Vocabulary } from '../model/vocab';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 
 const USAGE = `usage: node dist/ngram-eval.js FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--tune] [--save DIR]
@@ -38,9 +38,7 @@ async function main(): Promise<void> {
     save: values.save as string | undefined,
   };
   const text = files.map((f) => fs.readFileSync(f, 'utf8')).join('\n');
-  let cut = Math.floor(text.length * (flags.split ?? 0.9));
-  // Not inside a surrogate pair.
-  if (/[\udc00-\udfff]/.test(text[cut] ?? '')) cut++;
+  const cut = characterStart(text, Math.floor(text.length * (flags.split ?? 0.9)));
   const train = text.slice(0, cut);
   const held = text.slice(cut);
   const vocab = Vocabulary.fromText(train, flags.vocab ?? 512);

@@ -33,6 +33,7 @@ import { CompletionSession } from '../completion/session';
 import { readModelConfig } from '../model/format';
 import { DEFAULT_NETWORK, NetworkConfig } from '../model/architecture';
 import { defaultModelDir } from '../model/paths';
+import { characterStart } from '../model/vocab';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
 import { ModelHost } from './model-host';
 import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
@@ -342,13 +343,6 @@ export class CharCompleteServer {
     this.sendStatus();
     return completion && { completion, document, offset };
   }
-}
-
-/** The offset itself, or one less when it falls between the two halves of a surrogate pair. */
-function characterStart(text: string, offset: number): number {
-  const isHigh = (unit: number) => unit >= 0xd800 && unit <= 0xdbff;
-  const isLow = (unit: number) => unit >= 0xdc00 && unit <= 0xdfff;
-  return offset > 0 && isLow(text.charCodeAt(offset)) && isHigh(text.charCodeAt(offset - 1)) ? offset - 1 : offset;
 }
 
 /**

@@ -1,7 +1,7 @@
 // The character vocabulary: code points, the unknown symbol, and validation of saved vocabularies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UNKNOWN, Vocabulary } from '../model/vocab';
+import { characterStart, UNKNOWN, Vocabulary } from '../model/vocab';
 
 const SAMPLE = '你好，世界 🎉👩‍💻 café';
 
@@ -76,4 +76,18 @@ test('fromJSON rejects malformed input with a "vocabulary: " message', () => {
     );
   }
   assert.equal(Vocabulary.fromJSON({ chars: [UNKNOWN, '🎉'] }).size, 2);
+});
+
+test('characterStart moves an offset between the halves of a surrogate pair back to the pair, and leaves any other', () => {
+  const text = 'a🎉b👩‍💻';
+  for (let offset = 0; offset <= text.length; offset++) {
+    const start = characterStart(text, offset);
+    const insidePair = offset > 0 && offset < text.length && text.codePointAt(offset - 1)! > 0xffff;
+    assert.equal(start, insidePair ? offset - 1 : offset, `offset ${offset}`);
+    assert.doesNotMatch(text.slice(start), /^[\udc00-\udfff]/, `offset ${offset} cuts a character`);
+  }
+  // A lone low surrogate is a character of its own, and so is a lone high one before it.
+  assert.equal(characterStart('x\ude00y', 1), 1);
+  assert.equal(characterStart('\ud83d\ud83dx', 1), 1);
+  assert.equal(characterStart('\ude00', 0), 0);
 });

@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { isHighSurrogate, isLowSurrogate } from '../model/vocab';
 
 export interface CorpusDocument {
   path: string;
@@ -130,9 +131,9 @@ export function codePointLength(text: string): number {
   let n = text.length;
   for (let i = 0; i < text.length - 1; i++) {
     const hi = text.charCodeAt(i);
-    if (hi >= 0xd800 && hi <= 0xdbff) {
+    if (isHighSurrogate(hi)) {
       const lo = text.charCodeAt(i + 1);
-      if (lo >= 0xdc00 && lo <= 0xdfff) {
+      if (isLowSurrogate(lo)) {
         n--;
         i++;
       }
@@ -146,9 +147,9 @@ function codePointOffset(text: string, cpIndex: number): number {
   let i = 0;
   for (let cp = 0; cp < cpIndex && i < text.length; cp++) {
     const hi = text.charCodeAt(i);
-    if (hi >= 0xd800 && hi <= 0xdbff && i + 1 < text.length) {
+    if (isHighSurrogate(hi) && i + 1 < text.length) {
       const lo = text.charCodeAt(i + 1);
-      i += lo >= 0xdc00 && lo <= 0xdfff ? 2 : 1;
+      i += isLowSurrogate(lo) ? 2 : 1;
     } else {
       i++;
     }
