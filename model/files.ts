@@ -15,6 +15,50 @@ export class ModelFormatError extends Error {
 
 export const RETRAIN_REMEDY = 'retrain with `npm run train`';
 
+/**
+ * A file could not be written because its filesystem (or the user's quota there) is full. The
+ * file it was to replace is left as it was, since every write goes to a temporary name first.
+ */
+export class DiskFullError extends Error {
+  override name = 'DiskFullError';
+  constructor(
+    readonly file: string,
+    readonly bytesNeeded: number,
+    readonly bytesFree: number | undefined,
+    quota: boolean,
+  ) {
+    const free = bytesFree === undefined ? '' : `, ${formatBytes(bytesFree)} free`;
+    super(
+      `cannot write ${file}: ${quota ? 'the disk quota is exceeded' : 'no space left on the device'} (it needs ${formatBytes(bytesNeeded)}${free}); any earlier version of it is intact. Free some space or write to another disk.`,
+    );
+  }
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const [value, unit] =
+    bytes < 1024 ** 2
+      ? [bytes / 1024, 'KiB']
+      : bytes < 1024 ** 3
+        ? [bytes / 1024 ** 2, 'MiB']
+        : [bytes / 1024 ** 3, 'GiB'];
+  return `${value.toFixed(1)} ${unit}`;
+}
+
+/** The error a failed write of file (bytes long) should raise: a DiskFullError when the disk or quota is full. */
+export function diskFullOr(error: unknown, file: string, bytes: number): unknown {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+  let free: number | undefined;
+  try {
+    const stats = fs.statfsSync(path.dirname(file));
+    free = stats.bavail * stats.bsize;
+  } catch {
+    // The space left is a courtesy in the message; the error stands without it.
+  }
+  return new DiskFullError(file, bytes, free, code === 'EDQUOT');
+}
+
 export function elementCount(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
@@ -62,7 +106,7 @@ export function replaceAtomically(dir: string, tmpName: string, finalName: strin
     fs.renameSync(tmp, path.join(dir, finalName));
   } catch (err) {
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw diskFullOr(err, path.join(dir, finalName), Buffer.byteLength(data));
   }
   syncDirectory(dir);
 }

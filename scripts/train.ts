@@ -2,6 +2,7 @@
 import { resolve, join } from 'node:path';
 import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../backends/select';
 import { TRAIN_DEFAULTS } from '../training/defaults';
+import { DiskFullError } from '../model/files';
 import { defaultModelDir } from '../model/paths';
 import { Progress, train, TrainInputError } from '../training/train';
 import { numberFlag, parse, runMain, UsageError } from './cli';
@@ -166,4 +167,5 @@ function formatDuration(seconds: number): string {
     : `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
-runMain(main, [TrainInputError, BackendUnavailableError]);
+// A full disk is the user's to fix, like bad input: one line that names the file, and exit code 2.
+runMain(main, [TrainInputError, BackendUnavailableError, DiskFullError]);

@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { diskFullOr } from '../model/files';
 
 export const LOCK_FILE = 'train.lock';
 
@@ -43,7 +44,13 @@ export function acquireTrainingLock(dir: string): () => void {
   const file = path.join(dir, LOCK_FILE);
   const me: LockOwner = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
   const tmp = path.join(dir, `${LOCK_FILE}.tmp-${process.pid}`);
-  fs.writeFileSync(tmp, JSON.stringify(me) + '\n');
+  const content = JSON.stringify(me) + '\n';
+  try {
+    fs.writeFileSync(tmp, content);
+  } catch (error) {
+    fs.rmSync(tmp, { force: true });
+    throw diskFullOr(error, file, content.length);
+  }
   try {
     for (let attempt = 0; ; attempt++) {
       try {
