@@ -154,87 +154,103 @@ const memoryAccess: Record<string, MemoryAccess> = {
   },
 };
 
+/**
+ * Registers a kernel that allocates its outputs, then writes them from views of its inputs. Every
+ * view is taken after the allocation, because growing the wasm heap detaches older views.
+ */
+function registerViewKernel(
+  kernelName: string,
+  backendName: string,
+  memory: MemoryAccess,
+  outputShapes: (inputs: Record<string, TensorInfo>) => number[][],
+  compute: (
+    input: (name: string) => Float32Array,
+    outputs: Float32Array[],
+    inputs: Record<string, TensorInfo>,
+    attrs: { row: number },
+  ) => void,
+): void {
+  registerKernel({
+    kernelName,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const infos = inputs as Record<string, TensorInfo>;
+      const out = memory.allocate(backend, outputShapes(infos));
+      const outputs = out.views();
+      compute((name) => memory.view(backend, infos[name]), outputs, infos, attrs as { row: number });
+      return out.infos;
+    },
+  });
+}
+
 function registerForBackend(backendName: string): void {
   const memory = memoryAccess[backendName];
   if (!memory || getKernel('LstmCellBackward', backendName)) return;
-  registerKernel({
-    kernelName: 'LstmGatePreactivations',
+  registerViewKernel(
+    'LstmGatePreactivations',
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { recurrent, inputProjection } = inputs as Record<string, TensorInfo>;
+    memory,
+    ({ recurrent }) => [[...recurrent.shape]],
+    (input, [pre], { recurrent }, { row }) => {
       const [batch, width] = recurrent.shape;
-      const out = memory.allocate(backend, [[batch, width]]);
-      const [pre] = out.views();
-      gatePreactivations(
-        width / 4,
-        batch,
-        memory.view(backend, recurrent),
-        memory.view(backend, inputProjection),
-        (attrs as { row: number }).row,
-        pre,
-      );
-      return out.infos;
+      gatePreactivations(width / 4, batch, input('recurrent'), input('inputProjection'), row, pre);
     },
-  });
-  registerKernel({
-    kernelName: 'LstmCellState',
+  );
+  registerViewKernel(
+    'LstmCellState',
     backendName,
-    kernelFunc: ({ inputs, backend }) => {
-      const { sig, cPrev } = inputs as Record<string, TensorInfo>;
+    memory,
+    ({ cPrev }) => {
       const [batch, H] = cPrev.shape;
-      const out = memory.allocate(backend, [
+      return [
         [batch, 4 * H],
         [batch, H],
         [batch, H],
-      ]);
-      const [acts, c, twoC] = out.views();
-      cellState(H, batch, memory.view(backend, sig), memory.view(backend, cPrev), acts, c, twoC);
-      return out.infos;
+      ];
     },
-  });
-  registerKernel({
-    kernelName: 'LstmCellOutput',
+    (input, [acts, c, twoC], { cPrev }) => {
+      const [batch, H] = cPrev.shape;
+      cellState(H, batch, input('sig'), input('cPrev'), acts, c, twoC);
+    },
+  );
+  registerViewKernel(
+    'LstmCellOutput',
     backendName,
-    kernelFunc: ({ inputs, backend }) => {
-      const { sigTwoC, acts } = inputs as Record<string, TensorInfo>;
+    memory,
+    ({ sigTwoC }) => [[...sigTwoC.shape], [...sigTwoC.shape]],
+    (input, [tanhC, h], { sigTwoC }) => {
       const [batch, H] = sigTwoC.shape;
-      const out = memory.allocate(backend, [
-        [batch, H],
-        [batch, H],
-      ]);
-      const [tanhC, h] = out.views();
-      cellOutput(H, batch, memory.view(backend, sigTwoC), memory.view(backend, acts), tanhC, h);
-      return out.infos;
+      cellOutput(H, batch, input('sigTwoC'), input('acts'), tanhC, h);
     },
-  });
-  registerKernel({
-    kernelName: 'LstmCellBackward',
+  );
+  registerViewKernel(
+    'LstmCellBackward',
     backendName,
-    kernelFunc: ({ inputs, backend, attrs }) => {
-      const { dH, dhNext, dcNext, acts, cPrev, tanhC } = inputs as Record<string, TensorInfo>;
+    memory,
+    ({ cPrev }) => {
       const [batch, H] = cPrev.shape;
-      const out = memory.allocate(backend, [
+      return [
         [batch, 4 * H],
         [batch, H],
-      ]);
-      const [dZ, dcPrev] = out.views();
-      const v = (t: TensorInfo) => memory.view(backend, t);
+      ];
+    },
+    (input, [dZ, dcPrev], { cPrev }, { row }) => {
+      const [batch, H] = cPrev.shape;
       cellBackward(
         H,
         batch,
-        v(dH),
-        (attrs as { row: number }).row,
-        v(dhNext),
-        v(dcNext),
-        v(acts),
-        v(cPrev),
-        v(tanhC),
+        input('dH'),
+        row,
+        input('dhNext'),
+        input('dcNext'),
+        input('acts'),
+        input('cPrev'),
+        input('tanhC'),
         dZ,
         dcPrev,
       );
-      return out.infos;
     },
-  });
+  );
 }
 
 /** True when the active backend runs the fused cell kernels (wasm and cpu). */
