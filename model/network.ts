@@ -45,6 +45,8 @@ export function initialParameters(config: NetworkConfig, seed: number): Paramete
     });
     // Unnamed: tfjs variable names are process-global, and several models may be loaded at once.
     params.set(name, tf.variable(value, true));
+    // The variable holds its own reference to the values.
+    value.dispose();
   });
   return params;
 }
@@ -55,7 +57,9 @@ export function parametersFromWeights(config: NetworkConfig, weights: Map<string
   for (const [name, shape] of parameterShapes(config)) {
     const values = weights.get(name);
     if (!values) throw new Error(`network: missing weights for ${name}`);
-    params.set(name, tf.variable(tf.tensor(values, shape, 'float32'), true));
+    // In tidy, so the tensor the variable is made from is released: the variable keeps its own reference.
+    const variable = tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), true));
+    params.set(name, variable);
   }
   return params;
 }
@@ -67,7 +71,7 @@ export async function readWeights(params: Parameters): Promise<Map<string, Float
 }
 
 export function assignWeights(params: Parameters, weights: Map<string, Float32Array>): void {
-  for (const [name, v] of params) v.assign(tf.tensor(weights.get(name)!, v.shape, 'float32'));
+  for (const [name, v] of params) tf.tidy(() => v.assign(tf.tensor(weights.get(name)!, v.shape, 'float32')));
 }
 
 export function zeroState(config: NetworkConfig, batch: number): LstmState {
@@ -325,8 +329,8 @@ export class CharLstm {
   }
 
   /**
-   * The forward pass to a mean loss. Without fusedKernels it uses differentiable tfjs ops only,
-   * which is how the generic training step and the gradient test use it.
+   * The forward pass to a mean loss. Without fusedKernels it uses differentiable tfjs ops only, so
+   * the gradient tests can check trainStep's hand-written backward pass against tfjs's autodiff.
    */
   lossTensor(
     inputs: Int32Array,

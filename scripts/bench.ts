@@ -24,8 +24,7 @@ import {
   readWeights,
   zeroState,
 } from '../model/network';
-import { Adam } from '../training/optimizer';
-import { trainingProbe } from '../training/train';
+import { timeTrainingStep, trainingProbe } from '../training/speed';
 import { Vocabulary } from '../model/vocab';
 import { defaultCorpusPaths, loadCorpus } from '../training/corpus';
 import { defaultModelDir } from '../model/paths';
@@ -90,24 +89,13 @@ async function main(): Promise<void> {
   const params = initialParameters(config, 1);
   const model = new CharLstm(config, params);
 
-  // Training throughput: median step time after two warm-up steps.
-  const optimizer = new Adam(params);
-  const ids = Int32Array.from({ length: batchSize * seq }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
-  let state = zeroState(config, batchSize);
-  const stepTimes: number[] = [];
-  for (let k = 0; k < trainSteps + 2; k++) {
-    const t0 = performance.now();
-    const result = await model.trainStep(ids, ids, batchSize, seq, state, 0.1, k);
-    disposeState(state);
-    state = result.state;
-    optimizer.apply(result.gradients, 1e-3);
-    // The step is over when its updated weights can be read (a GPU runs behind the host).
-    await params.get('output/b')!.data();
-    if (k >= 2) stepTimes.push(performance.now() - t0);
-  }
-  disposeState(state);
-  optimizer.dispose();
-  const trainCharsPerSecond = (batchSize * seq) / (median(stepTimes) / 1000);
+  // Training throughput on the trainer's own timer: the median of the timed steps after two warm-up steps.
+  const speed = await timeTrainingStep(
+    config,
+    { batch: batchSize, seq, dropout: 0.1 },
+    { warmup: 2, timed: trainSteps },
+  );
+  const trainCharsPerSecond = speed.median;
   say(
     `train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`,
   );

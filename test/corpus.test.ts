@@ -210,7 +210,7 @@ test('splitCorpus falls back to tail-splitting when no whole file fits', () => {
   assert.throws(() => splitCorpus(corpusOf([{ path: 'a', text: 'abc' }]), 1), /^Error: corpus: /);
 });
 
-test('defaultCorpusPaths lists README and project sources that exist', (t) => {
+test("defaultCorpusPaths lists README and every source folder of the project, the engine's included, but not tests", (t) => {
   const root = tempDir();
   t.after(() => fs.rmSync(root, { recursive: true, force: true }));
   write(path.join(root, 'README.md'), '# readme\n');
@@ -218,6 +218,13 @@ test('defaultCorpusPaths lists README and project sources that exist', (t) => {
   write(path.join(root, 'model', 'notes.md'), 'notes\n');
   write(path.join(root, 'model', 'data.json'), '{}\n');
   write(path.join(root, 'server', 'sub', 'server.ts'), 'export {};\n');
+  for (const engine of [
+    'training/train.ts',
+    'completion/session.ts',
+    'backends/assembly/layer.ts',
+    'protocol/messages.ts',
+  ])
+    write(path.join(root, ...engine.split('/')), 'export {};\n');
   write(path.join(root, 'test', 'x.test.ts'), 'export {};\n');
   write(path.join(root, 'node_modules', 'm', 'index.ts'), 'export {};\n');
   assert.deepEqual(
@@ -226,11 +233,15 @@ test('defaultCorpusPaths lists README and project sources that exist', (t) => {
       'README.md',
       path.join('model', 'notes.md'),
       path.join('model', 'vocab.ts'),
+      path.join('training', 'train.ts'),
+      path.join('completion', 'session.ts'),
+      path.join('backends', 'assembly', 'layer.ts'),
+      path.join('protocol', 'messages.ts'),
       path.join('server', 'sub', 'server.ts'),
     ],
   );
   const corpus = loadCorpus(defaultCorpusPaths(root));
-  assert.equal(corpus.documents.length, 4);
+  assert.equal(corpus.documents.length, 8);
 });
 
 test('the model directory is never read as notes: the one being written, and any other model directory', (t) => {

@@ -1,9 +1,11 @@
-// Choosing the model's size for a time budget, with speeds given rather than measured.
+// Choosing the budget and the model's size for it, with speeds given rather than measured.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { NetworkConfig } from '../model/architecture';
 import { chooseModelSize, countParameters } from '../training/model-size';
 import { TRAIN_DEFAULTS } from '../training/defaults';
+import { planTraining } from '../training/budget';
+import type { TrainOptions } from '../training/train-types';
 
 const base: NetworkConfig = { vocabSize: 100, embed: 64, hidden: TRAIN_DEFAULTS.hidden, layers: 2 };
 const seconds = 600;
@@ -47,4 +49,35 @@ test('the largest size is kept when every size is fed', async () => {
   const all = speeds(() => 3);
   assert.equal((await chooseModelSize({ ...base, layers: 3 }, seconds, all.measure)).config.hidden, 512);
   assert.deepEqual(all.measured, [256, 384, 512]);
+});
+
+test('planning a time budget times each shape once, the default size serving both the budget and the size search', async () => {
+  const { measure, measured } = speeds((hidden) => (hidden <= 384 ? 1.5 : 0.5));
+  const lines: string[] = [];
+  const reporter = { info: (line: string) => lines.push(line), progress: () => {} };
+  const options = { batch: 64, seq: 64, dropout: 0.1, minutes: 10 } as TrainOptions;
+  const run = { usingDefault: false, trainChars: 1e6, config: base, sizeGiven: false, measure };
+  const plan = await planTraining(options, run, reporter);
+  assert.equal(plan.config.hidden, 384);
+  assert.deepEqual(measured, [256, 384, 512]);
+  assert.match(lines[0], /^Budget: 10 minutes \(as asked\)/);
+  assert.match(lines[1], /^Size: 2×384 fits the budget/);
+
+  // Without --minutes the default size's speed sets the budget; the size search reuses it.
+  const again = speeds(() => 1);
+  const derived = await planTraining({ ...options, minutes: undefined }, { ...run, measure: again.measure }, reporter);
+  assert.equal(again.measured.filter((hidden) => hidden === TRAIN_DEFAULTS.hidden).length, 1);
+  assert.match(lines[2], /^Budget: [\d.]+ minutes? \(about 10 epochs of your notes at [\d,]+ chars\/s/);
+  assert.equal(derived.budget.earlyStopping, true);
+
+  // A size given (or resumed) is kept, and nothing is timed for a budget in chars.
+  const none = speeds(() => 1);
+  const given = await planTraining(
+    { ...options, minutes: undefined, chars: 100_000 },
+    { ...run, sizeGiven: true, measure: none.measure },
+    reporter,
+  );
+  assert.equal(given.config, base);
+  assert.deepEqual(none.measured, []);
+  assert.equal(given.budget.steps, Math.ceil(100_000 / (64 * 64)));
 });

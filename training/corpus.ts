@@ -410,7 +410,18 @@ export function splitCorpus(
   };
 }
 
-const DEFAULT_SOURCE_DIRS = ['model', 'server', 'client', 'scripts'];
+/** Every folder of the project's own source, the engine's as well as the editor's; tests are left out. */
+const DEFAULT_SOURCE_DIRS = [
+  'model',
+  'training',
+  'completion',
+  'backends',
+  'protocol',
+  'server',
+  'client',
+  'scripts',
+  'tools',
+];
 
 /**
  * A folder's entries in name order, hidden ones left out; undefined when it cannot be read. Names

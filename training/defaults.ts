@@ -15,18 +15,12 @@ export const TRAIN_DEFAULTS = {
   embed: DEFAULT_NETWORK.embed,
   seq: 64,
   batch: 64,
+  /**
+   * Constant over the run, with no warm-up and no decay: budgets of a few minutes end while the
+   * loss is still falling steeply, where either costs more per character than it gains (the recipe
+   * A/B against PyTorch in docs/measurements.md). The gradient clip guards the first updates.
+   */
   lr: 3e-3,
-  /**
-   * The cosine schedule ends at this fraction of lr; 1 keeps the rate constant. Budgets of a few
-   * minutes end while the loss is still falling steeply, where any decay costs more per
-   * character than it gains (scripts/peer-pytorch-train.py A/B, README).
-   */
-  lrFloor: 1,
-  /**
-   * Linear warm-up over this many steps; 0 for none. Full-size first steps leave the unigram
-   * plateau sooner, and the gradient clip already guards against a bad first update.
-   */
-  warmupSteps: 0,
   dropout: 0.1,
   clipNorm: 5,
   seed: 1,

@@ -113,6 +113,44 @@ export function ngramSamples(ids: Int32Array, covered: number, notes: NgramModel
   return { count, targetProbs, features, notesNats: notesTotal / count, documentNats: documentTotal / count };
 }
 
+/**
+ * Held-out ids cut into `batch` streams of whole `seq` windows, with the n-grams' side of the
+ * gate's samples at every position the LSTM scores there: periodic validation and the final figure
+ * both score through one, and the gate is fitted on the same positions the LSTM was scored on.
+ */
+export class ValidationSet {
+  /** The n-grams' columns never change; the LSTM's are filled by each fit. */
+  readonly samples: MixtureSamples;
+
+  private constructor(
+    readonly ids: Int32Array,
+    readonly batch: number,
+    readonly seq: number,
+    notes: NgramModel,
+  ) {
+    this.samples = ngramSamples(ids, scoredPositions(ids.length, batch, seq), notes, notes.vocabSize);
+  }
+
+  /** Undefined when the ids are too short for one window in each of `batch` streams. */
+  static of(ids: Int32Array, batch: number, seq: number, notes: NgramModel): ValidationSet | undefined {
+    return isScorable(ids, batch, seq) ? new ValidationSet(ids, batch, seq, notes) : undefined;
+  }
+
+  /**
+   * Fits the gate on these positions with the LSTM's scores there, warm-started from `start`;
+   * returns the gate and the mixture's cross-fitted nats (see fitMixture).
+   */
+  fitGate(scores: LstmScores, start?: Mixer): { mixer: Mixer; nats: number } {
+    setLstmScores(this.samples, scores);
+    return fitMixture(this.samples, start);
+  }
+}
+
+/** Whether ids hold one `seq` window in each of `batch` streams, with the last window's target. */
+export function isScorable(ids: Int32Array, batch: number, seq: number): boolean {
+  return batch >= 1 && ids.length > batch * seq;
+}
+
 /** Puts the LSTM's scores into samples made by ngramSamples for the same text. */
 export function setLstmScores(samples: MixerSamples, scores: LstmScores): void {
   if (scores.covered !== samples.count)

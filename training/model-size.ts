@@ -3,45 +3,10 @@
 // budget on two cores is better spent on a small model that sees its data often than on a large
 // one that barely starts.
 import { NetworkConfig, parameterShapes } from '../model/architecture';
-import { CharLstm, disposeState, initialParameters, zeroState } from '../model/network';
 import { TRAIN_DEFAULTS } from './defaults';
-import { Adam } from './optimizer';
 
 export function countParameters(config: NetworkConfig): number {
   return parameterShapes(config).reduce((sum, [, shape]) => sum + shape.reduce((a, b) => a * b, 1), 0);
-}
-
-/**
- * Training chars per second of `config` on the active backend: the faster of two full steps
- * (dropout, gradients, Adam's update) after a warm-up step.
- */
-export async function measureTrainingSpeed(
-  config: NetworkConfig,
-  batch: number,
-  seq: number,
-  dropout: number,
-): Promise<number> {
-  const ids = Int32Array.from({ length: batch * seq }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
-  const params = initialParameters(config, 1);
-  const model = new CharLstm(config, params);
-  const optimizer = new Adam(params);
-  let best = Infinity;
-  try {
-    for (let k = 0; k < 3; k++) {
-      const state = zeroState(config, batch);
-      const started = performance.now();
-      const result = await model.trainStep(ids, ids, batch, seq, state, dropout, k);
-      optimizer.apply(result.gradients, 1e-3);
-      await params.get('output/b')!.data();
-      if (k > 0) best = Math.min(best, performance.now() - started);
-      disposeState(result.state);
-      disposeState(state);
-    }
-  } finally {
-    optimizer.dispose();
-    model.dispose();
-  }
-  return (batch * seq) / (best / 1000);
 }
 
 export interface SizeChoice {

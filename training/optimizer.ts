@@ -1,5 +1,5 @@
-// Adam with global-norm gradient clipping. Written out rather than tf.train.adam so the learning
-// rate can follow a schedule step by step and the moments can be saved for --resume.
+// Adam with global-norm gradient clipping. Written out rather than tf.train.adam, which has no such
+// clip, and so that its moments can be saved for --resume and restored exactly.
 import * as tf from '@tensorflow/tfjs';
 import type { Parameters } from '../model/network';
 import type { OptimizerState } from './optimizer-state';
@@ -28,10 +28,14 @@ export class Adam {
     private readonly params: Parameters,
     private readonly settings: AdamSettings = ADAM_DEFAULTS,
   ) {
-    for (const [name, p] of params) {
-      this.m.set(name, tf.variable(tf.zerosLike(p), false));
-      this.v.set(name, tf.variable(tf.zerosLike(p), false));
-    }
+    // In tidy, so the zeros a variable is made from are released: a timing that builds an optimizer
+    // per shape would otherwise leave two model-sized tensors behind each time.
+    tf.tidy(() => {
+      for (const [name, p] of params) {
+        this.m.set(name, tf.variable(tf.zerosLike(p), false));
+        this.v.set(name, tf.variable(tf.zerosLike(p), false));
+      }
+    });
   }
 
   /** Applies one update. Disposes the gradients. */

@@ -1,0 +1,99 @@
+// How long a run trains and how large a model it trains: --chars and --epochs count steps; a time
+// budget, given or derived from the speed measured on the backend, also picks the largest size it
+// can train well (model-size.ts).
+import type { NetworkConfig } from '../model/architecture';
+import { TRAIN_DEFAULTS } from './defaults';
+import { chooseModelSize, SpeedMeasure } from './model-size';
+import type { TrainOptions, TrainReporter } from './train-types';
+
+export interface Budget {
+  seconds?: number;
+  steps?: number;
+  /** Seconds, or steps, between validations. */
+  evaluateEvery: number;
+  earlyStopping: boolean;
+  description: string;
+}
+
+export interface Plan {
+  budget: Budget;
+  config: NetworkConfig;
+}
+
+/**
+ * The budget, and the size it trains unless the size is given or resumed; each reported in one
+ * line. Every shape is timed at most once: the budget's speed for the default size is also the size
+ * search's first.
+ */
+export async function planTraining(
+  options: TrainOptions,
+  run: {
+    usingDefault: boolean;
+    trainChars: number;
+    config: NetworkConfig;
+    sizeGiven: boolean;
+    /** Training chars per second of a shape, as the engine that will train it runs it. */
+    measure: SpeedMeasure;
+  },
+  reporter: TrainReporter,
+): Promise<Plan> {
+  const speeds = new Map<string, Promise<number>>();
+  const measure: SpeedMeasure = (candidate) => {
+    const shape = `${candidate.layers}×${candidate.hidden}`;
+    if (!speeds.has(shape)) speeds.set(shape, run.measure(candidate));
+    return speeds.get(shape)!;
+  };
+  const budget = await chooseBudget(options, run.usingDefault, run.trainChars, () => measure(run.config));
+  reporter.info(budget.description);
+  if (run.sizeGiven || budget.seconds === undefined) return { budget, config: run.config };
+  const size = await chooseModelSize(run.config, budget.seconds, measure);
+  reporter.info(size.reason);
+  return { budget, config: size.config };
+}
+
+export async function chooseBudget(
+  options: Pick<TrainOptions, 'batch' | 'seq' | 'chars' | 'epochs' | 'minutes'>,
+  usingDefault: boolean,
+  trainChars: number,
+  measureSpeed: () => Promise<number>,
+): Promise<Budget> {
+  const batchChars = options.batch * options.seq;
+  if (options.chars !== undefined) {
+    const steps = Math.max(1, Math.ceil(options.chars / batchChars));
+    return {
+      steps,
+      evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
+      earlyStopping: false,
+      description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)`,
+    };
+  }
+  if (options.epochs !== undefined) {
+    const steps = Math.max(1, Math.round((options.epochs * trainChars) / batchChars));
+    return {
+      steps,
+      evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
+      earlyStopping: false,
+      description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)`,
+    };
+  }
+  let minutes = options.minutes;
+  let why = 'as asked';
+  if (minutes === undefined) {
+    if (usingDefault) {
+      minutes = TRAIN_DEFAULTS.defaultCorpusMinutes;
+      why = 'default for the embedded corpus; set --minutes or --epochs to change';
+    } else {
+      const charsPerSecond = await measureSpeed();
+      const wanted = (TRAIN_DEFAULTS.targetEpochs * trainChars) / (charsPerSecond * TRAIN_DEFAULTS.trainingShare) / 60;
+      minutes = Math.min(TRAIN_DEFAULTS.maxMinutes, Math.max(TRAIN_DEFAULTS.minMinutes, Math.round(wanted * 10) / 10));
+      why = `about ${TRAIN_DEFAULTS.targetEpochs} epochs of your notes at ${Math.round(charsPerSecond).toLocaleString('en-US')} chars/s for the default size, within ${TRAIN_DEFAULTS.minMinutes}–${TRAIN_DEFAULTS.maxMinutes} minutes, with early stopping; set --minutes or --epochs to change`;
+    }
+  }
+  const seconds = minutes * 60;
+  return {
+    seconds,
+    evaluateEvery: Math.max(5, seconds / TRAIN_DEFAULTS.evaluationsPerRun),
+    earlyStopping: options.minutes === undefined,
+    description: `Budget: ${minutes} minute${minutes === 1 ? '' : 's'} (${why})`,
+  };
+}

@@ -1,0 +1,122 @@
+// The notes as a training run uses them: read (or the embedded default corpus), split into
+// training and validation text, encoded, counted into the notes' n-gram, and cut into the training
+// batch and the validation sets that periodic and final scoring share.
+import type { ResumedModel } from './checkpoint';
+import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from './corpus';
+import { TRAIN_DEFAULTS } from './defaults';
+import { isScorable, ValidationSet } from './mixture-fit';
+import { NgramModel } from '../model/ngram';
+import { Vocabulary } from '../model/vocab';
+import { TrainInputError, TrainOptions, TrainReporter } from './train-types';
+
+/** Above this share of characters outside a resumed model's vocabulary, training anew is suggested. */
+const UNKNOWN_SHARE_WARNING = 0.25;
+
+/** The notes named, or the embedded default corpus; an empty or unreadable corpus is an input error. */
+export function readNotes(options: TrainOptions, reporter: TrainReporter): { corpus: Corpus; usingDefault: boolean } {
+  const usingDefault = options.paths.length === 0;
+  const paths = usingDefault ? defaultCorpusPaths(options.packageRoot) : options.paths;
+  if (usingDefault) {
+    reporter.info("No PATH given: training on the embedded default corpus (this project's own docs and sources).");
+    reporter.info('To learn your own notes instead: npm run train -- ~/notes');
+  }
+  let corpus;
+  try {
+    corpus = loadCorpus(paths, { exclude: [options.out] });
+  } catch (error) {
+    throw new TrainInputError((error as Error).message);
+  }
+  const skipped = describeSkipped(corpus.skipped);
+  if (skipped) reporter.info(skipped);
+  if (corpus.documents.length === 0 || corpus.chars === 0) {
+    throw new TrainInputError(
+      `no usable text in ${paths.join(', ')}: give files or folders of UTF-8 text (.md, .txt, .org, …)`,
+    );
+  }
+  reporter.info(
+    `Corpus: ${corpus.documents.length} file${corpus.documents.length === 1 ? '' : 's'}, ${corpus.chars.toLocaleString('en-US')} chars`,
+  );
+  return { corpus, usingDefault };
+}
+
+/** The corpus as the run uses it: split, encoded, counted into the notes' n-gram, and cut into batches. */
+export interface Dataset {
+  /** How the validation text was split off, in words. */
+  split: string;
+  validationText: string;
+  vocabulary: Vocabulary;
+  trainIds: Int32Array;
+  validationIds: Int32Array;
+  notes: NgramModel;
+  /** The training batch: the one asked for, shrunk for a small corpus. */
+  batch: number;
+  validationBatch: number;
+  /** What each periodic validation scores: up to periodicValidationChars, so it stays a small share of the budget. */
+  periodic?: ValidationSet;
+  /** What the final figure scores: up to finalValidationChars of the validation text. */
+  finalIds: Int32Array;
+}
+
+export function prepareDataset(
+  corpus: Corpus,
+  resumed: ResumedModel | undefined,
+  options: TrainOptions,
+  reporter: TrainReporter,
+): Dataset {
+  const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
+  const vocabulary =
+    resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
+  const trainIds = vocabulary.encode(split.train);
+  const validationIds = vocabulary.encode(split.validation);
+  reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
+  if (resumed) {
+    // Id 0 is the unknown symbol: a resumed model cannot learn characters it has no slot for.
+    const unknown = countZeros(trainIds) + countZeros(validationIds);
+    const share = unknown / Math.max(1, trainIds.length + validationIds.length);
+    if (share > UNKNOWN_SHARE_WARNING) {
+      reporter.info(
+        `Warning: ${Math.round(share * 100)}% of this corpus is outside the resumed model's vocabulary of ${vocabulary.size} symbols, so it cannot learn those characters. To learn this text, train anew without --resume (into another --out to keep this model).`,
+      );
+    }
+  }
+
+  // The n-gram memory of the notes: built in seconds, it serves while the LSTM trains.
+  const ngramStarted = performance.now();
+  const notes = new NgramModel(vocabulary.size);
+  notes.add(trainIds);
+  reporter.info(
+    `N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`,
+  );
+
+  // A small corpus shrinks the batch rather than being refused.
+  const { seq } = options;
+  const batch = Math.min(options.batch, Math.floor((trainIds.length - 1) / seq));
+  if (batch < 1)
+    throw new TrainInputError(
+      `corpus too small: need at least ${seq + 1} chars of training text, got ${trainIds.length}`,
+    );
+  const validationBatch = Math.min(32, Math.floor((validationIds.length - 1) / seq));
+  const windows = (chars: number) => validationIds.subarray(0, Math.max(chars, validationBatch * seq + 1));
+  const periodicIds = windows(TRAIN_DEFAULTS.periodicValidationChars);
+  // How much each order's counts are discounted suits some notes better than others; the held-out
+  // text chooses, before the gate's samples are drawn from the n-gram.
+  if (isScorable(periodicIds, validationBatch, seq)) notes.tuneDiscountScale(periodicIds);
+  return {
+    split: split.how,
+    validationText: split.validation,
+    vocabulary,
+    trainIds,
+    validationIds,
+    notes,
+    batch,
+    validationBatch,
+    periodic: ValidationSet.of(periodicIds, validationBatch, seq, notes),
+    finalIds: windows(TRAIN_DEFAULTS.finalValidationChars),
+  };
+}
+
+function countZeros(ids: Int32Array): number {
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) if (ids[i] === 0) n++;
+  return n;
+}

@@ -1,0 +1,119 @@
+// What runs the LSTM's training steps. The trainer keeps the corpus, the budget, progress,
+// validation's bookkeeping, the gate and the model files, and asks an engine only to step, to
+// score held-out text and to hand over weights and Adam's state, so that another engine (a
+// child process with its own framework) can take the steps without the rest changing.
+import type { NetworkConfig } from '../model/architecture';
+import {
+  assignWeights,
+  CharLstm,
+  disposeState,
+  initialParameters,
+  LstmState,
+  parametersFromWeights,
+  readWeights,
+  zeroState,
+} from '../model/network';
+import { StreamBatcher } from './batches';
+import type { LstmScores, ValidationSet } from './mixture-fit';
+import { scoreLstm } from './mixture-fit';
+import { Adam, ADAM_DEFAULTS } from './optimizer';
+import type { OptimizerState } from './optimizer-state';
+
+export interface LstmEngine {
+  /** Batches in one pass over the training streams. */
+  readonly batchesPerEpoch: number;
+  /** Trains on the next batch of every stream; returns the batch's mean loss in nats. */
+  step(): Promise<number>;
+  /** The LSTM's log-probabilities at every position the validation set scores. */
+  score(validation: ValidationSet): Promise<LstmScores>;
+  /** The weights and Adam's state as they stand, in the model files' layout. */
+  checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }>;
+  /** Puts saved weights back (Adam's state stays): the best checkpoint, before the final scoring. */
+  load(weights: Map<string, Float32Array>): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export interface EngineSetup {
+  config: NetworkConfig;
+  trainIds: Int32Array;
+  batch: number;
+  seq: number;
+  lr: number;
+  dropout: number;
+  seed: number;
+  /** The weights to continue from (--resume); a new model is initialised from the seed otherwise. */
+  weights?: Map<string, Float32Array>;
+  optimizerState?: OptimizerState;
+}
+
+/** The engine of this process: the tfjs model on the backend selected, with Adam. */
+export class TfjsEngine implements LstmEngine {
+  readonly batchesPerEpoch: number;
+  private readonly model: CharLstm;
+  private readonly optimizer: Adam;
+  private readonly batcher: StreamBatcher;
+  private state: LstmState;
+  /** Steps a resumed optimizer had already taken: the place in the data and the dropout seeds go on from there. */
+  private readonly firstStep: number;
+  private taken = 0;
+
+  constructor(private readonly setup: EngineSetup) {
+    const { config, weights, seed } = setup;
+    const params = weights ? parametersFromWeights(config, weights) : initialParameters(config, seed);
+    this.model = new CharLstm(config, params);
+    this.optimizer = new Adam(params, ADAM_DEFAULTS);
+    if (setup.optimizerState) this.optimizer.restore(setup.optimizerState);
+    this.firstStep = this.optimizer.step;
+    this.batcher = new StreamBatcher(setup.trainIds, setup.batch, setup.seq);
+    this.batchesPerEpoch = this.batcher.batchesPerEpoch;
+    this.state = zeroState(config, setup.batch);
+  }
+
+  async step(): Promise<number> {
+    const { config, batch, seq, dropout, seed, lr } = this.setup;
+    const k = (this.firstStep + this.taken) % this.batchesPerEpoch;
+    if (k === 0 && this.taken > 0) {
+      // A new epoch restarts every stream at its beginning, so the carried state no longer applies.
+      disposeState(this.state);
+      this.state = zeroState(config, batch);
+    }
+    const { inputs, targets } = this.batcher.batch(k);
+    const result = await this.model.trainStep(
+      inputs,
+      targets,
+      batch,
+      seq,
+      this.state,
+      dropout,
+      seed * 100_003 + this.firstStep + this.taken,
+    );
+    disposeState(this.state);
+    this.state = result.state;
+    this.optimizer.apply(result.gradients, lr);
+    this.taken++;
+    return result.loss;
+  }
+
+  /** Resolves once the last update has been applied: a GPU runs behind the host, and a timer must wait for it. */
+  async settled(): Promise<void> {
+    await this.model.params.get('output/b')!.data();
+  }
+
+  score(validation: ValidationSet): Promise<LstmScores> {
+    return scoreLstm(this.model, validation.ids, validation.batch, validation.seq);
+  }
+
+  async checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }> {
+    return { weights: await readWeights(this.model.params), optimizerState: await this.optimizer.state() };
+  }
+
+  async load(weights: Map<string, Float32Array>): Promise<void> {
+    assignWeights(this.model.params, weights);
+  }
+
+  async dispose(): Promise<void> {
+    disposeState(this.state);
+    this.optimizer.dispose();
+    this.model.dispose();
+  }
+}

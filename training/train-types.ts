@@ -1,0 +1,58 @@
+// The trainer's contract with whoever runs it (the command line, the tests): options in, lines and
+// progress out, the result, and the error that means bad input rather than a bug.
+import type { BackendChoice } from '../backends/select';
+
+export interface TrainOptions {
+  /** Files and folders of notes; empty means the embedded default corpus. */
+  paths: string[];
+  packageRoot: string;
+  out: string;
+  minutes?: number;
+  epochs?: number;
+  /** A budget in training characters seen, for comparing recipes per character. */
+  chars?: number;
+  /** The shape of a new model; undefined means the default, or with resume the resumed model's. */
+  layers?: number;
+  hidden?: number;
+  embed?: number;
+  seq: number;
+  batch: number;
+  lr: number;
+  dropout: number;
+  seed: number;
+  backend: BackendChoice;
+  resume: boolean;
+}
+
+export interface Progress {
+  fraction: number;
+  charsPerSecond: number;
+  loss: number;
+  validationBpc: number | null;
+  etaSeconds: number;
+  epoch: number;
+}
+
+export interface TrainReporter {
+  info(line: string): void;
+  progress(progress: Progress): void;
+}
+
+export interface TrainResult {
+  model: string;
+  /** The model as served: the mixture of the LSTM and the n-grams. */
+  validationNats: number | null;
+  validationBpc: number | null;
+  lstmValidationNats: number | null;
+  ngramValidationNats: number | null;
+  charsPerSecond: number;
+  backend: string;
+  steps: number;
+  trainedChars: number;
+  seconds: number;
+  stoppedBy: 'budget' | 'early stopping' | 'interrupted';
+  sample: string;
+}
+
+/** Bad input from the user: the command line reports it and exits with code 2. */
+export class TrainInputError extends Error {}
