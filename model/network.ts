@@ -45,8 +45,7 @@ export function initialParameters(config: NetworkConfig, seed: number): Paramete
     });
     // Unnamed: tfjs variable names are process-global, and several models may be loaded at once.
     params.set(name, tf.variable(value, true));
-    // The variable holds its own reference to the values.
-    value.dispose();
+    value.dispose(); // the variable keeps its own reference
   });
   return params;
 }
@@ -57,7 +56,6 @@ export function parametersFromWeights(config: NetworkConfig, weights: Map<string
   for (const [name, shape] of parameterShapes(config)) {
     const values = weights.get(name);
     if (!values) throw new Error(`network: missing weights for ${name}`);
-    // In tidy, so the tensor the variable is made from is released: the variable keeps its own reference.
     const variable = tf.tidy(() => tf.variable(tf.tensor(values, shape, 'float32'), true));
     params.set(name, variable);
   }

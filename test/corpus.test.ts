@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus, splitCorpus } from '../training/corpus';
+import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus } from '../training/corpus';
+import { splitCorpus } from '../training/split';
 
 function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'char-complete-corpus-'));
