@@ -1,17 +1,14 @@
 // Character n-gram memory of the user's text (interpolated modified Kneser-Ney), for mixing with the LSTM.
-//
-// The n-grams form a forward trie: node = (parent node, last symbol), so the successors of a
-// context are the children of its node and a beam's distribution is one walk over few short lists.
-// Nodes live in parallel typed arrays, found through an open-addressing index of node ids, because
-// millions of JS objects or string keys would cost several times the memory and stall the GC.
-// Saved and loaded models keep their nodes in breadth-first order, siblings adjacent, so a loaded
-// model's successor lists are read from consecutive memory: load it for serving rather than use
-// the one just built.
+// The n-grams form a forward trie (ngram-trie.ts): the successors of a context are the children of
+// its node.
 //
 // Counts follow Kneser-Ney: n-grams of the highest order hold raw counts; every lower order holds
 // continuation counts (how many distinct symbols were seen before it), incremented when its left
-// extension is new. Discounts are modified KN's three per order, from count-of-counts kept as the
-// counts change, so adding text never needs a recount.
+// extension is new. Discounts are modified KN's three per order (ngram-discounts.ts).
+
+import { ContextNodes } from './ngram-contexts';
+import { KneserNeyDiscounts } from './ngram-discounts';
+import { checkInteger, EMPTY, NgramTrie, ROOT } from './ngram-trie';
 
 export const NGRAM_DEFAULT_ORDER = 9;
 export const NGRAM_MAX_ORDER = 16;
@@ -78,76 +75,20 @@ export interface NgramArrays {
   refused: number;
 }
 
-const ROOT = 0;
-const EMPTY = -1;
-const MAX_LOAD = 0.7;
-// Contexts remembered for the next query: more than a beam search keeps alive at once.
-const RECENT = 256;
-const BUCKET_BITS = 12;
 // Pruning leaves room so that it runs again only after a good share of new text.
 const PRUNE_TARGET = 0.75;
-
-// Defaults when an order has too few n-grams to estimate its discounts (a short document).
-const FALLBACK_DISCOUNTS = [0.6, 1.0, 1.4];
-const MIN_COUNT_OF_COUNTS = 10;
-
-function hash(parent: number, sym: number): number {
-  // Murmur3's finaliser: siblings and the children of neighbouring parents land far apart.
-  let h = Math.imul(parent, 0x9e3779b1) + Math.imul(sym, 0x85ebca77);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
-
-function checkDiscountScale(scale: number): void {
-  if (!(scale > 0 && scale <= 4)) throw new RangeError(`ngram: discountScale must be in (0, 4], got ${scale}`);
-}
-
-function checkInteger(name: string, value: number, min: number, max: number): void {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`ngram: ${name} must be an integer in [${min}, ${max}], got ${value}`);
-  }
-}
 
 export class NgramModel {
   readonly vocabSize: number;
   readonly order: number;
   readonly maxNodes: number;
-  private scaleOfDiscounts: number;
 
-  private nodeCount = 1;
-  private parent: Int32Array;
-  private symbol: Uint16Array;
-  private count: Uint32Array;
-  private firstChild: Int32Array;
-  private nextSibling: Int32Array;
-  private index: Int32Array;
-  // Slots per 2^32 hash values: an index of any size, not only powers of two, wastes less memory.
-  private slotScale: number;
-
-  private readonly countOfCounts: Float64Array;
-  private readonly discounts: Float64Array;
-  private discountsStale = true;
-
+  private readonly trie: NgramTrie;
+  private readonly kn: KneserNeyDiscounts;
+  private readonly nodes: ContextNodes;
   private pruned = 0;
   private prunes = 0;
-  private refused = 0;
-
   // Scratch reused by every call, so queries allocate nothing.
-  private readonly ends: Int32Array;
-  private readonly fresh: Uint8Array;
-  private readonly contexts: Int32Array;
-  private readonly walked: Int32Array;
-
-  // The suffix nodes of recent contexts, keyed by their last order - 2 ids: a beam's next context
-  // is a queried one plus a symbol, so its suffixes are one step from these instead of a walk from
-  // the root per length. Entries from before the last add() or prune() are ignored.
-  private readonly recentKeys: Int32Array;
-  private readonly recentLength: Int32Array;
-  private readonly recentStamp: Uint32Array;
-  private readonly recentNodes: Int32Array;
   private readonly scratch: Float64Array;
 
   // Caches valid while `version` is unchanged; add() and prune() change it.
@@ -169,32 +110,9 @@ export class NgramModel {
     this.vocabSize = vocabSize;
     this.order = order;
     this.maxNodes = maxNodes;
-    const discountScale = options.discountScale ?? NGRAM_DEFAULT_DISCOUNT_SCALE;
-    checkDiscountScale(discountScale);
-    this.scaleOfDiscounts = discountScale;
-    const initial = Math.min(maxNodes, 1024);
-    this.parent = new Int32Array(initial);
-    this.symbol = new Uint16Array(initial);
-    this.count = new Uint32Array(initial);
-    this.firstChild = new Int32Array(initial);
-    this.nextSibling = new Int32Array(initial);
-    this.index = new Int32Array(0);
-    this.slotScale = 0;
-    this.parent[ROOT] = EMPTY;
-    this.firstChild[ROOT] = EMPTY;
-    this.nextSibling[ROOT] = EMPTY;
-    this.rebuildIndex(initial);
-    this.countOfCounts = new Float64Array((order + 1) * 5);
-    this.discounts = new Float64Array((order + 1) * 3);
-    this.ends = new Int32Array(order + 1);
-    this.fresh = new Uint8Array(order + 2);
-    this.contexts = new Int32Array(order);
-    this.walked = new Int32Array(order);
-    const keyLength = Math.max(0, order - 2);
-    this.recentKeys = new Int32Array(RECENT * keyLength);
-    this.recentLength = new Int32Array(RECENT);
-    this.recentStamp = new Uint32Array(RECENT);
-    this.recentNodes = new Int32Array(RECENT * (keyLength + 1));
+    this.trie = new NgramTrie(maxNodes, order);
+    this.kn = new KneserNeyDiscounts(order, options.discountScale ?? NGRAM_DEFAULT_DISCOUNT_SCALE);
+    this.nodes = new ContextNodes(this.trie, order);
     this.scratch = new Float64Array(vocabSize);
     this.rootDist = new Float64Array(vocabSize);
     this.firstStamp = new Uint32Array(vocabSize);
@@ -202,13 +120,11 @@ export class NgramModel {
   }
 
   get discountScale(): number {
-    return this.scaleOfDiscounts;
+    return this.kn.scale;
   }
 
   set discountScale(scale: number) {
-    checkDiscountScale(scale);
-    this.scaleOfDiscounts = scale;
-    this.discountsStale = true;
+    this.kn.scale = scale;
     this.version++;
   }
 
@@ -218,7 +134,7 @@ export class NgramModel {
    * the user's text is. Each candidate costs one score() of heldOut, so a short sample is enough.
    */
   tuneDiscountScale(heldOut: ArrayLike<number>, candidates: number[] = [0.9, 1, 1.1, 1.2, 1.3]): number {
-    let best = this.scaleOfDiscounts;
+    let best = this.kn.scale;
     let bestNats = this.score(heldOut).nats;
     for (const scale of candidates) {
       this.discountScale = scale;
@@ -234,27 +150,20 @@ export class NgramModel {
 
   /** Trie nodes in use, the root included. */
   get size(): number {
-    return this.nodeCount;
+    return this.trie.nodeCount;
   }
 
   /** Bytes held by the typed arrays (what the model costs in RSS, give or take the scratch). */
   memoryBytes(): number {
-    return (
-      this.parent.byteLength +
-      this.symbol.byteLength +
-      this.count.byteLength +
-      this.firstChild.byteLength +
-      this.nextSibling.byteLength +
-      this.index.byteLength +
-      this.scratch.byteLength
-    );
+    return this.trie.memoryBytes() + this.scratch.byteLength;
   }
 
   stats(): NgramStats {
-    const depth = this.depths();
+    const { trie } = this;
+    const depth = trie.depths();
     const perOrder = new Array<number>(this.order + 1).fill(0);
-    for (let i = 0; i < this.nodeCount; i++) perOrder[depth[i]]++;
-    return { nodes: this.nodeCount, perOrder, pruned: this.pruned, prunes: this.prunes, refused: this.refused };
+    for (let i = 0; i < trie.nodeCount; i++) perOrder[depth[i]]++;
+    return { nodes: trie.nodeCount, perOrder, pruned: this.pruned, prunes: this.prunes, refused: trie.refused };
   }
 
   /**
@@ -266,13 +175,13 @@ export class NgramModel {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
     this.version++;
-    this.resync(ids, from);
+    this.nodes.resync(ids, from);
     const n = this.order;
     const prunedBefore = this.pruned;
     for (let t = from; t < ids.length; t++) {
-      if (this.nodeCount + n > this.maxNodes) {
+      if (this.trie.nodeCount + n > this.maxNodes) {
         this.prune(Math.floor(this.maxNodes * PRUNE_TARGET));
-        this.resync(ids, t);
+        this.nodes.resync(ids, t);
       }
       this.countPosition(ids[t], t);
     }
@@ -288,14 +197,15 @@ export class NgramModel {
     const V = this.vocabSize;
     if (out.length < V) throw new RangeError(`ngram: out has ${out.length} entries, needs ${V}`);
     const top = this.findContexts(context);
-    const { firstChild, nextSibling, count, symbol, discounts } = this;
+    const { firstChild, nextSibling, count, symbol } = this.trie;
+    const discounts = this.kn.values;
     const q = this.scratch;
     if (top < 0) q.fill(1 / V);
     else q.set(this.rootDistribution());
     // p = scale * q, so that mixing in an order touches only its successors, not all V entries.
     let scale = 1;
     for (let k = 1; k <= top; k++) {
-      const node = this.contexts[k];
+      const node = this.nodes.contexts[k];
       this.sums(node, k);
       const total = this.sumTotal;
       const d1 = discounts[(k + 1) * 3];
@@ -317,11 +227,11 @@ export class NgramModel {
       let mass = 0;
       let successors = 0;
       if (top >= 0) {
-        for (let c = firstChild[this.contexts[top]]; c !== EMPTY; c = nextSibling[c]) {
+        for (let c = firstChild[this.nodes.contexts[top]]; c !== EMPTY; c = nextSibling[c]) {
           mass += out[symbol[c]];
           successors++;
         }
-        this.sums(this.contexts[top], top);
+        this.sums(this.nodes.contexts[top], top);
       }
       confidence.order = top;
       confidence.contextCount = top >= 0 ? this.sumTotal : 0;
@@ -344,21 +254,20 @@ export class NgramModel {
   score(ids: ArrayLike<number>, from = 0): { nats: number; chars: number } {
     checkInteger('from', from, 0, ids.length);
     this.checkIds(ids, Math.max(0, from - this.order + 1), ids.length);
-    this.refreshDiscounts();
-    this.resync(ids, from);
-    const ends = this.ends;
-    const contexts = this.contexts;
+    this.kn.refresh();
+    this.nodes.resync(ids, from);
+    const { ends, contexts } = this.nodes;
     let nats = 0;
     for (let t = from; t < ids.length; t++) {
       let top = 0;
       contexts[0] = ROOT;
-      while (top + 1 < this.order && ends[top + 1] !== EMPTY && this.firstChild[ends[top + 1]] !== EMPTY) {
+      while (top + 1 < this.order && ends[top + 1] !== EMPTY && this.trie.firstChild[ends[top + 1]] !== EMPTY) {
         contexts[top + 1] = ends[top + 1];
         top++;
       }
-      if (this.firstChild[ROOT] === EMPTY) top = -1;
+      if (this.trie.firstChild[ROOT] === EMPTY) top = -1;
       nats -= Math.log(this.probabilityAt(top, ids[t]));
-      this.step(ids[t], false);
+      this.nodes.step(ids[t], false);
     }
     return { nats, chars: ids.length - from };
   }
@@ -370,118 +279,59 @@ export class NgramModel {
    */
   prune(target: number): void {
     checkInteger('target', target, 0, 0x7fffffff);
-    const depth = this.depths();
-    const keep = new Int32Array(this.nodeCount);
-    let kept = this.nodeCount;
+    const { trie } = this;
+    const depth = trie.depths();
+    const keep = new Int32Array(trie.nodeCount);
+    let kept = trie.nodeCount;
     for (let threshold = 1; kept > target && threshold < 0x7fffffff; threshold *= 2) {
       for (let minDepth = this.order; minDepth >= 2 && kept > target; minDepth--) {
-        kept = this.markKept(keep, depth, minDepth, threshold);
+        kept = trie.markKept(keep, depth, minDepth, threshold);
       }
     }
-    if (kept === this.nodeCount) return;
+    if (kept === trie.nodeCount) return;
     this.version++;
     this.prunes++;
-    this.pruned += this.nodeCount - kept;
-    const { parent, symbol, count } = this;
-    let j = 0;
-    for (let i = 0; i < this.nodeCount; i++) {
-      if (keep[i] === EMPTY) continue;
-      keep[i] = j;
-      parent[j] = i === ROOT ? EMPTY : keep[parent[i]];
-      symbol[j] = symbol[i];
-      count[j] = count[i];
-      j++;
-    }
-    this.nodeCount = j;
-    this.rebuildIndex(this.parent.length);
+    this.pruned += trie.nodeCount - kept;
+    trie.compact(keep);
   }
 
   /**
-   * The model's arrays with the nodes in breadth-first order: a node's children are adjacent and
-   * parents never decrease, so fromArrays() validates and indexes in one sequential pass.
+   * The model's arrays, with the nodes in breadth-first order (NgramTrie.breadthFirst), so that
+   * fromArrays() validates and indexes them in one sequential pass.
    */
   toArrays(): NgramArrays {
-    const n = this.nodeCount;
-    const { firstChild, nextSibling } = this;
-    const byNew = new Int32Array(n);
-    const newId = new Int32Array(n);
-    let tail = 1;
-    for (let head = 0; head < tail; head++) {
-      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = nextSibling[c]) {
-        newId[c] = tail;
-        byNew[tail++] = c;
-      }
-    }
-    const parent = new Int32Array(n);
-    const symbol = new Uint16Array(n);
-    const count = new Uint32Array(n);
-    parent[ROOT] = EMPTY;
-    for (let i = 1; i < n; i++) {
-      const old = byNew[i];
-      parent[i] = newId[this.parent[old]];
-      symbol[i] = this.symbol[old];
-      count[i] = this.count[old];
-    }
+    const { nodeCount, parent, symbol, count } = this.trie.breadthFirst();
     return {
       order: this.order,
       vocabSize: this.vocabSize,
       maxNodes: this.maxNodes,
-      discountScale: this.scaleOfDiscounts,
-      nodeCount: n,
+      discountScale: this.kn.scale,
+      nodeCount,
       parent,
       symbol,
       count,
-      countOfCounts: this.countOfCounts.slice(),
+      countOfCounts: this.kn.countOfCounts.slice(),
       pruned: this.pruned,
       prunes: this.prunes,
-      refused: this.refused,
+      refused: this.trie.refused,
     };
   }
 
   /**
-   * Rebuilds a model from arrays in toArrays() order, checking what an index walk relies on: every
-   * parent precedes its child (and parents never decrease), depths stay within the order, symbols
-   * within the vocabulary, counts positive and no (parent, symbol) pair twice. Throws RangeError
-   * naming the first problem.
+   * Rebuilds a model from arrays in toArrays() order, checking the counts of counts here and the
+   * nodes in NgramTrie.load. Throws RangeError naming the first problem.
    */
   static fromArrays(a: NgramArrays): NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
-    const n = a.nodeCount;
-    checkInteger('nodeCount', n, 1, a.maxNodes);
-    if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n)
-      throw new RangeError('ngram: array lengths differ from nodeCount');
-    if (a.countOfCounts.length !== model.countOfCounts.length)
+    if (a.countOfCounts.length !== model.kn.countOfCounts.length)
       throw new RangeError('ngram: countOfCounts has the wrong length');
     for (const v of a.countOfCounts)
       if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
-    if (a.parent[ROOT] !== EMPTY) throw new RangeError('ngram: node 0 must be the root');
-    const depth = new Uint8Array(n);
-    // Siblings are adjacent, so a symbol seen twice under the current parent is a duplicate n-gram.
-    const lastParent = new Int32Array(a.vocabSize).fill(EMPTY);
-    for (let i = 1; i < n; i++) {
-      const p = a.parent[i];
-      if (!(p >= 0 && p < i && p >= a.parent[i - 1]))
-        throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
-      depth[i] = depth[p] + 1;
-      const sym = a.symbol[i];
-      if (sym < a.vocabSize) {
-        if (lastParent[sym] === p) throw new RangeError(`ngram: node ${i} repeats an n-gram`);
-        lastParent[sym] = p;
-      }
-      if (depth[i] > a.order) throw new RangeError(`ngram: node ${i} is deeper than the order`);
-      if (a.symbol[i] >= a.vocabSize) throw new RangeError(`ngram: node ${i} has a symbol outside the vocabulary`);
-      if (a.count[i] < 1) throw new RangeError(`ngram: node ${i} has count 0`);
-    }
-    model.ensureCapacity(n);
-    model.parent.set(a.parent);
-    model.symbol.set(a.symbol);
-    model.count.set(a.count);
-    model.nodeCount = n;
-    model.rebuildIndex(model.parent.length);
-    model.countOfCounts.set(a.countOfCounts);
+    model.trie.load(a, a.order, a.vocabSize);
+    model.kn.load(a.countOfCounts);
     model.pruned = a.pruned;
     model.prunes = a.prunes;
-    model.refused = a.refused;
+    model.trie.refused = a.refused;
     return model;
   }
 
@@ -493,147 +343,15 @@ export class NgramModel {
     }
   }
 
-  private slot(parent: number, sym: number): number {
-    return Math.floor((hash(parent, sym) >>> 0) * this.slotScale);
-  }
-
-  private find(parent: number, sym: number): number {
-    const { index } = this;
-    const size = index.length;
-    for (let h = this.slot(parent, sym); ; h = h + 1 === size ? 0 : h + 1) {
-      const id = index[h];
-      if (id === EMPTY || (this.parent[id] === parent && this.symbol[id] === sym)) return id;
-    }
-  }
-
-  /** The node, or EMPTY when the bound is reached; `fresh` says whether it was created. */
-  private findOrCreate(parent: number, sym: number, level: number): number {
-    const { index } = this;
-    const size = index.length;
-    let h = this.slot(parent, sym);
-    for (; ; h = h + 1 === size ? 0 : h + 1) {
-      const id = index[h];
-      if (id === EMPTY) break;
-      if (this.parent[id] === parent && this.symbol[id] === sym) {
-        this.fresh[level] = 0;
-        return id;
-      }
-    }
-    if (this.nodeCount >= this.maxNodes) {
-      this.refused++;
-      return EMPTY;
-    }
-    if (this.nodeCount >= this.parent.length) {
-      this.ensureCapacity(this.nodeCount + 1);
-      // The index may have been rebuilt at another size.
-      h = this.slot(parent, sym);
-      while (this.index[h] !== EMPTY) h = h + 1 === this.index.length ? 0 : h + 1;
-    }
-    const id = this.nodeCount++;
-    this.index[h] = id;
-    this.parent[id] = parent;
-    this.symbol[id] = sym;
-    this.count[id] = 0;
-    this.firstChild[id] = EMPTY;
-    this.nextSibling[id] = this.firstChild[parent];
-    this.firstChild[parent] = id;
-    this.fresh[level] = 1;
-    return id;
-  }
-
-  private ensureCapacity(needed: number): void {
-    if (needed <= this.parent.length) return;
-    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(this.parent.length * 1.5)));
-    const grow = <T extends Int32Array | Uint16Array | Uint32Array>(a: T, make: (n: number) => T): T => {
-      const b = make(capacity);
-      b.set(a.subarray(0, this.nodeCount) as never);
-      return b;
-    };
-    this.parent = grow(this.parent, (n) => new Int32Array(n));
-    this.symbol = grow(this.symbol, (n) => new Uint16Array(n));
-    this.count = grow(this.count, (n) => new Uint32Array(n));
-    this.firstChild = grow(this.firstChild, (n) => new Int32Array(n));
-    this.nextSibling = grow(this.nextSibling, (n) => new Int32Array(n));
-    if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
-  }
-
-  /** Rebuilds the index and the child lists from parent/symbol. */
-  private rebuildIndex(capacity: number): void {
-    const size = Math.max(1024, Math.ceil(capacity / MAX_LOAD));
-    if (size !== this.index.length) this.index = new Int32Array(size);
-    this.index.fill(EMPTY);
-    this.slotScale = size / 2 ** 32;
-    const { index, parent, symbol, firstChild, nextSibling } = this;
-    const n = this.nodeCount;
-    // Inserted in the order of their home slots (a counting sort on the slot's high bits), so the
-    // writes sweep the index rather than miss the cache once per node.
-    const starts = new Int32Array((size >>> BUCKET_BITS) + 2);
-    for (let id = 1; id < n; id++) starts[(this.slot(parent[id], symbol[id]) >>> BUCKET_BITS) + 1]++;
-    for (let b = 1; b < starts.length; b++) starts[b] += starts[b - 1];
-    const ids = new Int32Array(Math.max(0, n - 1));
-    const homes = new Int32Array(Math.max(0, n - 1));
-    for (let id = 1; id < n; id++) {
-      const h = this.slot(parent[id], symbol[id]);
-      const k = starts[h >>> BUCKET_BITS]++;
-      ids[k] = id;
-      homes[k] = h;
-    }
-    for (let k = 0; k < ids.length; k++) {
-      let h = homes[k];
-      while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
-      index[h] = ids[k];
-    }
-    // Backwards, so that each list is in id order and toArrays() of a loaded model is the file.
-    firstChild.fill(EMPTY, 0, this.nodeCount);
-    for (let id = this.nodeCount - 1; id >= 1; id--) {
-      nextSibling[id] = firstChild[parent[id]];
-      firstChild[parent[id]] = id;
-    }
-    nextSibling[ROOT] = EMPTY;
-  }
-
-  private depths(): Uint8Array {
-    const depth = new Uint8Array(this.nodeCount);
-    for (let i = 1; i < this.nodeCount; i++) depth[i] = depth[this.parent[i]] + 1;
-    return depth;
-  }
-
-  /** keep[i] = 0 for kept nodes, EMPTY for pruned; returns how many are kept. */
-  private markKept(keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
-    let kept = 0;
-    for (let i = 0; i < this.nodeCount; i++) {
-      const drop =
-        i !== ROOT && (keep[this.parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
-      keep[i] = drop ? EMPTY : 0;
-      if (!drop) kept++;
-    }
-    return kept;
-  }
-
-  /** Sets `ends` to the nodes of the n-grams ending just before `t`, creating nothing. */
-  private resync(ids: ArrayLike<number>, t: number): void {
-    this.ends.fill(EMPTY);
-    this.ends[0] = ROOT;
-    for (let j = Math.max(0, t - this.order + 1); j < t; j++) this.step(ids[j], false);
-  }
-
-  /** Moves `ends` one symbol forward: ends[m] becomes the m-gram that ends with `sym`. */
-  private step(sym: number, create: boolean): void {
-    const ends = this.ends;
-    for (let m = this.order - 1; m >= 1; m--) {
-      const p = ends[m - 1];
-      ends[m] = p === EMPTY ? EMPTY : create ? this.findOrCreate(p, sym, m) : this.find(p, sym);
-    }
-  }
-
   private countPosition(sym: number, t: number): void {
     const n = this.order;
-    const ends = this.ends;
+    const { ends } = this.nodes;
     // The n-gram of the highest order is never a context, so it is not kept in `ends`.
     const topParent = ends[n - 1];
-    const top = topParent === EMPTY ? EMPTY : this.findOrCreate(topParent, sym, n);
-    if (top !== EMPTY) this.increment(top, n);
-    this.step(sym, true);
+    const { fresh } = this.trie;
+    const top = topParent === EMPTY ? EMPTY : this.trie.findOrCreate(topParent, sym, n);
+    if (top !== EMPTY) this.kn.counted(n, ++this.trie.count[top]);
+    this.nodes.step(sym, true);
     // The left extension of the m-gram is the (m+1)-gram ending here; a new one means a new
     // distinct predecessor. Before the start of the text, or where the extension was not stored,
     // the m-gram counts one unseen predecessor the first time only.
@@ -642,122 +360,29 @@ export class NgramModel {
       if (node === EMPTY) continue;
       const longer = m + 1 === n ? top : ends[m + 1];
       // A new m-gram always counts: its extension may survive a pruning that removed it.
-      const extensionNew = this.fresh[m] === 1 || (m + 1 <= t + 1 && longer !== EMPTY && this.fresh[m + 1] === 1);
-      if (extensionNew) this.increment(node, m);
+      const extensionNew = fresh[m] === 1 || (m + 1 <= t + 1 && longer !== EMPTY && fresh[m + 1] === 1);
+      if (extensionNew) this.kn.counted(m, ++this.trie.count[node]);
     }
   }
 
-  private increment(node: number, level: number): void {
-    const c = ++this.count[node];
-    const base = level * 5;
-    if (c <= 4) this.countOfCounts[base + c]++;
-    if (c >= 2 && c <= 5) this.countOfCounts[base + c - 1]--;
-    this.discountsStale = true;
-  }
-
-  /** Modified Kneser-Ney's D1, D2, D3+ per order from its count-of-counts (Chen and Goodman). */
-  private refreshDiscounts(): void {
-    if (!this.discountsStale) return;
-    this.discountsStale = false;
-    const coc = this.countOfCounts;
-    for (let level = 1; level <= this.order; level++) {
-      const [n1, n2, n3, n4] = [coc[level * 5 + 1], coc[level * 5 + 2], coc[level * 5 + 3], coc[level * 5 + 4]];
-      const estimable = Math.min(n1, n2, n3, n4) >= MIN_COUNT_OF_COUNTS;
-      const y = estimable ? n1 / (n1 + 2 * n2) : 0;
-      const raw = estimable
-        ? [1 - (2 * y * n2) / n1, 2 - (3 * y * n3) / n2, 3 - (4 * y * n4) / n3]
-        : FALLBACK_DISCOUNTS;
-      // Each discount must leave its count positive and remove something, or a context could
-      // give all its mass away or none of it.
-      for (let c = 0; c < 3; c++) {
-        const d = (Number.isFinite(raw[c]) ? raw[c] : FALLBACK_DISCOUNTS[c]) * this.scaleOfDiscounts;
-        this.discounts[level * 3 + c] = Math.min(c + 1 - 0.05, Math.max(0.05, d));
-      }
-    }
-  }
-
-  /** Fills `contexts` with the nodes of the context's suffixes and returns the longest usable length. */
+  /** Finds the nodes of the suffixes of `context` (nodes.contexts); the longest usable length, -1 for an empty model. */
   private findContexts(context: ArrayLike<number>): number {
-    this.refreshDiscounts();
+    this.kn.refresh();
     const L = context.length;
     const longest = Math.min(this.order - 1, L);
     this.checkIds(context, L - longest, L);
-    if (this.firstChild[ROOT] === EMPTY) return -1;
-    // walked[k]: the node of the last k ids, EMPTY from the first length that was never seen.
-    const walked = this.walked;
-    walked.fill(EMPTY);
-    walked[0] = ROOT;
-    const keyLength = this.order - 2;
-    const recent = keyLength > 0 && L > 0 ? this.recentEntry(context, L - 1) : -1;
-    if (recent >= 0) {
-      const base = recent * (keyLength + 1);
-      const sym = context[L - 1];
-      for (let k = 1; k <= longest; k++) {
-        const shorter = this.recentNodes[base + k - 1];
-        if (shorter === EMPTY) break;
-        const node = this.find(shorter, sym);
-        if (node === EMPTY) break;
-        walked[k] = node;
-      }
-    } else {
-      for (let k = 1; k <= longest; k++) {
-        let node = ROOT;
-        for (let j = L - k; j < L && node !== EMPTY; j++) node = this.find(node, context[j]);
-        if (node === EMPTY) break;
-        walked[k] = node;
-      }
-    }
-    if (keyLength > 0) this.remember(context, L);
-    this.contexts[0] = ROOT;
-    let top = 0;
-    for (let k = 1; k <= longest; k++) {
-      const node = walked[k];
-      if (node === EMPTY || this.firstChild[node] === EMPTY) break;
-      this.contexts[k] = node;
-      top = k;
-    }
-    return top;
-  }
-
-  /** The slot for the last order - 2 ids of context[0..end) and the hash of those ids. */
-  private recentSlot(context: ArrayLike<number>, end: number): number {
-    const start = Math.max(0, end - (this.order - 2));
-    let h = end - start;
-    for (let j = start; j < end; j++) h = hash(h, context[j]);
-    return (h >>> 0) % RECENT;
-  }
-
-  /** The entry remembered for context[0..end), or -1. */
-  private recentEntry(context: ArrayLike<number>, end: number): number {
-    const slot = this.recentSlot(context, end);
-    if (this.recentStamp[slot] !== this.version) return -1;
-    const keyLength = this.order - 2;
-    const length = Math.min(keyLength, end);
-    if (this.recentLength[slot] !== length) return -1;
-    const base = slot * keyLength;
-    for (let i = 0; i < length; i++) if (this.recentKeys[base + i] !== context[end - length + i]) return -1;
-    return slot;
-  }
-
-  private remember(context: ArrayLike<number>, end: number): void {
-    const slot = this.recentSlot(context, end);
-    const keyLength = this.order - 2;
-    const length = Math.min(keyLength, end);
-    const base = slot * keyLength;
-    for (let i = 0; i < length; i++) this.recentKeys[base + i] = context[end - length + i];
-    this.recentLength[slot] = length;
-    this.recentStamp[slot] = this.version;
-    this.recentNodes.set(this.walked.subarray(0, keyLength + 1), slot * (keyLength + 1));
+    return this.nodes.find(context, longest, this.version);
   }
 
   private probabilityAt(top: number, id: number): number {
     if (top < 0) return 1 / this.vocabSize;
-    const { count, discounts } = this;
+    const { count } = this.trie;
+    const discounts = this.kn.values;
     let p = this.rootDistribution()[id];
     for (let k = 1; k <= top; k++) {
-      const node = this.contexts[k];
+      const node = this.nodes.contexts[k];
       this.sums(node, k);
-      const c = this.find(node, id);
+      const c = this.trie.find(node, id);
       const n = c === EMPTY ? 0 : count[c];
       const own = n === 0 ? 0 : n - discounts[(k + 1) * 3 + Math.min(n, 3) - 1];
       p = (own + this.sumRemoved * p) / this.sumTotal;
@@ -772,7 +397,8 @@ export class NgramModel {
   private rootDistribution(): Float64Array {
     const q = this.rootDist;
     if (this.rootStamp === this.version) return q;
-    const { firstChild, nextSibling, count, symbol, discounts } = this;
+    const { firstChild, nextSibling, count, symbol } = this.trie;
+    const discounts = this.kn.values;
     this.sums(ROOT, 0);
     const total = this.sumTotal;
     q.fill(this.sumRemoved / total / this.vocabSize);
@@ -789,13 +415,14 @@ export class NgramModel {
    * one-symbol contexts, whose lists are long and which nearly every query visits.
    */
   private sums(node: number, k: number): void {
-    const s = this.symbol[node];
+    const s = this.trie.symbol[node];
     if (k === 1 && this.firstStamp[s] === this.version) {
       this.sumTotal = this.firstSums[2 * s];
       this.sumRemoved = this.firstSums[2 * s + 1];
       return;
     }
-    const { firstChild, nextSibling, count, discounts } = this;
+    const { firstChild, nextSibling, count } = this.trie;
+    const discounts = this.kn.values;
     const d1 = discounts[(k + 1) * 3];
     const d2 = discounts[(k + 1) * 3 + 1];
     const d3 = discounts[(k + 1) * 3 + 2];

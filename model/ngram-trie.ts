@@ -1,0 +1,285 @@
+// The n-gram model's storage (ngram.ts counts and queries it): a forward trie whose node is
+// (parent node, last symbol), so the successors of a context are the children of its node and a
+// beam's distribution is one walk over few short lists. Nodes live in parallel typed arrays, found
+// through an open-addressing index of node ids, because millions of JS objects or string keys
+// would cost several times the memory and stall the GC. Saved and loaded tries keep their nodes in
+// breadth-first order, siblings adjacent, so a loaded model's successor lists are read from
+// consecutive memory: load it for serving rather than use the one just built.
+
+export const ROOT = 0;
+export const EMPTY = -1;
+const MAX_LOAD = 0.7;
+const BUCKET_BITS = 12;
+
+export function hash(parent: number, sym: number): number {
+  // Murmur3's finaliser: siblings and the children of neighbouring parents land far apart.
+  let h = Math.imul(parent, 0x9e3779b1) + Math.imul(sym, 0x85ebca77);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
+}
+
+export function checkInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`ngram: ${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+}
+
+/** The nodes in breadth-first order: what the file format stores of the trie. */
+export interface TrieArrays {
+  nodeCount: number;
+  parent: Int32Array;
+  symbol: Uint16Array;
+  count: Uint32Array;
+}
+
+export class NgramTrie {
+  nodeCount = 1;
+  parent: Int32Array;
+  symbol: Uint16Array;
+  count: Uint32Array;
+  firstChild: Int32Array;
+  nextSibling: Int32Array;
+  /** New n-grams dropped because the node bound was reached. */
+  refused = 0;
+  /** fresh[level]: whether the last findOrCreate at that level created its node. */
+  readonly fresh: Uint8Array;
+  private index: Int32Array;
+  // Slots per 2^32 hash values: an index of any size, not only powers of two, wastes less memory.
+  private slotScale: number;
+
+  constructor(
+    readonly maxNodes: number,
+    order: number,
+  ) {
+    const initial = Math.min(maxNodes, 1024);
+    this.parent = new Int32Array(initial);
+    this.symbol = new Uint16Array(initial);
+    this.count = new Uint32Array(initial);
+    this.firstChild = new Int32Array(initial);
+    this.nextSibling = new Int32Array(initial);
+    this.index = new Int32Array(0);
+    this.slotScale = 0;
+    this.parent[ROOT] = EMPTY;
+    this.firstChild[ROOT] = EMPTY;
+    this.nextSibling[ROOT] = EMPTY;
+    this.rebuildIndex(initial);
+    this.fresh = new Uint8Array(order + 2);
+  }
+
+  /** Bytes held by the typed arrays. */
+  memoryBytes(): number {
+    return (
+      this.parent.byteLength +
+      this.symbol.byteLength +
+      this.count.byteLength +
+      this.firstChild.byteLength +
+      this.nextSibling.byteLength +
+      this.index.byteLength
+    );
+  }
+
+  find(parent: number, sym: number): number {
+    const { index } = this;
+    const size = index.length;
+    for (let h = this.slot(parent, sym); ; h = h + 1 === size ? 0 : h + 1) {
+      const id = index[h];
+      if (id === EMPTY || (this.parent[id] === parent && this.symbol[id] === sym)) return id;
+    }
+  }
+
+  /** The node, or EMPTY when the bound is reached; `fresh` says whether it was created. */
+  findOrCreate(parent: number, sym: number, level: number): number {
+    const { index } = this;
+    const size = index.length;
+    let h = this.slot(parent, sym);
+    for (; ; h = h + 1 === size ? 0 : h + 1) {
+      const id = index[h];
+      if (id === EMPTY) break;
+      if (this.parent[id] === parent && this.symbol[id] === sym) {
+        this.fresh[level] = 0;
+        return id;
+      }
+    }
+    if (this.nodeCount >= this.maxNodes) {
+      this.refused++;
+      return EMPTY;
+    }
+    if (this.nodeCount >= this.parent.length) {
+      this.ensureCapacity(this.nodeCount + 1);
+      // The index may have been rebuilt at another size.
+      h = this.slot(parent, sym);
+      while (this.index[h] !== EMPTY) h = h + 1 === this.index.length ? 0 : h + 1;
+    }
+    const id = this.nodeCount++;
+    this.index[h] = id;
+    this.parent[id] = parent;
+    this.symbol[id] = sym;
+    this.count[id] = 0;
+    this.firstChild[id] = EMPTY;
+    this.nextSibling[id] = this.firstChild[parent];
+    this.firstChild[parent] = id;
+    this.fresh[level] = 1;
+    return id;
+  }
+
+  depths(): Uint8Array {
+    const depth = new Uint8Array(this.nodeCount);
+    for (let i = 1; i < this.nodeCount; i++) depth[i] = depth[this.parent[i]] + 1;
+    return depth;
+  }
+
+  /**
+   * keep[i] = 0 for kept nodes, EMPTY for nodes (with their subtrees) at minDepth or deeper whose
+   * count is at most threshold; returns how many are kept.
+   */
+  markKept(keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
+    let kept = 0;
+    for (let i = 0; i < this.nodeCount; i++) {
+      const drop =
+        i !== ROOT && (keep[this.parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
+      keep[i] = drop ? EMPTY : 0;
+      if (!drop) kept++;
+    }
+    return kept;
+  }
+
+  /** Removes the nodes markKept dropped, renumbering the rest in order. */
+  compact(keep: Int32Array): void {
+    const { parent, symbol, count } = this;
+    let j = 0;
+    for (let i = 0; i < this.nodeCount; i++) {
+      if (keep[i] === EMPTY) continue;
+      keep[i] = j;
+      parent[j] = i === ROOT ? EMPTY : keep[parent[i]];
+      symbol[j] = symbol[i];
+      count[j] = count[i];
+      j++;
+    }
+    this.nodeCount = j;
+    this.rebuildIndex(this.parent.length);
+  }
+
+  /**
+   * The nodes in breadth-first order: a node's children are adjacent and parents never decrease,
+   * so load() validates and indexes in one sequential pass.
+   */
+  breadthFirst(): TrieArrays {
+    const n = this.nodeCount;
+    const { firstChild, nextSibling } = this;
+    const byNew = new Int32Array(n);
+    const newId = new Int32Array(n);
+    let tail = 1;
+    for (let head = 0; head < tail; head++) {
+      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = nextSibling[c]) {
+        newId[c] = tail;
+        byNew[tail++] = c;
+      }
+    }
+    const parent = new Int32Array(n);
+    const symbol = new Uint16Array(n);
+    const count = new Uint32Array(n);
+    parent[ROOT] = EMPTY;
+    for (let i = 1; i < n; i++) {
+      const old = byNew[i];
+      parent[i] = newId[this.parent[old]];
+      symbol[i] = this.symbol[old];
+      count[i] = this.count[old];
+    }
+    return { nodeCount: n, parent, symbol, count };
+  }
+
+  /**
+   * Replaces the nodes with arrays in breadthFirst() order, checking what an index walk relies on:
+   * every parent precedes its child (and parents never decrease), depths stay within the order,
+   * symbols within the vocabulary, counts positive and no (parent, symbol) pair twice. Throws
+   * RangeError naming the first problem.
+   */
+  load(a: TrieArrays, order: number, vocabSize: number): void {
+    const n = a.nodeCount;
+    checkInteger('nodeCount', n, 1, this.maxNodes);
+    if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n)
+      throw new RangeError('ngram: array lengths differ from nodeCount');
+    if (a.parent[ROOT] !== EMPTY) throw new RangeError('ngram: node 0 must be the root');
+    const depth = new Uint8Array(n);
+    // Siblings are adjacent, so a symbol seen twice under the current parent is a duplicate n-gram.
+    const lastParent = new Int32Array(vocabSize).fill(EMPTY);
+    for (let i = 1; i < n; i++) {
+      const p = a.parent[i];
+      if (!(p >= 0 && p < i && p >= a.parent[i - 1]))
+        throw new RangeError(`ngram: node ${i} has a parent out of breadth-first order`);
+      depth[i] = depth[p] + 1;
+      const sym = a.symbol[i];
+      if (sym < vocabSize) {
+        if (lastParent[sym] === p) throw new RangeError(`ngram: node ${i} repeats an n-gram`);
+        lastParent[sym] = p;
+      }
+      if (depth[i] > order) throw new RangeError(`ngram: node ${i} is deeper than the order`);
+      if (a.symbol[i] >= vocabSize) throw new RangeError(`ngram: node ${i} has a symbol outside the vocabulary`);
+      if (a.count[i] < 1) throw new RangeError(`ngram: node ${i} has count 0`);
+    }
+    this.ensureCapacity(n);
+    this.parent.set(a.parent);
+    this.symbol.set(a.symbol);
+    this.count.set(a.count);
+    this.nodeCount = n;
+    this.rebuildIndex(this.parent.length);
+  }
+
+  private slot(parent: number, sym: number): number {
+    return Math.floor((hash(parent, sym) >>> 0) * this.slotScale);
+  }
+
+  private ensureCapacity(needed: number): void {
+    if (needed <= this.parent.length) return;
+    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(this.parent.length * 1.5)));
+    const grow = <T extends Int32Array | Uint16Array | Uint32Array>(a: T, make: (n: number) => T): T => {
+      const b = make(capacity);
+      b.set(a.subarray(0, this.nodeCount) as never);
+      return b;
+    };
+    this.parent = grow(this.parent, (n) => new Int32Array(n));
+    this.symbol = grow(this.symbol, (n) => new Uint16Array(n));
+    this.count = grow(this.count, (n) => new Uint32Array(n));
+    this.firstChild = grow(this.firstChild, (n) => new Int32Array(n));
+    this.nextSibling = grow(this.nextSibling, (n) => new Int32Array(n));
+    if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
+  }
+
+  /** Rebuilds the index and the child lists from parent/symbol. */
+  private rebuildIndex(capacity: number): void {
+    const size = Math.max(1024, Math.ceil(capacity / MAX_LOAD));
+    if (size !== this.index.length) this.index = new Int32Array(size);
+    this.index.fill(EMPTY);
+    this.slotScale = size / 2 ** 32;
+    const { index, parent, symbol, firstChild, nextSibling } = this;
+    const n = this.nodeCount;
+    // Inserted in the order of their home slots (a counting sort on the slot's high bits), so the
+    // writes sweep the index rather than miss the cache once per node.
+    const starts = new Int32Array((size >>> BUCKET_BITS) + 2);
+    for (let id = 1; id < n; id++) starts[(this.slot(parent[id], symbol[id]) >>> BUCKET_BITS) + 1]++;
+    for (let b = 1; b < starts.length; b++) starts[b] += starts[b - 1];
+    const ids = new Int32Array(Math.max(0, n - 1));
+    const homes = new Int32Array(Math.max(0, n - 1));
+    for (let id = 1; id < n; id++) {
+      const h = this.slot(parent[id], symbol[id]);
+      const k = starts[h >>> BUCKET_BITS]++;
+      ids[k] = id;
+      homes[k] = h;
+    }
+    for (let k = 0; k < ids.length; k++) {
+      let h = homes[k];
+      while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
+      index[h] = ids[k];
+    }
+    // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file.
+    firstChild.fill(EMPTY, 0, this.nodeCount);
+    for (let id = this.nodeCount - 1; id >= 1; id--) {
+      nextSibling[id] = firstChild[parent[id]];
+      firstChild[parent[id]] = id;
+    }
+    nextSibling[ROOT] = EMPTY;
+  }
+}
