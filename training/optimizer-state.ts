@@ -25,7 +25,7 @@ const SHARD_PREFIX = 'adam';
 const MAX_OPTIMIZER_JSON_BYTES = 1024 * 1024;
 
 export interface OptimizerState {
-  /** Updates applied so far; bias correction and the warm-up depend on it. */
+  /** Updates applied so far: bias correction depends on it, and the trainer's place in the data and dropout seeds go on from it. */
   step: number;
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
