@@ -4,6 +4,8 @@ import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../back
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { DiskFullError } from '../model/files';
 import { defaultModelDir } from '../model/paths';
+import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
+import { TorchEngineError, TorchLaunch } from '../training/torch-engine';
 import { Progress, train, TrainInputError } from '../training/train';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 
@@ -17,8 +19,11 @@ PATH                files or folders of notes (default: the embedded default cor
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
 --lr X (${D.lr})  --dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
+--engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
+--gpus N | --nproc N    the torch engine on N GPUs, or in N CPU processes (DistributedDataParallel)
+--nnodes N --master HOST:PORT     the torch engine on N machines, this one node 0 (see the README)
 --resume            continue training the model in --out
---json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend`;
+--json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend, engine`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parse(
@@ -37,6 +42,11 @@ async function main(): Promise<number> {
       dropout: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
+      engine: { type: 'string' },
+      gpus: { type: 'string' },
+      nproc: { type: 'string' },
+      nnodes: { type: 'string' },
+      master: { type: 'string' },
       resume: { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -54,6 +64,17 @@ async function main(): Promise<number> {
   const backend = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backend))
     throw new UsageError(`--backend must be one of ${BACKEND_CHOICES.join(', ')}, got "${values.backend}"\n\n${USAGE}`);
+  const engine = (values.engine ?? 'auto') as EngineChoice;
+  if (!ENGINE_CHOICES.includes(engine))
+    throw new UsageError(`--engine must be one of ${ENGINE_CHOICES.join(', ')}, got "${values.engine}"\n\n${USAGE}`);
+  const torch = torchLaunch(
+    flag('gpus', 1, 1024, true),
+    flag('nproc', 1, 1024, true),
+    flag('nnodes', 1, 100_000, true),
+    values.master as string | undefined,
+  );
+  if (torch && engine === 'wasm')
+    throw new UsageError(`--gpus, --nproc and --nnodes run the torch engine; leave out --engine wasm\n\n${USAGE}`);
 
   const json = values.json === true;
   // With --json, stdout carries only the final JSON line; everything for people goes to stderr.
@@ -69,35 +90,48 @@ async function main(): Promise<number> {
     );
   });
 
-  const result = await train(
-    {
-      paths: positionals.map((p) => resolve(String(p))),
-      packageRoot: join(__dirname, '..'),
-      out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
-      minutes: flag('minutes', 0.01, 10_000, false),
-      epochs: flag('epochs', 0.01, 100_000, false),
-      chars: flag('chars', 1, 1e12, true),
-      // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
-      layers: flag('layers', 1, 16, true),
-      hidden: flag('hidden', 1, 8192, true),
-      embed: flag('embed', 1, 8192, true),
-      seq: flag('seq', 1, 100_000, true) ?? D.seq,
-      batch: flag('batch', 1, 100_000, true) ?? D.batch,
-      lr: flag('lr', 1e-7, 1, false) ?? D.lr,
-      dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
-      seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
-      backend,
-      resume: values.resume === true,
-    },
-    {
-      info: (line) => {
-        bar.clear();
-        say(line);
+  let result;
+  try {
+    result = await train(
+      {
+        paths: positionals.map((p) => resolve(String(p))),
+        packageRoot: join(__dirname, '..'),
+        out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
+        minutes: flag('minutes', 0.01, 10_000, false),
+        epochs: flag('epochs', 0.01, 100_000, false),
+        chars: flag('chars', 1, 1e12, true),
+        // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
+        layers: flag('layers', 1, 16, true),
+        hidden: flag('hidden', 1, 8192, true),
+        embed: flag('embed', 1, 8192, true),
+        seq: flag('seq', 1, 100_000, true) ?? D.seq,
+        batch: flag('batch', 1, 100_000, true) ?? D.batch,
+        lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+        dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
+        seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
+        backend,
+        engine,
+        torch,
+        resume: values.resume === true,
       },
-      progress: bar.update,
-    },
-    () => interrupts > 0,
-  );
+      {
+        info: (line) => {
+          bar.clear();
+          say(line);
+        },
+        progress: bar.update,
+      },
+      () => interrupts > 0,
+    );
+  } catch (error) {
+    // The engine's death is neither bad input nor a bug here: one line says what happened.
+    if (!(error instanceof TorchEngineError)) throw error;
+    bar.clear();
+    process.stderr.write(
+      `error: ${error.message}\nThe last saved model stays in its directory; --resume continues from it.\n`,
+    );
+    return 1;
+  }
   bar.clear();
 
   const bpc =
@@ -105,7 +139,7 @@ async function main(): Promise<number> {
       ? 'n/a (validation set too small)'
       : `${result.validationBpc.toFixed(3)} bits/char (${result.validationNats!.toFixed(3)} nats)`;
   say(
-    `Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.backend}`,
+    `Done (${result.stoppedBy}) after ${formatDuration(result.seconds)}: ${result.steps} steps, ${result.trainedChars.toLocaleString('en-US')} chars at ${Math.round(result.charsPerSecond).toLocaleString('en-US')} chars/s on ${result.engine}`,
   );
   say(`Validation: ${bpc}`);
   say(result.stoppedBy === 'interrupted' ? `Model directory: ${result.model}` : `Model saved to ${result.model}`);
@@ -120,6 +154,7 @@ async function main(): Promise<number> {
         ngram_val_nats: result.ngramValidationNats,
         chars_per_s: Math.round(result.charsPerSecond),
         backend: result.backend,
+        engine: result.engine,
         steps: result.steps,
         trained_chars: result.trainedChars,
         seconds: Math.round(result.seconds * 10) / 10,
@@ -168,4 +203,21 @@ function formatDuration(seconds: number): string {
 }
 
 // A full disk is the user's to fix, like bad input: one line that names the file, and exit code 2.
-runMain(main, [TrainInputError, BackendUnavailableError, DiskFullError]);
+/** Where --gpus, --nproc and --nnodes put the torch engine; undefined when none is given. */
+function torchLaunch(gpus?: number, nproc?: number, nnodes?: number, master?: string): TorchLaunch | undefined {
+  if (gpus !== undefined && nproc !== undefined) throw new UsageError(`give --gpus or --nproc, not both\n\n${USAGE}`);
+  if (master !== undefined && !(nnodes! > 1))
+    throw new UsageError(`--master is for several machines: give --nnodes too\n\n${USAGE}`);
+  if (gpus === undefined && nproc === undefined && nnodes === undefined) return undefined;
+  const launch: TorchLaunch = { processes: gpus ?? nproc ?? 1, device: gpus ? 'cuda' : nproc ? 'cpu' : 'auto' };
+  if (nnodes !== undefined && nnodes > 1) {
+    if (!master || !/^.+:\d+$/.test(master))
+      throw new UsageError(
+        `--nnodes ${nnodes} needs --master HOST:PORT, an address of this machine the others reach\n\n${USAGE}`,
+      );
+    launch.nodes = { count: nnodes, master };
+  }
+  return launch;
+}
+
+runMain(main, [TrainInputError, BackendUnavailableError, DiskFullError, EngineUnavailableError]);

@@ -5,18 +5,28 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '../backends/select';
 import type { NetworkConfig } from '../model/architecture';
-import { saveModel } from '../model/format';
-import { CharLstm, disposeState, initialParameters, readWeights, zeroState } from '../model/network';
+import { loadModel, saveModel } from '../model/format';
+import {
+  CharLstm,
+  disposeState,
+  initialParameters,
+  parametersFromWeights,
+  readWeights,
+  zeroState,
+} from '../model/network';
 import { loadServedModel } from '../model/served';
 import { Vocabulary } from '../model/vocab';
 import { StreamBatcher } from '../training/batches';
+import { scoreLstm } from '../training/mixture-fit';
+import { EngineSetup, TfjsEngine } from '../training/engine';
 import { Adam, ADAM_DEFAULTS } from '../training/optimizer';
-import { findPython, TorchEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
+import { loadOptimizerState } from '../training/optimizer-state';
+import { findPython, TorchEngine, TorchLstmEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
 
 const TEXT = 'the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n'.repeat(40);
 
@@ -25,7 +35,7 @@ const torchMissing = (() => {
     findPython();
     return false;
   } catch (error) {
-    return `PyTorch is not installed for python3 or /usr/bin/python3 (${(error as Error).message.split(':')[0]}); apt-get install python3-torch libopenblas0-pthread`;
+    return `PyTorch is not available (${(error as Error).message.split('. To use')[0]}): apt-get install python3-torch libopenblas0-pthread, or pip install torch`;
   }
 })();
 
@@ -44,7 +54,6 @@ function run(batch: number, seq: number, weights: Map<string, Float32Array>): To
     seed: 1,
     adam: ADAM_DEFAULTS,
     trainIds: ids,
-    validationIds: ids.subarray(0, 2000),
     weights,
   };
 }
@@ -153,7 +162,7 @@ test(
 );
 
 test(
-  'a model the torch engine trains serves, through the model files, the log-probabilities torch computes',
+  'a model the torch engine trains serves, through the model files, the log-probabilities torch computes, and torch scores held-out text as tfjs does',
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
@@ -206,6 +215,21 @@ test(
       served.dispose();
       t.diagnostic(`largest difference in a log-probability: ${worst.toExponential(2)}`);
       assert.ok(worst < 1e-5, `served log-probabilities differ from torch's by up to ${worst}`);
+
+      // What the gate is fitted on: the scores of held-out text, as the tfjs engine computes them.
+      const heldOut = ids.subarray(1000, 2500);
+      const scores = await engine.score(heldOut, 4, 16);
+      const model = new CharLstm(config, parametersFromWeights(config, weights));
+      const expectedScores = await scoreLstm(model, heldOut, 4, 16);
+      model.dispose();
+      assert.equal(scores.covered, expectedScores.covered);
+      let scoreDiff = 0;
+      for (let i = 1; i <= scores.covered; i++) {
+        scoreDiff = Math.max(scoreDiff, Math.abs(scores.target[i] - expectedScores.target[i]));
+        scoreDiff = Math.max(scoreDiff, Math.abs(scores.max[i] - expectedScores.max[i]));
+      }
+      t.diagnostic(`largest difference in a validation score: ${scoreDiff.toExponential(2)}`);
+      assert.ok(scoreDiff < 1e-5, `validation scores differ from tfjs's by up to ${scoreDiff}`);
     } finally {
       await engine.close();
       rmSync(dir, { recursive: true, force: true });
@@ -248,3 +272,159 @@ test(
     }
   },
 );
+
+test(
+  'a torch engine that dies hands over to the tfjs engine, which goes on from the last weights read back',
+  { skip: torchMissing },
+  async () => {
+    await selectBackend('wasm');
+    const torch = await TorchEngine.start({ device: 'cpu' });
+    const setup = { config, trainIds: ids, batch: 4, seq: 16, lr: 1e-2, dropout: 0, seed: 2 };
+    const handedOver: EngineSetup[] = [];
+    const engine = await TorchLstmEngine.create(torch, setup, (error, lastGood) => {
+      assert.match(error.message, /killed by SIGKILL/);
+      handedOver.push(lastGood);
+      return new TfjsEngine(lastGood);
+    });
+    try {
+      for (let k = 0; k < 3; k++) await engine.step();
+      const saved = await engine.checkpoint();
+      await engine.step();
+      process.kill(torch.pid, 'SIGKILL');
+      const loss = await engine.step();
+      assert.ok(Number.isFinite(loss));
+      assert.equal(handedOver.length, 1);
+      assert.equal(handedOver[0].optimizerState?.step, 3, 'from the last checkpoint read back');
+      assert.deepEqual(handedOver[0].weights, saved.weights);
+      const after = await engine.checkpoint();
+      assert.equal(after.optimizerState.step, 4, 'the tfjs engine took the step after the checkpoint');
+    } finally {
+      await engine.dispose();
+    }
+  },
+);
+
+const TRAINER = join(__dirname, '..', 'train.js');
+const SMALL = ['--layers', '1', '--hidden', '16', '--embed', '8', '--seq', '16', '--batch', '4'];
+
+function notesDir(): { dir: string; notes: string; out: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'char-complete-torch-trainer-'));
+  writeFileSync(join(dir, 'notes.md'), TEXT);
+  return { dir, notes: join(dir, 'notes.md'), out: join(dir, 'model') };
+}
+
+/** The trainer, started; `ready` resolves once it has begun its training steps. */
+function startTrainer(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const child = spawn(process.execPath, [TRAINER, ...args], { env: { ...env, CHAR_COMPLETE_WASM_THREADS: '1' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', () => (/^Model: /m.test(stdout) ? resolve() : undefined));
+    child.once('exit', () => reject(new Error(`trainer exited before training: ${stderr}`)));
+  });
+  const within = async (ms: number) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.notEqual(child.signalCode, 'SIGKILL', `still running after ${ms} ms: ${stdout}${stderr}`);
+    return code;
+  };
+  return { child, ready, within, output: () => ({ stdout, stderr }) };
+}
+
+/** The pid of the trainer's torch engine: its one child process. */
+function enginePid(trainer: number): number {
+  const children = spawnSync('ps', ['-o', 'pid=', '--ppid', String(trainer)], { encoding: 'utf8' })
+    .stdout.trim()
+    .split('\n')
+    .map(Number)
+    .filter((pid) => pid > 0);
+  assert.equal(children.length, 1, `the trainer's children: ${children}`);
+  return children[0];
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test(
+  'the trainer on --engine torch: Ctrl-C finishes the step, saves, exits with 130 and ends the engine; --resume goes on with its Adam state',
+  { skip: torchMissing || process.platform === 'win32' },
+  async () => {
+    const { notes, out } = notesDir();
+    const run = startTrainer([notes, '--out', out, '--minutes', '3', '--engine', 'torch', ...SMALL]);
+    await run.ready;
+    const engine = enginePid(run.child.pid!);
+    await new Promise((r) => setTimeout(r, 1500));
+    run.child.kill('SIGINT');
+    assert.equal(await run.within(20_000), 130, run.output().stderr);
+    const { stdout } = run.output();
+    assert.match(stdout, /^Engine: torch .* \(as asked\)$/m);
+    assert.match(stdout, /Interrupted before the first checkpoint: saved the weights and optimizer state/);
+    assert.ok(!isRunning(engine), 'the engine process has ended');
+    const saved = loadModel(out);
+    const state = loadOptimizerState(out, saved.config, saved.weightsFile);
+    assert.ok(
+      !('missing' in state) && state.step === saved.metadata.steps && state.step > 0,
+      'Adam saved with the weights',
+    );
+
+    const resumed = spawnSync(
+      process.execPath,
+      [TRAINER, notes, '--out', out, '--resume', '--engine', 'torch', '--chars', '3000', ...SMALL, '--json'],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.match(resumed.stderr, new RegExp(`Optimizer state restored at step ${state.step}\\.`));
+    const summary = JSON.parse(resumed.stdout.trim().split('\n').pop()!);
+    assert.equal(summary.engine, 'torch (cpu)');
+    const after = loadModel(out);
+    const afterState = loadOptimizerState(out, after.config, after.weightsFile);
+    assert.ok(!('missing' in afterState) && afterState.step > state.step, 'Adam went on counting from the saved step');
+  },
+);
+
+test(
+  'the torch engine killed mid-run: the trainer says what happened and exits with 1, and the saved model stays',
+  { skip: torchMissing || process.platform === 'win32' },
+  async () => {
+    const { notes, out } = notesDir();
+    const run = startTrainer([notes, '--out', out, '--minutes', '3', '--engine', 'torch', ...SMALL]);
+    await run.ready;
+    await new Promise((r) => setTimeout(r, 1000));
+    process.kill(enginePid(run.child.pid!), 'SIGKILL');
+    assert.equal(await run.within(20_000), 1, run.output().stdout);
+    assert.match(run.output().stderr, /error: the torch engine was killed by SIGKILL/);
+    assert.doesNotMatch(run.output().stderr, /\n\s+at /, 'no stack trace');
+    assert.ok(loadModel(out).metadata, 'the model saved before stays whole');
+  },
+);
+
+test('without torch, --engine torch exits with 2 and how to install it, and auto trains on wasm saying why', () => {
+  const { notes, out } = notesDir();
+  const env = { ...process.env, CHAR_COMPLETE_PYTHON: '/nonexistent/python3' };
+  const args = [notes, '--out', out, '--chars', '2000', ...SMALL];
+  const asked = spawnSync(process.execPath, [TRAINER, ...args, '--engine', 'torch'], {
+    encoding: 'utf8',
+    env,
+    timeout: 120_000,
+  });
+  assert.equal(asked.status, 2, asked.stderr);
+  assert.match(
+    asked.stderr,
+    /error: PyTorch not found: \/nonexistent\/python3: not found\. To use --engine torch, install PyTorch/,
+  );
+  assert.match(asked.stderr, /apt-get install python3-torch libopenblas0-pthread/);
+  const auto = spawnSync(process.execPath, [TRAINER, ...args], { encoding: 'utf8', env, timeout: 120_000 });
+  assert.equal(auto.status, 0, auto.stderr);
+  assert.match(auto.stdout, /^Engine: wasm \(auto: PyTorch not found: \/nonexistent\/python3: not found/m);
+  assert.match(auto.stdout, /chars\/s on wasm/);
+});

@@ -270,6 +270,8 @@ test('multi-threaded wasm starts, computes the same model as one thread, and the
     '8',
     '--dropout',
     '0',
+    '--engine',
+    'wasm',
     '--json',
   ];
   const threaded = runTrainer([...flags, '--out', join(dir, 'threaded')], {

@@ -105,6 +105,8 @@ export interface RunDescription {
   hyperparameters: ModelMetadata['hyperparameters'];
   corpus: ModelMetadata['corpus'];
   backend: string;
+  /** The engine that takes the steps: wasm (this process, on the backend), or torch and where it runs. */
+  engine: string;
   /** What the resumed model had been trained on before this run; zero for a new model. */
   prior: { chars: number; steps: number };
 }
@@ -142,6 +144,7 @@ export class ModelWriter {
       steps: prior.steps + request.steps,
       seconds: request.seconds,
       backend: this.run.backend,
+      engine: this.run.engine,
       lstmTrained: request.lstmTrained,
       validationParts: { lstmNats: figures.lstm, ngramNats: figures.ngram },
       ...(request.mixer ? { mixer: request.mixer.toJSON() } : {}),

@@ -9,8 +9,10 @@ import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { decodeFloats, elementCount, encodeWeights } from '../model/files';
-import type { LstmScores } from './mixture-fit';
-import type { AdamSettings } from './optimizer';
+import { initialParameters, readWeights } from '../model/network';
+import type { EngineSetup, LstmEngine } from './engine';
+import type { LstmScores, ValidationSet } from './mixture-fit';
+import { ADAM_DEFAULTS, AdamSettings } from './optimizer';
 import type { OptimizerState } from './optimizer-state';
 
 export const TORCH_INSTALL_HINT =
@@ -54,7 +56,6 @@ export interface TorchRun {
   seed: number;
   adam: AdamSettings;
   trainIds: Int32Array;
-  validationIds: Int32Array;
   weights: Map<string, Float32Array>;
   optimizer?: OptimizerState;
 }
@@ -137,7 +138,6 @@ export class TorchEngine {
   private exited?: { code: number | null; signal: NodeJS.Signals | null };
   private readonly dir: string;
   private config?: NetworkConfig;
-  private validation?: Int32Array;
   private files = 0;
   private readonly killOnExit = () => this.kill();
 
@@ -237,9 +237,8 @@ export class TorchEngine {
   /** Hands the engine the model, its Adam state and the text; returns the batches per epoch. */
   async setup(run: TorchRun): Promise<number> {
     this.config = run.config;
-    this.validation = run.validationIds;
     const ids = this.file('ids');
-    fs.writeFileSync(ids, Buffer.concat([int32Bytes(run.trainIds), int32Bytes(run.validationIds)]));
+    fs.writeFileSync(ids, int32Bytes(run.trainIds));
     const weights = this.file('weights');
     fs.writeFileSync(weights, encodeWeights(parameterShapes(run.config), run.weights));
     let optimizer: { path: string; step: number } | null = null;
@@ -261,8 +260,7 @@ export class TorchEngine {
         seed: run.seed,
         adam: run.adam,
         ids,
-        train: [0, run.trainIds.length],
-        validation: [run.trainIds.length, run.validationIds.length],
+        length: run.trainIds.length,
         weights,
         optimizer,
       },
@@ -302,20 +300,14 @@ export class TorchEngine {
 
   /** The LSTM's scores on held-out ids, as scoreLstm computes them, for the mixture's gate. */
   async score(ids: Int32Array, batch: number, seq: number): Promise<LstmScores> {
+    const input = this.file('ids');
     const out = this.file('scores');
-    const validation = this.validation;
-    const prefix =
-      validation !== undefined &&
-      ids.buffer === validation.buffer &&
-      ids.byteOffset === validation.byteOffset &&
-      ids.length <= validation.length;
-    const command: Record<string, unknown> = { cmd: 'score', batch, seq, path: out, length: ids.length };
-    if (!prefix) {
-      command.ids = this.file('ids');
-      fs.writeFileSync(command.ids as string, int32Bytes(ids));
-    }
-    const answer = await this.request(command, 'scored');
-    if (command.ids) fs.rmSync(command.ids as string, { force: true });
+    fs.writeFileSync(input, int32Bytes(ids));
+    const answer = await this.request(
+      { cmd: 'score', ids: input, length: ids.length, batch, seq, path: out },
+      'scored',
+    );
+    fs.rmSync(input, { force: true });
     const covered = Number(answer.covered);
     const values = this.readFloats(out, [
       ['target', [covered + 1]],
@@ -368,7 +360,14 @@ export class TorchEngine {
       if (!this.exited) await exited;
       clearTimeout(timer);
     }
+    // A launcher killed from outside leaves its ranks behind in its process group.
+    this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** The engine's process (its launcher's, with several processes). */
+  get pid(): number {
+    return this.child.pid!;
   }
 
   private setupConfig(): NetworkConfig {
@@ -394,7 +393,6 @@ export class TorchEngine {
   }
 
   private kill(): void {
-    if (this.exited) return;
     try {
       // The whole group: the launcher's processes too.
       if (process.platform === 'win32') this.child.kill('SIGKILL');
@@ -492,4 +490,114 @@ function launchArgs(processes: number, nodes: TorchLaunch['nodes']): string[] {
 function int32Bytes(ids: Int32Array): Buffer {
   const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
   return os.endianness() === 'BE' ? Buffer.from(bytes).swap32() : bytes;
+}
+
+/** The torch engine as the training loop sees it: one step per call, checkpoints in the files' layout. */
+export class TorchLstmEngine implements LstmEngine {
+  readonly batchesPerEpoch: number;
+  /** Adam's step at setup: the place in the data goes on from there, as TfjsEngine's does. */
+  private readonly firstStep: number;
+  private taken = 0;
+  /** The last weights and Adam's state read back: where a replacement engine goes on from. */
+  private lastGood: { weights: Map<string, Float32Array>; optimizerState?: OptimizerState };
+  private replacement?: LstmEngine;
+
+  private constructor(
+    private readonly torch: TorchEngine,
+    private readonly setup: EngineSetup,
+    batchesPerEpoch: number,
+    weights: Map<string, Float32Array>,
+    /** Called once if the engine dies, with the last good state; returns the engine that goes on. */
+    private readonly onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
+  ) {
+    this.batchesPerEpoch = batchesPerEpoch;
+    this.firstStep = setup.optimizerState?.step ?? 0;
+    this.lastGood = { weights, optimizerState: setup.optimizerState };
+  }
+
+  /**
+   * Hands a started engine the run. A new model starts from the tfjs engine's initial weights for
+   * the seed, so the two engines start alike.
+   */
+  static async create(
+    torch: TorchEngine,
+    setup: EngineSetup,
+    onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
+  ): Promise<TorchLstmEngine> {
+    const weights = setup.weights ?? (await initialWeights(setup.config, setup.seed));
+    const batchesPerEpoch = await torch.setup({
+      config: setup.config,
+      batch: setup.batch,
+      seq: setup.seq,
+      dropout: setup.dropout,
+      seed: setup.seed,
+      adam: ADAM_DEFAULTS,
+      trainIds: setup.trainIds,
+      weights,
+      optimizer: setup.optimizerState,
+    });
+    return new TorchLstmEngine(torch, setup, batchesPerEpoch, weights, onDeath);
+  }
+
+  async step(): Promise<number> {
+    return this.guard(
+      async () => {
+        const { losses } = await this.torch.train(this.firstStep + this.taken, [this.setup.lr], undefined);
+        this.taken++;
+        return losses[0];
+      },
+      (engine) => engine.step(),
+    );
+  }
+
+  score(validation: ValidationSet): Promise<LstmScores> {
+    return this.guard(
+      () => this.torch.score(validation.ids, validation.batch, validation.seq),
+      (engine) => engine.score(validation),
+    );
+  }
+
+  checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }> {
+    return this.guard(
+      async () => {
+        const { weights, optimizer } = await this.torch.checkpoint();
+        this.lastGood = { weights, optimizerState: optimizer };
+        return { weights, optimizerState: optimizer };
+      },
+      (engine) => engine.checkpoint(),
+    );
+  }
+
+  load(weights: Map<string, Float32Array>): Promise<void> {
+    return this.guard(
+      () => this.torch.load(weights),
+      (engine) => engine.load(weights),
+    );
+  }
+
+  async dispose(): Promise<void> {
+    await this.torch.close();
+    await this.replacement?.dispose();
+  }
+
+  /** Runs on torch while it lives; when it dies, hands over to the replacement once, or throws. */
+  private async guard<T>(onTorch: () => Promise<T>, onReplacement: (engine: LstmEngine) => Promise<T>): Promise<T> {
+    if (this.replacement) return onReplacement(this.replacement);
+    try {
+      return await onTorch();
+    } catch (error) {
+      if (!(error instanceof TorchEngineError) || !this.onDeath) throw error;
+      await this.torch.close();
+      this.replacement = this.onDeath(error, { ...this.setup, ...this.lastGood });
+      return onReplacement(this.replacement);
+    }
+  }
+}
+
+/** The tfjs engine's initial weights for a seed, so both engines start a new model alike. */
+async function initialWeights(config: NetworkConfig, seed: number): Promise<Map<string, Float32Array>> {
+  const params = initialParameters(config, seed);
+  const weights = await readWeights(params);
+  for (const variable of params.values()) variable.dispose();
+  return weights;
 }

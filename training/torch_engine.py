@@ -25,11 +25,11 @@ The serve protocol, one JSON object per line. The trainer sends:
 
     {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p}   chars/s of a step
     {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
-     "adam": {...}, "ids": FILE, "train": [offset, length], "validation": [offset, length],
-     "weights": FILE, "optimizer": {"path": FILE, "step": n} or null}
+     "adam": {...}, "ids": FILE, "length": n, "weights": FILE,
+     "optimizer": {"path": FILE, "step": n} or null}
     {"cmd": "train", "first": g, "lrs": [...], "seconds": limit or null}   one step per lr
     {"cmd": "stop"}                      ends a train command after the step under way
-    {"cmd": "score", "length": L, "batch": B, "seq": T, "path": FILE}
+    {"cmd": "score", "ids": FILE, "length": L, "batch": B, "seq": T, "path": FILE}
     {"cmd": "checkpoint", "path": FILE}  weights, then Adam's m and v, in the files' layout
     {"cmd": "load", "path": FILE}        weights in the files' layout
     {"cmd": "logprobs", "ids": FILE, "batch": B, "steps": T, "path": FILE}
@@ -455,7 +455,6 @@ def serve(args):
              device_name=ranks.describe(), world_size=ranks.world, blas=blas, blas_warning=warning,
              threads=torch.get_num_threads())
     trainer = None
-    validation = None
     while True:
         command = ranks.broadcast(commands.get() if ranks.rank == 0 else None)
         kind = command["cmd"]
@@ -466,7 +465,7 @@ def serve(args):
             if ranks.rank == 0:
                 emit("timed", chars_per_s=chars_per_s)
         elif kind == "setup":
-            trainer, validation = setup(ranks, command)
+            trainer = setup(ranks, command)
             if ranks.rank == 0:
                 emit("setup", batches_per_epoch=trainer.batches_per_epoch, step=trainer.step)
         elif trainer is None:
@@ -485,10 +484,7 @@ def serve(args):
         elif ranks.rank != 0:
             continue  # scoring and files are rank 0's alone
         elif kind == "score":
-            if "ids" in command:
-                ids = read_tensor(command["ids"], torch.int32, 0, command["length"])
-            else:
-                ids = validation[:command["length"]]
+            ids = read_tensor(command["ids"], torch.int32, 0, command["length"])
             covered, arrays = trainer.score(ids, command["batch"], command["seq"])
             write_tensors(command["path"], arrays)
             emit("scored", covered=covered)
@@ -508,13 +504,10 @@ def setup(ranks, command):
     config, batch, seq = command["config"], command["batch"], command["seq"]
     check_batch(ranks, batch)
     torch.manual_seed(command["seed"] + ranks.rank)
-    weights, rows, validation, shape = None, None, None, None
+    weights, rows, shape = None, None, None
     if ranks.rank == 0:
-        offset, length = command["train"]
-        rows = stream_rows(read_tensor(command["ids"], torch.int32, offset, length), batch, seq)
+        rows = stream_rows(read_tensor(command["ids"], torch.int32, 0, command["length"]), batch, seq)
         shape = list(rows.shape)
-        offset, length = command["validation"]
-        validation = read_tensor(command["ids"], torch.int32, offset, length)
         weights = read_weights(command["weights"], config)[0]
     shape = ranks.broadcast(shape)
     rows = share_streams(ranks, rows, shape)
@@ -525,7 +518,7 @@ def setup(ranks, command):
             trainer.set_optimizer(read_weights(saved["path"], config, 2), saved["step"])
         trainer.step = saved["step"]
         trainer.sync_from_rank0()
-    return trainer, validation
+    return trainer
 
 
 def configure_threads(threads):

@@ -1,6 +1,8 @@
 // The trainer's contract with whoever runs it (the command line, the tests): options in, lines and
 // progress out, the result, and the error that means bad input rather than a bug.
 import type { BackendChoice } from '../backends/select';
+import type { EngineChoice } from './engine-choice';
+import type { TorchLaunch } from './torch-engine';
 
 export interface TrainOptions {
   /** Files and folders of notes; empty means the embedded default corpus. */
@@ -21,6 +23,10 @@ export interface TrainOptions {
   dropout: number;
   seed: number;
   backend: BackendChoice;
+  /** Which engine takes the training steps (training/engine-choice.ts); auto when absent. */
+  engine?: EngineChoice;
+  /** Where the torch engine runs: its processes (GPUs, or CPU processes) and machines. */
+  torch?: TorchLaunch;
   resume: boolean;
 }
 
@@ -47,6 +53,8 @@ export interface TrainResult {
   ngramValidationNats: number | null;
   charsPerSecond: number;
   backend: string;
+  /** The engine that took the steps: wasm (this process, on the backend), or torch and where it ran. */
+  engine: string;
   steps: number;
   trainedChars: number;
   seconds: number;

@@ -24,11 +24,13 @@ import {
 import type { Corpus } from './corpus';
 import { Dataset, prepareDataset, readNotes } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
-import { LstmEngine, TfjsEngine } from './engine';
+import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
+import { EngineSelection, selectEngine } from './engine-choice';
 import { fitMixture, lstmNats, ValidationSet } from './mixture-fit';
 import { countParameters } from './model-size';
 import { timeTrainingStep, trainingProbe } from './speed';
 import type { OptimizerState } from './optimizer-state';
+import { TorchLstmEngine } from './torch-engine';
 import type { TrainOptions, TrainReporter, TrainResult } from './train-types';
 
 export { TrainInputError } from './train-types';
@@ -63,20 +65,45 @@ async function runTraining(
   const { vocabulary, batch, periodic } = text;
   const { seq } = options;
 
-  // The plan: the backend, then the budget and the size it trains, timed on that backend.
+  // The plan: the backend and the engine, then the budget and the size it trains, timed on that engine.
   const requested = resumed?.config ?? shapeAsked(options, vocabulary.size);
   const backend = await selectSequenceBackend(options.backend, trainingProbe(requested, batch, seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
   const sizeGiven = resumed !== undefined || options.hidden !== undefined;
   const shape = { batch, seq, dropout: options.dropout };
   const measure = async (candidate: NetworkConfig) => (await timeTrainingStep(candidate, shape)).fastest;
-  const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure };
+  const chosen = await selectEngine(options.engine ?? 'auto', {
+    backend: options.backend,
+    launch: options.torch ?? {},
+    probe: { config: requested, ...shape },
+    wasmSpeed: () => measure(requested),
+  });
+  releases.push(() => void chosen.torch?.close());
+  reporter.info(`Engine: ${chosen.description}`);
+  for (const note of chosen.notes) reporter.info(`Note: ${note}`);
+  const trainedOn = chosen.torch ? `torch (${chosen.torch.info.device})` : backend.name;
+  const run = {
+    usingDefault,
+    trainChars: text.trainIds.length,
+    config: requested,
+    sizeGiven,
+    measure: chosen.measure ?? measure,
+  };
   const { budget, config } = await planTraining(options, run, reporter);
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
-  const engine = startEngine(config, text, options, resumed, reporter);
-  const description = { options, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
-  const writer = new ModelWriter(options.out, describeRun(description));
+  const engine = await startEngine(config, text, options, resumed, chosen, reporter);
+  const description = {
+    options,
+    config,
+    batch,
+    corpus,
+    text,
+    usingDefault,
+    backend: backend.name,
+    resumed,
+  };
+  const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
 
   // The loop. Time counts from here, so the budget covers training and validation, the resumed
@@ -126,10 +153,26 @@ async function runTraining(
           mixer = gate.mixer;
           lastValidationBpc = gate.nats / LN2;
         }
-        const figures = { lstm: nats, ngram: periodic?.samples.notesNats ?? null, mixture: gate?.nats ?? null };
+        const figures = {
+          lstm: nats,
+          ngram: periodic?.samples.notesNats ?? null,
+          mixture: gate?.nats ?? null,
+        };
         const { weights, optimizerState } = await engine.checkpoint();
-        best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
-        writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState });
+        best = {
+          nats: nats ?? Infinity,
+          weights,
+          steps: step,
+          chars: charsOf(step),
+          figures,
+        };
+        writer.save({
+          ...best,
+          seconds: elapsed(),
+          lstmTrained: true,
+          mixer,
+          optimizerState,
+        });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -151,12 +194,22 @@ async function runTraining(
   // interrupted run validates nothing: its best checkpoint is already on disk with its figures and
   // Adam's state, or, with none yet, the weights are saved as they stand for --resume.
   const interrupted = stoppedBy === 'interrupted';
-  let figures: Figures = best?.figures ?? { lstm: null, ngram: null, mixture: null };
+  let figures: Figures = best?.figures ?? {
+    lstm: null,
+    ngram: null,
+    mixture: null,
+  };
   if (!interrupted && (step > 0 || best)) {
     const final = await scoreBest(engine, best, { steps: step, chars: charsOf(step) }, text, seq, mixer, reporter);
     ({ best, mixer } = final);
     figures = best.figures;
-    writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState: final.optimizerState });
+    writer.save({
+      ...best,
+      seconds: elapsed(),
+      lstmTrained: true,
+      mixer,
+      optimizerState: final.optimizerState,
+    });
     reporter.info(
       `Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`,
     );
@@ -168,10 +221,26 @@ async function runTraining(
   } else if (interrupted && step > 0) {
     // Marked as an LSTM not yet trained unless a gate weighs it, so the server goes on serving the n-gram.
     const ngramOnly = periodic && mixer ? mixer.loss(periodic.samples) : null;
-    figures = { lstm: null, ngram: periodic?.samples.notesNats ?? null, mixture: ngramOnly };
+    figures = {
+      lstm: null,
+      ngram: periodic?.samples.notesNats ?? null,
+      mixture: ngramOnly,
+    };
     const { weights, optimizerState } = await engine.checkpoint();
-    best = { nats: Infinity, weights, steps: step, chars: charsOf(step), figures };
-    writer.save({ ...best, seconds: elapsed(), lstmTrained: ngramOnly === null, mixer, optimizerState });
+    best = {
+      nats: Infinity,
+      weights,
+      steps: step,
+      chars: charsOf(step),
+      figures,
+    };
+    writer.save({
+      ...best,
+      seconds: elapsed(),
+      lstmTrained: ngramOnly === null,
+      mixer,
+      optimizerState,
+    });
     reporter.info(
       `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`,
     );
@@ -190,6 +259,7 @@ async function runTraining(
     ngramValidationNats: figures.ngram,
     charsPerSecond: trainingSeconds > 0 ? charsOf(step) / trainingSeconds : 0,
     backend: backend.name,
+    engine: trainedOn,
     steps: step,
     trainedChars: charsOf(step),
     seconds,
@@ -209,19 +279,21 @@ function shapeAsked(options: TrainOptions, vocabSize: number): NetworkConfig {
 }
 
 /**
- * The engine that takes the training steps, with the weights and Adam's state of the model being
- * resumed. Another engine would be chosen here; everything else talks to it through LstmEngine.
+ * The engine chosen, with the weights and Adam's state of the model being resumed (both engines run
+ * the same Adam on the same layout, so either continues the other's state). With auto, a torch
+ * engine that dies hands over to this process's engine, from the last weights it handed back.
  */
-function startEngine(
+async function startEngine(
   config: NetworkConfig,
   text: Dataset,
   options: TrainOptions,
   resumed: ResumedModel | undefined,
+  chosen: EngineSelection,
   reporter: TrainReporter,
-): LstmEngine {
+): Promise<LstmEngine> {
   const { seq, lr, dropout, seed } = options;
   const optimizerState = resumed && resumedOptimizerState(options.out, resumed, reporter);
-  const engine = new TfjsEngine({
+  const setup: EngineSetup = {
     config,
     trainIds: text.trainIds,
     batch: text.batch,
@@ -231,7 +303,16 @@ function startEngine(
     seed,
     weights: resumed?.weights,
     optimizerState,
-  });
+  };
+  const continueOnWasm = (error: Error, lastGood: EngineSetup) => {
+    reporter.info(
+      `${error.message}\nThe best checkpoint stays in ${options.out}; going on with the wasm engine from the last weights the torch engine handed back (Adam at step ${lastGood.optimizerState?.step ?? 0}).`,
+    );
+    return new TfjsEngine(lastGood);
+  };
+  const engine = chosen.torch
+    ? await TorchLstmEngine.create(chosen.torch, setup, options.engine === 'torch' ? undefined : continueOnWasm)
+    : new TfjsEngine(setup);
   reporter.info(
     `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${text.batch}, seq ${seq}, lr ${lr}`,
   );
@@ -247,6 +328,7 @@ function describeRun(run: {
   text: Dataset;
   usingDefault: boolean;
   backend: string;
+  engine: string;
   resumed?: ResumedModel;
 }): RunDescription {
   const { options, config, text, resumed } = run;
@@ -273,7 +355,11 @@ function describeRun(run: {
       split: text.split,
     },
     backend: run.backend,
-    prior: { chars: resumed?.metadata.trainedChars ?? 0, steps: resumed?.metadata.steps ?? 0 },
+    engine: run.engine,
+    prior: {
+      chars: resumed?.metadata.trainedChars ?? 0,
+      steps: resumed?.metadata.steps ?? 0,
+    },
   };
 }
 
@@ -294,7 +380,11 @@ async function saveNgramModel(
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
   const ngramOnly = mixer.loss(periodic.samples);
-  const figures = { lstm: null, ngram: periodic.samples.notesNats, mixture: ngramOnly };
+  const figures = {
+    lstm: null,
+    ngram: periodic.samples.notesNats,
+    mixture: ngramOnly,
+  };
   writer.save({
     weights: (await engine.checkpoint()).weights,
     figures,
@@ -321,7 +411,13 @@ async function scoreResumed(
   reporter.info(
     `The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`,
   );
-  return { nats, weights: resumed.weights, steps: 0, chars: 0, figures: { lstm: nats, ngram: null, mixture: null } };
+  return {
+    nats,
+    weights: resumed.weights,
+    steps: 0,
+    chars: 0,
+    figures: { lstm: nats, ngram: null, mixture: null },
+  };
 }
 
 /**
@@ -338,7 +434,11 @@ async function scoreBest(
   seq: number,
   mixer: Mixer | undefined,
   reporter: TrainReporter,
-): Promise<{ best: Checkpoint; mixer?: Mixer; optimizerState?: OptimizerState }> {
+): Promise<{
+  best: Checkpoint;
+  mixer?: Mixer;
+  optimizerState?: OptimizerState;
+}> {
   let optimizerState: OptimizerState | undefined;
   let chosen = best;
   if (now.steps > 0) {
@@ -347,7 +447,12 @@ async function scoreBest(
     if (!chosen || (nats !== null && nats < chosen.nats)) {
       const figures = { lstm: nats, ngram: null, mixture: null };
       const current = await engine.checkpoint();
-      chosen = { nats: nats ?? Infinity, weights: current.weights, ...now, figures };
+      chosen = {
+        nats: nats ?? Infinity,
+        weights: current.weights,
+        ...now,
+        figures,
+      };
       optimizerState = current.optimizerState;
     }
   }
@@ -365,7 +470,11 @@ async function scoreBest(
     ngram: final?.samples.notesNats ?? null,
     mixture: gate?.nats ?? null,
   };
-  return { best: { ...chosen, figures }, mixer: gate?.mixer ?? mixer, optimizerState };
+  return {
+    best: { ...chosen, figures },
+    mixer: gate?.mixer ?? mixer,
+    optimizerState,
+  };
 }
 
 /** A few hundred characters from the model as served, for the trainer's last lines. */
