@@ -153,26 +153,10 @@ async function runTraining(
           mixer = gate.mixer;
           lastValidationBpc = gate.nats / LN2;
         }
-        const figures = {
-          lstm: nats,
-          ngram: periodic?.samples.notesNats ?? null,
-          mixture: gate?.nats ?? null,
-        };
+        const figures = { lstm: nats, ngram: periodic?.samples.notesNats ?? null, mixture: gate?.nats ?? null };
         const { weights, optimizerState } = await engine.checkpoint();
-        best = {
-          nats: nats ?? Infinity,
-          weights,
-          steps: step,
-          chars: charsOf(step),
-          figures,
-        };
-        writer.save({
-          ...best,
-          seconds: elapsed(),
-          lstmTrained: true,
-          mixer,
-          optimizerState,
-        });
+        best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
+        writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
         stoppedBy = 'early stopping';
@@ -194,22 +178,12 @@ async function runTraining(
   // interrupted run validates nothing: its best checkpoint is already on disk with its figures and
   // Adam's state, or, with none yet, the weights are saved as they stand for --resume.
   const interrupted = stoppedBy === 'interrupted';
-  let figures: Figures = best?.figures ?? {
-    lstm: null,
-    ngram: null,
-    mixture: null,
-  };
+  let figures: Figures = best?.figures ?? { lstm: null, ngram: null, mixture: null };
   if (!interrupted && (step > 0 || best)) {
     const final = await scoreBest(engine, best, { steps: step, chars: charsOf(step) }, text, seq, mixer, reporter);
     ({ best, mixer } = final);
     figures = best.figures;
-    writer.save({
-      ...best,
-      seconds: elapsed(),
-      lstmTrained: true,
-      mixer,
-      optimizerState: final.optimizerState,
-    });
+    writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState: final.optimizerState });
     reporter.info(
       `Validation, nats/char: LSTM ${formatNats(figures.lstm)}, n-gram ${formatNats(figures.ngram)}, mixture ${formatNats(figures.mixture)}`,
     );
@@ -221,26 +195,10 @@ async function runTraining(
   } else if (interrupted && step > 0) {
     // Marked as an LSTM not yet trained unless a gate weighs it, so the server goes on serving the n-gram.
     const ngramOnly = periodic && mixer ? mixer.loss(periodic.samples) : null;
-    figures = {
-      lstm: null,
-      ngram: periodic?.samples.notesNats ?? null,
-      mixture: ngramOnly,
-    };
+    figures = { lstm: null, ngram: periodic?.samples.notesNats ?? null, mixture: ngramOnly };
     const { weights, optimizerState } = await engine.checkpoint();
-    best = {
-      nats: Infinity,
-      weights,
-      steps: step,
-      chars: charsOf(step),
-      figures,
-    };
-    writer.save({
-      ...best,
-      seconds: elapsed(),
-      lstmTrained: ngramOnly === null,
-      mixer,
-      optimizerState,
-    });
+    best = { nats: Infinity, weights, steps: step, chars: charsOf(step), figures };
+    writer.save({ ...best, seconds: elapsed(), lstmTrained: ngramOnly === null, mixer, optimizerState });
     reporter.info(
       `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`,
     );
@@ -356,10 +314,7 @@ function describeRun(run: {
     },
     backend: run.backend,
     engine: run.engine,
-    prior: {
-      chars: resumed?.metadata.trainedChars ?? 0,
-      steps: resumed?.metadata.steps ?? 0,
-    },
+    prior: { chars: resumed?.metadata.trainedChars ?? 0, steps: resumed?.metadata.steps ?? 0 },
   };
 }
 
@@ -380,11 +335,7 @@ async function saveNgramModel(
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
   const ngramOnly = mixer.loss(periodic.samples);
-  const figures = {
-    lstm: null,
-    ngram: periodic.samples.notesNats,
-    mixture: ngramOnly,
-  };
+  const figures = { lstm: null, ngram: periodic.samples.notesNats, mixture: ngramOnly };
   writer.save({
     weights: (await engine.checkpoint()).weights,
     figures,
@@ -411,13 +362,7 @@ async function scoreResumed(
   reporter.info(
     `The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`,
   );
-  return {
-    nats,
-    weights: resumed.weights,
-    steps: 0,
-    chars: 0,
-    figures: { lstm: nats, ngram: null, mixture: null },
-  };
+  return { nats, weights: resumed.weights, steps: 0, chars: 0, figures: { lstm: nats, ngram: null, mixture: null } };
 }
 
 /**
@@ -434,11 +379,7 @@ async function scoreBest(
   seq: number,
   mixer: Mixer | undefined,
   reporter: TrainReporter,
-): Promise<{
-  best: Checkpoint;
-  mixer?: Mixer;
-  optimizerState?: OptimizerState;
-}> {
+): Promise<{ best: Checkpoint; mixer?: Mixer; optimizerState?: OptimizerState }> {
   let optimizerState: OptimizerState | undefined;
   let chosen = best;
   if (now.steps > 0) {
@@ -447,12 +388,7 @@ async function scoreBest(
     if (!chosen || (nats !== null && nats < chosen.nats)) {
       const figures = { lstm: nats, ngram: null, mixture: null };
       const current = await engine.checkpoint();
-      chosen = {
-        nats: nats ?? Infinity,
-        weights: current.weights,
-        ...now,
-        figures,
-      };
+      chosen = { nats: nats ?? Infinity, weights: current.weights, ...now, figures };
       optimizerState = current.optimizerState;
     }
   }
@@ -470,11 +406,7 @@ async function scoreBest(
     ngram: final?.samples.notesNats ?? null,
     mixture: gate?.nats ?? null,
   };
-  return {
-    best: { ...chosen, figures },
-    mixer: gate?.mixer ?? mixer,
-    optimizerState,
-  };
+  return { best: { ...chosen, figures }, mixer: gate?.mixer ?? mixer, optimizerState };
 }
 
 /** A few hundred characters from the model as served, for the trainer's last lines. */
