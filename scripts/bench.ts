@@ -28,13 +28,15 @@ import { timeTrainingStep, trainingProbe } from '../training/speed';
 import { Vocabulary } from '../model/vocab';
 import { defaultCorpusPaths, loadCorpus } from '../training/corpus';
 import { defaultModelDir } from '../model/paths';
+import { TorchEngine, TorchLstmEngine, TorchUnavailableError } from '../training/torch-engine';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 
-const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
+const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--engine torch] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
 
 --layers --hidden   model size for every figure (default 2×256)
 --batch --seq       training batch (default 64 × 64)
+--engine torch      also the PyTorch engine as the trainer drives it, and PyTorch's own loop, interleaved
 --model DIR         model for the server latency figures (default: the trained model in the user
                     data directory if it has the same size, else an untrained model of that size)
 --keystrokes N      keystrokes typed for the server latency figures (default 1000)
@@ -59,12 +61,15 @@ async function main(): Promise<void> {
       batch: { type: 'string' },
       seq: { type: 'string' },
       'no-server': { type: 'boolean' },
+      engine: { type: 'string' },
       keystrokes: { type: 'string' },
     },
     USAGE,
   );
   const backendChoice = (values.backend ?? 'auto') as BackendChoice;
   if (!BACKEND_CHOICES.includes(backendChoice)) throw new UsageError(USAGE);
+  if (values.engine !== undefined && values.engine !== 'torch' && values.engine !== 'wasm')
+    throw new UsageError(`--engine must be torch or wasm, got "${values.engine}"\n\n${USAGE}`);
   const flag = (name: string, fallback: number, max: number) =>
     numberFlag(values[name] as string | undefined, name, 1, max, true, USAGE) ?? fallback;
   const trainSteps = flag('steps', 6, 1000);
@@ -99,6 +104,16 @@ async function main(): Promise<void> {
   say(
     `train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`,
   );
+
+  const torch =
+    values.engine === 'torch'
+      ? await torchTraining(config, { batch: batchSize, seq, dropout: 0.1 }, trainSteps)
+      : undefined;
+  if (torch) {
+    say(
+      `train on ${torch.description}: the engine as the trainer drives it ${Math.round(torch.engine).toLocaleString('en-US')} chars/s, PyTorch's own loop ${Math.round(torch.plain).toLocaleString('en-US')} (the engine at ${(torch.engine / torch.plain).toFixed(2)}× it, and ${(torch.engine / trainCharsPerSecond).toFixed(2)}× wasm)`,
+    );
+  }
 
   const products =
     backend.name === 'wasm' && activeLayerKernel() ? matmulRates(batchSize * seq, config.hidden) : undefined;
@@ -194,6 +209,13 @@ async function main(): Promise<void> {
         batch: batchSize,
         seq,
         train_chars_per_s: Math.round(trainCharsPerSecond),
+        torch: torch
+          ? {
+              engine: torch.description,
+              engine_chars_per_s: Math.round(torch.engine),
+              plain_chars_per_s: Math.round(torch.plain),
+            }
+          : null,
         matmul_gflops: products
           ? { kernel: products.kernel.map(Math.round), xnnpack: products.xnnpack.map(Math.round) }
           : null,
@@ -369,4 +391,39 @@ function round2(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
-runMain(main, [BackendUnavailableError]);
+/**
+ * The torch engine end to end, a step per request as the trainer drives it (median step after two
+ * warm-up steps), and PyTorch's own loop timed in the same process; in three rounds each, taken in
+ * turn, so that a busier spell of the machine slows both alike.
+ */
+async function torchTraining(
+  config: NetworkConfig,
+  shape: { batch: number; seq: number; dropout: number },
+  steps: number,
+): Promise<{ description: string; engine: number; plain: number }> {
+  const torch = await TorchEngine.start();
+  const { batch, seq } = shape;
+  const trainIds = Int32Array.from(
+    { length: batch * seq * 4 + 1 },
+    (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)),
+  );
+  const engine = await TorchLstmEngine.create(torch, { config, trainIds, ...shape, lr: 1e-3, seed: 1 });
+  try {
+    for (let k = 0; k < 2; k++) await engine.step();
+    const stepTimes: number[] = [];
+    const plain: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (let k = 0; k < steps; k++) {
+        const started = performance.now();
+        await engine.step();
+        stepTimes.push(performance.now() - started);
+      }
+      plain.push((await torch.time(config, shape, { steps, plain: true })).median);
+    }
+    return { description: torch.describe(), engine: (batch * seq) / (median(stepTimes) / 1000), plain: median(plain) };
+  } finally {
+    await engine.dispose();
+  }
+}
+
+runMain(main, [BackendUnavailableError, TorchUnavailableError]);

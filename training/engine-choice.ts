@@ -63,7 +63,7 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
     description: `${torch.describe()} (${why})`,
     notes,
     torch,
-    measure: (candidate) => torch.time(candidate, batch, seq, dropout),
+    measure: async (candidate) => (await torch.time(candidate, { batch, seq, dropout })).fastest,
   });
   if (choice === 'torch') return torchSelection('as asked');
   if (several) return torchSelection(`${context.launch.processes ?? 1} processes asked for`);
@@ -72,7 +72,7 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
   // On a CPU the faster engine depends on the BLAS, the cores and the model: both are timed.
   let torchSpeed: number;
   try {
-    torchSpeed = await torch.time(config, batch, seq, dropout);
+    torchSpeed = (await torch.time(config, { batch, seq, dropout })).fastest;
   } catch (error) {
     await torch.close();
     if (error instanceof TorchEngineError) return wasm(`auto: ${error.message}`);

@@ -14,6 +14,7 @@ import type { EngineSetup, LstmEngine } from './engine';
 import type { LstmScores, ValidationSet } from './mixture-fit';
 import { ADAM_DEFAULTS, AdamSettings } from './optimizer';
 import type { OptimizerState } from './optimizer-state';
+import type { StepSpeed } from './speed';
 
 export const TORCH_INSTALL_HINT =
   'install PyTorch (Debian or Ubuntu: apt-get install python3-torch libopenblas0-pthread; elsewhere: pip install torch), or name the interpreter that has it with CHAR_COMPLETE_PYTHON';
@@ -228,10 +229,18 @@ export class TorchEngine {
     return `torch ${info.torch} on ${where}${blas}, ${info.python}`;
   }
 
-  /** Training chars per second of one step of this shape (all processes together), after a warm-up. */
-  async time(config: NetworkConfig, batch: number, seq: number, dropout: number): Promise<number> {
-    const answer = await this.request({ cmd: 'time', config, batch, seq, dropout }, 'timed');
-    return Number(answer.chars_per_s);
+  /**
+   * Training chars per second of a new model of this shape (all processes together) over the
+   * fastest and the median of `steps` steps after a warm-up; with plain, of PyTorch's own loop
+   * (nn.LSTM, torch.optim.Adam), the peer the engine is measured against.
+   */
+  async time(
+    config: NetworkConfig,
+    shape: { batch: number; seq: number; dropout: number },
+    options: { steps?: number; plain?: boolean } = {},
+  ): Promise<StepSpeed> {
+    const answer = await this.request({ cmd: 'time', config, ...shape, ...options }, 'timed');
+    return { fastest: Number(answer.fastest), median: Number(answer.median) };
   }
 
   /** Hands the engine the model, its Adam state and the text; returns the batches per epoch. */

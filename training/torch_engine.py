@@ -23,7 +23,7 @@ training/optimizer.ts, so its moments are interchangeable with the TypeScript en
 
 The serve protocol, one JSON object per line. The trainer sends:
 
-    {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p}   chars/s of a step
+    {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p, "steps": n, "plain": bool}
     {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
      "adam": {...}, "ids": FILE, "length": n, "weights": FILE,
      "optimizer": {"path": FILE, "step": n} or null}
@@ -68,6 +68,9 @@ except ImportError as error:
     print(json.dumps({"event": "unavailable", "message": str(error), "python": sys.executable,
                       "hint": INSTALL_HINT}), flush=True)
     sys.exit(3)
+
+# Adam's settings when timing: training/optimizer.ts's defaults.
+ADAM = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
 
 # Our gate blocks [input, forget, output, cell] taken in PyTorch's order [input, forget, cell, output].
 # Swapping the last two blocks is its own inverse, so the same indices convert both ways.
@@ -398,23 +401,30 @@ def check_batch(ranks, batch):
     return batch // ranks.world
 
 
-def time_steps(ranks, config, batch, seq, dropout, steps=3):
-    """Chars per second of this engine's training step on random ids: the faster of the steps after a warm-up."""
+def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
+    """This engine's training step on random ids (or with plain, PyTorch's own loop), after a warm-up.
+
+    Returns chars per second over the fastest and over the median of the timed steps.
+    """
     per_rank = check_batch(ranks, batch)
     torch.manual_seed(1)
     rows = torch.randint(1, config["vocabSize"], (per_rank, seq + 1), dtype=torch.int32)
-    adam = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
-    trainer = Trainer(ranks, config, seq, dropout, adam, rows)
-    best = math.inf
-    for k in range(steps):
-        started = time.perf_counter()
-        trainer.train_step(0, 1e-3).item()
-        if k > 0:
-            best = min(best, time.perf_counter() - started)
-    del trainer
+    if plain:
+        loop = PlainLoop(config, dropout, rows, ranks.device)
+    else:
+        loop = Trainer(ranks, config, seq, dropout, ADAM, rows)
+    times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
+    del loop
     if ranks.device.type == "cuda":
         torch.cuda.empty_cache()
-    return batch * seq / best
+    times.sort()
+    return batch * seq / times[0], batch * seq / times[len(times) // 2]
+
+
+def timed_step(loop):
+    started = time.perf_counter()
+    loop.train_step(0, 1e-3).item()  # waits for a GPU to finish the step
+    return time.perf_counter() - started
 
 
 # ---- serve: the trainer's child -------------------------------------------------------------
@@ -461,9 +471,10 @@ def serve(args):
         if kind == "exit":
             return
         if kind == "time":
-            chars_per_s = time_steps(ranks, command["config"], command["batch"], command["seq"], command["dropout"])
+            fastest, median = time_steps(ranks, command["config"], command["batch"], command["seq"],
+                                         command["dropout"], command.get("steps", 2), command.get("plain", False))
             if ranks.rank == 0:
-                emit("timed", chars_per_s=chars_per_s)
+                emit("timed", fastest=fastest, median=median)
         elif kind == "setup":
             trainer = setup(ranks, command)
             if ranks.rank == 0:
@@ -531,19 +542,32 @@ def configure_threads(threads):
 
 
 # ---- bench: this engine against PyTorch's own loop ------------------------------------------
-class PlainLstm(torch.nn.Module):
-    """PyTorch's own way: nn.LSTM with its dropout, torch.optim.Adam, clip_grad_norm_."""
+class PlainLoop:
+    """PyTorch's own way, the peer the engine is measured against: nn.LSTM with its dropout,
+    torch.optim.Adam and clip_grad_norm_, on one batch of streams."""
 
-    def __init__(self, config, dropout):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"])
+    def __init__(self, config, dropout, rows, device):
+        self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"]).to(device)
         self.lstm = torch.nn.LSTM(config["embed"], config["hidden"], config["layers"], batch_first=True,
-                                  dropout=dropout)
-        self.output = torch.nn.Linear(config["hidden"], config["vocabSize"])
+                                  dropout=dropout).to(device)
+        self.output = torch.nn.Linear(config["hidden"], config["vocabSize"]).to(device)
+        self.parameters = [*self.embedding.parameters(), *self.lstm.parameters(), *self.output.parameters()]
+        self.optimizer = torch.optim.Adam(self.parameters, lr=1e-3)
+        self.ids = rows.long().to(device)
+        self.state = None
 
-    def forward(self, ids, state):
-        hidden, state = self.lstm(self.embedding(ids), state)
-        return self.output(hidden), state
+    def train_step(self, _k, lr):
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        hidden, state = self.lstm(self.embedding(self.ids[:, :-1]), self.state)
+        self.state = tuple(s.detach() for s in state)
+        logits = self.output(hidden)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.ids[:, 1:].reshape(-1))
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.parameters, 5.0)
+        self.optimizer.step()
+        return loss.detach()
 
 
 def bench(args):
@@ -552,34 +576,13 @@ def bench(args):
     config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
     torch.manual_seed(1)
     rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
-    adam = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
-    engine = Trainer(ranks, config, args.seq, args.dropout, adam, rows)
-    plain = PlainLstm(config, args.dropout).to(ranks.device)
-    optimizer = torch.optim.Adam(plain.parameters(), lr=1e-3)
-    ids = rows.long().to(ranks.device)
-    plain_state = None
-
-    def plain_step():
-        nonlocal plain_state
-        logits, state = plain(ids[:, :-1], plain_state)
-        plain_state = tuple(s.detach() for s in state)
-        loss = F.cross_entropy(logits.reshape(-1, args.vocab), ids[:, 1:].reshape(-1))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(plain.parameters(), 5.0)
-        optimizer.step()
-        return loss
-
-    def timed(step):
-        started = time.perf_counter()
-        step().item()  # waits for a GPU to finish the step
-        return time.perf_counter() - started
-
-    times = {"engine": [], "plain": []}
+    loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows),
+             "plain": PlainLoop(config, args.dropout, rows, ranks.device)}
+    times = {name: [] for name in loops}
     # Interleaved, so that a machine that is busier for a while slows both alike.
     for round_ in range(args.steps + 2):
-        for name, step in (("engine", lambda: engine.train_step(0, 1e-3)), ("plain", plain_step)):
-            seconds = timed(step)
+        for name, loop in loops.items():
+            seconds = timed_step(loop)
             if round_ >= 2:
                 times[name].append(seconds)
     median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
