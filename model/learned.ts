@@ -1,214 +1,476 @@
-// What the server learns from notes saved in the editor: the text it added to the n-gram, kept in the model directory
-// so that it counts after a restart.
+// What the server learns from notes saved in the editor, kept in the model directory so that every note learnt counts
+// after a reload, a restart or a retrain, and in every server that serves the directory (the log: learned-log.ts).
 //
-// The file holds the vocabulary ids that were added (with the few ids of context before each
-// piece), not raw counts: replaying them through NgramModel.add gives exactly the counts the
-// server had, whatever the n-gram's internal layout, and retraining simply deletes the file,
-// since the notes it came from are then part of the corpus.
+// Each note, known by a hash of its path, has a learnt text: the note as it was last learnt. A save learns only where
+// the note now differs from it (learned-diff.ts): the n-grams that end in a changed region, or in the few characters
+// after one, are counted, with the characters before it as their context. Counts are only ever added, as in a trained
+// n-gram: text deleted from a note, or replaced in it, stays learnt until a retrain on the note counts it afresh, or
+// until the learnt text reaches LEARNED_MAX_CHARS and the log is compacted to what the notes hold now.
 //
-// Layout (little-endian): u32 header length H, H bytes of UTF-8 JSON, spaces up to a multiple of
-// 4 bytes, then Int32 ids, the pieces one after another.
+// The log holds text rather than vocabulary ids, so what was learnt outlives a retrain that changes the vocabulary.
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { replaceAtomically } from './files';
-import type { NgramModel } from './ngram';
+import { changedRegions, codePointsAfter, codePointsBefore } from './learned-diff';
+import {
+  appendToLog,
+  LearnedFormatError,
+  LearntRecord,
+  LogPosition,
+  LogRead,
+  readLog,
+  rewriteLog,
+  setAsideLog,
+  sweepTemporaries,
+  withLogLock,
+} from './learned-log';
+import { NGRAM_MAX_ORDER, type NgramModel } from './ngram';
 import { vocabularyHash } from './ngram-format';
+import { withoutSecretLines } from './secrets';
 import type { Vocabulary } from './vocab';
 
-export const LEARNED_FILE = 'learned.bin';
-const LEARNED_FORMAT = 'char-learned';
-const LEARNED_FORMAT_VERSION = 1;
-/** All the text learnt, in characters: past this, saved notes are no longer learnt until the next training. */
+export { LEARNED_FILE, LearnedFormatError, LearnedLockBusyError } from './learned-log';
+
+/** Learnt characters in the log at most: past this it is compacted, and past it even then nothing more is learnt. */
 export const LEARNED_MAX_CHARS = 4_000_000;
 /** One saved document larger than this is not learnt: it is not a note but a dump or a log. */
 export const LEARNED_MAX_DOCUMENT_CHARS = 1_000_000;
-const MAX_HEADER_BYTES = 1 << 24;
+/** Context kept on each side of a change: what the longest n-gram order needs. */
+const CONTEXT_CHARS = NGRAM_MAX_ORDER - 1;
+/** How long a save waits for another writer; appends hold the lock for moments. */
+const LOCK_WAIT_MS = 2_000;
+/** The trainer waits longer: giving up would leave notes it counted counted twice. */
+const TRAINER_LOCK_WAIT_MS = 30_000;
 
-export class LearnedFormatError extends Error {
-  override name = 'LearnedFormatError';
+export type LearnOutcome =
+  | {
+      /** Characters learnt: those of the changed regions. */
+      learnt: number;
+      /** Whether the log was rewritten, by this save or another program, so the n-gram must be rebuilt from disk. */
+      reload: boolean;
+      /** Said once something unusual happened to the log: a compaction, a damaged file set aside. */
+      notices: string[];
+    }
+  | { skipped: string; reload: boolean; notices: string[] };
+
+/** A note as last learnt, and the text of it that a retrain counted, which later saves are learnt against. */
+interface NoteState {
+  text: string;
+  base?: string;
 }
 
 interface Piece {
-  /** Ids before `from` are context already counted. */
-  from: number;
-  length: number;
+  left: string;
+  text: string;
+  right: string;
 }
 
-/** Per document (by a hash of its URI), how much of its text has been learnt and a hash of that text. */
-interface DocumentMark {
-  length: number;
-  sha256: string;
+/** A note's key: a hash of its real path (or of a URI that is not a file), so the trainer and the server agree on it. */
+export function noteKey(pathOrUri: string): string {
+  let name = pathOrUri;
+  if (path.isAbsolute(pathOrUri) || !/^[a-z][a-z0-9+.-]*:/i.test(pathOrUri)) {
+    try {
+      name = fs.realpathSync(pathOrUri);
+    } catch {
+      name = path.resolve(pathOrUri);
+    }
+  }
+  return crypto.createHash('sha256').update(name).digest('hex').slice(0, 32);
 }
 
-interface Header {
-  format: string;
-  formatVersion: number;
-  vocabularySha256: string;
-  pieces: Piece[];
-  documents: Record<string, DocumentMark>;
+/** The text as the trainer reads a file: no byte-order mark, LF line ends. */
+function normalised(text: string): string {
+  return (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).replace(/\r\n?/g, '\n');
 }
 
-const sha256 = (text: string) => crypto.createHash('sha256').update(text).digest('hex');
+const codePointLength = (text: string) => {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0xdc00 || unit > 0xdfff || i === 0) n++;
+  }
+  return n;
+};
 
-export type LearnOutcome = { learnt: number } | { skipped: string };
+/** A save record of what changed from `before` to `after`, or undefined when nothing did. */
+function saveRecord(note: string, before: string, after: string): Extract<LearntRecord, { kind: 'save' }> | undefined {
+  const regions = changedRegions(before, after, CONTEXT_CHARS);
+  if (regions.length === 0) return undefined;
+  return {
+    kind: 'save',
+    note,
+    edits: regions.map((region) => ({
+      at: region.at,
+      removed: region.removed,
+      text: after.slice(region.from, region.to),
+      left: after.slice(codePointsBefore(after, region.from, CONTEXT_CHARS), region.from),
+      right: after.slice(region.to, codePointsAfter(after, region.to, CONTEXT_CHARS)),
+    })),
+  };
+}
+
+/** Applies a record to the notes' learnt texts; returns the text it counts. */
+function applyRecord(notes: Map<string, NoteState>, record: LearntRecord): Piece[] {
+  if (record.kind === 'piece') return [{ left: record.left, text: record.text, right: '' }];
+  if (record.kind === 'base') {
+    notes.set(record.note, { text: record.text, base: record.text });
+    return [];
+  }
+  const state = notes.get(record.note) ?? { text: '' };
+  let text = state.text;
+  let fits = true;
+  // Edits are in ascending order against the text before the save: applied from the last, offsets stay valid.
+  for (let i = record.edits.length - 1; i >= 0; i--) {
+    const edit = record.edits[i];
+    if (edit.at + edit.removed > text.length) fits = false;
+    else text = text.slice(0, edit.at) + edit.text + text.slice(edit.at + edit.removed);
+  }
+  // A save that does not fit what came before it (a log put together by hand) still counts; the next save of the
+  // note is then learnt whole.
+  if (fits) notes.set(record.note, { text, base: state.base });
+  else notes.delete(record.note);
+  return record.edits;
+}
+
+const piecesChars = (pieces: Piece[]) => pieces.reduce((sum, piece) => sum + codePointLength(piece.text), 0);
 
 export class LearnedNotes {
+  private readonly notes = new Map<string, NoteState>();
+  private learntChars = 0;
+  /** How far into the log this object has applied; undefined before it has seen one. */
+  private position: LogPosition | undefined;
+  private ngram: NgramModel | undefined;
+  /** Pieces read by load() that the n-gram has yet to count. */
+  private unreplayed: Piece[] = [];
+  private notices: string[] = [];
+
   private constructor(
+    private readonly dir: string,
     private readonly vocabulary: Vocabulary,
-    private pieces: Piece[],
-    private ids: Int32Array[],
-    private readonly documents: Map<string, DocumentMark>,
   ) {}
 
-  static empty(vocabulary: Vocabulary): LearnedNotes {
-    return new LearnedNotes(vocabulary, [], [], new Map());
+  /** Nothing learnt yet in dir: the first save starts the log. */
+  static empty(dir: string, vocabulary: Vocabulary): LearnedNotes {
+    return new LearnedNotes(dir, vocabulary);
   }
 
-  /** The notes learnt in `dir` for this vocabulary; empty when there are none. Throws LearnedFormatError when the file is damaged or for another vocabulary. */
+  /** What was learnt in dir. Throws LearnedFormatError when the file there is not a learnt-notes log. */
   static load(dir: string, vocabulary: Vocabulary): LearnedNotes {
-    const file = path.join(dir, LEARNED_FILE);
-    const fail = (problem: string) =>
-      new LearnedFormatError(
-        `ignoring the notes learnt in ${dir}: ${problem}; they will be learnt again as you save them, or retrain`,
-      );
-    let stat: fs.Stats;
-    try {
-      stat = fs.statSync(file);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return LearnedNotes.empty(vocabulary);
-      throw fail(`${LEARNED_FILE} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    const learned = new LearnedNotes(dir, vocabulary);
+    let read = readLog(dir);
+    if (read && 'legacy' in read) {
+      try {
+        read = withLogLock(dir, LOCK_WAIT_MS, () => learned.readUnderLock());
+      } catch (error) {
+        // Converted by the first save instead; until then what it holds is not counted.
+        learned.notices.push(`the notes learnt in ${dir} are not counted yet: ${(error as Error).message}`);
+        read = null;
+      }
     }
-    if (!stat.isFile()) throw fail(`${LEARNED_FILE} is not a regular file`);
-    if (stat.size > 4 + MAX_HEADER_BYTES + 4 * (LEARNED_MAX_CHARS + 64 * 1024))
-      throw fail(`${LEARNED_FILE} is larger than learnt notes can be`);
-    const bytes = fs.readFileSync(file);
-    if (bytes.length < 4) throw fail(`${LEARNED_FILE} is truncated`);
-    const headerBytes = bytes.readUInt32LE(0);
-    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > bytes.length)
-      throw fail(`${LEARNED_FILE} is truncated or not ours`);
-    let header: Header;
-    try {
-      header = JSON.parse(bytes.toString('utf8', 4, 4 + headerBytes)) as Header;
-    } catch {
-      throw fail(`${LEARNED_FILE} has no readable header`);
+    if (read) {
+      for (const { record } of read.records) learned.unreplayed.push(...learned.apply(record));
+      learned.position = read.position;
+      learned.noteSkipped(read);
     }
-    if (header?.format !== LEARNED_FORMAT) throw fail(`${LEARNED_FILE} is not a ${LEARNED_FORMAT} file`);
-    if (header.formatVersion !== LEARNED_FORMAT_VERSION)
-      throw fail(
-        `${LEARNED_FILE} has format version ${JSON.stringify(header.formatVersion)}; this program reads ${LEARNED_FORMAT_VERSION}`,
-      );
-    if (header.vocabularySha256 !== vocabularyHash(vocabulary))
-      throw fail(`${LEARNED_FILE} was learnt for another vocabulary`);
-    if (!Array.isArray(header.pieces) || typeof header.documents !== 'object' || header.documents === null)
-      throw fail(`${LEARNED_FILE} has a malformed header`);
-    const start = Math.ceil((4 + headerBytes) / 4) * 4;
-    const total = (bytes.length - start) / 4;
-    let sum = 0;
-    for (const piece of header.pieces) {
-      if (
-        !Number.isInteger(piece?.from) ||
-        !Number.isInteger(piece?.length) ||
-        piece.from < 0 ||
-        piece.length < piece.from
-      )
-        throw fail(`${LEARNED_FILE} has a malformed piece`);
-      sum += piece.length;
-    }
-    if (!Number.isInteger(total) || sum !== total)
-      throw fail(`${LEARNED_FILE} holds ${total} ids but its header describes ${sum}`);
-    const all = new Int32Array(total);
-    for (let i = 0; i < total; i++) {
-      const id = bytes.readInt32LE(start + 4 * i);
-      if (id < 0 || id >= vocabulary.size) throw fail(`${LEARNED_FILE} holds an id outside the vocabulary`);
-      all[i] = id;
-    }
-    const ids: Int32Array[] = [];
-    let offset = 0;
-    for (const piece of header.pieces) {
-      ids.push(all.subarray(offset, offset + piece.length));
-      offset += piece.length;
-    }
-    const documents = new Map<string, DocumentMark>();
-    for (const [key, mark] of Object.entries(header.documents)) {
-      if (Number.isInteger(mark?.length) && typeof mark?.sha256 === 'string') documents.set(key, mark);
-    }
-    return new LearnedNotes(vocabulary, header.pieces, ids, documents);
+    return learned;
   }
 
-  /** Characters learnt so far. */
+  /** Characters learnt, as the log holds them. */
   get chars(): number {
-    return this.pieces.reduce((sum, piece) => sum + piece.length - piece.from, 0);
+    return this.learntChars;
   }
 
-  /** Adds every piece learnt to the n-gram, as it was when they were learnt. */
+  /** What happened to the log that the user should hear of, once; emptied by reading. */
+  takeNotices(): string[] {
+    const notices = this.notices;
+    this.notices = [];
+    return notices;
+  }
+
+  /** Counts what was loaded in the n-gram, which then also counts every note learnt or read later. */
   replayInto(ngram: NgramModel): void {
-    this.pieces.forEach((piece, i) => ngram.add(this.ids[i], piece.from));
+    this.ngram = ngram;
+    this.count(this.unreplayed);
+    this.unreplayed = [];
   }
 
   /**
-   * Learns what is new in a saved document: only what was appended since it was last learnt when
-   * the text before is unchanged (the usual way notes grow), otherwise all of it again.
+   * Learns a saved note (key from noteKey) and appends what it learnt to the log, durably, before returning. Throws
+   * when it cannot be written (a full disk, a lock another program keeps): nothing was learnt then, and the same call
+   * can be made again later.
    */
-  learn(documentKey: string, text: string, ngram: NgramModel): LearnOutcome {
-    const points = [...text];
-    if (points.length > LEARNED_MAX_DOCUMENT_CHARS)
+  learn(note: string, savedText: string): LearnOutcome {
+    // A line that looks like a secret is never learnt, as the trainer never reads one.
+    const text = withoutSecretLines(normalised(savedText)).text;
+    const length = codePointLength(text);
+    if (length > LEARNED_MAX_DOCUMENT_CHARS)
       return {
-        skipped: `it has ${points.length.toLocaleString('en-US')} characters, over the limit of ${LEARNED_MAX_DOCUMENT_CHARS.toLocaleString('en-US')} for one note`,
+        skipped: `it has ${length.toLocaleString('en-US')} characters, over the limit of ${LEARNED_MAX_DOCUMENT_CHARS.toLocaleString('en-US')} for one note`,
+        reload: false,
+        notices: this.takeNotices(),
       };
-    const key = sha256(documentKey);
-    const mark = this.documents.get(key);
-    let from = 0;
-    if (mark && mark.length <= points.length && sha256(points.slice(0, mark.length).join('')) === mark.sha256)
-      from = mark.length;
-    const fresh = points.length - from;
-    if (fresh === 0) return { learnt: 0 };
-    if (this.chars + fresh > LEARNED_MAX_CHARS)
-      return {
-        skipped: `the notes learnt since training reached ${LEARNED_MAX_CHARS.toLocaleString('en-US')} characters; retrain to learn more`,
-      };
-    const contextStart = Math.max(0, from - (ngram.order - 1));
-    const ids = this.vocabulary.encode(points.slice(contextStart).join(''));
-    const piece = { from: from - contextStart, length: ids.length };
-    ngram.add(ids, piece.from);
-    this.pieces.push(piece);
-    this.ids.push(ids);
-    this.documents.set(key, { length: points.length, sha256: sha256(text) });
-    return { learnt: fresh };
+    const outcome = withLogLock(this.dir, LOCK_WAIT_MS, () => {
+      sweepTemporaries(this.dir);
+      let read = this.readUnderLock();
+      const reload = read.replaced;
+      this.catchUpWith(read);
+      const state = this.notes.get(note);
+      const record = saveRecord(note, state?.text ?? '', text);
+      if (!record) return { learnt: 0, reload };
+      const fresh = piecesChars(record.edits);
+      if (this.learntChars + fresh > LEARNED_MAX_CHARS) {
+        read = this.compact();
+        if (this.learntChars + fresh > LEARNED_MAX_CHARS)
+          return {
+            skipped: `the notes learnt since training hold ${this.learntChars.toLocaleString('en-US')} characters even with what was deleted from them left out, and at most ${LEARNED_MAX_CHARS.toLocaleString('en-US')} are kept; retrain on your notes to learn more`,
+            reload: true,
+          };
+      }
+      this.position = appendToLog(this.dir, read.position, [record]);
+      this.count(this.apply(record));
+      return { learnt: fresh, reload: reload || read.replaced };
+    });
+    return { ...outcome, notices: this.takeNotices() };
   }
 
-  /** Writes the file atomically, so a failed save leaves the previous one intact. */
-  save(dir: string): void {
-    const header: Header = {
-      format: LEARNED_FORMAT,
-      formatVersion: LEARNED_FORMAT_VERSION,
-      vocabularySha256: vocabularyHash(this.vocabulary),
-      pieces: this.pieces,
-      documents: Object.fromEntries(this.documents),
-    };
-    const json = Buffer.from(JSON.stringify(header), 'utf8');
-    const start = Math.ceil((4 + json.length) / 4) * 4;
-    const total = this.pieces.reduce((sum, piece) => sum + piece.length, 0);
-    const bytes = Buffer.alloc(start + 4 * total, 0x20);
-    bytes.writeUInt32LE(json.length, 0);
-    json.copy(bytes, 4);
-    let offset = start;
-    for (const ids of this.ids) {
-      for (const id of ids) {
-        bytes.writeInt32LE(id, offset);
-        offset += 4;
-      }
+  /**
+   * Reads what other programs appended to the log since and counts it. 'replaced' when the log was rewritten (a
+   * retrain, a compaction) or removed: the n-gram must then be rebuilt from disk.
+   */
+  catchUp(): { applied: number } | 'replaced' {
+    let read: ReturnType<typeof readLog>;
+    try {
+      read = readLog(this.dir, this.position);
+    } catch {
+      // A damaged log is set aside by the next save; until then what was read stays counted.
+      return { applied: 0 };
     }
-    replaceAtomically(
-      dir,
-      `${LEARNED_FILE}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`,
-      LEARNED_FILE,
-      bytes,
+    if (!read) return this.position ? 'replaced' : { applied: 0 };
+    if ('legacy' in read) return { applied: 0 };
+    if (read.replaced) return 'replaced';
+    this.catchUpWith(read);
+    return { applied: read.records.length };
+  }
+
+  private noteSkipped(read: LogRead): void {
+    if (read.skipped > 0)
+      this.notices.push(
+        `${read.skipped} of the saves learnt in ${this.dir} ${read.skipped === 1 ? 'was' : 'were'} damaged on disk and ${read.skipped === 1 ? 'is' : 'are'} left out; the notes are learnt again as you save them`,
+      );
+  }
+
+  private catchUpWith(read: LogRead): void {
+    this.noteSkipped(read);
+    if (read.replaced) {
+      // The n-gram is rebuilt by a reload; the learnt texts must be right for this save already.
+      this.notes.clear();
+      this.learntChars = 0;
+      for (const { record } of read.records) this.apply(record);
+    } else {
+      for (const { record } of read.records) this.count(this.apply(record));
+    }
+    this.position = read.position;
+  }
+
+  private apply(record: LearntRecord): Piece[] {
+    const pieces = applyRecord(this.notes, record);
+    this.learntChars += piecesChars(pieces);
+    return pieces;
+  }
+
+  private count(pieces: Piece[]): void {
+    const ngram = this.ngram;
+    if (!ngram) return;
+    const context = ngram.order - 1;
+    for (const piece of pieces) {
+      const left = this.vocabulary.encode(piece.left);
+      const kept = left.subarray(Math.max(0, left.length - context));
+      const text = this.vocabulary.encode(piece.text);
+      const right = this.vocabulary.encode(piece.right).subarray(0, context);
+      if (text.length + right.length === 0) continue;
+      const ids = new Int32Array(kept.length + text.length + right.length);
+      ids.set(kept);
+      ids.set(text, kept.length);
+      ids.set(right, kept.length + text.length);
+      ngram.add(ids, kept.length);
+    }
+  }
+
+  /**
+   * Under the lock: the log as it is now, from this object's position on, made fit to append to: created when
+   * missing, converted from the first version, and a damaged one set aside with its intact records carried over.
+   */
+  private readUnderLock(): LogRead {
+    let read: ReturnType<typeof readLog>;
+    try {
+      read = readLog(this.dir, this.position);
+    } catch (error) {
+      if (!(error instanceof LearnedFormatError)) throw error;
+      const aside = setAsideLog(this.dir);
+      this.notices.push(`${error.message}; it was renamed ${aside} and learning starts a new one`);
+      read = null;
+    }
+    if (read && 'legacy' in read) return this.convertLegacy(read.legacy);
+    if (!read) return this.started([]);
+    if (read.trailing !== 'damaged') return read;
+    const whole = readLog(this.dir) as LogRead;
+    const aside = setAsideLog(this.dir);
+    this.notices.push(
+      `the notes learnt in ${this.dir} were damaged after their ${whole.records.length} first saves; those are kept, and the damaged file was renamed ${aside}`,
     );
+    return this.started(whole.records.map(({ record }) => record));
+  }
+
+  /** A new log of these records, read as one whose every record this object has yet to apply. */
+  private started(records: LearntRecord[]): LogRead {
+    const replaced = this.position !== undefined;
+    const position = rewriteLog(this.dir, records);
+    return {
+      position,
+      records: records.map((record) => ({ record, offset: 0 })),
+      trailing: 'none',
+      replaced,
+      skipped: 0,
+    };
+  }
+
+  /** The first version held vocabulary ids with their context, and no note's text: its pieces carry over as text. */
+  private convertLegacy(bytes: Buffer): LogRead {
+    const pieces = legacyPieces(bytes, this.vocabulary);
+    if (!pieces) {
+      const aside = setAsideLog(this.dir);
+      this.notices.push(
+        `the notes learnt in ${this.dir} were learnt for another vocabulary and cannot be counted; the file was renamed ${aside}`,
+      );
+      return this.started([]);
+    }
+    return this.started(pieces.map((piece) => ({ kind: 'piece', left: piece.left, text: piece.text })));
+  }
+
+  /** Under the lock: the log rewritten as what each note holds now, so the text deleted from notes no longer counts. */
+  private compact(): LogRead {
+    const records: LearntRecord[] = [];
+    for (const [note, state] of this.notes) {
+      if (state.base !== undefined) records.push({ kind: 'base', note, text: state.base });
+      const save = saveRecord(note, state.base ?? '', state.text);
+      if (save) records.push(save);
+    }
+    const before = this.learntChars;
+    const position = rewriteLog(this.dir, records);
+    this.notes.clear();
+    this.learntChars = 0;
+    for (const record of records) this.apply(record);
+    this.position = position;
+    this.notices.push(
+      `The notes learnt since training reached ${before.toLocaleString('en-US')} characters, near the limit of ${LEARNED_MAX_CHARS.toLocaleString('en-US')}: they were compacted to ${this.learntChars.toLocaleString('en-US')} by forgetting text since deleted from them. Retrain on your notes to fold them into the model.`,
+    );
+    return { position, records: [], trailing: 'none', replaced: true, skipped: 0 };
   }
 }
 
-/** Retraining rebuilds the n-gram from the notes themselves, so what was learnt from them is dropped. */
-export function forgetLearned(dir: string): void {
-  fs.rmSync(path.join(dir, LEARNED_FILE), { force: true });
+/** The pieces of a file of the first version, as text; undefined when it was learnt for another vocabulary. */
+function legacyPieces(bytes: Buffer, vocabulary: Vocabulary): Piece[] | undefined {
+  const headerBytes = bytes.readUInt32LE(0);
+  let header: { vocabularySha256?: unknown; pieces?: Array<{ from: number; length: number }> };
+  try {
+    header = JSON.parse(bytes.toString('utf8', 4, 4 + headerBytes));
+  } catch {
+    return undefined;
+  }
+  if (header.vocabularySha256 !== vocabularyHash(vocabulary) || !Array.isArray(header.pieces)) return undefined;
+  const start = Math.ceil((4 + headerBytes) / 4) * 4;
+  const pieces: Piece[] = [];
+  let offset = start;
+  for (const { from, length } of header.pieces) {
+    if (!Number.isInteger(from) || !Number.isInteger(length) || from < 0 || from > length) return undefined;
+    if (offset + 4 * length > bytes.length) return undefined;
+    const ids = new Int32Array(length);
+    for (let i = 0; i < length; i++) ids[i] = bytes.readInt32LE(offset + 4 * i);
+    offset += 4 * length;
+    if (ids.some((id) => id < 0 || id >= vocabulary.size)) return undefined;
+    pieces.push({
+      left: vocabulary.decode(ids.subarray(0, from)),
+      text: vocabulary.decode(ids.subarray(from)),
+      right: '',
+    });
+  }
+  return pieces;
+}
+
+/** Where the learnt notes stand: the trainer takes this before it reads its corpus, so later records are notes saved since. */
+export function learnedNotesMark(dir: string): LogPosition | undefined {
+  try {
+    const read = readLog(dir);
+    return read && 'position' in read ? read.position : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * After a retrain has saved its n-gram: each learnt note that the n-gram now counts (a document of the corpus for
+ * which countedInModel holds) is rebased on the text the trainer read, so it is not counted twice; what was learnt
+ * of it after `mark` (saved while the trainer ran) is learnt again against that text, and every other note stays as
+ * it was. Returns a line for the trainer's output, or undefined when no learnt note was in the corpus.
+ */
+export function rebaseLearnedNotes(
+  dir: string,
+  mark: LogPosition | undefined,
+  corpus: Array<{ path: string; text: string }>,
+  countedInModel: (text: string) => boolean,
+): string | undefined {
+  return withLogLock(dir, TRAINER_LOCK_WAIT_MS, () => {
+    sweepTemporaries(dir);
+    const read = readLog(dir);
+    // A log of the first version is converted by the server, which has its vocabulary.
+    if (!read || 'legacy' in read) return undefined;
+    const savedAfterMark = new Set<string>();
+    const notes = new Map<string, NoteState>();
+    for (const { record, offset } of read.records) {
+      applyRecord(notes, record);
+      const afterMark = !mark || mark.epoch !== read.position.epoch || offset >= mark.end;
+      if (record.kind === 'save' && afterMark) savedAfterMark.add(record.note);
+    }
+    const corpusTexts = new Map(corpus.map((document) => [noteKey(document.path), document.text]));
+    const rebased = new Map<string, string>();
+    for (const note of notes.keys()) {
+      const text = corpusTexts.get(note);
+      if (text !== undefined && countedInModel(text)) rebased.set(note, text);
+    }
+    if (rebased.size === 0) return undefined;
+    const records: LearntRecord[] = [];
+    const done = new Set<string>();
+    for (const { record } of read.records) {
+      if (record.kind === 'piece' || !rebased.has(record.note)) records.push(record);
+      else if (!done.has(record.note)) {
+        done.add(record.note);
+        const base = rebased.get(record.note)!;
+        records.push({ kind: 'base', note: record.note, text: base });
+        const since = savedAfterMark.has(record.note) && saveRecord(record.note, base, notes.get(record.note)!.text);
+        if (since) records.push(since);
+      }
+    }
+    rewriteLog(dir, records);
+    const kept = notes.size - rebased.size;
+    const savedWhileTraining = [...rebased.keys()].filter((note) => savedAfterMark.has(note)).length;
+    return `Notes learnt from saves: ${rebased.size} now counted by this n-gram (${savedWhileTraining} saved while it trained, whose changes stay learnt), ${kept} learnt from outside the corpus kept`;
+  });
+}
+
+/**
+ * rebaseLearnedNotes for the trainer, which must not fail for it: a note is counted by the new n-gram when its whole
+ * text is in the text the n-gram was built from. Returns a line for the trainer's output, or undefined.
+ */
+export function foldLearnedNotes(
+  dir: string,
+  mark: LogPosition | undefined,
+  corpus: Array<{ path: string; text: string }>,
+  trainingText: () => string,
+): string | undefined {
+  let text: string | undefined;
+  try {
+    return rebaseLearnedNotes(dir, mark, corpus, (note) => (text ??= trainingText()).includes(note));
+  } catch (error) {
+    return `The notes learnt from saves were kept as they were, some now counted twice (${(error as Error).message})`;
+  }
 }

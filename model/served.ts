@@ -48,7 +48,7 @@ export function loadServedModel(dir: string): ServedModel {
     } catch (error) {
       if (!(error instanceof LearnedFormatError)) throw error;
       warnings.push(error.message);
-      learned = LearnedNotes.empty(saved.vocabulary);
+      learned = LearnedNotes.empty(dir, saved.vocabulary);
     }
     learned.replayInto(notes);
   }

@@ -98,7 +98,12 @@ export class ModelHost {
     if (!this.dir) return;
     if (this.layout().signature !== this.armedOn) this.arm();
     const file = fileSignature(modelFilePath(this.dir));
-    if (file !== '' && file !== this.loadedFile) this.reload();
+    if (file !== '' && file !== this.loadedFile) return this.reload();
+    // Notes learnt by another server on this directory count here too; a rewritten log is read afresh.
+    const learnt = this.model?.learned?.catchUp();
+    if (learnt === 'replaced') this.reload();
+    else if (learnt?.applied)
+      this.log(`Learnt ${learnt.applied} saved note${learnt.applied === 1 ? '' : 's'} from another window`);
   }
 
   /** The nearest existing directory from the model directory up, and its identity. */

@@ -32,6 +32,7 @@ import { Completion, wordBefore } from '../completion/options';
 import { CompletionSession } from '../completion/session';
 import { readModelConfig } from '../model/format';
 import { DEFAULT_NETWORK, NetworkConfig } from '../model/architecture';
+import { noteKey } from '../model/learned';
 import { defaultModelDir } from '../model/paths';
 import { characterStart } from '../model/vocab';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
@@ -43,6 +44,8 @@ import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
  * a document whose session was let go starts cold again, which costs one request a little latency.
  */
 const MAX_SESSIONS = 8;
+/** How often a saved note whose write failed is tried again. */
+const LEARN_RETRY_MS = 1000;
 
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
@@ -63,7 +66,13 @@ export class CharCompleteServer {
   private baseDir = homedir();
   /** Where saved notes may be learnt from: the workspace folders, when the client trusts them. */
   private learnableFolders: string[] = [];
-  private saveLearnedTimer: NodeJS.Timeout | undefined;
+  /** Saved notes not yet written to the learnt notes (a full disk, a lock another program keeps), by URI. */
+  private readonly unlearnt = new Map<string, string>();
+  private learnRetryTimer: NodeJS.Timeout | undefined;
+  /** Why learning last failed, so that a failure repeated on every retry is logged once. */
+  private learnFailure = '';
+  /** Warnings about learning already shown, so each is shown once. */
+  private readonly learnWarningsShown = new Set<string>();
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
 
@@ -205,30 +214,54 @@ export class CharCompleteServer {
     }
   }
 
-  /** A note saved inside a trusted workspace folder is added to the n-gram of the notes. */
+  /** A note saved inside a trusted workspace folder is added to the n-gram of the notes, and kept on disk at once. */
   didSave(uri: URI): void {
-    const model = this.host.model;
     const document = this.documents.get(uri);
-    if (!this.settings.learnFromSaves || !model?.learned || !document) return;
+    if (!this.settings.learnFromSaves || !this.host.model?.learned || !document) return;
     if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
-    const outcome = model.learned.learn(uri, document.getText(), model.mixture.notes);
-    if ('skipped' in outcome) {
-      this.log(`Not learning from ${uri}: ${outcome.skipped}`);
-      return;
-    }
-    if (outcome.learnt === 0) return;
-    this.log(`Learnt ${outcome.learnt.toLocaleString('en-US')} characters from ${uri}`);
-    // Several saves in a row (save all, auto-save) are written together.
-    clearTimeout(this.saveLearnedTimer);
-    const dir = this.host.info?.dir;
-    this.saveLearnedTimer = setTimeout(() => {
-      if (!dir || this.host.model !== model) return;
+    this.unlearnt.set(uri, document.getText());
+    this.learnSaved();
+  }
+
+  /** Learns every saved note not learnt yet; what cannot be written now is tried again shortly, and at shutdown. */
+  private learnSaved(): void {
+    clearTimeout(this.learnRetryTimer);
+    const learned = this.host.model?.learned;
+    if (!learned) return;
+    let reload = false;
+    for (const [uri, text] of this.unlearnt) {
+      let outcome;
       try {
-        model.learned!.save(dir);
+        outcome = learned.learn(noteKeyOfUri(uri), text);
       } catch (error) {
-        this.log(`could not keep what was learnt from saved notes in ${dir}: ${(error as Error).message}`);
+        const failure = `could not keep what was learnt from ${uri} in ${this.host.info?.dir}: ${(error as Error).message}`;
+        if (failure !== this.learnFailure) this.log(`${failure}; trying again every ${LEARN_RETRY_MS / 1000} s`);
+        this.learnFailure = failure;
+        break;
       }
-    }, 1000);
+      this.learnFailure = '';
+      this.unlearnt.delete(uri);
+      reload ||= outcome.reload;
+      for (const notice of outcome.notices) this.warnAboutLearning(notice);
+      if ('skipped' in outcome) this.warnAboutLearning(`Not learning from ${uri}: ${outcome.skipped}`);
+      else if (outcome.learnt > 0) this.log(`Learnt ${outcome.learnt.toLocaleString('en-US')} characters from ${uri}`);
+    }
+    if (this.unlearnt.size > 0 && this.phase !== 'shut down')
+      this.learnRetryTimer = setTimeout(() => this.learnSaved(), LEARN_RETRY_MS);
+    // The log was rewritten (a compaction, a retrain): the n-gram is rebuilt from it.
+    if (reload) this.host.reload();
+  }
+
+  /** Logged every time, and shown to the user the first time it is said. */
+  private warnAboutLearning(message: string): void {
+    this.log(message);
+    const kind = message.replace(/\d[\d,]*/g, 'N').replace(/file:\S+/g, 'URI');
+    if (this.learnWarningsShown.has(kind)) return;
+    this.learnWarningsShown.add(kind);
+    void this.connection.sendNotification(ShowMessageNotification.type, {
+      type: MessageType.Warning,
+      message: `Char Complete: ${message}`,
+    });
   }
 
   reloadModel(): LoadedModel | null {
@@ -241,7 +274,9 @@ export class CharCompleteServer {
     this.checkRequest({});
     this.phase = 'shut down';
     this.sessions.clear();
-    clearTimeout(this.saveLearnedTimer);
+    // A note whose write failed gets a last try before the server goes.
+    this.learnSaved();
+    clearTimeout(this.learnRetryTimer);
     this.host.dispose();
   }
 
@@ -355,6 +390,18 @@ function modelSizeForProbe(dir: string): NetworkConfig {
   } catch {
     return { vocabSize: 96, ...DEFAULT_NETWORK };
   }
+}
+
+/** A saved note's key in the learnt notes: by its path, as the trainer knows it, when it is a file. */
+function noteKeyOfUri(uri: string): string {
+  if (uri.startsWith('file:')) {
+    try {
+      return noteKey(fileURLToPath(uri));
+    } catch {
+      // Not a usable file URI: known by the URI itself.
+    }
+  }
+  return noteKey(uri);
 }
 
 /** The first workspace folder (or the root) as a path, when it is on the local filesystem. */

@@ -1,15 +1,15 @@
-// The mixture of the LSTM and the n-grams: its gate, the served model's fallbacks, and what is learnt from saved notes.
+// The mixture of the LSTM and the n-grams: its gate and the served model's fallbacks (what is learnt from saved notes:
+// learned.test.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tempModelDir } from './support/temp-dirs';
 import { join } from 'node:path';
 import { Mixer, MixerSamples } from '../model/mixer';
 import { documentNgram, GATE_FEATURE, MIXER_SHAPE, mixerPrior, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram, NGRAM_FILE } from '../model/ngram-format';
-import { LearnedNotes, LEARNED_FILE, LEARNED_MAX_DOCUMENT_CHARS } from '../model/learned';
 import { saveModel, SavedModel } from '../model/format';
 import { parameterShapes } from '../model/architecture';
 import { loadServedModel } from '../model/served';
@@ -230,51 +230,4 @@ test('an unusable or missing gate leaves the notes’ n-gram mixed by the prior 
     assert.match(served.warnings[0], problem);
     served.dispose();
   }
-});
-
-test('notes learnt from saves change the n-gram, survive a save and load, and learn only what was appended', () => {
-  const dir = tempModelDir('char-learned');
-  mkdirSync(dir);
-  const fresh = () => {
-    const m = new NgramModel(vocabulary.size);
-    m.add(vocabulary.encode('plain old notes.\n'));
-    return m;
-  };
-  const ngram = fresh();
-  const context = vocabulary.encode('Quorv');
-  const out = new Float32Array(vocabulary.size);
-  ngram.distribution(context, out);
-  const before = out[vocabulary.id('e')];
-  const learned = LearnedNotes.empty(vocabulary);
-  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\n', ngram), { learnt: 36 });
-  ngram.distribution(context, out);
-  assert.ok(
-    out[vocabulary.id('e')] > before + 0.3,
-    `learning moves the n-gram: ${before} → ${out[vocabulary.id('e')]}`,
-  );
-  assert.deepEqual(
-    learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram),
-    { learnt: 6 },
-    'only the appended text',
-  );
-  assert.deepEqual(learned.learn('file:///notes/a.md', 'Met Quorvex today. Quorvex said hi.\nMore.\n', ngram), {
-    learnt: 0,
-  });
-  learned.save(dir);
-
-  const replayed = fresh();
-  LearnedNotes.load(dir, vocabulary).replayInto(replayed);
-  const a = new Float32Array(vocabulary.size);
-  const b = new Float32Array(vocabulary.size);
-  for (const text of ['Quorv', 'More', 'xx', '']) {
-    ngram.distribution(vocabulary.encode(text), a);
-    replayed.distribution(vocabulary.encode(text), b);
-    assert.deepEqual(Array.from(b), Array.from(a), `same probabilities after "${text}"`);
-  }
-  const huge = 'x'.repeat(LEARNED_MAX_DOCUMENT_CHARS + 1);
-  assert.ok('skipped' in learned.learn('file:///notes/huge.md', huge, ngram), 'a huge document is not learnt');
-
-  writeFileSync(join(dir, LEARNED_FILE), 'not a learnt-notes file');
-  assert.throws(() => LearnedNotes.load(dir, vocabulary), /ignoring the notes learnt/);
-  assert.throws(() => LearnedNotes.load(dir, Vocabulary.fromText('abc', 10)), /ignoring the notes learnt/);
 });

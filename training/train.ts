@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import { selectSequenceBackend } from '../backends/select';
 import { generate } from '../completion/complete';
 import type { NetworkConfig } from '../model/architecture';
-import { forgetLearned } from '../model/learned';
+import { foldLearnedNotes, learnedNotesMark } from '../model/learned';
 import type { Mixer } from '../model/mixer';
 import { documentNgram, MixturePredictor } from '../model/mixture';
 import { saveNgram } from '../model/ngram-format';
@@ -57,7 +57,9 @@ async function runTraining(
   shouldStop: () => boolean,
   releases: Array<() => void>,
 ): Promise<TrainResult> {
-  // The corpus, and the model directory claimed before any time is spent training.
+  // The corpus, and the model directory claimed before any time is spent training. Notes learnt
+  // from saves after the mark were saved while this run trained: they stay learnt.
+  const learntBefore = learnedNotesMark(options.out);
   const { corpus, usingDefault } = readNotes(options, reporter);
   releases.push(claimModelDirectory(options.out));
   const resumed = options.resume ? openResumed(options, reporter) : undefined;
@@ -105,6 +107,10 @@ async function runTraining(
   };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
+  const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () =>
+    text.vocabulary.decode(text.trainIds),
+  );
+  if (folded) reporter.info(folded);
 
   // The loop. Time counts from here, so the budget covers training and validation, the resumed
   // model's included: it is the one to beat, scored on today's split, which may differ from the
@@ -329,7 +335,6 @@ async function saveNgramModel(
   newModel: boolean,
   reporter: TrainReporter,
 ): Promise<Mixer | undefined> {
-  forgetLearned(writer.out);
   saveNgram(writer.out, text.notes, text.vocabulary);
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
