@@ -253,3 +253,14 @@ export function decodeFloats(
   }
   return weights;
 }
+
+/** Whether a process of this machine runs: a lock or temporary file whose writer is gone was left behind. */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -9,7 +9,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomSuffix, replaceAtomically } from './files';
+import { isProcessAlive, randomSuffix, replaceAtomically } from './files';
 
 export const LEARNED_FILE = 'learned.bin';
 export const LEARNED_LOCK_FILE = 'learned.lock';
@@ -273,15 +273,6 @@ export function setAsideLog(dir: string): string {
   return name;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 const sleep = (ms: number) => Atomics.wait(sleeper, 0, 0, ms);
 
@@ -292,7 +283,7 @@ function isStale(lock: string, content: string): boolean {
   if (Date.now() - stat.mtimeMs > LOCK_STALE_MS) return true;
   try {
     const owner = JSON.parse(content) as { pid?: unknown; host?: unknown };
-    return owner.host === os.hostname() && Number.isInteger(owner.pid) && !isAlive(owner.pid as number);
+    return owner.host === os.hostname() && Number.isInteger(owner.pid) && !isProcessAlive(owner.pid as number);
   } catch {
     // Empty or half-written: its writer is between creating and filling it.
     return false;
@@ -365,7 +356,7 @@ export function sweepTemporaries(dir: string): void {
     const stat = fs.statSync(file, { throwIfNoEntry: false });
     // Writers make temporaries only while holding the lock, so one whose writer is gone (or that is old, from a
     // writer on another machine) is left over; a live writer without the lock is a server from before the lock.
-    if (stat && (!Number.isInteger(pid) || !isAlive(pid) || Date.now() - stat.mtimeMs > TEMPORARY_STALE_MS))
+    if (stat && (!Number.isInteger(pid) || !isProcessAlive(pid) || Date.now() - stat.mtimeMs > TEMPORARY_STALE_MS))
       fs.rmSync(file, { force: true });
   }
 }

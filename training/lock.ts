@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { diskFullOr } from '../model/files';
+import { diskFullOr, isProcessAlive } from '../model/files';
 
 export const LOCK_FILE = 'train.lock';
 
@@ -13,16 +13,6 @@ interface LockOwner {
   pid: number;
   host: string;
   started: string;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function readOwner(file: string): LockOwner | undefined {
@@ -71,7 +61,7 @@ export function acquireTrainingLock(dir: string): () => void {
           `another training is writing ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
         );
       }
-      if (owner.pid === process.pid || isAlive(owner.pid)) {
+      if (owner.pid === process.pid || isProcessAlive(owner.pid)) {
         throw new LockHeldError(
           `another training is writing ${dir}, pid ${owner.pid} (since ${owner.started}). Wait for it to finish, stop it, or choose another --out.`,
         );
