@@ -66,7 +66,7 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
     measure: async (candidate) => (await torch.time(candidate, { batch, seq, dropout })).fastest,
   });
   if (choice === 'torch') return torchSelection('as asked');
-  if (several) return torchSelection(`${context.launch.processes ?? 1} processes asked for`);
+  if (several) return torchSelection(`${world} processes asked for`);
   if (torch.info.device !== 'cpu') return torchSelection(`auto: a ${torch.info.device.replace(/:\d+$/, '')} device`);
 
   // On a CPU the faster engine depends on the BLAS, the cores and the model: both are timed.

@@ -173,7 +173,6 @@ export class TorchEngine {
         PYTHONUNBUFFERED: '1',
         // OpenBLAS takes the cores for the matmuls (torch_engine.py keeps torch itself on one thread).
         OPENBLAS_NUM_THREADS: env.OPENBLAS_NUM_THREADS ?? perProcess,
-        ...(distributed ? { OMP_NUM_THREADS: env.OMP_NUM_THREADS ?? perProcess } : {}),
       },
       stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so a Ctrl-C at the terminal reaches the trainer alone, which then

@@ -36,7 +36,7 @@ The serve protocol, one JSON object per line. The trainer sends:
     {"cmd": "exit"}
 
 and reads {"event": ...} lines back: ready, timed, setup, trained, scored, checkpoint, loaded,
-logprobs, or error. End of input means the trainer is gone: the engine exits at once. With several
+logprobs, or error. End of input means the trainer is gone: the engine exits after its step. With several
 processes only global rank 0 reads commands and writes answers; it hands every command to the
 other ranks, and the training streams are split across ranks.
 """
@@ -68,6 +68,9 @@ except ImportError as error:
     print(json.dumps({"event": "unavailable", "message": str(error), "python": sys.executable,
                       "hint": INSTALL_HINT}), flush=True)
     sys.exit(3)
+
+# How long the engine may take to leave once the trainer's end of the pipe has closed.
+EXIT_GRACE_SECONDS = 10
 
 # Adam's settings when timing: training/optimizer.ts's defaults.
 ADAM = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
@@ -446,8 +449,14 @@ def read_commands(commands, stop):
             stop.set()
         else:
             commands.put(command)
-    # The trainer has exited (or was killed): nothing is waiting for what this process would do.
-    os._exit(0)
+    # The trainer has exited, or was killed: nothing waits for what this process would do. The
+    # step under way ends, and every rank leaves with "exit"; a rank stuck waiting for another
+    # does not hold the process for long.
+    stop.set()
+    commands.put({"cmd": "exit"})
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(0,))
+    timer.daemon = True
+    timer.start()
 
 
 def serve(args):
@@ -535,10 +544,16 @@ def setup(ranks, command):
 def configure_threads(threads):
     if threads:
         torch.set_num_threads(threads)
-    elif describe_blas()[0] == "openblas" and "OMP_NUM_THREADS" not in os.environ:
+    elif "OMP_NUM_THREADS" in os.environ:
+        return  # the user's choice, which torch has taken already
+    elif describe_blas()[0] == "openblas":
         # OpenBLAS runs the matmuls on its own threads (OPENBLAS_NUM_THREADS); torch's threads for
         # the elementwise ops would only compete with them for the same cores.
         torch.set_num_threads(1)
+    else:
+        # The machine's cores shared among its processes, not each process taking them all.
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 # ---- bench: this engine against PyTorch's own loop ------------------------------------------
