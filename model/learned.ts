@@ -347,7 +347,10 @@ export class LearnedNotes {
     return this.started(pieces.map((piece) => ({ kind: 'piece', left: piece.left, text: piece.text })));
   }
 
-  /** Under the lock: the log rewritten as what each note holds now, so the text deleted from notes no longer counts. */
+  /**
+   * Under the lock: the log rewritten as what each note holds now, so text deleted from notes (and what the first
+   * version of the file held, which belongs to no note) no longer counts.
+   */
   private compact(): LogRead {
     const records: LearntRecord[] = [];
     for (const [note, state] of this.notes) {
@@ -453,7 +456,7 @@ export function rebaseLearnedNotes(
     rewriteLog(dir, records);
     const kept = notes.size - rebased.size;
     const savedWhileTraining = [...rebased.keys()].filter((note) => savedAfterMark.has(note)).length;
-    return `Notes learnt from saves: ${rebased.size} now counted by this n-gram (${savedWhileTraining} saved while it trained, whose changes stay learnt), ${kept} learnt from outside the corpus kept`;
+    return `Notes learnt from saves: ${rebased.size} now counted by this n-gram (${savedWhileTraining} saved while it trained, whose changes stay learnt); ${kept} more, outside what it counted, stay learnt`;
   });
 }
 

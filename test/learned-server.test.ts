@@ -134,7 +134,7 @@ test('notes saved every half second while a trainer writes checkpoints into the 
   const saved = words.slice(0, 6);
   const texts = saved.map(noteAbout);
   for (const [i, text] of texts.entries()) await save(s, join(trained, `before-${i}.md`), text);
-  const trainer = spawn(process.execPath, [TRAINER, trained, '--out', model, '--chars', '60000', ...SMALL], {
+  const trainer = spawn(process.execPath, [TRAINER, trained, '--out', model, '--chars', '100000', ...SMALL], {
     env: ENV,
   });
   let output = '';
