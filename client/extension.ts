@@ -50,9 +50,13 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
       { scheme: 'file', language },
       { scheme: 'untitled', language },
     ]),
-    // The server learns from saved notes only where the workspace is trusted.
-    initializationOptions: { ...JSON.parse(JSON.stringify(config())), workspaceTrusted: vscode.workspace.isTrusted },
-    synchronize: { configurationSection: SECTION },
+    // The server learns from saved notes only where the workspace is trusted, and never from those files.exclude hides.
+    initializationOptions: {
+      ...JSON.parse(JSON.stringify(config())),
+      workspaceTrusted: vscode.workspace.isTrusted,
+      filesExclude: filesExclude(),
+    },
+    synchronize: { configurationSection: [SECTION, 'files.exclude'] },
     middleware: {
       provideInlineCompletionItems: async (document, position, context, token, next) => {
         if (!config().get<boolean>('enable', true)) return undefined;
@@ -114,6 +118,11 @@ async function trainOnWorkspace(context: vscode.ExtensionContext): Promise<void>
   const args = [context.asAbsolutePath(path.join('dist', 'train.js')), ...folders];
   const modelPath = config().get<string>('modelPath', '');
   if (modelPath) args.push('--out', modelPath);
+  // What the editor hides and what the user excluded are not trained on either.
+  const excluded = Object.entries(filesExclude()).filter(([, on]) => on === true);
+  const own = config().get<unknown>('exclude');
+  for (const glob of [...(Array.isArray(own) ? own : []), ...excluded.map(([glob]) => glob)])
+    args.push(`--exclude=${glob}`);
   const task = new vscode.Task(
     { type: 'charComplete', task: 'train' },
     vscode.TaskScope.Workspace,
@@ -123,6 +132,11 @@ async function trainOnWorkspace(context: vscode.ExtensionContext): Promise<void>
   );
   task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, panel: vscode.TaskPanelKind.Dedicated };
   await vscode.tasks.executeTask(task);
+}
+
+/** VS Code's files.exclude: globs, each true, false or a condition on sibling files. */
+function filesExclude(): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(vscode.workspace.getConfiguration('files').get('exclude') ?? {}));
 }
 
 export async function deactivate(): Promise<void> {

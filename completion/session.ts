@@ -1,6 +1,7 @@
 // One document's completion engine: its model states, its n-gram and the suggestion on show, behind one `suggest` per
 // keystroke.
 import type { Predictor } from '../model/predictor';
+import { completionRevealsSecret } from '../model/secrets';
 import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
@@ -48,6 +49,9 @@ export class CompletionSession {
     // Nothing to offer when the text after the cursor already says it.
     const lineEnd = text.indexOf('\n', offset);
     if (text.slice(offset, lineEnd < 0 ? text.length : lineEnd).startsWith(completion.text)) return undefined;
+    // Nor anything that would make a line look like a secret: the document's own n-gram has read the lines above,
+    // and a model trained before secrets were kept out may know one.
+    if (completionRevealsSecret(text, offset, completion.text)) return undefined;
     return completion;
   }
 

@@ -2,6 +2,7 @@
 import { resolve, join } from 'node:path';
 import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../backends/select';
 import { TRAIN_DEFAULTS } from '../training/defaults';
+import { checkGlobs } from '../model/exclusions';
 import { DiskFullError } from '../model/files';
 import { defaultModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
@@ -13,6 +14,8 @@ const D = TRAIN_DEFAULTS;
 const USAGE = `usage: npm run train -- [PATH ...] [options]
 
 PATH                files or folders of notes (default: the embedded default corpus)
+--exclude GLOB      never read files or folders matching GLOB (repeatable; *.log, drafts/, /top.md); key and
+                    credential files and what .gitignore files ignore are always left out
 --out DIR           where to write the model (default: ${defaultModelDir()})
 --minutes N         time budget            --epochs N      epoch budget
 --chars N           budget in training characters seen (one of the three)
@@ -30,6 +33,7 @@ async function main(): Promise<number> {
     process.argv.slice(2),
     {
       out: { type: 'string' },
+      exclude: { type: 'string', multiple: true },
       minutes: { type: 'string' },
       epochs: { type: 'string' },
       chars: { type: 'string' },
@@ -76,6 +80,13 @@ async function main(): Promise<number> {
   if (torch && engine === 'wasm')
     throw new UsageError(`--gpus, --nproc and --nnodes run the torch engine; leave out --engine wasm\n\n${USAGE}`);
 
+  const exclude = (values.exclude as string[] | undefined) ?? [];
+  try {
+    checkGlobs(exclude);
+  } catch (error) {
+    throw new UsageError(`--exclude: ${(error as Error).message}\n\n${USAGE}`);
+  }
+
   const json = values.json === true;
   // With --json, stdout carries only the final JSON line; everything for people goes to stderr.
   const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
@@ -95,6 +106,7 @@ async function main(): Promise<number> {
     result = await train(
       {
         paths: positionals.map((p) => resolve(String(p))),
+        exclude,
         packageRoot: join(__dirname, '..'),
         out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
         minutes: flag('minutes', 0.01, 10_000, false),

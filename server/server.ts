@@ -32,12 +32,13 @@ import { Completion, wordBefore } from '../completion/options';
 import { CompletionSession } from '../completion/session';
 import { readModelConfig } from '../model/format';
 import { DEFAULT_NETWORK, NetworkConfig } from '../model/architecture';
+import { Exclusions } from '../model/exclusions';
 import { noteKey } from '../model/learned';
 import { defaultModelDir } from '../model/paths';
 import { characterStart } from '../model/vocab';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
 import { ModelHost } from './model-host';
-import { parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
+import { filesExcludeGlobs, parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
 
 /**
  * Sessions kept at once. Each holds model states and the document's n-gram, up to a few megabytes;
@@ -66,6 +67,8 @@ export class CharCompleteServer {
   private baseDir = homedir();
   /** Where saved notes may be learnt from: the workspace folders, when the client trusts them. */
   private learnableFolders: string[] = [];
+  /** The editor's files.exclude globs: notes it hides are not learnt either. */
+  private editorExcludes: string[] = [];
   /** Saved notes not yet written to the learnt notes (a full disk, a lock another program keeps), by URI. */
   private readonly unlearnt = new Map<string, string>();
   private learnRetryTimer: NodeJS.Timeout | undefined;
@@ -114,6 +117,7 @@ export class CharCompleteServer {
       const folders = params.workspaceFolders?.map((folder) => folder.uri) ?? (params.rootUri ? [params.rootUri] : []);
       this.learnableFolders = folders.map((uri) => (uri.endsWith('/') ? uri : `${uri}/`));
     }
+    this.editorExcludes = filesExcludeGlobs(options.filesExclude);
     const initial = parseSettings(options);
     const probe = completionProbe(
       modelSizeForProbe(this.modelDir(initial.settings.modelPath)),
@@ -140,15 +144,19 @@ export class CharCompleteServer {
 
   async initialized(): Promise<void> {
     if (!this.clientHasConfiguration) return;
-    void this.connection.client.register(DidChangeConfigurationNotification.type, { section: 'charComplete' });
+    void this.connection.client.register(DidChangeConfigurationNotification.type, {
+      section: ['charComplete', 'files.exclude'],
+    });
     await this.pullConfiguration();
   }
 
   async didChangeConfiguration(change: DidChangeConfigurationParams): Promise<void> {
     // Before initialize there is no backend to load a model on; after shutdown nothing is wanted.
     if (this.phase !== 'running') return;
-    if (this.clientHasConfiguration) await this.pullConfiguration();
-    else this.applySettings((change.settings as Record<string, unknown> | null)?.charComplete ?? {});
+    if (this.clientHasConfiguration) return this.pullConfiguration();
+    const settings = change.settings as { charComplete?: unknown; files?: { exclude?: unknown } } | null;
+    if (settings?.files) this.editorExcludes = filesExcludeGlobs(settings.files.exclude);
+    this.applySettings(settings?.charComplete ?? {});
   }
 
   didClose(uri: string): void {
@@ -219,6 +227,11 @@ export class CharCompleteServer {
     const document = this.documents.get(uri);
     if (!this.settings.learnFromSaves || !this.host.model?.learned || !document) return;
     if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
+    const excludedBy = this.exclusionRule(uri);
+    if (excludedBy) {
+      this.log(`Not learning from ${uri}: excluded by ${excludedBy}`);
+      return;
+    }
     this.unlearnt.set(uri, document.getText());
     this.learnSaved();
   }
@@ -262,6 +275,27 @@ export class CharCompleteServer {
       type: MessageType.Warning,
       message: `Char Complete: ${message}`,
     });
+  }
+
+  /**
+   * The rule that keeps a saved note out of the model (a default key or credential file, charComplete.exclude, the
+   * editor's files.exclude, a .gitignore in its workspace folder), or undefined.
+   */
+  private exclusionRule(uri: string): string | undefined {
+    const folder = this.learnableFolders.filter((f) => uri.startsWith(f)).sort((a, b) => b.length - a.length)[0];
+    let root: string;
+    let relative: string;
+    try {
+      root = folder.startsWith('file:') ? fileURLToPath(folder) : decodeURIComponent(new URL(folder).pathname);
+      relative = decodeURIComponent(uri.slice(folder.length));
+    } catch {
+      return 'its path, which cannot be decoded';
+    }
+    const globs = [...this.settings.exclude, ...this.editorExcludes];
+    // Only a folder on this machine has .gitignore files to read.
+    return new Exclusions(root, { globs, readGitignore: folder.startsWith('file:') ? undefined : null }).pathRule(
+      relative,
+    );
   }
 
   reloadModel(): LoadedModel | null {
@@ -310,7 +344,11 @@ export class CharCompleteServer {
 
   private async pullConfiguration(): Promise<void> {
     try {
-      const [section] = await this.connection.workspace.getConfiguration([{ section: 'charComplete' }]);
+      const [section, filesExclude] = await this.connection.workspace.getConfiguration([
+        { section: 'charComplete' },
+        { section: 'files.exclude' },
+      ]);
+      this.editorExcludes = filesExcludeGlobs(filesExclude);
       this.applySettings(section ?? {});
     } catch (error) {
       this.log(`could not read the charComplete settings: ${(error as Error).message}`);

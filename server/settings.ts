@@ -10,6 +10,7 @@ import {
   STOP_ATS,
   StopAt,
 } from '../completion/options';
+import { globProblem } from '../model/exclusions';
 
 export interface Settings {
   completion: CompletionOptions;
@@ -17,6 +18,8 @@ export interface Settings {
   backend: BackendChoice;
   /** Whether notes saved in the workspace are added to the n-gram. */
   learnFromSaves: boolean;
+  /** Globs of saved notes never learnt, besides the default key and credential files and .gitignore'd paths. */
+  exclude: string[];
 }
 
 export const SETTINGS_DEFAULTS: Settings = {
@@ -24,6 +27,7 @@ export const SETTINGS_DEFAULTS: Settings = {
   modelPath: '',
   backend: 'auto',
   learnFromSaves: true,
+  exclude: [],
 };
 
 export function parseSettings(raw: unknown): { settings: Settings; warnings: string[] } {
@@ -81,5 +85,28 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
         `charComplete.learnFromSaves must be true or false; got ${JSON.stringify(input.learnFromSaves)}, using ${learnFromSaves}`,
       );
   }
-  return { settings: { completion, modelPath, backend, learnFromSaves }, warnings };
+  const exclude: string[] = [];
+  if (input.exclude !== undefined && input.exclude !== null) {
+    if (!Array.isArray(input.exclude))
+      warnings.push(
+        `charComplete.exclude must be a list of globs; got ${JSON.stringify(input.exclude)}, so only the default exclusions apply`,
+      );
+    for (const glob of Array.isArray(input.exclude) ? input.exclude : []) {
+      const problem = globProblem(glob);
+      if (problem) warnings.push(`charComplete.exclude: ${JSON.stringify(glob)} is left out: ${problem}`);
+      else exclude.push(glob as string);
+    }
+  }
+  return { settings: { completion, modelPath, backend, learnFromSaves, exclude }, warnings };
+}
+
+/**
+ * The globs of VS Code's files.exclude: the keys set to true. A rule with a "when" condition hides generated files
+ * beside their sources, which is not about privacy, and one that is not a usable glob is the editor's to report.
+ */
+export function filesExcludeGlobs(raw: unknown): string[] {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return [];
+  return Object.entries(raw as Record<string, unknown>)
+    .filter(([glob, on]) => on === true && globProblem(glob) === undefined)
+    .map(([glob]) => glob);
 }

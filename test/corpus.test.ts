@@ -137,7 +137,13 @@ test('describeSkipped lists at most three names per reason', () => {
 });
 
 function corpusOf(docs: { path: string; text: string }[]): Corpus {
-  return { documents: docs, skipped: [], chars: docs.reduce((n, d) => n + [...d.text].length, 0) };
+  return {
+    documents: docs,
+    skipped: [],
+    excluded: [],
+    droppedLines: [],
+    chars: docs.reduce((n, d) => n + [...d.text].length, 0),
+  };
 }
 
 test('splitCorpus on one file holds out exactly the last 10% by code points', () => {

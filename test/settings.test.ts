@@ -69,3 +69,10 @@ test('an untrusted workspace’s settings cannot choose the model, where complet
   }
   for (const key of restricted) assert.ok(properties[key], `restricted ${key} is a declared setting`);
 });
+
+test('charComplete.exclude is a list of globs in the manifest, empty by default as in the server', () => {
+  const exclude = setting('exclude') as ManifestProperty & { items?: { type: string } };
+  assert.equal(exclude.type, 'array');
+  assert.deepEqual(exclude.items, { type: 'string' });
+  assert.deepEqual(exclude.default, SETTINGS_DEFAULTS.exclude);
+});

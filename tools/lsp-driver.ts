@@ -16,6 +16,8 @@ export interface LspSessionOptions {
   initializationOptions?: Record<string, unknown>;
   /** What the server gets back for workspace/configuration; undefined means the client lacks it. */
   configuration?: () => unknown;
+  /** The editor's files.exclude, answered when the server asks for that section. */
+  filesExclude?: () => unknown;
   env?: NodeJS.ProcessEnv;
   /** Workspace folder URIs announced at initialize. */
   workspaceFolders?: string[];
@@ -55,8 +57,10 @@ export class LspSession {
     );
     this.connection.onNotification('window/logMessage', (p: { message: string }) => void this.logs.push(p.message));
     this.connection.onNotification(StatusNotification, (p) => void this.statuses.push(p));
-    this.connection.onRequest('workspace/configuration', (p: { items: unknown[] }) =>
-      p.items.map(() => options.configuration?.() ?? {}),
+    this.connection.onRequest('workspace/configuration', (p: { items: Array<{ section?: string }> }) =>
+      p.items.map((item) =>
+        item.section === 'files.exclude' ? (options.filesExclude?.() ?? null) : (options.configuration?.() ?? {}),
+      ),
     );
     this.connection.onRequest('client/registerCapability', () => null);
     this.connection.onRequest('window/showMessageRequest', () => null);

@@ -1,8 +1,11 @@
-// Loads a training corpus from the user's files (split.ts splits it for validation). The walk is
-// deterministic (sorted by name) so that retraining on the same notes reads them in the same order.
+// Loads a training corpus from the user's files (split.ts splits it for validation), leaving out excluded files and
+// lines that look like a secret. The walk is deterministic (sorted by name) so that retraining on the same notes reads
+// them in the same order.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { checkGlobs, Exclusions, readGitignoreFile } from '../model/exclusions';
+import { withoutSecretLines } from '../model/secrets';
 import { isHighSurrogate, isLowSurrogate } from '../model/vocab';
 
 export interface CorpusDocument {
@@ -19,9 +22,26 @@ export interface SkippedFile {
   reason: SkipReason;
 }
 
+/** A file or folder left out by an exclusion rule. */
+export interface ExcludedPath {
+  path: string;
+  /** The glob, or ".gitignore". */
+  rule: string;
+  folder: boolean;
+}
+
+/** A line left out of a document because it looks like a secret. */
+export interface DroppedLine {
+  path: string;
+  /** Numbered from 1 in the file as read. */
+  line: number;
+}
+
 export interface Corpus {
   documents: CorpusDocument[];
   skipped: SkippedFile[];
+  excluded: ExcludedPath[];
+  droppedLines: DroppedLine[];
   /** Total code points over all documents. */
   chars: number;
 }
@@ -31,6 +51,11 @@ export interface CorpusOptions {
   maxFileBytes?: number;
   /** Directories never read, such as the model directory being written. */
   exclude?: string[];
+  /**
+   * Globs of files and folders never read (the user's --exclude), besides the default key and credential files and
+   * what .gitignore files in the folders walked ignore. A bad glob throws ExcludeError.
+   */
+  excludeGlobs?: string[];
   /** Most UTF-16 code units in all documents with their separators; default MAX_CORPUS_CHARS. */
   maxChars?: number;
 }
@@ -184,6 +209,10 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
   const excluded = new Set((options.exclude ?? []).map(realpathKey));
   const documents: CorpusDocument[] = [];
   const skipped: SkippedFile[] = [];
+  const excludedPaths: ExcludedPath[] = [];
+  const droppedLines: DroppedLine[] = [];
+  const globs = options.excludeGlobs ?? [];
+  checkGlobs(globs);
   // A file named explicitly and also reached through its directory or a link must not be trained on twice.
   const seen = new Set<string>();
   let chars = 0;
@@ -198,15 +227,22 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
     const result = readTextFile(file, stat.size, maxFileBytes);
     if ('reason' in result) {
       skip(file, result.reason);
+      return;
+    }
+    // Dropped before any model sees the text, so that neither the n-gram nor the LSTM can learn a secret.
+    const { text, droppedLines: dropped } = withoutSecretLines(result.text);
+    for (const line of dropped) droppedLines.push({ path: displayPath(file), line });
+    if (text.length === 0) {
+      skip(file, 'empty');
     } else {
-      codeUnits += result.text.length + DOCUMENT_SEPARATOR.length;
+      codeUnits += text.length + DOCUMENT_SEPARATOR.length;
       if (codeUnits > maxChars) {
         throw new Error(
           `corpus: more than ${maxChars.toLocaleString('en-US')} characters, the most one training run can hold in memory (reached at ${displayPath(file)}); train on a part of your notes, for example one subfolder`,
         );
       }
-      documents.push({ path: displayPath(file), text: result.text });
-      chars += codePointLength(result.text);
+      documents.push({ path: displayPath(file), text });
+      chars += codePointLength(text);
     }
   };
 
@@ -216,18 +252,40 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
     return true;
   };
 
-  const walk = (dir: WalkPath, root: string): void => {
+  const excludedBy = (p: WalkPath, rule: string | undefined, folder: boolean): boolean => {
+    if (rule !== undefined) excludedPaths.push({ path: displayPath(p), rule, folder });
+    return rule !== undefined;
+  };
+
+  /** Walks dir, which is `relative` below the folder given; `folders` finds a folder's real path for its .gitignore. */
+  const walk = (
+    dir: WalkPath,
+    root: string,
+    relative: string,
+    exclusions: Exclusions,
+    folders: Map<string, WalkPath>,
+  ): void => {
     if (skipDirectory(dir)) return;
     const entries = visibleEntries(dir);
     if (!entries) {
       skip(dir, 'unreadable');
       return;
     }
+    folders.set(relative, dir);
     for (const entry of entries) {
       const full = childPath(dir, entry.name);
+      const name = displayPath(entry.name);
+      const childRelative = relative === '' ? name : `${relative}/${name}`;
       if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(entry.name.toString())) walk(full, root);
-      } else if (entry.isFile()) {
+        if (SKIPPED_DIRS.has(entry.name.toString())) continue;
+        if (!excludedBy(full, exclusions.folderRule(childRelative), true))
+          walk(full, root, childRelative, exclusions, folders);
+        continue;
+      }
+      // Links are judged by the name they have in the folder, as git and the editor judge them.
+      if ((entry.isFile() || entry.isSymbolicLink()) && excludedBy(full, exclusions.fileRule(childRelative), false))
+        continue;
+      if (entry.isFile()) {
         let stat: fs.Stats;
         try {
           stat = fs.lstatSync(full);
@@ -270,15 +328,25 @@ export function loadCorpus(paths: string[], options: CorpusOptions = {}): Corpus
       continue;
     }
     if (stat.isDirectory()) {
-      walk(given, realpathKey(given));
+      const folders = new Map<string, WalkPath>();
+      const exclusions = new Exclusions(given, {
+        globs,
+        readGitignore: (folder) => {
+          const real = folders.get(folder);
+          return real === undefined ? undefined : readGitignoreFile(real);
+        },
+      });
+      walk(given, realpathKey(given), '', exclusions, folders);
     } else if (stat.isFile()) {
-      considerFile(given, stat);
+      // A file named on its own is judged by its name: the globs and the default key and credential files.
+      const exclusions = new Exclusions(path.dirname(given), { globs, readGitignore: null });
+      if (!excludedBy(given, exclusions.fileRule(path.basename(given)), false)) considerFile(given, stat);
     } else {
       skip(given, 'unreadable');
     }
   }
 
-  return { documents, skipped, chars };
+  return { documents, skipped, excluded: excludedPaths, droppedLines, chars };
 }
 
 const REASON_ORDER: SkipReason[] = [
@@ -306,6 +374,32 @@ export function describeSkipped(skipped: SkippedFile[]): string | undefined {
   const kind = skipped.some((s) => s.reason === 'model directory') ? 'item' : 'file';
   const noun = skipped.length === 1 ? kind : `${kind}s`;
   return `skipped ${skipped.length} ${noun}: ${groups.join(', ')}`;
+}
+
+const plural = (n: number, noun: string) => `${n.toLocaleString('en-US')} ${noun}${n === 1 ? '' : 's'}`;
+
+/**
+ * One line for the user, e.g. "excluded 3 files: 2 by .gitignore, 1 by *.pem; dropped 1 line that looks like a
+ * secret (ideas.md:4)": how many files each rule kept out, and where lines were dropped.
+ */
+export function describeExclusions(excluded: ExcludedPath[], dropped: DroppedLine[]): string | undefined {
+  const parts: string[] = [];
+  if (excluded.length > 0) {
+    const folders = excluded.filter((e) => e.folder).length;
+    const files = excluded.length - folders;
+    const what = [files > 0 && plural(files, 'file'), folders > 0 && plural(folders, 'folder')].filter(Boolean);
+    const byRule = new Map<string, number>();
+    for (const { rule } of excluded) byRule.set(rule, (byRule.get(rule) ?? 0) + 1);
+    const rules = [...byRule].sort((a, b) => b[1] - a[1]).map(([rule, n]) => `${n.toLocaleString('en-US')} by ${rule}`);
+    parts.push(`excluded ${what.join(' and ')}: ${rules.join(', ')}`);
+  }
+  if (dropped.length > 0) {
+    const where = dropped.slice(0, NAMES_PER_REASON).map((d) => `${path.basename(d.path) || d.path}:${d.line}`);
+    if (dropped.length > NAMES_PER_REASON) where.push('…');
+    const verb = dropped.length === 1 ? 'looks' : 'look';
+    parts.push(`dropped ${plural(dropped.length, 'line')} that ${verb} like a secret (${where.join(', ')})`);
+  }
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
 /** Every folder of the project's own source, the engine's as well as the editor's; tests are left out. */

@@ -2,7 +2,7 @@
 // training and validation text, encoded, counted into the notes' n-gram, and cut into the training
 // batch and the validation sets that periodic and final scoring share.
 import type { ResumedModel } from './checkpoint';
-import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus } from './corpus';
+import { Corpus, defaultCorpusPaths, describeExclusions, describeSkipped, loadCorpus } from './corpus';
 import { splitCorpus } from './split';
 import { TRAIN_DEFAULTS } from './defaults';
 import { isScorable, ValidationSet } from './mixture-fit';
@@ -23,10 +23,12 @@ export function readNotes(options: TrainOptions, reporter: TrainReporter): { cor
   }
   let corpus;
   try {
-    corpus = loadCorpus(paths, { exclude: [options.out] });
+    corpus = loadCorpus(paths, { exclude: [options.out], excludeGlobs: options.exclude });
   } catch (error) {
     throw new TrainInputError((error as Error).message);
   }
+  const excluded = describeExclusions(corpus.excluded, corpus.droppedLines);
+  if (excluded) reporter.info(excluded);
   const skipped = describeSkipped(corpus.skipped);
   if (skipped) reporter.info(skipped);
   if (corpus.documents.length === 0 || corpus.chars === 0) {

@@ -7,6 +7,8 @@ import type { TorchLaunch } from './torch-engine';
 export interface TrainOptions {
   /** Files and folders of notes; empty means the embedded default corpus. */
   paths: string[];
+  /** Globs of files and folders never read, besides the default key and credential files and .gitignore'd paths. */
+  exclude?: string[];
   packageRoot: string;
   out: string;
   minutes?: number;
