@@ -146,7 +146,7 @@ test(
     const engine = await TorchEngine.start({ device: 'cpu' });
     try {
       assert.equal(await engine.setup(run(batch, seq, start)), batcher.batchesPerEpoch);
-      const trained = await engine.train(0, Array(10).fill(lr), undefined);
+      const trained = await engine.train(0, Array(10).fill(lr));
       assert.equal(trained.losses.length, 10);
       assert.ok(trained.losses[9] < trained.losses[0], `loss ${trained.losses[0]} → ${trained.losses[9]}`);
       const { weights, optimizer: adam } = await engine.checkpoint();
@@ -173,7 +173,7 @@ test(
       const params = initialParameters(config, 3);
       await engine.setup(run(8, 16, await readWeights(params)));
       tf.dispose([...params.values()]);
-      await engine.train(0, Array(20).fill(1e-2), undefined);
+      await engine.train(0, Array(20).fill(1e-2));
       const { weights } = await engine.checkpoint();
       // Metadata does not matter here: a stand-in's.
       saveModel(dir, { config, vocabulary, weights, metadata: randomModel(0).metadata });
@@ -235,7 +235,7 @@ test(
     tf.dispose([...params.values()]);
     const stepOnce = async (engine: TorchEngine) => {
       await engine.setup(run(8, 16, start));
-      await engine.train(0, [1e-2], undefined);
+      await engine.train(0, [1e-2]);
       return engine.checkpoint();
     };
     const single = await TorchEngine.start({ device: 'cpu' });
@@ -251,7 +251,7 @@ test(
       const diff = relativeDifference(two.weights, one.weights);
       t.diagnostic(`largest difference: ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`);
       assert.ok(diff.worst < 1e-5, `${diff.name} differs by ${diff.worst} of its largest weight`);
-      const more = await pair.train(1, Array(30).fill(1e-2), undefined);
+      const more = await pair.train(1, Array(30).fill(1e-2));
       const first = more.losses.slice(0, 5).reduce((a, b) => a + b) / 5;
       const last = more.losses.slice(-5).reduce((a, b) => a + b) / 5;
       assert.ok(last < 0.9 * first, `loss ${first} → ${last}`);

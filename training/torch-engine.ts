@@ -1,7 +1,7 @@
 // The PyTorch engine as a child process (training/torch_engine.py, which documents the protocol):
-// finding an interpreter that has torch, starting it (through its launcher for several processes), the
-// files and JSON lines that cross over, Ctrl-C as a stop command, and a clear account of a child
-// that dies. The trainer keeps everything else.
+// finding an interpreter that has torch, starting it (through its launcher for several processes),
+// the files and JSON lines that cross over, and a clear account of a child that dies. The trainer
+// keeps everything else.
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -65,7 +65,6 @@ export interface TrainedChunk {
   losses: number[];
   /** The engine's own time for the steps, without the pipe. */
   seconds: number;
-  stopped: boolean;
 }
 
 /** The engine's file: copied beside the bundles (dist/) by the build, else in the repository. */
@@ -175,8 +174,8 @@ export class TorchEngine {
         OPENBLAS_NUM_THREADS: env.OPENBLAS_NUM_THREADS ?? perProcess,
       },
       stdio: ['pipe', 'pipe', 'pipe'],
-      // Its own process group, so a Ctrl-C at the terminal reaches the trainer alone, which then
-      // asks the engine to stop after its step.
+      // Its own process group, so a Ctrl-C at the terminal reaches the trainer alone, which stops
+      // between steps and then ends the engine.
       detached: process.platform !== 'win32',
       windowsHide: true,
     });
@@ -280,30 +279,10 @@ export class TorchEngine {
     return Number(answer.batches_per_epoch);
   }
 
-  /**
-   * Up to lrs.length steps from global step `first` (which picks the batch, as StreamBatcher
-   * does), one learning rate each; fewer when `seconds` run out or shouldStop turns true, which
-   * stops the engine after the step under way.
-   */
-  async train(
-    first: number,
-    lrs: number[],
-    seconds: number | undefined,
-    shouldStop: () => boolean = () => false,
-  ): Promise<TrainedChunk> {
-    let stopSent = false;
-    const poll = setInterval(() => {
-      if (!stopSent && shouldStop()) {
-        stopSent = true;
-        this.send({ cmd: 'stop' });
-      }
-    }, 50);
-    try {
-      const answer = await this.request({ cmd: 'train', first, lrs, seconds: seconds ?? null }, 'trained');
-      return { losses: answer.losses as number[], seconds: Number(answer.seconds), stopped: answer.stopped === true };
-    } finally {
-      clearInterval(poll);
-    }
+  /** A step per learning rate from global step `first`, which picks the batch as StreamBatcher does. */
+  async train(first: number, lrs: number[]): Promise<TrainedChunk> {
+    const answer = await this.request({ cmd: 'train', first, lrs }, 'trained');
+    return { losses: answer.losses as number[], seconds: Number(answer.seconds) };
   }
 
   /** The LSTM's scores on held-out ids, as scoreLstm computes them, for the mixture's gate. */
@@ -550,7 +529,7 @@ export class TorchLstmEngine implements LstmEngine {
   async step(): Promise<number> {
     return this.guard(
       async () => {
-        const { losses } = await this.torch.train(this.firstStep + this.taken, [this.setup.lr], undefined);
+        const { losses } = await this.torch.train(this.firstStep + this.taken, [this.setup.lr]);
         this.taken++;
         return losses[0];
       },

@@ -27,8 +27,7 @@ The serve protocol, one JSON object per line. The trainer sends:
     {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
      "adam": {...}, "ids": FILE, "length": n, "weights": FILE,
      "optimizer": {"path": FILE, "step": n} or null}
-    {"cmd": "train", "first": g, "lrs": [...], "seconds": limit or null}   one step per lr
-    {"cmd": "stop"}                      ends a train command after the step under way
+    {"cmd": "train", "first": g, "lrs": [...]}   a step per learning rate
     {"cmd": "score", "ids": FILE, "length": L, "batch": B, "seq": T, "path": FILE}
     {"cmd": "checkpoint", "path": FILE}  weights, then Adam's m and v, in the files' layout
     {"cmd": "load", "path": FILE}        weights in the files' layout
@@ -225,7 +224,7 @@ class Distributed:
             torch.cuda.set_device(self.device)
         self.control = None
         if self.world > 1:
-            # Commands and the stop flag travel on gloo, so that reading them never waits for a GPU.
+            # Commands travel on gloo, so that reading them never waits for a GPU.
             timeout = datetime.timedelta(hours=2)
             dist.init_process_group("nccl" if kind == "cuda" else "gloo", timeout=timeout)
             self.control = dist.new_group(backend="gloo", timeout=timeout) if kind == "cuda" else None
@@ -325,12 +324,12 @@ class Trainer:
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
             p.addcdiv_(m, v.sqrt().add_(self.epsilon), value=-step_size)
 
-    def train(self, first, lrs, seconds, stop):
-        """Up to len(lrs) steps from global step `first`; fewer when stopped or out of time."""
+    def train(self, first, lrs, ending):
+        """A step per learning rate from global step `first`; fewer once the trainer has gone."""
         started = time.perf_counter()
         losses = []
         for i, lr in enumerate(lrs):
-            go = not stop.is_set() and (i == 0 or seconds is None or time.perf_counter() - started < seconds)
+            go = not ending.is_set()
             if self.ranks.world > 1:
                 go = self.ranks.broadcast(go)
             if not go:
@@ -435,8 +434,8 @@ def emit(event, **fields):
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
-def read_commands(commands, stop):
-    """Rank 0's stdin reader: stop takes effect mid-command; the end of input ends the process."""
+def read_commands(commands, ending):
+    """Rank 0's stdin reader, so that the end of input is noticed while a command runs."""
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -445,14 +444,11 @@ def read_commands(commands, stop):
             command = json.loads(line)
         except ValueError:
             command = {"cmd": f"(not JSON: {line[:40]})"}
-        if command.get("cmd") == "stop":
-            stop.set()
-        else:
-            commands.put(command)
+        commands.put(command)
     # The trainer has exited, or was killed: nothing waits for what this process would do. The
     # step under way ends, and every rank leaves with "exit"; a rank stuck waiting for another
     # does not hold the process for long.
-    stop.set()
+    ending.set()
     commands.put({"cmd": "exit"})
     timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(0,))
     timer.daemon = True
@@ -466,9 +462,9 @@ def serve(args):
     configure_threads(args.threads)
     ranks = Distributed(args.device)
     torch.manual_seed(args.seed + ranks.rank)
-    commands, stop = queue.Queue(), threading.Event()
+    commands, ending = queue.Queue(), threading.Event()
     if ranks.rank == 0:
-        threading.Thread(target=read_commands, args=(commands, stop), daemon=True).start()
+        threading.Thread(target=read_commands, args=(commands, ending), daemon=True).start()
         blas, warning = describe_blas()
         emit("ready", torch=torch.__version__, python=sys.executable, device=str(ranks.device),
              device_name=ranks.describe(), world_size=ranks.world, blas=blas, blas_warning=warning,
@@ -491,10 +487,9 @@ def serve(args):
         elif trainer is None:
             raise EngineError(f'"{kind}" before "setup"')
         elif kind == "train":
-            losses, seconds = trainer.train(command["first"], command["lrs"], command.get("seconds"), stop)
+            losses, seconds = trainer.train(command["first"], command["lrs"], ending)
             if ranks.rank == 0:
-                emit("trained", losses=losses, seconds=seconds, stopped=stop.is_set())
-            stop.clear()
+                emit("trained", losses=losses, seconds=seconds)
         elif kind == "load":
             if ranks.rank == 0:
                 trainer.set_weights(read_weights(command["path"], trainer.config)[0])
