@@ -15,9 +15,10 @@ function config() {
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
-  statusItem = vscode.window.createStatusBarItem(vscode.StatusBarAlignment.Right, 100);
-  statusItem.command = 'charComplete.toggle';
+  statusItem = vscode.window.createStatusBarItem('charComplete.status', vscode.StatusBarAlignment.Right, 100);
+  statusItem.name = 'Char Complete';
   context.subscriptions.push(statusItem);
+  updateStatus();
 
   context.subscriptions.push(
     vscode.commands.registerCommand('charComplete.toggle', async () => {
@@ -77,19 +78,33 @@ async function start(context: vscode.ExtensionContext): Promise<void> {
     lastStatus = status;
     updateStatus();
   });
-  await client.start();
+  try {
+    await client.start();
+  } catch (error) {
+    statusItem.text = '$(error) Char Complete: server failed to start';
+    statusItem.tooltip = `${(error as Error).message ?? error}\nSee "Char Complete: Show server log".`;
+    statusItem.command = 'charComplete.showLog';
+    throw error;
+  }
   updateStatus();
 }
 
 async function restart(context: vscode.ExtensionContext): Promise<void> {
   await client?.stop();
   client = undefined;
+  lastStatus = undefined;
+  updateStatus();
   await start(context);
 }
 
 function updateStatus(): void {
   const enabled = config().get<boolean>('enable', true);
-  if (!lastStatus?.model) {
+  // Until the server has said which model it loaded, "no model" would be a guess, and a wrong one.
+  if (!lastStatus) {
+    statusItem.text = '$(sync~spin) Char Complete: starting';
+    statusItem.tooltip = 'The Char Complete language server is starting.';
+    statusItem.command = 'charComplete.showLog';
+  } else if (!lastStatus.model) {
     statusItem.text = '$(circle-slash) Char Complete: no model';
     statusItem.tooltip = 'No trained model yet. Run "Char Complete: Train on this workspace".';
     statusItem.command = 'charComplete.train';

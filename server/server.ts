@@ -52,6 +52,8 @@ export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
   private clientHasConfiguration = false;
   private toldToTrain = false;
+  /** Whether the client has said `initialized`, and so listens for the status. */
+  private clientReady = false;
   private lastLatencyMs: number | undefined;
   private backendName = 'not started';
   private backendOnGpu = false;
@@ -93,7 +95,7 @@ export class CharCompleteServer {
     this.connection.console.log(message);
     if (this.logFile) {
       try {
-        appendFileSync(this.logFile, `${new Date().toISOString()} ${message}\n`);
+        appendFileSync(this.logFile, `${new Date().toISOString()} [${process.pid}] ${message}\n`);
       } catch {
         // A log file that cannot be written must not stop completions.
       }
@@ -143,6 +145,11 @@ export class CharCompleteServer {
   }
 
   async initialized(): Promise<void> {
+    // A client registers its handlers for custom notifications only once it has the answer to
+    // initialize (vscode-languageclient does), so a status sent while initialize loaded the model is
+    // lost: the first one goes now.
+    this.clientReady = true;
+    this.sendStatus();
     if (!this.clientHasConfiguration) return;
     void this.connection.client.register(DidChangeConfigurationNotification.type, {
       section: ['charComplete', 'files.exclude'],
@@ -368,6 +375,7 @@ export class CharCompleteServer {
   }
 
   private sendStatus(): void {
+    if (!this.clientReady) return;
     void this.connection.sendNotification(StatusNotification, {
       model: this.host.info?.dir ?? null,
       description: this.host.info?.description ?? null,

@@ -130,6 +130,8 @@ test("a relative modelPath resolves against the workspace folder, not the server
     workspaceFolders: [{ uri: pathToFileURL(workspace).href, name: 'workspace' }],
     initializationOptions: { modelPath: 'models/mine' },
   });
+  // The status goes once the client says it listens.
+  await s.connection.sendNotification('initialized', {});
   const deadline = Date.now() + 10_000;
   while (!s.statuses.some((status) => status.model === join(workspace, 'models', 'mine')) && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 50));

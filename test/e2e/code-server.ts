@@ -4,6 +4,7 @@
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -24,7 +25,21 @@ const CODE_SERVER =
 const VSIX = join(ROOT, 'char-complete.vsix');
 const ARTIFACTS = process.env.E2E_ARTIFACTS ?? join(ROOT, 'e2e-artifacts');
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
+/** What a run writes to ARTIFACTS; each run starts by removing them, so none is left from an earlier run. */
+const ARTIFACT_FILES = [
+  'code-server.log',
+  'code-server.err',
+  'extension-host.log',
+  'workbench.log',
+  'server.log',
+  'status-bar.txt',
+  'ghost-text.png',
+  'settings.png',
+  'failure.png',
+];
 const TYPED = 'the quick br';
+/** The entry of the status bar item the extension creates with the id charComplete.status. */
+const STATUS_ENTRY = '.statusbar-item[id$="charComplete.status"]';
 const BROWSER_FLAGS = [
   '--no-sandbox',
   '--disable-gpu',
@@ -71,6 +86,7 @@ async function main(): Promise<void> {
     if (!existsSync(path)) throw new Error(`${what} is missing at ${path}; .ci/run shows how to install it`);
   }
   mkdirSync(ARTIFACTS, { recursive: true });
+  for (const file of ARTIFACT_FILES) rmSync(join(ARTIFACTS, file), { force: true });
   const tmp = mkdtempSync(join(tmpdir(), 'char-complete-e2e-'));
   const workspace = join(tmp, 'notes');
   mkdirSync(workspace);
@@ -218,14 +234,35 @@ async function main(): Promise<void> {
       await context.close();
     }
 
-    // Phase 2: the installed extension in the editor.
+    // Phase 2: the installed extension in the editor. Phase 1's extension host outlives its page
+    // (code-server keeps it for a reconnection) and its server logs to the same file, so phase 2's
+    // server is told apart by its pid: the one whose first line comes after this point.
+    const phase2LogStart = existsSync(serverLog) ? readFileSync(serverLog, 'utf8').length : 0;
+    const phase2Pid = () => {
+      const text = existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(phase2LogStart) : '';
+      return /^\S+ \[(\d+)\] Backend: /m.exec(text)?.[1];
+    };
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await context.newPage();
+    page.on('console', (message) => appendFileSync(join(ARTIFACTS, 'workbench.log'), message.text() + '\n'));
     try {
       await page.goto(url());
       await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
       await page.waitForTimeout(1500);
       await openFile(page, 'draft.md');
+      // The editor asks for inline completions as keys are typed, from the providers registered at
+      // that moment, and not again when one registers later: text typed before the language server
+      // is up never gets ghost text. A user sees the status bar change from "starting" to the
+      // model; so does the test, before it types.
+      const ready = await waitFor(async () => {
+        const text = await statusBarText(page);
+        return text && !/starting|no model|failed/.test(text) ? text : undefined;
+      }, 120_000);
+      record(
+        'the status bar shows the loaded model',
+        ready !== undefined,
+        `status bar ${JSON.stringify(ready ?? (await statusBarText(page)))}`,
+      );
       await page.click('.monaco-editor .view-lines');
       await page.keyboard.press('Control+End');
       await page.keyboard.type(TYPED, { delay: 80 });
@@ -242,7 +279,8 @@ async function main(): Promise<void> {
       record(
         "the model's continuation appears as ghost text",
         ghost === expected,
-        `ghost ${JSON.stringify(ghost)}, server ${JSON.stringify(expected)}`,
+        `ghost ${JSON.stringify(ghost)}, server ${JSON.stringify(expected)}` +
+          (ghost === expected ? '' : `; status bar ${JSON.stringify(await statusBarText(page))}; see ${ARTIFACTS}`),
       );
       if (ghost) {
         await page.keyboard.press('Tab');
@@ -272,10 +310,16 @@ async function main(): Promise<void> {
       await row.locator('input').fill('1.3');
       await page.keyboard.press('Tab');
       await page.screenshot({ path: join(ARTIFACTS, 'settings.png') });
-      const received = await waitFor(
-        () => (existsSync(serverLog) && /temperature=1\.3\b/.test(readFileSync(serverLog, 'utf8')) ? true : undefined),
-        30_000,
-      );
+      // Phase 1's server gets the change too, as user settings are global: only phase 2's counts.
+      const received = await waitFor(() => {
+        const pid = phase2Pid();
+        if (!pid || !existsSync(serverLog)) return undefined;
+        return new RegExp(`^\\S+ \\[${pid}\\] Settings: .*temperature=1\\.3\\b`, 'm').test(
+          readFileSync(serverLog, 'utf8'),
+        )
+          ? true
+          : undefined;
+      }, 30_000);
       record(
         'a temperature change in settings reaches the server',
         received === true,
@@ -283,10 +327,9 @@ async function main(): Promise<void> {
           ? undefined
           : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`,
       );
-      if (results.some((r) => !r.ok))
-        await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      if (results.some((r) => !r.ok)) await saveFailure(page);
     } catch (error) {
-      await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+      await saveFailure(page);
       throw error;
     } finally {
       await context.close();
@@ -299,8 +342,24 @@ async function main(): Promise<void> {
     } catch {
       // already gone
     }
+    // Both phases' servers log here (each line names its pid); kept for every run, since a
+    // failure is diagnosed from it.
+    if (existsSync(serverLog)) copyFileSync(serverLog, join(ARTIFACTS, 'server.log'));
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The extension's status bar entry as shown (codicons become their names), or undefined before it appears. */
+async function statusBarText(page: Page): Promise<string | undefined> {
+  const entry = page.locator(STATUS_ENTRY).first();
+  if ((await entry.count()) === 0) return undefined;
+  return ((await entry.getAttribute('aria-label')) ?? (await entry.textContent()) ?? '').trim();
+}
+
+async function saveFailure(page: Page): Promise<void> {
+  await page.screenshot({ path: join(ARTIFACTS, 'failure.png') }).catch(() => undefined);
+  const status = await statusBarText(page).catch((error: Error) => `unreadable: ${error.message}`);
+  writeFileSync(join(ARTIFACTS, 'status-bar.txt'), `${status ?? 'no Char Complete entry in the status bar'}\n`);
 }
 
 /** Quick Open, as a user would; tried again once, because the first file search of a fresh workbench can come back empty on a loaded machine. */
