@@ -26,7 +26,8 @@ import {
 } from '../model/network';
 import { timeTrainingStep, trainingProbe } from '../training/speed';
 import { Vocabulary } from '../model/vocab';
-import { defaultCorpusPaths, loadCorpus } from '../training/corpus';
+import { loadCorpus } from '../training/corpus';
+import { defaultCorpusPaths } from '../training/default-corpus';
 import { defaultModelDir } from '../model/paths';
 import { TorchEngine, TorchLstmEngine, TorchUnavailableError } from '../training/torch-engine';
 import { numberFlag, parse, runMain, UsageError } from './cli';

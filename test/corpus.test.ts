@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Corpus, defaultCorpusPaths, describeSkipped, loadCorpus } from '../training/corpus';
+import { Corpus, describeSkipped, loadCorpus } from '../training/corpus';
+import { defaultCorpusPaths } from '../training/default-corpus';
 import { splitCorpus } from '../training/split';
 
 function tempDir(): string {

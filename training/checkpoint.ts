@@ -2,7 +2,7 @@
 // opened for --resume (shape, weights and Adam's state), and saved to atomically, with Adam's state
 // beside the weights, each time validation finds a better model.
 import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { NetworkConfig } from '../model/architecture';
 import { ModelFormatError } from '../model/files';
 import { loadModel, ModelMetadata, saveModel } from '../model/format';
@@ -109,6 +109,48 @@ export interface RunDescription {
   engine: string;
   /** What the resumed model had been trained on before this run; zero for a new model. */
   prior: { chars: number; steps: number };
+}
+
+/** What every checkpoint of this run records besides its weights and figures. */
+export function describeRun(run: {
+  options: TrainOptions;
+  config: NetworkConfig;
+  batch: number;
+  corpus: { chars: number };
+  /** The corpus as the run uses it (dataset.ts). */
+  text: { vocabulary: Vocabulary; trainIds: Int32Array; validationIds: Int32Array; split: string };
+  usingDefault: boolean;
+  backend: string;
+  engine: string;
+  resumed?: ResumedModel;
+}): RunDescription {
+  const { options, config, text, resumed } = run;
+  const { seq, lr, dropout, seed } = options;
+  return {
+    config,
+    vocabulary: text.vocabulary,
+    hyperparameters: {
+      layers: config.layers,
+      hidden: config.hidden,
+      embed: config.embed,
+      seq,
+      batch: run.batch,
+      lr,
+      dropout,
+      seed,
+    },
+    corpus: {
+      // Names only: a model file may be shared, and absolute paths would tell where its author keeps what.
+      sources: run.usingDefault ? ['(embedded default corpus)'] : options.paths.map((p) => basename(p)),
+      chars: run.corpus.chars,
+      trainChars: text.trainIds.length,
+      validationChars: text.validationIds.length,
+      split: text.split,
+    },
+    backend: run.backend,
+    engine: run.engine,
+    prior: { chars: resumed?.metadata.trainedChars ?? 0, steps: resumed?.metadata.steps ?? 0 },
+  };
 }
 
 export interface SaveRequest {

@@ -151,7 +151,7 @@ export const DOCUMENT_SEPARATOR = '\n\n';
 const BINARY_SNIFF_BYTES = 8 * 1024;
 
 // Directory names that hold generated or vendored files rather than the user's own writing.
-const SKIPPED_DIRS = new Set(['node_modules', 'dist']);
+export const SKIPPED_DIRS = new Set(['node_modules', 'dist']);
 
 /** Counts code points without allocating an iterator per character. */
 export function codePointLength(text: string): number {
@@ -402,24 +402,11 @@ export function describeExclusions(excluded: ExcludedPath[], dropped: DroppedLin
   return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
-/** Every folder of the project's own source, the engine's as well as the editor's; tests are left out. */
-const DEFAULT_SOURCE_DIRS = [
-  'model',
-  'training',
-  'completion',
-  'backends',
-  'protocol',
-  'server',
-  'client',
-  'scripts',
-  'tools',
-];
-
 /**
  * A folder's entries in name order, hidden ones left out; undefined when it cannot be read. Names
  * are read as bytes, so that one that is not UTF-8 still names its file.
  */
-function visibleEntries(dir: WalkPath): fs.Dirent<Buffer>[] | undefined {
+export function visibleEntries(dir: WalkPath): fs.Dirent<Buffer>[] | undefined {
   try {
     return fs
       .readdirSync(dir, { withFileTypes: true, encoding: 'buffer' })
@@ -427,33 +414,5 @@ function visibleEntries(dir: WalkPath): fs.Dirent<Buffer>[] | undefined {
       .sort((a, b) => Buffer.compare(a.name, b.name));
   } catch {
     return undefined;
-  }
-}
-
-/** The project's own docs and sources, used as a corpus when the user names none. */
-export function defaultCorpusPaths(packageRoot: string): string[] {
-  const out: string[] = [];
-  const readme = path.join(packageRoot, 'README.md');
-  if (isFile(readme)) out.push(readme);
-  const walk = (dir: string): void => {
-    for (const entry of visibleEntries(dir) ?? []) {
-      const name = entry.name.toString();
-      const full = path.join(dir, name);
-      if (entry.isDirectory()) {
-        if (!SKIPPED_DIRS.has(name)) walk(full);
-      } else if (entry.isFile() && /\.(md|ts)$/.test(name)) {
-        out.push(full);
-      }
-    }
-  };
-  for (const sub of DEFAULT_SOURCE_DIRS) walk(path.join(packageRoot, sub));
-  return out;
-}
-
-function isFile(p: string): boolean {
-  try {
-    return fs.statSync(p).isFile();
-  } catch {
-    return false;
   }
 }

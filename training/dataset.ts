@@ -2,7 +2,8 @@
 // training and validation text, encoded, counted into the notes' n-gram, and cut into the training
 // batch and the validation sets that periodic and final scoring share.
 import type { ResumedModel } from './checkpoint';
-import { Corpus, defaultCorpusPaths, describeExclusions, describeSkipped, loadCorpus } from './corpus';
+import { Corpus, describeExclusions, describeSkipped, loadCorpus } from './corpus';
+import { defaultCorpusPaths } from './default-corpus';
 import { splitCorpus } from './split';
 import { TRAIN_DEFAULTS } from './defaults';
 import { isScorable, ValidationSet } from './mixture-fit';

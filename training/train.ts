@@ -1,7 +1,6 @@
 // The training run, read top to bottom as nanoGPT's train.py is: the corpus, the plan (backend,
 // budget, size), the model, the loop with periodic validation and best-checkpoint saves, and the
 // finish (the best checkpoint scored with the gate refitted, and a sample).
-import { basename } from 'node:path';
 import { selectSequenceBackend } from '../backends/select';
 import { generate } from '../completion/complete';
 import type { NetworkConfig } from '../model/architecture';
@@ -18,17 +17,16 @@ import {
   ModelWriter,
   openResumed,
   ResumedModel,
+  describeRun,
   resumedOptimizerState,
-  RunDescription,
 } from './checkpoint';
-import type { Corpus } from './corpus';
 import { Dataset, prepareDataset, readNotes } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
 import { fitMixture, lstmNats, ValidationSet } from './mixture-fit';
-import { countParameters } from './model-size';
-import { timeTrainingStep, trainingProbe } from './speed';
+import { countParameters, SpeedMeasure } from './model-size';
+import { StepShape, timeTrainingStep, trainingProbe } from './speed';
 import type { OptimizerState } from './optimizer-state';
 import { TorchLstmEngine } from './torch-engine';
 import type { TrainOptions, TrainReporter, TrainResult } from './train-types';
@@ -74,37 +72,14 @@ async function runTraining(
   const sizeGiven = resumed !== undefined || options.hidden !== undefined;
   const shape = { batch, seq, dropout: options.dropout };
   const measure = async (candidate: NetworkConfig) => (await timeTrainingStep(candidate, shape)).fastest;
-  const chosen = await selectEngine(options.engine ?? 'auto', {
-    backend: options.backend,
-    launch: options.torch ?? {},
-    probe: { config: requested, ...shape },
-    wasmSpeed: () => measure(requested),
-  });
-  releases.push(() => void chosen.torch?.close());
-  reporter.info(`Engine: ${chosen.description}`);
-  for (const note of chosen.notes) reporter.info(`Note: ${note}`);
+  const chosen = await chooseEngine(options, { config: requested, ...shape }, measure, reporter, releases);
   const trainedOn = chosen.torch ? `torch (${chosen.torch.info.device})` : backend.name;
-  const run = {
-    usingDefault,
-    trainChars: text.trainIds.length,
-    config: requested,
-    sizeGiven,
-    measure: chosen.measure ?? measure,
-  };
+  const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure: chosen.measure };
   const { budget, config } = await planTraining(options, run, reporter);
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
   const engine = await startEngine(config, text, options, resumed, chosen, reporter);
-  const description = {
-    options,
-    config,
-    batch,
-    corpus,
-    text,
-    usingDefault,
-    backend: backend.name,
-    resumed,
-  };
+  const description = { options, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
   const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () =>
@@ -199,12 +174,9 @@ async function runTraining(
       `Interrupted: the best checkpoint stays in ${options.out}${since > 0 ? `; the ${since} step${since === 1 ? '' : 's'} since it were not validated` : ''}.`,
     );
   } else if (interrupted && step > 0) {
-    // Marked as an LSTM not yet trained unless a gate weighs it, so the server goes on serving the n-gram.
-    const ngramOnly = periodic && mixer ? mixer.loss(periodic.samples) : null;
-    figures = { lstm: null, ngram: periodic?.samples.notesNats ?? null, mixture: ngramOnly };
-    const { weights, optimizerState } = await engine.checkpoint();
-    best = { nats: Infinity, weights, steps: step, chars: charsOf(step), figures };
-    writer.save({ ...best, seconds: elapsed(), lstmTrained: ngramOnly === null, mixer, optimizerState });
+    const now = { steps: step, chars: charsOf(step), seconds: elapsed() };
+    best = await saveAsTheyStand(engine, writer, now, periodic, mixer);
+    figures = best.figures;
     reporter.info(
       `Interrupted before the first checkpoint: saved the weights and optimizer state as they stand to ${options.out}, for --resume.`,
     );
@@ -214,13 +186,9 @@ async function runTraining(
   const seconds = elapsed();
   const sample = best && !interrupted ? await sampleFrom(best, config, text, mixer, options.seed) : '';
   await engine.dispose();
-  const finalNats = figures.mixture ?? figures.lstm;
   return {
     model: options.out,
-    validationNats: finalNats,
-    validationBpc: finalNats === null ? null : finalNats / LN2,
-    lstmValidationNats: figures.lstm,
-    ngramValidationNats: figures.ngram,
+    ...validationResult(figures),
     charsPerSecond: trainingSeconds > 0 ? charsOf(step) / trainingSeconds : 0,
     backend: backend.name,
     engine: trainedOn,
@@ -240,6 +208,29 @@ function shapeAsked(options: TrainOptions, vocabSize: number): NetworkConfig {
     hidden: options.hidden ?? TRAIN_DEFAULTS.hidden,
     layers: options.layers ?? TRAIN_DEFAULTS.layers,
   };
+}
+
+/**
+ * The engine that takes the steps (--engine), said in the first lines, with the speed the budget
+ * plans with; a torch child is closed when the run ends, however it ends.
+ */
+async function chooseEngine(
+  options: TrainOptions,
+  probe: StepShape & { config: NetworkConfig },
+  wasmSpeed: SpeedMeasure,
+  reporter: TrainReporter,
+  releases: Array<() => void>,
+): Promise<EngineSelection & { measure: SpeedMeasure }> {
+  const chosen = await selectEngine(options.engine ?? 'auto', {
+    backend: options.backend,
+    launch: options.torch ?? {},
+    probe,
+    wasmSpeed: () => wasmSpeed(probe.config),
+  });
+  releases.push(() => void chosen.torch?.close());
+  reporter.info(`Engine: ${chosen.description}`);
+  for (const note of chosen.notes) reporter.info(`Note: ${note}`);
+  return { ...chosen, measure: chosen.measure ?? wasmSpeed };
 }
 
 /**
@@ -281,47 +272,6 @@ async function startEngine(
     `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${text.batch}, seq ${seq}, lr ${lr}`,
   );
   return engine;
-}
-
-/** What every checkpoint of this run records besides its weights and figures. */
-function describeRun(run: {
-  options: TrainOptions;
-  config: NetworkConfig;
-  batch: number;
-  corpus: Corpus;
-  text: Dataset;
-  usingDefault: boolean;
-  backend: string;
-  engine: string;
-  resumed?: ResumedModel;
-}): RunDescription {
-  const { options, config, text, resumed } = run;
-  const { seq, lr, dropout, seed } = options;
-  return {
-    config,
-    vocabulary: text.vocabulary,
-    hyperparameters: {
-      layers: config.layers,
-      hidden: config.hidden,
-      embed: config.embed,
-      seq,
-      batch: run.batch,
-      lr,
-      dropout,
-      seed,
-    },
-    corpus: {
-      // Names only: a model file may be shared, and absolute paths would tell where its author keeps what.
-      sources: run.usingDefault ? ['(embedded default corpus)'] : options.paths.map((p) => basename(p)),
-      chars: run.corpus.chars,
-      trainChars: text.trainIds.length,
-      validationChars: text.validationIds.length,
-      split: text.split,
-    },
-    backend: run.backend,
-    engine: run.engine,
-    prior: { chars: resumed?.metadata.trainedChars ?? 0, steps: resumed?.metadata.steps ?? 0 },
-  };
 }
 
 /**
@@ -414,6 +364,26 @@ async function scoreBest(
   return { best: { ...chosen, figures }, mixer: gate?.mixer ?? mixer, optimizerState };
 }
 
+/**
+ * Saves the weights and Adam's state of a run interrupted before its first checkpoint, for
+ * --resume. Unvalidated, they are marked as an LSTM not yet trained unless a gate weighs them, so
+ * the server goes on serving the n-gram.
+ */
+async function saveAsTheyStand(
+  engine: LstmEngine,
+  writer: ModelWriter,
+  now: { steps: number; chars: number; seconds: number },
+  periodic: ValidationSet | undefined,
+  mixer: Mixer | undefined,
+): Promise<Checkpoint> {
+  const ngramOnly = periodic && mixer ? mixer.loss(periodic.samples) : null;
+  const figures = { lstm: null, ngram: periodic?.samples.notesNats ?? null, mixture: ngramOnly };
+  const { weights, optimizerState } = await engine.checkpoint();
+  const checkpoint = { nats: Infinity, weights, steps: now.steps, chars: now.chars, figures };
+  writer.save({ ...checkpoint, seconds: now.seconds, lstmTrained: ngramOnly === null, mixer, optimizerState });
+  return checkpoint;
+}
+
 /** A few hundred characters from the model as served, for the trainer's last lines. */
 async function sampleFrom(
   best: Checkpoint,
@@ -431,6 +401,19 @@ async function sampleFrom(
   const sample = await generate(predictor, prompt, TRAIN_DEFAULTS.sampleChars, TRAIN_DEFAULTS.sampleTemperature, seed);
   lstm.dispose();
   return sample;
+}
+
+/** The result's validation figures: the model as served is the mixture, or the LSTM alone without a gate. */
+function validationResult(
+  figures: Figures,
+): Pick<TrainResult, 'validationNats' | 'validationBpc' | 'lstmValidationNats' | 'ngramValidationNats'> {
+  const nats = figures.mixture ?? figures.lstm;
+  return {
+    validationNats: nats,
+    validationBpc: nats === null ? null : nats / LN2,
+    lstmValidationNats: figures.lstm,
+    ngramValidationNats: figures.ngram,
+  };
 }
 
 function formatNats(nats: number | null): string {
