@@ -1,13 +1,18 @@
 // npm run train -- [PATH ...] [flags]: learns a char-LSTM from notes and saves it for the server.
 import { resolve, join } from 'node:path';
+import { statSync } from 'node:fs';
 import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../backends/select';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { checkGlobs } from '../model/exclusions';
+import { listModels, modelDirForName, ModelNameError } from '../model/models';
+import { forgetLearnedPaths, planForget } from '../training/forget';
 import { DiskFullError } from '../model/files';
-import { defaultModelDir } from '../model/paths';
+import { modelsRoot } from '../model/models';
+import { defaultModelDir, resolveModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
 import { TorchEngineError, TorchLaunch } from '../training/torch-engine';
-import { Progress, train, TrainInputError } from '../training/train';
+import { readNotes } from '../training/dataset';
+import { Progress, train, TrainInputError, TrainOptions } from '../training/train';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 
 const D = TRAIN_DEFAULTS;
@@ -16,7 +21,7 @@ const USAGE = `usage: npm run train -- [PATH ...] [options]
 PATH                files or folders of notes (default: the embedded default corpus)
 --exclude GLOB      never read files or folders matching GLOB (repeatable; *.log, drafts/, /top.md); key and
                     credential files and what .gitignore files ignore are always left out
---out DIR           where to write the model (default: ${defaultModelDir()})
+--out DIR           where to write the model (default: ${defaultModelDir()}); ~ is the home directory
 --minutes N         time budget            --epochs N      epoch budget
 --chars N           budget in training characters seen (one of the three)
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
@@ -25,8 +30,17 @@ PATH                files or folders of notes (default: the embedded default cor
 --engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
 --gpus N | --nproc N    the torch engine on N GPUs, or in N CPU processes (DistributedDataParallel)
 --nnodes N --master HOST:PORT     the torch engine on N machines, this one node 0 (see the README)
+--name NAME         write the model named NAME, in ${modelsRoot()}/NAME (letters, digits, . _ -; "default" is
+                    the directory above); give --name or --out, not both
+--forget PATH       a new model that never reads PATH (a file or folder; repeatable) and without the notes learnt
+                    from saves of it: the way to forget a file that was trained on
+--list              list the models (name, date, size, validation, learnt characters, sources) and exit
 --resume            continue training the model in --out
---json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend, engine`;
+--json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend, engine
+--progress-json     for programs: stdout carries only JSON lines, {"event":"progress",...} per update and
+                    {"event":"done",...} (the --json line) at the end; SIGTERM, like Ctrl-C, stops after the step
+--plan              print what would be trained as one JSON line (files, chars, bytes, minutes, out, the
+                    exclusion and skip lines) and exit, reading the notes exactly as training would`;
 
 async function main(): Promise<number> {
   const { values, positionals } = parse(
@@ -51,8 +65,13 @@ async function main(): Promise<number> {
       nproc: { type: 'string' },
       nnodes: { type: 'string' },
       master: { type: 'string' },
+      name: { type: 'string' },
+      forget: { type: 'string', multiple: true },
+      list: { type: 'boolean' },
       resume: { type: 'boolean' },
       json: { type: 'boolean' },
+      'progress-json': { type: 'boolean' },
+      plan: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     USAGE,
@@ -61,6 +80,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
+  if (values.list) return printModels(values.json === true);
   const flag = (name: string, min: number, max: number, integer: boolean) =>
     numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
   if ([values.minutes, values.epochs, values.chars].filter((v) => v !== undefined).length > 1)
@@ -86,46 +106,71 @@ async function main(): Promise<number> {
   } catch (error) {
     throw new UsageError(`--exclude: ${(error as Error).message}\n\n${USAGE}`);
   }
+  const forget = ((values.forget as string[] | undefined) ?? []).map((p) => resolve(p));
+  if (forget.length > 0 && values.resume)
+    throw new UsageError(
+      `--forget trains a new model, and --resume would keep the LSTM that read the forgotten text: leave out --resume\n\n${USAGE}`,
+    );
+  const forgetting = planForget(
+    positionals.map((p) => resolve(String(p))),
+    forget,
+  );
+  exclude.push(...forgetting.exclude);
+  if (positionals.length > 0 && forgetting.paths.length === 0)
+    throw new UsageError(`--forget leaves nothing of the paths given to train on\n\n${USAGE}`);
+  const outDir =
+    namedModelDir(values.name as string | undefined, values.out as string | undefined) ??
+    resolveModelDir(values.out as string | undefined, process.cwd());
 
-  const json = values.json === true;
+  const progressJson = values['progress-json'] === true;
+  const json = values.json === true || progressJson;
   // With --json, stdout carries only the final JSON line; everything for people goes to stderr.
   const say = (line: string) => (json ? process.stderr : process.stdout).write(line + '\n');
-  const bar = progressPrinter(json ? process.stderr : process.stdout);
-  let interrupts = 0;
-  process.on('SIGINT', () => {
-    // A second Ctrl-C leaves at once; saves are atomic, so the last saved model stays whole.
-    if (++interrupts > 1) process.exit(130);
+  const bar = progressJson ? jsonProgress() : progressPrinter(json ? process.stderr : process.stdout);
+  let stopSignal: NodeJS.Signals | undefined;
+  const stop = (signal: NodeJS.Signals) => {
+    // A second signal leaves at once; saves are atomic, so the last saved model stays whole.
+    if (stopSignal) process.exit(128 + signalNumber(signal));
+    stopSignal = signal;
     bar.clear();
     say(
-      'Interrupted: finishing the step, then exiting with the best checkpoint kept (Ctrl-C again to quit now; the last saved model stays intact).',
+      `${signal === 'SIGINT' ? 'Interrupted' : 'Stopped'}: finishing the step, then exiting with the best checkpoint kept (${signal === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again to quit now; the last saved model stays intact).`,
     );
-  });
+  };
+  // SIGTERM is how editors, task runners and process managers ask a program to end: it stops as gently as Ctrl-C.
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+
+  const options: TrainOptions = {
+    paths: forgetting.paths,
+    exclude,
+    packageRoot: join(__dirname, '..'),
+    out: outDir,
+    minutes: flag('minutes', 0.01, 10_000, false),
+    epochs: flag('epochs', 0.01, 100_000, false),
+    chars: flag('chars', 1, 1e12, true),
+    // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
+    layers: flag('layers', 1, 16, true),
+    hidden: flag('hidden', 1, 8192, true),
+    embed: flag('embed', 1, 8192, true),
+    seq: flag('seq', 1, 100_000, true) ?? D.seq,
+    batch: flag('batch', 1, 100_000, true) ?? D.batch,
+    lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+    dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
+    seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
+    backend,
+    engine,
+    torch,
+    resume: values.resume === true,
+  };
+  if (values.plan === true) return printPlan(options);
+
+  if (forget.length > 0) say(forgetLearnedPaths(outDir, forget));
 
   let result;
   try {
     result = await train(
-      {
-        paths: positionals.map((p) => resolve(String(p))),
-        exclude,
-        packageRoot: join(__dirname, '..'),
-        out: resolve(typeof values.out === 'string' ? values.out : defaultModelDir()),
-        minutes: flag('minutes', 0.01, 10_000, false),
-        epochs: flag('epochs', 0.01, 100_000, false),
-        chars: flag('chars', 1, 1e12, true),
-        // Left undefined when not given, so that --resume can tell a conflicting shape from a default.
-        layers: flag('layers', 1, 16, true),
-        hidden: flag('hidden', 1, 8192, true),
-        embed: flag('embed', 1, 8192, true),
-        seq: flag('seq', 1, 100_000, true) ?? D.seq,
-        batch: flag('batch', 1, 100_000, true) ?? D.batch,
-        lr: flag('lr', 1e-7, 1, false) ?? D.lr,
-        dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
-        seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
-        backend,
-        engine,
-        torch,
-        resume: values.resume === true,
-      },
+      options,
       {
         info: (line) => {
           bar.clear();
@@ -133,7 +178,7 @@ async function main(): Promise<number> {
         },
         progress: bar.update,
       },
-      () => interrupts > 0,
+      () => stopSignal !== undefined,
     );
   } catch (error) {
     // The engine's death is neither bad input nor a bug here: one line says what happened.
@@ -159,6 +204,7 @@ async function main(): Promise<number> {
   if (json) {
     process.stdout.write(
       JSON.stringify({
+        ...(progressJson ? { event: 'done' } : {}),
         model: result.model,
         val_bpc: result.validationBpc,
         val_nats: result.validationNats,
@@ -174,8 +220,70 @@ async function main(): Promise<number> {
       }) + '\n',
     );
   }
-  // 128 + SIGINT, as a shell reports a command that Ctrl-C ended.
-  return result.stoppedBy === 'interrupted' ? 130 : 0;
+  // 128 + the signal, as a shell reports a command that Ctrl-C or kill ended.
+  return result.stoppedBy === 'interrupted' ? 128 + signalNumber(stopSignal ?? 'SIGINT') : 0;
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  return signal === 'SIGTERM' ? 15 : 2;
+}
+
+/**
+ * --plan: the notes as training would read them (the same walk, exclusions and skips), counted for a confirmation,
+ * and nothing written.
+ */
+function printPlan(options: TrainOptions): number {
+  const lines: string[] = [];
+  const { corpus, usingDefault } = readNotes(options, { info: (line) => lines.push(line), progress: () => {} });
+  let bytes = 0;
+  for (const document of corpus.documents) {
+    try {
+      bytes += statSync(document.path).size;
+    } catch {
+      bytes += Buffer.byteLength(document.text);
+    }
+  }
+  process.stdout.write(
+    JSON.stringify({
+      files: corpus.documents.length,
+      chars: corpus.chars,
+      bytes,
+      excluded: corpus.excluded.length,
+      skipped: corpus.skipped.length,
+      dropped_lines: corpus.droppedLines.length,
+      minutes: options.minutes ?? null,
+      out: options.out,
+      default_corpus: usingDefault,
+      lines,
+    }) + '\n',
+  );
+  return 0;
+}
+
+/** --progress-json: a JSON line per update, at most a few a second, and always when the validation figure moves. */
+function jsonProgress() {
+  let last = 0;
+  let lastValidation: number | null = null;
+  return {
+    update(p: Progress) {
+      const now = performance.now();
+      if (now - last < 500 && p.validationBpc === lastValidation && p.fraction < 1) return;
+      last = now;
+      lastValidation = p.validationBpc;
+      process.stdout.write(
+        JSON.stringify({
+          event: 'progress',
+          fraction: Math.round(p.fraction * 1000) / 1000,
+          eta_s: Number.isFinite(p.etaSeconds) ? Math.round(p.etaSeconds) : null,
+          chars_per_s: Math.round(p.charsPerSecond),
+          val_bpc: p.validationBpc,
+          loss: Number.isFinite(p.loss) ? p.loss : null,
+          epoch: p.epoch,
+        }) + '\n',
+      );
+    },
+    clear() {},
+  };
 }
 
 /** A one-line bar redrawn in place on a terminal; plain lines every 10 seconds otherwise. */
@@ -204,6 +312,35 @@ function progressPrinter(stream: NodeJS.WriteStream) {
       drawn = false;
     },
   };
+}
+
+/** --name's directory; undefined without --name. */
+function namedModelDir(name: string | undefined, out: string | undefined): string | undefined {
+  if (name === undefined) return undefined;
+  if (out !== undefined) throw new UsageError(`give --name or --out, not both\n\n${USAGE}`);
+  try {
+    return modelDirForName(name);
+  } catch (error) {
+    if (error instanceof ModelNameError) throw new UsageError(`--name: ${error.message}\n\n${USAGE}`);
+    throw error;
+  }
+}
+
+/** --list: the models, one per line (or as JSON), for choosing a --name or a charComplete.model. */
+function printModels(json: boolean): number {
+  const list = listModels('');
+  if (json) {
+    process.stdout.write(JSON.stringify(list) + '\n');
+    return 0;
+  }
+  if (list.models.length === 0) process.stdout.write(`No models yet (named models go in ${list.root}).\n`);
+  for (const m of list.models) {
+    const figures = m.problem
+      ? `unreadable: ${m.problem}`
+      : `${m.savedAt.slice(0, 16).replace('T', ' ')}  ${(m.sizeBytes / 1e6).toFixed(1)} MB  ${m.validationBpc === null ? 'not validated' : `${m.validationBpc.toFixed(3)} bpc`}  ${m.learntChars.toLocaleString('en-US')} chars learnt  from ${m.sources.join(', ') || '–'} (${m.corpusChars.toLocaleString('en-US')} chars)`;
+    process.stdout.write(`${m.name.padEnd(16)} ${figures}\n${' '.repeat(17)}${m.dir}\n`);
+  }
+  return 0;
 }
 
 function formatDuration(seconds: number): string {

@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import { ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
 import { loadServedModel, ServedModel } from '../model/served';
+import { isTrainingUnderway } from '../training/lock';
 
 export interface ModelInfo {
   dir: string;
@@ -24,6 +25,11 @@ export class ModelHost {
   private armedOn = '';
   /** model.json as it was at the last load attempt, so each new save is loaded once. */
   private loadedFile = '';
+  /**
+   * The model in use is the trainer's first, n-gram only, and its trainer still runs. A trainer that ended before its
+   * first LSTM checkpoint (cancelled, killed, crashed) leaves that model for good, and the flag must not stay.
+   */
+  lstmTraining = false;
 
   constructor(
     private readonly log: (message: string) => void,
@@ -48,7 +54,8 @@ export class ModelHost {
       this.model?.dispose();
       this.model = next;
       this.generation++;
-      this.info = { dir: this.dir, description: describe(next) };
+      this.lstmTraining = !next.lstmTrained && isTrainingUnderway(this.dir);
+      this.info = { dir: this.dir, description: describe(next, this.lstmTraining) };
       this.log(`Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms`);
       this.onChange();
     } catch (error) {
@@ -99,6 +106,12 @@ export class ModelHost {
     if (this.layout().signature !== this.armedOn) this.arm();
     const file = fileSignature(modelFilePath(this.dir));
     if (file !== '' && file !== this.loadedFile) return this.reload();
+    if (this.lstmTraining && this.model && this.info && !isTrainingUnderway(this.dir)) {
+      this.lstmTraining = false;
+      this.info = { ...this.info, description: describe(this.model, false) };
+      this.log(`The trainer writing ${this.dir} has ended; serving the n-gram of your notes it saved`);
+      this.onChange();
+    }
     // Notes learnt by another server on this directory count here too; a rewritten log is read afresh.
     const learnt = this.model?.learned?.catchUp();
     if (learnt === 'replaced') this.reload();
@@ -143,10 +156,11 @@ function statOrUndefined(path: string): Stats | undefined {
   }
 }
 
-function describe(model: ServedModel): string {
+function describe(model: ServedModel, lstmTraining: boolean): string {
   const { config, metadata } = model.saved;
   const bpc = metadata.validation ? `${metadata.validation.bpc.toFixed(2)} bpc` : 'not validated';
   if (!model.hasNotes) return `${config.layers}×${config.hidden} LSTM mixed with the document's n-gram, ${bpc}`;
-  if (!model.lstmTrained) return `n-gram of your notes, ${bpc}; the LSTM is still training`;
+  if (!model.lstmTrained)
+    return `n-gram of your notes, ${bpc}; ${lstmTraining ? 'the LSTM is still training' : 'the LSTM training stopped before its first checkpoint'}`;
   return `${config.layers}×${config.hidden} LSTM mixed with an n-gram of your notes, ${bpc}`;
 }

@@ -24,7 +24,7 @@ import {
 import { TextDocument } from 'vscode-languageserver-textdocument';
 import { appendFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, resolve } from 'node:path';
+import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { selectBackend } from '../backends/select';
 import { completionProbe } from '../completion/probe';
@@ -34,7 +34,7 @@ import { readModelConfig } from '../model/format';
 import { DEFAULT_NETWORK, NetworkConfig } from '../model/architecture';
 import { Exclusions } from '../model/exclusions';
 import { noteKey } from '../model/learned';
-import { defaultModelDir } from '../model/paths';
+import { resolveModelDir } from '../model/paths';
 import { characterStart } from '../model/vocab';
 import { LoadedModel, StatusNotification } from '../protocol/messages';
 import { ModelHost } from './model-host';
@@ -344,9 +344,7 @@ export class CharCompleteServer {
 
   /** A relative modelPath means the workspace's folder, as it does in the workspace's settings, not wherever the server was started. */
   private modelDir(modelPath: string): string {
-    if (!modelPath) return defaultModelDir();
-    const expanded = modelPath === '~' || modelPath.startsWith('~/') ? homedir() + modelPath.slice(1) : modelPath;
-    return isAbsolute(expanded) ? expanded : resolve(this.baseDir, expanded);
+    return resolveModelDir(modelPath, this.baseDir);
   }
 
   private async pullConfiguration(): Promise<void> {
@@ -382,7 +380,7 @@ export class CharCompleteServer {
       backend: this.backendName,
       gpu: this.backendOnGpu,
       latencyMs: this.lastLatencyMs ?? null,
-      lstmTraining: this.host.model?.lstmTrained === false,
+      lstmTraining: this.host.model !== undefined && this.host.lstmTraining,
     });
   }
 

@@ -83,3 +83,14 @@ export function acquireTrainingLock(dir: string): () => void {
   process.on('exit', release);
   return release;
 }
+
+/**
+ * Whether a trainer holds dir's lock now: false when there is no lock or its owner, on this machine, is dead (a trainer
+ * killed before it could release it). A lock from another machine or an unreadable one counts as held.
+ */
+export function isTrainingUnderway(dir: string): boolean {
+  const file = path.join(dir, LOCK_FILE);
+  if (!fs.existsSync(file)) return false;
+  const owner = readOwner(file);
+  return !owner || owner.host !== os.hostname() || isProcessAlive(owner.pid);
+}
