@@ -318,6 +318,11 @@ export function readModelConfig(dir: string): NetworkConfig {
   return parseModel(dir, readModelText(dir)).config;
 }
 
+/** model.json's metadata alone, checked as loadModel checks it, without reading the weights. */
+export function readModelMetadata(dir: string): ModelMetadata {
+  return parseModel(dir, readModelText(dir)).metadata;
+}
+
 /** The loaded model and the name of its weight file, which names their content. */
 export function loadModel(dir: string): SavedModel & { weightsFile: string } {
   // A save that commits between our reading model.json and reading its shard deletes that shard.

@@ -477,3 +477,56 @@ export function foldLearnedNotes(
     return `The notes learnt from saves were kept as they were, some now counted twice (${(error as Error).message})`;
   }
 }
+
+/** Characters learnt from saves in dir, as a server would count them; 0 without a log or for one of the first version. */
+export function learnedChars(dir: string): number {
+  let read: ReturnType<typeof readLog>;
+  try {
+    read = readLog(dir);
+  } catch {
+    return 0;
+  }
+  if (!read || 'legacy' in read) return 0;
+  const notes = new Map<string, NoteState>();
+  return read.records.reduce((sum, { record }) => sum + piecesChars(applyRecord(notes, record)), 0);
+}
+
+/**
+ * Drops what was learnt from saves of the given notes (keys from noteKey), or of every note, from the log, which is
+ * rewritten without them under the lock: servers on the directory then rebuild their n-gram without that text. A note
+ * the trainer counted stays in ngram.bin; only a retrain without it forgets it there.
+ */
+export function forgetLearnedNotes(dir: string, which: 'all' | ReadonlySet<string>): { notes: number; chars: number } {
+  return withLogLock(dir, LOCK_WAIT_MS, () => {
+    sweepTemporaries(dir);
+    let read: ReturnType<typeof readLog>;
+    try {
+      read = readLog(dir);
+    } catch (error) {
+      if (!(error instanceof LearnedFormatError) || which !== 'all') throw error;
+      // A damaged log holds nothing anyone could still want forgotten one note at a time.
+      setAsideLog(dir);
+      return { notes: 0, chars: 0 };
+    }
+    if (!read) return { notes: 0, chars: 0 };
+    if ('legacy' in read) {
+      if (which !== 'all') return { notes: 0, chars: 0 };
+      rewriteLog(dir, []);
+      return { notes: 0, chars: Math.floor(read.legacy.length / 4) };
+    }
+    const forgotten = (record: LearntRecord) => which === 'all' || (record.kind !== 'piece' && which.has(record.note));
+    const dropped = new Map<string, NoteState>();
+    const notes = new Set<string>();
+    let chars = 0;
+    const kept: LearntRecord[] = [];
+    for (const { record } of read.records) {
+      if (!forgotten(record)) kept.push(record);
+      else {
+        if (record.kind !== 'piece') notes.add(record.note);
+        chars += piecesChars(applyRecord(dropped, record));
+      }
+    }
+    if (kept.length < read.records.length) rewriteLog(dir, kept);
+    return { notes: notes.size, chars };
+  });
+}

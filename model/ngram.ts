@@ -189,6 +189,21 @@ export class NgramModel {
   }
 
   /**
+   * The share of the text's n-grams of the highest order (the whole text when it is shorter) that are counted: 1 for a
+   * text the model was built from, unless pruning dropped some; near 0 for text it never saw.
+   */
+  countedShare(ids: ArrayLike<number>): number {
+    const n = Math.min(this.order, ids.length);
+    let counted = 0;
+    for (let end = n; end <= ids.length; end++) {
+      let node = ROOT;
+      for (let i = end - n; i < end && node !== EMPTY; i++) node = this.trie.find(node, ids[i]);
+      if (node !== EMPTY && this.trie.count[node] > 0) counted++;
+    }
+    return n === 0 ? 0 : counted / (ids.length - n + 1);
+  }
+
+  /**
    * Fills out[0..vocabSize-1] with the probabilities (not logs) of the next id after `context`
    * (most recent last; only its last order - 1 ids matter). They sum to 1 and none is 0.
    * Returns the length of the longest context used, as confidence.order.

@@ -4,6 +4,8 @@ import { statSync } from 'node:fs';
 import { BACKEND_CHOICES, BackendChoice, BackendUnavailableError } from '../backends/select';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { checkGlobs } from '../model/exclusions';
+import { listModels, modelDirForName, ModelNameError, modelsRoot } from '../model/models';
+import { forgetLearnedPaths, planForget } from '../training/forget';
 import { DiskFullError } from '../model/files';
 import { defaultModelDir, resolveModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
@@ -27,6 +29,11 @@ PATH                files or folders of notes (default: the embedded default cor
 --engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
 --gpus N | --nproc N    the torch engine on N GPUs, or in N CPU processes (DistributedDataParallel)
 --nnodes N --master HOST:PORT     the torch engine on N machines, this one node 0 (see the README)
+--name NAME         write the model named NAME, in ${modelsRoot()}/NAME (letters, digits, . _ -; "default" is
+                    the directory above); give --name or --out, not both
+--forget PATH       a new model that never reads PATH (a file or folder; repeatable) and without the notes learnt
+                    from saves of it: the way to forget a file that was trained on
+--list              list the models (name, date, size, validation, learnt characters, sources) and exit
 --resume            continue training the model in --out
 --json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend, engine
 --progress-json     for programs: stdout carries only JSON lines, {"event":"progress",...} per update and
@@ -57,6 +64,9 @@ async function main(): Promise<number> {
       nproc: { type: 'string' },
       nnodes: { type: 'string' },
       master: { type: 'string' },
+      name: { type: 'string' },
+      forget: { type: 'string', multiple: true },
+      list: { type: 'boolean' },
       resume: { type: 'boolean' },
       json: { type: 'boolean' },
       'progress-json': { type: 'boolean' },
@@ -69,6 +79,7 @@ async function main(): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return 0;
   }
+  if (values.list) return printModels(values.json === true);
   const flag = (name: string, min: number, max: number, integer: boolean) =>
     numberFlag(values[name as keyof typeof values] as string | undefined, name, min, max, integer, USAGE);
   if ([values.minutes, values.epochs, values.chars].filter((v) => v !== undefined).length > 1)
@@ -94,7 +105,21 @@ async function main(): Promise<number> {
   } catch (error) {
     throw new UsageError(`--exclude: ${(error as Error).message}\n\n${USAGE}`);
   }
-  const outDir = resolveModelDir(values.out as string | undefined, process.cwd());
+  const forget = ((values.forget as string[] | undefined) ?? []).map((p) => resolve(p));
+  if (forget.length > 0 && values.resume)
+    throw new UsageError(
+      `--forget trains a new model, and --resume would keep the LSTM that read the forgotten text: leave out --resume\n\n${USAGE}`,
+    );
+  const forgetting = planForget(
+    positionals.map((p) => resolve(String(p))),
+    forget,
+  );
+  exclude.push(...forgetting.exclude);
+  if (positionals.length > 0 && forgetting.paths.length === 0)
+    throw new UsageError(`--forget leaves nothing of the paths given to train on\n\n${USAGE}`);
+  const outDir =
+    namedModelDir(values.name as string | undefined, values.out as string | undefined) ??
+    resolveModelDir(values.out as string | undefined, process.cwd());
 
   const progressJson = values['progress-json'] === true;
   const json = values.json === true || progressJson;
@@ -116,7 +141,7 @@ async function main(): Promise<number> {
   process.on('SIGTERM', stop);
 
   const options: TrainOptions = {
-    paths: positionals.map((p) => resolve(String(p))),
+    paths: forgetting.paths,
     exclude,
     packageRoot: join(__dirname, '..'),
     out: outDir,
@@ -138,6 +163,8 @@ async function main(): Promise<number> {
     resume: values.resume === true,
   };
   if (values.plan === true) return printPlan(options);
+
+  if (forget.length > 0) say(forgetLearnedPaths(outDir, forget));
 
   let result;
   try {
@@ -284,6 +311,35 @@ function progressPrinter(stream: NodeJS.WriteStream) {
       drawn = false;
     },
   };
+}
+
+/** --name's directory; undefined without --name. */
+function namedModelDir(name: string | undefined, out: string | undefined): string | undefined {
+  if (name === undefined) return undefined;
+  if (out !== undefined) throw new UsageError(`give --name or --out, not both\n\n${USAGE}`);
+  try {
+    return modelDirForName(name);
+  } catch (error) {
+    if (error instanceof ModelNameError) throw new UsageError(`--name: ${error.message}\n\n${USAGE}`);
+    throw error;
+  }
+}
+
+/** --list: the models, one per line (or as JSON), for choosing a --name or a charComplete.model. */
+function printModels(json: boolean): number {
+  const list = listModels('');
+  if (json) {
+    process.stdout.write(JSON.stringify(list) + '\n');
+    return 0;
+  }
+  if (list.models.length === 0) process.stdout.write(`No models yet (named models go in ${list.root}).\n`);
+  for (const m of list.models) {
+    const figures = m.problem
+      ? `unreadable: ${m.problem}`
+      : `${m.savedAt.slice(0, 16).replace('T', ' ')}  ${(m.sizeBytes / 1e6).toFixed(1)} MB  ${m.validationBpc === null ? 'not validated' : `${m.validationBpc.toFixed(3)} bpc`}  ${m.learntChars.toLocaleString('en-US')} chars learnt  from ${m.sources.join(', ') || '–'} (${m.corpusChars.toLocaleString('en-US')} chars)`;
+    process.stdout.write(`${m.name.padEnd(16)} ${figures}\n${' '.repeat(17)}${m.dir}\n`);
+  }
+  return 0;
 }
 
 function formatDuration(seconds: number): string {

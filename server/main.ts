@@ -2,7 +2,13 @@
 // --stdio` (or --node-ipc, as the VS Code client does).
 import { createConnection, ProposedFeatures, TextDocuments } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import { ReloadModelRequest } from '../protocol/messages';
+import {
+  DeleteModelRequest,
+  ForgetFileRequest,
+  ForgetLearnedRequest,
+  ListModelsRequest,
+  ReloadModelRequest,
+} from '../protocol/messages';
 import { format } from 'node:util';
 import { FrameFilter } from './frames';
 import { CharCompleteServer } from './server';
@@ -37,6 +43,10 @@ documents.onDidSave((event) => server.didSave(event.document.uri));
 connection.languages.inlineCompletion.on((params, token) => server.inlineCompletion(params, token));
 connection.onCompletion((params, token) => server.completion(params, token));
 connection.onRequest(ReloadModelRequest, () => server.reloadModel());
+connection.onRequest(ListModelsRequest, () => server.listModels());
+connection.onRequest(DeleteModelRequest, (params) => server.deleteModel(params));
+connection.onRequest(ForgetFileRequest, (params) => server.forget(params));
+connection.onRequest(ForgetLearnedRequest, () => server.forget('all'));
 connection.onShutdown(() => server.shutdown());
 // Live wasm worker threads would keep the process alive after `exit`. An exit without shutdown
 // first is an abnormal end, and the protocol says its code is 1.

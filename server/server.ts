@@ -36,7 +36,10 @@ import { Exclusions } from '../model/exclusions';
 import { noteKey } from '../model/learned';
 import { resolveModelDir } from '../model/paths';
 import { characterStart } from '../model/vocab';
-import { LoadedModel, StatusNotification } from '../protocol/messages';
+import { ForgetResult, LoadedModel, ModelList, StatusNotification } from '../protocol/messages';
+import { forgetLearnedNotes } from '../model/learned';
+import { deleteModel, listModels, modelDirForName } from '../model/models';
+import { readFileSync } from 'node:fs';
 import { ModelHost } from './model-host';
 import { filesExcludeGlobs, parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
 
@@ -122,7 +125,7 @@ export class CharCompleteServer {
     this.editorExcludes = filesExcludeGlobs(options.filesExclude);
     const initial = parseSettings(options);
     const probe = completionProbe(
-      modelSizeForProbe(this.modelDir(initial.settings.modelPath)),
+      modelSizeForProbe(this.modelDir(initial.settings)),
       initial.settings.completion.beamWidth,
     );
     const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
@@ -311,6 +314,55 @@ export class CharCompleteServer {
     return this.host.info ?? null;
   }
 
+  listModels(): ModelList {
+    this.checkRequest({});
+    return listModels(this.modelDir(this.settings));
+  }
+
+  deleteModel(params: { name?: unknown }): { dir: string } {
+    this.checkRequest({});
+    try {
+      return { dir: deleteModel(String(params?.name ?? ''), this.modelDir(this.settings)) };
+    } catch (error) {
+      throw new ResponseError(ErrorCodes.InvalidParams, (error as Error).message);
+    }
+  }
+
+  /** Forgets what was learnt from saves of one file (or of every note) and serves the n-gram rebuilt without it. */
+  forget(params: { uri?: unknown } | 'all'): ForgetResult {
+    this.checkRequest({});
+    const dir = this.modelDir(this.settings);
+    let uri: string | undefined;
+    if (params !== 'all') {
+      if (typeof params?.uri !== 'string')
+        throw new ResponseError(ErrorCodes.InvalidParams, 'forgetFile needs the uri of a file');
+      uri = params.uri;
+    }
+    if (!this.host.model) throw new ResponseError(ErrorCodes.InvalidRequest, `no model is loaded from ${dir}`);
+    // A save not yet written must not bring the note back.
+    if (uri === undefined) this.unlearnt.clear();
+    else this.unlearnt.delete(uri);
+    let forgotten;
+    try {
+      forgotten = forgetLearnedNotes(dir, uri === undefined ? 'all' : new Set([noteKeyOfUri(uri)]));
+    } catch (error) {
+      throw new ResponseError(ErrorCodes.InternalError, `could not forget in ${dir}: ${(error as Error).message}`);
+    }
+    this.host.reload();
+    this.log(
+      `Forgot ${forgotten.chars.toLocaleString('en-US')} learnt characters of ${uri ?? 'every saved note'} in ${dir}`,
+    );
+    const text = uri === undefined ? undefined : (this.documents.get(uri)?.getText() ?? fileText(uri));
+    const model = this.host.model;
+    const trainedShare =
+      text === undefined || !model?.hasNotes
+        ? uri === undefined
+          ? null
+          : 0
+        : model.mixture.notes.countedShare(model.saved.vocabulary.encode(text));
+    return { model: dir, ...forgotten, trainedShare };
+  }
+
   shutdown(): void {
     this.checkRequest({});
     this.phase = 'shut down';
@@ -339,11 +391,13 @@ export class CharCompleteServer {
     this.log(
       `Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`,
     );
-    this.host.use(this.modelDir(settings.modelPath));
+    this.host.use(this.modelDir(settings));
   }
 
   /** A relative modelPath means the workspace's folder, as it does in the workspace's settings, not wherever the server was started. */
-  private modelDir(modelPath: string): string {
+  private modelDir({ modelPath, model }: Settings): string {
+    // An explicit modelPath wins over a model's name, so a setup that names a directory keeps working.
+    if (!modelPath && model) return modelDirForName(model);
     return resolveModelDir(modelPath, this.baseDir);
   }
 
@@ -446,6 +500,15 @@ function noteKeyOfUri(uri: string): string {
     }
   }
   return noteKey(uri);
+}
+
+/** A file's text by its URI, or undefined when it is not a readable local file. */
+function fileText(uri: string): string | undefined {
+  try {
+    return readFileSync(fileURLToPath(uri), 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** The first workspace folder (or the root) as a path, when it is on the local filesystem. */

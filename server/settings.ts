@@ -11,10 +11,13 @@ import {
   StopAt,
 } from '../completion/options';
 import { globProblem } from '../model/exclusions';
+import { modelNameProblem } from '../model/models';
 
 export interface Settings {
   completion: CompletionOptions;
   modelPath: string;
+  /** The model served by name (a folder of <data dir>/models, or "default"); modelPath, when set, wins. */
+  model: string;
   backend: BackendChoice;
   /** Whether notes saved in the workspace are added to the n-gram. */
   learnFromSaves: boolean;
@@ -25,6 +28,7 @@ export interface Settings {
 export const SETTINGS_DEFAULTS: Settings = {
   completion: COMPLETION_DEFAULTS,
   modelPath: '',
+  model: '',
   backend: 'auto',
   learnFromSaves: true,
   exclude: [],
@@ -77,6 +81,12 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
         `charComplete.modelPath must be a string; got ${JSON.stringify(input.modelPath)}, using the default location`,
       );
   }
+  let model = '';
+  if (input.model !== undefined && input.model !== null && input.model !== '') {
+    const problem = modelNameProblem(input.model);
+    if (problem) warnings.push(`charComplete.model: ${problem}; using the default model`);
+    else model = input.model as string;
+  }
   let learnFromSaves = SETTINGS_DEFAULTS.learnFromSaves;
   if (input.learnFromSaves !== undefined && input.learnFromSaves !== null) {
     if (typeof input.learnFromSaves === 'boolean') learnFromSaves = input.learnFromSaves;
@@ -97,7 +107,7 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
       else exclude.push(glob as string);
     }
   }
-  return { settings: { completion, modelPath, backend, learnFromSaves, exclude }, warnings };
+  return { settings: { completion, modelPath, model, backend, learnFromSaves, exclude }, warnings };
 }
 
 /**

@@ -76,3 +76,14 @@ test('charComplete.exclude is a list of globs in the manifest, empty by default 
   assert.deepEqual(exclude.items, { type: 'string' });
   assert.deepEqual(exclude.default, SETTINGS_DEFAULTS.exclude);
 });
+
+test('charComplete.model picks a model by name per workspace; a name that is not one is a warning, not a crash', () => {
+  const model = setting('model') as ManifestProperty & { scope?: string };
+  assert.equal(model.type, 'string');
+  assert.equal(model.default, SETTINGS_DEFAULTS.model);
+  assert.ok(['window', 'resource'].includes(model.scope ?? ''), 'settable in a workspace');
+  assert.equal(parseSettings({ model: 'journal' }).settings.model, 'journal');
+  const bad = parseSettings({ model: '../elsewhere' });
+  assert.equal(bad.settings.model, '');
+  assert.match(bad.warnings.join('\n'), /charComplete\.model: "\.\.\/elsewhere" is not a model name/);
+});
