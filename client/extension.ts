@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { ReloadModelRequest, StatusNotification, StatusParams } from '../protocol/messages';
+import { registerModelCommands } from './models';
+import { Training } from './training';
 
 const SECTION = 'charComplete';
 let client: LanguageClient | undefined;
@@ -19,6 +21,9 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.name = 'Char Complete';
   context.subscriptions.push(statusItem);
   updateStatus();
+  registerModelCommands(context, () => client);
+  const training = new Training(context);
+  context.subscriptions.push(training);
 
   context.subscriptions.push(
     vscode.commands.registerCommand('charComplete.toggle', async () => {
@@ -28,7 +33,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       await client?.sendRequest(ReloadModelRequest);
     }),
     vscode.commands.registerCommand('charComplete.showLog', () => client?.outputChannel.show()),
-    vscode.commands.registerCommand('charComplete.train', () => trainOnWorkspace(context)),
+    vscode.commands.registerCommand('charComplete.train', () => training.run()),
     vscode.workspace.onDidGrantWorkspaceTrust(() => restart(context)),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       if (event.affectsConfiguration(`${SECTION}.languages`)) await restart(context);
@@ -106,7 +111,7 @@ function updateStatus(): void {
     statusItem.command = 'charComplete.showLog';
   } else if (!lastStatus.model) {
     statusItem.text = '$(circle-slash) Char Complete: no model';
-    statusItem.tooltip = 'No trained model yet. Run "Char Complete: Train on this workspace".';
+    statusItem.tooltip = 'No trained model yet: click to train one on your notes.';
     statusItem.command = 'charComplete.train';
   } else {
     const where = lastStatus.gpu ? 'GPU' : 'CPU';
@@ -117,36 +122,6 @@ function updateStatus(): void {
     statusItem.command = 'charComplete.toggle';
   }
   statusItem.show();
-}
-
-/** Runs the trainer on the workspace's notes as a task; the server reloads the model when it is saved. */
-async function trainOnWorkspace(context: vscode.ExtensionContext): Promise<void> {
-  if (!vscode.workspace.isTrusted) {
-    void vscode.window.showWarningMessage('Char Complete does not train in an untrusted workspace.');
-    return;
-  }
-  const folders = vscode.workspace.workspaceFolders?.map((f) => f.uri.fsPath) ?? [];
-  if (folders.length === 0) {
-    void vscode.window.showWarningMessage('Open a folder of notes to train on it.');
-    return;
-  }
-  const args = [context.asAbsolutePath(path.join('dist', 'train.js')), ...folders];
-  const modelPath = config().get<string>('modelPath', '');
-  if (modelPath) args.push('--out', modelPath);
-  // What the editor hides and what the user excluded are not trained on either.
-  const excluded = Object.entries(filesExclude()).filter(([, on]) => on === true);
-  const own = config().get<unknown>('exclude');
-  for (const glob of [...(Array.isArray(own) ? own : []), ...excluded.map(([glob]) => glob)])
-    args.push(`--exclude=${glob}`);
-  const task = new vscode.Task(
-    { type: 'charComplete', task: 'train' },
-    vscode.TaskScope.Workspace,
-    'Train on this workspace',
-    'Char Complete',
-    new vscode.ProcessExecution(process.execPath, args, { env: { ELECTRON_RUN_AS_NODE: '1' } }),
-  );
-  task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, panel: vscode.TaskPanelKind.Dedicated };
-  await vscode.tasks.executeTask(task);
 }
 
 /** VS Code's files.exclude: globs, each true, false or a condition on sibling files. */

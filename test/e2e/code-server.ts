@@ -1,6 +1,7 @@
 // npm run test:e2e: the packaged extension in a real VS Code (code-server), driven through
 // Debian's chromium with playwright-core. Phase 1 runs the extension-host suite; phase 2 types in
-// a markdown file and checks the model's continuation as ghost text, Tab, and a settings change.
+// a markdown file and checks the model's continuation as ghost text, Tab, and a settings change; phase 3 trains a
+// folder of notes from the editor and gets ghost text from the new model.
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
@@ -35,6 +36,10 @@ const ARTIFACT_FILES = [
   'status-bar.txt',
   'ghost-text.png',
   'settings.png',
+  'train-confirm.png',
+  'train-progress.png',
+  'train-ready.png',
+  'train-ghost-text.png',
   'failure.png',
 ];
 const TYPED = 'the quick br';
@@ -94,6 +99,15 @@ async function main(): Promise<void> {
   writeFileSync(join(workspace, 'draft.md'), '# Draft\n');
   const modelDir = join(tmp, 'model');
   const serverLog = join(tmp, 'server.log');
+  // A second folder of notes with no model yet, which phase 3 trains from the editor into its own directory.
+  const untrained = join(tmp, 'journal');
+  mkdirSync(join(untrained, '.vscode'), { recursive: true });
+  writeFileSync(join(untrained, 'fox.md'), LINE.repeat(400));
+  writeFileSync(join(untrained, 'today.md'), '# Today\n');
+  writeFileSync(
+    join(untrained, '.vscode', 'settings.json'),
+    JSON.stringify({ 'charComplete.modelPath': join(tmp, 'journal-model'), 'charComplete.trainMinutes': 0.3 }),
+  );
 
   // A small model that knows the training line, and what the server itself completes it with.
   const trained = spawnSync(
@@ -208,8 +222,8 @@ async function main(): Promise<void> {
     if (!up) throw new Error('code-server did not start');
     log(`code-server is up on ${base}`);
     const remote = (path: string) => `vscode-remote://127.0.0.1:${port}${path}`;
-    const url = (payload?: unknown) =>
-      `${base}/?folder=${encodeURIComponent(workspace)}${payload ? `&payload=${encodeURIComponent(JSON.stringify(payload))}` : ''}`;
+    const url = (payload?: unknown, folder = workspace) =>
+      `${base}/?folder=${encodeURIComponent(folder)}${payload ? `&payload=${encodeURIComponent(JSON.stringify(payload))}` : ''}`;
 
     // Phase 1: the suite inside the extension host.
     {
@@ -267,12 +281,7 @@ async function main(): Promise<void> {
       await page.keyboard.press('Control+End');
       await page.keyboard.type(TYPED, { delay: 80 });
       const ghost = await waitFor(async () => {
-        // The editor renders spaces in ghost text as no-break spaces.
-        const text = (
-          await page.$$eval('.monaco-editor .ghost-text-decoration', (els) =>
-            els.map((e) => e.textContent ?? '').join(''),
-          )
-        ).replace(/\u00a0/g, ' ');
+        const text = await ghostText(page);
         return text.length > 0 ? text : undefined;
       }, 20_000);
       await page.screenshot({ path: join(ARTIFACTS, 'ghost-text.png') });
@@ -334,6 +343,66 @@ async function main(): Promise<void> {
     } finally {
       await context.close();
     }
+
+    // Phase 3: a folder of notes with no model, trained from the editor: the command, the folder picker, the
+    // confirmation, progress in a notification, the "model ready" message, then ghost text from the new model.
+    const trainContext = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const trainPage = await trainContext.newPage();
+    try {
+      await trainPage.goto(url(undefined, untrained));
+      await trainPage.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+      await trainPage.waitForTimeout(1500);
+      await openFile(trainPage, 'today.md');
+      await runCommand(trainPage, 'Char Complete: Train on your notes');
+      // The folder picker, with the workspace folder ticked.
+      await trainPage.waitForSelector('.quick-input-widget .monaco-list-row', { state: 'visible', timeout: 30_000 });
+      await trainPage.keyboard.press('Enter');
+      const dialog = await trainPage.waitForSelector('.monaco-dialog-box', { timeout: 60_000 }).catch(() => undefined);
+      const confirmation = ((await dialog?.textContent()) ?? '').replace(/\s+/g, ' ');
+      await trainPage.screenshot({ path: join(ARTIFACTS, 'train-confirm.png') });
+      record(
+        'the confirmation names the files, their size, the minutes and the model',
+        /Train on 2 files, \d+ KB, for about 0\.3 minutes/.test(confirmation) && confirmation.includes('journal-model'),
+        JSON.stringify(confirmation.slice(0, 300)),
+      );
+      await trainPage.click('.monaco-dialog-box .monaco-button:has-text("Train")');
+      const progress = await waitFor(async () => {
+        const text = await notificationsText(trainPage);
+        return /\d+% · (ETA \S+ · )?[\d,]+ chars\/s/.test(text) ? text : undefined;
+      }, 120_000);
+      await trainPage.screenshot({ path: join(ARTIFACTS, 'train-progress.png') });
+      record('training shows %, ETA and chars/s in a notification', progress !== undefined, progress);
+      const ready = await waitFor(async () => {
+        const text = await notificationsText(trainPage);
+        return /model ready/.test(text) ? text : undefined;
+      }, 180_000);
+      await trainPage.screenshot({ path: join(ARTIFACTS, 'train-ready.png') });
+      record(
+        'training ends with one "model ready" message and its score',
+        /bits per character|not scored/.test(ready ?? ''),
+        ready ?? (await notificationsText(trainPage)),
+      );
+      const loaded = await waitFor(async () => {
+        const text = await statusBarText(trainPage);
+        return text && !/starting|no model|failed|training/.test(text) ? text : undefined;
+      }, 60_000);
+      record('the status bar shows the new model', loaded !== undefined, loaded ?? (await statusBarText(trainPage)));
+      await trainPage.click('.monaco-editor .view-lines');
+      await trainPage.keyboard.press('Control+End');
+      await trainPage.keyboard.type(TYPED, { delay: 80 });
+      const ghost = await waitFor(async () => {
+        const text = await ghostText(trainPage);
+        return text.length > 0 ? text : undefined;
+      }, 20_000);
+      await trainPage.screenshot({ path: join(ARTIFACTS, 'train-ghost-text.png') });
+      record('the model trained from the editor gives ghost text', ghost !== undefined, JSON.stringify(ghost));
+      if (results.some((r) => !r.ok)) await saveFailure(trainPage);
+    } catch (error) {
+      await saveFailure(trainPage);
+      throw error;
+    } finally {
+      await trainContext.close();
+    }
   } finally {
     await browser.close();
     // code-server leaves children (a file watcher) that outlive it: end the whole group.
@@ -347,6 +416,27 @@ async function main(): Promise<void> {
     if (existsSync(serverLog)) copyFileSync(serverLog, join(ARTIFACTS, 'server.log'));
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The ghost text shown in the editor, with the no-break spaces it is rendered with made plain. */
+async function ghostText(page: Page): Promise<string> {
+  return (
+    await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
+  ).replace(/\u00a0/g, ' ');
+}
+
+/** Every notification toast's text, joined. */
+async function notificationsText(page: Page): Promise<string> {
+  return (await page.$$eval('.notification-toast', (els) => els.map((e) => e.textContent ?? '').join(' | '))).trim();
+}
+
+/** Runs a command from the command palette by its title, as a user would. */
+async function runCommand(page: Page, title: string): Promise<void> {
+  await page.keyboard.press('F1');
+  await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
+  await page.keyboard.type(title);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${title}"]`, { timeout: 30_000 });
+  await page.keyboard.press('Enter');
 }
 
 /** The extension's status bar entry as shown (codicons become their names), or undefined before it appears. */
