@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { ReloadModelRequest, StatusNotification, StatusParams } from '../protocol/messages';
+import { registerModelCommands } from './models';
 import { Training } from './training';
 
 const SECTION = 'charComplete';
@@ -20,6 +21,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   statusItem.name = 'Char Complete';
   context.subscriptions.push(statusItem);
   updateStatus();
+  registerModelCommands(context, () => client);
   const training = new Training(context);
   context.subscriptions.push(training);
 
