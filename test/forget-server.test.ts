@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { learnedChars } from '../model/learned';
 import { DeleteModelRequest, ForgetFileRequest, ForgetLearnedRequest, ListModelsRequest } from '../protocol/messages';
 import { LspSession } from '../tools/lsp-driver';
+import { save } from './support/save-note';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const SMALL = ['--layers', '1', '--hidden', '32', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01'];
@@ -55,14 +56,6 @@ async function server(): Promise<LspSession> {
   sessions.push(session);
   await session.initialize();
   return session;
-}
-
-async function save(session: LspSession, file: string, text: string): Promise<void> {
-  writeFileSync(file, text);
-  const uri = pathToFileURL(file).href;
-  await session.open(uri, text);
-  await session.save(uri);
-  await session.close(uri);
 }
 
 let probes = 0;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LEARNED_FILE } from '../model/learned';
 import { LspSession } from '../tools/lsp-driver';
+import { save } from './support/save-note';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
@@ -85,15 +86,6 @@ function uniqueWords(count: number, seed: number): string[] {
 }
 
 const noteAbout = (word: string) => `Met ${word} today. ${word} said hi.\n`;
-
-/** The open document's text as a note is saved: written to disk first, as an editor does. */
-async function save(session: LspSession, file: string, text: string): Promise<void> {
-  writeFileSync(file, text);
-  const uri = pathToFileURL(file).href;
-  await session.open(uri, text);
-  await session.save(uri);
-  await session.close(uri);
-}
 
 let probes = 0;
 /** The words the server does not complete after their first four letters, in a note it has not learnt from. */
