@@ -52,7 +52,9 @@ export async function beamSearch(
   const { punctuation, space } = separatorsOf(vocabulary);
   const width = Math.max(1, options.beamWidth);
   let beams: Beam[] = [{ text: '', length: 0, score: 0, snapshot: start, path: [] }];
-  let best: { text: string; logP: number; value: number; path: Snapshot[] } | undefined;
+  let best: Offer | undefined;
+  /** Every completion offered, each text once with its best value, for the alternatives. */
+  const offers = new Map<string, Offer>();
   const offer = (text: string, logP: number, length: number, path: Snapshot[]) => {
     // One character saves nothing: the Tab that accepts it is a key too.
     if (length < 2) return;
@@ -62,7 +64,10 @@ export async function beamSearch(
     const p = Math.exp(logP);
     if (p < options.minConfidence) return;
     const value = p * (length - 1);
-    if (!best || value > best.value) best = { text, logP, value, path };
+    const offered: Offer = { text, logP, value, path };
+    const previous = offers.get(text);
+    if (!previous || value > previous.value) offers.set(text, offered);
+    if (!best || value > best.value) best = offered;
   };
   // A beam's probability only falls as it grows, so one that cannot beat the best even if accepted
   // whole at maxChars, or is already below minConfidence, is dropped.
@@ -106,7 +111,36 @@ export async function beamSearch(
       path: [...c.beam.path, stepped[i]],
     }));
   }
-  return best && { text: best.text, confidence: Math.exp(best.logP), path: best.path };
+  if (!best) return undefined;
+  const alternatives = distinctAlternatives(best, [...offers.values()], width - 1);
+  return { text: best.text, confidence: Math.exp(best.logP), path: best.path, alternatives };
+}
+
+interface Offer {
+  text: string;
+  logP: number;
+  value: number;
+  path: Snapshot[];
+}
+
+/**
+ * The next-best completions, by value, that differ from the best and from each other as a person sees them: two that
+ * are one word with or without its separator, or where one is the start of the other, are one suggestion, and only the
+ * better is kept. Editors cycle through these (Alt+] in VS Code).
+ */
+function distinctAlternatives(best: Offer, offers: Offer[], most: number): Array<{ text: string; confidence: number }> {
+  const kept = [best];
+  const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
+  const same = (a: string, b: string) => {
+    const [x, y] = [core(a), core(b)];
+    return x.startsWith(y) || y.startsWith(x);
+  };
+  for (const offer of offers.sort((a, b) => b.value - a.value)) {
+    if (kept.length > most) break;
+    if (kept.some((k) => same(k.text, offer.text))) continue;
+    kept.push(offer);
+  }
+  return kept.slice(1).map((offer) => ({ text: offer.text, confidence: Math.exp(offer.logP) }));
 }
 
 /** The k most likely ids, never the unknown symbol (id 0). */

@@ -69,6 +69,8 @@ export interface Completion {
   confidence: number;
   /** The model snapshots after each character of text (possibly fewer than its characters). */
   path?: Snapshot[];
+  /** Other completions worth offering after this one, best first, each distinct from it and from each other. */
+  alternatives?: Array<{ text: string; confidence: number }>;
 }
 
 /** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */

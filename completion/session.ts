@@ -48,11 +48,14 @@ export class CompletionSession {
     if (!completion) return undefined;
     // Nothing to offer when the text after the cursor already says it.
     const lineEnd = text.indexOf('\n', offset);
-    if (text.slice(offset, lineEnd < 0 ? text.length : lineEnd).startsWith(completion.text)) return undefined;
+    const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     // Nor anything that would make a line look like a secret: the document's own n-gram has read the lines above,
     // and a model trained before secrets were kept out may know one.
-    if (completionRevealsSecret(text, offset, completion.text)) return undefined;
-    return completion;
+    const offerable = (candidate: string) =>
+      !after.startsWith(candidate) && !completionRevealsSecret(text, offset, candidate);
+    if (!offerable(completion.text)) return undefined;
+    const alternatives = completion.alternatives?.filter((alternative) => offerable(alternative.text));
+    return alternatives ? { ...completion, alternatives } : completion;
   }
 
   /** Forgets the suggestion on show, as when the settings that chose it change. */

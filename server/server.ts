@@ -48,6 +48,8 @@ import { filesExcludeGlobs, parseSettings, Settings, SETTINGS_DEFAULTS } from '.
  * a document whose session was let go starts cold again, which costs one request a little latency.
  */
 const MAX_SESSIONS = 8;
+const REQUEST_KINDS = ['inline', 'list'] as const;
+type RequestKind = (typeof REQUEST_KINDS)[number];
 /** How often a saved note whose write failed is tried again. */
 const LEARN_RETRY_MS = 1000;
 
@@ -63,7 +65,11 @@ export class CharCompleteServer {
   private readonly host: ModelHost;
   /** Per-document sessions, each on the model generation it was made for. */
   private readonly sessions = new Map<string, { generation: number; session: CompletionSession }>();
-  /** The newest request per document; older ones return nothing when they get their turn. */
+  /**
+   * The newest request per kind and document; older ones return nothing when they get their turn. The completion
+   * list and inline completion are asked together on one keystroke, so each kind has its own, or one would cancel
+   * the other.
+   */
   private readonly newestRequest = new Map<string, number>();
   private requestCounter = 0;
   /** Where the protocol is: requests are answered only between initialize and shutdown. */
@@ -171,7 +177,7 @@ export class CharCompleteServer {
 
   didClose(uri: string): void {
     this.sessions.delete(uri);
-    this.newestRequest.delete(uri);
+    for (const kind of REQUEST_KINDS) this.newestRequest.delete(`${kind} ${uri}`);
   }
 
   /**
@@ -196,10 +202,14 @@ export class CharCompleteServer {
   async inlineCompletion(params: InlineCompletionParams, token: CancellationToken): Promise<InlineCompletionItem[]> {
     this.checkRequest(params);
     try {
-      const found = await this.completionAt(params.textDocument.uri, params.position, token);
+      const found = await this.completionAt('inline', params.textDocument.uri, params.position, token);
       if (!found) return [];
       const position = found.document.positionAt(found.offset);
-      return [InlineCompletionItem.create(found.completion.text, undefined, { start: position, end: position })];
+      // The best first, then the other distinct beams, which the editor cycles through (Alt+] in VS Code).
+      const { completion } = found;
+      return [completion, ...(completion.alternatives ?? [])].map((item) =>
+        InlineCompletionItem.create(item.text, undefined, { start: position, end: position }),
+      );
     } catch (error) {
       this.log(`inline completion failed: ${(error as Error).stack ?? error}`);
       return [];
@@ -209,7 +219,7 @@ export class CharCompleteServer {
   async completion(params: CompletionParams, token: CancellationToken): Promise<CompletionItem[]> {
     this.checkRequest(params);
     try {
-      const found = await this.completionAt(params.textDocument.uri, params.position, token);
+      const found = await this.completionAt('list', params.textDocument.uri, params.position, token);
       if (!found) return [];
       const { document, offset, completion } = found;
       // The item replaces the word being typed, so clients filter it against what was typed.
@@ -443,18 +453,20 @@ export class CharCompleteServer {
    * newer request or a $/cancelRequest that is already queued wins.
    */
   private async completionAt(
+    kind: RequestKind,
     uri: string,
     position: Position,
     token: CancellationToken,
   ): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
     const id = ++this.requestCounter;
-    this.newestRequest.set(uri, id);
+    const key = `${kind} ${uri}`;
+    this.newestRequest.set(key, id);
     // A timer rather than setImmediate: the event loop reads pending input before timers fire
     // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
     await new Promise((resolve) => setTimeout(resolve, 1));
     const document = this.documents.get(uri);
     const model = this.host.model;
-    const cancelled = () => token.isCancellationRequested || this.newestRequest.get(uri) !== id;
+    const cancelled = () => token.isCancellationRequested || this.newestRequest.get(key) !== id;
     if (!document || !model || cancelled()) return undefined;
     const started = performance.now();
     const text = document.getText();

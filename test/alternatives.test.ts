@@ -1,0 +1,84 @@
+// Through the real server: inline completion answers the best completion first and the other distinct beams after it
+// (for the editor's Alt+] cycling), and a completion list asked on the same keystroke does not cancel it.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LspSession } from '../tools/lsp-driver';
+import { randomModel } from './support/random-model';
+
+const root = mkdtempSync(join(tmpdir(), 'char-complete-alternatives-'));
+const modelDir = join(root, 'model');
+randomModel(3, { embed: 8, hidden: 16, layers: 1 }, modelDir);
+after(() => rmSync(root, { recursive: true, force: true }));
+
+const URI = 'file:///notes/a.md';
+const TEXT = '# Notes\nthe quick brown fox and the lazy dog went out. the qu';
+const LINE = 1;
+const CHARACTER = TEXT.split('\n')[1].length;
+
+function session(settings: Record<string, unknown>): LspSession {
+  // minConfidence 0: untrained weights spread their probability thin, and every beam must stay on offer.
+  return new LspSession({
+    initializationOptions: { modelPath: modelDir, minConfidence: 0, stopAt: 'none', maxChars: 6, ...settings },
+    env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
+  });
+}
+
+async function inlineItems(lsp: LspSession): Promise<string[]> {
+  const items = (await lsp.connection.sendRequest('textDocument/inlineCompletion', {
+    textDocument: { uri: URI },
+    position: { line: LINE, character: CHARACTER },
+    context: { triggerKind: 2 },
+  })) as Array<{ insertText: string }> | null;
+  return (items ?? []).map((item) => item.insertText);
+}
+
+test('inline completion offers the best beam first, then the other distinct beams, none collapsing into another', async () => {
+  const wide = session({ beamWidth: 4 });
+  const single = session({ beamWidth: 4 });
+  try {
+    await wide.initialize();
+    await wide.open(URI, TEXT);
+    const items = await inlineItems(wide);
+    assert.ok(items.length >= 2, `several suggestions: ${JSON.stringify(items)}`);
+    assert.ok(items.length <= 4, 'at most one per beam');
+    const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
+    for (let i = 0; i < items.length; i++)
+      for (let j = 0; j < i; j++) {
+        const [a, b] = [core(items[i]), core(items[j])];
+        assert.ok(!a.startsWith(b) && !b.startsWith(a), `${JSON.stringify(items[i])} collapses into ${items[j]}`);
+      }
+    // The first is the one completion the server has always given, as a fresh session shows.
+    await single.initialize();
+    await single.open(URI, TEXT);
+    assert.equal(await single.inline(URI, LINE, CHARACTER), items[0]);
+
+    const narrow = session({ beamWidth: 1 });
+    try {
+      await narrow.initialize();
+      await narrow.open(URI, TEXT);
+      assert.equal((await inlineItems(narrow)).length, 1, 'one beam, one suggestion');
+    } finally {
+      await narrow.shutdown();
+    }
+  } finally {
+    await wide.shutdown();
+    await single.shutdown();
+  }
+});
+
+test('a completion list and an inline completion asked on one keystroke both get answers', async () => {
+  const lsp = session({ beamWidth: 2 });
+  try {
+    await lsp.initialize();
+    await lsp.open(URI, TEXT, 'plaintext');
+    // Sent back to back, as VS Code does in plaintext with quick suggestions on: one must not cancel the other.
+    const [inline, list] = await Promise.all([inlineItems(lsp), lsp.completion(URI, LINE, CHARACTER)]);
+    assert.ok(inline.length >= 1, 'the inline completion was answered');
+    assert.ok(list.length >= 1, 'the completion list was answered');
+  } finally {
+    await lsp.shutdown();
+  }
+});
