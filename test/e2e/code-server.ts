@@ -277,14 +277,7 @@ async function main(): Promise<void> {
         ready !== undefined,
         `status bar ${JSON.stringify(ready ?? (await statusBarText(page)))}`,
       );
-      await page.click('.monaco-editor .view-lines');
-      await page.keyboard.press('Control+End');
-      await page.keyboard.type(TYPED, { delay: 80 });
-      const ghost = await waitFor(async () => {
-        const text = await ghostText(page);
-        return text.length > 0 ? text : undefined;
-      }, 20_000);
-      await page.screenshot({ path: join(ARTIFACTS, 'ghost-text.png') });
+      const ghost = await typeForGhostText(page, 'ghost-text.png');
       record(
         "the model's continuation appears as ghost text",
         ghost === expected,
@@ -387,14 +380,7 @@ async function main(): Promise<void> {
         return text && !/starting|no model|failed|training/.test(text) ? text : undefined;
       }, 60_000);
       record('the status bar shows the new model', loaded !== undefined, loaded ?? (await statusBarText(trainPage)));
-      await trainPage.click('.monaco-editor .view-lines');
-      await trainPage.keyboard.press('Control+End');
-      await trainPage.keyboard.type(TYPED, { delay: 80 });
-      const ghost = await waitFor(async () => {
-        const text = await ghostText(trainPage);
-        return text.length > 0 ? text : undefined;
-      }, 20_000);
-      await trainPage.screenshot({ path: join(ARTIFACTS, 'train-ghost-text.png') });
+      const ghost = await typeForGhostText(trainPage, 'train-ghost-text.png');
       record('the model trained from the editor gives ghost text', ghost !== undefined, JSON.stringify(ghost));
       if (results.some((r) => !r.ok)) await saveFailure(trainPage);
     } catch (error) {
@@ -418,11 +404,22 @@ async function main(): Promise<void> {
   }
 }
 
-/** The ghost text shown in the editor, with the no-break spaces it is rendered with made plain. */
-async function ghostText(page: Page): Promise<string> {
-  return (
-    await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
-  ).replace(/\u00a0/g, ' ');
+/**
+ * Types TYPED at the end of the open note and waits for ghost text, with the no-break spaces it is rendered with made
+ * plain; a screenshot of it goes to ARTIFACTS.
+ */
+async function typeForGhostText(page: Page, screenshot: string): Promise<string | undefined> {
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(TYPED, { delay: 80 });
+  const ghost = await waitFor(async () => {
+    const text = (
+      await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
+    ).replace(/\u00a0/g, ' ');
+    return text.length > 0 ? text : undefined;
+  }, 20_000);
+  await page.screenshot({ path: join(ARTIFACTS, screenshot) });
+  return ghost;
 }
 
 /** Every notification toast's text, joined. */
