@@ -1,7 +1,7 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
-import type { Vocabulary } from '../model/vocab';
-import { Completion, CompletionOptions, stopsBefore, WORD_CHAR } from './options';
+import { type Vocabulary, WORD_CHAR } from '../model/vocab';
+import { Completion, CompletionOptions, stopsBefore } from './options';
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of

@@ -1,6 +1,7 @@
 // What a user can tune about completions, once: the types, defaults and ranges that the server's settings, the manifest
 // and the tools all follow.
 import type { Snapshot } from '../model/predictor';
+import { WORD_CHAR, WORD_CHARS } from '../model/vocab';
 
 export const MODES = ['beam', 'sample'] as const;
 export type Mode = (typeof MODES)[number];
@@ -50,9 +51,6 @@ export const COMPLETION_RANGES = {
 /** The languages that get completions unless the user says otherwise. */
 export const DEFAULT_LANGUAGES = ['markdown', 'plaintext', 'restructuredtext', 'org', 'latex', 'asciidoc'] as const;
 
-/** The characters words are made of, for stopping at a word's end and for the word a list completion replaces. */
-export const WORD_CHARS = "\\p{L}\\p{N}_'’-";
-export const WORD_CHAR = new RegExp(`[${WORD_CHARS}]`, 'u');
 /** The word characters just before the end of a string. Only ever run it over a bounded slice: it is quadratic in a run of word characters. */
 export const TRAILING_WORD = new RegExp(`[${WORD_CHARS}]*$`, 'u');
 /** Longer "words" (base64, a run of one key) are not words anyone will want completed. */

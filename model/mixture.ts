@@ -2,6 +2,7 @@
 // character by the gate.
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
+import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import type { Vocabulary } from './vocab';
 
@@ -45,6 +46,21 @@ export const DOCUMENT_NGRAM_DISCOUNT_SCALE = 0.5;
 /** How much text before the cursor the document model holds; it starts afresh beyond this. */
 export const DOCUMENT_NGRAM_WINDOW = 20_000;
 
+/**
+ * The openers' n-gram reads far enough back to see the whole opener before and a few characters
+ * of the one being typed; a document has few paragraphs, so it stays small.
+ */
+export const OPENER_NGRAM_ORDER = 12;
+export const OPENER_NGRAM_MAX_NODES = 50_000;
+
+export function openerNgram(vocabSize: number): NgramModel {
+  return new NgramModel(vocabSize, {
+    order: OPENER_NGRAM_ORDER,
+    maxNodes: OPENER_NGRAM_MAX_NODES,
+    discountScale: DOCUMENT_NGRAM_DISCOUNT_SCALE,
+  });
+}
+
 export function documentNgram(vocabSize: number): NgramModel {
   return new NgramModel(vocabSize, {
     order: DOCUMENT_NGRAM_ORDER,
@@ -76,15 +92,24 @@ export function mixtureFeatures(
   return out;
 }
 
-/** Where the mixture finds the document's n-gram, which its owner may replace as the document changes. */
+/**
+ * Where the mixture finds the document's n-grams, which their owner may replace as the document
+ * changes: of its text, and of its paragraphs' openers read one after another (see
+ * paragraph-openers.ts), absent where no document is being written.
+ */
 export interface NgramSource {
   readonly model: NgramModel;
+  readonly openers?: NgramModel;
 }
 
 /**
  * What the gate believes before it sees any samples, and where samples are silent: trust the
- * notes' n-gram the longer the context it matched, the document's n-gram likewise, and the LSTM
- * the surer it is. Fitting starts here and is pulled back towards it.
+ * LSTM by default, the more the surer it is; trust an n-gram the longer the context it matched,
+ * the notes' and the document's alike; and give next to nothing to a notes' n-gram that matched
+ * nothing (or is empty), which knows only how common each character is. Fitting starts here and is
+ * pulled back towards it; a model directory without an n-gram of its notes is served by it, so it
+ * must not let the document's n-gram, which has seen little, outweigh the LSTM where it matched a
+ * short context.
  */
 export function mixerPrior(): Float32Array {
   const F = MIXER_SHAPE.featureCount;
@@ -92,9 +117,12 @@ export function mixerPrior(): Float32Array {
   const lstm = MIXTURE_COMPONENTS.indexOf('lstm') * F;
   const notes = MIXTURE_COMPONENTS.indexOf('notes') * F;
   const document = MIXTURE_COMPONENTS.indexOf('document') * F;
-  for (let order = 0; order <= MAX_ORDER_FEATURE; order++)
-    weights[notes + GATE_FEATURE.notesOrder + order] = 0.5 * order - 1;
+  weights[lstm + GATE_FEATURE.bias] = 1;
   weights[lstm + GATE_FEATURE.lstmMaxProb] = 2;
+  weights[notes + GATE_FEATURE.notesOrder] = -3;
+  for (let order = 1; order <= MAX_ORDER_FEATURE; order++)
+    weights[notes + GATE_FEATURE.notesOrder + order] = 0.5 * order - 1;
+  weights[document + GATE_FEATURE.bias] = -1;
   weights[document + GATE_FEATURE.documentOrder] = 4;
   return weights;
 }
@@ -118,18 +146,29 @@ export interface MixtureParts {
 /**
  * A Predictor over the mixture, so that beam search, sampling and the state cache work on it
  * unchanged. Its state is the LSTM's followed by the last characters fed (their count first),
- * which is all the n-grams need to know of the past.
+ * which is all the n-grams need to know of the past, and where the text stands among its
+ * paragraphs' openers.
+ *
+ * While a paragraph's opener is typed, and the openers' n-gram has seen what followed the opener
+ * before, the gate's mixture is interpolated with it by Witten-Bell: with weight n / (n + d) for
+ * an opener that followed n times, in d different ways. The gate knows only how long a context an
+ * n-gram matched, not that this one spans a paragraph: a speaker who answered the last one twice
+ * should take over from a model that has never heard of either.
  */
 export class MixturePredictor implements Predictor {
   readonly vocabulary: Vocabulary;
   private readonly lstmSize: number;
   private readonly contextLength: number;
+  private readonly openerReader: OpenerReader;
+  private readonly openerStart: number;
   private readonly notesProbs: Float32Array;
   private readonly documentProbs: Float32Array;
   private readonly lstmProbs: Float32Array;
   private readonly features = new Float32Array(MIXER_SHAPE.featureCount);
   private readonly notesConfidence = emptyConfidence();
   private readonly documentConfidence = emptyConfidence();
+  private readonly openerProbs: Float32Array;
+  private readonly openerConfidence = emptyConfidence();
 
   /** `document` gives the n-gram of the text being written, grown by its owner. */
   constructor(
@@ -139,15 +178,19 @@ export class MixturePredictor implements Predictor {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
     this.contextLength = Math.max(1, Math.max(parts.notes.order, DOCUMENT_NGRAM_ORDER) - 1);
+    this.openerReader = new OpenerReader(parts.vocabulary, OPENER_NGRAM_ORDER - 1);
+    this.openerStart = this.lstmSize + 1 + this.contextLength;
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
+    this.openerProbs = new Float32Array(V);
     this.lstmProbs = new Float32Array(V).fill(1 / V);
   }
 
   zeroState(): Float32Array {
-    const state = new Float32Array(this.lstmSize + 1 + this.contextLength);
+    const state = new Float32Array(this.openerStart + this.openerReader.size);
     if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
+    this.openerReader.start(state.subarray(this.openerStart));
     return state;
   }
 
@@ -164,16 +207,19 @@ export class MixturePredictor implements Predictor {
       if (lstmSnapshots) state.set(lstmSnapshots[b].state);
       const known = Math.min(this.contextLength, previous[this.lstmSize] + 1);
       state[this.lstmSize] = known;
-      const context = state.subarray(this.lstmSize + 1 + this.contextLength - known);
+      const context = state.subarray(this.openerStart - known, this.openerStart);
       // The context keeps the most recent characters at its end.
-      context.set(previous.subarray(this.lstmSize + 1 + this.contextLength - known + 1), 0);
+      context.set(previous.subarray(this.openerStart - known + 1, this.openerStart), 0);
       context[known - 1] = ids[b];
-      return { state, logProbs: this.mix(context, lstmSnapshots?.[b].logProbs) };
+      const opener = state.subarray(this.openerStart);
+      opener.set(previous.subarray(this.openerStart));
+      this.openerReader.read(opener, ids[b]);
+      return { state, logProbs: this.mix(context, lstmSnapshots?.[b].logProbs, opener) };
     });
   }
 
   /** The mixed next-character log-probabilities after `context` (ids, most recent last). */
-  mix(context: ArrayLike<number>, lstmLogProbs: Float32Array | undefined): Float32Array {
+  private mix(context: ArrayLike<number>, lstmLogProbs: Float32Array | undefined, opener: Float32Array): Float32Array {
     const V = this.vocabulary.size;
     let lstmMax = 1 / V;
     if (lstmLogProbs) {
@@ -187,11 +233,28 @@ export class MixturePredictor implements Predictor {
     this.parts.notes.distribution(context, this.notesProbs, this.notesConfidence);
     this.document.model.distribution(context, this.documentProbs, this.documentConfidence);
     mixtureFeatures(this.notesConfidence, lstmMax, this.documentConfidence, this.features);
-    return this.parts.mixer.mixLog(
+    const mixed = this.parts.mixer.mixLog(
       [this.lstmProbs, this.notesProbs, this.documentProbs],
       this.features,
       new Float32Array(V),
     );
+    const share = this.openerShare(opener);
+    if (share > 0)
+      for (let i = 0; i < V; i++) mixed[i] = Math.log((1 - share) * Math.exp(mixed[i]) + share * this.openerProbs[i]);
+    return mixed;
+  }
+
+  /**
+   * The openers' n-gram's share at this position, its distribution left in openerProbs: 0 outside
+   * a paragraph's opener, or where it did not match back past the separator into the opener before.
+   */
+  private openerShare(slot: Float32Array): number {
+    const opener = this.document.openers && this.openerReader.context(slot);
+    if (!opener) return 0;
+    const confidence = this.openerConfidence;
+    this.document.openers!.distribution(opener.ids, this.openerProbs, confidence);
+    if (confidence.order <= opener.typed + 1) return 0;
+    return confidence.contextCount / (confidence.contextCount + confidence.successors);
   }
 
   dispose(): void {

@@ -5,6 +5,10 @@
 /** The unknown-character symbol; always id 0 so that out-of-vocabulary input has a fixed slot. */
 export const UNKNOWN = '\uFFFD';
 
+/** The characters words are made of: for stopping a completion at a word's end, a paragraph's first word, and the word a list completion replaces. */
+export const WORD_CHARS = "\\p{L}\\p{N}_'’-";
+export const WORD_CHAR = new RegExp(`[${WORD_CHARS}]`, 'u');
+
 /**
  * The offset itself, or one less when it falls between the two halves of a surrogate pair: where
  * text may be cut, or a cursor placed, without splitting a character.
