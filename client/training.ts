@@ -4,6 +4,8 @@ import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import type { LanguageClient } from 'vscode-languageclient/node';
+import { trainingTarget, TrainingTarget } from './models';
 
 const SECTION = 'charComplete';
 
@@ -35,7 +37,10 @@ export class Training implements vscode.Disposable {
   private running: ChildProcess | undefined;
   private readonly output = vscode.window.createOutputChannel('Char Complete Training');
 
-  constructor(private readonly context: vscode.ExtensionContext) {}
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly client: () => LanguageClient | undefined,
+  ) {}
 
   dispose(): void {
     // A window closing mid-run stops the trainer the gentle way, so its last checkpoint is kept.
@@ -59,7 +64,10 @@ export class Training implements vscode.Disposable {
     if (!folders || folders.length === 0) return;
     const config = vscode.workspace.getConfiguration(SECTION);
     const minutes = Math.max(0.1, config.get<number>('trainMinutes', 5));
-    const args = [...folders, '--minutes', String(minutes), ...this.targetArgs(), ...excludeArgs()];
+    // Asked before the corpus is read, so declining to replace another model costs nothing.
+    const target = await trainingTarget(this.client);
+    if (!target) return;
+    const args = [...folders, '--minutes', String(minutes), ...target.args, ...excludeArgs()];
     let plan: TrainingPlan;
     try {
       plan = await vscode.window.withProgress(
@@ -77,18 +85,12 @@ export class Training implements vscode.Disposable {
       `Train on ${plan.files} file${plan.files === 1 ? '' : 's'}, ${megabytes(plan.bytes)}${excluded}, for about ${minutes} minute${minutes === 1 ? '' : 's'}?`,
       {
         modal: true,
-        detail: `From: ${folders.join(', ')}\nModel: ${plan.out} (replaced when training ends)\n\n${plan.lines.join('\n')}\n\nThe budget is the setting charComplete.trainMinutes.`,
+        detail: `From: ${folders.join(', ')}\nModel: ${target.name ? `"${target.name}", ` : ''}${plan.out} (replaced when training ends)\n\n${plan.lines.join('\n')}\n\nThe budget is the setting charComplete.trainMinutes.`,
       },
       'Train',
     );
     if (go !== 'Train') return;
-    await this.train(args, plan);
-  }
-
-  /** Where the model goes: charComplete.modelPath, relative to the workspace folder as the server reads it. */
-  private targetArgs(): string[] {
-    const modelPath = vscode.workspace.getConfiguration(SECTION).get<string>('modelPath', '').trim();
-    return modelPath ? ['--out', modelPath] : [];
+    await this.train(args, plan, target);
   }
 
   private trainer(args: string[]) {
@@ -118,9 +120,11 @@ export class Training implements vscode.Disposable {
     });
   }
 
-  private async train(args: string[], plan: TrainingPlan): Promise<void> {
+  private async train(args: string[], plan: TrainingPlan, target: TrainingTarget): Promise<void> {
     const { command, args: argv, options } = this.trainer([...args, '--progress-json']);
     this.output.appendLine(`$ train ${args.join(' ')}`);
+    // The server then watches the directory the trainer writes, and loads its first checkpoint.
+    await target.use();
     let done: Extract<TrainerEvent, { event: 'done' }> | undefined;
     let stderrTail = '';
     let cancelled = false;

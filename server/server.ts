@@ -56,7 +56,6 @@ const LEARN_RETRY_MS = 1000;
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
   private clientHasConfiguration = false;
-  private toldToTrain = false;
   /** Whether the client has said `initialized`, and so listens for the status. */
   private clientReady = false;
   private lastLatencyMs: number | undefined;
@@ -96,7 +95,7 @@ export class CharCompleteServer {
   ) {
     this.host = new ModelHost(
       (message) => this.log(message),
-      (error) => this.modelChanged(error),
+      () => this.modelChanged(),
     );
   }
 
@@ -424,15 +423,12 @@ export class CharCompleteServer {
     }
   }
 
-  private modelChanged(error?: string): void {
+  /**
+   * The host has logged why there is no model; the client, told by the status, says so once per window with buttons to
+   * train or open the walkthrough, and only where a note is open.
+   */
+  private modelChanged(): void {
     this.sessions.clear();
-    if (error && !this.host.model && !this.toldToTrain) {
-      this.toldToTrain = true;
-      void this.connection.sendNotification(ShowMessageNotification.type, {
-        type: MessageType.Info,
-        message: `Char Complete has no model yet (${error}). Train one on your notes with: npm run train -- ~/notes`,
-      });
-    }
     this.sendStatus();
   }
 

@@ -1,7 +1,8 @@
 // npm run test:e2e: the packaged extension in a real VS Code (code-server), driven through
 // Debian's chromium with playwright-core. Phase 1 runs the extension-host suite; phase 2 types in
-// a markdown file and checks the model's continuation as ghost text, Tab, and a settings change; phase 3 trains a
-// folder of notes from the editor and gets ghost text from the new model.
+// a markdown file and checks the model's continuation as ghost text, Tab, a settings change, and that "Forget this
+// file" forgets a note learnt from saves, and the status bar menu turning completions off for markdown only; phase 3 trains a folder of notes into a model named after it from the editor
+// and gets ghost text from the new model.
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
@@ -36,13 +37,23 @@ const ARTIFACT_FILES = [
   'status-bar.txt',
   'ghost-text.png',
   'settings.png',
+  'no-model-notice.png',
+  'walkthrough.png',
   'train-confirm.png',
   'train-progress.png',
   'train-ready.png',
+  'forget-learnt.png',
+  'forget-forgotten.png',
+  'menu.png',
+  'menu-markdown-off.png',
+  'menu-plaintext-on.png',
   'train-ghost-text.png',
   'failure.png',
 ];
 const TYPED = 'the quick br';
+/** A word in no training corpus, learnt only from saving the note that holds it. */
+const UNIQUE = 'zenakovirum';
+const UNIQUE_NOTE = `Met ${UNIQUE} today. ${UNIQUE} said hi.`;
 /** The entry of the status bar item the extension creates with the id charComplete.status. */
 const STATUS_ENTRY = '.statusbar-item[id$="charComplete.status"]';
 const BROWSER_FLAGS = [
@@ -97,16 +108,19 @@ async function main(): Promise<void> {
   mkdirSync(workspace);
   writeFileSync(join(workspace, 'fox.md'), LINE.repeat(400));
   writeFileSync(join(workspace, 'draft.md'), '# Draft\n');
+  writeFileSync(join(workspace, 'met.md'), `${UNIQUE_NOTE}\n`);
+  for (const probe of ['probe-1.md', 'probe-2.md', 'probe-3.md', 'probe.txt'])
+    writeFileSync(join(workspace, probe), '');
   const modelDir = join(tmp, 'model');
   const serverLog = join(tmp, 'server.log');
-  // A second folder of notes with no model yet, which phase 3 trains from the editor into its own directory.
+  // A second folder of notes with no model yet, which phase 3 trains from the editor into the model named after it.
   const untrained = join(tmp, 'journal');
   mkdirSync(join(untrained, '.vscode'), { recursive: true });
   writeFileSync(join(untrained, 'fox.md'), LINE.repeat(400));
   writeFileSync(join(untrained, 'today.md'), '# Today\n');
   writeFileSync(
     join(untrained, '.vscode', 'settings.json'),
-    JSON.stringify({ 'charComplete.modelPath': join(tmp, 'journal-model'), 'charComplete.trainMinutes': 0.3 }),
+    JSON.stringify({ 'charComplete.modelPath': '', 'charComplete.trainMinutes': 0.3 }),
   );
 
   // A small model that knows the training line, and what the server itself completes it with.
@@ -329,6 +343,8 @@ async function main(): Promise<void> {
           ? undefined
           : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`,
       );
+      await forgetThisFile(page);
+      await offForMarkdown(page);
       if (results.some((r) => !r.ok)) await saveFailure(page);
     } catch (error) {
       await saveFailure(page);
@@ -346,6 +362,7 @@ async function main(): Promise<void> {
       await trainPage.waitForSelector('.monaco-workbench', { timeout: 60_000 });
       await trainPage.waitForTimeout(1500);
       await openFile(trainPage, 'today.md');
+      await noModelNotice(trainPage);
       await runCommand(trainPage, 'Char Complete: Train on your notes');
       // The folder picker, with the workspace folder ticked.
       await trainPage.waitForSelector('.quick-input-widget .monaco-list-row', { state: 'visible', timeout: 30_000 });
@@ -354,8 +371,9 @@ async function main(): Promise<void> {
       const confirmation = ((await dialog?.textContent()) ?? '').replace(/\s+/g, ' ');
       await trainPage.screenshot({ path: join(ARTIFACTS, 'train-confirm.png') });
       record(
-        'the confirmation names the files, their size, the minutes and the model',
-        /Train on 2 files, \d+ KB, for about 0\.3 minutes/.test(confirmation) && confirmation.includes('journal-model'),
+        'the confirmation names the files, their size, the minutes and the model, named after the folder',
+        /Train on 2 files, \d+ KB, for about 0\.3 minutes/.test(confirmation) &&
+          /Model: "journal", \S*models\/journal/.test(confirmation),
         JSON.stringify(confirmation.slice(0, 300)),
       );
       await trainPage.click('.monaco-dialog-box .monaco-button:has-text("Train")');
@@ -382,6 +400,7 @@ async function main(): Promise<void> {
       record('the status bar shows the new model', loaded !== undefined, loaded ?? (await statusBarText(trainPage)));
       const ghost = await typeForGhostText(trainPage, 'train-ghost-text.png');
       record('the model trained from the editor gives ghost text', ghost !== undefined, JSON.stringify(ghost));
+      await walkthrough(trainPage);
       if (results.some((r) => !r.ok)) await saveFailure(trainPage);
     } catch (error) {
       await saveFailure(trainPage);
@@ -408,18 +427,133 @@ async function main(): Promise<void> {
  * Types TYPED at the end of the open note and waits for ghost text, with the no-break spaces it is rendered with made
  * plain; a screenshot of it goes to ARTIFACTS.
  */
-async function typeForGhostText(page: Page, screenshot: string): Promise<string | undefined> {
+async function typeForGhostText(page: Page, screenshot: string, ms = 20_000): Promise<string | undefined> {
   await page.click('.monaco-editor .view-lines');
   await page.keyboard.press('Control+End');
   await page.keyboard.type(TYPED, { delay: 80 });
+  return waitForGhostText(page, screenshot, ms);
+}
+
+/** The ghost text shown within `ms`, with its no-break spaces made plain; a screenshot of it goes to ARTIFACTS. */
+async function waitForGhostText(page: Page, screenshot: string, ms: number): Promise<string | undefined> {
   const ghost = await waitFor(async () => {
     const text = (
       await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
     ).replace(/\u00a0/g, ' ');
     return text.length > 0 ? text : undefined;
-  }, 20_000);
+  }, ms);
   await page.screenshot({ path: join(ARTIFACTS, screenshot) });
   return ghost;
+}
+
+/**
+ * "Forget this file": the note holding UNIQUE is saved (and learnt), its word then completes in another note; once the
+ * command runs from the palette on it, the word no longer completes.
+ */
+async function forgetThisFile(page: Page): Promise<void> {
+  // The settings editor, left focused by the step before, keeps Quick Open from showing: back to the note's tab.
+  await page.click('.tabs-container .tab:has-text("draft.md")');
+  await openFile(page, 'met.md');
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(' ');
+  await page.keyboard.press('Control+S');
+  await page.waitForTimeout(1500);
+  const learnt = await ghostAfter(page, 'probe-1.md', 'forget-learnt.png', 20_000);
+  record(
+    'a word learnt from a saved note completes in another note',
+    learnt?.startsWith(UNIQUE.slice(4)) === true,
+    `ghost ${JSON.stringify(learnt)}`,
+  );
+  await openFile(page, 'met.md');
+  await runCommand(page, 'Char Complete: Forget this file');
+  const said = await waitFor(async () => {
+    const text = await notificationsText(page);
+    return /forgot [\d,]+ characters/.test(text) ? text : undefined;
+  }, 30_000);
+  record('"Forget this file" says what it forgot', said !== undefined, said ?? (await notificationsText(page)));
+  // Ghost text can only be shown to be absent by waiting for it a while.
+  const forgotten = await ghostAfter(page, 'probe-2.md', 'forget-forgotten.png', 8_000);
+  record(
+    '"Forget this file" makes its unique word stop completing',
+    forgotten?.startsWith(UNIQUE.slice(4)) !== true,
+    `ghost ${JSON.stringify(forgotten)}`,
+  );
+}
+
+/** The status bar menu's "Turn off for markdown": no ghost text in a markdown note, while a plaintext one keeps it. */
+async function offForMarkdown(page: Page): Promise<void> {
+  await openFile(page, 'probe-3.md');
+  await fromStatusMenu(page, 'Turn off for markdown', 'menu.png');
+  const off = await waitFor(
+    async () => ((await statusBarText(page))?.includes('off for markdown') ? true : undefined),
+    10_000,
+  );
+  record('the status bar says completions are off for markdown', off === true, await statusBarText(page));
+  // Ghost text can only be shown to be absent by waiting for it a while.
+  const markdown = await typeForGhostText(page, 'menu-markdown-off.png', 8_000);
+  record('off for markdown: no ghost text in a markdown note', markdown === undefined, JSON.stringify(markdown));
+  await openFile(page, 'probe.txt');
+  const plaintext = await typeForGhostText(page, 'menu-plaintext-on.png', 20_000);
+  record(
+    'off for markdown: a plaintext note still gets ghost text',
+    plaintext !== undefined,
+    JSON.stringify(plaintext),
+  );
+  // Phase 3 types in markdown: the menu turns it back on.
+  await openFile(page, 'probe-3.md');
+  await fromStatusMenu(page, 'Turn on for markdown');
+  const on = await waitFor(async () => (/: on$/.test((await statusBarText(page)) ?? '') ? true : undefined), 10_000);
+  record('the status bar menu turns markdown back on', on === true, await statusBarText(page));
+}
+
+/** Clicks the status bar entry and chooses an item of its menu by its label. */
+async function fromStatusMenu(page: Page, label: string, screenshot?: string): Promise<void> {
+  await page.click(STATUS_ENTRY);
+  await page.waitForSelector('.quick-input-widget input', { state: 'visible' });
+  await page.keyboard.type(label);
+  await page.waitForSelector(`.quick-input-list .monaco-list-row[aria-label*="${label}"]`, { timeout: 10_000 });
+  if (screenshot) await page.screenshot({ path: join(ARTIFACTS, screenshot) });
+  await page.keyboard.press('Enter');
+}
+
+/** The ghost text after UNIQUE's first four letters, typed at the end of a note that never held it. */
+async function ghostAfter(page: Page, note: string, screenshot: string, ms: number): Promise<string | undefined> {
+  await openFile(page, note);
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(`Met ${UNIQUE.slice(0, 4)}`, { delay: 80 });
+  return waitForGhostText(page, screenshot, ms);
+}
+
+/** A window with a note open and no model says so once, with buttons and without a command line to type. */
+async function noModelNotice(page: Page): Promise<void> {
+  const notice = await waitFor(async () => {
+    const text = await notificationsText(page);
+    return /no model yet/.test(text) ? text : undefined;
+  }, 60_000);
+  await page.screenshot({ path: join(ARTIFACTS, 'no-model-notice.png') });
+  const toasts = await page.$$eval('.notification-toast', (els) => els.length);
+  record(
+    'with no model, one notification, with buttons and no npm',
+    notice !== undefined && toasts === 1 && /Train on your notes…/.test(notice) && !/npm/.test(notice),
+    // The toasts' text ends with the list's stylesheet: the message comes first.
+    `${toasts} toast(s): ${JSON.stringify(notice?.slice(0, 200))}`,
+  );
+}
+
+/**
+ * The walkthrough, last: its page keeps the keyboard from the command palette. The notice's "Open walkthrough" runs
+ * the same command.
+ */
+async function walkthrough(page: Page): Promise<void> {
+  await runCommand(page, 'Char Complete: Get started');
+  const shown = await page
+    .waitForSelector('.gettingStartedContainer :text("Choose your notes")', { timeout: 30_000 })
+    .then(() => true)
+    .catch(() => false);
+  await page.screenshot({ path: join(ARTIFACTS, 'walkthrough.png') });
+  record('"Get started" shows the walkthrough and its steps', shown);
 }
 
 /** Every notification toast's text, joined. */

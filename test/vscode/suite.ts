@@ -48,6 +48,7 @@ export async function run(): Promise<void> {
         'charComplete.reloadModel',
         'charComplete.toggle',
         'charComplete.showLog',
+        'charComplete.statusMenu',
       ]) {
         assert.ok(commands.includes(id), `${id} missing`);
       }
@@ -70,6 +71,24 @@ export async function run(): Promise<void> {
       assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), !before);
       await vscode.commands.executeCommand('charComplete.toggle');
       assert.equal(vscode.workspace.getConfiguration('charComplete').get<boolean>('enable'), before);
+    },
+    failures,
+  );
+  await check(
+    'the toggle flips the effective value where the workspace sets charComplete.enable',
+    async () => {
+      const config = () => vscode.workspace.getConfiguration('charComplete');
+      const user = config().inspect<boolean>('enable')?.globalValue;
+      await config().update('enable', false, vscode.ConfigurationTarget.Workspace);
+      try {
+        assert.equal(config().get<boolean>('enable'), false);
+        await vscode.commands.executeCommand('charComplete.toggle');
+        assert.equal(config().get<boolean>('enable'), true, 'the effective value flips');
+        assert.equal(config().inspect<boolean>('enable')?.workspaceValue, true, 'written in the workspace');
+        assert.equal(config().inspect<boolean>('enable')?.globalValue, user, 'the user setting is untouched');
+      } finally {
+        await config().update('enable', undefined, vscode.ConfigurationTarget.Workspace);
+      }
     },
     failures,
   );
