@@ -344,7 +344,7 @@ function isRunning(pid: number): boolean {
 }
 
 test(
-  'the trainer on --engine torch: Ctrl-C finishes the step, saves, exits with 130 and ends the engine; --resume goes on with its Adam state',
+  'the trainer on --engine torch: Ctrl-C finishes the step, saves, exits with 130 and ends the engine; --resume goes on with its Adam state, on either engine',
   { skip: torchMissing || process.platform === 'win32' },
   async () => {
     const { notes, out } = notesDir();
@@ -377,6 +377,16 @@ test(
     const after = loadModel(out);
     const afterState = loadOptimizerState(out, after.config, after.weightsFile);
     assert.ok(!('missing' in afterState) && afterState.step > state.step, 'Adam went on counting from the saved step');
+
+    // The other engine goes on from the same state, and says so.
+    const switched = spawnSync(
+      process.execPath,
+      [TRAINER, notes, '--out', out, '--resume', '--engine', 'wasm', '--chars', '1000', ...SMALL],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    assert.equal(switched.status, 0, switched.stderr);
+    assert.match(switched.stdout, new RegExp(`Optimizer state restored at step ${afterState.step}\\.`));
+    assert.match(switched.stdout, /Adam's state was saved by the torch engine; the wasm engine runs the same Adam/);
   },
 );
 

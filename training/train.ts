@@ -248,6 +248,12 @@ async function startEngine(
 ): Promise<LstmEngine> {
   const { seq, lr, dropout, seed } = options;
   const optimizerState = resumed && resumedOptimizerState(options.out, resumed, reporter);
+  // Models from before engines were recorded were trained by this process's engine.
+  const savedBy = String(resumed?.metadata.engine ?? 'wasm').startsWith('torch') ? 'torch' : 'wasm';
+  if (optimizerState && savedBy !== chosen.name)
+    reporter.info(
+      `Adam's state was saved by the ${savedBy} engine; the ${chosen.name} engine runs the same Adam on the same layout, so it goes on from it.`,
+    );
   const setup: EngineSetup = {
     config,
     trainIds: text.trainIds,
