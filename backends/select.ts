@@ -17,14 +17,28 @@ export type { BackendSelection };
  */
 export type Probe = () => Promise<void>;
 
+/** What auto selection may know before it probes (backends/probe-cache.ts decides it for the server). */
+export interface SelectOptions {
+  /** Why the GPU is not even opened: the CPU wins for this job. */
+  skipGpu?: string;
+  /** The GPU measured faster for this job on this machine before (the timings): no probe. */
+  gpuMeasuredFaster?: string;
+  /** Told the outcome of a probe, to remember it. */
+  measured?: (result: { winner: 'gpu' | 'cpu'; timings: string }) => void;
+}
+
 /** The backend asked for cannot run here; the message says why and what to use instead. */
 export class BackendUnavailableError extends Error {}
 
 let pending: Promise<BackendSelection> | undefined;
 
 /** Sets up the backend once per process; later calls return the first choice. */
-export function selectBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
-  pending ??= pickBackend(choice, probe);
+export function selectBackend(
+  choice: BackendChoice = 'auto',
+  probe?: Probe,
+  options: SelectOptions = {},
+): Promise<BackendSelection> {
+  pending ??= pickBackend(choice, probe, options);
   return pending;
 }
 
@@ -40,7 +54,12 @@ export async function selectSequenceBackend(choice: BackendChoice = 'auto', prob
   return { ...selection, reason: `${selection.reason}; ${layers}` };
 }
 
-async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<BackendSelection> {
+async function pickBackend(
+  choice: BackendChoice,
+  probe?: Probe,
+  options: SelectOptions = {},
+): Promise<BackendSelection> {
+  const skipGpu = choice === 'auto' ? options.skipGpu : undefined;
   const notes: string[] = [];
   const unusable = (name: string) =>
     new BackendUnavailableError(
@@ -51,12 +70,12 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
     if (!native) throw unusable('native TensorFlow');
     return activate(native);
   }
-  const webgpu = choice === 'auto' || choice === 'webgpu' ? await tryWebGpu(notes) : undefined;
+  const webgpu = (choice === 'auto' && !skipGpu) || choice === 'webgpu' ? await tryWebGpu(notes) : undefined;
   if (choice === 'webgpu') {
     if (!webgpu) throw unusable('webgpu');
     return activate(webgpu);
   }
-  const gpu = native?.gpu ? native : webgpu;
+  const gpu = skipGpu ? undefined : native?.gpu ? native : webgpu;
   let cpu: BackendSelection | undefined = native && !native.gpu ? native : undefined;
   if (!cpu && (choice === 'auto' || choice === 'wasm')) cpu = await tryWasm(notes);
   if (choice === 'wasm') {
@@ -70,6 +89,7 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
       reason: choice === 'cpu' ? 'requested' : `fallback: ${notes.join('; ')}`,
     });
   }
+  if (!gpu && skipGpu) return activate({ ...cpu!, reason: `${cpu!.reason}; GPU not probed: ${skipGpu}` });
   if (!gpu) {
     // The one line that says why no GPU is used, beside the CPU backend's own reason.
     const why = notes.filter((note) => note.startsWith('webgpu'));
@@ -78,11 +98,14 @@ async function pickBackend(choice: BackendChoice, probe?: Probe): Promise<Backen
     );
   }
   if (!cpu || !probe) return activate(gpu);
+  if (options.gpuMeasuredFaster)
+    return activate({ ...gpu, reason: `${gpu.reason}; measured faster before (cached): ${options.gpuMeasuredFaster}` });
   // Both kinds are here: time the job on each and keep the faster.
   const gpuMs = await timeProbe(gpu.name, probe);
   const cpuMs = await timeProbe(cpu.name, probe);
   const timings = `${gpu.name} ${formatMs(gpuMs)} vs ${cpu.name} ${formatMs(cpuMs)} for this job`;
   const winner = gpuMs <= cpuMs ? gpu : cpu;
+  options.measured?.({ winner: winner === gpu ? 'gpu' : 'cpu', timings });
   return activate({ ...winner, reason: `${winner.reason}; measured faster: ${timings}` });
 }
 

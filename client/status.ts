@@ -44,6 +44,8 @@ export class StatusBar implements vscode.Disposable {
   );
   private server: StatusParams | undefined;
   private failure: string | undefined;
+  /** No server runs: none was needed yet, or it exited for idling. */
+  private sleeping = false;
   private snoozedUntil = 0;
   private snoozeTimer: NodeJS.Timeout | undefined;
   private readonly subscriptions: vscode.Disposable[] = [];
@@ -74,6 +76,13 @@ export class StatusBar implements vscode.Disposable {
   serverStatus(status: StatusParams | undefined): void {
     this.server = status;
     this.failure = undefined;
+    this.sleeping = false;
+    this.update();
+  }
+
+  serverSleeping(): void {
+    this.server = undefined;
+    this.sleeping = true;
     this.update();
   }
 
@@ -104,6 +113,12 @@ export class StatusBar implements vscode.Disposable {
     let detail: string;
     if (this.failure) {
       [icon, state, detail] = ['error', 'server failed to start', this.failure];
+    } else if (this.sleeping) {
+      [icon, state, detail] = [
+        'circle-large-outline',
+        'idle',
+        'The language server starts when a note in one of charComplete.languages is open, and exits after 30 minutes unused.',
+      ];
     } else if (!this.server) {
       // Until the server has said which model it loaded, "no model" would be a guess, and a wrong one.
       [icon, state, detail] = ['sync~spin', 'starting', 'The language server is starting.'];

@@ -15,6 +15,15 @@ export interface StatusParams {
 }
 export const StatusNotification = new NotificationType<StatusParams>('charComplete/status');
 
+/**
+ * Sent by the server just before it exits for having been idle (no request and no document activity for a while): the
+ * client lets it go quietly instead of restarting it or reporting a crash, and starts it again when a note needs it.
+ */
+export interface IdleExitParams {
+  idleMs: number;
+}
+export const IdleExitNotification = new NotificationType<IdleExitParams>('charComplete/idleExit');
+
 export interface LoadedModel {
   dir: string;
   description: string;

@@ -39,6 +39,9 @@ connection.onInitialize((params) => server.initialize(params));
 connection.onInitialized(() => server.initialized());
 connection.onDidChangeConfiguration((change) => server.didChangeConfiguration(change));
 documents.onDidClose((event) => server.didClose(event.document.uri));
+// Any document event restarts the idle period, as requests do.
+for (const event of [documents.onDidOpen, documents.onDidChangeContent, documents.onDidSave, documents.onDidClose])
+  event(() => server.activity());
 documents.onDidSave((event) => server.didSave(event.document.uri));
 connection.languages.inlineCompletion.on((params, token) => server.inlineCompletion(params, token));
 connection.onCompletion((params, token) => server.completion(params, token));
@@ -51,6 +54,8 @@ connection.onShutdown(() => server.shutdown());
 // Live wasm worker threads would keep the process alive after `exit`. An exit without shutdown
 // first is an abnormal end, and the protocol says its code is 1.
 connection.onExit(() => process.exit(server.shutDown ? 0 : 1));
+// A moment for the goodbye notification to leave before the pipe closes.
+server.onIdleExit = () => void setTimeout(() => process.exit(0), 100);
 process.on('uncaughtException', (error) => server.log(`unexpected error: ${error.stack ?? error}`));
 
 documents.listen(connection);

@@ -23,6 +23,8 @@ export interface Settings {
   learnFromSaves: boolean;
   /** Globs of saved notes never learnt, besides the default key and credential files and .gitignore'd paths. */
   exclude: string[];
+  /** The language ids served (charComplete.languages); undefined serves every document the client sends. */
+  languages?: string[];
 }
 
 export const SETTINGS_DEFAULTS: Settings = {
@@ -107,7 +109,13 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
       else exclude.push(glob as string);
     }
   }
-  return { settings: { completion, modelPath, model, backend, learnFromSaves, exclude }, warnings };
+  // An editor without the setting chooses the documents it sends; VS Code's client sends every file and leaves the
+  // choice to the list, so that a change of it applies without restarting the server.
+  let languages: string[] | undefined;
+  if (Array.isArray(input.languages)) languages = input.languages.filter((l): l is string => typeof l === 'string');
+  else if (input.languages !== undefined && input.languages !== null)
+    warnings.push(`charComplete.languages must be a list of language ids; got ${JSON.stringify(input.languages)}`);
+  return { settings: { completion, modelPath, model, backend, learnFromSaves, exclude, languages }, warnings };
 }
 
 /**

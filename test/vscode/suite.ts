@@ -56,6 +56,21 @@ export async function run(): Promise<void> {
     failures,
   );
   await check(
+    'a window with only a .ts file open starts no server; a command that needs one starts it',
+    async () => {
+      const api = extension!.exports as { serverStarted(): boolean };
+      assert.equal(api.serverStarted(), false, 'started with no document open');
+      const code = await vscode.workspace.openTextDocument({ language: 'typescript', content: 'const x = 1;\n' });
+      await vscode.window.showTextDocument(code);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.equal(api.serverStarted(), false, 'started for a .ts file');
+      await vscode.commands.executeCommand('charComplete.reloadModel');
+      assert.equal(api.serverStarted(), true, 'the reload command did not start it');
+      await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
+    },
+    failures,
+  );
+  await check(
     'the reload command reaches the language server',
     async () => {
       // Resolves only once the server answered the custom request.
