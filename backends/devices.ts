@@ -15,6 +15,7 @@ import {
 } from './wasm-kernels';
 import { prepareWasmThreads } from './wasm-threads';
 import { registerWebGpuCellKernels } from './webgpu-cell';
+import { foreignBinaryProblem } from './native-binary';
 
 /** A backend this machine can run, and why it was chosen or what it fell back from. */
 export interface BackendSelection {
@@ -64,7 +65,14 @@ function locateDawn(): string {
   } catch {
     // The optional webgpu package is not installed.
   }
-  const found = candidates.find((path) => existsSync(path));
+  const foreign: string[] = [];
+  const found = candidates.find((path) => {
+    if (!existsSync(path)) return false;
+    const problem = foreignBinaryProblem(path);
+    if (problem) foreign.push(problem);
+    return !problem;
+  });
+  if (!found && foreign.length > 0) throw new Error(foreign.join('; '));
   if (!found)
     throw new Error(`dawn.node for ${platformDir} not found (the optional npm package webgpu is not installed)`);
   return found;
