@@ -1,6 +1,6 @@
 // Keeps the current model: loads it, reloads it when training writes a new one, and keeps
 // serving the old one if the new one fails to load.
-import { statSync, watch, FSWatcher, Stats } from 'node:fs';
+import { lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
@@ -33,7 +33,8 @@ export class ModelHost {
 
   constructor(
     private readonly log: (message: string) => void,
-    private readonly onChange: (error?: string) => void,
+    /** `damaged`: there is a model.json, but it cannot be used, which the user must hear about; a missing one is normal. */
+    private readonly onChange: (error?: string, damaged?: boolean) => void,
   ) {}
 
   /** Points the host at a model directory; loads now and watches for new saves. */
@@ -64,7 +65,7 @@ export class ModelHost {
           ? error.message
           : `could not load the model in ${this.dir}: ${(error as Error).message}`;
       this.log(this.model ? `${message}; still using the previously loaded model` : message);
-      this.onChange(message);
+      this.onChange(message, lstatSync(modelFilePath(this.dir), { throwIfNoEntry: false }) !== undefined);
     }
   }
 
