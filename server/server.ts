@@ -26,6 +26,7 @@ import { appendFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { servingOptions } from '../backends/probe-cache';
 import { selectBackend } from '../backends/select';
 import { completionProbe } from '../completion/probe';
 import { Completion, wordBefore } from '../completion/options';
@@ -36,7 +37,7 @@ import { Exclusions } from '../model/exclusions';
 import { noteKey } from '../model/learned';
 import { resolveModelDir } from '../model/paths';
 import { characterStart } from '../model/vocab';
-import { ForgetResult, LoadedModel, ModelList, StatusNotification } from '../protocol/messages';
+import { ForgetResult, IdleExitNotification, LoadedModel, ModelList, StatusNotification } from '../protocol/messages';
 import { forgetLearnedNotes } from '../model/learned';
 import { deleteModel, listModels, modelDirForName } from '../model/models';
 import { readFileSync } from 'node:fs';
@@ -52,6 +53,11 @@ const REQUEST_KINDS = ['inline', 'list'] as const;
 type RequestKind = (typeof REQUEST_KINDS)[number];
 /** How often a saved note whose write failed is tried again. */
 const LEARN_RETRY_MS = 1000;
+/**
+ * A server nobody has asked anything for this long exits, giving back its memory (a model and a backend, about 200 MB);
+ * the client starts it again when a note needs it. CHAR_COMPLETE_IDLE_EXIT_MS sets another period (tests).
+ */
+const IDLE_EXIT_MS = Number(process.env.CHAR_COMPLETE_IDLE_EXIT_MS) || 30 * 60_000;
 
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
@@ -89,6 +95,9 @@ export class CharCompleteServer {
   private readonly learnWarningsShown = new Set<string>();
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** What ends the process once an idle server has said goodbye; main.ts sets it. */
+  onIdleExit: () => void = () => undefined;
 
   constructor(
     private readonly connection: Connection,
@@ -130,13 +139,13 @@ export class CharCompleteServer {
     }
     this.editorExcludes = filesExcludeGlobs(options.filesExclude);
     const initial = parseSettings(options);
-    const probe = completionProbe(
-      modelSizeForProbe(this.modelDir(initial.settings)),
-      initial.settings.completion.beamWidth,
-    );
-    const backend = await selectBackend(initial.settings.backend, probe).catch(async (error: Error) => {
+    const size = modelSizeForProbe(this.modelDir(initial.settings));
+    const { beamWidth } = initial.settings.completion;
+    const probe = completionProbe(size, beamWidth);
+    const serving = servingOptions(size, beamWidth);
+    const backend = await selectBackend(initial.settings.backend, probe, serving).catch(async (error: Error) => {
       this.log(`${error.message}; falling back to automatic selection`);
-      return selectBackend('auto', probe);
+      return selectBackend('auto', probe, serving);
     });
     this.backendName = backend.name;
     this.backendOnGpu = backend.gpu;
@@ -159,6 +168,7 @@ export class CharCompleteServer {
     // lost: the first one goes now.
     this.clientReady = true;
     this.sendStatus();
+    this.activity();
     if (!this.clientHasConfiguration) return;
     void this.connection.client.register(DidChangeConfigurationNotification.type, {
       section: ['charComplete', 'files.exclude'],
@@ -188,6 +198,7 @@ export class CharCompleteServer {
     if (this.phase === 'new' || this.phase === 'initializing')
       throw new ResponseError(ErrorCodes.ServerNotInitialized, 'the server has not been initialized yet');
     if (this.phase === 'shut down') throw new ResponseError(ErrorCodes.InvalidRequest, 'the server is shutting down');
+    this.activity();
     if (params.position === undefined) return;
     const position = params.position as Partial<Position> | null;
     const valid = (n: unknown) => typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 2 ** 31 - 1;
@@ -245,7 +256,7 @@ export class CharCompleteServer {
   /** A note saved inside a trusted workspace folder is added to the n-gram of the notes, and kept on disk at once. */
   didSave(uri: URI): void {
     const document = this.documents.get(uri);
-    if (!this.settings.learnFromSaves || !this.host.model?.learned || !document) return;
+    if (!this.settings.learnFromSaves || !this.host.model?.learned || !document || !this.serves(document)) return;
     if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
     const excludedBy = this.exclusionRule(uri);
     if (excludedBy) {
@@ -373,8 +384,27 @@ export class CharCompleteServer {
     return { model: dir, ...forgotten, trainedShare };
   }
 
+  /** A request or a document opened, edited, saved or closed: the idle period starts again. */
+  activity(): void {
+    clearTimeout(this.idleTimer);
+    if (this.phase !== 'running') return;
+    this.idleTimer = setTimeout(() => void this.idleExit(), IDLE_EXIT_MS);
+  }
+
+  /** Says why it goes, so the client neither restarts it nor reports a crash, then ends as after shutdown. */
+  private async idleExit(): Promise<void> {
+    if (this.phase !== 'running') return;
+    this.log(
+      `Idle for ${formatPeriod(IDLE_EXIT_MS)}: exiting; the editor starts the server again when a note needs it`,
+    );
+    await this.connection.sendNotification(IdleExitNotification, { idleMs: IDLE_EXIT_MS });
+    this.shutdown();
+    this.onIdleExit();
+  }
+
   shutdown(): void {
     this.checkRequest({});
+    clearTimeout(this.idleTimer);
     this.phase = 'shut down';
     this.sessions.clear();
     // A note whose write failed gets a last try before the server goes.
@@ -402,6 +432,10 @@ export class CharCompleteServer {
       `Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`,
     );
     this.host.use(this.modelDir(settings));
+  }
+
+  private serves(document: TextDocument): boolean {
+    return this.settings.languages?.includes(document.languageId) ?? true;
   }
 
   /** A relative modelPath means the workspace's folder, as it does in the workspace's settings, not wherever the server was started. */
@@ -472,7 +506,7 @@ export class CharCompleteServer {
     const document = this.documents.get(uri);
     const model = this.host.model;
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(key) !== id;
-    if (!document || !model || cancelled()) return undefined;
+    if (!document || !model || cancelled() || !this.serves(document)) return undefined;
     const started = performance.now();
     const text = document.getText();
     // offsetAt clamps positions outside the document; one between the halves of a surrogate pair
@@ -539,6 +573,10 @@ function workspaceDir(params: InitializeParams): string | undefined {
     }
   }
   return typeof params.rootPath === 'string' && isAbsolute(params.rootPath) ? params.rootPath : undefined;
+}
+
+function formatPeriod(ms: number): string {
+  return ms >= 60_000 ? `${+(ms / 60_000).toFixed(1)} minutes` : `${+(ms / 1000).toFixed(1)} s`;
 }
 
 function truncatedJson(value: unknown): string {
