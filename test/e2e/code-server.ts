@@ -1,8 +1,9 @@
 // npm run test:e2e: the packaged extension in a real VS Code (code-server), driven through
 // Debian's chromium with playwright-core. Phase 1 runs the extension-host suite; phase 2 types in
 // a markdown file and checks the model's continuation as ghost text, Tab, a settings change, and that "Forget this
-// file" forgets a note learnt from saves, and the status bar menu turning completions off for markdown only; phase 3 trains a folder of notes into a model named after it from the editor
-// and gets ghost text from the new model.
+// file" forgets a note learnt from saves, Alt+] showing the next suggestion, and the status bar menu turning completions
+// off for markdown only; phase 3 trains a folder of notes into a model named after it from the editor and gets ghost
+// text from the new model, then cancels a longer training run and still gets ghost text.
 import { ChildProcess, spawn, spawnSync } from 'node:child_process';
 import {
   appendFileSync,
@@ -48,9 +49,17 @@ const ARTIFACT_FILES = [
   'menu-markdown-off.png',
   'menu-plaintext-on.png',
   'train-ghost-text.png',
+  'next-first.png',
+  'next-second.png',
+  'cancel-progress.png',
+  'cancel-stopped.png',
+  'cancel-ghost-text.png',
   'failure.png',
 ];
 const TYPED = 'the quick br';
+/** Typed in a note of its own, where the model offers more than one suggestion for Alt+] to cycle through. */
+const NEXT_NOTE = '# Next\n';
+const NEXT_TYPED = 'the ';
 /** A word in no training corpus, learnt only from saving the note that holds it. */
 const UNIQUE = 'zenakovirum';
 const UNIQUE_NOTE = `Met ${UNIQUE} today. ${UNIQUE} said hi.`;
@@ -111,6 +120,7 @@ async function main(): Promise<void> {
   writeFileSync(join(workspace, 'met.md'), `${UNIQUE_NOTE}\n`);
   for (const probe of ['probe-1.md', 'probe-2.md', 'probe-3.md', 'probe.txt'])
     writeFileSync(join(workspace, probe), '');
+  writeFileSync(join(workspace, 'next.md'), NEXT_NOTE);
   const modelDir = join(tmp, 'model');
   const serverLog = join(tmp, 'server.log');
   // A second folder of notes with no model yet, which phase 3 trains from the editor into the model named after it.
@@ -155,8 +165,16 @@ async function main(): Promise<void> {
   await session.initialize();
   await session.open('file:///e2e/draft.md', `# Draft\n${TYPED}`);
   const expected = await session.inline('file:///e2e/draft.md', 1, TYPED.length);
+  await session.open('file:///e2e/next.md', NEXT_NOTE + NEXT_TYPED);
+  const offered = (await session.connection.sendRequest('textDocument/inlineCompletion', {
+    textDocument: { uri: 'file:///e2e/next.md' },
+    position: { line: 1, character: NEXT_TYPED.length },
+    context: { triggerKind: 1 },
+  })) as Array<{ insertText: string }> | { items: Array<{ insertText: string }> };
+  const suggestions = (Array.isArray(offered) ? offered : offered.items).map((item) => item.insertText);
   await session.shutdown();
   if (!expected) throw new Error('the model offers no completion for the typed text');
+  if (suggestions.length < 2) throw new Error(`the model offers one suggestion for Alt+]: ${suggestions}`);
   log(`the server completes ${JSON.stringify(TYPED)} with ${JSON.stringify(expected)}`);
 
   const home = join(tmp, 'home');
@@ -312,6 +330,7 @@ async function main(): Promise<void> {
         );
         record('Tab inserts the completion', lines.includes(TYPED + ghost), `lines ${JSON.stringify(lines)}`);
       }
+      await nextSuggestion(page, suggestions);
 
       // As a user would: the Settings UI, searched for the setting, with a new value typed in.
       await page.keyboard.press('Control+Comma');
@@ -400,6 +419,7 @@ async function main(): Promise<void> {
       record('the status bar shows the new model', loaded !== undefined, loaded ?? (await statusBarText(trainPage)));
       const ghost = await typeForGhostText(trainPage, 'train-ghost-text.png');
       record('the model trained from the editor gives ghost text', ghost !== undefined, JSON.stringify(ghost));
+      await cancelTraining(trainPage, join(untrained, '.vscode', 'settings.json'));
       await walkthrough(trainPage);
       if (results.some((r) => !r.ok)) await saveFailure(trainPage);
     } catch (error) {
@@ -436,14 +456,79 @@ async function typeForGhostText(page: Page, screenshot: string, ms = 20_000): Pr
 
 /** The ghost text shown within `ms`, with its no-break spaces made plain; a screenshot of it goes to ARTIFACTS. */
 async function waitForGhostText(page: Page, screenshot: string, ms: number): Promise<string | undefined> {
-  const ghost = await waitFor(async () => {
-    const text = (
-      await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
-    ).replace(/\u00a0/g, ' ');
-    return text.length > 0 ? text : undefined;
-  }, ms);
+  const ghost = await waitFor(() => ghostText(page), ms);
   await page.screenshot({ path: join(ARTIFACTS, screenshot) });
   return ghost;
+}
+
+/**
+ * Alt+] shows the server's second suggestion in place of the first, as the editor's inline suggestion toolbar offers.
+ */
+async function nextSuggestion(page: Page, suggestions: string[]): Promise<void> {
+  await openFile(page, 'next.md');
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(NEXT_TYPED, { delay: 80 });
+  const first = await waitForGhostText(page, 'next-first.png', 20_000);
+  await page.keyboard.press('Alt+BracketRight');
+  const second = await waitFor(async () => {
+    const text = await ghostText(page);
+    return text && text !== first ? text : undefined;
+  }, 10_000);
+  await page.screenshot({ path: join(ARTIFACTS, 'next-second.png') });
+  record(
+    'Alt+] shows the second suggestion',
+    first === suggestions[0] && second === suggestions[1],
+    `ghost ${JSON.stringify(first)} then ${JSON.stringify(second)}, server ${JSON.stringify(suggestions)}`,
+  );
+  await page.keyboard.press('Escape');
+}
+
+/**
+ * Cancel of a training run started from the editor with a longer budget: the progress notification's Cancel stops the
+ * trainer, one message says the model so far is in use, and ghost text still appears.
+ */
+async function cancelTraining(page: Page, settingsFile: string): Promise<void> {
+  const settings = JSON.parse(readFileSync(settingsFile, 'utf8')) as Record<string, unknown>;
+  writeFileSync(settingsFile, JSON.stringify({ ...settings, 'charComplete.trainMinutes': 5 }));
+  await page.waitForTimeout(1500);
+  await runCommand(page, 'Char Complete: Train on your notes');
+  await page.waitForSelector('.quick-input-widget .monaco-list-row', { state: 'visible', timeout: 30_000 });
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.monaco-dialog-box:has-text("for about 5 minutes")', { timeout: 60_000 });
+  await page.click('.monaco-dialog-box .monaco-button:has-text("Train")');
+  const progress = await waitFor(async () => {
+    const text = await notificationsText(page);
+    return /\d+% · /.test(text) ? text : undefined;
+  }, 120_000);
+  await page.screenshot({ path: join(ARTIFACTS, 'cancel-progress.png') });
+  await page.click('.notification-toast:has-text("training") .monaco-button:has-text("Cancel")');
+  const stopped = await waitFor(async () => {
+    const text = await notificationsText(page);
+    return /training stopped; the model saved so far is in use/.test(text) ? text : undefined;
+  }, 120_000);
+  await page.screenshot({ path: join(ARTIFACTS, 'cancel-stopped.png') });
+  record(
+    'Cancel in the progress notification stops training and keeps the model',
+    progress !== undefined && stopped !== undefined,
+    (stopped ?? (await notificationsText(page))).slice(0, 300),
+  );
+  const loaded = await waitFor(async () => {
+    const text = await statusBarText(page);
+    return text && !/starting|no model|failed/.test(text) ? text : undefined;
+  }, 60_000);
+  record('after Cancel the status bar shows a model', loaded !== undefined, loaded ?? (await statusBarText(page)));
+  await openFile(page, 'fox.md');
+  const ghost = await typeForGhostText(page, 'cancel-ghost-text.png');
+  record('after Cancel the model gives ghost text', ghost !== undefined, JSON.stringify(ghost));
+}
+
+/** The ghost text shown now, with its no-break spaces made plain, or undefined. */
+async function ghostText(page: Page): Promise<string | undefined> {
+  const text = (
+    await page.$$eval('.monaco-editor .ghost-text-decoration', (els) => els.map((e) => e.textContent ?? '').join(''))
+  ).replace(/\u00a0/g, ' ');
+  return text.length > 0 ? text : undefined;
 }
 
 /**
@@ -583,7 +668,10 @@ async function saveFailure(page: Page): Promise<void> {
   writeFileSync(join(ARTIFACTS, 'status-bar.txt'), `${status ?? 'no Char Complete entry in the status bar'}\n`);
 }
 
-/** Quick Open, as a user would; tried again once, because the first file search of a fresh workbench can come back empty on a loaded machine. */
+/**
+ * Quick Open, as a user would; tried again until the file's tab is the active one, because the first file search of a
+ * fresh workbench can come back empty on a loaded machine, and Enter can pick a row before the list has filtered.
+ */
 async function openFile(page: Page, name: string): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     await page.keyboard.press('Control+P');
@@ -594,10 +682,14 @@ async function openFile(page: Page, name: string): Promise<void> {
       .catch(() => undefined);
     await page.keyboard.press('Enter');
     try {
+      // The editor of another file is there already: only the active tab says the file opened.
+      await page.waitForSelector(`.tabs-container .tab.active:has-text("${name}")`, {
+        timeout: attempt < 3 ? 10_000 : 30_000,
+      });
       await page.waitForSelector('.monaco-editor .view-lines', { timeout: 30_000 });
       break;
     } catch (error) {
-      if (attempt >= 2) throw error;
+      if (attempt >= 3) throw error;
       await page.keyboard.press('Escape');
     }
   }
