@@ -8,10 +8,6 @@
 // until the learnt text reaches LEARNED_MAX_CHARS and the log is compacted to what the notes hold now.
 //
 // The log holds text rather than vocabulary ids, so what was learnt outlives a retrain that changes the vocabulary.
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { changedRegions, codePointsAfter, codePointsBefore } from './learned-diff';
 import {
   appendToLog,
   LearnedFormatError,
@@ -24,23 +20,35 @@ import {
   sweepTemporaries,
   withLogLock,
 } from './learned-log';
-import { NGRAM_MAX_ORDER, type NgramModel } from './ngram';
+import type { NgramModel } from './ngram';
+import {
+  applyRecord,
+  codePointLength,
+  LOCK_WAIT_MS,
+  normalised,
+  NoteState,
+  Piece,
+  piecesChars,
+  saveRecord,
+} from './learned-records';
 import { vocabularyHash } from './ngram-format';
 import { withoutSecretLines } from './secrets';
 import type { Vocabulary } from './vocab';
 
 export { LEARNED_FILE, LearnedFormatError, LearnedLockBusyError } from './learned-log';
+export { noteKey } from './learned-records';
+export {
+  foldLearnedNotes,
+  forgetLearnedNotes,
+  learnedChars,
+  learnedNotesMark,
+  rebaseLearnedNotes,
+} from './learned-maintenance';
 
 /** Learnt characters in the log at most: past this it is compacted, and past it even then nothing more is learnt. */
 export const LEARNED_MAX_CHARS = 4_000_000;
 /** One saved document larger than this is not learnt: it is not a note but a dump or a log. */
 export const LEARNED_MAX_DOCUMENT_CHARS = 1_000_000;
-/** Context kept on each side of a change: what the longest n-gram order needs. */
-const CONTEXT_CHARS = NGRAM_MAX_ORDER - 1;
-/** How long a save waits for another writer; appends hold the lock for moments. */
-const LOCK_WAIT_MS = 2_000;
-/** The trainer waits longer: giving up would leave notes it counted counted twice. */
-const TRAINER_LOCK_WAIT_MS = 30_000;
 
 export type LearnOutcome =
   | {
@@ -52,87 +60,6 @@ export type LearnOutcome =
       notices: string[];
     }
   | { skipped: string; reload: boolean; notices: string[] };
-
-/** A note as last learnt, and the text of it that a retrain counted, which later saves are learnt against. */
-interface NoteState {
-  text: string;
-  base?: string;
-}
-
-interface Piece {
-  left: string;
-  text: string;
-  right: string;
-}
-
-/** A note's key: a hash of its real path (or of a URI that is not a file), so the trainer and the server agree on it. */
-export function noteKey(pathOrUri: string): string {
-  let name = pathOrUri;
-  if (path.isAbsolute(pathOrUri) || !/^[a-z][a-z0-9+.-]*:/i.test(pathOrUri)) {
-    try {
-      name = fs.realpathSync(pathOrUri);
-    } catch {
-      name = path.resolve(pathOrUri);
-    }
-  }
-  return crypto.createHash('sha256').update(name).digest('hex').slice(0, 32);
-}
-
-/** The text as the trainer reads a file: no byte-order mark, LF line ends. */
-function normalised(text: string): string {
-  return (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).replace(/\r\n?/g, '\n');
-}
-
-const codePointLength = (text: string) => {
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0xdc00 || unit > 0xdfff || i === 0) n++;
-  }
-  return n;
-};
-
-/** A save record of what changed from `before` to `after`, or undefined when nothing did. */
-function saveRecord(note: string, before: string, after: string): Extract<LearntRecord, { kind: 'save' }> | undefined {
-  const regions = changedRegions(before, after, CONTEXT_CHARS);
-  if (regions.length === 0) return undefined;
-  return {
-    kind: 'save',
-    note,
-    edits: regions.map((region) => ({
-      at: region.at,
-      removed: region.removed,
-      text: after.slice(region.from, region.to),
-      left: after.slice(codePointsBefore(after, region.from, CONTEXT_CHARS), region.from),
-      right: after.slice(region.to, codePointsAfter(after, region.to, CONTEXT_CHARS)),
-    })),
-  };
-}
-
-/** Applies a record to the notes' learnt texts; returns the text it counts. */
-function applyRecord(notes: Map<string, NoteState>, record: LearntRecord): Piece[] {
-  if (record.kind === 'piece') return [{ left: record.left, text: record.text, right: '' }];
-  if (record.kind === 'base') {
-    notes.set(record.note, { text: record.text, base: record.text });
-    return [];
-  }
-  const state = notes.get(record.note) ?? { text: '' };
-  let text = state.text;
-  let fits = true;
-  // Edits are in ascending order against the text before the save: applied from the last, offsets stay valid.
-  for (let i = record.edits.length - 1; i >= 0; i--) {
-    const edit = record.edits[i];
-    if (edit.at + edit.removed > text.length) fits = false;
-    else text = text.slice(0, edit.at) + edit.text + text.slice(edit.at + edit.removed);
-  }
-  // A save that does not fit what came before it (a log put together by hand) still counts; the next save of the
-  // note is then learnt whole.
-  if (fits) notes.set(record.note, { text, base: state.base });
-  else notes.delete(record.note);
-  return record.edits;
-}
-
-const piecesChars = (pieces: Piece[]) => pieces.reduce((sum, piece) => sum + codePointLength(piece.text), 0);
 
 export class LearnedNotes {
   private readonly notes = new Map<string, NoteState>();
@@ -398,135 +325,4 @@ function legacyPieces(bytes: Buffer, vocabulary: Vocabulary): Piece[] | undefine
     });
   }
   return pieces;
-}
-
-/** Where the learnt notes stand: the trainer takes this before it reads its corpus, so later records are notes saved since. */
-export function learnedNotesMark(dir: string): LogPosition | undefined {
-  try {
-    const read = readLog(dir);
-    return read && 'position' in read ? read.position : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * After a retrain has saved its n-gram: each learnt note that the n-gram now counts (a document of the corpus for
- * which countedInModel holds) is rebased on the text the trainer read, so it is not counted twice; what was learnt
- * of it after `mark` (saved while the trainer ran) is learnt again against that text, and every other note stays as
- * it was. Returns a line for the trainer's output, or undefined when no learnt note was in the corpus.
- */
-export function rebaseLearnedNotes(
-  dir: string,
-  mark: LogPosition | undefined,
-  corpus: Array<{ path: string; text: string }>,
-  countedInModel: (text: string) => boolean,
-): string | undefined {
-  return withLogLock(dir, TRAINER_LOCK_WAIT_MS, () => {
-    sweepTemporaries(dir);
-    const read = readLog(dir);
-    // A log of the first version is converted by the server, which has its vocabulary.
-    if (!read || 'legacy' in read) return undefined;
-    const savedAfterMark = new Set<string>();
-    const notes = new Map<string, NoteState>();
-    for (const { record, offset } of read.records) {
-      applyRecord(notes, record);
-      const afterMark = !mark || mark.epoch !== read.position.epoch || offset >= mark.end;
-      if (record.kind === 'save' && afterMark) savedAfterMark.add(record.note);
-    }
-    const corpusTexts = new Map(corpus.map((document) => [noteKey(document.path), document.text]));
-    const rebased = new Map<string, string>();
-    for (const note of notes.keys()) {
-      const text = corpusTexts.get(note);
-      if (text !== undefined && countedInModel(text)) rebased.set(note, text);
-    }
-    if (rebased.size === 0) return undefined;
-    const records: LearntRecord[] = [];
-    const done = new Set<string>();
-    for (const { record } of read.records) {
-      if (record.kind === 'piece' || !rebased.has(record.note)) records.push(record);
-      else if (!done.has(record.note)) {
-        done.add(record.note);
-        const base = rebased.get(record.note)!;
-        records.push({ kind: 'base', note: record.note, text: base });
-        const since = savedAfterMark.has(record.note) && saveRecord(record.note, base, notes.get(record.note)!.text);
-        if (since) records.push(since);
-      }
-    }
-    rewriteLog(dir, records);
-    const kept = notes.size - rebased.size;
-    const savedWhileTraining = [...rebased.keys()].filter((note) => savedAfterMark.has(note)).length;
-    return `Notes learnt from saves: ${rebased.size} now counted by this n-gram (${savedWhileTraining} saved while it trained, whose changes stay learnt); ${kept} more, outside what it counted, stay learnt`;
-  });
-}
-
-/**
- * rebaseLearnedNotes for the trainer, which must not fail for it: a note is counted by the new n-gram when its whole
- * text is in the text the n-gram was built from. Returns a line for the trainer's output, or undefined.
- */
-export function foldLearnedNotes(
-  dir: string,
-  mark: LogPosition | undefined,
-  corpus: Array<{ path: string; text: string }>,
-  trainingText: () => string,
-): string | undefined {
-  let text: string | undefined;
-  try {
-    return rebaseLearnedNotes(dir, mark, corpus, (note) => (text ??= trainingText()).includes(note));
-  } catch (error) {
-    return `The notes learnt from saves were kept as they were, some now counted twice (${(error as Error).message})`;
-  }
-}
-
-/** Characters learnt from saves in dir, as a server would count them; 0 without a log or for one of the first version. */
-export function learnedChars(dir: string): number {
-  let read: ReturnType<typeof readLog>;
-  try {
-    read = readLog(dir);
-  } catch {
-    return 0;
-  }
-  if (!read || 'legacy' in read) return 0;
-  const notes = new Map<string, NoteState>();
-  return read.records.reduce((sum, { record }) => sum + piecesChars(applyRecord(notes, record)), 0);
-}
-
-/**
- * Drops what was learnt from saves of the given notes (keys from noteKey), or of every note, from the log, which is
- * rewritten without them under the lock: servers on the directory then rebuild their n-gram without that text. A note
- * the trainer counted stays in ngram.bin; only a retrain without it forgets it there.
- */
-export function forgetLearnedNotes(dir: string, which: 'all' | ReadonlySet<string>): { notes: number; chars: number } {
-  return withLogLock(dir, LOCK_WAIT_MS, () => {
-    sweepTemporaries(dir);
-    let read: ReturnType<typeof readLog>;
-    try {
-      read = readLog(dir);
-    } catch (error) {
-      if (!(error instanceof LearnedFormatError) || which !== 'all') throw error;
-      // A damaged log holds nothing anyone could still want forgotten one note at a time.
-      setAsideLog(dir);
-      return { notes: 0, chars: 0 };
-    }
-    if (!read) return { notes: 0, chars: 0 };
-    if ('legacy' in read) {
-      if (which !== 'all') return { notes: 0, chars: 0 };
-      rewriteLog(dir, []);
-      return { notes: 0, chars: Math.floor(read.legacy.length / 4) };
-    }
-    const forgotten = (record: LearntRecord) => which === 'all' || (record.kind !== 'piece' && which.has(record.note));
-    const dropped = new Map<string, NoteState>();
-    const notes = new Set<string>();
-    let chars = 0;
-    const kept: LearntRecord[] = [];
-    for (const { record } of read.records) {
-      if (!forgotten(record)) kept.push(record);
-      else {
-        if (record.kind !== 'piece') notes.add(record.note);
-        chars += piecesChars(applyRecord(dropped, record));
-      }
-    }
-    if (kept.length < read.records.length) rewriteLog(dir, kept);
-    return { notes: notes.size, chars };
-  });
 }
