@@ -6,6 +6,23 @@
 // breadth-first order, siblings adjacent, so a loaded model's successor lists are read from
 // consecutive memory: load it for serving rather than use the one just built.
 
+/** The arrays that define a model; what the file format stores. */
+export interface NgramArrays {
+  order: number;
+  vocabSize: number;
+  maxNodes: number;
+  discountScale: number;
+  nodeCount: number;
+  parent: Int32Array;
+  symbol: Uint16Array;
+  count: Uint32Array;
+  /** Count-of-counts n1..n4 per order: index order * 5 + c for c in 1..4. */
+  countOfCounts: Float64Array;
+  pruned: number;
+  prunes: number;
+  refused: number;
+}
+
 export const ROOT = 0;
 export const EMPTY = -1;
 const MAX_LOAD = 0.7;

@@ -8,7 +8,9 @@
 
 import { ContextNodes } from './ngram-contexts';
 import { KneserNeyDiscounts } from './ngram-discounts';
-import { checkInteger, EMPTY, NgramTrie, ROOT } from './ngram-trie';
+import { checkInteger, EMPTY, NgramArrays, NgramTrie, ROOT } from './ngram-trie';
+
+export type { NgramArrays } from './ngram-trie';
 
 export const NGRAM_DEFAULT_ORDER = 9;
 export const NGRAM_MAX_ORDER = 16;
@@ -55,23 +57,6 @@ export interface NgramStats {
   pruned: number;
   prunes: number;
   /** New n-grams dropped because pruning could not make room. */
-  refused: number;
-}
-
-/** The arrays that define a model; what the file format stores. */
-export interface NgramArrays {
-  order: number;
-  vocabSize: number;
-  maxNodes: number;
-  discountScale: number;
-  nodeCount: number;
-  parent: Int32Array;
-  symbol: Uint16Array;
-  count: Uint32Array;
-  /** Count-of-counts n1..n4 per order: index order * 5 + c for c in 1..4. */
-  countOfCounts: Float64Array;
-  pruned: number;
-  prunes: number;
   refused: number;
 }
 
