@@ -691,6 +691,17 @@ async function openFile(page: Page, name: string): Promise<void> {
     } catch (error) {
       if (attempt >= 3) throw error;
       await page.keyboard.press('Escape');
+      // Quick Open can lose a keystroke or the race with its own filtering on a loaded machine; a click on the file's
+      // tab, or on its row in the explorer, does not depend on either.
+      const target = page.locator(`.tabs-container .tab:has-text("${name}")`).first();
+      const row = page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
+      if (await target.isVisible().catch(() => false)) await target.click().catch(() => undefined);
+      else if (await row.isVisible().catch(() => false)) await row.click().catch(() => undefined);
+      const clicked = await page
+        .waitForSelector(`.tabs-container .tab.active:has-text("${name}")`, { timeout: 5_000 })
+        .then(() => true)
+        .catch(() => false);
+      if (clicked) break;
     }
   }
   await page.waitForTimeout(1000);
