@@ -29,7 +29,8 @@ import { Vocabulary } from '../model/vocab';
 import { loadCorpus } from '../training/corpus';
 import { defaultCorpusPaths } from '../training/default-corpus';
 import { defaultModelDir } from '../model/paths';
-import { TorchEngine, TorchLstmEngine, TorchUnavailableError } from '../training/torch-engine';
+import { TorchEngine, TorchUnavailableError } from '../training/torch-engine';
+import { TorchLstmEngine } from '../training/torch-lstm-engine';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 

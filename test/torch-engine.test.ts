@@ -27,7 +27,8 @@ import { scoreLstm } from '../training/mixture-fit';
 import { EngineSetup, TfjsEngine } from '../training/engine';
 import { Adam, ADAM_DEFAULTS } from '../training/optimizer';
 import { loadOptimizerState } from '../training/optimizer-state';
-import { findPython, TorchEngine, TorchLstmEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
+import { findPython, TorchEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
+import { TorchLstmEngine } from '../training/torch-lstm-engine';
 
 const TEXT = 'the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n'.repeat(40);
 

@@ -1,29 +1,20 @@
-// The PyTorch engine as a child process (training/torch_engine.py, which documents the protocol):
-// finding an interpreter that has torch, starting it (through its launcher for several processes),
-// the files and JSON lines that cross over, and a clear account of a child that dies. The trainer
-// keeps everything else.
-import { ChildProcess, spawn, spawnSync } from 'node:child_process';
+// The PyTorch engine as a child process (training/torch_engine.py, which documents the protocol): starting it with an
+// interpreter that has torch (torch-python.ts), through its launcher for several processes, the files and JSON lines
+// that cross over, and a clear account of a child that dies. The trainer keeps everything else.
+import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
 import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { decodeFloats, elementCount, encodeWeights } from '../model/files';
-import { initialParameters, readWeights } from '../model/network';
-import type { EngineSetup, LstmEngine } from './engine';
-import type { LstmScores, ValidationSet } from './mixture-fit';
-import { ADAM_DEFAULTS, AdamSettings } from './optimizer';
+import type { LstmScores } from './mixture-fit';
+import { AdamSettings } from './optimizer';
 import type { OptimizerState } from './optimizer-state';
 import type { StepSpeed } from './speed';
+import { enginePath, findPython, TORCH_INSTALL_HINT, TorchEngineError, TorchUnavailableError } from './torch-python';
 
-export const TORCH_INSTALL_HINT =
-  'install PyTorch (Debian or Ubuntu: apt-get install python3-torch libopenblas0-pthread; elsewhere: pip install torch), or name the interpreter that has it with CHAR_COMPLETE_PYTHON';
-
-/** No interpreter here can import torch; the message says which were tried and how to install it. */
-export class TorchUnavailableError extends Error {}
-
-/** The engine failed or died; the message says how and what to do. */
-export class TorchEngineError extends Error {}
+export { findPython, TORCH_INSTALL_HINT, TorchEngineError, TorchUnavailableError } from './torch-python';
 
 export interface TorchLaunch {
   /** Training processes on this machine, one per GPU with device cuda; 1 runs without the launcher. */
@@ -65,63 +56,6 @@ export interface TrainedChunk {
   losses: number[];
   /** The engine's own time for the steps, without the pipe. */
   seconds: number;
-}
-
-/** The engine's file: copied beside the bundles (dist/) by the build, else in the repository. */
-export function enginePath(): string {
-  const candidates = [
-    path.join(__dirname, 'torch_engine.py'),
-    path.join(__dirname, '..', 'torch_engine.py'),
-    path.join(__dirname, '..', 'training', 'torch_engine.py'),
-    path.join(__dirname, '..', '..', 'training', 'torch_engine.py'),
-  ];
-  const found = candidates.find((file) => fs.existsSync(file));
-  if (!found)
-    throw new TorchEngineError(
-      `torch_engine.py is missing (looked in ${candidates.join(', ')}); rebuild with npm run build`,
-    );
-  return found;
-}
-
-/**
- * The interpreter to run the engine with: CHAR_COMPLETE_PYTHON if set, else the first of python3
- * and the system's /usr/bin/python3 that can import torch (a pyenv or venv python3 on PATH often
- * lacks the system's torch). Looking costs no torch import.
- */
-export function findPython(env: NodeJS.ProcessEnv = process.env): { python: string; note?: string } {
-  const named = env.CHAR_COMPLETE_PYTHON;
-  const candidates = named
-    ? [named]
-    : process.platform === 'win32'
-      ? ['python', 'python3']
-      : ['python3', '/usr/bin/python3'];
-  const tried: string[] = [];
-  for (const candidate of candidates) {
-    const check = spawnSync(
-      candidate,
-      [
-        '-c',
-        'import importlib.util, sys; print(sys.executable); sys.exit(0 if importlib.util.find_spec("torch") else 3)',
-      ],
-      { encoding: 'utf8', timeout: 30_000, env },
-    );
-    const executable = check.stdout?.trim() || candidate;
-    if (check.status === 0) {
-      const note = tried.length ? `${tried.join('; ')}; using ${executable}, which has torch` : undefined;
-      return { python: candidate, note };
-    }
-    const where = executable === candidate ? candidate : `${candidate} (${executable})`;
-    tried.push(
-      check.error
-        ? `${candidate}: ${(check.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : check.error.message}`
-        : check.status === 3
-          ? `${where} has no torch module`
-          : `${where} failed (exit code ${check.status})`,
-    );
-  }
-  throw new TorchUnavailableError(
-    `PyTorch not found: ${tried.join('; ')}. To use --engine torch, ${TORCH_INSTALL_HINT}.`,
-  );
 }
 
 interface EngineEvent {
@@ -477,114 +411,4 @@ function launchArgs(processes: number, nodes: TorchLaunch['nodes']): string[] {
 function int32Bytes(ids: Int32Array): Buffer {
   const bytes = Buffer.from(ids.buffer, ids.byteOffset, ids.byteLength);
   return os.endianness() === 'BE' ? Buffer.from(bytes).swap32() : bytes;
-}
-
-/** The torch engine as the training loop sees it: one step per call, checkpoints in the files' layout. */
-export class TorchLstmEngine implements LstmEngine {
-  readonly batchesPerEpoch: number;
-  /** Adam's step at setup: the place in the data goes on from there, as TfjsEngine's does. */
-  private readonly firstStep: number;
-  private taken = 0;
-  /** The last weights and Adam's state read back: where a replacement engine goes on from. */
-  private lastGood: { weights: Map<string, Float32Array>; optimizerState?: OptimizerState };
-  private replacement?: LstmEngine;
-
-  private constructor(
-    private readonly torch: TorchEngine,
-    private readonly setup: EngineSetup,
-    batchesPerEpoch: number,
-    weights: Map<string, Float32Array>,
-    /** Called once if the engine dies, with the last good state; returns the engine that goes on. */
-    private readonly onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
-  ) {
-    this.batchesPerEpoch = batchesPerEpoch;
-    this.firstStep = setup.optimizerState?.step ?? 0;
-    this.lastGood = { weights, optimizerState: setup.optimizerState };
-  }
-
-  /**
-   * Hands a started engine the run. A new model starts from the tfjs engine's initial weights for
-   * the seed, so the two engines start alike.
-   */
-  static async create(
-    torch: TorchEngine,
-    setup: EngineSetup,
-    onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
-  ): Promise<TorchLstmEngine> {
-    const weights = setup.weights ?? (await initialWeights(setup.config, setup.seed));
-    const batchesPerEpoch = await torch.setup({
-      config: setup.config,
-      batch: setup.batch,
-      seq: setup.seq,
-      dropout: setup.dropout,
-      seed: setup.seed,
-      adam: ADAM_DEFAULTS,
-      trainIds: setup.trainIds,
-      weights,
-      optimizer: setup.optimizerState,
-    });
-    return new TorchLstmEngine(torch, setup, batchesPerEpoch, weights, onDeath);
-  }
-
-  async step(): Promise<number> {
-    return this.guard(
-      async () => {
-        const { losses } = await this.torch.train(this.firstStep + this.taken, [this.setup.lr]);
-        this.taken++;
-        return losses[0];
-      },
-      (engine) => engine.step(),
-    );
-  }
-
-  score(validation: ValidationSet): Promise<LstmScores> {
-    return this.guard(
-      () => this.torch.score(validation.ids, validation.batch, validation.seq),
-      (engine) => engine.score(validation),
-    );
-  }
-
-  checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }> {
-    return this.guard(
-      async () => {
-        const { weights, optimizer } = await this.torch.checkpoint();
-        this.lastGood = { weights, optimizerState: optimizer };
-        return { weights, optimizerState: optimizer };
-      },
-      (engine) => engine.checkpoint(),
-    );
-  }
-
-  load(weights: Map<string, Float32Array>): Promise<void> {
-    return this.guard(
-      () => this.torch.load(weights),
-      (engine) => engine.load(weights),
-    );
-  }
-
-  async dispose(): Promise<void> {
-    await this.torch.close();
-    await this.replacement?.dispose();
-  }
-
-  /** Runs on torch while it lives; when it dies, hands over to the replacement once, or throws. */
-  private async guard<T>(onTorch: () => Promise<T>, onReplacement: (engine: LstmEngine) => Promise<T>): Promise<T> {
-    if (this.replacement) return onReplacement(this.replacement);
-    try {
-      return await onTorch();
-    } catch (error) {
-      if (!(error instanceof TorchEngineError) || !this.onDeath) throw error;
-      await this.torch.close();
-      this.replacement = this.onDeath(error, { ...this.setup, ...this.lastGood });
-      return onReplacement(this.replacement);
-    }
-  }
-}
-
-/** The tfjs engine's initial weights for a seed, so both engines start a new model alike. */
-async function initialWeights(config: NetworkConfig, seed: number): Promise<Map<string, Float32Array>> {
-  const params = initialParameters(config, seed);
-  const weights = await readWeights(params);
-  for (const variable of params.values()) variable.dispose();
-  return weights;
 }

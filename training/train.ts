@@ -28,7 +28,7 @@ import { fitMixture, lstmNats, ValidationSet } from './mixture-fit';
 import { countParameters, SpeedMeasure } from './model-size';
 import { StepShape, timeTrainingStep, trainingProbe } from './speed';
 import type { OptimizerState } from './optimizer-state';
-import { TorchLstmEngine } from './torch-engine';
+import { TorchLstmEngine } from './torch-lstm-engine';
 import type { TrainOptions, TrainReporter, TrainResult } from './train-types';
 
 export { TrainInputError } from './train-types';
