@@ -50,6 +50,20 @@ export interface ModelMetadata {
   [key: string]: unknown;
 }
 
+/** The metadata of a model that no trainer wrote (a benchmark's or a test's untrained network): nothing trained, no corpus. */
+export function untrainedMetadata(backend: string, steps = 0): ModelMetadata {
+  return {
+    createdAt: new Date().toISOString(),
+    hyperparameters: {},
+    corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
+    validation: null,
+    trainedChars: 0,
+    steps,
+    seconds: 0,
+    backend,
+  };
+}
+
 /** The file whose replacement marks a new model: what a file watcher should watch. */
 export function modelFilePath(dir: string): string {
   return path.join(dir, MODEL_FILE);

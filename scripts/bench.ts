@@ -13,7 +13,7 @@ import {
   selectSequenceBackend,
   useReferenceCpuBackend,
 } from '../backends/select';
-import { loadModel, readModelConfig, saveModel } from '../model/format';
+import { loadModel, readModelConfig, saveModel, untrainedMetadata } from '../model/format';
 import { NetworkConfig } from '../model/architecture';
 import {
   CharLstm,
@@ -163,16 +163,7 @@ async function main(): Promise<void> {
       config,
       vocabulary,
       weights: await readWeights(params),
-      metadata: {
-        createdAt: new Date().toISOString(),
-        hyperparameters: {},
-        corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
-        validation: null,
-        trainedChars: 0,
-        steps: 0,
-        seconds: 0,
-        backend: backend.name,
-      },
+      metadata: untrainedMetadata(backend.name),
     });
     const loads: number[] = [];
     for (let k = 0; k < 5; k++) {

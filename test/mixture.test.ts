@@ -10,7 +10,7 @@ import { Mixer, MixerSamples } from '../model/mixer';
 import { documentNgram, GATE_FEATURE, MIXER_SHAPE, mixerPrior, MixturePredictor } from '../model/mixture';
 import { NgramModel } from '../model/ngram';
 import { saveNgram, NGRAM_FILE } from '../model/ngram-format';
-import { saveModel, SavedModel } from '../model/format';
+import { saveModel, SavedModel, untrainedMetadata } from '../model/format';
 import { parameterShapes } from '../model/architecture';
 import { loadServedModel } from '../model/served';
 import { Vocabulary } from '../model/vocab';
@@ -118,16 +118,7 @@ function savedModel(): SavedModel {
     config,
     vocabulary,
     weights,
-    metadata: {
-      createdAt: new Date().toISOString(),
-      hyperparameters: {},
-      corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
-      validation: null,
-      trainedChars: 0,
-      steps: 0,
-      seconds: 0,
-      backend: 'cpu',
-    },
+    metadata: untrainedMetadata('cpu'),
   };
 }
 

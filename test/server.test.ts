@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { LspSession, replayTypist } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
+import { TINY_TRAINING_FLAGS } from './support/tiny-training';
 
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const URI = 'file:///notes/fox.md';
@@ -21,28 +22,7 @@ before(() => {
   modelDir = join(root, 'model');
   const run = spawnSync(
     process.execPath,
-    [
-      join(__dirname, '..', 'train.js'),
-      join(root, 'notes.md'),
-      '--out',
-      modelDir,
-      '--epochs',
-      '6',
-      '--layers',
-      '1',
-      '--hidden',
-      '48',
-      '--embed',
-      '16',
-      '--seq',
-      '32',
-      '--batch',
-      '8',
-      '--lr',
-      '0.01',
-      '--dropout',
-      '0',
-    ],
+    [join(__dirname, '..', 'train.js'), join(root, 'notes.md'), '--out', modelDir, ...TINY_TRAINING_FLAGS],
     { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } },
   );
   assert.equal(run.status, 0, run.stderr);

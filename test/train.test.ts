@@ -7,7 +7,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { selectBackend } from '../backends/select';
-import { loadModel, saveModel } from '../model/format';
+import { loadModel, saveModel, untrainedMetadata } from '../model/format';
 import { CharLstm, initialParameters, parametersFromWeights, readWeights, zeroState } from '../model/network';
 import { train, TrainOptions } from '../training/train';
 import { lstmNats, scoreLstm } from '../training/mixture-fit';
@@ -78,16 +78,7 @@ test('save and load give identical predictions', async () => {
     config,
     vocabulary,
     weights: await readWeights(original.params),
-    metadata: {
-      createdAt: new Date().toISOString(),
-      hyperparameters: {},
-      corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
-      validation: null,
-      trainedChars: 0,
-      steps: 0,
-      seconds: 0,
-      backend: 'wasm',
-    },
+    metadata: untrainedMetadata('wasm'),
   });
   const loaded = loadModel(dir);
   assert.deepEqual(loaded.vocabulary.chars, vocabulary.chars);

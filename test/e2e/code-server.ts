@@ -21,6 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, Page } from 'playwright-core';
 import { LspSession } from '../../tools/lsp-driver';
+import { TINY_TRAINING_FLAGS } from '../support/tiny-training';
 
 const ROOT = join(__dirname, '..', '..');
 const CODE_SERVER =
@@ -136,28 +137,7 @@ async function main(): Promise<void> {
   // A small model that knows the training line, and what the server itself completes it with.
   const trained = spawnSync(
     process.execPath,
-    [
-      join(ROOT, 'dist', 'train.js'),
-      join(workspace, 'fox.md'),
-      '--out',
-      modelDir,
-      '--epochs',
-      '6',
-      '--layers',
-      '1',
-      '--hidden',
-      '48',
-      '--embed',
-      '16',
-      '--seq',
-      '32',
-      '--batch',
-      '8',
-      '--lr',
-      '0.01',
-      '--dropout',
-      '0',
-    ],
+    [join(ROOT, 'dist', 'train.js'), join(workspace, 'fox.md'), '--out', modelDir, ...TINY_TRAINING_FLAGS],
     { encoding: 'utf8', env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' } },
   );
   if (trained.status !== 0) throw new Error(`training failed: ${trained.stderr}`);

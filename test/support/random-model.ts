@@ -1,5 +1,5 @@
 // A model directory with untrained weights, for tests of the server's behaviour rather than of what it suggests.
-import { saveModel, SavedModel } from '../../model/format';
+import { saveModel, SavedModel, untrainedMetadata } from '../../model/format';
 import { NetworkConfig, parameterShapes } from '../../model/architecture';
 import { Vocabulary } from '../../model/vocab';
 
@@ -24,16 +24,7 @@ export function randomModel(
     config,
     vocabulary,
     weights,
-    metadata: {
-      createdAt: new Date().toISOString(),
-      hyperparameters: {},
-      corpus: { sources: [], chars: 0, trainChars: 0, validationChars: 0, split: '' },
-      validation: null,
-      trainedChars: 0,
-      steps: seed,
-      seconds: 0,
-      backend: 'wasm',
-    },
+    metadata: untrainedMetadata('wasm', seed),
   };
   if (dir) saveModel(dir, model);
   return model;
