@@ -1,0 +1,40 @@
+// npm run split -- PATH... --out DIR: the trainer's own training/validation split of the notes, written as
+// DIR/train.txt and DIR/test.txt, so that other models (scripts/anchors.sh's compressors) score the same text.
+import * as fs from 'node:fs';
+import { codePointLength, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
+import { TRAIN_DEFAULTS } from '../training/defaults';
+import { splitCorpus } from '../training/split';
+import { randomSuffix, replaceAtomically } from '../model/files';
+import { parse, runMain, UsageError } from './cli';
+
+const USAGE = `usage: npm run split -- PATH... --out DIR
+
+Reads PATH... as the trainer does and writes its split: DIR/train.txt (the training text) and
+DIR/test.txt (the validation text), UTF-8.`;
+
+async function main(): Promise<void> {
+  const { values, positionals: paths } = parse(process.argv.slice(2), { out: { type: 'string' } }, USAGE);
+  const out = values.out as string | undefined;
+  if (paths.length === 0 || out === undefined) throw new UsageError(USAGE);
+  let corpus;
+  try {
+    corpus = loadCorpus(paths);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  for (const line of [describeExclusions(corpus.excluded, corpus.droppedLines), describeSkipped(corpus.skipped)]) {
+    if (line) console.log(line);
+  }
+  if (corpus.documents.length === 0 || corpus.chars === 0)
+    throw new UsageError(`no usable text in ${paths.join(', ')}`);
+  const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
+  fs.mkdirSync(out, { recursive: true });
+  replaceAtomically(out, `.train.txt.${randomSuffix()}`, 'train.txt', split.train);
+  replaceAtomically(out, `.test.txt.${randomSuffix()}`, 'test.txt', split.validation);
+  console.log(`Validation: ${split.how}`);
+  console.log(
+    `train.txt ${codePointLength(split.train)} chars, test.txt ${codePointLength(split.validation)} chars (code points), in ${out}`,
+  );
+}
+
+runMain(main, []);

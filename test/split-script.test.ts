@@ -1,0 +1,36 @@
+// npm run split: the files it writes are the trainer's own split (splitCorpus on loadCorpus), byte for byte.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadCorpus } from '../training/corpus';
+import { TRAIN_DEFAULTS } from '../training/defaults';
+import { splitCorpus } from '../training/split';
+
+const SPLITTER = join(__dirname, '..', 'split.js');
+
+test('writes the validation text splitCorpus holds out, and the rest as training text', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'char-split-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const notes = join(root, 'notes');
+  const out = join(root, 'out');
+  mkdirSync(notes);
+  for (let i = 0; i < 12; i++) {
+    writeFileSync(join(notes, `note${i}.md`), `Note ${i}: ${`the ${i} fox, 狐狸 🦊.\n`.repeat(5 + i)}`);
+  }
+
+  const run = spawnSync(process.execPath, [SPLITTER, notes, '--out', out], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  const expected = splitCorpus(loadCorpus([notes]), TRAIN_DEFAULTS.validationFraction);
+  assert.match(expected.how, /files held out/);
+  assert.ok(expected.validation.length > 0 && expected.train.length > 0);
+  assert.equal(readFileSync(join(out, 'test.txt'), 'utf8'), expected.validation);
+  assert.equal(readFileSync(join(out, 'train.txt'), 'utf8'), expected.train);
+  assert.match(run.stdout, new RegExp(`Validation: ${expected.how.replace(/[()%]/g, '\\$&')}`));
+
+  const missing = spawnSync(process.execPath, [SPLITTER, notes], { encoding: 'utf8' });
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /usage: npm run split/);
+});
