@@ -1,7 +1,15 @@
-// The n-grams of the document being written, kept up to the cursor as the user types, for the mixture: of its text, and
-// of its paragraphs' openers.
-import { DOCUMENT_NGRAM_WINDOW, documentNgram, OPENER_NGRAM_ORDER, openerNgram } from '../model/mixture';
+// What the mixture knows of the document being written, kept up to the cursor as the user types: n-grams of its text
+// and of its paragraphs' openers, the match model over its text, and the online stage that learns from it.
+import {
+  DOCUMENT_NGRAM_WINDOW,
+  DocumentSource,
+  documentNgram,
+  OPENER_NGRAM_ORDER,
+  openerNgram,
+} from '../model/mixture';
+import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
+import { OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
 import { characterStart, type Vocabulary } from '../model/vocab';
 
@@ -10,16 +18,27 @@ import { characterStart, type Vocabulary } from '../model/vocab';
  * or a jump, rebuilds from at most DOCUMENT_NGRAM_WINDOW characters before the cursor, so no
  * request costs more than that whatever the document's size.
  */
-export class DocumentNgram {
+export class DocumentNgram implements DocumentSource {
   model: NgramModel;
   openers: NgramModel;
+  readonly match?: MatchModel;
+  /** What the document has taught the mixture; it outlives the n-grams' windows, as the document's session does. */
+  readonly online?: OnlineMixer;
   private start = 0;
   private indexed = '';
   private readonly reader: OpenerReader;
   /** Where the indexed text stands among its paragraphs' openers. */
   private readonly readerSlot: Float32Array;
 
-  constructor(private readonly vocabulary: Vocabulary) {
+  /** Without `online`, the mixture is the gate's alone, as before the online stage: for comparing the two. */
+  constructor(
+    private readonly vocabulary: Vocabulary,
+    online = true,
+  ) {
+    if (online) {
+      this.match = new MatchModel();
+      this.online = new OnlineMixer();
+    }
     this.model = documentNgram(vocabulary.size);
     this.openers = openerNgram(vocabulary.size);
     this.reader = new OpenerReader(vocabulary, OPENER_NGRAM_ORDER - 1);
@@ -27,13 +46,23 @@ export class DocumentNgram {
     this.reader.start(this.readerSlot);
   }
 
-  update(text: string, cursor: number): void {
-    const upTo = this.start + this.indexed.length;
-    if (
-      cursor >= upTo &&
+  /** Where the indexed text ends: the next character typed there extends it without a rebuild. */
+  get end(): number {
+    return this.start + this.indexed.length;
+  }
+
+  /** Whether update(text, cursor) would only append what was typed at the end. */
+  extends(text: string, cursor: number): boolean {
+    return (
+      cursor >= this.end &&
       cursor - this.start <= 2 * DOCUMENT_NGRAM_WINDOW &&
       text.startsWith(this.indexed, this.start)
-    ) {
+    );
+  }
+
+  update(text: string, cursor: number): void {
+    const upTo = this.end;
+    if (this.extends(text, cursor)) {
       if (cursor === upTo) return;
       const contextStart = Math.max(this.start, upTo - (this.model.order - 1));
       const context = this.vocabulary.encode(text.slice(contextStart, upTo));
@@ -42,6 +71,7 @@ export class DocumentNgram {
       ids.set(context);
       ids.set(added, context.length);
       this.model.add(ids, context.length);
+      this.match?.append(added);
       this.readOpeners(added);
       this.indexed = text.slice(this.start, cursor);
       return;
@@ -56,6 +86,8 @@ export class DocumentNgram {
     this.indexed = text.slice(start, cursor);
     const ids = this.vocabulary.encode(this.indexed);
     this.model.add(ids);
+    this.match?.reset();
+    this.match?.append(ids);
     this.readOpeners(ids);
   }
 

@@ -15,6 +15,9 @@ const CHECKPOINT_EVERY = 32;
  */
 const YIELD_EVERY = 16;
 
+/** Told of a character about to be fed: the snapshot before it, its id, its offset in the text, and the character. */
+export type FeedListener = (before: Snapshot, id: number, offset: number, char: string) => void;
+
 /**
  * The model state along one document. Feeding starts at an anchor offset; a request rewinds to
  * the last checkpoint inside the text that is unchanged since, and feeds the rest. A keystroke
@@ -57,14 +60,27 @@ export class DocumentStates {
     this.ahead = { from: this.fed.length, text: completion.text, byEnd };
   }
 
-  /** The snapshot after text.slice(0, cursor); undefined if cancelled on the way. */
-  at(text: string, cursor: number, cancelled: () => boolean = () => false): Promise<Snapshot | undefined> {
-    const result = this.turn.then(() => this.advance(text, cursor, cancelled));
+  /**
+   * The snapshot after text.slice(0, cursor); undefined if cancelled on the way. `beforeEach` hears
+   * of each character fed, at its offset, with the snapshot before it.
+   */
+  at(
+    text: string,
+    cursor: number,
+    cancelled: () => boolean = () => false,
+    beforeEach?: FeedListener,
+  ): Promise<Snapshot | undefined> {
+    const result = this.turn.then(() => this.advance(text, cursor, cancelled, beforeEach));
     this.turn = result.catch(() => undefined);
     return result;
   }
 
-  private async advance(text: string, cursor: number, cancelled: () => boolean): Promise<Snapshot | undefined> {
+  private async advance(
+    text: string,
+    cursor: number,
+    cancelled: () => boolean,
+    beforeEach?: FeedListener,
+  ): Promise<Snapshot | undefined> {
     if (this.anchor < 0 || this.anchor > cursor || cursor - this.anchor > MAX_CACHED_CHARS)
       await this.restart(text, cursor);
     let same = 0;
@@ -85,6 +101,8 @@ export class DocumentStates {
       if (cancelled()) return undefined;
       const code = text.codePointAt(i)!;
       const char = String.fromCodePoint(code);
+      const id = vocabulary.id(char);
+      beforeEach?.(this.last!, id, i, char);
       const ahead = this.ahead;
       const k = ahead ? this.fed.length - ahead.from : -1;
       let known: Snapshot | undefined;
@@ -92,7 +110,7 @@ export class DocumentStates {
         known = ahead.text.startsWith(char, k) ? ahead.byEnd.get(k + char.length) : undefined;
         if (!known) this.ahead = undefined;
       }
-      this.last = known ?? (await this.predictor.step([this.last!.state], [vocabulary.id(char)]))[0];
+      this.last = known ?? (await this.predictor.step([this.last!.state], [id]))[0];
       this.fed += char;
       i += char.length;
       if (this.fed.length - this.checkpoints[this.checkpoints.length - 1].length >= CHECKPOINT_EVERY) {

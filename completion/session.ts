@@ -1,6 +1,6 @@
 // One document's completion engine: its model states, its n-gram and the suggestion on show, behind one `suggest` per
 // keystroke.
-import type { Predictor } from '../model/predictor';
+import type { Predictor, Snapshot } from '../model/predictor';
 import { completionRevealsSecret } from '../model/secrets';
 import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
@@ -18,8 +18,9 @@ export class CompletionSession {
   /** The last suggestion, kept while the user types along it. */
   private shown: { offset: number; before: string; completion: Completion } | undefined;
 
-  constructor(model: ServedModel) {
-    this.document = new DocumentNgram(model.saved.vocabulary);
+  /** `online` false serves the gate's mixture alone, without the match model and the online stage. */
+  constructor(model: ServedModel, online = true) {
+    this.document = new DocumentNgram(model.saved.vocabulary, online);
     this.predictor = documentPredictor(model, this.document);
     this.states = new DocumentStates(this.predictor);
   }
@@ -70,11 +71,32 @@ export class CompletionSession {
     cancelled: () => boolean,
     passedOver?: string,
   ): Promise<Completion | undefined> {
-    this.document.update(text, offset);
-    const snapshot = await this.states.at(text, offset, cancelled);
+    const snapshot = await this.advance(text, offset, cancelled);
     const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, passedOver));
     if (completion) this.states.expect(offset, completion);
     return completion;
+  }
+
+  /**
+   * The snapshot after text.slice(0, offset), with the document's models brought up to the offset.
+   * Characters typed at the end are taught to the online stage one by one, each before the
+   * document's models have read it, as a compressor would: so it learns how far to trust them on
+   * text they have not seen.
+   */
+  private async advance(text: string, offset: number, cancelled: () => boolean): Promise<Snapshot | undefined> {
+    if (!this.document.extends(text, offset)) this.document.update(text, offset);
+    const snapshot = await this.states.at(text, offset, cancelled, (before, id, at, char) => {
+      if (at !== this.document.end) return;
+      this.predictor.observe?.(before, id);
+      this.document.update(text, at + char.length);
+    });
+    this.document.update(text, offset);
+    return snapshot;
+  }
+
+  /** The next character's log-probabilities at `offset` in `text`, as a completion there would start from them. */
+  async predictAt(text: string, offset: number): Promise<Float32Array | undefined> {
+    return (await this.advance(text, offset, () => false))?.logProbs;
   }
 
   private contextBefore(text: string, offset: number): string {

@@ -1,7 +1,9 @@
 // The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per
 // character by the gate.
+import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
+import { OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import type { Vocabulary } from './vocab';
@@ -93,13 +95,16 @@ export function mixtureFeatures(
 }
 
 /**
- * Where the mixture finds the document's n-grams, which their owner may replace as the document
- * changes: of its text, and of its paragraphs' openers read one after another (see
- * paragraph-openers.ts), absent where no document is being written.
+ * Where the mixture finds what it knows of the document, which their owner may replace as the
+ * document changes: n-grams of its text and of its paragraphs' openers read one after another (see
+ * paragraph-openers.ts), the match model over its text, and the online stage that learns from it;
+ * all but the first are absent where no document is being written.
  */
-export interface NgramSource {
+export interface DocumentSource {
   readonly model: NgramModel;
   readonly openers?: NgramModel;
+  readonly match?: MatchModel;
+  readonly online?: OnlineMixer;
 }
 
 /**
@@ -140,14 +145,20 @@ export interface MixtureParts {
   vocabulary: Vocabulary;
   lstm?: Predictor;
   notes: NgramModel;
+  /** The match model over the notes' text, where the model directory keeps it. */
+  notesMatch?: MatchModel;
   mixer: Mixer;
 }
 
 /**
  * A Predictor over the mixture, so that beam search, sampling and the state cache work on it
  * unchanged. Its state is the LSTM's followed by the last characters fed (their count first),
- * which is all the n-grams need to know of the past, and where the text stands among its
- * paragraphs' openers.
+ * which is all the n-grams need to know of the past, where the text stands among its
+ * paragraphs' openers, and the matches it follows in the document and in the notes.
+ *
+ * Where the document has an online stage, the gate's mixture is mixed again with its parts and the
+ * match model's guess (online-mixer.ts); observe() teaches that stage the document's characters,
+ * while beam search and sampling only read it.
  *
  * While a paragraph's opener is typed, and the openers' n-gram has seen what followed the opener
  * before, the gate's mixture is interpolated with it by Witten-Bell: with weight n / (n + d) for
@@ -169,28 +180,52 @@ export class MixturePredictor implements Predictor {
   private readonly documentConfidence = emptyConfidence();
   private readonly openerProbs: Float32Array;
   private readonly openerConfidence = emptyConfidence();
+  /** Where the state keeps the document's match, then the notes' match. */
+  private readonly matchStart: number;
+  private readonly notesMatchStart: number;
+  /** The online stage's inputs at the position being mixed; the log-probability vectors are scratch. */
+  private readonly online: OnlineInputs;
+  private readonly uniformLog: Float32Array;
+  private readonly classOf: Uint8Array;
+  /** The LSTM's log-probabilities at each snapshot, for observe(). */
+  private readonly lstmAt = new WeakMap<Snapshot, Float32Array>();
 
-  /** `document` gives the n-gram of the text being written, grown by its owner. */
+  /** `document` gives what is known of the text being written, grown by its owner. */
   constructor(
     private readonly parts: MixtureParts,
-    private readonly document: NgramSource,
+    private readonly document: DocumentSource,
   ) {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
     this.contextLength = Math.max(1, Math.max(parts.notes.order, DOCUMENT_NGRAM_ORDER) - 1);
     this.openerReader = new OpenerReader(parts.vocabulary, OPENER_NGRAM_ORDER - 1);
     this.openerStart = this.lstmSize + 1 + this.contextLength;
+    this.matchStart = this.openerStart + this.openerReader.size;
+    this.notesMatchStart = this.matchStart + MATCH_STATE_SIZE;
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
     this.openerProbs = new Float32Array(V);
     this.lstmProbs = new Float32Array(V).fill(1 / V);
+    this.uniformLog = new Float32Array(V).fill(-Math.log(V));
+    this.classOf = Uint8Array.from(parts.vocabulary.chars, (char) => previousClass(char));
+    this.online = {
+      mixture: new Float32Array(V),
+      lstm: this.uniformLog,
+      notes: new Float32Array(V),
+      document: new Float32Array(V),
+      match: { id: -1, length: 0 },
+      notesMatch: { id: -1, length: 0 },
+      previous: previousClass(undefined),
+    };
   }
 
   zeroState(): Float32Array {
-    const state = new Float32Array(this.openerStart + this.openerReader.size);
+    const state = new Float32Array(this.matchStart + 2 * MATCH_STATE_SIZE);
     if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
-    this.openerReader.start(state.subarray(this.openerStart));
+    this.openerReader.start(state.subarray(this.openerStart, this.matchStart));
+    this.document.match?.startSlot(state.subarray(this.matchStart, this.notesMatchStart));
+    this.parts.notesMatch?.startSlot(state.subarray(this.notesMatchStart));
     return state;
   }
 
@@ -211,15 +246,58 @@ export class MixturePredictor implements Predictor {
       // The context keeps the most recent characters at its end.
       context.set(previous.subarray(this.openerStart - known + 1, this.openerStart), 0);
       context[known - 1] = ids[b];
-      const opener = state.subarray(this.openerStart);
-      opener.set(previous.subarray(this.openerStart));
+      state.set(previous.subarray(this.openerStart), this.openerStart);
+      const opener = state.subarray(this.openerStart, this.matchStart);
       this.openerReader.read(opener, ids[b]);
-      return { state, logProbs: this.mix(context, lstmSnapshots?.[b].logProbs, opener) };
+      this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
+      this.parts.notesMatch?.advance(state.subarray(this.notesMatchStart), context, ids[b]);
+      const lstmLogProbs = lstmSnapshots?.[b].logProbs;
+      const snapshot = { state, logProbs: this.mix(state, lstmLogProbs, new Float32Array(this.vocabulary.size)) };
+      if (lstmLogProbs) this.lstmAt.set(snapshot, lstmLogProbs);
+      return snapshot;
     });
   }
 
-  /** The mixed next-character log-probabilities after `context` (ids, most recent last). */
-  private mix(context: ArrayLike<number>, lstmLogProbs: Float32Array | undefined, opener: Float32Array): Float32Array {
+  /**
+   * Teaches the document's online stage the character that came after `before`, a snapshot this
+   * predictor made: what the user typed and kept, not what a search tried.
+   */
+  observe(before: Snapshot, id: number): void {
+    const online = this.document.online;
+    const lstmLogProbs = this.lstmAt.get(before);
+    if (!online || (this.parts.lstm && !lstmLogProbs)) return;
+    const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
+    online.learn(this.online, mixed, id);
+  }
+
+  /** The next-character log-probabilities at `state`, given the LSTM's there; into `out`. */
+  private mix(state: Float32Array, lstmLogProbs: Float32Array | undefined, out: Float32Array): Float32Array {
+    const known = state[this.lstmSize];
+    const context = state.subarray(this.openerStart - known, this.openerStart);
+    const opener = state.subarray(this.openerStart, this.matchStart);
+    const online = this.document.online;
+    const mixture = this.mixOffline(context, lstmLogProbs, opener, online ? this.online.mixture : out);
+    if (!online) return mixture;
+    const inputs = this.online;
+    inputs.lstm = lstmLogProbs ?? this.uniformLog;
+    logInto(this.notesProbs, inputs.notes);
+    logInto(this.documentProbs, inputs.document);
+    if (this.document.match)
+      this.document.match.predict(state.subarray(this.matchStart, this.notesMatchStart), inputs.match);
+    else inputs.match.length = 0;
+    if (this.parts.notesMatch) this.parts.notesMatch.predict(state.subarray(this.notesMatchStart), inputs.notesMatch);
+    else inputs.notesMatch.length = 0;
+    inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
+    return online.mix(inputs, out);
+  }
+
+  /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */
+  private mixOffline(
+    context: ArrayLike<number>,
+    lstmLogProbs: Float32Array | undefined,
+    opener: Float32Array,
+    out: Float32Array,
+  ): Float32Array {
     const V = this.vocabulary.size;
     let lstmMax = 1 / V;
     if (lstmLogProbs) {
@@ -233,11 +311,7 @@ export class MixturePredictor implements Predictor {
     this.parts.notes.distribution(context, this.notesProbs, this.notesConfidence);
     this.document.model.distribution(context, this.documentProbs, this.documentConfidence);
     mixtureFeatures(this.notesConfidence, lstmMax, this.documentConfidence, this.features);
-    const mixed = this.parts.mixer.mixLog(
-      [this.lstmProbs, this.notesProbs, this.documentProbs],
-      this.features,
-      new Float32Array(V),
-    );
+    const mixed = this.parts.mixer.mixLog([this.lstmProbs, this.notesProbs, this.documentProbs], this.features, out);
     const share = this.openerShare(opener);
     if (share > 0)
       for (let i = 0; i < V; i++) mixed[i] = Math.log((1 - share) * Math.exp(mixed[i]) + share * this.openerProbs[i]);
@@ -260,4 +334,8 @@ export class MixturePredictor implements Predictor {
   dispose(): void {
     // The parts are shared by every document's predictor; their owner disposes them.
   }
+}
+
+function logInto(probs: Float32Array, out: Float32Array): void {
+  for (let i = 0; i < probs.length; i++) out[i] = Math.log(probs[i]);
 }

@@ -17,6 +17,8 @@ export interface Predictor {
   zeroState(): Float32Array;
   /** Feeds one character to each state; returns the new states and next-character log-probabilities. */
   step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]>;
+  /** Learns, where the model learns online, that `id` came after `before`, a snapshot of its own, in the real text. */
+  observe?(before: Snapshot, id: number): void;
   dispose(): void;
 }
 

@@ -3,10 +3,13 @@
 import { loadModel, SavedModel } from './format';
 import { LearnedFormatError, LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
-import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, NgramSource, priorMixer } from './mixture';
+import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, DocumentSource, priorMixer } from './mixture';
 import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
+import { ModelFormatError } from './files';
+import type { MatchModel } from './match-model';
+import { loadNotesMatch } from './notes-text';
 
 export interface ServedModel {
   saved: SavedModel;
@@ -52,10 +55,18 @@ export function loadServedModel(dir: string): ServedModel {
     }
     learned.replayInto(notes);
   }
+  let notesMatch: MatchModel | undefined;
+  try {
+    notesMatch = loadNotesMatch(dir, saved.vocabulary);
+  } catch (error) {
+    if (!(error instanceof ModelFormatError)) throw error;
+    warnings.push(`${error.message}; the model serves without following repeats of your notes`);
+  }
   const mixture: MixtureParts = {
     vocabulary: saved.vocabulary,
     lstm: lstmTrained ? lstm : undefined,
     notes: notes ?? emptyNotesNgram(saved.vocabulary.size),
+    notesMatch,
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
   };
@@ -95,6 +106,6 @@ function loadGate(dir: string, saved: SavedModel, warnings: string[]): Mixer | u
 }
 
 /** What completions step for one document: the mixture with that document's own n-gram. */
-export function documentPredictor(model: ServedModel, document: NgramSource): Predictor {
+export function documentPredictor(model: ServedModel, document: DocumentSource): Predictor {
   return new MixturePredictor(model.mixture, document);
 }

@@ -7,18 +7,20 @@ import { ModelFormatError } from '../model/files';
 import { loadModel } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
-import { lstmNats, ngramSamples, scoreLstm, setLstmScores } from '../training/mixture-fit';
+import { lstmNats, ngramSamples, scoreLstm } from '../training/mixture-fit';
+import { scoreAsTyped } from '../completion/score';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
 import { loadCorpus } from '../training/corpus';
 
-const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--trace FILE] PATH ...
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--no-online] [--trace FILE] PATH ...
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
 --chars N         replay at most N characters through the server (bits per char uses all)
 --no-bpc          skip bits per char: keystroke savings and latency only
+--no-online       score and replay without the match model and the online stage of the mixture
 --trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
 
 async function main(): Promise<void> {
@@ -34,6 +36,7 @@ async function main(): Promise<void> {
       'min-confidence': { type: 'string' },
       'stop-at': { type: 'string' },
       'no-bpc': { type: 'boolean' },
+      'no-online': { type: 'boolean' },
       trace: { type: 'string' },
     },
     USAGE,
@@ -62,15 +65,16 @@ async function main(): Promise<void> {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const text = corpus.documents
-    .map((d) => {
-      const points = [...d.text];
-      return points.slice(Math.floor(points.length * (1 - tail))).join('');
-    })
-    .join('\n\n');
+  const documents = corpus.documents.map((d) => {
+    const points = [...d.text];
+    return points.slice(Math.floor(points.length * (1 - tail))).join('');
+  });
+  const text = documents.join('\n\n');
+  const totalChars = documents.reduce((sum, d) => sum + [...d].length, 0);
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
 
-  // Bits per char, in process: the model as served (the mixture with its saved gate) and its parts.
+  // Bits per char, in process: the text typed file by file through the completion engine the server runs, and, for
+  // reference, each part alone over the whole text at once.
   let nats: number | undefined;
   let parts: { lstm: number; ngram: number | null } | undefined;
   if (!values['no-bpc']) {
@@ -85,20 +89,29 @@ async function main(): Promise<void> {
     const scores = await scoreLstm(model, ids, batch, seq);
     model.dispose();
     parts = { lstm: lstmNats(scores), ngram: null };
-    const samples = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size);
-    if (served.lstmTrained) setLstmScores(samples, scores);
-    nats = served.mixture.mixer.loss(samples);
-    if (served.hasNotes) parts.ngram = samples.notesNats;
+    if (served.hasNotes)
+      parts.ngram = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size).notesNats;
+    const typed = await scoreAsTyped(served, documents, {
+      online: !values['no-online'],
+      onProgress: (done) => {
+        if (!values.json)
+          process.stdout.write(
+            `\r  scoring: ${done.toLocaleString('en-US')} / ${totalChars.toLocaleString('en-US')} chars`,
+          );
+      },
+    });
+    if (!values.json) process.stdout.write('\r\x1b[2K');
     served.dispose();
+    nats = typed.nats / typed.chars;
     const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
     say(
-      `bits per char: ${figure(nats)} over ${scores.covered.toLocaleString('en-US')} chars${parts.ngram === null ? '' : `; LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
+      `bits per char, as typed${values['no-online'] ? ' without the online stage' : ''}: ${figure(nats)} over ${typed.chars.toLocaleString('en-US')} chars in ${documents.length} file(s)${parts.ngram === null ? '' : `; over the whole text at once, LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
     );
   }
 
   // Keystroke savings and latency through the real server.
   const replayText = [...text].slice(0, Number.isFinite(maxReplay) ? maxReplay : undefined).join('');
-  const settings: Record<string, unknown> = { modelPath: modelDir };
+  const settings: Record<string, unknown> = { modelPath: modelDir, learnWhileTyping: !values['no-online'] };
   if (beamWidth) settings.beamWidth = beamWidth;
   if (maxChars) settings.maxChars = maxChars;
   if (minConfidence !== undefined) settings.minConfidence = minConfidence;

@@ -70,7 +70,7 @@ export class CharCompleteServer {
   private backendOnGpu = false;
   private readonly host: ModelHost;
   /** Per-document sessions, each on the model generation it was made for. */
-  private readonly sessions = new Map<string, { generation: number; session: CompletionSession }>();
+  private readonly sessions = new Map<string, { generation: number; learning: boolean; session: CompletionSession }>();
   /**
    * The newest request per kind and document; older ones return nothing when they get their turn. The completion
    * list and inline completion are asked together on one keystroke, so each kind has its own, or one would cancel
@@ -514,8 +514,9 @@ export class CharCompleteServer {
     // that no edit splits the character.
     const offset = characterStart(text, document.offsetAt(position));
     let entry = this.sessions.get(uri);
-    if (!entry || entry.generation !== this.host.generation) {
-      entry = { generation: this.host.generation, session: new CompletionSession(model) };
+    const learning = this.settings.learnWhileTyping;
+    if (!entry || entry.generation !== this.host.generation || entry.learning !== learning) {
+      entry = { generation: this.host.generation, learning, session: new CompletionSession(model, learning) };
     }
     // Most recently used last, so that the least recently used is the one let go.
     this.sessions.delete(uri);

@@ -21,6 +21,8 @@ export interface Settings {
   backend: BackendChoice;
   /** Whether notes saved in the workspace are added to the n-gram. */
   learnFromSaves: boolean;
+  /** Whether each document's match model and online mixing learn from what is typed in it. */
+  learnWhileTyping: boolean;
   /** Globs of saved notes never learnt, besides the default key and credential files and .gitignore'd paths. */
   exclude: string[];
   /** The language ids served (charComplete.languages); undefined serves every document the client sends. */
@@ -33,6 +35,7 @@ export const SETTINGS_DEFAULTS: Settings = {
   model: '',
   backend: 'auto',
   learnFromSaves: true,
+  learnWhileTyping: true,
   exclude: [],
 };
 
@@ -89,14 +92,17 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
     if (problem) warnings.push(`charComplete.model: ${problem}; using the default model`);
     else model = input.model as string;
   }
-  let learnFromSaves = SETTINGS_DEFAULTS.learnFromSaves;
-  if (input.learnFromSaves !== undefined && input.learnFromSaves !== null) {
-    if (typeof input.learnFromSaves === 'boolean') learnFromSaves = input.learnFromSaves;
-    else
-      warnings.push(
-        `charComplete.learnFromSaves must be true or false; got ${JSON.stringify(input.learnFromSaves)}, using ${learnFromSaves}`,
-      );
-  }
+  const flag = (key: 'learnFromSaves' | 'learnWhileTyping'): boolean => {
+    const value = input[key];
+    if (value === undefined || value === null) return SETTINGS_DEFAULTS[key];
+    if (typeof value === 'boolean') return value;
+    warnings.push(
+      `charComplete.${key} must be true or false; got ${JSON.stringify(value)}, using ${SETTINGS_DEFAULTS[key]}`,
+    );
+    return SETTINGS_DEFAULTS[key];
+  };
+  const learnFromSaves = flag('learnFromSaves');
+  const learnWhileTyping = flag('learnWhileTyping');
   const exclude: string[] = [];
   if (input.exclude !== undefined && input.exclude !== null) {
     if (!Array.isArray(input.exclude))
@@ -115,7 +121,10 @@ export function parseSettings(raw: unknown): { settings: Settings; warnings: str
   if (Array.isArray(input.languages)) languages = input.languages.filter((l): l is string => typeof l === 'string');
   else if (input.languages !== undefined && input.languages !== null)
     warnings.push(`charComplete.languages must be a list of language ids; got ${JSON.stringify(input.languages)}`);
-  return { settings: { completion, modelPath, model, backend, learnFromSaves, exclude, languages }, warnings };
+  return {
+    settings: { completion, modelPath, model, backend, learnFromSaves, learnWhileTyping, exclude, languages },
+    warnings,
+  };
 }
 
 /**

@@ -1,0 +1,120 @@
+// The match model: finds the last place the text before the cursor occurred before, however long ago in the document, and
+// predicts the character that followed it there. The n-grams see at most their order's worth of context, so a repeated
+// URL, code block or boilerplate line is predicted by them a few characters at a time; the match model follows it
+// whole.
+
+/** How many ids a match must share before it is trusted: shorter repeats are the n-grams' to predict. */
+export const MATCH_MIN_LENGTH = 5;
+/** Matched lengths are counted up to this; beyond it, a longer match says nothing new. */
+export const MATCH_MAX_LENGTH = 65_535;
+/** Where a prediction's state keeps its match: the history's generation, the matched position and the length. */
+export const MATCH_STATE_SIZE = 3;
+const GENERATION = 0;
+const POINTER = 1;
+const LENGTH = 2;
+
+/** A document's index: its window is tens of thousands of characters. */
+const DOCUMENT_HASH_BITS = 18;
+
+/** What the match model predicts at a position: the id that followed the match, and how long the match is (0: none). */
+export interface MatchPrediction {
+  id: number;
+  length: number;
+}
+
+/**
+ * The text read so far (ids), and where each MATCH_MIN_LENGTH-gram last ended in it. A state's
+ * slot follows one match along as characters are fed; beam search's hypotheses each carry their
+ * own, pointing into the same history, which only ever grows until it is started afresh.
+ */
+export class MatchModel {
+  /** Ids fit 16 bits (the n-grams' bound on the vocabulary too), which halves a large notes' history. */
+  private history = new Uint16Array(1024);
+  private length = 0;
+  private readonly lastEnd: Int32Array;
+  /** Changes whenever the history is started afresh, so that states pointing into an old one let go. */
+  private generation = 1;
+
+  constructor(private readonly hashBits = DOCUMENT_HASH_BITS) {
+    this.lastEnd = new Int32Array(1 << hashBits).fill(-1);
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Forgets the history, as when the document is read again from a new start. */
+  reset(): void {
+    this.length = 0;
+    this.lastEnd.fill(-1);
+    this.generation++;
+  }
+
+  /**
+   * Appends ids to the history. A MATCH_MIN_LENGTH-gram is indexed once the id after it is known, so
+   * that the text being read, whose last n-gram has no successor yet, finds the previous occurrence.
+   */
+  append(ids: ArrayLike<number>): void {
+    if (this.length + ids.length > this.history.length) {
+      const grown = new Uint16Array(Math.max(2 * this.history.length, this.length + ids.length));
+      grown.set(this.history.subarray(0, this.length));
+      this.history = grown;
+    }
+    for (let i = 0; i < ids.length; i++) {
+      if (this.length >= MATCH_MIN_LENGTH) this.lastEnd[this.hashBefore(this.history, this.length)] = this.length;
+      this.history[this.length++] = ids[i];
+    }
+  }
+
+  /** A slot that follows no match. */
+  startSlot(slot: Float32Array): void {
+    slot[GENERATION] = this.generation;
+    slot[POINTER] = 0;
+    slot[LENGTH] = 0;
+  }
+
+  /**
+   * Moves the slot past `id`, given `context`: the ids fed so far, most recent last, ending with
+   * `id` (only the last MATCH_MIN_LENGTH matter). A match that predicted `id` grows; otherwise a
+   * new one is looked up from the context.
+   */
+  advance(slot: Float32Array, context: ArrayLike<number>, id: number): void {
+    const pointer = slot[POINTER];
+    const length = slot[LENGTH];
+    if (slot[GENERATION] === this.generation && length > 0 && pointer < this.length && this.history[pointer] === id) {
+      slot[POINTER] = pointer + 1;
+      slot[LENGTH] = Math.min(MATCH_MAX_LENGTH, length + 1);
+      return;
+    }
+    slot[GENERATION] = this.generation;
+    slot[POINTER] = 0;
+    slot[LENGTH] = 0;
+    const n = context.length;
+    if (n < MATCH_MIN_LENGTH) return;
+    const end = this.lastEnd[this.hashBefore(context, n)];
+    if (end < 0) return;
+    for (let k = 1; k <= MATCH_MIN_LENGTH; k++) if (this.history[end - k] !== context[n - k]) return;
+    slot[POINTER] = end;
+    slot[LENGTH] = MATCH_MIN_LENGTH;
+  }
+
+  /** What the slot's match predicts next; length 0 when it follows none. */
+  predict(slot: Float32Array, out: MatchPrediction): MatchPrediction {
+    const pointer = slot[POINTER];
+    if (slot[GENERATION] !== this.generation || slot[LENGTH] === 0 || pointer >= this.length) {
+      out.id = -1;
+      out.length = 0;
+    } else {
+      out.id = this.history[pointer];
+      out.length = slot[LENGTH];
+    }
+    return out;
+  }
+
+  /** A hash of the MATCH_MIN_LENGTH ids before `end`. */
+  private hashBefore(ids: ArrayLike<number>, end: number): number {
+    let h = 0;
+    for (let k = end - MATCH_MIN_LENGTH; k < end; k++) h = Math.imul(h ^ ids[k], 0x2c1b3c6d) + 0x297a2d39;
+    return h >>> (32 - this.hashBits);
+  }
+}

@@ -1,0 +1,30 @@
+// The training notes as plain text beside the model, for the match model: the n-gram of the notes keeps contexts of at
+// most its order, so only the text itself can follow a repeat (a licence, a template, a long command) to its end.
+import * as path from 'node:path';
+import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
+import { MatchModel } from './match-model';
+import type { Vocabulary } from './vocab';
+
+export const NOTES_TEXT_FILE = 'notes.txt';
+/** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
+const MAX_NOTES_TEXT_BYTES = 512 * 1024 * 1024;
+/** The notes' match index: a few million positions, so more hash bits than a document's. */
+const NOTES_HASH_BITS = 22;
+
+/** Writes the text the model was trained on, atomically, so a reader sees the old file or the new one. */
+export function saveNotesText(dir: string, text: string): void {
+  replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp`, NOTES_TEXT_FILE, text);
+}
+
+/** The match model over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */
+export function loadNotesMatch(dir: string, vocabulary: Vocabulary): MatchModel | undefined {
+  const bytes = readRegularFile(
+    path.join(dir, NOTES_TEXT_FILE),
+    MAX_NOTES_TEXT_BYTES,
+    (problem, remedy) => new ModelFormatError(`notes text in ${dir}: ${problem}${remedy ? `; ${remedy}` : ''}`),
+  );
+  if (!bytes) return undefined;
+  const match = new MatchModel(NOTES_HASH_BITS);
+  match.append(vocabulary.encode(bytes.toString('utf8')));
+  return match;
+}

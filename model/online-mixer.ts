@@ -1,0 +1,135 @@
+// The second, online stage of the mixture: a log-linear (geometric) mix of the offline mixture with its own parts and
+// the match model, whose weights learn from each character of the document as it is typed.
+//
+// Why geometric: a product of experts can sharpen, which a linear mix cannot. Where the LSTM and the document agree,
+// their product is surer than either; a linear mix only averages them. And the match model's one guess enters as a
+// factor on that one character, with a weight that depends on how long the match is. The weights start where the
+// offline stage alone is the answer (weight 1 on it, 0 elsewhere), so a document that has taught nothing yet is served
+// exactly as before, and each character typed moves them by one step of the gradient of its log loss.
+import type { MatchPrediction } from './match-model';
+
+/** The mixed inputs, in the order of the weights: log-probability vectors, then the match models' indicators. */
+export const ONLINE_INPUTS = ['mixture', 'lstm', 'notes', 'document', 'match', 'notesMatch'] as const;
+const K = ONLINE_INPUTS.length;
+const MIXTURE = 0;
+const MATCH = 4;
+const NOTES_MATCH = 5;
+/** Log-probabilities are read as at least this, so that a part sure a character cannot come does not veto it outright. */
+const LOG_FLOOR = -30;
+
+/** Matched lengths (the longer of the two matches) that share a weight set: none, then roughly doubling. */
+const MATCH_LENGTH_BUCKETS = [1, 8, 12, 16, 24, 32, 64];
+/** The character before: a word's, a space, a line break, anything else. */
+const PREVIOUS_CLASSES = 4;
+const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES;
+
+/** How far one character moves the weights shared by every position, and those of its own set. */
+export const ONLINE_LEARNING_RATE = { shared: 0.001, selected: 0.002 };
+
+/**
+ * Where the weights start: the offline mixture alone, and a match model trusted the more the
+ * longer its match. The match's weights are a log-odds boost of its one character, learnt from
+ * there.
+ */
+function initialSelectedWeights(): Float32Array {
+  const weights = new Float32Array(SETS * K);
+  const perBucket = SETS / (MATCH_LENGTH_BUCKETS.length + 1);
+  for (let bucket = 1; bucket <= MATCH_LENGTH_BUCKETS.length; bucket++)
+    for (let rest = 0; rest < perBucket; rest++) {
+      weights[(bucket * perBucket + rest) * K + MATCH] = Math.min(3, 0.5 * bucket);
+      weights[(bucket * perBucket + rest) * K + NOTES_MATCH] = Math.min(3, 0.5 * bucket);
+    }
+  return weights;
+}
+
+/** One position's inputs: each part's log-probabilities over the vocabulary, and the match model's guess. */
+export interface OnlineInputs {
+  mixture: Float32Array;
+  lstm: Float32Array;
+  notes: Float32Array;
+  document: Float32Array;
+  match: MatchPrediction;
+  notesMatch: MatchPrediction;
+  /** The class of the character before (see previousClass). */
+  previous: number;
+}
+
+/** The class of a character for choosing weights: 0 word, 1 space, 2 line break, 3 other. */
+export function previousClass(char: string | undefined): number {
+  if (char === undefined || char === '\n') return 2;
+  if (char === ' ' || char === '\t') return 1;
+  return /[\p{L}\p{N}_]/u.test(char) ? 0 : 3;
+}
+
+export class OnlineMixer {
+  private readonly shared = new Float32Array(K);
+  private readonly selected = initialSelectedWeights();
+  private readonly weights = new Float32Array(K);
+  /** How many characters it has learnt from. */
+  learnt = 0;
+
+  constructor() {
+    this.shared[MIXTURE] = 1;
+  }
+
+  /** Mixes the inputs into `out` as log-probabilities; returns out. */
+  mix(inputs: OnlineInputs, out: Float32Array): Float32Array {
+    const w = this.weightsFor(inputs);
+    const V = out.length;
+    out.fill(0);
+    const vectors = [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+    for (let k = 0; k < vectors.length; k++) {
+      const z = vectors[k];
+      const weight = w[k];
+      if (weight !== 0) for (let y = 0; y < V; y++) out[y] += weight * Math.max(LOG_FLOOR, z[y]);
+    }
+    if (inputs.match.length > 0) out[inputs.match.id] += w[MATCH];
+    if (inputs.notesMatch.length > 0) out[inputs.notesMatch.id] += w[NOTES_MATCH];
+    let max = -Infinity;
+    for (let y = 0; y < V; y++) if (out[y] > max) max = out[y];
+    let sum = 0;
+    for (let y = 0; y < V; y++) sum += Math.exp(out[y] - max);
+    const lse = max + Math.log(sum);
+    for (let y = 0; y < V; y++) out[y] -= lse;
+    return out;
+  }
+
+  /**
+   * Learns from the character that came, `target`, given the inputs and the mix they gave
+   * (`mixed`, log-probabilities from mix()): d(-log p(target))/dw_k = E_p[z_k] - z_k(target).
+   */
+  learn(inputs: OnlineInputs, mixed: Float32Array, target: number): void {
+    const vectors = [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+    const gradient = new Float64Array(K);
+    for (let k = 0; k < vectors.length; k++) {
+      const z = vectors[k];
+      let expected = 0;
+      for (let y = 0; y < mixed.length; y++) expected += Math.exp(mixed[y]) * Math.max(LOG_FLOOR, z[y]);
+      gradient[k] = expected - Math.max(LOG_FLOOR, z[target]);
+    }
+    const { match, notesMatch } = inputs;
+    if (match.length > 0) gradient[MATCH] = Math.exp(mixed[match.id]) - (match.id === target ? 1 : 0);
+    if (notesMatch.length > 0)
+      gradient[NOTES_MATCH] = Math.exp(mixed[notesMatch.id]) - (notesMatch.id === target ? 1 : 0);
+    const set = this.setOf(inputs) * K;
+    for (let k = 0; k < K; k++) {
+      const g = Math.max(-20, Math.min(20, gradient[k]));
+      this.shared[k] -= ONLINE_LEARNING_RATE.shared * g;
+      this.selected[set + k] -= ONLINE_LEARNING_RATE.selected * g;
+    }
+    this.learnt++;
+  }
+
+  private weightsFor(inputs: OnlineInputs): Float32Array {
+    const set = this.setOf(inputs) * K;
+    for (let k = 0; k < K; k++) this.weights[k] = this.shared[k] + this.selected[set + k];
+    return this.weights;
+  }
+
+  private setOf(inputs: OnlineInputs): number {
+    const length = Math.max(inputs.match.length, inputs.notesMatch.length);
+    let match = 0;
+    while (match < MATCH_LENGTH_BUCKETS.length && length >= MATCH_LENGTH_BUCKETS[match]) match++;
+    return match * PREVIOUS_CLASSES + inputs.previous;
+  }
+}

@@ -1,0 +1,183 @@
+// The online parts of the served mixture: the match model, the online stage that learns from what is typed, and the
+// notes' text kept for the match model.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { MATCH_MIN_LENGTH, MATCH_STATE_SIZE, MatchModel } from '../model/match-model';
+import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
+import { loadServedModel } from '../model/served';
+import { NOTES_TEXT_FILE } from '../model/notes-text';
+import { seededRandom } from '../model/random';
+import { Vocabulary } from '../model/vocab';
+import { CompletionSession } from '../completion/session';
+import { DocumentNgram } from '../completion/document-ngram';
+import { DocumentStates } from '../completion/document-states';
+import { complete } from '../completion/complete';
+import { COMPLETION_DEFAULTS } from '../completion/options';
+import { documentPredictor } from '../model/served';
+import { randomModel } from './support/random-model';
+import { tempModelDir } from './support/temp-dirs';
+
+const vocabulary = Vocabulary.fromText('abcdefghijklmnopqrstuvwxyz .:/-_0123456789\n', 100);
+
+/** A match model fed text as a document is typed: each character is appended, then the slot moves past it. */
+function typeInto(match: MatchModel, text: string): Array<{ char: string; predicted: string; length: number }> {
+  const slot = new Float32Array(MATCH_STATE_SIZE);
+  match.startSlot(slot);
+  const ids = vocabulary.encode(text);
+  const out = { id: -1, length: 0 };
+  return Array.from(ids, (id, i) => {
+    match.predict(slot, out);
+    const seen = {
+      char: vocabulary.chars[id],
+      predicted: out.length > 0 ? vocabulary.chars[out.id] : '',
+      length: out.length,
+    };
+    match.append([id]);
+    match.advance(slot, ids.subarray(0, i + 1), id);
+    return seen;
+  });
+}
+
+test('the match model follows a repeat to its end, however long, and lets go when the history starts afresh', () => {
+  const url = 'https://example.org/some/long/path_with_parts/and-more/0123456789';
+  const match = new MatchModel();
+  const first = `see ${url} here\nand more text\n`;
+  typeInto(match, first);
+  const seen = typeInto(match, `now ${url} again`).slice(0, 4 + url.length);
+  const start = seen.findIndex((s) => s.length > 0);
+  assert.ok(start >= MATCH_MIN_LENGTH - 1 && start <= 4 + MATCH_MIN_LENGTH, `the match starts at ${start}`);
+  for (let i = start; i < seen.length; i++) {
+    assert.equal(seen[i].predicted, seen[i].char, `position ${i} of the repeat`);
+    if (i > start) assert.equal(seen[i].length, seen[i - 1].length + 1, 'the match grows by one each character');
+  }
+  assert.ok(seen[seen.length - 1].length > 50, 'far longer than any n-gram');
+
+  match.reset();
+  typeInto(match, 'nothing alike at all');
+  assert.ok(
+    typeInto(match, `now ${url}`).every((s) => s.length === 0),
+    'a history started afresh predicts nothing of the old one',
+  );
+});
+
+test('the text being typed finds its previous occurrence, not itself', () => {
+  const seen = typeInto(new MatchModel(), 'abcdefgh xyz abcdefgh ');
+  assert.equal(seen[seen.length - 1].predicted, ' ', 'after the second "abcdefgh" comes what followed the first');
+  assert.ok(
+    seen.slice(0, 13).every((s) => s.length === 0),
+    'nothing is predicted from the text itself',
+  );
+});
+
+function inputs(V: number, random: () => number): OnlineInputs {
+  const logs = () => {
+    const p = Float32Array.from({ length: V }, () => random() + 0.01);
+    const sum = p.reduce((a, b) => a + b, 0);
+    return p.map((x) => Math.log(x / sum));
+  };
+  return {
+    mixture: logs(),
+    lstm: logs(),
+    notes: logs(),
+    document: logs(),
+    match: { id: -1, length: 0 },
+    notesMatch: { id: -1, length: 0 },
+    previous: 0,
+  };
+}
+
+test('the online stage starts as the offline mixture, and learns to trust the part that is right', () => {
+  const V = 20;
+  const random = seededRandom(5);
+  const probe = inputs(V, random);
+  const fresh = new OnlineMixer().mix(probe, new Float32Array(V));
+  for (let y = 0; y < V; y++) assert.ok(Math.abs(fresh[y] - probe.mixture[y]) < 1e-5, 'untaught, it is the mixture');
+
+  // A stream where the document's part puts most of its mass on what comes, and the mixture does not.
+  const mixer = new OnlineMixer();
+  const untaught = new OnlineMixer();
+  let learnt = 0;
+  let before = 0;
+  for (let n = 0; n < 3000; n++) {
+    const at = inputs(V, random);
+    const target = Math.floor(random() * V);
+    at.document = at.document.map((_, y) => Math.log(y === target ? 0.6 : 0.4 / (V - 1)));
+    const mixed = mixer.mix(at, new Float32Array(V));
+    if (n >= 2000) {
+      learnt -= mixed[target];
+      before -= untaught.mix(at, new Float32Array(V))[target];
+    }
+    mixer.learn(at, mixed, target);
+  }
+  assert.ok(learnt < 0.8 * before, `after learning ${learnt / 1000} nats/char, untaught ${before / 1000}`);
+  assert.equal(mixer.learnt, 3000);
+});
+
+test('a repeat longer than any n-gram is predicted as it is typed again, and only where the online stage is on', async () => {
+  const dir = tempModelDir('char-complete-online');
+  randomModel(3, undefined, dir);
+  const served = loadServedModel(dir);
+  const random = seededRandom(11);
+  const line = Array.from({ length: 80 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const text = `${line}\nsomething else entirely\n${line}`;
+  const meanLogProb = async (online: boolean) => {
+    const session = new CompletionSession(served, online);
+    let total = 0;
+    const from = text.length - line.length + 20;
+    for (let offset = from; offset < text.length; offset++) {
+      const logProbs = (await session.predictAt(text, offset))!;
+      total += logProbs[served.saved.vocabulary.id(text[offset])];
+    }
+    return total / (text.length - from);
+  };
+  const on = await meanLogProb(true);
+  const off = await meanLogProb(false);
+  served.dispose();
+  assert.ok(on > Math.log(0.95), `with the online stage, the repeat's characters get ${Math.exp(on)} on average`);
+  assert.ok(on > off + 0.1, `online ${on} nats against ${off} without`);
+});
+
+test('completions read the online stage without teaching it', async () => {
+  const dir = tempModelDir('char-complete-online');
+  randomModel(4, undefined, dir);
+  const served = loadServedModel(dir);
+  const document = new DocumentNgram(served.saved.vocabulary);
+  const predictor = documentPredictor(served, document);
+  const text = 'hello world, hello world, hello wor';
+  document.update(text, text.length);
+  const start = (await new DocumentStates(predictor).at(text, text.length))!;
+  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
+  const first = await complete(predictor, start, options);
+  const second = await complete(predictor, start, options);
+  served.dispose();
+  assert.equal(document.online?.learnt, 0, 'searching taught it nothing');
+  assert.deepEqual(second, first, 'the same search from the same state gives the same completion');
+});
+
+test('the notes text kept beside the model is followed by the served model, and a model without it still loads', async () => {
+  const dir = tempModelDir('char-complete-online');
+  randomModel(5, undefined, dir);
+  const random = seededRandom(12);
+  const line = Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const text = `x ${line}`;
+  const meanLogProb = async () => {
+    const served = loadServedModel(dir);
+    const session = new CompletionSession(served);
+    let total = 0;
+    for (let offset = 22; offset < text.length; offset++)
+      total += (await session.predictAt(text, offset))![served.saved.vocabulary.id(text[offset])];
+    served.dispose();
+    return { followed: !!served.mixture.notesMatch, nats: total / (text.length - 22) };
+  };
+  const without = await meanLogProb();
+  assert.equal(without.followed, false, 'no notes text, no notes match');
+  writeFileSync(join(dir, NOTES_TEXT_FILE), `intro\n${line}\nend\n`);
+  const withNotes = await meanLogProb();
+  assert.equal(withNotes.followed, true, 'the notes match loads');
+  assert.ok(
+    withNotes.nats > without.nats + 1,
+    `a line of the notes typed again: ${withNotes.nats} against ${without.nats}`,
+  );
+});
