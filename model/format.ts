@@ -21,6 +21,7 @@ import {
   shardHashProblem,
   writeShard,
 } from './files';
+import { EscapeFormatError, EscapeModel } from './escape';
 import { Vocabulary } from './vocab';
 
 export const MODEL_FORMAT = 'char-lstm';
@@ -34,6 +35,8 @@ export interface SavedModel {
   /** Names and shapes as parameterShapes(config); flat row-major values. */
   weights: Map<string, Float32Array>;
   metadata: ModelMetadata;
+  /** What characters outside the vocabulary cost; a model saved without one loads with EscapeModel.fromVocabulary. */
+  escape?: EscapeModel;
 }
 
 /** JSON-serialisable; extra keys are kept as they are. */
@@ -139,6 +142,9 @@ export function saveModel(dir: string, model: SavedModel): string {
   if (model.vocabulary.size !== config.vocabSize) {
     throw cannotSave(`vocabulary has ${model.vocabulary.size} entries but config.vocabSize is ${config.vocabSize}`);
   }
+  // Each entry is one code point, so the joined entries tell two vocabularies apart.
+  if (model.escape && model.escape.vocabulary.chars.join('') !== model.vocabulary.chars.join(''))
+    throw cannotSave('the escape model was built for another vocabulary');
   const shapes = parameterShapes(config);
   const expected = new Set(shapes.map(([name]) => name));
   for (const name of model.weights.keys()) {
@@ -167,6 +173,7 @@ export function saveModel(dir: string, model: SavedModel): string {
     modelTopology: { config },
     weightsManifest: [{ paths: [shard], weights: shapes.map(([name, shape]) => ({ name, shape, dtype: 'float32' })) }],
     vocabulary: model.vocabulary.toJSON(),
+    ...(model.escape ? { escape: model.escape.toJSON() } : {}),
     metadata,
   };
   let text: string;
@@ -198,6 +205,7 @@ export function saveModel(dir: string, model: SavedModel): string {
 interface ParsedModel {
   config: NetworkConfig;
   vocabulary: Vocabulary;
+  escape: EscapeModel;
   metadata: ModelMetadata;
   shapes: Array<[string, number[]]>;
   shard: string;
@@ -261,6 +269,16 @@ function parseModel(dir: string, text: string): ParsedModel {
   if (vocabulary.size !== config.vocabSize) {
     throw fail(`vocabulary has ${vocabulary.size} entries but config.vocabSize is ${config.vocabSize}`);
   }
+  let escape: EscapeModel;
+  try {
+    escape =
+      json.escape === undefined
+        ? EscapeModel.fromVocabulary(vocabulary)
+        : EscapeModel.fromJSON(json.escape, vocabulary);
+  } catch (err) {
+    if (!(err instanceof EscapeFormatError)) throw err;
+    throw fail(`bad escape model (${err.message})`);
+  }
 
   const manifest = json.weightsManifest;
   if (!Array.isArray(manifest) || manifest.length !== 1 || !isObject(manifest[0])) {
@@ -311,7 +329,7 @@ function parseModel(dir: string, text: string): ParsedModel {
   });
 
   const metadata = checkMetadata(json.metadata, fail);
-  return { config, vocabulary, metadata, shapes, shard };
+  return { config, vocabulary, escape, metadata, shapes, shard };
 }
 
 /** Returns null when the file does not exist, so the caller can tell a concurrent save from damage. */
@@ -338,7 +356,7 @@ export function readModelMetadata(dir: string): ModelMetadata {
 }
 
 /** The loaded model and the name of its weight file, which names their content. */
-export function loadModel(dir: string): SavedModel & { weightsFile: string } {
+export function loadModel(dir: string): SavedModel & { escape: EscapeModel; weightsFile: string } {
   // A save that commits between our reading model.json and reading its shard deletes that shard.
   // If model.json has changed meanwhile, reading again gets the new, complete model.
   for (let attempt = 0; ; attempt++) {
@@ -349,6 +367,7 @@ export function loadModel(dir: string): SavedModel & { weightsFile: string } {
       return {
         config: parsed.config,
         vocabulary: parsed.vocabulary,
+        escape: parsed.escape,
         weights,
         metadata: parsed.metadata,
         weightsFile: parsed.shard,

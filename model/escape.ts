@@ -1,0 +1,156 @@
+// What a character outside the vocabulary costs. The LSTM and the n-grams predict UNKNOWN (id 0)
+// for every such character; this model then says which one it is, so that bits/char charges a
+// rare or novel character in full rather than as one cheap shared symbol.
+//
+// Two levels, as in Witten-Bell smoothing: the training text's own characters that map to UNKNOWN,
+// by their counts, with an escape (weighted by how many distinct ones there were) to a model of
+// all Unicode: a 256-code-point page, weighted by how many distinct characters of the training
+// text lie in it plus one, then any code point of that page the vocabulary does not hold. Both
+// levels are proper distributions over the code points that map to UNKNOWN (U+FFFD itself among
+// them), so the whole sums to one over them.
+import { UNKNOWN, Vocabulary } from './vocab';
+
+const CODE_POINTS = 0x110000;
+const PAGE_SIZE = 256;
+const PAGE_COUNT = CODE_POINTS / PAGE_SIZE;
+
+export class EscapeFormatError extends Error {}
+
+/** The model's parameters as model.json keeps them: [code point, count] and [page, count] pairs, ascending. */
+export interface EscapeJSON {
+  /** The training text's characters that map to UNKNOWN, with how often each occurs there. */
+  unknown: Array<[number, number]>;
+  /** How many distinct characters of the training text lie in each 256-code-point page that has any. */
+  pages: Array<[number, number]>;
+}
+
+/** The code points the vocabulary gives an id of their own: every entry but UNKNOWN. */
+function vocabularyCodePoints(vocabulary: Vocabulary): Set<number> {
+  const codePoints = new Set<number>();
+  for (const c of vocabulary.chars) if (c !== UNKNOWN) codePoints.add(c.codePointAt(0) as number);
+  return codePoints;
+}
+
+export class EscapeModel {
+  private readonly inVocabulary: Set<number>;
+  private readonly unknown: Map<number, number>;
+  private readonly unknownTotal: number;
+  /** The share of the probability that goes past the counted characters to the model of all Unicode. */
+  private readonly escapeShare: number;
+  /** Per page, the probability of each code point there that maps to UNKNOWN, given the escape. */
+  private readonly perCodePoint: Float64Array;
+
+  private constructor(
+    readonly vocabulary: Vocabulary,
+    unknown: Map<number, number>,
+    private readonly pages: Map<number, number>,
+  ) {
+    this.inVocabulary = vocabularyCodePoints(vocabulary);
+    this.unknown = unknown;
+    this.unknownTotal = [...unknown.values()].reduce((sum, n) => sum + n, 0);
+    this.escapeShare = this.unknownTotal === 0 ? 1 : unknown.size / (this.unknownTotal + unknown.size);
+    const free = new Int32Array(PAGE_COUNT).fill(PAGE_SIZE);
+    for (const codePoint of this.inVocabulary) free[Math.floor(codePoint / PAGE_SIZE)]--;
+    // A page the vocabulary fills has no code point left to give its share to, so it gets none.
+    let totalWeight = 0;
+    for (let page = 0; page < PAGE_COUNT; page++) if (free[page] > 0) totalWeight += (pages.get(page) ?? 0) + 1;
+    this.perCodePoint = new Float64Array(PAGE_COUNT);
+    for (let page = 0; page < PAGE_COUNT; page++)
+      if (free[page] > 0) this.perCodePoint[page] = ((pages.get(page) ?? 0) + 1) / totalWeight / free[page];
+  }
+
+  /** Learnt from the training text the vocabulary was built from. */
+  static fromText(text: string, vocabulary: Vocabulary): EscapeModel {
+    const inVocabulary = vocabularyCodePoints(vocabulary);
+    const unknown = new Map<number, number>();
+    const distinct = new Set<number>();
+    for (const c of text) {
+      const codePoint = c.codePointAt(0) as number;
+      distinct.add(codePoint);
+      if (!inVocabulary.has(codePoint)) unknown.set(codePoint, (unknown.get(codePoint) ?? 0) + 1);
+    }
+    return new EscapeModel(vocabulary, unknown, pageCounts(distinct));
+  }
+
+  /**
+   * For a model saved without one: no counted characters, and pages weighted by the vocabulary's
+   * characters, which are the training text's commonest.
+   */
+  static fromVocabulary(vocabulary: Vocabulary): EscapeModel {
+    return new EscapeModel(vocabulary, new Map(), pageCounts(vocabularyCodePoints(vocabulary)));
+  }
+
+  /** −ln P(code point | UNKNOWN); Infinity for a code point the vocabulary holds, which never maps to UNKNOWN. */
+  nats(codePoint: number): number {
+    if (!Number.isInteger(codePoint) || codePoint < 0 || codePoint >= CODE_POINTS || this.inVocabulary.has(codePoint))
+      return Infinity;
+    const counted =
+      this.unknownTotal === 0 ? 0 : (this.unknown.get(codePoint) ?? 0) / (this.unknownTotal + this.unknown.size);
+    return -Math.log(counted + this.escapeShare * this.perCodePoint[Math.floor(codePoint / PAGE_SIZE)]);
+  }
+
+  toJSON(): EscapeJSON {
+    const ascending = (map: Map<number, number>) => [...map.entries()].sort((a, b) => a[0] - b[0]);
+    return { unknown: ascending(this.unknown), pages: ascending(this.pages) };
+  }
+
+  /** Checks everything, since model.json may come from another version or be damaged; throws EscapeFormatError. */
+  static fromJSON(json: unknown, vocabulary: Vocabulary): EscapeModel {
+    if (typeof json !== 'object' || json === null || Array.isArray(json))
+      throw new EscapeFormatError('escape model: expected an object with "unknown" and "pages" arrays');
+    const { unknown, pages } = json as { unknown?: unknown; pages?: unknown };
+    const inVocabulary = vocabularyCodePoints(vocabulary);
+    const unknownCounts = pairs(unknown, 'unknown', CODE_POINTS - 1, Number.MAX_SAFE_INTEGER);
+    for (const codePoint of unknownCounts.keys())
+      if (inVocabulary.has(codePoint))
+        throw new EscapeFormatError(
+          `escape model: "unknown" counts U+${codePoint.toString(16).toUpperCase()}, which the vocabulary holds`,
+        );
+    return new EscapeModel(vocabulary, unknownCounts, pairs(pages, 'pages', PAGE_COUNT - 1, PAGE_SIZE));
+  }
+}
+
+function pageCounts(codePoints: Iterable<number>): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const codePoint of codePoints) {
+    const page = Math.floor(codePoint / PAGE_SIZE);
+    counts.set(page, (counts.get(page) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function pairs(value: unknown, field: string, maxKey: number, maxCount: number): Map<number, number> {
+  if (!Array.isArray(value)) throw new EscapeFormatError(`escape model: "${field}" must be an array`);
+  const map = new Map<number, number>();
+  const isIn = (n: unknown, min: number, max: number) =>
+    Number.isInteger(n) && (n as number) >= min && (n as number) <= max;
+  value.forEach((entry: unknown, i: number) => {
+    if (!Array.isArray(entry) || entry.length !== 2 || !isIn(entry[0], 0, maxKey) || !isIn(entry[1], 1, maxCount))
+      throw new EscapeFormatError(
+        `escape model: "${field}" entry ${i} must be [an integer in 0..${maxKey}, a count in 1..${maxCount}]`,
+      );
+    if (map.has(entry[0])) throw new EscapeFormatError(`escape model: "${field}" entry ${i} repeats ${entry[0]}`);
+    map.set(entry[0] as number, entry[1] as number);
+  });
+  return map;
+}
+
+/** What the characters of `text` outside the vocabulary cost beyond UNKNOWN's own probability: nats in all, and how many. */
+export function escapeNats(model: EscapeModel, text: string, vocabulary: Vocabulary): { total: number; count: number } {
+  let total = 0;
+  let count = 0;
+  for (const c of text) {
+    if (vocabulary.id(c) !== 0) continue;
+    total += model.nats(c.codePointAt(0) as number);
+    count++;
+  }
+  return { total, count };
+}
+
+/** Per character of `text`, as vocabulary.encode(text) lays them out: its escape nats, or 0 inside the vocabulary. */
+export function escapeNatsPerCharacter(model: EscapeModel, text: string, vocabulary: Vocabulary): Float64Array {
+  const nats = new Float64Array(text.length);
+  let n = 0;
+  for (const c of text) nats[n++] = vocabulary.id(c) === 0 ? model.nats(c.codePointAt(0) as number) : 0;
+  return n === nats.length ? nats : nats.slice(0, n);
+}
