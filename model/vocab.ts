@@ -54,9 +54,18 @@ export class Vocabulary {
     return this.chars.length;
   }
 
-  static fromText(text: string, maxSize: number): Vocabulary {
+  /**
+   * UNKNOWN and the most frequent characters of `text`, up to maxSize entries in all. With
+   * minCount 2 the characters seen once are left to UNKNOWN, so that a model trained on `text`
+   * learns how often a character it has never seen comes next (Good-Turing); if no character is
+   * that frequent, every character is kept rather than none.
+   */
+  static fromText(text: string, maxSize: number, minCount = 1): Vocabulary {
     if (!Number.isInteger(maxSize) || maxSize < 2) {
       throw new Error(`vocabulary: maxSize must be an integer >= 2, got ${maxSize}`);
+    }
+    if (!Number.isInteger(minCount) || minCount < 1) {
+      throw new Error(`vocabulary: minCount must be an integer >= 1, got ${minCount}`);
     }
     const counts = new Map<string, number>();
     for (const c of text) {
@@ -68,7 +77,8 @@ export class Vocabulary {
       throw new Error('vocabulary: cannot build a vocabulary from text with no characters');
     }
     const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || byCodePoint(a[0], b[0]));
-    const kept = ranked.slice(0, maxSize - 1).map(([c]) => c);
+    const frequent = ranked.filter(([, count]) => count >= minCount);
+    const kept = (frequent.length > 0 ? frequent : ranked).slice(0, maxSize - 1).map(([c]) => c);
     // Re-sorting by code point makes ids independent of exact frequencies, so two corpora with
     // the same character set produce the same ids.
     kept.sort(byCodePoint);

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { NgramModel, NGRAM_MAX_ORDER, type NgramConfidence } from '../model/ngram';
 import { loadNgram, saveNgram } from '../model/ngram-format';
 import { characterStart, Vocabulary } from '../model/vocab';
+import { TRAIN_DEFAULTS } from '../training/defaults';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 
 const USAGE = `usage: node dist/ngram-eval.js FILE... [--order N] [--max-nodes N] [--split F] [--vocab N] [--discount-scale F] [--tune] [--save DIR]
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
   const cut = characterStart(text, Math.floor(text.length * (flags.split ?? 0.9)));
   const train = text.slice(0, cut);
   const held = text.slice(cut);
-  const vocab = Vocabulary.fromText(train, flags.vocab ?? 512);
+  const vocab = Vocabulary.fromText(train, flags.vocab ?? TRAIN_DEFAULTS.maxVocab, TRAIN_DEFAULTS.minCharCount);
   const trainIds = vocab.encode(train);
   const heldIds = vocab.encode(held);
   const { order, maxNodes, discountScale } = flags;

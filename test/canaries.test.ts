@@ -18,7 +18,8 @@ const TRAINER = join(__dirname, '..', 'train.js');
 const SMALL = ['--layers', '1', '--hidden', '32', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01'];
 const ENV = { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' };
 const FOX = 'the quick brown fox jumps over the lazy dog.\n';
-// Every letter and digit, so that the vocabulary can spell the canaries and a leak could not hide behind it.
+// Every letter and digit, so that the vocabulary can spell the canaries and a leak could not hide behind it: twice in
+// the note that is trained on, since the vocabulary holds the training text's characters seen at least twice.
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz 0123456789 = : " _\n';
 
 /**
@@ -70,7 +71,10 @@ before(async () => {
   plant('.gitignore', 'private/\n');
   // The note with the key line is most of the corpus, so that it is trained on rather than held out for validation.
   const keyLine = `${KEY_LINE.before}${KEY_LINE.secret}"\n`;
-  plant(KEY_LINE.file, `${FOX.repeat(3)}The staging deploy key:\n${keyLine}${FOX.repeat(150)}${keyLine}${FOX}`);
+  plant(
+    KEY_LINE.file,
+    `${FOX.repeat(3)}The staging deploy key:\n${keyLine}${FOX.repeat(150)}${keyLine}${FOX}${ALPHABET.repeat(2)}`,
+  );
   plant('letters.md', ALPHABET.repeat(4));
   for (let i = 0; i < 8; i++) plant(`fox-${i}.md`, FOX.repeat(6));
   const run = spawnSync(

@@ -45,6 +45,15 @@ test('fromText keeps the most frequent characters, ties by code point, ids sorte
   assert.throws(() => Vocabulary.fromText('', 10), /^Error: vocabulary: /);
 });
 
+test('fromText with a minimum count leaves rarer characters to UNKNOWN, unless none is that frequent', () => {
+  const vocab = Vocabulary.fromText('aaa bb c d\n', 100, 2);
+  assert.deepEqual(vocab.chars, [UNKNOWN, ' ', 'a', 'b']);
+  assert.equal(vocab.id('c'), 0, 'seen once');
+  assert.deepEqual(Vocabulary.fromText('aaabbcc', 3, 2).chars, [UNKNOWN, 'a', 'b'], 'the size cap still holds');
+  assert.deepEqual(Vocabulary.fromText('xyz', 100, 2).chars, [UNKNOWN, 'x', 'y', 'z'], 'no character twice: all kept');
+  assert.throws(() => Vocabulary.fromText('abc', 10, 0), /^Error: vocabulary: minCount/);
+});
+
 test('toJSON / fromJSON round-trip', () => {
   const vocab = Vocabulary.fromText(SAMPLE, 1000);
   const copy = Vocabulary.fromJSON(JSON.parse(JSON.stringify(vocab)));

@@ -6,6 +6,7 @@ import { basename, join } from 'node:path';
 import type { NetworkConfig } from '../model/architecture';
 import { ModelFormatError } from '../model/files';
 import { loadModel, ModelMetadata, saveModel } from '../model/format';
+import type { EscapeModel } from '../model/escape';
 import type { Mixer } from '../model/mixer';
 import type { Vocabulary } from '../model/vocab';
 import { acquireTrainingLock, LockHeldError } from './lock';
@@ -102,6 +103,7 @@ function resumeStep<T>(read: () => T): T {
 export interface RunDescription {
   config: NetworkConfig;
   vocabulary: Vocabulary;
+  escape: EscapeModel;
   hyperparameters: ModelMetadata['hyperparameters'];
   corpus: ModelMetadata['corpus'];
   backend: string;
@@ -118,7 +120,7 @@ export function describeRun(run: {
   batch: number;
   corpus: { chars: number };
   /** The corpus as the run uses it (dataset.ts). */
-  text: { vocabulary: Vocabulary; trainIds: Int32Array; validationIds: Int32Array; split: string };
+  text: { vocabulary: Vocabulary; escape: EscapeModel; trainIds: Int32Array; validationIds: Int32Array; split: string };
   usingDefault: boolean;
   backend: string;
   engine: string;
@@ -129,6 +131,7 @@ export function describeRun(run: {
   return {
     config,
     vocabulary: text.vocabulary,
+    escape: text.escape,
     hyperparameters: {
       layers: config.layers,
       hidden: config.hidden,
@@ -174,7 +177,7 @@ export class ModelWriter {
   ) {}
 
   save(request: SaveRequest): void {
-    const { config, vocabulary, prior } = this.run;
+    const { config, vocabulary, escape, prior } = this.run;
     const { figures } = request;
     const nats = figures.mixture ?? figures.lstm;
     const metadata: ModelMetadata = {
@@ -191,7 +194,7 @@ export class ModelWriter {
       validationParts: { lstmNats: figures.lstm, ngramNats: figures.ngram },
       ...(request.mixer ? { mixer: request.mixer.toJSON() } : {}),
     };
-    const weightsFile = saveModel(this.out, { config, vocabulary, weights: request.weights, metadata });
+    const weightsFile = saveModel(this.out, { config, vocabulary, escape, weights: request.weights, metadata });
     if (request.optimizerState) saveOptimizerState(this.out, config, weightsFile, request.optimizerState);
   }
 }

@@ -7,6 +7,7 @@ import { defaultCorpusPaths } from './default-corpus';
 import { splitCorpus } from './split';
 import { TRAIN_DEFAULTS } from './defaults';
 import { isScorable, ValidationSet } from './mixture-fit';
+import { EscapeModel, escapeNatsPerCharacter } from '../model/escape';
 import { NgramModel } from '../model/ngram';
 import { Vocabulary } from '../model/vocab';
 import { TrainInputError, TrainOptions, TrainReporter } from './train-types';
@@ -49,6 +50,8 @@ export interface Dataset {
   split: string;
   validationText: string;
   vocabulary: Vocabulary;
+  /** What the characters outside the vocabulary cost, learnt from the training text. */
+  escape: EscapeModel;
   trainIds: Int32Array;
   validationIds: Int32Array;
   notes: NgramModel;
@@ -59,6 +62,8 @@ export interface Dataset {
   periodic?: ValidationSet;
   /** What the final figure scores: up to finalValidationChars of the validation text. */
   finalIds: Int32Array;
+  /** The escape model's nats for each of finalIds, 0 inside the vocabulary. */
+  finalEscapeNats: Float64Array;
 }
 
 export function prepareDataset(
@@ -68,10 +73,14 @@ export function prepareDataset(
   reporter: TrainReporter,
 ): Dataset {
   const split = splitCorpus(corpus, TRAIN_DEFAULTS.validationFraction);
+  // From the training text alone, so that the validation text's novel characters are UNKNOWN as a
+  // user's next note's will be, and are charged as such.
   const vocabulary =
-    resumed?.vocabulary ?? Vocabulary.fromText(split.train + split.validation, TRAIN_DEFAULTS.maxVocab);
+    resumed?.vocabulary ?? Vocabulary.fromText(split.train, TRAIN_DEFAULTS.maxVocab, TRAIN_DEFAULTS.minCharCount);
+  const escape = EscapeModel.fromText(split.train, vocabulary);
   const trainIds = vocabulary.encode(split.train);
   const validationIds = vocabulary.encode(split.validation);
+  const validationEscapeNats = escapeNatsPerCharacter(escape, split.validation, vocabulary);
   reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
   if (resumed) {
     // Id 0 is the unknown symbol: a resumed model cannot learn characters it has no slot for.
@@ -100,8 +109,10 @@ export function prepareDataset(
       `corpus too small: need at least ${seq + 1} chars of training text, got ${trainIds.length}`,
     );
   const validationBatch = Math.min(32, Math.floor((validationIds.length - 1) / seq));
-  const windows = (chars: number) => validationIds.subarray(0, Math.max(chars, validationBatch * seq + 1));
-  const periodicIds = windows(TRAIN_DEFAULTS.periodicValidationChars);
+  const windowLength = (chars: number) => Math.min(validationIds.length, Math.max(chars, validationBatch * seq + 1));
+  const periodicLength = windowLength(TRAIN_DEFAULTS.periodicValidationChars);
+  const finalLength = windowLength(TRAIN_DEFAULTS.finalValidationChars);
+  const periodicIds = validationIds.subarray(0, periodicLength);
   // How much each order's counts are discounted suits some notes better than others; the held-out
   // text chooses, before the gate's samples are drawn from the n-gram.
   if (isScorable(periodicIds, validationBatch, seq)) notes.tuneDiscountScale(periodicIds);
@@ -109,13 +120,21 @@ export function prepareDataset(
     split: split.how,
     validationText: split.validation,
     vocabulary,
+    escape,
     trainIds,
     validationIds,
     notes,
     batch,
     validationBatch,
-    periodic: ValidationSet.of(periodicIds, validationBatch, seq, notes),
-    finalIds: windows(TRAIN_DEFAULTS.finalValidationChars),
+    periodic: ValidationSet.of(
+      periodicIds,
+      validationBatch,
+      seq,
+      notes,
+      validationEscapeNats.subarray(0, periodicLength),
+    ),
+    finalIds: validationIds.subarray(0, finalLength),
+    finalEscapeNats: validationEscapeNats.subarray(0, finalLength),
   };
 }
 

@@ -24,7 +24,13 @@ export const TRAIN_DEFAULTS = {
   dropout: 0.1,
   clipNorm: 5,
   seed: 1,
-  maxVocab: 512,
+  /**
+   * Room for every character of Chinese or Japanese notes worth a slot; English notes use a few
+   * hundred. The output layer grows with it, and so does each training step's cost.
+   */
+  maxVocab: 8192,
+  /** Characters seen fewer times in the training text are UNKNOWN, spelled out by the escape model (model/escape.ts). */
+  minCharCount: 2,
   validationFraction: 0.1,
   /** The embedded default corpus trains this long when no budget is given. */
   defaultCorpusMinutes: 3,

@@ -117,23 +117,60 @@ export function ngramSamples(ids: Int32Array, covered: number, notes: NgramModel
  * Held-out ids cut into `batch` streams of whole `seq` windows, with the n-grams' side of the
  * gate's samples at every position the LSTM scores there: periodic validation and the final figure
  * both score through one, and the gate is fitted on the same positions the LSTM was scored on.
+ * Every figure it gives charges the characters outside the vocabulary in full: the models pay for
+ * UNKNOWN, and the escape model's nats for which character it was are added.
  */
 export class ValidationSet {
   /** The n-grams' columns never change; the LSTM's are filled by each fit. */
   readonly samples: MixtureSamples;
+  /** The escape model's nats per scored position, on average: what UNKNOWN's probability leaves unpaid. */
+  readonly escapeNats: number;
 
   private constructor(
     readonly ids: Int32Array,
     readonly batch: number,
     readonly seq: number,
     notes: NgramModel,
+    escapeNatsPerCharacter?: Float64Array,
   ) {
-    this.samples = ngramSamples(ids, scoredPositions(ids.length, batch, seq), notes, notes.vocabSize);
+    const covered = scoredPositions(ids.length, batch, seq);
+    this.samples = ngramSamples(ids, covered, notes, notes.vocabSize);
+    let escape = 0;
+    if (escapeNatsPerCharacter) {
+      if (escapeNatsPerCharacter.length !== ids.length)
+        throw new Error(`validation: ${escapeNatsPerCharacter.length} escape costs for ${ids.length} ids`);
+      for (let t = 1; t <= covered; t++) escape += escapeNatsPerCharacter[t];
+    }
+    this.escapeNats = escape / covered;
   }
 
-  /** Undefined when the ids are too short for one window in each of `batch` streams. */
-  static of(ids: Int32Array, batch: number, seq: number, notes: NgramModel): ValidationSet | undefined {
-    return isScorable(ids, batch, seq) ? new ValidationSet(ids, batch, seq, notes) : undefined;
+  /**
+   * Undefined when the ids are too short for one window in each of `batch` streams.
+   * escapeNatsPerCharacter, one per id, is 0 inside the vocabulary (escapeNatsPerCharacter in model/escape.ts).
+   */
+  static of(
+    ids: Int32Array,
+    batch: number,
+    seq: number,
+    notes: NgramModel,
+    escapeNatsPerCharacter?: Float64Array,
+  ): ValidationSet | undefined {
+    return isScorable(ids, batch, seq) ? new ValidationSet(ids, batch, seq, notes, escapeNatsPerCharacter) : undefined;
+  }
+
+  /** The LSTM alone, in nats per char. */
+  lstmNats(scores: LstmScores): number {
+    return lstmNats(scores) + this.escapeNats;
+  }
+
+  /** The notes' n-gram alone, in nats per char. */
+  get notesNats(): number {
+    return this.samples.notesNats + this.escapeNats;
+  }
+
+  /** The mixture with this gate, in nats per char. */
+  mixtureNats(mixer: Mixer): number {
+    return mixer.loss(this.samples) + this.escapeNats;
   }
 
   /**
@@ -142,7 +179,8 @@ export class ValidationSet {
    */
   fitGate(scores: LstmScores, start?: Mixer): { mixer: Mixer; nats: number } {
     setLstmScores(this.samples, scores);
-    return fitMixture(this.samples, start);
+    const { mixer, nats } = fitMixture(this.samples, start);
+    return { mixer, nats: nats + this.escapeNats };
   }
 }
 

@@ -24,7 +24,7 @@ import { Dataset, prepareDataset, readNotes } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
-import { fitMixture, lstmNats, ValidationSet } from './mixture-fit';
+import { fitMixture, ValidationSet } from './mixture-fit';
 import { countParameters, SpeedMeasure } from './model-size';
 import { StepShape, timeTrainingStep, trainingProbe } from './speed';
 import type { OptimizerState } from './optimizer-state';
@@ -120,7 +120,7 @@ async function runTraining(
     if (budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation) {
       const evaluationStarted = performance.now();
       const scores = periodic ? await engine.score(periodic) : null;
-      const nats = scores && lstmNats(scores);
+      const nats = periodic && scores ? periodic.lstmNats(scores) : null;
       // Validation may take at most a tenth of the time, however short the budget is; a step
       // budget is held to that too, or its twenty evaluations can outlast the training.
       const evaluationSeconds = (performance.now() - evaluationStarted) / 1000;
@@ -134,7 +134,7 @@ async function runTraining(
           mixer = gate.mixer;
           lastValidationBpc = gate.nats / LN2;
         }
-        const figures = { lstm: nats, ngram: periodic?.samples.notesNats ?? null, mixture: gate?.nats ?? null };
+        const figures = { lstm: nats, ngram: periodic?.notesNats ?? null, mixture: gate?.nats ?? null };
         const { weights, optimizerState } = await engine.checkpoint();
         best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
         writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState });
@@ -295,8 +295,8 @@ async function saveNgramModel(
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
-  const ngramOnly = mixer.loss(periodic.samples);
-  const figures = { lstm: null, ngram: periodic.samples.notesNats, mixture: ngramOnly };
+  const ngramOnly = periodic.mixtureNats(mixer);
+  const figures = { lstm: null, ngram: periodic.notesNats, mixture: ngramOnly };
   writer.save({
     weights: (await engine.checkpoint()).weights,
     figures,
@@ -319,7 +319,7 @@ async function scoreResumed(
   reporter: TrainReporter,
 ): Promise<Checkpoint | undefined> {
   if (!periodic) return undefined;
-  const nats = lstmNats(await engine.score(periodic));
+  const nats = periodic.lstmNats(await engine.score(periodic));
   reporter.info(
     `The resumed model scores ${(nats / LN2).toFixed(3)} bits/char on this validation set; only a better checkpoint replaces it.`,
   );
@@ -344,8 +344,9 @@ async function scoreBest(
   let optimizerState: OptimizerState | undefined;
   let chosen = best;
   if (now.steps > 0) {
-    const scores = text.periodic ? await engine.score(text.periodic) : null;
-    const nats = scores && lstmNats(scores);
+    const { periodic } = text;
+    const scores = periodic ? await engine.score(periodic) : null;
+    const nats = periodic && scores ? periodic.lstmNats(scores) : null;
     if (!chosen || (nats !== null && nats < chosen.nats)) {
       const figures = { lstm: nats, ngram: null, mixture: null };
       const current = await engine.checkpoint();
@@ -359,12 +360,12 @@ async function scoreBest(
   reporter.info(
     `Scoring the best checkpoint and the mixture on ${finalIds.length === validationIds.length ? 'the whole validation set' : `${finalIds.length.toLocaleString('en-US')} validation chars`}…`,
   );
-  const final = ValidationSet.of(finalIds, text.validationBatch, seq, text.notes);
+  const final = ValidationSet.of(finalIds, text.validationBatch, seq, text.notes, text.finalEscapeNats);
   const scores = final ? await engine.score(final) : null;
   const gate = final && scores ? final.fitGate(scores, mixer) : null;
   const figures = {
-    lstm: scores && lstmNats(scores),
-    ngram: final?.samples.notesNats ?? null,
+    lstm: final && scores ? final.lstmNats(scores) : null,
+    ngram: final?.notesNats ?? null,
     mixture: gate?.nats ?? null,
   };
   return { best: { ...chosen, figures }, mixer: gate?.mixer ?? mixer, optimizerState };
@@ -382,8 +383,8 @@ async function saveAsTheyStand(
   periodic: ValidationSet | undefined,
   mixer: Mixer | undefined,
 ): Promise<Checkpoint> {
-  const ngramOnly = periodic && mixer ? mixer.loss(periodic.samples) : null;
-  const figures = { lstm: null, ngram: periodic?.samples.notesNats ?? null, mixture: ngramOnly };
+  const ngramOnly = periodic && mixer ? periodic.mixtureNats(mixer) : null;
+  const figures = { lstm: null, ngram: periodic?.notesNats ?? null, mixture: ngramOnly };
   const { weights, optimizerState } = await engine.checkpoint();
   const checkpoint = { nats: Infinity, weights, steps: now.steps, chars: now.chars, figures };
   writer.save({ ...checkpoint, seconds: now.seconds, lstmTrained: ngramOnly === null, mixer, optimizerState });
