@@ -1,15 +1,20 @@
 // Scores text the way a user meets it: each document typed from its start through a completion session, so that every
 // online part (the document's n-grams, the match model, the online stage) has read exactly what came before, and each
 // document, once finished, learnt into the notes' n-gram as saving it would.
+import { EscapeModel } from '../model/escape';
 import type { ServedModel } from '../model/served';
 import { CompletionSession } from './session';
 
 export interface TypedScore {
-  /** Summed negative log-likelihood in nats, of the characters the vocabulary holds and of the unknown symbol. */
+  /**
+   * Summed negative log-likelihood in nats. A character outside the vocabulary costs the unknown
+   * symbol's share and then its own, spelled out by the escape model.
+   */
   nats: number;
   chars: number;
-  /** Characters outside the vocabulary, which the nats above price only as the unknown symbol. */
-  unknown: string[];
+  /** How many characters were outside the vocabulary, and what spelling them out cost (part of nats). */
+  unknown: number;
+  escapeNats: number;
 }
 
 export interface ScoreOptions {
@@ -26,15 +31,21 @@ export async function scoreAsTyped(
   { online = true, learnFromSaves = true, onProgress }: ScoreOptions = {},
 ): Promise<TypedScore> {
   const vocabulary = model.saved.vocabulary;
-  const score: TypedScore = { nats: 0, chars: 0, unknown: [] };
+  const escape = model.saved.escape ?? EscapeModel.fromVocabulary(vocabulary);
+  const score: TypedScore = { nats: 0, chars: 0, unknown: 0, escapeNats: 0 };
   for (const text of documents) {
     const session = new CompletionSession(model, online);
     let offset = 0;
     for (const char of text) {
       const logProbs = await session.predictAt(text, offset);
       const id = vocabulary.id(char);
-      if (id === 0) score.unknown.push(char);
       score.nats -= logProbs![id];
+      if (id === 0) {
+        const spelled = escape.nats(char.codePointAt(0)!);
+        score.unknown++;
+        score.escapeNats += spelled;
+        score.nats += spelled;
+      }
       score.chars++;
       offset += char.length;
       if (score.chars % 1000 === 0) onProgress?.(score.chars);

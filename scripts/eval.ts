@@ -9,6 +9,7 @@ import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { lstmNats, ngramSamples, scoreLstm } from '../training/mixture-fit';
 import { scoreAsTyped } from '../completion/score';
+import { EscapeModel, escapeNatsPerCharacter } from '../model/escape';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
@@ -88,9 +89,18 @@ async function main(): Promise<void> {
     const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
     const scores = await scoreLstm(model, ids, batch, seq);
     model.dispose();
-    parts = { lstm: lstmNats(scores), ngram: null };
+    // The parts pay for characters outside the vocabulary as the whole does: the unknown symbol, then spelled out.
+    const escapePerChar = escapeNatsPerCharacter(
+      served.saved.escape ?? EscapeModel.fromVocabulary(vocabulary),
+      text,
+      vocabulary,
+    );
+    let escaped = 0;
+    for (let t = 1; t <= scores.covered; t++) escaped += escapePerChar[t];
+    parts = { lstm: lstmNats(scores) + escaped / scores.covered, ngram: null };
     if (served.hasNotes)
-      parts.ngram = ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size).notesNats;
+      parts.ngram =
+        ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size).notesNats + escaped / scores.covered;
     const typed = await scoreAsTyped(served, documents, {
       online: !values['no-online'],
       onProgress: (done) => {
@@ -104,8 +114,11 @@ async function main(): Promise<void> {
     served.dispose();
     nats = typed.nats / typed.chars;
     const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
+    const outside = typed.unknown
+      ? `, of which spelling out ${typed.unknown.toLocaleString('en-US')} characters outside the vocabulary ${(typed.escapeNats / typed.chars / Math.LN2).toFixed(3)}`
+      : '';
     say(
-      `bits per char, as typed${values['no-online'] ? ' without the online stage' : ''}: ${figure(nats)} over ${typed.chars.toLocaleString('en-US')} chars in ${documents.length} file(s)${parts.ngram === null ? '' : `; over the whole text at once, LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
+      `bits per char, as typed${values['no-online'] ? ' without the online stage' : ''}: ${figure(nats)} over ${typed.chars.toLocaleString('en-US')} chars in ${documents.length} file(s)${outside}${parts.ngram === null ? '' : `; over the whole text at once, LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
     );
   }
 
@@ -162,6 +175,7 @@ async function main(): Promise<void> {
         nats: nats === undefined ? null : round(nats),
         lstm_nats: parts ? round(parts.lstm) : null,
         ngram_nats: parts?.ngram == null ? null : round(parts.ngram),
+        online: !values['no-online'],
         ksr: round(ksr),
         latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) },
         chars: result.chars,

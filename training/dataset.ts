@@ -49,6 +49,8 @@ export interface Dataset {
   /** How the validation text was split off, in words. */
   split: string;
   validationText: string;
+  /** The training text, which the notes' match model follows (notes-text.ts). */
+  trainText: string;
   vocabulary: Vocabulary;
   /** What the characters outside the vocabulary cost, learnt from the training text. */
   escape: EscapeModel;
@@ -119,6 +121,7 @@ export function prepareDataset(
   return {
     split: split.how,
     validationText: split.validation,
+    trainText: split.train,
     vocabulary,
     escape,
     trainIds,

@@ -8,6 +8,7 @@ import { foldLearnedNotes, learnedNotesMark } from '../model/learned';
 import type { Mixer } from '../model/mixer';
 import { documentNgram, MixturePredictor } from '../model/mixture';
 import { saveNgram } from '../model/ngram-format';
+import { saveNotesText } from '../model/notes-text';
 import { LstmPredictor } from '../model/predictor';
 import { planTraining } from './budget';
 import {
@@ -292,6 +293,7 @@ async function saveNgramModel(
   reporter: TrainReporter,
 ): Promise<Mixer | undefined> {
   saveNgram(writer.out, text.notes, text.vocabulary);
+  saveNotesText(writer.out, text.trainText);
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
