@@ -34,7 +34,7 @@ import { TorchLstmEngine } from '../training/torch-lstm-engine';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 
-const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--engine torch] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server]
+const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--engine torch] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server] [--no-online]
 
 --layers --hidden   model size for every figure (default 2×256)
 --batch --seq       training batch (default 64 × 64)
@@ -42,7 +42,8 @@ const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.joi
 --model DIR         model for the server latency figures (default: the trained model in the user
                     data directory if it has the same size, else an untrained model of that size)
 --keystrokes N      keystrokes typed for the server latency figures (default 1000)
---no-server         skip the server latency figures`;
+--no-server         skip the server latency figures
+--no-online         serve without the match models and the online stage (charComplete.learnWhileTyping off)`;
 const SERVER_DOCUMENT_CHARS = 50_000;
 
 function median(values: number[]): number {
@@ -63,6 +64,7 @@ async function main(): Promise<void> {
       batch: { type: 'string' },
       seq: { type: 'string' },
       'no-server': { type: 'boolean' },
+      'no-online': { type: 'boolean' },
       engine: { type: 'string' },
       keystrokes: { type: 'string' },
     },
@@ -183,7 +185,7 @@ async function main(): Promise<void> {
       say(
         `server: ${useTrained ? `model ${trained}` : `untrained ${size} model (pass --model DIR for a trained one)`}, backend ${backendChoice}, ${SERVER_DOCUMENT_CHARS / 1000} KB document, ${keystrokes} keystrokes, beam width 4, maxChars 32…`,
       );
-      server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes);
+      server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes, !values['no-online']);
       say(`server backend: ${server.backendLine}`);
       say(
         `server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB`,
@@ -350,7 +352,12 @@ interface ServerFigures {
 }
 
 /** Opens a 50 KB document in the real server and types at its end, asking for a completion before every key. */
-async function serverLatency(modelDir: string, backend: BackendChoice, keystrokes: number): Promise<ServerFigures> {
+async function serverLatency(
+  modelDir: string,
+  backend: BackendChoice,
+  keystrokes: number,
+  learnWhileTyping: boolean,
+): Promise<ServerFigures> {
   const root = join(__dirname, '..');
   const corpus = loadCorpus(defaultCorpusPaths(root))
     .documents.map((d) => d.text)
@@ -359,7 +366,7 @@ async function serverLatency(modelDir: string, backend: BackendChoice, keystroke
   while (text.length < SERVER_DOCUMENT_CHARS) text += '\n\n' + corpus;
   text = text.slice(0, SERVER_DOCUMENT_CHARS);
   const existing = text.slice(0, SERVER_DOCUMENT_CHARS - keystrokes);
-  const settings = { modelPath: modelDir, beamWidth: 4, maxChars: 32, backend };
+  const settings = { modelPath: modelDir, beamWidth: 4, maxChars: 32, backend, learnWhileTyping };
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   try {
     await session.initialize();
