@@ -19,7 +19,7 @@ const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
---chars N         replay at most N characters through the server (bits per char uses all)
+--chars N         evaluate only the first N characters (of all the files, in order)
 --no-bpc          skip bits per char: keystroke savings and latency only
 --no-online       score and replay without the match model and the online stage of the mixture
 --trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
@@ -44,7 +44,7 @@ async function main(): Promise<void> {
   );
   if (typeof values.model !== 'string' || positionals.length === 0) throw new UsageError(USAGE);
   const tail = numberFlag(values.tail as string | undefined, 'tail', 0.001, 1, false, USAGE) ?? 1;
-  const maxReplay = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
+  const charLimit = numberFlag(values.chars as string | undefined, 'chars', 1, 1e9, true, USAGE) ?? Infinity;
   const optionFlag = (flag: string, option: keyof typeof COMPLETION_RANGES) => {
     const [min, max, integer] = COMPLETION_RANGES[option];
     return numberFlag(values[flag] as string | undefined, flag, min, max, integer, USAGE);
@@ -70,6 +70,15 @@ async function main(): Promise<void> {
     const points = [...d.text];
     return points.slice(Math.floor(points.length * (1 - tail))).join('');
   });
+  if (Number.isFinite(charLimit)) {
+    let left = charLimit;
+    for (let i = 0; i < documents.length; i++) {
+      const points = [...documents[i]];
+      documents[i] = points.slice(0, left).join('');
+      left -= Math.min(left, points.length);
+    }
+    while (documents.length > 1 && documents[documents.length - 1] === '') documents.pop();
+  }
   const text = documents.join('\n\n');
   const totalChars = documents.reduce((sum, d) => sum + [...d].length, 0);
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);
@@ -123,7 +132,7 @@ async function main(): Promise<void> {
   }
 
   // Keystroke savings and latency through the real server.
-  const replayText = [...text].slice(0, Number.isFinite(maxReplay) ? maxReplay : undefined).join('');
+  const replayText = [...text].slice(0, Number.isFinite(charLimit) ? charLimit : undefined).join('');
   const settings: Record<string, unknown> = { modelPath: modelDir, learnWhileTyping: !values['no-online'] };
   if (beamWidth) settings.beamWidth = beamWidth;
   if (maxChars) settings.maxChars = maxChars;
