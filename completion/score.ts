@@ -50,7 +50,11 @@ export async function scoreAsTyped(
       offset += char.length;
       if (score.chars % 1000 === 0) onProgress?.(score.chars);
     }
-    if (learnFromSaves && model.hasNotes) model.mixture.notes.add(vocabulary.encode(text));
+    if (learnFromSaves && model.hasNotes) {
+      const ids = vocabulary.encode(text);
+      model.mixture.notes.add(ids);
+      model.mixture.notesMatch?.append(ids);
+    }
   }
   return score;
 }

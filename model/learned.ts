@@ -20,6 +20,7 @@ import {
   sweepTemporaries,
   withLogLock,
 } from './learned-log';
+import type { MatchModel } from './match-model';
 import type { NgramModel } from './ngram';
 import {
   applyRecord,
@@ -67,6 +68,7 @@ export class LearnedNotes {
   /** How far into the log this object has applied; undefined before it has seen one. */
   private position: LogPosition | undefined;
   private ngram: NgramModel | undefined;
+  private match: MatchModel | undefined;
   /** Pieces read by load() that the n-gram has yet to count. */
   private unreplayed: Piece[] = [];
   private notices: string[] = [];
@@ -114,9 +116,13 @@ export class LearnedNotes {
     return notices;
   }
 
-  /** Counts what was loaded in the n-gram, which then also counts every note learnt or read later. */
-  replayInto(ngram: NgramModel): void {
+  /**
+   * Counts what was loaded in the n-gram, which then also counts every note learnt or read later;
+   * and appends it to the notes' match model, when there is one, so that repeats of it are followed.
+   */
+  replayInto(ngram: NgramModel, match?: MatchModel): void {
     this.ngram = ngram;
+    this.match = match;
     this.count(this.unreplayed);
     this.unreplayed = [];
   }
@@ -220,6 +226,7 @@ export class LearnedNotes {
       ids.set(text, kept.length);
       ids.set(right, kept.length + text.length);
       ngram.add(ids, kept.length);
+      this.match?.append(ids);
     }
   }
 

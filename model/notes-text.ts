@@ -11,6 +11,9 @@ const MAX_NOTES_TEXT_BYTES = 512 * 1024 * 1024;
 /** The notes' match index: a few million positions, so more hash bits than a document's. */
 const NOTES_HASH_BITS = 22;
 
+/** An empty match model sized for notes. */
+export const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
+
 /** Writes the text the model was trained on, atomically, so a reader sees the old file or the new one. */
 export function saveNotesText(dir: string, text: string): void {
   replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp`, NOTES_TEXT_FILE, text);
@@ -24,7 +27,7 @@ export function loadNotesMatch(dir: string, vocabulary: Vocabulary): MatchModel 
     (problem, remedy) => new ModelFormatError(`notes text in ${dir}: ${problem}${remedy ? `; ${remedy}` : ''}`),
   );
   if (!bytes) return undefined;
-  const match = new MatchModel(NOTES_HASH_BITS);
+  const match = notesMatchModel();
   match.append(vocabulary.encode(bytes.toString('utf8')));
   return match;
 }

@@ -9,7 +9,7 @@ import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
 import { ModelFormatError } from './files';
 import type { MatchModel } from './match-model';
-import { loadNotesMatch } from './notes-text';
+import { loadNotesMatch, notesMatchModel } from './notes-text';
 
 export interface ServedModel {
   saved: SavedModel;
@@ -44,6 +44,7 @@ export function loadServedModel(dir: string): ServedModel {
   const notes = loadNotes(dir, saved, warnings);
   let mixer: Mixer | undefined;
   let learned: LearnedNotes | undefined;
+  let notesMatch: MatchModel | undefined;
   if (notes) {
     mixer = loadGate(dir, saved, warnings);
     try {
@@ -53,14 +54,8 @@ export function loadServedModel(dir: string): ServedModel {
       warnings.push(error.message);
       learned = LearnedNotes.empty(dir, saved.vocabulary);
     }
-    learned.replayInto(notes);
-  }
-  let notesMatch: MatchModel | undefined;
-  try {
-    notesMatch = loadNotesMatch(dir, saved.vocabulary);
-  } catch (error) {
-    if (!(error instanceof ModelFormatError)) throw error;
-    warnings.push(`${error.message}; the model serves without following repeats of your notes`);
+    notesMatch = loadMatch(dir, saved, warnings);
+    learned.replayInto(notes, notesMatch);
   }
   const mixture: MixtureParts = {
     vocabulary: saved.vocabulary,
@@ -88,6 +83,21 @@ function loadNotes(dir: string, saved: SavedModel, warnings: string[]): NgramMod
       `the model in ${dir} was saved with an n-gram of your notes, but its file is missing; the model serves without it until you retrain`,
     );
   return undefined;
+}
+
+/**
+ * The match model over the notes' text in `dir`; an empty one, which follows only the notes learnt
+ * from saves, where the directory has none (or an unreadable one, with a warning).
+ */
+function loadMatch(dir: string, saved: SavedModel, warnings: string[]): MatchModel {
+  try {
+    const match = loadNotesMatch(dir, saved.vocabulary);
+    if (match) return match;
+  } catch (error) {
+    if (!(error instanceof ModelFormatError)) throw error;
+    warnings.push(`${error.message}; the model serves without following repeats of your notes until you retrain`);
+  }
+  return notesMatchModel();
 }
 
 /** The gate saved beside the notes' n-gram, or undefined (with a warning) when the prior must stand in. */

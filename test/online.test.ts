@@ -6,7 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MATCH_MIN_LENGTH, MATCH_STATE_SIZE, MatchModel } from '../model/match-model';
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
-import { loadServedModel } from '../model/served';
+import { loadServedModel, type ServedModel } from '../model/served';
+import { NgramModel } from '../model/ngram';
+import { saveNgram } from '../model/ngram-format';
 import { NOTES_TEXT_FILE } from '../model/notes-text';
 import { seededRandom } from '../model/random';
 import { Vocabulary } from '../model/vocab';
@@ -156,28 +158,35 @@ test('completions read the online stage without teaching it', async () => {
   assert.deepEqual(second, first, 'the same search from the same state gives the same completion');
 });
 
-test('the notes text kept beside the model is followed by the served model, and a model without it still loads', async () => {
+/** Mean log-probability, in a fresh session of the served model in `dir`, of the characters of `text` from `from` on. */
+async function meanLogProbAfter(dir: string, text: string, from: number, before?: (served: ServedModel) => void) {
+  const served = loadServedModel(dir);
+  before?.(served);
+  const session = new CompletionSession(served);
+  let total = 0;
+  for (let offset = from; offset < text.length; offset++)
+    total += (await session.predictAt(text, offset))![served.saved.vocabulary.id(text[offset])];
+  served.dispose();
+  return total / (text.length - from);
+}
+
+test('the notes text kept beside the model, and notes learnt from saves, are followed when typed again', async () => {
   const dir = tempModelDir('char-complete-online');
-  randomModel(5, undefined, dir);
+  const saved = randomModel(5, undefined, dir);
+  saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
   const random = seededRandom(12);
-  const line = Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
-  const text = `x ${line}`;
-  const meanLogProb = async () => {
-    const served = loadServedModel(dir);
-    const session = new CompletionSession(served);
-    let total = 0;
-    for (let offset = 22; offset < text.length; offset++)
-      total += (await session.predictAt(text, offset))![served.saved.vocabulary.id(text[offset])];
-    served.dispose();
-    return { followed: !!served.mixture.notesMatch, nats: total / (text.length - 22) };
-  };
-  const without = await meanLogProb();
-  assert.equal(without.followed, false, 'no notes text, no notes match');
-  writeFileSync(join(dir, NOTES_TEXT_FILE), `intro\n${line}\nend\n`);
-  const withNotes = await meanLogProb();
-  assert.equal(withNotes.followed, true, 'the notes match loads');
-  assert.ok(
-    withNotes.nats > without.nats + 1,
-    `a line of the notes typed again: ${withNotes.nats} against ${without.nats}`,
-  );
+  const randomLine = () =>
+    Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const trained = randomLine();
+  const without = await meanLogProbAfter(dir, `x ${trained}`, 22);
+  writeFileSync(join(dir, NOTES_TEXT_FILE), `intro\n${trained}\nend\n`);
+  const withNotes = await meanLogProbAfter(dir, `x ${trained}`, 22);
+  assert.ok(withNotes > without + 1, `a line of the notes typed again: ${withNotes} against ${without}`);
+
+  const saved2 = randomLine();
+  const unlearnt = await meanLogProbAfter(dir, `x ${saved2}`, 22);
+  const learnt = await meanLogProbAfter(dir, `x ${saved2}`, 22, (served) => {
+    served.learned!.learn('note.md', `a note\n${saved2}\n`);
+  });
+  assert.ok(learnt > unlearnt + 1, `a line of a saved note typed again: ${learnt} against ${unlearnt}`);
 });
