@@ -13,6 +13,9 @@ import { OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
 import { characterStart, type Vocabulary } from '../model/vocab';
 
+/** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
+export const DOCUMENT_MATCH_MAX_HISTORY = 1_000_000;
+
 /**
  * Typing at the end adds only the characters typed since the last request; an edit further back,
  * or a jump, rebuilds from at most DOCUMENT_NGRAM_WINDOW characters before the cursor, so no
@@ -76,6 +79,7 @@ export class DocumentNgram implements DocumentSource {
       this.indexed = text.slice(this.start, cursor);
       return;
     }
+    const typedOn = cursor >= upTo && text.startsWith(this.indexed, this.start);
     const start = characterStart(text, Math.max(0, cursor - DOCUMENT_NGRAM_WINDOW));
     this.model = documentNgram(this.vocabulary.size);
     this.openers = openerNgram(this.vocabulary.size);
@@ -86,8 +90,14 @@ export class DocumentNgram implements DocumentSource {
     this.indexed = text.slice(start, cursor);
     const ids = this.vocabulary.encode(this.indexed);
     this.model.add(ids);
-    this.match?.reset();
-    this.match?.append(ids);
+    // Typing on past the window starts the n-grams afresh, but a repeat of anything earlier is as
+    // good a guess as ever: the match model keeps reading on, up to its own bound.
+    if (this.match && typedOn && this.match.size + (cursor - upTo) <= DOCUMENT_MATCH_MAX_HISTORY)
+      this.match.append(this.vocabulary.encode(text.slice(upTo, cursor)));
+    else {
+      this.match?.reset();
+      this.match?.append(ids);
+    }
     this.readOpeners(ids);
   }
 

@@ -13,7 +13,8 @@ import { NOTES_TEXT_FILE } from '../model/notes-text';
 import { seededRandom } from '../model/random';
 import { Vocabulary } from '../model/vocab';
 import { CompletionSession } from '../completion/session';
-import { DocumentNgram } from '../completion/document-ngram';
+import { DOCUMENT_MATCH_MAX_HISTORY, DocumentNgram } from '../completion/document-ngram';
+import { DOCUMENT_NGRAM_WINDOW } from '../model/mixture';
 import { DocumentStates } from '../completion/document-states';
 import { complete } from '../completion/complete';
 import { COMPLETION_DEFAULTS } from '../completion/options';
@@ -189,4 +190,17 @@ test('the notes text kept beside the model, and notes learnt from saves, are fol
     served.learned!.learn('note.md', `a note\n${saved2}\n`);
   });
   assert.ok(learnt > unlearnt + 1, `a line of a saved note typed again: ${learnt} against ${unlearnt}`);
+});
+
+test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
+  const document = new DocumentNgram(vocabulary);
+  const start = 'the opening line\n';
+  document.update(start, start.length);
+  const long = start + 'ab cd\n'.repeat(Math.ceil((2.5 * DOCUMENT_NGRAM_WINDOW) / 6));
+  document.update(long, long.length);
+  assert.equal(document.match!.size, long.length, 'the whole document, past twice the window');
+  assert.ok(DOCUMENT_MATCH_MAX_HISTORY > long.length);
+  const edited = long.slice(0, -100) + 'X' + long.slice(-99);
+  document.update(edited, edited.length);
+  assert.ok(document.match!.size <= DOCUMENT_NGRAM_WINDOW + 1, `after the edit: ${document.match!.size}`);
 });
