@@ -1,5 +1,5 @@
 // The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per
-// character by the gate.
+// character by the gate, then mixed again with them and the match models' guesses by the document's online stage.
 import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
@@ -157,7 +157,7 @@ export interface MixtureParts {
  * paragraphs' openers, and the matches it follows in the document and in the notes.
  *
  * Where the document has an online stage, the gate's mixture is mixed again with its parts and the
- * match model's guess (online-mixer.ts); observe() teaches that stage the document's characters,
+ * match models' guesses (online-mixer.ts); observe() teaches that stage the document's characters,
  * while beam search and sampling only read it.
  *
  * While a paragraph's opener is typed, and the openers' n-gram has seen what followed the opener
