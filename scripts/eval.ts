@@ -15,12 +15,13 @@ import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
 import { loadCorpus } from '../training/corpus';
 
-const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--no-online] [--trace FILE] PATH ...
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--no-replay] [--no-online] [--trace FILE] PATH ...
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
 --chars N         evaluate only the first N characters (of all the files, in order)
 --no-bpc          skip bits per char: keystroke savings and latency only
+--no-replay       skip keystroke savings and latency: bits per char only
 --no-online       score and replay without the match model and the online stage of the mixture
 --trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
 
@@ -38,6 +39,7 @@ async function main(): Promise<void> {
       'stop-at': { type: 'string' },
       'no-bpc': { type: 'boolean' },
       'no-online': { type: 'boolean' },
+      'no-replay': { type: 'boolean' },
       trace: { type: 'string' },
     },
     USAGE,
@@ -132,50 +134,23 @@ async function main(): Promise<void> {
   }
 
   // Keystroke savings and latency through the real server.
-  const replayText = [...text].slice(0, Number.isFinite(charLimit) ? charLimit : undefined).join('');
   const settings: Record<string, unknown> = { modelPath: modelDir, learnWhileTyping: !values['no-online'] };
   if (beamWidth) settings.beamWidth = beamWidth;
   if (maxChars) settings.maxChars = maxChars;
   if (minConfidence !== undefined) settings.minConfidence = minConfidence;
   if (stopAt !== undefined) settings.stopAt = stopAt;
-  const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
-  await session.initialize();
-  const uri = 'file:///eval/held-out.md';
-  await session.open(uri, '');
-  const started = performance.now();
-  const trace = typeof values.trace === 'string' ? openSync(values.trace, 'w') : undefined;
-  const result = await replayTypist(
-    session,
-    uri,
-    '',
-    replayText,
-    (done) => {
-      if (!values.json)
-        process.stdout.write(
-          `\r  replaying: ${done.toLocaleString('en-US')} / ${replayText.length.toLocaleString('en-US')} chars`,
-        );
-    },
-    trace === undefined
-      ? undefined
-      : (position, suggestion, accepted) => {
-          writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
-        },
-  );
-  if (trace !== undefined) closeSync(trace);
-  if (!values.json) process.stdout.write('\r\x1b[2K');
-  await session.shutdown();
-  const ksr = 1 - result.keystrokes / result.chars;
-  const latency = {
-    p50: percentile(result.latenciesMs, 50),
-    p95: percentile(result.latenciesMs, 95),
-    p99: percentile(result.latenciesMs, 99),
-  };
-  say(
-    `keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted of ${result.shown.toLocaleString('en-US')} shown, ${((100 * result.accepted) / Math.max(1, result.shown)).toFixed(1)}%) in ${Math.round((performance.now() - started) / 1000)} s`,
-  );
-  say(
-    `request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`,
-  );
+  const replayed = values['no-replay']
+    ? undefined
+    : await replay(text, settings, !!values.json, typeof values.trace === 'string' ? values.trace : undefined);
+  if (replayed) {
+    const { result, ksr, latency, seconds } = replayed;
+    say(
+      `keystroke savings: ${(ksr * 100).toFixed(1)}% (${result.keystrokes.toLocaleString('en-US')} keystrokes for ${result.chars.toLocaleString('en-US')} chars, ${result.accepted.toLocaleString('en-US')} completions accepted of ${result.shown.toLocaleString('en-US')} shown, ${((100 * result.accepted) / Math.max(1, result.shown)).toFixed(1)}%) in ${seconds} s`,
+    );
+    say(
+      `request latency: p50 ${latency.p50.toFixed(2)} ms, p95 ${latency.p95.toFixed(2)} ms, p99 ${latency.p99.toFixed(2)} ms`,
+    );
+  }
   if (values.json) {
     const round = (x: number) => Math.round(x * 1000) / 1000;
     process.stdout.write(
@@ -185,15 +160,57 @@ async function main(): Promise<void> {
         lstm_nats: parts ? round(parts.lstm) : null,
         ngram_nats: parts?.ngram == null ? null : round(parts.ngram),
         online: !values['no-online'],
-        ksr: round(ksr),
-        latency_ms: { p50: round(latency.p50), p95: round(latency.p95), p99: round(latency.p99) },
-        chars: result.chars,
-        shown: result.shown,
-        accepted: result.accepted,
-        precision: round(result.accepted / Math.max(1, result.shown)),
+        ksr: replayed ? round(replayed.ksr) : null,
+        latency_ms: replayed
+          ? { p50: round(replayed.latency.p50), p95: round(replayed.latency.p95), p99: round(replayed.latency.p99) }
+          : null,
+        chars: replayed?.result.chars ?? null,
+        shown: replayed?.result.shown ?? null,
+        accepted: replayed?.result.accepted ?? null,
+        precision: replayed ? round(replayed.result.accepted / Math.max(1, replayed.result.shown)) : null,
       }) + '\n',
     );
   }
+}
+
+/** Types `text` into the real server as a typist who accepts only exact suggestions. */
+async function replay(text: string, settings: Record<string, unknown>, quiet: boolean, tracePath?: string) {
+  const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
+  await session.initialize();
+  const uri = 'file:///eval/held-out.md';
+  await session.open(uri, '');
+  const started = performance.now();
+  const trace = tracePath === undefined ? undefined : openSync(tracePath, 'w');
+  const result = await replayTypist(
+    session,
+    uri,
+    '',
+    text,
+    (done) => {
+      if (!quiet)
+        process.stdout.write(
+          `\r  replaying: ${done.toLocaleString('en-US')} / ${text.length.toLocaleString('en-US')} chars`,
+        );
+    },
+    trace === undefined
+      ? undefined
+      : (position, suggestion, accepted) => {
+          writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
+        },
+  );
+  if (trace !== undefined) closeSync(trace);
+  if (!quiet) process.stdout.write('\r\x1b[2K');
+  await session.shutdown();
+  return {
+    result,
+    ksr: 1 - result.keystrokes / result.chars,
+    latency: {
+      p50: percentile(result.latenciesMs, 50),
+      p95: percentile(result.latenciesMs, 95),
+      p99: percentile(result.latenciesMs, 99),
+    },
+    seconds: Math.round((performance.now() - started) / 1000),
+  };
 }
 
 runMain(main, [ModelFormatError, BackendUnavailableError]);
