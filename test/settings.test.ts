@@ -87,3 +87,13 @@ test('charComplete.model picks a model by name per workspace; a name that is not
   assert.equal(bad.settings.model, '');
   assert.match(bad.warnings.join('\n'), /charComplete\.model: "\.\.\/elsewhere" is not a model name/);
 });
+
+test('charComplete.learnWhileTyping is on by default in the manifest and the server; a non-boolean is a warning', () => {
+  assert.equal(properties['charComplete.learnWhileTyping'].type, 'boolean');
+  assert.equal(properties['charComplete.learnWhileTyping'].default, SETTINGS_DEFAULTS.learnWhileTyping);
+  assert.equal(SETTINGS_DEFAULTS.learnWhileTyping, true);
+  assert.equal(parseSettings({ learnWhileTyping: false }).settings.learnWhileTyping, false);
+  const bad = parseSettings({ learnWhileTyping: 'no' });
+  assert.equal(bad.settings.learnWhileTyping, true);
+  assert.match(bad.warnings.join('\n'), /learnWhileTyping must be true or false/);
+});
