@@ -1,7 +1,6 @@
 // Scores text the way a user meets it: each document typed from its start through a completion session, so that every
 // online part (the document's n-grams, the match model, the online stage) has read exactly what came before, and each
 // document, once finished, learnt into the notes' n-gram as saving it would.
-import { EscapeModel } from '../model/escape';
 import type { ServedModel } from '../model/served';
 import { CompletionSession } from './session';
 
@@ -31,7 +30,7 @@ export async function scoreAsTyped(
   { online = true, learnFromSaves = true, onProgress }: ScoreOptions = {},
 ): Promise<TypedScore> {
   const vocabulary = model.saved.vocabulary;
-  const escape = model.saved.escape ?? EscapeModel.fromVocabulary(vocabulary);
+  const { escape } = model.saved;
   const score: TypedScore = { nats: 0, chars: 0, unknown: 0, escapeNats: 0 };
   for (const text of documents) {
     const session = new CompletionSession(model, online);

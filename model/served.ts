@@ -1,5 +1,6 @@
 // The model a language server serves from a model directory: the LSTM, the notes' n-gram (plus what was learnt from
 // saved notes) and the gate that mixes them, with an empty n-gram and the prior gate standing in for what is missing.
+import type { EscapeModel } from './escape';
 import { loadModel, SavedModel } from './format';
 import { LearnedFormatError, LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
@@ -12,7 +13,8 @@ import type { MatchModel } from './match-model';
 import { loadNotesMatch, notesMatchModel } from './notes-text';
 
 export interface ServedModel {
-  saved: SavedModel;
+  /** As loaded: with an escape model always, one made from the vocabulary where model.json has none. */
+  saved: SavedModel & { escape: EscapeModel };
   lstm: LstmPredictor;
   /**
    * What every document's predictor mixes. Without a usable notes' n-gram (a model directory from

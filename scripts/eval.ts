@@ -7,9 +7,9 @@ import { ModelFormatError } from '../model/files';
 import { loadModel } from '../model/format';
 import { loadServedModel } from '../model/served';
 import { CharLstm, parametersFromWeights } from '../model/network';
-import { lstmNats, ngramSamples, scoreLstm } from '../training/mixture-fit';
+import { scoreLstm, ValidationSet } from '../training/mixture-fit';
 import { scoreAsTyped } from '../completion/score';
-import { EscapeModel, escapeNatsPerCharacter } from '../model/escape';
+import { escapeNatsPerCharacter } from '../model/escape';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
@@ -98,20 +98,19 @@ async function main(): Promise<void> {
     const ids = vocabulary.encode(text);
     const seq = 64;
     const batch = Math.max(1, Math.min(32, Math.floor((ids.length - 1) / seq)));
-    const scores = await scoreLstm(model, ids, batch, seq);
-    model.dispose();
-    // The parts pay for characters outside the vocabulary as the whole does: the unknown symbol, then spelled out.
-    const escapePerChar = escapeNatsPerCharacter(
-      served.saved.escape ?? EscapeModel.fromVocabulary(vocabulary),
-      text,
-      vocabulary,
+    // Scored as the trainer scores its validation text, characters outside the vocabulary charged in full.
+    const whole = ValidationSet.of(
+      ids,
+      batch,
+      seq,
+      served.mixture.notes,
+      escapeNatsPerCharacter(served.saved.escape, text, vocabulary),
     );
-    let escaped = 0;
-    for (let t = 1; t <= scores.covered; t++) escaped += escapePerChar[t];
-    parts = { lstm: lstmNats(scores) + escaped / scores.covered, ngram: null };
-    if (served.hasNotes)
-      parts.ngram =
-        ngramSamples(ids, scores.covered, served.mixture.notes, vocabulary.size).notesNats + escaped / scores.covered;
+    if (whole) {
+      const scores = await scoreLstm(model, ids, batch, seq);
+      parts = { lstm: whole.lstmNats(scores), ngram: served.hasNotes ? whole.notesNats : null };
+    }
+    model.dispose();
     const typed = await scoreAsTyped(served, documents, {
       online: !values['no-online'],
       onProgress: (done) => {
@@ -129,7 +128,7 @@ async function main(): Promise<void> {
       ? `, of which spelling out ${typed.unknown.toLocaleString('en-US')} characters outside the vocabulary ${(typed.escapeNats / typed.chars / Math.LN2).toFixed(3)}`
       : '';
     say(
-      `bits per char, as typed${values['no-online'] ? ' without the online stage' : ''}: ${figure(nats)} over ${typed.chars.toLocaleString('en-US')} chars in ${documents.length} file(s)${outside}${parts.ngram === null ? '' : `; over the whole text at once, LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
+      `bits per char, as typed${values['no-online'] ? ' without the online stage' : ''}: ${figure(nats)} over ${typed.chars.toLocaleString('en-US')} chars in ${documents.length} file(s)${outside}${parts?.ngram == null ? '' : `; over the whole text at once, LSTM alone ${figure(parts.lstm)}, n-gram alone ${figure(parts.ngram)}`}`,
     );
   }
 
