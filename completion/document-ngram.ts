@@ -56,16 +56,22 @@ export class DocumentNgram implements DocumentSource {
 
   /** Whether update(text, cursor) would only append what was typed at the end. */
   extends(text: string, cursor: number): boolean {
-    return (
-      cursor >= this.end &&
-      cursor - this.start <= 2 * DOCUMENT_NGRAM_WINDOW &&
-      text.startsWith(this.indexed, this.start)
-    );
+    return this.withinWindow(cursor) && this.typedOn(text, cursor);
+  }
+
+  /** Whether the text indexed is unchanged and the cursor at or past its end. */
+  private typedOn(text: string, cursor: number): boolean {
+    return cursor >= this.end && text.startsWith(this.indexed, this.start);
+  }
+
+  private withinWindow(cursor: number): boolean {
+    return cursor - this.start <= 2 * DOCUMENT_NGRAM_WINDOW;
   }
 
   update(text: string, cursor: number): void {
     const upTo = this.end;
-    if (this.extends(text, cursor)) {
+    const typedOn = this.typedOn(text, cursor);
+    if (typedOn && this.withinWindow(cursor)) {
       if (cursor === upTo) return;
       const contextStart = Math.max(this.start, upTo - (this.model.order - 1));
       const context = this.vocabulary.encode(text.slice(contextStart, upTo));
@@ -79,7 +85,6 @@ export class DocumentNgram implements DocumentSource {
       this.indexed = text.slice(this.start, cursor);
       return;
     }
-    const typedOn = cursor >= upTo && text.startsWith(this.indexed, this.start);
     const start = characterStart(text, Math.max(0, cursor - DOCUMENT_NGRAM_WINDOW));
     this.model = documentNgram(this.vocabulary.size);
     this.openers = openerNgram(this.vocabulary.size);

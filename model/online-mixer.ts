@@ -61,6 +61,11 @@ export function previousClass(char: string | undefined): number {
   return /[\p{L}\p{N}_]/u.test(char) ? 0 : 3;
 }
 
+/** The inputs that are log-probability vectors, in the order of their weights. */
+function logVectors(inputs: OnlineInputs): Float32Array[] {
+  return [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+}
+
 export class OnlineMixer {
   private readonly shared = new Float32Array(K);
   private readonly selected = initialSelectedWeights();
@@ -77,7 +82,7 @@ export class OnlineMixer {
     const w = this.weightsFor(inputs);
     const V = out.length;
     out.fill(0);
-    const vectors = [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+    const vectors = logVectors(inputs);
     for (let k = 0; k < vectors.length; k++) {
       const z = vectors[k];
       const weight = w[k];
@@ -99,14 +104,13 @@ export class OnlineMixer {
    * (`mixed`, log-probabilities from mix()): d(-log p(target))/dw_k = E_p[z_k] - z_k(target).
    */
   learn(inputs: OnlineInputs, mixed: Float32Array, target: number): void {
-    const vectors = [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+    const vectors = logVectors(inputs);
     const gradient = new Float64Array(K);
-    for (let k = 0; k < vectors.length; k++) {
-      const z = vectors[k];
-      let expected = 0;
-      for (let y = 0; y < mixed.length; y++) expected += Math.exp(mixed[y]) * Math.max(LOG_FLOOR, z[y]);
-      gradient[k] = expected - Math.max(LOG_FLOOR, z[target]);
+    for (let y = 0; y < mixed.length; y++) {
+      const p = Math.exp(mixed[y]);
+      for (let k = 0; k < vectors.length; k++) gradient[k] += p * Math.max(LOG_FLOOR, vectors[k][y]);
     }
+    for (let k = 0; k < vectors.length; k++) gradient[k] -= Math.max(LOG_FLOOR, vectors[k][target]);
     const { match, notesMatch } = inputs;
     if (match.length > 0) gradient[MATCH] = Math.exp(mixed[match.id]) - (match.id === target ? 1 : 0);
     if (notesMatch.length > 0)
