@@ -2,12 +2,14 @@
 // online part (the document's n-grams, the match model, the online stage) has read exactly what came before, and each
 // document, once finished, learnt into the notes' n-gram as saving it would.
 import type { ServedModel } from '../model/served';
+import { AdaptiveEscape } from '../model/escape';
 import { CompletionSession } from './session';
 
 export interface TypedScore {
   /**
    * Summed negative log-likelihood in nats. A character outside the vocabulary costs the unknown
-   * symbol's share and then its own, spelled out by the escape model.
+   * symbol's share and then its own, spelled out by the escape model, which learns the characters outside the
+   * vocabulary that came before (AdaptiveEscape) as it goes.
    */
   nats: number;
   chars: number;
@@ -30,21 +32,26 @@ export async function scoreAsTyped(
   { online = true, learnFromSaves = true, onProgress }: ScoreOptions = {},
 ): Promise<TypedScore> {
   const vocabulary = model.saved.vocabulary;
-  const { escape } = model.saved;
   const score: TypedScore = { nats: 0, chars: 0, unknown: 0, escapeNats: 0 };
+  let escape = new AdaptiveEscape(model.saved.escape);
   for (const text of documents) {
     const session = new CompletionSession(model, online);
+    if (!learnFromSaves) escape = new AdaptiveEscape(model.saved.escape);
     let offset = 0;
+    let previous: number | undefined;
     for (const char of text) {
+      const codePoint = char.codePointAt(0)!;
       const logProbs = await session.predictAt(text, offset);
       const id = vocabulary.id(char);
       score.nats -= logProbs![id];
       if (id === 0) {
-        const spelled = escape.nats(char.codePointAt(0)!);
+        const spelled = escape.nats(codePoint, previous);
         score.unknown++;
         score.escapeNats += spelled;
         score.nats += spelled;
       }
+      if (online) escape.learn(codePoint, previous);
+      previous = codePoint;
       score.chars++;
       offset += char.length;
       if (score.chars % 1000 === 0) onProgress?.(score.chars);

@@ -154,3 +154,64 @@ export function escapeNatsPerCharacter(model: EscapeModel, text: string, vocabul
   for (const c of text) nats[n++] = vocabulary.id(c) === 0 ? model.nats(c.codePointAt(0) as number) : 0;
   return n === nats.length ? nats : nats.slice(0, n);
 }
+
+/**
+ * The escape model, learning as it reads: a character outside the vocabulary that has come before
+ * is far likelier to come again than the training text's counts say (a name, a technical term).
+ * Interpolated Witten-Bell over the characters that mapped to UNKNOWN so far, after the same
+ * previous character, then after any, then the trained model; each level is a distribution over
+ * the code points that map to UNKNOWN, so the whole still sums to one over them.
+ */
+export class AdaptiveEscape {
+  private readonly seen = new CharacterCounts();
+  private readonly after = new Map<number, CharacterCounts>();
+
+  constructor(readonly base: EscapeModel) {}
+
+  /** −ln P(code point | UNKNOWN, the character before); Infinity for one the vocabulary holds. */
+  nats(codePoint: number, previous: number | undefined): number {
+    const trained = this.base.nats(codePoint);
+    if (trained === Infinity) return trained;
+    const anywhere = this.seen.interpolate(codePoint, Math.exp(-trained));
+    const context = previous === undefined ? undefined : this.after.get(previous);
+    return -Math.log(context ? context.interpolate(codePoint, anywhere) : anywhere);
+  }
+
+  /** Learns a character that came, if it is one outside the vocabulary. */
+  learn(codePoint: number, previous: number | undefined): void {
+    if (this.base.nats(codePoint) === Infinity) return;
+    this.seen.add(codePoint);
+    if (previous === undefined) return;
+    let context = this.after.get(previous);
+    if (!context) this.after.set(previous, (context = new CharacterCounts()));
+    context.add(codePoint);
+  }
+
+  /** Learns every character of `text`, as reading it would. */
+  learnText(text: string): void {
+    let previous: number | undefined;
+    for (const c of text) {
+      const codePoint = c.codePointAt(0) as number;
+      this.learn(codePoint, previous);
+      previous = codePoint;
+    }
+  }
+}
+
+/** Counts of characters in one context, and Witten-Bell's interpolation with the level below. */
+class CharacterCounts {
+  private readonly counts = new Map<number, number>();
+  private total = 0;
+
+  add(codePoint: number): void {
+    this.counts.set(codePoint, (this.counts.get(codePoint) ?? 0) + 1);
+    this.total++;
+  }
+
+  /** P(code point) here, given the level below's: (count + distinct · lower) / (total + distinct). */
+  interpolate(codePoint: number, lower: number): number {
+    if (this.total === 0) return lower;
+    const distinct = this.counts.size;
+    return ((this.counts.get(codePoint) ?? 0) + distinct * lower) / (this.total + distinct);
+  }
+}

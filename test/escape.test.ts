@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { EscapeModel, escapeNats, escapeNatsPerCharacter } from '../model/escape';
+import { AdaptiveEscape, EscapeModel, escapeNats, escapeNatsPerCharacter } from '../model/escape';
 import { ModelFormatError } from '../model/files';
 import { loadModel, modelFilePath, saveModel } from '../model/format';
 import { NgramModel } from '../model/ngram';
@@ -71,6 +71,26 @@ test('the escape model charges what it has seen less than what it has not, and n
   assert.ok(Number.isFinite(nats('\ud800')), 'a lone surrogate, which a JavaScript string may hold, has a cost');
   assert.deepEqual(escapeNats(model, '我才上', vocabulary), { total: nats('才') + nats('上'), count: 2 });
   assert.deepEqual([...escapeNatsPerCharacter(model, '我🐉上', vocabulary)], [0, nats('🐉'), nats('上')]);
+});
+
+test('the escape model learns as it reads: a character outside the vocabulary that came before costs less, the more after the same character, and it still sums to one', () => {
+  const vocabulary = Vocabulary.fromText(TRAIN, 8192, 2);
+  const trained = EscapeModel.fromText(TRAIN, vocabulary);
+  const adaptive = new AdaptiveEscape(trained);
+  const code = (c: string) => c.codePointAt(0) as number;
+  const before = adaptive.nats(code('栈'), code('堆'));
+  assert.equal(before, trained.nats(code('栈')), 'having read nothing, it is the trained model');
+  adaptive.learnText('堆栈和缓冲，堆栈');
+  assert.equal(adaptive.nats(code('我'), code('堆')), Infinity, 'a character the vocabulary holds is never reached');
+  const afterAny = adaptive.nats(code('栈'), code('和'));
+  const afterSame = adaptive.nats(code('栈'), code('堆'));
+  assert.ok(afterAny < before - 1, `a character read twice costs less (${afterAny} against ${before})`);
+  assert.ok(afterSame < afterAny, 'and less again after the character it followed both times');
+  assert.ok(adaptive.nats(code('上'), code('堆')) > trained.nats(code('上')), 'what it has not read gives up share');
+  for (const previous of [code('堆'), code('和'), undefined]) {
+    const mass = massOverUnknown((c) => adaptive.nats(c, previous), vocabulary);
+    assert.ok(Math.abs(mass - 1) < 1e-9, `after ${previous}: sums to ${mass}`);
+  }
 });
 
 test('the vocabulary is built from the training text alone, its singletons left to UNKNOWN, and validation charges them', () => {
