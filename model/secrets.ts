@@ -150,6 +150,27 @@ export function looksLikeSecret(line: string): boolean {
   return false;
 }
 
+/**
+ * Whether the characters of `line` from `from` on write part of the value of a password or a token (`password: `, `API_KEY=`),
+ * other than a placeholder or a reference. A completion may stop short of the whole secret, at a character the model
+ * cannot spell or where it is unsure, and what it offers would still be the secret's start, which looksLikeSecret cannot
+ * tell from a word.
+ */
+function writesSecretValue(line: string, from: number): boolean {
+  CANDIDATE.lastIndex = 0;
+  if (!CANDIDATE.test(line)) return false;
+  ASSIGNMENT.lastIndex = 0;
+  for (let match = ASSIGNMENT.exec(line); match; match = ASSIGNMENT.exec(line)) {
+    const [whole, dashes, name, tie, value] = match;
+    const strength = nameStrength(name);
+    const valueEnd = match.index + whole.length;
+    if (strength && strength !== 'key' && /[=:]/.test(tie) && valueEnd > from)
+      if (!PLACEHOLDER.test(value) && !REFERENCE.test(value)) return true;
+    ASSIGNMENT.lastIndex = match.index + (dashes?.length ?? 0) + name.length;
+  }
+  return false;
+}
+
 const PRIVATE_KEY_BEGIN = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----/;
 const PEM_END = /-----END [A-Z0-9 ]*-----/;
 /** What a PEM block's body holds: base64, its header lines (Proc-Type: …), blank lines. */
@@ -232,7 +253,9 @@ const LINE_WINDOW = 1024;
  */
 export function completionRevealsSecret(text: string, offset: number, completion: string): boolean {
   const lineStart = Math.max(text.lastIndexOf('\n', offset - 1) + 1, offset - LINE_WINDOW);
-  if ((text.slice(lineStart, offset) + completion).split('\n').some(looksLikeSecret)) return true;
+  const lines = (text.slice(lineStart, offset) + completion).split('\n');
+  if (lines.some(looksLikeSecret)) return true;
+  if (writesSecretValue(lines[0], offset - lineStart)) return true;
   const before = text.slice(Math.max(0, offset - KEY_BLOCK_WINDOW), offset);
   const begin = before.lastIndexOf('-----BEGIN ');
   if (begin < 0) return false;

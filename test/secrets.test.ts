@@ -111,6 +111,14 @@ test('a completion that would finish a secret, or continue a private key, is cau
   const text = 'notes\nAPI_KEY=';
   assert.ok(completionRevealsSecret(text, text.length, 'Zq8canaryX7vLm2Pq'));
   assert.ok(!completionRevealsSecret(text, text.length, 'your-api-key-here'));
+  // The start of a password or a token is refused too: a completion may stop where the model cannot spell the rest.
+  const password = 'db_password: ';
+  assert.ok(completionRevealsSecret(password, password.length, 'doc'));
+  assert.ok(completionRevealsSecret('API_KEY=Zq', 10, '8c'));
+  assert.ok(!completionRevealsSecret(password, password.length, '${DB_PASSWORD}'), 'a reference is not a secret');
+  assert.ok(!completionRevealsSecret('db_password: doc', 16, '\nhost: db'), 'nor a line after the value');
+  const keyboard = 'key: ';
+  assert.ok(!completionRevealsSecret(keyboard, keyboard.length, 'enter'), 'a bare "key" is judged by its value alone');
   const prose = 'The meeting is on ';
   assert.ok(!completionRevealsSecret(prose, prose.length, 'Tuesday'));
   // A completion that starts a new line is judged on that line too.
