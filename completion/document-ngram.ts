@@ -11,6 +11,7 @@ import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
 import { OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
+import { WordModel, wordCharacters } from '../model/word-model';
 import { characterStart, type Vocabulary } from '../model/vocab';
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
@@ -25,6 +26,7 @@ export class DocumentNgram implements DocumentSource {
   model: NgramModel;
   openers: NgramModel;
   readonly match?: MatchModel;
+  readonly words?: WordModel;
   /** What the document has taught the mixture; it outlives the n-grams' windows, as the document's session does. */
   readonly online?: OnlineMixer;
   private start = 0;
@@ -40,6 +42,7 @@ export class DocumentNgram implements DocumentSource {
   ) {
     if (online) {
       this.match = new MatchModel();
+      this.words = new WordModel(wordCharacters(vocabulary));
       this.online = new OnlineMixer();
     }
     this.model = documentNgram(vocabulary.size);

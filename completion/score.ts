@@ -60,6 +60,7 @@ export async function scoreAsTyped(
       const ids = vocabulary.encode(text);
       model.mixture.notes.add(ids);
       model.mixture.notesMatch?.append(ids);
+      model.mixture.notesWords?.append(ids);
     }
   }
   return score;

@@ -20,7 +20,7 @@ import {
   sweepTemporaries,
   withLogLock,
 } from './learned-log';
-import type { MatchModel } from './match-model';
+import type { NotesReaders } from './notes-text';
 import type { NgramModel } from './ngram';
 import {
   applyRecord,
@@ -68,7 +68,7 @@ export class LearnedNotes {
   /** How far into the log this object has applied; undefined before it has seen one. */
   private position: LogPosition | undefined;
   private ngram: NgramModel | undefined;
-  private match: MatchModel | undefined;
+  private readers: NotesReaders | undefined;
   /** Pieces read by load() that the n-gram has yet to count. */
   private unreplayed: Piece[] = [];
   private notices: string[] = [];
@@ -118,11 +118,11 @@ export class LearnedNotes {
 
   /**
    * Counts what was loaded in the n-gram, which then also counts every note learnt or read later;
-   * and appends it to the notes' match model, when there is one, so that repeats of it are followed.
+   * and appends it to the models that read the notes' text, when there are, so that repeats of it are followed.
    */
-  replayInto(ngram: NgramModel, match?: MatchModel): void {
+  replayInto(ngram: NgramModel, readers?: NotesReaders): void {
     this.ngram = ngram;
-    this.match = match;
+    this.readers = readers;
     this.count(this.unreplayed);
     this.unreplayed = [];
   }
@@ -226,7 +226,8 @@ export class LearnedNotes {
       ids.set(text, kept.length);
       ids.set(right, kept.length + text.length);
       ngram.add(ids, kept.length);
-      this.match?.append(ids);
+      this.readers?.match.append(ids);
+      this.readers?.words.append(ids);
     }
   }
 

@@ -7,6 +7,7 @@ import { OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import type { Vocabulary } from './vocab';
+import { advanceWords, WORD_STATE_SIZE, wordCharacters, wordContext, WordModel } from './word-model';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
@@ -104,6 +105,8 @@ export interface DocumentSource {
   readonly model: NgramModel;
   readonly openers?: NgramModel;
   readonly match?: MatchModel;
+  /** What followed each pair of words in the document, learnt as it is typed. */
+  readonly words?: WordModel;
   readonly online?: OnlineMixer;
 }
 
@@ -147,6 +150,8 @@ export interface MixtureParts {
   notes: NgramModel;
   /** The match model over the notes' text, where the model directory keeps it. */
   notesMatch?: MatchModel;
+  /** The word model over the notes' text, likewise. */
+  notesWords?: WordModel;
   mixer: Mixer;
 }
 
@@ -183,6 +188,10 @@ export class MixturePredictor implements Predictor {
   /** Where the state keeps the document's match, then the notes' match. */
   private readonly matchStart: number;
   private readonly notesMatchStart: number;
+  /** Where the state keeps the words before the position (word-model.ts). */
+  private readonly wordStart: number;
+  private readonly isWord: Uint8Array;
+  private readonly notesWordsProbs: Float32Array;
   /** The online stage's inputs at the position being mixed; the log-probability vectors are scratch. */
   private readonly online: OnlineInputs;
   private readonly uniformLog: Float32Array;
@@ -202,10 +211,13 @@ export class MixturePredictor implements Predictor {
     this.openerStart = this.lstmSize + 1 + this.contextLength;
     this.matchStart = this.openerStart + this.openerReader.size;
     this.notesMatchStart = this.matchStart + MATCH_STATE_SIZE;
+    this.wordStart = this.notesMatchStart + MATCH_STATE_SIZE;
+    this.isWord = wordCharacters(parts.vocabulary);
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
     this.openerProbs = new Float32Array(V);
+    this.notesWordsProbs = new Float32Array(V);
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.classOf = Uint8Array.from(parts.vocabulary.chars, (char) => previousClass(char));
@@ -214,6 +226,7 @@ export class MixturePredictor implements Predictor {
       lstm: this.uniformLog,
       notes: new Float32Array(V),
       document: new Float32Array(V),
+      words: new Float32Array(V),
       match: { id: -1, length: 0 },
       notesMatch: { id: -1, length: 0 },
       previous: previousClass(undefined),
@@ -221,7 +234,7 @@ export class MixturePredictor implements Predictor {
   }
 
   zeroState(): Float32Array {
-    const state = new Float32Array(this.matchStart + 2 * MATCH_STATE_SIZE);
+    const state = new Float32Array(this.wordStart + WORD_STATE_SIZE);
     if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
     this.openerReader.start(state.subarray(this.openerStart, this.matchStart));
     this.document.match?.startSlot(state.subarray(this.matchStart, this.notesMatchStart));
@@ -250,7 +263,8 @@ export class MixturePredictor implements Predictor {
       const opener = state.subarray(this.openerStart, this.matchStart);
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
-      this.parts.notesMatch?.advance(state.subarray(this.notesMatchStart), context, ids[b]);
+      this.parts.notesMatch?.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
+      advanceWords(state.subarray(this.wordStart), ids[b], this.isWord);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = { state, logProbs: this.mix(state, lstmLogProbs, new Float32Array(this.vocabulary.size)) };
       if (lstmLogProbs) this.lstmAt.set(snapshot, lstmLogProbs);
@@ -268,6 +282,7 @@ export class MixturePredictor implements Predictor {
     if (!online || (this.parts.lstm && !lstmLogProbs)) return;
     const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
     online.learn(this.online, mixed, id);
+    this.document.words?.learn(wordContext(before.state.subarray(this.wordStart)), id);
   }
 
   /** The next-character log-probabilities at `state`, given the LSTM's there; into `out`. */
@@ -285,10 +300,25 @@ export class MixturePredictor implements Predictor {
     if (this.document.match)
       this.document.match.predict(state.subarray(this.matchStart, this.notesMatchStart), inputs.match);
     else inputs.match.length = 0;
-    if (this.parts.notesMatch) this.parts.notesMatch.predict(state.subarray(this.notesMatchStart), inputs.notesMatch);
+    if (this.parts.notesMatch)
+      this.parts.notesMatch.predict(state.subarray(this.notesMatchStart, this.wordStart), inputs.notesMatch);
     else inputs.notesMatch.length = 0;
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
+    this.wordsDistribution(state, inputs.mixture, inputs.words);
     return online.mix(inputs, out);
+  }
+
+  /**
+   * The word models' distribution at `state` into `out`: the document's counts over the notes'
+   * over the mixture, each interpolated with the one below it.
+   */
+  private wordsDistribution(state: Float32Array, mixture: Float32Array, out: Float32Array): void {
+    const key = wordContext(state.subarray(this.wordStart));
+    const { notesWords } = this.parts;
+    const { words } = this.document;
+    const overNotes = notesWords ? notesWords.distribution(key, mixture, this.notesWordsProbs) : mixture;
+    if (words) words.distribution(key, overNotes, out);
+    else out.set(overNotes);
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
+import { WordModel, wordCharacters } from './word-model';
 
 export const NOTES_TEXT_FILE = 'notes.txt';
 /** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
@@ -12,22 +13,37 @@ const MAX_NOTES_TEXT_BYTES = 512 * 1024 * 1024;
 const NOTES_HASH_BITS = 22;
 
 /** An empty match model sized for notes. */
-export const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
+const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
+/** An empty word model sized for notes. */
+const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(wordCharacters(vocabulary), 16);
+
+/** What reads the notes' text itself: the match model, which follows its repeats, and the word model. */
+export interface NotesReaders {
+  match: MatchModel;
+  words: WordModel;
+}
+
+export const emptyNotesReaders = (vocabulary: Vocabulary): NotesReaders => ({
+  match: notesMatchModel(),
+  words: notesWordModel(vocabulary),
+});
 
 /** Writes the text the model was trained on, atomically, so a reader sees the old file or the new one. */
 export function saveNotesText(dir: string, text: string): void {
   replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp`, NOTES_TEXT_FILE, text);
 }
 
-/** The match model over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */
-export function loadNotesMatch(dir: string, vocabulary: Vocabulary): MatchModel | undefined {
+/** The match and word models over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */
+export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesReaders | undefined {
   const bytes = readRegularFile(
     path.join(dir, NOTES_TEXT_FILE),
     MAX_NOTES_TEXT_BYTES,
     (problem, remedy) => new ModelFormatError(`notes text in ${dir}: ${problem}${remedy ? `; ${remedy}` : ''}`),
   );
   if (!bytes) return undefined;
-  const match = notesMatchModel();
-  match.append(vocabulary.encode(bytes.toString('utf8')));
-  return match;
+  const readers = emptyNotesReaders(vocabulary);
+  const ids = vocabulary.encode(bytes.toString('utf8'));
+  readers.match.append(ids);
+  readers.words.append(ids);
+  return readers;
 }

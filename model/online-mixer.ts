@@ -9,11 +9,11 @@
 import type { MatchPrediction } from './match-model';
 
 /** The mixed inputs, in the order of the weights: log-probability vectors, then the match models' indicators. */
-export const ONLINE_INPUTS = ['mixture', 'lstm', 'notes', 'document', 'match', 'notesMatch'] as const;
+export const ONLINE_INPUTS = ['mixture', 'lstm', 'notes', 'document', 'words', 'match', 'notesMatch'] as const;
 const K = ONLINE_INPUTS.length;
 const MIXTURE = 0;
-const MATCH = 4;
-const NOTES_MATCH = 5;
+const MATCH = 5;
+const NOTES_MATCH = 6;
 /** Log-probabilities are read as at least this, so that a part sure a character cannot come does not veto it outright. */
 const LOG_FLOOR = -30;
 
@@ -48,6 +48,8 @@ export interface OnlineInputs {
   lstm: Float32Array;
   notes: Float32Array;
   document: Float32Array;
+  /** The word models' distribution: the mixture where they have not seen the two words' context. */
+  words: Float32Array;
   match: MatchPrediction;
   notesMatch: MatchPrediction;
   /** The class of the character before (see previousClass). */
@@ -63,7 +65,7 @@ export function previousClass(char: string | undefined): number {
 
 /** The inputs that are log-probability vectors, in the order of their weights. */
 function logVectors(inputs: OnlineInputs): Float32Array[] {
-  return [inputs.mixture, inputs.lstm, inputs.notes, inputs.document];
+  return [inputs.mixture, inputs.lstm, inputs.notes, inputs.document, inputs.words];
 }
 
 export class OnlineMixer {

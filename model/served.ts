@@ -9,8 +9,7 @@ import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
 import { ModelFormatError } from './files';
-import type { MatchModel } from './match-model';
-import { loadNotesMatch, notesMatchModel } from './notes-text';
+import { emptyNotesReaders, loadNotesReaders, NotesReaders } from './notes-text';
 
 export interface ServedModel {
   /** As loaded: with an escape model always, one made from the vocabulary where model.json has none. */
@@ -46,7 +45,7 @@ export function loadServedModel(dir: string): ServedModel {
   const notes = loadNotes(dir, saved, warnings);
   let mixer: Mixer | undefined;
   let learned: LearnedNotes | undefined;
-  let notesMatch: MatchModel | undefined;
+  let readers: NotesReaders | undefined;
   if (notes) {
     mixer = loadGate(dir, saved, warnings);
     try {
@@ -56,14 +55,15 @@ export function loadServedModel(dir: string): ServedModel {
       warnings.push(error.message);
       learned = LearnedNotes.empty(dir, saved.vocabulary);
     }
-    notesMatch = loadMatch(dir, saved, warnings);
-    learned.replayInto(notes, notesMatch);
+    readers = loadReaders(dir, saved, warnings);
+    learned.replayInto(notes, readers);
   }
   const mixture: MixtureParts = {
     vocabulary: saved.vocabulary,
     lstm: lstmTrained ? lstm : undefined,
     notes: notes ?? emptyNotesNgram(saved.vocabulary.size),
-    notesMatch,
+    notesMatch: readers?.match,
+    notesWords: readers?.words,
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
   };
@@ -88,18 +88,18 @@ function loadNotes(dir: string, saved: SavedModel, warnings: string[]): NgramMod
 }
 
 /**
- * The match model over the notes' text in `dir`; an empty one, which follows only the notes learnt
- * from saves, where the directory has none (or an unreadable one, with a warning).
+ * The match and word models over the notes' text in `dir`; empty ones, which read only the notes
+ * learnt from saves, where the directory has none (or an unreadable one, with a warning).
  */
-function loadMatch(dir: string, saved: SavedModel, warnings: string[]): MatchModel {
+function loadReaders(dir: string, saved: SavedModel, warnings: string[]): NotesReaders {
   try {
-    const match = loadNotesMatch(dir, saved.vocabulary);
-    if (match) return match;
+    const readers = loadNotesReaders(dir, saved.vocabulary);
+    if (readers) return readers;
   } catch (error) {
     if (!(error instanceof ModelFormatError)) throw error;
     warnings.push(`${error.message}; the model serves without following repeats of your notes until you retrain`);
   }
-  return notesMatchModel();
+  return emptyNotesReaders(saved.vocabulary);
 }
 
 /** The gate saved beside the notes' n-gram, or undefined (with a warning) when the prior must stand in. */

@@ -85,6 +85,7 @@ function inputs(V: number, random: () => number): OnlineInputs {
     lstm: logs(),
     notes: logs(),
     document: logs(),
+    words: logs(),
     match: { id: -1, length: 0 },
     notesMatch: { id: -1, length: 0 },
     previous: 0,

@@ -1,0 +1,186 @@
+// The word model: what follows the current word's typed part given the word before it. The n-grams see a fixed number
+// of characters, so after a long word they have lost the one before it ("install the package", "npm install --save"),
+// and they count every spelling of the gap between two words (a space, a line break, ", ") as another context; this
+// model skips the gap and sees both words whole.
+import { previousClass } from './online-mixer';
+import type { Vocabulary } from './vocab';
+
+/** Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as float32 holds 24 bits exactly), the current word's, its length. */
+export const WORD_STATE_SIZE = 5;
+/** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
+const MAX_WORD_LENGTH = 24;
+/** Contexts a table holds at most (a power of two); past three quarters full, new contexts are not learnt. */
+const MAX_CONTEXT_BITS = 21;
+/** Successor entries at most, 8 bytes each. */
+const MAX_ENTRIES = 4 << 20;
+/** Counts stop here, so that they fit 16 bits; the ratios between a context's counts are what matter. */
+const MAX_COUNT = 65_535;
+
+const PREVIOUS_HIGH = 0;
+const PREVIOUS_LOW = 1;
+const WORD_HIGH = 2;
+const WORD_LOW = 3;
+const WORD_LENGTH = 4;
+
+const halves = (slot: ArrayLike<number>, high: number) => ((slot[high] << 16) | slot[high + 1]) >>> 0;
+
+function setHalves(slot: Float32Array, high: number, hash: number): void {
+  slot[high] = hash >>> 16;
+  slot[high + 1] = hash & 0xffff;
+}
+
+/** Which ids are word characters (as the online stage classes them): any other ends a word. */
+export function wordCharacters(vocabulary: Vocabulary): Uint8Array {
+  return Uint8Array.from(vocabulary.chars, (char) => (previousClass(char) === 0 ? 1 : 0));
+}
+
+/** Moves a word slot past `id`: a word character extends the current word, another ends it. */
+export function advanceWords(slot: Float32Array, id: number, isWord: Uint8Array): void {
+  const length = slot[WORD_LENGTH];
+  if (isWord[id]) {
+    if (length >= MAX_WORD_LENGTH) return;
+    setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (id + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
+    slot[WORD_LENGTH] = length + 1;
+  } else if (length > 0) {
+    setHalves(slot, PREVIOUS_HIGH, halves(slot, WORD_HIGH));
+    setHalves(slot, WORD_HIGH, 0);
+    slot[WORD_LENGTH] = 0;
+  }
+}
+
+/** The context a word slot stands in: its two words' hashes combined, never 0 (the tables' empty mark). */
+export function wordContext(slot: ArrayLike<number>): number {
+  const key = (Math.imul(halves(slot, PREVIOUS_HIGH), 0x85ebca6b) ^ halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;
+  return key === 0 ? 1 : key;
+}
+
+/**
+ * Counts of the id that followed each context, in flat tables: a hash table of contexts, each the
+ * head of a list of (id, count) entries, so that a context's successors are read in one walk and
+ * ten megabytes of notes fit in tens of megabytes.
+ */
+export class WordModel {
+  private contextKeys: Uint32Array;
+  private heads: Int32Array;
+  private totals: Uint32Array;
+  private distinct: Uint16Array;
+  private contexts = 0;
+  private entryIds = new Uint16Array(1024);
+  private entryCounts = new Uint16Array(1024);
+  private entryNext = new Int32Array(1024);
+  private entries = 0;
+  /** The stream append() reads: where it stands among its words. */
+  private readonly streamSlot = new Float32Array(WORD_STATE_SIZE);
+
+  constructor(
+    private readonly isWord: Uint8Array,
+    contextBits = 12,
+  ) {
+    const size = 1 << contextBits;
+    this.contextKeys = new Uint32Array(size);
+    this.heads = new Int32Array(size);
+    this.totals = new Uint32Array(size);
+    this.distinct = new Uint16Array(size);
+  }
+
+  /** Learns that `id` followed the context `key` (from wordContext). */
+  learn(key: number, id: number): void {
+    let slot = this.find(key);
+    if (slot < 0) {
+      if (this.contexts + 1 > 0.75 * this.contextKeys.length && !this.growContexts()) return;
+      slot = this.find(key);
+      this.contextKeys[~slot] = key;
+      this.heads[~slot] = -1;
+      slot = ~slot;
+      this.contexts++;
+    }
+    for (let e = this.heads[slot]; e >= 0; e = this.entryNext[e])
+      if (this.entryIds[e] === id) {
+        if (this.entryCounts[e] < MAX_COUNT) {
+          this.entryCounts[e]++;
+          this.totals[slot]++;
+        }
+        return;
+      }
+    if (this.entries === MAX_ENTRIES || (this.entries === this.entryIds.length && !this.growEntries())) return;
+    const e = this.entries++;
+    this.entryIds[e] = id;
+    this.entryCounts[e] = 1;
+    this.entryNext[e] = this.heads[slot];
+    this.heads[slot] = e;
+    this.totals[slot]++;
+    this.distinct[slot]++;
+  }
+
+  /** Reads `ids` as text that follows what was appended before, learning each. */
+  append(ids: ArrayLike<number>): void {
+    const slot = this.streamSlot;
+    for (let i = 0; i < ids.length; i++) {
+      this.learn(wordContext(slot), ids[i]);
+      advanceWords(slot, ids[i], this.isWord);
+    }
+  }
+
+  /**
+   * The distribution after context `key`, as log-probabilities into `out` (not `lower` itself):
+   * Witten-Bell's interpolation of its counts with `lower` (log-probabilities), which it is where
+   * the context was never seen.
+   */
+  distribution(key: number, lower: Float32Array, out: Float32Array): Float32Array {
+    const slot = this.find(key);
+    if (slot < 0) {
+      out.set(lower);
+      return out;
+    }
+    const d = this.distinct[slot];
+    const logNorm = Math.log(this.totals[slot] + d);
+    const logEscape = Math.log(d) - logNorm;
+    for (let y = 0; y < out.length; y++) out[y] = lower[y] + logEscape;
+    for (let e = this.heads[slot]; e >= 0; e = this.entryNext[e]) {
+      const id = this.entryIds[e];
+      out[id] = Math.log(this.entryCounts[e] + d * Math.exp(lower[id])) - logNorm;
+    }
+    return out;
+  }
+
+  /** The slot holding `key`, or ~(the empty slot where it would go). */
+  private find(key: number): number {
+    const mask = this.contextKeys.length - 1;
+    for (let i = (Math.imul(key, 0x9e3779b1) >>> 0) & mask; ; i = (i + 1) & mask) {
+      const k = this.contextKeys[i];
+      if (k === key) return i;
+      if (k === 0) return ~i;
+    }
+  }
+
+  private growContexts(): boolean {
+    const size = this.contextKeys.length;
+    if (size >= 1 << MAX_CONTEXT_BITS) return false;
+    const [keys, heads, totals, distinct] = [this.contextKeys, this.heads, this.totals, this.distinct];
+    this.contextKeys = new Uint32Array(2 * size);
+    this.heads = new Int32Array(2 * size);
+    this.totals = new Uint32Array(2 * size);
+    this.distinct = new Uint16Array(2 * size);
+    for (let i = 0; i < size; i++)
+      if (keys[i] !== 0) {
+        const slot = ~this.find(keys[i]);
+        this.contextKeys[slot] = keys[i];
+        this.heads[slot] = heads[i];
+        this.totals[slot] = totals[i];
+        this.distinct[slot] = distinct[i];
+      }
+    return true;
+  }
+
+  private growEntries(): boolean {
+    const size = Math.min(MAX_ENTRIES, 2 * this.entryIds.length);
+    const grow = <T extends Uint16Array | Int32Array>(old: T, made: T): T => {
+      made.set(old);
+      return made;
+    };
+    this.entryIds = grow(this.entryIds, new Uint16Array(size));
+    this.entryCounts = grow(this.entryCounts, new Uint16Array(size));
+    this.entryNext = grow(this.entryNext, new Int32Array(size));
+    return true;
+  }
+}

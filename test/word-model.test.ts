@@ -1,0 +1,52 @@
+// The word model: what follows the current word's typed part given the word before, whatever separates them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { advanceWords, WORD_STATE_SIZE, wordCharacters, wordContext, WordModel } from '../model/word-model';
+import { Vocabulary } from '../model/vocab';
+
+const vocabulary = Vocabulary.fromText('npm install the package, then run it.\n', 512, 1);
+const isWord = wordCharacters(vocabulary);
+
+/** The word slot after reading `text` from the start. */
+function slotAfter(text: string): Float32Array {
+  const slot = new Float32Array(WORD_STATE_SIZE);
+  for (const id of vocabulary.encode(text)) advanceWords(slot, id, isWord);
+  return slot;
+}
+
+function uniform(): Float32Array {
+  return new Float32Array(vocabulary.size).fill(-Math.log(vocabulary.size));
+}
+
+test('the context is the previous word and the current word so far, whatever separates the words', () => {
+  assert.equal(wordContext(slotAfter('npm inst')), wordContext(slotAfter('run it.\nnpm, inst')));
+  assert.notEqual(wordContext(slotAfter('npm inst')), wordContext(slotAfter('run inst')), 'another word before');
+  assert.notEqual(wordContext(slotAfter('npm inst')), wordContext(slotAfter('npm ins')), 'another typed part');
+});
+
+test('what followed a context before becomes likelier there, the rest keeps its shares, and it sums to one', () => {
+  const model = new WordModel(isWord);
+  model.append(vocabulary.encode('npm install it. npm install the package. npm inspect'));
+  const lower = uniform();
+  const out = new Float32Array(vocabulary.size);
+  model.distribution(wordContext(slotAfter('then npm ins')), lower, out);
+  const p = (c: string) => Math.exp(out[vocabulary.id(c)]);
+  // Witten-Bell: "t" twice and "p" once in 3, 2 distinct: (2 + 2/V) / 5 and (1 + 2/V) / 5.
+  const V = vocabulary.size;
+  assert.ok(Math.abs(p('t') - (2 + 2 / V) / 5) < 1e-6, `p(t) = ${p('t')}`);
+  assert.ok(Math.abs(p('p') - (1 + 2 / V) / 5) < 1e-6);
+  assert.ok(Math.abs(p('a') - 2 / V / 5) < 1e-6, 'an unseen character keeps the escape share of the lower model');
+  const total = out.reduce((sum, x) => sum + Math.exp(x), 0);
+  assert.ok(Math.abs(total - 1) < 1e-5, `sums to ${total}`);
+  model.distribution(wordContext(slotAfter('run pac')), lower, out);
+  assert.deepEqual([...out], [...lower], 'a context never seen is the lower model');
+});
+
+test('it grows past its first tables and still counts what it read first', () => {
+  const model = new WordModel(isWord, 2);
+  const words = Array.from({ length: 3000 }, (_, i) => ['npm', 'install', 'the', 'package', 'then', 'run'][i % 6]);
+  model.append(vocabulary.encode(words.join(' ')));
+  const out = new Float32Array(vocabulary.size);
+  model.distribution(wordContext(slotAfter('npm ')), uniform(), out);
+  assert.ok(Math.exp(out[vocabulary.id('i')]) > 0.99, 'after "npm " came "i" every time');
+});
