@@ -230,6 +230,7 @@ export class MixturePredictor implements Predictor {
       match: { id: -1, length: 0 },
       notesMatch: { id: -1, length: 0 },
       previous: previousClass(undefined),
+      wordsSeen: false,
     };
   }
 
@@ -310,15 +311,20 @@ export class MixturePredictor implements Predictor {
 
   /**
    * The word models' distribution at `state` into `out`: the document's counts over the notes'
-   * over the mixture, each interpolated with the one below it.
+   * over the mixture, each interpolated with the one below it. Where neither has seen the two
+   * words, it is all zeros, which the online stage's product ignores and does not learn from.
    */
   private wordsDistribution(state: Float32Array, mixture: Float32Array, out: Float32Array): void {
     const key = wordContext(state.subarray(this.wordStart));
     const { notesWords } = this.parts;
     const { words } = this.document;
-    const overNotes = notesWords ? notesWords.distribution(key, mixture, this.notesWordsProbs) : mixture;
-    if (words) words.distribution(key, overNotes, out);
-    else out.set(overNotes);
+    const inNotes = notesWords?.distribution(key, mixture, this.notesWordsProbs) ?? false;
+    const inDocument = words?.distribution(key, inNotes ? this.notesWordsProbs : mixture, out) ?? false;
+    this.online.wordsSeen = inNotes || inDocument;
+    if (!inDocument) {
+      if (inNotes) out.set(this.notesWordsProbs);
+      else out.fill(0);
+    }
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

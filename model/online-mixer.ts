@@ -21,7 +21,8 @@ const LOG_FLOOR = -30;
 const MATCH_LENGTH_BUCKETS = [1, 8, 12, 16, 24, 32, 64];
 /** The character before: a word's, a space, a line break, anything else. */
 const PREVIOUS_CLASSES = 4;
-const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES;
+/** Each set comes twice: where the word models have seen the two words, and where they have not. */
+const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES * 2;
 
 /** How far one character moves the weights shared by every position, and those of its own set. */
 export const ONLINE_LEARNING_RATE = { shared: 0.001, selected: 0.002 };
@@ -48,12 +49,14 @@ export interface OnlineInputs {
   lstm: Float32Array;
   notes: Float32Array;
   document: Float32Array;
-  /** The word models' distribution: the mixture where they have not seen the two words' context. */
+  /** The word models' distribution; zeros (no opinion) where they have not seen the two words' context. */
   words: Float32Array;
   match: MatchPrediction;
   notesMatch: MatchPrediction;
   /** The class of the character before (see previousClass). */
   previous: number;
+  /** Whether the word models have seen the two words' context. */
+  wordsSeen: boolean;
 }
 
 /** The class of a character for choosing weights: 0 word, 1 space, 2 line break, 3 other. */
@@ -136,6 +139,6 @@ export class OnlineMixer {
     const length = Math.max(inputs.match.length, inputs.notesMatch.length);
     let match = 0;
     while (match < MATCH_LENGTH_BUCKETS.length && length >= MATCH_LENGTH_BUCKETS[match]) match++;
-    return match * PREVIOUS_CLASSES + inputs.previous;
+    return (match * PREVIOUS_CLASSES + inputs.previous) * 2 + (inputs.wordsSeen ? 1 : 0);
   }
 }

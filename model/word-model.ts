@@ -9,12 +9,14 @@ import type { Vocabulary } from './vocab';
 export const WORD_STATE_SIZE = 5;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
-/** Contexts a table holds at most (a power of two); past three quarters full, new contexts are not learnt. */
-const MAX_CONTEXT_BITS = 21;
+/** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
+const MAX_CONTEXT_BITS = 20;
 /** Successor entries at most, 8 bytes each. */
-const MAX_ENTRIES = 4 << 20;
+const MAX_ENTRIES = 2 << 20;
 /** Counts stop here, so that they fit 16 bits; the ratios between a context's counts are what matter. */
 const MAX_COUNT = 65_535;
+/** How full a context table gets before it grows: linear probing slows sharply past a half. */
+const MAX_LOAD = 0.5;
 
 const PREVIOUS_HIGH = 0;
 const PREVIOUS_LOW = 1;
@@ -87,18 +89,24 @@ export class WordModel {
   learn(key: number, id: number): void {
     let slot = this.find(key);
     if (slot < 0) {
-      if (this.contexts + 1 > 0.75 * this.contextKeys.length && !this.growContexts()) return;
+      if (this.contexts + 1 > MAX_LOAD * this.contextKeys.length && !this.growContexts()) return;
       slot = this.find(key);
       this.contextKeys[~slot] = key;
       this.heads[~slot] = -1;
       slot = ~slot;
       this.contexts++;
     }
-    for (let e = this.heads[slot]; e >= 0; e = this.entryNext[e])
+    // The entry found moves to the front of its list, so a context's common successors are found in a step or two.
+    for (let e = this.heads[slot], before = -1; e >= 0; before = e, e = this.entryNext[e])
       if (this.entryIds[e] === id) {
         if (this.entryCounts[e] < MAX_COUNT) {
           this.entryCounts[e]++;
           this.totals[slot]++;
+        }
+        if (before >= 0) {
+          this.entryNext[before] = this.entryNext[e];
+          this.entryNext[e] = this.heads[slot];
+          this.heads[slot] = e;
         }
         return;
       }
@@ -124,13 +132,13 @@ export class WordModel {
   /**
    * The distribution after context `key`, as log-probabilities into `out` (not `lower` itself):
    * Witten-Bell's interpolation of its counts with `lower` (log-probabilities), which it is where
-   * the context was never seen.
+   * the context was never seen. Returns whether it was seen.
    */
-  distribution(key: number, lower: Float32Array, out: Float32Array): Float32Array {
+  distribution(key: number, lower: Float32Array, out: Float32Array): boolean {
     const slot = this.find(key);
     if (slot < 0) {
       out.set(lower);
-      return out;
+      return false;
     }
     const d = this.distinct[slot];
     const logNorm = Math.log(this.totals[slot] + d);
@@ -140,7 +148,7 @@ export class WordModel {
       const id = this.entryIds[e];
       out[id] = Math.log(this.entryCounts[e] + d * Math.exp(lower[id])) - logNorm;
     }
-    return out;
+    return true;
   }
 
   /** The slot holding `key`, or ~(the empty slot where it would go). */

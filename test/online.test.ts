@@ -89,6 +89,7 @@ function inputs(V: number, random: () => number): OnlineInputs {
     match: { id: -1, length: 0 },
     notesMatch: { id: -1, length: 0 },
     previous: 0,
+    wordsSeen: false,
   };
 }
 

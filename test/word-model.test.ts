@@ -29,7 +29,7 @@ test('what followed a context before becomes likelier there, the rest keeps its 
   model.append(vocabulary.encode('npm install it. npm install the package. npm inspect'));
   const lower = uniform();
   const out = new Float32Array(vocabulary.size);
-  model.distribution(wordContext(slotAfter('then npm ins')), lower, out);
+  assert.ok(model.distribution(wordContext(slotAfter('then npm ins')), lower, out), 'a context it has seen');
   const p = (c: string) => Math.exp(out[vocabulary.id(c)]);
   // Witten-Bell: "t" twice and "p" once in 3, 2 distinct: (2 + 2/V) / 5 and (1 + 2/V) / 5.
   const V = vocabulary.size;
@@ -38,7 +38,7 @@ test('what followed a context before becomes likelier there, the rest keeps its 
   assert.ok(Math.abs(p('a') - 2 / V / 5) < 1e-6, 'an unseen character keeps the escape share of the lower model');
   const total = out.reduce((sum, x) => sum + Math.exp(x), 0);
   assert.ok(Math.abs(total - 1) < 1e-5, `sums to ${total}`);
-  model.distribution(wordContext(slotAfter('run pac')), lower, out);
+  assert.equal(model.distribution(wordContext(slotAfter('run pac')), lower, out), false);
   assert.deepEqual([...out], [...lower], 'a context never seen is the lower model');
 });
 
