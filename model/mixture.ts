@@ -7,7 +7,7 @@ import { OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import type { Vocabulary } from './vocab';
-import { advanceWords, WORD_STATE_SIZE, wordCharacters, wordContext, WordModel } from './word-model';
+import { advanceWords, WORD_STATE_SIZE, wordCharacters, WordModel, wordsDistribution } from './word-model';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
@@ -191,7 +191,7 @@ export class MixturePredictor implements Predictor {
   /** Where the state keeps the words before the position (word-model.ts). */
   private readonly wordStart: number;
   private readonly isWord: Uint8Array;
-  private readonly notesWordsProbs: Float32Array;
+  private readonly wordsScratch: [Float32Array, Float32Array];
   /** The online stage's inputs at the position being mixed; the log-probability vectors are scratch. */
   private readonly online: OnlineInputs;
   private readonly uniformLog: Float32Array;
@@ -217,7 +217,7 @@ export class MixturePredictor implements Predictor {
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
     this.openerProbs = new Float32Array(V);
-    this.notesWordsProbs = new Float32Array(V);
+    this.wordsScratch = [new Float32Array(V), new Float32Array(V)];
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.classOf = Uint8Array.from(parts.vocabulary.chars, (char) => previousClass(char));
@@ -283,7 +283,7 @@ export class MixturePredictor implements Predictor {
     if (!online || (this.parts.lstm && !lstmLogProbs)) return;
     const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
     online.learn(this.online, mixed, id);
-    this.document.words?.learn(wordContext(before.state.subarray(this.wordStart)), id);
+    this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
   }
 
   /** The next-character log-probabilities at `state`, given the LSTM's there; into `out`. */
@@ -305,26 +305,16 @@ export class MixturePredictor implements Predictor {
       this.parts.notesMatch.predict(state.subarray(this.notesMatchStart, this.wordStart), inputs.notesMatch);
     else inputs.notesMatch.length = 0;
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
-    this.wordsDistribution(state, inputs.mixture, inputs.words);
+    // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
+    inputs.wordsSeen = wordsDistribution(
+      state.subarray(this.wordStart),
+      [this.parts.notesWords, this.document.words],
+      inputs.mixture,
+      inputs.words,
+      this.wordsScratch,
+    );
+    if (!inputs.wordsSeen) inputs.words.fill(0);
     return online.mix(inputs, out);
-  }
-
-  /**
-   * The word models' distribution at `state` into `out`: the document's counts over the notes'
-   * over the mixture, each interpolated with the one below it. Where neither has seen the two
-   * words, it is all zeros, which the online stage's product ignores and does not learn from.
-   */
-  private wordsDistribution(state: Float32Array, mixture: Float32Array, out: Float32Array): void {
-    const key = wordContext(state.subarray(this.wordStart));
-    const { notesWords } = this.parts;
-    const { words } = this.document;
-    const inNotes = notesWords?.distribution(key, mixture, this.notesWordsProbs) ?? false;
-    const inDocument = words?.distribution(key, inNotes ? this.notesWordsProbs : mixture, out) ?? false;
-    this.online.wordsSeen = inNotes || inDocument;
-    if (!inDocument) {
-      if (inNotes) out.set(this.notesWordsProbs);
-      else out.fill(0);
-    }
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

@@ -1,12 +1,15 @@
-// The word model: what follows the current word's typed part given the word before it. The n-grams see a fixed number
+// The word model: what follows the current word's typed part given the word before it, and given the two before it. The n-grams see a fixed number
 // of characters, so after a long word they have lost the one before it ("install the package", "npm install --save"),
 // and they count every spelling of the gap between two words (a space, a line break, ", ") as another context; this
 // model skips the gap and sees both words whole.
 import { previousClass } from './online-mixer';
 import type { Vocabulary } from './vocab';
 
-/** Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as float32 holds 24 bits exactly), the current word's, its length. */
-export const WORD_STATE_SIZE = 5;
+/**
+ * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
+ * float32 holds 24 bits exactly), the current word's, its length, and the word before the previous.
+ */
+export const WORD_STATE_SIZE = 7;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
 /** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
@@ -19,10 +22,9 @@ const MAX_COUNT = 65_535;
 const MAX_LOAD = 0.5;
 
 const PREVIOUS_HIGH = 0;
-const PREVIOUS_LOW = 1;
 const WORD_HIGH = 2;
-const WORD_LOW = 3;
 const WORD_LENGTH = 4;
+const EARLIER_HIGH = 5;
 
 const halves = (slot: ArrayLike<number>, high: number) => ((slot[high] << 16) | slot[high + 1]) >>> 0;
 
@@ -44,16 +46,50 @@ export function advanceWords(slot: Float32Array, id: number, isWord: Uint8Array)
     setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (id + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
     slot[WORD_LENGTH] = length + 1;
   } else if (length > 0) {
+    setHalves(slot, EARLIER_HIGH, halves(slot, PREVIOUS_HIGH));
     setHalves(slot, PREVIOUS_HIGH, halves(slot, WORD_HIGH));
     setHalves(slot, WORD_HIGH, 0);
     slot[WORD_LENGTH] = 0;
   }
 }
 
-/** The context a word slot stands in: its two words' hashes combined, never 0 (the tables' empty mark). */
+/** The context a word slot stands in: the previous word and the current one, never 0 (the tables' empty mark). */
 export function wordContext(slot: ArrayLike<number>): number {
   const key = (Math.imul(halves(slot, PREVIOUS_HIGH), 0x85ebca6b) ^ halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;
   return key === 0 ? 1 : key;
+}
+
+/** The longer context: the word before the previous one too. Kept in the same tables as the shorter. */
+export function twoWordContext(slot: ArrayLike<number>): number {
+  const key = (Math.imul(halves(slot, EARLIER_HIGH), 0xc2b2ae35) ^ wordContext(slot) ^ 0x5bd1e995) >>> 0;
+  return key === 0 ? 1 : key;
+}
+
+/**
+ * The word models' distribution at `slot` into `out`, each model's counts interpolated with the
+ * one before it (`models` from the broadest, the notes', to the document's), over `lower`, first
+ * after the previous word, then after the two before; `scratch` is two vectors of its size.
+ * Returns false, leaving `out` alone, where no model has seen the previous word and the current.
+ */
+export function wordsDistribution(
+  slot: ArrayLike<number>,
+  models: Array<WordModel | undefined>,
+  lower: Float32Array,
+  out: Float32Array,
+  scratch: [Float32Array, Float32Array],
+): boolean {
+  let current = lower;
+  let seen = false;
+  for (const key of [wordContext(slot), twoWordContext(slot)]) {
+    for (const model of models) {
+      const next = current === scratch[0] ? scratch[1] : scratch[0];
+      if (model?.distribution(key, current, next)) current = next;
+    }
+    if (current === lower) return false;
+    seen = true;
+  }
+  out.set(current);
+  return seen;
 }
 
 /**
@@ -85,8 +121,14 @@ export class WordModel {
     this.distinct = new Uint16Array(size);
   }
 
-  /** Learns that `id` followed the context `key` (from wordContext). */
-  learn(key: number, id: number): void {
+  /** Learns that `id` followed the words in `slot`, after the previous word and after the two before. */
+  learnAt(slot: ArrayLike<number>, id: number): void {
+    this.learn(wordContext(slot), id);
+    this.learn(twoWordContext(slot), id);
+  }
+
+  /** Learns that `id` followed the context `key`. */
+  private learn(key: number, id: number): void {
     let slot = this.find(key);
     if (slot < 0) {
       if (this.contexts + 1 > MAX_LOAD * this.contextKeys.length && !this.growContexts()) return;
@@ -124,7 +166,7 @@ export class WordModel {
   append(ids: ArrayLike<number>): void {
     const slot = this.streamSlot;
     for (let i = 0; i < ids.length; i++) {
-      this.learn(wordContext(slot), ids[i]);
+      this.learnAt(slot, ids[i]);
       advanceWords(slot, ids[i], this.isWord);
     }
   }

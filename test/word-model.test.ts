@@ -1,10 +1,18 @@
 // The word model: what follows the current word's typed part given the word before, whatever separates them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { advanceWords, WORD_STATE_SIZE, wordCharacters, wordContext, WordModel } from '../model/word-model';
+import {
+  advanceWords,
+  twoWordContext,
+  WORD_STATE_SIZE,
+  wordCharacters,
+  wordContext,
+  WordModel,
+  wordsDistribution,
+} from '../model/word-model';
 import { Vocabulary } from '../model/vocab';
 
-const vocabulary = Vocabulary.fromText('npm install the package, then run it.\n', 512, 1);
+const vocabulary = Vocabulary.fromText('npm install the package, then run it, update.\n', 512, 1);
 const isWord = wordCharacters(vocabulary);
 
 /** The word slot after reading `text` from the start. */
@@ -49,4 +57,24 @@ test('it grows past its first tables and still counts what it read first', () =>
   const out = new Float32Array(vocabulary.size);
   model.distribution(wordContext(slotAfter('npm ')), uniform(), out);
   assert.ok(Math.exp(out[vocabulary.id('i')]) > 0.99, 'after "npm " came "i" every time');
+});
+
+test('the two words before tell apart what the one before cannot, and the document counts over the notes', () => {
+  const notes = new WordModel(isWord);
+  notes.append(vocabulary.encode('then npm install. run npm update. then npm install. run npm update. '));
+  const document = new WordModel(isWord);
+  const out = new Float32Array(vocabulary.size);
+  const scratch: [Float32Array, Float32Array] = [new Float32Array(vocabulary.size), new Float32Array(vocabulary.size)];
+  const p = (text: string, c: string) => {
+    assert.ok(wordsDistribution(slotAfter(text), [notes, document], uniform(), out, scratch));
+    return Math.exp(out[vocabulary.id(c)]);
+  };
+  assert.notEqual(twoWordContext(slotAfter('then npm ')), twoWordContext(slotAfter('run npm ')));
+  assert.ok(p('then npm ', 'i') > 0.7 && p('run npm ', 'u') > 0.7, 'each after its own word');
+  assert.ok(p('npm ', 'i') < 0.6, 'after "npm" alone, either');
+  // The document's own habit, learnt as it is typed, outweighs the notes'.
+  const typed = slotAfter('then npm ');
+  for (let i = 0; i < 4; i++) document.learnAt(typed, vocabulary.id('u'));
+  assert.ok(p('then npm ', 'u') > p('then npm ', 'i'));
+  assert.equal(wordsDistribution(slotAfter('the package '), [notes, document], uniform(), out, scratch), false);
 });
