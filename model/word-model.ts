@@ -1,7 +1,7 @@
-// The word model: what follows the current word's typed part given the word before it, and given the two before it. The n-grams see a fixed number
-// of characters, so after a long word they have lost the one before it ("install the package", "npm install --save"),
-// and they count every spelling of the gap between two words (a space, a line break, ", ") as another context; this
-// model skips the gap and sees both words whole.
+// The word model: what follows the current word's typed part given the word before it, and given the two before it.
+// The n-grams see a fixed number of characters, so after a long word they have lost the one before it ("install the
+// package", "npm install --save"), and they count every spelling of the gap between two words (a space, a line break,
+// ", ") as another context; this model skips the gap and sees the words whole.
 import { previousClass } from './online-mixer';
 import type { Vocabulary } from './vocab';
 
@@ -79,17 +79,16 @@ export function wordsDistribution(
   scratch: [Float32Array, Float32Array],
 ): boolean {
   let current = lower;
-  let seen = false;
   for (const key of [wordContext(slot), twoWordContext(slot)]) {
     for (const model of models) {
       const next = current === scratch[0] ? scratch[1] : scratch[0];
       if (model?.distribution(key, current, next)) current = next;
     }
+    // Both contexts are learnt together, so where the shorter is unknown the longer is too.
     if (current === lower) return false;
-    seen = true;
   }
   out.set(current);
-  return seen;
+  return true;
 }
 
 /**
