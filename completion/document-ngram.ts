@@ -9,9 +9,9 @@ import {
 } from '../model/mixture';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
-import { OnlineMixer } from '../model/online-mixer';
+import { characterClasses, OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
-import { WordModel, wordCharacters } from '../model/word-model';
+import { WordModel } from '../model/word-model';
 import { characterStart, type Vocabulary } from '../model/vocab';
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
@@ -42,7 +42,7 @@ export class DocumentNgram implements DocumentSource {
   ) {
     if (online) {
       this.match = new MatchModel();
-      this.words = new WordModel(wordCharacters(vocabulary));
+      this.words = new WordModel(characterClasses(vocabulary));
       this.online = new OnlineMixer();
     }
     this.model = documentNgram(vocabulary.size);

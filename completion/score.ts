@@ -3,6 +3,7 @@
 // document, once finished, learnt into the notes' n-gram as saving it would.
 import type { ServedModel } from '../model/served';
 import { AdaptiveEscape } from '../model/escape';
+import { readNotes } from '../model/notes-text';
 import { CompletionSession } from './session';
 
 export interface TypedScore {
@@ -59,8 +60,7 @@ export async function scoreAsTyped(
     if (learnFromSaves && model.hasNotes) {
       const ids = vocabulary.encode(text);
       model.mixture.notes.add(ids);
-      model.mixture.notesMatch?.append(ids);
-      model.mixture.notesWords?.append(ids);
+      if (model.mixture.notesReaders) readNotes(model.mixture.notesReaders, ids);
     }
   }
   return score;

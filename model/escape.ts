@@ -80,10 +80,14 @@ export class EscapeModel {
     return new EscapeModel(vocabulary, new Map(), pageCounts(vocabularyCodePoints(vocabulary)));
   }
 
+  /** Whether `codePoint` is one this model prices: a Unicode code point that maps to UNKNOWN. */
+  covers(codePoint: number): boolean {
+    return Number.isInteger(codePoint) && codePoint >= 0 && codePoint < CODE_POINTS && !this.inVocabulary.has(codePoint);
+  }
+
   /** −ln P(code point | UNKNOWN); Infinity for a code point the vocabulary holds, which never maps to UNKNOWN. */
   nats(codePoint: number): number {
-    if (!Number.isInteger(codePoint) || codePoint < 0 || codePoint >= CODE_POINTS || this.inVocabulary.has(codePoint))
-      return Infinity;
+    if (!this.covers(codePoint)) return Infinity;
     const counted =
       this.unknownTotal === 0 ? 0 : (this.unknown.get(codePoint) ?? 0) / (this.unknownTotal + this.unknown.size);
     return -Math.log(counted + this.escapeShare * this.perCodePoint[Math.floor(codePoint / PAGE_SIZE)]);
@@ -179,7 +183,7 @@ export class AdaptiveEscape {
 
   /** Learns a character that came, if it is one outside the vocabulary. */
   learn(codePoint: number, previous: number | undefined): void {
-    if (this.base.nats(codePoint) === Infinity) return;
+    if (!this.base.covers(codePoint)) return;
     this.seen.add(codePoint);
     if (previous === undefined) return;
     let context = this.after.get(previous);

@@ -20,7 +20,7 @@ import {
   sweepTemporaries,
   withLogLock,
 } from './learned-log';
-import type { NotesReaders } from './notes-text';
+import { type NotesReaders, readNotes } from './notes-text';
 import type { NgramModel } from './ngram';
 import {
   applyRecord,
@@ -226,8 +226,7 @@ export class LearnedNotes {
       ids.set(text, kept.length);
       ids.set(right, kept.length + text.length);
       ngram.add(ids, kept.length);
-      this.readers?.match.append(ids);
-      this.readers?.words.append(ids);
+      if (this.readers) readNotes(this.readers, ids);
     }
   }
 

@@ -3,11 +3,12 @@
 import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
-import { OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
+import { characterClasses, OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
+import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import type { Vocabulary } from './vocab';
-import { advanceWords, WORD_STATE_SIZE, wordCharacters, WordModel, wordsDistribution } from './word-model';
+import { advanceWords, WORD_STATE_SIZE, WordModel, wordsDistribution } from './word-model';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
@@ -148,10 +149,8 @@ export interface MixtureParts {
   vocabulary: Vocabulary;
   lstm?: Predictor;
   notes: NgramModel;
-  /** The match model over the notes' text, where the model directory keeps it. */
-  notesMatch?: MatchModel;
-  /** The word model over the notes' text, likewise. */
-  notesWords?: WordModel;
+  /** The match and word models over the notes' text, where the model directory keeps it. */
+  notesReaders?: NotesReaders;
   mixer: Mixer;
 }
 
@@ -190,7 +189,6 @@ export class MixturePredictor implements Predictor {
   private readonly notesMatchStart: number;
   /** Where the state keeps the words before the position (word-model.ts). */
   private readonly wordStart: number;
-  private readonly isWord: Uint8Array;
   private readonly wordsScratch: [Float32Array, Float32Array];
   /** The online stage's inputs at the position being mixed; the log-probability vectors are scratch. */
   private readonly online: OnlineInputs;
@@ -212,7 +210,6 @@ export class MixturePredictor implements Predictor {
     this.matchStart = this.openerStart + this.openerReader.size;
     this.notesMatchStart = this.matchStart + MATCH_STATE_SIZE;
     this.wordStart = this.notesMatchStart + MATCH_STATE_SIZE;
-    this.isWord = wordCharacters(parts.vocabulary);
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
@@ -220,7 +217,7 @@ export class MixturePredictor implements Predictor {
     this.wordsScratch = [new Float32Array(V), new Float32Array(V)];
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
-    this.classOf = Uint8Array.from(parts.vocabulary.chars, (char) => previousClass(char));
+    this.classOf = characterClasses(parts.vocabulary);
     this.online = {
       mixture: new Float32Array(V),
       lstm: this.uniformLog,
@@ -239,7 +236,7 @@ export class MixturePredictor implements Predictor {
     if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
     this.openerReader.start(state.subarray(this.openerStart, this.matchStart));
     this.document.match?.startSlot(state.subarray(this.matchStart, this.notesMatchStart));
-    this.parts.notesMatch?.startSlot(state.subarray(this.notesMatchStart));
+    this.parts.notesReaders?.match.startSlot(state.subarray(this.notesMatchStart));
     return state;
   }
 
@@ -264,8 +261,8 @@ export class MixturePredictor implements Predictor {
       const opener = state.subarray(this.openerStart, this.matchStart);
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
-      this.parts.notesMatch?.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(state.subarray(this.wordStart), ids[b], this.isWord);
+      this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
+      advanceWords(state.subarray(this.wordStart), ids[b], this.classOf);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = { state, logProbs: this.mix(state, lstmLogProbs, new Float32Array(this.vocabulary.size)) };
       if (lstmLogProbs) this.lstmAt.set(snapshot, lstmLogProbs);
@@ -301,14 +298,14 @@ export class MixturePredictor implements Predictor {
     if (this.document.match)
       this.document.match.predict(state.subarray(this.matchStart, this.notesMatchStart), inputs.match);
     else inputs.match.length = 0;
-    if (this.parts.notesMatch)
-      this.parts.notesMatch.predict(state.subarray(this.notesMatchStart, this.wordStart), inputs.notesMatch);
+    if (this.parts.notesReaders)
+      this.parts.notesReaders.match.predict(state.subarray(this.notesMatchStart, this.wordStart), inputs.notesMatch);
     else inputs.notesMatch.length = 0;
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       state.subarray(this.wordStart),
-      [this.parts.notesWords, this.document.words],
+      [this.parts.notesReaders?.words, this.document.words],
       inputs.mixture,
       inputs.words,
       this.wordsScratch,

@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
-import { WordModel, wordCharacters } from './word-model';
+import { characterClasses } from './online-mixer';
+import { WordModel } from './word-model';
 
 export const NOTES_TEXT_FILE = 'notes.txt';
 /** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
@@ -15,7 +16,7 @@ const NOTES_HASH_BITS = 22;
 /** An empty match model sized for notes. */
 const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
 /** An empty word model sized for notes. */
-const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(wordCharacters(vocabulary), 16);
+const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(characterClasses(vocabulary), 16);
 
 /** What reads the notes' text itself: the match model, which follows its repeats, and the word model. */
 export interface NotesReaders {
@@ -42,8 +43,12 @@ export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesRead
   );
   if (!bytes) return undefined;
   const readers = emptyNotesReaders(vocabulary);
-  const ids = vocabulary.encode(bytes.toString('utf8'));
+  readNotes(readers, vocabulary.encode(bytes.toString('utf8')));
+  return readers;
+}
+
+/** Has the readers read `ids` as notes that follow those they read before. */
+export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
   readers.match.append(ids);
   readers.words.append(ids);
-  return readers;
 }

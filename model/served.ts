@@ -62,8 +62,7 @@ export function loadServedModel(dir: string): ServedModel {
     vocabulary: saved.vocabulary,
     lstm: lstmTrained ? lstm : undefined,
     notes: notes ?? emptyNotesNgram(saved.vocabulary.size),
-    notesMatch: readers?.match,
-    notesWords: readers?.words,
+    notesReaders: readers,
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
   };

@@ -2,8 +2,6 @@
 // The n-grams see a fixed number of characters, so after a long word they have lost the one before it ("install the
 // package", "npm install --save"), and they count every spelling of the gap between two words (a space, a line break,
 // ", ") as another context; this model skips the gap and sees the words whole.
-import { previousClass } from './online-mixer';
-import type { Vocabulary } from './vocab';
 
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
@@ -33,15 +31,13 @@ function setHalves(slot: Float32Array, high: number, hash: number): void {
   slot[high + 1] = hash & 0xffff;
 }
 
-/** Which ids are word characters (as the online stage classes them): any other ends a word. */
-export function wordCharacters(vocabulary: Vocabulary): Uint8Array {
-  return Uint8Array.from(vocabulary.chars, (char) => (previousClass(char) === 0 ? 1 : 0));
-}
+/** The class of a word character in `characterClasses` (online-mixer.ts); a character of any other ends a word. */
+const WORD_CLASS = 0;
 
 /** Moves a word slot past `id`: a word character extends the current word, another ends it. */
-export function advanceWords(slot: Float32Array, id: number, isWord: Uint8Array): void {
+export function advanceWords(slot: Float32Array, id: number, classes: Uint8Array): void {
   const length = slot[WORD_LENGTH];
-  if (isWord[id]) {
+  if (classes[id] === WORD_CLASS) {
     if (length >= MAX_WORD_LENGTH) return;
     setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (id + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
     slot[WORD_LENGTH] = length + 1;
@@ -59,9 +55,9 @@ export function wordContext(slot: ArrayLike<number>): number {
   return key === 0 ? 1 : key;
 }
 
-/** The longer context: the word before the previous one too. Kept in the same tables as the shorter. */
-export function twoWordContext(slot: ArrayLike<number>): number {
-  const key = (Math.imul(halves(slot, EARLIER_HIGH), 0xc2b2ae35) ^ wordContext(slot) ^ 0x5bd1e995) >>> 0;
+/** The longer context: the word before the previous one too, over `shorter` (wordContext(slot)). Kept in the same tables. */
+export function twoWordContext(slot: ArrayLike<number>, shorter = wordContext(slot)): number {
+  const key = (Math.imul(halves(slot, EARLIER_HIGH), 0xc2b2ae35) ^ shorter ^ 0x5bd1e995) >>> 0;
   return key === 0 ? 1 : key;
 }
 
@@ -78,8 +74,10 @@ export function wordsDistribution(
   out: Float32Array,
   scratch: [Float32Array, Float32Array],
 ): boolean {
+  const shorter = wordContext(slot);
   let current = lower;
-  for (const key of [wordContext(slot), twoWordContext(slot)]) {
+  for (let longer = 0; longer < 2; longer++) {
+    const key = longer ? twoWordContext(slot, shorter) : shorter;
     for (const model of models) {
       const next = current === scratch[0] ? scratch[1] : scratch[0];
       if (model?.distribution(key, current, next)) current = next;
@@ -109,8 +107,9 @@ export class WordModel {
   /** The stream append() reads: where it stands among its words. */
   private readonly streamSlot = new Float32Array(WORD_STATE_SIZE);
 
+  /** `classes` is the vocabulary's characterClasses (online-mixer.ts). */
   constructor(
-    private readonly isWord: Uint8Array,
+    private readonly classes: Uint8Array,
     contextBits = 12,
   ) {
     const size = 1 << contextBits;
@@ -122,8 +121,9 @@ export class WordModel {
 
   /** Learns that `id` followed the words in `slot`, after the previous word and after the two before. */
   learnAt(slot: ArrayLike<number>, id: number): void {
-    this.learn(wordContext(slot), id);
-    this.learn(twoWordContext(slot), id);
+    const shorter = wordContext(slot);
+    this.learn(shorter, id);
+    this.learn(twoWordContext(slot, shorter), id);
   }
 
   /** Learns that `id` followed the context `key`. */
@@ -166,7 +166,7 @@ export class WordModel {
     const slot = this.streamSlot;
     for (let i = 0; i < ids.length; i++) {
       this.learnAt(slot, ids[i]);
-      advanceWords(slot, ids[i], this.isWord);
+      advanceWords(slot, ids[i], this.classes);
     }
   }
 
