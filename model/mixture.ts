@@ -227,6 +227,8 @@ export class MixturePredictor implements Predictor {
       match: { id: -1, length: 0 },
       notesMatch: { id: -1, length: 0 },
       previous: previousClass(undefined),
+      previousId: -1,
+      twoBeforeId: -1,
       wordsSeen: false,
     };
   }
@@ -302,6 +304,8 @@ export class MixturePredictor implements Predictor {
       this.parts.notesReaders.match.predict(state.subarray(this.notesMatchStart, this.wordStart), inputs.notesMatch);
     else inputs.notesMatch.length = 0;
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
+    inputs.previousId = known > 0 ? context[known - 1] : -1;
+    inputs.twoBeforeId = known > 1 ? context[known - 2] : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       state.subarray(this.wordStart),

@@ -25,7 +25,13 @@ const PREVIOUS_CLASSES = 4;
 /** Each set comes twice: where the word models have seen the two words, and where they have not. */
 const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES * 2;
 
-/** How far one character moves the weights shared by every position, and those of its own set. */
+/** The weight sets selected by the two characters before, hashed into this many (a power of two). */
+const TWO_BEFORE_SETS = 1 << 10;
+
+/**
+ * How far one character moves the weights shared by every position, and those of the sets it
+ * selects: by its match length and classes, by the character before, and by the two before.
+ */
 export const ONLINE_LEARNING_RATE = { shared: 0.001, selected: 0.002 };
 
 /**
@@ -56,6 +62,9 @@ export interface OnlineInputs {
   notesMatch: MatchPrediction;
   /** The class of the character before (see previousClass). */
   previous: number;
+  /** The ids of the character before and the one before it, or -1 where the document has none. */
+  previousId: number;
+  twoBeforeId: number;
   /** Whether the word models have seen the two words' context. */
   wordsSeen: boolean;
 }
@@ -84,6 +93,13 @@ function logVectors(inputs: OnlineInputs): Float32Array[] {
 export class OnlineMixer {
   private readonly shared = new Float32Array(K);
   private readonly selected = initialSelectedWeights();
+  /**
+   * A second weight set, selected by the character before: after "q" or "'" a part that knows the
+   * spelling is worth more than one that knows the topic, and a few classes cannot say so.
+   */
+  private byPrevious = new Float32Array(0);
+  /** Likewise by the two characters before: "e " and "o " begin different words. */
+  private byTwoBefore = new Float32Array(0);
   private readonly weights = new Float32Array(K);
   /** How many characters it has learnt from. */
   learnt = 0;
@@ -94,8 +110,8 @@ export class OnlineMixer {
 
   /** Mixes the inputs into `out` as log-probabilities; returns out. */
   mix(inputs: OnlineInputs, out: Float32Array): Float32Array {
-    const w = this.weightsFor(inputs);
     const V = out.length;
+    const w = this.weightsFor(inputs, V);
     out.fill(0);
     const vectors = logVectors(inputs);
     for (let k = 0; k < vectors.length; k++) {
@@ -131,18 +147,41 @@ export class OnlineMixer {
     if (notesMatch.length > 0)
       gradient[NOTES_MATCH] = Math.exp(mixed[notesMatch.id]) - (notesMatch.id === target ? 1 : 0);
     const set = this.setOf(inputs) * K;
+    const previous = this.previousSetOf(inputs, mixed.length);
+    const twoBefore = this.twoBeforeSetOf(inputs);
     for (let k = 0; k < K; k++) {
       const g = Math.max(-20, Math.min(20, gradient[k]));
       this.shared[k] -= ONLINE_LEARNING_RATE.shared * g;
       this.selected[set + k] -= ONLINE_LEARNING_RATE.selected * g;
+      if (previous >= 0) this.byPrevious[previous + k] -= ONLINE_LEARNING_RATE.selected * g;
+      if (twoBefore >= 0) this.byTwoBefore[twoBefore + k] -= ONLINE_LEARNING_RATE.selected * g;
     }
     this.learnt++;
   }
 
-  private weightsFor(inputs: OnlineInputs): Float32Array {
+  private weightsFor(inputs: OnlineInputs, vocabularySize: number): Float32Array {
     const set = this.setOf(inputs) * K;
     for (let k = 0; k < K; k++) this.weights[k] = this.shared[k] + this.selected[set + k];
+    const previous = this.previousSetOf(inputs, vocabularySize);
+    if (previous >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byPrevious[previous + k];
+    const twoBefore = this.twoBeforeSetOf(inputs);
+    if (twoBefore >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byTwoBefore[twoBefore + k];
     return this.weights;
+  }
+
+  /** Where the weights selected by the two characters before start, or -1 where there are not two. */
+  private twoBeforeSetOf(inputs: OnlineInputs): number {
+    if (inputs.previousId < 0 || inputs.twoBeforeId < 0) return -1;
+    if (this.byTwoBefore.length === 0) this.byTwoBefore = new Float32Array(TWO_BEFORE_SETS * K);
+    const hash = Math.imul(inputs.twoBeforeId * 65_536 + inputs.previousId + 1, 0x9e3779b1) >>> 0;
+    return (hash >>> (32 - Math.log2(TWO_BEFORE_SETS))) * K;
+  }
+
+  /** Where the weights selected by the character before start, or -1 where there is none. */
+  private previousSetOf(inputs: OnlineInputs, vocabularySize: number): number {
+    if (inputs.previousId < 0 || inputs.previousId >= vocabularySize) return -1;
+    if (this.byPrevious.length !== vocabularySize * K) this.byPrevious = new Float32Array(vocabularySize * K);
+    return inputs.previousId * K;
   }
 
   private setOf(inputs: OnlineInputs): number {

@@ -89,6 +89,8 @@ function inputs(V: number, random: () => number): OnlineInputs {
     match: { id: -1, length: 0 },
     notesMatch: { id: -1, length: 0 },
     previous: 0,
+    previousId: -1,
+    twoBeforeId: -1,
     wordsSeen: false,
   };
 }
@@ -118,6 +120,37 @@ test('the online stage starts as the offline mixture, and learns to trust the pa
   }
   assert.ok(learnt < 0.8 * before, `after learning ${learnt / 1000} nats/char, untaught ${before / 1000}`);
   assert.equal(mixer.learnt, 3000);
+});
+
+test('the weights selected by the characters before learn which part to trust after each', () => {
+  const V = 20;
+  const random = seededRandom(7);
+  // After id 3 the document's part is right and the LSTM's wrong; after id 5 the other way round.
+  // `seen` says where the mixer is told that id: as the character before, as the one before that, or nowhere.
+  const lossOver = (seen: 'previous' | 'twoBefore' | 'neither') => {
+    const mixer = new OnlineMixer();
+    let loss = 0;
+    for (let n = 0; n < 4000; n++) {
+      const at = inputs(V, random);
+      const telling = n % 2 === 0 ? 3 : 5;
+      at.previousId = seen === 'previous' ? telling : 4;
+      at.twoBeforeId = seen === 'twoBefore' ? telling : 4;
+      const target = Math.floor(random() * V);
+      const wrong = (target + 1 + Math.floor(random() * (V - 1))) % V;
+      const peaked = (at: number) => Float32Array.from({ length: V }, (_, y) => Math.log(y === at ? 0.6 : 0.4 / (V - 1)));
+      at.document = peaked(telling === 3 ? target : wrong);
+      at.lstm = peaked(telling === 3 ? wrong : target);
+      const mixed = mixer.mix(at, new Float32Array(V));
+      if (n >= 3000) loss -= mixed[target];
+      mixer.learn(at, mixed, target);
+    }
+    return loss / 1000;
+  };
+  const neither = lossOver('neither');
+  for (const seen of ['previous', 'twoBefore'] as const) {
+    const selected = lossOver(seen);
+    assert.ok(selected < 0.85 * neither, `told the ${seen} character: ${selected} nats/char, told neither: ${neither}`);
+  }
 });
 
 test('a repeat longer than any n-gram is predicted as it is typed again, and only where the online stage is on', async () => {
