@@ -1,6 +1,6 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
-import { type Vocabulary, WORD_CHAR } from '../model/vocab';
+import { UNKNOWN_ID, type Vocabulary, WORD_CHAR } from '../model/vocab';
 import { Completion, CompletionOptions, stopsBefore } from './options';
 
 /**
@@ -37,6 +37,10 @@ interface Beam {
  * word the next key is almost always the space, and a Tab that types it too saves that key, as
  * phone keyboards do. Measured on tiny-shakespeare this is worth 4 points of keystroke savings.
  * Only one separator is taken, so a completion never runs into the next word under stopAt word.
+ *
+ * A completion may hold a character outside the vocabulary, one the document has shown: the model
+ * predicts UNKNOWN, and the predictor names the character it most likely is (a name or term in
+ * another script, typed again).
  *
  * Beams are stepped as one batch; each keeps the snapshots along its text, so that accepting the
  * completion costs no model steps (DocumentStates.expect).
@@ -89,12 +93,19 @@ export async function beamSearch(
     }
     if (depth >= options.maxChars) break;
     beams = beams.filter((b) => !hopeless(b.score));
-    const candidates: Array<{ beam: Beam; id: number; score: number }> = [];
+    const candidates: Array<{ beam: Beam; id: number; char: string; score: number }> = [];
     for (const beam of beams) {
-      for (const id of topIds(beam.snapshot.logProbs, width)) {
-        if (stopsBefore(options.stopAt, vocabulary.chars[id], beam.text)) continue;
-        candidates.push({ beam, id, score: beam.score + beam.snapshot.logProbs[id] });
+      const lp = beam.snapshot.logProbs;
+      for (const id of topIds(lp, width)) {
+        const char = vocabulary.chars[id];
+        if (stopsBefore(options.stopAt, char, beam.text)) continue;
+        candidates.push({ beam, id, char, score: beam.score + lp[id] });
       }
+      const named = predictor.nameUnknown?.(beam.text);
+      if (!named) continue;
+      const char = String.fromCodePoint(named.codePoint);
+      if (!stopsBefore(options.stopAt, char, beam.text))
+        candidates.push({ beam, id: UNKNOWN_ID, char, score: beam.score + lp[UNKNOWN_ID] - named.nats });
     }
     candidates.sort((a, b) => b.score - a.score);
     const continuing = candidates.slice(0, width).filter((c) => !hopeless(c.score));
@@ -104,7 +115,7 @@ export async function beamSearch(
       continuing.map((c) => c.id),
     );
     beams = continuing.map((c, i) => ({
-      text: c.beam.text + vocabulary.chars[c.id],
+      text: c.beam.text + c.char,
       length: c.beam.length + 1,
       score: c.score,
       snapshot: stepped[i],
@@ -148,7 +159,7 @@ function topIds(logProbs: Float32Array, k: number): number[] {
   // One pass keeping the k best in order: sorting the whole vocabulary per beam per step costs
   // milliseconds once it holds thousands of characters, as a Chinese one does.
   const ids: number[] = [];
-  for (let id = 1; id < logProbs.length; id++) {
+  for (let id = UNKNOWN_ID + 1; id < logProbs.length; id++) {
     const p = logProbs[id];
     if (ids.length === k && p <= logProbs[ids[k - 1]]) continue;
     let at = ids.length === k ? k - 1 : ids.length;

@@ -7,12 +7,13 @@ import {
   OPENER_NGRAM_ORDER,
   openerNgram,
 } from '../model/mixture';
+import { AdaptiveEscape, EscapeModel } from '../model/escape';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
 import { characterClasses, OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
 import { WordModel } from '../model/word-model';
-import { characterStart, type Vocabulary } from '../model/vocab';
+import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
 export const DOCUMENT_MATCH_MAX_HISTORY = 1_000_000;
@@ -29,27 +30,39 @@ export class DocumentNgram implements DocumentSource {
   readonly words?: WordModel;
   /** What the document has taught the mixture; it outlives the n-grams' windows, as the document's session does. */
   readonly online?: OnlineMixer;
+  /** The characters outside the vocabulary that the n-grams' window holds, so that completions can name them. */
+  escape?: AdaptiveEscape;
   private start = 0;
   private indexed = '';
   private readonly reader: OpenerReader;
   /** Where the indexed text stands among its paragraphs' openers. */
   private readonly readerSlot: Float32Array;
 
-  /** Without `online`, the mixture is the gate's alone, as before the online stage: for comparing the two. */
+  /**
+   * Without `online`, the mixture is the gate's alone, as before the online stage: for comparing the
+   * two. `escape` is the model's own, which the document's characters outside the vocabulary refine.
+   */
   constructor(
     private readonly vocabulary: Vocabulary,
     online = true,
+    private readonly escapeBase: EscapeModel = EscapeModel.fromVocabulary(vocabulary),
   ) {
     if (online) {
       this.match = new MatchModel();
       this.words = new WordModel(characterClasses(vocabulary));
       this.online = new OnlineMixer();
+      this.escape = new AdaptiveEscape(escapeBase);
     }
     this.model = documentNgram(vocabulary.size);
     this.openers = openerNgram(vocabulary.size);
     this.reader = new OpenerReader(vocabulary, OPENER_NGRAM_ORDER - 1);
     this.readerSlot = new Float32Array(this.reader.size);
     this.reader.start(this.readerSlot);
+  }
+
+  /** The code point just before end, if any: what a completion starting there follows. */
+  get lastCodePoint(): number | undefined {
+    return lastCodePointOf(this.indexed);
   }
 
   /** Where the indexed text ends: the next character typed there extends it without a rebuild. */
@@ -84,6 +97,7 @@ export class DocumentNgram implements DocumentSource {
       ids.set(added, context.length);
       this.model.add(ids, context.length);
       this.match?.append(added);
+      this.escape?.learnText(text.slice(upTo, cursor), this.lastCodePoint);
       this.readOpeners(added);
       this.indexed = text.slice(this.start, cursor);
       return;
@@ -96,6 +110,10 @@ export class DocumentNgram implements DocumentSource {
     else this.readerSlot.fill(0);
     this.start = start;
     this.indexed = text.slice(start, cursor);
+    if (this.escape) {
+      this.escape = new AdaptiveEscape(this.escapeBase);
+      this.escape.learnText(this.indexed);
+    }
     const ids = this.vocabulary.encode(this.indexed);
     this.model.add(ids);
     // Typing on past the window starts the n-grams afresh, but a repeat of anything earlier is as
@@ -117,3 +135,4 @@ export class DocumentNgram implements DocumentSource {
     if (sequence.length > context) this.openers.add(sequence, context);
   }
 }
+

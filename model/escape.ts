@@ -181,6 +181,21 @@ export class AdaptiveEscape {
     return -Math.log(context ? context.interpolate(codePoint, anywhere) : anywhere);
   }
 
+  /**
+   * The likeliest character outside the vocabulary after `previous` among those that came before,
+   * with its cost given UNKNOWN; undefined until one has come. Only those are candidates: the
+   * trained model's own guesses are spread too thin to be worth suggesting.
+   */
+  likeliest(previous: number | undefined): { codePoint: number; nats: number } | undefined {
+    const after = previous === undefined ? undefined : this.after.get(previous)?.commonest;
+    const anywhere = this.seen.commonest;
+    if (anywhere === undefined) return undefined;
+    const nats = this.nats(anywhere, previous);
+    if (after === undefined || after === anywhere) return { codePoint: anywhere, nats };
+    const afterNats = this.nats(after, previous);
+    return afterNats <= nats ? { codePoint: after, nats: afterNats } : { codePoint: anywhere, nats };
+  }
+
   /** Learns a character that came, if it is one outside the vocabulary. */
   learn(codePoint: number, previous: number | undefined): void {
     if (!this.base.covers(codePoint)) return;
@@ -191,9 +206,8 @@ export class AdaptiveEscape {
     context.add(codePoint);
   }
 
-  /** Learns every character of `text`, as reading it would. */
-  learnText(text: string): void {
-    let previous: number | undefined;
+  /** Learns every character of `text`, as reading it would, after the code point `previous`. */
+  learnText(text: string, previous?: number): void {
     for (const c of text) {
       const codePoint = c.codePointAt(0) as number;
       this.learn(codePoint, previous);
@@ -206,10 +220,14 @@ export class AdaptiveEscape {
 class CharacterCounts {
   private readonly counts = new Map<number, number>();
   private total = 0;
+  /** The commonest code point so far (the first to reach the count, on a tie). */
+  commonest: number | undefined;
 
   add(codePoint: number): void {
-    this.counts.set(codePoint, (this.counts.get(codePoint) ?? 0) + 1);
+    const count = (this.counts.get(codePoint) ?? 0) + 1;
+    this.counts.set(codePoint, count);
     this.total++;
+    if (this.commonest === undefined || count > (this.counts.get(this.commonest) ?? 0)) this.commonest = codePoint;
   }
 
   /** P(code point) here, given the level below's: (count + distinct · lower) / (total + distinct). */

@@ -1,5 +1,6 @@
 // The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per
 // character by the gate, then mixed again with them and the match models' guesses by the document's online stage.
+import type { AdaptiveEscape } from './escape';
 import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
@@ -7,7 +8,7 @@ import { characterClasses, OnlineInputs, OnlineMixer, previousClass } from './on
 import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
-import type { Vocabulary } from './vocab';
+import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordsDistribution } from './word-model';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
@@ -109,6 +110,9 @@ export interface DocumentSource {
   /** What followed each pair of words in the document, learnt as it is typed. */
   readonly words?: WordModel;
   readonly online?: OnlineMixer;
+  /** The characters outside the vocabulary that the document has shown, and the code point it ends with. */
+  readonly escape?: AdaptiveEscape;
+  readonly lastCodePoint?: number;
 }
 
 /**
@@ -283,6 +287,11 @@ export class MixturePredictor implements Predictor {
     const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
     online.learn(this.online, mixed, id);
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
+  }
+
+  nameUnknown(completion: string): { codePoint: number; nats: number } | undefined {
+    const previous = completion.length > 0 ? lastCodePointOf(completion) : this.document.lastCodePoint;
+    return this.document.escape?.likeliest(previous);
   }
 
   /** The next-character log-probabilities at `state`, given the LSTM's there; into `out`. */

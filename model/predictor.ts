@@ -19,6 +19,12 @@ export interface Predictor {
   step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]>;
   /** Learns, where the model learns online, that `id` came after `before`, a snapshot of its own, in the real text. */
   observe?(before: Snapshot, id: number): void;
+  /**
+   * What UNKNOWN (id 0) would most likely be, where the document has shown characters outside the
+   * vocabulary: its code point and its cost in nats beyond UNKNOWN's own, after `completion`, the
+   * text a completion has so far, which follows what the model has read.
+   */
+  nameUnknown?(completion: string): { codePoint: number; nats: number } | undefined;
   dispose(): void;
 }
 

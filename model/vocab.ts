@@ -4,6 +4,7 @@
 
 /** The unknown-character symbol; always id 0 so that out-of-vocabulary input has a fixed slot. */
 export const UNKNOWN = '\uFFFD';
+export const UNKNOWN_ID = 0;
 
 /** The characters words are made of: for stopping a completion at a word's end, a paragraph's first word, and the word a list completion replaces. */
 export const WORD_CHARS = "\\p{L}\\p{N}_'’-";
@@ -145,4 +146,12 @@ export class Vocabulary {
     }
     return new Vocabulary(chars as string[]);
   }
+}
+
+/** The last code point of `text`, or undefined when it is empty. */
+export function lastCodePointOf(text: string): number | undefined {
+  if (text.length === 0) return undefined;
+  const before = text.length > 1 ? text.charCodeAt(text.length - 2) : 0;
+  // A surrogate pair's code point is read from its first half.
+  return before >= 0xd800 && before <= 0xdbff ? text.codePointAt(text.length - 2) : text.codePointAt(text.length - 1);
 }

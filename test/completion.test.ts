@@ -188,6 +188,17 @@ test('words used earlier in the document complete even when the model has never 
   );
 });
 
+test('a word in another script completes once the document has used it, though the vocabulary lacks its characters', async () => {
+  const model = new LexiconModel({ the: 1 });
+  const completion = await completeInDocument(model, 'the 栈帧 is here. the 栈帧 is there. the 栈');
+  assert.match(completion?.text ?? '', /^帧/u);
+  assert.doesNotMatch(
+    (await completeInDocument(model, 'the is here. the is there. the '))?.text ?? '',
+    /\uFFFD/u,
+    'nothing names a character the document has not shown',
+  );
+});
+
 test('the word that followed the previous word before is suggested at the start of the next one', async () => {
   const model = new LexiconModel({ the: 0.5, a: 0.5 });
   const text = 'my zorblax, a the my zorblax. the a the my ';

@@ -93,6 +93,19 @@ test('the escape model learns as it reads: a character outside the vocabulary th
   }
 });
 
+test('the escape model names the likeliest character it has read outside the vocabulary, after the character before', () => {
+  const vocabulary = Vocabulary.fromText(TRAIN, 8192, 2);
+  const adaptive = new AdaptiveEscape(EscapeModel.fromText(TRAIN, vocabulary));
+  const code = (c: string) => c.codePointAt(0) as number;
+  assert.equal(adaptive.likeliest(code('堆')), undefined, 'having read nothing, it names nothing');
+  adaptive.learnText('缓冲缓冲缓冲 堆栈 堆栈 缓冲');
+  const after = (c: string | undefined) => adaptive.likeliest(c === undefined ? undefined : code(c));
+  assert.equal(after('堆')?.codePoint, code('栈'), 'what followed this character both times');
+  assert.equal(after('缓')?.codePoint, code('冲'));
+  assert.equal(after(undefined)?.codePoint, code('缓'), 'with nothing before, the commonest');
+  assert.equal(after('堆')?.nats, adaptive.nats(code('栈'), code('堆')), 'at the cost it charges');
+});
+
 test('the vocabulary is built from the training text alone, its singletons left to UNKNOWN, and validation charges them', () => {
   const body = '我们今天学习神经网络。我们明天学习语言模型。神经网络很有趣！'.repeat(40);
   // 才 once in the training text, 龙 only in the validation text (the last tenth).
