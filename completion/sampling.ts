@@ -1,6 +1,7 @@
 // Temperature sampling with top-k and nucleus truncation, from a seeded generator so that samples are reproducible.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { seededRandom } from '../model/random';
+import { UNKNOWN_ID } from '../model/vocab';
 import { Completion, CompletionOptions, stopsBefore } from './options';
 
 export async function sample(
@@ -16,10 +17,14 @@ export async function sample(
   let score = 0;
   for (let depth = 0; depth < options.maxChars; depth++) {
     if (cancelled()) return undefined;
-    const id = drawId(snapshot.logProbs, options, random);
-    const char = vocabulary.chars[id];
+    // UNKNOWN is drawn only as a character the document has shown, at its share times that character's.
+    const named = predictor.nameUnknown?.(text);
+    const logProbs = Float32Array.from(snapshot.logProbs);
+    logProbs[UNKNOWN_ID] = named ? logProbs[UNKNOWN_ID] - named.nats : -Infinity;
+    const id = drawId(logProbs, options, random);
+    const char = id === UNKNOWN_ID ? String.fromCodePoint(named!.codePoint) : vocabulary.chars[id];
     if (stopsBefore(options.stopAt, char, text)) break;
-    score += snapshot.logProbs[id];
+    score += logProbs[id];
     text += char;
     snapshot = (await predictor.step([snapshot.state], [id]))[0];
   }
@@ -29,7 +34,9 @@ export async function sample(
 /** Temperature, then top-k, then nucleus (top-p) truncation. */
 function drawId(logProbs: Float32Array, options: CompletionOptions, random: () => number): number {
   const t = Math.max(options.temperature, 1e-4);
-  let ids = Array.from({ length: logProbs.length - 1 }, (_, i) => i + 1).sort((a, b) => logProbs[b] - logProbs[a]);
+  let ids = Array.from({ length: logProbs.length }, (_, i) => i)
+    .filter((id) => logProbs[id] > -Infinity)
+    .sort((a, b) => logProbs[b] - logProbs[a]);
   if (options.topK > 0) ids = ids.slice(0, options.topK);
   const weights = ids.map((id) => Math.exp((logProbs[id] - logProbs[ids[0]]) / t));
   const total = weights.reduce((a, b) => a + b, 0);

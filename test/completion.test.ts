@@ -163,7 +163,7 @@ test('a completion ends with the word’s separator only when the model is sure 
  * Completes at the end of text as a model directory without ngram.bin serves: the model mixed with
  * an empty notes' n-gram and the document's own n-gram by the prior gate.
  */
-async function completeInDocument(model: LexiconModel, text: string) {
+async function completeInDocument(model: LexiconModel, text: string, options: Partial<CompletionOptions> = {}) {
   const document = new DocumentNgram(model.vocabulary);
   document.update(text, text.length);
   const parts = {
@@ -174,7 +174,7 @@ async function completeInDocument(model: LexiconModel, text: string) {
   };
   const predictor = new MixturePredictor(parts, document);
   const snapshot = (await new DocumentStates(predictor).at(text, text.length))!;
-  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0 });
+  return complete(predictor, snapshot, { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options });
 }
 
 test('words used earlier in the document complete even when the model has never seen them', async () => {
@@ -190,8 +190,10 @@ test('words used earlier in the document complete even when the model has never 
 
 test('a word in another script completes once the document has used it, though the vocabulary lacks its characters', async () => {
   const model = new LexiconModel({ the: 1 });
-  const completion = await completeInDocument(model, 'the 栈帧 is here. the 栈帧 is there. the 栈');
-  assert.match(completion?.text ?? '', /^帧/u);
+  const text = 'the 栈帧 is here. the 栈帧 is there. the 栈';
+  assert.match((await completeInDocument(model, text))?.text ?? '', /^帧/u, 'by beam search');
+  const sampled = await completeInDocument(model, text, { mode: 'sample', temperature: 0.05 });
+  assert.match(sampled?.text ?? '', /^帧/u, 'by sampling');
   assert.doesNotMatch(
     (await completeInDocument(model, 'the is here. the is there. the '))?.text ?? '',
     /\uFFFD/u,
