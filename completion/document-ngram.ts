@@ -135,4 +135,3 @@ export class DocumentNgram implements DocumentSource {
     if (sequence.length > context) this.openers.add(sequence, context);
   }
 }
-

@@ -82,7 +82,9 @@ export class EscapeModel {
 
   /** Whether `codePoint` is one this model prices: a Unicode code point that maps to UNKNOWN. */
   covers(codePoint: number): boolean {
-    return Number.isInteger(codePoint) && codePoint >= 0 && codePoint < CODE_POINTS && !this.inVocabulary.has(codePoint);
+    return (
+      Number.isInteger(codePoint) && codePoint >= 0 && codePoint < CODE_POINTS && !this.inVocabulary.has(codePoint)
+    );
   }
 
   /** −ln P(code point | UNKNOWN); Infinity for a code point the vocabulary holds, which never maps to UNKNOWN. */

@@ -81,7 +81,8 @@ const classTables = new WeakMap<Vocabulary, Uint8Array>();
 /** previousClass of each id of `vocabulary`, built once per vocabulary and shared by all that read it. */
 export function characterClasses(vocabulary: Vocabulary): Uint8Array {
   let classes = classTables.get(vocabulary);
-  if (!classes) classTables.set(vocabulary, (classes = Uint8Array.from(vocabulary.chars, (char) => previousClass(char))));
+  if (!classes)
+    classTables.set(vocabulary, (classes = Uint8Array.from(vocabulary.chars, (char) => previousClass(char))));
   return classes;
 }
 

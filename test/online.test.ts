@@ -137,7 +137,8 @@ test('the weights selected by the characters before learn which part to trust af
       at.twoBeforeId = seen === 'twoBefore' ? telling : 4;
       const target = Math.floor(random() * V);
       const wrong = (target + 1 + Math.floor(random() * (V - 1))) % V;
-      const peaked = (at: number) => Float32Array.from({ length: V }, (_, y) => Math.log(y === at ? 0.6 : 0.4 / (V - 1)));
+      const peaked = (at: number) =>
+        Float32Array.from({ length: V }, (_, y) => Math.log(y === at ? 0.6 : 0.4 / (V - 1)));
       at.document = peaked(telling === 3 ? target : wrong);
       at.lstm = peaked(telling === 3 ? wrong : target);
       const mixed = mixer.mix(at, new Float32Array(V));
