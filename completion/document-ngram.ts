@@ -91,13 +91,14 @@ export class DocumentNgram implements DocumentSource {
       if (cursor === upTo) return;
       const contextStart = Math.max(this.start, upTo - (this.model.order - 1));
       const context = this.vocabulary.encode(text.slice(contextStart, upTo));
-      const added = this.vocabulary.encode(text.slice(upTo, cursor));
+      const typed = text.slice(upTo, cursor);
+      const added = this.vocabulary.encode(typed);
       const ids = new Int32Array(context.length + added.length);
       ids.set(context);
       ids.set(added, context.length);
       this.model.add(ids, context.length);
       this.match?.append(added);
-      this.escape?.learnText(text.slice(upTo, cursor), this.lastCodePoint);
+      this.escape?.learnText(typed, this.lastCodePoint);
       this.readOpeners(added);
       this.indexed = text.slice(this.start, cursor);
       return;

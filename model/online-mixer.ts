@@ -25,8 +25,8 @@ const PREVIOUS_CLASSES = 4;
 /** Each set comes twice: where the word models have seen the two words, and where they have not. */
 const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES * 2;
 
-/** The weight sets selected by the two characters before, hashed into this many (a power of two). */
-const TWO_BEFORE_SETS = 1 << 10;
+/** The weight sets selected by the two characters before: a hash of them, this many bits. */
+const TWO_BEFORE_BITS = 10;
 
 /**
  * How far one character moves the weights shared by every position, and those of the sets it
@@ -173,9 +173,9 @@ export class OnlineMixer {
   /** Where the weights selected by the two characters before start, or -1 where there are not two. */
   private twoBeforeSetOf(inputs: OnlineInputs): number {
     if (inputs.previousId < 0 || inputs.twoBeforeId < 0) return -1;
-    if (this.byTwoBefore.length === 0) this.byTwoBefore = new Float32Array(TWO_BEFORE_SETS * K);
+    if (this.byTwoBefore.length === 0) this.byTwoBefore = new Float32Array((1 << TWO_BEFORE_BITS) * K);
     const hash = Math.imul(inputs.twoBeforeId * 65_536 + inputs.previousId + 1, 0x9e3779b1) >>> 0;
-    return (hash >>> (32 - Math.log2(TWO_BEFORE_SETS))) * K;
+    return (hash >>> (32 - TWO_BEFORE_BITS)) * K;
   }
 
   /** Where the weights selected by the character before start, or -1 where there is none. */

@@ -150,8 +150,5 @@ export class Vocabulary {
 
 /** The last code point of `text`, or undefined when it is empty. */
 export function lastCodePointOf(text: string): number | undefined {
-  if (text.length === 0) return undefined;
-  const before = text.length > 1 ? text.charCodeAt(text.length - 2) : 0;
-  // A surrogate pair's code point is read from its first half.
-  return before >= 0xd800 && before <= 0xdbff ? text.codePointAt(text.length - 2) : text.codePointAt(text.length - 1);
+  return text.length === 0 ? undefined : text.codePointAt(characterStart(text, text.length - 1));
 }
