@@ -43,6 +43,8 @@ export async function scoreAsTyped(
     for (const char of text) {
       const codePoint = char.codePointAt(0)!;
       const logProbs = await session.predictAt(text, offset);
+      // As for a typist who pauses now and then: the server learns in the pauses.
+      while (session.learningPending) await session.learnWhileIdle();
       const id = vocabulary.id(char);
       score.nats -= logProbs![id];
       if (id === 0) {

@@ -94,6 +94,16 @@ export class CompletionSession {
     return snapshot;
   }
 
+  /** Whether the model has learning left for idle time. */
+  get learningPending(): boolean {
+    return this.predictor.adaptationPending ?? false;
+  }
+
+  /** Does the next piece of the learning left for idle time; callers that find the user idle still call it while learningPending. */
+  learnWhileIdle(): Promise<void> {
+    return this.predictor.adaptLstm?.() ?? Promise.resolve();
+  }
+
   /** The next character's log-probabilities at `offset` in `text`, as a completion there would start from them. */
   async predictAt(text: string, offset: number): Promise<Float32Array | undefined> {
     return (await this.advance(text, offset, () => false))?.logProbs;

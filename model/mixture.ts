@@ -1,6 +1,7 @@
 // The model as served: the LSTM, the n-gram memory of the notes and an n-gram of the document being written, mixed per
 // character by the gate, then mixed again with them and the match models' guesses by the document's online stage.
 import type { AdaptiveEscape } from './escape';
+import { AdaptedLstms, LstmAdaptation } from './lstm-adaptation';
 import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
@@ -156,6 +157,8 @@ export interface MixtureParts {
   /** The match and word models over the notes' text, where the model directory keeps it. */
   notesReaders?: NotesReaders;
   mixer: Mixer;
+  /** The copies of the LSTM that documents adapt to themselves; absent where the LSTM is not trained. */
+  adaptedLstms?: AdaptedLstms;
 }
 
 /**
@@ -200,6 +203,8 @@ export class MixturePredictor implements Predictor {
   private readonly classOf: Uint8Array;
   /** The LSTM's log-probabilities at each snapshot, for observe(). */
   private readonly lstmAt = new WeakMap<Snapshot, Float32Array>();
+  /** Where the document has an online stage, the LSTM adapts to it too. */
+  private readonly adaptation: LstmAdaptation | undefined;
 
   /** `document` gives what is known of the text being written, grown by its owner. */
   constructor(
@@ -222,6 +227,7 @@ export class MixturePredictor implements Predictor {
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.classOf = characterClasses(parts.vocabulary);
+    if (document.online && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
       mixture: new Float32Array(V),
       lstm: this.uniformLog,
@@ -247,7 +253,7 @@ export class MixturePredictor implements Predictor {
   }
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
-    const { lstm } = this.parts;
+    const lstm = this.parts.lstm && (this.adaptation?.lstm ?? this.parts.lstm);
     const lstmSnapshots = lstm
       ? await lstm.step(
           states.map((s) => s.subarray(0, this.lstmSize)),
@@ -287,6 +293,15 @@ export class MixturePredictor implements Predictor {
     const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
     online.learn(this.online, mixed, id);
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
+    this.adaptation?.observe(before.state.subarray(0, this.lstmSize), id);
+  }
+
+  get adaptationPending(): boolean {
+    return this.adaptation?.pending ?? false;
+  }
+
+  adaptLstm(): Promise<void> {
+    return this.adaptation?.adaptNext() ?? Promise.resolve();
   }
 
   nameUnknown(completion: string): { codePoint: number; nats: number } | undefined {

@@ -114,6 +114,12 @@ export class CharLstm {
     this.frozenTable ??= tf.keep(this.inputTable());
   }
 
+  /** Recomputes the frozen input table after the weights have changed (dynamic evaluation). */
+  refreeze(): void {
+    this.frozenTable?.dispose();
+    this.frozenTable = tf.keep(this.inputTable());
+  }
+
   dispose(): void {
     this.frozenTable?.dispose();
     tf.dispose([...this.params.values()]);

@@ -19,6 +19,10 @@ export interface Predictor {
   step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]>;
   /** Learns, where the model learns online, that `id` came after `before`, a snapshot of its own, in the real text. */
   observe?(before: Snapshot, id: number): void;
+  /** Whether observe() left learning for idle time (adaptLstm). */
+  readonly adaptationPending?: boolean;
+  /** Does the next piece of the learning observe() left for idle time: a gradient step of the LSTM on text typed (lstm-adaptation.ts). */
+  adaptLstm?(): Promise<void>;
   /**
    * What UNKNOWN (id 0) would most likely be, where the document has shown characters outside the
    * vocabulary: its code point and its cost in nats beyond UNKNOWN's own, after `completion`, the
@@ -34,6 +38,8 @@ export class LstmPredictor implements Predictor {
   private readonly model: CharLstm;
   private readonly stateSize: number;
 
+  private disposed = false;
+
   /** Takes what a saved model holds; metadata is not needed. */
   constructor(saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>) {
     this.vocabulary = saved.vocabulary;
@@ -44,6 +50,38 @@ export class LstmPredictor implements Predictor {
 
   get config(): NetworkConfig {
     return this.model.config;
+  }
+
+  /** A copy with weights of its own, which adapt() may change without touching these. */
+  fork(): LstmPredictor {
+    const weights = new Map([...this.model.params].map(([name, v]) => [name, v.dataSync() as Float32Array]));
+    return new LstmPredictor({ config: this.model.config, vocabulary: this.vocabulary, weights });
+  }
+
+  /**
+   * One step of plain gradient descent on predicting `targets` from `inputs` (one sequence),
+   * starting from `state`, one of this predictor's states. Does nothing once disposed, even if
+   * that happened while the gradient was being computed.
+   */
+  async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
+    if (this.disposed) return;
+    const { layers, hidden: H } = this.model.config;
+    const start: LstmState = { h: [], c: [] };
+    for (let l = 0; l < layers; l++) {
+      start.h.push(tf.tensor2d(state.slice(2 * l * H, (2 * l + 1) * H), [1, H]));
+      start.c.push(tf.tensor2d(state.slice((2 * l + 1) * H, (2 * l + 2) * H), [1, H]));
+    }
+    const result = await this.model.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
+    if (!this.disposed) {
+      tf.tidy(() => {
+        for (const [name, gradient] of result.gradients) {
+          const weight = this.model.params.get(name)!;
+          weight.assign(tf.sub(weight, tf.mul(gradient, learningRate)));
+        }
+      });
+      this.model.refreeze();
+    }
+    tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
   }
 
   zeroState(): Float32Array {
@@ -76,6 +114,8 @@ export class LstmPredictor implements Predictor {
   }
 
   dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
     this.model.dispose();
   }
 }

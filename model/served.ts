@@ -8,6 +8,7 @@ import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, DocumentS
 import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
+import { AdaptedLstms } from './lstm-adaptation';
 import { ModelFormatError } from './files';
 import { emptyNotesReaders, loadNotesReaders, NotesReaders } from './notes-text';
 
@@ -65,8 +66,13 @@ export function loadServedModel(dir: string): ServedModel {
     notesReaders: readers,
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
+    adaptedLstms: lstmTrained ? new AdaptedLstms(lstm) : undefined,
   };
-  return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, warnings, dispose: () => lstm.dispose() };
+  const dispose = () => {
+    mixture.adaptedLstms?.dispose();
+    lstm.dispose();
+  };
+  return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, warnings, dispose };
 }
 
 /** The notes' n-gram in `dir`, or undefined (with a warning where one was expected). */

@@ -58,6 +58,12 @@ const LEARN_RETRY_MS = 1000;
  * the client starts it again when a note needs it. CHAR_COMPLETE_IDLE_EXIT_MS sets another period (tests).
  */
 const IDLE_EXIT_MS = Number(process.env.CHAR_COMPLETE_IDLE_EXIT_MS) || 30 * 60_000;
+/**
+ * A pause this long, with no request and no edit, is idle time for learning what was typed (the
+ * LSTM's adaptation to the document): longer than the gap between keys, so that a step, which
+ * holds the server for a moment, falls where no one waits for a suggestion.
+ */
+const IDLE_LEARN_MS = 400;
 
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
@@ -96,6 +102,7 @@ export class CharCompleteServer {
   // CHAR_COMPLETE_LOG_FILE also appends the log to a file, for debugging and end-to-end tests.
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
   private idleTimer: NodeJS.Timeout | undefined;
+  private idleLearnTimer: NodeJS.Timeout | undefined;
   /** What ends the process once an idle server has said goodbye; main.ts sets it. */
   onIdleExit: () => void = () => undefined;
 
@@ -387,8 +394,26 @@ export class CharCompleteServer {
   /** A request or a document opened, edited, saved or closed: the idle period starts again. */
   activity(): void {
     clearTimeout(this.idleTimer);
+    clearTimeout(this.idleLearnTimer);
     if (this.phase !== 'running') return;
     this.idleTimer = setTimeout(() => void this.idleExit(), IDLE_EXIT_MS);
+    this.idleLearnTimer = setTimeout(() => void this.learnWhileIdle(), IDLE_LEARN_MS);
+  }
+
+  /** One piece of learning at a time, checking between pieces that the user is still away. */
+  private async learnWhileIdle(): Promise<void> {
+    const timer = this.idleLearnTimer;
+    for (const [uri, entry] of this.sessions) {
+      while (entry.session.learningPending) {
+        if (this.phase !== 'running' || this.idleLearnTimer !== timer) return;
+        try {
+          await entry.session.learnWhileIdle();
+        } catch (error) {
+          this.log(`could not adapt the model to ${uri}: ${(error as Error).message}`);
+          return;
+        }
+      }
+    }
   }
 
   /** Says why it goes, so the client neither restarts it nor reports a crash, then ends as after shutdown. */
@@ -405,6 +430,7 @@ export class CharCompleteServer {
   shutdown(): void {
     this.checkRequest({});
     clearTimeout(this.idleTimer);
+    clearTimeout(this.idleLearnTimer);
     this.phase = 'shut down';
     this.sessions.clear();
     // A note whose write failed gets a last try before the server goes.

@@ -1,0 +1,109 @@
+// Dynamic evaluation: a document's own copy of the LSTM learns from what is typed there, in idle time, and the shared
+// weights, which every other document steps with, never change.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { AdaptedLstms, LSTM_ADAPTATION, LstmAdaptation } from '../model/lstm-adaptation';
+import { LstmPredictor } from '../model/predictor';
+import { loadServedModel } from '../model/served';
+import { CompletionSession } from '../completion/session';
+import { randomModel } from './support/random-model';
+import { tempModelDir } from './support/temp-dirs';
+
+const SHAPE = { embed: 8, hidden: 16, layers: 1 };
+const TEXT = 'the cat sat on the mat. '.repeat(6);
+
+/** The mean loss of `lstm` on `text` read from the zero state, and the state before each character. */
+async function read(lstm: LstmPredictor, text: string): Promise<{ nats: number; before: Float32Array[] }> {
+  const ids = lstm.vocabulary.encode(text);
+  let snapshot = (await lstm.step([lstm.zeroState()], [lstm.vocabulary.id('\n')]))[0];
+  const before: Float32Array[] = [];
+  let nats = 0;
+  for (const id of ids) {
+    before.push(snapshot.state);
+    nats -= snapshot.logProbs[id];
+    snapshot = (await lstm.step([snapshot.state], [id]))[0];
+  }
+  return { nats: nats / ids.length, before };
+}
+
+/** Tells `adaptation` of each character of `text`, with the states `lstm` had before each. */
+async function observeAll(adaptation: LstmAdaptation, lstm: LstmPredictor, text: string): Promise<void> {
+  const { before } = await read(lstm, text);
+  lstm.vocabulary.encode(text).forEach((id, i) => adaptation.observe(before[i], id));
+}
+
+test('a document adapts its own copy of the LSTM to its text, and the shared weights stay as they were', async () => {
+  const shared = new LstmPredictor(randomModel(3, SHAPE));
+  const lstms = new AdaptedLstms(shared, 2);
+  const adaptation = new LstmAdaptation(lstms);
+  const before = await read(shared, TEXT);
+  assert.equal(adaptation.lstm, shared, 'it steps with the shared weights until it has learnt something');
+
+  await observeAll(adaptation, shared, TEXT);
+  const segments = Math.floor([...TEXT].length / (LSTM_ADAPTATION.segment + 1));
+  let steps = 0;
+  while (adaptation.pending) {
+    await adaptation.adaptNext();
+    steps++;
+  }
+  assert.equal(steps, segments, 'one step per segment of segment + 1 characters');
+  assert.notEqual(adaptation.lstm, shared);
+  const adapted = await read(adaptation.lstm, TEXT);
+  assert.ok(adapted.nats < before.nats - 0.01, `${adapted.nats} nats/char after adapting, ${before.nats} before`);
+  assert.equal((await read(shared, TEXT)).nats, before.nats, 'the shared weights did not change');
+  lstms.dispose();
+  shared.dispose();
+});
+
+test('only so many documents keep a copy: the least recently adapted gives its copy up and steps with the shared weights', async () => {
+  const shared = new LstmPredictor(randomModel(4, SHAPE));
+  const lstms = new AdaptedLstms(shared, 1);
+  const first = new LstmAdaptation(lstms);
+  const second = new LstmAdaptation(lstms);
+  await observeAll(first, shared, TEXT);
+  await observeAll(second, shared, TEXT);
+
+  await first.adaptNext();
+  const firstCopy = first.lstm;
+  assert.notEqual(firstCopy, shared);
+  await second.adaptNext();
+  assert.equal(lstms.size, 1);
+  assert.equal(first.lstm, shared, 'the first document gave its copy up');
+  assert.notEqual(second.lstm, shared);
+  // A document whose copy was given up while it was adapting, or after, adapts a fresh copy without harm.
+  await first.adaptNext();
+  assert.notEqual(first.lstm, shared);
+  assert.equal(second.lstm, shared);
+  await (firstCopy as LstmPredictor).adapt(shared.zeroState(), new Int32Array([1, 2]), new Int32Array([2, 3]), 0.1);
+  lstms.dispose();
+  shared.dispose();
+});
+
+test('typing in a session leaves the LSTM steps for idle time, which change what it predicts there only', async () => {
+  const dir = tempModelDir('char-complete-adapt');
+  randomModel(5, SHAPE, dir);
+  const model = loadServedModel(dir);
+  const learning = new CompletionSession(model, true);
+  const static_ = new CompletionSession(model, true);
+  const off = new CompletionSession(model, false);
+  const typed = TEXT.slice(0, 2 * (LSTM_ADAPTATION.segment + 1));
+  for (let offset = 0; offset <= typed.length; offset++) {
+    await learning.predictAt(TEXT, offset);
+    await static_.predictAt(TEXT, offset);
+    await off.predictAt(TEXT, offset);
+  }
+  assert.ok(learning.learningPending, 'steps wait for idle time');
+  assert.equal(off.learningPending, false, 'nothing is learnt without learnWhileTyping');
+  while (learning.learningPending) await learning.learnWhileIdle();
+  assert.equal(model.mixture.adaptedLstms?.size, 1);
+
+  const next = typed.length + 1;
+  const adapted = (await learning.predictAt(TEXT, next))!;
+  const unadapted = (await static_.predictAt(TEXT, next))!;
+  const change = Math.max(...adapted.map((p, i) => Math.abs(p - unadapted[i])));
+  assert.ok(change > 1e-4, `the learnt steps changed the document's predictions (by ${change})`);
+  const fresh = new CompletionSession(model, true);
+  for (let offset = 0; offset < next; offset++) await fresh.predictAt(TEXT, offset);
+  assert.deepEqual(await fresh.predictAt(TEXT, next), unadapted, "and no other document's");
+  model.dispose();
+});
