@@ -103,6 +103,8 @@ export class CharCompleteServer {
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
   private idleTimer: NodeJS.Timeout | undefined;
   private idleLearnTimer: NodeJS.Timeout | undefined;
+  /** The sessions whose first adaptation has been logged. */
+  private readonly adaptedSessions = new WeakSet<CompletionSession>();
   /** What ends the process once an idle server has said goodbye; main.ts sets it. */
   onIdleExit: () => void = () => undefined;
 
@@ -406,6 +408,10 @@ export class CharCompleteServer {
     for (const [uri, entry] of this.sessions) {
       while (entry.session.learningPending) {
         if (this.phase !== 'running' || this.idleLearnTimer !== timer) return;
+        if (!this.adaptedSessions.has(entry.session)) {
+          this.adaptedSessions.add(entry.session);
+          this.log(`Adapting the LSTM to ${uri} while you pause`);
+        }
         try {
           await entry.session.learnWhileIdle();
         } catch (error) {

@@ -265,6 +265,19 @@ test('a 1,000-keystroke replay does not grow memory', async () => {
   await s.shutdown();
 });
 
+test('the LSTM adapts to what is typed when the user pauses, and not without learnWhileTyping', async () => {
+  for (const learnWhileTyping of [true, false]) {
+    const s = start({ learnWhileTyping });
+    await s.initialize();
+    await s.open(URI, '');
+    await replayTypist(s, URI, '', LINE.repeat(3));
+    const adapting = () => s.logs.some((line) => line.startsWith(`Adapting the LSTM to ${URI}`));
+    assert.equal(await until(adapting, learnWhileTyping ? 10_000 : 2_000), learnWhileTyping, s.logs.join('\n'));
+    assert.match((await s.inline(URI, 3, 0)) ?? '', /^the/, 'and it still completes the line it knows');
+    await s.shutdown();
+  }
+});
+
 test('a note saved in a trusted workspace folder is learnt: its new word completes in another note, and after a restart', async () => {
   const learnDir = join(root, 'learn-model');
   cpSync(modelDir, learnDir, { recursive: true });
