@@ -20,6 +20,8 @@ export const LSTM_ADAPTATION = {
 /** The copies of the LSTM's weights, one per adapted document, for at most maxDocuments documents. */
 export class AdaptedLstms {
   private readonly copies = new Map<object, LstmPredictor>();
+  /** Set with the model's unloading: nothing is copied or adapted after. */
+  disposed = false;
 
   constructor(
     readonly shared: LstmPredictor,
@@ -50,6 +52,7 @@ export class AdaptedLstms {
   }
 
   dispose(): void {
+    this.disposed = true;
     for (const copy of this.copies.values()) copy.dispose();
     this.copies.clear();
   }
@@ -98,7 +101,7 @@ export class LstmAdaptation {
       .catch(() => undefined)
       .then(async () => {
         const next = this.waiting.shift();
-        if (!next) return;
+        if (!next || this.lstms.disposed) return;
         // The segment's first id is what the state after it read, so the inputs end one early.
         const { start, ids } = next;
         const inputs = ids.subarray(0, ids.length - 1);

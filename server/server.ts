@@ -406,7 +406,8 @@ export class CharCompleteServer {
   private async learnWhileIdle(): Promise<void> {
     const timer = this.idleLearnTimer;
     for (const [uri, entry] of this.sessions) {
-      while (entry.session.learningPending) {
+      // A session let go (or a model unloaded) while this waited is not learnt for.
+      while (entry.session.learningPending && this.sessions.get(uri) === entry) {
         if (this.phase !== 'running' || this.idleLearnTimer !== timer) return;
         if (!this.adaptedSessions.has(entry.session)) {
           this.adaptedSessions.add(entry.session);

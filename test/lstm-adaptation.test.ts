@@ -75,7 +75,11 @@ test('only so many documents keep a copy: the least recently adapted gives its c
   assert.notEqual(first.lstm, shared);
   assert.equal(second.lstm, shared);
   await (firstCopy as LstmPredictor).adapt(shared.zeroState(), new Int32Array([1, 2]), new Int32Array([2, 3]), 0.1);
+  // Steps still waiting when the model is unloaded are dropped.
+  await observeAll(second, shared, TEXT);
   lstms.dispose();
+  await second.adaptNext();
+  assert.equal(lstms.size, 0, 'nothing is copied once the model is unloaded');
   shared.dispose();
 });
 
