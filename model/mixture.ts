@@ -39,10 +39,11 @@ export const MIXER_SHAPE: MixerShape = {
 };
 
 /**
- * The document model's order and size: a document is short, so a lower order than the notes'
- * keeps it from memorising noise, and the bound keeps a thousand open documents cheap.
+ * The document model's order and size: a lower order than the notes', since a document is short,
+ * but long enough for the paths, commands and phrases a note repeats (docs/measurements.md has the
+ * A/B of orders 5 to 12); the bound keeps a thousand open documents cheap.
  */
-export const DOCUMENT_NGRAM_ORDER = 6;
+export const DOCUMENT_NGRAM_ORDER = 8;
 export const DOCUMENT_NGRAM_MAX_NODES = 200_000;
 /**
  * Smaller discounts than the notes' n-gram: within one document what recurs recurs exactly (a
