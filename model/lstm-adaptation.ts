@@ -8,8 +8,11 @@ export const LSTM_ADAPTATION = {
   /** Characters per gradient step: each step backpropagates through this many. */
   segment: 32,
   learningRate: 0.1,
-  /** Documents with a copy of the weights at once; the one adapted least recently gives its copy up. */
-  maxDocuments: 4,
+  /**
+   * Documents with a copy of the weights at once; the one adapted least recently gives its copy up.
+   * Each copy costs the LSTM's size again (docs/measurements.md has the server's RSS with them).
+   */
+  maxDocuments: 2,
   /**
    * Steps waiting for idle time, per document; beyond this the oldest are dropped, so that a long
    * paste or a typist who never pauses does not queue seconds of work.

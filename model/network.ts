@@ -111,13 +111,21 @@ export class CharLstm {
 
   /** Precomputes the layer-0 input table for inference; training must not follow. */
   freeze(): void {
-    this.frozenTable ??= tf.keep(this.inputTable());
+    this.frozenTable ??= tf.tidy(() => this.inputTable());
   }
 
   /** Recomputes the frozen input table after the weights have changed (dynamic evaluation). */
   refreeze(): void {
     this.frozenTable?.dispose();
-    this.frozenTable = tf.keep(this.inputTable());
+    this.frozenTable = tf.tidy(() => this.inputTable());
+  }
+
+  /**
+   * A copy whose weights start as these and may change without touching them. The copy's
+   * variables share these tensors' data until they are assigned, so it costs nothing till then.
+   */
+  fork(): CharLstm {
+    return new CharLstm(this.config, new Map([...this.params].map(([name, v]) => [name, tf.variable(v, true)])));
   }
 
   dispose(): void {

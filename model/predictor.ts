@@ -40,12 +40,17 @@ export class LstmPredictor implements Predictor {
 
   private disposed = false;
 
-  /** Takes what a saved model holds; metadata is not needed. */
-  constructor(saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>) {
+  /** Takes what a saved model holds (metadata is not needed), or a network already built. */
+  constructor(
+    saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'> | { vocabulary: Vocabulary; network: CharLstm },
+  ) {
     this.vocabulary = saved.vocabulary;
-    this.model = new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
+    this.model =
+      'network' in saved
+        ? saved.network
+        : new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
     this.model.freeze();
-    this.stateSize = 2 * saved.config.layers * saved.config.hidden;
+    this.stateSize = 2 * this.model.config.layers * this.model.config.hidden;
   }
 
   get config(): NetworkConfig {
@@ -54,8 +59,7 @@ export class LstmPredictor implements Predictor {
 
   /** A copy with weights of its own, which adapt() may change without touching these. */
   fork(): LstmPredictor {
-    const weights = new Map([...this.model.params].map(([name, v]) => [name, v.dataSync() as Float32Array]));
-    return new LstmPredictor({ config: this.model.config, vocabulary: this.vocabulary, weights });
+    return new LstmPredictor({ vocabulary: this.vocabulary, network: this.model.fork() });
   }
 
   /**

@@ -2,6 +2,7 @@
 // weights, which every other document steps with, never change.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
 import { AdaptedLstms, LSTM_ADAPTATION, LstmAdaptation } from '../model/lstm-adaptation';
 import { LstmPredictor } from '../model/predictor';
 import { loadServedModel } from '../model/served';
@@ -51,6 +52,10 @@ test('a document adapts its own copy of the LSTM to its text, and the shared wei
   const adapted = await read(adaptation.lstm, TEXT);
   assert.ok(adapted.nats < before.nats - 0.01, `${adapted.nats} nats/char after adapting, ${before.nats} before`);
   assert.equal((await read(shared, TEXT)).nats, before.nats, 'the shared weights did not change');
+  const tensors = tf.memory().numTensors;
+  await observeAll(adaptation, adaptation.lstm, TEXT);
+  while (adaptation.pending) await adaptation.adaptNext();
+  assert.equal(tf.memory().numTensors, tensors, 'a step leaves no tensors behind');
   lstms.dispose();
   shared.dispose();
 });
