@@ -1,7 +1,8 @@
 // Dynamic evaluation: the LSTM adapting to the document being written. A document that has been typed for a while gets
 // a copy of the LSTM's weights, and each stretch of text the user typed and kept becomes one step of gradient descent
 // on that copy, taken while the server is idle, so that the names and turns of phrase of this document grow likelier
-// from then on. The shared weights never change; only a few documents keep a copy at once, so memory stays bounded.
+// from then on. The shared weights never change, and only the document adapted last keeps its copy, so memory stays
+// bounded.
 import type { LstmPredictor } from './predictor';
 
 export const LSTM_ADAPTATION = {
@@ -12,7 +13,7 @@ export const LSTM_ADAPTATION = {
    * Documents with a copy of the weights at once; the one adapted least recently gives its copy up.
    * Each copy costs the LSTM's size again (docs/measurements.md has the server's RSS with them).
    */
-  maxDocuments: 2,
+  maxDocuments: 1,
   /**
    * Steps waiting for idle time, per document; beyond this the oldest are dropped, so that a long
    * paste or a typist who never pauses does not queue seconds of work.

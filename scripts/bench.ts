@@ -191,7 +191,7 @@ async function main(): Promise<void> {
       server = await serverLatency(useTrained ? trained : dir, backendChoice, keystrokes, !values['no-online']);
       say(`server backend: ${server.backendLine}`);
       say(
-        `server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB${server.adaptedRssBytes === undefined ? '' : `, ${Math.round(server.adaptedRssBytes / 1048576)} MB once ${LSTM_ADAPTATION.maxDocuments} documents have adapted the LSTM`}`,
+        `server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB${server.adaptedRssBytes === undefined ? '' : `, ${Math.round(server.adaptedRssBytes / 1048576)} MB once ${LSTM_ADAPTATION.maxDocuments === 1 ? 'a document has' : `${LSTM_ADAPTATION.maxDocuments} documents have`} adapted the LSTM`}`,
       );
     }
   } finally {
