@@ -106,7 +106,7 @@ export class LstmAdaptation {
       .then(async () => {
         const next = this.waiting.shift();
         if (!next || this.lstms.disposed) return;
-        // The segment's first id is what the state after it read, so the inputs end one early.
+        // Every id but the last is read, and every id but the first is taught.
         const { start, ids } = next;
         const inputs = ids.subarray(0, ids.length - 1);
         await this.lstms.copyFor(this).adapt(start, inputs, ids.subarray(1), LSTM_ADAPTATION.learningRate);
