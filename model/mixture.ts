@@ -228,7 +228,7 @@ export class MixturePredictor implements Predictor {
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.classOf = characterClasses(parts.vocabulary);
-    if (document.online && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
+    if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
       mixture: new Float32Array(V),
       lstm: this.uniformLog,
@@ -254,7 +254,7 @@ export class MixturePredictor implements Predictor {
   }
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
-    const lstm = this.parts.lstm && (this.adaptation?.lstm ?? this.parts.lstm);
+    const lstm = this.adaptation?.lstm ?? this.parts.lstm;
     const lstmSnapshots = lstm
       ? await lstm.step(
           states.map((s) => s.subarray(0, this.lstmSize)),

@@ -69,12 +69,7 @@ export class LstmPredictor implements Predictor {
    */
   async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
     if (this.disposed) return;
-    const { layers, hidden: H } = this.model.config;
-    const start: LstmState = { h: [], c: [] };
-    for (let l = 0; l < layers; l++) {
-      start.h.push(tf.tensor2d(state.slice(2 * l * H, (2 * l + 1) * H), [1, H]));
-      start.c.push(tf.tensor2d(state.slice((2 * l + 1) * H, (2 * l + 2) * H), [1, H]));
-    }
+    const start = this.tensorsOf([state]);
     const result = await this.model.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
     if (!this.disposed) {
       tf.tidy(() => {
@@ -92,8 +87,9 @@ export class LstmPredictor implements Predictor {
     return new Float32Array(this.stateSize);
   }
 
-  async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
-    const { layers, hidden: H, vocabSize: V } = this.model.config;
+  /** A batch of states as the network's tensors: per layer, h and c, one row per state. The caller disposes them. */
+  private tensorsOf(states: Float32Array[]): LstmState {
+    const { layers, hidden: H } = this.model.config;
     const B = states.length;
     const pack = (part: number) =>
       Array.from({ length: layers }, (_, l) => {
@@ -101,7 +97,13 @@ export class LstmPredictor implements Predictor {
         for (let b = 0; b < B; b++) buffer.set(states[b].subarray((2 * l + part) * H, (2 * l + part + 1) * H), b * H);
         return tf.tensor2d(buffer, [B, H]);
       });
-    const input: LstmState = { h: pack(0), c: pack(1) };
+    return { h: pack(0), c: pack(1) };
+  }
+
+  async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
+    const { vocabSize: V } = this.model.config;
+    const B = states.length;
+    const input = this.tensorsOf(states);
     // Logits and every new state in one tensor, so a GPU pays for one read back per step, not 2L+1.
     const packed = tf.tidy(() => {
       const { logits, state } = this.model.step(Int32Array.from(ids), input);
