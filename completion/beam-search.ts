@@ -113,6 +113,7 @@ export async function beamSearch(
     const stepped = await predictor.step(
       continuing.map((c) => c.beam.snapshot.state),
       continuing.map((c) => c.id),
+      true,
     );
     beams = continuing.map((c, i) => ({
       text: c.beam.text + c.char,

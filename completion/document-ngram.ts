@@ -3,17 +3,23 @@
 import {
   DOCUMENT_NGRAM_WINDOW,
   DocumentSource,
+  LAST_STAGE_SELECTORS,
   documentNgram,
   OPENER_NGRAM_ORDER,
   openerNgram,
 } from '../model/mixture';
 import { AdaptiveEscape, EscapeModel } from '../model/escape';
+import { BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from '../model/bitwise-mixer';
+import type { ContextMixingModel } from '../model/context-mixing';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
 import { characterClasses, OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
 import { WordModel } from '../model/word-model';
 import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
+
+/** The document's context mixing holds 2^this buckets of 64 bytes. */
+const DOCUMENT_CONTEXTS_TABLE_BITS = 13;
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
 export const DOCUMENT_MATCH_MAX_HISTORY = 1_000_000;
@@ -30,6 +36,9 @@ export class DocumentNgram implements DocumentSource {
   readonly words?: WordModel;
   /** What the document has taught the mixture; it outlives the n-grams' windows, as the document's session does. */
   readonly online?: OnlineMixer;
+  private lastStageMixer?: BitwiseMixer;
+  /** The context mixing of what the document's user typed, once they begin. */
+  contexts?: ContextMixingModel;
   /** The characters outside the vocabulary that the n-grams' window holds, so that completions can name them. */
   escape?: AdaptiveEscape;
   private start = 0;
@@ -37,6 +46,21 @@ export class DocumentNgram implements DocumentSource {
   private readonly reader: OpenerReader;
   /** Where the indexed text stands among its paragraphs' openers. */
   private readonly readerSlot: Float32Array;
+
+  /** Where the document begins learning its own contexts (DocumentSource.startContexts). */
+  startContexts(notes: ContextMixingModel): ContextMixingModel {
+    return (this.contexts ??= notes.withEmptyTable(DOCUMENT_CONTEXTS_TABLE_BITS));
+  }
+
+  /** Made when first read, since only a model with a context mixing of its notes reads it. */
+  get lastStage(): BitwiseMixer | undefined {
+    if (!this.online) return undefined;
+    return (this.lastStageMixer ??= new BitwiseMixer(
+      this.vocabulary.size,
+      LAST_STAGE_INITIAL_WEIGHTS,
+      LAST_STAGE_SELECTORS,
+    ));
+  }
 
   /**
    * Without `online`, the mixture is the gate's alone, as before the online stage: for comparing the

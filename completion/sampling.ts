@@ -26,7 +26,7 @@ export async function sample(
     if (stopsBefore(options.stopAt, char, text)) break;
     score += logProbs[id];
     text += char;
-    snapshot = (await predictor.step([snapshot.state], [id]))[0];
+    snapshot = (await predictor.step([snapshot.state], [id], true))[0];
   }
   return { text, confidence: Math.exp(score) };
 }

@@ -5,14 +5,20 @@ import { AdaptedLstms, LstmAdaptation } from './lstm-adaptation';
 import { MATCH_STATE_SIZE, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
-import { characterClasses, OnlineInputs, OnlineMixer, previousClass } from './online-mixer';
+import { characterClasses, OnlineInputs, OnlineMixer, PREVIOUS_CLASSES, previousClass } from './online-mixer';
 import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordsDistribution } from './word-model';
+import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
+import { idBits } from './logistic';
+import { CONTEXT_SPAN, type ContextMixingModel } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
+/** The last stage's weights are selected by the match's length, in these many doubling buckets, by the character before's class. */
+const LAST_STAGE_MATCH_BUCKETS = 8;
+export const LAST_STAGE_SELECTORS = LAST_STAGE_MATCH_BUCKETS * PREVIOUS_CLASSES;
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
 const MAX_ORDER_FEATURE = 8;
 /**
@@ -112,6 +118,15 @@ export interface DocumentSource {
   /** What followed each pair of words in the document, learnt as it is typed. */
   readonly words?: WordModel;
   readonly online?: OnlineMixer;
+  /**
+   * The last stage, where the notes have a context-mixing model: the online stage's mixture mixed
+   * again with it and the LSTM, bit by bit (bitwise-mixer.ts).
+   */
+  readonly lastStage?: BitwiseMixer;
+  /** The context mixing of the document's own text, once it has begun learning it (after startContexts). */
+  readonly contexts?: ContextMixingModel;
+  /** Starts the document's context mixing from what the notes' has learnt to weigh, with none of its contexts. */
+  startContexts?(notes: ContextMixingModel): ContextMixingModel;
   /** The characters outside the vocabulary that the document has shown, and the code point it ends with. */
   readonly escape?: AdaptiveEscape;
   readonly lastCodePoint?: number;
@@ -202,6 +217,10 @@ export class MixturePredictor implements Predictor {
   private readonly online: OnlineInputs;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
+  /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
+  private readonly onlineMixture: Float32Array;
+  private readonly notesContextsNodes: Float32Array;
+  private readonly documentContextsNodes: Float32Array;
   /** The LSTM's log-probabilities at each snapshot, for observe(). */
   private readonly lstmAt = new WeakMap<Snapshot, Float32Array>();
   /** Where the document has an online stage, the LSTM adapts to it too. */
@@ -214,7 +233,7 @@ export class MixturePredictor implements Predictor {
   ) {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
-    this.contextLength = Math.max(1, Math.max(parts.notes.order, DOCUMENT_NGRAM_ORDER) - 1);
+    this.contextLength = Math.max(parts.notes.order - 1, DOCUMENT_NGRAM_ORDER - 1, CONTEXT_SPAN);
     this.openerReader = new OpenerReader(parts.vocabulary, OPENER_NGRAM_ORDER - 1);
     this.openerStart = this.lstmSize + 1 + this.contextLength;
     this.matchStart = this.openerStart + this.openerReader.size;
@@ -227,6 +246,9 @@ export class MixturePredictor implements Predictor {
     this.wordsScratch = [new Float32Array(V), new Float32Array(V)];
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
+    this.onlineMixture = new Float32Array(V);
+    this.notesContextsNodes = new Float32Array(1 << idBits(V));
+    this.documentContextsNodes = new Float32Array(1 << idBits(V));
     this.classOf = characterClasses(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
@@ -253,7 +275,11 @@ export class MixturePredictor implements Predictor {
     return state;
   }
 
-  async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
+  /**
+   * Exploring steps, which extend a completion, are mixed without the last stage, which costs as
+   * much again as the rest of the mix: it refines the next character, where a completion starts.
+   */
+  async step(states: Float32Array[], ids: ArrayLike<number>, exploring = false): Promise<Snapshot[]> {
     const lstm = this.adaptation?.lstm ?? this.parts.lstm;
     const lstmSnapshots = lstm
       ? await lstm.step(
@@ -277,7 +303,10 @@ export class MixturePredictor implements Predictor {
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
       advanceWords(state.subarray(this.wordStart), ids[b], this.classOf);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
-      const snapshot = { state, logProbs: this.mix(state, lstmLogProbs, new Float32Array(this.vocabulary.size)) };
+      const snapshot = {
+        state,
+        logProbs: this.mix(state, lstmLogProbs, new Float32Array(this.vocabulary.size), exploring),
+      };
       if (lstmLogProbs) this.lstmAt.set(snapshot, lstmLogProbs);
       return snapshot;
     });
@@ -292,7 +321,15 @@ export class MixturePredictor implements Predictor {
     const lstmLogProbs = this.lstmAt.get(before);
     if (!online || (this.parts.lstm && !lstmLogProbs)) return;
     const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
-    online.learn(this.online, mixed, id);
+    const lastStage = this.lastStage();
+    if (lastStage) {
+      online.learn(this.online, this.onlineMixture, id);
+      lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
+      const contexts = this.document.contexts ?? this.document.startContexts?.(this.parts.notesReaders!.contexts!);
+      const known = before.state[this.lstmSize];
+      const context = before.state.subarray(this.openerStart - known, this.openerStart);
+      contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);
+    } else online.learn(this.online, mixed, id);
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
     this.adaptation?.observe(before.state.subarray(0, this.lstmSize), id);
   }
@@ -311,7 +348,12 @@ export class MixturePredictor implements Predictor {
   }
 
   /** The next-character log-probabilities at `state`, given the LSTM's there; into `out`. */
-  private mix(state: Float32Array, lstmLogProbs: Float32Array | undefined, out: Float32Array): Float32Array {
+  private mix(
+    state: Float32Array,
+    lstmLogProbs: Float32Array | undefined,
+    out: Float32Array,
+    exploring = false,
+  ): Float32Array {
     const known = state[this.lstmSize];
     const context = state.subarray(this.openerStart - known, this.openerStart);
     const opener = state.subarray(this.openerStart, this.matchStart);
@@ -340,7 +382,35 @@ export class MixturePredictor implements Predictor {
       this.wordsScratch,
     );
     if (!inputs.wordsSeen) inputs.words.fill(0);
-    return online.mix(inputs, out);
+    const lastStage = this.lastStage();
+    if (!lastStage || exploring) return online.mix(inputs, out);
+    online.mix(inputs, this.onlineMixture);
+    const words = state.subarray(this.wordStart);
+    this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes);
+    this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes);
+    return lastStage.mix(this.lastStageInputs(), this.lastStageSelector(), out);
+  }
+
+  /** The document's last stage, where there is one and the notes' context mixing to feed it. */
+  private lastStage(): BitwiseMixer | undefined {
+    return this.parts.notesReaders?.contexts ? this.document.lastStage : undefined;
+  }
+
+  /** The last stage's inputs, in LAST_STAGE_INPUTS order, as mix() left them. */
+  private lastStageInputs(): BitwiseInput[] {
+    return [
+      { logProbs: this.onlineMixture },
+      { nodes: this.notesContextsNodes },
+      this.document.contexts ? { nodes: this.documentContextsNodes } : undefined,
+      { logProbs: this.online.lstm },
+    ];
+  }
+
+  /** The context that selects the last stage's weights: how long a match there is, and the class of the character before. */
+  private lastStageSelector(): number {
+    const length = Math.max(this.online.match.length, this.online.notesMatch.length);
+    const bucket = length === 0 ? 0 : Math.min(LAST_STAGE_MATCH_BUCKETS - 1, 1 + Math.floor(Math.log2(length)));
+    return bucket * PREVIOUS_CLASSES + this.online.previous;
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

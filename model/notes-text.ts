@@ -1,7 +1,12 @@
 // The training notes as plain text beside the model, for the match model: the n-gram of the notes keeps contexts of at
-// most its order, so only the text itself can follow a repeat (a licence, a template, a long command) to its end.
+// most its order, so only the text itself can follow a repeat (a licence, a template, a long command) to its end. And
+// the context-mixing model of the notes, which takes seconds a megabyte to learn, so the trainer saves what it learnt.
+import * as crypto from 'node:crypto';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { ContextMixingModel } from './context-mixing';
 import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
+import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
 import { characterClasses } from './online-mixer';
@@ -18,10 +23,12 @@ const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
 /** An empty word model sized for notes. */
 const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(characterClasses(vocabulary), 16);
 
-/** What reads the notes' text itself: the match model, which follows its repeats, and the word model. */
+/** What reads the notes' text itself: the match model, which follows its repeats, the word model, and the context mixing. */
 export interface NotesReaders {
   match: MatchModel;
   words: WordModel;
+  /** Absent for a model saved before the trainer learnt it, or whose file is unusable. */
+  contexts?: ContextMixingModel;
 }
 
 export const emptyNotesReaders = (vocabulary: Vocabulary): NotesReaders => ({
@@ -51,4 +58,120 @@ export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesRead
 export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
   readers.match.append(ids);
   readers.words.append(ids);
+  readers.contexts?.append(ids);
+}
+
+export const NOTES_CONTEXTS_FILE = 'contexts.bin';
+const CONTEXTS_FORMAT = 'char-contexts';
+const CONTEXTS_FORMAT_VERSION = 1;
+/** The table's size follows the notes (a bucket per four characters), within these bounds: 256 KB to 8 MB. */
+const MIN_TABLE_BITS = 12;
+const MAX_TABLE_BITS = 17;
+const MAX_CONTEXTS_HEADER_BYTES = 4096;
+const RETRAIN = 'retrain with `npm run train` to rebuild it';
+
+interface ContextsHeader {
+  format: string;
+  formatVersion: number;
+  vocabSize: number;
+  vocabularySha256: string;
+  tableBits: number;
+  /** Of the payload. */
+  sha256: string;
+}
+
+/** The context-mixing model of `ids`, the notes' text, with a table sized for them. */
+export function learnNotesContexts(vocabulary: Vocabulary, ids: ArrayLike<number>): ContextMixingModel {
+  const tableBits = Math.max(
+    MIN_TABLE_BITS,
+    Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, ids.length / 4)))),
+  );
+  const contexts = new ContextMixingModel(vocabulary.size, characterClasses(vocabulary), tableBits);
+  contexts.append(ids);
+  return contexts;
+}
+
+/**
+ * Writes the context-mixing model, atomically: a little-endian u32 header length, the JSON header,
+ * then its arrays in learnt() order, as this host lays them out (hosts are little-endian).
+ */
+export function saveNotesContexts(dir: string, contexts: ContextMixingModel, vocabulary: Vocabulary): void {
+  const payload = Buffer.concat(contexts.learnt().map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+  const header: ContextsHeader = {
+    format: CONTEXTS_FORMAT,
+    formatVersion: CONTEXTS_FORMAT_VERSION,
+    vocabSize: vocabulary.size,
+    vocabularySha256: vocabularyHash(vocabulary),
+    tableBits: contexts.tableBits,
+    sha256: crypto.createHash('sha256').update(payload).digest('hex'),
+  };
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length, 0);
+  replaceAtomically(dir, `.${NOTES_CONTEXTS_FILE}.tmp`, NOTES_CONTEXTS_FILE, Buffer.concat([length, json, payload]));
+}
+
+/**
+ * The context-mixing model saved in `dir`, or undefined where there is none. Throws
+ * ModelFormatError where the file is damaged, from another version, or for another vocabulary.
+ */
+export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextMixingModel | undefined {
+  const fail = (problem: string, remedy = RETRAIN) =>
+    new ModelFormatError(`the context model in ${dir}: ${problem}; ${remedy}`);
+  // The table at its largest, and room for the weights and maps of any vocabulary.
+  const maxBytes = 4 + MAX_CONTEXTS_HEADER_BYTES + (64 << MAX_TABLE_BITS) + (64 << 20);
+  const bytes = readRegularFile(path.join(dir, NOTES_CONTEXTS_FILE), maxBytes, fail);
+  if (!bytes) return undefined;
+  if (os.endianness() !== 'LE') throw fail('it is laid out little-endian and this host is not', 'serve without it');
+  if (bytes.length < 4) throw fail(`${NOTES_CONTEXTS_FILE} is truncated`);
+  const headerBytes = bytes.readUInt32LE(0);
+  if (headerBytes > MAX_CONTEXTS_HEADER_BYTES || 4 + headerBytes > bytes.length)
+    throw fail(`${NOTES_CONTEXTS_FILE} is truncated or not a context model`);
+  let header: Partial<ContextsHeader>;
+  try {
+    header = JSON.parse(bytes.subarray(4, 4 + headerBytes).toString('utf8')) as Partial<ContextsHeader>;
+  } catch {
+    // The parser's message would quote the file.
+    throw fail(`${NOTES_CONTEXTS_FILE} does not start with a JSON header`);
+  }
+  if (header?.format !== CONTEXTS_FORMAT) throw fail(`${NOTES_CONTEXTS_FILE} is not a context model`);
+  if (header.formatVersion !== CONTEXTS_FORMAT_VERSION)
+    throw fail(
+      `${NOTES_CONTEXTS_FILE} has format version ${String(header.formatVersion)}; this version reads ${CONTEXTS_FORMAT_VERSION}`,
+    );
+  if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary))
+    throw fail(`${NOTES_CONTEXTS_FILE} was learnt for another vocabulary than the model's`);
+  const tableBits = header.tableBits;
+  if (
+    typeof tableBits !== 'number' ||
+    !Number.isInteger(tableBits) ||
+    tableBits < MIN_TABLE_BITS ||
+    tableBits > MAX_TABLE_BITS
+  )
+    throw fail(`${NOTES_CONTEXTS_FILE} has no valid table size`);
+  const payload = bytes.subarray(4 + headerBytes);
+  if (crypto.createHash('sha256').update(payload).digest('hex') !== header.sha256)
+    throw fail(`${NOTES_CONTEXTS_FILE} is corrupt: its contents do not match their checksum`);
+  // The table, most of the file, is used where it lies; the rest is copied, as it need not be aligned for its floats.
+  const tableBytes = ContextMixingModel.tableBytes(tableBits);
+  if (payload.length < tableBytes) throw fail(`${NOTES_CONTEXTS_FILE} is shorter than its table`);
+  const contexts = new ContextMixingModel(
+    vocabulary.size,
+    characterClasses(vocabulary),
+    tableBits,
+    payload.subarray(0, tableBytes),
+  );
+  const [, ...arrays] = contexts.learnt();
+  const expected = tableBytes + arrays.reduce((sum, a) => sum + a.byteLength, 0);
+  if (payload.length !== expected)
+    throw fail(`${NOTES_CONTEXTS_FILE} holds ${payload.length} bytes where its header needs ${expected}`);
+  let offset = tableBytes;
+  for (const array of arrays) {
+    new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(
+      payload.subarray(offset, offset + array.byteLength),
+    );
+    offset += array.byteLength;
+  }
+  contexts.loaded();
+  return contexts;
 }

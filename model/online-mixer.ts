@@ -21,7 +21,7 @@ const LOG_FLOOR = -30;
 /** Matched lengths (the longer of the two matches) that share a weight set: none, then roughly doubling. */
 const MATCH_LENGTH_BUCKETS = [1, 8, 12, 16, 24, 32, 64];
 /** The character before: a word's, a space, a line break, anything else. */
-const PREVIOUS_CLASSES = 4;
+export const PREVIOUS_CLASSES = 4;
 /** Each set comes twice: where the word models have seen the two words, and where they have not. */
 const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES * 2;
 

@@ -15,8 +15,12 @@ export interface Snapshot {
 export interface Predictor {
   readonly vocabulary: Vocabulary;
   zeroState(): Float32Array;
-  /** Feeds one character to each state; returns the new states and next-character log-probabilities. */
-  step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]>;
+  /**
+   * Feeds one character to each state; returns the new states and next-character log-probabilities.
+   * `exploring`: the characters extend completions being searched for, not the text itself, and a
+   * predictor may answer more cheaply there.
+   */
+  step(states: Float32Array[], ids: ArrayLike<number>, exploring?: boolean): Promise<Snapshot[]>;
   /** Learns, where the model learns online, that `id` came after `before`, a snapshot of its own, in the real text. */
   observe?(before: Snapshot, id: number): void;
   /** Whether observe() left learning for idle time (adaptLstm). */

@@ -10,7 +10,7 @@ import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
 import { AdaptedLstms } from './lstm-adaptation';
 import { ModelFormatError } from './files';
-import { emptyNotesReaders, loadNotesReaders, NotesReaders } from './notes-text';
+import { emptyNotesReaders, loadNotesContexts, loadNotesReaders, NotesReaders } from './notes-text';
 
 export interface ServedModel {
   /** As loaded: with an escape model always, one made from the vocabulary where model.json has none. */
@@ -97,14 +97,21 @@ function loadNotes(dir: string, saved: SavedModel, warnings: string[]): NgramMod
  * learnt from saves, where the directory has none (or an unreadable one, with a warning).
  */
 function loadReaders(dir: string, saved: SavedModel, warnings: string[]): NotesReaders {
+  let readers: NotesReaders | undefined;
   try {
-    const readers = loadNotesReaders(dir, saved.vocabulary);
-    if (readers) return readers;
+    readers = loadNotesReaders(dir, saved.vocabulary);
   } catch (error) {
     if (!(error instanceof ModelFormatError)) throw error;
     warnings.push(`${error.message}; the model serves without following repeats of your notes until you retrain`);
   }
-  return emptyNotesReaders(saved.vocabulary);
+  readers ??= emptyNotesReaders(saved.vocabulary);
+  try {
+    readers.contexts = loadNotesContexts(dir, saved.vocabulary);
+  } catch (error) {
+    if (!(error instanceof ModelFormatError)) throw error;
+    warnings.push(`${error.message}; until then the model serves without it`);
+  }
+  return readers;
 }
 
 /** The gate saved beside the notes' n-gram, or undefined (with a warning) when the prior must stand in. */

@@ -55,6 +55,9 @@ export function wordContext(slot: ArrayLike<number>): number {
   return key === 0 ? 1 : key;
 }
 
+/** The current word's typed part alone, hashed with its length. */
+export const currentWord = (slot: ArrayLike<number>): number => (halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;
+
 /** The longer context: the word before the previous one too, over `shorter` (wordContext(slot)). Kept in the same tables. */
 export function twoWordContext(slot: ArrayLike<number>, shorter = wordContext(slot)): number {
   const key = (Math.imul(halves(slot, EARLIER_HIGH), 0xc2b2ae35) ^ shorter ^ 0x5bd1e995) >>> 0;

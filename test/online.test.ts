@@ -9,9 +9,10 @@ import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
-import { NOTES_TEXT_FILE } from '../model/notes-text';
+import { learnNotesContexts, NOTES_CONTEXTS_FILE, NOTES_TEXT_FILE, saveNotesContexts } from '../model/notes-text';
 import { seededRandom } from '../model/random';
 import { Vocabulary } from '../model/vocab';
+import { WORD_STATE_SIZE } from '../model/word-model';
 import { CompletionSession } from '../completion/session';
 import { DOCUMENT_MATCH_MAX_HISTORY, DocumentNgram } from '../completion/document-ngram';
 import { DOCUMENT_NGRAM_WINDOW } from '../model/mixture';
@@ -226,6 +227,54 @@ test('the notes text kept beside the model, and notes learnt from saves, are fol
     served.learned!.learn('note.md', `a note\n${saved2}\n`);
   });
   assert.ok(learnt > unlearnt + 1, `a line of a saved note typed again: ${learnt} against ${unlearnt}`);
+});
+
+test("the notes' context mixing, saved beside the model, mixes into what is typed without learning from it; a damaged one is left out", async () => {
+  const dir = tempModelDir('char-complete-contexts');
+  const saved = randomModel(5, undefined, dir);
+  saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
+  const random = seededRandom(13);
+  const randomLine = () =>
+    Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const line = randomLine();
+  const without = await meanLogProbAfter(dir, `x ${line}`, 22);
+  saveNotesContexts(
+    dir,
+    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${line}\n`.repeat(4))),
+    saved.vocabulary,
+  );
+  let before: Float32Array | undefined;
+  const nodesAfterLine = (served: ServedModel) => {
+    const ids = served.saved.vocabulary.encode(line.slice(0, 8));
+    const words = new Float32Array(WORD_STATE_SIZE);
+    return served.mixture.notesReaders!.contexts!.nodeProbabilitiesAt(
+      Float32Array.from(ids),
+      ids.length,
+      words,
+      new Float32Array(128),
+    );
+  };
+  const served = loadServedModel(dir);
+  assert.ok(!served.warnings.some((warning) => /context model/.test(warning)), served.warnings.join('\n'));
+  served.dispose();
+  const withContexts = await meanLogProbAfter(dir, `x ${line}`, 22, (model) => {
+    before = Float32Array.from(nodesAfterLine(model));
+  });
+  const typedIn = loadServedModel(dir);
+  const session = new CompletionSession(typedIn);
+  const typed = `y ${line} ${line}`;
+  for (let offset = 0; offset <= typed.length; offset++) await session.predictAt(typed, offset);
+  const after = nodesAfterLine(typedIn);
+  typedIn.dispose();
+  assert.ok(withContexts > without + 0.5, `a line the contexts learnt, typed: ${withContexts} against ${without}`);
+  assert.deepEqual(after, before, "typing teaches the document's copy, not the notes' model");
+
+  writeFileSync(join(dir, NOTES_CONTEXTS_FILE), 'damaged');
+  const damaged = loadServedModel(dir);
+  assert.equal(damaged.mixture.notesReaders!.contexts, undefined);
+  assert.match(damaged.warnings.join('\n'), /context model .*retrain.*serves without it/);
+  damaged.dispose();
+  assert.ok(Math.abs((await meanLogProbAfter(dir, `x ${line}`, 22)) - without) < 1e-9, 'served as without it');
 });
 
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {

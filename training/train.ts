@@ -8,7 +8,7 @@ import { foldLearnedNotes, learnedNotesMark } from '../model/learned';
 import type { Mixer } from '../model/mixer';
 import { documentNgram, MixturePredictor } from '../model/mixture';
 import { saveNgram } from '../model/ngram-format';
-import { saveNotesText } from '../model/notes-text';
+import { learnNotesContexts, saveNotesContexts, saveNotesText } from '../model/notes-text';
 import { LstmPredictor } from '../model/predictor';
 import { planTraining } from './budget';
 import {
@@ -294,6 +294,11 @@ async function saveNgramModel(
 ): Promise<Mixer | undefined> {
   saveNgram(writer.out, text.notes, text.vocabulary);
   saveNotesText(writer.out, text.trainText);
+  const started = performance.now();
+  saveNotesContexts(writer.out, learnNotesContexts(text.vocabulary, text.trainIds), text.vocabulary);
+  reporter.info(
+    `Learnt the contexts of your notes for the context mixing in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;

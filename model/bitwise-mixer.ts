@@ -1,0 +1,170 @@
+// The last stage of the mixture: distributions over ids mixed bit by bit. Each id is spelt as bits from the most
+// significant; at each node of that binary tree, each input's probability of a 1 (the mass of its ids below the node's
+// 1 branch over all the mass below the node) is stretched, and the stretched probabilities are summed with weights
+// selected by the node and by a context, then refined by adaptive probability maps. A weight per node lets an input be
+// trusted where it is good (one part for choosing between a letter and a space, another for which letter), which one
+// weight per input over whole distributions cannot say; the maps undo what the mix gets systematically wrong.
+import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
+
+/** How far one bit moves the weights it used. */
+const RATE = 0.002;
+const MAP_RATE = 0.02;
+/** Rows of the map selected by the context and the node, hashed. */
+const MAP_CONTEXT_BITS = 10;
+/** Probabilities below this are read as it, so that no input is sure beyond recall. */
+const LOG_FLOOR = -30;
+
+/**
+ * What the mixture's last stage mixes: the online stage's mixture, the notes' context mixing and
+ * the LSTM; it starts as the online stage's mixture alone.
+ */
+export const LAST_STAGE_INPUTS = ['online', 'notesContexts', 'documentContexts', 'lstm'] as const;
+export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0];
+
+/**
+ * One input of the mix: a distribution over the ids as log-probabilities, or the probability of a
+ * 1 at each node of the ids' tree (as ContextMixingModel.nodeProbabilitiesAt gives), or nothing
+ * to say here (undefined), which reads as even odds at every node.
+ */
+export type BitwiseInput = { logProbs: Float32Array } | { nodes: Float32Array } | undefined;
+
+/** The log-probability of each id from the probability of a 1 at each node of the ids' tree, into `out`. */
+export function leafLogProbabilities(nodes: Float32Array, vocabSize: number, out: Float32Array): Float32Array {
+  const bits = idBits(vocabSize);
+  for (let id = 0; id < vocabSize; id++) {
+    let logP = 0;
+    for (let depth = 0, node = 1; depth < bits; depth++) {
+      const bit = (id >>> (bits - 1 - depth)) & 1;
+      logP += Math.log(bit ? nodes[node] : 1 - nodes[node]);
+      node = 2 * node + bit;
+    }
+    out[id] = logP;
+  }
+  return out;
+}
+
+export class BitwiseMixer {
+  private readonly bits: number;
+  private readonly width: number;
+  /** The mass below each node of the tree, heap-numbered (the root 1, the ids' leaves from 2^bits), of one distribution. */
+  private readonly sums: Float64Array;
+  /** Per input, its probability of a 1 at each node: its own, or where it is a distribution, one of ownNodes. */
+  private readonly nodes: Float32Array[];
+  private readonly ownNodes: Float32Array[];
+  private readonly shared: Float32Array;
+  private readonly byNode: Float32Array;
+  private readonly bySelector: Float32Array;
+  private readonly mapByNode: ProbabilityMap;
+  private readonly mapBySelector: ProbabilityMap;
+  private readonly stretched: Float32Array;
+  private readonly nodeLog: Float64Array;
+  private mixed = 0.5;
+  private nodeSet = 0;
+  private selectorSet = 0;
+
+  /** `initial`: each input's weight to start with; `selectors`: how many contexts select weights. */
+  constructor(
+    private readonly vocabSize: number,
+    initial: ArrayLike<number>,
+    selectors: number,
+  ) {
+    const inputs = initial.length;
+    this.bits = idBits(vocabSize);
+    this.width = inputs + 1;
+    this.sums = new Float64Array(2 << this.bits);
+    this.ownNodes = Array.from({ length: inputs }, () => new Float32Array(1 << this.bits));
+    this.nodes = [...this.ownNodes];
+    this.shared = new Float32Array(this.width);
+    this.shared.set(initial);
+    this.byNode = new Float32Array((1 << this.bits) * this.width);
+    this.bySelector = new Float32Array(selectors * this.width);
+    this.mapByNode = new ProbabilityMap(1 << this.bits, MAP_RATE);
+    this.mapBySelector = new ProbabilityMap(1 << MAP_CONTEXT_BITS, MAP_RATE);
+    this.stretched = new Float32Array(this.width);
+    this.nodeLog = new Float64Array(2 << this.bits);
+  }
+
+  /**
+   * Mixes `vectors`, one per input, in context `selector` into `out`, as log-probabilities.
+   */
+  mix(vectors: BitwiseInput[], selector: number, out: Float32Array): Float32Array {
+    this.sumTrees(vectors);
+    const nodeLog = this.nodeLog;
+    nodeLog[1] = 0;
+    const leaves = 1 << this.bits;
+    for (let node = 1; node < leaves; node++) {
+      const depth = 31 - Math.clz32(node);
+      if ((node - (1 << depth)) << (this.bits - depth) >= this.vocabSize) continue;
+      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node, selector);
+      nodeLog[2 * node] = nodeLog[node] + Math.log(1 - p);
+      nodeLog[2 * node + 1] = nodeLog[node] + Math.log(p);
+    }
+    for (let id = 0; id < this.vocabSize; id++) out[id] = nodeLog[leaves + id];
+    return out;
+  }
+
+  /** Learns that `target` came where the inputs were `vectors` and the context `selector`. */
+  learn(vectors: BitwiseInput[], selector: number, target: number): void {
+    this.sumTrees(vectors);
+    let node = 1;
+    for (let depth = this.bits - 1; depth >= 0; depth--) {
+      const bit = (target >>> depth) & 1;
+      if (onlyZeroBranch(node, this.bits, this.vocabSize)) {
+        node = 2 * node;
+        continue;
+      }
+      this.predict(node, selector);
+      const error = bit - this.mixed;
+      for (let i = 0; i < this.width; i++) {
+        const step = RATE * error * this.stretched[i];
+        this.shared[i] += step;
+        this.byNode[this.nodeSet + i] += step;
+        this.bySelector[this.selectorSet + i] += step;
+      }
+      this.mapByNode.learn(bit);
+      this.mapBySelector.learn(bit);
+      node = 2 * node + bit;
+    }
+  }
+
+  /** Leaves each input's probability of a 1 at each node in `nodes`, summing the mass below each node of a distribution. */
+  private sumTrees(vectors: BitwiseInput[]): void {
+    const leaves = 1 << this.bits;
+    vectors.forEach((vector, k) => {
+      if (vector && 'nodes' in vector) {
+        this.nodes[k] = vector.nodes;
+        return;
+      }
+      const nodes = (this.nodes[k] = this.ownNodes[k]);
+      if (!vector) return nodes.fill(0.5);
+      const sums = this.sums;
+      const logProbs = vector.logProbs;
+      for (let id = 0; id < leaves; id++)
+        sums[leaves + id] = id < this.vocabSize ? Math.exp(Math.max(LOG_FLOOR, logProbs[id])) : 0;
+      for (let node = leaves - 1; node >= 1; node--) {
+        const below = (sums[node] = sums[2 * node] + sums[2 * node + 1]);
+        nodes[node] = below > 0 ? sums[2 * node + 1] / below : 0.5;
+      }
+    });
+  }
+
+  /** The probability that the bit at `node` is 1; leaves what learn() needs in scratch. */
+  private predict(node: number, selector: number): number {
+    const inputs = this.nodes.length;
+    for (let k = 0; k < inputs; k++)
+      this.stretched[k] = stretch(Math.min(1 - 1e-6, Math.max(1e-6, this.nodes[k][node])));
+    this.stretched[inputs] = 0.25;
+    this.nodeSet = node * this.width;
+    this.selectorSet = selector * this.width;
+    let dot = 0;
+    for (let i = 0; i < this.width; i++)
+      dot +=
+        (this.shared[i] + this.byNode[this.nodeSet + i] + this.bySelector[this.selectorSet + i]) * this.stretched[i];
+    dot = clampStretch(dot);
+    this.mixed = squash(dot);
+    const byNode = this.mapByNode.refine(node, dot);
+    const row = Math.imul((selector + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
+    const bySelector = this.mapBySelector.refine(row, dot);
+    return Math.max(1e-6, Math.min(1 - 1e-6, (2 * this.mixed + byNode + bySelector) / 4));
+  }
+}

@@ -1,0 +1,416 @@
+// A bitwise context-mixing model over vocabulary ids, in the manner of the PAQ compressors: each id is spelt as bits
+// from the most significant, and each bit is predicted from what followed its context before (the characters before,
+// at several orders, and the words), the predictions mixed in the logistic domain by a small network that learns
+// online and refined by adaptive probability maps. A context remembers a bit history rather than a count: how many 0s
+// and 1s, the older discounted, so a context that changed its mind lately is trusted less than one that never did, and
+// what each history predicts is itself learnt. That is what lets the compressors beat fixed-discount n-grams.
+//
+// The model answers with a distribution over every id, which takes one prediction per node of the ids' binary tree
+// (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 16-byte slot, four slots to a
+// bucket, so that a node's lookups stay within a cache line.
+import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
+import { advanceWords, currentWord, WORD_STATE_SIZE, wordContext } from './word-model';
+
+/** A slot: a check byte, then the bit histories of a nibble tree's 15 nodes. */
+const SLOT = 16;
+/** Slots per bucket: a context takes whichever holds its check, or else the least used. */
+const WAYS = 4;
+const BUCKET = SLOT * WAYS;
+
+/** The mixer's rate of learning, and where its weights start. */
+const MIXER_RATE = 0.0015;
+const MIXER_INITIAL_WEIGHT = 0.3;
+/** The adaptive probability maps' rate. */
+const MAP_RATE = 0.02;
+/** Rows of the map selected by the character before and the node, hashed. */
+const MAP_CONTEXT_BITS = 12;
+/** A history's probability learns at 1 / (count + 1.5), the count stopping here so it keeps adapting. */
+const HISTORY_LIMIT = 1023;
+
+/**
+ * The bit histories: pairs (zeros, ones) with the last bit, bounded so that there are fewer than
+ * 256 of them. A context that has seen only one bit may count it far (a deterministic context is
+ * the most telling there is); one that has seen both is kept to small counts, since what it will
+ * do next is less certain the longer ago it last changed.
+ */
+function historyBound(fewer: number): number {
+  return [40, 16, 8, 6, 6, 6, 6][fewer] ?? -1;
+}
+
+interface HistoryTable {
+  zeros: Uint8Array;
+  ones: Uint8Array;
+  /** The state after a 0 and after a 1: next[2 * state + bit]. */
+  next: Uint8Array;
+  count: number;
+}
+
+function buildHistories(): HistoryTable {
+  const keys: string[] = ['0,0,0'];
+  const zeros = [0];
+  const ones = [0];
+  const valid = (z: number, o: number) => Math.max(z, o) <= historyBound(Math.min(z, o));
+  for (let z = 0; z <= 40; z++)
+    for (let o = 0; o <= 40; o++)
+      for (const last of [0, 1]) {
+        if ((z === 0 && o === 0) || !valid(z, o)) continue;
+        // With one side unseen, the last bit is that side's.
+        if ((z === 0 && last === 0) || (o === 0 && last === 1)) continue;
+        keys.push(`${z},${o},${last}`);
+        zeros.push(z);
+        ones.push(o);
+      }
+  if (keys.length > 256) throw new Error(`${keys.length} bit histories do not fit a byte`);
+  const index = new Map(keys.map((key, i) => [key, i]));
+  const next = new Uint8Array(2 * keys.length);
+  keys.forEach((key, state) => {
+    const [z0, o0] = key.split(',').map(Number);
+    for (const bit of [0, 1]) {
+      let z = z0;
+      let o = o0;
+      if (bit) {
+        o++;
+        if (z > 2) z = (z >>> 1) + 1;
+      } else {
+        z++;
+        if (o > 2) o = (o >>> 1) + 1;
+      }
+      while (!valid(z, o)) {
+        if (bit) o--;
+        else z--;
+      }
+      next[2 * state + bit] = index.get(`${z},${o},${bit}`)!;
+    }
+  });
+  return { zeros: Uint8Array.from(zeros), ones: Uint8Array.from(ones), next, count: keys.length };
+}
+
+const HISTORIES = buildHistories();
+
+/** Splits `bits` into groups from the top, each at most four bits, the first taking the remainder. */
+function nibbleGroups(bits: number): number[] {
+  const groups: number[] = [];
+  let rest = bits;
+  while (rest > 0) {
+    const size = rest % 4 === 0 ? 4 : rest % 4;
+    groups.push(size);
+    rest -= size;
+  }
+  return groups;
+}
+
+/** The orders of the character contexts; the inputs are order 0, these, then the two word contexts. */
+export const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
+const INPUTS = CONTEXT_ORDERS.length + 3;
+/** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
+const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
+/** The characters before that the contexts read. */
+export const CONTEXT_SPAN = CONTEXT_ORDERS[CONTEXT_ORDERS.length - 1];
+
+/**
+ * The model. Its contexts at a position are read from the ids before it (most recent last) and
+ * from a word slot (word-model.ts) that stands after them.
+ */
+export class ContextMixingModel {
+  private readonly bits: number;
+  private readonly groups: number[];
+  private readonly table: Uint8Array;
+  private readonly bucketShift: number;
+  /** Per input, the probability of a 1 after each bit history, stretched, and how often that was learnt. */
+  private readonly historyMap: Float32Array;
+  private readonly historyStretched: Float32Array;
+  private readonly historyCounts: Uint16Array;
+  /** Mixer weights: the set selected by (depth, highest input seen), plus the set selected by the node. */
+  private readonly weightsByOrder: Float32Array;
+  private readonly weightsByNode: Float32Array;
+  private readonly mapByNode: ProbabilityMap;
+  private readonly mapByPrevious: ProbabilityMap;
+  // Scratch for the position and the node being predicted.
+  private readonly hashes = new Uint32Array(INPUTS);
+  private readonly slots = new Int32Array(INPUTS);
+  private readonly stretched = new Float32Array(INPUTS + 1);
+  private readonly states = new Uint8Array(INPUTS);
+  private orderSet = 0;
+  private nodeSet = 0;
+  private mixed = 0;
+  /** Where append() stands in the text it reads: the ids before, and the words. */
+  private readonly streamContext = new Float32Array(CONTEXT_SPAN);
+  private streamKnown = 0;
+  private readonly streamWords = new Float32Array(WORD_STATE_SIZE);
+
+  /**
+   * `classes` is the vocabulary's characterClasses (online-mixer.ts); the table holds 2^tableBits
+   * buckets of 64 bytes, and is `table` where that is given (a loaded file's bytes, not copied).
+   */
+  constructor(
+    readonly vocabSize: number,
+    private readonly classes: Uint8Array,
+    readonly tableBits: number,
+    table?: Uint8Array,
+  ) {
+    this.bits = idBits(vocabSize);
+    this.groups = nibbleGroups(this.bits);
+    if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
+      throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
+    this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
+    this.bucketShift = 32 - tableBits;
+    this.historyMap = new Float32Array(INPUTS * 256);
+    this.historyStretched = new Float32Array(INPUTS * 256);
+    this.historyCounts = new Uint16Array(INPUTS * 256);
+    for (let i = 0; i < INPUTS; i++)
+      for (let state = 0; state < HISTORIES.count; state++) {
+        const p = (HISTORIES.ones[state] + 0.4) / (HISTORIES.zeros[state] + HISTORIES.ones[state] + 0.8);
+        this.historyMap[i * 256 + state] = p;
+        this.historyStretched[i * 256 + state] = stretch(p);
+      }
+    const width = INPUTS + 1;
+    this.weightsByOrder = new Float32Array(this.bits * (ORDERED_INPUTS + 1) * width).fill(MIXER_INITIAL_WEIGHT);
+    this.weightsByNode = new Float32Array((1 << this.bits) * width);
+    this.mapByNode = new ProbabilityMap(1 << this.bits, MAP_RATE);
+    this.mapByPrevious = new ProbabilityMap(1 << MAP_CONTEXT_BITS, MAP_RATE);
+  }
+
+  static tableBytes(tableBits: number): number {
+    return BUCKET << tableBits;
+  }
+
+  /**
+   * Everything the model has learnt, in a fixed order: what saving writes and loading fills
+   * (the derived stretched map is rebuilt from the map).
+   */
+  learnt(): Array<Uint8Array | Uint16Array | Float32Array> {
+    return [
+      this.table,
+      this.historyMap,
+      this.historyCounts,
+      this.weightsByOrder,
+      this.weightsByNode,
+      this.mapByNode.cells,
+      this.mapByPrevious.cells,
+    ];
+  }
+
+  /**
+   * A model that predicts as this one has learnt to, but remembers no context yet: for a document,
+   * which learns its own contexts as it is typed without touching the notes'.
+   */
+  withEmptyTable(tableBits: number): ContextMixingModel {
+    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits);
+    const from = this.learnt();
+    copy.learnt().forEach((array, i) => {
+      if (i > 0) array.set(from[i]);
+    });
+    copy.loaded();
+    return copy;
+  }
+
+  /** Rebuilds what is derived from the learnt arrays, once loading has filled them. */
+  loaded(): void {
+    for (let i = 0; i < this.historyMap.length; i++) this.historyStretched[i] = stretch(this.historyMap[i]);
+  }
+
+  /** Reads `ids` as text that follows what it read before, learning each. */
+  append(ids: ArrayLike<number>): void {
+    const context = this.streamContext;
+    for (let t = 0; t < ids.length; t++) {
+      const id = ids[t];
+      this.learnAt(context, this.streamKnown, this.streamWords, id);
+      if (this.streamKnown < CONTEXT_SPAN) context[this.streamKnown++] = id;
+      else {
+        context.copyWithin(0, 1);
+        context[CONTEXT_SPAN - 1] = id;
+      }
+      advanceWords(this.streamWords, id, this.classes);
+    }
+  }
+
+  /**
+   * The probability of a 1 at every node of the ids' tree (heap-numbered: the root 1, the children
+   * of n 2n and 2n + 1, the first bit the most significant) after the `known` ids of `context`
+   * (most recent last), in the words of `wordSlot`, into `out` (2^bits long); nodes no id lies
+   * under are left alone.
+   */
+  nodeProbabilitiesAt(
+    context: ArrayLike<number>,
+    known: number,
+    wordSlot: ArrayLike<number>,
+    out: Float32Array,
+  ): Float32Array {
+    const hashes = contextHashes(context, known, wordSlot, this.hashes);
+    const previous = known > 0 ? context[known - 1] : -1;
+    let above = 0;
+    for (let g = 0; g < this.groups.length; g++) {
+      const size = this.groups[g];
+      const prefixCount = Math.ceil(this.vocabSize / 2 ** (this.bits - above));
+      for (let prefix = 0; prefix < prefixCount; prefix++) {
+        this.findSlots(hashes, g, prefix, false);
+        for (let node = 1; node < 1 << size; node++) {
+          const depth = 31 - Math.clz32(node);
+          const path = (prefix << depth) | (node ^ (1 << depth));
+          // A node whose ids all lie beyond the vocabulary is never reached.
+          if (path << (this.bits - above - depth) >= this.vocabSize) continue;
+          const heapNode = (1 << (above + depth)) | path;
+          out[heapNode] = onlyZeroBranch(heapNode, this.bits, this.vocabSize)
+            ? 0
+            : this.predictBit(above + depth, path, node, previous);
+        }
+      }
+      above += size;
+    }
+    return out;
+  }
+
+  /** How many bits spell an id, so how many nodes deep the tree is. */
+  get idBits(): number {
+    return this.bits;
+  }
+
+  /** Learns that `id` came after the `known` ids of `context`, in the words of `wordSlot`. */
+  learnAt(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>, id: number): void {
+    const hashes = contextHashes(context, known, wordSlot, this.hashes);
+    const previous = known > 0 ? context[known - 1] : -1;
+    let above = 0;
+    for (let g = 0; g < this.groups.length; g++) {
+      const size = this.groups[g];
+      const prefix = id >>> (this.bits - above);
+      this.findSlots(hashes, g, prefix, true);
+      const value = (id >>> (this.bits - above - size)) & ((1 << size) - 1);
+      let node = 1;
+      for (let depth = 0; depth < size; depth++) {
+        const bit = (value >>> (size - 1 - depth)) & 1;
+        const path = (prefix << depth) | (node ^ (1 << depth));
+        if (!onlyZeroBranch((1 << (above + depth)) | path, this.bits, this.vocabSize)) {
+          this.predictBit(above + depth, path, node, previous);
+          this.update(node, bit);
+        }
+        node = 2 * node + bit;
+      }
+      above += size;
+    }
+  }
+
+  /**
+   * Points `slots` at each input's slot for nibble group `g` under `prefix`: the one in its bucket
+   * that holds its check, else -1, or (when `claim`) the emptiest of the bucket, cleared for it.
+   */
+  private findSlots(hashes: Uint32Array, g: number, prefix: number, claim: boolean): void {
+    const table = this.table;
+    for (let i = 0; i < INPUTS; i++) {
+      const context = hashes[i];
+      this.slots[i] = -1;
+      if (context === 0) continue;
+      let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
+      hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+      hash = (hash ^ (hash >>> 16)) >>> 0;
+      const bucket = (hash >>> this.bucketShift) * BUCKET;
+      const check = (hash & 0xff) | 1;
+      let emptiest = bucket;
+      let least = Infinity;
+      for (let way = 0; way < WAYS; way++) {
+        const slot = bucket + way * SLOT;
+        if (table[slot] === check) {
+          this.slots[i] = slot;
+          break;
+        }
+        const root = table[slot + 1];
+        const used = table[slot] === 0 ? -1 : HISTORIES.zeros[root] + HISTORIES.ones[root];
+        if (used < least) {
+          least = used;
+          emptiest = slot;
+        }
+      }
+      if (this.slots[i] < 0 && claim) {
+        table.fill(0, emptiest, emptiest + SLOT);
+        table[emptiest] = check;
+        this.slots[i] = emptiest;
+      }
+    }
+  }
+
+  /**
+   * The probability that the bit at `node` (heap-numbered within its nibble) is 1, at `depth` bits
+   * into the id with `path` the bits above it; leaves what update() needs in scratch.
+   */
+  private predictBit(depth: number, path: number, node: number, previous: number): number {
+    const n = INPUTS;
+    let highest = 0;
+    for (let i = 0; i < n; i++) {
+      const slot = this.slots[i];
+      const state = slot < 0 ? 0 : this.table[slot + node];
+      this.states[i] = state;
+      if (state === 0) {
+        this.stretched[i] = 0;
+        continue;
+      }
+      this.stretched[i] = this.historyStretched[i * 256 + state];
+      if (i < ORDERED_INPUTS) highest = i + 1;
+    }
+    this.stretched[n] = 0.5;
+    const width = n + 1;
+    const heapNode = (1 << depth) | path;
+    this.orderSet = (depth * (ORDERED_INPUTS + 1) + highest) * width;
+    this.nodeSet = heapNode * width;
+    let dot = 0;
+    for (let i = 0; i <= n; i++)
+      dot += (this.weightsByOrder[this.orderSet + i] + this.weightsByNode[this.nodeSet + i]) * this.stretched[i];
+    dot = clampStretch(dot);
+    this.mixed = squash(dot);
+    const byNode = this.mapByNode.refine(heapNode, dot);
+    const row = Math.imul((previous + 1) * 4096 + heapNode, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
+    const byPrevious = this.mapByPrevious.refine(row, dot);
+    const p = (this.mixed + byNode + 2 * byPrevious) / 4;
+    return Math.max(1e-6, Math.min(1 - 1e-6, p));
+  }
+
+  private update(node: number, bit: number): void {
+    const n = INPUTS;
+    const error = bit - this.mixed;
+    for (let i = 0; i <= n; i++) {
+      const step = MIXER_RATE * error * this.stretched[i];
+      this.weightsByOrder[this.orderSet + i] += step;
+      this.weightsByNode[this.nodeSet + i] += step;
+    }
+    this.mapByNode.learn(bit);
+    this.mapByPrevious.learn(bit);
+    for (let i = 0; i < n; i++) {
+      const slot = this.slots[i];
+      if (slot < 0) continue;
+      const state = this.states[i];
+      if (state !== 0) {
+        const index = i * 256 + state;
+        const seen = this.historyCounts[index];
+        this.historyMap[index] += (bit - this.historyMap[index]) / (seen + 1.5);
+        this.historyStretched[index] = stretch(this.historyMap[index]);
+        if (seen < HISTORY_LIMIT) this.historyCounts[index] = seen + 1;
+      }
+      this.table[slot + node] = HISTORIES.next[2 * state + bit];
+    }
+  }
+}
+
+/**
+ * The contexts' hashes at a position, one per input, 0 where an input has none: order 0, the
+ * orders of CONTEXT_ORDERS from the `known` ids of `context` (most recent last), the word being
+ * typed with the one before it, and the word being typed alone.
+ */
+function contextHashes(
+  context: ArrayLike<number>,
+  known: number,
+  wordSlot: ArrayLike<number>,
+  out: Uint32Array,
+): Uint32Array {
+  out[0] = 0x12345;
+  let h = 0;
+  let k = 0;
+  for (let order = 1; k < CONTEXT_ORDERS.length; order++) {
+    if (order > known) {
+      while (k < CONTEXT_ORDERS.length) out[1 + k++] = 0;
+      break;
+    }
+    h = (Math.imul(h ^ (context[known - order] + 1), 0x9e3779b1) + order) >>> 0;
+    if (CONTEXT_ORDERS[k] === order) out[1 + k++] = h || 1;
+  }
+  out[ORDERED_INPUTS] = wordContext(wordSlot);
+  out[ORDERED_INPUTS + 1] = (Math.imul(currentWord(wordSlot) ^ 0x6a09e667, 0x9e3779b1) + 0x3c6ef372) >>> 0 || 1;
+  return out;
+}

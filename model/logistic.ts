@@ -1,0 +1,65 @@
+// The logistic domain that bitwise mixing works in, and the adaptive probability map that refines a mixed bit.
+
+/** Stretched probabilities are clamped to this, so that no input dominates a mix beyond recall. */
+export const STRETCH_LIMIT = 8;
+
+export const clampStretch = (x: number): number => Math.max(-STRETCH_LIMIT, Math.min(STRETCH_LIMIT, x));
+/** ln(p / (1 - p)), clamped. */
+export const stretch = (p: number): number => clampStretch(Math.log(p / (1 - p)));
+export const squash = (x: number): number => 1 / (1 + Math.exp(-x));
+
+/** How many bits spell an id of a vocabulary of `size`. */
+export const idBits = (size: number): number => Math.max(1, Math.ceil(Math.log2(size)));
+
+/**
+ * Whether no id lies under the 1 branch of `node` (heap-numbered: the root 1, the children of n
+ * 2n and 2n + 1) in a tree of `bits` levels over `vocabSize` ids, so that its bit is surely 0.
+ */
+export function onlyZeroBranch(node: number, bits: number, vocabSize: number): boolean {
+  const depth = 31 - Math.clz32(node);
+  return (2 * node + 1 - (2 << depth)) << (bits - depth - 1) >= vocabSize;
+}
+
+const BUCKETS = 33;
+
+/**
+ * An adaptive probability map (secondary estimation): for each row, chosen by a context, a
+ * piecewise-linear map from a stretched probability to a probability, starting as the identity
+ * and pulled towards what the bit turned out to be. It corrects what a mix gets systematically
+ * wrong in that context, such as over-confidence.
+ */
+export class ProbabilityMap {
+  private readonly map: Float32Array;
+  private index = 0;
+  /** The map's cells, for saving and loading. */
+  get cells(): Float32Array {
+    return this.map;
+  }
+
+  private weight = 0;
+
+  constructor(
+    rows: number,
+    private readonly rate: number,
+  ) {
+    this.map = new Float32Array(rows * BUCKETS);
+    for (let row = 0; row < rows; row++)
+      for (let bucket = 0; bucket < BUCKETS; bucket++)
+        this.map[row * BUCKETS + bucket] = squash(((bucket - (BUCKETS - 1) / 2) * 2 * STRETCH_LIMIT) / (BUCKETS - 1));
+  }
+
+  /** The refined probability of a 1 in `row` for the stretched probability `x`; learn() then teaches this cell. */
+  refine(row: number, x: number): number {
+    const position = ((clampStretch(x) + STRETCH_LIMIT) * (BUCKETS - 1)) / (2 * STRETCH_LIMIT);
+    const low = Math.min(BUCKETS - 2, Math.floor(position));
+    this.weight = position - low;
+    this.index = row * BUCKETS + low;
+    return this.map[this.index] * (1 - this.weight) + this.map[this.index + 1] * this.weight;
+  }
+
+  /** Teaches the cell the last refine() read that the bit was `bit`. */
+  learn(bit: number): void {
+    this.map[this.index] += (bit - this.map[this.index]) * this.rate * (1 - this.weight);
+    this.map[this.index + 1] += (bit - this.map[this.index + 1]) * this.rate * this.weight;
+  }
+}

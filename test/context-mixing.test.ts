@@ -1,0 +1,120 @@
+// The context mixing of the notes and of a document, its file beside the model, and the bitwise last stage.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { BitwiseMixer, leafLogProbabilities } from '../model/bitwise-mixer';
+import { CONTEXT_SPAN, ContextMixingModel } from '../model/context-mixing';
+import { ModelFormatError } from '../model/files';
+import { idBits } from '../model/logistic';
+import { characterClasses } from '../model/online-mixer';
+import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
+import { Vocabulary } from '../model/vocab';
+import { advanceWords, WORD_STATE_SIZE } from '../model/word-model';
+
+const notes = 'the quick brown fox jumps over the lazy dog.\nthe quick brown cat naps under the warm sun.\n'.repeat(6);
+const vocabulary = Vocabulary.fromText(notes + 'xyzQ', 512, 1);
+const classes = characterClasses(vocabulary);
+
+/** Where the contexts stand after `text`: its last ids and its words. */
+function positionAfter(text: string): { context: Float32Array; known: number; words: Float32Array } {
+  const ids = vocabulary.encode(text);
+  const words = new Float32Array(WORD_STATE_SIZE);
+  for (const id of ids) advanceWords(words, id, classes);
+  const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
+  return { context, known: context.length, words };
+}
+
+/** The model's log-probabilities of every id after `text`. */
+function distributionAfter(model: ContextMixingModel, text: string): Float32Array {
+  const { context, known, words } = positionAfter(text);
+  const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(vocabulary.size)));
+  return leafLogProbabilities(nodes, vocabulary.size, new Float32Array(vocabulary.size));
+}
+
+const probabilityOf = (logProbs: Float32Array, char: string) => Math.exp(logProbs[vocabulary.id(char)]);
+const total = (logProbs: Float32Array) => logProbs.reduce((sum, lp) => sum + Math.exp(lp), 0);
+
+test('the context mixing learns what follows a context in the notes, and its distribution sums to one', () => {
+  const untrained = new ContextMixingModel(vocabulary.size, classes, 12);
+  const trained = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+  const before = distributionAfter(untrained, 'the quick brown f');
+  const after = distributionAfter(trained, 'the quick brown f');
+  assert.ok(Math.abs(total(before) - 1) < 1e-4, `sums to ${total(before)}`);
+  assert.ok(Math.abs(total(after) - 1) < 1e-4, `sums to ${total(after)}`);
+  assert.ok(probabilityOf(after, 'o') > 0.5, `"o" after "brown f": ${probabilityOf(after, 'o')}`);
+  assert.ok(probabilityOf(after, 'o') > 10 * probabilityOf(before, 'o'));
+  assert.ok(probabilityOf(after, 'z') < 0.02, `"z", never seen there: ${probabilityOf(after, 'z')}`);
+});
+
+test("a document's copy predicts as the notes' model weighs, learns its own contexts, and leaves the notes' alone", () => {
+  const shared = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+  const sharedBefore = distributionAfter(shared, 'a lazy Q');
+  const copy = shared.withEmptyTable(12);
+  const document = 'a lazy Qxy, a lazy Qxy, a lazy Qxy, ';
+  const ids = vocabulary.encode(document);
+  for (let t = 0; t < ids.length; t++) {
+    const { context, known, words } = positionAfter(document.slice(0, t));
+    copy.learnAt(context, known, words, ids[t]);
+  }
+  assert.ok(probabilityOf(distributionAfter(copy, 'a lazy Q'), 'x') > 0.5, 'the copy learnt the document');
+  assert.deepEqual(distributionAfter(shared, 'a lazy Q'), sharedBefore, "the notes' model is unchanged");
+});
+
+test('the context model is saved atomically and loads to the same predictions; a damaged or foreign file is refused', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
+  try {
+    assert.equal(loadNotesContexts(dir, vocabulary), undefined, 'none saved');
+    const model = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+    saveNotesContexts(dir, model, vocabulary);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((name) => name !== NOTES_CONTEXTS_FILE),
+      [],
+      'no temporary file is left',
+    );
+    const loaded = loadNotesContexts(dir, vocabulary)!;
+    assert.deepEqual(distributionAfter(loaded, 'the lazy d'), distributionAfter(model, 'the lazy d'));
+
+    const other = Vocabulary.fromText(notes + 'xyzW', 512, 1);
+    assert.throws(
+      () => loadNotesContexts(dir, other),
+      (error: Error) => {
+        assert.ok(error instanceof ModelFormatError);
+        assert.match(error.message, /another vocabulary.*retrain/);
+        return true;
+      },
+    );
+
+    const file = path.join(dir, NOTES_CONTEXTS_FILE);
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 100] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    assert.throws(() => loadNotesContexts(dir, vocabulary), /corrupt.*retrain/);
+    fs.writeFileSync(file, bytes.subarray(0, 3));
+    assert.throws(() => loadNotesContexts(dir, vocabulary), /truncated/);
+    fs.writeFileSync(file, 'not a model at all, but long enough to have a header length');
+    assert.throws(() => loadNotesContexts(dir, vocabulary), ModelFormatError);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {
+  const V = vocabulary.size;
+  const first = new Float32Array(V).fill(Math.log(0.5 / (V - 1)));
+  first[vocabulary.id('a')] = Math.log(0.5);
+  const second = new Float32Array(V).fill(Math.log(0.1 / (V - 1)));
+  second[vocabulary.id('b')] = Math.log(0.9);
+  const mixer = new BitwiseMixer(V, [1, 0], 4);
+  const inputs = [{ logProbs: first }, { logProbs: second }];
+  const out = new Float32Array(V);
+  mixer.mix(inputs, 0, out);
+  assert.ok(Math.abs(total(out) - 1) < 1e-4, `sums to ${total(out)}`);
+  assert.ok(Math.abs(probabilityOf(out, 'a') - 0.5) < 0.01, `starts as the first: ${probabilityOf(out, 'a')}`);
+  const before = probabilityOf(out, 'b');
+  for (let i = 0; i < 300; i++) mixer.learn(inputs, 0, vocabulary.id('b'));
+  mixer.mix(inputs, 0, out);
+  assert.ok(probabilityOf(out, 'b') > before + 0.3, `"b" from ${before} to ${probabilityOf(out, 'b')}`);
+  assert.ok(Math.abs(total(out) - 1) < 1e-4);
+});
