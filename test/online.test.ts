@@ -208,13 +208,19 @@ async function meanLogProbAfter(dir: string, text: string, from: number, before?
   return total / (text.length - from);
 }
 
-test('the notes text kept beside the model, and notes learnt from saves, are followed when typed again', async () => {
-  const dir = tempModelDir('char-complete-online');
+/** A random model with an empty notes' n-gram in a new directory, and a maker of random lines of letters. */
+function modelWithRandomLines(name: string, seed: number) {
+  const dir = tempModelDir(name);
   const saved = randomModel(5, undefined, dir);
   saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
-  const random = seededRandom(12);
+  const random = seededRandom(seed);
   const randomLine = () =>
     Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  return { dir, saved, randomLine };
+}
+
+test('the notes text kept beside the model, and notes learnt from saves, are followed when typed again', async () => {
+  const { dir, randomLine } = modelWithRandomLines('char-complete-online', 12);
   const trained = randomLine();
   const without = await meanLogProbAfter(dir, `x ${trained}`, 22);
   writeFileSync(join(dir, NOTES_TEXT_FILE), `intro\n${trained}\nend\n`);
@@ -230,12 +236,7 @@ test('the notes text kept beside the model, and notes learnt from saves, are fol
 });
 
 test("the notes' context mixing, saved beside the model, mixes into what is typed without learning from it; a damaged one is left out", async () => {
-  const dir = tempModelDir('char-complete-contexts');
-  const saved = randomModel(5, undefined, dir);
-  saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
-  const random = seededRandom(13);
-  const randomLine = () =>
-    Array.from({ length: 60 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', 13);
   const line = randomLine();
   const without = await meanLogProbAfter(dir, `x ${line}`, 22);
   saveNotesContexts(
