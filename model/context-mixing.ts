@@ -22,8 +22,12 @@ const MIXER_RATE = 0.0015;
 const MIXER_INITIAL_WEIGHT = 0.3;
 /** The adaptive probability maps' rate. */
 const MAP_RATE = 0.02;
-/** Rows of the map selected by the character before and the node, hashed. */
-const MAP_CONTEXT_BITS = 12;
+/**
+ * Rows of the map selected by the two characters before and the node, and mixer weight sets
+ * selected by the character before and the node, both hashed into 2^this; fewer for a small table,
+ * whose few notes could not fill them (and whose file should stay small).
+ */
+const sideBitsFor = (tableBits: number) => Math.min(12, tableBits - 2);
 /** A history's probability learns at 1 / (count + 1.5), the count stopping here so it keeps adapting. */
 const HISTORY_LIMIT = 1023;
 
@@ -120,11 +124,15 @@ export class ContextMixingModel {
   private readonly historyMap: Float32Array;
   private readonly historyStretched: Float32Array;
   private readonly historyCounts: Uint16Array;
-  /** Mixer weights: the set selected by (depth, highest input seen), plus the set selected by the node. */
+  /**
+   * Mixer weights, summed: the set selected by (depth, highest input seen), the set selected by the
+   * node, and the set selected by the character before with the node.
+   */
   private readonly weightsByOrder: Float32Array;
   private readonly weightsByNode: Float32Array;
+  private readonly weightsByPrevious: Float32Array;
   private readonly mapByNode: ProbabilityMap;
-  private readonly mapByPrevious: ProbabilityMap;
+  private readonly mapByTwoBefore: ProbabilityMap;
   // Scratch for the position and the node being predicted.
   private readonly hashes = new Uint32Array(INPUTS);
   private readonly slots = new Int32Array(INPUTS);
@@ -132,6 +140,7 @@ export class ContextMixingModel {
   private readonly states = new Uint8Array(INPUTS);
   private orderSet = 0;
   private nodeSet = 0;
+  private previousSet = 0;
   private mixed = 0;
   /** Where append() stands in the text it reads: the ids before, and the words. */
   private readonly streamContext = new Float32Array(CONTEXT_SPAN);
@@ -147,6 +156,7 @@ export class ContextMixingModel {
     private readonly classes: Uint8Array,
     readonly tableBits: number,
     table?: Uint8Array,
+    private readonly sideBits = sideBitsFor(tableBits),
   ) {
     this.bits = idBits(vocabSize);
     this.groups = nibbleGroups(this.bits);
@@ -166,8 +176,9 @@ export class ContextMixingModel {
     const width = INPUTS + 1;
     this.weightsByOrder = new Float32Array(this.bits * (ORDERED_INPUTS + 1) * width).fill(MIXER_INITIAL_WEIGHT);
     this.weightsByNode = new Float32Array((1 << this.bits) * width);
+    this.weightsByPrevious = new Float32Array((1 << sideBits) * width);
     this.mapByNode = new ProbabilityMap(1 << this.bits, MAP_RATE);
-    this.mapByPrevious = new ProbabilityMap(1 << MAP_CONTEXT_BITS, MAP_RATE);
+    this.mapByTwoBefore = new ProbabilityMap(1 << sideBits, MAP_RATE);
   }
 
   static tableBytes(tableBits: number): number {
@@ -185,8 +196,9 @@ export class ContextMixingModel {
       this.historyCounts,
       this.weightsByOrder,
       this.weightsByNode,
+      this.weightsByPrevious,
       this.mapByNode.cells,
-      this.mapByPrevious.cells,
+      this.mapByTwoBefore.cells,
     ];
   }
 
@@ -195,7 +207,7 @@ export class ContextMixingModel {
    * which learns its own contexts as it is typed without touching the notes'.
    */
   withEmptyTable(tableBits: number): ContextMixingModel {
-    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits);
+    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits, undefined, this.sideBits);
     const from = this.learnt();
     copy.learnt().forEach((array, i) => {
       if (i > 0) array.set(from[i]);
@@ -350,15 +362,23 @@ export class ContextMixingModel {
     const heapNode = (1 << depth) | path;
     this.orderSet = (depth * (ORDERED_INPUTS + 1) + highest) * width;
     this.nodeSet = heapNode * width;
+    this.previousSet = (Math.imul((previous + 1) * 4096 + heapNode, 0x85ebca6b) >>> (32 - this.sideBits)) * width;
     let dot = 0;
-    for (let i = 0; i <= n; i++)
-      dot += (this.weightsByOrder[this.orderSet + i] + this.weightsByNode[this.nodeSet + i]) * this.stretched[i];
+    for (let i = 0; i <= n; i++) {
+      const weight =
+        this.weightsByOrder[this.orderSet + i] +
+        this.weightsByNode[this.nodeSet + i] +
+        this.weightsByPrevious[this.previousSet + i];
+      dot += weight * this.stretched[i];
+    }
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(heapNode, dot);
-    const row = Math.imul((previous + 1) * 4096 + heapNode, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
-    const byPrevious = this.mapByPrevious.refine(row, dot);
-    const p = (this.mixed + byNode + 2 * byPrevious) / 4;
+    // The order-2 context's hash: two characters before, or 0 at the start.
+    const twoBefore = this.hashes[2];
+    const row = Math.imul((twoBefore ^ Math.imul(heapNode, 0x2545f491)) >>> 0, 0x9e3779b1) >>> (32 - this.sideBits);
+    const byTwoBefore = this.mapByTwoBefore.refine(row, dot);
+    const p = (this.mixed + byNode + 2 * byTwoBefore) / 4;
     return Math.max(1e-6, Math.min(1 - 1e-6, p));
   }
 
@@ -369,9 +389,10 @@ export class ContextMixingModel {
       const step = MIXER_RATE * error * this.stretched[i];
       this.weightsByOrder[this.orderSet + i] += step;
       this.weightsByNode[this.nodeSet + i] += step;
+      this.weightsByPrevious[this.previousSet + i] += step;
     }
     this.mapByNode.learn(bit);
-    this.mapByPrevious.learn(bit);
+    this.mapByTwoBefore.learn(bit);
     for (let i = 0; i < n; i++) {
       const slot = this.slots[i];
       if (slot < 0) continue;

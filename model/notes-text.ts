@@ -63,7 +63,8 @@ export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
 
 export const NOTES_CONTEXTS_FILE = 'contexts.bin';
 const CONTEXTS_FORMAT = 'char-contexts';
-const CONTEXTS_FORMAT_VERSION = 1;
+// Version 2 added the mixer's weights selected by the character before, and the map by the two before.
+const CONTEXTS_FORMAT_VERSION = 2;
 /** The table's size follows the notes (a bucket per four characters), within these bounds: 256 KB to 8 MB. */
 const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 17;
