@@ -15,8 +15,8 @@ const MAP_CONTEXT_BITS = 10;
 const LOG_FLOOR = -30;
 
 /**
- * What the mixture's last stage mixes: the online stage's mixture, the notes' context mixing and
- * the LSTM; it starts as the online stage's mixture alone.
+ * What the mixture's last stage mixes: the online stage's mixture, the notes' and the document's
+ * context mixing, and the LSTM; it starts as the online stage's mixture alone.
  */
 export const LAST_STAGE_INPUTS = ['online', 'notesContexts', 'documentContexts', 'lstm'] as const;
 export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0];
@@ -27,21 +27,6 @@ export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0];
  * to say here (undefined), which reads as even odds at every node.
  */
 export type BitwiseInput = { logProbs: Float32Array } | { nodes: Float32Array } | undefined;
-
-/** The log-probability of each id from the probability of a 1 at each node of the ids' tree, into `out`. */
-export function leafLogProbabilities(nodes: Float32Array, vocabSize: number, out: Float32Array): Float32Array {
-  const bits = idBits(vocabSize);
-  for (let id = 0; id < vocabSize; id++) {
-    let logP = 0;
-    for (let depth = 0, node = 1; depth < bits; depth++) {
-      const bit = (id >>> (bits - 1 - depth)) & 1;
-      logP += Math.log(bit ? nodes[node] : 1 - nodes[node]);
-      node = 2 * node + bit;
-    }
-    out[id] = logP;
-  }
-  return out;
-}
 
 export class BitwiseMixer {
   private readonly bits: number;
@@ -151,8 +136,8 @@ export class BitwiseMixer {
   /** The probability that the bit at `node` is 1; leaves what learn() needs in scratch. */
   private predict(node: number, selector: number): number {
     const inputs = this.nodes.length;
-    for (let k = 0; k < inputs; k++)
-      this.stretched[k] = stretch(Math.min(1 - 1e-6, Math.max(1e-6, this.nodes[k][node])));
+    // stretch() clamps, so an input sure of a bit (0 or 1) reads as the limit, not infinity.
+    for (let k = 0; k < inputs; k++) this.stretched[k] = stretch(this.nodes[k][node]);
     this.stretched[inputs] = 0.25;
     this.nodeSet = node * this.width;
     this.selectorSet = selector * this.width;

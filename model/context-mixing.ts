@@ -104,7 +104,7 @@ function nibbleGroups(bits: number): number[] {
 }
 
 /** The orders of the character contexts; the inputs are order 0, these, then the two word contexts. */
-export const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
+const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
 const INPUTS = CONTEXT_ORDERS.length + 3;
 /** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
@@ -208,10 +208,10 @@ export class ContextMixingModel {
    */
   withEmptyTable(tableBits: number): ContextMixingModel {
     const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits, undefined, this.sideBits);
-    const from = this.learnt();
-    copy.learnt().forEach((array, i) => {
-      if (i > 0) array.set(from[i]);
-    });
+    // Everything but the table, which comes first.
+    const [, ...from] = this.learnt();
+    const [, ...to] = copy.learnt();
+    to.forEach((array, i) => array.set(from[i]));
     copy.loaded();
     return copy;
   }
@@ -270,11 +270,6 @@ export class ContextMixingModel {
       above += size;
     }
     return out;
-  }
-
-  /** How many bits spell an id, so how many nodes deep the tree is. */
-  get idBits(): number {
-    return this.bits;
   }
 
   /** Learns that `id` came after the `known` ids of `context`, in the words of `wordSlot`. */

@@ -31,11 +31,6 @@ const BUCKETS = 33;
 export class ProbabilityMap {
   private readonly map: Float32Array;
   private index = 0;
-  /** The map's cells, for saving and loading. */
-  get cells(): Float32Array {
-    return this.map;
-  }
-
   private weight = 0;
 
   constructor(
@@ -46,6 +41,11 @@ export class ProbabilityMap {
     for (let row = 0; row < rows; row++)
       for (let bucket = 0; bucket < BUCKETS; bucket++)
         this.map[row * BUCKETS + bucket] = squash(((bucket - (BUCKETS - 1) / 2) * 2 * STRETCH_LIMIT) / (BUCKETS - 1));
+  }
+
+  /** The map's cells, for saving and loading. */
+  get cells(): Float32Array {
+    return this.map;
   }
 
   /** The refined probability of a 1 in `row` for the stretched probability `x`; learn() then teaches this cell. */

@@ -325,7 +325,7 @@ export class MixturePredictor implements Predictor {
     if (lastStage) {
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
-      const contexts = this.document.contexts ?? this.document.startContexts?.(this.parts.notesReaders!.contexts!);
+      const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const known = before.state[this.lstmSize];
       const context = before.state.subarray(this.openerStart - known, this.openerStart);
       contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);

@@ -81,6 +81,8 @@ interface ContextsHeader {
   sha256: string;
 }
 
+const sha256Hex = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex');
+
 /** The context-mixing model of `ids`, the notes' text, with a table sized for them. */
 export function learnNotesContexts(vocabulary: Vocabulary, ids: ArrayLike<number>): ContextMixingModel {
   const tableBits = Math.max(
@@ -104,7 +106,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
     vocabSize: vocabulary.size,
     vocabularySha256: vocabularyHash(vocabulary),
     tableBits: contexts.tableBits,
-    sha256: crypto.createHash('sha256').update(payload).digest('hex'),
+    sha256: sha256Hex(payload),
   };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const length = Buffer.alloc(4);
@@ -120,7 +122,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   const fail = (problem: string, remedy = RETRAIN) =>
     new ModelFormatError(`the context model in ${dir}: ${problem}; ${remedy}`);
   // The table at its largest, and room for the weights and maps of any vocabulary.
-  const maxBytes = 4 + MAX_CONTEXTS_HEADER_BYTES + (64 << MAX_TABLE_BITS) + (64 << 20);
+  const maxBytes = 4 + MAX_CONTEXTS_HEADER_BYTES + ContextMixingModel.tableBytes(MAX_TABLE_BITS) + (64 << 20);
   const bytes = readRegularFile(path.join(dir, NOTES_CONTEXTS_FILE), maxBytes, fail);
   if (!bytes) return undefined;
   if (os.endianness() !== 'LE') throw fail('it is laid out little-endian and this host is not', 'serve without it');
@@ -151,7 +153,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   )
     throw fail(`${NOTES_CONTEXTS_FILE} has no valid table size`);
   const payload = bytes.subarray(4 + headerBytes);
-  if (crypto.createHash('sha256').update(payload).digest('hex') !== header.sha256)
+  if (sha256Hex(payload) !== header.sha256)
     throw fail(`${NOTES_CONTEXTS_FILE} is corrupt: its contents do not match their checksum`);
   // The table, most of the file, is used where it lies; the rest is copied, as it need not be aligned for its floats.
   const tableBytes = ContextMixingModel.tableBytes(tableBits);

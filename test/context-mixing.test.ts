@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BitwiseMixer, leafLogProbabilities } from '../model/bitwise-mixer';
+import { BitwiseMixer } from '../model/bitwise-mixer';
 import { CONTEXT_SPAN, ContextMixingModel } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
@@ -26,11 +26,25 @@ function positionAfter(text: string): { context: Float32Array; known: number; wo
   return { context, known: context.length, words };
 }
 
+/** The log-probability of each id from the probability of a 1 at each node of the ids' tree. */
+function leafLogProbabilities(nodes: Float32Array, vocabSize: number): Float32Array {
+  const bits = idBits(vocabSize);
+  return Float32Array.from({ length: vocabSize }, (_, id) => {
+    let logP = 0;
+    for (let depth = 0, node = 1; depth < bits; depth++) {
+      const bit = (id >>> (bits - 1 - depth)) & 1;
+      logP += Math.log(bit ? nodes[node] : 1 - nodes[node]);
+      node = 2 * node + bit;
+    }
+    return logP;
+  });
+}
+
 /** The model's log-probabilities of every id after `text`. */
 function distributionAfter(model: ContextMixingModel, text: string): Float32Array {
   const { context, known, words } = positionAfter(text);
   const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(vocabulary.size)));
-  return leafLogProbabilities(nodes, vocabulary.size, new Float32Array(vocabulary.size));
+  return leafLogProbabilities(nodes, vocabulary.size);
 }
 
 const probabilityOf = (logProbs: Float32Array, char: string) => Math.exp(logProbs[vocabulary.id(char)]);
