@@ -294,11 +294,13 @@ async function saveNgramModel(
 ): Promise<Mixer | undefined> {
   saveNgram(writer.out, text.notes, text.vocabulary);
   saveNotesText(writer.out, text.trainText);
+  // Seconds a megabyte, before the LSTM's first step: said first, so that the wait is explained.
+  reporter.info(
+    `Learning the contexts of your notes (${text.trainIds.length.toLocaleString('en-US')} chars) for the context mixing…`,
+  );
   const started = performance.now();
   saveNotesContexts(writer.out, learnNotesContexts(text.vocabulary, text.trainIds), text.vocabulary);
-  reporter.info(
-    `Learnt the contexts of your notes for the context mixing in ${((performance.now() - started) / 1000).toFixed(1)} s`,
-  );
+  reporter.info(`Learnt them in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
