@@ -7,7 +7,9 @@
 //
 // The model answers with a distribution over every id, which takes one prediction per node of the ids' binary tree
 // (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 16-byte slot, four slots to a
-// bucket, so that a node's lookups stay within a cache line.
+// bucket, so that a node's lookups stay within a cache line. The first group of bits is shorter than a nibble unless
+// the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
+// nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
 import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
 import { advanceWords, currentWord, WORD_STATE_SIZE, wordContext } from './word-model';
 
@@ -28,6 +30,14 @@ const MAP_RATE = 0.02;
  * whose few notes could not fill them (and whose file should stay small).
  */
 const sideBitsFor = (tableBits: number) => Math.min(12, tableBits - 2);
+/**
+ * How the table is laid out, named by the version of the contexts file that brought it in: 2 gave
+ * the first group 16-byte slots like the rest and odd checks; 3 gave it short slots in a region of
+ * its own and checks of any byte but 0. A file of version 2 is still read as it was written.
+ */
+export type TableLayout = 2 | 3;
+export const TABLE_LAYOUT: TableLayout = 3;
+
 /** A history's probability learns at 1 / (count + 1.5), the count stopping here so it keeps adapting. */
 const HISTORY_LIMIT = 1023;
 
@@ -54,8 +64,8 @@ function buildHistories(): HistoryTable {
   const zeros = [0];
   const ones = [0];
   const valid = (z: number, o: number) => Math.max(z, o) <= historyBound(Math.min(z, o));
-  for (let z = 0; z <= 40; z++)
-    for (let o = 0; o <= 40; o++)
+  for (let z = 0; z <= historyBound(0); z++)
+    for (let o = 0; o <= historyBound(0); o++)
       for (const last of [0, 1]) {
         if ((z === 0 && o === 0) || !valid(z, o)) continue;
         // With one side unseen, the last bit is that side's.
@@ -119,7 +129,13 @@ export class ContextMixingModel {
   private readonly bits: number;
   private readonly groups: number[];
   private readonly table: Uint8Array;
-  private readonly bucketShift: number;
+  /**
+   * Bytes of a slot of the first group; the buckets of nibble slots, which come first; and the
+   * buckets of first-group slots (four slots each) after them.
+   */
+  private readonly firstSlot: number;
+  private readonly nibbleBuckets: number;
+  private readonly firstGroupBuckets: number;
   /** Per input, the probability of a 1 after each bit history, stretched, and how often that was learnt. */
   private readonly historyMap: Float32Array;
   private readonly historyStretched: Float32Array;
@@ -156,6 +172,7 @@ export class ContextMixingModel {
     private readonly classes: Uint8Array,
     readonly tableBits: number,
     table?: Uint8Array,
+    readonly layout: TableLayout = TABLE_LAYOUT,
     private readonly sideBits = sideBitsFor(tableBits),
   ) {
     this.bits = idBits(vocabSize);
@@ -163,7 +180,14 @@ export class ContextMixingModel {
     if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
       throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
-    this.bucketShift = 32 - tableBits;
+    // A slot of the first group is its check and its nodes; its region's share of the table is its
+    // slot's share of the bytes one context claims when it is followed by one nibble per later group.
+    this.firstSlot = layout === 2 ? SLOT : 1 << this.groups[0];
+    const buckets = 2 ** tableBits;
+    const firstShare = this.firstSlot < SLOT ? this.firstSlot / (this.firstSlot + SLOT * (this.groups.length - 1)) : 0;
+    const firstRegion = Math.round(buckets * firstShare);
+    this.nibbleBuckets = buckets - firstRegion;
+    this.firstGroupBuckets = (firstRegion * BUCKET) / (WAYS * this.firstSlot);
     this.historyMap = new Float32Array(INPUTS * 256);
     this.historyStretched = new Float32Array(INPUTS * 256);
     this.historyCounts = new Uint16Array(INPUTS * 256);
@@ -171,7 +195,8 @@ export class ContextMixingModel {
       for (let state = 0; state < HISTORIES.count; state++) {
         const p = (HISTORIES.ones[state] + 0.4) / (HISTORIES.zeros[state] + HISTORIES.ones[state] + 0.8);
         this.historyMap[i * 256 + state] = p;
-        this.historyStretched[i * 256 + state] = stretch(p);
+        // From the stored single-precision value, as loaded() derives it, so a saved model predicts the same.
+        this.historyStretched[i * 256 + state] = stretch(this.historyMap[i * 256 + state]);
       }
     const width = INPUTS + 1;
     this.weightsByOrder = new Float32Array(this.bits * (ORDERED_INPUTS + 1) * width).fill(MIXER_INITIAL_WEIGHT);
@@ -207,7 +232,7 @@ export class ContextMixingModel {
    * which learns its own contexts as it is typed without touching the notes'.
    */
   withEmptyTable(tableBits: number): ContextMixingModel {
-    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits, undefined, this.sideBits);
+    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits, undefined, TABLE_LAYOUT, this.sideBits);
     // Everything but the table, which comes first.
     const [, ...from] = this.learnt();
     const [, ...to] = copy.learnt();
@@ -221,12 +246,16 @@ export class ContextMixingModel {
     for (let i = 0; i < this.historyMap.length; i++) this.historyStretched[i] = stretch(this.historyMap[i]);
   }
 
-  /** Reads `ids` as text that follows what it read before, learning each. */
-  append(ids: ArrayLike<number>): void {
+  /**
+   * Reads `ids` as text that follows what it read before, learning each; returns what they cost in
+   * nats, each predicted before it was learnt, as a compressor codes a text.
+   */
+  append(ids: ArrayLike<number>): number {
     const context = this.streamContext;
+    let nats = 0;
     for (let t = 0; t < ids.length; t++) {
       const id = ids[t];
-      this.learnAt(context, this.streamKnown, this.streamWords, id);
+      nats += this.learnAt(context, this.streamKnown, this.streamWords, id);
       if (this.streamKnown < CONTEXT_SPAN) context[this.streamKnown++] = id;
       else {
         context.copyWithin(0, 1);
@@ -234,6 +263,7 @@ export class ContextMixingModel {
       }
       advanceWords(this.streamWords, id, this.classes);
     }
+    return nats;
   }
 
   /**
@@ -272,10 +302,14 @@ export class ContextMixingModel {
     return out;
   }
 
-  /** Learns that `id` came after the `known` ids of `context`, in the words of `wordSlot`. */
-  learnAt(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>, id: number): void {
+  /**
+   * Learns that `id` came after the `known` ids of `context`, in the words of `wordSlot`; returns
+   * -ln of the probability it gave `id` before learning it.
+   */
+  learnAt(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>, id: number): number {
     const hashes = contextHashes(context, known, wordSlot, this.hashes);
     const previous = known > 0 ? context[known - 1] : -1;
+    let nats = 0;
     let above = 0;
     for (let g = 0; g < this.groups.length; g++) {
       const size = this.groups[g];
@@ -287,13 +321,15 @@ export class ContextMixingModel {
         const bit = (value >>> (size - 1 - depth)) & 1;
         const path = (prefix << depth) | (node ^ (1 << depth));
         if (!onlyZeroBranch((1 << (above + depth)) | path, this.bits, this.vocabSize)) {
-          this.predictBit(above + depth, path, node, previous);
+          const p = this.predictBit(above + depth, path, node, previous);
+          nats -= Math.log(bit ? p : 1 - p);
           this.update(node, bit);
         }
         node = 2 * node + bit;
       }
       above += size;
     }
+    return nats;
   }
 
   /**
@@ -309,12 +345,17 @@ export class ContextMixingModel {
       let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
       hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
       hash = (hash ^ (hash >>> 16)) >>> 0;
-      const bucket = (hash >>> this.bucketShift) * BUCKET;
-      const check = (hash & 0xff) | 1;
+      const slotBytes = g === 0 ? this.firstSlot : SLOT;
+      // The hash's high bits choose the bucket and its low byte is the check (0 marks an empty slot).
+      const bucket =
+        g === 0 && slotBytes < SLOT
+          ? this.nibbleBuckets * BUCKET + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
+          : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * BUCKET;
+      const check = this.layout === 2 ? (hash & 0xff) | 1 : hash & 0xff || 1;
       let emptiest = bucket;
       let least = Infinity;
       for (let way = 0; way < WAYS; way++) {
-        const slot = bucket + way * SLOT;
+        const slot = bucket + way * slotBytes;
         if (table[slot] === check) {
           this.slots[i] = slot;
           break;
@@ -327,7 +368,7 @@ export class ContextMixingModel {
         }
       }
       if (this.slots[i] < 0 && claim) {
-        table.fill(0, emptiest, emptiest + SLOT);
+        table.fill(0, emptiest, emptiest + slotBytes);
         table[emptiest] = check;
         this.slots[i] = emptiest;
       }

@@ -4,7 +4,7 @@
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ContextMixingModel } from './context-mixing';
+import { ContextMixingModel, type TableLayout } from './context-mixing';
 import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
@@ -63,8 +63,9 @@ export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
 
 export const NOTES_CONTEXTS_FILE = 'contexts.bin';
 const CONTEXTS_FORMAT = 'char-contexts';
-// Version 2 added the mixer's weights selected by the character before, and the map by the two before.
-const CONTEXTS_FORMAT_VERSION = 2;
+// Version 2 added the mixer's weights selected by the character before, and the map by the two before;
+// version 3 changed only the table's layout (context-mixing.ts, TableLayout), so both are read.
+const CONTEXTS_FORMAT_VERSIONS: readonly TableLayout[] = [2, 3];
 /** The table's size follows the notes (a bucket per four characters), within these bounds: 256 KB to 8 MB. */
 const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 17;
@@ -83,12 +84,16 @@ interface ContextsHeader {
 
 const sha256Hex = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex');
 
-/** The context-mixing model of `ids`, the notes' text, with a table sized for them. */
-export function learnNotesContexts(vocabulary: Vocabulary, ids: ArrayLike<number>): ContextMixingModel {
-  const tableBits = Math.max(
-    MIN_TABLE_BITS,
-    Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, ids.length / 4)))),
-  );
+/** The table (2^bits buckets) that the context model of notes of `chars` characters gets. */
+export const contextsTableBits = (chars: number): number =>
+  Math.max(MIN_TABLE_BITS, Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, chars / 4)))));
+
+/** The context-mixing model of `ids`, the notes' text, with a table sized for them (or of 2^tableBits buckets). */
+export function learnNotesContexts(
+  vocabulary: Vocabulary,
+  ids: ArrayLike<number>,
+  tableBits = contextsTableBits(ids.length),
+): ContextMixingModel {
   const contexts = new ContextMixingModel(vocabulary.size, characterClasses(vocabulary), tableBits);
   contexts.append(ids);
   return contexts;
@@ -102,7 +107,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
   const payload = Buffer.concat(contexts.learnt().map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
   const header: ContextsHeader = {
     format: CONTEXTS_FORMAT,
-    formatVersion: CONTEXTS_FORMAT_VERSION,
+    formatVersion: contexts.layout,
     vocabSize: vocabulary.size,
     vocabularySha256: vocabularyHash(vocabulary),
     tableBits: contexts.tableBits,
@@ -138,9 +143,10 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
     throw fail(`${NOTES_CONTEXTS_FILE} does not start with a JSON header`);
   }
   if (header?.format !== CONTEXTS_FORMAT) throw fail(`${NOTES_CONTEXTS_FILE} is not a context model`);
-  if (header.formatVersion !== CONTEXTS_FORMAT_VERSION)
+  const layout = CONTEXTS_FORMAT_VERSIONS.find((version) => version === header.formatVersion);
+  if (layout === undefined)
     throw fail(
-      `${NOTES_CONTEXTS_FILE} has format version ${String(header.formatVersion)}; this version reads ${CONTEXTS_FORMAT_VERSION}`,
+      `${NOTES_CONTEXTS_FILE} has format version ${String(header.formatVersion)}; this version reads ${CONTEXTS_FORMAT_VERSIONS.join(' and ')}`,
     );
   if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary))
     throw fail(`${NOTES_CONTEXTS_FILE} was learnt for another vocabulary than the model's`);
@@ -163,6 +169,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
     characterClasses(vocabulary),
     tableBits,
     payload.subarray(0, tableBytes),
+    layout,
   );
   const [, ...arrays] = contexts.learnt();
   const expected = tableBytes + arrays.reduce((sum, a) => sum + a.byteLength, 0);

@@ -16,6 +16,7 @@ const entryPoints = {
   server: 'server/main.ts',
   eval: 'scripts/eval.ts',
   'ngram-eval': 'scripts/ngram-eval.ts',
+  'contexts-eval': 'scripts/contexts-eval.ts',
   split: 'scripts/split.ts',
   client: 'client/extension.ts',
   'e2e/code-server': 'test/e2e/code-server.ts',

@@ -114,6 +114,39 @@ test('the context model is saved atomically and loads to the same predictions; a
   }
 });
 
+/** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
+function rewriteHeader(dir: string, change: (header: Record<string, unknown>) => void): void {
+  const file = path.join(dir, NOTES_CONTEXTS_FILE);
+  const bytes = fs.readFileSync(file);
+  const length = bytes.readUInt32LE(0);
+  const header = JSON.parse(bytes.subarray(4, 4 + length).toString('utf8')) as Record<string, unknown>;
+  change(header);
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32LE(json.length, 0);
+  fs.writeFileSync(file, Buffer.concat([prefix, json, bytes.subarray(4 + length)]));
+}
+
+test('a context model saved in the earlier table layout loads as it was written; a version this one does not know is refused', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
+  try {
+    const earlier = new ContextMixingModel(vocabulary.size, classes, 12, undefined, 2);
+    earlier.append(vocabulary.encode(notes));
+    saveNotesContexts(dir, earlier, vocabulary);
+    const loaded = loadNotesContexts(dir, vocabulary)!;
+    assert.equal(loaded.layout, 2);
+    const expected = distributionAfter(earlier, 'the lazy d');
+    assert.deepEqual(distributionAfter(loaded, 'the lazy d'), expected);
+    // The same bytes read in today's layout find other slots: the version is what tells them apart.
+    rewriteHeader(dir, (header) => (header.formatVersion = 3));
+    assert.notDeepEqual(distributionAfter(loadNotesContexts(dir, vocabulary)!, 'the lazy d'), expected);
+    rewriteHeader(dir, (header) => (header.formatVersion = 4));
+    assert.throws(() => loadNotesContexts(dir, vocabulary), /format version 4; this version reads 2 and 3.*retrain/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {
   const V = vocabulary.size;
   const first = new Float32Array(V).fill(Math.log(0.5 / (V - 1)));

@@ -251,7 +251,10 @@ test(
       assert.ok(gradients.worst < 1e-5, `the gradient of ${gradients.name} differs by ${gradients.worst}`);
       const diff = relativeDifference(two.weights, one.weights);
       t.diagnostic(`largest difference: ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`);
-      assert.ok(diff.worst < 1e-5, `${diff.name} differs by ${diff.worst} of its largest weight`);
+      // Adam's first step divides each gradient by its own size, so a gradient near Adam's epsilon,
+      // summed across the ranks in another order, takes a visibly different step: the weights get a
+      // looser bound than the gradients above.
+      assert.ok(diff.worst < 1e-4, `${diff.name} differs by ${diff.worst} of its largest weight`);
       const more = await pair.train(1, Array(30).fill(1e-2));
       const first = more.losses.slice(0, 5).reduce((a, b) => a + b) / 5;
       const last = more.losses.slice(-5).reduce((a, b) => a + b) / 5;
