@@ -232,7 +232,14 @@ export class ContextMixingModel {
    * which learns its own contexts as it is typed without touching the notes'.
    */
   withEmptyTable(tableBits: number): ContextMixingModel {
-    const copy = new ContextMixingModel(this.vocabSize, this.classes, tableBits, undefined, TABLE_LAYOUT, this.sideBits);
+    const copy = new ContextMixingModel(
+      this.vocabSize,
+      this.classes,
+      tableBits,
+      undefined,
+      TABLE_LAYOUT,
+      this.sideBits,
+    );
     // Everything but the table, which comes first.
     const [, ...from] = this.learnt();
     const [, ...to] = copy.learnt();
