@@ -38,6 +38,13 @@ const sideBitsFor = (tableBits: number) => Math.min(12, tableBits - 2);
 export type TableLayout = 2 | 3;
 export const TABLE_LAYOUT: TableLayout = 3;
 
+/**
+ * Where another model gives all the ids under a nibble's slot less than this, its nodes are left
+ * at even odds rather than predicted: most of the tree lies under such slots, and what this model
+ * would say of ids that unlikely seldom matters (docs/measurements.md has the A/B).
+ */
+const UNLIKELY_MASS = 1e-3;
+
 /** A history's probability learns at 1 / (count + 1.5), the count stopping here so it keeps adapting. */
 const HISTORY_LIMIT = 1023;
 
@@ -154,6 +161,7 @@ export class ContextMixingModel {
   private readonly slots = new Int32Array(INPUTS);
   private readonly stretched = new Float32Array(INPUTS + 1);
   private readonly states = new Uint8Array(INPUTS);
+  private readonly cumulative: Float64Array;
   private orderSet = 0;
   private nodeSet = 0;
   private previousSet = 0;
@@ -177,6 +185,7 @@ export class ContextMixingModel {
   ) {
     this.bits = idBits(vocabSize);
     this.groups = nibbleGroups(this.bits);
+    this.cumulative = new Float64Array(vocabSize + 1);
     if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
       throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
@@ -277,36 +286,53 @@ export class ContextMixingModel {
    * The probability of a 1 at every node of the ids' tree (heap-numbered: the root 1, the children
    * of n 2n and 2n + 1, the first bit the most significant) after the `known` ids of `context`
    * (most recent last), in the words of `wordSlot`, into `out` (2^bits long); nodes no id lies
-   * under are left alone.
+   * under are left alone. Where `likely` (another model's log-probabilities of the ids) gives the
+   * ids under a slot's nodes less than UNLIKELY_MASS, those nodes are set to even odds instead.
    */
   nodeProbabilitiesAt(
     context: ArrayLike<number>,
     known: number,
     wordSlot: ArrayLike<number>,
     out: Float32Array,
+    likely?: Float32Array,
   ): Float32Array {
     const hashes = contextHashes(context, known, wordSlot, this.hashes);
     const previous = known > 0 ? context[known - 1] : -1;
+    if (likely) this.accumulate(likely);
     let above = 0;
     for (let g = 0; g < this.groups.length; g++) {
       const size = this.groups[g];
-      const prefixCount = Math.ceil(this.vocabSize / 2 ** (this.bits - above));
+      const below = this.bits - above;
+      const prefixCount = Math.ceil(this.vocabSize / 2 ** below);
       for (let prefix = 0; prefix < prefixCount; prefix++) {
-        this.findSlots(hashes, g, prefix, false);
+        const unlikely =
+          likely !== undefined &&
+          this.cumulative[Math.min(this.vocabSize, (prefix + 1) << below)] - this.cumulative[prefix << below] <
+            UNLIKELY_MASS;
+        if (!unlikely) this.findSlots(hashes, g, prefix, false);
         for (let node = 1; node < 1 << size; node++) {
           const depth = 31 - Math.clz32(node);
           const path = (prefix << depth) | (node ^ (1 << depth));
           // A node whose ids all lie beyond the vocabulary is never reached.
-          if (path << (this.bits - above - depth) >= this.vocabSize) continue;
+          if (path << (below - depth) >= this.vocabSize) continue;
           const heapNode = (1 << (above + depth)) | path;
           out[heapNode] = onlyZeroBranch(heapNode, this.bits, this.vocabSize)
             ? 0
-            : this.predictBit(above + depth, path, node, previous);
+            : unlikely
+              ? 0.5
+              : this.predictBit(above + depth, path, node, previous);
         }
       }
       above += size;
     }
     return out;
+  }
+
+  /** Fills `cumulative` with the probability of the ids before each, from log-probabilities. */
+  private accumulate(logProbs: Float32Array): void {
+    const cumulative = this.cumulative;
+    cumulative[0] = 0;
+    for (let id = 0; id < this.vocabSize; id++) cumulative[id + 1] = cumulative[id] + Math.exp(logProbs[id]);
   }
 
   /**

@@ -386,8 +386,9 @@ export class MixturePredictor implements Predictor {
     if (!lastStage || exploring) return online.mix(inputs, out);
     online.mix(inputs, this.onlineMixture);
     const words = state.subarray(this.wordStart);
-    this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes);
-    this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes);
+    const likely = this.onlineMixture;
+    this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes, likely);
+    this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely);
     return lastStage.mix(this.lastStageInputs(), this.lastStageSelector(), out);
   }
 

@@ -114,6 +114,34 @@ test('the context model is saved atomically and loads to the same predictions; a
   }
 });
 
+test('nodes over ids another model finds unlikely are left at even odds, and the rest predicted as without it', () => {
+  const model = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+  const { context, known, words } = positionAfter('the quick brown f');
+  const size = 1 << idBits(vocabulary.size);
+  const full = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN));
+  // All but a millionth on "o": the slots over every other id are skipped.
+  const likely = new Float32Array(vocabulary.size).fill(Math.log(1e-6 / (vocabulary.size - 1)));
+  likely[vocabulary.id('o')] = Math.log(1 - 1e-6);
+  const pruned = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN), likely);
+  const bits = idBits(vocabulary.size);
+  const onPath = new Set<number>();
+  for (let depth = 0, node = 1; depth < bits; depth++) {
+    onPath.add(node);
+    node = 2 * node + ((vocabulary.id('o') >>> (bits - 1 - depth)) & 1);
+  }
+  let skipped = 0;
+  for (let node = 1; node < size; node++) {
+    if (Number.isNaN(full[node])) continue;
+    if (onPath.has(node)) assert.equal(pruned[node], full[node], `node ${node} on the path of "o"`);
+    else if (pruned[node] !== full[node]) {
+      assert.equal(pruned[node], 0.5, `node ${node}`);
+      skipped++;
+    }
+  }
+  assert.ok(skipped > 0, 'some slots are skipped');
+  assert.ok(probabilityOf(leafLogProbabilities(pruned, vocabulary.size), 'o') > 0.5);
+});
+
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
 function rewriteHeader(dir: string, change: (header: Record<string, unknown>) => void): void {
   const file = path.join(dir, NOTES_CONTEXTS_FILE);
