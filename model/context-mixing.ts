@@ -161,7 +161,6 @@ export class ContextMixingModel {
   private readonly slots = new Int32Array(INPUTS);
   private readonly stretched = new Float32Array(INPUTS + 1);
   private readonly states = new Uint8Array(INPUTS);
-  private readonly cumulative: Float64Array;
   private orderSet = 0;
   private nodeSet = 0;
   private previousSet = 0;
@@ -185,7 +184,6 @@ export class ContextMixingModel {
   ) {
     this.bits = idBits(vocabSize);
     this.groups = nibbleGroups(this.bits);
-    this.cumulative = new Float64Array(vocabSize + 1);
     if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
       throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
@@ -286,19 +284,19 @@ export class ContextMixingModel {
    * The probability of a 1 at every node of the ids' tree (heap-numbered: the root 1, the children
    * of n 2n and 2n + 1, the first bit the most significant) after the `known` ids of `context`
    * (most recent last), in the words of `wordSlot`, into `out` (2^bits long); nodes no id lies
-   * under are left alone. Where `likely` (another model's log-probabilities of the ids) gives the
-   * ids under a slot's nodes less than UNLIKELY_MASS, those nodes are set to even odds instead.
+   * under are left alone. Where another model gives the ids under a slot's nodes less than
+   * UNLIKELY_MASS in all, those nodes are set to even odds instead: `massBefore` is its
+   * distribution as massBefore() leaves it.
    */
   nodeProbabilitiesAt(
     context: ArrayLike<number>,
     known: number,
     wordSlot: ArrayLike<number>,
     out: Float32Array,
-    likely?: Float32Array,
+    massBefore?: Float64Array,
   ): Float32Array {
     const hashes = contextHashes(context, known, wordSlot, this.hashes);
     const previous = known > 0 ? context[known - 1] : -1;
-    if (likely) this.accumulate(likely);
     let above = 0;
     for (let g = 0; g < this.groups.length; g++) {
       const size = this.groups[g];
@@ -306,9 +304,8 @@ export class ContextMixingModel {
       const prefixCount = Math.ceil(this.vocabSize / 2 ** below);
       for (let prefix = 0; prefix < prefixCount; prefix++) {
         const unlikely =
-          likely !== undefined &&
-          this.cumulative[Math.min(this.vocabSize, (prefix + 1) << below)] - this.cumulative[prefix << below] <
-            UNLIKELY_MASS;
+          massBefore !== undefined &&
+          massBefore[Math.min(this.vocabSize, (prefix + 1) << below)] - massBefore[prefix << below] < UNLIKELY_MASS;
         if (!unlikely) this.findSlots(hashes, g, prefix, false);
         for (let node = 1; node < 1 << size; node++) {
           const depth = 31 - Math.clz32(node);
@@ -326,13 +323,6 @@ export class ContextMixingModel {
       above += size;
     }
     return out;
-  }
-
-  /** Fills `cumulative` with the probability of the ids before each, from log-probabilities. */
-  private accumulate(logProbs: Float32Array): void {
-    const cumulative = this.cumulative;
-    cumulative[0] = 0;
-    for (let id = 0; id < this.vocabSize; id++) cumulative[id + 1] = cumulative[id] + Math.exp(logProbs[id]);
   }
 
   /**
@@ -476,6 +466,16 @@ export class ContextMixingModel {
       this.table[slot + node] = HISTORIES.next[2 * state + bit];
     }
   }
+}
+
+/**
+ * The probability of the ids before each id (and of all of them last), from log-probabilities,
+ * into `out` (one longer than `logProbs`): what nodeProbabilitiesAt() reads a distribution as.
+ */
+export function massBefore(logProbs: Float32Array, out: Float64Array): Float64Array {
+  out[0] = 0;
+  for (let id = 0; id < logProbs.length; id++) out[id + 1] = out[id] + Math.exp(logProbs[id]);
+  return out;
 }
 
 /**

@@ -13,7 +13,7 @@ import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordsDistribution } from './word-model';
 import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
 import { idBits } from './logistic';
-import { CONTEXT_SPAN, type ContextMixingModel } from './context-mixing';
+import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** The last stage's weights are selected by the match's length, in these many doubling buckets, by the character before's class. */
@@ -219,6 +219,8 @@ export class MixturePredictor implements Predictor {
   private readonly classOf: Uint8Array;
   /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
   private readonly onlineMixture: Float32Array;
+  /** The online mixture's mass before each id, for the context mixings to skip what it finds unlikely. */
+  private readonly onlineMassBefore: Float64Array;
   private readonly notesContextsNodes: Float32Array;
   private readonly documentContextsNodes: Float32Array;
   /** The LSTM's log-probabilities at each snapshot, for observe(). */
@@ -247,6 +249,7 @@ export class MixturePredictor implements Predictor {
     this.lstmProbs = new Float32Array(V).fill(1 / V);
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.onlineMixture = new Float32Array(V);
+    this.onlineMassBefore = new Float64Array(V + 1);
     this.notesContextsNodes = new Float32Array(1 << idBits(V));
     this.documentContextsNodes = new Float32Array(1 << idBits(V));
     this.classOf = characterClasses(parts.vocabulary);
@@ -386,7 +389,7 @@ export class MixturePredictor implements Predictor {
     if (!lastStage || exploring) return online.mix(inputs, out);
     online.mix(inputs, this.onlineMixture);
     const words = state.subarray(this.wordStart);
-    const likely = this.onlineMixture;
+    const likely = massBefore(this.onlineMixture, this.onlineMassBefore);
     this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes, likely);
     this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely);
     return lastStage.mix(this.lastStageInputs(), this.lastStageSelector(), out);

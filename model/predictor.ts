@@ -43,9 +43,6 @@ export class LstmPredictor implements Predictor {
   private readonly stateSize: number;
 
   private disposed = false;
-  private readonly recentSteps = new RecentSteps();
-  /** Counts the changes adapt() made to the weights. */
-  private weightsVersion = 0;
 
   /** Takes what a saved model holds (metadata is not needed), or a network already built. */
   constructor(
@@ -86,8 +83,6 @@ export class LstmPredictor implements Predictor {
         }
       });
       this.model.refreeze();
-      this.weightsVersion++;
-      this.recentSteps.clear();
     }
     tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
   }
@@ -109,29 +104,7 @@ export class LstmPredictor implements Predictor {
     return { h: pack(0), c: pack(1) };
   }
 
-  /**
-   * Steps that were taken lately are answered from memory: a search after a keystroke mostly
-   * extends, from the character typed, the beams that the search before it already stepped.
-   */
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
-    const results: Array<Snapshot | undefined> = states.map((state, b) => this.recentSteps.get(state, ids[b]));
-    const missing = results.flatMap((result, b) => (result ? [] : [b]));
-    if (missing.length > 0) {
-      const weights = this.weightsVersion;
-      const stepped = await this.stepNetwork(
-        missing.map((b) => states[b]),
-        missing.map((b) => ids[b]),
-      );
-      missing.forEach((b, i) => {
-        results[b] = stepped[i];
-        // Unless adapt() changed the weights while the step awaited.
-        if (this.weightsVersion === weights) this.recentSteps.set(states[b], ids[b], stepped[i]);
-      });
-    }
-    return results as Snapshot[];
-  }
-
-  private async stepNetwork(states: Float32Array[], ids: number[]): Promise<Snapshot[]> {
     const { vocabSize: V } = this.model.config;
     const B = states.length;
     const input = this.tensorsOf(states);
@@ -155,51 +128,6 @@ export class LstmPredictor implements Predictor {
     this.disposed = true;
     this.model.dispose();
   }
-}
-
-/**
- * The last steps taken, each by the state it started from (its contents, not the array, since the
- * mixture copies states into its own) and the id fed; the least recently used go first. Snapshots
- * are shared with whoever asks again, who only read them.
- */
-class RecentSteps {
-  private readonly steps = new Map<number, { from: Float32Array; id: number; snapshot: Snapshot }>();
-
-  /** Enough for the steps of two searches of four beams over a 32-character completion. */
-  constructor(private readonly capacity = 256) {}
-
-  get(from: Float32Array, id: number): Snapshot | undefined {
-    const key = RecentSteps.key(from, id);
-    const step = this.steps.get(key);
-    if (!step || step.id !== id || !sameValues(step.from, from)) return undefined;
-    this.steps.delete(key);
-    this.steps.set(key, step);
-    return step.snapshot;
-  }
-
-  set(from: Float32Array, id: number, snapshot: Snapshot): void {
-    const key = RecentSteps.key(from, id);
-    this.steps.delete(key);
-    this.steps.set(key, { from: from.slice(), id, snapshot });
-    if (this.steps.size > this.capacity) this.steps.delete(this.steps.keys().next().value!);
-  }
-
-  clear(): void {
-    this.steps.clear();
-  }
-
-  private static key(from: Float32Array, id: number): number {
-    const words = new Uint32Array(from.buffer, from.byteOffset, from.length);
-    let hash = Math.imul(id + 1, 0x9e3779b1);
-    for (let i = 0; i < words.length; i++) hash = Math.imul(hash ^ words[i], 0x85ebca6b) ^ (hash >>> 15);
-    return hash >>> 0;
-  }
-}
-
-function sameValues(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
-  return true;
 }
 
 export function logSoftmax(logits: ArrayLike<number>): Float32Array {

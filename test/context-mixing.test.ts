@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BitwiseMixer } from '../model/bitwise-mixer';
-import { CONTEXT_SPAN, ContextMixingModel } from '../model/context-mixing';
+import { CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
 import { characterClasses } from '../model/online-mixer';
@@ -122,7 +122,8 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
   // All but a millionth on "o": the slots over every other id are skipped.
   const likely = new Float32Array(vocabulary.size).fill(Math.log(1e-6 / (vocabulary.size - 1)));
   likely[vocabulary.id('o')] = Math.log(1 - 1e-6);
-  const pruned = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN), likely);
+  const mass = massBefore(likely, new Float64Array(vocabulary.size + 1));
+  const pruned = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN), mass);
   const bits = idBits(vocabulary.size);
   const onPath = new Set<number>();
   for (let depth = 0, node = 1; depth < bits; depth++) {
