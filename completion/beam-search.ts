@@ -13,6 +13,14 @@ import { Completion, CompletionOptions, stopsBefore } from './options';
  */
 const PASSED_OVER_FACTOR = 0.25;
 
+/**
+ * The keys a completion would save count for less the more of them there are: its value is
+ * P × (length − 1)^this, not the expectation itself. An accepted completion is followed by another
+ * from where it ends, so a short likely one loses little of a longer one's keys, while a longer,
+ * less likely one that is wrong saves none. The README gives the sweep that chose it.
+ */
+const SAVED_KEYS_EXPONENT = 0.7;
+
 interface Beam {
   text: string;
   /** Characters in text (code points). */
@@ -25,16 +33,17 @@ interface Beam {
 }
 
 /**
- * The completion that saves the most keystrokes in expectation: P(it is what comes next) × (its
- * length − 1), the one key being the Tab that accepts it. The probability is of the completion as
- * a prefix of what follows, so "and" is right whenever "and" or "andromeda" comes; a completion
- * may stop inside a word where the model is sure of the letters so far and torn about the rest, as
- * a shell completes the common prefix. Mean log-probability per character, the usual beam score,
- * favours long unlikely words and short sure ones alike and saved fewer keystrokes.
+ * The completion that saves the most keystrokes: P(it is what comes next) × (its length − 1), the
+ * one key being the Tab that accepts it, the keys discounted by SAVED_KEYS_EXPONENT. The
+ * probability is of the completion as a prefix of what follows, so "and" is right whenever "and"
+ * or "andromeda" comes; a completion may stop inside a word where the model is sure of the
+ * letters so far and torn about the rest, as a shell completes the common prefix. Mean
+ * log-probability per character, the usual beam score, favours long unlikely words and short sure
+ * ones alike and saved fewer keystrokes.
  *
  * A completion that ends a word may take the separator after it, a space or punctuation, when the
- * model is sure enough of it that it pays (P(separator) × length > length − 1): after an accepted
- * word the next key is almost always the space, and a Tab that types it too saves that key, as
+ * model is sure enough of it that it pays (its value with the separator is higher): after an
+ * accepted word the next key is almost always the space, and a Tab that types it too saves that key, as
  * phone keyboards do. Measured on tiny-shakespeare this is worth 4 points of keystroke savings.
  * Only one separator is taken, so a completion never runs into the next word under stopAt word.
  *
@@ -67,7 +76,7 @@ export async function beamSearch(
       logP += Math.log(PASSED_OVER_FACTOR);
     const p = Math.exp(logP);
     if (p < options.minConfidence) return;
-    const value = p * (length - 1);
+    const value = p * (length - 1) ** SAVED_KEYS_EXPONENT;
     const offered: Offer = { text, logP, value, path };
     const previous = offers.get(text);
     if (!previous || value > previous.value) offers.set(text, offered);
@@ -77,7 +86,7 @@ export async function beamSearch(
   // whole at maxChars, or is already below minConfidence, is dropped.
   const hopeless = (logP: number) => {
     const p = Math.exp(logP);
-    return p < options.minConfidence || p * options.maxChars <= (best?.value ?? 0);
+    return p < options.minConfidence || p * options.maxChars ** SAVED_KEYS_EXPONENT <= (best?.value ?? 0);
   };
   for (let depth = 0; ; depth++) {
     if (cancelled()) return undefined;

@@ -86,26 +86,32 @@ async function completeAfter(
 }
 
 test('beam search offers the completion that saves the most keystrokes in expectation', async () => {
-  // Words end with a space here. "and " is right with P 0.7 and saves 3 keys (2.1 expected);
-  // "andromeda " is right with P 0.3 and saves 9 (2.7). Mean per-character probability would have
-  // preferred "and".
-  const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
+  // Words end with a space here, and the keys saved count as (length - 1)^0.7. "and" is sure and
+  // saves 2 keys (1.62); "and " is right with P 0.6 and saves 3 (0.6 x 2.16 = 1.29); "andromeda "
+  // with P 0.4 and saves 9 (0.4 x 4.66 = 1.86). Mean per-character probability would have
+  // preferred "and", which is certain.
+  const model = new LexiconModel({ and: 0.6, andromeda: 0.4 });
   const found = await completeAfter(model, 'so ');
   assert.equal(found?.text, 'andromeda ');
   assert.ok(
-    Math.abs(found!.confidence - 0.3) < 0.01,
+    Math.abs(found!.confidence - 0.4) < 0.01,
     `confidence is the chance the whole completion is right, got ${found!.confidence}`,
   );
 
+  // In expectation "andromeda " at P 0.3 would save 2.7 keys against the 2 of "and"; discounted, the
+  // sure "and" is worth more (1.62 against 1.40), since the next suggestion carries on from it.
+  const closer = await completeAfter(new LexiconModel({ and: 0.7, andromeda: 0.3 }), 'so ');
+  assert.equal(closer?.text, 'and');
+
   const likelier = await completeAfter(new LexiconModel({ and: 0.8, andromeda: 0.2 }), 'so ');
-  assert.equal(likelier?.text, 'and ', 'at P 0.2, andromeda saves 1.8 keys, less than the 2.4 of "and "');
+  assert.equal(likelier?.text, 'and ', 'at P 0.2, andromeda is worth 0.93, less than the 1.73 of "and "');
 });
 
 test('minConfidence offers the best completion that is sure enough, not nothing', async () => {
-  const model = new LexiconModel({ and: 0.7, andromeda: 0.3 });
+  const model = new LexiconModel({ and: 0.8, andromeda: 0.2 });
   assert.equal((await completeAfter(model, 'so ', { minConfidence: 0.5 }))?.text, 'and ');
   assert.equal(
-    (await completeAfter(model, 'so ', { minConfidence: 0.8 }))?.text,
+    (await completeAfter(model, 'so ', { minConfidence: 0.9 }))?.text,
     'and',
     '"and" is a prefix of both words: P 1',
   );
