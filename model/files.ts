@@ -197,6 +197,39 @@ export function readRegularFile(
 const HASHED_SHARD = /^[a-z]+\.([0-9a-f]{12})\.bin$/;
 
 /**
+ * The JSON header that opens the model's binary files (the n-gram, the context model): a
+ * little-endian u32 length, then that many bytes of JSON. `read(offset, length)` gives the file's
+ * bytes there, fewer past its end; `fileSize` and `maxHeaderBytes` bound the length. Returns the
+ * parsed header and the offset where it ends. `what` names the format for a message that the file
+ * may not be one ("an n-gram").
+ */
+export function readJsonHeader<E extends Error>(
+  read: (offset: number, length: number) => Uint8Array,
+  fileSize: number,
+  maxHeaderBytes: number,
+  fileName: string,
+  what: string,
+  fail: (problem: string) => E,
+): { json: unknown; end: number } {
+  const length = read(0, 4);
+  if (length.length < 4) throw fail(`${fileName} is truncated`);
+  const headerBytes = Buffer.from(length.buffer, length.byteOffset, 4).readUInt32LE(0);
+  if (headerBytes > maxHeaderBytes || 4 + headerBytes > fileSize)
+    throw fail(`${fileName} has a header length beyond the file or the limit, so it is truncated or not ${what}`);
+  const text = read(4, headerBytes);
+  if (text.length < headerBytes) throw fail(`${fileName} shrank while being read`);
+  try {
+    return {
+      json: JSON.parse(Buffer.from(text.buffer, text.byteOffset, text.length).toString('utf8')),
+      end: 4 + headerBytes,
+    };
+  } catch {
+    // The parser's message would quote the file.
+    throw fail(`${fileName} does not start with a JSON header`);
+  }
+}
+
+/**
  * The bytes of a shard of exactly expectedBytes whose content matches the hash in its name, or
  * null when it does not exist, so the caller can tell a concurrent save from damage.
  */

@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { replaceAtomically } from './files';
+import { readJsonHeader, replaceAtomically } from './files';
 import { NGRAM_MAX_ORDER, NGRAM_MAX_VOCAB, NgramModel, type NgramArrays } from './ngram';
 import type { Vocabulary } from './vocab';
 
@@ -176,22 +176,15 @@ function readNgramFile(
     if (!stat.isFile()) throw fail(`${NGRAM_FILE} is not a regular file`, `remove it and ${REBUILD}`);
     if (stat.size > MAX_FILE_BYTES)
       throw fail(`${NGRAM_FILE} is ${stat.size} bytes, over the limit of ${MAX_FILE_BYTES}`);
-    const length = Buffer.alloc(4);
-    if (readFully(fd, length, 0) < 4) throw fail(`${NGRAM_FILE} is truncated`);
-    const headerBytes = length.readUInt32LE(0);
-    if (headerBytes > MAX_HEADER_BYTES || 4 + headerBytes > stat.size)
-      throw fail(`${NGRAM_FILE} has a header length beyond the file or the limit, so it is truncated or not an n-gram`);
-    const text = Buffer.alloc(headerBytes);
-    if (readFully(fd, text, 4) < headerBytes) throw fail(`${NGRAM_FILE} shrank while being read`);
-    let json: unknown;
-    try {
-      json = JSON.parse(text.toString('utf8'));
-    } catch {
-      // The parser's message would quote the file.
-      throw fail(`${NGRAM_FILE} does not start with a JSON header`);
-    }
+    const readAt = (offset: number, length: number) => {
+      const bytes = Buffer.alloc(length);
+      return bytes.subarray(0, readFully(fd, bytes, offset));
+    };
+    const { json, end } = readJsonHeader(readAt, stat.size, MAX_HEADER_BYTES, NGRAM_FILE, 'an n-gram', (problem) =>
+      fail(problem),
+    );
     const header = checkHeader(json, fail);
-    const start = align8(4 + headerBytes);
+    const start = align8(end);
     const expected = start + header.nodeCount * BYTES_PER_NODE;
     if (stat.size !== expected)
       throw fail(

@@ -5,7 +5,7 @@ import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ContextMixingModel, type TableLayout } from './context-mixing';
-import { ModelFormatError, readRegularFile, replaceAtomically } from './files';
+import { ModelFormatError, readJsonHeader, readRegularFile, replaceAtomically } from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
@@ -131,17 +131,15 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   const bytes = readRegularFile(path.join(dir, NOTES_CONTEXTS_FILE), maxBytes, fail);
   if (!bytes) return undefined;
   if (os.endianness() !== 'LE') throw fail('it is laid out little-endian and this host is not', 'serve without it');
-  if (bytes.length < 4) throw fail(`${NOTES_CONTEXTS_FILE} is truncated`);
-  const headerBytes = bytes.readUInt32LE(0);
-  if (headerBytes > MAX_CONTEXTS_HEADER_BYTES || 4 + headerBytes > bytes.length)
-    throw fail(`${NOTES_CONTEXTS_FILE} is truncated or not a context model`);
-  let header: Partial<ContextsHeader>;
-  try {
-    header = JSON.parse(bytes.subarray(4, 4 + headerBytes).toString('utf8')) as Partial<ContextsHeader>;
-  } catch {
-    // The parser's message would quote the file.
-    throw fail(`${NOTES_CONTEXTS_FILE} does not start with a JSON header`);
-  }
+  const { json, end } = readJsonHeader(
+    (offset, length) => bytes.subarray(offset, offset + length),
+    bytes.length,
+    MAX_CONTEXTS_HEADER_BYTES,
+    NOTES_CONTEXTS_FILE,
+    'a context model',
+    (problem) => fail(problem),
+  );
+  const header = json as Partial<ContextsHeader> | null;
   if (header?.format !== CONTEXTS_FORMAT) throw fail(`${NOTES_CONTEXTS_FILE} is not a context model`);
   const layout = CONTEXTS_FORMAT_VERSIONS.find((version) => version === header.formatVersion);
   if (layout === undefined)
@@ -158,7 +156,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
     tableBits > MAX_TABLE_BITS
   )
     throw fail(`${NOTES_CONTEXTS_FILE} has no valid table size`);
-  const payload = bytes.subarray(4 + headerBytes);
+  const payload = bytes.subarray(end);
   if (sha256Hex(payload) !== header.sha256)
     throw fail(`${NOTES_CONTEXTS_FILE} is corrupt: its contents do not match their checksum`);
   // The table, most of the file, is used where it lies; the rest is copied, as it need not be aligned for its floats.

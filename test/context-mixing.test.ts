@@ -108,7 +108,9 @@ test('the context model is saved atomically and loads to the same predictions; a
     fs.writeFileSync(file, bytes.subarray(0, 3));
     assert.throws(() => loadNotesContexts(dir, vocabulary), /truncated/);
     fs.writeFileSync(file, 'not a model at all, but long enough to have a header length');
-    assert.throws(() => loadNotesContexts(dir, vocabulary), ModelFormatError);
+    assert.throws(() => loadNotesContexts(dir, vocabulary), /header length.*not a context model/);
+    fs.writeFileSync(file, Buffer.concat([Buffer.from([9, 0, 0, 0]), Buffer.from('{"broken"')]));
+    assert.throws(() => loadNotesContexts(dir, vocabulary), /does not start with a JSON header.*retrain/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
