@@ -20,7 +20,10 @@ function wrapWasmKernel(kernelName: string, marker: string, wrap: (original: Ker
 /**
  * The wasm backend only reaches XNNPACK when neither operand is transposed and otherwise runs a
  * scalar loop that is ~4x slower; every matmul gradient transposes. Transposing explicitly first
- * keeps all matmuls on the fast path.
+ * keeps all matmuls on the fast path. Where that would transpose a weight matrix to multiply it by a
+ * few rows (a gradient through a layer, as when the server adapts the LSTM to a document), the
+ * product is computed transposed instead, C = (op(B)ᵀ · op(A)ᵀ)ᵀ, so that only the small operand
+ * and the small result are transposed: whichever moves fewer elements.
  */
 export function registerWasmMatMulFix(): void {
   for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
@@ -32,23 +35,40 @@ export function registerWasmMatMulFix(): void {
           backend: { disposeData(id: object): void };
           attrs: Record<string, unknown>;
         };
-        if (!attrs.transposeA && !attrs.transposeB) return original.kernelFunc(args);
+        const transposeA = attrs.transposeA as boolean;
+        const transposeB = attrs.transposeB as boolean;
+        if (!transposeA && !transposeB) return original.kernelFunc(args);
         const temporaries: TensorInfo[] = [];
-        const swapLastAxes = (x: TensorInfo): TensorInfo => {
+        const swapLastAxes = (x: TensorInfo, keep = true): TensorInfo => {
           const perm = x.shape.map((_, i) => i);
           const n = perm.length;
           [perm[n - 2], perm[n - 1]] = [perm[n - 1], perm[n - 2]];
           const result = transpose.kernelFunc({ inputs: { x }, backend, attrs: { perm } } as never) as TensorInfo;
-          temporaries.push(result);
+          if (keep) temporaries.push(result);
           return result;
         };
-        const a = attrs.transposeA ? swapLastAxes(inputs.a) : inputs.a;
-        const b = attrs.transposeB ? swapLastAxes(inputs.b) : inputs.b;
-        const result = original.kernelFunc({
-          ...args,
-          inputs: { ...inputs, a, b },
-          attrs: { ...attrs, transposeA: false, transposeB: false },
-        } as never);
+        const multiply = (a: TensorInfo, b: TensorInfo) =>
+          original.kernelFunc({
+            ...args,
+            inputs: { ...inputs, a, b },
+            attrs: { ...attrs, transposeA: false, transposeB: false },
+          } as never) as TensorInfo;
+        const { a, b } = inputs;
+        const size = (x: TensorInfo) => x.shape.reduce((product, d) => product * d, 1);
+        const rows = a.shape[a.shape.length - (transposeA ? 1 : 2)];
+        const columns = b.shape[b.shape.length - (transposeB ? 2 : 1)];
+        const batch = size(a) / (a.shape[a.shape.length - 1] * a.shape[a.shape.length - 2]);
+        const direct = (transposeA ? size(a) : 0) + (transposeB ? size(b) : 0);
+        const transposed = (transposeA ? 0 : size(a)) + (transposeB ? 0 : size(b)) + batch * rows * columns;
+        // A bias or activation fused into the product would apply to the transposed result.
+        const fused = inputs.bias !== undefined || inputs.preluActivationWeights !== undefined;
+        let result: TensorInfo;
+        const sameBatch = a.shape.length === b.shape.length && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
+        if (transposed < direct && !fused && sameBatch) {
+          const product = multiply(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a));
+          result = swapLastAxes(product, false);
+          backend.disposeData(product.dataId);
+        } else result = multiply(transposeA ? swapLastAxes(a) : a, transposeB ? swapLastAxes(b) : b);
         for (const t of temporaries) backend.disposeData(t.dataId);
         return result;
       };

@@ -132,6 +132,32 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
   }
 });
 
+test('a product with a transposed operand, on wasm, matches the product of the operands transposed first, whichever is large', async () => {
+  await selectBackend('wasm');
+  useLayerKernel(undefined);
+  // A few rows against a wide matrix (the wrapper multiplies transposed and transposes the result
+  // back), the reverse (it transposes the small operand first), and a batch of each.
+  for (const [batch, M, N, K] of [
+    [0, 3, 48, 64],
+    [0, 48, 3, 64],
+    [2, 3, 40, 24],
+  ]) {
+    for (const transposeA of [false, true]) {
+      for (const transposeB of [false, true]) {
+        const shape = (rows: number, columns: number) => (batch ? [batch, rows, columns] : [rows, columns]);
+        const a = tf.randomUniform(transposeA ? shape(K, M) : shape(M, K), -1, 1, 'float32', 4);
+        const b = tf.randomUniform(transposeB ? shape(N, K) : shape(K, N), -1, 1, 'float32', 5);
+        const swap = (x: tf.Tensor) => tf.transpose(x, batch ? [0, 2, 1] : [1, 0]);
+        const expected = tf.matMul(transposeA ? swap(a) : a, transposeB ? swap(b) : b);
+        const product = tf.matMul(a, b, transposeA, transposeB);
+        const label = `batch ${batch}, ${M}×${K}·${K}×${N}, transposeA ${transposeA}, transposeB ${transposeB}`;
+        assert.deepEqual(product.shape, expected.shape, label);
+        assert.ok(relativeDifference(product, expected) <= 1e-5, `${label}: ${relativeDifference(product, expected)}`);
+      }
+    }
+  }
+});
+
 test("a layer or product too big for the kernel's memory runs on the per-step kernels and XNNPACK, with the same gradients", async () => {
   await selectBackend('wasm');
   // 10 MiB: with X = steps·batch·hidden floats, the first layer needs about 16X = 8 MiB (its trace,
