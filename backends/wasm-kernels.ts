@@ -62,8 +62,8 @@ export function registerWasmMatMulFix(): void {
         const transposed = (transposeA ? 0 : size(a)) + (transposeB ? 0 : size(b)) + batch * rows * columns;
         // A bias or activation fused into the product would apply to the transposed result.
         const fused = inputs.bias !== undefined || inputs.preluActivationWeights !== undefined;
-        let result: TensorInfo;
         const sameBatch = a.shape.length === b.shape.length && a.shape.slice(0, -2).every((d, i) => d === b.shape[i]);
+        let result: TensorInfo;
         if (transposed < direct && !fused && sameBatch) {
           const product = multiply(transposeB ? b : swapLastAxes(b), transposeA ? a : swapLastAxes(a));
           result = swapLastAxes(product, false);

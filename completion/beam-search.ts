@@ -43,8 +43,9 @@ interface Beam {
  *
  * A completion that ends a word may take the separator after it, a space or punctuation, when the
  * model is sure enough of it that it pays (its value with the separator is higher): after an
- * accepted word the next key is almost always the space, and a Tab that types it too saves that key, as
- * phone keyboards do. Measured on tiny-shakespeare this is worth 4 points of keystroke savings.
+ * accepted word the next key is almost always the space, and a Tab that types it too saves that
+ * key, as phone keyboards do. Measured on tiny-shakespeare this is worth 4 points of keystroke
+ * savings.
  * Only one separator is taken, so a completion never runs into the next word under stopAt word.
  *
  * A completion may hold a character outside the vocabulary, one the document has shown: the model

@@ -204,7 +204,7 @@ const HASHED_SHARD = /^[a-z]+\.([0-9a-f]{12})\.bin$/;
  * may not be one ("an n-gram").
  */
 export function readJsonHeader<E extends Error>(
-  read: (offset: number, length: number) => Uint8Array,
+  read: (offset: number, length: number) => Buffer,
   fileSize: number,
   maxHeaderBytes: number,
   fileName: string,
@@ -213,16 +213,13 @@ export function readJsonHeader<E extends Error>(
 ): { json: unknown; end: number } {
   const length = read(0, 4);
   if (length.length < 4) throw fail(`${fileName} is truncated`);
-  const headerBytes = Buffer.from(length.buffer, length.byteOffset, 4).readUInt32LE(0);
+  const headerBytes = length.readUInt32LE(0);
   if (headerBytes > maxHeaderBytes || 4 + headerBytes > fileSize)
     throw fail(`${fileName} has a header length beyond the file or the limit, so it is truncated or not ${what}`);
   const text = read(4, headerBytes);
   if (text.length < headerBytes) throw fail(`${fileName} shrank while being read`);
   try {
-    return {
-      json: JSON.parse(Buffer.from(text.buffer, text.byteOffset, text.length).toString('utf8')),
-      end: 4 + headerBytes,
-    };
+    return { json: JSON.parse(text.toString('utf8')), end: 4 + headerBytes };
   } catch {
     // The parser's message would quote the file.
     throw fail(`${fileName} does not start with a JSON header`);

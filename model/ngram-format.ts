@@ -180,9 +180,7 @@ function readNgramFile(
       const bytes = Buffer.alloc(length);
       return bytes.subarray(0, readFully(fd, bytes, offset));
     };
-    const { json, end } = readJsonHeader(readAt, stat.size, MAX_HEADER_BYTES, NGRAM_FILE, 'an n-gram', (problem) =>
-      fail(problem),
-    );
+    const { json, end } = readJsonHeader(readAt, stat.size, MAX_HEADER_BYTES, NGRAM_FILE, 'an n-gram', fail);
     const header = checkHeader(json, fail);
     const start = align8(end);
     const expected = start + header.nodeCount * BYTES_PER_NODE;

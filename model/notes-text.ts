@@ -137,7 +137,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
     MAX_CONTEXTS_HEADER_BYTES,
     NOTES_CONTEXTS_FILE,
     'a context model',
-    (problem) => fail(problem),
+    fail,
   );
   const header = json as Partial<ContextsHeader> | null;
   if (header?.format !== CONTEXTS_FORMAT) throw fail(`${NOTES_CONTEXTS_FILE} is not a context model`);
