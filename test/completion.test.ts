@@ -18,6 +18,10 @@ import { Vocabulary } from '../model/vocab';
  * prefix with it; a space ends a word. A little probability mass is spread over every character so
  * that no path is impossible, as with a real model, and inside a word the lexicon does not know,
  * every character is equally likely.
+ *
+ * After a lexicon word the model has no idea what comes next either, unless it is told that words
+ * repeat: a search would run on past a word whose successor is sure, and most of these tests are
+ * about one word.
  */
 class LexiconModel {
   readonly vocabulary = Vocabulary.fromText("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ ,.;:!?'\n", 100);
@@ -27,6 +31,7 @@ class LexiconModel {
 
   constructor(
     private readonly lexicon: Record<string, number>,
+    private readonly wordsRepeat = false,
     private readonly noise = 1e-4,
   ) {}
 
@@ -48,16 +53,17 @@ class LexiconModel {
   }
 
   private distribution(context: string): Float32Array {
-    const partial = /[^\s]*$/u.exec(context)![0];
+    const [, previous, partial] = /(?:(\S+)\s+)?(\S*)$/u.exec(context)!;
     const next = new Map<string, number>();
+    const afterWord = previous !== undefined && previous in this.lexicon && !this.wordsRepeat;
     for (const [word, p] of Object.entries(this.lexicon)) {
       if (!word.startsWith(partial)) continue;
       const char = word.length > partial.length ? word[partial.length] : ' ';
       next.set(char, (next.get(char) ?? 0) + p);
     }
     const V = this.vocabulary.size;
-    // A word the model has never seen: it has no idea what comes next.
-    if (next.size === 0)
+    // A word the model has never seen, or what follows a word: it has no idea what comes next.
+    if (next.size === 0 || afterWord)
       return Float32Array.from(this.vocabulary.chars, (_, id) => (id === 0 ? -Infinity : -Math.log(V - 1)));
     const total = [...next.values()].reduce((a, b) => a + b, 0);
     return Float32Array.from(this.vocabulary.chars, (c, id) =>
@@ -163,6 +169,25 @@ test('a completion ends with the word’s separator only when the model is sure 
     (await completeAfter(new LexiconModel({ lord: 0.45, 'lord,': 0.45, 'lord.': 0.1 }), 'my lo'))?.text,
     'rd',
   );
+});
+
+test('under stopAt word a completion runs on past the word only while the model is sure of all of it', async () => {
+  // "and " is 75% likely, so the search may cross into the next word; "and and " is 56%, too
+  // little to cross again, and worth more (0.56 × 7^0.7 = 2.19) than "and " (0.75 × 3^0.7 = 1.62).
+  assert.equal((await completeAfter(new LexiconModel({ and: 0.75, x: 0.25 }, true), 'so '))?.text, 'and and ');
+  assert.equal((await completeAfter(new LexiconModel({ and: 0.65, x: 0.35 }, true), 'so '))?.text, 'and ');
+  const sure = new LexiconModel({ the: 1 }, true);
+  assert.equal((await completeAfter(sure, 'so ', { maxChars: 12 }))?.text, 'the the the ');
+  assert.equal(
+    (await completeAfter(sure, 'so ', { maxChars: 12, stopAt: 'none' }))?.text,
+    'the the the ',
+    'stopAt none runs on in any case',
+  );
+  // A line's end is never crossed under word or line.
+  const lines = new LexiconModel({ 'the\n': 1 }, true);
+  assert.equal((await completeAfter(lines, 'so '))?.text, 'the');
+  assert.equal((await completeAfter(lines, 'so ', { stopAt: 'line' }))?.text, 'the');
+  assert.equal((await completeAfter(lines, 'so ', { stopAt: 'none', maxChars: 7 }))?.text, 'the\nthe');
 });
 
 /**

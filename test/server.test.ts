@@ -6,12 +6,15 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeF
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
+import { COMPLETION_DEFAULTS } from '../completion/options';
 import { LspSession, replayTypist } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 import { TINY_TRAINING_FLAGS } from './support/tiny-training';
 
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
 const URI = 'file:///notes/fox.md';
+/** What the model completes after "the quick br": it knows the line by heart, so it is sure past the word's end. */
+const AFTER_BR = LINE.slice('the quick br'.length, -1);
 let root: string;
 let modelDir: string;
 
@@ -67,11 +70,10 @@ test('initialize, open, incremental change, inline and list completions', async 
   assert.ok(init.capabilities.completionProvider);
   await s.open(URI, 'the quick');
   await s.change(URI, { start: { line: 0, character: 9 }, end: { line: 0, character: 9 } }, ' br');
-  // The space after the word comes with it: the model is sure of it.
-  assert.equal(await s.inline(URI, 0, 12), 'own ');
+  assert.equal(await s.inline(URI, 0, 12), AFTER_BR);
   const items = await s.completion(URI, 0, 12);
-  assert.equal(items[0]?.label, 'brown');
-  assert.equal(items[0]?.textEdit?.newText, 'brown ');
+  assert.equal(items[0]?.label, 'br' + AFTER_BR, 'the word typed so far and its completion');
+  assert.equal(items[0]?.textEdit?.newText, 'br' + AFTER_BR);
   assert.equal(await s.shutdown(), 0);
 });
 
@@ -83,7 +85,7 @@ test('a configuration change takes effect: beam is deterministic, sampling diffe
   const line = 3;
   const first = await s.inline(URI, line, 4);
   assert.equal(await s.inline(URI, line, 4), first, 'beam search repeats itself');
-  assert.equal(first, 'quick ');
+  assert.equal(first, LINE.slice(4, 4 + COMPLETION_DEFAULTS.maxChars), 'as much of the line as maxChars allows');
 
   const setRaw = (s as unknown as { set: (x: Record<string, unknown>) => void }).set;
   // Each change is pulled by the server asynchronously; wait until it logs the new settings.
@@ -117,7 +119,7 @@ test('a newer request supersedes an older one, and $/cancelRequest is honoured',
   const older = s.inline(URI, 0, 12);
   const newer = s.inline(URI, 0, 12);
   assert.equal(await older, undefined, 'the superseded request returns nothing');
-  assert.equal(await newer, 'own ');
+  assert.equal(await newer, AFTER_BR);
 
   // Queued behind a slow cold start (a long line read from scratch), so that the cancellation
   // surely arrives before the request's turn, however loaded the machine is.
@@ -166,7 +168,7 @@ test('without a model the server answers with nothing, says so in the status onl
     if (file.endsWith('.bin')) cpSync(join(modelDir, file), join(emptyDir, file));
   cpSync(join(modelDir, 'model.json'), join(emptyDir, 'model.json.tmp'));
   renameSync(join(emptyDir, 'model.json.tmp'), join(emptyDir, 'model.json'));
-  assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === 'own '), 'the new model is picked up');
+  assert.ok(await until(async () => (await s.inline(URI, 0, 12)) === AFTER_BR), 'the new model is picked up');
   await s.shutdown();
 });
 
@@ -179,7 +181,7 @@ test('malformed input never crashes the server', async () => {
   );
   assert.equal(await s.inline('file:///never/opened.md', 0, 0), undefined, 'unknown URI');
   await s.open(URI, 'the quick br');
-  assert.equal(await s.inline(URI, 999, 999), 'own ', 'a position past the end is clamped to the end');
+  assert.equal(await s.inline(URI, 999, 999), AFTER_BR, 'a position past the end is clamped to the end');
   const bad = await s.connection.sendRequest('textDocument/inlineCompletion', { nonsense: true }).then(
     (r) => r,
     (e: Error) => e,
@@ -188,14 +190,14 @@ test('malformed input never crashes the server', async () => {
 
   const surrogates = 'note \ud83d and \ude00 then the quick br';
   await s.open('file:///notes/odd.md', surrogates);
-  assert.equal(await s.inline('file:///notes/odd.md', 0, surrogates.length), 'own ');
+  assert.equal(await s.inline('file:///notes/odd.md', 0, surrogates.length), AFTER_BR);
 
   const huge = 'x'.repeat(1024 * 1024) + ' the quick br';
   await s.open('file:///notes/huge.md', huge);
   const t0 = performance.now();
-  assert.equal(await s.inline('file:///notes/huge.md', 0, huge.length), 'own ');
+  assert.equal(await s.inline('file:///notes/huge.md', 0, huge.length), AFTER_BR);
   assert.ok(performance.now() - t0 < 5000, 'a 1 MB line costs a bounded cold start');
-  assert.equal(await s.inline(URI, 0, 12), 'own ', 'still serving');
+  assert.equal(await s.inline(URI, 0, 12), AFTER_BR, 'still serving');
   assert.equal(await s.shutdown(), 0);
 });
 
