@@ -14,7 +14,7 @@ export const LAYER_KERNEL_FILES = {
   worker: 'layer-kernel-worker.js',
 } as const;
 
-const WASM_PAGE = 65536;
+export const WASM_PAGE = 65536;
 /** The module's declared maximum (asc --maximumMemory, scripts/build.mjs), in pages. */
 export const LAYER_KERNEL_MAX_PAGES = 32768;
 export const LAYER_KERNEL_INITIAL_PAGES = 32;
@@ -39,6 +39,18 @@ export interface KernelExports {
   forward(thread: number, threads: number, ...args: number[]): number;
   backward(thread: number, threads: number, ...args: number[]): number;
   matmul(thread: number, threads: number, ...args: number[]): number;
+  pack(w: number, K: number, N: number, panels: number): void;
+  stepProduct(
+    rows: number,
+    K: number,
+    N: number,
+    a: number,
+    panels: number,
+    init: number,
+    initStride: number,
+    c: number,
+  ): void;
+  stepCell(B: number, H: number, z: number, cPrev: number, h: number, c: number): void;
   heapBase(): number;
 }
 
@@ -119,14 +131,7 @@ export class LayerKernel {
     allowRelaxed = true,
     maxPages = LAYER_KERNEL_MAX_PAGES,
   ): Promise<LayerKernel> {
-    const relaxedPath = join(dir, LAYER_KERNEL_FILES.relaxed);
-    const simdPath = join(dir, LAYER_KERNEL_FILES.simd);
-    if (typeof SharedArrayBuffer === 'undefined') throw new Error('this runtime has no shared memory');
-    const relaxedBytes = readFileSync(relaxedPath);
-    const relaxed = allowRelaxed && runtimeAccepts(relaxedBytes, '--experimental-wasm-relaxed-simd');
-    const bytes = relaxed ? relaxedBytes : readFileSync(simdPath);
-    if (!WebAssembly.validate(bytes)) throw new Error('this runtime has no wasm SIMD or wasm threads');
-    const module = new WebAssembly.Module(bytes);
+    const { module, relaxed } = loadKernelModule(dir, allowRelaxed);
     const memory = new WebAssembly.Memory({ initial: LAYER_KERNEL_INITIAL_PAGES, maximum: maxPages, shared: true });
     const kernel = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
     const control = alignUp(kernel.heapBase(), 64);
@@ -322,8 +327,21 @@ function checkShape(B: number, H: number, T: number): void {
     throw new Error(`layer kernel: needs hidden a multiple of 4 (got batch ${B}, hidden ${H}, steps ${T})`);
 }
 
-function alignUp(value: number, alignment: number): number {
+export function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
+}
+
+/**
+ * The kernel's module from the build in `dir`: the relaxed-SIMD build where the runtime has it,
+ * unless `allowRelaxed` is false. Throws with the reason it cannot run here.
+ */
+export function loadKernelModule(dir: string, allowRelaxed = true): { module: WebAssembly.Module; relaxed: boolean } {
+  if (typeof SharedArrayBuffer === 'undefined') throw new Error('this runtime has no shared memory');
+  const relaxedBytes = readFileSync(join(dir, LAYER_KERNEL_FILES.relaxed));
+  const relaxed = allowRelaxed && runtimeAccepts(relaxedBytes, '--experimental-wasm-relaxed-simd');
+  const bytes = relaxed ? relaxedBytes : readFileSync(join(dir, LAYER_KERNEL_FILES.simd));
+  if (!WebAssembly.validate(bytes)) throw new Error('this runtime has no wasm SIMD or wasm threads');
+  return { module: new WebAssembly.Module(bytes), relaxed };
 }
 
 /** Whether the runtime compiles `bytes`, turning on the V8 flag that gates its feature if needed. */

@@ -1,7 +1,8 @@
 // "Step a batch of states by one character": the one thing completion needs from a model, and the tfjs LSTM behind it.
 import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
-import { CharLstm, LstmState, parametersFromWeights } from './network';
+import { CharLstm, LstmState, parametersFromWeights, readWeights } from './network';
+import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
 import { Vocabulary } from './vocab';
 import type { NetworkConfig } from './architecture';
 
@@ -36,13 +37,21 @@ export interface Predictor {
   dispose(): void;
 }
 
-/** The LSTM of a saved model, stepped with tfjs on the active backend. */
+/**
+ * The LSTM of a saved model, stepped with tfjs on the active backend, or on a CPU backend in the
+ * step kernel (backends/step-kernel.ts), which holds its own packed copy of the weights.
+ */
 export class LstmPredictor implements Predictor {
   readonly vocabulary: Vocabulary;
   private readonly model: CharLstm;
   private readonly stateSize: number;
 
   private disposed = false;
+  /** The weights as loaded, until the step kernel has packed them. */
+  private loadedWeights?: Map<string, Float32Array>;
+  /** Counts changes of the weights, so that a kernel packed from older ones is not taken as current. */
+  private weightsVersion = 0;
+  private stepKernel?: { kernel: LstmStepKernel; version: number };
 
   /** Takes what a saved model holds (metadata is not needed), or a network already built. */
   constructor(
@@ -53,6 +62,7 @@ export class LstmPredictor implements Predictor {
       'network' in saved
         ? saved.network
         : new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
+    if ('weights' in saved) this.loadedWeights = saved.weights;
     this.model.freeze();
     this.stateSize = 2 * this.model.config.layers * this.model.config.hidden;
   }
@@ -83,6 +93,7 @@ export class LstmPredictor implements Predictor {
         }
       });
       this.model.refreeze();
+      this.weightsVersion++;
     }
     tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
   }
@@ -104,8 +115,39 @@ export class LstmPredictor implements Predictor {
     return { h: pack(0), c: pack(1) };
   }
 
+  /**
+   * What the steps run on: the step kernel on a CPU backend where it can run, otherwise tfjs on
+   * the active backend (a GPU's own dispatch beats a CPU for all but small models at batch 1, and
+   * the server's backend probe decides that).
+   */
+  stepsRunOn(): string {
+    const backend = tf.getBackend();
+    if (backend !== 'wasm' && backend !== 'cpu') return `tfjs on ${backend}`;
+    const unavailable = stepKernelUnavailable(this.model.config);
+    return unavailable ? `tfjs on ${backend} (the step kernel cannot run: ${unavailable})` : 'the step kernel';
+  }
+
+  /** The step kernel with the current weights packed, or undefined where steps go through tfjs. */
+  private async kernelForSteps(): Promise<LstmStepKernel | undefined> {
+    if (this.stepKernel?.version === this.weightsVersion) return this.stepKernel.kernel;
+    if (this.stepsRunOn() !== 'the step kernel') return undefined;
+    const version = this.weightsVersion;
+    const weights = this.loadedWeights ?? (await readWeights(this.model.params));
+    this.loadedWeights = undefined;
+    if (this.disposed) return undefined;
+    if (this.stepKernel) this.stepKernel.kernel.load(weights);
+    else this.stepKernel = { kernel: new LstmStepKernel(this.model.config, weights), version };
+    this.stepKernel.version = version;
+    return this.stepKernel.kernel;
+  }
+
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
     const { vocabSize: V } = this.model.config;
+    const kernel = await this.kernelForSteps();
+    if (kernel) {
+      const { states: next, logits, stride } = kernel.step(states, ids);
+      return next.map((state, b) => ({ state, logProbs: logSoftmax(logits.subarray(b * stride, b * stride + V)) }));
+    }
     const B = states.length;
     const input = this.tensorsOf(states);
     // Logits and every new state in one tensor, so a GPU pays for one read back per step, not 2L+1.
@@ -126,6 +168,7 @@ export class LstmPredictor implements Predictor {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.stepKernel = undefined;
     this.model.dispose();
   }
 }

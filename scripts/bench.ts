@@ -34,6 +34,7 @@ import { TorchLstmEngine } from '../training/torch-lstm-engine';
 import { numberFlag, parse, runMain, UsageError } from './cli';
 import { LspSession, percentile, replayTypist } from '../tools/lsp-driver';
 import { LSTM_ADAPTATION } from '../model/lstm-adaptation';
+import { LstmPredictor } from '../model/predictor';
 
 const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--engine torch] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server] [--no-online]
 
@@ -130,25 +131,22 @@ async function main(): Promise<void> {
     );
   }
 
-  // One inference step at batch 1 and 8, read back as the server reads it.
+  // One inference step at batch 1 and 8 as the server steps: through the predictor, on whatever it runs steps on.
   const stepMicros: Record<string, number> = {};
+  const predictor = new LstmPredictor({ config, vocabulary, weights: await readWeights(params) });
   for (const batch of [1, 8]) {
-    let s = zeroState(config, batch);
+    let states = Array.from({ length: batch }, () => predictor.zeroState());
     const input = Int32Array.from({ length: batch }, (_, i) => 1 + i);
     const times: number[] = [];
     for (let k = 0; k < 60; k++) {
       const t0 = performance.now();
-      const { logits, state: next } = model.step(input, s);
-      await Promise.all([logits.data(), ...next.h.map((h) => h.data()), ...next.c.map((c) => c.data())]);
-      logits.dispose();
-      disposeState(s);
-      s = next;
+      states = (await predictor.step(states, input)).map((snapshot) => snapshot.state);
       if (k >= 10) times.push(performance.now() - t0);
     }
-    disposeState(s);
     stepMicros[`batch${batch}`] = median(times) * 1000;
-    say(`inference step, batch ${batch}: ${Math.round(stepMicros[`batch${batch}`])} µs`);
+    say(`inference step, batch ${batch}: ${Math.round(stepMicros[`batch${batch}`])} µs (${predictor.stepsRunOn()})`);
   }
+  predictor.dispose();
 
   const agreement = backend.gpu ? await compareWithCpu(model, backend) : undefined;
   if (agreement) {

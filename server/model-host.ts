@@ -57,7 +57,9 @@ export class ModelHost {
       this.generation++;
       this.lstmTraining = !next.lstmTrained && isTrainingUnderway(this.dir);
       this.info = { dir: this.dir, description: describe(next, this.lstmTraining) };
-      this.log(`Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms`);
+      this.log(
+        `Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms; LSTM steps run on ${next.lstm.stepsRunOn()}`,
+      );
       this.onChange();
     } catch (error) {
       const message =

@@ -139,9 +139,23 @@ function matmulPanels(
       v128.store(c0, s00); v128.store(c0, s01, 16); v128.store(c0, s02, 32); v128.store(c0, s03, 48);
       v128.store(c1, s10); v128.store(c1, s11, 16); v128.store(c1, s12, 32); v128.store(c1, s13, 48);
     }
-    // The odd row: the panel's four vectors one at a time, each a 16-float stride apart.
+    // The odd row (a served step's only row): four accumulators, so the adds do not wait on each other.
     if (b < rows) {
-      for (let v = 0; v < 4; v++) matmulVector(b, kCount, col + 4 * v, a, aRowStride, aKStride, panel + (<usize>(4 * v) << 2), 64, init, initStride, c, cStride);
+      let s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+      let ap = a + (<usize>b * aNextRow);
+      let wp = panel;
+      for (let k = 0; k < kCount; k++) {
+        const x = v128.load32_splat(ap);
+        s0 = madd(x, v128.load(wp), s0); s1 = madd(x, v128.load(wp, 16), s1);
+        s2 = madd(x, v128.load(wp, 32), s2); s3 = madd(x, v128.load(wp, 48), s3);
+        wp += 64; ap += aStep;
+      }
+      const c0 = c + (<usize>(b * cStride + col) << 2);
+      if (init) {
+        const i0 = init + (<usize>(b * initStride + col) << 2);
+        s0 = f32x4.add(s0, v128.load(i0)); s1 = f32x4.add(s1, v128.load(i0, 16)); s2 = f32x4.add(s2, v128.load(i0, 32)); s3 = f32x4.add(s3, v128.load(i0, 48));
+      }
+      v128.store(c0, s0); v128.store(c0, s1, 16); v128.store(c0, s2, 32); v128.store(c0, s3, 48);
     }
   }
   for (; col < colEnd; col += 4) {
@@ -224,31 +238,67 @@ export function forward(
     const hNext = hPrev + (<usize>(B * H) << 2);
     const actRows = acts + (<usize>(t * B * G) << 2);
     const tanhRows = tanhC + (<usize>(t * B * H) << 2);
-    for (let b = 0; b < B; b++) {
-      const zRow = z + (<usize>(b * G) << 2);
-      const aRow = actRows + (<usize>(b * G) << 2);
-      const sRow = <usize>(b * H) << 2;
-      for (let k = first; k < end; k += 4) {
-        const kb = <usize>k << 2;
-        const hb = <usize>H << 2;
-        const i = sigmoid4(v128.load(zRow + kb));
-        const f = sigmoid4(v128.load(zRow + hb + kb));
-        const o = sigmoid4(v128.load(zRow + 2 * hb + kb));
-        const g = tanh4(v128.load(zRow + 3 * hb + kb));
-        const c = madd(f, v128.load(cPrev + sRow + kb), f32x4.mul(i, g));
-        const tc = tanh4(c);
+    cell(B, H, first, end, z, cPrev, cNext, hNext, actRows, tanhRows);
+    if (!barrierWait(barrier, threads)) return false;
+  }
+  return true;
+}
+
+/**
+ * The cell's elementwise math for units [first, end) of B rows: from the gate pre-activations z
+ * [B, 4H] and cPrev [B, H], c and h [B, H], and where acts and tanhC are not 0, the trace the
+ * backward pass reads.
+ */
+@inline function cell(
+  B: i32, H: i32, first: i32, end: i32, z: usize, cPrev: usize, cNext: usize, hNext: usize, acts: usize, tanhC: usize,
+): void {
+  const G = 4 * H;
+  const hb = <usize>H << 2;
+  for (let b = 0; b < B; b++) {
+    const zRow = z + (<usize>(b * G) << 2);
+    const aRow = acts + (<usize>(b * G) << 2);
+    const sRow = <usize>(b * H) << 2;
+    for (let k = first; k < end; k += 4) {
+      const kb = <usize>k << 2;
+      const i = sigmoid4(v128.load(zRow + kb));
+      const f = sigmoid4(v128.load(zRow + hb + kb));
+      const o = sigmoid4(v128.load(zRow + 2 * hb + kb));
+      const g = tanh4(v128.load(zRow + 3 * hb + kb));
+      const c = madd(f, v128.load(cPrev + sRow + kb), f32x4.mul(i, g));
+      const tc = tanh4(c);
+      if (acts) {
         v128.store(aRow + kb, i);
         v128.store(aRow + hb + kb, f);
         v128.store(aRow + 2 * hb + kb, o);
         v128.store(aRow + 3 * hb + kb, g);
-        v128.store(cNext + sRow + kb, c);
-        v128.store(tanhRows + sRow + kb, tc);
-        v128.store(hNext + sRow + kb, f32x4.mul(o, tc));
       }
+      if (tanhC) v128.store(tanhC + sRow + kb, tc);
+      v128.store(cNext + sRow + kb, c);
+      v128.store(hNext + sRow + kb, f32x4.mul(o, tc));
     }
-    if (!barrierWait(barrier, threads)) return false;
   }
-  return true;
+}
+
+// Single steps for serving, on one thread, with every weight matrix packed once (pack) and kept
+// packed in this memory: a served step is a few small products, where copying and packing the
+// weights on each call would cost more than the arithmetic.
+
+/** Packs W [K, N] (N a multiple of 4) into `panels` [K·N] for stepProduct. */
+export function pack(w: usize, K: i32, N: i32, panels: usize): void {
+  packPanels(w, N, false, K, 0, N, panels);
+}
+
+/**
+ * C[rows, N] = init + A[rows, K] · W, W packed by pack(); init is a row broadcast to every row
+ * (initStride 0), C itself to accumulate (initStride N), or 0.
+ */
+export function stepProduct(rows: i32, K: i32, N: i32, a: usize, panels: usize, init: usize, initStride: i32, c: usize): void {
+  matmulPanels(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
+}
+
+/** One timestep's cell for B rows: z [B, 4H] pre-activations and cPrev [B, H] to h and c [B, H]. */
+export function stepCell(B: i32, H: i32, z: usize, cPrev: usize, h: usize, c: usize): void {
+  cell(B, H, 0, H, z, cPrev, c, h, 0, 0);
 }
 
 /**

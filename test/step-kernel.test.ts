@@ -1,0 +1,108 @@
+// The step kernel that serves single LSTM steps on the CPU, against the same steps through tfjs.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LstmStepKernel } from '../backends/step-kernel';
+import { LstmPredictor } from '../model/predictor';
+import type { SavedModel } from '../model/format';
+import { seededRandom } from '../model/random';
+import { randomModel } from './support/random-model';
+
+/** A random model with weights large enough that the gates leave their linear range. */
+function model(seed: number, shape: { embed: number; hidden: number; layers: number }): SavedModel {
+  const saved = randomModel(seed, shape);
+  for (const values of saved.weights.values()) for (let i = 0; i < values.length; i++) values[i] *= 8;
+  return saved;
+}
+
+/** Steps `saved` through tfjs, whatever the backend. */
+async function stepThroughTfjs(saved: SavedModel, states: Float32Array[], ids: number[]) {
+  const before = process.env.CHAR_COMPLETE_STEP_KERNEL;
+  process.env.CHAR_COMPLETE_STEP_KERNEL = 'off';
+  const predictor = new LstmPredictor(saved);
+  try {
+    assert.match(predictor.stepsRunOn(), /^tfjs on .*CHAR_COMPLETE_STEP_KERNEL is off/);
+    return await predictor.step(states, ids);
+  } finally {
+    if (before === undefined) delete process.env.CHAR_COMPLETE_STEP_KERNEL;
+    else process.env.CHAR_COMPLETE_STEP_KERNEL = before;
+    predictor.dispose();
+  }
+}
+
+function randomBatch(saved: SavedModel, batch: number, seed: number): { states: Float32Array[]; ids: number[] } {
+  const random = seededRandom(seed);
+  const { hidden, layers, vocabSize } = saved.config;
+  const states = Array.from({ length: batch }, () =>
+    Float32Array.from({ length: 2 * layers * hidden }, (_, i) =>
+      Math.floor(i / hidden) % 2 === 0 ? random() - 0.5 : 2 * random() - 1,
+    ),
+  );
+  const ids = Array.from({ length: batch }, () => 1 + Math.floor(random() * (vocabSize - 1)));
+  return { states, ids };
+}
+
+function maxDifference(a: Float32Array[], b: Float32Array[]): number {
+  let most = 0;
+  a.forEach((row, r) => row.forEach((x, i) => (most = Math.max(most, Math.abs(x - b[r][i])))));
+  return most;
+}
+
+// Hidden 20 leaves a four-column edge after the sixteen-column tiles; the vocabulary of 97 is not
+// whole vectors, so the output is padded. Batch 1 and 3 take the single-row path, 70 is more
+// rows than one call of the kernel takes.
+for (const shape of [
+  { embed: 5, hidden: 20, layers: 2 },
+  { embed: 4, hidden: 8, layers: 3 },
+]) {
+  for (const batch of [1, 3, 70]) {
+    test(`${shape.layers}×${shape.hidden}, batch ${batch}: the step kernel's states and log-probabilities match tfjs's`, async () => {
+      const saved = model(batch + shape.hidden, shape);
+      const kernel = new LstmPredictor(saved);
+      assert.equal(kernel.stepsRunOn(), 'the step kernel');
+      const { states, ids } = randomBatch(saved, batch, 7);
+      let ours = await kernel.step(states, ids);
+      let theirs = await stepThroughTfjs(saved, states, ids);
+      // A second step from the states each reached, so that a wrong state would show in what follows.
+      const again = ids.map((id) => (id % (saved.config.vocabSize - 1)) + 1);
+      ours = await kernel.step(
+        ours.map((s) => s.state),
+        again,
+      );
+      theirs = await stepThroughTfjs(
+        saved,
+        theirs.map((s) => s.state),
+        again,
+      );
+      const states2 = maxDifference(
+        ours.map((s) => s.state),
+        theirs.map((s) => s.state),
+      );
+      const logProbs = maxDifference(
+        ours.map((s) => s.logProbs),
+        theirs.map((s) => s.logProbs),
+      );
+      assert.ok(states2 < 1e-5, `states differ by ${states2}`);
+      assert.ok(logProbs < 1e-4, `log-probabilities differ by ${logProbs}`);
+      assert.ok(
+        ours.every((s) => s.logProbs.length === saved.config.vocabSize),
+        'one log-probability per symbol, none for the padding',
+      );
+      kernel.dispose();
+    });
+  }
+}
+
+test('the step kernel takes new weights in place of those it packed, as after an adaptation step', async () => {
+  const shape = { embed: 5, hidden: 20, layers: 2 };
+  const first = model(1, shape);
+  const second = model(2, shape);
+  const kernel = new LstmStepKernel(first.config, first.weights);
+  const { states, ids } = randomBatch(first, 2, 3);
+  const before = kernel.step(states, ids).states;
+  kernel.load(second.weights);
+  const after = kernel.step(states, ids).states;
+  const expected = (await stepThroughTfjs(second, states, ids)).map((s) => s.state);
+  assert.ok(maxDifference(after, expected) < 1e-5, 'the new weights are the ones used');
+  assert.ok(maxDifference(before, expected) > 1e-2, 'and they differ from the old ones');
+  assert.throws(() => kernel.step([states[0]], [first.config.vocabSize]), /outside the vocabulary/);
+});
