@@ -285,7 +285,7 @@ export function loadNgram(dir: string, vocabulary: Vocabulary): NgramModel | nul
     refused: header.refused,
   };
   try {
-    return NgramModel.fromArrays(arrays);
+    return NgramModel.fromArrays(arrays, true);
   } catch (err) {
     if (err instanceof RangeError)
       throw fail(`its node table is inconsistent (${err.message.replace(/^ngram: /, '')})`);

@@ -58,7 +58,13 @@ export class NgramTrie {
   symbol: Uint16Array;
   count: Uint32Array;
   firstChild: Int32Array;
-  nextSibling: Int32Array;
+  /**
+   * The nodes below loadedCount came from load() in breadth-first order, so each parent's loaded
+   * children are consecutive ids and need no links: a loaded model's own nodes cost no sibling
+   * array. The nodes added since are linked in front of them, through nextAdded[id − loadedCount].
+   */
+  private loadedCount = 0;
+  private nextAdded: Int32Array;
   /** New n-grams dropped because the node bound was reached. */
   refused = 0;
   /** fresh[level]: whether the last findOrCreate at that level created its node. */
@@ -76,12 +82,12 @@ export class NgramTrie {
     this.symbol = new Uint16Array(initial);
     this.count = new Uint32Array(initial);
     this.firstChild = new Int32Array(initial);
-    this.nextSibling = new Int32Array(initial);
+    this.nextAdded = new Int32Array(initial);
     this.index = new Int32Array(0);
     this.slotScale = 0;
     this.parent[ROOT] = EMPTY;
     this.firstChild[ROOT] = EMPTY;
-    this.nextSibling[ROOT] = EMPTY;
+    this.nextAdded[ROOT] = EMPTY;
     this.rebuildIndex(initial);
     this.fresh = new Uint8Array(order + 2);
   }
@@ -93,9 +99,17 @@ export class NgramTrie {
       this.symbol.byteLength +
       this.count.byteLength +
       this.firstChild.byteLength +
-      this.nextSibling.byteLength +
+      this.nextAdded.byteLength +
       this.index.byteLength
     );
+  }
+
+  /** The sibling after `child` in its parent's list of children, or EMPTY after the last. */
+  next(child: number): number {
+    const added = child - this.loadedCount;
+    if (added >= 0) return this.nextAdded[added];
+    const after = child + 1;
+    return after < this.loadedCount && this.parent[after] === this.parent[child] ? after : EMPTY;
   }
 
   find(parent: number, sym: number): number {
@@ -136,7 +150,7 @@ export class NgramTrie {
     this.symbol[id] = sym;
     this.count[id] = 0;
     this.firstChild[id] = EMPTY;
-    this.nextSibling[id] = this.firstChild[parent];
+    this.nextAdded[id - this.loadedCount] = this.firstChild[parent];
     this.firstChild[parent] = id;
     this.fresh[level] = 1;
     return id;
@@ -167,6 +181,7 @@ export class NgramTrie {
   compact(keep: Int32Array): void {
     const { parent, symbol, count } = this;
     let j = 0;
+    let loaded = 0;
     for (let i = 0; i < this.nodeCount; i++) {
       if (keep[i] === EMPTY) continue;
       keep[i] = j;
@@ -174,8 +189,14 @@ export class NgramTrie {
       symbol[j] = symbol[i];
       count[j] = count[i];
       j++;
+      // Dropping nodes keeps the loaded ones in breadth-first order, each parent's still consecutive.
+      if (i < this.loadedCount) loaded = j;
     }
     this.nodeCount = j;
+    if (loaded !== this.loadedCount) {
+      this.loadedCount = loaded;
+      this.nextAdded = new Int32Array(this.parent.length - loaded);
+    }
     this.rebuildIndex(this.parent.length);
   }
 
@@ -185,12 +206,12 @@ export class NgramTrie {
    */
   breadthFirst(): TrieArrays {
     const n = this.nodeCount;
-    const { firstChild, nextSibling } = this;
+    const { firstChild } = this;
     const byNew = new Int32Array(n);
     const newId = new Int32Array(n);
     let tail = 1;
     for (let head = 0; head < tail; head++) {
-      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = nextSibling[c]) {
+      for (let c = firstChild[byNew[head]]; c !== EMPTY; c = this.next(c)) {
         newId[c] = tail;
         byNew[tail++] = c;
       }
@@ -212,9 +233,10 @@ export class NgramTrie {
    * Replaces the nodes with arrays in breadthFirst() order, checking what an index walk relies on:
    * every parent precedes its child (and parents never decrease), depths stay within the order,
    * symbols within the vocabulary, counts positive and no (parent, symbol) pair twice. Throws
-   * RangeError naming the first problem.
+   * RangeError naming the first problem. With `adopt` the arrays become the trie's own, which
+   * learning changes in place: for arrays no one else holds, as a file's.
    */
-  load(a: TrieArrays, order: number, vocabSize: number): void {
+  load(a: TrieArrays, order: number, vocabSize: number, adopt = false): void {
     const n = a.nodeCount;
     checkInteger('nodeCount', n, 1, this.maxNodes);
     if (a.parent.length !== n || a.symbol.length !== n || a.count.length !== n)
@@ -237,10 +259,20 @@ export class NgramTrie {
       if (a.symbol[i] >= vocabSize) throw new RangeError(`ngram: node ${i} has a symbol outside the vocabulary`);
       if (a.count[i] < 1) throw new RangeError(`ngram: node ${i} has count 0`);
     }
-    this.ensureCapacity(n);
-    this.parent.set(a.parent);
-    this.symbol.set(a.symbol);
-    this.count.set(a.count);
+    this.nodeCount = 1;
+    this.loadedCount = n;
+    if (adopt) {
+      this.parent = a.parent;
+      this.symbol = a.symbol;
+      this.count = a.count;
+      this.firstChild = new Int32Array(n);
+      this.nextAdded = new Int32Array(0);
+    } else {
+      this.ensureCapacity(n);
+      this.parent.set(a.parent);
+      this.symbol.set(a.symbol);
+      this.count.set(a.count);
+    }
     this.nodeCount = n;
     this.rebuildIndex(this.parent.length);
   }
@@ -251,7 +283,9 @@ export class NgramTrie {
 
   private ensureCapacity(needed: number): void {
     if (needed <= this.parent.length) return;
-    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(this.parent.length * 1.5)));
+    // A loaded model (the notes', millions of nodes) grows by little at a time, from what saved notes add.
+    const growth = this.loadedCount > 0 ? 1.125 : 1.5;
+    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(this.parent.length * growth)));
     const grow = <T extends Int32Array | Uint16Array | Uint32Array>(a: T, make: (n: number) => T): T => {
       const b = make(capacity);
       b.set(a.subarray(0, this.nodeCount) as never);
@@ -261,7 +295,9 @@ export class NgramTrie {
     this.symbol = grow(this.symbol, (n) => new Uint16Array(n));
     this.count = grow(this.count, (n) => new Uint32Array(n));
     this.firstChild = grow(this.firstChild, (n) => new Int32Array(n));
-    this.nextSibling = grow(this.nextSibling, (n) => new Int32Array(n));
+    const nextAdded = new Int32Array(capacity - this.loadedCount);
+    nextAdded.set(this.nextAdded.subarray(0, Math.max(0, this.nodeCount - this.loadedCount)));
+    this.nextAdded = nextAdded;
     if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
   }
 
@@ -271,7 +307,7 @@ export class NgramTrie {
     if (size !== this.index.length) this.index = new Int32Array(size);
     this.index.fill(EMPTY);
     this.slotScale = size / 2 ** 32;
-    const { index, parent, symbol, firstChild, nextSibling } = this;
+    const { index, parent, symbol, firstChild, nextAdded, loadedCount } = this;
     const n = this.nodeCount;
     // Inserted in the order of their home slots (a counting sort on the slot's high bits), so the
     // writes sweep the index rather than miss the cache once per node.
@@ -291,12 +327,14 @@ export class NgramTrie {
       while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
       index[h] = ids[k];
     }
-    // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file.
+    // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file;
+    // nodes added since loading are linked in front of the loaded children, in id order too.
     firstChild.fill(EMPTY, 0, this.nodeCount);
-    for (let id = this.nodeCount - 1; id >= 1; id--) {
-      nextSibling[id] = firstChild[parent[id]];
+    for (let id = Math.min(loadedCount, this.nodeCount) - 1; id >= 1; id--) firstChild[parent[id]] = id;
+    for (let id = this.nodeCount - 1; id >= Math.max(1, loadedCount); id--) {
+      nextAdded[id - loadedCount] = firstChild[parent[id]];
       firstChild[parent[id]] = id;
     }
-    nextSibling[ROOT] = EMPTY;
+    if (loadedCount === 0) nextAdded[ROOT] = EMPTY;
   }
 }

@@ -197,7 +197,8 @@ export class NgramModel {
     const V = this.vocabSize;
     if (out.length < V) throw new RangeError(`ngram: out has ${out.length} entries, needs ${V}`);
     const top = this.findContexts(context);
-    const { firstChild, nextSibling, count, symbol } = this.trie;
+    const { trie } = this;
+    const { firstChild, count, symbol } = trie;
     const discounts = this.kn.values;
     const q = this.scratch;
     if (top < 0) q.fill(1 / V);
@@ -213,7 +214,7 @@ export class NgramModel {
       const d3 = discounts[(k + 1) * 3 + 2];
       scale *= this.sumRemoved / total;
       const inv = 1 / (total * scale);
-      for (let c = firstChild[node]; c !== EMPTY; c = nextSibling[c]) {
+      for (let c = firstChild[node]; c !== EMPTY; c = trie.next(c)) {
         const n = count[c];
         q[symbol[c]] += (n - (n >= 3 ? d3 : n === 2 ? d2 : d1)) * inv;
       }
@@ -227,7 +228,7 @@ export class NgramModel {
       let mass = 0;
       let successors = 0;
       if (top >= 0) {
-        for (let c = firstChild[this.nodes.contexts[top]]; c !== EMPTY; c = nextSibling[c]) {
+        for (let c = firstChild[this.nodes.contexts[top]]; c !== EMPTY; c = trie.next(c)) {
           mass += out[symbol[c]];
           successors++;
         }
@@ -321,13 +322,14 @@ export class NgramModel {
    * Rebuilds a model from arrays in toArrays() order, checking the counts of counts here and the
    * nodes in NgramTrie.load. Throws RangeError naming the first problem.
    */
-  static fromArrays(a: NgramArrays): NgramModel {
+  /** With `adopt` the model takes the arrays as its own rather than copying them (ngram-trie.ts, load). */
+  static fromArrays(a: NgramArrays, adopt = false): NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
     if (a.countOfCounts.length !== model.kn.countOfCounts.length)
       throw new RangeError('ngram: countOfCounts has the wrong length');
     for (const v of a.countOfCounts)
       if (!Number.isInteger(v) || v < 0) throw new RangeError('ngram: countOfCounts holds a value that is not a count');
-    model.trie.load(a, a.order, a.vocabSize);
+    model.trie.load(a, a.order, a.vocabSize, adopt);
     model.kn.load(a.countOfCounts);
     model.pruned = a.pruned;
     model.prunes = a.prunes;
@@ -397,12 +399,13 @@ export class NgramModel {
   private rootDistribution(): Float64Array {
     const q = this.rootDist;
     if (this.rootStamp === this.version) return q;
-    const { firstChild, nextSibling, count, symbol } = this.trie;
+    const { trie } = this;
+    const { firstChild, count, symbol } = trie;
     const discounts = this.kn.values;
     this.sums(ROOT, 0);
     const total = this.sumTotal;
     q.fill(this.sumRemoved / total / this.vocabSize);
-    for (let c = firstChild[ROOT]; c !== EMPTY; c = nextSibling[c]) {
+    for (let c = firstChild[ROOT]; c !== EMPTY; c = trie.next(c)) {
       const n = count[c];
       q[symbol[c]] += (n - discounts[3 + Math.min(n, 3) - 1]) / total;
     }
@@ -421,14 +424,15 @@ export class NgramModel {
       this.sumRemoved = this.firstSums[2 * s + 1];
       return;
     }
-    const { firstChild, nextSibling, count } = this.trie;
+    const { trie } = this;
+    const { firstChild, count } = trie;
     const discounts = this.kn.values;
     const d1 = discounts[(k + 1) * 3];
     const d2 = discounts[(k + 1) * 3 + 1];
     const d3 = discounts[(k + 1) * 3 + 2];
     let total = 0;
     let removed = 0;
-    for (let c = firstChild[node]; c !== EMPTY; c = nextSibling[c]) {
+    for (let c = firstChild[node]; c !== EMPTY; c = trie.next(c)) {
       const n = count[c];
       total += n;
       removed += n >= 3 ? d3 : n === 2 ? d2 : d1;
