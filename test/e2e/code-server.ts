@@ -456,9 +456,11 @@ async function nextSuggestion(page: Page, suggestions: string[]): Promise<void> 
     return text && text !== first ? text : undefined;
   }, 10_000);
   await page.screenshot({ path: join(ARTIFACTS, 'next-second.png') });
+  // The editor's server has learnt the earlier notes as they were saved, so it may be sure enough of
+  // the first suggestion to run it on past the word where the fresh server stopped.
   record(
     'Alt+] shows the second suggestion',
-    first === suggestions[0] && second === suggestions[1],
+    first !== undefined && first.startsWith(suggestions[0]) && second === suggestions[1],
     `ghost ${JSON.stringify(first)} then ${JSON.stringify(second)}, server ${JSON.stringify(suggestions)}`,
   );
   await page.keyboard.press('Escape');
