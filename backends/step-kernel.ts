@@ -11,6 +11,7 @@ import {
   KernelExports,
   LAYER_KERNEL_FILES,
   LAYER_KERNEL_INITIAL_PAGES,
+  LAYER_KERNEL_MAX_PAGES,
   loadKernelModule,
   WASM_PAGE,
 } from './layer-kernel';
@@ -119,6 +120,10 @@ export class LstmStepKernel {
       LAYER_KERNEL_INITIAL_PAGES,
       Math.ceil((layout.scratch + scratchFloats * 4 + 64 * (2 * layers + 8)) / WASM_PAGE),
     );
+    if (pages > LAYER_KERNEL_MAX_PAGES)
+      throw new Error(
+        `step kernel: the network needs ${Math.ceil((pages * WASM_PAGE) / 2 ** 20)} MiB, more than the kernel's ${(LAYER_KERNEL_MAX_PAGES * WASM_PAGE) / 2 ** 20} MiB`,
+      );
     this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     this.kernel = new WebAssembly.Instance(module, { env: { memory: this.memory } })
       .exports as unknown as KernelExports;

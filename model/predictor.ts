@@ -52,6 +52,8 @@ export class LstmPredictor implements Predictor {
   /** Counts changes of the weights, so that a kernel packed from older ones is not taken as current. */
   private weightsVersion = 0;
   private stepKernel?: { kernel: LstmStepKernel; version: number };
+  /** Why the step kernel failed for this network, once it has. */
+  private stepKernelFailure?: string;
 
   /** Takes what a saved model holds (metadata is not needed), or a network already built. */
   constructor(
@@ -123,7 +125,7 @@ export class LstmPredictor implements Predictor {
   stepsRunOn(): string {
     const backend = tf.getBackend();
     if (backend !== 'wasm' && backend !== 'cpu') return `tfjs on ${backend}`;
-    const unavailable = stepKernelUnavailable(this.model.config);
+    const unavailable = this.stepKernelFailure ?? stepKernelUnavailable(this.model.config);
     return unavailable ? `tfjs on ${backend} (the step kernel cannot run: ${unavailable})` : 'the step kernel';
   }
 
@@ -135,8 +137,15 @@ export class LstmPredictor implements Predictor {
     const weights = this.loadedWeights ?? (await readWeights(this.model.params));
     this.loadedWeights = undefined;
     if (this.disposed) return undefined;
-    if (this.stepKernel) this.stepKernel.kernel.load(weights);
-    else this.stepKernel = { kernel: new LstmStepKernel(this.model.config, weights), version };
+    try {
+      if (this.stepKernel) this.stepKernel.kernel.load(weights);
+      else this.stepKernel = { kernel: new LstmStepKernel(this.model.config, weights), version };
+    } catch (error) {
+      // A model too large for the kernel's memory, say: tfjs steps it as before.
+      this.stepKernel = undefined;
+      this.stepKernelFailure = (error as Error).message;
+      return undefined;
+    }
     this.stepKernel.version = version;
     return this.stepKernel.kernel;
   }

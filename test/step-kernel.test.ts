@@ -106,3 +106,11 @@ test('the step kernel takes new weights in place of those it packed, as after an
   assert.ok(maxDifference(before, expected) > 1e-2, 'and they differ from the old ones');
   assert.throws(() => kernel.step([states[0]], [first.config.vocabSize]), /outside the vocabulary/);
 });
+
+test('a network too large for the kernel’s memory is refused with its size, before anything is allocated', () => {
+  const config = { vocabSize: 97, embed: 4, hidden: 8192, layers: 4 };
+  assert.throws(
+    () => new LstmStepKernel(config, new Map()),
+    /the network needs \d+ MiB, more than the kernel's 2048 MiB/,
+  );
+});
