@@ -1,7 +1,7 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { UNKNOWN_ID, type Vocabulary, WORD_CHAR } from '../model/vocab';
-import { Completion, CompletionOptions, stopsBefore } from './options';
+import { Completion, CompletionOptions, PassedOver, stopsBefore } from './options';
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of
@@ -69,7 +69,7 @@ export async function beamSearch(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
-  passedOver?: string,
+  passedOver?: PassedOver,
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const { punctuation, space } = separatorsOf(vocabulary);
@@ -81,9 +81,7 @@ export async function beamSearch(
   const offer = (text: string, logP: number, length: number, path: Snapshot[]) => {
     // One character saves nothing: the Tab that accepts it is a key too.
     if (length < 2) return;
-    // The user passed over the whole suggestion, which showed its beginnings too.
-    if (passedOver && (text.startsWith(passedOver) || passedOver.startsWith(text)))
-      logP += Math.log(PASSED_OVER_FACTOR);
+    if (passedOver) logP = afterPassingOver(passedOver, text, logP);
     const p = Math.exp(logP);
     if (p < options.minConfidence) return;
     const value = p * (length - 1) ** SAVED_KEYS_EXPONENT;
@@ -149,6 +147,23 @@ export async function beamSearch(
   if (!best) return undefined;
   const alternatives = distinctAlternatives(best, [...offers.values()], width - 1);
   return { text: best.text, confidence: Math.exp(best.logP), path: best.path, alternatives };
+}
+
+/**
+ * The log-probability that `text` comes next and that the user, had it been right, would still
+ * have typed on past `passedOver` (Bayes, the accepting chance being 1 − PASSED_OVER_FACTOR). A
+ * text that extends the suggestion is right only where it was, so it takes the whole factor; one
+ * the suggestion extends may be right where the suggestion ran on wrongly, and only the share of
+ * its probability that the suggestion holds takes it. Where that share is not known, it takes the
+ * whole factor too.
+ */
+function afterPassingOver(passedOver: PassedOver, text: string, logP: number): number {
+  if (text.startsWith(passedOver.text) || (passedOver.text.startsWith(text) && passedOver.logP === undefined))
+    return logP + Math.log(PASSED_OVER_FACTOR);
+  if (!passedOver.text.startsWith(text)) return logP;
+  const p = Math.exp(logP);
+  const held = Math.min(p, Math.exp(passedOver.logP!));
+  return Math.log(p - (1 - PASSED_OVER_FACTOR) * held);
 }
 
 interface Offer {

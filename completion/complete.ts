@@ -1,6 +1,6 @@
 // One completion from a model state, by beam search or sampling, and the trainer's closing sample.
 import type { Predictor, Snapshot } from '../model/predictor';
-import { COMPLETION_DEFAULTS, Completion, CompletionOptions } from './options';
+import { COMPLETION_DEFAULTS, Completion, CompletionOptions, PassedOver } from './options';
 import { beamSearch } from './beam-search';
 import { sample } from './sampling';
 import { DocumentStates } from './document-states';
@@ -14,7 +14,7 @@ export async function complete(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean = () => false,
-  passedOver?: string,
+  passedOver?: PassedOver,
 ): Promise<Completion | undefined> {
   const found = await (options.mode === 'beam'
     ? beamSearch(predictor, start, options, cancelled, passedOver)

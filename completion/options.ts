@@ -71,6 +71,13 @@ export interface Completion {
   alternatives?: Array<{ text: string; confidence: number }>;
 }
 
+/** What remained of a suggestion the user typed past instead of accepting it. */
+export interface PassedOver {
+  text: string;
+  /** Its log-probability where the search that offered it knew it, from just after the typed character. */
+  logP?: number;
+}
+
 /** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */
 export function stopsBefore(stopAt: StopAt, char: string, soFar: string): boolean {
   if (char === '\n') return stopAt !== 'none';

@@ -6,7 +6,7 @@ import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
-import type { Completion, CompletionOptions } from './options';
+import type { Completion, CompletionOptions, PassedOver } from './options';
 
 /** How much text before a suggestion must be unchanged for it to count as still on show. */
 const SHOWN_CONTEXT_CHARS = 64;
@@ -69,7 +69,7 @@ export class CompletionSession {
     offset: number,
     options: CompletionOptions,
     cancelled: () => boolean,
-    passedOver?: string,
+    passedOver?: PassedOver,
   ): Promise<Completion | undefined> {
     const snapshot = await this.advance(text, offset, cancelled);
     const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, passedOver));
@@ -128,12 +128,22 @@ export class CompletionSession {
     return { text: last.completion.text.slice(typed), confidence: last.completion.confidence };
   }
 
-  /** The rest of the shown suggestion when the user has just typed its first character instead of accepting it. */
-  private passedOver(text: string, offset: number): string | undefined {
+  /**
+   * The rest of the shown suggestion when the user has just typed its first character instead of
+   * accepting it, with its probability from there as the search that offered it read it along its
+   * path.
+   */
+  private passedOver(text: string, offset: number): PassedOver | undefined {
     const last = this.shown;
     if (!last || offset !== last.offset + 1 || last.completion.text.length < 2) return undefined;
     if (text.slice(last.offset, offset) !== last.completion.text.slice(0, 1)) return undefined;
     if (this.contextBefore(text, last.offset) !== last.before) return undefined;
-    return last.completion.text.slice(1);
+    const [, ...rest] = last.completion.text;
+    const path = last.completion.path ?? [];
+    if (path.length < rest.length) return { text: rest.join('') };
+    const vocabulary = this.predictor.vocabulary;
+    let logP = 0;
+    rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
+    return { text: rest.join(''), logP };
   }
 }

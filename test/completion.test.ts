@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { complete } from '../completion/complete';
-import { COMPLETION_DEFAULTS, CompletionOptions } from '../completion/options';
+import { COMPLETION_DEFAULTS, CompletionOptions, PassedOver } from '../completion/options';
 import { DocumentNgram } from '../completion/document-ngram';
 import { DocumentStates } from '../completion/document-states';
 import { seededRandom } from '../model/random';
@@ -78,7 +78,7 @@ async function completeAfter(
   model: LexiconModel,
   text: string,
   options: Partial<CompletionOptions> = {},
-  passedOver?: string,
+  passedOver?: PassedOver,
 ) {
   const states = new DocumentStates(predictorOf(model));
   const snapshot = (await states.at(text, text.length))!;
@@ -318,7 +318,17 @@ test('a suggestion the user typed past instead of accepting is demoted, not bann
   assert.equal((await completeAfter(torn, 'the q'))?.text, 'uick ');
   // "quick" was shown at "the " and the user typed "q": everything that starts with "uick" is at
   // a quarter of its odds, and "uiet " saves more.
-  assert.equal((await completeAfter(torn, 'the q', {}, 'uick'))?.text, 'uiet ');
+  assert.equal((await completeAfter(torn, 'the q', {}, { text: 'uick', logP: Math.log(0.6) }))?.text, 'uiet ');
   const sure = new LexiconModel({ quick: 0.9, quiet: 0.1 });
-  assert.equal((await completeAfter(sure, 'the q', {}, 'uick'))?.text, 'uick ', 'a much likelier suggestion stays');
+  assert.equal(
+    (await completeAfter(sure, 'the q', {}, { text: 'uick', logP: Math.log(0.9) }))?.text,
+    'uick ',
+    'a much likelier suggestion stays',
+  );
+  // A suggestion that ran on past its word, "and the", was passed over. Where the run-on was
+  // unlikely, that says little against "and " alone, which stays; not knowing how likely it was,
+  // the search takes it against "and " in full, and "ant " saves more.
+  const phrase = new LexiconModel({ and: 0.7, ant: 0.3 });
+  assert.equal((await completeAfter(phrase, 'so a', {}, { text: 'nd the', logP: Math.log(0.05) }))?.text, 'nd ');
+  assert.equal((await completeAfter(phrase, 'so a', {}, { text: 'nd the' }))?.text, 'nt ');
 });
