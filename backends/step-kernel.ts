@@ -146,7 +146,7 @@ export class LstmStepKernel {
     this.floats(embeddingAt, V * E).set(get('embedding'));
     this.floats(panelsAt + E * G * 4, E * G).set(get('lstm0/wx'));
     this.kernel.pack(panelsAt + E * G * 4, E, G, panelsAt);
-    // lstm0/b goes where the table's first row will be written last, as the product's init row.
+    // lstm0/b is the product's init row, added to every row of the table.
     const b0At = alignUp(panelsAt + 2 * E * G * 4, 64);
     this.floats(b0At, G).set(get('lstm0/b'));
     this.kernel.stepProduct(V, E, G, embeddingAt, panelsAt, b0At, 0, at.table);

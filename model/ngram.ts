@@ -320,9 +320,9 @@ export class NgramModel {
 
   /**
    * Rebuilds a model from arrays in toArrays() order, checking the counts of counts here and the
-   * nodes in NgramTrie.load. Throws RangeError naming the first problem.
+   * nodes in NgramTrie.load. Throws RangeError naming the first problem. With `adopt` the model
+   * takes the arrays as its own rather than copying them (NgramTrie.load).
    */
-  /** With `adopt` the model takes the arrays as its own rather than copying them (ngram-trie.ts, load). */
   static fromArrays(a: NgramArrays, adopt = false): NgramModel {
     const model = new NgramModel(a.vocabSize, { order: a.order, maxNodes: a.maxNodes, discountScale: a.discountScale });
     if (a.countOfCounts.length !== model.kn.countOfCounts.length)

@@ -37,6 +37,9 @@ export interface Predictor {
   dispose(): void;
 }
 
+/** The tfjs backends on the CPU, where the step kernel steps the LSTM instead of tfjs. */
+const STEP_KERNEL_BACKENDS = ['wasm', 'cpu'];
+
 /**
  * The LSTM of a saved model, stepped with tfjs on the active backend, or on a CPU backend in the
  * step kernel (backends/step-kernel.ts), which holds its own packed copy of the weights.
@@ -124,15 +127,20 @@ export class LstmPredictor implements Predictor {
    */
   stepsRunOn(): string {
     const backend = tf.getBackend();
-    if (backend !== 'wasm' && backend !== 'cpu') return `tfjs on ${backend}`;
-    const unavailable = this.stepKernelFailure ?? stepKernelUnavailable(this.model.config);
+    if (!STEP_KERNEL_BACKENDS.includes(backend)) return `tfjs on ${backend}`;
+    const unavailable = this.stepKernelUnavailable();
     return unavailable ? `tfjs on ${backend} (the step kernel cannot run: ${unavailable})` : 'the step kernel';
+  }
+
+  /** Why this network cannot step in the kernel here, or undefined when it can (the backend aside). */
+  private stepKernelUnavailable(): string | undefined {
+    return this.stepKernelFailure ?? stepKernelUnavailable(this.model.config);
   }
 
   /** The step kernel with the current weights packed, or undefined where steps go through tfjs. */
   private async kernelForSteps(): Promise<LstmStepKernel | undefined> {
     if (this.stepKernel?.version === this.weightsVersion) return this.stepKernel.kernel;
-    if (this.stepsRunOn() !== 'the step kernel') return undefined;
+    if (!STEP_KERNEL_BACKENDS.includes(tf.getBackend()) || this.stepKernelUnavailable()) return undefined;
     const version = this.weightsVersion;
     const weights = this.loadedWeights ?? (await readWeights(this.model.params));
     this.loadedWeights = undefined;
