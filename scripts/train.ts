@@ -24,7 +24,8 @@ PATH                files or folders of notes (default: the embedded default cor
 --minutes N         time budget            --epochs N      epoch budget
 --chars N           budget in training characters seen (one of the three)
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
---lr X (${D.lr})  --dropout X (${D.dropout})  --seed N (${D.seed})
+--lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
+--dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
 --engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
 --gpus N | --nproc N    the torch engine on N GPUs, or in N CPU processes (DistributedDataParallel)
@@ -56,6 +57,7 @@ async function main(): Promise<number> {
       seq: { type: 'string' },
       batch: { type: 'string' },
       lr: { type: 'string' },
+      decay: { type: 'string' },
       dropout: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
@@ -155,6 +157,7 @@ async function main(): Promise<number> {
     seq: flag('seq', 1, 100_000, true) ?? D.seq,
     batch: flag('batch', 1, 100_000, true) ?? D.batch,
     lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+    decay: flag('decay', 0, 1, false) ?? D.decay,
     dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
     seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
     backend,

@@ -15,6 +15,7 @@ import { Vocabulary } from '../model/vocab';
 import { Adam } from '../training/optimizer';
 import { loadOptimizerState, saveOptimizerState } from '../training/optimizer-state';
 import { NetworkConfig } from '../model/architecture';
+import { learningRateAt } from '../training/schedule';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const REPETITIVE = 'the quick brown fox jumps over the lazy dog.\n'.repeat(300);
@@ -531,4 +532,20 @@ test('eval exits with 2 and the reason on a missing model', () => {
   );
   assert.equal(run.status, 2, run.stderr);
   assert.match(run.stderr, /^error: no model at .*none: train one with `npm run train`/);
+});
+
+test('the learning rate holds until the decay and then falls along a half cosine to its final factor', () => {
+  const lr = 0.004;
+  assert.equal(learningRateAt(lr, 0.25, 0), lr);
+  assert.equal(learningRateAt(lr, 0.25, 0.75), lr);
+  assert.ok(Math.abs(learningRateAt(lr, 0.25, 0.875, 0.1) - lr * (0.1 + 0.9 / 2)) < 1e-12);
+  assert.ok(Math.abs(learningRateAt(lr, 0.25, 1, 0.1) - lr * 0.1) < 1e-12);
+  assert.ok(Math.abs(learningRateAt(lr, 0.25, 1.2, 0.1) - lr * 0.1) < 1e-12, 'past the budget it stays at the floor');
+  let previous = Infinity;
+  for (let progress = 0; progress <= 1; progress += 0.01) {
+    const rate = learningRateAt(lr, 0.5, progress, 0.1);
+    assert.ok(rate <= previous, `rises at ${progress}`);
+    previous = rate;
+  }
+  for (const progress of [0, 0.5, 0.99, 1]) assert.equal(learningRateAt(lr, 0, progress), lr, 'no decay: constant');
 });

@@ -16,11 +16,17 @@ export const TRAIN_DEFAULTS = {
   seq: 64,
   batch: 64,
   /**
-   * Constant over the run, with no warm-up and no decay: budgets of a few minutes end while the
-   * loss is still falling steeply, where either costs more per character than it gains (the recipe
-   * A/B against PyTorch in docs/measurements.md). The gradient clip guards the first updates.
+   * Constant with no warm-up until the decay: budgets of a few minutes end while the loss is still
+   * falling steeply, where a warm-up or an early decay costs more per character than it gains (the
+   * recipe A/B against PyTorch in docs/measurements.md). The gradient clip guards the first updates.
    */
   lr: 3e-3,
+  /**
+   * The last share of the budget over which the learning rate falls, along a half cosine, to
+   * `finalLrFactor` of itself: a high rate finds the basin and a falling one settles into it.
+   */
+  decay: 0.25,
+  finalLrFactor: 0.05,
   dropout: 0.1,
   clipNorm: 5,
   seed: 1,

@@ -22,8 +22,8 @@ import type { OptimizerState } from './optimizer-state';
 export interface LstmEngine {
   /** Batches in one pass over the training streams. */
   readonly batchesPerEpoch: number;
-  /** Trains on the next batch of every stream; returns the batch's mean loss in nats. */
-  step(): Promise<number>;
+  /** Trains on the next batch of every stream at `learningRate` (the setup's when not given); returns the batch's mean loss in nats. */
+  step(learningRate?: number): Promise<number>;
   /** The LSTM's log-probabilities at every position the validation set scores. */
   score(validation: ValidationSet): Promise<LstmScores>;
   /** The weights and Adam's state as they stand, in the model files' layout. */
@@ -69,8 +69,8 @@ export class TfjsEngine implements LstmEngine {
     this.state = zeroState(config, setup.batch);
   }
 
-  async step(): Promise<number> {
-    const { config, batch, seq, dropout, seed, lr } = this.setup;
+  async step(learningRate = this.setup.lr): Promise<number> {
+    const { config, batch, seq, dropout, seed } = this.setup;
     const k = (this.firstStep + this.taken) % this.batchesPerEpoch;
     if (k === 0 && this.taken > 0) {
       // A new epoch restarts every stream at its beginning, so the carried state no longer applies.
@@ -89,7 +89,7 @@ export class TfjsEngine implements LstmEngine {
     );
     disposeState(this.state);
     this.state = result.state;
-    this.optimizer.apply(result.gradients, lr);
+    this.optimizer.apply(result.gradients, learningRate);
     this.taken++;
     return result.loss;
   }

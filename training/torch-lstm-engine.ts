@@ -54,14 +54,14 @@ export class TorchLstmEngine implements LstmEngine {
     return new TorchLstmEngine(torch, setup, batchesPerEpoch, weights, onDeath);
   }
 
-  async step(): Promise<number> {
+  async step(learningRate = this.setup.lr): Promise<number> {
     return this.guard(
       async () => {
-        const { losses } = await this.torch.train(this.firstStep + this.taken, [this.setup.lr]);
+        const { losses } = await this.torch.train(this.firstStep + this.taken, [learningRate]);
         this.taken++;
         return losses[0];
       },
-      (engine) => engine.step(),
+      (engine) => engine.step(learningRate),
     );
   }
 
