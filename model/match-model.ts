@@ -1,10 +1,18 @@
 // The match model: finds the last place the text before the cursor occurred before, however long ago in the document, and
-// predicts the character that followed it there. The n-grams see at most their order's worth of context, so a repeated
+// predicts the character that followed it there (the last place its last ten characters occurred, where they did, else
+// its last five). The n-grams see at most their order's worth of context, so a repeated
 // URL, code block or boilerplate line is predicted by them a few characters at a time; the match model follows it
 // whole.
 
 /** How many ids a match must share before it is trusted: shorter repeats are the n-grams' to predict. */
 export const MATCH_MIN_LENGTH = 5;
+/**
+ * Repeats this long are also indexed, so that where the last short repeat agrees only briefly, a
+ * longer one found further back is followed instead.
+ */
+export const MATCH_LONG_LENGTH = 10;
+/** The long repeats' index is this many bits smaller than the short ones': it holds fewer that are worth finding. */
+const LONG_HASH_SHRINK = 2;
 /** Matched lengths are counted up to this; beyond it, a longer match says nothing new. */
 export const MATCH_MAX_LENGTH = 65_535;
 /** Where a prediction's state keeps its match: the history's generation, the matched position and the length. */
@@ -32,11 +40,14 @@ export class MatchModel {
   private history = new Uint16Array(1024);
   private length = 0;
   private readonly lastEnd: Int32Array;
+  /** Where each MATCH_LONG_LENGTH-gram last ended: a candidate that agrees for longer than the last short repeat. */
+  private readonly lastLongEnd: Int32Array;
   /** Changes whenever the history is started afresh, so that states pointing into an old one let go. */
   private generation = 1;
 
   constructor(private readonly hashBits = DOCUMENT_HASH_BITS) {
     this.lastEnd = new Int32Array(1 << hashBits).fill(-1);
+    this.lastLongEnd = new Int32Array(1 << (hashBits - LONG_HASH_SHRINK)).fill(-1);
   }
 
   get size(): number {
@@ -47,6 +58,7 @@ export class MatchModel {
   reset(): void {
     this.length = 0;
     this.lastEnd.fill(-1);
+    this.lastLongEnd.fill(-1);
     this.generation++;
   }
 
@@ -62,6 +74,8 @@ export class MatchModel {
     }
     for (let i = 0; i < ids.length; i++) {
       if (this.length >= MATCH_MIN_LENGTH) this.lastEnd[this.hashBefore(this.history, this.length)] = this.length;
+      if (this.length >= MATCH_LONG_LENGTH)
+        this.lastLongEnd[this.longHashBefore(this.history, this.length)] = this.length;
       this.history[this.length++] = ids[i];
     }
   }
@@ -75,8 +89,9 @@ export class MatchModel {
 
   /**
    * Moves the slot past `id`, given `context`: the ids fed so far, most recent last, ending with
-   * `id` (only the last MATCH_MIN_LENGTH matter). A match that predicted `id` grows; otherwise a
-   * new one is looked up from the context.
+   * `id` (only the last MATCH_LONG_LENGTH matter). A match that predicted `id` grows; otherwise a
+   * new one is looked up from the context: the last longer repeat if there is one, else the last
+   * short one.
    */
   advance(slot: Float32Array, context: ArrayLike<number>, id: number): void {
     const pointer = slot[POINTER];
@@ -91,9 +106,9 @@ export class MatchModel {
     slot[LENGTH] = 0;
     const n = context.length;
     if (n < MATCH_MIN_LENGTH) return;
-    const end = this.lastEnd[this.hashBefore(context, n)];
-    if (end < 0) return;
-    for (let k = 1; k <= MATCH_MIN_LENGTH; k++) if (this.history[end - k] !== context[n - k]) return;
+    let end = n >= MATCH_LONG_LENGTH ? this.lastLongEnd[this.longHashBefore(context, n)] : -1;
+    if (end < 0 || !this.agrees(context, end, MATCH_LONG_LENGTH)) end = this.lastEnd[this.hashBefore(context, n)];
+    if (end < 0 || !this.agrees(context, end, MATCH_MIN_LENGTH)) return;
     slot[POINTER] = end;
     slot[LENGTH] = MATCH_MIN_LENGTH;
   }
@@ -109,6 +124,20 @@ export class MatchModel {
       out.length = slot[LENGTH];
     }
     return out;
+  }
+
+  /** Whether the `length` ids of the history before `end` are the last `length` of `context` (hashes collide). */
+  private agrees(context: ArrayLike<number>, end: number, length: number): boolean {
+    const n = context.length;
+    for (let k = 1; k <= length; k++) if (this.history[end - k] !== context[n - k]) return false;
+    return true;
+  }
+
+  /** A hash of the MATCH_LONG_LENGTH ids before `end`. */
+  private longHashBefore(ids: ArrayLike<number>, end: number): number {
+    let h = 0;
+    for (let k = end - MATCH_LONG_LENGTH; k < end; k++) h = Math.imul(h ^ ids[k], 0x5bd1e995) + 0x1b873593;
+    return h >>> (32 - this.hashBits + LONG_HASH_SHRINK);
   }
 
   /** A hash of the MATCH_MIN_LENGTH ids before `end`. */

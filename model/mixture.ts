@@ -2,7 +2,7 @@
 // character by the gate, then mixed again with them and the match models' guesses by the document's online stage.
 import type { AdaptiveEscape } from './escape';
 import { AdaptedLstms, LstmAdaptation } from './lstm-adaptation';
-import { MATCH_STATE_SIZE, MatchModel } from './match-model';
+import { MATCH_STATE_SIZE, MATCH_LONG_LENGTH, MatchModel } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
 import { characterClasses, OnlineInputs, OnlineMixer, PREVIOUS_CLASSES, previousClass } from './online-mixer';
@@ -235,7 +235,7 @@ export class MixturePredictor implements Predictor {
   ) {
     this.vocabulary = parts.vocabulary;
     this.lstmSize = parts.lstm?.zeroState().length ?? 0;
-    this.contextLength = Math.max(parts.notes.order - 1, DOCUMENT_NGRAM_ORDER - 1, CONTEXT_SPAN);
+    this.contextLength = Math.max(parts.notes.order - 1, DOCUMENT_NGRAM_ORDER - 1, CONTEXT_SPAN, MATCH_LONG_LENGTH);
     this.openerReader = new OpenerReader(parts.vocabulary, OPENER_NGRAM_ORDER - 1);
     this.openerStart = this.lstmSize + 1 + this.contextLength;
     this.matchStart = this.openerStart + this.openerReader.size;

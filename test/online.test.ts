@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MATCH_MIN_LENGTH, MATCH_STATE_SIZE, MatchModel } from '../model/match-model';
+import { MATCH_MIN_LENGTH, MATCH_STATE_SIZE, MATCH_LONG_LENGTH, MatchModel } from '../model/match-model';
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
@@ -64,6 +64,25 @@ test('the match model follows a repeat to its end, however long, and lets go whe
     typeInto(match, `now ${url}`).every((s) => s.length === 0),
     'a history started afresh predicts nothing of the old one',
   );
+});
+
+test('a match found afresh follows the last repeat of the longer context, else of the short one', () => {
+  const next = (history: string, context: string) => {
+    const match = new MatchModel();
+    match.append(vocabulary.encode(history));
+    const slot = new Float32Array(MATCH_STATE_SIZE);
+    match.startSlot(slot);
+    const ids = vocabulary.encode(context);
+    match.advance(slot, ids, ids[ids.length - 1]);
+    const out = match.predict(slot, { id: -1, length: 0 });
+    return out.length > 0 ? vocabulary.chars[out.id] : '';
+  };
+  const history = 'abcdefghijk 0fghijq ';
+  assert.equal(MATCH_LONG_LENGTH, 10);
+  assert.equal(next(history, 'abcdefghij'), 'k', 'all ten agree further back');
+  assert.equal(next(history, 'zzzzzfghij'), 'q', 'only the last five agree: the latest repeat of them');
+  assert.equal(next(history, 'fghij'), 'q');
+  assert.equal(next(history, 'zzzzzzghij'), '', 'four agree: no match');
 });
 
 test('the text being typed finds its previous occurrence, not itself', () => {
