@@ -1,6 +1,6 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
-import { UNKNOWN_ID, type Vocabulary, WORD_CHAR } from '../model/vocab';
+import { UNKNOWN_ID, type Vocabulary, WORD_CHAR, WORD_CHARS } from '../model/vocab';
 import { Completion, CompletionOptions, PassedOver, stopsBefore } from './options';
 
 /**
@@ -44,7 +44,7 @@ interface Beam {
  * The completion that saves the most keystrokes: P(it is what comes next) × (its length − 1), the
  * one key being the Tab that accepts it, the keys discounted by SAVED_KEYS_EXPONENT. The
  * probability is of the completion as a prefix of what follows, so "and" is right whenever "and"
- * or "andromeda" comes; a completion may stop inside a word where the model is sure of the
+ * or "andromeda" comes; a completion may stop inside its first word where the model is sure of the
  * letters so far and torn about the rest, as a shell completes the common prefix. Mean
  * log-probability per character, the usual beam score, favours long unlikely words and short sure
  * ones alike and saved fewer keystrokes.
@@ -72,7 +72,8 @@ export async function beamSearch(
   passedOver?: PassedOver,
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
-  const { punctuation, space } = separatorsOf(vocabulary);
+  const separators = separatorsOf(vocabulary);
+  const { punctuation, space } = separators;
   const width = Math.max(1, options.beamWidth);
   let beams: Beam[] = [{ text: '', length: 0, score: 0, snapshot: start, path: [] }];
   let best: Offer | undefined;
@@ -104,7 +105,7 @@ export async function beamSearch(
     for (const beam of beams) {
       // Offer what holds a word and does not end in whitespace (that would be invisible).
       if (!WORD_CHAR.test(beam.text) || /\s$/u.test(beam.text)) continue;
-      offer(beam.text, beam.score, beam.length, beam.path);
+      if (!insideLaterWord(beam, separators)) offer(beam.text, beam.score, beam.length, beam.path);
       if (beam.length >= options.maxChars) continue;
       const lp = beam.snapshot.logProbs;
       for (const id of punctuation)
@@ -166,6 +167,23 @@ function afterPassingOver(passedOver: PassedOver, text: string, logP: number): n
   return Math.log(p - (1 - PASSED_OVER_FACTOR) * held);
 }
 
+/**
+ * Whether `beam` stops inside a word after its first, where the model expects the word to go on.
+ * It is not offered: a ghost text ending "over the l" reads as a mistake (maxChars cut it, or the
+ * model is torn about the rest), and the words up to "the " are offered anyway. Within the first
+ * word a completion may stop where the model is torn, as a shell completes the common prefix.
+ */
+const LATER_WORD_AT_END = new RegExp(`[^${WORD_CHARS}][${WORD_CHARS}]+$`, 'u');
+const LEADING_NON_WORD = new RegExp(`^[^${WORD_CHARS}]+`, 'u');
+function insideLaterWord(beam: Beam, separators: Separators): boolean {
+  if (!LATER_WORD_AT_END.test(beam.text.replace(LEADING_NON_WORD, ''))) return false;
+  const lp = beam.snapshot.logProbs;
+  let endsHere = Math.exp(lp[separators.space] ?? -Infinity);
+  for (const id of separators.punctuation) endsHere += Math.exp(lp[id]);
+  for (const id of separators.breaks) endsHere += Math.exp(lp[id]);
+  return endsHere < 0.5;
+}
+
 interface Offer {
   text: string;
   logP: number;
@@ -211,16 +229,28 @@ function topIds(logProbs: Float32Array, k: number): number[] {
   return ids;
 }
 
-const separatorCache = new WeakMap<Vocabulary, { punctuation: Int32Array; space: number }>();
-/** The ids a completion may end with after a word: visible separators (punctuation), and the space (-1 if absent). */
-function separatorsOf(vocabulary: Vocabulary): { punctuation: Int32Array; space: number } {
+interface Separators {
+  /** Visible separators, which a completion may end with after a word. */
+  punctuation: Int32Array;
+  /** The space, which it may end with too (-1 if absent). */
+  space: number;
+  /** The other whitespace, which ends a word but never a completion. */
+  breaks: Int32Array;
+}
+
+const separatorCache = new WeakMap<Vocabulary, Separators>();
+function separatorsOf(vocabulary: Vocabulary): Separators {
   let separators = separatorCache.get(vocabulary);
   if (!separators) {
     const punctuation: number[] = [];
+    const breaks: number[] = [];
     vocabulary.chars.forEach((c, id) => {
-      if (id > 0 && !WORD_CHAR.test(c) && !/\s/u.test(c)) punctuation.push(id);
+      if (id === 0 || WORD_CHAR.test(c)) return;
+      if (!/\s/u.test(c)) punctuation.push(id);
+      else if (c !== ' ') breaks.push(id);
     });
-    separators = { punctuation: Int32Array.from(punctuation), space: vocabulary.chars.indexOf(' ') };
+    const space = vocabulary.chars.indexOf(' ');
+    separators = { punctuation: Int32Array.from(punctuation), space, breaks: Int32Array.from(breaks) };
     separatorCache.set(vocabulary, separators);
   }
   return separators;

@@ -178,6 +178,10 @@ test('under stopAt word a completion runs on past the word only while the model 
   assert.equal((await completeAfter(new LexiconModel({ and: 0.65, x: 0.35 }, true), 'so '))?.text, 'and ');
   const sure = new LexiconModel({ the: 1 }, true);
   assert.equal((await completeAfter(sure, 'so ', { maxChars: 12 }))?.text, 'the the the ');
+  // maxChars cutting a later word leaves it out rather than show "the the th"; a first word stays.
+  assert.equal((await completeAfter(sure, 'so ', { maxChars: 10 }))?.text, 'the the ');
+  assert.equal((await completeAfter(sure, 'so ', { maxChars: 10, stopAt: 'none' }))?.text, 'the the ');
+  assert.equal((await completeAfter(new LexiconModel({ thereupon: 1 }), 'so ', { maxChars: 5 }))?.text, 'there');
   assert.equal(
     (await completeAfter(sure, 'so ', { maxChars: 12, stopAt: 'none' }))?.text,
     'the the the ',
