@@ -85,7 +85,9 @@ test('a configuration change takes effect: beam is deterministic, sampling diffe
   const line = 3;
   const first = await s.inline(URI, line, 4);
   assert.equal(await s.inline(URI, line, 4), first, 'beam search repeats itself');
-  assert.equal(first, LINE.slice(4, 4 + COMPLETION_DEFAULTS.maxChars), 'as much of the line as maxChars allows');
+  const fits = LINE.slice(4, 4 + COMPLETION_DEFAULTS.maxChars);
+  assert.ok(/\w$/.test(fits) && /\w/.test(LINE[4 + COMPLETION_DEFAULTS.maxChars]), 'maxChars falls inside a word');
+  assert.equal(first, fits.replace(/\w+$/, ''), 'the words of the line that fit in maxChars');
 
   const setRaw = (s as unknown as { set: (x: Record<string, unknown>) => void }).set;
   // Each change is pulled by the server asynchronously; wait until it logs the new settings.
