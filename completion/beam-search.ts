@@ -167,14 +167,15 @@ function afterPassingOver(passedOver: PassedOver, text: string, logP: number): n
   return Math.log(p - (1 - PASSED_OVER_FACTOR) * held);
 }
 
+const LATER_WORD_AT_END = new RegExp(`[^${WORD_CHARS}][${WORD_CHARS}]+$`, 'u');
+const LEADING_NON_WORD = new RegExp(`^[^${WORD_CHARS}]+`, 'u');
+
 /**
  * Whether `beam` stops inside a word after its first, where the model expects the word to go on.
  * It is not offered: a ghost text ending "over the l" reads as a mistake (maxChars cut it, or the
  * model is torn about the rest), and the words up to "the " are offered anyway. Within the first
  * word a completion may stop where the model is torn, as a shell completes the common prefix.
  */
-const LATER_WORD_AT_END = new RegExp(`[^${WORD_CHARS}][${WORD_CHARS}]+$`, 'u');
-const LEADING_NON_WORD = new RegExp(`^[^${WORD_CHARS}]+`, 'u');
 function insideLaterWord(beam: Beam, separators: Separators): boolean {
   if (!LATER_WORD_AT_END.test(beam.text.replace(LEADING_NON_WORD, ''))) return false;
   const lp = beam.snapshot.logProbs;

@@ -1,8 +1,7 @@
 // The match model: finds the last place the text before the cursor occurred before, however long ago in the document, and
 // predicts the character that followed it there (the last place its last ten characters occurred, where they did, else
-// its last five). The n-grams see at most their order's worth of context, so a repeated
-// URL, code block or boilerplate line is predicted by them a few characters at a time; the match model follows it
-// whole.
+// its last five). The n-grams see at most their order's worth of context, so a repeated URL, code block or boilerplate
+// line is predicted by them a few characters at a time; the match model follows it whole.
 
 /** How many ids a match must share before it is trusted: shorter repeats are the n-grams' to predict. */
 export const MATCH_MIN_LENGTH = 5;
