@@ -167,8 +167,8 @@ function afterPassingOver(passedOver: PassedOver, text: string, logP: number): n
   return Math.log(p - (1 - PASSED_OVER_FACTOR) * held);
 }
 
-const LATER_WORD_AT_END = new RegExp(`[^${WORD_CHARS}][${WORD_CHARS}]+$`, 'u');
-const LEADING_NON_WORD = new RegExp(`^[^${WORD_CHARS}]+`, 'u');
+/** A word at the end with another word before it. */
+const LATER_WORD_AT_END = new RegExp(`[${WORD_CHARS}][^${WORD_CHARS}]+[${WORD_CHARS}]+$`, 'u');
 
 /**
  * Whether `beam` stops inside a word after its first, where the model expects the word to go on.
@@ -177,7 +177,7 @@ const LEADING_NON_WORD = new RegExp(`^[^${WORD_CHARS}]+`, 'u');
  * word a completion may stop where the model is torn, as a shell completes the common prefix.
  */
 function insideLaterWord(beam: Beam, separators: Separators): boolean {
-  if (!LATER_WORD_AT_END.test(beam.text.replace(LEADING_NON_WORD, ''))) return false;
+  if (!LATER_WORD_AT_END.test(beam.text)) return false;
   const lp = beam.snapshot.logProbs;
   let endsHere = Math.exp(lp[separators.space] ?? -Infinity);
   for (const id of separators.punctuation) endsHere += Math.exp(lp[id]);

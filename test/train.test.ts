@@ -36,6 +36,7 @@ function smallOptions(paths: string[], out: string): TrainOptions {
     seq: 16,
     batch: 8,
     lr: 1e-2,
+    decay: 0.25,
     dropout: 0,
     seed: 3,
     backend: 'wasm',

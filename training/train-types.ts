@@ -22,8 +22,8 @@ export interface TrainOptions {
   seq: number;
   batch: number;
   lr: number;
-  /** The last share of the budget over which the learning rate falls (training/schedule.ts); the default when absent. */
-  decay?: number;
+  /** The last share of the budget over which the learning rate falls (training/schedule.ts). */
+  decay: number;
   dropout: number;
   seed: number;
   backend: BackendChoice;

@@ -103,7 +103,6 @@ async function runTraining(
   let evaluationsWithoutImprovement = 0;
   let stoppedBy: TrainResult['stoppedBy'] = 'budget';
   let nextEvaluation = budget.evaluateEvery;
-  const decay = options.decay ?? TRAIN_DEFAULTS.decay;
   const progressFraction = () => (budget.seconds ? elapsed() / budget.seconds : step / budget.steps!);
   while (progressFraction() < 1) {
     // The SIGINT handler only runs between macrotasks, and on wasm every await in a step resolves
@@ -114,7 +113,7 @@ async function runTraining(
       break;
     }
     const stepStarted = performance.now();
-    const loss = await engine.step(learningRateAt(options.lr, decay, progressFraction()));
+    const loss = await engine.step(learningRateAt(options.lr, options.decay, progressFraction()));
     trainingSeconds += (performance.now() - stepStarted) / 1000;
     step++;
     smoothedLoss = Number.isNaN(smoothedLoss) ? loss : 0.95 * smoothedLoss + 0.05 * loss;
@@ -278,7 +277,7 @@ async function startEngine(
     ? await TorchLstmEngine.create(chosen.torch, setup, options.engine === 'torch' ? undefined : continueOnWasm)
     : new TfjsEngine(setup);
   reporter.info(
-    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${text.batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay ?? TRAIN_DEFAULTS.decay)}`,
+    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${text.batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}`,
   );
   return engine;
 }
