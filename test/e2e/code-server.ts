@@ -623,9 +623,15 @@ async function walkthrough(page: Page): Promise<void> {
   record('"Get started" shows the walkthrough and its steps', shown);
 }
 
-/** Every notification toast's text, joined. */
+/** Every notification toast's text as shown, joined: innerText leaves out the style sheets a toast carries. */
 async function notificationsText(page: Page): Promise<string> {
-  return (await page.$$eval('.notification-toast', (els) => els.map((e) => e.textContent ?? '').join(' | '))).trim();
+  return (
+    await page.$$eval('.notification-toast', (els) =>
+      els.map((e) => (e as unknown as { innerText?: string }).innerText ?? '').join(' | '),
+    )
+  )
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /** Runs a command from the command palette by its title, as a user would. */
@@ -689,15 +695,17 @@ async function openFile(page: Page, name: string): Promise<void> {
   await page.waitForTimeout(1000);
 }
 
+/** The summary names what failed, so that a log cut to its tail still says which checks to look at. */
+function summarize(aborted?: unknown): void {
+  const failures = results.filter((r) => !r.ok);
+  for (const failure of failures) console.log(`failed: ${failure.name}${failure.detail ? `: ${failure.detail}` : ''}`);
+  if (aborted !== undefined) console.log(`aborted: ${aborted instanceof Error ? aborted.stack : String(aborted)}`);
+  const failed = failures.length + (aborted === undefined ? 0 : 1);
+  console.log(`e2e: ${results.length - failures.length} passed, ${failed} failed`);
+  process.exit(failed > 0 ? 1 : 0);
+}
+
 main().then(
-  () => {
-    const failed = results.filter((r) => !r.ok).length;
-    console.log(`e2e: ${results.length - failed} passed, ${failed} failed`);
-    process.exit(failed > 0 ? 1 : 0);
-  },
-  (error) => {
-    console.error(error);
-    console.log(`e2e: ${results.filter((r) => r.ok).length} passed, ${results.filter((r) => !r.ok).length + 1} failed`);
-    process.exit(1);
-  },
+  () => summarize(),
+  (error: unknown) => summarize(error),
 );
