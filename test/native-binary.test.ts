@@ -1,10 +1,10 @@
 // A native binary's platform from its header, and the refusal, with its reason, of one built for another platform.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { binaryPlatform, foreignBinaryProblem } from '../backends/native-binary';
+import { tempDir } from './support/temp-dirs';
 
 function elf(machine: number): Buffer {
   const header = Buffer.alloc(64);
@@ -42,7 +42,7 @@ test('the platform and architecture are read from ELF, Mach-O and PE headers', (
 });
 
 test('a binary for another platform is refused with what it was built for; one for this platform is not', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'char-complete-native-'));
+  const dir = tempDir('char-complete-native');
   const windows = join(dir, 'dawn.node');
   writeFileSync(windows, pe(0x8664));
   assert.equal(

@@ -1,8 +1,7 @@
 // The serving rule (a small model skips the GPU probe) and the probe's cache per model shape and machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CPU_WINS_BELOW_PARAMETERS,
@@ -13,12 +12,13 @@ import {
   servingOptions,
 } from '../backends/probe-cache';
 import { selectBackend } from '../backends/select';
+import { tempDir } from './support/temp-dirs';
 
 const SMALL = { vocabSize: 96, embed: 64, hidden: 256, layers: 2 };
 const LARGE = { vocabSize: 96, embed: 64, hidden: 1024, layers: 3 };
 
 function cacheFile(): string {
-  return join(mkdtempSync(join(tmpdir(), 'char-complete-probe-')), 'cache', 'backend-probe.json');
+  return join(tempDir('char-complete-probe'), 'cache', 'backend-probe.json');
 }
 
 test('parameters are counted from the shapes', () => {

@@ -23,6 +23,7 @@ import { loadServedModel } from '../model/served';
 import { Vocabulary } from '../model/vocab';
 import { StreamBatcher } from '../training/batches';
 import { randomModel } from './support/random-model';
+import { tempDir } from './support/temp-dirs';
 import { scoreLstm } from '../training/mixture-fit';
 import { EngineSetup, TfjsEngine } from '../training/engine';
 import { Adam, ADAM_DEFAULTS } from '../training/optimizer';
@@ -300,7 +301,7 @@ const TRAINER = join(__dirname, '..', 'train.js');
 const SMALL = ['--layers', '1', '--hidden', '16', '--embed', '8', '--seq', '16', '--batch', '4'];
 
 function notesDir(): { dir: string; notes: string; out: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'char-complete-torch-trainer-'));
+  const dir = tempDir('char-complete-torch-trainer');
   writeFileSync(join(dir, 'notes.md'), TEXT);
   return { dir, notes: join(dir, 'notes.md'), out: join(dir, 'model') };
 }

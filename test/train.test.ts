@@ -2,8 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { existsSync, mkdtempSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, writeFileSync, readFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { selectBackend } from '../backends/select';
@@ -16,13 +16,10 @@ import { Adam } from '../training/optimizer';
 import { loadOptimizerState, saveOptimizerState } from '../training/optimizer-state';
 import { NetworkConfig } from '../model/architecture';
 import { learningRateAt } from '../training/schedule';
+import { tempDir } from './support/temp-dirs';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const REPETITIVE = 'the quick brown fox jumps over the lazy dog.\n'.repeat(300);
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'char-complete-train-'));
-}
 
 function smallOptions(paths: string[], out: string): TrainOptions {
   return {
@@ -46,7 +43,7 @@ function smallOptions(paths: string[], out: string): TrainOptions {
 
 test('a short training run measurably lowers the loss on a repetitive text', async () => {
   await selectBackend('wasm');
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
   const out = join(dir, 'model');
@@ -75,7 +72,7 @@ test('save and load give identical predictions', async () => {
   const vocabulary = Vocabulary.fromText('hello, 世界 🎉 notes', 64);
   const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 6, hidden: 12, layers: 2 };
   const original = new CharLstm(config, initialParameters(config, 11));
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   saveModel(dir, {
     config,
     vocabulary,
@@ -103,7 +100,7 @@ function runTrainer(args: string[], env: NodeJS.ProcessEnv = process.env) {
 }
 
 test('the trainer exits with code 2 and a clear message when no file is usable', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'picture.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1, 2, 3]));
   const run = runTrainer([dir, '--out', join(dir, 'model')]);
   assert.equal(run.status, 2, run.stderr);
@@ -132,7 +129,7 @@ test('the trainer rejects bad flags with a usage message', () => {
 });
 
 test('--backend webgpu without a usable GPU fails with the reason, and auto falls back to the CPU', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
   const small = ['--layers', '1', '--hidden', '8', '--embed', '4', '--seq', '8', '--batch', '4', '--epochs', '1'];
@@ -174,7 +171,7 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
 });
 
 test('an unwritable output directory fails before training starts', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   writeFileSync(join(dir, 'a-file'), 'not a directory');
   const run = runTrainer([join(dir, 'notes.md'), '--out', join(dir, 'a-file', 'model')]);
@@ -184,7 +181,7 @@ test('an unwritable output directory fails before training starts', () => {
 });
 
 test('--resume from a corrupt model fails clearly and overwrites nothing', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -196,7 +193,7 @@ test('--resume from a corrupt model fails clearly and overwrites nothing', () =>
 });
 
 test('--json ends with one JSON object, and --resume continues from it', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const flags = [
@@ -245,7 +242,7 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
 test('multi-threaded wasm starts, computes the same model as one thread, and the process exits', () => {
   // The unit tests run single-threaded (live XNNPACK workers keep a process alive), so the
   // threaded path is checked here through the trainer, which exits explicitly.
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const flags = [
     join(dir, 'notes.md'),
@@ -318,7 +315,7 @@ async function exitWithin(run: ReturnType<typeof startTrainer>, ms: number): Pro
 }
 
 test('Ctrl-C while training on wasm finishes the step, saves, says so and exits with 130 within seconds', async () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm', ...SMALL]);
@@ -344,7 +341,7 @@ test('Ctrl-C while training on wasm finishes the step, saves, says so and exits 
 });
 
 test('a second Ctrl-C exits at once without writing', async () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   // A 2×512 model: its steps take about a second, so the second Ctrl-C arrives while the first is
@@ -370,7 +367,7 @@ test('a second Ctrl-C exits at once without writing', async () => {
 });
 
 test('--resume: conflicting shape flags are an error, the resumed model is the one to beat, and a mostly unknown corpus is warned about', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const first = runTrainer([
@@ -432,7 +429,7 @@ test("Adam's moments and step are saved with the weights and restored exactly by
   const a = initialParameters(config, 1);
   const adamA = new Adam(a);
   for (let i = 0; i < 5; i++) adamA.apply(gradient(10 + i), 0.01);
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   saveOptimizerState(dir, config, 'weights.000000000000.bin', await adamA.state());
   assert.deepEqual(loadOptimizerState(dir, config, 'weights.111111111111.bin'), {
     missing: 'optimizer.json belongs to other weights than weights.111111111111.bin',
@@ -475,7 +472,7 @@ test("Adam's moments and step are saved with the weights and restored exactly by
 });
 
 test('one trainer per --out: a live lock is refused with its pid, a dead one is taken over', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -499,7 +496,7 @@ test('one trainer per --out: a live lock is refused with its pid, a dead one is 
 });
 
 test('a model.json that is a FIFO makes --resume and eval fail at once instead of hanging', (t) => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -524,7 +521,7 @@ test('a model.json that is a FIFO makes --resume and eval fail at once instead o
 });
 
 test('eval exits with 2 and the reason on a missing model', () => {
-  const dir = tempDir();
+  const dir = tempDir('char-complete-train');
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const run = spawnSync(
     process.execPath,

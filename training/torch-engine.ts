@@ -73,7 +73,11 @@ export class TorchEngine {
   private readonly dir: string;
   private config?: NetworkConfig;
   private files = 0;
-  private readonly killOnExit = () => this.kill();
+  /** A process that ends without close() (an uncaught error, process.exit) still ends the engine and leaves no files. */
+  private readonly killOnExit = () => {
+    this.kill();
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  };
 
   private constructor(
     private readonly child: ChildProcess,

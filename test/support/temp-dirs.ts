@@ -1,4 +1,5 @@
-// Temporary model directories for tests, removed when the test file ends.
+// Temporary directories for tests, removed when the test file ends, so that a test run leaves nothing in the system's
+// temporary folder.
 import { after } from 'node:test';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -9,9 +10,14 @@ after(() => {
   for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
 });
 
-/** A model directory one level below a private temporary root, so "../x" stays inside the root. */
-export function tempModelDir(prefix: string): string {
+/** A new empty directory. */
+export function tempDir(prefix: string): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   roots.push(root);
-  return path.join(root, 'model');
+  return root;
+}
+
+/** A model directory one level below a private temporary root, so "../x" stays inside the root. */
+export function tempModelDir(prefix: string): string {
+  return path.join(tempDir(prefix), 'model');
 }
