@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -392,6 +392,29 @@ test(
     assert.equal(switched.status, 0, switched.stderr);
     assert.match(switched.stdout, new RegExp(`Optimizer state restored at step ${afterState.step}\\.`));
     assert.match(switched.stdout, /Adam's state was saved by the torch engine; the wasm engine runs the same Adam/);
+  },
+);
+
+test(
+  'a trainer killed outright leaves no torch engine running and none of its files behind',
+  { skip: torchMissing || process.platform === 'win32' },
+  async () => {
+    const { notes, out } = notesDir();
+    const temporary = tempDir('char-complete-torch-tmp');
+    const run = startTrainer([notes, '--out', out, '--minutes', '3', '--engine', 'torch', ...SMALL], {
+      ...process.env,
+      TMPDIR: temporary,
+    });
+    await run.ready;
+    const engine = enginePid(run.child.pid!);
+    const engineFiles = () => readdirSync(temporary).filter((name) => name.startsWith('char-complete-torch-'));
+    assert.equal(engineFiles().length, 1, 'the engine has its folder while it runs');
+    run.child.kill('SIGKILL');
+    const started = performance.now();
+    while ((isRunning(engine) || engineFiles().length > 0) && performance.now() - started < 20_000)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.ok(!isRunning(engine), 'the engine ended with its trainer');
+    assert.deepEqual(engineFiles(), [], 'the engine removed its folder');
   },
 );
 

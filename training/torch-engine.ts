@@ -77,6 +77,9 @@ export class TorchEngine {
   private readonly killOnExit = () => {
     this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
+    // Only now: a process that exits while close() waits (a trainer that does not await it) still ends the engine and
+    // removes its files.
+    process.off('exit', this.killOnExit);
   };
 
   private constructor(
@@ -104,10 +107,13 @@ export class TorchEngine {
       : ['-u', engine, 'serve', '--device', device];
     const cores = os.availableParallelism?.() ?? os.cpus().length;
     const perProcess = String(Math.max(1, Math.floor(cores / processes)));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'char-complete-torch-'));
     const child = spawn(python, args, {
       env: {
         ...env,
         PYTHONUNBUFFERED: '1',
+        // The engine removes it when its input closes, which covers a trainer killed before close() could.
+        CHAR_COMPLETE_TORCH_FILES: dir,
         // OpenBLAS takes the cores for the matmuls (torch_engine.py keeps torch itself on one thread).
         OPENBLAS_NUM_THREADS: env.OPENBLAS_NUM_THREADS ?? perProcess,
       },
@@ -117,7 +123,6 @@ export class TorchEngine {
       detached: process.platform !== 'win32',
       windowsHide: true,
     });
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'char-complete-torch-'));
     const placeholder: TorchInfo = {
       torch: '',
       python,
@@ -276,7 +281,6 @@ export class TorchEngine {
 
   /** Ends the engine (asking first, then killing it) and removes its files. */
   async close(): Promise<void> {
-    process.off('exit', this.killOnExit);
     if (!this.exited) {
       this.send({ cmd: 'exit' });
       this.child.stdin?.end();
@@ -288,6 +292,9 @@ export class TorchEngine {
     // A launcher killed from outside leaves its ranks behind in its process group.
     this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
+    // Only now: a process that exits while close() waits (a trainer that does not await it) still ends the engine and
+    // removes its files.
+    process.off('exit', this.killOnExit);
   }
 
   /** The engine's process (its launcher's, with several processes). */

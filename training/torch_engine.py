@@ -45,6 +45,7 @@ import json
 import math
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -447,7 +448,11 @@ def read_commands(commands, ending):
         commands.put(command)
     # The trainer has exited, or was killed: nothing waits for what this process would do. The
     # step under way ends, and every rank leaves with "exit"; a rank stuck waiting for another
-    # does not hold the process for long.
+    # does not hold the process for long. The files the trainer passed go with it, since a killed
+    # trainer cannot remove them.
+    files = os.environ.get("CHAR_COMPLETE_TORCH_FILES")
+    if files:
+        shutil.rmtree(files, ignore_errors=True)
     ending.set()
     commands.put({"cmd": "exit"})
     timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(0,))
