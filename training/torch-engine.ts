@@ -73,13 +73,13 @@ export class TorchEngine {
   private readonly dir: string;
   private config?: NetworkConfig;
   private files = 0;
-  /** A process that ends without close() (an uncaught error, process.exit) still ends the engine and leaves no files. */
-  private readonly killOnExit = () => {
+  /**
+   * Kills the engine's processes and removes its files; also the handler for a process that ends without close() (an
+   * uncaught error, process.exit).
+   */
+  private readonly endNow = () => {
     this.kill();
     fs.rmSync(this.dir, { recursive: true, force: true });
-    // Only now: a process that exits while close() waits (a trainer that does not await it) still ends the engine and
-    // removes its files.
-    process.off('exit', this.killOnExit);
   };
 
   private constructor(
@@ -134,7 +134,7 @@ export class TorchEngine {
       threads: 0,
     };
     const instance = new TorchEngine(child, placeholder, dir);
-    process.on('exit', instance.killOnExit);
+    process.on('exit', instance.endNow);
     const ready = await instance.next();
     if (ready?.event === 'unavailable') {
       await instance.close();
@@ -290,11 +290,10 @@ export class TorchEngine {
       clearTimeout(timer);
     }
     // A launcher killed from outside leaves its ranks behind in its process group.
-    this.kill();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    this.endNow();
     // Only now: a process that exits while close() waits (a trainer that does not await it) still ends the engine and
     // removes its files.
-    process.off('exit', this.killOnExit);
+    process.off('exit', this.endNow);
   }
 
   /** The engine's process (its launcher's, with several processes). */
