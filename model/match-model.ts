@@ -30,6 +30,31 @@ export interface MatchPrediction {
 }
 
 /**
+ * How sure a match of `length` ids is of the next, before any mixer weighs it: a repeat that has
+ * run longer is likelier to go on. The mixer learns how far to trust it; the A/B of this constant
+ * barely moved (docs/measurements.md).
+ */
+const MATCH_CONFIDENCE_OFFSET = 1.5;
+
+/**
+ * What `match` predicts at each node of the ids' binary tree (heap-numbered, `bits` deep): along
+ * the path to its id, the probability of that id's branch; elsewhere even odds. Mixed bit by bit,
+ * a copy then pulls every one of its id's bits, not only the last stage's share of one id.
+ */
+export function matchNodeProbabilities(match: MatchPrediction, bits: number, out: Float32Array): Float32Array {
+  out.fill(0.5);
+  if (match.length === 0) return out;
+  const sure = match.length / (match.length + MATCH_CONFIDENCE_OFFSET);
+  let node = 1;
+  for (let depth = bits - 1; depth >= 0; depth--) {
+    const bit = (match.id >>> depth) & 1;
+    out[node] = bit ? sure : 1 - sure;
+    node = 2 * node + bit;
+  }
+  return out;
+}
+
+/**
  * The text read so far (ids), and where each MATCH_MIN_LENGTH-gram last ended in it. A state's
  * slot follows one match along as characters are fed; beam search's hypotheses each carry their
  * own, pointing into the same history, which only ever grows until it is started afresh.

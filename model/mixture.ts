@@ -2,7 +2,13 @@
 // character by the gate, then mixed again with them and the match models' guesses by the document's online stage.
 import type { AdaptiveEscape } from './escape';
 import { AdaptedLstms, LstmAdaptation } from './lstm-adaptation';
-import { MATCH_STATE_SIZE, MATCH_LONG_LENGTH, MatchModel } from './match-model';
+import {
+  MATCH_STATE_SIZE,
+  MATCH_LONG_LENGTH,
+  MatchModel,
+  matchNodeProbabilities,
+  type MatchPrediction,
+} from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
 import { characterClasses, OnlineInputs, OnlineMixer, PREVIOUS_CLASSES, previousClass } from './online-mixer';
@@ -223,6 +229,8 @@ export class MixturePredictor implements Predictor {
   private readonly onlineMassBefore: Float64Array;
   private readonly notesContextsNodes: Float32Array;
   private readonly documentContextsNodes: Float32Array;
+  private readonly documentMatchNodes: Float32Array;
+  private readonly notesMatchNodes: Float32Array;
   /** The LSTM's log-probabilities at each snapshot, for observe(). */
   private readonly lstmAt = new WeakMap<Snapshot, Float32Array>();
   /** Where the document has an online stage, the LSTM adapts to it too. */
@@ -252,6 +260,8 @@ export class MixturePredictor implements Predictor {
     this.onlineMassBefore = new Float64Array(V + 1);
     this.notesContextsNodes = new Float32Array(1 << idBits(V));
     this.documentContextsNodes = new Float32Array(1 << idBits(V));
+    this.documentMatchNodes = new Float32Array(1 << idBits(V));
+    this.notesMatchNodes = new Float32Array(1 << idBits(V));
     this.classOf = characterClasses(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
@@ -407,7 +417,13 @@ export class MixturePredictor implements Predictor {
       { nodes: this.notesContextsNodes },
       this.document.contexts ? { nodes: this.documentContextsNodes } : undefined,
       { logProbs: this.online.lstm },
+      this.matchInput(this.online.match, this.documentMatchNodes),
+      this.matchInput(this.online.notesMatch, this.notesMatchNodes),
     ];
+  }
+
+  private matchInput(match: MatchPrediction, nodes: Float32Array): BitwiseInput {
+    return match.length > 0 ? { nodes: matchNodeProbabilities(match, idBits(this.vocabulary.size), nodes) } : undefined;
   }
 
   /** The context that selects the last stage's weights: how long a match there is, and the class of the character before. */

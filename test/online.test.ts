@@ -4,7 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MATCH_MIN_LENGTH, MATCH_STATE_SIZE, MATCH_LONG_LENGTH, MatchModel } from '../model/match-model';
+import {
+  MATCH_MIN_LENGTH,
+  MATCH_STATE_SIZE,
+  MATCH_LONG_LENGTH,
+  MatchModel,
+  matchNodeProbabilities,
+} from '../model/match-model';
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
@@ -91,6 +97,34 @@ test('the text being typed finds its previous occurrence, not itself', () => {
   assert.ok(
     seen.slice(0, 13).every((s) => s.length === 0),
     'nothing is predicted from the text itself',
+  );
+});
+
+test("a match's guess, bit by bit, pulls each node on its id's path toward that id, the more the longer the match, and says nothing elsewhere", () => {
+  const bits = 4;
+  const guess = (length: number) => matchNodeProbabilities({ id: 0b1011, length }, bits, new Float32Array(1 << bits));
+  const short = guess(MATCH_MIN_LENGTH);
+  const long = guess(40);
+  // Heap-numbered from the root 1, a node's children are 2n (bit 0) and 2n + 1 (bit 1): 1 → 3 → 6 → 13 → the leaf.
+  const path = new Map([
+    [1, 1],
+    [3, 0],
+    [6, 1],
+    [13, 1],
+  ]);
+  for (let node = 1; node < 1 << bits; node++) {
+    const bit = path.get(node);
+    if (bit === undefined) {
+      assert.equal(short[node], 0.5, `node ${node} is off the path`);
+      continue;
+    }
+    const toward = (p: number) => (bit ? p : 1 - p);
+    assert.ok(toward(short[node]) > 0.5, `node ${node} leans toward the guess`);
+    assert.ok(toward(long[node]) > toward(short[node]), `node ${node}: a longer match is surer`);
+  }
+  assert.ok(
+    guess(0).every((p, node) => node === 0 || p === 0.5),
+    'no match: even odds everywhere',
   );
 });
 
