@@ -13,9 +13,9 @@ import { BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from '../model/bitwise-mixer
 import type { ContextMixingModel } from '../model/context-mixing';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
-import { characterClasses, OnlineMixer } from '../model/online-mixer';
+import { OnlineMixer } from '../model/online-mixer';
 import { OpenerReader } from '../model/paragraph-openers';
-import { WordModel } from '../model/word-model';
+import { WordModel, wordLetters } from '../model/word-model';
 import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
 
 /** The document's context mixing holds 2^this buckets of 64 bytes. */
@@ -73,7 +73,7 @@ export class DocumentNgram implements DocumentSource {
   ) {
     if (online) {
       this.match = new MatchModel();
-      this.words = new WordModel(characterClasses(vocabulary));
+      this.words = new WordModel(wordLetters(vocabulary));
       this.online = new OnlineMixer();
       this.escape = new AdaptiveEscape(escapeBase);
     }

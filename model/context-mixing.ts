@@ -30,13 +30,6 @@ const MAP_RATE = 0.02;
  * whose few notes could not fill them (and whose file should stay small).
  */
 const sideBitsFor = (tableBits: number) => Math.min(12, tableBits - 2);
-/**
- * How the table is laid out, named by the version of the contexts file that brought it in: 2 gave
- * the first group 16-byte slots like the rest and odd checks; 3 gave it short slots in a region of
- * its own and checks of any byte but 0. A file of version 2 is still read as it was written.
- */
-export type TableLayout = 2 | 3;
-export const TABLE_LAYOUT: TableLayout = 3;
 
 /**
  * Where another model gives all the ids under a nibble's slot less than this, its nodes are left
@@ -171,15 +164,14 @@ export class ContextMixingModel {
   private readonly streamWords = new Float32Array(WORD_STATE_SIZE);
 
   /**
-   * `classes` is the vocabulary's characterClasses (online-mixer.ts); the table holds 2^tableBits
+   * `letters` is the vocabulary's wordLetters (word-model.ts); the table holds 2^tableBits
    * buckets of 64 bytes, and is `table` where that is given (a loaded file's bytes, not copied).
    */
   constructor(
     readonly vocabSize: number,
-    private readonly classes: Uint8Array,
+    private readonly letters: Int32Array,
     readonly tableBits: number,
     table?: Uint8Array,
-    readonly layout: TableLayout = TABLE_LAYOUT,
     private readonly sideBits = sideBitsFor(tableBits),
   ) {
     this.bits = idBits(vocabSize);
@@ -189,7 +181,7 @@ export class ContextMixingModel {
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
     // A slot of the first group is its check and its nodes; its region's share of the table is its
     // slot's share of the bytes one context claims when it is followed by one nibble per later group.
-    this.firstSlot = layout === 2 ? SLOT : 1 << this.groups[0];
+    this.firstSlot = 1 << this.groups[0];
     const buckets = 2 ** tableBits;
     const firstShare = this.firstSlot < SLOT ? this.firstSlot / (this.firstSlot + SLOT * (this.groups.length - 1)) : 0;
     const firstRegion = Math.round(buckets * firstShare);
@@ -239,14 +231,7 @@ export class ContextMixingModel {
    * which learns its own contexts as it is typed without touching the notes'.
    */
   withEmptyTable(tableBits: number): ContextMixingModel {
-    const copy = new ContextMixingModel(
-      this.vocabSize,
-      this.classes,
-      tableBits,
-      undefined,
-      TABLE_LAYOUT,
-      this.sideBits,
-    );
+    const copy = new ContextMixingModel(this.vocabSize, this.letters, tableBits, undefined, this.sideBits);
     // Everything but the table, which comes first.
     const [, ...from] = this.learnt();
     const [, ...to] = copy.learnt();
@@ -275,7 +260,7 @@ export class ContextMixingModel {
         context.copyWithin(0, 1);
         context[CONTEXT_SPAN - 1] = id;
       }
-      advanceWords(this.streamWords, id, this.classes);
+      advanceWords(this.streamWords, id, this.letters);
     }
     return nats;
   }
@@ -374,7 +359,7 @@ export class ContextMixingModel {
         g === 0 && slotBytes < SLOT
           ? this.nibbleBuckets * BUCKET + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
           : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * BUCKET;
-      const check = this.layout === 2 ? (hash & 0xff) | 1 : hash & 0xff || 1;
+      const check = hash & 0xff || 1;
       let emptiest = bucket;
       let least = Infinity;
       for (let way = 0; way < WAYS; way++) {

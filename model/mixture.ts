@@ -16,7 +16,7 @@ import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
-import { advanceWords, WORD_STATE_SIZE, WordModel, wordsDistribution } from './word-model';
+import { advanceWords, WORD_STATE_SIZE, WordModel, wordLetters, wordsDistribution } from './word-model';
 import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
 import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
@@ -223,6 +223,7 @@ export class MixturePredictor implements Predictor {
   private readonly online: OnlineInputs;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
+  private readonly letters: Int32Array;
   /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
   private readonly onlineMixture: Float32Array;
   /** The online mixture's mass before each id, for the context mixings to skip what it finds unlikely. */
@@ -263,6 +264,7 @@ export class MixturePredictor implements Predictor {
     this.documentMatchNodes = new Float32Array(1 << idBits(V));
     this.notesMatchNodes = new Float32Array(1 << idBits(V));
     this.classOf = characterClasses(parts.vocabulary);
+    this.letters = wordLetters(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
       mixture: new Float32Array(V),
@@ -314,7 +316,7 @@ export class MixturePredictor implements Predictor {
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(state.subarray(this.wordStart), ids[b], this.classOf);
+      advanceWords(state.subarray(this.wordStart), ids[b], this.letters);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = {
         state,

@@ -4,13 +4,12 @@
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ContextMixingModel, type TableLayout } from './context-mixing';
+import { ContextMixingModel } from './context-mixing';
 import { ModelFormatError, readJsonHeader, readRegularFile, replaceAtomically } from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
-import { characterClasses } from './online-mixer';
-import { WordModel } from './word-model';
+import { WordModel, wordLetters } from './word-model';
 
 export const NOTES_TEXT_FILE = 'notes.txt';
 /** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
@@ -21,7 +20,7 @@ const NOTES_HASH_BITS = 22;
 /** An empty match model sized for notes. */
 const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
 /** An empty word model sized for notes. */
-const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(characterClasses(vocabulary), 16);
+const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(wordLetters(vocabulary), 16);
 
 /** What reads the notes' text itself: the match model, which follows its repeats, the word model, and the context mixing. */
 export interface NotesReaders {
@@ -63,14 +62,15 @@ export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
 
 export const NOTES_CONTEXTS_FILE = 'contexts.bin';
 const CONTEXTS_FORMAT = 'char-contexts';
-// Version 2 added the mixer's weights selected by the character before, and the map by the two before;
-// version 3 changed only the table's layout (context-mixing.ts, TableLayout), so both are read.
-const CONTEXTS_FORMAT_VERSIONS: readonly TableLayout[] = [2, 3];
+// Version 2 added the mixer's weights selected by the character before, and the map by the two before; 3 gave the first
+// group of an id's bits short slots of its own; 4 made the words' contexts ignore case (word-model.ts, wordLetters).
+// An earlier file's contexts are hashed otherwise, so it is refused, and the model serves without it until retrained.
+const CONTEXTS_FORMAT_VERSION = 4;
 /** The table's size follows the notes (a bucket per four characters), within these bounds: 256 KB to 8 MB. */
 const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 17;
 const MAX_CONTEXTS_HEADER_BYTES = 4096;
-const RETRAIN = 'retrain with `npm run train` to rebuild it';
+const RETRAIN = 'retrain with `npm run train` to rebuild it (`--resume` keeps what the LSTM has learnt)';
 
 interface ContextsHeader {
   format: string;
@@ -94,7 +94,7 @@ export function learnNotesContexts(
   ids: ArrayLike<number>,
   tableBits = contextsTableBits(ids.length),
 ): ContextMixingModel {
-  const contexts = new ContextMixingModel(vocabulary.size, characterClasses(vocabulary), tableBits);
+  const contexts = new ContextMixingModel(vocabulary.size, wordLetters(vocabulary), tableBits);
   contexts.append(ids);
   return contexts;
 }
@@ -107,7 +107,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
   const payload = Buffer.concat(contexts.learnt().map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
   const header: ContextsHeader = {
     format: CONTEXTS_FORMAT,
-    formatVersion: contexts.layout,
+    formatVersion: CONTEXTS_FORMAT_VERSION,
     vocabSize: vocabulary.size,
     vocabularySha256: vocabularyHash(vocabulary),
     tableBits: contexts.tableBits,
@@ -141,10 +141,9 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   );
   const header = json as Partial<ContextsHeader> | null;
   if (header?.format !== CONTEXTS_FORMAT) throw fail(`${NOTES_CONTEXTS_FILE} is not a context model`);
-  const layout = CONTEXTS_FORMAT_VERSIONS.find((version) => version === header.formatVersion);
-  if (layout === undefined)
+  if (header.formatVersion !== CONTEXTS_FORMAT_VERSION)
     throw fail(
-      `${NOTES_CONTEXTS_FILE} has format version ${String(header.formatVersion)}; this version reads ${CONTEXTS_FORMAT_VERSIONS.join(' and ')}`,
+      `${NOTES_CONTEXTS_FILE} has format version ${String(header.formatVersion)}; this version reads ${CONTEXTS_FORMAT_VERSION}`,
     );
   if (header.vocabSize !== vocabulary.size || header.vocabularySha256 !== vocabularyHash(vocabulary))
     throw fail(`${NOTES_CONTEXTS_FILE} was learnt for another vocabulary than the model's`);
@@ -164,10 +163,9 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   if (payload.length < tableBytes) throw fail(`${NOTES_CONTEXTS_FILE} is shorter than its table`);
   const contexts = new ContextMixingModel(
     vocabulary.size,
-    characterClasses(vocabulary),
+    wordLetters(vocabulary),
     tableBits,
     payload.subarray(0, tableBytes),
-    layout,
   );
   const [, ...arrays] = contexts.learnt();
   const expected = tableBytes + arrays.reduce((sum, a) => sum + a.byteLength, 0);

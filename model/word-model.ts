@@ -3,6 +3,9 @@
 // package", "npm install --save"), and they count every spelling of the gap between two words (a space, a line break,
 // ", ") as another context; this model skips the gap and sees the words whole.
 
+import { previousClass } from './online-mixer';
+import type { Vocabulary } from './vocab';
+
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
  * float32 holds 24 bits exactly), the current word's, its length, and the word before the previous.
@@ -31,15 +34,40 @@ function setHalves(slot: Float32Array, high: number, hash: number): void {
   slot[high + 1] = hash & 0xffff;
 }
 
-/** The class of a word character in `characterClasses` (online-mixer.ts); a character of any other ends a word. */
+/** The class previousClass gives a word character. */
 const WORD_CLASS = 0;
+/** In wordLetters, an id that ends a word rather than spelling one. */
+const NOT_IN_WORD = -1;
 
-/** Moves a word slot past `id`: a word character extends the current word, another ends it. */
-export function advanceWords(slot: Float32Array, id: number, classes: Uint8Array): void {
+const letterTables = new WeakMap<Vocabulary, Int32Array>();
+
+/**
+ * What each id of `vocabulary` spells in a word: the id of its lower-case form where the
+ * vocabulary has it, else its own, so that a word's contexts are the same capitalised or not (a
+ * sentence's first word, a name and the address made of it: "Volker Mische (volker.mische@…)");
+ * NOT_IN_WORD for a character that is not a word's (previousClass, online-mixer.ts). Built once per
+ * vocabulary.
+ */
+export function wordLetters(vocabulary: Vocabulary): Int32Array {
+  let letters = letterTables.get(vocabulary);
+  if (!letters) {
+    letters = Int32Array.from(vocabulary.chars, (char, id) => {
+      if (previousClass(char) !== WORD_CLASS) return NOT_IN_WORD;
+      const lower = vocabulary.id(char.toLowerCase());
+      return lower > 0 ? lower : id;
+    });
+    letterTables.set(vocabulary, letters);
+  }
+  return letters;
+}
+
+/** Moves a word slot past `id`: a word character extends the current word, another ends it; `letters` is wordLetters. */
+export function advanceWords(slot: Float32Array, id: number, letters: Int32Array): void {
   const length = slot[WORD_LENGTH];
-  if (classes[id] === WORD_CLASS) {
+  const letter = letters[id];
+  if (letter !== NOT_IN_WORD) {
     if (length >= MAX_WORD_LENGTH) return;
-    setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (id + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
+    setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (letter + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
     slot[WORD_LENGTH] = length + 1;
   } else if (length > 0) {
     setHalves(slot, EARLIER_HIGH, halves(slot, PREVIOUS_HIGH));
@@ -110,9 +138,9 @@ export class WordModel {
   /** The stream append() reads: where it stands among its words. */
   private readonly streamSlot = new Float32Array(WORD_STATE_SIZE);
 
-  /** `classes` is the vocabulary's characterClasses (online-mixer.ts). */
+  /** `letters` is the vocabulary's wordLetters. */
   constructor(
-    private readonly classes: Uint8Array,
+    private readonly letters: Int32Array,
     contextBits = 12,
   ) {
     const size = 1 << contextBits;
@@ -169,7 +197,7 @@ export class WordModel {
     const slot = this.streamSlot;
     for (let i = 0; i < ids.length; i++) {
       this.learnAt(slot, ids[i]);
-      advanceWords(slot, ids[i], this.classes);
+      advanceWords(slot, ids[i], this.letters);
     }
   }
 

@@ -8,20 +8,19 @@ import { BitwiseMixer } from '../model/bitwise-mixer';
 import { CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
-import { characterClasses } from '../model/online-mixer';
 import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
 import { Vocabulary } from '../model/vocab';
-import { advanceWords, WORD_STATE_SIZE } from '../model/word-model';
+import { advanceWords, WORD_STATE_SIZE, wordLetters } from '../model/word-model';
 
 const notes = 'the quick brown fox jumps over the lazy dog.\nthe quick brown cat naps under the warm sun.\n'.repeat(6);
 const vocabulary = Vocabulary.fromText(notes + 'xyzQ', 512, 1);
-const classes = characterClasses(vocabulary);
+const letters = wordLetters(vocabulary);
 
 /** Where the contexts stand after `text`: its last ids and its words. */
 function positionAfter(text: string): { context: Float32Array; known: number; words: Float32Array } {
   const ids = vocabulary.encode(text);
   const words = new Float32Array(WORD_STATE_SIZE);
-  for (const id of ids) advanceWords(words, id, classes);
+  for (const id of ids) advanceWords(words, id, letters);
   const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
   return { context, known: context.length, words };
 }
@@ -51,7 +50,7 @@ const probabilityOf = (logProbs: Float32Array, char: string) => Math.exp(logProb
 const total = (logProbs: Float32Array) => logProbs.reduce((sum, lp) => sum + Math.exp(lp), 0);
 
 test('the context mixing learns what follows a context in the notes, and its distribution sums to one', () => {
-  const untrained = new ContextMixingModel(vocabulary.size, classes, 12);
+  const untrained = new ContextMixingModel(vocabulary.size, letters, 12);
   const trained = learnNotesContexts(vocabulary, vocabulary.encode(notes));
   const before = distributionAfter(untrained, 'the quick brown f');
   const after = distributionAfter(trained, 'the quick brown f');
@@ -158,24 +157,42 @@ function rewriteHeader(dir: string, change: (header: Record<string, unknown>) =>
   fs.writeFileSync(file, Buffer.concat([prefix, json, bytes.subarray(4 + length)]));
 }
 
-test('a context model saved in the earlier table layout loads as it was written; a version this one does not know is refused', () => {
+test('a context model of another format version, an earlier one whose words kept their case or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
-    const earlier = new ContextMixingModel(vocabulary.size, classes, 12, undefined, 2);
-    earlier.append(vocabulary.encode(notes));
-    saveNotesContexts(dir, earlier, vocabulary);
-    const loaded = loadNotesContexts(dir, vocabulary)!;
-    assert.equal(loaded.layout, 2);
-    const expected = distributionAfter(earlier, 'the lazy d');
-    assert.deepEqual(distributionAfter(loaded, 'the lazy d'), expected);
-    // The same bytes read in today's layout find other slots: the version is what tells them apart.
-    rewriteHeader(dir, (header) => (header.formatVersion = 3));
-    assert.notDeepEqual(distributionAfter(loadNotesContexts(dir, vocabulary)!, 'the lazy d'), expected);
-    rewriteHeader(dir, (header) => (header.formatVersion = 4));
-    assert.throws(() => loadNotesContexts(dir, vocabulary), /format version 4; this version reads 2 and 3.*retrain/);
+    saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
+    assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
+    for (const version of [3, 5]) {
+      rewriteHeader(dir, (header) => (header.formatVersion = version));
+      assert.throws(
+        () => loadNotesContexts(dir, vocabulary),
+        new RegExp(`format version ${version}; this version reads 4.*retrain`),
+      );
+    }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a word capitalised or not is one context, so what followed "Volker" is expected after "volker"', () => {
+  const letters = wordLetters(vocabulary);
+  const after = (text: string) => positionAfter(text).words;
+  assert.deepEqual(after('the Quick'), after('the quick'), 'the same words, one capitalised');
+  assert.notDeepEqual(after('the quick'), after('the quack'), 'another word');
+  assert.equal(letters[vocabulary.id('Q')], vocabulary.id('q'), "Q spells q's letter");
+  assert.equal(letters[vocabulary.id('x')], vocabulary.id('x'));
+  assert.ok(letters[vocabulary.id(' ')] < 0, 'a space spells no letter');
+  // Learnt from "Quick" alone, the model expects the same letters after "q" that it saw after "Q".
+  const model = learnNotesContexts(vocabulary, vocabulary.encode(notes.replaceAll('quick', 'Quick')));
+  const u = vocabulary.id('u');
+  const nodes = (text: string) => {
+    const { context, known, words } = positionAfter(text);
+    return leafLogProbabilities(
+      model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(vocabulary.size))),
+      vocabulary.size,
+    );
+  };
+  assert.ok(nodes('the q')[u] > Math.log(0.5), `u after "q": ${Math.exp(nodes('the q')[u])}`);
 });
 
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {

@@ -7,18 +7,18 @@ import {
   WORD_STATE_SIZE,
   wordContext,
   WordModel,
+  wordLetters,
   wordsDistribution,
 } from '../model/word-model';
-import { characterClasses } from '../model/online-mixer';
 import { Vocabulary } from '../model/vocab';
 
 const vocabulary = Vocabulary.fromText('npm install the package, then run it, update.\n', 512, 1);
-const classes = characterClasses(vocabulary);
+const letters = wordLetters(vocabulary);
 
 /** The word slot after reading `text` from the start. */
 function slotAfter(text: string): Float32Array {
   const slot = new Float32Array(WORD_STATE_SIZE);
-  for (const id of vocabulary.encode(text)) advanceWords(slot, id, classes);
+  for (const id of vocabulary.encode(text)) advanceWords(slot, id, letters);
   return slot;
 }
 
@@ -33,7 +33,7 @@ test('the context is the previous word and the current word so far, whatever sep
 });
 
 test('what followed a context before becomes likelier there, the rest keeps its shares, and it sums to one', () => {
-  const model = new WordModel(classes);
+  const model = new WordModel(letters);
   model.append(vocabulary.encode('npm install it. npm install the package. npm inspect'));
   const lower = uniform();
   const out = new Float32Array(vocabulary.size);
@@ -51,7 +51,7 @@ test('what followed a context before becomes likelier there, the rest keeps its 
 });
 
 test('it grows past its first tables and still counts what it read first', () => {
-  const model = new WordModel(classes, 2);
+  const model = new WordModel(letters, 2);
   const words = Array.from({ length: 3000 }, (_, i) => ['npm', 'install', 'the', 'package', 'then', 'run'][i % 6]);
   model.append(vocabulary.encode(words.join(' ')));
   const out = new Float32Array(vocabulary.size);
@@ -60,9 +60,9 @@ test('it grows past its first tables and still counts what it read first', () =>
 });
 
 test('the two words before tell apart what the one before cannot, and the document counts over the notes', () => {
-  const notes = new WordModel(classes);
+  const notes = new WordModel(letters);
   notes.append(vocabulary.encode('then npm install. run npm update. then npm install. run npm update. '));
-  const document = new WordModel(classes);
+  const document = new WordModel(letters);
   const out = new Float32Array(vocabulary.size);
   const scratch: [Float32Array, Float32Array] = [new Float32Array(vocabulary.size), new Float32Array(vocabulary.size)];
   const p = (text: string, c: string) => {
