@@ -290,11 +290,12 @@ async function main(): Promise<void> {
         `status bar ${JSON.stringify(ready ?? (await statusBarText(page)))}`,
       );
       const ghost = await typeForGhostText(page, 'ghost-text.png');
+      const shown = ghost !== undefined && sameContinuation(ghost, expected);
       record(
         "the model's continuation appears as ghost text",
-        ghost === expected,
+        shown,
         `ghost ${JSON.stringify(ghost)}, server ${JSON.stringify(expected)}` +
-          (ghost === expected ? '' : `; status bar ${JSON.stringify(await statusBarText(page))}; see ${ARTIFACTS}`),
+          (shown ? '' : `; status bar ${JSON.stringify(await statusBarText(page))}; see ${ARTIFACTS}`),
       );
       if (ghost) {
         await page.keyboard.press('Tab');
@@ -427,6 +428,18 @@ async function main(): Promise<void> {
  * Types TYPED at the end of the open note and waits for ghost text, with the no-break spaces it is rendered with made
  * plain; a screenshot of it goes to ARTIFACTS.
  */
+/**
+ * Whether the editor's ghost text is the continuation a fresh server gave for the same text: the same, or one the
+ * start of the other by whole words. The editor's server learnt the text as it was typed, and may have adapted the
+ * LSTM in a pause between keys, where the fresh one read it whole; so the two can stop the same continuation at
+ * different words ("…over the lazy" and "…over the lazy dog.").
+ */
+function sameContinuation(ghost: string, expected: string): boolean {
+  if (ghost === expected) return true;
+  const [shorter, longer] = ghost.length < expected.length ? [ghost, expected] : [expected, ghost];
+  return /\S\s+\S/.test(shorter) && longer.startsWith(shorter) && !/[\p{L}\p{N}]/u.test(longer[shorter.length]);
+}
+
 async function typeForGhostText(page: Page, screenshot: string, ms = 20_000): Promise<string | undefined> {
   await page.click('.monaco-editor .view-lines');
   await page.keyboard.press('Control+End');
@@ -434,9 +447,28 @@ async function typeForGhostText(page: Page, screenshot: string, ms = 20_000): Pr
   return waitForGhostText(page, screenshot, ms);
 }
 
-/** The ghost text shown within `ms`, with its no-break spaces made plain; a screenshot of it goes to ARTIFACTS. */
+/**
+ * How long ghost text must stay the same to be read. Right after a key the editor still shows the suggestion before
+ * it, less the key typed ("…over the lazy dog" for "…over the lazy dog."), until the answer for the new position
+ * replaces it.
+ */
+const GHOST_SETTLE_MS = 1_000;
+
+/**
+ * The ghost text shown within `ms`, once it has settled, with its no-break spaces made plain; a screenshot of it goes
+ * to ARTIFACTS.
+ */
 async function waitForGhostText(page: Page, screenshot: string, ms: number): Promise<string | undefined> {
-  const ghost = await waitFor(() => ghostText(page), ms);
+  let ghost = await waitFor(() => ghostText(page), ms);
+  if (ghost !== undefined) {
+    const deadline = Date.now() + 10 * GHOST_SETTLE_MS;
+    let since = Date.now();
+    while (Date.now() - since < GHOST_SETTLE_MS && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = await ghostText(page);
+      if (now !== ghost) [ghost, since] = [now, Date.now()];
+    }
+  }
   await page.screenshot({ path: join(ARTIFACTS, screenshot) });
   return ghost;
 }
