@@ -39,7 +39,8 @@ const MATCH_CONFIDENCE_OFFSET = 1.5;
 /**
  * What `match` predicts at each node of the ids' binary tree (heap-numbered, `bits` deep): along
  * the path to its id, the probability of that id's branch; elsewhere even odds. Mixed bit by bit,
- * a copy then pulls every one of its id's bits, not only the last stage's share of one id.
+ * the last stage can learn to trust a copy at the bits where it is right, which the online stage's
+ * one factor on the guessed id cannot say.
  */
 export function matchNodeProbabilities(match: MatchPrediction, bits: number, out: Float32Array): Float32Array {
   out.fill(0.5);
