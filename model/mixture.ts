@@ -224,6 +224,8 @@ export class MixturePredictor implements Predictor {
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
+  /** Bits of an id: the depth of the ids' tree that the last stage mixes over. */
+  private readonly bits: number;
   /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
   private readonly onlineMixture: Float32Array;
   /** The online mixture's mass before each id, for the context mixings to skip what it finds unlikely. */
@@ -259,10 +261,11 @@ export class MixturePredictor implements Predictor {
     this.uniformLog = new Float32Array(V).fill(-Math.log(V));
     this.onlineMixture = new Float32Array(V);
     this.onlineMassBefore = new Float64Array(V + 1);
-    this.notesContextsNodes = new Float32Array(1 << idBits(V));
-    this.documentContextsNodes = new Float32Array(1 << idBits(V));
-    this.documentMatchNodes = new Float32Array(1 << idBits(V));
-    this.notesMatchNodes = new Float32Array(1 << idBits(V));
+    this.bits = idBits(V);
+    this.notesContextsNodes = new Float32Array(1 << this.bits);
+    this.documentContextsNodes = new Float32Array(1 << this.bits);
+    this.documentMatchNodes = new Float32Array(1 << this.bits);
+    this.notesMatchNodes = new Float32Array(1 << this.bits);
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
@@ -425,7 +428,7 @@ export class MixturePredictor implements Predictor {
   }
 
   private matchInput(match: MatchPrediction, nodes: Float32Array): BitwiseInput {
-    return match.length > 0 ? { nodes: matchNodeProbabilities(match, idBits(this.vocabulary.size), nodes) } : undefined;
+    return match.length > 0 ? { nodes: matchNodeProbabilities(match, this.bits, nodes) } : undefined;
   }
 
   /** The context that selects the last stage's weights: how long a match there is, and the class of the character before. */

@@ -175,7 +175,6 @@ test('a context model of another format version, an earlier one whose words kept
 });
 
 test('a word capitalised or not is one context, so what followed "Volker" is expected after "volker"', () => {
-  const letters = wordLetters(vocabulary);
   const after = (text: string) => positionAfter(text).words;
   assert.deepEqual(after('the Quick'), after('the quick'), 'the same words, one capitalised');
   assert.notDeepEqual(after('the quick'), after('the quack'), 'another word');

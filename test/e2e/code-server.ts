@@ -425,10 +425,6 @@ async function main(): Promise<void> {
 }
 
 /**
- * Types TYPED at the end of the open note and waits for ghost text, with the no-break spaces it is rendered with made
- * plain; a screenshot of it goes to ARTIFACTS.
- */
-/**
  * Whether the editor's ghost text is the continuation a fresh server gave for the same text: the same, or one the
  * start of the other by whole words. The editor's server learnt the text as it was typed, and may have adapted the
  * LSTM in a pause between keys, where the fresh one read it whole; so the two can stop the same continuation at
@@ -440,6 +436,10 @@ function sameContinuation(ghost: string, expected: string): boolean {
   return /\S\s+\S/.test(shorter) && longer.startsWith(shorter) && !/[\p{L}\p{N}]/u.test(longer[shorter.length]);
 }
 
+/**
+ * Types TYPED at the end of the open note and waits for ghost text, with the no-break spaces it is rendered with made
+ * plain; a screenshot of it goes to ARTIFACTS.
+ */
 async function typeForGhostText(page: Page, screenshot: string, ms = 20_000): Promise<string | undefined> {
   await page.click('.monaco-editor .view-lines');
   await page.keyboard.press('Control+End');
