@@ -428,12 +428,13 @@ async function main(): Promise<void> {
  * Whether the editor's ghost text is the continuation a fresh server gave for the same text: the same, or one the
  * start of the other by whole words. The editor's server learnt the text as it was typed, and may have adapted the
  * LSTM in a pause between keys, where the fresh one read it whole; so the two can stop the same continuation at
- * different words ("…over the lazy" and "…over the lazy dog.").
+ * different words ("…over the ", "…over the lazy" and "…over the lazy dog.").
  */
 function sameContinuation(ghost: string, expected: string): boolean {
   if (ghost === expected) return true;
   const [shorter, longer] = ghost.length < expected.length ? [ghost, expected] : [expected, ghost];
-  return /\S\s+\S/.test(shorter) && longer.startsWith(shorter) && !/[\p{L}\p{N}]/u.test(longer[shorter.length]);
+  const wordGoesOn = /[\p{L}\p{N}]/u.test(shorter.slice(-1)) && /[\p{L}\p{N}]/u.test(longer[shorter.length]);
+  return /\S\s+\S/.test(shorter) && longer.startsWith(shorter) && !wordGoesOn;
 }
 
 /**
