@@ -355,6 +355,11 @@ export function readModelMetadata(dir: string): ModelMetadata {
   return parseModel(dir, readModelText(dir)).metadata;
 }
 
+/** The vocabulary from model.json alone, checked as loadModel checks it, without reading the weights. */
+export function readModelVocabulary(dir: string): Vocabulary {
+  return parseModel(dir, readModelText(dir)).vocabulary;
+}
+
 /** The loaded model and the name of its weight file, which names their content. */
 export function loadModel(dir: string): SavedModel & { escape: EscapeModel; weightsFile: string } {
   // A save that commits between our reading model.json and reading its shard deletes that shard.

@@ -40,17 +40,36 @@ export function saveNotesText(dir: string, text: string): void {
   replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp`, NOTES_TEXT_FILE, text);
 }
 
-/** The match and word models over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */
-export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesReaders | undefined {
+/** The notes text in `dir` as ids, or undefined when the model has none (trained before it was kept). */
+function readNotesIds(dir: string, vocabulary: Vocabulary): Int32Array | undefined {
   const bytes = readRegularFile(
     path.join(dir, NOTES_TEXT_FILE),
     MAX_NOTES_TEXT_BYTES,
     (problem, remedy) => new ModelFormatError(`notes text in ${dir}: ${problem}${remedy ? `; ${remedy}` : ''}`),
   );
-  if (!bytes) return undefined;
+  return bytes ? vocabulary.encode(bytes.toString('utf8')) : undefined;
+}
+
+/** The match and word models over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */
+export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesReaders | undefined {
+  const ids = readNotesIds(dir, vocabulary);
+  if (!ids) return undefined;
   const readers = emptyNotesReaders(vocabulary);
-  readNotes(readers, vocabulary.encode(bytes.toString('utf8')));
+  readNotes(readers, ids);
   return readers;
+}
+
+/**
+ * Learns the context mixing of the notes text in `dir` afresh and saves it, as the trainer does:
+ * for a model whose file is missing, damaged or of another format version. Returns the
+ * characters learnt; throws ModelFormatError where the model keeps no notes text.
+ */
+export function rebuildNotesContexts(dir: string, vocabulary: Vocabulary): number {
+  const ids = readNotesIds(dir, vocabulary);
+  if (!ids)
+    throw new ModelFormatError(`${dir} keeps no ${NOTES_TEXT_FILE} to learn the context model from; ${RETRAIN}`);
+  saveNotesContexts(dir, learnNotesContexts(vocabulary, ids), vocabulary);
+  return ids.length;
 }
 
 /** Has the readers read `ids` as notes that follow those they read before. */
@@ -71,6 +90,8 @@ const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 17;
 const MAX_CONTEXTS_HEADER_BYTES = 4096;
 const RETRAIN = 'retrain with `npm run train` to rebuild it (`--resume` keeps what the LSTM has learnt)';
+/** Where the notes text is kept beside the model, the context model is learnt again from it without retraining. */
+const RELEARN = `the language server learns it again from ${NOTES_TEXT_FILE} by itself (\`npm run train -- --rebuild-contexts --out DIR\` does the same), or ${RETRAIN}`;
 
 interface ContextsHeader {
   format: string;
@@ -124,7 +145,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
  * ModelFormatError where the file is damaged, from another version, or for another vocabulary.
  */
 export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextMixingModel | undefined {
-  const fail = (problem: string, remedy = RETRAIN) =>
+  const fail = (problem: string, remedy = RELEARN) =>
     new ModelFormatError(`the context model in ${dir}: ${problem}; ${remedy}`);
   // The table at its largest, and room for the weights and maps of any vocabulary.
   const maxBytes = 4 + MAX_CONTEXTS_HEADER_BYTES + ContextMixingModel.tableBytes(MAX_TABLE_BITS) + (64 << 20);

@@ -28,6 +28,11 @@ export interface ServedModel {
   learned?: LearnedNotes;
   /** False while the trainer has saved only its first, n-gram model and the LSTM is still training. */
   lstmTrained: boolean;
+  /**
+   * The notes' context mixing is missing, damaged or of another format version, but the notes text
+   * it is learnt from is here, so it can be learnt again (rebuildNotesContexts) without retraining.
+   */
+  contextsRebuildable: boolean;
   /** Why the notes' n-gram, its gate or the learnt notes are not used, when they are not. */
   warnings: string[];
   dispose(): void;
@@ -47,6 +52,7 @@ export function loadServedModel(dir: string): ServedModel {
   let mixer: Mixer | undefined;
   let learned: LearnedNotes | undefined;
   let readers: NotesReaders | undefined;
+  let contextsRebuildable = false;
   if (notes) {
     mixer = loadGate(dir, saved, warnings);
     try {
@@ -56,7 +62,7 @@ export function loadServedModel(dir: string): ServedModel {
       warnings.push(error.message);
       learned = LearnedNotes.empty(dir, saved.vocabulary);
     }
-    readers = loadReaders(dir, saved, warnings);
+    ({ readers, contextsRebuildable } = loadReaders(dir, saved, warnings));
     learned.replayInto(notes, readers);
   }
   const mixture: MixtureParts = {
@@ -72,7 +78,7 @@ export function loadServedModel(dir: string): ServedModel {
     mixture.adaptedLstms?.dispose();
     lstm.dispose();
   };
-  return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, warnings, dispose };
+  return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, contextsRebuildable, warnings, dispose };
 }
 
 /** The notes' n-gram in `dir`, or undefined (with a warning where one was expected). */
@@ -94,9 +100,14 @@ function loadNotes(dir: string, saved: SavedModel, warnings: string[]): NgramMod
 
 /**
  * The match and word models over the notes' text in `dir`; empty ones, which read only the notes
- * learnt from saves, where the directory has none (or an unreadable one, with a warning).
+ * learnt from saves, where the directory has none (or an unreadable one, with a warning). And
+ * whether the context mixing could be learnt again from that text, where it did not load.
  */
-function loadReaders(dir: string, saved: SavedModel, warnings: string[]): NotesReaders {
+function loadReaders(
+  dir: string,
+  saved: SavedModel,
+  warnings: string[],
+): { readers: NotesReaders; contextsRebuildable: boolean } {
   let readers: NotesReaders | undefined;
   try {
     readers = loadNotesReaders(dir, saved.vocabulary);
@@ -104,6 +115,7 @@ function loadReaders(dir: string, saved: SavedModel, warnings: string[]): NotesR
     if (!(error instanceof ModelFormatError)) throw error;
     warnings.push(`${error.message}; the model serves without following repeats of your notes until you retrain`);
   }
+  const hasText = readers !== undefined;
   readers ??= emptyNotesReaders(saved.vocabulary);
   try {
     readers.contexts = loadNotesContexts(dir, saved.vocabulary);
@@ -111,7 +123,7 @@ function loadReaders(dir: string, saved: SavedModel, warnings: string[]): NotesR
     if (!(error instanceof ModelFormatError)) throw error;
     warnings.push(`${error.message}; until then the model serves without it`);
   }
-  return readers;
+  return { readers, contextsRebuildable: hasText && !readers.contexts };
 }
 
 /** The gate saved beside the notes' n-gram, or undefined (with a warning) when the prior must stand in. */

@@ -6,7 +6,10 @@ import { TRAIN_DEFAULTS } from '../training/defaults';
 import { checkGlobs } from '../model/exclusions';
 import { listModels, modelDirForName, ModelNameError, modelsRoot } from '../model/models';
 import { forgetLearnedPaths, planForget } from '../training/forget';
-import { DiskFullError } from '../model/files';
+import { DiskFullError, ModelFormatError } from '../model/files';
+import { readModelVocabulary } from '../model/format';
+import { rebuildNotesContexts } from '../model/notes-text';
+import { isTrainingUnderway } from '../training/lock';
 import { defaultModelDir, resolveModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
 import { TorchEngineError, TorchLaunch } from '../training/torch-engine';
@@ -36,6 +39,9 @@ PATH                files or folders of notes (default: the embedded default cor
                     from saves of it: the way to forget a file that was trained on
 --list              list the models (name, date, size, validation, learnt characters, sources) and exit
 --resume            continue training the model in --out
+--rebuild-contexts  learn the context model of the model in --out (or --name) again from the notes text kept
+                    beside it, and exit: for a model whose contexts.bin is missing, damaged or from an older
+                    version (the language server does this by itself)
 --json              end with one line of JSON: model, val_bpc, val_nats, chars_per_s, backend, engine
 --progress-json     for programs: stdout carries only JSON lines, {"event":"progress",...} per update and
                     {"event":"done",...} (the --json line) at the end; SIGTERM, like Ctrl-C, stops after the step
@@ -70,6 +76,7 @@ async function main(): Promise<number> {
       forget: { type: 'string', multiple: true },
       list: { type: 'boolean' },
       resume: { type: 'boolean' },
+      'rebuild-contexts': { type: 'boolean' },
       json: { type: 'boolean' },
       'progress-json': { type: 'boolean' },
       plan: { type: 'boolean' },
@@ -122,6 +129,7 @@ async function main(): Promise<number> {
   const outDir =
     namedModelDir(values.name as string | undefined, values.out as string | undefined) ??
     resolveModelDir(values.out as string | undefined, process.cwd());
+  if (values['rebuild-contexts']) return rebuildContexts(outDir);
 
   const progressJson = values['progress-json'] === true;
   const json = values.json === true || progressJson;
@@ -314,6 +322,26 @@ function progressPrinter(stream: NodeJS.WriteStream) {
       drawn = false;
     },
   };
+}
+
+/** --rebuild-contexts: the context model of the model in `dir` learnt again from its notes text. */
+function rebuildContexts(dir: string): number {
+  // A trainer saves its own context model; one learnt here from the notes it is replacing would be stale.
+  if (isTrainingUnderway(dir))
+    throw new TrainInputError(`a training is writing ${dir}, and it saves the context model itself`);
+  const started = performance.now();
+  let chars: number;
+  try {
+    chars = rebuildNotesContexts(dir, readModelVocabulary(dir));
+  } catch (error) {
+    if (error instanceof ModelFormatError) throw new TrainInputError(error.message);
+    throw error;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `Learnt the context model of ${dir} again from ${chars.toLocaleString('en-US')} chars of its notes in ${seconds.toFixed(1)} s\n`,
+  );
+  return 0;
 }
 
 /** --name's directory; undefined without --name. */

@@ -1,9 +1,11 @@
 // Keeps the current model: loads it, reloads it when training writes a new one, and keeps
 // serving the old one if the new one fails to load.
-import { lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { ChildProcess, spawn } from 'node:child_process';
+import { existsSync, lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
+import { NOTES_CONTEXTS_FILE } from '../model/notes-text';
 import { loadServedModel, ServedModel } from '../model/served';
 import { isTrainingUnderway } from '../training/lock';
 
@@ -30,6 +32,12 @@ export class ModelHost {
    * first LSTM checkpoint (cancelled, killed, crashed) leaves that model for good, and the flag must not stay.
    */
   lstmTraining = false;
+  /** The trainer learning the context model again, while it runs. */
+  private rebuilding: ChildProcess | undefined;
+  /** model.json as it was when the context model was last learnt again for it, so that a failure is not retried. */
+  private rebuiltFor = '';
+  /** The context model's file as it was at the last load, so that a new one (learnt again) is loaded. */
+  private contextsFile = '';
 
   constructor(
     private readonly log: (message: string) => void,
@@ -61,6 +69,8 @@ export class ModelHost {
         `Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms; LSTM steps run on ${next.lstm.stepsRunOn()}`,
       );
       this.onChange();
+      this.contextsFile = fileSignature(join(this.dir, NOTES_CONTEXTS_FILE));
+      if (next.contextsRebuildable) this.rebuildContexts();
     } catch (error) {
       const message =
         error instanceof ModelFormatError
@@ -109,6 +119,8 @@ export class ModelHost {
     if (this.layout().signature !== this.armedOn) this.arm();
     const file = fileSignature(modelFilePath(this.dir));
     if (file !== '' && file !== this.loadedFile) return this.reload();
+    if (this.model?.contextsRebuildable && fileSignature(join(this.dir, NOTES_CONTEXTS_FILE)) !== this.contextsFile)
+      return this.reload();
     if (this.lstmTraining && this.model && this.info && !isTrainingUnderway(this.dir)) {
       this.lstmTraining = false;
       this.info = { ...this.info, description: describe(this.model, false) };
@@ -120,6 +132,42 @@ export class ModelHost {
     if (learnt === 'replaced') this.reload();
     else if (learnt?.applied)
       this.log(`Learnt ${learnt.applied} saved note${learnt.applied === 1 ? '' : 's'} from another window`);
+  }
+
+  /**
+   * Learns the context model again from the notes text beside the model, in a trainer process of its own so that
+   * completions go on meanwhile: a model saved before the context model's format last changed (or with a damaged file)
+   * would otherwise serve without it until retrained. Once per model.json; check() loads the new file.
+   */
+  private rebuildContexts(): void {
+    if (this.rebuilding || this.rebuiltFor === this.loadedFile || isTrainingUnderway(this.dir)) return;
+    const trainer = [join(__dirname, TRAINER_FILE), join(__dirname, '..', TRAINER_FILE)].find((file) =>
+      existsSync(file),
+    );
+    if (!trainer)
+      return this.log(`${TRAINER_FILE} is missing next to the server, so the context model is not learnt again`);
+    this.rebuiltFor = this.loadedFile;
+    const dir = this.dir;
+    this.log(`Learning the context model of ${dir} again from its notes, in the background`);
+    const child = spawn(process.execPath, [trainer, '--rebuild-contexts', '--out', dir], {
+      // The server may run in the editor's own runtime, which is node only when asked.
+      env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.rebuilding = child;
+    let output = '';
+    const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-2000));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    child.on('error', (error) => (output += error.message));
+    child.on('close', (code) => {
+      if (this.rebuilding !== child) return;
+      this.rebuilding = undefined;
+      this.log(code === 0 ? output.trim() : `could not learn the context model of ${dir} again: ${output.trim()}`);
+      this.check();
+      // The server may have been pointed at another directory meanwhile, whose model needs the same.
+      if (this.model?.contextsRebuildable) this.rebuildContexts();
+    });
   }
 
   /** The nearest existing directory from the model directory up, and its identity. */
@@ -136,12 +184,17 @@ export class ModelHost {
     this.watchers = [];
     clearInterval(this.pollTimer);
     clearTimeout(this.settleTimer);
+    const child = this.rebuilding;
+    this.rebuilding = undefined;
+    child?.kill();
     this.dir = '';
     this.model?.dispose();
   }
 }
 
 const POLL_MS = 1000;
+/** The trainer's bundle, beside the server's (or one directory up from the tests' bundles). */
+const TRAINER_FILE = 'train.js';
 const SETTLE_MS = 250;
 
 /** Changes whenever a save replaces the file (saves rename a new file into place); '' when absent. */

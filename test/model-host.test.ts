@@ -3,11 +3,21 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '../backends/select';
 import { saveModel } from '../model/format';
+import { NgramModel } from '../model/ngram';
+import { saveNgram } from '../model/ngram-format';
+import {
+  learnNotesContexts,
+  loadNotesContexts,
+  NOTES_CONTEXTS_FILE,
+  NOTES_TEXT_FILE,
+  saveNotesContexts,
+} from '../model/notes-text';
+import { loadServedModel } from '../model/served';
 import { ModelHost } from '../server/model-host';
 import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
@@ -63,6 +73,59 @@ test('a model trained after the server started is loaded, even when its director
   } finally {
     host.dispose();
   }
+});
+
+test('a model whose context model is of an older version learns it again from its notes in the background, then serves it; one without notes text does not', async () => {
+  await selectBackend('wasm');
+  const dir = join(root, 'older-contexts');
+  const saved = model(5);
+  saveModel(dir, saved);
+  saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
+  writeFileSync(join(dir, NOTES_TEXT_FILE), 'the quick brown fox jumps over the lazy dog.\n'.repeat(40));
+  saveNotesContexts(dir, learnNotesContexts(saved.vocabulary, saved.vocabulary.encode('older')), saved.vocabulary);
+  // As a file from before the format last changed: the same bytes under an older version number.
+  const file = join(dir, NOTES_CONTEXTS_FILE);
+  const bytes = readFileSync(file);
+  const at = bytes.indexOf('"formatVersion":');
+  assert.ok(at > 0);
+  bytes[at + '"formatVersion":'.length] -= 1;
+  writeFileSync(file, bytes);
+  assert.throws(() => loadNotesContexts(dir, saved.vocabulary), /format version/);
+
+  const logs: string[] = [];
+  const host = new ModelHost(
+    (line) => logs.push(line),
+    () => {},
+  );
+  try {
+    host.use(dir);
+    assert.equal(host.generation, 1);
+    assert.equal(host.model!.mixture.notesReaders!.contexts, undefined, 'the older file is refused');
+    assert.ok(host.model!.contextsRebuildable);
+    await within(
+      60_000,
+      () => host.model?.mixture.notesReaders?.contexts !== undefined,
+      'the context model learnt again',
+    );
+    assert.equal(host.generation, 2, 'loaded once more, with the new file');
+    assert.ok(
+      logs.some((line) => /^Learnt the context model of .* again from 1,800 chars/.test(line)),
+      logs.join('\n'),
+    );
+    const rebuilt = loadNotesContexts(dir, saved.vocabulary)!;
+    assert.ok(
+      rebuilt.append(saved.vocabulary.encode(' the quick brown fox')) < 20 * Math.log(saved.vocabulary.size) * 0.5,
+      'it learnt the notes',
+    );
+  } finally {
+    host.dispose();
+  }
+
+  rmSync(join(dir, NOTES_TEXT_FILE));
+  rmSync(file);
+  const withoutText = loadServedModel(dir);
+  withoutText.dispose();
+  assert.equal(withoutText.contextsRebuildable, false, 'nothing to learn it from');
 });
 
 test('the real server answers initialize and stays up when model.json is a FIFO', async (t) => {
