@@ -2,6 +2,7 @@
 // most its order, so only the text itself can follow a repeat (a licence, a template, a long command) to its end. And
 // the context-mixing model of the notes, which takes seconds a megabyte to learn, so the trainer saves what it learnt.
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ContextMixingModel } from './context-mixing';
@@ -62,14 +63,30 @@ export function loadNotesReaders(dir: string, vocabulary: Vocabulary): NotesRead
 /**
  * Learns the context mixing of the notes text in `dir` afresh and saves it, as the trainer does:
  * for a model whose file is missing, damaged or of another format version. Returns the
- * characters learnt; throws ModelFormatError where the model keeps no notes text.
+ * characters learnt, or undefined where it did not save because the notes text was replaced or
+ * `maySave` said no meanwhile (a trainer began writing the model: its own file must stand);
+ * throws ModelFormatError where the model keeps no notes text.
  */
-export function rebuildNotesContexts(dir: string, vocabulary: Vocabulary): number {
+export function rebuildNotesContexts(
+  dir: string,
+  vocabulary: Vocabulary,
+  maySave: () => boolean = () => true,
+): number | undefined {
+  const textFile = path.join(dir, NOTES_TEXT_FILE);
+  const before = fileIdentity(textFile);
   const ids = readNotesIds(dir, vocabulary);
   if (!ids)
     throw new ModelFormatError(`${dir} keeps no ${NOTES_TEXT_FILE} to learn the context model from; ${RETRAIN}`);
-  saveNotesContexts(dir, learnNotesContexts(vocabulary, ids), vocabulary);
+  const contexts = learnNotesContexts(vocabulary, ids);
+  if (fileIdentity(textFile) !== before || !maySave()) return undefined;
+  saveNotesContexts(dir, contexts, vocabulary);
   return ids.length;
+}
+
+/** Changes whenever the file is replaced or written. */
+function fileIdentity(file: string): string {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  return stat ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}` : '';
 }
 
 /** Has the readers read `ids` as notes that follow those they read before. */

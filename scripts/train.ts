@@ -330,13 +330,15 @@ function rebuildContexts(dir: string): number {
   if (isTrainingUnderway(dir))
     throw new TrainInputError(`a training is writing ${dir}, and it saves the context model itself`);
   const started = performance.now();
-  let chars: number;
+  let chars: number | undefined;
   try {
-    chars = rebuildNotesContexts(dir, readModelVocabulary(dir));
+    chars = rebuildNotesContexts(dir, readModelVocabulary(dir), () => !isTrainingUnderway(dir));
   } catch (error) {
     if (error instanceof ModelFormatError) throw new TrainInputError(error.message);
     throw error;
   }
+  if (chars === undefined)
+    throw new TrainInputError(`a training began writing ${dir} meanwhile, and it saves the context model itself`);
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(
     `Learnt the context model of ${dir} again from ${chars.toLocaleString('en-US')} chars of its notes in ${seconds.toFixed(1)} s\n`,

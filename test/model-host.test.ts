@@ -15,6 +15,7 @@ import {
   loadNotesContexts,
   NOTES_CONTEXTS_FILE,
   NOTES_TEXT_FILE,
+  rebuildNotesContexts,
   saveNotesContexts,
 } from '../model/notes-text';
 import { loadServedModel } from '../model/served';
@@ -91,6 +92,12 @@ test('a model whose context model is of an older version learns it again from it
   bytes[at + '"formatVersion":'.length] -= 1;
   writeFileSync(file, bytes);
   assert.throws(() => loadNotesContexts(dir, saved.vocabulary), /format version/);
+  // A trainer that begins writing the model meanwhile saves its own; what was learnt here is not saved over it.
+  assert.equal(
+    rebuildNotesContexts(dir, saved.vocabulary, () => false),
+    undefined,
+  );
+  assert.throws(() => loadNotesContexts(dir, saved.vocabulary), /format version/, 'the older file is still there');
 
   const logs: string[] = [];
   const host = new ModelHost(
