@@ -129,7 +129,13 @@ async function main(): Promise<number> {
   const outDir =
     namedModelDir(values.name as string | undefined, values.out as string | undefined) ??
     resolveModelDir(values.out as string | undefined, process.cwd());
-  if (values['rebuild-contexts']) return rebuildContexts(outDir);
+  if (values['rebuild-contexts']) {
+    if (positionals.length > 0 || values.resume || forget.length > 0)
+      throw new UsageError(
+        `--rebuild-contexts reads the notes kept beside the model: give no PATH, --resume or --forget\n\n${USAGE}`,
+      );
+    return rebuildContexts(outDir);
+  }
 
   const progressJson = values['progress-json'] === true;
   const json = values.json === true || progressJson;

@@ -128,6 +128,16 @@ test('the trainer rejects bad flags with a usage message', () => {
   }
 });
 
+test('--rebuild-contexts refuses notes to read and a directory without a model, with exit code 2 and the reason', () => {
+  const dir = tempDir('char-complete-train');
+  const withPath = runTrainer([dir, '--rebuild-contexts', '--out', join(dir, 'model')]);
+  assert.equal(withPath.status, 2, withPath.stderr);
+  assert.match(withPath.stderr, /^error: --rebuild-contexts reads the notes kept beside the model/);
+  const noModel = runTrainer(['--rebuild-contexts', '--out', join(dir, 'model')]);
+  assert.equal(noModel.status, 2, noModel.stderr);
+  assert.match(noModel.stderr, /^error: no model at .*model: train one with `npm run train`/);
+});
+
 test('--backend webgpu without a usable GPU fails with the reason, and auto falls back to the CPU', () => {
   const dir = tempDir('char-complete-train');
   const notes = join(dir, 'notes.txt');
