@@ -159,7 +159,12 @@ export class ModelHost {
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-2000));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    child.on('error', (error) => (output += error.message));
+    // A process that never started may not report closing; then this is the end of it.
+    child.on('error', (error) => {
+      if (this.rebuilding !== child) return;
+      this.rebuilding = undefined;
+      this.log(`could not learn the context model of ${dir} again: ${error.message}`);
+    });
     child.on('close', (code) => {
       if (this.rebuilding !== child) return;
       this.rebuilding = undefined;
