@@ -294,3 +294,16 @@ export function isProcessAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Changes whenever the file is replaced (saves rename a new file into place) or written; '' for
+ * anything that cannot be looked at: absent, below a file, or not permitted.
+ */
+export function fileSignature(file: string): string {
+  try {
+    const stat = fs.statSync(file);
+    return `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}`;
+  } catch {
+    return '';
+  }
+}

@@ -2,11 +2,10 @@
 // most its order, so only the text itself can follow a repeat (a licence, a template, a long command) to its end. And
 // the context-mixing model of the notes, which takes seconds a megabyte to learn, so the trainer saves what it learnt.
 import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ContextMixingModel } from './context-mixing';
-import { ModelFormatError, readJsonHeader, readRegularFile, replaceAtomically } from './files';
+import { fileSignature, ModelFormatError, readJsonHeader, readRegularFile, replaceAtomically } from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
@@ -73,20 +72,14 @@ export function rebuildNotesContexts(
   maySave: () => boolean = () => true,
 ): number | undefined {
   const textFile = path.join(dir, NOTES_TEXT_FILE);
-  const before = fileIdentity(textFile);
+  const before = fileSignature(textFile);
   const ids = readNotesIds(dir, vocabulary);
   if (!ids)
     throw new ModelFormatError(`${dir} keeps no ${NOTES_TEXT_FILE} to learn the context model from; ${RETRAIN}`);
   const contexts = learnNotesContexts(vocabulary, ids);
-  if (fileIdentity(textFile) !== before || !maySave()) return undefined;
+  if (fileSignature(textFile) !== before || !maySave()) return undefined;
   saveNotesContexts(dir, contexts, vocabulary);
   return ids.length;
-}
-
-/** Changes whenever the file is replaced or written. */
-function fileIdentity(file: string): string {
-  const stat = fs.statSync(file, { throwIfNoEntry: false });
-  return stat ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}` : '';
 }
 
 /** Has the readers read `ids` as notes that follow those they read before. */

@@ -3,7 +3,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { existsSync, lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { ModelFormatError } from '../model/files';
+import { fileSignature, ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
 import { NOTES_CONTEXTS_FILE } from '../model/notes-text';
 import { loadServedModel, ServedModel } from '../model/served';
@@ -201,12 +201,6 @@ const POLL_MS = 1000;
 /** The trainer's bundle, beside the server's (or one directory up from the tests' bundles). */
 const TRAINER_FILE = 'train.js';
 const SETTLE_MS = 250;
-
-/** Changes whenever a save replaces the file (saves rename a new file into place); '' when absent. */
-function fileSignature(file: string): string {
-  const stat = statOrUndefined(file);
-  return stat ? `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeMs}` : '';
-}
 
 /** Undefined for anything that cannot be looked at: absent, below a file, or not permitted. */
 function statOrUndefined(path: string): Stats | undefined {
