@@ -16,6 +16,7 @@ import {
 import { prepareWasmThreads } from './wasm-threads';
 import { registerWebGpuCellKernels } from './webgpu-cell';
 import { foreignBinaryProblem } from './native-binary';
+import { BUILT_DIRS, dirHolding } from './built-files';
 
 /** A backend this machine can run, and why it was chosen or what it fell back from. */
 export interface BackendSelection {
@@ -59,7 +60,7 @@ interface GpuAdapter {
 /** Dawn's Node binding: next to the bundle after a build (the .vsix has no node_modules), else from the webgpu package. */
 function locateDawn(): string {
   const platformDir = `${process.platform}-${process.platform === 'darwin' ? 'universal' : process.arch}`;
-  const candidates = [join(__dirname, 'dawn.node'), join(__dirname, '..', 'dawn.node')];
+  const candidates = BUILT_DIRS.map((dir) => join(dir, 'dawn.node'));
   try {
     candidates.push(join(dirname(require.resolve('webgpu/package.json')), 'dist', platformDir, 'dawn.node'));
   } catch {
@@ -277,16 +278,11 @@ function wasmThreadsWanted(): number {
 
 /** The .wasm files sit next to the bundle after a build, or in node_modules when run from source. */
 function locateWasmBinaries(): string {
-  const candidates = [
-    __dirname,
-    join(__dirname, '..'),
-    join(__dirname, '../node_modules/@tensorflow/tfjs-backend-wasm/dist'),
-    join(__dirname, '../../node_modules/@tensorflow/tfjs-backend-wasm/dist'),
-  ];
-  for (const dir of candidates) {
-    if (existsSync(join(dir, 'tfjs-backend-wasm-simd.wasm'))) return dir;
-  }
-  throw new Error(`tfjs-backend-wasm-simd.wasm not found next to ${__dirname}; run npm run build`);
+  const fromSource = BUILT_DIRS.map((dir) => join(dir, 'node_modules/@tensorflow/tfjs-backend-wasm/dist'));
+  const dir = dirHolding(['tfjs-backend-wasm-simd.wasm'], [...BUILT_DIRS, ...fromSource]);
+  if (dir === undefined)
+    throw new Error(`tfjs-backend-wasm-simd.wasm not found next to ${__dirname}; run npm run build`);
+  return dir;
 }
 
 export function firstLine(error: unknown): string {

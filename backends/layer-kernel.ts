@@ -2,11 +2,12 @@
 // runtime can run (relaxed SIMD with FMA, else plain SIMD), starts one worker thread per extra
 // core on a shared memory, and moves tensors in and out. The layer's trace (gates, c, tanh c)
 // stays in the shared memory between the forward and backward pass of a training step.
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
+import { dirHolding } from './built-files';
 
 export const LAYER_KERNEL_FILES = {
   relaxed: 'lstm-layer.relaxed.wasm',
@@ -377,14 +378,12 @@ export function useLayerKernel(kernel: LayerKernel | undefined): void {
  * Starts the kernel for this process from the build next to the bundle; returns a line saying
  * what the LSTM layers run on, and why when it is not the kernel.
  */
-export async function startLayerKernel(candidateDirs: string[]): Promise<string> {
+export async function startLayerKernel(candidateDirs: readonly string[]): Promise<string> {
   if (active) return `LSTM layers: ${active.description}`;
   const setting = (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase();
   if (['0', 'off', 'false'].includes(setting))
     return 'LSTM layers: per-step kernels (CHAR_COMPLETE_LAYER_KERNEL is off)';
-  const dir = candidateDirs.find((candidate) =>
-    Object.values(LAYER_KERNEL_FILES).every((file) => existsSync(join(candidate, file))),
-  );
+  const dir = dirHolding(Object.values(LAYER_KERNEL_FILES), candidateDirs);
   try {
     if (!dir) throw new Error(`${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build`);
     active = await LayerKernel.start(dir, layerThreadsWanted(), setting !== 'simd');

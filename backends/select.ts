@@ -3,8 +3,8 @@
 // ships in npm) covers today's GPUs; the wasm build that ships in npm is the dependable CPU default.
 import * as tf from '@tensorflow/tfjs';
 import { BackendSelection, isWasmReady, tryNative, tryWasm, tryWebGpu } from './devices';
+import { BUILT_DIRS } from './built-files';
 import { startLayerKernel } from './layer-kernel';
-import { join } from 'node:path';
 
 export const BACKEND_CHOICES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendChoice = (typeof BACKEND_CHOICES)[number];
@@ -50,7 +50,7 @@ export function selectBackend(
 export async function selectSequenceBackend(choice: BackendChoice = 'auto', probe?: Probe): Promise<BackendSelection> {
   const selection = await selectBackend(choice, probe);
   if (selection.name !== 'wasm') return selection;
-  const layers = await startLayerKernel([__dirname, join(__dirname, '..')]);
+  const layers = await startLayerKernel(BUILT_DIRS);
   return { ...selection, reason: `${selection.reason}; ${layers}` };
 }
 

@@ -3,8 +3,7 @@
 // weight matrices; through tfjs each of a dozen ops per layer is a dispatch with its own copies,
 // which costs more than the arithmetic. Here the weights are packed once, in a memory of the
 // predictor's own, and a step is a few calls into wasm on this thread.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirHolding } from './built-files';
 import type { NetworkConfig } from '../model/architecture';
 import {
   alignUp,
@@ -30,9 +29,7 @@ let loaded: LoadedModule | Error | undefined;
 /** The kernel's module, loaded once per process from the build next to the bundle; an Error says why not. */
 function kernelModule(): LoadedModule | Error {
   if (loaded) return loaded;
-  const dir = [__dirname, join(__dirname, '..')].find((candidate) =>
-    existsSync(join(candidate, LAYER_KERNEL_FILES.simd)),
-  );
+  const dir = dirHolding([LAYER_KERNEL_FILES.simd]);
   try {
     if (!dir) throw new Error(`${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build`);
     const { module } = loadKernelModule(dir, (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase() !== 'simd');

@@ -13,6 +13,7 @@ import { isTrainingUnderway } from '../training/lock';
 import { defaultModelDir, resolveModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
 import { TorchEngineError, TorchLaunch } from '../training/torch-engine';
+import { checkWritable } from '../training/checkpoint';
 import { readNotes } from '../training/dataset';
 import { Progress, train, TrainInputError, TrainOptions } from '../training/train';
 import { numberFlag, parse, runMain, UsageError } from './cli';
@@ -338,7 +339,10 @@ function rebuildContexts(dir: string): number {
   const started = performance.now();
   let chars: number | undefined;
   try {
-    chars = rebuildNotesContexts(dir, readModelVocabulary(dir), () => !isTrainingUnderway(dir));
+    const vocabulary = readModelVocabulary(dir);
+    // Found before a minute of learning, not at the save.
+    checkWritable(dir, 'Make it writable so that the context model can be saved there.');
+    chars = rebuildNotesContexts(dir, vocabulary, () => !isTrainingUnderway(dir));
   } catch (error) {
     if (error instanceof ModelFormatError) throw new TrainInputError(error.message);
     throw error;

@@ -1,8 +1,9 @@
 // Keeps the current model: loads it, reloads it when training writes a new one, and keeps
 // serving the old one if the new one fails to load.
 import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
+import { lstatSync, statSync, watch, FSWatcher, Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { builtFile } from '../backends/built-files';
 import { fileSignature, ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
 import { NOTES_CONTEXTS_FILE } from '../model/notes-text';
@@ -141,12 +142,10 @@ export class ModelHost {
    */
   private rebuildContexts(): void {
     if (this.rebuilding || this.rebuiltFor === this.loadedFile || isTrainingUnderway(this.dir)) return;
-    const trainer = [join(__dirname, TRAINER_FILE), join(__dirname, '..', TRAINER_FILE)].find((file) =>
-      existsSync(file),
-    );
+    this.rebuiltFor = this.loadedFile;
+    const trainer = builtFile(TRAINER_FILE);
     if (!trainer)
       return this.log(`${TRAINER_FILE} is missing next to the server, so the context model is not learnt again`);
-    this.rebuiltFor = this.loadedFile;
     const dir = this.dir;
     this.log(`Learning the context model of ${dir} again from its notes, in the background`);
     const child = spawn(process.execPath, [trainer, '--rebuild-contexts', '--out', dir], {

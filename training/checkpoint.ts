@@ -30,8 +30,8 @@ export interface Checkpoint {
   figures: Figures;
 }
 
-/** Checks that the model can be written to `dir` and takes its training lock; returns the release. */
-export function claimModelDirectory(dir: string): () => void {
+/** Makes `dir` if need be and checks that files can be written there; a TrainInputError says why not. */
+export function checkWritable(dir: string, remedy: string): void {
   try {
     mkdirSync(dir, { recursive: true });
     accessSync(dir, constants.W_OK);
@@ -39,10 +39,13 @@ export function claimModelDirectory(dir: string): () => void {
     writeFileSync(probe, '');
     rmSync(probe);
   } catch (error) {
-    throw new TrainInputError(
-      `cannot write the model to ${dir}: ${(error as Error).message}. Choose another place with --out DIR.`,
-    );
+    throw new TrainInputError(`cannot write the model to ${dir}: ${(error as Error).message}. ${remedy}`);
   }
+}
+
+/** Checks that the model can be written to `dir` and takes its training lock; returns the release. */
+export function claimModelDirectory(dir: string): () => void {
+  checkWritable(dir, 'Choose another place with --out DIR.');
   try {
     return acquireTrainingLock(dir);
   } catch (error) {

@@ -1,8 +1,8 @@
 // Where the PyTorch engine comes from: its Python file (shipped beside the bundles) and an interpreter that can import
 // torch, found without importing it, with the errors that say what is missing and how to install it.
 import { spawnSync } from 'node:child_process';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { BUILT_DIRS, builtFile } from '../backends/built-files';
 
 export const TORCH_INSTALL_HINT =
   'install PyTorch (Debian or Ubuntu: apt-get install python3-torch libopenblas0-pthread; elsewhere: pip install torch), or name the interpreter that has it with CHAR_COMPLETE_PYTHON';
@@ -15,13 +15,8 @@ export class TorchEngineError extends Error {}
 
 /** The engine's file: copied beside the bundles (dist/) by the build, else in the repository. */
 export function enginePath(): string {
-  const candidates = [
-    path.join(__dirname, 'torch_engine.py'),
-    path.join(__dirname, '..', 'torch_engine.py'),
-    path.join(__dirname, '..', 'training', 'torch_engine.py'),
-    path.join(__dirname, '..', '..', 'training', 'torch_engine.py'),
-  ];
-  const found = candidates.find((file) => fs.existsSync(file));
+  const candidates = [...BUILT_DIRS, ...BUILT_DIRS.map((dir) => path.join(dir, '..', 'training'))];
+  const found = builtFile('torch_engine.py', candidates);
   if (!found)
     throw new TorchEngineError(
       `torch_engine.py is missing (looked in ${candidates.join(', ')}); rebuild with npm run build`,
