@@ -33,8 +33,11 @@ export class ModelHost {
    * first LSTM checkpoint (cancelled, killed, crashed) leaves that model for good, and the flag must not stay.
    */
   lstmTraining = false;
-  /** The trainer learning the context model again, while it runs. */
+  /** The trainer learning the context model again, while it runs, and the model directory it writes. */
   private rebuilding: ChildProcess | undefined;
+  private rebuildingDir = '';
+  /** model.json as it was when learning its context model again failed, which the description then says. */
+  private rebuildFailedFor = '';
   /** model.json as it was when the context model was last learnt again for it, so that a failure is not retried. */
   private rebuiltFor = '';
   /** The context model's file as it was at the last load, so that a new one (learnt again) is loaded. */
@@ -65,7 +68,7 @@ export class ModelHost {
       this.model = next;
       this.generation++;
       this.lstmTraining = !next.lstmTrained && isTrainingUnderway(this.dir);
-      this.info = { dir: this.dir, description: describe(next, this.lstmTraining) };
+      this.info = { dir: this.dir, description: this.describe(next) };
       this.log(
         `Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms; LSTM steps run on ${next.lstm.stepsRunOn()}`,
       );
@@ -124,7 +127,7 @@ export class ModelHost {
       return this.reload();
     if (this.lstmTraining && this.model && this.info && !isTrainingUnderway(this.dir)) {
       this.lstmTraining = false;
-      this.info = { ...this.info, description: describe(this.model, false) };
+      this.info = { ...this.info, description: this.describe(this.model) };
       this.log(`The trainer writing ${this.dir} has ended; serving the n-gram of your notes it saved`);
       this.onChange();
     }
@@ -154,24 +157,50 @@ export class ModelHost {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.rebuilding = child;
+    this.rebuildingDir = dir;
+    this.redescribe();
     let output = '';
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-2000));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     // A process that never started may not report closing; then this is the end of it.
+    const forFile = this.loadedFile;
+    const failed = (why: string) => {
+      this.log(`could not learn the context model of ${dir} again: ${why}`);
+      this.rebuildFailedFor = forFile;
+      this.redescribe();
+    };
     child.on('error', (error) => {
       if (this.rebuilding !== child) return;
       this.rebuilding = undefined;
-      this.log(`could not learn the context model of ${dir} again: ${error.message}`);
+      failed(error.message);
     });
     child.on('close', (code) => {
       if (this.rebuilding !== child) return;
       this.rebuilding = undefined;
-      this.log(code === 0 ? output.trim() : `could not learn the context model of ${dir} again: ${output.trim()}`);
+      if (code === 0) this.log(output.trim());
+      else failed(output.trim());
       this.check();
       // The server may have been pointed at another directory meanwhile, whose model needs the same.
       if (this.model?.contextsRebuildable) this.rebuildContexts();
     });
+  }
+
+  /** What the status shows of `model`: describe()'s line, and what is happening to a context model it lacks. */
+  private describe(model: ServedModel): string {
+    const line = describe(model, this.lstmTraining);
+    if (!model.contextsRebuildable) return line;
+    if (this.rebuilding && this.rebuildingDir === this.dir)
+      return `${line}; learning its context model again from its notes, meanwhile without it`;
+    if (this.rebuildFailedFor === this.loadedFile)
+      return `${line}; without its context model, which could not be learnt again (the log says why)`;
+    return line;
+  }
+
+  private redescribe(): void {
+    if (!this.model || !this.info) return;
+    this.info = { ...this.info, description: this.describe(this.model) };
+    this.onChange();
   }
 
   /** The nearest existing directory from the model directory up, and its identity. */

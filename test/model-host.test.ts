@@ -20,6 +20,7 @@ import {
 } from '../model/notes-text';
 import { loadServedModel } from '../model/served';
 import { ModelHost } from '../server/model-host';
+import { acquireTrainingLock } from '../training/lock';
 import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
@@ -76,10 +77,9 @@ test('a model trained after the server started is loaded, even when its director
   }
 });
 
-test('a model whose context model is of an older version learns it again from its notes in the background, then serves it; one without notes text does not', async () => {
-  await selectBackend('wasm');
-  const dir = join(root, 'older-contexts');
-  const saved = model(5);
+/** Saves into `dir` a model with notes text whose context model is a file of the format version before this one. */
+function modelWithOlderContexts(dir: string, seed: number) {
+  const saved = model(seed);
   saveModel(dir, saved);
   saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
   writeFileSync(join(dir, NOTES_TEXT_FILE), 'the quick brown fox jumps over the lazy dog.\n'.repeat(40));
@@ -92,6 +92,14 @@ test('a model whose context model is of an older version learns it again from it
   bytes[at + '"formatVersion":'.length] -= 1;
   writeFileSync(file, bytes);
   assert.throws(() => loadNotesContexts(dir, saved.vocabulary), /format version/);
+  return saved;
+}
+
+test('a model whose context model is of an older version learns it again from its notes in the background, then serves it; one without notes text does not', async () => {
+  await selectBackend('wasm');
+  const dir = join(root, 'older-contexts');
+  const saved = modelWithOlderContexts(dir, 5);
+  const file = join(dir, NOTES_CONTEXTS_FILE);
   // A trainer that begins writing the model meanwhile saves its own; what was learnt here is not saved over it.
   assert.equal(
     rebuildNotesContexts(dir, saved.vocabulary, () => false),
@@ -109,12 +117,14 @@ test('a model whose context model is of an older version learns it again from it
     assert.equal(host.generation, 1);
     assert.equal(host.model!.mixture.notesReaders!.contexts, undefined, 'the older file is refused');
     assert.ok(host.model!.contextsRebuildable);
+    assert.match(host.info!.description, /; learning its context model again from its notes, meanwhile without it$/);
     await within(
       60_000,
       () => host.model?.mixture.notesReaders?.contexts !== undefined,
       'the context model learnt again',
     );
     assert.equal(host.generation, 2, 'loaded once more, with the new file');
+    assert.doesNotMatch(host.info!.description, /context model/);
     assert.ok(
       logs.some((line) => /^Learnt the context model of .* again from 1,800 chars/.test(line)),
       logs.join('\n'),
@@ -133,6 +143,42 @@ test('a model whose context model is of an older version learns it again from it
   const withoutText = loadServedModel(dir);
   withoutText.dispose();
   assert.equal(withoutText.contextsRebuildable, false, 'nothing to learn it from');
+});
+
+test('a context model that could not be learnt again is named in the status, and not tried again for the same model', async () => {
+  await selectBackend('wasm');
+  const dir = join(root, 'relearning-fails');
+  modelWithOlderContexts(dir, 6);
+  const logs: string[] = [];
+  const host = new ModelHost(
+    (line) => logs.push(line),
+    () => {},
+  );
+  let release: (() => void) | undefined;
+  try {
+    host.use(dir);
+    assert.match(host.info!.description, /learning its context model again/);
+    // A training that begins meanwhile saves its own context model, so the one learnt here is not saved.
+    release = acquireTrainingLock(dir);
+    await within(
+      60_000,
+      () => /could not be learnt again \(the log says why\)$/.test(host.info!.description),
+      'the failure in the status',
+    );
+    assert.ok(
+      logs.some((line) => /^could not learn the context model of .* again: .*a training/.test(line)),
+      logs.join('\n'),
+    );
+    release();
+    release = undefined;
+    host.reload();
+    assert.match(host.info!.description, /could not be learnt again/, 'the same model.json is not tried again');
+    assert.ok(!logs.some((line) => /^Learnt the context model/.test(line)), logs.join('\n'));
+    assert.equal(host.model!.mixture.notesReaders!.contexts, undefined);
+  } finally {
+    release?.();
+    host.dispose();
+  }
 });
 
 test('the real server answers initialize and stays up when model.json is a FIFO', async (t) => {
