@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { readJsonHeader, replaceAtomically } from './files';
+import { randomSuffix, readJsonHeader, replaceAtomically } from './files';
 import { NGRAM_MAX_ORDER, NGRAM_MAX_VOCAB, NgramModel, type NgramArrays } from './ngram';
 import type { Vocabulary } from './vocab';
 
@@ -129,7 +129,7 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
   head.writeUInt32LE(json.length, 0);
   json.copy(head, 4);
   fs.mkdirSync(dir, { recursive: true });
-  const tmp = `${NGRAM_FILE}.tmp-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
+  const tmp = `${NGRAM_FILE}.tmp-${randomSuffix()}`;
   replaceAtomically(dir, tmp, NGRAM_FILE, Buffer.concat([head, payload]));
   // Left by a save that crashed; assumes one writer per directory, as saveModel does.
   for (const entry of fs.readdirSync(dir)) {

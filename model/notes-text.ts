@@ -5,7 +5,14 @@ import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ContextMixingModel } from './context-mixing';
-import { fileSignature, ModelFormatError, readJsonHeader, readRegularFile, replaceAtomically } from './files';
+import {
+  fileSignature,
+  ModelFormatError,
+  randomSuffix,
+  readJsonHeader,
+  readRegularFile,
+  replaceAtomically,
+} from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
@@ -37,7 +44,7 @@ export const emptyNotesReaders = (vocabulary: Vocabulary): NotesReaders => ({
 
 /** Writes the text the model was trained on, atomically, so a reader sees the old file or the new one. */
 export function saveNotesText(dir: string, text: string): void {
-  replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp`, NOTES_TEXT_FILE, text);
+  replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp-${randomSuffix()}`, NOTES_TEXT_FILE, text);
 }
 
 /** The notes text in `dir` as ids, or undefined when the model has none (trained before it was kept). */
@@ -147,7 +154,14 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const length = Buffer.alloc(4);
   length.writeUInt32LE(json.length, 0);
-  replaceAtomically(dir, `.${NOTES_CONTEXTS_FILE}.tmp`, NOTES_CONTEXTS_FILE, Buffer.concat([length, json, payload]));
+  // Each writer its own temporary: a write opens it exclusively and a failed one removes it, so with a shared name
+  // a trainer and a relearning process saving at once would both fail.
+  replaceAtomically(
+    dir,
+    `.${NOTES_CONTEXTS_FILE}.tmp-${randomSuffix()}`,
+    NOTES_CONTEXTS_FILE,
+    Buffer.concat([length, json, payload]),
+  );
 }
 
 /**

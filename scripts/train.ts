@@ -9,7 +9,7 @@ import { forgetLearnedPaths, planForget } from '../training/forget';
 import { DiskFullError, ModelFormatError } from '../model/files';
 import { readModelVocabulary } from '../model/format';
 import { rebuildNotesContexts } from '../model/notes-text';
-import { isTrainingUnderway } from '../training/lock';
+import { acquireRelearnLock, isTrainingUnderway, LockHeldError } from '../training/lock';
 import { defaultModelDir, resolveModelDir } from '../model/paths';
 import { ENGINE_CHOICES, EngineChoice, EngineUnavailableError } from '../training/engine-choice';
 import { TorchEngineError, TorchLaunch } from '../training/torch-engine';
@@ -338,14 +338,18 @@ function rebuildContexts(dir: string): number {
     throw new TrainInputError(`a training is writing ${dir}, and it saves the context model itself`);
   const started = performance.now();
   let chars: number | undefined;
+  let release: (() => void) | undefined;
   try {
     const vocabulary = readModelVocabulary(dir);
     // Found before a minute of learning, not at the save.
     checkWritable(dir, 'Make it writable so that the context model can be saved there.');
+    release = acquireRelearnLock(dir);
     chars = rebuildNotesContexts(dir, vocabulary, () => !isTrainingUnderway(dir));
   } catch (error) {
-    if (error instanceof ModelFormatError) throw new TrainInputError(error.message);
+    if (error instanceof ModelFormatError || error instanceof LockHeldError) throw new TrainInputError(error.message);
     throw error;
+  } finally {
+    release?.();
   }
   if (chars === undefined)
     throw new TrainInputError(`a training began writing ${dir} meanwhile, and it saves the context model itself`);

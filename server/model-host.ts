@@ -8,7 +8,7 @@ import { fileSignature, ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
 import { NOTES_CONTEXTS_FILE } from '../model/notes-text';
 import { loadServedModel, ServedModel } from '../model/served';
-import { isTrainingUnderway } from '../training/lock';
+import { isRelearningUnderway, isTrainingUnderway } from '../training/lock';
 
 export interface ModelInfo {
   dir: string;
@@ -38,6 +38,8 @@ export class ModelHost {
   private rebuildingDir = '';
   /** model.json as it was when learning its context model again failed, which the description then says. */
   private rebuildFailedFor = '';
+  /** model.json as it was when another process (another window's server) was found learning its context model. */
+  private rebuildElsewhereFor = '';
   /** model.json as it was when the context model was last learnt again for it, so that a failure is not retried. */
   private rebuiltFor = '';
   /** The context model's file as it was at the last load, so that a new one (learnt again) is loaded. */
@@ -125,6 +127,11 @@ export class ModelHost {
     if (file !== '' && file !== this.loadedFile) return this.reload();
     if (this.model?.contextsRebuildable && fileSignature(join(this.dir, NOTES_CONTEXTS_FILE)) !== this.contextsFile)
       return this.reload();
+    // The other process ended without a new file (its window closed, say): this server tries once itself.
+    if (this.rebuildElsewhereFor === this.loadedFile && !isRelearningUnderway(this.dir)) {
+      this.rebuildElsewhereFor = this.rebuiltFor = '';
+      this.rebuildContexts();
+    }
     if (this.lstmTraining && this.model && this.info && !isTrainingUnderway(this.dir)) {
       this.lstmTraining = false;
       this.info = { ...this.info, description: this.describe(this.model) };
@@ -146,6 +153,7 @@ export class ModelHost {
   private rebuildContexts(): void {
     if (this.rebuilding || this.rebuiltFor === this.loadedFile || isTrainingUnderway(this.dir)) return;
     this.rebuiltFor = this.loadedFile;
+    if (isRelearningUnderway(this.dir)) return this.relearntElsewhere(this.dir, this.loadedFile);
     const trainer = builtFile(TRAINER_FILE);
     if (!trainer)
       return this.log(`${TRAINER_FILE} is missing next to the server, so the context model is not learnt again`);
@@ -163,13 +171,15 @@ export class ModelHost {
     const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-2000));
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
-    // A process that never started may not report closing; then this is the end of it.
     const forFile = this.loadedFile;
     const failed = (why: string) => {
+      // Another window's server began at the same moment and holds the lock: its file is loaded when it is done.
+      if (isRelearningUnderway(dir)) return this.relearntElsewhere(dir, forFile);
       this.log(`could not learn the context model of ${dir} again: ${why}`);
       this.rebuildFailedFor = forFile;
       this.redescribe();
     };
+    // A process that never started may not report closing; then this is the end of it.
     child.on('error', (error) => {
       if (this.rebuilding !== child) return;
       this.rebuilding = undefined;
@@ -186,11 +196,17 @@ export class ModelHost {
     });
   }
 
+  private relearntElsewhere(dir: string, forFile: string): void {
+    this.log(`Another process is learning the context model of ${dir} again; its file is loaded when it is done`);
+    this.rebuildElsewhereFor = forFile;
+    this.redescribe();
+  }
+
   /** What the status shows of `model`: describe()'s line, and what is happening to a context model it lacks. */
   private describe(model: ServedModel): string {
     const line = describe(model, this.lstmTraining);
     if (!model.contextsRebuildable) return line;
-    if (this.rebuilding && this.rebuildingDir === this.dir)
+    if ((this.rebuilding && this.rebuildingDir === this.dir) || this.rebuildElsewhereFor === this.loadedFile)
       return `${line}; learning its context model again from its notes, meanwhile without it`;
     if (this.rebuildFailedFor === this.loadedFile)
       return `${line}; without its context model, which could not be learnt again (the log says why)`;

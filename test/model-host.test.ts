@@ -20,7 +20,7 @@ import {
 } from '../model/notes-text';
 import { loadServedModel } from '../model/served';
 import { ModelHost } from '../server/model-host';
-import { acquireTrainingLock } from '../training/lock';
+import { acquireRelearnLock, acquireTrainingLock } from '../training/lock';
 import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
@@ -175,6 +175,54 @@ test('a context model that could not be learnt again is named in the status, and
     assert.match(host.info!.description, /could not be learnt again/, 'the same model.json is not tried again');
     assert.ok(!logs.some((line) => /^Learnt the context model/.test(line)), logs.join('\n'));
     assert.equal(host.model!.mixture.notesReaders!.contexts, undefined);
+  } finally {
+    release?.();
+    host.dispose();
+  }
+});
+
+test('a server that finds another process learning the context model loads its file, and learns it itself if that process ends without one', async () => {
+  await selectBackend('wasm');
+  const logs: string[] = [];
+  const host = new ModelHost(
+    (line) => logs.push(line),
+    () => {},
+  );
+  // Each lock stands for another window's server, which began first.
+  const dir = join(root, 'relearnt-elsewhere');
+  const saved = modelWithOlderContexts(dir, 7);
+  let release: (() => void) | undefined = acquireRelearnLock(dir);
+  try {
+    host.use(dir);
+    assert.match(host.info!.description, /; learning its context model again from its notes, meanwhile without it$/);
+    assert.ok(
+      logs.some((line) => /^Another process is learning the context model of .* again/.test(line)),
+      logs.join('\n'),
+    );
+    assert.equal(
+      rebuildNotesContexts(dir, saved.vocabulary, () => true),
+      1800,
+      'the other process saves its file',
+    );
+    release();
+    release = undefined;
+    await within(5000, () => host.model?.mixture.notesReaders?.contexts !== undefined, "the other process's file");
+    assert.doesNotMatch(host.info!.description, /context model/);
+
+    // The other process ends without a file, as when its window closes.
+    const abandoned = join(root, 'relearning-abandoned');
+    modelWithOlderContexts(abandoned, 8);
+    release = acquireRelearnLock(abandoned);
+    host.use(abandoned);
+    assert.match(host.info!.description, /learning its context model again/);
+    release();
+    release = undefined;
+    await within(
+      60_000,
+      () => host.model?.mixture.notesReaders?.contexts !== undefined,
+      'the context model learnt by this server',
+    );
+    assert.equal(logs.filter((line) => /^Learnt the context model of .* again/.test(line)).length, 1, logs.join('\n'));
   } finally {
     release?.();
     host.dispose();

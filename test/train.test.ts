@@ -17,6 +17,8 @@ import { loadOptimizerState, saveOptimizerState } from '../training/optimizer-st
 import { NetworkConfig } from '../model/architecture';
 import { learningRateAt } from '../training/schedule';
 import { tempDir } from './support/temp-dirs';
+import { randomModel } from './support/random-model';
+import { acquireRelearnLock } from '../training/lock';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const REPETITIVE = 'the quick brown fox jumps over the lazy dog.\n'.repeat(300);
@@ -128,7 +130,7 @@ test('the trainer rejects bad flags with a usage message', () => {
   }
 });
 
-test('--rebuild-contexts refuses notes to read and a directory without a model, with exit code 2 and the reason', () => {
+test('--rebuild-contexts refuses notes to read, a directory without a model and one whose context model another process is learning, with exit code 2 and the reason', () => {
   const dir = tempDir('char-complete-train');
   const withPath = runTrainer([dir, '--rebuild-contexts', '--out', join(dir, 'model')]);
   assert.equal(withPath.status, 2, withPath.stderr);
@@ -136,6 +138,18 @@ test('--rebuild-contexts refuses notes to read and a directory without a model, 
   const noModel = runTrainer(['--rebuild-contexts', '--out', join(dir, 'model')]);
   assert.equal(noModel.status, 2, noModel.stderr);
   assert.match(noModel.stderr, /^error: no model at .*model: train one with `npm run train`/);
+  saveModel(join(dir, 'model'), randomModel(1));
+  const release = acquireRelearnLock(join(dir, 'model'));
+  try {
+    const held = runTrainer(['--rebuild-contexts', '--out', join(dir, 'model')]);
+    assert.equal(held.status, 2, held.stderr);
+    assert.match(
+      held.stderr,
+      new RegExp(`^error: another process is learning again the context model of .*model, pid ${process.pid} `),
+    );
+  } finally {
+    release();
+  }
 });
 
 test('--backend webgpu without a usable GPU fails with the reason, and auto falls back to the CPU', () => {

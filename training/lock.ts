@@ -1,11 +1,37 @@
 // One trainer per model directory: two savers would delete each other's temporary files mid-save
-// (saveModel cleans up every stray temporary it finds) and interleave their checkpoints.
+// (saveModel cleans up every stray temporary it finds) and interleave their checkpoints. And one
+// process learning a model's context model again: a server in each open window would start one.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { diskFullOr, isProcessAlive } from '../model/files';
 
 export const LOCK_FILE = 'train.lock';
+export const RELEARN_LOCK_FILE = 'contexts-relearn.lock';
+
+/** What a lock's holder is doing, in LockHeldError's messages. */
+interface Activity {
+  file: string;
+  /** Completes "another … <dir>". */
+  doing: string;
+  holder: string;
+  /** What to do while a live holder on this machine goes on. */
+  meanwhile: string;
+}
+
+const TRAINING: Activity = {
+  file: LOCK_FILE,
+  doing: 'training is writing',
+  holder: 'trainer',
+  meanwhile: 'Wait for it to finish, stop it, or choose another --out.',
+};
+
+const RELEARNING: Activity = {
+  file: RELEARN_LOCK_FILE,
+  doing: 'process is learning again the context model of',
+  holder: 'such process',
+  meanwhile: 'Every language server serving the model loads its file when it is done.',
+};
 
 export class LockHeldError extends Error {}
 
@@ -26,14 +52,23 @@ function readOwner(file: string): LockOwner | undefined {
 }
 
 /**
- * Takes the lock on dir (which must exist) or throws LockHeldError naming the holder. A lock left
- * by a process that no longer runs on this machine is taken over. Returns the release function,
- * which is also run if the process exits without calling it.
+ * Takes the training lock on dir (which must exist) or throws LockHeldError naming the holder. A
+ * lock left by a process that no longer runs on this machine is taken over. Returns the release
+ * function, which is also run if the process exits without calling it.
  */
 export function acquireTrainingLock(dir: string): () => void {
-  const file = path.join(dir, LOCK_FILE);
+  return acquireLock(dir, TRAINING);
+}
+
+/** Takes the lock of learning dir's context model again, as acquireTrainingLock takes the training's. */
+export function acquireRelearnLock(dir: string): () => void {
+  return acquireLock(dir, RELEARNING);
+}
+
+function acquireLock(dir: string, activity: Activity): () => void {
+  const file = path.join(dir, activity.file);
   const me: LockOwner = { pid: process.pid, host: os.hostname(), started: new Date().toISOString() };
-  const tmp = path.join(dir, `${LOCK_FILE}.tmp-${process.pid}`);
+  const tmp = path.join(dir, `${activity.file}.tmp-${process.pid}`);
   const content = JSON.stringify(me) + '\n';
   try {
     fs.writeFileSync(tmp, content);
@@ -54,16 +89,16 @@ export function acquireTrainingLock(dir: string): () => void {
       const remove = `rm ${JSON.stringify(file)}`;
       if (!owner)
         throw new LockHeldError(
-          `another training may be writing ${dir}: ${LOCK_FILE} is there but unreadable. If no trainer is running, ${remove}.`,
+          `another ${activity.doing.replace(' is ', ' may be ')} ${dir}: ${activity.file} is there but unreadable. If no ${activity.holder} is running, ${remove}.`,
         );
       if (owner.host !== me.host) {
         throw new LockHeldError(
-          `another training is writing ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
+          `another ${activity.doing} ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
         );
       }
       if (owner.pid === process.pid || isProcessAlive(owner.pid)) {
         throw new LockHeldError(
-          `another training is writing ${dir}, pid ${owner.pid} (since ${owner.started}). Wait for it to finish, stop it, or choose another --out.`,
+          `another ${activity.doing} ${dir}, pid ${owner.pid} (since ${owner.started}). ${activity.meanwhile}`,
         );
       }
       // Stale: its trainer died without releasing it.
@@ -89,7 +124,16 @@ export function acquireTrainingLock(dir: string): () => void {
  * killed before it could release it). A lock from another machine or an unreadable one counts as held.
  */
 export function isTrainingUnderway(dir: string): boolean {
-  const file = path.join(dir, LOCK_FILE);
+  return isHeld(dir, TRAINING);
+}
+
+/** Whether a process holds dir's lock of learning the context model again now, as isTrainingUnderway says. */
+export function isRelearningUnderway(dir: string): boolean {
+  return isHeld(dir, RELEARNING);
+}
+
+function isHeld(dir: string, activity: Activity): boolean {
+  const file = path.join(dir, activity.file);
   if (!fs.existsSync(file)) return false;
   const owner = readOwner(file);
   return !owner || owner.host !== os.hostname() || isProcessAlive(owner.pid);
