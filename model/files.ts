@@ -88,6 +88,29 @@ export function randomSuffix(): string {
   return `${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
 }
 
+/** A temporary file this old was left by a writer that died, wherever it ran: saves take moments. */
+const TEMPORARY_STALE_MS = 10 * 60_000;
+
+/**
+ * Removes dir's files named `prefix` + randomSuffix() whose writer no longer runs on this machine, or that are old:
+ * left by a save that was killed before its rename.
+ */
+export function removeStrayTemporaries(dir: string, prefix: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((name) => name.startsWith(prefix));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    const file = path.join(dir, name);
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    if (stat && (!Number.isInteger(pid) || !isProcessAlive(pid) || Date.now() - stat.mtimeMs > TEMPORARY_STALE_MS))
+      fs.rmSync(file, { force: true });
+  }
+}
+
 function writeDurably(file: string, data: Uint8Array | string): void {
   const fd = fs.openSync(file, 'wx');
   try {

@@ -9,7 +9,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { isProcessAlive, randomSuffix, replaceAtomically } from './files';
+import { isProcessAlive, randomSuffix, removeStrayTemporaries, replaceAtomically } from './files';
 
 export const LEARNED_FILE = 'learned.bin';
 export const LEARNED_LOCK_FILE = 'learned.lock';
@@ -22,8 +22,6 @@ const MAX_LOG_BYTES = 1024 * 1024 * 1024;
 const MAX_HEADER_BYTES = 4096;
 /** Past this age a lock is taken over whoever holds it: appends and rewrites hold it for moments. */
 const LOCK_STALE_MS = 60_000;
-/** A temporary file this old was left by a writer that died, wherever it ran. */
-const TEMPORARY_STALE_MS = 10 * 60_000;
 
 /** One change to a note's learnt text: `removed` UTF-16 units at `at` replaced by `text`, with context around it. */
 export interface LearntEdit {
@@ -341,22 +339,10 @@ function readOrEmpty(file: string): string {
   }
 }
 
-/** Under the lock: removes temporary files of the log that writers which died (kill -9, a crash) left behind. */
+/**
+ * Under the lock: removes temporary files of the log that writers which died (kill -9, a crash) left behind. Writers
+ * make temporaries only while holding the lock, so no live writer's is removed.
+ */
 export function sweepTemporaries(dir: string): void {
-  const prefix = `${LEARNED_FILE}.tmp-`;
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir).filter((name) => name.startsWith(prefix));
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
-    const file = path.join(dir, name);
-    const stat = fs.statSync(file, { throwIfNoEntry: false });
-    // Writers make temporaries only while holding the lock, so one whose writer is gone (or that is old, from a
-    // writer on another machine) is left over; a live writer without the lock is a server from before the lock.
-    if (stat && (!Number.isInteger(pid) || !isProcessAlive(pid) || Date.now() - stat.mtimeMs > TEMPORARY_STALE_MS))
-      fs.rmSync(file, { force: true });
-  }
+  removeStrayTemporaries(dir, `${LEARNED_FILE}.tmp-`);
 }

@@ -9,6 +9,7 @@ import {
   fileSignature,
   ModelFormatError,
   randomSuffix,
+  removeStrayTemporaries,
   readJsonHeader,
   readRegularFile,
   replaceAtomically,
@@ -45,6 +46,7 @@ export const emptyNotesReaders = (vocabulary: Vocabulary): NotesReaders => ({
 /** Writes the text the model was trained on, atomically, so a reader sees the old file or the new one. */
 export function saveNotesText(dir: string, text: string): void {
   replaceAtomically(dir, `.${NOTES_TEXT_FILE}.tmp-${randomSuffix()}`, NOTES_TEXT_FILE, text);
+  removeStrayTemporaries(dir, `.${NOTES_TEXT_FILE}.tmp-`);
 }
 
 /** The notes text in `dir` as ids, or undefined when the model has none (trained before it was kept). */
@@ -162,6 +164,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
     NOTES_CONTEXTS_FILE,
     Buffer.concat([length, json, payload]),
   );
+  removeStrayTemporaries(dir, `.${NOTES_CONTEXTS_FILE}.tmp-`);
 }
 
 /**
