@@ -158,17 +158,25 @@ export class MatchModel {
     return true;
   }
 
-  /** A hash of the MATCH_LONG_LENGTH ids before `end`. */
   private longHashBefore(ids: ArrayLike<number>, end: number): number {
-    let h = 0;
-    for (let k = end - MATCH_LONG_LENGTH; k < end; k++) h = Math.imul(h ^ ids[k], 0x5bd1e995) + 0x1b873593;
-    return h >>> (32 - this.hashBits + LONG_HASH_SHRINK);
+    return hashBefore(ids, end, MATCH_LONG_LENGTH, this.hashBits - LONG_HASH_SHRINK, 0x5bd1e995, 0x1b873593);
   }
 
-  /** A hash of the MATCH_MIN_LENGTH ids before `end`. */
   private hashBefore(ids: ArrayLike<number>, end: number): number {
-    let h = 0;
-    for (let k = end - MATCH_MIN_LENGTH; k < end; k++) h = Math.imul(h ^ ids[k], 0x2c1b3c6d) + 0x297a2d39;
-    return h >>> (32 - this.hashBits);
+    return hashBefore(ids, end, MATCH_MIN_LENGTH, this.hashBits, 0x2c1b3c6d, 0x297a2d39);
   }
+}
+
+/** A `bits`-wide hash of the `length` ids before `end`; each index its own constants, so that their collisions differ. */
+function hashBefore(
+  ids: ArrayLike<number>,
+  end: number,
+  length: number,
+  bits: number,
+  multiplier: number,
+  increment: number,
+): number {
+  let h = 0;
+  for (let k = end - length; k < end; k++) h = Math.imul(h ^ ids[k], multiplier) + increment;
+  return h >>> (32 - bits);
 }

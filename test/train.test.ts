@@ -20,6 +20,8 @@ import { tempDir } from './support/temp-dirs';
 import { randomModel } from './support/random-model';
 import { acquireRelearnLock } from '../training/lock';
 
+const trainDir = () => tempDir('char-complete-train');
+
 const TRAINER = join(__dirname, '..', 'train.js');
 const REPETITIVE = 'the quick brown fox jumps over the lazy dog.\n'.repeat(300);
 
@@ -45,7 +47,7 @@ function smallOptions(paths: string[], out: string): TrainOptions {
 
 test('a short training run measurably lowers the loss on a repetitive text', async () => {
   await selectBackend('wasm');
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
   const out = join(dir, 'model');
@@ -74,7 +76,7 @@ test('save and load give identical predictions', async () => {
   const vocabulary = Vocabulary.fromText('hello, 世界 🎉 notes', 64);
   const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 6, hidden: 12, layers: 2 };
   const original = new CharLstm(config, initialParameters(config, 11));
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   saveModel(dir, {
     config,
     vocabulary,
@@ -102,7 +104,7 @@ function runTrainer(args: string[], env: NodeJS.ProcessEnv = process.env) {
 }
 
 test('the trainer exits with code 2 and a clear message when no file is usable', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'picture.png'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0, 0, 0, 1, 2, 3]));
   const run = runTrainer([dir, '--out', join(dir, 'model')]);
   assert.equal(run.status, 2, run.stderr);
@@ -131,7 +133,7 @@ test('the trainer rejects bad flags with a usage message', () => {
 });
 
 test('--rebuild-contexts refuses notes to read, a directory without a model and one whose context model another process is learning, with exit code 2 and the reason', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   const withPath = runTrainer([dir, '--rebuild-contexts', '--out', join(dir, 'model')]);
   assert.equal(withPath.status, 2, withPath.stderr);
   assert.match(withPath.stderr, /^error: --rebuild-contexts reads the notes kept beside the model/);
@@ -153,7 +155,7 @@ test('--rebuild-contexts refuses notes to read, a directory without a model and 
 });
 
 test('--backend webgpu without a usable GPU fails with the reason, and auto falls back to the CPU', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
   const small = ['--layers', '1', '--hidden', '8', '--embed', '4', '--seq', '8', '--batch', '4', '--epochs', '1'];
@@ -195,7 +197,7 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
 });
 
 test('an unwritable output directory fails before training starts', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   writeFileSync(join(dir, 'a-file'), 'not a directory');
   const run = runTrainer([join(dir, 'notes.md'), '--out', join(dir, 'a-file', 'model')]);
@@ -205,7 +207,7 @@ test('an unwritable output directory fails before training starts', () => {
 });
 
 test('--resume from a corrupt model fails clearly and overwrites nothing', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -217,7 +219,7 @@ test('--resume from a corrupt model fails clearly and overwrites nothing', () =>
 });
 
 test('--json ends with one JSON object, and --resume continues from it', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const flags = [
@@ -266,7 +268,7 @@ test('--json ends with one JSON object, and --resume continues from it', () => {
 test('multi-threaded wasm starts, computes the same model as one thread, and the process exits', () => {
   // The unit tests run single-threaded (live XNNPACK workers keep a process alive), so the
   // threaded path is checked here through the trainer, which exits explicitly.
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const flags = [
     join(dir, 'notes.md'),
@@ -339,7 +341,7 @@ async function exitWithin(run: ReturnType<typeof startTrainer>, ms: number): Pro
 }
 
 test('Ctrl-C while training on wasm finishes the step, saves, says so and exits with 130 within seconds', async () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const run = startTrainer([join(dir, 'notes.md'), '--out', out, '--minutes', '3', '--backend', 'wasm', ...SMALL]);
@@ -365,7 +367,7 @@ test('Ctrl-C while training on wasm finishes the step, saves, says so and exits 
 });
 
 test('a second Ctrl-C exits at once without writing', async () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   // A 2×512 model: its steps take about a second, so the second Ctrl-C arrives while the first is
@@ -391,7 +393,7 @@ test('a second Ctrl-C exits at once without writing', async () => {
 });
 
 test('--resume: conflicting shape flags are an error, the resumed model is the one to beat, and a mostly unknown corpus is warned about', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   const first = runTrainer([
@@ -453,7 +455,7 @@ test("Adam's moments and step are saved with the weights and restored exactly by
   const a = initialParameters(config, 1);
   const adamA = new Adam(a);
   for (let i = 0; i < 5; i++) adamA.apply(gradient(10 + i), 0.01);
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   saveOptimizerState(dir, config, 'weights.000000000000.bin', await adamA.state());
   assert.deepEqual(loadOptimizerState(dir, config, 'weights.111111111111.bin'), {
     missing: 'optimizer.json belongs to other weights than weights.111111111111.bin',
@@ -496,7 +498,7 @@ test("Adam's moments and step are saved with the weights and restored exactly by
 });
 
 test('one trainer per --out: a live lock is refused with its pid, a dead one is taken over', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -520,7 +522,7 @@ test('one trainer per --out: a live lock is refused with its pid, a dead one is 
 });
 
 test('a model.json that is a FIFO makes --resume and eval fail at once instead of hanging', (t) => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const out = join(dir, 'model');
   mkdirSync(out);
@@ -545,7 +547,7 @@ test('a model.json that is a FIFO makes --resume and eval fail at once instead o
 });
 
 test('eval exits with 2 and the reason on a missing model', () => {
-  const dir = tempDir('char-complete-train');
+  const dir = trainDir();
   writeFileSync(join(dir, 'notes.md'), REPETITIVE);
   const run = spawnSync(
     process.execPath,

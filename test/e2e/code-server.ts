@@ -15,6 +15,7 @@ import {
   rmSync,
   writeFileSync,
   openSync,
+  utimesSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -345,6 +346,7 @@ async function main(): Promise<void> {
       );
       await forgetThisFile(page);
       await offForMarkdown(page);
+      await relearnsContexts(modelDir, serverLog, phase2Pid());
       if (results.some((r) => !r.ok)) await saveFailure(page);
     } catch (error) {
       await saveFailure(page);
@@ -422,6 +424,37 @@ async function main(): Promise<void> {
     if (existsSync(serverLog)) copyFileSync(serverLog, join(ARTIFACTS, 'server.log'));
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * The model's context model made one format version old, as an upgrade of the extension leaves it: the editor's server
+ * learns it again in a process of its own (the installed extension's train.js, in the editor's runtime) and loads the
+ * model again with the new file. Phase 1's server, if code-server still keeps it, may be the one that learns it; then
+ * phase 2's waits for its file.
+ */
+async function relearnsContexts(modelDir: string, serverLog: string, pid: string | undefined): Promise<void> {
+  const name = 'a context model of an older version is learnt again from the editor, and served';
+  const file = join(modelDir, 'contexts.bin');
+  if (!existsSync(file) || !pid) return record(name, false, `no ${file}, or no server pid (${pid})`);
+  const from = readFileSync(serverLog, 'utf8').length;
+  const bytes = readFileSync(file);
+  const at = bytes.indexOf('"formatVersion":') + '"formatVersion":'.length;
+  const version = bytes[at];
+  bytes[at] -= 1;
+  writeFileSync(file, bytes);
+  // A new model.json is what makes a server load the model again.
+  const now = new Date();
+  utimesSync(join(modelDir, 'model.json'), now, now);
+  const served = await waitFor(() => {
+    const text = readFileSync(serverLog, 'utf8').slice(from);
+    const learnt = text.search(/Learnt the context model of .* again/);
+    return learnt >= 0 && new RegExp(`\\[${pid}\\] Loaded model`).test(text.slice(learnt)) ? true : undefined;
+  }, 120_000);
+  record(
+    name,
+    served === true && readFileSync(file)[at] === version,
+    `server log since: ${readFileSync(serverLog, 'utf8').slice(from, from + 1500)}`,
+  );
 }
 
 /**
