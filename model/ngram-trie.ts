@@ -1,10 +1,11 @@
 // The n-gram model's storage (ngram.ts counts and queries it): a forward trie whose node is
 // (parent node, last symbol), so the successors of a context are the children of its node and a
-// beam's distribution is one walk over few short lists. Nodes live in parallel typed arrays, found
-// through an open-addressing index of node ids, because millions of JS objects or string keys
-// would cost several times the memory and stall the GC. Saved and loaded tries keep their nodes in
-// breadth-first order, siblings adjacent, so a loaded model's successor lists are read from
-// consecutive memory: load it for serving rather than use the one just built.
+// beam's distribution is one walk over few short lists. Nodes live in parallel typed arrays, because
+// millions of JS objects or string keys would cost several times the memory and stall the GC; while
+// training counts millions of n-grams they are found through an open-addressing index of node ids.
+// Saved and loaded tries keep their nodes in breadth-first order, siblings adjacent, so a loaded
+// model's successor lists are read from consecutive memory, and a served one finds a node by its
+// parent's list, without the index: load it for serving rather than use the one just built.
 
 /** The arrays that define a model; what the file format stores. */
 export interface NgramArrays {
@@ -70,6 +71,11 @@ export class NgramTrie {
   /** fresh[level]: whether the last findOrCreate at that level created its node. */
   readonly fresh: Uint8Array;
   private index: Int32Array;
+  /**
+   * Whether nodes are found through `index`. A served model's trie, adopted from its file, walks child lists instead:
+   * its queries come one context at a time, and the index would be the biggest of its arrays.
+   */
+  private indexed = true;
   // Slots per 2^32 hash values: an index of any size, not only powers of two, wastes less memory.
   private slotScale: number;
 
@@ -113,6 +119,7 @@ export class NgramTrie {
   }
 
   find(parent: number, sym: number): number {
+    if (!this.indexed) return this.scan(parent, sym);
     const { index } = this;
     const size = index.length;
     for (let h = this.slot(parent, sym); ; h = h + 1 === size ? 0 : h + 1) {
@@ -121,8 +128,26 @@ export class NgramTrie {
     }
   }
 
+  private scan(parent: number, sym: number): number {
+    for (let c = this.firstChild[parent]; c !== EMPTY; c = this.next(c)) if (this.symbol[c] === sym) return c;
+    return EMPTY;
+  }
+
   /** The node, or EMPTY when the bound is reached; `fresh` says whether it was created. */
   findOrCreate(parent: number, sym: number, level: number): number {
+    if (!this.indexed) {
+      const found = this.scan(parent, sym);
+      if (found !== EMPTY) {
+        this.fresh[level] = 0;
+        return found;
+      }
+      if (this.nodeCount >= this.maxNodes) {
+        this.refused++;
+        return EMPTY;
+      }
+      this.ensureCapacity(this.nodeCount + 1);
+      return this.append(parent, sym, level);
+    }
     const { index } = this;
     const size = index.length;
     let h = this.slot(parent, sym);
@@ -144,8 +169,13 @@ export class NgramTrie {
       h = this.slot(parent, sym);
       while (this.index[h] !== EMPTY) h = h + 1 === this.index.length ? 0 : h + 1;
     }
+    this.index[h] = this.nodeCount;
+    return this.append(parent, sym, level);
+  }
+
+  /** A new node, first in its parent's list of children. */
+  private append(parent: number, sym: number, level: number): number {
     const id = this.nodeCount++;
-    this.index[h] = id;
     this.parent[id] = parent;
     this.symbol[id] = sym;
     this.count[id] = 0;
@@ -274,6 +304,7 @@ export class NgramTrie {
       this.count.set(a.count);
     }
     this.nodeCount = n;
+    this.indexed = !adopt;
     this.rebuildIndex(this.parent.length);
   }
 
@@ -298,16 +329,31 @@ export class NgramTrie {
     const nextAdded = new Int32Array(capacity - this.loadedCount);
     nextAdded.set(this.nextAdded.subarray(0, Math.max(0, this.nodeCount - this.loadedCount)));
     this.nextAdded = nextAdded;
-    if (capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
+    if (this.indexed && capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
   }
 
-  /** Rebuilds the index and the child lists from parent/symbol. */
+  /** Rebuilds the index (where there is one) and the child lists from parent/symbol. */
   private rebuildIndex(capacity: number): void {
+    if (this.indexed) this.fillIndex(capacity);
+    else this.index = new Int32Array(0);
+    const { parent, firstChild, nextAdded, loadedCount } = this;
+    // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file;
+    // nodes added since loading are linked in front of the loaded children, in id order too.
+    firstChild.fill(EMPTY, 0, this.nodeCount);
+    for (let id = Math.min(loadedCount, this.nodeCount) - 1; id >= 1; id--) firstChild[parent[id]] = id;
+    for (let id = this.nodeCount - 1; id >= Math.max(1, loadedCount); id--) {
+      nextAdded[id - loadedCount] = firstChild[parent[id]];
+      firstChild[parent[id]] = id;
+    }
+    if (loadedCount === 0) nextAdded[ROOT] = EMPTY;
+  }
+
+  private fillIndex(capacity: number): void {
     const size = Math.max(1024, Math.ceil(capacity / MAX_LOAD));
     if (size !== this.index.length) this.index = new Int32Array(size);
     this.index.fill(EMPTY);
     this.slotScale = size / 2 ** 32;
-    const { index, parent, symbol, firstChild, nextAdded, loadedCount } = this;
+    const { index, parent, symbol } = this;
     const n = this.nodeCount;
     // Inserted in the order of their home slots (a counting sort on the slot's high bits), so the
     // writes sweep the index rather than miss the cache once per node.
@@ -327,14 +373,5 @@ export class NgramTrie {
       while (index[h] !== EMPTY) h = h + 1 === size ? 0 : h + 1;
       index[h] = ids[k];
     }
-    // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file;
-    // nodes added since loading are linked in front of the loaded children, in id order too.
-    firstChild.fill(EMPTY, 0, this.nodeCount);
-    for (let id = Math.min(loadedCount, this.nodeCount) - 1; id >= 1; id--) firstChild[parent[id]] = id;
-    for (let id = this.nodeCount - 1; id >= Math.max(1, loadedCount); id--) {
-      nextAdded[id - loadedCount] = firstChild[parent[id]];
-      firstChild[parent[id]] = id;
-    }
-    if (loadedCount === 0) nextAdded[ROOT] = EMPTY;
   }
 }

@@ -14,7 +14,7 @@ export type { NgramArrays } from './ngram-trie';
 
 export const NGRAM_DEFAULT_ORDER = 9;
 export const NGRAM_MAX_ORDER = 16;
-/** Each node costs 18 bytes of arrays plus its index slot (memoryBytes()), so about 95 MB at this bound. */
+/** Each node costs 18 bytes of arrays, and an index slot while training (memoryBytes()): about 95 MB at this bound. */
 export const NGRAM_DEFAULT_MAX_NODES = 4_000_000;
 // Symbols are stored in 16 bits.
 export const NGRAM_MAX_VOCAB = 65535;

@@ -203,40 +203,46 @@ test('save then load gives bitwise the same probabilities and confidence', () =>
     assert.deepEqual(b, a);
     assert.deepEqual(cb, ca);
   }
+  // Served models are loaded from files: they find nodes through their parents' lists, not an index.
+  assert.ok(
+    NgramModel.fromArrays(model.toArrays()).memoryBytes() - loaded.memoryBytes() >= 4 * loaded.size,
+    'a loaded model keeps no index of its nodes',
+  );
   // The loaded model keeps learning.
   loaded.add(vocab.encode('Qwerty'));
   assert.equal(loadNgram(tempDir(), vocab), null, 'no file: no n-gram');
   assert.deepEqual(fs.readdirSync(dir), ['ngram.bin'], 'no temporary files left');
 });
 
-test('a loaded model learns on as the same model built in one go, through growth and pruning', () => {
-  const base = trained(5, TEXT.slice(0, 2000));
-  const loaded = NgramModel.fromArrays(base.toArrays());
-  const extra = vocab.encode('Quartz sphinxes judge lazy zebras; the dog jumps over. '.repeat(3));
-  base.add(extra);
-  loaded.add(extra);
-  assert.equal(loaded.size, base.size);
-  const roundTrip = NgramModel.fromArrays(loaded.toArrays());
-  for (const context of ['', 'Quartz sph', 'the dog j', 'zebras; ', 'Pack my b', 'xq']) {
-    const [a, b, c] = [base, loaded, roundTrip].map((model) => next(model, context));
-    for (let i = 0; i < a.length; i++) {
-      assert.ok(Math.abs(a[i] - b[i]) < 1e-6, `after "${context}", p[${i}]: ${b[i]} loaded, ${a[i]} built`);
-      assert.ok(Math.abs(c[i] - b[i]) < 1e-6, `after "${context}", p[${i}]: ${c[i]} saved again, ${b[i]} loaded`);
+for (const adopt of [false, true])
+  test(`a loaded model learns on as the same model built in one go, through growth and pruning${adopt ? ', without an index, as one loaded from a file' : ''}`, () => {
+    const base = trained(5, TEXT.slice(0, 2000));
+    const loaded = NgramModel.fromArrays(base.toArrays(), adopt);
+    const extra = vocab.encode('Quartz sphinxes judge lazy zebras; the dog jumps over. '.repeat(3));
+    base.add(extra);
+    loaded.add(extra);
+    assert.equal(loaded.size, base.size);
+    const roundTrip = NgramModel.fromArrays(loaded.toArrays());
+    for (const context of ['', 'Quartz sph', 'the dog j', 'zebras; ', 'Pack my b', 'xq']) {
+      const [a, b, c] = [base, loaded, roundTrip].map((model) => next(model, context));
+      for (let i = 0; i < a.length; i++) {
+        assert.ok(Math.abs(a[i] - b[i]) < 1e-6, `after "${context}", p[${i}]: ${b[i]} loaded, ${a[i]} built`);
+        assert.ok(Math.abs(c[i] - b[i]) < 1e-6, `after "${context}", p[${i}]: ${c[i]} saved again, ${b[i]} loaded`);
+      }
     }
-  }
-  // Pruning drops loaded and added nodes alike; what is left still loads as a valid trie.
-  const arrays = trained(9, TEXT.slice(0, 1500)).toArrays();
-  const bounded = NgramModel.fromArrays({ ...arrays, maxNodes: arrays.nodeCount + 300 });
-  let seed = 3;
-  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
-  for (let chunk = 0; chunk < 5; chunk++)
-    bounded.add(Int32Array.from({ length: 300 }, () => 1 + Math.floor(random() * (vocab.size - 1))));
-  assert.ok(bounded.stats().prunes > 0, 'pruning ran');
-  assert.ok(bounded.size <= arrays.nodeCount + 300);
-  assertDistribution(next(bounded, 'The quick brown'), 'after pruning a loaded model');
-  const reloaded = NgramModel.fromArrays(bounded.toArrays());
-  assert.deepEqual(next(reloaded, 'The quick brown'), next(bounded, 'The quick brown'));
-});
+    // Pruning drops loaded and added nodes alike; what is left still loads as a valid trie.
+    const arrays = trained(9, TEXT.slice(0, 1500)).toArrays();
+    const bounded = NgramModel.fromArrays({ ...arrays, maxNodes: arrays.nodeCount + 300 }, adopt);
+    let seed = 3;
+    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+    for (let chunk = 0; chunk < 5; chunk++)
+      bounded.add(Int32Array.from({ length: 300 }, () => 1 + Math.floor(random() * (vocab.size - 1))));
+    assert.ok(bounded.stats().prunes > 0, 'pruning ran');
+    assert.ok(bounded.size <= arrays.nodeCount + 300);
+    assertDistribution(next(bounded, 'The quick brown'), 'after pruning a loaded model');
+    const reloaded = NgramModel.fromArrays(bounded.toArrays());
+    assert.deepEqual(next(reloaded, 'The quick brown'), next(bounded, 'The quick brown'));
+  });
 
 test('loading with another vocabulary is refused', () => {
   const dir = tempDir();
