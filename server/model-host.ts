@@ -8,7 +8,7 @@ import { fileSignature, ModelFormatError } from '../model/files';
 import { modelFilePath } from '../model/format';
 import { NOTES_CONTEXTS_FILE } from '../model/notes-text';
 import { loadServedModel, ServedModel } from '../model/served';
-import { isRelearningUnderway, isTrainingUnderway } from '../training/lock';
+import { isRelearningUnderway, isTrainingUnderway, RELEARN_LOCK_FILE } from '../training/lock';
 
 export interface ModelInfo {
   dir: string;
@@ -197,7 +197,9 @@ export class ModelHost {
   }
 
   private relearntElsewhere(dir: string, forFile: string): void {
-    this.log(`Another process is learning the context model of ${dir} again; its file is loaded when it is done`);
+    this.log(
+      `Another process is learning the context model of ${dir} again (it holds ${RELEARN_LOCK_FILE}); its file is loaded when it is done`,
+    );
     this.rebuildElsewhereFor = forFile;
     this.redescribe();
   }

@@ -196,7 +196,9 @@ test('a server that finds another process learning the context model loads its f
     host.use(dir);
     assert.match(host.info!.description, /; learning its context model again from its notes, meanwhile without it$/);
     assert.ok(
-      logs.some((line) => /^Another process is learning the context model of .* again/.test(line)),
+      logs.some((line) =>
+        /^Another process is learning the context model of .* again \(it holds contexts-relearn\.lock\)/.test(line),
+      ),
       logs.join('\n'),
     );
     assert.equal(
