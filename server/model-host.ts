@@ -70,7 +70,7 @@ export class ModelHost {
       this.model = next;
       this.generation++;
       this.lstmTraining = !next.lstmTrained && isTrainingUnderway(this.dir);
-      this.info = { dir: this.dir, description: this.describe(next) };
+      this.info = { dir: this.dir, description: this.descriptionOf(next) };
       this.log(
         `Loaded model ${this.dir} (${this.info.description}) in ${Math.round(performance.now() - started)} ms; LSTM steps run on ${next.lstm.stepsRunOn()}`,
       );
@@ -134,7 +134,7 @@ export class ModelHost {
     }
     if (this.lstmTraining && this.model && this.info && !isTrainingUnderway(this.dir)) {
       this.lstmTraining = false;
-      this.info = { ...this.info, description: this.describe(this.model) };
+      this.info = { ...this.info, description: this.descriptionOf(this.model) };
       this.log(`The trainer writing ${this.dir} has ended; serving the n-gram of your notes it saved`);
       this.onChange();
     }
@@ -205,7 +205,7 @@ export class ModelHost {
   }
 
   /** What the status shows of `model`: describe()'s line, and what is happening to a context model it lacks. */
-  private describe(model: ServedModel): string {
+  private descriptionOf(model: ServedModel): string {
     const line = describe(model, this.lstmTraining);
     if (!model.contextsRebuildable) return line;
     if ((this.rebuilding && this.rebuildingDir === this.dir) || this.rebuildElsewhereFor === this.loadedFile)
@@ -217,7 +217,7 @@ export class ModelHost {
 
   private redescribe(): void {
     if (!this.model || !this.info) return;
-    this.info = { ...this.info, description: this.describe(this.model) };
+    this.info = { ...this.info, description: this.descriptionOf(this.model) };
     this.onChange();
   }
 

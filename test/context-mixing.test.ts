@@ -11,6 +11,7 @@ import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
 import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
 import { Vocabulary } from '../model/vocab';
+import { rewriteContextsHeader } from './support/contexts-header';
 import { advanceWords, WORD_STATE_SIZE, wordLetters } from '../model/word-model';
 
 const notes = 'the quick brown fox jumps over the lazy dog.\nthe quick brown cat naps under the warm sun.\n'.repeat(6);
@@ -152,25 +153,13 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-function rewriteHeader(dir: string, change: (header: Record<string, unknown>) => void): void {
-  const file = path.join(dir, NOTES_CONTEXTS_FILE);
-  const bytes = fs.readFileSync(file);
-  const length = bytes.readUInt32LE(0);
-  const header = JSON.parse(bytes.subarray(4, 4 + length).toString('utf8')) as Record<string, unknown>;
-  change(header);
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const prefix = Buffer.alloc(4);
-  prefix.writeUInt32LE(json.length, 0);
-  fs.writeFileSync(file, Buffer.concat([prefix, json, bytes.subarray(4 + length)]));
-}
-
 test('a context model of another format version, an earlier one whose words kept their case or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
     for (const version of [3, 5]) {
-      rewriteHeader(dir, (header) => (header.formatVersion = version));
+      rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
         new RegExp(`format version ${version}; this version reads 4.*retrain`),

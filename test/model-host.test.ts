@@ -3,7 +3,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { selectBackend } from '../backends/select';
@@ -23,6 +23,7 @@ import { ModelHost } from '../server/model-host';
 import { acquireRelearnLock, acquireTrainingLock } from '../training/lock';
 import { LspSession } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
+import { makeContextsOneVersionOld } from './support/contexts-header';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-host-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -84,13 +85,7 @@ function modelWithOlderContexts(dir: string, seed: number) {
   saveNgram(dir, new NgramModel(saved.vocabulary.size), saved.vocabulary);
   writeFileSync(join(dir, NOTES_TEXT_FILE), 'the quick brown fox jumps over the lazy dog.\n'.repeat(40));
   saveNotesContexts(dir, learnNotesContexts(saved.vocabulary, saved.vocabulary.encode('older')), saved.vocabulary);
-  // As a file from before the format last changed: the same bytes under an older version number.
-  const file = join(dir, NOTES_CONTEXTS_FILE);
-  const bytes = readFileSync(file);
-  const at = bytes.indexOf('"formatVersion":');
-  assert.ok(at > 0);
-  bytes[at + '"formatVersion":'.length] -= 1;
-  writeFileSync(file, bytes);
+  makeContextsOneVersionOld(dir);
   assert.throws(() => loadNotesContexts(dir, saved.vocabulary), /format version/);
   return saved;
 }

@@ -23,6 +23,8 @@ import { join } from 'node:path';
 import { chromium, Page } from 'playwright-core';
 import { LspSession } from '../../tools/lsp-driver';
 import { TINY_TRAINING_FLAGS } from '../support/tiny-training';
+import { contextsHeader, makeContextsOneVersionOld } from '../support/contexts-header';
+import { NOTES_CONTEXTS_FILE } from '../../model/notes-text';
 
 const ROOT = join(__dirname, '..', '..');
 const CODE_SERVER =
@@ -434,14 +436,11 @@ async function main(): Promise<void> {
  */
 async function relearnsContexts(modelDir: string, serverLog: string, pid: string | undefined): Promise<void> {
   const name = 'a context model of an older version is learnt again from the editor, and served';
-  const file = join(modelDir, 'contexts.bin');
-  if (!existsSync(file) || !pid) return record(name, false, `no ${file}, or no server pid (${pid})`);
+  if (!existsSync(join(modelDir, NOTES_CONTEXTS_FILE)) || !pid)
+    return record(name, false, `no ${NOTES_CONTEXTS_FILE} in ${modelDir}, or no server pid (${pid})`);
   const from = readFileSync(serverLog, 'utf8').length;
-  const bytes = readFileSync(file);
-  const at = bytes.indexOf('"formatVersion":') + '"formatVersion":'.length;
-  const version = bytes[at];
-  bytes[at] -= 1;
-  writeFileSync(file, bytes);
+  const version = contextsHeader(modelDir).formatVersion;
+  makeContextsOneVersionOld(modelDir);
   // A new model.json is what makes a server load the model again.
   const now = new Date();
   utimesSync(join(modelDir, 'model.json'), now, now);
@@ -452,7 +451,7 @@ async function relearnsContexts(modelDir: string, serverLog: string, pid: string
   }, 120_000);
   record(
     name,
-    served === true && readFileSync(file)[at] === version,
+    served === true && contextsHeader(modelDir).formatVersion === version,
     `server log since: ${readFileSync(serverLog, 'utf8').slice(from, from + 1500)}`,
   );
 }
