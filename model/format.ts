@@ -44,7 +44,15 @@ export interface ModelMetadata {
   /** ISO time. */
   createdAt: string;
   hyperparameters: Record<string, number | string | boolean>;
-  corpus: { sources: string[]; chars: number; trainChars: number; validationChars: number; split: string };
+  corpus: {
+    sources: string[];
+    chars: number;
+    trainChars: number;
+    validationChars: number;
+    split: string;
+    /** What the notes' memory read: trainChars, or with the validation text too; absent before models kept it. */
+    notesChars?: number;
+  };
   validation: { nats: number; bpc: number } | null;
   trainedChars: number;
   steps: number;
@@ -123,6 +131,7 @@ function checkMetadata(value: unknown, fail: (problem: string) => ModelFormatErr
     throw fail('metadata.corpus.sources must be an array of strings');
   for (const field of ['chars', 'trainChars', 'validationChars'] as const) finite(corpus[field], `corpus.${field}`);
   str(corpus.split, 'corpus.split');
+  if (corpus.notesChars !== undefined) finite(corpus.notesChars, 'corpus.notesChars');
   if (value.validation !== null) {
     if (!isObject(value.validation)) throw fail('metadata.validation must be an object or null');
     finite(value.validation.nats, 'validation.nats');

@@ -49,14 +49,19 @@ export function saveNotesText(dir: string, text: string): void {
   removeStrayTemporaries(dir, `.${NOTES_TEXT_FILE}.tmp-`);
 }
 
-/** The notes text in `dir` as ids, or undefined when the model has none (trained before it was kept). */
-function readNotesIds(dir: string, vocabulary: Vocabulary): Int32Array | undefined {
+/** The notes text in `dir`, or undefined when the model has none (trained before it was kept). */
+export function readNotesText(dir: string): string | undefined {
   const bytes = readRegularFile(
     path.join(dir, NOTES_TEXT_FILE),
     MAX_NOTES_TEXT_BYTES,
     (problem, remedy) => new ModelFormatError(`notes text in ${dir}: ${problem}${remedy ? `; ${remedy}` : ''}`),
   );
-  return bytes ? vocabulary.encode(bytes.toString('utf8')) : undefined;
+  return bytes?.toString('utf8');
+}
+
+function readNotesIds(dir: string, vocabulary: Vocabulary): Int32Array | undefined {
+  const text = readNotesText(dir);
+  return text === undefined ? undefined : vocabulary.encode(text);
 }
 
 /** The match and word models over the notes in `dir`, or undefined when the model has no notes text (trained before it was kept). */

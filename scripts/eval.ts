@@ -1,11 +1,12 @@
 // npm run eval -- --model DIR [--json] [--tail F] [--chars N] PATH ...: bits per char, keystroke
 // savings through the real server, and request latency, on held-out text.
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BackendUnavailableError, selectSequenceBackend } from '../backends/select';
 import { ModelFormatError } from '../model/files';
 import { loadModel } from '../model/format';
 import { loadServedModel } from '../model/served';
+import { NOTES_TEXT_FILE, readNotesText } from '../model/notes-text';
 import { CharLstm, parametersFromWeights } from '../model/network';
 import { scoreLstm, ValidationSet } from '../training/mixture-fit';
 import { scoreAsTyped } from '../completion/score';
@@ -24,6 +25,9 @@ PATH              held-out text files or folders
 --no-replay       skip keystroke savings and latency: bits per char only
 --no-online       score and replay without the match model and the online stage of the mixture
 --trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
+
+/** A text this long found whole in the model's notes was read in training, not by chance. */
+const RECALL_CHECK_CHARS = 200;
 
 async function main(): Promise<void> {
   const { values, positionals } = parse(
@@ -62,6 +66,7 @@ async function main(): Promise<void> {
 
   // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
   loadModel(modelDir);
+  const notes = readNotesText(modelDir);
   let corpus;
   try {
     corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
@@ -81,6 +86,11 @@ async function main(): Promise<void> {
     }
     while (documents.length > 1 && documents[documents.length - 1] === '') documents.pop();
   }
+  const recalled = documents.filter((d) => [...d].length >= RECALL_CHECK_CHARS && notes?.includes(d)).length;
+  if (recalled > 0)
+    throw new UsageError(
+      `${recalled} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt (${join(modelDir, NOTES_TEXT_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read; to score a model on its own validation text, train it with --validation-unseen.`,
+    );
   const text = documents.join('\n\n');
   const totalChars = documents.reduce((sum, d) => sum + [...d].length, 0);
   if (text.length === 0) throw new UsageError(`no text to evaluate in ${positionals.join(', ')}`);

@@ -40,6 +40,8 @@ PATH                files or folders of notes (default: the embedded default cor
                     from saves of it: the way to forget a file that was trained on
 --list              list the models (name, date, size, validation, learnt characters, sources) and exit
 --resume            continue training the model in --out
+--validation-unseen the validation text stays out of the notes' memory (n-gram, match and context models), so that
+                    \`npm run eval\` can measure the model on it; by default every note is learnt there
 --rebuild-contexts  learn the context model of the model in --out (or --name) again from the notes text kept
                     beside it, and exit: for a model whose contexts.bin is missing, damaged or from an older
                     version (the language server does this by itself)
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
       forget: { type: 'string', multiple: true },
       list: { type: 'boolean' },
       resume: { type: 'boolean' },
+      'validation-unseen': { type: 'boolean' },
       'rebuild-contexts': { type: 'boolean' },
       json: { type: 'boolean' },
       'progress-json': { type: 'boolean' },
@@ -179,6 +182,7 @@ async function main(): Promise<number> {
     engine,
     torch,
     resume: values.resume === true,
+    validationUnseen: values['validation-unseen'] === true,
   };
   if (values.plan === true) return printPlan(options);
 

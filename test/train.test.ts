@@ -19,6 +19,11 @@ import { learningRateAt } from '../training/schedule';
 import { tempDir } from './support/temp-dirs';
 import { randomModel } from './support/random-model';
 import { acquireRelearnLock } from '../training/lock';
+import { splitCorpus } from '../training/split';
+import { loadCorpus } from '../training/corpus';
+import { TRAIN_DEFAULTS } from '../training/defaults';
+import { loadNgram } from '../model/ngram-format';
+import { readNotesText } from '../model/notes-text';
 
 const trainDir = () => tempDir('char-complete-train');
 
@@ -69,6 +74,65 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
   assert.equal(result.stoppedBy, 'budget');
   assert.ok(result.sample.length > 0);
   assert.deepEqual(saved.metadata.corpus.sources, ['notes.txt'], 'names only, not where the notes live');
+});
+
+test('held-out notes reach the notes’ memory once validated, unless --validation-unseen; eval refuses text it holds', async () => {
+  await selectBackend('wasm');
+  const dir = trainDir();
+  const notesDir = join(dir, 'notes');
+  mkdirSync(notesDir);
+  const words = [
+    'amber',
+    'basalt',
+    'cobalt',
+    'dolomite',
+    'emerald',
+    'feldspar',
+    'garnet',
+    'hematite',
+    'iolite',
+    'jasper',
+  ];
+  for (const [i, word] of words.entries())
+    writeFileSync(
+      join(notesDir, `${word}.md`),
+      `the ${word} ledger, entry ${i}: ${word} ${i * 7919} kept.\n`.repeat(30),
+    );
+  const validation = splitCorpus(loadCorpus([notesDir]), TRAIN_DEFAULTS.validationFraction).validation;
+  const heldOutWord = words.find((word) => validation.includes(`the ${word} ledger`))!;
+  const heldOutFile = join(notesDir, `${heldOutWord}.md`);
+  const quiet = { info: () => {}, progress: () => {} };
+  const options = (out: string) => ({ ...smallOptions([notesDir], out), epochs: 1 });
+  await train(options(join(dir, 'all')), quiet);
+  await train({ ...options(join(dir, 'unseen')), validationUnseen: true }, quiet);
+
+  const heldOutIds = (out: string) => loadModel(out).vocabulary.encode(readFileSync(heldOutFile, 'utf8'));
+  for (const [name, learnt] of [
+    ['all', true],
+    ['unseen', false],
+  ] as const) {
+    const out = join(dir, name);
+    const { corpus } = loadModel(out).metadata;
+    const notesText = readNotesText(out)!;
+    assert.equal(notesText.includes(`the ${heldOutWord} ledger`), learnt, `${name}: notes.txt`);
+    assert.equal(corpus.notesChars, [...notesText].length, `${name}: the metadata counts what the memory read`);
+    assert.equal(corpus.notesChars! > corpus.trainChars, learnt);
+    const share = loadNgram(out, loadModel(out).vocabulary)!.countedShare(heldOutIds(out));
+    assert.ok(learnt ? share === 1 : share < 0.5, `${name}: the n-gram counted ${share} of the held-out note`);
+  }
+
+  const evaluate = (out: string) =>
+    spawnSync(process.execPath, [join(__dirname, '..', 'eval.js'), '--model', out, '--no-replay', heldOutFile], {
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+  const refused = evaluate(join(dir, 'all'));
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /^error: 1 of the 1 text\(s\) to score occur verbatim in the notes this model learnt/);
+  assert.match(refused.stderr, /train it with --validation-unseen/);
+  const scored = evaluate(join(dir, 'unseen'));
+  assert.equal(scored.status, 0, scored.stderr);
+  assert.match(scored.stdout, /bits per char, as typed: [0-9.]+ bits\/char/);
 });
 
 test('save and load give identical predictions', async () => {

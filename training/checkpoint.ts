@@ -123,7 +123,14 @@ export function describeRun(run: {
   batch: number;
   corpus: { chars: number };
   /** The corpus as the run uses it (dataset.ts). */
-  text: { vocabulary: Vocabulary; escape: EscapeModel; trainIds: Int32Array; validationIds: Int32Array; split: string };
+  text: {
+    vocabulary: Vocabulary;
+    escape: EscapeModel;
+    trainIds: Int32Array;
+    validationIds: Int32Array;
+    notesIds: Int32Array;
+    split: string;
+  };
   usingDefault: boolean;
   backend: string;
   engine: string;
@@ -152,6 +159,7 @@ export function describeRun(run: {
       trainChars: text.trainIds.length,
       validationChars: text.validationIds.length,
       split: text.split,
+      notesChars: text.notesIds.length,
     },
     backend: run.backend,
     engine: run.engine,

@@ -49,8 +49,15 @@ export interface Dataset {
   /** How the validation text was split off, in words. */
   split: string;
   validationText: string;
-  /** The training text, which the notes' match model follows (notes-text.ts). */
+  /** The training text. */
   trainText: string;
+  /**
+   * What the model's memory of the notes reads (the n-gram's file, the match and word models through notes.txt, the
+   * context mixing): every note, the training text first, so that a held-out note is completed from as well as any.
+   * Only the training text with options.validationUnseen.
+   */
+  notesText: string;
+  notesIds: Int32Array;
   vocabulary: Vocabulary;
   /** What the characters outside the vocabulary cost, learnt from the training text. */
   escape: EscapeModel;
@@ -82,6 +89,8 @@ export function prepareDataset(
   const escape = EscapeModel.fromText(split.train, vocabulary);
   const trainIds = vocabulary.encode(split.train);
   const validationIds = vocabulary.encode(split.validation);
+  const notesText = options.validationUnseen ? split.train : split.whole;
+  const notesIds = options.validationUnseen ? trainIds : vocabulary.encode(notesText);
   const validationEscapeNats = escapeNatsPerCharacter(escape, split.validation, vocabulary);
   reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
   if (resumed) {
@@ -122,6 +131,8 @@ export function prepareDataset(
     split: split.how,
     validationText: split.validation,
     trainText: split.train,
+    notesText,
+    notesIds,
     vocabulary,
     escape,
     trainIds,

@@ -31,10 +31,15 @@ function tailSplit(text: string, validationFraction: number): { head: string; ta
   return { head: text.slice(0, offset), tail: text.slice(offset) };
 }
 
-export function splitCorpus(
-  corpus: Corpus,
-  validationFraction: number,
-): { train: string; validation: string; how: string } {
+export interface CorpusSplit {
+  train: string;
+  validation: string;
+  how: string;
+  /** Every note, the training text first: what the model's memory of the notes (n-gram, match and context models) reads. */
+  whole: string;
+}
+
+export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusSplit {
   if (!(validationFraction > 0 && validationFraction < 1)) {
     throw new Error(`corpus: validation fraction must be between 0 and 1 (exclusive), got ${validationFraction}`);
   }
@@ -43,7 +48,12 @@ export function splitCorpus(
 
   if (docs.length === 1) {
     const { head, tail } = tailSplit(docs[0].text, validationFraction);
-    return { train: head, validation: tail, how: `last ${percent(validationFraction)} of ${docs[0].path}` };
+    return {
+      train: head,
+      validation: tail,
+      how: `last ${percent(validationFraction)} of ${docs[0].path}`,
+      whole: docs[0].text,
+    };
   }
 
   // Whole files are held out so validation measures how well the model generalises to a note it
@@ -74,6 +84,7 @@ export function splitCorpus(
       train: train.join(DOCUMENT_SEPARATOR),
       validation: validation.join(DOCUMENT_SEPARATOR),
       how: `${heldOut.size} of ${docs.length} files held out (${percent(held / total)} of ${total} chars)`,
+      whole: [...train, ...validation].join(DOCUMENT_SEPARATOR),
     };
   }
 
@@ -88,6 +99,7 @@ export function splitCorpus(
     train: heads.join(DOCUMENT_SEPARATOR),
     validation: tails.join(DOCUMENT_SEPARATOR),
     how: `last ${percent(validationFraction)} of each of ${docs.length} files (no whole-file hold-out fits)`,
+    whole: [...heads, ...tails].join(DOCUMENT_SEPARATOR),
   };
 }
 

@@ -32,6 +32,11 @@ export interface TrainOptions {
   /** Where the torch engine runs: its processes (GPUs, or CPU processes) and machines. */
   torch?: TorchLaunch;
   resume: boolean;
+  /**
+   * The validation text stays out of the notes' memory (n-gram, match and context models), so that a model can be
+   * measured on it: for benchmarks. Otherwise the memory reads every note once the LSTM's validation no longer needs it.
+   */
+  validationUnseen?: boolean;
 }
 
 export interface Progress {

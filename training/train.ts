@@ -7,7 +7,7 @@ import type { NetworkConfig } from '../model/architecture';
 import { foldLearnedNotes, learnedNotesMark } from '../model/learned';
 import type { Mixer } from '../model/mixer';
 import { documentNgram, MixturePredictor } from '../model/mixture';
-import { saveNgram } from '../model/ngram-format';
+import { loadNgram, saveNgram } from '../model/ngram-format';
 import { learnNotesContexts, saveNotesContexts, saveNotesText } from '../model/notes-text';
 import { LstmPredictor } from '../model/predictor';
 import { planTraining } from './budget';
@@ -85,7 +85,7 @@ async function runTraining(
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
   const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () =>
-    text.vocabulary.decode(text.trainIds),
+    text.vocabulary.decode(text.notesIds),
   );
   if (folded) reporter.info(folded);
 
@@ -293,14 +293,14 @@ async function saveNgramModel(
   newModel: boolean,
   reporter: TrainReporter,
 ): Promise<Mixer | undefined> {
-  saveNgram(writer.out, text.notes, text.vocabulary);
-  saveNotesText(writer.out, text.trainText);
+  saveNotesNgram(writer.out, text);
+  saveNotesText(writer.out, text.notesText);
   // Seconds a megabyte, before the LSTM's first step: said first, so that the wait is explained.
   reporter.info(
-    `Learning the contexts of your notes (${text.trainIds.length.toLocaleString('en-US')} chars) for the context mixing…`,
+    `Learning the contexts of your notes (${text.notesIds.length.toLocaleString('en-US')} chars) for the context mixing…`,
   );
   const started = performance.now();
-  saveNotesContexts(writer.out, learnNotesContexts(text.vocabulary, text.trainIds), text.vocabulary);
+  saveNotesContexts(writer.out, learnNotesContexts(text.vocabulary, text.notesIds), text.vocabulary);
   reporter.info(`Learnt them in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   const { periodic } = text;
   if (!newModel || !periodic) return undefined;
@@ -320,6 +320,19 @@ async function saveNgramModel(
     `Saved an n-gram model for completions while the LSTM trains: ${(ngramOnly / LN2).toFixed(3)} bits/char on ${periodic.samples.count.toLocaleString('en-US')} validation chars`,
   );
   return mixer;
+}
+
+/**
+ * The notes' n-gram as served: the training text's counts (which validation scores the gate with, and so must not
+ * know the validation text), then the rest of the notes learnt into a copy read back from the file, as a save would
+ * learn them.
+ */
+function saveNotesNgram(dir: string, text: Dataset): void {
+  saveNgram(dir, text.notes, text.vocabulary);
+  if (text.notesIds.length === text.trainIds.length) return;
+  const served = loadNgram(dir, text.vocabulary)!;
+  served.add(text.notesIds, text.trainIds.length);
+  saveNgram(dir, served, text.vocabulary);
 }
 
 async function scoreResumed(
