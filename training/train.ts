@@ -283,8 +283,8 @@ async function startEngine(
 }
 
 /**
- * Saves the notes' n-gram at once and, for a new model, a gate fitted to what an untrained LSTM
- * knows (nothing), so completions work while the LSTM trains; returns that gate.
+ * Saves the notes' memory at once and, for a new model, a gate fitted to what an untrained LSTM knows (nothing), so
+ * completions work while the LSTM trains; returns that gate.
  */
 async function saveNgramModel(
   writer: ModelWriter,
@@ -293,7 +293,8 @@ async function saveNgramModel(
   newModel: boolean,
   reporter: TrainReporter,
 ): Promise<Mixer | undefined> {
-  saveNotesNgram(writer.out, text);
+  // The training text's counts first: validation scores the gate with them, so they must not know the validation text.
+  saveNgram(writer.out, text.notes, text.vocabulary);
   saveNotesText(writer.out, text.notesText);
   // Seconds a megabyte, before the LSTM's first step: said first, so that the wait is explained.
   reporter.info(
@@ -302,8 +303,20 @@ async function saveNgramModel(
   const started = performance.now();
   saveNotesContexts(writer.out, learnNotesContexts(text.vocabulary, text.notesIds), text.vocabulary);
   reporter.info(`Learnt them in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const mixer = newModel ? await saveFirstModel(writer, engine, text, reporter) : undefined;
+  // After the first model, which completions need soonest; servers read it with the next checkpoint.
+  learnHeldOutNotes(writer.out, text);
+  return mixer;
+}
+
+async function saveFirstModel(
+  writer: ModelWriter,
+  engine: LstmEngine,
+  text: Dataset,
+  reporter: TrainReporter,
+): Promise<Mixer | undefined> {
   const { periodic } = text;
-  if (!newModel || !periodic) return undefined;
+  if (!periodic) return undefined;
   const mixer = fitMixture(periodic.samples).mixer;
   const ngramOnly = periodic.mixtureNats(mixer);
   const figures = { lstm: null, ngram: periodic.notesNats, mixture: ngramOnly };
@@ -322,13 +335,8 @@ async function saveNgramModel(
   return mixer;
 }
 
-/**
- * The notes' n-gram as served: the training text's counts (which validation scores the gate with, and so must not
- * know the validation text), then the rest of the notes learnt into a copy read back from the file, as a save would
- * learn them.
- */
-function saveNotesNgram(dir: string, text: Dataset): void {
-  saveNgram(dir, text.notes, text.vocabulary);
+/** The notes past the training text (the held-out ones) learnt into the n-gram's file, as a save would learn them. */
+function learnHeldOutNotes(dir: string, text: Dataset): void {
   if (text.notesIds.length === text.trainIds.length) return;
   const served = loadNgram(dir, text.vocabulary)!;
   served.add(text.notesIds, text.trainIds.length);
