@@ -97,7 +97,8 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
   for (const [i, word] of words.entries())
     writeFileSync(
       join(notesDir, `${word}.md`),
-      `the ${word} ledger, entry ${i}: ${word} ${i * 7919} kept.\n`.repeat(30),
+      // A character of its own: outside the vocabulary wherever the file is held out.
+      `the ${word} ledger, entry ${i}: ${word} ${i * 7919} kept ${String.fromCodePoint(0x4e00 + i)}.\n`.repeat(30),
     );
   const validation = splitCorpus(loadCorpus([notesDir]), TRAIN_DEFAULTS.validationFraction).validation;
   const heldOutWord = words.find((word) => validation.includes(`the ${word} ledger`))!;

@@ -52,12 +52,13 @@ export interface Dataset {
   /** The training text. */
   trainText: string;
   /**
-   * What the model's memory of the notes reads (the n-gram's file, the match and word models through notes.txt, the
-   * context mixing): every note, the training text first, so that a held-out note is completed from as well as any.
-   * Only the training text with options.validationUnseen.
+   * What the model's memory of the notes reads (the match and word models through notes.txt, the context mixing):
+   * every note, so that a held-out note is completed from as well as any; only the training text with
+   * options.validationUnseen, which validationInNotes tells.
    */
   notesText: string;
   notesIds: Int32Array;
+  validationInNotes: boolean;
   vocabulary: Vocabulary;
   /** What the characters outside the vocabulary cost, learnt from the training text. */
   escape: EscapeModel;
@@ -89,8 +90,9 @@ export function prepareDataset(
   const escape = EscapeModel.fromText(split.train, vocabulary);
   const trainIds = vocabulary.encode(split.train);
   const validationIds = vocabulary.encode(split.validation);
-  const notesText = options.validationUnseen ? split.train : split.whole;
-  const notesIds = options.validationUnseen ? trainIds : vocabulary.encode(notesText);
+  const validationInNotes = !options.validationUnseen;
+  const notesText = validationInNotes ? split.whole : split.train;
+  const notesIds = validationInNotes ? vocabulary.encode(notesText) : trainIds;
   const validationEscapeNats = escapeNatsPerCharacter(escape, split.validation, vocabulary);
   reporter.info(`Validation: ${split.how}; vocabulary ${vocabulary.size} symbols`);
   if (resumed) {
@@ -133,6 +135,7 @@ export function prepareDataset(
     trainText: split.train,
     notesText,
     notesIds,
+    validationInNotes,
     vocabulary,
     escape,
     trainIds,

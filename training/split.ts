@@ -35,7 +35,7 @@ export interface CorpusSplit {
   train: string;
   validation: string;
   how: string;
-  /** Every note, the training text first: what the model's memory of the notes (n-gram, match and context models) reads. */
+  /** Every note, in the corpus's order: what the model's memory of the notes (n-gram, match and context models) reads. */
   whole: string;
 }
 
@@ -45,6 +45,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
   }
   const docs = corpus.documents;
   if (docs.length === 0) throw new Error('corpus: no documents to split');
+  const whole = docs.map((d) => d.text).join(DOCUMENT_SEPARATOR);
 
   if (docs.length === 1) {
     const { head, tail } = tailSplit(docs[0].text, validationFraction);
@@ -52,7 +53,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
       train: head,
       validation: tail,
       how: `last ${percent(validationFraction)} of ${docs[0].path}`,
-      whole: docs[0].text,
+      whole,
     };
   }
 
@@ -84,7 +85,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
       train: train.join(DOCUMENT_SEPARATOR),
       validation: validation.join(DOCUMENT_SEPARATOR),
       how: `${heldOut.size} of ${docs.length} files held out (${percent(held / total)} of ${total} chars)`,
-      whole: [...train, ...validation].join(DOCUMENT_SEPARATOR),
+      whole,
     };
   }
 
@@ -99,7 +100,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
     train: heads.join(DOCUMENT_SEPARATOR),
     validation: tails.join(DOCUMENT_SEPARATOR),
     how: `last ${percent(validationFraction)} of each of ${docs.length} files (no whole-file hold-out fits)`,
-    whole: [...heads, ...tails].join(DOCUMENT_SEPARATOR),
+    whole,
   };
 }
 

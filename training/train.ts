@@ -21,6 +21,7 @@ import {
   describeRun,
   resumedOptimizerState,
 } from './checkpoint';
+import { DOCUMENT_SEPARATOR } from './corpus';
 import { Dataset, prepareDataset, readNotes } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
@@ -84,9 +85,7 @@ async function runTraining(
   const description = { options, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
-  const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () =>
-    text.vocabulary.decode(text.notesIds),
-  );
+  const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () => text.notesText);
   if (folded) reporter.info(folded);
 
   // The loop. Time counts from here, so the budget covers training and validation, the resumed
@@ -335,11 +334,15 @@ async function saveFirstModel(
   return mixer;
 }
 
-/** The notes past the training text (the held-out ones) learnt into the n-gram's file, as a save would learn them. */
+/** The validation text (the held-out notes) learnt into the n-gram's file, as a save would learn them. */
 function learnHeldOutNotes(dir: string, text: Dataset): void {
-  if (text.notesIds.length === text.trainIds.length) return;
+  if (!text.validationInNotes || text.validationIds.length === 0) return;
   const served = loadNgram(dir, text.vocabulary)!;
-  served.add(text.notesIds, text.trainIds.length);
+  const separator = text.vocabulary.encode(DOCUMENT_SEPARATOR);
+  const heldOut = new Int32Array(separator.length + text.validationIds.length);
+  heldOut.set(separator);
+  heldOut.set(text.validationIds, separator.length);
+  served.add(heldOut, separator.length);
   saveNgram(dir, served, text.vocabulary);
 }
 
