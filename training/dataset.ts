@@ -49,8 +49,6 @@ export interface Dataset {
   /** How the validation text was split off, in words. */
   split: string;
   validationText: string;
-  /** The training text. */
-  trainText: string;
   /**
    * What the model's memory of the notes reads (the match and word models through notes.txt, the context mixing):
    * every note, so that a held-out note is completed from as well as any; only the training text with
@@ -132,7 +130,6 @@ export function prepareDataset(
   return {
     split: split.how,
     validationText: split.validation,
-    trainText: split.train,
     notesText,
     notesIds,
     validationInNotes,
