@@ -18,7 +18,7 @@ import { NetworkConfig } from '../model/architecture';
 import { learningRateAt } from '../training/schedule';
 import { tempDir } from './support/temp-dirs';
 import { randomModel } from './support/random-model';
-import { acquireRelearnLock } from '../training/lock';
+import { acquireRelearnLock, acquireTrainingLock, LockHeldError } from '../training/lock';
 import { splitCorpus } from '../training/split';
 import { loadCorpus } from '../training/corpus';
 import { TRAIN_DEFAULTS } from '../training/defaults';
@@ -586,6 +586,16 @@ test('one trainer per --out: a live lock is refused with its pid, a dead one is 
     new RegExp(`another training is writing ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, pid ${process.pid}`),
   );
   assert.ok(!existsSync(join(out, 'model.json')));
+
+  // A lock that cannot be read may still be held: refused, with the command that removes it.
+  writeFileSync(lock, 'not a lock');
+  assert.throws(
+    () => acquireTrainingLock(out),
+    (error) =>
+      error instanceof LockHeldError &&
+      error.message ===
+        `another training may be writing ${out}: train.lock is there but unreadable. If no trainer is running, rm ${JSON.stringify(lock)}.`,
+  );
 
   const dead = spawnSync(process.execPath, ['-e', '']).pid;
   writeFileSync(lock, JSON.stringify({ pid: dead, host, started: new Date().toISOString() }));

@@ -12,8 +12,9 @@ export const RELEARN_LOCK_FILE = 'contexts-relearn.lock';
 /** What a lock's holder is doing, in LockHeldError's messages. */
 interface Activity {
   file: string;
-  /** Completes "another … <dir>". */
-  doing: string;
+  /** The holder and what it does, for "another <who> is <does> <dir>". */
+  who: string;
+  does: string;
   holder: string;
   /** What to do while a live holder on this machine goes on. */
   meanwhile: string;
@@ -21,14 +22,16 @@ interface Activity {
 
 const TRAINING: Activity = {
   file: LOCK_FILE,
-  doing: 'training is writing',
+  who: 'training',
+  does: 'writing',
   holder: 'trainer',
   meanwhile: 'Wait for it to finish, stop it, or choose another --out.',
 };
 
 const RELEARNING: Activity = {
   file: RELEARN_LOCK_FILE,
-  doing: 'process is learning again the context model of',
+  who: 'process',
+  does: 'learning again the context model of',
   holder: 'such process',
   meanwhile: 'Every language server serving the model loads its file when it is done.',
 };
@@ -89,16 +92,16 @@ function acquireLock(dir: string, activity: Activity): () => void {
       const remove = `rm ${JSON.stringify(file)}`;
       if (!owner)
         throw new LockHeldError(
-          `another ${activity.doing.replace(' is ', ' may be ')} ${dir}: ${activity.file} is there but unreadable. If no ${activity.holder} is running, ${remove}.`,
+          `another ${activity.who} may be ${activity.does} ${dir}: ${activity.file} is there but unreadable. If no ${activity.holder} is running, ${remove}.`,
         );
       if (owner.host !== me.host) {
         throw new LockHeldError(
-          `another ${activity.doing} ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
+          `another ${activity.who} is ${activity.does} ${dir}, pid ${owner.pid} on ${owner.host}. If it is no longer running, ${remove}.`,
         );
       }
       if (owner.pid === process.pid || isProcessAlive(owner.pid)) {
         throw new LockHeldError(
-          `another ${activity.doing} ${dir}, pid ${owner.pid} (since ${owner.started}). ${activity.meanwhile}`,
+          `another ${activity.who} is ${activity.does} ${dir}, pid ${owner.pid} (since ${owner.started}). ${activity.meanwhile}`,
         );
       }
       // Stale: its trainer died without releasing it.
