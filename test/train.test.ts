@@ -103,7 +103,8 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
   const validation = splitCorpus(loadCorpus([notesDir]), TRAIN_DEFAULTS.validationFraction).validation;
   const heldOutWord = words.find((word) => validation.includes(`the ${word} ledger`))!;
   const heldOutFile = join(notesDir, `${heldOutWord}.md`);
-  const quiet = { info: () => {}, progress: () => {} };
+  const said: Record<string, string[]> = { all: [], unseen: [] };
+  const reporter = (name: string) => ({ info: (line: string) => said[name].push(line), progress: () => {} });
   const options = (out: string) => ({ ...smallOptions([notesDir], out), epochs: 1 });
   // The held-out note was saved in the editor before: a retrain whose memory reads it must not count it twice.
   for (const name of ['all', 'unseen']) {
@@ -112,8 +113,8 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
     LearnedNotes.load(join(dir, name), Vocabulary.fromText(text, 64)).learn(noteKey(heldOutFile), text);
     assert.ok(learnedChars(join(dir, name)) > 0);
   }
-  await train(options(join(dir, 'all')), quiet);
-  await train({ ...options(join(dir, 'unseen')), validationUnseen: true }, quiet);
+  await train(options(join(dir, 'all')), reporter('all'));
+  await train({ ...options(join(dir, 'unseen')), validationUnseen: true }, reporter('unseen'));
 
   const heldOutIds = (out: string) => loadModel(out).vocabulary.encode(readFileSync(heldOutFile, 'utf8'));
   for (const [name, learnt] of [
@@ -129,6 +130,8 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
     const share = loadNgram(out, loadModel(out).vocabulary)!.countedShare(heldOutIds(out));
     assert.ok(learnt ? share === 1 : share < 0.5, `${name}: the n-gram counted ${share} of the held-out note`);
     assert.equal(learnedChars(out) === 0, learnt, `${name}: the note learnt from its save is folded only if read`);
+    const told = said[name].some((line) => /^Your notes' memory reads the [0-9,]+ validation chars too/.test(line));
+    assert.equal(told, learnt, `${name}: the trainer says whether the memory reads the validation text`);
   }
 
   const evaluate = (out: string) =>

@@ -304,7 +304,10 @@ async function saveNgramModel(
   reporter.info(`Learnt them in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   const mixer = newModel ? await saveFirstModel(writer, engine, text, reporter) : undefined;
   // After the first model, which completions need soonest; servers read it with the next checkpoint.
-  learnHeldOutNotes(writer.out, text);
+  if (learnHeldOutNotes(writer.out, text))
+    reporter.info(
+      `Your notes' memory reads the ${text.validationIds.length.toLocaleString('en-US')} validation chars too, so held-out notes are completed from; the LSTM never trains on them (--validation-unseen leaves them out)`,
+    );
   return mixer;
 }
 
@@ -334,9 +337,9 @@ async function saveFirstModel(
   return mixer;
 }
 
-/** The validation text (the held-out notes) learnt into the n-gram's file, as a save would learn them. */
-function learnHeldOutNotes(dir: string, text: Dataset): void {
-  if (!text.validationInNotes || text.validationIds.length === 0) return;
+/** The validation text (the held-out notes) learnt into the n-gram's file, as a save would learn them; whether it was. */
+function learnHeldOutNotes(dir: string, text: Dataset): boolean {
+  if (!text.validationInNotes || text.validationIds.length === 0) return false;
   const served = loadNgram(dir, text.vocabulary)!;
   const separator = text.vocabulary.encode(DOCUMENT_SEPARATOR);
   const heldOut = new Int32Array(separator.length + text.validationIds.length);
@@ -344,6 +347,7 @@ function learnHeldOutNotes(dir: string, text: Dataset): void {
   heldOut.set(text.validationIds, separator.length);
   served.add(heldOut, separator.length);
   saveNgram(dir, served, text.vocabulary);
+  return true;
 }
 
 async function scoreResumed(
