@@ -103,31 +103,31 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
   const validation = splitCorpus(loadCorpus([notesDir]), TRAIN_DEFAULTS.validationFraction).validation;
   const heldOutWord = words.find((word) => validation.includes(`the ${word} ledger`))!;
   const heldOutFile = join(notesDir, `${heldOutWord}.md`);
+  const heldOutText = readFileSync(heldOutFile, 'utf8');
   const said: Record<string, string[]> = { all: [], unseen: [] };
   const reporter = (name: string) => ({ info: (line: string) => said[name].push(line), progress: () => {} });
   const options = (out: string) => ({ ...smallOptions([notesDir], out), epochs: 1 });
   // The held-out note was saved in the editor before: a retrain whose memory reads it must not count it twice.
   for (const name of ['all', 'unseen']) {
     mkdirSync(join(dir, name));
-    const text = readFileSync(heldOutFile, 'utf8');
-    LearnedNotes.load(join(dir, name), Vocabulary.fromText(text, 64)).learn(noteKey(heldOutFile), text);
+    LearnedNotes.load(join(dir, name), Vocabulary.fromText(heldOutText, 64)).learn(noteKey(heldOutFile), heldOutText);
     assert.ok(learnedChars(join(dir, name)) > 0);
   }
   await train(options(join(dir, 'all')), reporter('all'));
   await train({ ...options(join(dir, 'unseen')), validationUnseen: true }, reporter('unseen'));
 
-  const heldOutIds = (out: string) => loadModel(out).vocabulary.encode(readFileSync(heldOutFile, 'utf8'));
   for (const [name, learnt] of [
     ['all', true],
     ['unseen', false],
   ] as const) {
     const out = join(dir, name);
-    const { corpus } = loadModel(out).metadata;
+    const { metadata, vocabulary } = loadModel(out);
+    const { corpus } = metadata;
     const notesText = readNotesText(out)!;
     assert.equal(notesText.includes(`the ${heldOutWord} ledger`), learnt, `${name}: notes.txt`);
     assert.equal(corpus.notesChars, [...notesText].length, `${name}: the metadata counts what the memory read`);
     assert.equal(corpus.notesChars! > corpus.trainChars, learnt);
-    const share = loadNgram(out, loadModel(out).vocabulary)!.countedShare(heldOutIds(out));
+    const share = loadNgram(out, vocabulary)!.countedShare(vocabulary.encode(heldOutText));
     assert.ok(learnt ? share === 1 : share < 0.5, `${name}: the n-gram counted ${share} of the held-out note`);
     assert.equal(learnedChars(out) === 0, learnt, `${name}: the note learnt from its save is folded only if read`);
     const told = said[name].some((line) => /^Your notes' memory reads the [0-9,]+ validation chars too/.test(line));
