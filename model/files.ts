@@ -106,8 +106,15 @@ export function removeStrayTemporaries(dir: string, prefix: string): void {
     const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
     const file = path.join(dir, name);
     const stat = fs.statSync(file, { throwIfNoEntry: false });
-    if (stat && (!Number.isInteger(pid) || !isProcessAlive(pid) || Date.now() - stat.mtimeMs > TEMPORARY_STALE_MS))
+    if (!stat || (Number.isInteger(pid) && isProcessAlive(pid) && Date.now() - stat.mtimeMs <= TEMPORARY_STALE_MS))
+      continue;
+    // The file just saved is in place, so a stray that cannot be removed (no permission, a directory of that name) is
+    // left for a later save rather than reported as this save's failure.
+    try {
       fs.rmSync(file, { force: true });
+    } catch {
+      continue;
+    }
   }
 }
 

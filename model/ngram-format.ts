@@ -11,7 +11,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { randomSuffix, readJsonHeader, replaceAtomically } from './files';
+import { randomSuffix, readJsonHeader, removeStrayTemporaries, replaceAtomically } from './files';
 import { NGRAM_MAX_ORDER, NGRAM_MAX_VOCAB, NgramModel, type NgramArrays } from './ngram';
 import type { Vocabulary } from './vocab';
 
@@ -131,15 +131,7 @@ export function saveNgram(dir: string, model: NgramModel, vocabulary: Vocabulary
   fs.mkdirSync(dir, { recursive: true });
   const tmp = `${NGRAM_FILE}.tmp-${randomSuffix()}`;
   replaceAtomically(dir, tmp, NGRAM_FILE, Buffer.concat([head, payload]));
-  // Left by a save that crashed; assumes one writer per directory, as saveModel does.
-  for (const entry of fs.readdirSync(dir)) {
-    if (!entry.startsWith(`${NGRAM_FILE}.tmp-`)) continue;
-    try {
-      fs.rmSync(path.join(dir, entry), { force: true });
-    } catch {
-      // Left for the next save.
-    }
-  }
+  removeStrayTemporaries(dir, `${NGRAM_FILE}.tmp-`);
 }
 
 function readFully(fd: number, bytes: Buffer, position: number): number {

@@ -94,6 +94,14 @@ test('the context model is saved atomically and loads to the same predictions; a
       "no temporary is left but the running writer's",
     );
     fs.rmSync(running);
+    // A stray that cannot be removed does not make a save that wrote its file report a failure.
+    const unremovable = path.join(dir, `.${NOTES_CONTEXTS_FILE}.tmp-dir`);
+    fs.mkdirSync(unremovable);
+    fs.writeFileSync(path.join(unremovable, 'inside'), 'x');
+    fs.rmSync(path.join(dir, NOTES_CONTEXTS_FILE));
+    saveNotesContexts(dir, model, vocabulary);
+    assert.ok(fs.existsSync(path.join(dir, NOTES_CONTEXTS_FILE)), 'saved beside the stray');
+    fs.rmSync(unremovable, { recursive: true });
     const loaded = loadNotesContexts(dir, vocabulary)!;
     assert.deepEqual(distributionAfter(loaded, 'the lazy d'), distributionAfter(model, 'the lazy d'));
 
