@@ -11,7 +11,7 @@
 // the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
 // nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
 import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
-import { advanceWords, currentWord, WORD_STATE_SIZE, wordContext } from './word-model';
+import { advanceWords, currentWord, lineColumn, WORD_STATE_SIZE, wordContext } from './word-model';
 
 /** A slot: a check byte, then the bit histories of a nibble tree's 15 nodes. */
 const SLOT = 16;
@@ -113,9 +113,12 @@ function nibbleGroups(bits: number): number[] {
   return groups;
 }
 
-/** The orders of the character contexts; the inputs are order 0, these, then the two word contexts. */
+/**
+ * The orders of the character contexts; the inputs are order 0, these, the two word contexts, then
+ * the line's column with the character before.
+ */
 const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
-const INPUTS = CONTEXT_ORDERS.length + 3;
+const INPUTS = CONTEXT_ORDERS.length + 4;
 /** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
 /** The characters before that the contexts read. */
@@ -466,7 +469,8 @@ export function massBefore(logProbs: Float32Array, out: Float64Array): Float64Ar
 /**
  * The contexts' hashes at a position, one per input, 0 where an input has none: order 0, the
  * orders of CONTEXT_ORDERS from the `known` ids of `context` (most recent last), the word being
- * typed with the one before it, and the word being typed alone.
+ * typed with the one before it, the word being typed alone, and the line's column (in fours, since
+ * where a line of verse or of wrapped prose ends varies by a few characters) with the character before.
  */
 function contextHashes(
   context: ArrayLike<number>,
@@ -487,5 +491,8 @@ function contextHashes(
   }
   out[ORDERED_INPUTS] = wordContext(wordSlot);
   out[ORDERED_INPUTS + 1] = (Math.imul(currentWord(wordSlot) ^ 0x6a09e667, 0x9e3779b1) + 0x3c6ef372) >>> 0 || 1;
+  const before = known > 0 ? context[known - 1] : -1;
+  out[ORDERED_INPUTS + 2] =
+    (Math.imul(((lineColumn(wordSlot) >>> 2) << 16) ^ (before + 2) ^ 0x1b873593, 0x9e3779b1) + 0x5bd1e995) >>> 0 || 1;
   return out;
 }

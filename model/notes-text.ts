@@ -106,12 +106,19 @@ export function readNotes(readers: NotesReaders, ids: ArrayLike<number>): void {
 export const NOTES_CONTEXTS_FILE = 'contexts.bin';
 const CONTEXTS_FORMAT = 'char-contexts';
 // Version 2 added the mixer's weights selected by the character before, and the map by the two before; 3 gave the first
-// group of an id's bits short slots of its own; 4 made the words' contexts ignore case (word-model.ts, wordLetters).
-// An earlier file's contexts are hashed otherwise, so it is refused, and the model serves without it until retrained.
-const CONTEXTS_FORMAT_VERSION = 4;
-/** The table's size follows the notes (a bucket per four characters), within these bounds: 256 KB to 8 MB. */
+// group of an id's bits short slots of its own; 4 made the words' contexts ignore case (word-model.ts, wordLetters); 5
+// added the line's column as a context. An earlier file's contexts are hashed otherwise, so it is refused, and the
+// language server learns it again from the notes kept beside the model.
+const CONTEXTS_FORMAT_VERSION = 5;
+/** The table's size follows the notes (a 64-byte bucket per two characters), within these bounds: 256 KB to 16 MB. */
 const MIN_TABLE_BITS = 12;
-const MAX_TABLE_BITS = 17;
+const MAX_TABLE_BITS = 18;
+/**
+ * Notes of more characters than this get a table half the largest (8 MB): their other served
+ * structures (the n-gram, the match and word models) take the room, and the server's memory bound is
+ * measured with 10 MB of notes.
+ */
+const LARGE_NOTES_CHARS = 6e6;
 const MAX_CONTEXTS_HEADER_BYTES = 4096;
 const RETRAIN = 'retrain with `npm run train` to rebuild it (`--resume` keeps what the LSTM has learnt)';
 /** Where the notes text is kept beside the model, the context model is learnt again from it without retraining. */
@@ -131,7 +138,10 @@ const sha256Hex = (bytes: Uint8Array) => crypto.createHash('sha256').update(byte
 
 /** The table (2^bits buckets) that the context model of notes of `chars` characters gets. */
 export const contextsTableBits = (chars: number): number =>
-  Math.max(MIN_TABLE_BITS, Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, chars / 4)))));
+  Math.max(
+    MIN_TABLE_BITS,
+    Math.min(MAX_TABLE_BITS - (chars > LARGE_NOTES_CHARS ? 1 : 0), Math.ceil(Math.log2(Math.max(1, chars / 2)))),
+  );
 
 /** The context-mixing model of `ids`, the notes' text, with a table sized for them (or of 2^tableBits buckets). */
 export function learnNotesContexts(

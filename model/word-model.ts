@@ -8,9 +8,10 @@ import type { Vocabulary } from './vocab';
 
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
- * float32 holds 24 bits exactly), the current word's, its length, and the word before the previous.
+ * float32 holds 24 bits exactly), the current word's, its length, the word before the previous, and
+ * how many characters the line has so far (lineColumn()).
  */
-export const WORD_STATE_SIZE = 7;
+export const WORD_STATE_SIZE = 8;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
 /** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
@@ -26,6 +27,9 @@ const PREVIOUS_HIGH = 0;
 const WORD_HIGH = 2;
 const WORD_LENGTH = 4;
 const EARLIER_HIGH = 5;
+const LINE_COLUMN = 7;
+/** The column stops counting here: past it, a line is long, however long. */
+const MAX_COLUMN = 255;
 
 const halves = (slot: ArrayLike<number>, high: number) => ((slot[high] << 16) | slot[high + 1]) >>> 0;
 
@@ -36,8 +40,9 @@ function setHalves(slot: Float32Array, high: number, hash: number): void {
 
 /** The class previousClass gives a word character. */
 const WORD_CLASS = 0;
-/** In wordLetters, an id that ends a word rather than spelling one. */
+/** In wordLetters, an id that ends a word rather than spelling one, and one that also ends a line. */
 const NOT_IN_WORD = -1;
+const LINE_END = -2;
 
 const letterTables = new WeakMap<Vocabulary, Int32Array>();
 
@@ -45,13 +50,14 @@ const letterTables = new WeakMap<Vocabulary, Int32Array>();
  * What each id of `vocabulary` spells in a word: the id of its lower-case form where the
  * vocabulary has it, else its own, so that a word's contexts are the same capitalised or not (a
  * sentence's first word, a name and the address made of it: "Volker Mische (volker.mische@…)");
- * NOT_IN_WORD for a character that is not a word's (previousClass, online-mixer.ts). Built once per
- * vocabulary.
+ * NOT_IN_WORD for a character that is not a word's (previousClass, online-mixer.ts), LINE_END for a
+ * line break. Built once per vocabulary.
  */
 export function wordLetters(vocabulary: Vocabulary): Int32Array {
   let letters = letterTables.get(vocabulary);
   if (!letters) {
     letters = Int32Array.from(vocabulary.chars, (char, id) => {
+      if (char === '\n') return LINE_END;
       if (previousClass(char) !== WORD_CLASS) return NOT_IN_WORD;
       const lower = vocabulary.id(char.toLowerCase());
       return lower > 0 ? lower : id;
@@ -65,7 +71,8 @@ export function wordLetters(vocabulary: Vocabulary): Int32Array {
 export function advanceWords(slot: Float32Array, id: number, letters: Int32Array): void {
   const length = slot[WORD_LENGTH];
   const letter = letters[id];
-  if (letter !== NOT_IN_WORD) {
+  slot[LINE_COLUMN] = letter === LINE_END ? 0 : Math.min(MAX_COLUMN, slot[LINE_COLUMN] + 1);
+  if (letter >= 0) {
     if (length >= MAX_WORD_LENGTH) return;
     setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (letter + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
     slot[WORD_LENGTH] = length + 1;
@@ -82,6 +89,9 @@ export function wordContext(slot: ArrayLike<number>): number {
   const key = (Math.imul(halves(slot, PREVIOUS_HIGH), 0x85ebca6b) ^ halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;
   return key === 0 ? 1 : key;
 }
+
+/** The characters since the last line break (or since the text began), up to MAX_COLUMN. */
+export const lineColumn = (slot: ArrayLike<number>): number => slot[LINE_COLUMN];
 
 /** The current word's typed part alone, hashed with its length. */
 export const currentWord = (slot: ArrayLike<number>): number => (halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;

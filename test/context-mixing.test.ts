@@ -161,16 +161,16 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one whose words kept their case or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one without the line column or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [3, 5]) {
+    for (const version of [4, 6]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 4.*retrain`),
+        new RegExp(`format version ${version}; this version reads 5.*retrain`),
       );
     }
   } finally {
@@ -196,6 +196,31 @@ test('a word capitalised or not is one context, so what followed "Volker" is exp
     );
   };
   assert.ok(nodes('the q')[u] > Math.log(0.5), `u after "q": ${Math.exp(nodes('the q')[u])}`);
+});
+
+test('where lines are of one length, the line break is expected at that column, and only there', () => {
+  // Letters and spaces in no order, so that nothing but the column tells where a line ends.
+  let seed = 7;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz ';
+  const line = () => Array.from({ length: 24 }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
+  const lines = Array.from({ length: 300 }, line);
+  const ruled = Vocabulary.fromText(lines.join('\n') + '\n', 512, 1);
+  const rulerLetters = wordLetters(ruled);
+  const model = new ContextMixingModel(ruled.size, rulerLetters, 14);
+  model.append(ruled.encode(lines.join('\n') + '\n'));
+  const lineBreakAfter = (text: string) => {
+    const ids = ruled.encode(text);
+    const words = new Float32Array(WORD_STATE_SIZE);
+    for (const id of ids) advanceWords(words, id, rulerLetters);
+    const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
+    const nodes = model.nodeProbabilitiesAt(context, context.length, words, new Float32Array(1 << idBits(ruled.size)));
+    return Math.exp(leafLogProbabilities(nodes, ruled.size)[ruled.id('\n')]);
+  };
+  const next = line();
+  const atEnd = lineBreakAfter(`${lines[3]}\n${next}`);
+  const midway = lineBreakAfter(`${lines[3]}\n${next.slice(0, 16)}`);
+  assert.ok(atEnd > 0.3 && atEnd > 5 * midway, `a line break after 24 chars: ${atEnd}; after 16: ${midway}`);
 });
 
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {

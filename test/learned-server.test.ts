@@ -208,7 +208,7 @@ test('two servers on one model directory keep both windows’ notes and pick up 
 
 test('a retrain that fails on a full disk leaves every learnt note in place', async (t) => {
   const disk = folder('small-disk');
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', disk], { encoding: 'utf8' });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk], { encoding: 'utf8' });
   if (mounted.status !== 0) {
     t.skip(`a tmpfs cannot be mounted here (${(mounted.stderr || mounted.error?.message || '').trim()}); run as root`);
     return;
