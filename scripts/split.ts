@@ -1,6 +1,7 @@
 // npm run split -- PATH... --out DIR: the trainer's own training/validation split of the notes, written as
 // DIR/train.txt and DIR/test.txt, so that other models (scripts/anchors.sh's compressors) score the same text.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { codePointLength, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { splitCorpus } from '../training/split';
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
   if (paths.length === 0 || out === undefined) throw new UsageError(USAGE);
   let corpus;
   try {
-    corpus = loadCorpus(paths);
+    corpus = loadCorpus(paths.map((p) => path.resolve(p)));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }

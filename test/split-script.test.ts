@@ -30,6 +30,15 @@ test('writes the validation text splitCorpus holds out, and the rest as training
   assert.equal(readFileSync(join(out, 'train.txt'), 'utf8'), expected.train);
   assert.match(run.stdout, new RegExp(`Validation: ${expected.how.replace(/[()%]/g, '\\$&')}`));
 
+  // The trainer reads its paths resolved, and the files held out follow their paths: given relative to where it
+  // runs, the split is still the trainer's.
+  const relative = spawnSync(process.execPath, [SPLITTER, 'notes', '--out', 'relative'], {
+    encoding: 'utf8',
+    cwd: root,
+  });
+  assert.equal(relative.status, 0, relative.stderr);
+  assert.equal(readFileSync(join(root, 'relative', 'test.txt'), 'utf8'), expected.validation);
+
   const missing = spawnSync(process.execPath, [SPLITTER, notes], { encoding: 'utf8' });
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /usage: npm run split/);
