@@ -38,8 +38,9 @@ function setHalves(slot: Float32Array, high: number, hash: number): void {
   slot[high + 1] = hash & 0xffff;
 }
 
-/** The class previousClass gives a word character. */
+/** The classes previousClass gives a word character and a line break. */
 const WORD_CLASS = 0;
+const LINE_CLASS = 2;
 /** In wordLetters, an id that ends a word rather than spelling one, and one that also ends a line. */
 const NOT_IN_WORD = -1;
 const LINE_END = -2;
@@ -57,8 +58,9 @@ export function wordLetters(vocabulary: Vocabulary): Int32Array {
   let letters = letterTables.get(vocabulary);
   if (!letters) {
     letters = Int32Array.from(vocabulary.chars, (char, id) => {
-      if (char === '\n') return LINE_END;
-      if (previousClass(char) !== WORD_CLASS) return NOT_IN_WORD;
+      const characterClass = previousClass(char);
+      if (characterClass === LINE_CLASS) return LINE_END;
+      if (characterClass !== WORD_CLASS) return NOT_IN_WORD;
       const lower = vocabulary.id(char.toLowerCase());
       return lower > 0 ? lower : id;
     });

@@ -19,10 +19,13 @@ const vocabulary = Vocabulary.fromText(notes + 'xyzQ', 512, 1);
 const letters = wordLetters(vocabulary);
 
 /** Where the contexts stand after `text`: its last ids and its words. */
-function positionAfter(text: string): { context: Float32Array; known: number; words: Float32Array } {
-  const ids = vocabulary.encode(text);
+function positionAfter(
+  text: string,
+  of: Vocabulary = vocabulary,
+): { context: Float32Array; known: number; words: Float32Array } {
+  const ids = of.encode(text);
   const words = new Float32Array(WORD_STATE_SIZE);
-  for (const id of ids) advanceWords(words, id, letters);
+  for (const id of ids) advanceWords(words, id, wordLetters(of));
   const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
   return { context, known: context.length, words };
 }
@@ -206,15 +209,11 @@ test('where lines are of one length, the line break is expected at that column, 
   const line = () => Array.from({ length: 24 }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
   const lines = Array.from({ length: 300 }, line);
   const ruled = Vocabulary.fromText(lines.join('\n') + '\n', 512, 1);
-  const rulerLetters = wordLetters(ruled);
-  const model = new ContextMixingModel(ruled.size, rulerLetters, 14);
+  const model = new ContextMixingModel(ruled.size, wordLetters(ruled), 14);
   model.append(ruled.encode(lines.join('\n') + '\n'));
   const lineBreakAfter = (text: string) => {
-    const ids = ruled.encode(text);
-    const words = new Float32Array(WORD_STATE_SIZE);
-    for (const id of ids) advanceWords(words, id, rulerLetters);
-    const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
-    const nodes = model.nodeProbabilitiesAt(context, context.length, words, new Float32Array(1 << idBits(ruled.size)));
+    const { context, known, words } = positionAfter(text, ruled);
+    const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(ruled.size)));
     return Math.exp(leafLogProbabilities(nodes, ruled.size)[ruled.id('\n')]);
   };
   const next = line();
