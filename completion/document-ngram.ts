@@ -18,8 +18,12 @@ import { OpenerReader } from '../model/paragraph-openers';
 import { WordModel, wordLetters } from '../model/word-model';
 import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
 
-/** The document's context mixing holds 2^this buckets of 64 bytes. */
-const DOCUMENT_CONTEXTS_TABLE_BITS = 13;
+/**
+ * The document's context mixing holds 2^this buckets of 64 bytes (2 MB). Each context it learns
+ * brings what the notes knew of it, so it holds the notes' contexts around the document's as well
+ * as the document's own, and pays for more room than a table of the document's alone did.
+ */
+const DOCUMENT_CONTEXTS_TABLE_BITS = 15;
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
 export const DOCUMENT_MATCH_MAX_HISTORY = 1_000_000;
@@ -49,7 +53,7 @@ export class DocumentNgram implements DocumentSource {
 
   /** Where the document begins learning its own contexts (DocumentSource.startContexts). */
   startContexts(notes: ContextMixingModel): ContextMixingModel {
-    return (this.contexts ??= notes.withEmptyTable(DOCUMENT_CONTEXTS_TABLE_BITS));
+    return (this.contexts ??= notes.overlay(DOCUMENT_CONTEXTS_TABLE_BITS));
   }
 
   /** Made when first read, since only a model with a context mixing of its notes reads it. */

@@ -155,6 +155,10 @@ export class ContextMixingModel {
   // Scratch for the position and the node being predicted.
   private readonly hashes = new Uint32Array(INPUTS);
   private readonly slots = new Int32Array(INPUTS);
+  /** Per input, whether its slot is the base's, read where this table has none for its context. */
+  private readonly inBase = new Uint8Array(INPUTS);
+  /** The notes' model under a document's (see overlay()); its table is read, never written. */
+  private base?: ContextMixingModel;
   private readonly stretched = new Float32Array(INPUTS + 1);
   private readonly states = new Uint8Array(INPUTS);
   private orderSet = 0;
@@ -230,16 +234,20 @@ export class ContextMixingModel {
   }
 
   /**
-   * A model that predicts as this one has learnt to, but remembers no context yet: for a document,
-   * which learns its own contexts as it is typed without touching the notes'.
+   * A model for a document, which learns its text as it is typed without touching the notes': it
+   * starts as this one has learnt to predict, and its table of its own holds the contexts the
+   * document has taught it. A context it does not hold is read from this model's table, and copied
+   * into its own when the document first teaches it, so the document goes on from what the notes
+   * know of each context, as a compressor that had read the notes would.
    */
-  withEmptyTable(tableBits: number): ContextMixingModel {
+  overlay(tableBits: number): ContextMixingModel {
     const copy = new ContextMixingModel(this.vocabSize, this.letters, tableBits, undefined, this.sideBits);
     // Everything but the table, which comes first.
     const [, ...from] = this.learnt();
     const [, ...to] = copy.learnt();
     to.forEach((array, i) => array.set(from[i]));
     copy.loaded();
+    copy.base = this;
     return copy;
   }
 
@@ -345,45 +353,59 @@ export class ContextMixingModel {
 
   /**
    * Points `slots` at each input's slot for nibble group `g` under `prefix`: the one in its bucket
-   * that holds its check, else -1, or (when `claim`) the emptiest of the bucket, cleared for it.
+   * that holds its check, or (when `claim`) one given to it; else the base's for it, marked in
+   * `inBase`; else -1.
    */
   private findSlots(hashes: Uint32Array, g: number, prefix: number, claim: boolean): void {
-    const table = this.table;
     for (let i = 0; i < INPUTS; i++) {
       const context = hashes[i];
       this.slots[i] = -1;
+      this.inBase[i] = 0;
       if (context === 0) continue;
       let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
       hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
       hash = (hash ^ (hash >>> 16)) >>> 0;
-      const slotBytes = g === 0 ? this.firstSlot : SLOT;
-      // The hash's high bits choose the bucket and its low byte is the check (0 marks an empty slot).
-      const bucket =
-        g === 0 && slotBytes < SLOT
-          ? this.nibbleBuckets * BUCKET + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
-          : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * BUCKET;
-      const check = hash & 0xff || 1;
-      let emptiest = bucket;
-      let least = Infinity;
-      for (let way = 0; way < WAYS; way++) {
-        const slot = bucket + way * slotBytes;
-        if (table[slot] === check) {
-          this.slots[i] = slot;
-          break;
-        }
-        const root = table[slot + 1];
-        const used = table[slot] === 0 ? -1 : HISTORIES.zeros[root] + HISTORIES.ones[root];
-        if (used < least) {
-          least = used;
-          emptiest = slot;
-        }
-      }
-      if (this.slots[i] < 0 && claim) {
-        table.fill(0, emptiest, emptiest + slotBytes);
-        table[emptiest] = check;
-        this.slots[i] = emptiest;
+      this.slots[i] = this.lookup(hash, g, claim);
+      if (this.slots[i] < 0 && this.base) {
+        this.slots[i] = this.base.lookup(hash, g, false);
+        this.inBase[i] = 1;
       }
     }
+  }
+
+  /**
+   * The slot that holds context hash `hash` for group `g` in this table, else -1, or (when `claim`)
+   * the emptiest of its bucket, given to it: cleared, or a copy of the base's slot for it.
+   */
+  private lookup(hash: number, g: number, claim: boolean): number {
+    const table = this.table;
+    const slotBytes = g === 0 ? this.firstSlot : SLOT;
+    // The hash's high bits choose the bucket and its low byte is the check (0 marks an empty slot).
+    const bucket =
+      g === 0 && slotBytes < SLOT
+        ? this.nibbleBuckets * BUCKET + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
+        : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * BUCKET;
+    const check = hash & 0xff || 1;
+    let emptiest = bucket;
+    let least = Infinity;
+    for (let way = 0; way < WAYS; way++) {
+      const slot = bucket + way * slotBytes;
+      if (table[slot] === check) return slot;
+      const root = table[slot + 1];
+      const used = table[slot] === 0 ? -1 : HISTORIES.zeros[root] + HISTORIES.ones[root];
+      if (used < least) {
+        least = used;
+        emptiest = slot;
+      }
+    }
+    if (!claim) return -1;
+    const from = this.base ? this.base.lookup(hash, g, false) : -1;
+    if (from >= 0) table.set(this.base!.table.subarray(from, from + slotBytes), emptiest);
+    else {
+      table.fill(0, emptiest, emptiest + slotBytes);
+      table[emptiest] = check;
+    }
+    return emptiest;
   }
 
   /**
@@ -395,7 +417,7 @@ export class ContextMixingModel {
     let highest = 0;
     for (let i = 0; i < n; i++) {
       const slot = this.slots[i];
-      const state = slot < 0 ? 0 : this.table[slot + node];
+      const state = slot < 0 ? 0 : (this.inBase[i] ? this.base!.table : this.table)[slot + node];
       this.states[i] = state;
       if (state === 0) {
         this.stretched[i] = 0;

@@ -66,18 +66,29 @@ test('the context mixing learns what follows a context in the notes, and its dis
   assert.ok(probabilityOf(after, 'z') < 0.02, `"z", never seen there: ${probabilityOf(after, 'z')}`);
 });
 
-test("a document's copy predicts as the notes' model weighs, learns its own contexts, and leaves the notes' alone", () => {
+test("a document's overlay predicts as the notes' model, learns the document on from it, and leaves the notes' alone", () => {
   const shared = learnNotesContexts(vocabulary, vocabulary.encode(notes));
   const sharedBefore = distributionAfter(shared, 'a lazy Q');
-  const copy = shared.withEmptyTable(12);
+  const overlay = shared.overlay(12);
+  // Before the document teaches it anything, it reads the notes' contexts.
+  assert.deepEqual(distributionAfter(overlay, 'the quick brown f'), distributionAfter(shared, 'the quick brown f'));
   const document = 'a lazy Qxy, a lazy Qxy, a lazy Qxy, ';
   const ids = vocabulary.encode(document);
   for (let t = 0; t < ids.length; t++) {
     const { context, known, words } = positionAfter(document.slice(0, t));
-    copy.learnAt(context, known, words, ids[t]);
+    overlay.learnAt(context, known, words, ids[t]);
   }
-  assert.ok(probabilityOf(distributionAfter(copy, 'a lazy Q'), 'x') > 0.5, 'the copy learnt the document');
+  assert.ok(probabilityOf(distributionAfter(overlay, 'a lazy Q'), 'x') > 0.5, 'the overlay learnt the document');
   assert.deepEqual(distributionAfter(shared, 'a lazy Q'), sharedBefore, "the notes' model is unchanged");
+  // A context the document teaches goes on from what the notes knew of it: "the lazy d" was followed by "o" six
+  // times in the notes and once by "i" in the document. Learnt from the document alone, "o" would be next to
+  // impossible there.
+  const taught = 'the lazy di';
+  const taughtIds = vocabulary.encode(taught);
+  const { context, known, words } = positionAfter(taught.slice(0, -1));
+  overlay.learnAt(context, known, words, taughtIds[taughtIds.length - 1]);
+  const after = distributionAfter(overlay, 'the lazy d');
+  assert.ok(probabilityOf(after, 'o') > 0.05, `"o" ${probabilityOf(after, 'o')}`);
 });
 
 test('the context model is saved atomically and loads to the same predictions; a damaged or foreign file is refused', () => {
