@@ -131,7 +131,7 @@ export interface DocumentSource {
   readonly lastStage?: BitwiseMixer;
   /** The context mixing of the document's own text, once it has begun learning it (after startContexts). */
   readonly contexts?: ContextMixingModel;
-  /** Starts the document's context mixing from what the notes' has learnt to weigh, with none of its contexts. */
+  /** Starts the document's context mixing as an overlay of the notes' (ContextMixingModel.overlay). */
   startContexts?(notes: ContextMixingModel): ContextMixingModel;
   /** The characters outside the vocabulary that the document has shown, and the code point it ends with. */
   readonly escape?: AdaptiveEscape;
