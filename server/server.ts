@@ -49,6 +49,12 @@ import { filesExcludeGlobs, parseSettings, Settings, SETTINGS_DEFAULTS } from '.
  * a document whose session was let go starts cold again, which costs one request a little latency.
  */
 const MAX_SESSIONS = 8;
+/**
+ * Turns of the event loop a completion lets pass before it starts. The connection hands one queued message to its
+ * handler per turn, so messages that arrived together with a request (the editor's next request behind it, or an edit)
+ * are handled before it does any work.
+ */
+const TURNS_BEFORE_COMPLETING = 4;
 const REQUEST_KINDS = ['inline', 'list'] as const;
 type RequestKind = (typeof REQUEST_KINDS)[number];
 /** How often a saved note whose write failed is tried again. */
@@ -533,9 +539,8 @@ export class CharCompleteServer {
     const id = ++this.requestCounter;
     const key = `${kind} ${uri}`;
     this.newestRequest.set(key, id);
-    // A timer rather than setImmediate: the event loop reads pending input before timers fire
-    // again, so a newer request or a $/cancelRequest sent right behind this one is seen first.
-    await new Promise((resolve) => setTimeout(resolve, 1));
+    // Turns rather than a timer, which would wait a millisecond or more; each turn also reads the input waiting.
+    for (let turn = 0; turn < TURNS_BEFORE_COMPLETING; turn++) await new Promise((resolve) => setImmediate(resolve));
     const document = this.documents.get(uri);
     const model = this.host.model;
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(key) !== id;
