@@ -1,5 +1,6 @@
 // The model state along one document, cached so that a keystroke feeds only the characters typed since the last
 // request.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Predictor, Snapshot } from '../model/predictor';
 import { characterStart } from '../model/vocab';
 import type { Completion } from './options';
@@ -97,7 +98,7 @@ export class DocumentStates {
     const vocabulary = this.predictor.vocabulary;
     let i = this.anchor + this.fed.length;
     for (let steps = 0; i < cursor; steps++) {
-      if (steps % YIELD_EVERY === YIELD_EVERY - 1) await new Promise((resolve) => setImmediate(resolve));
+      if (steps % YIELD_EVERY === YIELD_EVERY - 1) await nextTurn();
       if (cancelled()) return undefined;
       const code = text.codePointAt(i)!;
       const char = String.fromCodePoint(code);

@@ -1,5 +1,6 @@
 // One document's completion engine: its model states, its n-gram and the suggestion on show, behind one `suggest` per
 // keystroke.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Predictor, Snapshot } from '../model/predictor';
 import { completionRevealsSecret } from '../model/secrets';
 import { documentPredictor, ServedModel } from '../model/served';
@@ -43,7 +44,7 @@ export class CompletionSession {
       (await this.search(text, offset, options, cancelled, passed));
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     if (cancelled()) return undefined;
     this.shown = completion && { offset, before: this.contextBefore(text, offset), completion };
     if (!completion) return undefined;

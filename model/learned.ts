@@ -109,6 +109,13 @@ export class LearnedNotes {
     return this.learntChars;
   }
 
+  /** Whether `text` occurs in a note as it was last learnt. */
+  holds(text: string): boolean {
+    const wanted = normalised(text);
+    for (const note of this.notes.values()) if (note.text.includes(wanted)) return true;
+    return false;
+  }
+
   /** What happened to the log that the user should hear of, once; emptied by reading. */
   takeNotices(): string[] {
     const notices = this.notices;

@@ -5,6 +5,8 @@ import { join, resolve } from 'node:path';
 import { BackendUnavailableError, selectSequenceBackend } from '../backends/select';
 import { ModelFormatError } from '../model/files';
 import { loadModel } from '../model/format';
+import { LEARNED_FILE, LearnedFormatError, LearnedNotes } from '../model/learned';
+import type { Vocabulary } from '../model/vocab';
 import { loadServedModel } from '../model/served';
 import { NOTES_TEXT_FILE, readNotesText } from '../model/notes-text';
 import { CharLstm, parametersFromWeights } from '../model/network';
@@ -65,8 +67,9 @@ async function main(): Promise<void> {
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
   // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
-  loadModel(modelDir);
+  const { vocabulary } = loadModel(modelDir);
   const notes = readNotesText(modelDir);
+  const learned = learnedNotesIn(modelDir, vocabulary);
   let corpus;
   try {
     corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
@@ -86,10 +89,16 @@ async function main(): Promise<void> {
     }
     while (documents.length > 1 && documents[documents.length - 1] === '') documents.pop();
   }
-  const recalled = documents.filter((d) => [...d].length >= RECALL_CHECK_CHARS && notes?.includes(d)).length;
-  if (recalled > 0)
+  const long = documents.filter((d) => [...d].length >= RECALL_CHECK_CHARS);
+  const recalledFromNotes = long.filter((d) => notes?.includes(d)).length;
+  if (recalledFromNotes > 0)
     throw new UsageError(
-      `${recalled} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt (${join(modelDir, NOTES_TEXT_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read; to score a model on its own validation text, train it with --validation-unseen.`,
+      `${recalledFromNotes} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt (${join(modelDir, NOTES_TEXT_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read; to score a model on its own validation text, train it with --validation-unseen.`,
+    );
+  const recalledFromSaves = long.filter((d) => learned?.holds(d)).length;
+  if (recalledFromSaves > 0)
+    throw new UsageError(
+      `${recalledFromSaves} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt from saves in the editor (${join(modelDir, LEARNED_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read, or run "Char Complete: Forget this file" on it in the editor first.`,
     );
   const text = documents.join('\n\n');
   const totalChars = documents.reduce((sum, d) => sum + [...d].length, 0);
@@ -220,6 +229,16 @@ async function replay(text: string, settings: Record<string, unknown>, quiet: bo
     },
     seconds: Math.round((performance.now() - started) / 1000),
   };
+}
+
+/** The notes `modelDir` learnt from saves, which the served model reads; none when its log is unreadable, as the server then sets it aside. */
+function learnedNotesIn(modelDir: string, vocabulary: Vocabulary): LearnedNotes | undefined {
+  try {
+    return LearnedNotes.load(modelDir, vocabulary);
+  } catch (error) {
+    if (error instanceof LearnedFormatError) return undefined;
+    throw error;
+  }
 }
 
 runMain(main, [ModelFormatError, BackendUnavailableError]);

@@ -1,5 +1,6 @@
 // The language server as one object: it maps LSP requests for documents onto completion sessions, and keeps settings,
 // model and status.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   CancellationToken,
   CompletionItem,
@@ -22,7 +23,7 @@ import {
   URI,
 } from 'vscode-languageserver/node';
 import { TextDocument } from 'vscode-languageserver-textdocument';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,7 +41,6 @@ import { characterStart } from '../model/vocab';
 import { ForgetResult, IdleExitNotification, LoadedModel, ModelList, StatusNotification } from '../protocol/messages';
 import { forgetLearnedNotes } from '../model/learned';
 import { deleteModel, listModels, modelDirForName } from '../model/models';
-import { readFileSync } from 'node:fs';
 import { ModelHost } from './model-host';
 import { filesExcludeGlobs, parseSettings, Settings, SETTINGS_DEFAULTS } from './settings';
 
@@ -540,7 +540,7 @@ export class CharCompleteServer {
     const key = `${kind} ${uri}`;
     this.newestRequest.set(key, id);
     // Turns rather than a timer, which would wait a millisecond or more; each turn also reads the input waiting.
-    for (let turn = 0; turn < TURNS_BEFORE_COMPLETING; turn++) await new Promise((resolve) => setImmediate(resolve));
+    for (let turn = 0; turn < TURNS_BEFORE_COMPLETING; turn++) await nextTurn();
     const document = this.documents.get(uri);
     const model = this.host.model;
     const cancelled = () => token.isCancellationRequested || this.newestRequest.get(key) !== id;

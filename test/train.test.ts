@@ -24,7 +24,7 @@ import { loadCorpus } from '../training/corpus';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { loadNgram } from '../model/ngram-format';
 import { readNotesText } from '../model/notes-text';
-import { LearnedNotes, learnedChars, noteKey } from '../model/learned';
+import { forgetLearnedNotes, LearnedNotes, learnedChars, noteKey } from '../model/learned';
 
 const trainDir = () => tempDir('char-complete-train');
 
@@ -143,6 +143,15 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
   assert.equal(refused.status, 2, refused.stderr);
   assert.match(refused.stderr, /^error: 1 of the 1 text\(s\) to score occur verbatim in the notes this model learnt/);
   assert.match(refused.stderr, /train it with --validation-unseen/);
+  // The unseen model's memory never read the held-out note, but the note it learnt from the save is still served.
+  const fromSaves = evaluate(join(dir, 'unseen'));
+  assert.equal(fromSaves.status, 2, fromSaves.stderr);
+  assert.match(
+    fromSaves.stderr,
+    /^error: 1 of the 1 text\(s\) to score occur verbatim in the notes this model learnt from saves/,
+  );
+  assert.match(fromSaves.stderr, /Forget this file/);
+  forgetLearnedNotes(join(dir, 'unseen'), new Set([noteKey(heldOutFile)]));
   const scored = evaluate(join(dir, 'unseen'));
   assert.equal(scored.status, 0, scored.stderr);
   assert.match(scored.stdout, /bits per char, as typed: [0-9.]+ bits\/char/);

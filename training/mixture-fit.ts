@@ -1,4 +1,5 @@
 // Scores held-out text with each part of the mixture, and fits the mixture's gate on those scores.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CharLstm, disposeState, zeroState } from '../model/network';
 import { Mixer, MixerSamples } from '../model/mixer';
 import {
@@ -44,7 +45,7 @@ export async function scoreLstm(model: CharLstm, ids: Int32Array, batch: number,
   let state = zeroState(model.config, batch);
   for (let k = 0; k < batcher.batchesPerEpoch; k++) {
     // A turn of the event loop per batch, so that a second Ctrl-C during the final scoring quits at once.
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     const { inputs, targets } = batcher.batch(k);
     const result = await model.scoreTargets(inputs, targets, batch, seq, state);
     disposeState(state);

@@ -1,6 +1,7 @@
 // The training run, read top to bottom as nanoGPT's train.py is: the corpus, the plan (backend,
 // budget, size), the model, the loop with periodic validation and best-checkpoint saves, and the
 // finish (the best checkpoint scored with the gate refitted, and a sample).
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { selectSequenceBackend } from '../backends/select';
 import { generate } from '../completion/complete';
 import type { NetworkConfig } from '../model/architecture';
@@ -106,7 +107,7 @@ async function runTraining(
   while (progressFraction() < 1) {
     // The SIGINT handler only runs between macrotasks, and on wasm every await in a step resolves
     // as a microtask: without this turn of the event loop Ctrl-C would wait for the budget to end.
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
     if (shouldStop()) {
       stoppedBy = 'interrupted';
       break;
