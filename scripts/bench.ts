@@ -367,6 +367,11 @@ async function serverLatency(
   const corpus = loadCorpus(defaultCorpusPaths(root))
     .documents.map((d) => d.text)
     .join('\n\n');
+  // A copy of dist/ elsewhere finds no sources, and a document of blank lines would time next to nothing.
+  if (corpus.trim().length === 0)
+    throw new UsageError(
+      `the server's latency is timed on this project's docs and sources as the document, and there are none in ${root}: run the bench from the repository's dist/ (npm run bench)`,
+    );
   let text = corpus;
   while (text.length < SERVER_DOCUMENT_CHARS) text += '\n\n' + corpus;
   text = text.slice(0, SERVER_DOCUMENT_CHARS);
