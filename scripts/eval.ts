@@ -231,7 +231,7 @@ async function replay(text: string, settings: Record<string, unknown>, quiet: bo
   };
 }
 
-/** The notes `modelDir` learnt from saves, which the served model reads; none when its log is unreadable, as the server then sets it aside. */
+/** The notes `modelDir` learnt from saves, which the served model reads; none when its log is unreadable, which the server then reads as empty. */
 function learnedNotesIn(modelDir: string, vocabulary: Vocabulary): LearnedNotes | undefined {
   try {
     return LearnedNotes.load(modelDir, vocabulary);
