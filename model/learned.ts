@@ -104,6 +104,19 @@ export class LearnedNotes {
     return learned;
   }
 
+  /**
+   * What dir learnt, as load() reads it; when the file there is not a learnt-notes log, nothing learnt and why, so
+   * that the model is served without it.
+   */
+  static loadOrEmpty(dir: string, vocabulary: Vocabulary): { learned: LearnedNotes; unreadable?: string } {
+    try {
+      return { learned: LearnedNotes.load(dir, vocabulary) };
+    } catch (error) {
+      if (!(error instanceof LearnedFormatError)) throw error;
+      return { learned: LearnedNotes.empty(dir, vocabulary), unreadable: error.message };
+    }
+  }
+
   /** Characters learnt, as the log holds them. */
   get chars(): number {
     return this.learntChars;

@@ -2,7 +2,7 @@
 // saved notes) and the gate that mixes them, with an empty n-gram and the prior gate standing in for what is missing.
 import type { EscapeModel } from './escape';
 import { loadModel, SavedModel } from './format';
-import { LearnedFormatError, LearnedNotes } from './learned';
+import { LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
 import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, DocumentSource, priorMixer } from './mixture';
 import type { NgramModel } from './ngram';
@@ -55,13 +55,9 @@ export function loadServedModel(dir: string): ServedModel {
   let contextsRebuildable = false;
   if (notes) {
     mixer = loadGate(dir, saved, warnings);
-    try {
-      learned = LearnedNotes.load(dir, saved.vocabulary);
-    } catch (error) {
-      if (!(error instanceof LearnedFormatError)) throw error;
-      warnings.push(error.message);
-      learned = LearnedNotes.empty(dir, saved.vocabulary);
-    }
+    const loaded = LearnedNotes.loadOrEmpty(dir, saved.vocabulary);
+    if (loaded.unreadable) warnings.push(loaded.unreadable);
+    learned = loaded.learned;
     ({ readers, contextsRebuildable } = loadReaders(dir, saved, warnings));
     learned.replayInto(notes, readers);
   }

@@ -5,8 +5,7 @@ import { join, resolve } from 'node:path';
 import { BackendUnavailableError, selectSequenceBackend } from '../backends/select';
 import { ModelFormatError } from '../model/files';
 import { loadModel } from '../model/format';
-import { LEARNED_FILE, LearnedFormatError, LearnedNotes } from '../model/learned';
-import type { Vocabulary } from '../model/vocab';
+import { LEARNED_FILE, LearnedNotes } from '../model/learned';
 import { loadServedModel } from '../model/served';
 import { NOTES_TEXT_FILE, readNotesText } from '../model/notes-text';
 import { CharLstm, parametersFromWeights } from '../model/network';
@@ -69,7 +68,8 @@ async function main(): Promise<void> {
   // Checked before anything else, so a bad model is reported at once, with or without --no-bpc.
   const { vocabulary } = loadModel(modelDir);
   const notes = readNotesText(modelDir);
-  const learned = learnedNotesIn(modelDir, vocabulary);
+  // What the served model reads of the notes learnt from saves.
+  const { learned } = LearnedNotes.loadOrEmpty(modelDir, vocabulary);
   let corpus;
   try {
     corpus = loadCorpus(positionals.map((p) => resolve(String(p))));
@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     throw new UsageError(
       `${recalledFromNotes} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt (${join(modelDir, NOTES_TEXT_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read; to score a model on its own validation text, train it with --validation-unseen.`,
     );
-  const recalledFromSaves = long.filter((d) => learned?.holds(d)).length;
+  const recalledFromSaves = long.filter((d) => learned.holds(d)).length;
   if (recalledFromSaves > 0)
     throw new UsageError(
       `${recalledFromSaves} of the ${documents.length} text(s) to score occur verbatim in the notes this model learnt from saves in the editor (${join(modelDir, LEARNED_FILE)}), so their figures would measure recall, not prediction. Score text the model has not read, or run "Char Complete: Forget this file" on it in the editor first.`,
@@ -229,16 +229,6 @@ async function replay(text: string, settings: Record<string, unknown>, quiet: bo
     },
     seconds: Math.round((performance.now() - started) / 1000),
   };
-}
-
-/** The notes `modelDir` learnt from saves, which the served model reads; none when its log is unreadable, which the server then reads as empty. */
-function learnedNotesIn(modelDir: string, vocabulary: Vocabulary): LearnedNotes | undefined {
-  try {
-    return LearnedNotes.load(modelDir, vocabulary);
-  } catch (error) {
-    if (error instanceof LearnedFormatError) return undefined;
-    throw error;
-  }
 }
 
 runMain(main, [ModelFormatError, BackendUnavailableError]);
