@@ -374,21 +374,44 @@ export function useLayerKernel(kernel: LayerKernel | undefined): void {
   active = kernel;
 }
 
+/** The kernel's build among `candidateDirs` and whether it may use relaxed SIMD, or why it is not to run. */
+function kernelBuild(
+  candidateDirs: readonly string[],
+): { dir: string; allowRelaxed: boolean } | { off: string } | { missing: string } {
+  const setting = (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase();
+  if (['0', 'off', 'false'].includes(setting)) return { off: 'CHAR_COMPLETE_LAYER_KERNEL is off' };
+  const dir = dirHolding(Object.values(LAYER_KERNEL_FILES), candidateDirs);
+  if (!dir) return { missing: `${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build` };
+  return { dir, allowRelaxed: setting !== 'simd' };
+}
+
 /**
  * Starts the kernel for this process from the build next to the bundle; returns a line saying
  * what the LSTM layers run on, and why when it is not the kernel.
  */
 export async function startLayerKernel(candidateDirs: readonly string[]): Promise<string> {
   if (active) return `LSTM layers: ${active.description}`;
-  const setting = (process.env.CHAR_COMPLETE_LAYER_KERNEL ?? '').toLowerCase();
-  if (['0', 'off', 'false'].includes(setting))
-    return 'LSTM layers: per-step kernels (CHAR_COMPLETE_LAYER_KERNEL is off)';
-  const dir = dirHolding(Object.values(LAYER_KERNEL_FILES), candidateDirs);
+  const build = kernelBuild(candidateDirs);
+  if ('off' in build) return `LSTM layers: per-step kernels (${build.off})`;
   try {
-    if (!dir) throw new Error(`${LAYER_KERNEL_FILES.simd} is missing next to the bundle; run npm run build`);
-    active = await LayerKernel.start(dir, layerThreadsWanted(), setting !== 'simd');
+    if ('missing' in build) throw new Error(build.missing);
+    active = await LayerKernel.start(build.dir, layerThreadsWanted(), build.allowRelaxed);
     return `LSTM layers: ${active.description}`;
   } catch (error) {
     return `LSTM layers: per-step kernels (the whole-layer kernel cannot run: ${(error as Error).message})`;
   }
+}
+
+let callingThreadKernel: Promise<LayerKernel | undefined> | undefined;
+
+/**
+ * A kernel without worker threads, started once per process, for small jobs on the calling thread
+ * (the LSTM's adaptation in the server, which keeps no threads for it); undefined where the kernel
+ * is off or cannot run here.
+ */
+export async function callingThreadLayerKernel(candidateDirs: readonly string[]): Promise<LayerKernel | undefined> {
+  const build = kernelBuild(candidateDirs);
+  if (!('dir' in build)) return undefined;
+  callingThreadKernel ??= LayerKernel.start(build.dir, 1, build.allowRelaxed).catch(() => undefined);
+  return callingThreadKernel;
 }

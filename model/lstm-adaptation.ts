@@ -38,10 +38,17 @@ export class AdaptedLstms {
   }
 
   /** `owner`'s copy, made now if it has none; the least recently adapted copy goes when there are too many. */
-  copyFor(owner: object): LstmPredictor {
+  async copyFor(owner: object): Promise<LstmPredictor> {
     let copy = this.copies.get(owner);
     if (copy) this.copies.delete(owner);
-    else copy = this.shared.fork();
+    else {
+      copy = await this.shared.fork();
+      // Unloaded while copying: the copy is not kept, and a disposed copy adapts nothing.
+      if (this.disposed) {
+        copy.dispose();
+        return copy;
+      }
+    }
     this.copies.set(owner, copy);
     for (const [other, oldest] of this.copies) {
       if (this.copies.size <= this.maxDocuments) break;
@@ -109,7 +116,7 @@ export class LstmAdaptation {
         // Every id but the last is read, and every id but the first is taught.
         const { start, ids } = next;
         const inputs = ids.subarray(0, ids.length - 1);
-        await this.lstms.copyFor(this).adapt(start, inputs, ids.subarray(1), LSTM_ADAPTATION.learningRate);
+        await (await this.lstms.copyFor(this)).adapt(start, inputs, ids.subarray(1), LSTM_ADAPTATION.learningRate);
       });
     return this.running;
   }

@@ -120,14 +120,6 @@ export class CharLstm {
     this.frozenTable = tf.tidy(() => this.inputTable());
   }
 
-  /**
-   * A copy whose weights start as these and may change without touching them. The copy's
-   * variables share these tensors' data until they are assigned, so it costs nothing till then.
-   */
-  fork(): CharLstm {
-    return new CharLstm(this.config, new Map([...this.params].map(([name, v]) => [name, tf.variable(v, true)])));
-  }
-
   dispose(): void {
     this.frozenTable?.dispose();
     tf.dispose([...this.params.values()]);

@@ -2,7 +2,10 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights, readWeights } from './network';
+import { sgdStepInKernel } from './lstm-sgd-step';
 import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
+import { callingThreadLayerKernel } from '../backends/layer-kernel';
+import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
 import type { NetworkConfig } from './architecture';
 
@@ -43,64 +46,88 @@ const STEP_KERNEL_BACKENDS = ['wasm', 'cpu'];
 /**
  * The LSTM of a saved model, stepped with tfjs on the active backend, or on a CPU backend in the
  * step kernel (backends/step-kernel.ts), which holds its own packed copy of the weights.
+ *
+ * The weights live as arrays, as loaded, and as tfjs variables only once tfjs steps them: on the
+ * CPU nothing of the network need sit in tfjs's heap, which never gives memory back.
  */
 export class LstmPredictor implements Predictor {
   readonly vocabulary: Vocabulary;
-  private readonly model: CharLstm;
+  readonly config: NetworkConfig;
   private readonly stateSize: number;
 
   private disposed = false;
-  /** The weights as loaded, until the step kernel has packed them. */
-  private loadedWeights?: Map<string, Float32Array>;
+  /** The weights as arrays: as loaded, or as adapted in the layer kernel. Undefined while only the network's are current. */
+  private weights?: Map<string, Float32Array>;
+  /** The weights as tfjs variables, made when tfjs first steps or adapts them; undefined when stale. */
+  private network?: CharLstm;
   /** Counts changes of the weights, so that a kernel packed from older ones is not taken as current. */
   private weightsVersion = 0;
   private stepKernel?: { kernel: LstmStepKernel; version: number };
   /** Why the step kernel failed for this network, once it has. */
   private stepKernelFailure?: string;
 
-  /** Takes what a saved model holds (metadata is not needed), or a network already built. */
-  constructor(
-    saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'> | { vocabulary: Vocabulary; network: CharLstm },
-  ) {
+  /** Takes what a saved model holds (metadata is not needed); the weights become this predictor's. */
+  constructor(saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>) {
     this.vocabulary = saved.vocabulary;
-    this.model =
-      'network' in saved
-        ? saved.network
-        : new CharLstm(saved.config, parametersFromWeights(saved.config, saved.weights));
-    if ('weights' in saved) this.loadedWeights = saved.weights;
-    this.model.freeze();
-    this.stateSize = 2 * this.model.config.layers * this.model.config.hidden;
-  }
-
-  get config(): NetworkConfig {
-    return this.model.config;
+    this.config = saved.config;
+    this.weights = saved.weights;
+    this.stateSize = 2 * this.config.layers * this.config.hidden;
   }
 
   /** A copy with weights of its own, which adapt() may change without touching these. */
-  fork(): LstmPredictor {
-    return new LstmPredictor({ vocabulary: this.vocabulary, network: this.model.fork() });
+  async fork(): Promise<LstmPredictor> {
+    const weights = await this.weightArrays();
+    const copies = new Map([...weights].map(([name, values]) => [name, values.slice()]));
+    return new LstmPredictor({ config: this.config, vocabulary: this.vocabulary, weights: copies });
   }
 
   /**
    * One step of plain gradient descent on predicting `targets` from `inputs` (one sequence),
-   * starting from `state`, one of this predictor's states. Does nothing once disposed, even if
-   * that happened while the gradient was being computed.
+   * starting from `state`, one of this predictor's states: in the layer kernel on the arrays where
+   * it runs, else through tfjs. Does nothing once disposed, even if that happened meanwhile.
    */
   async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
     if (this.disposed) return;
+    const kernel = await callingThreadLayerKernel(BUILT_DIRS);
+    if (kernel) {
+      const weights = await this.weightArrays();
+      if (this.disposed) return;
+      sgdStepInKernel(kernel, this.config, weights, state, inputs, targets, learningRate);
+      this.network?.dispose();
+      this.network = undefined;
+      this.weightsVersion++;
+      return;
+    }
+    const network = this.tfjsNetwork();
     const start = this.tensorsOf([state]);
-    const result = await this.model.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
+    const result = await network.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
     if (!this.disposed) {
       tf.tidy(() => {
         for (const [name, gradient] of result.gradients) {
-          const weight = this.model.params.get(name)!;
+          const weight = network.params.get(name)!;
           weight.assign(tf.sub(weight, tf.mul(gradient, learningRate)));
         }
       });
-      this.model.refreeze();
+      network.refreeze();
+      this.weights = undefined;
       this.weightsVersion++;
     }
     tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
+  }
+
+  /** The current weights as arrays, read back from the network where only it has them. */
+  private async weightArrays(): Promise<Map<string, Float32Array>> {
+    this.weights ??= await readWeights(this.network!.params);
+    return this.weights;
+  }
+
+  /** The weights as tfjs variables, made from the arrays if they are not yet. */
+  private tfjsNetwork(): CharLstm {
+    if (!this.network) {
+      this.network = new CharLstm(this.config, parametersFromWeights(this.config, this.weights!));
+      this.network.freeze();
+    }
+    return this.network;
   }
 
   zeroState(): Float32Array {
@@ -109,7 +136,7 @@ export class LstmPredictor implements Predictor {
 
   /** A batch of states as the network's tensors: per layer, h and c, one row per state. The caller disposes them. */
   private tensorsOf(states: Float32Array[]): LstmState {
-    const { layers, hidden: H } = this.model.config;
+    const { layers, hidden: H } = this.config;
     const B = states.length;
     const pack = (part: number) =>
       Array.from({ length: layers }, (_, l) => {
@@ -126,7 +153,7 @@ export class LstmPredictor implements Predictor {
    * the server's backend probe decides that).
    */
   stepsRunOn(): string {
-    const backend = tf.getBackend();
+    const backend = activeBackend();
     if (!STEP_KERNEL_BACKENDS.includes(backend)) return `tfjs on ${backend}`;
     const unavailable = this.stepKernelUnavailable();
     return unavailable ? `tfjs on ${backend} (the step kernel cannot run: ${unavailable})` : 'the step kernel';
@@ -134,20 +161,19 @@ export class LstmPredictor implements Predictor {
 
   /** Why this network cannot step in the kernel here, or undefined when it can (the backend aside). */
   private stepKernelUnavailable(): string | undefined {
-    return this.stepKernelFailure ?? stepKernelUnavailable(this.model.config);
+    return this.stepKernelFailure ?? stepKernelUnavailable(this.config);
   }
 
   /** The step kernel with the current weights packed, or undefined where steps go through tfjs. */
   private async kernelForSteps(): Promise<LstmStepKernel | undefined> {
     if (this.stepKernel?.version === this.weightsVersion) return this.stepKernel.kernel;
-    if (!STEP_KERNEL_BACKENDS.includes(tf.getBackend()) || this.stepKernelUnavailable()) return undefined;
+    if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
     const version = this.weightsVersion;
-    const weights = this.loadedWeights ?? (await readWeights(this.model.params));
-    this.loadedWeights = undefined;
+    const weights = await this.weightArrays();
     if (this.disposed) return undefined;
     try {
       if (this.stepKernel) this.stepKernel.kernel.load(weights);
-      else this.stepKernel = { kernel: new LstmStepKernel(this.model.config, weights), version };
+      else this.stepKernel = { kernel: new LstmStepKernel(this.config, weights), version };
     } catch (error) {
       // A model too large for the kernel's memory, say: tfjs steps it as before.
       this.stepKernel = undefined;
@@ -159,17 +185,18 @@ export class LstmPredictor implements Predictor {
   }
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
-    const { vocabSize: V } = this.model.config;
+    const { vocabSize: V } = this.config;
     const kernel = await this.kernelForSteps();
     if (kernel) {
       const { states: next, logits, stride } = kernel.step(states, ids);
       return next.map((state, b) => ({ state, logProbs: logSoftmax(logits.subarray(b * stride, b * stride + V)) }));
     }
     const B = states.length;
+    const network = this.tfjsNetwork();
     const input = this.tensorsOf(states);
     // Logits and every new state in one tensor, so a GPU pays for one read back per step, not 2L+1.
     const packed = tf.tidy(() => {
-      const { logits, state } = this.model.step(Int32Array.from(ids), input);
+      const { logits, state } = network.step(Int32Array.from(ids), input);
       return tf.concat([logits, ...state.h.flatMap((h, l) => [h, state.c[l]])], 1);
     });
     tf.dispose([...input.h, ...input.c]);
@@ -186,8 +213,15 @@ export class LstmPredictor implements Predictor {
     if (this.disposed) return;
     this.disposed = true;
     this.stepKernel = undefined;
-    this.model.dispose();
+    this.network?.dispose();
+    this.network = undefined;
   }
+}
+
+/** The active tfjs backend's name, the default one initialised if nothing has chosen one yet. */
+function activeBackend(): string {
+  tf.backend();
+  return tf.getBackend();
 }
 
 export function logSoftmax(logits: ArrayLike<number>): Float32Array {
