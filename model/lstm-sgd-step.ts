@@ -91,22 +91,15 @@ export function sgdStepInKernel(
       descend(wx, kernel.matmul(hSeqs[l - 1].subarray(H), true, dZ, false, H, G, T), learningRate);
       continue;
     }
-    // Layer 0's input side in plain loops: E is small and need not be whole vectors. The embedding's gradient is
-    // taken through wx before wx moves.
-    const dX = new Float32Array(T * E);
-    for (let t = 0; t < T; t++)
-      for (let e = 0; e < E; e++) {
-        let sum = 0;
-        for (let g = 0; g < G; g++) sum += dZ[t * G + g] * wx[e * G + g];
-        dX[t * E + e] = sum;
-      }
-    for (let t = 0; t < T; t++)
-      for (let e = 0; e < E; e++) {
-        const scaled = learningRate * x[t * E + e];
-        for (let g = 0; g < G; g++) wx[e * G + g] -= scaled * dZ[t * G + g];
-      }
+    // Layer 0's input is the embedding's rows: their gradient goes through wx before wx moves, with wx's rows
+    // padded to whole vectors, as the kernel's products need of their columns.
+    const Ep = alignUp(E, 4);
+    const paddedWx = new Float32Array(Ep * G);
+    paddedWx.set(wx);
+    const dX = kernel.matmul(dZ, false, paddedWx, true, T, Ep, G).slice();
+    descend(wx, kernel.matmul(x, true, dZ, false, E, G, T), learningRate);
     inputs.forEach((id, t) => {
-      for (let e = 0; e < E; e++) embedding[id * E + e] -= learningRate * dX[t * E + e];
+      for (let e = 0; e < E; e++) embedding[id * E + e] -= learningRate * dX[t * Ep + e];
     });
   }
 }

@@ -4,7 +4,7 @@ import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights, readWeights } from './network';
 import { sgdStepInKernel } from './lstm-sgd-step';
 import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
-import { callingThreadLayerKernel } from '../backends/layer-kernel';
+import { activeLayerKernel, callingThreadLayerKernel } from '../backends/layer-kernel';
 import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
 import type { NetworkConfig } from './architecture';
@@ -88,7 +88,8 @@ export class LstmPredictor implements Predictor {
    */
   async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
     if (this.disposed) return;
-    const kernel = await callingThreadLayerKernel(BUILT_DIRS);
+    // The process's kernel with its threads where a trainer or an evaluation started one; the server starts none.
+    const kernel = activeLayerKernel() ?? (await callingThreadLayerKernel(BUILT_DIRS));
     if (kernel) {
       const weights = await this.weightArrays();
       if (this.disposed) return;
