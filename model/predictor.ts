@@ -4,7 +4,7 @@ import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights, readWeights } from './network';
 import { sgdStepInKernel } from './lstm-sgd-step';
 import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
-import { activeLayerKernel, callingThreadLayerKernel } from '../backends/layer-kernel';
+import { activeLayerKernel, callingThreadLayerKernel, LayerKernel } from '../backends/layer-kernel';
 import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
 import type { NetworkConfig } from './architecture';
@@ -88,8 +88,7 @@ export class LstmPredictor implements Predictor {
    */
   async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
     if (this.disposed) return;
-    // The process's kernel with its threads where a trainer or an evaluation started one; the server starts none.
-    const kernel = activeLayerKernel() ?? (await callingThreadLayerKernel(BUILT_DIRS));
+    const kernel = await this.layerKernelForAdapting();
     if (kernel) {
       const weights = await this.weightArrays();
       if (this.disposed) return;
@@ -114,6 +113,15 @@ export class LstmPredictor implements Predictor {
       this.weightsVersion++;
     }
     tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
+  }
+
+  /**
+   * The layer kernel where it can take this network's steps: the process's, with its threads, where a trainer or an
+   * evaluation started one, else one on this thread (the server starts none).
+   */
+  private async layerKernelForAdapting(): Promise<LayerKernel | undefined> {
+    if (this.config.hidden % 4 !== 0) return undefined;
+    return activeLayerKernel() ?? (await callingThreadLayerKernel(BUILT_DIRS));
   }
 
   /** The current weights as arrays, read back from the network where only it has them. */

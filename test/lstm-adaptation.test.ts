@@ -111,6 +111,20 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
   assert.ok(tfjs.tensorsAdded > 0, 'where tfjs steps, its variables hold them');
 });
 
+test('a network the layer kernel cannot take, its hidden size not a multiple of 4, adapts through tfjs', async () => {
+  const shared = new LstmPredictor(randomModel(7, { embed: 3, hidden: 6, layers: 1 }));
+  const { before, nats } = await read(shared, TEXT);
+  const copy = await shared.fork();
+  const ids = shared.vocabulary.encode(TEXT.slice(0, LSTM_ADAPTATION.segment + 1));
+  const tensors = tf.memory().numTensors;
+  for (let i = 0; i < 5; i++) await copy.adapt(before[0], ids.subarray(0, ids.length - 1), ids.subarray(1), 0.5);
+  assert.ok(tf.memory().numTensors > tensors, 'its weights went to tfjs variables');
+  const adapted = await read(copy, TEXT);
+  assert.ok(adapted.nats < nats - 0.01, `${adapted.nats} nats/char after adapting, ${nats} before`);
+  shared.dispose();
+  copy.dispose();
+});
+
 test('only so many documents keep a copy: the least recently adapted gives its copy up and steps with the shared weights', async () => {
   const shared = new LstmPredictor(randomModel(4, SHAPE));
   const lstms = new AdaptedLstms(shared, 1);
