@@ -333,6 +333,17 @@ export function alignUp(value: number, alignment: number): number {
 }
 
 /**
+ * W [rows, cols] with each row padded with zeros to whole vectors, [rows, alignUp(cols, 4)]: the kernel's products need
+ * whole vectors of columns, and a vocabulary need not be.
+ */
+export function padColumns(w: Float32Array, rows: number, cols: number): Float32Array {
+  const stride = alignUp(cols, 4);
+  const padded = new Float32Array(rows * stride);
+  for (let r = 0; r < rows; r++) padded.set(w.subarray(r * cols, (r + 1) * cols), r * stride);
+  return padded;
+}
+
+/**
  * The kernel's module from the build in `dir`: the relaxed-SIMD build where the runtime has it,
  * unless `allowRelaxed` is false. Throws with the reason it cannot run here.
  */

@@ -12,6 +12,7 @@ import {
   LAYER_KERNEL_INITIAL_PAGES,
   LAYER_KERNEL_MAX_PAGES,
   loadKernelModule,
+  padColumns,
   WASM_PAGE,
 } from './layer-kernel';
 
@@ -155,10 +156,7 @@ export class LstmStepKernel {
       }
     }
     const Vp = this.paddedVocab;
-    const output = get('output/w');
-    const padded = new Float32Array(H * Vp);
-    for (let k = 0; k < H; k++) padded.set(output.subarray(k * V, (k + 1) * V), k * Vp);
-    this.packInto(at.output, padded, H, Vp);
+    this.packInto(at.output, padColumns(get('output/w'), H, V), H, Vp);
     const outputBias = this.floats(at.outputBias, Vp);
     outputBias.fill(0);
     outputBias.set(get('output/b'));

@@ -6,8 +6,7 @@
 // The math is CharLstm.trainStep's without dropout (the mean cross-entropy over the sequence), and each weight is
 // updated as soon as nothing later in the backward pass reads it, so no gradient outlives its own update.
 import type { NetworkConfig } from './architecture';
-import type { LayerKernel } from '../backends/layer-kernel';
-import { alignUp } from '../backends/layer-kernel';
+import { alignUp, LayerKernel, padColumns } from '../backends/layer-kernel';
 
 /**
  * Descends the gradient of the mean loss of predicting `targets` from `inputs`, read from `state` (per layer h then c,
@@ -37,8 +36,7 @@ export function sgdStepInKernel(
   const x = new Float32Array(T * E);
   inputs.forEach((id, t) => x.set(embedding.subarray(id * E, (id + 1) * E), t * E));
 
-  // Forward. The kernel's products need whole vectors of columns, which 4H is and the vocabulary need not be, so the
-  // output's columns are padded to Vp with zeros.
+  // Forward; the kernel's products need whole vectors of columns, so the output's are padded to Vp.
   const hSeqs: Float32Array[] = [];
   let xProj = kernel.matmul(x, false, weight('lstm0/wx'), false, T, G, E, weight('lstm0/b')).slice();
   for (let l = 0; l < layers; l++) {
@@ -54,10 +52,8 @@ export function sgdStepInKernel(
   const top = hSeqs[layers - 1].subarray(H);
   const Vp = alignUp(V, 4);
   const outputW = weight('output/w');
-  const paddedW = new Float32Array(H * Vp);
-  for (let k = 0; k < H; k++) paddedW.set(outputW.subarray(k * V, (k + 1) * V), k * Vp);
-  const paddedB = new Float32Array(Vp);
-  paddedB.set(weight('output/b'));
+  const paddedW = padColumns(outputW, H, V);
+  const paddedB = padColumns(weight('output/b'), 1, V);
   const dLogits = kernel.matmul(top, false, paddedW, false, T, Vp, H, paddedB).slice();
 
   // The mean cross-entropy's gradient at the logits: (softmax − one-hot) / T; the padding columns stay 0.

@@ -9,6 +9,8 @@ import { loadServedModel } from '../model/served';
 import { CompletionSession } from '../completion/session';
 import { randomModel } from './support/random-model';
 import { tempModelDir } from './support/temp-dirs';
+import { maxDifference } from './support/arrays';
+import { withEnv } from './support/env';
 
 const SHAPE = { embed: 8, hidden: 16, layers: 1 };
 const TEXT = 'the cat sat on the mat. '.repeat(6);
@@ -60,19 +62,6 @@ test('a document adapts its own copy of the LSTM to its text, and the shared wei
   shared.dispose();
 });
 
-/** Runs `body` with CHAR_COMPLETE_LAYER_KERNEL set to `value`, restoring it after. */
-async function withLayerKernelSetting<T>(value: string | undefined, body: () => Promise<T>): Promise<T> {
-  const before = process.env.CHAR_COMPLETE_LAYER_KERNEL;
-  if (value === undefined) delete process.env.CHAR_COMPLETE_LAYER_KERNEL;
-  else process.env.CHAR_COMPLETE_LAYER_KERNEL = value;
-  try {
-    return await body();
-  } finally {
-    if (before === undefined) delete process.env.CHAR_COMPLETE_LAYER_KERNEL;
-    else process.env.CHAR_COMPLETE_LAYER_KERNEL = before;
-  }
-}
-
 test('a step taken in the layer kernel on the weights as arrays is the step tfjs takes, and leaves nothing in tfjs', async () => {
   // Two layers, an embedding and a hidden size that are not whole vectors of sixteen, and weights large enough that
   // the gates leave their linear range.
@@ -84,7 +73,7 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
   };
   const segment = [...TEXT].slice(3, 3 + LSTM_ADAPTATION.segment + 1).join('');
   const adaptedReading = (layerKernel: string | undefined) =>
-    withLayerKernelSetting(layerKernel, async () => {
+    withEnv('CHAR_COMPLETE_LAYER_KERNEL', layerKernel, async () => {
       const shared = new LstmPredictor(saved());
       const { before } = await read(shared, TEXT);
       const copy = await shared.fork();
@@ -100,11 +89,9 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
   const kernel = await adaptedReading(undefined);
   const tfjs = await adaptedReading('off');
   const unadapted = await read(new LstmPredictor(saved()), TEXT);
-  const difference = (a: Float32Array[], b: Float32Array[]) =>
-    Math.max(...a.map((state, i) => Math.max(...state.map((x, j) => Math.abs(x - b[i][j])))));
-  const change = difference(tfjs.reading.before, unadapted.before);
+  const change = maxDifference(tfjs.reading.before, unadapted.before);
   assert.ok(change > 1e-2, `the step changed the states tfjs reads (by ${change})`);
-  const mismatch = difference(kernel.reading.before, tfjs.reading.before);
+  const mismatch = maxDifference(kernel.reading.before, tfjs.reading.before);
   assert.ok(mismatch < 1e-4, `the kernel's step and tfjs's differ by ${mismatch} in the states they lead to`);
   assert.ok(Math.abs(kernel.reading.nats - tfjs.reading.nats) < 1e-4, `${kernel.reading.nats} vs ${tfjs.reading.nats}`);
   assert.equal(kernel.tensorsAdded, 0, 'no tfjs tensors for the weights adapted as arrays');

@@ -6,6 +6,8 @@ import { LstmPredictor } from '../model/predictor';
 import type { SavedModel } from '../model/format';
 import { seededRandom } from '../model/random';
 import { randomModel } from './support/random-model';
+import { maxDifference } from './support/arrays';
+import { withEnv } from './support/env';
 
 /** A random model with weights large enough that the gates leave their linear range. */
 function model(seed: number, shape: { embed: number; hidden: number; layers: number }): SavedModel {
@@ -15,18 +17,16 @@ function model(seed: number, shape: { embed: number; hidden: number; layers: num
 }
 
 /** Steps `saved` through tfjs, whatever the backend. */
-async function stepThroughTfjs(saved: SavedModel, states: Float32Array[], ids: number[]) {
-  const before = process.env.CHAR_COMPLETE_STEP_KERNEL;
-  process.env.CHAR_COMPLETE_STEP_KERNEL = 'off';
-  const predictor = new LstmPredictor(saved);
-  try {
-    assert.match(predictor.stepsRunOn(), /^tfjs on .*CHAR_COMPLETE_STEP_KERNEL is off/);
-    return await predictor.step(states, ids);
-  } finally {
-    if (before === undefined) delete process.env.CHAR_COMPLETE_STEP_KERNEL;
-    else process.env.CHAR_COMPLETE_STEP_KERNEL = before;
-    predictor.dispose();
-  }
+function stepThroughTfjs(saved: SavedModel, states: Float32Array[], ids: number[]) {
+  return withEnv('CHAR_COMPLETE_STEP_KERNEL', 'off', async () => {
+    const predictor = new LstmPredictor(saved);
+    try {
+      assert.match(predictor.stepsRunOn(), /^tfjs on .*CHAR_COMPLETE_STEP_KERNEL is off/);
+      return await predictor.step(states, ids);
+    } finally {
+      predictor.dispose();
+    }
+  });
 }
 
 function randomBatch(saved: SavedModel, batch: number, seed: number): { states: Float32Array[]; ids: number[] } {
@@ -39,12 +39,6 @@ function randomBatch(saved: SavedModel, batch: number, seed: number): { states: 
   );
   const ids = Array.from({ length: batch }, () => 1 + Math.floor(random() * (vocabSize - 1)));
   return { states, ids };
-}
-
-function maxDifference(a: Float32Array[], b: Float32Array[]): number {
-  let most = 0;
-  a.forEach((row, r) => row.forEach((x, i) => (most = Math.max(most, Math.abs(x - b[r][i])))));
-  return most;
 }
 
 // Hidden 20 leaves a four-column edge after the sixteen-column tiles; the vocabulary of 97 is not
