@@ -17,7 +17,7 @@ import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordLetters, wordsDistribution } from './word-model';
-import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
+import { BitwiseInput, BitwiseMixer, LAST_STAGE_INPUTS } from './bitwise-mixer';
 import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
@@ -293,10 +293,6 @@ export class MixturePredictor implements Predictor {
     return state;
   }
 
-  /**
-   * Exploring steps, which extend a completion, are mixed without the last stage, which costs as
-   * much again as the rest of the mix: it refines the next character, where a completion starts.
-   */
   async step(states: Float32Array[], ids: ArrayLike<number>, exploring = false): Promise<Snapshot[]> {
     const lstm = this.adaptation?.lstm ?? this.parts.lstm;
     const lstmSnapshots = lstm
@@ -401,13 +397,20 @@ export class MixturePredictor implements Predictor {
     );
     if (!inputs.wordsSeen) inputs.words.fill(0);
     const lastStage = this.lastStage();
-    if (!lastStage || exploring) return online.mix(inputs, out);
+    if (!lastStage) return online.mix(inputs, out);
     online.mix(inputs, this.onlineMixture);
     const words = state.subarray(this.wordStart);
     const likely = massBefore(this.onlineMixture, this.onlineMassBefore);
-    this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes, likely);
+    // A step that extends a completion reads the document's context mixing alone, where there is one, in the notes'
+    // place too: it reads the notes' table wherever the document has not taught it a context, so it stands in for
+    // the notes' model, which would cost as much again; left out instead, the weights learnt for it would go unused.
+    const documentOnly = exploring && this.document.contexts !== undefined;
+    if (!documentOnly)
+      this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes, likely);
     this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely);
-    return lastStage.mix(this.lastStageInputs(), this.lastStageSelector(), out);
+    const stageInputs = this.lastStageInputs();
+    if (documentOnly) stageInputs[LAST_STAGE_INPUTS.indexOf('notesContexts')] = { nodes: this.documentContextsNodes };
+    return lastStage.mix(stageInputs, this.lastStageSelector(), out);
   }
 
   /** The document's last stage, where there is one and the notes' context mixing to feed it. */

@@ -331,6 +331,28 @@ test("the notes' context mixing, saved beside the model, mixes into what is type
   assert.ok(Math.abs((await meanLogProbAfter(dir, `x ${line}`, 22)) - without) < 1e-9, 'served as without it');
 });
 
+test('a completion runs on where only the context mixing knows the text, as its later characters are mixed by the last stage too', async () => {
+  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', 14);
+  const [warmUp, known] = [randomLine(), randomLine()];
+  saveNotesContexts(
+    dir,
+    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}\n${known}\n`.repeat(4))),
+    saved.vocabulary,
+  );
+  const served = loadServedModel(dir);
+  const session = new CompletionSession(served);
+  // The document's n-grams and match model never see `known`: only the notes' context mixing has.
+  const typed = `y ${warmUp}\nx ${known.slice(0, 12)}`;
+  for (let offset = 0; offset < typed.length; offset++) await session.predictAt(typed, offset);
+  const completion = await session.suggest(typed, typed.length, { ...COMPLETION_DEFAULTS, minConfidence: 0 });
+  served.dispose();
+  const rest = known.slice(12);
+  assert.ok(
+    completion !== undefined && completion.text.length >= 8 && rest.startsWith(completion.text),
+    `completion ${JSON.stringify(completion?.text)} for ${JSON.stringify(rest)}`,
+  );
+});
+
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
   const document = new DocumentNgram(vocabulary);
   const start = 'the opening line\n';
