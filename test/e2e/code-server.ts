@@ -460,13 +460,16 @@ async function relearnsContexts(modelDir: string, serverLog: string, pid: string
  * Whether the editor's ghost text is the continuation a fresh server gave for the same text: the same, or one the
  * start of the other by whole words. The editor's server learnt the text as it was typed, and may have adapted the
  * LSTM in a pause between keys, where the fresh one read it whole; so the two can stop the same continuation at
- * different words ("…over the ", "…over the lazy" and "…over the lazy dog.").
+ * different words ("…over the ", "…over the lazy" and "…over the lazy dog."). It may stop after the first word too (a
+ * CI run showed "own " for "own fox jumps…"): where a suggestion reached the editor before the next key, typing that
+ * key instead of Tab counts against the longer completions (the session's passed-over rule), and whether one arrived
+ * in time depends on the machine's load.
  */
 function sameContinuation(ghost: string, expected: string): boolean {
   if (ghost === expected) return true;
   const [shorter, longer] = ghost.length < expected.length ? [ghost, expected] : [expected, ghost];
   const wordGoesOn = /[\p{L}\p{N}]/u.test(shorter.slice(-1)) && /[\p{L}\p{N}]/u.test(longer[shorter.length]);
-  return /\S\s+\S/.test(shorter) && longer.startsWith(shorter) && !wordGoesOn;
+  return /[\p{L}\p{N}]/u.test(shorter) && longer.startsWith(shorter) && !wordGoesOn;
 }
 
 /**
