@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     if (!values.json) process.stdout.write('\r\x1b[2K');
     served.dispose();
     nats = typed.nats / typed.chars;
-    const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(3)} nats)`;
+    const figure = (x: number) => `${(x / Math.LN2).toFixed(3)} bits/char (${x.toFixed(4)} nats)`;
     const outside = typed.unknown
       ? `, of which spelling out ${typed.unknown.toLocaleString('en-US')} characters outside the vocabulary ${(typed.escapeNats / typed.chars / Math.LN2).toFixed(3)}`
       : '';
