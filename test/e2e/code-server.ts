@@ -525,10 +525,13 @@ async function nextSuggestion(page: Page, suggestions: string[]): Promise<void> 
   }, 10_000);
   await page.screenshot({ path: join(ARTIFACTS, 'next-second.png') });
   // The editor's server has learnt the earlier notes as they were saved, so it may be sure enough of
-  // the first suggestion to run it on past the word where the fresh server stopped.
+  // the first suggestion to run it on past the word where the fresh server stopped, and less sure of
+  // the second, which then stops inside its word where its probability falls below minConfidence
+  // ("laz" for "lazy ").
+  const sameSecond = second !== undefined && (second === suggestions[1] || suggestions[1].startsWith(second));
   record(
     'Alt+] shows the second suggestion',
-    first !== undefined && first.startsWith(suggestions[0]) && second === suggestions[1],
+    first !== undefined && first.startsWith(suggestions[0]) && sameSecond,
     `ghost ${JSON.stringify(first)} then ${JSON.stringify(second)}, server ${JSON.stringify(suggestions)}`,
   );
   await page.keyboard.press('Escape');
