@@ -17,7 +17,7 @@ import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordLetters, wordsDistribution } from './word-model';
-import { BitwiseInput, BitwiseMixer, LAST_STAGE_INPUTS } from './bitwise-mixer';
+import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
 import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
@@ -405,12 +405,11 @@ export class MixturePredictor implements Predictor {
     // place too: it reads the notes' table wherever the document has not taught it a context, so it stands in for
     // the notes' model, which would cost as much again; left out instead, the weights learnt for it would go unused.
     const documentOnly = exploring && this.document.contexts !== undefined;
+    const notesNodes = documentOnly ? this.documentContextsNodes : this.notesContextsNodes;
     if (!documentOnly)
-      this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, this.notesContextsNodes, likely);
+      this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, notesNodes, likely);
     this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely);
-    const stageInputs = this.lastStageInputs();
-    if (documentOnly) stageInputs[LAST_STAGE_INPUTS.indexOf('notesContexts')] = { nodes: this.documentContextsNodes };
-    return lastStage.mix(stageInputs, this.lastStageSelector(), out);
+    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelector(), out);
   }
 
   /** The document's last stage, where there is one and the notes' context mixing to feed it. */
@@ -418,11 +417,11 @@ export class MixturePredictor implements Predictor {
     return this.parts.notesReaders?.contexts ? this.document.lastStage : undefined;
   }
 
-  /** The last stage's inputs, in LAST_STAGE_INPUTS order, as mix() left them. */
-  private lastStageInputs(): BitwiseInput[] {
+  /** The last stage's inputs, in LAST_STAGE_INPUTS order, as mix() left them; `notesNodes` stands in the notes' place. */
+  private lastStageInputs(notesNodes = this.notesContextsNodes): BitwiseInput[] {
     return [
       { logProbs: this.onlineMixture },
-      { nodes: this.notesContextsNodes },
+      { nodes: notesNodes },
       this.document.contexts ? { nodes: this.documentContextsNodes } : undefined,
       { logProbs: this.online.lstm },
       this.matchInput(this.online.match, this.documentMatchNodes),
