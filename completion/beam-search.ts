@@ -38,6 +38,19 @@ interface Beam {
   snapshot: Snapshot;
   /** Snapshots after each character of text, in order. */
   path: Snapshot[];
+  /**
+   * A punctuation mark stepped outside the width only to learn what follows it: the beam offers the mark with the
+   * space or line break after it, and goes no further.
+   */
+  closing?: boolean;
+}
+
+interface Candidate {
+  beam: Beam;
+  id: number;
+  char: string;
+  score: number;
+  closing?: boolean;
 }
 
 /**
@@ -49,13 +62,14 @@ interface Beam {
  * log-probability per character, the usual beam score, favours long unlikely words and short sure
  * ones alike and saved fewer keystrokes.
  *
- * A completion that ends a word may take the separator after it, a space or punctuation, when the
- * model is sure enough of it that it pays (its value with the separator is higher): after an
- * accepted word the next key is almost always the space, and a Tab that types it too saves that
- * key, as phone keyboards do. Measured on tiny-shakespeare this is worth 4 points of keystroke
- * savings.
- * Under stopAt word only one separator is taken, so a completion runs into the next word only
- * where the model is sure of everything up to it (SURE_PAST_WORD), and never past a line's end.
+ * A completion that ends a word may take the separator after it, a space, a line break or
+ * punctuation, when the model is sure enough of it that it pays (its value with the separator is
+ * higher): after an accepted word the next key is almost always the space, and a Tab that types it
+ * too saves that key, as phone keyboards do. A punctuation mark may take a space or line break
+ * after it in turn ("sir, ", "PETRUCHIO:⏎"): each beam steps its marks once more, outside the
+ * width, to learn what follows them. The README gives what each is worth.
+ * Under stopAt word a completion runs into the next word only where the model is sure of
+ * everything up to it (SURE_PAST_WORD), and never past a line's end.
  *
  * A completion may hold a character outside the vocabulary, one the document has shown: the model
  * predicts UNKNOWN, and the predictor names the character it most likely is (a name or term in
@@ -73,7 +87,7 @@ export async function beamSearch(
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const separators = separatorsOf(vocabulary);
-  const { punctuation, space } = separators;
+  const { punctuation, space, lineBreak } = separators;
   const width = Math.max(1, options.beamWidth);
   let beams: Beam[] = [{ text: '', length: 0, score: 0, snapshot: start, path: [] }];
   let best: Offer | undefined;
@@ -92,31 +106,48 @@ export async function beamSearch(
     if (!best || value > best.value) best = offered;
   };
   // A beam's probability only falls as it grows, so one that cannot beat the best even if accepted
-  // whole at maxChars, or is already below minConfidence, is dropped.
-  const hopeless = (logP: number) => {
+  // whole at its longest, or is already below minConfidence, is dropped.
+  const hopeless = (logP: number, longest = options.maxChars) => {
     const p = Math.exp(logP);
-    return p < options.minConfidence || p * options.maxChars ** SAVED_KEYS_EXPONENT <= (best?.value ?? 0);
+    return p < options.minConfidence || p * (longest - 1) ** SAVED_KEYS_EXPONENT <= (best?.value ?? 0);
   };
+  const offerSpaceOrBreak = (beam: Beam) => {
+    const lp = beam.snapshot.logProbs;
+    if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
+    if (lineBreak > 0) offer(beam.text + '\n', beam.score + lp[lineBreak], beam.length + 1, beam.path);
+  };
+  // Offered, and stepped past its last character, where it holds a word and does not end in
+  // whitespace (that would be invisible).
+  const offerable = (beam: Beam) => WORD_CHAR.test(beam.text) && !/\s$/u.test(beam.text);
   const surePastWord = Math.log(SURE_PAST_WORD);
   const stops = (char: string, soFar: string, score: number) =>
     stopsBefore(options.stopAt, char, soFar) && !(options.stopAt === 'word' && char !== '\n' && score >= surePastWord);
   for (let depth = 0; ; depth++) {
     if (cancelled()) return undefined;
     for (const beam of beams) {
-      // Offer what holds a word and does not end in whitespace (that would be invisible).
-      if (!WORD_CHAR.test(beam.text) || /\s$/u.test(beam.text)) continue;
+      // The mark alone was offered by the beam before it.
+      if (beam.closing) offerSpaceOrBreak(beam);
+      if (beam.closing || !offerable(beam)) continue;
       if (!insideLaterWord(beam, separators)) offer(beam.text, beam.score, beam.length, beam.path);
       if (beam.length >= options.maxChars) continue;
       const lp = beam.snapshot.logProbs;
       for (const id of punctuation)
         offer(beam.text + vocabulary.chars[id], beam.score + lp[id], beam.length + 1, beam.path);
-      if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
+      offerSpaceOrBreak(beam);
     }
     if (depth >= options.maxChars) break;
     beams = beams.filter((b) => !hopeless(b.score));
-    const candidates: Array<{ beam: Beam; id: number; char: string; score: number }> = [];
+    const candidates: Candidate[] = [];
+    const closing: Candidate[] = [];
     for (const beam of beams) {
+      if (beam.closing) continue;
       const lp = beam.snapshot.logProbs;
+      if (offerable(beam) && beam.length + 2 <= options.maxChars)
+        for (const id of punctuation) {
+          const score = beam.score + lp[id];
+          if (!hopeless(score, beam.length + 2))
+            closing.push({ beam, id, char: vocabulary.chars[id], score, closing: true });
+        }
       for (const id of topIds(lp, width)) {
         const char = vocabulary.chars[id];
         const score = beam.score + lp[id];
@@ -131,6 +162,8 @@ export async function beamSearch(
     }
     candidates.sort((a, b) => b.score - a.score);
     const continuing = candidates.slice(0, width).filter((c) => !hopeless(c.score));
+    // A mark that goes on within the width offers its space or line break from there.
+    for (const c of closing) if (!continuing.some((d) => d.beam === c.beam && d.id === c.id)) continuing.push(c);
     if (continuing.length === 0) break;
     const stepped = await predictor.step(
       continuing.map((c) => c.beam.snapshot.state),
@@ -143,6 +176,7 @@ export async function beamSearch(
       score: c.score,
       snapshot: stepped[i],
       path: [...c.beam.path, stepped[i]],
+      closing: c.closing,
     }));
   }
   if (!best) return undefined;
@@ -233,8 +267,9 @@ function topIds(logProbs: Float32Array, k: number): number[] {
 interface Separators {
   /** Visible separators, which a completion may end with after a word. */
   punctuation: Int32Array;
-  /** The space, which it may end with too (-1 if absent). */
+  /** The space and the line break, which it may end with too (-1 if absent). */
   space: number;
+  lineBreak: number;
   /** The other whitespace, which ends a word but never a completion. */
   breaks: Int32Array;
 }
@@ -251,7 +286,8 @@ function separatorsOf(vocabulary: Vocabulary): Separators {
       else if (c !== ' ') breaks.push(id);
     });
     const space = vocabulary.chars.indexOf(' ');
-    separators = { punctuation: Int32Array.from(punctuation), space, breaks: Int32Array.from(breaks) };
+    const lineBreak = vocabulary.chars.indexOf('\n');
+    separators = { punctuation: Int32Array.from(punctuation), space, lineBreak, breaks: Int32Array.from(breaks) };
     separatorCache.set(vocabulary, separators);
   }
   return separators;

@@ -39,18 +39,20 @@ export class CompletionSession {
     // Typing the first character of a suggestion instead of accepting it counts against it, so the
     // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
     const passed = this.passedOver(text, offset);
-    const completion =
+    const found =
       (passed === undefined ? this.typedAlong(text, offset) : undefined) ??
       (await this.search(text, offset, options, cancelled, passed));
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
     await nextTurn();
     if (cancelled()) return undefined;
+    const lineEnd = text.indexOf('\n', offset);
+    const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
+    // A completion's closing line break would split a line that goes on after the cursor.
+    const completion = found && /\S/u.test(after) ? withoutClosingLineBreak(found) : found;
     this.shown = completion && { offset, before: this.contextBefore(text, offset), completion };
     if (!completion) return undefined;
     // Nothing to offer when the text after the cursor already says it.
-    const lineEnd = text.indexOf('\n', offset);
-    const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     // Nor anything that would make a line look like a secret: the document's own n-gram has read the lines above,
     // and a model trained before secrets were kept out may know one.
     const offerable = (candidate: string) =>
@@ -126,7 +128,10 @@ export class CompletionSession {
     if (typed <= 0 || typed >= last.completion.text.length) return undefined;
     if (text.slice(last.offset, offset) !== last.completion.text.slice(0, typed)) return undefined;
     if (this.contextBefore(text, last.offset) !== last.before) return undefined;
-    return { text: last.completion.text.slice(typed), confidence: last.completion.confidence };
+    const rest = last.completion.text.slice(typed);
+    // A rest of whitespace alone would show nothing, and a Tab would type it unseen.
+    if (!/\S/u.test(rest)) return undefined;
+    return { text: rest, confidence: last.completion.confidence };
   }
 
   /**
@@ -147,4 +152,13 @@ export class CompletionSession {
     rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
     return { text: rest.join(''), logP };
   }
+}
+
+function withoutClosingLineBreak(completion: Completion): Completion {
+  const trimmed = (text: string) => text.replace(/\n$/u, '');
+  return {
+    ...completion,
+    text: trimmed(completion.text),
+    alternatives: completion.alternatives?.map((alternative) => ({ ...alternative, text: trimmed(alternative.text) })),
+  };
 }

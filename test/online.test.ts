@@ -353,6 +353,30 @@ test('a completion runs on where only the context mixing knows the text, as its 
   );
 });
 
+test('a completion ends with the line break only where the line ends at the cursor', async () => {
+  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', 15);
+  const [warmUp, known] = [randomLine(), randomLine()];
+  saveNotesContexts(
+    dir,
+    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}\n${known}\n`.repeat(4))),
+    saved.vocabulary,
+  );
+  const served = loadServedModel(dir);
+  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
+  const typed = `y ${warmUp}\nx ${known.slice(0, 52)}`;
+  const completeAt = async (after: string) => {
+    const session = new CompletionSession(served);
+    const text = typed + after;
+    for (let offset = 0; offset < typed.length; offset++) await session.predictAt(text, offset);
+    return (await session.suggest(text, typed.length, options))?.text;
+  };
+  const atLineEnd = await completeAt('\nlater line\n');
+  const midLine = await completeAt(' and more\n');
+  served.dispose();
+  assert.equal(atLineEnd, `${known.slice(52)}\n`);
+  assert.equal(midLine, known.slice(52), 'the line break would split the line');
+});
+
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
   const document = new DocumentNgram(vocabulary);
   const start = 'the opening line\n';
