@@ -11,6 +11,7 @@ import {
   TransportKind,
 } from 'vscode-languageclient/node';
 import { IdleExitNotification, ReloadModelRequest, StatusNotification } from '../protocol/messages';
+import { SERVER_NODE_FLAGS } from '../protocol/server-process';
 import { registerModelCommands } from './models';
 import { Onboarding } from './onboarding';
 import { StatusBar, warnIfInlineSuggestOff } from './status';
@@ -86,8 +87,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<CharCo
 async function start(context: vscode.ExtensionContext): Promise<void> {
   const serverModule = context.asAbsolutePath(path.join('dist', 'server.js'));
   const serverOptions: ServerOptions = {
-    run: { module: serverModule, transport: TransportKind.ipc },
-    debug: { module: serverModule, transport: TransportKind.ipc },
+    run: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: SERVER_NODE_FLAGS } },
+    debug: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: SERVER_NODE_FLAGS } },
   };
   let idle = false;
   // languageclient's own handler (restarts after a crash, a popup after five) once the client exists.

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from 'vscode-jsonrpc/node';
 import { StatusNotification, StatusParams } from '../protocol/messages';
+import { SERVER_NODE_FLAGS } from '../protocol/server-process';
 import { randomModel } from './support/random-model';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-status-'));
@@ -16,7 +17,7 @@ randomModel(1, { embed: 4, hidden: 8, layers: 1 }, modelDir);
 after(() => rmSync(root, { recursive: true, force: true }));
 
 test('the status naming the loaded model arrives after initialized, with no completion asked for', async () => {
-  const server = spawn(process.execPath, [join(__dirname, '..', 'server.js'), '--stdio'], {
+  const server = spawn(process.execPath, [...SERVER_NODE_FLAGS, join(__dirname, '..', 'server.js'), '--stdio'], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, CHAR_COMPLETE_WASM_THREADS: '1' },
   });

@@ -10,6 +10,7 @@ import {
   StreamMessageWriter,
 } from 'vscode-jsonrpc/node';
 import { StatusNotification, StatusParams } from '../protocol/messages';
+import { SERVER_NODE_FLAGS } from '../protocol/server-process';
 
 export interface LspSessionOptions {
   serverPath?: string;
@@ -42,7 +43,7 @@ export class LspSession {
     const serverPath =
       options.serverPath ??
       [join(__dirname, 'server.js'), join(__dirname, '..', 'server.js')].find((p) => existsSync(p))!;
-    this.process = spawn(process.execPath, [serverPath, '--stdio'], {
+    this.process = spawn(process.execPath, [...SERVER_NODE_FLAGS, serverPath, '--stdio'], {
       stdio: ['pipe', 'pipe', 'pipe'],
       env: options.env ?? process.env,
     });

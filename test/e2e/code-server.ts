@@ -25,6 +25,7 @@ import { LspSession } from '../../tools/lsp-driver';
 import { TINY_TRAINING_FLAGS } from '../support/tiny-training';
 import { contextsHeader, makeContextsOneVersionOld } from '../support/contexts-header';
 import { NOTES_CONTEXTS_FILE } from '../../model/notes-text';
+import { SERVER_NODE_FLAGS } from '../../protocol/server-process';
 
 const ROOT = join(__dirname, '..', '..');
 const CODE_SERVER =
@@ -345,6 +346,13 @@ async function main(): Promise<void> {
         received
           ? undefined
           : `server log: ${existsSync(serverLog) ? readFileSync(serverLog, 'utf8').slice(-600) : 'none'}`,
+      );
+      const serverPid = phase2Pid();
+      const commandLine = serverPid ? readFileSync(`/proc/${serverPid}/cmdline`, 'utf8').split('\0') : [];
+      record(
+        'the editor starts the server with its Node flags',
+        SERVER_NODE_FLAGS.every((flag) => commandLine.includes(flag)),
+        `server ${serverPid}: ${JSON.stringify(commandLine)}`,
       );
       await forgetThisFile(page);
       await offForMarkdown(page);
