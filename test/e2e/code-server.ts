@@ -56,6 +56,7 @@ const ARTIFACT_FILES = [
   'train-ghost-text.png',
   'next-first.png',
   'next-second.png',
+  'line-end.png',
   'cancel-progress.png',
   'cancel-stopped.png',
   'cancel-ghost-text.png',
@@ -65,6 +66,8 @@ const TYPED = 'the quick br';
 /** Typed in a note of its own, where the model offers more than one suggestion for Alt+] to cycle through. */
 const NEXT_NOTE = '# Next\n';
 const NEXT_TYPED = 'the ';
+/** Typed in an empty note, where the model is sure of the rest of the line and that it ends there. */
+const LINE_END_TYPED = 'the quick brown fox jumps over the lazy d';
 /** A word in no training corpus, learnt only from saving the note that holds it. */
 const UNIQUE = 'zenakovirum';
 const UNIQUE_NOTE = `Met ${UNIQUE} today. ${UNIQUE} said hi.`;
@@ -126,6 +129,7 @@ async function main(): Promise<void> {
   for (const probe of ['probe-1.md', 'probe-2.md', 'probe-3.md', 'probe.txt'])
     writeFileSync(join(workspace, probe), '');
   writeFileSync(join(workspace, 'next.md'), NEXT_NOTE);
+  writeFileSync(join(workspace, 'line-end.md'), '');
   const modelDir = join(tmp, 'model');
   const serverLog = join(tmp, 'server.log');
   // A second folder of notes with no model yet, which phase 3 trains from the editor into the model named after it.
@@ -304,18 +308,11 @@ async function main(): Promise<void> {
       if (ghost) {
         await page.keyboard.press('Tab');
         await page.waitForTimeout(500);
-        const lines = await page.$$eval('.monaco-editor .view-line', (els) =>
-          els.map((e) => {
-            const copy = e.cloneNode(true) as typeof e;
-            copy
-              .querySelectorAll('.ghost-text-decoration,.ghost-text-decoration-preview,.ghost-text')
-              .forEach((g: { remove(): void }) => g.remove());
-            return (copy.textContent ?? '').replace(/\u00a0/g, ' ');
-          }),
-        );
+        const lines = await editorLines(page);
         record('Tab inserts the completion', lines.includes(TYPED + ghost), `lines ${JSON.stringify(lines)}`);
       }
       await nextSuggestion(page, suggestions);
+      await completesTheLineBreak(page);
 
       // As a user would: the Settings UI, searched for the setting, with a new value typed in.
       await page.keyboard.press('Control+Comma');
@@ -582,6 +579,40 @@ async function cancelTraining(page: Page, settingsFile: string): Promise<void> {
   await openFile(page, 'fox.md');
   const ghost = await typeForGhostText(page, 'cancel-ghost-text.png');
   record('after Cancel the model gives ghost text', ghost !== undefined, JSON.stringify(ghost));
+}
+
+/** The lines of the editor's text on show, without ghost text and with no-break spaces made plain. */
+async function editorLines(page: Page): Promise<string[]> {
+  return page.$$eval('.monaco-editor .view-line', (els) =>
+    els.map((e) => {
+      const copy = e.cloneNode(true) as typeof e;
+      copy
+        .querySelectorAll('.ghost-text-decoration,.ghost-text-decoration-preview,.ghost-text')
+        .forEach((g: { remove(): void }) => g.remove());
+      return (copy.textContent ?? '').replace(/\u00a0/g, ' ');
+    }),
+  );
+}
+
+/**
+ * A completion that ends its line, where the model is sure the line ends after "dog.": the ghost text shows the rest
+ * of the line, and Tab types the line break too.
+ */
+async function completesTheLineBreak(page: Page): Promise<void> {
+  await openFile(page, 'line-end.md');
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.type(LINE_END_TYPED, { delay: 80 });
+  const ghost = await waitForGhostText(page, 'line-end.png', 20_000);
+  if (ghost) await page.keyboard.press('Tab');
+  await page.waitForTimeout(500);
+  const lines = await editorLines(page);
+  record(
+    'Tab types the line break a completion ends with',
+    ghost === 'og.' && lines.length === 2 && lines[0] === `${LINE_END_TYPED}og.` && lines[1] === '',
+    `ghost ${JSON.stringify(ghost)}, lines ${JSON.stringify(lines)}`,
+  );
+  await page.keyboard.press('Escape');
 }
 
 /** The ghost text shown now, with its no-break spaces made plain, or undefined. */
