@@ -331,15 +331,23 @@ test("the notes' context mixing, saved beside the model, mixes into what is type
   assert.ok(Math.abs((await meanLogProbAfter(dir, `x ${line}`, 22)) - without) < 1e-9, 'served as without it');
 });
 
-test('a completion runs on where only the context mixing knows the text, as its later characters are mixed by the last stage too', async () => {
-  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', 14);
+/**
+ * A served random model whose notes' context mixing alone knows two random lines, `warmUp` then `known`: its n-grams
+ * and match models never see them.
+ */
+function servedKnowingLines(seed: number) {
+  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', seed);
   const [warmUp, known] = [randomLine(), randomLine()];
   saveNotesContexts(
     dir,
     learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}\n${known}\n`.repeat(4))),
     saved.vocabulary,
   );
-  const served = loadServedModel(dir);
+  return { served: loadServedModel(dir), warmUp, known };
+}
+
+test('a completion runs on where only the context mixing knows the text, as its later characters are mixed by the last stage too', async () => {
+  const { served, warmUp, known } = servedKnowingLines(14);
   const session = new CompletionSession(served);
   // The document's n-grams and match model never see `known`: only the notes' context mixing has.
   const typed = `y ${warmUp}\nx ${known.slice(0, 12)}`;
@@ -354,14 +362,7 @@ test('a completion runs on where only the context mixing knows the text, as its 
 });
 
 test('a completion ends with the line break only where the line ends at the cursor', async () => {
-  const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', 15);
-  const [warmUp, known] = [randomLine(), randomLine()];
-  saveNotesContexts(
-    dir,
-    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}\n${known}\n`.repeat(4))),
-    saved.vocabulary,
-  );
-  const served = loadServedModel(dir);
+  const { served, warmUp, known } = servedKnowingLines(15);
   const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
   const typed = `y ${warmUp}\nx ${known.slice(0, 52)}`;
   const completeAt = async (after: string) => {
