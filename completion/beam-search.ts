@@ -267,10 +267,11 @@ function topIds(logProbs: Float32Array, k: number): number[] {
 interface Separators {
   /** Visible separators, which a completion may end with after a word. */
   punctuation: Int32Array;
-  /** The space and the line break, which it may end with too (-1 if absent). */
+  /** The space, which it may end with too (-1 if absent). */
   space: number;
+  /** The line break, which it may end with too (-1 if absent). */
   lineBreak: number;
-  /** The other whitespace, which ends a word but never a completion. */
+  /** Whitespace other than the space, the line break included: each ends a word. */
   breaks: Int32Array;
 }
 
