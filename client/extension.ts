@@ -86,10 +86,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<CharCo
 
 async function start(context: vscode.ExtensionContext): Promise<void> {
   const serverModule = context.asAbsolutePath(path.join('dist', 'server.js'));
-  const serverOptions: ServerOptions = {
-    run: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: SERVER_NODE_FLAGS } },
-    debug: { module: serverModule, transport: TransportKind.ipc, options: { execArgv: SERVER_NODE_FLAGS } },
-  };
+  const launch = { module: serverModule, transport: TransportKind.ipc, options: { execArgv: SERVER_NODE_FLAGS } };
+  const serverOptions: ServerOptions = { run: launch, debug: launch };
   let idle = false;
   // languageclient's own handler (restarts after a crash, a popup after five) once the client exists.
   const crashes: { handler?: ErrorHandler } = {};

@@ -125,9 +125,12 @@ export async function beamSearch(
   for (let depth = 0; ; depth++) {
     if (cancelled()) return undefined;
     for (const beam of beams) {
-      // The mark alone was offered by the beam before it.
-      if (beam.closing) offerSpaceOrBreak(beam);
-      if (beam.closing || !offerable(beam)) continue;
+      if (beam.closing) {
+        // The mark alone was offered by the beam before it.
+        offerSpaceOrBreak(beam);
+        continue;
+      }
+      if (!offerable(beam)) continue;
       if (!insideLaterWord(beam, separators)) offer(beam.text, beam.score, beam.length, beam.path);
       if (beam.length >= options.maxChars) continue;
       const lp = beam.snapshot.logProbs;
