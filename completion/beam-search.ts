@@ -1,7 +1,7 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { UNKNOWN_ID, type Vocabulary, WORD_CHAR, WORD_CHARS } from '../model/vocab';
-import { Completion, CompletionOptions, PassedOver, stopsBefore } from './options';
+import { Completion, CompletionOptions, CompletionSite, PassedOver, stopsBefore } from './options';
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of
@@ -69,7 +69,8 @@ interface Candidate {
  * after it in turn ("sir, ", "PETRUCHIO:⏎"): each beam steps its marks once more, outside the
  * width, to learn what follows them. The README gives what each is worth.
  * Under stopAt word a completion runs into the next word only where the model is sure of
- * everything up to it (SURE_PAST_WORD), and never past a line's end.
+ * everything up to it (SURE_PAST_WORD), and never past a line's end. Where the line goes on after
+ * the cursor, no completion ends with a line break.
  *
  * A completion may hold a character outside the vocabulary, one the document has shown: the model
  * predicts UNKNOWN, and the predictor names the character it most likely is (a name or term in
@@ -83,7 +84,7 @@ export async function beamSearch(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
-  passedOver?: PassedOver,
+  { passedOver, lineGoesOn = false }: CompletionSite = {},
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const separators = separatorsOf(vocabulary);
@@ -114,7 +115,7 @@ export async function beamSearch(
   const offerSpaceOrBreak = (beam: Beam) => {
     const lp = beam.snapshot.logProbs;
     if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
-    if (lineBreak > 0) offer(beam.text + '\n', beam.score + lp[lineBreak], beam.length + 1, beam.path);
+    if (lineBreak > 0 && !lineGoesOn) offer(beam.text + '\n', beam.score + lp[lineBreak], beam.length + 1, beam.path);
   };
   // Offered, and stepped past its last character, where it holds a word and does not end in
   // whitespace (that would be invisible).

@@ -1,23 +1,23 @@
 // One completion from a model state, by beam search or sampling, and the trainer's closing sample.
 import type { Predictor, Snapshot } from '../model/predictor';
-import { COMPLETION_DEFAULTS, Completion, CompletionOptions, PassedOver } from './options';
+import { COMPLETION_DEFAULTS, Completion, CompletionOptions, CompletionSite } from './options';
 import { beamSearch } from './beam-search';
 import { sample } from './sampling';
 import { DocumentStates } from './document-states';
 
 /**
  * Completes from a snapshot by beam search or sampling; undefined when nothing is confident enough.
- * `passedOver` is what remained of a suggestion the user typed past instead of accepting.
+ * Sampling ends no completion with a line break, so only the search reads `site`.
  */
 export async function complete(
   predictor: Predictor,
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean = () => false,
-  passedOver?: PassedOver,
+  site: CompletionSite = {},
 ): Promise<Completion | undefined> {
   const found = await (options.mode === 'beam'
-    ? beamSearch(predictor, start, options, cancelled, passedOver)
+    ? beamSearch(predictor, start, options, cancelled, site)
     : sample(predictor, start, options, cancelled));
   if (!found || found.text.length === 0 || found.confidence < options.minConfidence) return undefined;
   return found;

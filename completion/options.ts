@@ -78,6 +78,13 @@ export interface PassedOver {
   logP?: number;
 }
 
+/** What a completion must respect where it is asked for, beyond the model's state there. */
+export interface CompletionSite {
+  passedOver?: PassedOver;
+  /** Text follows the cursor on its line, so a completion may not end with a line break: that would split the line. */
+  lineGoesOn?: boolean;
+}
+
 /** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */
 export function stopsBefore(stopAt: StopAt, char: string, soFar: string): boolean {
   if (char === '\n') return stopAt !== 'none';

@@ -7,7 +7,7 @@ import { documentPredictor, ServedModel } from '../model/served';
 import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
-import type { Completion, CompletionOptions, PassedOver } from './options';
+import type { Completion, CompletionOptions, CompletionSite, PassedOver } from './options';
 
 /** How much text before a suggestion must be unchanged for it to count as still on show. */
 const SHOWN_CONTEXT_CHARS = 64;
@@ -36,20 +36,19 @@ export class CompletionSession {
     options: CompletionOptions,
     cancelled: () => boolean = () => false,
   ): Promise<Completion | undefined> {
+    const lineEnd = text.indexOf('\n', offset);
+    const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
+    const lineGoesOn = /\S/u.test(after);
     // Typing the first character of a suggestion instead of accepting it counts against it, so the
     // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
-    const passed = this.passedOver(text, offset);
-    const found =
-      (passed === undefined ? this.typedAlong(text, offset) : undefined) ??
-      (await this.search(text, offset, options, cancelled, passed));
+    const passedOver = this.passedOver(text, offset);
+    const completion =
+      (passedOver === undefined ? this.typedAlong(text, offset, lineGoesOn) : undefined) ??
+      (await this.search(text, offset, options, cancelled, { passedOver, lineGoesOn }));
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
     await nextTurn();
     if (cancelled()) return undefined;
-    const lineEnd = text.indexOf('\n', offset);
-    const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
-    // A completion's closing line break would split a line that goes on after the cursor.
-    const completion = found && /\S/u.test(after) ? withoutClosingLineBreak(found) : found;
     this.shown = completion && { offset, before: this.contextBefore(text, offset), completion };
     if (!completion) return undefined;
     // Nothing to offer when the text after the cursor already says it.
@@ -72,10 +71,10 @@ export class CompletionSession {
     offset: number,
     options: CompletionOptions,
     cancelled: () => boolean,
-    passedOver?: PassedOver,
+    site: CompletionSite,
   ): Promise<Completion | undefined> {
     const snapshot = await this.advance(text, offset, cancelled);
-    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, passedOver));
+    const completion = snapshot && (await complete(this.predictor, snapshot, options, cancelled, site));
     if (completion) this.states.expect(offset, completion);
     return completion;
   }
@@ -120,8 +119,9 @@ export class CompletionSession {
    * While the user types along the shown suggestion, the rest of it stays without model work. One
    * typed character goes through passedOver instead; this keeps the suggestion when several arrive
    * at once, as with an editor's accept-next-word, or when requests were skipped while typing fast.
+   * A rest that ends the line is searched again where the line has come to go on after the cursor.
    */
-  private typedAlong(text: string, offset: number): Completion | undefined {
+  private typedAlong(text: string, offset: number, lineGoesOn: boolean): Completion | undefined {
     const last = this.shown;
     if (!last) return undefined;
     const typed = offset - last.offset;
@@ -130,7 +130,7 @@ export class CompletionSession {
     if (this.contextBefore(text, last.offset) !== last.before) return undefined;
     const rest = last.completion.text.slice(typed);
     // A rest of whitespace alone would show nothing, and a Tab would type it unseen.
-    if (!/\S/u.test(rest)) return undefined;
+    if (!/\S/u.test(rest) || (lineGoesOn && rest.endsWith('\n'))) return undefined;
     return { text: rest, confidence: last.completion.confidence };
   }
 
@@ -152,13 +152,4 @@ export class CompletionSession {
     rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
     return { text: rest.join(''), logP };
   }
-}
-
-function withoutClosingLineBreak(completion: Completion): Completion {
-  const trimmed = (text: string) => text.replace(/\n$/u, '');
-  return {
-    ...completion,
-    text: trimmed(completion.text),
-    alternatives: completion.alternatives?.map((alternative) => ({ ...alternative, text: trimmed(alternative.text) })),
-  };
 }

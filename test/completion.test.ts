@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { complete } from '../completion/complete';
-import { COMPLETION_DEFAULTS, CompletionOptions, PassedOver } from '../completion/options';
+import { COMPLETION_DEFAULTS, CompletionOptions, CompletionSite } from '../completion/options';
 import { DocumentNgram } from '../completion/document-ngram';
 import { DocumentStates } from '../completion/document-states';
 import { seededRandom } from '../model/random';
@@ -78,7 +78,7 @@ async function completeAfter(
   model: LexiconModel,
   text: string,
   options: Partial<CompletionOptions> = {},
-  passedOver?: PassedOver,
+  site: CompletionSite = {},
 ) {
   const states = new DocumentStates(predictorOf(model));
   const snapshot = (await states.at(text, text.length))!;
@@ -87,7 +87,7 @@ async function completeAfter(
     snapshot,
     { ...COMPLETION_DEFAULTS, minConfidence: 0, ...options },
     undefined,
-    passedOver,
+    site,
   );
 }
 
@@ -209,6 +209,14 @@ test('a punctuation mark the model is unsure of still takes the line break or sp
   );
   const commas = new LexiconModel({ 'sir,': 0.5, 'sirrah,': 0.5 });
   assert.equal((await completeAfter(commas, 'so si'))?.text, 'rrah, ');
+});
+
+test('where the line goes on after the cursor, the search offers the best completion without a line break', async () => {
+  // "a:⏎" is worth 0.8 × 2^0.7 = 1.30 and "edanticallyish " 0.2 × 14^0.7 = 1.27, but "a:" only 0.8 × 1.
+  // Leaving the line break off the search's choice would offer "a:"; the search finds the better one.
+  const model = new LexiconModel({ 'pa:\n': 0.8, pedanticallyish: 0.2 });
+  assert.equal((await completeAfter(model, 'so p'))?.text, 'a:\n');
+  assert.equal((await completeAfter(model, 'so p', {}, { lineGoesOn: true }))?.text, 'edanticallyish ');
 });
 
 /**
@@ -339,10 +347,13 @@ test('a suggestion the user typed past instead of accepting is demoted, not bann
   assert.equal((await completeAfter(torn, 'the q'))?.text, 'uick ');
   // "quick" was shown at "the " and the user typed "q": everything that starts with "uick" is at
   // a quarter of its odds, and "uiet " saves more.
-  assert.equal((await completeAfter(torn, 'the q', {}, { text: 'uick', logP: Math.log(0.6) }))?.text, 'uiet ');
+  assert.equal(
+    (await completeAfter(torn, 'the q', {}, { passedOver: { text: 'uick', logP: Math.log(0.6) } }))?.text,
+    'uiet ',
+  );
   const sure = new LexiconModel({ quick: 0.9, quiet: 0.1 });
   assert.equal(
-    (await completeAfter(sure, 'the q', {}, { text: 'uick', logP: Math.log(0.9) }))?.text,
+    (await completeAfter(sure, 'the q', {}, { passedOver: { text: 'uick', logP: Math.log(0.9) } }))?.text,
     'uick ',
     'a much likelier suggestion stays',
   );
@@ -350,6 +361,9 @@ test('a suggestion the user typed past instead of accepting is demoted, not bann
   // unlikely, that says little against "and " alone, which stays; not knowing how likely it was,
   // the search takes it against "and " in full, and "ant " saves more.
   const phrase = new LexiconModel({ and: 0.7, ant: 0.3 });
-  assert.equal((await completeAfter(phrase, 'so a', {}, { text: 'nd the', logP: Math.log(0.05) }))?.text, 'nd ');
-  assert.equal((await completeAfter(phrase, 'so a', {}, { text: 'nd the' }))?.text, 'nt ');
+  assert.equal(
+    (await completeAfter(phrase, 'so a', {}, { passedOver: { text: 'nd the', logP: Math.log(0.05) } }))?.text,
+    'nd ',
+  );
+  assert.equal((await completeAfter(phrase, 'so a', {}, { passedOver: { text: 'nd the' } }))?.text, 'nt ');
 });

@@ -361,7 +361,7 @@ test('a completion runs on where only the context mixing knows the text, as its 
   );
 });
 
-test('a completion ends with the line break only where the line ends at the cursor', async () => {
+test('a completion ends with the line break only where the line ends at the cursor, as typed along too', async () => {
   const { served, warmUp, known } = servedKnowingLines(15);
   const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
   const typed = `y ${warmUp}\nx ${known.slice(0, 52)}`;
@@ -373,9 +373,16 @@ test('a completion ends with the line break only where the line ends at the curs
   };
   const atLineEnd = await completeAt('\nlater line\n');
   const midLine = await completeAt(' and more\n');
+  // The suggestion shown at the line's end, typed along two characters at once after the line has come to go on.
+  const session = new CompletionSession(served);
+  for (let offset = 0; offset < typed.length; offset++) await session.predictAt(typed, offset);
+  await session.suggest(typed, typed.length, options);
+  const along = typed + known.slice(52, 54);
+  const typedAlong = (await session.suggest(`${along} and more`, along.length, options))?.text;
   served.dispose();
   assert.equal(atLineEnd, `${known.slice(52)}\n`);
   assert.equal(midLine, known.slice(52), 'the line break would split the line');
+  assert.equal(typedAlong, known.slice(54), 'the rest of the suggestion on show would split the line');
 });
 
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
