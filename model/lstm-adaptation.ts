@@ -3,22 +3,23 @@
 // on that copy, taken while the server is idle, so that the names and turns of phrase of this document grow likelier
 // from then on. The shared weights never change, and only the document adapted last keeps its copy, so memory stays
 // bounded.
+import { ADAPTATION_STEP, type AdaptationSettings } from './lstm-adaptation-step';
 import type { LstmPredictor } from './predictor';
 
 export const LSTM_ADAPTATION = {
-  /** Characters per gradient step: each step backpropagates through this many. */
-  segment: 32,
-  learningRate: 0.1,
+  /** Characters per step (its rule is in lstm-adaptation-step.ts): each step backpropagates through this many. */
+  segment: 16,
   /**
    * Documents with a copy of the weights at once; the one adapted least recently gives its copy up.
-   * Each copy costs the LSTM's size again (docs/measurements.md has the server's RSS with them).
+   * Each copy costs the LSTM's size twice over, its weights and their mean squares (docs/measurements.md has the
+   * server's RSS with them).
    */
   maxDocuments: 1,
   /**
    * Steps waiting for idle time, per document; beyond this the oldest are dropped, so that a long
    * paste or a typist who never pauses does not queue seconds of work.
    */
-  maxWaiting: 8,
+  maxWaiting: 16,
 } as const;
 
 /** The copies of the LSTM's weights, one per adapted document, for at most maxDocuments documents. */
@@ -30,6 +31,7 @@ export class AdaptedLstms {
   constructor(
     readonly shared: LstmPredictor,
     private readonly maxDocuments: number = LSTM_ADAPTATION.maxDocuments,
+    private readonly settings: AdaptationSettings = ADAPTATION_STEP,
   ) {}
 
   /** The weights `owner` steps with: its copy while it has one, else the shared ones. */
@@ -42,7 +44,7 @@ export class AdaptedLstms {
     let copy = this.copies.get(owner);
     if (copy) this.copies.delete(owner);
     else {
-      copy = await this.shared.fork();
+      copy = await this.shared.fork(this.settings);
       // Unloaded while copying: the copy is not kept, and a disposed copy adapts nothing.
       if (this.disposed) {
         copy.dispose();
@@ -116,7 +118,7 @@ export class LstmAdaptation {
         // Every id but the last is read, and every id but the first is taught.
         const { start, ids } = next;
         const inputs = ids.subarray(0, ids.length - 1);
-        await (await this.lstms.copyFor(this)).adapt(start, inputs, ids.subarray(1), LSTM_ADAPTATION.learningRate);
+        await (await this.lstms.copyFor(this)).adapt(start, inputs, ids.subarray(1));
       });
     return this.running;
   }

@@ -1,8 +1,8 @@
 // "Step a batch of states by one character": the one thing completion needs from a model, and the tfjs LSTM behind it.
 import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
-import { CharLstm, LstmState, parametersFromWeights, readWeights } from './network';
-import { sgdStepInKernel } from './lstm-sgd-step';
+import { CharLstm, LstmState, parametersFromWeights } from './network';
+import { ADAPTATION_STEP, AdaptationSettings, AdaptationStep, gradientStepInKernel } from './lstm-adaptation-step';
 import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
 import { activeLayerKernel, callingThreadLayerKernel, LayerKernel } from '../backends/layer-kernel';
 import { BUILT_DIRS } from '../backends/built-files';
@@ -56,12 +56,14 @@ export class LstmPredictor implements Predictor {
   private readonly stateSize: number;
 
   private disposed = false;
-  /** The weights as arrays: as loaded, or as adapted in the layer kernel. Undefined while only the network's are current. */
-  private weights?: Map<string, Float32Array>;
+  /** The weights as arrays, as loaded or as adapted: always current. */
+  private readonly weights: Map<string, Float32Array>;
   /** The weights as tfjs variables, made when tfjs first steps or adapts them; undefined when stale. */
   private network?: CharLstm;
   /** Counts changes of the weights, so that a kernel packed from older ones is not taken as current. */
   private weightsVersion = 0;
+  /** A fork's rule for adapting, with what it keeps between steps; the shared weights have none. */
+  private adaptation?: AdaptationStep;
   private stepKernel?: { kernel: LstmStepKernel; version: number };
   /** Why the step kernel failed for this network, once it has. */
   private stepKernelFailure?: string;
@@ -74,25 +76,30 @@ export class LstmPredictor implements Predictor {
     this.stateSize = 2 * this.config.layers * this.config.hidden;
   }
 
-  /** A copy with weights of its own, which adapt() may change without touching these. */
-  async fork(): Promise<LstmPredictor> {
-    const weights = await this.weightArrays();
-    const copies = new Map([...weights].map(([name, values]) => [name, values.slice()]));
-    return new LstmPredictor({ config: this.config, vocabulary: this.vocabulary, weights: copies });
+  /**
+   * A copy with weights of its own, which adapt() changes under `settings` without touching these, and pulls back
+   * toward these.
+   */
+  async fork(settings: AdaptationSettings = ADAPTATION_STEP): Promise<LstmPredictor> {
+    const copies = new Map([...this.weights].map(([name, values]) => [name, values.slice()]));
+    const copy = new LstmPredictor({ config: this.config, vocabulary: this.vocabulary, weights: copies });
+    copy.adaptation = new AdaptationStep(this.weights, settings);
+    return copy;
   }
 
   /**
-   * One step of plain gradient descent on predicting `targets` from `inputs` (one sequence),
-   * starting from `state`, one of this predictor's states: in the layer kernel on the arrays where
-   * it runs, else through tfjs. Does nothing once disposed, even if that happened meanwhile.
+   * One step of the adaptation (lstm-adaptation-step.ts) on predicting `targets` from `inputs` (one sequence),
+   * starting from `state`, one of this predictor's states; the gradients come from the layer kernel where it runs,
+   * else from tfjs. Only a fork adapts. Does nothing once disposed, even if that happened meanwhile.
    */
-  async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array, learningRate: number): Promise<void> {
+  async adapt(state: Float32Array, inputs: Int32Array, targets: Int32Array): Promise<void> {
+    const step = this.adaptation;
+    if (!step) throw new Error('only a fork of the LSTM adapts: the shared weights never change');
     if (this.disposed) return;
     const kernel = await this.layerKernelForAdapting();
     if (kernel) {
-      const weights = await this.weightArrays();
       if (this.disposed) return;
-      sgdStepInKernel(kernel, this.config, weights, state, inputs, targets, learningRate);
+      gradientStepInKernel(kernel, this.config, this.weights, state, inputs, targets, step.update);
       this.network?.dispose();
       this.network = undefined;
       this.weightsVersion++;
@@ -101,18 +108,19 @@ export class LstmPredictor implements Predictor {
     const network = this.tfjsNetwork();
     const start = this.tensorsOf([state]);
     const result = await network.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
-    if (!this.disposed) {
-      tf.tidy(() => {
-        for (const [name, gradient] of result.gradients) {
-          const weight = network.params.get(name)!;
-          weight.assign(tf.sub(weight, tf.mul(gradient, learningRate)));
-        }
-      });
+    try {
+      if (this.disposed) return;
+      for (const [name, gradient] of result.gradients) {
+        const values = this.weights.get(name)!;
+        step.update(name, values, (await gradient.data()) as Float32Array);
+        const weight = network.params.get(name)!;
+        tf.tidy(() => weight.assign(tf.tensor(values, weight.shape)));
+      }
       network.refreeze();
-      this.weights = undefined;
       this.weightsVersion++;
+    } finally {
+      tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
     }
-    tf.dispose([...result.gradients.values(), ...start.h, ...start.c, ...result.state.h, ...result.state.c]);
   }
 
   /**
@@ -124,16 +132,10 @@ export class LstmPredictor implements Predictor {
     return activeLayerKernel() ?? (await callingThreadLayerKernel(BUILT_DIRS));
   }
 
-  /** The current weights as arrays, read back from the network where only it has them. */
-  private async weightArrays(): Promise<Map<string, Float32Array>> {
-    this.weights ??= await readWeights(this.network!.params);
-    return this.weights;
-  }
-
   /** The weights as tfjs variables, made from the arrays if they are not yet. */
   private tfjsNetwork(): CharLstm {
     if (!this.network) {
-      this.network = new CharLstm(this.config, parametersFromWeights(this.config, this.weights!));
+      this.network = new CharLstm(this.config, parametersFromWeights(this.config, this.weights));
       this.network.freeze();
     }
     return this.network;
@@ -177,12 +179,11 @@ export class LstmPredictor implements Predictor {
   private async kernelForSteps(): Promise<LstmStepKernel | undefined> {
     if (this.stepKernel?.version === this.weightsVersion) return this.stepKernel.kernel;
     if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
-    const version = this.weightsVersion;
-    const weights = await this.weightArrays();
     if (this.disposed) return undefined;
+    const version = this.weightsVersion;
     try {
-      if (this.stepKernel) this.stepKernel.kernel.load(weights);
-      else this.stepKernel = { kernel: new LstmStepKernel(this.config, weights), version };
+      if (this.stepKernel) this.stepKernel.kernel.load(this.weights);
+      else this.stepKernel = { kernel: new LstmStepKernel(this.config, this.weights), version };
     } catch (error) {
       // A model too large for the kernel's memory, say: tfjs steps it as before.
       this.stepKernel = undefined;

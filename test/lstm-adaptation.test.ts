@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { AdaptedLstms, LSTM_ADAPTATION, LstmAdaptation } from '../model/lstm-adaptation';
+import { ADAPTATION_STEP, AdaptationStep } from '../model/lstm-adaptation-step';
 import { LstmPredictor } from '../model/predictor';
 import { loadServedModel } from '../model/served';
 import { CompletionSession } from '../completion/session';
@@ -13,6 +14,8 @@ import { maxDifference } from './support/arrays';
 import { withEnv } from './support/env';
 
 const SHAPE = { embed: 8, hidden: 16, layers: 1 };
+/** A tiny random network learns a few steps' worth only at a faster rate than a trained one needs. */
+const FAST = { ...ADAPTATION_STEP, rate: 0.03 };
 const TEXT = 'the cat sat on the mat. '.repeat(6);
 
 /** The mean loss of `lstm` on `text` read from the zero state, and the state before each character. */
@@ -37,7 +40,7 @@ async function observeAll(adaptation: LstmAdaptation, lstm: LstmPredictor, text:
 
 test('a document adapts its own copy of the LSTM to its text, and the shared weights stay as they were', async () => {
   const shared = new LstmPredictor(randomModel(3, SHAPE));
-  const lstms = new AdaptedLstms(shared, 2);
+  const lstms = new AdaptedLstms(shared, 2, FAST);
   const adaptation = new LstmAdaptation(lstms);
   const before = await read(shared, TEXT);
   assert.equal(adaptation.lstm, shared, 'it steps with the shared weights until it has learnt something');
@@ -62,6 +65,26 @@ test('a document adapts its own copy of the LSTM to its text, and the shared wei
   shared.dispose();
 });
 
+test("the adaptation's rule: a weight's first step is the rate whatever its gradient's size, and each step pulls every weight back toward the shared one", () => {
+  const shared = new Map([['w', Float32Array.of(1, -2, 0.5, 3)]]);
+  const settings = { rate: 0.1, squareDecay: 0.9, pullBack: 0.25 };
+  const step = new AdaptationStep(shared, settings);
+  // The last weight has drifted from the shared one and has no gradient.
+  const values = Float32Array.of(1, -2, 0.5, 4);
+  step.update('w', values, Float32Array.of(2, -0.001, 0, 0));
+  const pulled = (stepped: number, to: number) => stepped + settings.pullBack * (to - stepped);
+  const expected = [pulled(1 - 0.1, 1), pulled(-2 + 0.1, -2), 0.5, pulled(4, 3)];
+  expected.forEach((want, i) => assert.ok(Math.abs(values[i] - want) < 1e-6, `weight ${i}: ${values[i]}, not ${want}`));
+  // Without gradients, each weight's distance to the shared one shrinks by the same share every step.
+  const distance = (i: number) => values[i] - shared.get('w')![i];
+  const before = [0, 1, 3].map(distance);
+  step.update('w', values, new Float32Array(4));
+  [0, 1, 3].forEach((i, k) =>
+    assert.ok(Math.abs(distance(i) - before[k] * (1 - settings.pullBack)) < 1e-6, `weight ${i}: ${distance(i)}`),
+  );
+  assert.throws(() => step.update('v', values, new Float32Array(4)), /does not match the shared weights/);
+});
+
 test('a step taken in the layer kernel on the weights as arrays is the step tfjs takes, and leaves nothing in tfjs', async () => {
   // Two layers, an embedding and a hidden size that are not whole vectors of sixteen, and weights large enough that
   // the gates leave their linear range.
@@ -76,10 +99,10 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
     withEnv('CHAR_COMPLETE_LAYER_KERNEL', layerKernel, async () => {
       const shared = new LstmPredictor(saved());
       const { before } = await read(shared, TEXT);
-      const copy = await shared.fork();
+      const copy = await shared.fork(FAST);
       const ids = shared.vocabulary.encode(segment);
       const tensors = tf.memory().numTensors;
-      await copy.adapt(before[3], ids.subarray(0, ids.length - 1), ids.subarray(1), 0.5);
+      await copy.adapt(before[3], ids.subarray(0, ids.length - 1), ids.subarray(1));
       const tensorsAdded = tf.memory().numTensors - tensors;
       const reading = await read(copy, TEXT);
       shared.dispose();
@@ -101,10 +124,10 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
 test('a network the layer kernel cannot take, its hidden size not a multiple of 4, adapts through tfjs', async () => {
   const shared = new LstmPredictor(randomModel(7, { embed: 3, hidden: 6, layers: 1 }));
   const { before, nats } = await read(shared, TEXT);
-  const copy = await shared.fork();
+  const copy = await shared.fork(FAST);
   const ids = shared.vocabulary.encode(TEXT.slice(0, LSTM_ADAPTATION.segment + 1));
   const tensors = tf.memory().numTensors;
-  for (let i = 0; i < 5; i++) await copy.adapt(before[0], ids.subarray(0, ids.length - 1), ids.subarray(1), 0.5);
+  for (let i = 0; i < 5; i++) await copy.adapt(before[0], ids.subarray(0, ids.length - 1), ids.subarray(1));
   assert.ok(tf.memory().numTensors > tensors, 'its weights went to tfjs variables');
   const adapted = await read(copy, TEXT);
   assert.ok(adapted.nats < nats - 0.01, `${adapted.nats} nats/char after adapting, ${nats} before`);
@@ -131,7 +154,7 @@ test('only so many documents keep a copy: the least recently adapted gives its c
   await first.adaptNext();
   assert.notEqual(first.lstm, shared);
   assert.equal(second.lstm, shared);
-  await (firstCopy as LstmPredictor).adapt(shared.zeroState(), new Int32Array([1, 2]), new Int32Array([2, 3]), 0.1);
+  await (firstCopy as LstmPredictor).adapt(shared.zeroState(), new Int32Array([1, 2]), new Int32Array([2, 3]));
   // Steps still waiting when the model is unloaded are dropped.
   await observeAll(second, shared, TEXT);
   lstms.dispose();

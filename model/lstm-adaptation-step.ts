@@ -1,0 +1,159 @@
+// One step of the LSTM's adaptation to a document (lstm-adaptation.ts), on a copy of the weights held as arrays: the
+// rule that moves each weight along its gradient, and the gradients of one sequence through the whole-layer kernel,
+// without tfjs. Through tfjs the step's gradients and temporaries grow the wasm backend's heap, which never gives
+// memory back; here the products run in the kernel's own memory and the arrays are updated in place.
+//
+// The gradients are CharLstm.trainStep's without dropout (of the mean cross-entropy over the sequence), and each
+// weight is updated as soon as nothing later in the backward pass reads it, so no gradient outlives its own update.
+import type { NetworkConfig } from './architecture';
+import { alignUp, LayerKernel, padColumns } from '../backends/layer-kernel';
+
+/**
+ * The rule, as in Krause et al.'s dynamic evaluation: each weight steps by its gradient over the root of its recent
+ * mean square, so that rarely moved weights learn as fast as busy ones, and is then pulled part of the way back to the
+ * shared weights, so that what the document taught long ago fades unless its text renews it and the copy cannot
+ * drift far. Plain gradient descent without the pull gained a third as much (docs/measurements.md has the A/B).
+ */
+export const ADAPTATION_STEP = {
+  rate: 0.0006,
+  /** How much of a weight's mean square is carried to the next step. */
+  squareDecay: 0.99,
+  /** The share of the way back to the shared weight each weight moves after each step. */
+  pullBack: 0.03,
+};
+export type AdaptationSettings = typeof ADAPTATION_STEP;
+
+/** Moves weight array `name` (its `values`) by its `gradient`, in place. */
+export type WeightUpdate = (name: string, values: Float32Array, gradient: Float32Array) => void;
+
+/** A copy's side of the rule: each weight's mean square so far, and the shared weights it is pulled back to. */
+export class AdaptationStep {
+  private readonly squares = new Map<string, { values: Float32Array; steps: number }>();
+
+  constructor(
+    private readonly shared: Map<string, Float32Array>,
+    private readonly settings: AdaptationSettings = ADAPTATION_STEP,
+  ) {}
+
+  readonly update: WeightUpdate = (name, values, gradient) => {
+    const shared = this.shared.get(name);
+    if (!shared || shared.length !== values.length || gradient.length < values.length)
+      throw new Error(`adaptation step: ${name} does not match the shared weights or its gradient`);
+    let squares = this.squares.get(name);
+    if (!squares) this.squares.set(name, (squares = { values: new Float32Array(values.length), steps: 0 }));
+    const { rate, squareDecay, pullBack } = this.settings;
+    squares.steps++;
+    // The mean squares start at 0, so early ones are scaled up to what they estimate, as Adam's are.
+    const unbias = 1 / (1 - squareDecay ** squares.steps);
+    const meanSquares = squares.values;
+    for (let i = 0; i < values.length; i++) {
+      const g = gradient[i];
+      meanSquares[i] = squareDecay * meanSquares[i] + (1 - squareDecay) * g * g;
+      const stepped = values[i] - (rate * g) / (Math.sqrt(meanSquares[i] * unbias) + 1e-8);
+      values[i] = stepped + pullBack * (shared[i] - stepped);
+    }
+  };
+}
+
+/**
+ * Computes the gradient of the mean loss of predicting `targets` from `inputs`, read from `state` (per layer h then
+ * c, each [hidden]), and hands each weight array's to `update` with the array (named as parameterShapes names them),
+ * which changes it in place.
+ */
+export function gradientStepInKernel(
+  kernel: LayerKernel,
+  config: NetworkConfig,
+  weights: Map<string, Float32Array>,
+  state: Float32Array,
+  inputs: Int32Array,
+  targets: Int32Array,
+  update: WeightUpdate,
+): void {
+  const { vocabSize: V, embed: E, hidden: H, layers } = config;
+  const G = 4 * H;
+  const T = inputs.length;
+  if (T === 0 || targets.length !== T) throw new Error(`sgd step: ${T} inputs and ${targets.length} targets`);
+  const weight = (name: string) => {
+    const values = weights.get(name);
+    if (!values) throw new Error(`sgd step: missing weights for ${name}`);
+    return values;
+  };
+  for (const id of [...inputs, ...targets])
+    if (!(id >= 0 && id < V)) throw new Error(`sgd step: id ${id} is outside the vocabulary of ${V}`);
+  const embedding = weight('embedding');
+  const x = new Float32Array(T * E);
+  inputs.forEach((id, t) => x.set(embedding.subarray(id * E, (id + 1) * E), t * E));
+
+  // Forward; the kernel's products need whole vectors of columns, so the output's are padded to Vp.
+  const hSeqs: Float32Array[] = [];
+  let xProj = kernel.matmul(x, false, weight('lstm0/wx'), false, T, G, E, weight('lstm0/b')).slice();
+  for (let l = 0; l < layers; l++) {
+    const h0 = state.subarray(2 * l * H, (2 * l + 1) * H);
+    const c0 = state.subarray((2 * l + 1) * H, (2 * l + 2) * H);
+    const { hSeq } = kernel.forward(l, 1, H, T, xProj, weight(`lstm${l}/wh`), h0, c0, true);
+    hSeqs.push(hSeq.slice());
+    if (l + 1 < layers)
+      xProj = kernel
+        .matmul(hSeqs[l].subarray(H), false, weight(`lstm${l + 1}/wx`), false, T, G, H, weight(`lstm${l + 1}/b`))
+        .slice();
+  }
+  const top = hSeqs[layers - 1].subarray(H);
+  const Vp = alignUp(V, 4);
+  const outputW = weight('output/w');
+  const paddedW = padColumns(outputW, H, V);
+  const paddedB = padColumns(weight('output/b'), 1, V);
+  const dLogits = kernel.matmul(top, false, paddedW, false, T, Vp, H, paddedB).slice();
+
+  // The mean cross-entropy's gradient at the logits: (softmax − one-hot) / T; the padding columns stay 0.
+  for (let t = 0; t < T; t++) {
+    const row = dLogits.subarray(t * Vp, t * Vp + V);
+    let max = -Infinity;
+    for (let j = 0; j < V; j++) max = Math.max(max, row[j]);
+    let sum = 0;
+    for (let j = 0; j < V; j++) {
+      row[j] = Math.exp(row[j] - max);
+      sum += row[j];
+    }
+    for (let j = 0; j < V; j++) row[j] /= sum * T;
+    row[targets[t]] -= 1 / T;
+  }
+
+  // Backward, top down.
+  let dH = kernel.matmul(dLogits, false, paddedW, true, T, H, Vp).slice();
+  const outputGradient = kernel.matmul(top, true, dLogits, false, H, Vp, T);
+  const unpadded = new Float32Array(H * V);
+  for (let k = 0; k < H; k++) unpadded.set(outputGradient.subarray(k * Vp, k * Vp + V), k * V);
+  update('output/w', outputW, unpadded);
+  update('output/b', weight('output/b'), columnSums(dLogits, T, Vp, V));
+  for (let l = layers - 1; l >= 0; l--) {
+    const wh = weight(`lstm${l}/wh`);
+    const dZ = kernel.backward(l, dH, wh).slice();
+    update(`lstm${l}/wh`, wh, kernel.matmul(hSeqs[l], true, dZ, false, H, G, T));
+    update(`lstm${l}/b`, weight(`lstm${l}/b`), columnSums(dZ, T, G, G));
+    const wx = weight(`lstm${l}/wx`);
+    if (l > 0) {
+      dH = kernel.matmul(dZ, false, wx, true, T, H, G).slice();
+      update(`lstm${l}/wx`, wx, kernel.matmul(hSeqs[l - 1].subarray(H), true, dZ, false, H, G, T));
+      continue;
+    }
+    // Layer 0's input is the embedding's rows: their gradient goes through wx before wx moves, with wx's rows
+    // padded to whole vectors, as the kernel's products need of their columns.
+    const Ep = alignUp(E, 4);
+    const paddedWx = new Float32Array(Ep * G);
+    paddedWx.set(wx);
+    const dX = kernel.matmul(dZ, false, paddedWx, true, T, Ep, G).slice();
+    update('lstm0/wx', wx, kernel.matmul(x, true, dZ, false, E, G, T));
+    const embeddingGradient = new Float32Array(embedding.length);
+    inputs.forEach((id, t) => {
+      for (let e = 0; e < E; e++) embeddingGradient[id * E + e] += dX[t * Ep + e];
+    });
+    update('embedding', embedding, embeddingGradient);
+  }
+}
+
+/** The gradient of a bias: its rows' gradients summed, `rows` rows of `stride` columns, the first `columns` of them. */
+function columnSums(rowsGradient: Float32Array, rows: number, stride: number, columns: number): Float32Array {
+  const sums = new Float32Array(columns);
+  for (let t = 0; t < rows; t++) for (let j = 0; j < columns; j++) sums[j] += rowsGradient[t * stride + j];
+  return sums;
+}
