@@ -12,7 +12,8 @@ import { alignUp, LayerKernel, padColumns } from '../backends/layer-kernel';
  * The rule, as in Krause et al.'s dynamic evaluation: each weight steps by its gradient over the root of its recent
  * mean square, so that rarely moved weights learn as fast as busy ones, and is then pulled part of the way back to the
  * shared weights, so that what the document taught long ago fades unless its text renews it and the copy cannot
- * drift far. Plain gradient descent without the pull gained a third as much (docs/measurements.md has the A/B).
+ * drift far. Plain gradient descent without the pull, as the adaptation took before, gained less (docs/measurements.md
+ * has the A/B).
  */
 export const ADAPTATION_STEP = {
   rate: 0.0006,
@@ -72,14 +73,14 @@ export function gradientStepInKernel(
   const { vocabSize: V, embed: E, hidden: H, layers } = config;
   const G = 4 * H;
   const T = inputs.length;
-  if (T === 0 || targets.length !== T) throw new Error(`sgd step: ${T} inputs and ${targets.length} targets`);
+  if (T === 0 || targets.length !== T) throw new Error(`adaptation step: ${T} inputs and ${targets.length} targets`);
   const weight = (name: string) => {
     const values = weights.get(name);
-    if (!values) throw new Error(`sgd step: missing weights for ${name}`);
+    if (!values) throw new Error(`adaptation step: missing weights for ${name}`);
     return values;
   };
   for (const id of [...inputs, ...targets])
-    if (!(id >= 0 && id < V)) throw new Error(`sgd step: id ${id} is outside the vocabulary of ${V}`);
+    if (!(id >= 0 && id < V)) throw new Error(`adaptation step: id ${id} is outside the vocabulary of ${V}`);
   const embedding = weight('embedding');
   const x = new Float32Array(T * E);
   inputs.forEach((id, t) => x.set(embedding.subarray(id * E, (id + 1) * E), t * E));

@@ -57,6 +57,7 @@ test('a document adapts its own copy of the LSTM to its text, and the shared wei
   const adapted = await read(adaptation.lstm, TEXT);
   assert.ok(adapted.nats < before.nats - 0.01, `${adapted.nats} nats/char after adapting, ${before.nats} before`);
   assert.equal((await read(shared, TEXT)).nats, before.nats, 'the shared weights did not change');
+  await assert.rejects(shared.adapt(shared.zeroState(), Int32Array.of(1), Int32Array.of(2)), /only a fork/);
   const tensors = tf.memory().numTensors;
   await observeAll(adaptation, adaptation.lstm, TEXT);
   while (adaptation.pending) await adaptation.adaptNext();
