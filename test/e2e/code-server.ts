@@ -449,10 +449,13 @@ async function relearnsContexts(modelDir: string, serverLog: string, pid: string
   // A new model.json is what makes a server load the model again.
   const now = new Date();
   utimesSync(join(modelDir, 'model.json'), now, now);
+  // The server loads the new file as soon as it appears, which a CI run logged before "Learnt": so the sign is a
+  // second load since the server last found the old version.
   const served = await waitFor(() => {
     const text = readFileSync(serverLog, 'utf8').slice(from);
-    const learnt = text.search(/Learnt the context model of .* again/);
-    return learnt >= 0 && new RegExp(`\\[${pid}\\] Loaded model`).test(text.slice(learnt)) ? true : undefined;
+    const foundOld = text.lastIndexOf(`[${pid}] the context model in`);
+    const loadsSince = foundOld < 0 ? 0 : text.slice(foundOld).split(`[${pid}] Loaded model`).length - 1;
+    return /Learnt the context model of .* again/.test(text) && loadsSince >= 2 ? true : undefined;
   }, 120_000);
   record(
     name,
