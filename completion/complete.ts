@@ -7,7 +7,6 @@ import { DocumentStates } from './document-states';
 
 /**
  * Completes from a snapshot by beam search or sampling; undefined when nothing is confident enough.
- * Sampling ends no completion with a line break, so only the search reads `site`.
  */
 export async function complete(
   predictor: Predictor,
@@ -18,7 +17,7 @@ export async function complete(
 ): Promise<Completion | undefined> {
   const found = await (options.mode === 'beam'
     ? beamSearch(predictor, start, options, cancelled, site)
-    : sample(predictor, start, options, cancelled));
+    : sample(predictor, start, options, cancelled, site));
   if (!found || found.text.length === 0 || found.confidence < options.minConfidence) return undefined;
   return found;
 }

@@ -1,14 +1,15 @@
 // Temperature sampling with top-k and nucleus truncation, from a seeded generator so that samples are reproducible.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { seededRandom } from '../model/random';
-import { UNKNOWN_ID } from '../model/vocab';
-import { Completion, CompletionOptions, stopsBefore } from './options';
+import { UNKNOWN_ID, WORD_CHAR } from '../model/vocab';
+import { Completion, CompletionOptions, CompletionSite, stopsBefore } from './options';
 
 export async function sample(
   predictor: Predictor,
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
+  { lineGoesOn = false }: CompletionSite = {},
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const random = seededRandom(options.seed);
@@ -23,7 +24,14 @@ export async function sample(
     logProbs[UNKNOWN_ID] = named ? logProbs[UNKNOWN_ID] - named.nats : -Infinity;
     const id = drawId(logProbs, options, random);
     const char = id === UNKNOWN_ID ? String.fromCodePoint(named!.codePoint) : vocabulary.chars[id];
-    if (stopsBefore(options.stopAt, char, text)) break;
+    if (stopsBefore(options.stopAt, char, text)) {
+      // A drawn line break ends a line the completion has written, as the search's may, unless it would split the line.
+      if (char === '\n' && !lineGoesOn && WORD_CHAR.test(text) && !/\s$/u.test(text)) {
+        score += logProbs[id];
+        text += char;
+      }
+      break;
+    }
     score += logProbs[id];
     text += char;
     snapshot = (await predictor.step([snapshot.state], [id], true))[0];

@@ -219,6 +219,22 @@ test('where the line goes on after the cursor, the search offers the best comple
   assert.equal((await completeAfter(model, 'so p', {}, { lineGoesOn: true }))?.text, 'edanticallyish ');
 });
 
+test('sampling ends a line it wrote with the line break drawn, unless the line goes on after the cursor', async () => {
+  const model = new LexiconModel({ 'pa:\n': 1 });
+  const sampling = { mode: 'sample' as const, temperature: 0.05, stopAt: 'line' as const };
+  assert.equal((await completeAfter(model, 'so p', sampling))?.text, 'a:\n');
+  assert.equal((await completeAfter(model, 'so p', sampling, { lineGoesOn: true }))?.text, 'a:');
+  assert.equal((await completeAfter(model, 'so p', { ...sampling, stopAt: 'none', maxChars: 3 }))?.text, 'a:\n');
+  const word = new LexiconModel({ 'pal\n': 1 });
+  assert.equal((await completeAfter(word, 'so p', { ...sampling, stopAt: 'word' }))?.text, 'al\n');
+  const blank = new LexiconModel({ '\n': 1 });
+  assert.equal(
+    (await completeAfter(blank, 'so ', { ...sampling, minConfidence: 0 }))?.text,
+    undefined,
+    'a line break alone is no completion',
+  );
+});
+
 /**
  * Completes at the end of text as a model directory without ngram.bin serves: the model mixed with
  * an empty notes' n-gram and the document's own n-gram by the prior gate.
