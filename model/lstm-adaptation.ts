@@ -40,12 +40,12 @@ export class AdaptedLstms {
   }
 
   /** `owner`'s copy, made now if it has none; the least recently adapted copy goes when there are too many. */
-  async copyFor(owner: object): Promise<LstmPredictor> {
+  copyFor(owner: object): LstmPredictor {
     let copy = this.copies.get(owner);
     if (copy) this.copies.delete(owner);
     else {
-      copy = await this.shared.fork(this.settings);
-      // Unloaded while copying: the copy is not kept, and a disposed copy adapts nothing.
+      copy = this.shared.fork(this.settings);
+      // Unloaded: the copy is not kept, and a disposed copy adapts nothing.
       if (this.disposed) {
         copy.dispose();
         return copy;
@@ -118,7 +118,7 @@ export class LstmAdaptation {
         // Every id but the last is read, and every id but the first is taught.
         const { start, ids } = next;
         const inputs = ids.subarray(0, ids.length - 1);
-        await (await this.lstms.copyFor(this)).adapt(start, inputs, ids.subarray(1));
+        await this.lstms.copyFor(this).adapt(start, inputs, ids.subarray(1));
       });
     return this.running;
   }

@@ -80,7 +80,7 @@ export class LstmPredictor implements Predictor {
    * A copy with weights of its own, which adapt() changes under `settings` without touching these, and pulls back
    * toward these.
    */
-  async fork(settings: AdaptationSettings = ADAPTATION_STEP): Promise<LstmPredictor> {
+  fork(settings: AdaptationSettings = ADAPTATION_STEP): LstmPredictor {
     const copies = new Map([...this.weights].map(([name, values]) => [name, values.slice()]));
     const copy = new LstmPredictor({ config: this.config, vocabulary: this.vocabulary, weights: copies });
     copy.adaptation = new AdaptationStep(this.weights, settings);
@@ -176,27 +176,26 @@ export class LstmPredictor implements Predictor {
   }
 
   /** The step kernel with the current weights packed, or undefined where steps go through tfjs. */
-  private async kernelForSteps(): Promise<LstmStepKernel | undefined> {
+  private kernelForSteps(): LstmStepKernel | undefined {
     if (this.stepKernel?.version === this.weightsVersion) return this.stepKernel.kernel;
     if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
     if (this.disposed) return undefined;
-    const version = this.weightsVersion;
     try {
       if (this.stepKernel) this.stepKernel.kernel.load(this.weights);
-      else this.stepKernel = { kernel: new LstmStepKernel(this.config, this.weights), version };
+      else this.stepKernel = { kernel: new LstmStepKernel(this.config, this.weights), version: this.weightsVersion };
     } catch (error) {
       // A model too large for the kernel's memory, say: tfjs steps it as before.
       this.stepKernel = undefined;
       this.stepKernelFailure = (error as Error).message;
       return undefined;
     }
-    this.stepKernel.version = version;
+    this.stepKernel.version = this.weightsVersion;
     return this.stepKernel.kernel;
   }
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
     const { vocabSize: V } = this.config;
-    const kernel = await this.kernelForSteps();
+    const kernel = this.kernelForSteps();
     if (kernel) {
       const { states: next, logits, stride } = kernel.step(states, ids);
       return next.map((state, b) => ({ state, logProbs: logSoftmax(logits.subarray(b * stride, b * stride + V)) }));

@@ -100,7 +100,7 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
     withEnv('CHAR_COMPLETE_LAYER_KERNEL', layerKernel, async () => {
       const shared = new LstmPredictor(saved());
       const { before } = await read(shared, TEXT);
-      const copy = await shared.fork(FAST);
+      const copy = shared.fork(FAST);
       const ids = shared.vocabulary.encode(segment);
       const tensors = tf.memory().numTensors;
       await copy.adapt(before[3], ids.subarray(0, ids.length - 1), ids.subarray(1));
@@ -125,7 +125,7 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
 test('a network the layer kernel cannot take, its hidden size not a multiple of 4, adapts through tfjs', async () => {
   const shared = new LstmPredictor(randomModel(7, { embed: 3, hidden: 6, layers: 1 }));
   const { before, nats } = await read(shared, TEXT);
-  const copy = await shared.fork(FAST);
+  const copy = shared.fork(FAST);
   const ids = shared.vocabulary.encode(TEXT.slice(0, LSTM_ADAPTATION.segment + 1));
   const tensors = tf.memory().numTensors;
   for (let i = 0; i < 5; i++) await copy.adapt(before[0], ids.subarray(0, ids.length - 1), ids.subarray(1));
