@@ -84,8 +84,9 @@ export async function beamSearch(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
-  { passedOver, lineGoesOn = false }: CompletionSite = {},
+  site: CompletionSite = {},
 ): Promise<Completion | undefined> {
+  const { passedOver, lineGoesOn = false } = site;
   const vocabulary = predictor.vocabulary;
   const separators = separatorsOf(vocabulary);
   const { punctuation, space, lineBreak } = separators;
@@ -122,7 +123,8 @@ export async function beamSearch(
   const offerable = (beam: Beam) => WORD_CHAR.test(beam.text) && !/\s$/u.test(beam.text);
   const surePastWord = Math.log(SURE_PAST_WORD);
   const stops = (char: string, soFar: string, score: number) =>
-    stopsBefore(options.stopAt, char, soFar) && !(options.stopAt === 'word' && char !== '\n' && score >= surePastWord);
+    stopsBefore(options.stopAt, char, soFar, site) &&
+    !(options.stopAt === 'word' && char !== '\n' && score >= surePastWord);
   for (let depth = 0; ; depth++) {
     if (cancelled()) return undefined;
     for (const beam of beams) {

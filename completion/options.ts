@@ -83,11 +83,19 @@ export interface CompletionSite {
   passedOver?: PassedOver;
   /** Text follows the cursor on its line, so a completion may not end with a line break: that would split the line. */
   lineGoesOn?: boolean;
+  /**
+   * The cursor stands on an empty line below a written one, so a completion may begin with the line break that
+   * leaves this line blank: the next paragraph or speech comes with it.
+   */
+  opensParagraph?: boolean;
 }
 
-/** Whether appending `char` ends the completion under the stop rule (the char itself is not kept). */
-export function stopsBefore(stopAt: StopAt, char: string, soFar: string): boolean {
-  if (char === '\n') return stopAt !== 'none';
+/**
+ * Whether appending `char` ends the completion under the stop rule (the char itself is not kept); a line break may
+ * begin one that opens a paragraph.
+ */
+export function stopsBefore(stopAt: StopAt, char: string, soFar: string, site: CompletionSite = {}): boolean {
+  if (char === '\n') return stopAt !== 'none' && !(site.opensParagraph && soFar === '');
   if (stopAt !== 'word') return false;
   return !WORD_CHAR.test(char) && [...soFar].some((c) => WORD_CHAR.test(c));
 }

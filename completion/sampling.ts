@@ -9,7 +9,7 @@ export async function sample(
   start: Snapshot,
   options: CompletionOptions,
   cancelled: () => boolean,
-  { lineGoesOn = false }: CompletionSite = {},
+  site: CompletionSite = {},
 ): Promise<Completion | undefined> {
   const vocabulary = predictor.vocabulary;
   const random = seededRandom(options.seed);
@@ -24,9 +24,9 @@ export async function sample(
     logProbs[UNKNOWN_ID] = named ? logProbs[UNKNOWN_ID] - named.nats : -Infinity;
     const id = drawId(logProbs, options, random);
     const char = id === UNKNOWN_ID ? String.fromCodePoint(named!.codePoint) : vocabulary.chars[id];
-    if (stopsBefore(options.stopAt, char, text)) {
+    if (stopsBefore(options.stopAt, char, text, site)) {
       // A drawn line break ends a line the completion has written, as the search's may, unless it would split the line.
-      if (char === '\n' && !lineGoesOn && WORD_CHAR.test(text) && !/\s$/u.test(text)) {
+      if (char === '\n' && !site.lineGoesOn && WORD_CHAR.test(text) && !/\s$/u.test(text)) {
         score += logProbs[id];
         text += char;
       }

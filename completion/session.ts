@@ -39,12 +39,13 @@ export class CompletionSession {
     const lineEnd = text.indexOf('\n', offset);
     const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     const lineGoesOn = /\S/u.test(after);
+    const opensParagraph = after === '' && /[^\n]\n$/u.test(text.slice(Math.max(0, offset - 2), offset));
     // Typing the first character of a suggestion instead of accepting it counts against it, so the
     // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
     const passedOver = this.passedOver(text, offset);
     const completion =
       (passedOver === undefined ? this.typedAlong(text, offset, lineGoesOn) : undefined) ??
-      (await this.search(text, offset, options, cancelled, { passedOver, lineGoesOn }));
+      (await this.search(text, offset, options, cancelled, { passedOver, lineGoesOn, opensParagraph }));
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
     await nextTurn();

@@ -52,7 +52,7 @@ class LexiconModel {
     return Float32Array.of(this.contexts.length - 1);
   }
 
-  private distribution(context: string): Float32Array {
+  protected distribution(context: string): Float32Array {
     const [, previous, partial] = /(?:(\S+)\s+)?(\S*)$/u.exec(context)!;
     const next = new Map<string, number>();
     const afterWord = previous !== undefined && previous in this.lexicon && !this.wordsRepeat;
@@ -233,6 +233,38 @@ test('sampling ends a line it wrote with the line break drawn, unless the line g
     undefined,
     'a line break alone is no completion',
   );
+});
+
+/** Follows a script: after the longest end of the context that the script holds, the character that came next there. */
+class ScriptModel extends LexiconModel {
+  constructor(private readonly script: string) {
+    super({});
+  }
+
+  protected override distribution(context: string): Float32Array {
+    let next: string | undefined;
+    for (let length = Math.min(context.length, 8); length > 0 && next === undefined; length--) {
+      const at = this.script.indexOf(context.slice(-length));
+      if (at >= 0 && at + length < this.script.length) next = this.script[at + length];
+    }
+    const V = this.vocabulary.size;
+    return Float32Array.from(this.vocabulary.chars, (c, id) =>
+      id === 0 ? -Infinity : Math.log(1e-4 / (V - 1) + (1 - 1e-4) * (c === next ? 1 : 0)),
+    );
+  }
+}
+
+test('on an empty line below a written one, a completion may begin with the line break that opens a paragraph', async () => {
+  const model = new ScriptModel('so\n\npetruchio:\nno');
+  const opening = { opensParagraph: true };
+  assert.equal((await completeAfter(model, 'so\n', {}, opening))?.text, '\npetruchio:\n');
+  assert.equal(
+    (await completeAfter(model, 'so\n', { mode: 'sample', temperature: 0.05 }, opening))?.text,
+    '\npetruchio',
+  );
+  assert.doesNotMatch((await completeAfter(model, 'so\n'))?.text ?? '', /^\n/u, 'elsewhere no completion begins so');
+  const twice = await completeAfter(new ScriptModel('so\n\n\npetruchio'), 'so\n', {}, opening);
+  assert.doesNotMatch(twice?.text ?? '', /^\n\n/u, 'one line break at most');
 });
 
 /**

@@ -332,15 +332,15 @@ test("the notes' context mixing, saved beside the model, mixes into what is type
 });
 
 /**
- * A served random model whose notes' context mixing alone knows two random lines, `warmUp` then `known`: its n-grams
- * and match models never see them.
+ * A served random model whose notes' context mixing alone knows two random lines, `warmUp` then `known`, with
+ * `between` between them: its n-grams and match models never see them.
  */
-function servedKnowingLines(seed: number) {
+function servedKnowingLines(seed: number, between = '\n') {
   const { dir, saved, randomLine } = modelWithRandomLines('char-complete-contexts', seed);
   const [warmUp, known] = [randomLine(), randomLine()];
   saveNotesContexts(
     dir,
-    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}\n${known}\n`.repeat(4))),
+    learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}${between}${known}\n`.repeat(4))),
     saved.vocabulary,
   );
   return { served: loadServedModel(dir), warmUp, known };
@@ -383,6 +383,24 @@ test('a completion ends with the line break only where the line ends at the curs
   assert.equal(atLineEnd, `${known.slice(52)}\n`);
   assert.equal(midLine, known.slice(52), 'the line break would split the line');
   assert.equal(typedAlong, known.slice(54), 'the rest of the suggestion on show would split the line');
+});
+
+test('on an empty line below a written one, a completion may open the next paragraph with its blank line', async () => {
+  const { served, warmUp, known } = servedKnowingLines(16, '\n\n');
+  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
+  const completeAfter = async (typed: string, after = '') => {
+    const session = new CompletionSession(served);
+    const text = typed + after;
+    for (let offset = 0; offset < typed.length; offset++) await session.predictAt(text, offset);
+    return (await session.suggest(text, typed.length, options))?.text ?? '';
+  };
+  const opening = await completeAfter(`x ${warmUp}\n`);
+  const lineGoesOn = await completeAfter(`x ${warmUp}\n`, 'zz');
+  const belowBlank = await completeAfter(`x ${warmUp}\n\n`);
+  served.dispose();
+  assert.ok(opening.length > 4 && `\n${known}`.startsWith(opening), `completion ${JSON.stringify(opening)}`);
+  assert.doesNotMatch(lineGoesOn, /^\n/u, 'not where the line goes on');
+  assert.ok(belowBlank.length > 3 && known.startsWith(belowBlank), `below a blank line ${JSON.stringify(belowBlank)}`);
 });
 
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {

@@ -57,6 +57,7 @@ const ARTIFACT_FILES = [
   'next-first.png',
   'next-second.png',
   'line-end.png',
+  'paragraph.png',
   'cancel-progress.png',
   'cancel-stopped.png',
   'cancel-ghost-text.png',
@@ -68,6 +69,11 @@ const NEXT_NOTE = '# Next\n';
 const NEXT_TYPED = 'the ';
 /** Typed in an empty note, where the model is sure of the rest of the line and that it ends there. */
 const LINE_END_TYPED = 'the quick brown fox jumps over the lazy d';
+/**
+ * A note whose paragraphs the blank lines between them part, ending on the empty line below the last: the document
+ * teaches the blank line, and the suggestion there opens the next paragraph with it.
+ */
+const PARAGRAPH_NOTE = `# Paragraphs\n\n${LINE}\n${LINE}`;
 /** A word in no training corpus, learnt only from saving the note that holds it. */
 const UNIQUE = 'zenakovirum';
 const UNIQUE_NOTE = `Met ${UNIQUE} today. ${UNIQUE} said hi.`;
@@ -130,6 +136,8 @@ async function main(): Promise<void> {
     writeFileSync(join(workspace, probe), '');
   writeFileSync(join(workspace, 'next.md'), NEXT_NOTE);
   writeFileSync(join(workspace, 'line-end.md'), '');
+  // Without its last line break, which the test types, since the editor asks for suggestions as the user types.
+  writeFileSync(join(workspace, 'paragraph.md'), PARAGRAPH_NOTE.slice(0, -1));
   const modelDir = join(tmp, 'model');
   const serverLog = join(tmp, 'server.log');
   // A second folder of notes with no model yet, which phase 3 trains from the editor into the model named after it.
@@ -160,9 +168,13 @@ async function main(): Promise<void> {
     context: { triggerKind: 1 },
   })) as Array<{ insertText: string }> | { items: Array<{ insertText: string }> };
   const suggestions = (Array.isArray(offered) ? offered : offered.items).map((item) => item.insertText);
+  await session.open('file:///e2e/paragraph.md', PARAGRAPH_NOTE);
+  const paragraph = await session.inline('file:///e2e/paragraph.md', PARAGRAPH_NOTE.split('\n').length - 1, 0);
   await session.shutdown();
   if (!expected) throw new Error('the model offers no completion for the typed text');
   if (suggestions.length < 2) throw new Error(`the model offers one suggestion for Alt+]: ${suggestions}`);
+  if (!paragraph?.startsWith('\n'))
+    throw new Error(`the model does not open a paragraph below the last one: ${JSON.stringify(paragraph)}`);
   log(`the server completes ${JSON.stringify(TYPED)} with ${JSON.stringify(expected)}`);
 
   const home = join(tmp, 'home');
@@ -313,6 +325,7 @@ async function main(): Promise<void> {
       }
       await nextSuggestion(page, suggestions);
       await completesTheLineBreak(page);
+      await opensTheParagraph(page, paragraph);
 
       // As a user would: the Settings UI, searched for the setting, with a new value typed in.
       await page.keyboard.press('Control+Comma');
@@ -614,6 +627,40 @@ async function completesTheLineBreak(page: Page): Promise<void> {
     'Tab types the line break a completion ends with',
     ghost === 'og.' && lines.length === 2 && lines[0] === `${LINE_END_TYPED}og.` && lines[1] === '',
     `ghost ${JSON.stringify(ghost)}, lines ${JSON.stringify(lines)}`,
+  );
+  await page.keyboard.press('Escape');
+}
+
+/**
+ * On the empty line below a paragraph, the suggestion begins with the line break that leaves the line blank: the
+ * editor shows the next paragraph's start below it, and Tab types both.
+ */
+async function opensTheParagraph(page: Page, expected: string): Promise<void> {
+  await openFile(page, 'paragraph.md');
+  await page.click('.monaco-editor .view-lines');
+  await page.keyboard.press('Control+End');
+  await page.keyboard.press('Enter');
+  // The ghost text's first line is empty; the lines after it are drawn between the editor's lines.
+  const below = await waitFor(async () => {
+    const text = await page.$$eval('.monaco-editor .view-zones', (els) => els.map((e) => e.textContent ?? '').join(''));
+    return text.trim().length > 0 ? text.replace(/\u00a0/g, ' ') : undefined;
+  }, 20_000);
+  await page.waitForTimeout(GHOST_SETTLE_MS);
+  await page.screenshot({ path: join(ARTIFACTS, 'paragraph.png') });
+  if (below) await page.keyboard.press('Tab');
+  await page.waitForTimeout(500);
+  const lines = await editorLines(page);
+  // The lines after the note's last paragraph (the editor may also hold an empty line where the ghost text was).
+  const opened = lines.slice(lines.lastIndexOf(LINE.trimEnd()) + 1);
+  record(
+    'on the empty line below a paragraph, Tab types the blank line and the next paragraph',
+    below !== undefined &&
+      opened.length >= 2 &&
+      opened[0] === '' &&
+      opened[1].length > 0 &&
+      expected.slice(1).startsWith(opened[1]) &&
+      below.includes(opened[1].trim()),
+    `shown below ${JSON.stringify(below)}, server ${JSON.stringify(expected)}, lines ${JSON.stringify(lines)}`,
   );
   await page.keyboard.press('Escape');
 }
