@@ -10,6 +10,7 @@ import {
 } from '../model/mixture';
 import { AdaptiveEscape, EscapeModel } from '../model/escape';
 import { BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from '../model/bitwise-mixer';
+import type { CarriedMixing } from '../model/carried-mixing';
 import type { ContextMixingModel } from '../model/context-mixing';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
@@ -59,26 +60,29 @@ export class DocumentNgram implements DocumentSource {
   /** Made when first read, since only a model with a context mixing of its notes reads it. */
   get lastStage(): BitwiseMixer | undefined {
     if (!this.online) return undefined;
-    return (this.lastStageMixer ??= new BitwiseMixer(
-      this.vocabulary.size,
-      LAST_STAGE_INITIAL_WEIGHTS,
-      LAST_STAGE_SELECTORS,
-    ));
+    if (!this.lastStageMixer) {
+      this.lastStageMixer = new BitwiseMixer(this.vocabulary.size, LAST_STAGE_INITIAL_WEIGHTS, LAST_STAGE_SELECTORS);
+      this.carried?.startLastStage(this.lastStageMixer);
+    }
+    return this.lastStageMixer;
   }
 
   /**
    * Without `online`, the mixture is the gate's alone, as before the online stage: for comparing the
-   * two. `escape` is the model's own, which the document's characters outside the vocabulary refine.
+   * two. `escape` is the model's own, which the document's characters outside the vocabulary refine. The online
+   * stages start from the weights `carried` holds, where it holds any.
    */
   constructor(
     private readonly vocabulary: Vocabulary,
     online = true,
     private readonly escapeBase: EscapeModel = EscapeModel.fromVocabulary(vocabulary),
+    private readonly carried?: CarriedMixing,
   ) {
     if (online) {
       this.match = new MatchModel();
       this.words = new WordModel(wordLetters(vocabulary));
       this.online = new OnlineMixer();
+      carried?.startOnline(this.online);
       this.escape = new AdaptiveEscape(escapeBase);
     }
     this.model = documentNgram(vocabulary.size);

@@ -21,7 +21,7 @@ export class CompletionSession {
 
   /** `online` false serves the gate's mixture alone, without the match model and the online stage. */
   constructor(model: ServedModel, online = true) {
-    this.document = new DocumentNgram(model.saved.vocabulary, online, model.saved.escape);
+    this.document = new DocumentNgram(model.saved.vocabulary, online, model.saved.escape, model.mixture.carriedMixing);
     this.predictor = documentPredictor(model, this.document);
     this.states = new DocumentStates(this.predictor);
   }

@@ -78,6 +78,16 @@ export class BitwiseMixer {
   }
 
   /**
+   * Takes the weights `other` has learnt as its own, to learn on from there. Its maps stay fresh: carrying them over
+   * as well changed nothing measurable (docs/measurements.md).
+   */
+  startFrom(other: BitwiseMixer): void {
+    this.shared.set(other.shared);
+    this.byNode.set(other.byNode);
+    this.bySelector.set(other.bySelector);
+  }
+
+  /**
    * Mixes `vectors`, one per input, in context `selector` into `out`, as log-probabilities.
    */
   mix(vectors: BitwiseInput[], selector: number, out: Float32Array): Float32Array {

@@ -18,6 +18,7 @@ import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
 import { advanceWords, WORD_STATE_SIZE, WordModel, wordLetters, wordsDistribution } from './word-model';
 import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
+import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
@@ -181,6 +182,8 @@ export interface MixtureParts {
   mixer: Mixer;
   /** The copies of the LSTM that documents adapt to themselves; absent where the LSTM is not trained. */
   adaptedLstms?: AdaptedLstms;
+  /** The online stages' weights the document taught last left, which a new document starts from. */
+  carriedMixing?: CarriedMixing;
 }
 
 /**
@@ -339,11 +342,15 @@ export class MixturePredictor implements Predictor {
     if (lastStage) {
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
+      this.parts.carriedMixing?.taughtBy(online, lastStage);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const known = before.state[this.lstmSize];
       const context = before.state.subarray(this.openerStart - known, this.openerStart);
       contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);
-    } else online.learn(this.online, mixed, id);
+    } else {
+      online.learn(this.online, mixed, id);
+      this.parts.carriedMixing?.taughtBy(online, undefined);
+    }
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
     this.adaptation?.observe(before.state.subarray(0, this.lstmSize), id);
   }

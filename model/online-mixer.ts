@@ -109,6 +109,14 @@ export class OnlineMixer {
     this.shared[MIXTURE] = 1;
   }
 
+  /** Takes the weights `other` has learnt as its own, to learn on from there. */
+  startFrom(other: OnlineMixer): void {
+    this.shared.set(other.shared);
+    this.selected.set(other.selected);
+    this.byPrevious = other.byPrevious.slice();
+    this.byTwoBefore = other.byTwoBefore.slice();
+  }
+
   /** Mixes the inputs into `out` as log-probabilities; returns out. */
   mix(inputs: OnlineInputs, out: Float32Array): Float32Array {
     const V = out.length;

@@ -9,6 +9,7 @@ import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
 import { AdaptedLstms } from './lstm-adaptation';
+import { CarriedMixing } from './carried-mixing';
 import { ModelFormatError } from './files';
 import { emptyNotesReaders, loadNotesContexts, loadNotesReaders, NotesReaders } from './notes-text';
 
@@ -69,6 +70,7 @@ export function loadServedModel(dir: string): ServedModel {
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
     adaptedLstms: lstmTrained ? new AdaptedLstms(lstm) : undefined,
+    carriedMixing: new CarriedMixing(),
   };
   const dispose = () => {
     mixture.adaptedLstms?.dispose();

@@ -1,8 +1,9 @@
 // npm run split -- PATH... --out DIR: the trainer's own training/validation split of the notes, written as
-// DIR/train.txt and DIR/test.txt, so that other models (scripts/anchors.sh's compressors) score the same text.
+// DIR/train.txt and DIR/test.txt, so that other models (scripts/anchors.sh's compressors) score the same text, and the
+// files held out one by one in DIR/test/, so that `npm run eval` can type them as the separate notes they are.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { codePointLength, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
+import { codePointLength, CorpusDocument, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { splitCorpus } from '../training/split';
 import { randomSuffix, replaceAtomically } from '../model/files';
@@ -11,7 +12,8 @@ import { parse, runMain, UsageError } from './cli';
 const USAGE = `usage: npm run split -- PATH... --out DIR
 
 Reads PATH... as the trainer does and writes its split: DIR/train.txt (the training text) and
-DIR/test.txt (the validation text), UTF-8.`;
+DIR/test.txt (the validation text), UTF-8; where whole files are held out, also each of them in
+DIR/test/, numbered in the order test.txt joins them.`;
 
 async function main(): Promise<void> {
   const { values, positionals: paths } = parse(process.argv.slice(2), { out: { type: 'string' } }, USAGE);
@@ -32,10 +34,27 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   replaceAtomically(out, `.train.txt.${randomSuffix()}`, 'train.txt', split.train);
   replaceAtomically(out, `.test.txt.${randomSuffix()}`, 'test.txt', split.validation);
+  writeHeldOutFiles(out, split.heldOut);
   console.log(`Validation: ${split.how}`);
   console.log(
     `train.txt ${codePointLength(split.train)} chars, test.txt ${codePointLength(split.validation)} chars (code points), in ${out}`,
   );
+}
+
+/** The files held out, each in DIR/test/ as NNN-name, replacing what an earlier split left there. */
+function writeHeldOutFiles(out: string, heldOut: CorpusDocument[]): void {
+  const dir = path.join(out, 'test');
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (heldOut.length === 0) return;
+  const staging = path.join(out, `.test.${randomSuffix()}`);
+  fs.mkdirSync(staging);
+  const digits = String(heldOut.length).length;
+  heldOut.forEach((document, i) => {
+    const name = `${String(i + 1).padStart(digits, '0')}-${path.basename(document.path)}`;
+    fs.writeFileSync(path.join(staging, name), document.text);
+  });
+  fs.renameSync(staging, dir);
+  console.log(`${heldOut.length} held-out files, one by one, in ${dir}`);
 }
 
 runMain(main, []);

@@ -171,6 +171,8 @@ test('typing in a session leaves the LSTM steps for idle time, which change what
   const learning = new CompletionSession(model, true);
   const static_ = new CompletionSession(model, true);
   const off = new CompletionSession(model, false);
+  // Made before any document has taught the online stages, whose weights a new document starts from, as static_ was.
+  const fresh = new CompletionSession(model, true);
   const typed = TEXT.slice(0, 2 * (LSTM_ADAPTATION.segment + 1));
   for (let offset = 0; offset <= typed.length; offset++) {
     await learning.predictAt(TEXT, offset);
@@ -187,7 +189,6 @@ test('typing in a session leaves the LSTM steps for idle time, which change what
   const unadapted = (await static_.predictAt(TEXT, next))!;
   const change = Math.max(...adapted.map((p, i) => Math.abs(p - unadapted[i])));
   assert.ok(change > 1e-4, `the learnt steps changed the document's predictions (by ${change})`);
-  const fresh = new CompletionSession(model, true);
   for (let offset = 0; offset < next; offset++) await fresh.predictAt(TEXT, offset);
   assert.deepEqual(await fresh.predictAt(TEXT, next), unadapted, "and no other document's");
   model.dispose();

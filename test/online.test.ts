@@ -26,6 +26,7 @@ import { DocumentStates } from '../completion/document-states';
 import { complete } from '../completion/complete';
 import { COMPLETION_DEFAULTS } from '../completion/options';
 import { documentPredictor } from '../model/served';
+import { scoreAsTyped } from '../completion/score';
 import { randomModel } from './support/random-model';
 import { tempModelDir } from './support/temp-dirs';
 
@@ -401,6 +402,26 @@ test('on an empty line below a written one, a completion may open the next parag
   assert.ok(opening.length > 4 && `\n${known}`.startsWith(opening), `completion ${JSON.stringify(opening)}`);
   assert.doesNotMatch(lineGoesOn, /^\n/u, 'not where the line goes on');
   assert.ok(belowBlank.length > 3 && known.startsWith(belowBlank), `below a blank line ${JSON.stringify(belowBlank)}`);
+});
+
+test("a new document's online stages start from the weights the document typed before left them", async () => {
+  const random = seededRandom(21);
+  const line = () => Array.from({ length: 50 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  // Each note repeats its own line, so its stages learn to trust the document's own parts; the next note's do too.
+  const [first, second] = [line(), line()].map((l) => `${l}\n`.repeat(4));
+  const options = { learnFromSaves: false };
+  const after = servedKnowingLines(17).served;
+  const both = await scoreAsTyped(after, [first, second], options);
+  const firstAlone = await scoreAsTyped(servedKnowingLines(17).served, [first], options);
+  const secondAlone = await scoreAsTyped(servedKnowingLines(17).served, [second], options);
+  const carried = after.mixture.carriedMixing;
+  after.dispose();
+  assert.ok(carried, 'the served model carries the mixing from note to note');
+  const secondAfterFirst = both.nats - firstAlone.nats;
+  assert.ok(
+    secondAfterFirst < secondAlone.nats - 0.5,
+    `the second note costs ${secondAfterFirst} nats after the first, ${secondAlone.nats} alone`,
+  );
 });
 
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadCorpus } from '../training/corpus';
+import { DOCUMENT_SEPARATOR, loadCorpus } from '../training/corpus';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { splitCorpus } from '../training/split';
 
@@ -28,6 +28,14 @@ test('writes the validation text splitCorpus holds out, and the rest as training
   assert.ok(expected.validation.length > 0 && expected.train.length > 0);
   assert.equal(readFileSync(join(out, 'test.txt'), 'utf8'), expected.validation);
   assert.equal(readFileSync(join(out, 'train.txt'), 'utf8'), expected.train);
+  // Each file held out, in the order test.txt joins them, which reading the folder keeps.
+  const heldOut = loadCorpus([join(out, 'test')]).documents.map((d) => d.text);
+  assert.ok(heldOut.length > 1);
+  assert.deepEqual(
+    heldOut,
+    expected.heldOut.map((d) => d.text),
+  );
+  assert.equal(heldOut.join(DOCUMENT_SEPARATOR), expected.validation);
   assert.match(run.stdout, new RegExp(`Validation: ${expected.how.replace(/[()%]/g, '\\$&')}`));
 
   // The trainer reads its paths resolved, and the files held out follow their paths: given relative to where it

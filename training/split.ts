@@ -1,6 +1,6 @@
 // Splits a corpus into training and validation text, deterministically (hash-ordered hold-out), so
 // that retraining on the same notes gives the same split and comparable validation losses.
-import { Corpus, codePointLength, DOCUMENT_SEPARATOR } from './corpus';
+import { Corpus, CorpusDocument, codePointLength, DOCUMENT_SEPARATOR } from './corpus';
 import { isHighSurrogate, isLowSurrogate } from '../model/vocab';
 
 // FNV-1a over UTF-16 units: a stable, dependency-free hash, so the held-out files depend only on
@@ -37,6 +37,8 @@ export interface CorpusSplit {
   how: string;
   /** Every note, in the corpus's order: what the model's memory of the notes (n-gram, match and context models) reads. */
   whole: string;
+  /** The files held out whole, in the corpus's order, which `validation` joins; none where the split took tails. */
+  heldOut: CorpusDocument[];
 }
 
 export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusSplit {
@@ -54,6 +56,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
       validation: tail,
       how: `last ${percent(validationFraction)} of ${docs[0].path}`,
       whole,
+      heldOut: [],
     };
   }
 
@@ -80,12 +83,13 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
 
   if (total > 0 && held >= target) {
     const train = docs.filter((_, i) => !heldOut.has(i)).map((d) => d.text);
-    const validation = docs.filter((_, i) => heldOut.has(i)).map((d) => d.text);
+    const validation = docs.filter((_, i) => heldOut.has(i));
     return {
       train: train.join(DOCUMENT_SEPARATOR),
-      validation: validation.join(DOCUMENT_SEPARATOR),
+      validation: validation.map((d) => d.text).join(DOCUMENT_SEPARATOR),
       how: `${heldOut.size} of ${docs.length} files held out (${percent(held / total)} of ${total} chars)`,
       whole,
+      heldOut: validation,
     };
   }
 
@@ -101,6 +105,7 @@ export function splitCorpus(corpus: Corpus, validationFraction: number): CorpusS
     validation: tails.join(DOCUMENT_SEPARATOR),
     how: `last ${percent(validationFraction)} of each of ${docs.length} files (no whole-file hold-out fits)`,
     whole,
+    heldOut: [],
   };
 }
 
