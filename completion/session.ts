@@ -31,11 +31,12 @@ export class CompletionSession {
    * even during the last model step, answers undefined and leaves the suggestion on show as it was.
    */
   async suggest(
-    text: string,
-    offset: number,
+    documentText: string,
+    documentOffset: number,
     options: CompletionOptions,
     cancelled: () => boolean = () => false,
   ): Promise<Completion | undefined> {
+    const { text, offset } = withLineFeeds(documentText, documentOffset);
     const lineEnd = text.indexOf('\n', offset);
     const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     const lineGoesOn = /\S/u.test(after);
@@ -108,7 +109,8 @@ export class CompletionSession {
   }
 
   /** The next character's log-probabilities at `offset` in `text`, as a completion there would start from them. */
-  async predictAt(text: string, offset: number): Promise<Float32Array | undefined> {
+  async predictAt(documentText: string, documentOffset: number): Promise<Float32Array | undefined> {
+    const { text, offset } = withLineFeeds(documentText, documentOffset);
     return (await this.advance(text, offset, () => false))?.logProbs;
   }
 
@@ -153,4 +155,16 @@ export class CompletionSession {
     rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
     return { text: rest.join(''), logP };
   }
+}
+
+/**
+ * The text with its line breaks as LF, as the notes are learnt, and the offset moved to match: a document whose lines
+ * end with CR LF, as on Windows, would otherwise show the model a character it never learnt before every line break.
+ */
+function withLineFeeds(text: string, offset: number): { text: string; offset: number } {
+  if (!text.includes('\r')) return { text, offset };
+  // Between the CR and the LF of one line break is the break's start.
+  const at = text[offset - 1] === '\r' && text[offset] === '\n' ? offset - 1 : offset;
+  const before = text.slice(0, at).replace(/\r\n?/gu, '\n');
+  return { text: before + text.slice(at).replace(/\r\n?/gu, '\n'), offset: before.length };
 }

@@ -424,6 +424,28 @@ test("a new document's online stages start from the weights the document typed b
   );
 });
 
+test('a document whose lines end with CR LF is completed as the same text with LF', async () => {
+  const { served: unused, warmUp, known } = servedKnowingLines(18);
+  unused.dispose();
+  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
+  const typed = `y ${warmUp}\nx ${known.slice(0, 12)}`;
+  // Each on a model of its own, since a document's online stages start from what the one typed before taught them.
+  const read = async (text: string, offset: number) => {
+    const { served } = servedKnowingLines(18);
+    const session = new CompletionSession(served);
+    for (let at = 0; at < offset; at++) await session.predictAt(text, at);
+    const next = await session.predictAt(text, offset);
+    const completion = await session.suggest(text, offset, options);
+    served.dispose();
+    return { next, completion };
+  };
+  const lf = await read(`${typed}\nlast line\n`, typed.length);
+  const crlf = await read(`${typed.replace('\n', '\r\n')}\r\nlast line\r\n`, typed.length + 1);
+  assert.ok(lf.completion && lf.completion.text.length >= 8, `completion ${JSON.stringify(lf.completion?.text)}`);
+  assert.equal(crlf.completion?.text, lf.completion.text);
+  assert.deepEqual(crlf.next, lf.next);
+});
+
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
   const document = new DocumentNgram(vocabulary);
   const start = 'the opening line\n';
