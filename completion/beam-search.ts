@@ -1,7 +1,7 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { UNKNOWN_ID, type Vocabulary, WORD_CHAR, WORD_CHARS } from '../model/vocab';
-import { Completion, CompletionOptions, CompletionSite, PassedOver, stopsBefore } from './options';
+import { Completion, CompletionOptions, CompletionSite, endsVisibly, PassedOver, stopsBefore } from './options';
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of
@@ -118,9 +118,8 @@ export async function beamSearch(
     if (space > 0) offer(beam.text + ' ', beam.score + lp[space], beam.length + 1, beam.path);
     if (lineBreak > 0 && !lineGoesOn) offer(beam.text + '\n', beam.score + lp[lineBreak], beam.length + 1, beam.path);
   };
-  // Offered, and stepped past its last character, where it holds a word and does not end in
-  // whitespace (that would be invisible).
-  const offerable = (beam: Beam) => WORD_CHAR.test(beam.text) && !/\s$/u.test(beam.text);
+  // Offered, and stepped past its last character, where it may end.
+  const offerable = (beam: Beam) => endsVisibly(beam.text);
   const surePastWord = Math.log(SURE_PAST_WORD);
   const stops = (char: string, soFar: string, score: number) =>
     stopsBefore(options.stopAt, char, soFar, site) &&

@@ -90,6 +90,11 @@ export interface CompletionSite {
   opensParagraph?: boolean;
 }
 
+/** Whether a completion may end where `text` does: it holds a word, and does not end in whitespace (that would be invisible). */
+export function endsVisibly(text: string): boolean {
+  return WORD_CHAR.test(text) && !/\s$/u.test(text);
+}
+
 /**
  * Whether appending `char` ends the completion under the stop rule (the char itself is not kept); a line break may
  * begin one that opens a paragraph.

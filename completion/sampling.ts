@@ -1,8 +1,8 @@
 // Temperature sampling with top-k and nucleus truncation, from a seeded generator so that samples are reproducible.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { seededRandom } from '../model/random';
-import { UNKNOWN_ID, WORD_CHAR } from '../model/vocab';
-import { Completion, CompletionOptions, CompletionSite, stopsBefore } from './options';
+import { UNKNOWN_ID } from '../model/vocab';
+import { Completion, CompletionOptions, CompletionSite, endsVisibly, stopsBefore } from './options';
 
 export async function sample(
   predictor: Predictor,
@@ -26,7 +26,7 @@ export async function sample(
     const char = id === UNKNOWN_ID ? String.fromCodePoint(named!.codePoint) : vocabulary.chars[id];
     if (stopsBefore(options.stopAt, char, text, site)) {
       // A drawn line break ends a line the completion has written, as the search's may, unless it would split the line.
-      if (char === '\n' && !site.lineGoesOn && WORD_CHAR.test(text) && !/\s$/u.test(text)) {
+      if (char === '\n' && !site.lineGoesOn && endsVisibly(text)) {
         score += logProbs[id];
         text += char;
       }
