@@ -4,6 +4,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Predictor, Snapshot } from '../model/predictor';
 import { completionRevealsSecret } from '../model/secrets';
 import { documentPredictor, ServedModel } from '../model/served';
+import { withLfLineEnds } from '../model/vocab';
 import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
@@ -36,7 +37,7 @@ export class CompletionSession {
     options: CompletionOptions,
     cancelled: () => boolean = () => false,
   ): Promise<Completion | undefined> {
-    const { text, offset } = withLineFeeds(documentText, documentOffset);
+    const { text, offset } = asLearnt(documentText, documentOffset);
     const lineEnd = text.indexOf('\n', offset);
     const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     const lineGoesOn = /\S/u.test(after);
@@ -110,7 +111,7 @@ export class CompletionSession {
 
   /** The next character's log-probabilities at `offset` in `text`, as a completion there would start from them. */
   async predictAt(documentText: string, documentOffset: number): Promise<Float32Array | undefined> {
-    const { text, offset } = withLineFeeds(documentText, documentOffset);
+    const { text, offset } = asLearnt(documentText, documentOffset);
     return (await this.advance(text, offset, () => false))?.logProbs;
   }
 
@@ -161,10 +162,10 @@ export class CompletionSession {
  * The text with its line breaks as LF, as the notes are learnt, and the offset moved to match: a document whose lines
  * end with CR LF, as on Windows, would otherwise show the model a character it never learnt before every line break.
  */
-function withLineFeeds(text: string, offset: number): { text: string; offset: number } {
+function asLearnt(text: string, offset: number): { text: string; offset: number } {
   if (!text.includes('\r')) return { text, offset };
   // Between the CR and the LF of one line break is the break's start.
   const at = text[offset - 1] === '\r' && text[offset] === '\n' ? offset - 1 : offset;
-  const before = text.slice(0, at).replace(/\r\n?/gu, '\n');
-  return { text: before + text.slice(at).replace(/\r\n?/gu, '\n'), offset: before.length };
+  const before = withLfLineEnds(text.slice(0, at));
+  return { text: before + withLfLineEnds(text.slice(at)), offset: before.length };
 }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { changedRegions, codePointsAfter, codePointsBefore } from './learned-diff';
 import type { LearntRecord } from './learned-log';
 import { NGRAM_MAX_ORDER } from './ngram';
+import { withLfLineEnds } from './vocab';
 
 /** How long a save or a rewrite waits for another writer; appends hold the lock for moments. */
 export const LOCK_WAIT_MS = 2_000;
@@ -39,7 +40,7 @@ export function noteKey(pathOrUri: string): string {
 
 /** The text as the trainer reads a file: no byte-order mark, LF line ends. */
 export function normalised(text: string): string {
-  return (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text).replace(/\r\n?/g, '\n');
+  return withLfLineEnds(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 }
 
 export const codePointLength = (text: string) => {

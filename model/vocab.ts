@@ -152,3 +152,8 @@ export class Vocabulary {
 export function lastCodePointOf(text: string): number | undefined {
   return text.length === 0 ? undefined : text.codePointAt(characterStart(text, text.length - 1));
 }
+
+/** Line breaks as the notes are read and learnt: a CR LF, or a CR alone, becomes an LF. */
+export function withLfLineEnds(text: string): string {
+  return text.replace(/\r\n?/gu, '\n');
+}
