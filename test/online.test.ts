@@ -347,13 +347,19 @@ function servedKnowingLines(seed: number, between = '\n') {
   return { served: loadServedModel(dir), warmUp, known };
 }
 
+/** A new session on `served` that has read `text` as typed up to `offset`, and what it suggests there. */
+async function suggestAfterTyping(served: ServedModel, text: string, offset: number) {
+  const session = new CompletionSession(served);
+  for (let at = 0; at < offset; at++) await session.predictAt(text, at);
+  const completion = await session.suggest(text, offset, { ...COMPLETION_DEFAULTS, minConfidence: 0 });
+  return { session, completion };
+}
+
 test('a completion runs on where only the context mixing knows the text, as its later characters are mixed by the last stage too', async () => {
   const { served, warmUp, known } = servedKnowingLines(14);
-  const session = new CompletionSession(served);
   // The document's n-grams and match model never see `known`: only the notes' context mixing has.
   const typed = `y ${warmUp}\nx ${known.slice(0, 12)}`;
-  for (let offset = 0; offset < typed.length; offset++) await session.predictAt(typed, offset);
-  const completion = await session.suggest(typed, typed.length, { ...COMPLETION_DEFAULTS, minConfidence: 0 });
+  const { completion } = await suggestAfterTyping(served, typed, typed.length);
   served.dispose();
   const rest = known.slice(12);
   assert.ok(
@@ -366,18 +372,12 @@ test('a completion ends with the line break only where the line ends at the curs
   const { served, warmUp, known } = servedKnowingLines(15);
   const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
   const typed = `y ${warmUp}\nx ${known.slice(0, 52)}`;
-  const completeAt = async (after: string) => {
-    const session = new CompletionSession(served);
-    const text = typed + after;
-    for (let offset = 0; offset < typed.length; offset++) await session.predictAt(text, offset);
-    return (await session.suggest(text, typed.length, options))?.text;
-  };
+  const completeAt = async (after: string) =>
+    (await suggestAfterTyping(served, typed + after, typed.length)).completion?.text;
   const atLineEnd = await completeAt('\nlater line\n');
   const midLine = await completeAt(' and more\n');
   // The suggestion shown at the line's end, typed along two characters at once after the line has come to go on.
-  const session = new CompletionSession(served);
-  for (let offset = 0; offset < typed.length; offset++) await session.predictAt(typed, offset);
-  await session.suggest(typed, typed.length, options);
+  const { session } = await suggestAfterTyping(served, typed, typed.length);
   const along = typed + known.slice(52, 54);
   const typedAlong = (await session.suggest(`${along} and more`, along.length, options))?.text;
   served.dispose();
@@ -388,13 +388,8 @@ test('a completion ends with the line break only where the line ends at the curs
 
 test('on an empty line below a written one, a completion may open the next paragraph with its blank line', async () => {
   const { served, warmUp, known } = servedKnowingLines(16, '\n\n');
-  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
-  const completeAfter = async (typed: string, after = '') => {
-    const session = new CompletionSession(served);
-    const text = typed + after;
-    for (let offset = 0; offset < typed.length; offset++) await session.predictAt(text, offset);
-    return (await session.suggest(text, typed.length, options))?.text ?? '';
-  };
+  const completeAfter = async (typed: string, after = '') =>
+    (await suggestAfterTyping(served, typed + after, typed.length)).completion?.text ?? '';
   const opening = await completeAfter(`x ${warmUp}\n`);
   const lineGoesOn = await completeAfter(`x ${warmUp}\n`, 'zz');
   const belowBlank = await completeAfter(`x ${warmUp}\n\n`);
@@ -410,12 +405,18 @@ test("a new document's online stages start from the weights the document typed b
   // Each note repeats its own line, so its stages learn to trust the document's own parts; the next note's do too.
   const [first, second] = [line(), line()].map((l) => `${l}\n`.repeat(4));
   const options = { learnFromSaves: false };
-  const after = servedKnowingLines(17).served;
-  const both = await scoreAsTyped(after, [first, second], options);
-  const firstAlone = await scoreAsTyped(servedKnowingLines(17).served, [first], options);
-  const secondAlone = await scoreAsTyped(servedKnowingLines(17).served, [second], options);
-  const carried = after.mixture.carriedMixing;
-  after.dispose();
+  // Each on a model of its own, so that only the first note can have taught the second's stages.
+  const scoreOnOwnModel = async (notes: string[]) => {
+    const { served } = servedKnowingLines(17);
+    const score = await scoreAsTyped(served, notes, options);
+    const carried = served.mixture.carriedMixing;
+    served.dispose();
+    return { ...score, carried };
+  };
+  const both = await scoreOnOwnModel([first, second]);
+  const firstAlone = await scoreOnOwnModel([first]);
+  const secondAlone = await scoreOnOwnModel([second]);
+  const carried = both.carried;
   assert.ok(carried, 'the served model carries the mixing from note to note');
   const secondAfterFirst = both.nats - firstAlone.nats;
   assert.ok(
@@ -427,15 +428,12 @@ test("a new document's online stages start from the weights the document typed b
 test('a document whose lines end with CR LF is completed as the same text with LF', async () => {
   const { served: unused, warmUp, known } = servedKnowingLines(18);
   unused.dispose();
-  const options = { ...COMPLETION_DEFAULTS, minConfidence: 0 };
   const typed = `y ${warmUp}\nx ${known.slice(0, 12)}`;
   // Each on a model of its own, since a document's online stages start from what the one typed before taught them.
   const read = async (text: string, offset: number) => {
     const { served } = servedKnowingLines(18);
-    const session = new CompletionSession(served);
-    for (let at = 0; at < offset; at++) await session.predictAt(text, at);
+    const { session, completion } = await suggestAfterTyping(served, text, offset);
     const next = await session.predictAt(text, offset);
-    const completion = await session.suggest(text, offset, options);
     served.dispose();
     return { next, completion };
   };
