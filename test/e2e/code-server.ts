@@ -513,16 +513,21 @@ const GHOST_SETTLE_MS = 1_000;
 
 /**
  * The ghost text shown within `ms`, once it has settled, with its no-break spaces made plain; a screenshot of it goes
- * to ARTIFACTS.
+ * to ARTIFACTS. `read` reads it: on the cursor's line, unless told otherwise.
  */
-async function waitForGhostText(page: Page, screenshot: string, ms: number): Promise<string | undefined> {
-  let ghost = await waitFor(() => ghostText(page), ms);
+async function waitForGhostText(
+  page: Page,
+  screenshot: string,
+  ms: number,
+  read: (page: Page) => Promise<string | undefined> = ghostText,
+): Promise<string | undefined> {
+  let ghost = await waitFor(() => read(page), ms);
   if (ghost !== undefined) {
     const deadline = Date.now() + 10 * GHOST_SETTLE_MS;
     let since = Date.now();
     while (Date.now() - since < GHOST_SETTLE_MS && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
-      const now = await ghostText(page);
+      const now = await read(page);
       if (now !== ghost) [ghost, since] = [now, Date.now()];
     }
   }
@@ -640,13 +645,7 @@ async function opensTheParagraph(page: Page, expected: string): Promise<void> {
   await page.click('.monaco-editor .view-lines');
   await page.keyboard.press('Control+End');
   await page.keyboard.press('Enter');
-  // The ghost text's first line is empty; the lines after it are drawn between the editor's lines.
-  const below = await waitFor(async () => {
-    const text = await page.$$eval('.monaco-editor .view-zones', (els) => els.map((e) => e.textContent ?? '').join(''));
-    return text.trim().length > 0 ? text.replace(/\u00a0/g, ' ') : undefined;
-  }, 20_000);
-  await page.waitForTimeout(GHOST_SETTLE_MS);
-  await page.screenshot({ path: join(ARTIFACTS, 'paragraph.png') });
+  const below = await waitForGhostText(page, 'paragraph.png', 20_000, ghostLinesBelow);
   if (below) await page.keyboard.press('Tab');
   await page.waitForTimeout(500);
   const lines = await editorLines(page);
@@ -663,6 +662,12 @@ async function opensTheParagraph(page: Page, expected: string): Promise<void> {
     `shown below ${JSON.stringify(below)}, server ${JSON.stringify(expected)}, lines ${JSON.stringify(lines)}`,
   );
   await page.keyboard.press('Escape');
+}
+
+/** The lines of ghost text shown below the cursor's line, drawn between the editor's lines, or undefined. */
+async function ghostLinesBelow(page: Page): Promise<string | undefined> {
+  const text = await page.$$eval('.monaco-editor .view-zones', (els) => els.map((e) => e.textContent ?? '').join(''));
+  return text.trim().length > 0 ? text.replace(/\u00a0/g, ' ') : undefined;
 }
 
 /** The ghost text shown now, with its no-break spaces made plain, or undefined. */
