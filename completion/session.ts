@@ -61,7 +61,8 @@ export class CompletionSession {
       !after.startsWith(candidate) && !completionRevealsSecret(text, offset, candidate);
     if (!offerable(completion.text)) return undefined;
     const alternatives = completion.alternatives?.filter((alternative) => offerable(alternative.text));
-    return alternatives ? { ...completion, alternatives } : completion;
+    const offered = alternatives ? { ...completion, alternatives } : completion;
+    return documentText.includes('\r\n') ? withCrLfLineEnds(offered) : offered;
   }
 
   /** Forgets the suggestion on show, as when the settings that chose it change. */
@@ -156,6 +157,22 @@ export class CompletionSession {
     rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
     return { text: rest.join(''), logP };
   }
+}
+
+/**
+ * A completion found in the text as learnt, with LF, given the CR LF line breaks of the document it is offered in, so
+ * that accepting it leaves the document's line ends as they were in any client, not only in one that converts them.
+ * Its path is left out: it follows the LF text character by character.
+ */
+function withCrLfLineEnds(completion: Completion): Completion {
+  const crLf = (text: string) => text.replaceAll('\n', '\r\n');
+  const offered: Completion = { text: crLf(completion.text), confidence: completion.confidence };
+  if (completion.alternatives)
+    offered.alternatives = completion.alternatives.map((alternative) => ({
+      ...alternative,
+      text: crLf(alternative.text),
+    }));
+  return offered;
 }
 
 /**

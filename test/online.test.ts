@@ -444,6 +444,14 @@ test('a document whose lines end with CR LF is completed as the same text with L
   assert.deepEqual(crlf.next, lf.next);
 });
 
+test('in a document whose lines end with CR LF, a completion that ends the line ends it with CR LF', async () => {
+  const { served, warmUp, known } = servedKnowingLines(15);
+  const typed = `y ${warmUp}\r\nx ${known.slice(0, 52)}`;
+  const { completion } = await suggestAfterTyping(served, `${typed}\r\nlater line\r\n`, typed.length);
+  served.dispose();
+  assert.equal(completion?.text, `${known.slice(52)}\r\n`);
+});
+
 test("typing on past the n-grams' window keeps the match model's history; an edit starts it afresh", () => {
   const document = new DocumentNgram(vocabulary);
   const start = 'the opening line\n';
