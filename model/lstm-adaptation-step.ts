@@ -16,7 +16,7 @@ import { alignUp, LayerKernel, padColumns } from '../backends/layer-kernel';
  * has the A/B).
  */
 export const ADAPTATION_STEP = {
-  rate: 0.0006,
+  rate: 0.0009,
   /** How much of a weight's mean square is carried to the next step. */
   squareDecay: 0.99,
   /** The share of the way back to the shared weight each weight moves after each step. */
