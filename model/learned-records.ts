@@ -6,7 +6,6 @@ import * as path from 'node:path';
 import { changedRegions, codePointsAfter, codePointsBefore } from './learned-diff';
 import type { LearntRecord } from './learned-log';
 import { NGRAM_MAX_ORDER } from './ngram';
-import { withLfLineEnds } from './vocab';
 
 /** How long a save or a rewrite waits for another writer; appends hold the lock for moments. */
 export const LOCK_WAIT_MS = 2_000;
@@ -36,11 +35,6 @@ export function noteKey(pathOrUri: string): string {
     }
   }
   return crypto.createHash('sha256').update(name).digest('hex').slice(0, 32);
-}
-
-/** The text as the trainer reads a file: no byte-order mark, LF line ends. */
-export function normalised(text: string): string {
-  return withLfLineEnds(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 }
 
 export const codePointLength = (text: string) => {

@@ -26,7 +26,6 @@ import {
   applyRecord,
   codePointLength,
   LOCK_WAIT_MS,
-  normalised,
   NoteState,
   Piece,
   piecesChars,
@@ -34,7 +33,7 @@ import {
 } from './learned-records';
 import { vocabularyHash } from './ngram-format';
 import { withoutSecretLines } from './secrets';
-import type { Vocabulary } from './vocab';
+import { asNotesText, type Vocabulary } from './vocab';
 
 export { LEARNED_FILE, LearnedFormatError, LearnedLockBusyError } from './learned-log';
 export { noteKey } from './learned-records';
@@ -124,7 +123,7 @@ export class LearnedNotes {
 
   /** Whether `text` occurs in a note as it was last learnt. */
   holds(text: string): boolean {
-    const wanted = normalised(text);
+    const wanted = asNotesText(text);
     for (const note of this.notes.values()) if (note.text.includes(wanted)) return true;
     return false;
   }
@@ -154,7 +153,7 @@ export class LearnedNotes {
    */
   learn(note: string, savedText: string): LearnOutcome {
     // A line that looks like a secret is never learnt, as the trainer never reads one.
-    const text = withoutSecretLines(normalised(savedText)).text;
+    const text = withoutSecretLines(asNotesText(savedText)).text;
     const length = codePointLength(text);
     if (length > LEARNED_MAX_DOCUMENT_CHARS)
       return {

@@ -157,3 +157,8 @@ export function lastCodePointOf(text: string): number | undefined {
 export function withLfLineEnds(text: string): string {
   return text.replace(/\r\n?/gu, '\n');
 }
+
+/** A file's text as the trainer reads it, and the notes learnt from saves with it: no byte-order mark, LF line ends. */
+export function asNotesText(text: string): string {
+  return withLfLineEnds(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
+}

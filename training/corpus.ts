@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkGlobs, Exclusions, readGitignoreFile } from '../model/exclusions';
 import { withoutSecretLines } from '../model/secrets';
-import { isHighSurrogate, isLowSurrogate, withLfLineEnds } from '../model/vocab';
+import { asNotesText, isHighSurrogate, isLowSurrogate } from '../model/vocab';
 
 export interface CorpusDocument {
   path: string;
@@ -194,8 +194,7 @@ function readTextFile(file: WalkPath, size: number, maxFileBytes: number): ReadR
     return { reason: 'not UTF-8' };
   }
   // TextDecoder already drops one leading BOM; this covers a decoder configured otherwise.
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  text = withLfLineEnds(text);
+  text = asNotesText(text);
   if (text.length === 0) return { reason: 'empty' };
   return { text };
 }
