@@ -37,7 +37,7 @@ export class CompletionSession {
     options: CompletionOptions,
     cancelled: () => boolean = () => false,
   ): Promise<Completion | undefined> {
-    const { text, offset } = asLearnt(documentText, documentOffset);
+    const { text, offset, crLf } = asLearnt(documentText, documentOffset);
     const lineEnd = text.indexOf('\n', offset);
     const after = text.slice(offset, lineEnd < 0 ? text.length : lineEnd);
     const lineGoesOn = /\S/u.test(after);
@@ -62,7 +62,7 @@ export class CompletionSession {
     if (!offerable(completion.text)) return undefined;
     const alternatives = completion.alternatives?.filter((alternative) => offerable(alternative.text));
     const offered = alternatives ? { ...completion, alternatives } : completion;
-    return documentText.includes('\r\n') ? withCrLfLineEnds(offered) : offered;
+    return crLf ? withCrLfLineEnds(offered) : offered;
   }
 
   /** Forgets the suggestion on show, as when the settings that chose it change. */
@@ -178,11 +178,12 @@ function withCrLfLineEnds(completion: Completion): Completion {
 /**
  * The text with its line breaks as LF, as the notes are learnt, and the offset moved to match: a document whose lines
  * end with CR LF, as on Windows, would otherwise show the model a character it never learnt before every line break.
+ * `crLf` says whether it had CR LF line breaks, which a completion offered in it should carry.
  */
-function asLearnt(text: string, offset: number): { text: string; offset: number } {
-  if (!text.includes('\r')) return { text, offset };
+function asLearnt(text: string, offset: number): { text: string; offset: number; crLf: boolean } {
+  if (!text.includes('\r')) return { text, offset, crLf: false };
   // Between the CR and the LF of one line break is the break's start.
   const at = text[offset - 1] === '\r' && text[offset] === '\n' ? offset - 1 : offset;
   const before = withLfLineEnds(text.slice(0, at));
-  return { text: before + withLfLineEnds(text.slice(at)), offset: before.length };
+  return { text: before + withLfLineEnds(text.slice(at)), offset: before.length, crLf: text.includes('\r\n') };
 }
