@@ -181,16 +181,16 @@ export class LstmPredictor implements Predictor {
     if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
     if (this.disposed) return undefined;
     try {
-      if (this.stepKernel) this.stepKernel.kernel.load(this.weights);
-      else this.stepKernel = { kernel: new LstmStepKernel(this.config, this.weights), version: this.weightsVersion };
+      const kernel = this.stepKernel?.kernel ?? new LstmStepKernel(this.config, this.weights);
+      if (this.stepKernel) kernel.load(this.weights);
+      this.stepKernel = { kernel, version: this.weightsVersion };
+      return kernel;
     } catch (error) {
       // A model too large for the kernel's memory, say: tfjs steps it as before.
       this.stepKernel = undefined;
       this.stepKernelFailure = (error as Error).message;
       return undefined;
     }
-    this.stepKernel.version = this.weightsVersion;
-    return this.stepKernel.kernel;
   }
 
   async step(states: Float32Array[], ids: ArrayLike<number>): Promise<Snapshot[]> {
