@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BitwiseMixer } from '../model/bitwise-mixer';
-import { CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
+import { characterShapes, CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
 import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
@@ -55,7 +55,7 @@ const probabilityOf = (logProbs: Float32Array, char: string) => Math.exp(logProb
 const total = (logProbs: Float32Array) => logProbs.reduce((sum, lp) => sum + Math.exp(lp), 0);
 
 test('the context mixing learns what follows a context in the notes, and its distribution sums to one', () => {
-  const untrained = new ContextMixingModel(vocabulary.size, letters, 12);
+  const untrained = new ContextMixingModel(vocabulary.size, letters, characterShapes(vocabulary), 12);
   const trained = learnNotesContexts(vocabulary, vocabulary.encode(notes));
   const before = distributionAfter(untrained, 'the quick brown f');
   const after = distributionAfter(trained, 'the quick brown f');
@@ -175,16 +175,16 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one without the line column or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one without the shapes or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [4, 6]) {
+    for (const version of [5, 7]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 5.*retrain`),
+        new RegExp(`format version ${version}; this version reads 6.*retrain`),
       );
     }
   } finally {
@@ -220,7 +220,7 @@ test('where lines are of one length, the line break is expected at that column, 
   const line = () => Array.from({ length: 24 }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
   const lines = Array.from({ length: 300 }, line);
   const ruled = Vocabulary.fromText(lines.join('\n') + '\n', 512, 1);
-  const model = new ContextMixingModel(ruled.size, wordLetters(ruled), 14);
+  const model = new ContextMixingModel(ruled.size, wordLetters(ruled), characterShapes(ruled), 14);
   model.append(ruled.encode(lines.join('\n') + '\n'));
   const lineBreakAfter = (text: string) => {
     const { context, known, words } = positionAfter(text, ruled);
@@ -231,6 +231,32 @@ test('where lines are of one length, the line break is expected at that column, 
   const atEnd = lineBreakAfter(`${lines[3]}\n${next}`);
   const midway = lineBreakAfter(`${lines[3]}\n${next.slice(0, 16)}`);
   assert.ok(atEnd > 0.3 && atEnd > 5 * midway, `a line break after 24 chars: ${atEnd}; after 16: ${midway}`);
+});
+
+test('what follows a shape of characters is learnt across names: a digit after five letters, even in a word never seen', () => {
+  // Words of five random letters each end in a digit: the characters themselves seldom repeat, only their shape does.
+  let seed = 11;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  const pick = (chars: string) => chars[Math.floor(random() * chars.length)];
+  const word = () => Array.from({ length: 5 }, () => pick('abcdefghijklmnopqrstuvwxyz')).join('') + pick('0123456789');
+  const text = Array.from({ length: 3000 }, word).join(' ');
+  const coded = Vocabulary.fromText(text, 512, 1);
+  const model = new ContextMixingModel(coded.size, wordLetters(coded), characterShapes(coded), 16);
+  model.append(coded.encode(text));
+  const digitAfter = (typed: string) => {
+    const { context, known, words } = positionAfter(typed, coded);
+    const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(coded.size)));
+    const logProbs = leafLogProbabilities(nodes, coded.size);
+    return [...'0123456789'].reduce((sum, digit) => sum + Math.exp(logProbs[coded.id(digit)]), 0);
+  };
+  const unseen = 'qzxwv'; // not in the text, nor any three letters of it that end it
+  assert.ok(!text.includes(unseen.slice(2)), 'the test needs a word whose last letters the text never held');
+  const afterFive = digitAfter(`${text.slice(-30)} ${unseen}`);
+  const afterThree = digitAfter(`${text.slice(-30)} ${unseen.slice(0, 3)}`);
+  assert.ok(
+    afterFive > 0.8 && afterThree < 0.1,
+    `a digit after five letters: ${afterFive}; after three: ${afterThree}`,
+  );
 });
 
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {
