@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { changedRegions, codePointsAfter, codePointsBefore } from './learned-diff';
 import type { LearntRecord } from './learned-log';
 import { NGRAM_MAX_ORDER } from './ngram';
+import { codePointLength } from './vocab';
 
 /** How long a save or a rewrite waits for another writer; appends hold the lock for moments. */
 export const LOCK_WAIT_MS = 2_000;
@@ -36,15 +37,6 @@ export function noteKey(pathOrUri: string): string {
   }
   return crypto.createHash('sha256').update(name).digest('hex').slice(0, 32);
 }
-
-export const codePointLength = (text: string) => {
-  let n = 0;
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0xdc00 || unit > 0xdfff || i === 0) n++;
-  }
-  return n;
-};
 
 /** A save record of what changed from `before` to `after`, or undefined when nothing did. */
 export function saveRecord(

@@ -22,18 +22,10 @@ import {
 } from './learned-log';
 import { type NotesReaders, readNotes } from './notes-text';
 import type { NgramModel } from './ngram';
-import {
-  applyRecord,
-  codePointLength,
-  LOCK_WAIT_MS,
-  NoteState,
-  Piece,
-  piecesChars,
-  saveRecord,
-} from './learned-records';
+import { applyRecord, LOCK_WAIT_MS, NoteState, Piece, piecesChars, saveRecord } from './learned-records';
 import { vocabularyHash } from './ngram-format';
 import { withoutSecretLines } from './secrets';
-import { asNotesText, type Vocabulary } from './vocab';
+import { asNotesText, codePointLength, type Vocabulary } from './vocab';
 
 export { LEARNED_FILE, LearnedFormatError, LearnedLockBusyError } from './learned-log';
 export { noteKey } from './learned-records';

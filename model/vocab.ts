@@ -30,6 +30,22 @@ export function isLowSurrogate(unit: number): boolean {
   return unit >= 0xdc00 && unit <= 0xdfff;
 }
 
+/** Counts code points (a lone surrogate as one, as the vocabulary reads it) without allocating an iterator per character. */
+export function codePointLength(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length - 1; i++) {
+    const hi = text.charCodeAt(i);
+    if (isHighSurrogate(hi)) {
+      const lo = text.charCodeAt(i + 1);
+      if (isLowSurrogate(lo)) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
+}
+
 function isSingleCodePoint(s: string): boolean {
   if (s.length === 0 || s.length > 2) return false;
   const cp = s.codePointAt(0) as number;

@@ -3,7 +3,8 @@
 // files held out one by one in DIR/test/, so that `npm run eval` can type them as the separate notes they are.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { codePointLength, CorpusDocument, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
+import { CorpusDocument, describeExclusions, describeSkipped, loadCorpus } from '../training/corpus';
+import { codePointLength } from '../model/vocab';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { splitCorpus } from '../training/split';
 import { randomSuffix, replaceAtomically } from '../model/files';

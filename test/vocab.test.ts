@@ -1,7 +1,7 @@
 // The character vocabulary: code points, the unknown symbol, and validation of saved vocabularies.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { characterStart, UNKNOWN, Vocabulary } from '../model/vocab';
+import { characterStart, codePointLength, UNKNOWN, Vocabulary } from '../model/vocab';
 
 const SAMPLE = '你好，世界 🎉👩‍💻 café';
 
@@ -99,4 +99,10 @@ test('characterStart moves an offset between the halves of a surrogate pair back
   assert.equal(characterStart('x\ude00y', 1), 1);
   assert.equal(characterStart('\ud83d\ud83dx', 1), 1);
   assert.equal(characterStart('\ude00', 0), 0);
+});
+
+test('codePointLength counts what the vocabulary encodes: a surrogate pair as one, a lone half as one', () => {
+  const vocab = Vocabulary.fromText(SAMPLE, 1000);
+  for (const text of ['', SAMPLE, 'a\udc00b', '\udc00', '\ud83c', 'x\ud83c', '\ud83c\ud83c\udf89', '\udf89\ud83c'])
+    assert.equal(codePointLength(text), vocab.encode(text).length, JSON.stringify(text));
 });

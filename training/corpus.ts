@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkGlobs, Exclusions, readGitignoreFile } from '../model/exclusions';
 import { withoutSecretLines } from '../model/secrets';
-import { asNotesText, isHighSurrogate, isLowSurrogate } from '../model/vocab';
+import { asNotesText, codePointLength } from '../model/vocab';
 
 export interface CorpusDocument {
   path: string;
@@ -152,22 +152,6 @@ const BINARY_SNIFF_BYTES = 8 * 1024;
 
 // Directory names that hold generated or vendored files rather than the user's own writing.
 export const SKIPPED_DIRS = new Set(['node_modules', 'dist']);
-
-/** Counts code points without allocating an iterator per character. */
-export function codePointLength(text: string): number {
-  let n = text.length;
-  for (let i = 0; i < text.length - 1; i++) {
-    const hi = text.charCodeAt(i);
-    if (isHighSurrogate(hi)) {
-      const lo = text.charCodeAt(i + 1);
-      if (isLowSurrogate(lo)) {
-        n--;
-        i++;
-      }
-    }
-  }
-  return n;
-}
 
 function errorCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null ? (err as NodeJS.ErrnoException).code : undefined;

@@ -1,7 +1,7 @@
 // Splits a corpus into training and validation text, deterministically (hash-ordered hold-out), so
 // that retraining on the same notes gives the same split and comparable validation losses.
-import { Corpus, CorpusDocument, codePointLength, DOCUMENT_SEPARATOR } from './corpus';
-import { isHighSurrogate, isLowSurrogate } from '../model/vocab';
+import { Corpus, CorpusDocument, DOCUMENT_SEPARATOR } from './corpus';
+import { codePointLength, isHighSurrogate, isLowSurrogate } from '../model/vocab';
 
 // FNV-1a over UTF-16 units: a stable, dependency-free hash, so the held-out files depend only on
 // their names and not on the order the filesystem happened to list them in.
