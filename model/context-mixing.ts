@@ -11,8 +11,7 @@
 // the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
 // nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
 import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
-import type { Vocabulary } from './vocab';
-import { advanceWords, currentWord, lineColumn, WORD_STATE_SIZE, wordContext } from './word-model';
+import { advanceWords, currentWord, lineColumn, shapeRuns, WORD_STATE_SIZE, wordContext } from './word-model';
 
 /** A slot: a check byte, then the bit histories of a nibble tree's 15 nodes. */
 const SLOT = 16;
@@ -116,10 +115,11 @@ function nibbleGroups(bits: number): number[] {
 
 /**
  * The orders of the character contexts; the inputs are order 0, these, the two word contexts, the
- * line's column with the character before, then the shape of the characters before.
+ * line's column with the character before, the shape of the characters before, then the shapes of
+ * the runs before.
  */
 const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
-const INPUTS = CONTEXT_ORDERS.length + 5;
+const INPUTS = CONTEXT_ORDERS.length + 6;
 /** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
 /** The characters before that the contexts read. */
@@ -172,7 +172,7 @@ export class ContextMixingModel {
   private readonly streamWords = new Float32Array(WORD_STATE_SIZE);
 
   /**
-   * `letters` is the vocabulary's wordLetters (word-model.ts) and `shapes` its characterShapes; the table holds 2^tableBits
+   * `letters` is the vocabulary's wordLetters and `shapes` its characterShapes (word-model.ts); the table holds 2^tableBits
    * buckets of 64 bytes, and is `table` where that is given (a loaded file's bytes, not copied).
    */
   constructor(
@@ -273,7 +273,7 @@ export class ContextMixingModel {
         context.copyWithin(0, 1);
         context[CONTEXT_SPAN - 1] = id;
       }
-      advanceWords(this.streamWords, id, this.letters);
+      advanceWords(this.streamWords, id, this.letters, this.shapes);
     }
     return nats;
   }
@@ -491,39 +491,12 @@ export function massBefore(logProbs: Float32Array, out: Float64Array): Float64Ar
 }
 
 /**
- * The shape of each id of `vocabulary`, for the context of the shapes of the characters before:
- * its class among line break, space, upper and lower case letters, digits, brackets, quotes and a
- * few groups of punctuation. Names differ where their shapes agree (`foo(bar, 1)` and `baz(qux,
- * 2)`, "## Install" and "## Usage"), so what follows a shape in one is learnt for the others, which
- * the contexts of the characters themselves cannot carry over. Built once per vocabulary.
- */
-export function characterShapes(vocabulary: Vocabulary): Uint8Array {
-  let shapes = shapeTables.get(vocabulary);
-  if (!shapes) shapeTables.set(vocabulary, (shapes = Uint8Array.from(vocabulary.chars, shapeOf)));
-  return shapes;
-}
-
-const shapeTables = new WeakMap<Vocabulary, Uint8Array>();
-
-const SHAPE_GROUPS = ['([{', ')]}', '"\'`', '.,;:!?', '#', '-*_', '/\\|', '=+<>', '@$%&^~'];
-
-function shapeOf(char: string): number {
-  if (char === '\n') return 1;
-  if (char === ' ' || char === '\t') return 2;
-  if (/\p{Lu}/u.test(char)) return 3;
-  if (/\p{L}/u.test(char)) return 4;
-  if (/\p{N}/u.test(char)) return 5;
-  const group = SHAPE_GROUPS.findIndex((members) => members.includes(char));
-  return group < 0 ? 15 : 6 + group;
-}
-
-/**
  * The contexts' hashes at a position, one per input, 0 where an input has none: order 0, the
  * orders of CONTEXT_ORDERS from the `known` ids of `context` (most recent last), the word being
  * typed with the one before it, the word being typed alone, the line's column (in fours, since
  * where a line of verse or of wrapped prose ends varies by a few characters) with the character
- * before, and the shapes (`shapes`, characterShapes) of the characters before, as many as the
- * longest order reads.
+ * before, the shapes (`shapes`, characterShapes) of the characters before, as many as the
+ * longest order reads, and the shapes of the runs of characters before (shapeRuns, word-model.ts).
  */
 function contextHashes(
   context: ArrayLike<number>,
@@ -550,5 +523,6 @@ function contextHashes(
     (Math.imul(((lineColumn(wordSlot) >>> 2) << 16) ^ (before + 2) ^ 0x1b873593, 0x9e3779b1) + 0x5bd1e995) >>> 0 || 1;
   out[ORDERED_INPUTS + 3] =
     (Math.imul(Math.imul(shape ^ Math.min(known, CONTEXT_SPAN), 0x9e3779b1) >>> 0, 0x27d4eb2f) + 0x165667b1) >>> 0 || 1;
+  out[ORDERED_INPUTS + 4] = (Math.imul(shapeRuns(wordSlot) ^ 0x2f6b9d35, 0x85ebca6b) + 0x61c88647) >>> 0 || 1;
   return out;
 }

@@ -16,7 +16,14 @@ import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
 import { lastCodePointOf, type Vocabulary } from './vocab';
-import { advanceWords, WORD_STATE_SIZE, WordModel, wordLetters, wordsDistribution } from './word-model';
+import {
+  advanceWords,
+  characterShapes,
+  WORD_STATE_SIZE,
+  WordModel,
+  wordLetters,
+  wordsDistribution,
+} from './word-model';
 import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
 import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
@@ -227,6 +234,7 @@ export class MixturePredictor implements Predictor {
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
+  private readonly shapes: Uint8Array;
   /** Bits of an id: the depth of the ids' tree that the last stage mixes over. */
   private readonly bits: number;
   /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
@@ -271,6 +279,7 @@ export class MixturePredictor implements Predictor {
     this.notesMatchNodes = new Float32Array(1 << this.bits);
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
+    this.shapes = characterShapes(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
       mixture: new Float32Array(V),
@@ -318,7 +327,7 @@ export class MixturePredictor implements Predictor {
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(state.subarray(this.wordStart), ids[b], this.letters);
+      advanceWords(state.subarray(this.wordStart), ids[b], this.letters, this.shapes);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = {
         state,

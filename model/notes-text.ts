@@ -4,7 +4,7 @@
 import * as crypto from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { characterShapes, ContextMixingModel } from './context-mixing';
+import { ContextMixingModel } from './context-mixing';
 import {
   fileSignature,
   ModelFormatError,
@@ -17,7 +17,7 @@ import {
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
 import type { Vocabulary } from './vocab';
-import { WordModel, wordLetters } from './word-model';
+import { characterShapes, WordModel, wordLetters } from './word-model';
 
 export const NOTES_TEXT_FILE = 'notes.txt';
 /** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
@@ -107,10 +107,10 @@ export const NOTES_CONTEXTS_FILE = 'contexts.bin';
 const CONTEXTS_FORMAT = 'char-contexts';
 // Version 2 added the mixer's weights selected by the character before, and the map by the two before; 3 gave the first
 // group of an id's bits short slots of its own; 4 made the words' contexts ignore case (word-model.ts, wordLetters); 5
-// added the line's column as a context; 6 the shape of the characters before (characterShapes). An earlier file's
-// contexts are hashed otherwise, so it is refused, and the language server learns it again from the notes kept beside
-// the model.
-const CONTEXTS_FORMAT_VERSION = 6;
+// added the line's column as a context; 6 the shape of the characters before (characterShapes); 7 the shapes of the
+// runs before (shapeRuns). An earlier file's contexts are hashed otherwise, so it is refused, and the language server
+// learns it again from the notes kept beside the model.
+const CONTEXTS_FORMAT_VERSION = 7;
 /** The table's size follows the notes (a 64-byte bucket per two characters), within these bounds: 256 KB to 16 MB. */
 const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 18;

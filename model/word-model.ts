@@ -8,10 +8,11 @@ import type { Vocabulary } from './vocab';
 
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
- * float32 holds 24 bits exactly), the current word's, its length, the word before the previous, and
- * how many characters the line has so far (lineColumn()).
+ * float32 holds 24 bits exactly), the current word's, its length, the word before the previous,
+ * how many characters the line has so far (lineColumn()), and the shapes of the runs before
+ * (shapeRuns()).
  */
-export const WORD_STATE_SIZE = 8;
+export const WORD_STATE_SIZE = 9;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
 /** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
@@ -28,6 +29,9 @@ const WORD_HIGH = 2;
 const WORD_LENGTH = 4;
 const EARLIER_HIGH = 5;
 const LINE_COLUMN = 7;
+const SHAPE_RUNS = 8;
+/** The runs shapeRuns() tells apart, at 4 bits each: as many as float32 holds exactly. */
+const RUNS_KEPT = 6;
 /** The column stops counting here: past it, a line is long, however long. */
 const MAX_COLUMN = 255;
 
@@ -44,6 +48,33 @@ const LINE_CLASS = 2;
 /** In wordLetters, an id that ends a word rather than spelling one, and one that also ends a line. */
 const NOT_IN_WORD = -1;
 const LINE_END = -2;
+
+/**
+ * The shape of each id of `vocabulary`, for the context of the shapes of the characters before:
+ * its class among line break, space, upper and lower case letters, digits, brackets, quotes and a
+ * few groups of punctuation. Names differ where their shapes agree (`foo(bar, 1)` and `baz(qux,
+ * 2)`, "## Install" and "## Usage"), so what follows a shape in one is learnt for the others, which
+ * the contexts of the characters themselves cannot carry over. Built once per vocabulary.
+ */
+export function characterShapes(vocabulary: Vocabulary): Uint8Array {
+  let shapes = shapeTables.get(vocabulary);
+  if (!shapes) shapeTables.set(vocabulary, (shapes = Uint8Array.from(vocabulary.chars, shapeOf)));
+  return shapes;
+}
+
+const shapeTables = new WeakMap<Vocabulary, Uint8Array>();
+
+const SHAPE_GROUPS = ['([{', ')]}', '"\'`', '.,;:!?', '#', '-*_', '/\\|', '=+<>', '@$%&^~'];
+
+function shapeOf(char: string): number {
+  if (char === '\n') return 1;
+  if (char === ' ' || char === '\t') return 2;
+  if (/\p{Lu}/u.test(char)) return 3;
+  if (/\p{L}/u.test(char)) return 4;
+  if (/\p{N}/u.test(char)) return 5;
+  const group = SHAPE_GROUPS.findIndex((members) => members.includes(char));
+  return group < 0 ? 15 : 6 + group;
+}
 
 const letterTables = new WeakMap<Vocabulary, Int32Array>();
 
@@ -69,11 +100,19 @@ export function wordLetters(vocabulary: Vocabulary): Int32Array {
   return letters;
 }
 
-/** Moves a word slot past `id`: a word character extends the current word, another ends it; `letters` is wordLetters. */
-export function advanceWords(slot: Float32Array, id: number, letters: Int32Array): void {
+/**
+ * Moves a word slot past `id`: a word character extends the current word, another ends it;
+ * `letters` is wordLetters, and `shapes`, characterShapes, for a slot whose shapeRuns() is read
+ * (the word models' own slots go without).
+ */
+export function advanceWords(slot: Float32Array, id: number, letters: Int32Array, shapes?: Uint8Array): void {
   const length = slot[WORD_LENGTH];
   const letter = letters[id];
   slot[LINE_COLUMN] = letter === LINE_END ? 0 : Math.min(MAX_COLUMN, slot[LINE_COLUMN] + 1);
+  if (shapes) {
+    const runs = slot[SHAPE_RUNS];
+    if ((runs & 15) !== shapes[id]) slot[SHAPE_RUNS] = ((runs << 4) | shapes[id]) & ((1 << (4 * RUNS_KEPT)) - 1);
+  }
   if (letter >= 0) {
     if (length >= MAX_WORD_LENGTH) return;
     setHalves(slot, WORD_HIGH, (Math.imul(halves(slot, WORD_HIGH) ^ (letter + 1), 0x9e3779b1) + 0x7f4a7c15) >>> 0);
@@ -94,6 +133,13 @@ export function wordContext(slot: ArrayLike<number>): number {
 
 /** The characters since the last line break (or since the text began), up to MAX_COLUMN. */
 export const lineColumn = (slot: ArrayLike<number>): number => slot[LINE_COLUMN];
+
+/**
+ * The shapes (characterShapes) of the last runs of characters, a run being characters of one
+ * shape, the one being typed last: "foo(bar, 12)" and "x(y, 3)" are alike, whatever their names and
+ * numbers and however long, which the shapes of a fixed number of characters before cannot see.
+ */
+export const shapeRuns = (slot: ArrayLike<number>): number => slot[SHAPE_RUNS];
 
 /** The current word's typed part alone, hashed with its length. */
 export const currentWord = (slot: ArrayLike<number>): number => (halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;

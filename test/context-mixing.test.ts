@@ -6,13 +6,20 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BitwiseMixer } from '../model/bitwise-mixer';
-import { characterShapes, CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
+import { CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
 import { idBits } from '../model/logistic';
 import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
 import { Vocabulary } from '../model/vocab';
 import { rewriteContextsHeader } from './support/contexts-header';
-import { advanceWords, WORD_STATE_SIZE, wordLetters } from '../model/word-model';
+import {
+  advanceWords,
+  characterShapes,
+  currentWord,
+  WORD_STATE_SIZE,
+  wordContext,
+  wordLetters,
+} from '../model/word-model';
 
 const notes = 'the quick brown fox jumps over the lazy dog.\nthe quick brown cat naps under the warm sun.\n'.repeat(6);
 const vocabulary = Vocabulary.fromText(notes + 'xyzQ', 512, 1);
@@ -25,7 +32,7 @@ function positionAfter(
 ): { context: Float32Array; known: number; words: Float32Array } {
   const ids = of.encode(text);
   const words = new Float32Array(WORD_STATE_SIZE);
-  for (const id of ids) advanceWords(words, id, wordLetters(of));
+  for (const id of ids) advanceWords(words, id, wordLetters(of), characterShapes(of));
   const context = Float32Array.from(ids.slice(-CONTEXT_SPAN));
   return { context, known: context.length, words };
 }
@@ -175,16 +182,16 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one without the shapes or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one without the shapes of runs or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [5, 7]) {
+    for (const version of [6, 8]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 6.*retrain`),
+        new RegExp(`format version ${version}; this version reads 7.*retrain`),
       );
     }
   } finally {
@@ -193,7 +200,10 @@ test('a context model of another format version, an earlier one without the shap
 });
 
 test('a word capitalised or not is one context, so what followed "Volker" is expected after "volker"', () => {
-  const after = (text: string) => positionAfter(text).words;
+  const after = (text: string) => {
+    const { words } = positionAfter(text);
+    return [wordContext(words), currentWord(words)];
+  };
   assert.deepEqual(after('the Quick'), after('the quick'), 'the same words, one capitalised');
   assert.notDeepEqual(after('the quick'), after('the quack'), 'another word');
   assert.equal(letters[vocabulary.id('Q')], vocabulary.id('q'), "Q spells q's letter");
@@ -214,8 +224,7 @@ test('a word capitalised or not is one context, so what followed "Volker" is exp
 
 test('where lines are of one length, the line break is expected at that column, and only there', () => {
   // Letters and spaces in no order, so that nothing but the column tells where a line ends.
-  let seed = 7;
-  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  const { random } = seeded(7);
   const alphabet = 'abcdefghijklmnopqrstuvwxyz ';
   const line = () => Array.from({ length: 24 }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
   const lines = Array.from({ length: 300 }, line);
@@ -233,22 +242,34 @@ test('where lines are of one length, the line break is expected at that column, 
   assert.ok(atEnd > 0.3 && atEnd > 5 * midway, `a line break after 24 chars: ${atEnd}; after 16: ${midway}`);
 });
 
-test('what follows a shape of characters is learnt across names: a digit after five letters, even in a word never seen', () => {
-  // Words of five random letters each end in a digit: the characters themselves seldom repeat, only their shape does.
-  let seed = 11;
+/** A seeded source of random choices, so that a test's text is the same on every run. */
+function seeded(seed: number) {
   const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
   const pick = (chars: string) => chars[Math.floor(random() * chars.length)];
-  const word = () => Array.from({ length: 5 }, () => pick('abcdefghijklmnopqrstuvwxyz')).join('') + pick('0123456789');
-  const text = Array.from({ length: 3000 }, word).join(' ');
+  const letters = (n: number) => Array.from({ length: n }, () => pick('abcdefghijklmnopqrstuvwxyz')).join('');
+  return { random, pick, letters };
+}
+
+/** A context model that has read `text` alone: the log-probability of each of its ids after `typed`. */
+function learntFrom(text: string): { coded: Vocabulary; after: (typed: string) => Float32Array } {
   const coded = Vocabulary.fromText(text, 512, 1);
   const model = new ContextMixingModel(coded.size, wordLetters(coded), characterShapes(coded), 16);
   model.append(coded.encode(text));
-  const digitAfter = (typed: string) => {
+  const after = (typed: string) => {
     const { context, known, words } = positionAfter(typed, coded);
     const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(coded.size)));
-    const logProbs = leafLogProbabilities(nodes, coded.size);
-    return [...'0123456789'].reduce((sum, digit) => sum + Math.exp(logProbs[coded.id(digit)]), 0);
+    return leafLogProbabilities(nodes, coded.size);
   };
+  return { coded, after };
+}
+
+test('what follows a shape of characters is learnt across names: a digit after five letters, even in a word never seen', () => {
+  // Words of five random letters each end in a digit: the characters themselves seldom repeat, only their shape does.
+  const { pick, letters } = seeded(11);
+  const text = Array.from({ length: 3000 }, () => letters(5) + pick('0123456789')).join(' ');
+  const { coded, after } = learntFrom(text);
+  const digitAfter = (typed: string) =>
+    [...'0123456789'].reduce((sum, digit) => sum + Math.exp(after(typed)[coded.id(digit)]), 0);
   const unseen = 'qzxwv'; // not in the text, nor any three letters of it that end it
   assert.ok(!text.includes(unseen.slice(2)), 'the test needs a word whose last letters the text never held');
   const afterFive = digitAfter(`${text.slice(-30)} ${unseen}`);
@@ -257,6 +278,23 @@ test('what follows a shape of characters is learnt across names: a digit after f
     afterFive > 0.8 && afterThree < 0.1,
     `a digit after five letters: ${afterFive}; after three: ${afterThree}`,
   );
+});
+
+test('the shapes of the runs before carry a bracket past a word too long for the characters before: its closer is expected', () => {
+  // Each line a name, "(" or "<", a word of 9 to 12 letters and the matching ")" or ">": only the opener, more
+  // than eight characters back, tells which comes.
+  const { random, letters } = seeded(5);
+  const line = () => {
+    const [open, close] = random() < 0.5 ? '()' : '<>';
+    return `${letters(3 + Math.floor(random() * 4))}${open}${letters(9 + Math.floor(random() * 4))}${close}`;
+  };
+  const text = Array.from({ length: 3000 }, line).join('\n') + '\n';
+  const { coded, after } = learntFrom(text);
+  const closers = (typed: string) => Math.exp(after(typed)[coded.id(')')] - after(typed)[coded.id('>')]);
+  const inner = 'qwzxvkjpyh';
+  const afterRound = closers(`${text.slice(-40)}name(${inner}`);
+  const afterAngle = closers(`${text.slice(-40)}name<${inner}`);
+  assert.ok(afterRound > 4 && afterAngle < 0.25, `")" over ">" after "(": ${afterRound}; after "<": ${afterAngle}`);
 });
 
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {
