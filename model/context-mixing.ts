@@ -11,7 +11,15 @@
 // the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
 // nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
 import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
-import { advanceWords, currentWord, lineColumn, shapeRuns, WORD_STATE_SIZE, wordContext } from './word-model';
+import {
+  advanceWords,
+  currentWord,
+  lineColumn,
+  lineStartRuns,
+  shapeRuns,
+  WORD_STATE_SIZE,
+  wordContext,
+} from './word-model';
 
 /** A slot: a check byte, then the bit histories of a nibble tree's 15 nodes. */
 const SLOT = 16;
@@ -115,11 +123,11 @@ function nibbleGroups(bits: number): number[] {
 
 /**
  * The orders of the character contexts; the inputs are order 0, these, the two word contexts, the
- * line's column with the character before, the shape of the characters before, then the shapes of
- * the runs before.
+ * line's column with the character before, the shape of the characters before, the shapes of the
+ * runs before, then those the line began with.
  */
 const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
-const INPUTS = CONTEXT_ORDERS.length + 6;
+const INPUTS = CONTEXT_ORDERS.length + 7;
 /** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
 /** The characters before that the contexts read. */
@@ -496,7 +504,8 @@ export function massBefore(logProbs: Float32Array, out: Float64Array): Float64Ar
  * typed with the one before it, the word being typed alone, the line's column (in fours, since
  * where a line of verse or of wrapped prose ends varies by a few characters) with the character
  * before, the shapes (`shapes`, characterShapes) of the characters before, as many as the
- * longest order reads, and the shapes of the runs of characters before (shapeRuns, word-model.ts).
+ * longest order reads, the shapes of the runs of characters before (shapeRuns, word-model.ts), and
+ * the shapes of the runs the line began with (lineStartRuns) with the last two runs'.
  */
 function contextHashes(
   context: ArrayLike<number>,
@@ -524,5 +533,7 @@ function contextHashes(
   out[ORDERED_INPUTS + 3] =
     (Math.imul(Math.imul(shape ^ Math.min(known, CONTEXT_SPAN), 0x9e3779b1) >>> 0, 0x27d4eb2f) + 0x165667b1) >>> 0 || 1;
   out[ORDERED_INPUTS + 4] = (Math.imul(shapeRuns(wordSlot) ^ 0x2f6b9d35, 0x85ebca6b) + 0x61c88647) >>> 0 || 1;
+  const lineStart = Math.imul(lineStartRuns(wordSlot) ^ 0x1b873593, 0x85ebca6b) ^ (shapeRuns(wordSlot) & 0xff);
+  out[ORDERED_INPUTS + 5] = (Math.imul(lineStart, 0x9e3779b1) + 0x7f4a7c15) >>> 0 || 1;
   return out;
 }

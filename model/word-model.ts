@@ -9,10 +9,10 @@ import type { Vocabulary } from './vocab';
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
  * float32 holds 24 bits exactly), the current word's, its length, the word before the previous,
- * how many characters the line has so far (lineColumn()), and the shapes of the runs before
- * (shapeRuns()).
+ * how many characters the line has so far (lineColumn()), the shapes of the runs before
+ * (shapeRuns()) and those the line began with (lineStartRuns()).
  */
-export const WORD_STATE_SIZE = 9;
+export const WORD_STATE_SIZE = 10;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
 /** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
@@ -30,8 +30,12 @@ const WORD_LENGTH = 4;
 const EARLIER_HIGH = 5;
 const LINE_COLUMN = 7;
 const SHAPE_RUNS = 8;
+const LINE_START_RUNS = 9;
 /** The runs shapeRuns() tells apart, at 4 bits each: as many as float32 holds exactly. */
 const RUNS_KEPT = 6;
+/** The runs a line begins with that lineStartRuns() keeps, and where it counts them. */
+const LINE_START_KEPT = 3;
+const LINE_START_COUNT = 1 << (4 * LINE_START_KEPT);
 /** The column stops counting here: past it, a line is long, however long. */
 const MAX_COLUMN = 255;
 
@@ -110,8 +114,15 @@ export function advanceWords(slot: Float32Array, id: number, letters: Int32Array
   const letter = letters[id];
   slot[LINE_COLUMN] = letter === LINE_END ? 0 : Math.min(MAX_COLUMN, slot[LINE_COLUMN] + 1);
   if (shapes) {
+    const shape = shapes[id];
     const runs = slot[SHAPE_RUNS];
-    if ((runs & 15) !== shapes[id]) slot[SHAPE_RUNS] = ((runs << 4) | shapes[id]) & ((1 << (4 * RUNS_KEPT)) - 1);
+    const newRun = (runs & 15) !== shape;
+    if (newRun) slot[SHAPE_RUNS] = ((runs << 4) | shape) & ((1 << (4 * RUNS_KEPT)) - 1);
+    const lineStart = slot[LINE_START_RUNS];
+    const began = Math.floor(lineStart / LINE_START_COUNT);
+    if (letter === LINE_END) slot[LINE_START_RUNS] = 0;
+    else if (began < LINE_START_KEPT && (began === 0 || newRun))
+      slot[LINE_START_RUNS] = (began + 1) * LINE_START_COUNT + (((lineStart % LINE_START_COUNT) << 4) | shape);
   }
   if (letter >= 0) {
     if (length >= MAX_WORD_LENGTH) return;
@@ -140,6 +151,12 @@ export const lineColumn = (slot: ArrayLike<number>): number => slot[LINE_COLUMN]
  * numbers and however long, which the shapes of a fixed number of characters before cannot see.
  */
 export const shapeRuns = (slot: ArrayLike<number>): number => slot[SHAPE_RUNS];
+
+/**
+ * The shapes of the first runs of the line (its indent, a list's or a table's mark, a heading's
+ * #s, a fence, the first word), with how many: lines that begin alike go on alike.
+ */
+export const lineStartRuns = (slot: ArrayLike<number>): number => slot[LINE_START_RUNS];
 
 /** The current word's typed part alone, hashed with its length. */
 export const currentWord = (slot: ArrayLike<number>): number => (halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;

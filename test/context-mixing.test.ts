@@ -182,16 +182,16 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one without the shapes of runs or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one without the runs a line begins with or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [6, 8]) {
+    for (const version of [7, 9]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 7.*retrain`),
+        new RegExp(`format version ${version}; this version reads 8.*retrain`),
       );
     }
   } finally {
@@ -295,6 +295,21 @@ test('the shapes of the runs before carry a bracket past a word too long for the
   const afterRound = closers(`${text.slice(-40)}name(${inner}`);
   const afterAngle = closers(`${text.slice(-40)}name<${inner}`);
   assert.ok(afterRound > 4 && afterAngle < 0.25, `")" over ">" after "(": ${afterRound}; after "<": ${afterAngle}`);
+});
+
+test('the shapes of the runs a line began with carry its mark to where it ends: a list item and a heading end otherwise', () => {
+  // A list item ends with ";" and a heading with ":", after four words of random letters: past the words, only the
+  // line's first runs tell which.
+  const { random, letters } = seeded(3);
+  const words = () => Array.from({ length: 4 }, () => letters(3 + Math.floor(random() * 4))).join(' ');
+  const line = () => (random() < 0.5 ? `- ${words()};` : `# ${words()}:`);
+  const text = Array.from({ length: 3000 }, line).join('\n') + '\n';
+  const { coded, after } = learntFrom(text);
+  const semicolonOverColon = (typed: string) => Math.exp(after(typed)[coded.id(';')] - after(typed)[coded.id(':')]);
+  const typed = 'qwz vkjp yhx zqvw';
+  const inList = semicolonOverColon(`${text.slice(-40)}- ${typed}`);
+  const inHeading = semicolonOverColon(`${text.slice(-40)}# ${typed}`);
+  assert.ok(inList > 4 && inHeading < 0.25, `";" over ":" in a list item: ${inList}; in a heading: ${inHeading}`);
 });
 
 test('the bitwise mixer starts as its first input, then learns to trust the input that is right', () => {
