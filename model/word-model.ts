@@ -33,7 +33,7 @@ const SHAPE_RUNS = 8;
 const LINE_START_RUNS = 9;
 /** The runs shapeRuns() tells apart, at 4 bits each: as many as float32 holds exactly. */
 const RUNS_KEPT = 6;
-/** The runs a line begins with that lineStartRuns() keeps, and where it counts them. */
+/** The runs a line begins with that lineStartRuns() keeps; how many it has is kept above their shapes. */
 const LINE_START_KEPT = 3;
 const LINE_START_COUNT = 1 << (4 * LINE_START_KEPT);
 /** The column stops counting here: past it, a line is long, however long. */
@@ -54,8 +54,8 @@ const NOT_IN_WORD = -1;
 const LINE_END = -2;
 
 /**
- * The shape of each id of `vocabulary`, for the context of the shapes of the characters before:
- * its class among line break, space, upper and lower case letters, digits, brackets, quotes and a
+ * The shape of each id of `vocabulary`, which the contexts of shape read (context-mixing.ts): its
+ * class among line break, space, upper and lower case letters, digits, brackets, quotes and a
  * few groups of punctuation. Names differ where their shapes agree (`foo(bar, 1)` and `baz(qux,
  * 2)`, "## Install" and "## Usage"), so what follows a shape in one is learnt for the others, which
  * the contexts of the characters themselves cannot carry over. Built once per vocabulary.
@@ -106,8 +106,8 @@ export function wordLetters(vocabulary: Vocabulary): Int32Array {
 
 /**
  * Moves a word slot past `id`: a word character extends the current word, another ends it;
- * `letters` is wordLetters, and `shapes`, characterShapes, for a slot whose shapeRuns() is read
- * (the word models' own slots go without).
+ * `letters` is wordLetters, and `shapes`, characterShapes, for a slot whose shapeRuns() and
+ * lineStartRuns() are read (the word models' own slots go without).
  */
 export function advanceWords(slot: Float32Array, id: number, letters: Int32Array, shapes?: Uint8Array): void {
   const length = slot[WORD_LENGTH];
