@@ -180,8 +180,9 @@ export class ContextMixingModel {
   private readonly streamWords = new Float32Array(WORD_STATE_SIZE);
 
   /**
-   * `letters` is the vocabulary's wordLetters and `shapes` its characterShapes (word-model.ts); the table holds 2^tableBits
-   * buckets of 64 bytes, and is `table` where that is given (a loaded file's bytes, not copied).
+   * `letters` is the vocabulary's wordLetters and `shapes` its characterShapes (word-model.ts); the
+   * table holds 2^tableBits buckets of 64 bytes, and is `table` where that is given (a loaded file's
+   * bytes, not copied).
    */
   constructor(
     readonly vocabSize: number,

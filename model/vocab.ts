@@ -30,7 +30,10 @@ export function isLowSurrogate(unit: number): boolean {
   return unit >= 0xdc00 && unit <= 0xdfff;
 }
 
-/** Counts code points (a lone surrogate as one, as the vocabulary reads it) without allocating an iterator per character. */
+/**
+ * Counts code points, a lone surrogate as one as the vocabulary reads it, without allocating an
+ * iterator per character.
+ */
 export function codePointLength(text: string): number {
   let n = text.length;
   for (let i = 0; i < text.length - 1; i++) {
