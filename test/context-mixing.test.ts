@@ -51,11 +51,11 @@ function leafLogProbabilities(nodes: Float32Array, vocabSize: number): Float32Ar
   });
 }
 
-/** The model's log-probabilities of every id after `text`. */
-function distributionAfter(model: ContextMixingModel, text: string): Float32Array {
-  const { context, known, words } = positionAfter(text);
-  const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(vocabulary.size)));
-  return leafLogProbabilities(nodes, vocabulary.size);
+/** The model's log-probabilities of every id of `of` after `text`. */
+function distributionAfter(model: ContextMixingModel, text: string, of: Vocabulary = vocabulary): Float32Array {
+  const { context, known, words } = positionAfter(text, of);
+  const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(of.size)));
+  return leafLogProbabilities(nodes, of.size);
 }
 
 const probabilityOf = (logProbs: Float32Array, char: string) => Math.exp(logProbs[vocabulary.id(char)]);
@@ -231,11 +231,7 @@ test('where lines are of one length, the line break is expected at that column, 
   const ruled = Vocabulary.fromText(lines.join('\n') + '\n', 512, 1);
   const model = new ContextMixingModel(ruled.size, wordLetters(ruled), characterShapes(ruled), 14);
   model.append(ruled.encode(lines.join('\n') + '\n'));
-  const lineBreakAfter = (text: string) => {
-    const { context, known, words } = positionAfter(text, ruled);
-    const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(ruled.size)));
-    return Math.exp(leafLogProbabilities(nodes, ruled.size)[ruled.id('\n')]);
-  };
+  const lineBreakAfter = (text: string) => Math.exp(distributionAfter(model, text, ruled)[ruled.id('\n')]);
   const next = line();
   const atEnd = lineBreakAfter(`${lines[3]}\n${next}`);
   const midway = lineBreakAfter(`${lines[3]}\n${next.slice(0, 16)}`);
@@ -250,17 +246,20 @@ function seeded(seed: number) {
   return { random, pick, letters };
 }
 
-/** A context model that has read `text` alone: the log-probability of each of its ids after `typed`. */
-function learntFrom(text: string): { coded: Vocabulary; after: (typed: string) => Float32Array } {
+/**
+ * A context model that has read `text` alone: the log-probability of each of its ids after `typed`,
+ * and how much likelier it finds `char` than `other` there.
+ */
+function learntFrom(text: string) {
   const coded = Vocabulary.fromText(text, 512, 1);
   const model = new ContextMixingModel(coded.size, wordLetters(coded), characterShapes(coded), 16);
   model.append(coded.encode(text));
-  const after = (typed: string) => {
-    const { context, known, words } = positionAfter(typed, coded);
-    const nodes = model.nodeProbabilitiesAt(context, known, words, new Float32Array(1 << idBits(coded.size)));
-    return leafLogProbabilities(nodes, coded.size);
+  const after = (typed: string) => distributionAfter(model, typed, coded);
+  const odds = (typed: string, char: string, other: string) => {
+    const logProbs = after(typed);
+    return Math.exp(logProbs[coded.id(char)] - logProbs[coded.id(other)]);
   };
-  return { coded, after };
+  return { coded, after, odds };
 }
 
 test('what follows a shape of characters is learnt across names: a digit after five letters, even in a word never seen', () => {
@@ -268,8 +267,10 @@ test('what follows a shape of characters is learnt across names: a digit after f
   const { pick, letters } = seeded(11);
   const text = Array.from({ length: 3000 }, () => letters(5) + pick('0123456789')).join(' ');
   const { coded, after } = learntFrom(text);
-  const digitAfter = (typed: string) =>
-    [...'0123456789'].reduce((sum, digit) => sum + Math.exp(after(typed)[coded.id(digit)]), 0);
+  const digitAfter = (typed: string) => {
+    const logProbs = after(typed);
+    return [...'0123456789'].reduce((sum, digit) => sum + Math.exp(logProbs[coded.id(digit)]), 0);
+  };
   const unseen = 'qzxwv'; // not in the text, nor any three letters of it that end it
   assert.ok(!text.includes(unseen.slice(2)), 'the test needs a word whose last letters the text never held');
   const afterFive = digitAfter(`${text.slice(-30)} ${unseen}`);
@@ -289,8 +290,8 @@ test('the shapes of the runs before carry a bracket past a word too long for the
     return `${letters(3 + Math.floor(random() * 4))}${open}${letters(9 + Math.floor(random() * 4))}${close}`;
   };
   const text = Array.from({ length: 3000 }, line).join('\n') + '\n';
-  const { coded, after } = learntFrom(text);
-  const closers = (typed: string) => Math.exp(after(typed)[coded.id(')')] - after(typed)[coded.id('>')]);
+  const { odds } = learntFrom(text);
+  const closers = (typed: string) => odds(typed, ')', '>');
   const inner = 'qwzxvkjpyh';
   const afterRound = closers(`${text.slice(-40)}name(${inner}`);
   const afterAngle = closers(`${text.slice(-40)}name<${inner}`);
@@ -304,8 +305,8 @@ test('the shapes of the runs a line began with carry its mark to where it ends: 
   const words = () => Array.from({ length: 4 }, () => letters(3 + Math.floor(random() * 4))).join(' ');
   const line = () => (random() < 0.5 ? `- ${words()};` : `# ${words()}:`);
   const text = Array.from({ length: 3000 }, line).join('\n') + '\n';
-  const { coded, after } = learntFrom(text);
-  const semicolonOverColon = (typed: string) => Math.exp(after(typed)[coded.id(';')] - after(typed)[coded.id(':')]);
+  const { odds } = learntFrom(text);
+  const semicolonOverColon = (typed: string) => odds(typed, ';', ':');
   const typed = 'qwz vkjp yhx zqvw';
   const inList = semicolonOverColon(`${text.slice(-40)}- ${typed}`);
   const inHeading = semicolonOverColon(`${text.slice(-40)}# ${typed}`);
