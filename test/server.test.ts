@@ -117,23 +117,25 @@ test('a configuration change takes effect: beam is deterministic, sampling diffe
 test('a newer request supersedes an older one, and $/cancelRequest is honoured', async () => {
   const s = start();
   await s.initialize();
-  await s.open(URI, 'the quick br');
-  const older = s.inline(URI, 0, 12);
-  const newer = s.inline(URI, 0, 12);
+  // Each request is a cold start (a long line read from scratch, with turns of the event loop between its steps), so
+  // that the message sent right behind it (a newer request, a cancellation) is read while it runs, however quickly the
+  // model steps and however loaded the machine is: the two need not reach the server in one read of its input.
+  const long = 'lorem ipsum '.repeat(200) + 'the quick br';
+  const superseded = 'file:///notes/superseded.md';
+  await s.open(superseded, long);
+  const older = s.inline(superseded, 0, long.length);
+  const newer = s.inline(superseded, 0, long.length);
   assert.equal(await older, undefined, 'the superseded request returns nothing');
   assert.equal(await newer, AFTER_BR);
 
-  // The cancelled request is a cold start (a long line read from scratch, with turns of the event
-  // loop between its steps), so that the cancellation, sent right behind it, is read while it runs,
-  // however quickly the model steps and however loaded the machine is.
-  const long = 'lorem ipsum '.repeat(200) + 'the quick br';
-  await s.open('file:///notes/long.md', long);
+  const cancelledUri = 'file:///notes/cancelled.md';
+  await s.open(cancelledUri, long);
   const source = new CancellationTokenSource();
   const cancelled = s.connection
     .sendRequest(
       'textDocument/inlineCompletion',
       {
-        textDocument: { uri: 'file:///notes/long.md' },
+        textDocument: { uri: cancelledUri },
         position: { line: 0, character: long.length },
         context: { triggerKind: 2 },
       },
@@ -148,7 +150,7 @@ test('a newer request supersedes an older one, and $/cancelRequest is honoured',
   const empty = Array.isArray(outcome) && outcome.length === 0;
   const cancelError = (outcome as { code?: number })?.code === -32800;
   assert.ok(empty || cancelError, `cancelled request gave ${JSON.stringify(outcome)}`);
-  assert.ok(await s.inline('file:///notes/long.md', 0, long.length), 'not cancelled, the same request completes');
+  assert.ok(await s.inline(cancelledUri, 0, long.length), 'not cancelled, the same request completes');
   await s.shutdown();
 });
 
