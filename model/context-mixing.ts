@@ -28,16 +28,26 @@ const WAYS = 4;
 const BUCKET = SLOT * WAYS;
 
 /** The mixer's rate of learning, and where its weights start. */
-const MIXER_RATE = 0.0015;
+const MIXER_RATE = 0.001;
 const MIXER_INITIAL_WEIGHT = 0.3;
 /** The adaptive probability maps' rate. */
 const MAP_RATE = 0.02;
 /**
- * Rows of the map selected by the two characters before and the node, and mixer weight sets
- * selected by the character before and the node, both hashed into 2^this; fewer for a small table,
- * whose few notes could not fill them (and whose file should stay small).
+ * Rows of the map selected by the two characters before and the node, hashed into 2^this; fewer
+ * for a small table, whose few notes could not fill them (and whose file should stay small).
  */
 const sideBitsFor = (tableBits: number) => Math.min(12, tableBits - 2);
+/** Mixer weight sets selected by a context and the node, hashed into 2^this: four times the rows where those are full. */
+const selectedBitsFor = (sideBits: number) => (sideBits < 12 ? sideBits : sideBits + 2);
+/**
+ * The contexts that select the mixer's weight sets with the node, besides the set selected by the
+ * order and the one by the node alone: the two characters before, the shapes of the last four runs
+ * and the word being typed. Which input to trust differs between "a letter after a letter" and
+ * "after a digit and a bracket", and within a word, where the word contexts know the rest of it.
+ */
+const SELECTED_SETS = 3;
+/** The runs whose shapes select a weight set: 4 bits each, the one being typed lowest. */
+const SELECTING_RUNS_MASK = 0xffff;
 
 /**
  * Where another model gives all the ids under a nibble's slot less than this, its nodes are left
@@ -154,11 +164,11 @@ export class ContextMixingModel {
   private readonly historyCounts: Uint16Array;
   /**
    * Mixer weights, summed: the set selected by (depth, highest input seen), the set selected by the
-   * node, and the set selected by the character before with the node.
+   * node, and one set per SELECTED_SETS context with the node, hashed.
    */
   private readonly weightsByOrder: Float32Array;
   private readonly weightsByNode: Float32Array;
-  private readonly weightsByPrevious: Float32Array;
+  private readonly weightsBySelected: Float32Array[];
   private readonly mapByNode: ProbabilityMap;
   private readonly mapByTwoBefore: ProbabilityMap;
   // Scratch for the position and the node being predicted.
@@ -172,7 +182,10 @@ export class ContextMixingModel {
   private readonly states = new Uint8Array(INPUTS);
   private orderSet = 0;
   private nodeSet = 0;
-  private previousSet = 0;
+  /** The position's contexts that select weight sets, and the sets they select at the node. */
+  private readonly selectors = new Uint32Array(SELECTED_SETS);
+  private readonly selectedSets = new Int32Array(SELECTED_SETS);
+  private readonly selectedBits: number;
   private mixed = 0;
   /** Where append() stands in the text it reads: the ids before, and the words. */
   private readonly streamContext = new Float32Array(CONTEXT_SPAN);
@@ -193,6 +206,7 @@ export class ContextMixingModel {
     private readonly sideBits = sideBitsFor(tableBits),
   ) {
     this.bits = idBits(vocabSize);
+    this.selectedBits = selectedBitsFor(sideBits);
     this.groups = nibbleGroups(this.bits);
     if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
       throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
@@ -218,7 +232,7 @@ export class ContextMixingModel {
     const width = INPUTS + 1;
     this.weightsByOrder = new Float32Array(this.bits * (ORDERED_INPUTS + 1) * width).fill(MIXER_INITIAL_WEIGHT);
     this.weightsByNode = new Float32Array((1 << this.bits) * width);
-    this.weightsByPrevious = new Float32Array((1 << sideBits) * width);
+    this.weightsBySelected = Array.from({ length: SELECTED_SETS }, () => new Float32Array(width << this.selectedBits));
     this.mapByNode = new ProbabilityMap(1 << this.bits, MAP_RATE);
     this.mapByTwoBefore = new ProbabilityMap(1 << sideBits, MAP_RATE);
   }
@@ -238,7 +252,7 @@ export class ContextMixingModel {
       this.historyCounts,
       this.weightsByOrder,
       this.weightsByNode,
-      this.weightsByPrevious,
+      ...this.weightsBySelected,
       this.mapByNode.cells,
       this.mapByTwoBefore.cells,
     ];
@@ -302,8 +316,7 @@ export class ContextMixingModel {
     out: Float32Array,
     massBefore?: Float64Array,
   ): Float32Array {
-    const hashes = contextHashes(context, known, wordSlot, this.shapes, this.hashes);
-    const previous = known > 0 ? context[known - 1] : -1;
+    this.readContexts(context, known, wordSlot);
     let above = 0;
     for (let g = 0; g < this.groups.length; g++) {
       const size = this.groups[g];
@@ -313,7 +326,7 @@ export class ContextMixingModel {
         const unlikely =
           massBefore !== undefined &&
           massBefore[Math.min(this.vocabSize, (prefix + 1) << below)] - massBefore[prefix << below] < UNLIKELY_MASS;
-        if (!unlikely) this.findSlots(hashes, g, prefix, false);
+        if (!unlikely) this.findSlots(g, prefix, false);
         for (let node = 1; node < 1 << size; node++) {
           const depth = 31 - Math.clz32(node);
           const path = (prefix << depth) | (node ^ (1 << depth));
@@ -324,7 +337,7 @@ export class ContextMixingModel {
             ? 0
             : unlikely
               ? 0.5
-              : this.predictBit(above + depth, path, node, previous);
+              : this.predictBit(above + depth, path, node);
         }
       }
       above += size;
@@ -337,21 +350,20 @@ export class ContextMixingModel {
    * -ln of the probability it gave `id` before learning it.
    */
   learnAt(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>, id: number): number {
-    const hashes = contextHashes(context, known, wordSlot, this.shapes, this.hashes);
-    const previous = known > 0 ? context[known - 1] : -1;
+    this.readContexts(context, known, wordSlot);
     let nats = 0;
     let above = 0;
     for (let g = 0; g < this.groups.length; g++) {
       const size = this.groups[g];
       const prefix = id >>> (this.bits - above);
-      this.findSlots(hashes, g, prefix, true);
+      this.findSlots(g, prefix, true);
       const value = (id >>> (this.bits - above - size)) & ((1 << size) - 1);
       let node = 1;
       for (let depth = 0; depth < size; depth++) {
         const bit = (value >>> (size - 1 - depth)) & 1;
         const path = (prefix << depth) | (node ^ (1 << depth));
         if (!onlyZeroBranch((1 << (above + depth)) | path, this.bits, this.vocabSize)) {
-          const p = this.predictBit(above + depth, path, node, previous);
+          const p = this.predictBit(above + depth, path, node);
           nats -= Math.log(bit ? p : 1 - p);
           this.update(node, bit);
         }
@@ -362,14 +374,23 @@ export class ContextMixingModel {
     return nats;
   }
 
+  /** Leaves the contexts at a position in `hashes` and `selectors`. */
+  private readContexts(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>): void {
+    contextHashes(context, known, wordSlot, this.shapes, this.hashes);
+    // The order-2 context's hash: two characters before, or 0 at the start.
+    this.selectors[0] = this.hashes[2];
+    this.selectors[1] = (shapeRuns(wordSlot) & SELECTING_RUNS_MASK) + 1;
+    this.selectors[2] = currentWord(wordSlot);
+  }
+
   /**
    * Points `slots` at each input's slot for nibble group `g` under `prefix`: the one in its bucket
    * that holds its check, or (when `claim`) one given to it; else the base's for it, marked in
    * `inBase`; else -1.
    */
-  private findSlots(hashes: Uint32Array, g: number, prefix: number, claim: boolean): void {
+  private findSlots(g: number, prefix: number, claim: boolean): void {
     for (let i = 0; i < INPUTS; i++) {
-      const context = hashes[i];
+      const context = this.hashes[i];
       this.slots[i] = -1;
       this.inBase[i] = 0;
       if (context === 0) continue;
@@ -423,7 +444,7 @@ export class ContextMixingModel {
    * The probability that the bit at `node` (heap-numbered within its nibble) is 1, at `depth` bits
    * into the id with `path` the bits above it; leaves what update() needs in scratch.
    */
-  private predictBit(depth: number, path: number, node: number, previous: number): number {
+  private predictBit(depth: number, path: number, node: number): number {
     const n = INPUTS;
     let highest = 0;
     for (let i = 0; i < n; i++) {
@@ -442,13 +463,20 @@ export class ContextMixingModel {
     const heapNode = (1 << depth) | path;
     this.orderSet = (depth * (ORDERED_INPUTS + 1) + highest) * width;
     this.nodeSet = heapNode * width;
-    this.previousSet = (Math.imul((previous + 1) * 4096 + heapNode, 0x85ebca6b) >>> (32 - this.sideBits)) * width;
+    for (let k = 0; k < SELECTED_SETS; k++) {
+      const hash = Math.imul(this.selectors[k] ^ Math.imul(heapNode + 1, 0x2545f491), 0x85ebca6b + 2 * k);
+      this.selectedSets[k] = ((hash ^ (hash >>> 15)) >>> (32 - this.selectedBits)) * width;
+    }
+    const [twoBeforeWeights, runsWeights, wordWeights] = this.weightsBySelected;
+    const [twoBeforeSet, runsSet, wordSet] = this.selectedSets;
     let dot = 0;
     for (let i = 0; i <= n; i++) {
       const weight =
         this.weightsByOrder[this.orderSet + i] +
         this.weightsByNode[this.nodeSet + i] +
-        this.weightsByPrevious[this.previousSet + i];
+        twoBeforeWeights[twoBeforeSet + i] +
+        runsWeights[runsSet + i] +
+        wordWeights[wordSet + i];
       dot += weight * this.stretched[i];
     }
     dot = clampStretch(dot);
@@ -469,7 +497,7 @@ export class ContextMixingModel {
       const step = MIXER_RATE * error * this.stretched[i];
       this.weightsByOrder[this.orderSet + i] += step;
       this.weightsByNode[this.nodeSet + i] += step;
-      this.weightsByPrevious[this.previousSet + i] += step;
+      for (let k = 0; k < SELECTED_SETS; k++) this.weightsBySelected[k][this.selectedSets[k] + i] += step;
     }
     this.mapByNode.learn(bit);
     this.mapByTwoBefore.learn(bit);

@@ -108,9 +108,10 @@ const CONTEXTS_FORMAT = 'char-contexts';
 // Version 2 added the mixer's weights selected by the character before, and the map by the two before; 3 gave the first
 // group of an id's bits short slots of its own; 4 made the words' contexts ignore case (word-model.ts, wordLetters); 5
 // added the line's column as a context; 6 the shape of the characters before (characterShapes); 7 the shapes of the
-// runs before (shapeRuns); 8 the shapes of the runs the line began with (lineStartRuns). An earlier file's contexts are
+// runs before (shapeRuns); 8 the shapes of the runs the line began with (lineStartRuns); 9 selected the mixer's weight
+// sets by the two characters before, the last runs' shapes and the word being typed. An earlier file's contexts are
 // hashed otherwise, so it is refused, and the language server learns it again from the notes kept beside the model.
-const CONTEXTS_FORMAT_VERSION = 8;
+const CONTEXTS_FORMAT_VERSION = 9;
 /** The table's size follows the notes (a 64-byte bucket per two characters), within these bounds: 256 KB to 16 MB. */
 const MIN_TABLE_BITS = 12;
 const MAX_TABLE_BITS = 18;
