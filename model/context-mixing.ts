@@ -142,6 +142,8 @@ const INPUTS = CONTEXT_ORDERS.length + 7;
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
 /** The characters before that the contexts read. */
 export const CONTEXT_SPAN = CONTEXT_ORDERS[CONTEXT_ORDERS.length - 1];
+/** The input of the order-2 context, whose hash (two characters before, or 0 at the start) also selects a weight set and a map's row. */
+const TWO_BEFORE_INPUT = 1 + CONTEXT_ORDERS.indexOf(2);
 
 /**
  * The model. Its contexts at a position are read from the ids before it (most recent last) and
@@ -256,6 +258,11 @@ export class ContextMixingModel {
       this.mapByNode.cells,
       this.mapByTwoBefore.cells,
     ];
+  }
+
+  /** The mixer's weight sets selected by context (SELECTED_SETS of them), as learnt: what an ablation zeroes. */
+  selectedWeightSets(): readonly Float32Array[] {
+    return this.weightsBySelected;
   }
 
   /**
@@ -377,8 +384,7 @@ export class ContextMixingModel {
   /** Leaves the contexts at a position in `hashes` and `selectors`. */
   private readContexts(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>): void {
     contextHashes(context, known, wordSlot, this.shapes, this.hashes);
-    // The order-2 context's hash: two characters before, or 0 at the start.
-    this.selectors[0] = this.hashes[2];
+    this.selectors[0] = this.hashes[TWO_BEFORE_INPUT];
     this.selectors[1] = (shapeRuns(wordSlot) & SELECTING_RUNS_MASK) + 1;
     this.selectors[2] = currentWord(wordSlot);
   }
@@ -467,8 +473,13 @@ export class ContextMixingModel {
       const hash = Math.imul(this.selectors[k] ^ Math.imul(heapNode + 1, 0x2545f491), 0x85ebca6b + 2 * k);
       this.selectedSets[k] = ((hash ^ (hash >>> 15)) >>> (32 - this.selectedBits)) * width;
     }
-    const [twoBeforeWeights, runsWeights, wordWeights] = this.weightsBySelected;
-    const [twoBeforeSet, runsSet, wordSet] = this.selectedSets;
+    // Indexed reads rather than destructuring, which would go through an iterator on the innermost path.
+    const twoBeforeWeights = this.weightsBySelected[0];
+    const runsWeights = this.weightsBySelected[1];
+    const wordWeights = this.weightsBySelected[2];
+    const twoBeforeSet = this.selectedSets[0];
+    const runsSet = this.selectedSets[1];
+    const wordSet = this.selectedSets[2];
     let dot = 0;
     for (let i = 0; i <= n; i++) {
       const weight =
@@ -482,8 +493,7 @@ export class ContextMixingModel {
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(heapNode, dot);
-    // The order-2 context's hash: two characters before, or 0 at the start.
-    const twoBefore = this.hashes[2];
+    const twoBefore = this.hashes[TWO_BEFORE_INPUT];
     const row = Math.imul((twoBefore ^ Math.imul(heapNode, 0x2545f491)) >>> 0, 0x9e3779b1) >>> (32 - this.sideBits);
     const byTwoBefore = this.mapByTwoBefore.refine(row, dot);
     const p = (this.mixed + byNode + 2 * byTwoBefore) / 4;

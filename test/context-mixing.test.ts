@@ -328,8 +328,7 @@ test('the weight sets selected by the two characters before, the runs and the wo
   const costOfRest = (withoutSelectedSets: boolean) => {
     const model = new ContextMixingModel(coded.size, wordLetters(coded), characterShapes(coded), 16);
     model.append(coded.encode(text));
-    // learnt()'s order: the table, the histories' map and counts, the sets by order and by node, then the selected ones.
-    if (withoutSelectedSets) for (const weights of model.learnt().slice(5, 8)) weights.fill(0);
+    if (withoutSelectedSets) for (const weights of model.selectedWeightSets()) weights.fill(0);
     // What the random letters and digits cost drowns the rest: only the marks, spaces and line breaks are counted.
     let nats = 0;
     for (const char of rest) {
