@@ -3,13 +3,13 @@
 import {
   DOCUMENT_NGRAM_WINDOW,
   DocumentSource,
-  LAST_STAGE_SELECTORS,
   documentNgram,
+  newLastStage,
   OPENER_NGRAM_ORDER,
   openerNgram,
 } from '../model/mixture';
 import { AdaptiveEscape, EscapeModel } from '../model/escape';
-import { BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from '../model/bitwise-mixer';
+import type { BitwiseMixer } from '../model/bitwise-mixer';
 import type { CarriedMixing } from '../model/carried-mixing';
 import type { ContextMixingModel } from '../model/context-mixing';
 import { MatchModel } from '../model/match-model';
@@ -61,7 +61,7 @@ export class DocumentNgram implements DocumentSource {
   get lastStage(): BitwiseMixer | undefined {
     if (!this.online) return undefined;
     if (!this.lastStageMixer) {
-      this.lastStageMixer = new BitwiseMixer(this.vocabulary.size, LAST_STAGE_INITIAL_WEIGHTS, LAST_STAGE_SELECTORS);
+      this.lastStageMixer = newLastStage(this.vocabulary.size);
       this.carried?.startLastStage(this.lastStageMixer);
     }
     return this.lastStageMixer;
@@ -81,7 +81,7 @@ export class DocumentNgram implements DocumentSource {
     if (online) {
       this.match = new MatchModel();
       this.words = new WordModel(wordLetters(vocabulary));
-      this.online = new OnlineMixer();
+      this.online = new OnlineMixer(vocabulary.size);
       carried?.startOnline(this.online);
       this.escape = new AdaptiveEscape(escapeBase);
     }

@@ -82,9 +82,13 @@ export class BitwiseMixer {
    * as well changed nothing measurable (docs/measurements.md).
    */
   startFrom(other: BitwiseMixer): void {
-    this.shared.set(other.shared);
-    this.byNode.set(other.byNode);
-    this.bySelector.set(other.bySelector);
+    const mine = this.weightArrays();
+    other.weightArrays().forEach((weights, i) => mine[i].set(weights));
+  }
+
+  /** Its weights, in a fixed order, each array as long for every mixer made alike: what is saved. */
+  weightArrays(): Float32Array[] {
+    return [this.shared, this.byNode, this.bySelector];
   }
 
   /**

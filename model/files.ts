@@ -141,6 +141,40 @@ export function replaceAtomically(dir: string, tmpName: string, finalName: strin
   syncDirectory(dir);
 }
 
+/**
+ * Writes `name` in `dir` atomically as a little-endian u32 length, that many bytes of `header` as
+ * JSON (what readJsonHeader reads), then `payload`. Each writer has a temporary of its own: a write
+ * opens it exclusively and a failed one removes it, so with a shared name two processes saving at
+ * once (a trainer and a language server, two windows' servers) would both fail.
+ */
+export function writeHeadedFile(dir: string, name: string, header: object, payload: Uint8Array): void {
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(json.length, 0);
+  replaceAtomically(dir, `.${name}.tmp-${randomSuffix()}`, name, Buffer.concat([length, json, payload]));
+  removeStrayTemporaries(dir, `.${name}.tmp-`);
+}
+
+/** The bytes of `arrays` one after another, as this host lays them out: a payload for writeHeadedFile. */
+export function bytesOfArrays(arrays: ArrayBufferView[]): Buffer {
+  return Buffer.concat(arrays.map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+}
+
+/**
+ * Fills `arrays` from `bytes`, as bytesOfArrays() laid them out, copying, since a file's bytes need
+ * not be aligned for its floats; returns how many bytes that took.
+ */
+export function fillArrays(arrays: ArrayBufferView[], bytes: Uint8Array): number {
+  let offset = 0;
+  for (const array of arrays) {
+    new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(
+      bytes.subarray(offset, offset + array.byteLength),
+    );
+    offset += array.byteLength;
+  }
+  return offset;
+}
+
 // Makes the renames themselves durable, not only the files' contents.
 function syncDirectory(dir: string): void {
   let fd: number;

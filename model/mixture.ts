@@ -24,7 +24,7 @@ import {
   wordLetters,
   wordsDistribution,
 } from './word-model';
-import { BitwiseInput, BitwiseMixer } from './bitwise-mixer';
+import { BitwiseInput, BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from './bitwise-mixer';
 import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
@@ -33,6 +33,9 @@ export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /** The last stage's weights are selected by the match's length, in these many doubling buckets, by the character before's class. */
 const LAST_STAGE_MATCH_BUCKETS = 8;
 export const LAST_STAGE_SELECTORS = LAST_STAGE_MATCH_BUCKETS * PREVIOUS_CLASSES;
+/** A document's last stage, as it starts before anything is carried into it. */
+export const newLastStage = (vocabSize: number): BitwiseMixer =>
+  new BitwiseMixer(vocabSize, LAST_STAGE_INITIAL_WEIGHTS, LAST_STAGE_SELECTORS);
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
 const MAX_ORDER_FEATURE = 8;
 /**

@@ -6,13 +6,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ContextMixingModel } from './context-mixing';
 import {
+  bytesOfArrays,
   fileSignature,
+  fillArrays,
   ModelFormatError,
   randomSuffix,
   removeStrayTemporaries,
   readJsonHeader,
   readRegularFile,
   replaceAtomically,
+  writeHeadedFile,
 } from './files';
 import { vocabularyHash } from './ngram-format';
 import { MatchModel } from './match-model';
@@ -166,7 +169,7 @@ export function learnNotesContexts(
  * then its arrays in learnt() order, as this host lays them out (hosts are little-endian).
  */
 export function saveNotesContexts(dir: string, contexts: ContextMixingModel, vocabulary: Vocabulary): void {
-  const payload = Buffer.concat(contexts.learnt().map((a) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)));
+  const payload = bytesOfArrays(contexts.learnt());
   const header: ContextsHeader = {
     format: CONTEXTS_FORMAT,
     formatVersion: CONTEXTS_FORMAT_VERSION,
@@ -175,18 +178,7 @@ export function saveNotesContexts(dir: string, contexts: ContextMixingModel, voc
     tableBits: contexts.tableBits,
     sha256: sha256Hex(payload),
   };
-  const json = Buffer.from(JSON.stringify(header), 'utf8');
-  const length = Buffer.alloc(4);
-  length.writeUInt32LE(json.length, 0);
-  // Each writer its own temporary: a write opens it exclusively and a failed one removes it, so with a shared name
-  // a trainer and a relearning process saving at once would both fail.
-  replaceAtomically(
-    dir,
-    `.${NOTES_CONTEXTS_FILE}.tmp-${randomSuffix()}`,
-    NOTES_CONTEXTS_FILE,
-    Buffer.concat([length, json, payload]),
-  );
-  removeStrayTemporaries(dir, `.${NOTES_CONTEXTS_FILE}.tmp-`);
+  writeHeadedFile(dir, NOTES_CONTEXTS_FILE, header, payload);
 }
 
 /**
@@ -242,13 +234,7 @@ export function loadNotesContexts(dir: string, vocabulary: Vocabulary): ContextM
   const expected = tableBytes + arrays.reduce((sum, a) => sum + a.byteLength, 0);
   if (payload.length !== expected)
     throw fail(`${NOTES_CONTEXTS_FILE} holds ${payload.length} bytes where its header needs ${expected}`);
-  let offset = tableBytes;
-  for (const array of arrays) {
-    new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(
-      payload.subarray(offset, offset + array.byteLength),
-    );
-    offset += array.byteLength;
-  }
+  fillArrays(arrays, payload.subarray(tableBytes));
   contexts.loaded();
   return contexts;
 }

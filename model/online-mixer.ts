@@ -98,29 +98,33 @@ export class OnlineMixer {
    * A second weight set, selected by the character before: after "q" or "'" a part that knows the
    * spelling is worth more than one that knows the topic, and a few classes cannot say so.
    */
-  private byPrevious = new Float32Array(0);
+  private readonly byPrevious: Float32Array;
   /** Likewise by the two characters before: "e " and "o " begin different words. */
-  private byTwoBefore = new Float32Array(0);
+  private readonly byTwoBefore = new Float32Array((1 << TWO_BEFORE_BITS) * K);
   private readonly weights = new Float32Array(K);
   /** How many characters it has learnt from. */
   learnt = 0;
 
-  constructor() {
+  constructor(private readonly vocabularySize: number) {
     this.shared[MIXTURE] = 1;
+    this.byPrevious = new Float32Array(vocabularySize * K);
+  }
+
+  /** Its weights, in a fixed order, each array as long for every mixer of the same vocabulary's size: what is saved. */
+  weightArrays(): Float32Array[] {
+    return [this.shared, this.selected, this.byPrevious, this.byTwoBefore];
   }
 
   /** Takes the weights `other` has learnt as its own, to learn on from there. */
   startFrom(other: OnlineMixer): void {
-    this.shared.set(other.shared);
-    this.selected.set(other.selected);
-    this.byPrevious = other.byPrevious.slice();
-    this.byTwoBefore = other.byTwoBefore.slice();
+    const mine = this.weightArrays();
+    other.weightArrays().forEach((weights, i) => mine[i].set(weights));
   }
 
   /** Mixes the inputs into `out` as log-probabilities; returns out. */
   mix(inputs: OnlineInputs, out: Float32Array): Float32Array {
     const V = out.length;
-    const w = this.weightsFor(inputs, V);
+    const w = this.weightsFor(inputs);
     out.fill(0);
     const vectors = logVectors(inputs);
     for (let k = 0; k < vectors.length; k++) {
@@ -156,7 +160,7 @@ export class OnlineMixer {
     if (notesMatch.length > 0)
       gradient[NOTES_MATCH] = Math.exp(mixed[notesMatch.id]) - (notesMatch.id === target ? 1 : 0);
     const set = this.setOf(inputs) * K;
-    const previous = this.previousSetOf(inputs, mixed.length);
+    const previous = this.previousSetOf(inputs);
     const twoBefore = this.twoBeforeSetOf(inputs);
     for (let k = 0; k < K; k++) {
       const g = Math.max(-20, Math.min(20, gradient[k]));
@@ -168,10 +172,10 @@ export class OnlineMixer {
     this.learnt++;
   }
 
-  private weightsFor(inputs: OnlineInputs, vocabularySize: number): Float32Array {
+  private weightsFor(inputs: OnlineInputs): Float32Array {
     const set = this.setOf(inputs) * K;
     for (let k = 0; k < K; k++) this.weights[k] = this.shared[k] + this.selected[set + k];
-    const previous = this.previousSetOf(inputs, vocabularySize);
+    const previous = this.previousSetOf(inputs);
     if (previous >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byPrevious[previous + k];
     const twoBefore = this.twoBeforeSetOf(inputs);
     if (twoBefore >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byTwoBefore[twoBefore + k];
@@ -181,15 +185,13 @@ export class OnlineMixer {
   /** Where the weights selected by the two characters before start, or -1 where there are not two. */
   private twoBeforeSetOf(inputs: OnlineInputs): number {
     if (inputs.previousId < 0 || inputs.twoBeforeId < 0) return -1;
-    if (this.byTwoBefore.length === 0) this.byTwoBefore = new Float32Array((1 << TWO_BEFORE_BITS) * K);
     const hash = Math.imul(inputs.twoBeforeId * 65_536 + inputs.previousId + 1, 0x9e3779b1) >>> 0;
     return (hash >>> (32 - TWO_BEFORE_BITS)) * K;
   }
 
   /** Where the weights selected by the character before start, or -1 where there is none. */
-  private previousSetOf(inputs: OnlineInputs, vocabularySize: number): number {
-    if (inputs.previousId < 0 || inputs.previousId >= vocabularySize) return -1;
-    if (this.byPrevious.length !== vocabularySize * K) this.byPrevious = new Float32Array(vocabularySize * K);
+  private previousSetOf(inputs: OnlineInputs): number {
+    if (inputs.previousId < 0 || inputs.previousId >= this.vocabularySize) return -1;
     return inputs.previousId * K;
   }
 

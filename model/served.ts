@@ -4,12 +4,21 @@ import type { EscapeModel } from './escape';
 import { loadModel, SavedModel } from './format';
 import { LearnedNotes } from './learned';
 import { Mixer, MixerFormatError } from './mixer';
-import { emptyNotesNgram, MIXER_SHAPE, MixtureParts, MixturePredictor, DocumentSource, priorMixer } from './mixture';
+import {
+  emptyNotesNgram,
+  MIXER_SHAPE,
+  MixtureParts,
+  MixturePredictor,
+  DocumentSource,
+  newLastStage,
+  priorMixer,
+} from './mixture';
 import type { NgramModel } from './ngram';
 import { loadNgram, NgramFormatError } from './ngram-format';
 import { LstmPredictor, Predictor } from './predictor';
 import { AdaptedLstms } from './lstm-adaptation';
 import { CarriedMixing } from './carried-mixing';
+import { OnlineMixer } from './online-mixer';
 import { ModelFormatError } from './files';
 import { emptyNotesReaders, loadNotesContexts, loadNotesReaders, NotesReaders } from './notes-text';
 
@@ -42,9 +51,11 @@ export interface ServedModel {
 /**
  * Loads the model in `dir`. The LSTM must load (it throws ModelFormatError otherwise); a missing,
  * corrupt or mismatched n-gram, gate or learnt-notes file only leaves that part out, and says why
- * in `warnings`.
+ * in `warnings`. With `carryMixing`, new documents start from the mixing that earlier sessions
+ * kept beside the model (carried-mixing.ts), and the model keeps its own there (`mixture.carriedMixing.save()`);
+ * without it, from the trained mixture, as a figure that must not depend on what a server did before needs.
  */
-export function loadServedModel(dir: string): ServedModel {
+export function loadServedModel(dir: string, { carryMixing = false } = {}): ServedModel {
   const saved = loadModel(dir);
   const lstm = new LstmPredictor(saved);
   const lstmTrained = saved.metadata.lstmTrained !== false;
@@ -70,13 +81,22 @@ export function loadServedModel(dir: string): ServedModel {
     // A gate fitted with the notes' n-gram would trust the empty stand-in for it; the prior does not.
     mixer: mixer ?? priorMixer(),
     adaptedLstms: lstmTrained ? new AdaptedLstms(lstm) : undefined,
-    carriedMixing: new CarriedMixing(),
+    carriedMixing: carryMixing ? carriedFrom(dir, saved, warnings) : new CarriedMixing(),
   };
   const dispose = () => {
     mixture.adaptedLstms?.dispose();
     lstm.dispose();
   };
   return { saved, lstm, mixture, hasNotes: !!notes, learned, lstmTrained, contextsRebuildable, warnings, dispose };
+}
+
+/** The mixing kept in `dir` by earlier sessions of this model, where there is any, and that keeps its own there. */
+function carriedFrom(dir: string, saved: SavedModel & { weightsFile: string }, warnings: string[]): CarriedMixing {
+  const { vocabulary } = saved;
+  const fresh = { online: new OnlineMixer(vocabulary.size), lastStage: newLastStage(vocabulary.size) };
+  const { carried, problem } = CarriedMixing.load({ dir, weightsFile: saved.weightsFile, vocabulary }, fresh);
+  if (problem) warnings.push(problem);
+  return carried;
 }
 
 /** The notes' n-gram in `dir`, or undefined (with a warning where one was expected). */

@@ -44,6 +44,9 @@ export class ModelHost {
   private rebuiltFor = '';
   /** The context model's file as it was at the last load, so that a new one (learnt again) is loaded. */
   private contextsFile = '';
+  /** When the carried mixing was last kept, and the last failure to keep it, which is logged once. */
+  private carriedKeptAt = -Infinity;
+  private carriedFailure = '';
 
   constructor(
     private readonly log: (message: string) => void,
@@ -63,8 +66,10 @@ export class ModelHost {
   reload(): void {
     const started = performance.now();
     this.loadedFile = fileSignature(modelFilePath(this.dir));
+    // The model loaded next (the same one, with new notes or context model, say) starts where this one's mixing is.
+    this.keepCarriedMixing({ now: true });
     try {
-      const next = loadServedModel(this.dir);
+      const next = loadServedModel(this.dir, { carryMixing: true });
       for (const warning of next.warnings) this.log(warning);
       this.model?.dispose();
       this.model = next;
@@ -84,6 +89,22 @@ export class ModelHost {
           : `could not load the model in ${this.dir}: ${(error as Error).message}`;
       this.log(this.model ? `${message}; still using the previously loaded model` : message);
       this.onChange(message, lstatSync(modelFilePath(this.dir), { throwIfNoEntry: false }) !== undefined);
+    }
+  }
+
+  /**
+   * Keeps the mixing that documents have taught beside the model, for the next session: at most once
+   * a minute unless `now`, since a server that learns in every pause would otherwise write in every pause.
+   */
+  keepCarriedMixing({ now = false } = {}): void {
+    const carried = this.model?.mixture.carriedMixing;
+    if (!carried || (!now && performance.now() - this.carriedKeptAt < KEEP_CARRIED_MS)) return;
+    try {
+      if (carried.save()) this.carriedKeptAt = performance.now();
+    } catch (error) {
+      const failure = `could not keep the mixing your documents taught beside the model: ${(error as Error).message}`;
+      if (failure !== this.carriedFailure) this.log(failure);
+      this.carriedFailure = failure;
     }
   }
 
@@ -239,11 +260,13 @@ export class ModelHost {
     this.rebuilding = undefined;
     child?.kill();
     this.dir = '';
+    this.keepCarriedMixing({ now: true });
     this.model?.dispose();
   }
 }
 
 const POLL_MS = 1000;
+const KEEP_CARRIED_MS = 60_000;
 /** The trainer's bundle, beside the server's (or one directory up from the tests' bundles). */
 const TRAINER_FILE = 'train.js';
 const SETTLE_MS = 250;

@@ -280,6 +280,7 @@ export class CharCompleteServer {
     }
     this.unlearnt.set(uri, document.getText());
     this.learnSaved();
+    this.host.keepCarriedMixing({ now: true });
   }
 
   /** Learns every saved note not learnt yet; what cannot be written now is tried again shortly, and at shutdown. */
@@ -411,6 +412,7 @@ export class CharCompleteServer {
   /** One piece of learning at a time, checking between pieces that the user is still away. */
   private async learnWhileIdle(): Promise<void> {
     const timer = this.idleLearnTimer;
+    this.host.keepCarriedMixing();
     for (const [uri, entry] of this.sessions) {
       // A session let go (or a model unloaded) while this waited is not learnt for.
       while (entry.session.learningPending && this.sessions.get(uri) === entry) {

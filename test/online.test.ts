@@ -2,7 +2,7 @@
 // notes' text kept for the match model.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   MATCH_MIN_LENGTH,
@@ -21,7 +21,8 @@ import { Vocabulary } from '../model/vocab';
 import { WORD_STATE_SIZE } from '../model/word-model';
 import { CompletionSession } from '../completion/session';
 import { DOCUMENT_MATCH_MAX_HISTORY, DocumentNgram } from '../completion/document-ngram';
-import { DOCUMENT_NGRAM_WINDOW } from '../model/mixture';
+import { DOCUMENT_NGRAM_WINDOW, newLastStage } from '../model/mixture';
+import { CARRIED_MIXING_FILE, CarriedMixing } from '../model/carried-mixing';
 import { DocumentStates } from '../completion/document-states';
 import { complete } from '../completion/complete';
 import { COMPLETION_DEFAULTS } from '../completion/options';
@@ -154,12 +155,12 @@ test('the online stage starts as the offline mixture, and learns to trust the pa
   const V = 20;
   const random = seededRandom(5);
   const probe = inputs(V, random);
-  const fresh = new OnlineMixer().mix(probe, new Float32Array(V));
+  const fresh = new OnlineMixer(V).mix(probe, new Float32Array(V));
   for (let y = 0; y < V; y++) assert.ok(Math.abs(fresh[y] - probe.mixture[y]) < 1e-5, 'untaught, it is the mixture');
 
   // A stream where the document's part puts most of its mass on what comes, and the mixture does not.
-  const mixer = new OnlineMixer();
-  const untaught = new OnlineMixer();
+  const mixer = new OnlineMixer(V);
+  const untaught = new OnlineMixer(V);
   let learnt = 0;
   let before = 0;
   for (let n = 0; n < 3000; n++) {
@@ -183,7 +184,7 @@ test('the weights selected by the characters before learn which part to trust af
   // After id 3 the document's part is right and the LSTM's wrong; after id 5 the other way round.
   // `seen` says where the mixer is told that id: as the character before, as the one before that, or nowhere.
   const lossOver = (seen: 'previous' | 'twoBefore' | 'neither') => {
-    const mixer = new OnlineMixer();
+    const mixer = new OnlineMixer(V);
     let loss = 0;
     for (let n = 0; n < 4000; n++) {
       const at = inputs(V, random);
@@ -344,7 +345,7 @@ function servedKnowingLines(seed: number, between = '\n') {
     learnNotesContexts(saved.vocabulary, saved.vocabulary.encode(`${warmUp}${between}${known}\n`.repeat(4))),
     saved.vocabulary,
   );
-  return { served: loadServedModel(dir), warmUp, known };
+  return { served: loadServedModel(dir), warmUp, known, dir };
 }
 
 /** A new session on `served` that has read `text` as typed up to `offset`, and what it suggests there. */
@@ -423,6 +424,61 @@ test("a new document's online stages start from the weights the document typed b
     secondAfterFirst < secondAlone.nats - 0.5,
     `the second note costs ${secondAfterFirst} nats after the first, ${secondAlone.nats} alone`,
   );
+});
+
+test('the mixing that documents taught is kept beside the model, and the next session starts from it', async () => {
+  const random = seededRandom(22);
+  const line = () => Array.from({ length: 50 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)]).join('');
+  const [first, second] = [line(), line()].map((l) => `${l}\n`.repeat(4));
+  const options = { learnFromSaves: false };
+  const { served: unused, dir } = servedKnowingLines(23);
+  unused.dispose();
+  const secondNoteCost = async (carryMixing: boolean) => {
+    const served = loadServedModel(dir, { carryMixing });
+    const { nats } = await scoreAsTyped(served, [second], options);
+    served.dispose();
+    return { nats, warnings: served.warnings };
+  };
+  const before = await secondNoteCost(true);
+  assert.doesNotMatch(before.warnings.join('\n'), /carried/, 'nothing kept yet, and nothing to warn of');
+
+  const earlier = loadServedModel(dir, { carryMixing: true });
+  await scoreAsTyped(earlier, [first], options);
+  assert.equal(earlier.mixture.carriedMixing!.save(), true, 'kept');
+  assert.equal(earlier.mixture.carriedMixing!.save(), false, 'nothing taught since');
+  earlier.dispose();
+  // The same model in a directory of its own, where both notes are typed in one session.
+  const { served: sameSession } = servedKnowingLines(23);
+  const inOneSession = (await scoreAsTyped(sameSession, [first, second], options)).nats;
+  sameSession.dispose();
+  const fresh = loadServedModel(dir);
+  const firstCost = (await scoreAsTyped(fresh, [first], options)).nats;
+  const { vocabulary } = fresh.saved;
+  fresh.dispose();
+
+  const after = await secondNoteCost(true);
+  assert.ok(after.nats < before.nats - 0.5, `the next session's note: ${after.nats} nats, ${before.nats} before`);
+  assert.ok(
+    Math.abs(after.nats - (inOneSession - firstCost)) < 1e-3,
+    `as after the first note in one session: ${after.nats} against ${inOneSession - firstCost}`,
+  );
+  assert.equal((await secondNoteCost(false)).nats, before.nats, 'a figure that asks for the trained mixture gets it');
+
+  const saved = readFileSync(join(dir, CARRIED_MIXING_FILE));
+  const damaged = Buffer.from(saved);
+  damaged[damaged.length - 3] ^= 0x40;
+  writeFileSync(join(dir, CARRIED_MIXING_FILE), damaged);
+  const fromDamaged = await secondNoteCost(true);
+  assert.equal(fromDamaged.nats, before.nats, 'a damaged file is left out');
+  assert.match(fromDamaged.warnings.join('\n'), /carried .*corrupt.*start from the trained mixture/);
+
+  writeFileSync(join(dir, CARRIED_MIXING_FILE), saved);
+  const stages = { online: new OnlineMixer(vocabulary.size), lastStage: newLastStage(vocabulary.size) };
+  const retrained = CarriedMixing.load({ dir, weightsFile: 'weights.0123456789ab.bin', vocabulary }, stages);
+  const started = new OnlineMixer(vocabulary.size);
+  retrained.carried.startOnline(started);
+  assert.equal(retrained.problem, undefined, 'a model trained again is not a problem');
+  assert.deepEqual(started.weightArrays(), new OnlineMixer(vocabulary.size).weightArrays(), 'it starts afresh');
 });
 
 test('a document whose lines end with CR LF is completed as the same text with LF', async () => {

@@ -2,11 +2,22 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
 import { COMPLETION_DEFAULTS } from '../completion/options';
+import { CARRIED_MIXING_FILE } from '../model/carried-mixing';
 import { LspSession, replayTypist } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 import { TINY_TRAINING_FLAGS } from './support/tiny-training';
@@ -284,6 +295,27 @@ test('the LSTM adapts to what is typed when the user pauses, and not without lea
     assert.match((await s.inline(URI, 3, 0)) ?? '', /^the/, 'and it still completes the line it knows');
     await s.shutdown();
   }
+});
+
+test('the mixing that typing taught is kept beside the model when the server ends, and the next server reads it', async () => {
+  const dir = join(root, 'carry-model');
+  cpSync(modelDir, dir, { recursive: true });
+  const file = join(dir, CARRIED_MIXING_FILE);
+  const s = start({ modelPath: dir });
+  await s.initialize();
+  await s.open(URI, '');
+  await replayTypist(s, URI, '', LINE.repeat(2));
+  const keptWhileTyping = existsSync(file) ? statSync(file).mtimeMs : 0;
+  await replayTypist(s, URI, LINE.repeat(2), LINE.repeat(3));
+  await s.shutdown();
+  assert.ok(existsSync(file) && statSync(file).mtimeMs > keptWhileTyping, 'kept at the end, with what was typed since');
+
+  const restarted = start({ modelPath: dir });
+  await restarted.initialize();
+  await restarted.open(URI, 'the quick br');
+  assert.equal(await restarted.inline(URI, 0, 12), AFTER_BR);
+  await restarted.shutdown();
+  assert.doesNotMatch(restarted.logs.join('\n'), /carried|could not keep/);
 });
 
 test('a note saved in a trusted workspace folder is learnt: its new word completes in another note, and after a restart', async () => {
