@@ -52,8 +52,9 @@ export interface ServedModel {
  * Loads the model in `dir`. The LSTM must load (it throws ModelFormatError otherwise); a missing,
  * corrupt or mismatched n-gram, gate or learnt-notes file only leaves that part out, and says why
  * in `warnings`. With `carryMixing`, new documents start from the mixing that earlier sessions
- * kept beside the model (carried-mixing.ts), and the model keeps its own there (`mixture.carriedMixing.save()`);
- * without it, from the trained mixture, as a figure that must not depend on what a server did before needs.
+ * kept beside the model (carried-mixing.ts), and the model keeps its own there
+ * (`mixture.carriedMixing.save()`); without it, from the trained mixture, which is what a figure
+ * needs that must not depend on what a server did before.
  */
 export function loadServedModel(dir: string, { carryMixing = false } = {}): ServedModel {
   const saved = loadModel(dir);

@@ -102,6 +102,8 @@ export class ModelHost {
     try {
       if (carried.save()) this.carriedKeptAt = performance.now();
     } catch (error) {
+      // Tried again at most once a minute too: a full disk would otherwise take a write in every pause.
+      this.carriedKeptAt = performance.now();
       const failure = `could not keep the mixing your documents taught beside the model: ${(error as Error).message}`;
       if (failure !== this.carriedFailure) this.log(failure);
       this.carriedFailure = failure;

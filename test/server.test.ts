@@ -316,6 +316,19 @@ test('the mixing that typing taught is kept beside the model when the server end
   assert.equal(await restarted.inline(URI, 0, 12), AFTER_BR);
   await restarted.shutdown();
   assert.doesNotMatch(restarted.logs.join('\n'), /carried|could not keep/);
+
+  // A file that cannot be replaced (a directory in its place): said once in the log, and completions go on.
+  rmSync(file);
+  mkdirSync(join(file, 'in-the-way'), { recursive: true });
+  const blocked = start({ modelPath: dir });
+  await blocked.initialize();
+  await blocked.open(URI, '');
+  await replayTypist(blocked, URI, '', LINE.repeat(2));
+  await blocked.open('file:///notes/other.md', 'the quick br');
+  assert.equal(await blocked.inline('file:///notes/other.md', 0, 12), AFTER_BR);
+  await blocked.shutdown();
+  const failures = blocked.logs.filter((line) => line.startsWith('could not keep the mixing'));
+  assert.equal(failures.length, 1, blocked.logs.join('\n'));
 });
 
 test('a note saved in a trusted workspace folder is learnt: its new word completes in another note, and after a restart', async () => {
