@@ -46,6 +46,11 @@ export class DocumentNgram implements DocumentSource {
   contexts?: ContextMixingModel;
   /** The characters outside the vocabulary that the n-grams' window holds, so that completions can name them. */
   escape?: AdaptiveEscape;
+  /**
+   * Whether what this document teaches the online stages is carried to the next documents, and so kept beside the
+   * model: off for a document whose saves would not be learnt either.
+   */
+  carriesMixing = true;
   private start = 0;
   private indexed = '';
   private readonly reader: OpenerReader;
@@ -90,6 +95,10 @@ export class DocumentNgram implements DocumentSource {
     this.reader = new OpenerReader(vocabulary, OPENER_NGRAM_ORDER - 1);
     this.readerSlot = new Float32Array(this.reader.size);
     this.reader.start(this.readerSlot);
+  }
+
+  taught(): void {
+    if (this.carriesMixing && this.online) this.carried?.taughtBy(this.online, this.lastStageMixer);
   }
 
   /** The code point just before end, if any: what a completion starting there follows. */

@@ -65,6 +65,11 @@ export class CompletionSession {
     return crLf ? withCrLfLineEnds(offered) : offered;
   }
 
+  /** Whether what this document teaches the mixing carries on to the next documents and is kept beside the model. */
+  set carriesMixing(carries: boolean) {
+    this.document.carriesMixing = carries;
+  }
+
   /** Forgets the suggestion on show, as when the settings that chose it change. */
   forgetShown(): void {
     this.shown = undefined;

@@ -147,6 +147,8 @@ export interface DocumentSource {
   /** The characters outside the vocabulary that the document has shown, and the code point it ends with. */
   readonly escape?: AdaptiveEscape;
   readonly lastCodePoint?: number;
+  /** The online stages have learnt a character: where the document's teaching is carried, the next documents start from it. */
+  taught?(): void;
 }
 
 /**
@@ -354,15 +356,14 @@ export class MixturePredictor implements Predictor {
     if (lastStage) {
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
-      this.parts.carriedMixing?.taughtBy(online, lastStage);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const known = before.state[this.lstmSize];
       const context = before.state.subarray(this.openerStart - known, this.openerStart);
       contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);
     } else {
       online.learn(this.online, mixed, id);
-      this.parts.carriedMixing?.taughtBy(online, undefined);
     }
+    this.document.taught?.();
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
     this.adaptation?.observe(before.state.subarray(0, this.lstmSize), id);
   }

@@ -272,7 +272,7 @@ export class CharCompleteServer {
   didSave(uri: URI): void {
     const document = this.documents.get(uri);
     if (!this.settings.learnFromSaves || !this.host.model?.learned || !document || !this.serves(document)) return;
-    if (!this.learnableFolders.some((folder) => uri.startsWith(folder))) return;
+    if (!this.inLearnableFolder(uri)) return;
     const excludedBy = this.exclusionRule(uri);
     if (excludedBy) {
       this.log(`Not learning from ${uri}: excluded by ${excludedBy}`);
@@ -322,6 +322,18 @@ export class CharCompleteServer {
       type: MessageType.Warning,
       message: `Char Complete: ${message}`,
     });
+  }
+
+  private inLearnableFolder(uri: string): boolean {
+    return this.learnableFolders.some((folder) => uri.startsWith(folder));
+  }
+
+  /**
+   * Whether what typing `uri` teaches the mixing may carry on to other documents, and so be kept beside the model: as
+   * for learning from its saves, so that nothing kept on disk was learnt from a document the user keeps out.
+   */
+  private carriesMixing(uri: string): boolean {
+    return this.settings.learnFromSaves && this.inLearnableFolder(uri) && this.exclusionRule(uri) === undefined;
   }
 
   /**
@@ -467,7 +479,10 @@ export class CharCompleteServer {
       this.log(`charComplete.backend changed to ${settings.backend}; it applies when the server restarts`);
     }
     this.settings = settings;
-    for (const { session } of this.sessions.values()) session.forgetShown();
+    for (const [uri, { session }] of this.sessions) {
+      session.forgetShown();
+      session.carriesMixing = this.carriesMixing(uri);
+    }
     const c = settings.completion;
     this.log(
       `Settings: mode=${c.mode} beamWidth=${c.beamWidth} temperature=${c.temperature} maxChars=${c.maxChars} stopAt=${c.stopAt} minConfidence=${c.minConfidence} seed=${c.seed}`,
@@ -557,6 +572,7 @@ export class CharCompleteServer {
     const learning = this.settings.learnWhileTyping;
     if (!entry || entry.generation !== this.host.generation || entry.learning !== learning) {
       entry = { generation: this.host.generation, learning, session: new CompletionSession(model, learning) };
+      entry.session.carriesMixing = this.carriesMixing(uri);
     }
     // Most recently used last, so that the least recently used is the one let go.
     this.sessions.delete(uri);

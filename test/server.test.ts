@@ -297,11 +297,30 @@ test('the LSTM adapts to what is typed when the user pauses, and not without lea
   }
 });
 
+test('a document whose saves would not be learnt teaches nothing that is kept beside the model', async () => {
+  const dir = join(root, 'kept-out-model');
+  cpSync(modelDir, dir, { recursive: true });
+  const file = join(dir, CARRIED_MIXING_FILE);
+  const keptOut = [
+    { settings: { exclude: ['private/**'] }, uri: 'file:///notes/private/diary.md' },
+    { settings: {}, uri: 'file:///elsewhere/fox.md' },
+    { settings: { learnFromSaves: false }, uri: URI },
+  ];
+  for (const { settings, uri } of keptOut) {
+    const s = start({ modelPath: dir, ...settings }, false, ['file:///notes']);
+    await s.initialize();
+    await s.open(uri, '');
+    await replayTypist(s, uri, '', LINE.repeat(2));
+    await s.shutdown();
+    assert.equal(existsSync(file), false, `${uri} with ${JSON.stringify(settings)} taught the kept mixing`);
+  }
+});
+
 test('the mixing that typing taught is kept beside the model when the server ends, and the next server reads it', async () => {
   const dir = join(root, 'carry-model');
   cpSync(modelDir, dir, { recursive: true });
   const file = join(dir, CARRIED_MIXING_FILE);
-  const s = start({ modelPath: dir });
+  const s = start({ modelPath: dir }, false, ['file:///notes']);
   await s.initialize();
   await s.open(URI, '');
   await replayTypist(s, URI, '', LINE.repeat(2));
@@ -320,7 +339,7 @@ test('the mixing that typing taught is kept beside the model when the server end
   // A file that cannot be replaced (a directory in its place): said once in the log, and completions go on.
   rmSync(file);
   mkdirSync(join(file, 'in-the-way'), { recursive: true });
-  const blocked = start({ modelPath: dir });
+  const blocked = start({ modelPath: dir }, false, ['file:///notes']);
   await blocked.initialize();
   await blocked.open(URI, '');
   await replayTypist(blocked, URI, '', LINE.repeat(2));
