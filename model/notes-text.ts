@@ -115,15 +115,19 @@ const CONTEXTS_FORMAT = 'char-contexts';
 // sets by the two characters before, the last runs' shapes and the word being typed. An earlier file's contexts are
 // hashed otherwise, so it is refused, and the language server learns it again from the notes kept beside the model.
 const CONTEXTS_FORMAT_VERSION = 9;
-/** The table's size follows the notes (a 64-byte bucket per two characters), within these bounds: 256 KB to 16 MB. */
-const MIN_TABLE_BITS = 12;
-const MAX_TABLE_BITS = 18;
 /**
- * Notes of more characters than this get a table half the largest (8 MB): their other served
- * structures (the n-gram, the match and word models) take the room, and the server's memory bound is
- * measured with 10 MB of notes.
+ * The table's size follows the notes (a 64-byte bucket per character), within these bounds: 256 KB to 64 MB. A table
+ * the notes overfill forgets contexts they teach, which costs what is served too (docs/measurements.md, twenty-ninth
+ * session), so memory is spent here up to where the notes' other structures need it.
+ */
+const MIN_TABLE_BITS = 12;
+const MAX_TABLE_BITS = 20;
+/**
+ * Notes of more characters than this get an 8 MB table: their other served structures (the n-gram, the match and
+ * word models) take the room, and the server's memory bound is measured with 10 MB of notes.
  */
 const LARGE_NOTES_CHARS = 6e6;
+const LARGE_NOTES_TABLE_BITS = 17;
 const MAX_CONTEXTS_HEADER_BYTES = 4096;
 const RETRAIN = 'retrain with `npm run train` to rebuild it (`--resume` keeps what the LSTM has learnt)';
 /** Where the notes text is kept beside the model, the context model is learnt again from it without retraining. */
@@ -143,10 +147,9 @@ const sha256Hex = (bytes: Uint8Array) => crypto.createHash('sha256').update(byte
 
 /** The table (2^bits buckets) that the context model of notes of `chars` characters gets. */
 export const contextsTableBits = (chars: number): number =>
-  Math.max(
-    MIN_TABLE_BITS,
-    Math.min(MAX_TABLE_BITS - (chars > LARGE_NOTES_CHARS ? 1 : 0), Math.ceil(Math.log2(Math.max(1, chars / 2)))),
-  );
+  chars > LARGE_NOTES_CHARS
+    ? LARGE_NOTES_TABLE_BITS
+    : Math.max(MIN_TABLE_BITS, Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, chars)))));
 
 /** The context-mixing model of `ids`, the notes' text, with a table sized for them (or of 2^tableBits buckets). */
 export function learnNotesContexts(
