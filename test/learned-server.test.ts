@@ -208,7 +208,7 @@ test('two servers on one model directory keep both windows’ notes and pick up 
 
 test('a retrain that fails on a full disk leaves every learnt note in place', async (t) => {
   const disk = folder('small-disk');
-  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk], { encoding: 'utf8' });
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', disk], { encoding: 'utf8' });
   if (mounted.status !== 0) {
     t.skip(`a tmpfs cannot be mounted here (${(mounted.stderr || mounted.error?.message || '').trim()}); run as root`);
     return;
@@ -224,7 +224,7 @@ test('a retrain that fails on a full disk leaves every learnt note in place', as
   await s.shutdown();
   const learnt = statSync(join(model, LEARNED_FILE)).size;
 
-  // Varied text, so its n-gram is larger than the space left.
+  // Varied text, so what the retrain writes (its n-gram, its context model) is larger than the space left.
   const bigCorpus = folder('big-corpus');
   const varied = madeUpWords(20_000, 5).join(' ');
   writeFileSync(join(bigCorpus, 'words.md'), varied);
