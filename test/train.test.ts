@@ -51,6 +51,27 @@ function smallOptions(paths: string[], out: string): TrainOptions {
   };
 }
 
+test("the validation figure shown while training is the best checkpoint's, so it never rises", async () => {
+  await selectBackend('wasm');
+  const dir = trainDir();
+  const notes = join(dir, 'notes.txt');
+  // Letters drawn at random: the LSTM can only overfit its training text, so later checkpoints validate worse.
+  let seed = 7;
+  const random = () => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) >>> 16) / 65_536;
+  writeFileSync(notes, Array.from({ length: 12_000 }, () => 'abcdefghijklmnop'[Math.floor(random() * 16)]).join(''));
+  const shown: number[] = [];
+  const options = { ...smallOptions([notes], join(dir, 'model')), epochs: 12, hidden: 64, lr: 3e-2 };
+  await train(options, {
+    info: () => {},
+    progress: (p) => {
+      if (p.validationBpc !== null) shown.push(p.validationBpc);
+    },
+  });
+  assert.ok(shown.length > 0, 'a figure was shown');
+  for (let i = 1; i < shown.length; i++)
+    assert.ok(shown[i] <= shown[i - 1] + 1e-12, `the figure rose from ${shown[i - 1]} to ${shown[i]}`);
+});
+
 test('a short training run measurably lowers the loss on a repetitive text', async () => {
   await selectBackend('wasm');
   const dir = trainDir();

@@ -43,6 +43,10 @@ export interface Progress {
   fraction: number;
   charsPerSecond: number;
   loss: number;
+  /**
+   * The best checkpoint's mixture on the periodic validation text: what a model saved now would serve. A checkpoint
+   * that validates worse leaves it as it is, so the figure never mixes the LSTM's with the mixture's.
+   */
   validationBpc: number | null;
   etaSeconds: number;
   epoch: number;

@@ -129,13 +129,10 @@ async function runTraining(
       nextEvaluation = budget.seconds
         ? elapsed() + Math.max(budget.evaluateEvery, 9 * evaluationSeconds)
         : step + Math.max(budget.evaluateEvery, Math.ceil((9 * evaluationSeconds * step) / trainingSeconds));
-      lastValidationBpc = nats === null ? null : nats / LN2;
       if (nats === null || !best || nats < best.nats) {
         const gate = periodic && scores ? periodic.fitGate(scores, mixer) : null;
-        if (gate) {
-          mixer = gate.mixer;
-          lastValidationBpc = gate.nats / LN2;
-        }
+        if (gate) mixer = gate.mixer;
+        lastValidationBpc = gate ? gate.nats / LN2 : null;
         const figures = { lstm: nats, ngram: periodic?.notesNats ?? null, mixture: gate?.nats ?? null };
         const { weights, optimizerState } = await engine.checkpoint();
         best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
