@@ -14,7 +14,11 @@ export const TRAIN_DEFAULTS = {
   trainingShare: 0.9,
   embed: DEFAULT_NETWORK.embed,
   seq: 64,
-  batch: 64,
+  /**
+   * Twice the steps of 64 streams for each character read, which a budget of minutes needs more than the wider
+   * batch's smoother gradient; on a CPU a step of 32 streams costs nearly half a step of 64 (docs/measurements.md).
+   */
+  batch: 32,
   /**
    * Constant with no warm-up until the decay: budgets of a few minutes end while the loss is still
    * falling steeply, where a warm-up or an early decay costs more per character than it gains (the
