@@ -16,6 +16,7 @@ import { Adam } from '../training/optimizer';
 import { loadOptimizerState, saveOptimizerState } from '../training/optimizer-state';
 import { NetworkConfig } from '../model/architecture';
 import { learningRateAt } from '../training/schedule';
+import { seededRandom } from '../model/random';
 import { tempDir } from './support/temp-dirs';
 import { randomModel } from './support/random-model';
 import { acquireRelearnLock, acquireTrainingLock, LockHeldError } from '../training/lock';
@@ -56,8 +57,7 @@ test("the validation figure shown while training is the best checkpoint's, so it
   const dir = trainDir();
   const notes = join(dir, 'notes.txt');
   // Letters drawn at random: the LSTM can only overfit its training text, so later checkpoints validate worse.
-  let seed = 7;
-  const random = () => ((seed = (Math.imul(seed, 1_103_515_245) + 12_345) >>> 0) >>> 16) / 65_536;
+  const random = seededRandom(7);
   writeFileSync(notes, Array.from({ length: 12_000 }, () => 'abcdefghijklmnop'[Math.floor(random() * 16)]).join(''));
   const shown: number[] = [];
   const options = { ...smallOptions([notes], join(dir, 'model')), epochs: 12, hidden: 64, lr: 3e-2 };

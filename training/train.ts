@@ -99,7 +99,6 @@ async function runTraining(
   let step = 0;
   let trainingSeconds = 0;
   let smoothedLoss = NaN;
-  let lastValidationBpc: number | null = null;
   let evaluationsWithoutImprovement = 0;
   let stoppedBy: TrainResult['stoppedBy'] = 'budget';
   let nextEvaluation = budget.evaluateEvery;
@@ -132,7 +131,6 @@ async function runTraining(
       if (nats === null || !best || nats < best.nats) {
         const gate = periodic && scores ? periodic.fitGate(scores, mixer) : null;
         if (gate) mixer = gate.mixer;
-        lastValidationBpc = gate ? gate.nats / LN2 : null;
         const figures = { lstm: nats, ngram: periodic?.notesNats ?? null, mixture: gate?.nats ?? null };
         const { weights, optimizerState } = await engine.checkpoint();
         best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
@@ -148,7 +146,7 @@ async function runTraining(
       fraction,
       charsPerSecond: charsOf(step) / trainingSeconds,
       loss: smoothedLoss,
-      validationBpc: lastValidationBpc,
+      validationBpc: best && best.figures.mixture !== null ? best.figures.mixture / LN2 : null,
       etaSeconds: fraction > 0 ? (elapsed() / fraction) * (1 - fraction) : NaN,
       epoch: Math.floor(step / engine.batchesPerEpoch) + 1,
     });
