@@ -91,7 +91,7 @@ export class LstmAdaptation {
   /**
    * `id` was typed and kept after a position whose LSTM state was `lstmState`. A segment holds
    * segment + 1 ids and the state just before the first: its step reads them in turn and is taught
-   * each but the first (whose prediction came from the position before).
+   * each but the first, which ended the segment before.
    */
   observe(lstmState: Float32Array, id: number): void {
     if (this.segment.length === 0) this.segmentStart = lstmState.slice();
@@ -99,8 +99,9 @@ export class LstmAdaptation {
     if (this.segment.length <= LSTM_ADAPTATION.segment) return;
     this.waiting.push({ start: this.segmentStart!, ids: Int32Array.from(this.segment) });
     if (this.waiting.length > LSTM_ADAPTATION.maxWaiting) this.waiting.shift();
-    this.segment = [];
-    this.segmentStart = undefined;
+    // The next segment starts from this id, so that the step from it to the id after is taught too.
+    this.segment = [id];
+    this.segmentStart = lstmState.slice();
   }
 
   get pending(): boolean {

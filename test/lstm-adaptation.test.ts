@@ -46,13 +46,30 @@ test('a document adapts its own copy of the LSTM to its text, and the shared wei
   assert.equal(adaptation.lstm, shared, 'it steps with the shared weights until it has learnt something');
 
   await observeAll(adaptation, shared, TEXT);
-  const segments = Math.floor([...TEXT].length / (LSTM_ADAPTATION.segment + 1));
+  const taught: number[] = [];
+  const copyFor = lstms.copyFor.bind(lstms);
+  const watched = new Set<LstmPredictor>();
+  lstms.copyFor = (owner) => {
+    const copy = copyFor(owner);
+    if (watched.has(copy)) return copy;
+    watched.add(copy);
+    const adapt = copy.adapt.bind(copy);
+    copy.adapt = (state, inputs, targets) => {
+      inputs.forEach((input, i) => taught.push(input, targets[i]));
+      return adapt(state, inputs, targets);
+    };
+    return copy;
+  };
+  const segments = Math.floor(([...TEXT].length - 1) / LSTM_ADAPTATION.segment);
   let steps = 0;
   while (adaptation.pending) {
     await adaptation.adaptNext();
     steps++;
   }
-  assert.equal(steps, segments, 'one step per segment of segment + 1 characters');
+  assert.equal(steps, segments, 'one step per segment characters typed, after the first');
+  const ids = shared.vocabulary.encode(TEXT);
+  const pairs = [...ids.subarray(0, segments * LSTM_ADAPTATION.segment)].flatMap((id, i) => [id, ids[i + 1]]);
+  assert.deepEqual(taught, pairs, 'every character typed is taught after the one before, once');
   assert.notEqual(adaptation.lstm, shared);
   const adapted = await read(adaptation.lstm, TEXT);
   assert.ok(adapted.nats < before.nats - 0.01, `${adapted.nats} nats/char after adapting, ${before.nats} before`);
