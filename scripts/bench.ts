@@ -1,5 +1,5 @@
 // npm run bench -- [--json] [--backend B] [--layers N --hidden N --batch N --seq N] [--model DIR]:
-// the figures the README quotes. Defaults: the 2×256 model at batch 64, seq 64.
+// the figures the README quotes. Defaults: the 2×256 model at the trainer's batch on a CPU, seq 64.
 import * as tf from '@tensorflow/tfjs';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,6 +25,7 @@ import {
   zeroState,
 } from '../model/network';
 import { timeTrainingStep, trainingProbe } from '../training/speed';
+import { TRAIN_DEFAULTS } from '../training/defaults';
 import { Vocabulary } from '../model/vocab';
 import { loadCorpus } from '../training/corpus';
 import { defaultCorpusPaths } from '../training/default-corpus';
@@ -39,7 +40,7 @@ import { LstmPredictor } from '../model/predictor';
 const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.join('|')}] [--engine torch] [--layers N] [--hidden N] [--batch N] [--seq N] [--steps N] [--model DIR] [--keystrokes N] [--no-server] [--no-online]
 
 --layers --hidden   model size for every figure (default 2×256)
---batch --seq       training batch (default 64 × 64)
+--batch --seq       training batch (default ${TRAIN_DEFAULTS.batch} × 64)
 --engine torch      also the PyTorch engine as the trainer drives it, and PyTorch's own loop, interleaved
 --model DIR         model for the server latency figures (default: the trained model in the user
                     data directory if it has the same size, else an untrained model of that size)
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
   const flag = (name: string, fallback: number, max: number) =>
     numberFlag(values[name] as string | undefined, name, 1, max, true, USAGE) ?? fallback;
   const trainSteps = flag('steps', 6, 1000);
-  const batchSize = flag('batch', 64, 4096);
+  const batchSize = flag('batch', TRAIN_DEFAULTS.batch, 4096);
   const seq = flag('seq', 64, 1024);
   const keystrokes = flag('keystrokes', 1000, 10_000);
   const say = (line: string) => {

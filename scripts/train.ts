@@ -27,7 +27,8 @@ PATH                files or folders of notes (default: the embedded default cor
 --out DIR           where to write the model (default: ${defaultModelDir()}); ~ is the home directory
 --minutes N         time budget            --epochs N      epoch budget
 --chars N           budget in training characters seen (one of the three)
---layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})  --batch N (${D.batch})
+--layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})
+--batch N (${D.batch} on a CPU, ${D.gpuBatch} on a GPU)
 --lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
 --dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
@@ -173,7 +174,7 @@ async function main(): Promise<number> {
     hidden: flag('hidden', 1, 8192, true),
     embed: flag('embed', 1, 8192, true),
     seq: flag('seq', 1, 100_000, true) ?? D.seq,
-    batch: flag('batch', 1, 100_000, true) ?? D.batch,
+    batch: flag('batch', 1, 100_000, true),
     lr: flag('lr', 1e-7, 1, false) ?? D.lr,
     decay: flag('decay', 0, 1, false) ?? D.decay,
     dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,

@@ -55,7 +55,7 @@ test('planning a time budget times each shape once, the default size serving bot
   const { measure, measured } = speeds((hidden) => (hidden <= 384 ? 1.5 : 0.5));
   const lines: string[] = [];
   const reporter = { info: (line: string) => lines.push(line), progress: () => {} };
-  const options = { batch: 64, seq: 64, dropout: 0.1, minutes: 10 } as TrainOptions;
+  const options = { batch: 64, seq: 64, dropout: 0.1, minutes: 10 } as TrainOptions & { batch: number };
   const run = { usingDefault: false, trainChars: 1e6, config: base, sizeGiven: false, measure };
   const plan = await planTraining(options, run, reporter);
   assert.equal(plan.config.hidden, 384);

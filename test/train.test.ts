@@ -22,6 +22,7 @@ import { randomModel } from './support/random-model';
 import { acquireRelearnLock, acquireTrainingLock, LockHeldError } from '../training/lock';
 import { splitCorpus } from '../training/split';
 import { loadCorpus } from '../training/corpus';
+import { trainingBatch } from '../training/dataset';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { loadNgram } from '../model/ngram-format';
 import { readNotesText } from '../model/notes-text';
@@ -70,6 +71,21 @@ test("the validation figure shown while training is the best checkpoint's, so it
   assert.ok(shown.length > 0, 'a figure was shown');
   for (let i = 1; i < shown.length; i++)
     assert.ok(shown[i] <= shown[i - 1] + 1e-12, `the figure rose from ${shown[i - 1]} to ${shown[i]}`);
+});
+
+test('a run trains the streams asked for, else the default of its device, and never more than the notes fill', () => {
+  const { batch, gpuBatch } = TRAIN_DEFAULTS;
+  assert.ok(gpuBatch > batch, 'a GPU takes more streams than a CPU');
+  assert.equal(trainingBatch(undefined, false, 1, 100_000), batch);
+  assert.equal(trainingBatch(undefined, true, 1, 100_000), gpuBatch);
+  // Each process of several takes the default share of its own.
+  assert.equal(trainingBatch(undefined, true, 4, 100_000), 4 * gpuBatch);
+  // Small notes shrink the batch, to a multiple of the processes, each of which must get an equal share.
+  assert.equal(trainingBatch(undefined, true, 4, 1_001), 1_000);
+  assert.equal(trainingBatch(undefined, false, 1, 20), 20);
+  // --batch wins on any device, shrunk only where the notes cannot fill it.
+  assert.equal(trainingBatch(48, true, 1, 100_000), 48);
+  assert.equal(trainingBatch(48, false, 1, 20), 20);
 });
 
 test('a short training run measurably lowers the loss on a repetitive text', async () => {
@@ -265,7 +281,8 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
   const dir = trainDir();
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
-  const small = ['--layers', '1', '--hidden', '8', '--embed', '4', '--seq', '8', '--batch', '4', '--epochs', '1'];
+  const shape = ['--layers', '1', '--hidden', '8', '--embed', '4', '--seq', '8', '--epochs', '1'];
+  const small = [...shape, '--batch', '4'];
   const forced = runTrainer([notes, '--out', join(dir, 'forced'), '--backend', 'webgpu', ...small]);
   if (forced.status === 0) {
     // A machine with a real GPU: then it must have been used.
@@ -280,12 +297,14 @@ test('--backend webgpu without a usable GPU fails with the reason, and auto fall
   assert.doesNotMatch(forced.stderr, /\n\s+at /, 'a reason, not a stack trace');
   // Where a Vulkan loader is installed but no GPU, Dawn's own warnings must not reach stderr:
   // the adapter is probed in a child whose stderr is dropped, and the outcome is one line.
-  const auto = runTrainer([notes, '--out', join(dir, 'auto'), ...small], {
+  const auto = runTrainer([notes, '--out', join(dir, 'auto'), ...shape], {
     ...process.env,
     XDG_RUNTIME_DIR: '/nonexistent',
   });
   assert.equal(auto.status, 0, auto.stderr);
   assert.match(auto.stdout, /Backend: wasm \(.*; no GPU: webgpu: [^\n]+\)\n/);
+  // Without --batch, a run on the CPU trains the CPU's default number of streams.
+  assert.match(auto.stdout, new RegExp(`\nModel: [^\n]*; batch ${TRAIN_DEFAULTS.batch}, seq 8,`));
   assert.doesNotMatch(auto.stderr, /XDG_RUNTIME_DIR|shaderUniform|Vulkan|vk[A-Z]/);
   if (process.platform === 'linux' && existsSync(join(__dirname, '..', 'dawn.node'))) {
     // A Vulkan loader that cannot load makes Dawn warn on stderr, as a machine without a GPU does.

@@ -26,7 +26,7 @@ export interface Plan {
  * search's first.
  */
 export async function planTraining(
-  options: TrainOptions,
+  options: TrainOptions & { batch: number },
   run: {
     usingDefault: boolean;
     trainChars: number;
@@ -52,7 +52,7 @@ export async function planTraining(
 }
 
 export async function chooseBudget(
-  options: Pick<TrainOptions, 'batch' | 'seq' | 'chars' | 'epochs' | 'minutes'>,
+  options: Pick<TrainOptions, 'seq' | 'chars' | 'epochs' | 'minutes'> & { batch: number },
   usingDefault: boolean,
   trainChars: number,
   measureSpeed: () => Promise<number>,

@@ -63,8 +63,8 @@ export interface Dataset {
   trainIds: Int32Array;
   validationIds: Int32Array;
   notes: NgramModel;
-  /** The training batch: the one asked for, shrunk for a small corpus. */
-  batch: number;
+  /** The most streams the training text fills with at least one batch each (trainingBatch() picks the run's). */
+  maxBatch: number;
   validationBatch: number;
   /** What each periodic validation scores: up to periodicValidationChars, so it stays a small share of the budget. */
   periodic?: ValidationSet;
@@ -112,10 +112,9 @@ export function prepareDataset(
     `N-gram: order ${notes.order}, ${notes.size.toLocaleString('en-US')} n-grams, built in ${((performance.now() - ngramStarted) / 1000).toFixed(1)} s`,
   );
 
-  // A small corpus shrinks the batch rather than being refused.
   const { seq } = options;
-  const batch = Math.min(options.batch, Math.floor((trainIds.length - 1) / seq));
-  if (batch < 1)
+  const maxBatch = Math.floor((trainIds.length - 1) / seq);
+  if (maxBatch < 1)
     throw new TrainInputError(
       `corpus too small: need at least ${seq + 1} chars of training text, got ${trainIds.length}`,
     );
@@ -138,7 +137,7 @@ export function prepareDataset(
     trainIds,
     validationIds,
     notes,
-    batch,
+    maxBatch,
     validationBatch,
     periodic: ValidationSet.of(
       periodicIds,
@@ -150,6 +149,17 @@ export function prepareDataset(
     finalIds: validationIds.subarray(0, finalLength),
     finalEscapeNats: validationEscapeNats.subarray(0, finalLength),
   };
+}
+
+/**
+ * The streams a run trains: --batch, else the default of the device that trains (a multiple of its
+ * processes, each of which takes an equal share), shrunk rather than refused for a small corpus.
+ */
+export function trainingBatch(asked: number | undefined, onGpu: boolean, processes: number, maxBatch: number): number {
+  if (asked !== undefined) return Math.min(asked, maxBatch);
+  const wanted = onGpu ? TRAIN_DEFAULTS.gpuBatch * processes : TRAIN_DEFAULTS.batch;
+  const fitting = Math.min(wanted, maxBatch);
+  return Math.max(1, fitting - (fitting % processes));
 }
 
 function countZeros(ids: Int32Array): number {

@@ -20,6 +20,11 @@ export const TRAIN_DEFAULTS = {
    */
   batch: 32,
   /**
+   * The streams of a run on a GPU when --batch is not given. A GPU takes a step of many streams in about the time of a
+   * step of few, so its characters per second grow with the batch, and a time budget reads many times more text.
+   */
+  gpuBatch: 256,
+  /**
    * Constant with no warm-up until the decay: budgets of a few minutes end while the loss is still
    * falling steeply, where a warm-up or an early decay costs more per character than it gains (the
    * recipe A/B against PyTorch in docs/measurements.md). The gradient clip guards the first updates.

@@ -19,8 +19,6 @@ export interface EngineSelection {
   notes: string[];
   /** The torch engine, started and waiting for its setup. */
   torch?: TorchEngine;
-  /** With torch: training chars per second of a shape on it, for the budget and the size search. */
-  measure?: (config: NetworkConfig) => Promise<number>;
 }
 
 export interface EngineContext {
@@ -63,7 +61,6 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
     description: `${torch.describe()} (${why})`,
     notes,
     torch,
-    measure: async (candidate) => (await torch.time(candidate, { batch, seq, dropout })).fastest,
   });
   if (choice === 'torch') return torchSelection('as asked');
   if (several) return torchSelection(`${world} processes asked for`);

@@ -20,7 +20,8 @@ export interface TrainOptions {
   hidden?: number;
   embed?: number;
   seq: number;
-  batch: number;
+  /** Parallel streams; undefined: the default of the device that trains (training/defaults.ts). */
+  batch?: number;
   lr: number;
   /** The last share of the budget over which the learning rate falls (training/schedule.ts). */
   decay: number;

@@ -23,7 +23,7 @@ import {
   resumedOptimizerState,
 } from './checkpoint';
 import { DOCUMENT_SEPARATOR } from './corpus';
-import { Dataset, prepareDataset, readNotes } from './dataset';
+import { Dataset, prepareDataset, readNotes, trainingBatch } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
@@ -66,23 +66,35 @@ async function runTraining(
   releases.push(claimModelDirectory(options.out));
   const resumed = options.resume ? openResumed(options, reporter) : undefined;
   const text = prepareDataset(corpus, resumed, options, reporter);
-  const { vocabulary, batch, periodic } = text;
-  const { seq } = options;
+  const { vocabulary, periodic } = text;
+  const { seq, dropout } = options;
 
-  // The plan: the backend and the engine, then the budget and the size it trains, timed on that engine.
+  // The plan: the backend and the engine, timed at a CPU's batch; then the batch of the device that
+  // trains, and the budget and the size it trains, timed on that engine at that batch.
   const requested = resumed?.config ?? shapeAsked(options, vocabulary.size);
-  const backend = await selectSequenceBackend(options.backend, trainingProbe(requested, batch, seq));
+  const processes = (options.torch?.processes ?? 1) * (options.torch?.nodes?.count ?? 1);
+  const probe = {
+    config: requested,
+    batch: trainingBatch(options.batch, false, processes, text.maxBatch),
+    seq,
+    dropout,
+  };
+  const backend = await selectSequenceBackend(options.backend, trainingProbe(requested, probe.batch, seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
   const sizeGiven = resumed !== undefined || options.hidden !== undefined;
-  const shape = { batch, seq, dropout: options.dropout };
-  const measure = async (candidate: NetworkConfig) => (await timeTrainingStep(candidate, shape)).fastest;
-  const chosen = await chooseEngine(options, { config: requested, ...shape }, measure, reporter, releases);
-  const trainedOn = chosen.torch ? `torch (${chosen.torch.info.device})` : backend.name;
-  const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure: chosen.measure };
-  const { budget, config } = await planTraining(options, run, reporter);
+  const chosen = await chooseEngine(options, probe, reporter, releases);
+  const torch = chosen.torch;
+  const onGpu = torch ? torch.info.device !== 'cpu' : backend.gpu;
+  const batch = trainingBatch(options.batch, onGpu, torch?.info.worldSize ?? 1, text.maxBatch);
+  const shape = { batch, seq, dropout };
+  const measure: SpeedMeasure = async (candidate) =>
+    (torch ? await torch.time(candidate, shape) : await timeTrainingStep(candidate, shape)).fastest;
+  const trainedOn = torch ? `torch (${torch.info.device})` : backend.name;
+  const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure };
+  const { budget, config } = await planTraining({ ...options, batch }, run, reporter);
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
-  const engine = await startEngine(config, text, options, resumed, chosen, reporter);
+  const engine = await startEngine(config, text, batch, options, resumed, chosen, reporter);
   const description = { options, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
@@ -214,20 +226,19 @@ function shapeAsked(options: TrainOptions, vocabSize: number): NetworkConfig {
 async function chooseEngine(
   options: TrainOptions,
   probe: StepShape & { config: NetworkConfig },
-  wasmSpeed: SpeedMeasure,
   reporter: TrainReporter,
   releases: Array<() => void>,
-): Promise<EngineSelection & { measure: SpeedMeasure }> {
+): Promise<EngineSelection> {
   const chosen = await selectEngine(options.engine ?? 'auto', {
     backend: options.backend,
     launch: options.torch ?? {},
     probe,
-    wasmSpeed: () => wasmSpeed(probe.config),
+    wasmSpeed: async () => (await timeTrainingStep(probe.config, probe)).fastest,
   });
   releases.push(() => void chosen.torch?.close());
   reporter.info(`Engine: ${chosen.description}`);
   for (const note of chosen.notes) reporter.info(`Note: ${note}`);
-  return { ...chosen, measure: chosen.measure ?? wasmSpeed };
+  return chosen;
 }
 
 /**
@@ -238,6 +249,7 @@ async function chooseEngine(
 async function startEngine(
   config: NetworkConfig,
   text: Dataset,
+  batch: number,
   options: TrainOptions,
   resumed: ResumedModel | undefined,
   chosen: EngineSelection,
@@ -254,7 +266,7 @@ async function startEngine(
   const setup: EngineSetup = {
     config,
     trainIds: text.trainIds,
-    batch: text.batch,
+    batch,
     seq,
     lr,
     dropout,
@@ -272,7 +284,7 @@ async function startEngine(
     ? await TorchLstmEngine.create(chosen.torch, setup, options.engine === 'torch' ? undefined : continueOnWasm)
     : new TfjsEngine(setup);
   reporter.info(
-    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${text.batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}`,
+    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}`,
   );
   return engine;
 }
