@@ -429,7 +429,14 @@ async function torchTraining(
     { length: batch * seq * 4 + 1 },
     (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)),
   );
-  const engine = await TorchLstmEngine.create(torch, { config, trainIds, ...shape, lr: 1e-3, seed: 1 });
+  const engine = await TorchLstmEngine.create(torch, {
+    config,
+    trainIds,
+    ...shape,
+    lr: 1e-3,
+    seed: 1,
+    averageShare: TRAIN_DEFAULTS.averageShare,
+  });
   try {
     for (let k = 0; k < 2; k++) await engine.step();
     const stepTimes: number[] = [];

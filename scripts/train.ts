@@ -30,6 +30,7 @@ PATH                files or folders of notes (default: the embedded default cor
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})
 --batch N (${D.batch} on a CPU, ${D.gpuBatch} on a GPU)
 --lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
+--average X (${D.averageShare}): the weights saved average over about the last X share of the steps (0: as they stand)
 --dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
 --engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
@@ -68,6 +69,7 @@ async function main(): Promise<number> {
       batch: { type: 'string' },
       lr: { type: 'string' },
       decay: { type: 'string' },
+      average: { type: 'string' },
       dropout: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
@@ -177,6 +179,7 @@ async function main(): Promise<number> {
     batch: flag('batch', 1, 100_000, true),
     lr: flag('lr', 1e-7, 1, false) ?? D.lr,
     decay: flag('decay', 0, 1, false) ?? D.decay,
+    average: flag('average', 0, 1, false) ?? D.averageShare,
     dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
     seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
     backend,

@@ -9,11 +9,12 @@ import { NgramModel } from '../model/ngram';
 import { TfjsEngine } from '../training/engine';
 import { lstmNats, scoreLstm, ValidationSet } from '../training/mixture-fit';
 import { CharLstm, parametersFromWeights } from '../model/network';
+import { averageRate } from '../training/schedule';
 import { timeTrainingStep } from '../training/speed';
 
 const config: NetworkConfig = { vocabSize: 12, embed: 4, hidden: 8, layers: 2 };
 const text = Int32Array.from({ length: 3 * 4 * 8 + 1 }, (_, i) => 1 + ((i * 5 + (i >> 3)) % 11));
-const setup = { config, trainIds: text, batch: 4, seq: 8, lr: 0.01, dropout: 0.2, seed: 7 };
+const setup = { config, trainIds: text, batch: 4, seq: 8, lr: 0.01, dropout: 0.2, seed: 7, averageShare: 0.5 };
 
 test('an engine started from a checkpoint takes the very step the saving engine would have taken next', async () => {
   await selectBackend('wasm');
@@ -28,9 +29,45 @@ test('an engine started from a checkpoint takes the very step the saving engine 
   assert.equal(await resumed.step(), await first.step());
   const [a, b] = [await first.checkpoint(), await resumed.checkpoint()];
   for (const [name, values] of a.weights) assert.deepEqual(b.weights.get(name), values, name);
+  // The average goes on from the saved one, and Adam from the weights it stepped, not from their average.
+  for (const [name, values] of a.optimizerState.trained!)
+    assert.deepEqual(b.optimizerState.trained!.get(name), values, name);
   assert.equal(b.optimizerState.step, 4);
   await first.dispose();
   await resumed.dispose();
+});
+
+test('the weights saved are the average of the weights trained, which training goes on from unchanged', async () => {
+  await selectBackend('wasm');
+  const averaging = new TfjsEngine(setup);
+  const plain = new TfjsEngine({ ...setup, averageShare: 0 });
+  let average = (await plain.checkpoint()).weights;
+  for (let step = 1; step <= 5; step++) {
+    assert.equal(await averaging.step(), await plain.step(), 'the same losses: averaging does not change training');
+    const trained = (await plain.checkpoint()).weights;
+    const rate = averageRate(step, setup.averageShare);
+    average = new Map(
+      [...average].map(([name, values]) => [name, values.map((a, i) => a + (trained.get(name)![i] - a) * rate)]),
+    );
+    const saved = await averaging.checkpoint();
+    for (const [name, values] of trained) assert.deepEqual(saved.optimizerState.trained!.get(name), values, name);
+    let worst = 0;
+    let moved = 0;
+    for (const [name, values] of average)
+      saved.weights.get(name)!.forEach((x, i) => {
+        worst = Math.max(worst, Math.abs(x - values[i]));
+        moved = Math.max(moved, Math.abs(x - trained.get(name)![i]));
+      });
+    assert.ok(worst < 1e-6, `step ${step}: the saved weights are ${worst} from the average`);
+    if (step > 1) assert.ok(moved > 1e-4, `step ${step}: the average lags the weights trained`);
+  }
+  assert.equal(
+    (await plain.checkpoint()).optimizerState.trained,
+    undefined,
+    'without averaging, one copy of the weights',
+  );
+  await averaging.dispose();
+  await plain.dispose();
 });
 
 test('load puts saved weights back, and the engine then scores as the saved model does', async () => {

@@ -59,6 +59,37 @@ test('a plausible state loads as saved', () => {
   assert.deepEqual(loaded.v, state.v);
 });
 
+test('the weights Adam steps load as saved beside the moments, and a state from before them loads without', () => {
+  const state = plausibleState();
+  state.trained = new Map(
+    parameterShapes(config).map(([name, shape]) => [
+      name,
+      new Float32Array(elementCount(shape)).map((_, i) => Math.cos(i)),
+    ]),
+  );
+  const dir = saved(state);
+  const loaded = loadOptimizerState(dir, config, WEIGHTS);
+  assert.ok(!('missing' in loaded));
+  assert.deepEqual(loaded.trained, state.trained);
+  assert.deepEqual(loaded.m, state.m);
+
+  // Version 1, as saved before the weights were averaged: moments alone, in the same shard layout.
+  const old = saved(plausibleState());
+  const file = join(old, OPTIMIZER_FILE);
+  const json = JSON.parse(readFileSync(file, 'utf8'));
+  delete json.trained;
+  json.formatVersion = 1;
+  writeFileSync(file, JSON.stringify(json));
+  const fromBefore = loadOptimizerState(old, config, WEIGHTS);
+  assert.ok(!('missing' in fromBefore), 'a version 1 state still loads');
+  assert.equal(fromBefore.trained, undefined, 'Adam goes on from the saved weights');
+  assert.deepEqual(fromBefore.v, plausibleState().v);
+
+  json.formatVersion = 3;
+  writeFileSync(file, JSON.stringify(json));
+  assertIgnored(old, /format version is not one this version reads \(1 or 2\)/);
+});
+
 test('negative second moments with a valid content hash are named and ignored', () => {
   const state = plausibleState();
   const [name] = parameterShapes(config)[1];

@@ -26,8 +26,8 @@ import { randomModel } from './support/random-model';
 import { tempDir } from './support/temp-dirs';
 import { scoreLstm } from '../training/mixture-fit';
 import { EngineSetup, TfjsEngine } from '../training/engine';
-import { Adam, ADAM_DEFAULTS } from '../training/optimizer';
-import { loadOptimizerState } from '../training/optimizer-state';
+import { Adam, ADAM_DEFAULTS, WeightAverage } from '../training/optimizer';
+import { loadOptimizerState, type OptimizerState } from '../training/optimizer-state';
 import { findPython, TorchEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
 import { TorchLstmEngine } from '../training/torch-lstm-engine';
 
@@ -56,6 +56,7 @@ function run(batch: number, seq: number, weights: Map<string, Float32Array>): To
     dropout: 0,
     seed: 1,
     adam: ADAM_DEFAULTS,
+    averageShare: 0,
     trainIds: ids,
     weights,
   };
@@ -118,46 +119,68 @@ test(
 );
 
 test(
-  'ten steps in the torch engine give the weights ten steps of the tfjs engine give',
+  'ten steps in the torch engine give the weights and their average that ten steps of the tfjs engine give, and a setup from its checkpoint goes on as tfjs does',
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
     const batch = 4;
     const seq = 16;
     const lr = 1e-2;
+    const averageShare = 0.3;
     const params = initialParameters(config, 7);
     const start = await readWeights(params);
 
     const model = new CharLstm(config, params);
     const optimizer = new Adam(params, ADAM_DEFAULTS);
+    const average = new WeightAverage(params, averageShare);
     const batcher = new StreamBatcher(ids, batch, seq);
     let state = zeroState(config, batch);
-    for (let k = 0; k < 10; k++) {
+    const tfjsAfter: Array<{ trained: Map<string, Float32Array>; average: Map<string, Float32Array> }> = [];
+    let tfjsAdam: OptimizerState | undefined;
+    for (let k = 0; k < 11; k++) {
+      if (k === 10) {
+        // A setup from a checkpoint starts its streams from a zero state.
+        disposeState(state);
+        state = zeroState(config, batch);
+      }
       const { inputs, targets } = batcher.batch(k % batcher.batchesPerEpoch);
       const result = await model.trainStep(inputs, targets, batch, seq, state, 0, k);
       disposeState(state);
       state = result.state;
       optimizer.apply(result.gradients, lr);
+      average.update(optimizer.step);
+      if (k >= 9) tfjsAfter.push({ trained: await readWeights(params), average: await average.read() });
+      if (k === 9) tfjsAdam = await optimizer.state();
     }
     disposeState(state);
-    const tfjsWeights = await readWeights(params);
-    const tfjsAdam = await optimizer.state();
     optimizer.dispose();
+    average.dispose();
     model.dispose();
 
     const engine = await TorchEngine.start({ device: 'cpu' });
+    const close = (name: string, a: Map<string, Float32Array>, b: Map<string, Float32Array>, tolerance: number) => {
+      const diff = relativeDifference(a, b);
+      t.diagnostic(`${name}: largest difference ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`);
+      assert.ok(diff.worst < tolerance, `${name}: ${diff.name} differs by ${diff.worst} of its largest weight`);
+    };
     try {
-      assert.equal(await engine.setup(run(batch, seq, start)), batcher.batchesPerEpoch);
+      assert.equal(await engine.setup({ ...run(batch, seq, start), averageShare }), batcher.batchesPerEpoch);
       const trained = await engine.train(0, Array(10).fill(lr));
       assert.equal(trained.losses.length, 10);
       assert.ok(trained.losses[9] < trained.losses[0], `loss ${trained.losses[0]} → ${trained.losses[9]}`);
       const { weights, optimizer: adam } = await engine.checkpoint();
-      const weightsDiff = relativeDifference(weights, tfjsWeights);
-      t.diagnostic(`largest difference: ${weightsDiff.worst.toExponential(2)} of ${weightsDiff.name}'s largest weight`);
-      assert.ok(weightsDiff.worst < 1e-4, `${weightsDiff.name} differs by ${weightsDiff.worst} of its largest weight`);
+      close('the average after 10 steps', weights, tfjsAfter[0].average, 1e-4);
+      close('the weights trained after 10 steps', adam.trained!, tfjsAfter[0].trained, 1e-4);
+      assert.ok(relativeDifference(weights, adam.trained!).worst > 1e-3, 'the average is not the weights trained');
       assert.equal(adam.step, 10);
-      const momentDiff = relativeDifference(adam.m, tfjsAdam.m);
+      const momentDiff = relativeDifference(adam.m, tfjsAdam!.m);
       assert.ok(momentDiff.worst < 1e-3, `Adam's m for ${momentDiff.name} differs by ${momentDiff.worst}`);
+
+      await engine.setup({ ...run(batch, seq, weights), averageShare, optimizer: adam });
+      await engine.train(10, [lr]);
+      const resumed = await engine.checkpoint();
+      close('the average one step after a setup from the checkpoint', resumed.weights, tfjsAfter[1].average, 1e-4);
+      close('the weights trained then', resumed.optimizer.trained!, tfjsAfter[1].trained, 1e-4);
     } finally {
       await engine.close();
     }
@@ -272,7 +295,7 @@ test(
   async () => {
     await selectBackend('wasm');
     const torch = await TorchEngine.start({ device: 'cpu' });
-    const setup = { config, trainIds: ids, batch: 4, seq: 16, lr: 1e-2, dropout: 0, seed: 2 };
+    const setup = { config, trainIds: ids, batch: 4, seq: 16, lr: 1e-2, dropout: 0, seed: 2, averageShare: 0.3 };
     const handedOver: EngineSetup[] = [];
     const engine = await TorchLstmEngine.create(torch, setup, (error, lastGood) => {
       assert.match(error.message, /killed by SIGKILL/);

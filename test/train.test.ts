@@ -46,6 +46,7 @@ function smallOptions(paths: string[], out: string): TrainOptions {
     batch: 8,
     lr: 1e-2,
     decay: 0.25,
+    average: 0.3,
     dropout: 0,
     seed: 3,
     backend: 'wasm',

@@ -36,6 +36,12 @@ export const TRAIN_DEFAULTS = {
    */
   decay: 0.25,
   finalLrFactor: 0.05,
+  /**
+   * With a share above 0, the weights saved are an average of those trained, reaching back over about that share of
+   * the steps taken (training/schedule.ts's averageRate). Off by default: the average validates better as an LSTM
+   * alone, yet the mixture served with it predicts worse (docs/measurements.md).
+   */
+  averageShare: 0,
   dropout: 0.1,
   clipNorm: 5,
   seed: 1,

@@ -16,7 +16,7 @@ import {
 import { StreamBatcher } from './batches';
 import type { LstmScores, ValidationSet } from './mixture-fit';
 import { scoreLstm } from './mixture-fit';
-import { Adam, ADAM_DEFAULTS } from './optimizer';
+import { Adam, ADAM_DEFAULTS, WeightAverage } from './optimizer';
 import type { OptimizerState } from './optimizer-state';
 
 export interface LstmEngine {
@@ -24,11 +24,14 @@ export interface LstmEngine {
   readonly batchesPerEpoch: number;
   /** Trains on the next batch of every stream at `learningRate` (the setup's when not given); returns the batch's mean loss in nats. */
   step(learningRate?: number): Promise<number>;
-  /** The LSTM's log-probabilities at every position the validation set scores. */
+  /** The averaged weights' log-probabilities at every position the validation set scores. */
   score(validation: ValidationSet): Promise<LstmScores>;
-  /** The weights and Adam's state as they stand, in the model files' layout. */
+  /**
+   * The averaged weights, which a model saves, and Adam's state as it stands, with the weights it steps, in the model
+   * files' layout.
+   */
   checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }>;
-  /** Puts saved weights back (Adam's state stays): the best checkpoint, before the final scoring. */
+  /** Puts saved weights back as both the average and the weights Adam steps (Adam's moments stay): the best checkpoint, before the final scoring. */
   load(weights: Map<string, Float32Array>): Promise<void>;
   dispose(): Promise<void>;
 }
@@ -41,7 +44,12 @@ export interface EngineSetup {
   lr: number;
   dropout: number;
   seed: number;
-  /** The weights to continue from (--resume); a new model is initialised from the seed otherwise. */
+  /** The share of the steps taken that the saved weights average over (training/schedule.ts's averageRate). */
+  averageShare: number;
+  /**
+   * The weights to continue from (--resume), which the average goes on from, and which Adam steps unless the
+   * optimizer state has its own; a new model is initialised from the seed otherwise.
+   */
   weights?: Map<string, Float32Array>;
   optimizerState?: OptimizerState;
 }
@@ -51,6 +59,9 @@ export class TfjsEngine implements LstmEngine {
   readonly batchesPerEpoch: number;
   private readonly model: CharLstm;
   private readonly optimizer: Adam;
+  private readonly average: WeightAverage;
+  /** The model over the averaged weights, which scoring reads; its parameters are the average's. */
+  private readonly averaged: CharLstm;
   private readonly batcher: StreamBatcher;
   private state: LstmState;
   /** Steps a resumed optimizer had already taken: the place in the data and the dropout seeds go on from there. */
@@ -58,11 +69,14 @@ export class TfjsEngine implements LstmEngine {
   private taken = 0;
 
   constructor(private readonly setup: EngineSetup) {
-    const { config, weights, seed } = setup;
-    const params = weights ? parametersFromWeights(config, weights) : initialParameters(config, seed);
+    const { config, weights, seed, optimizerState } = setup;
+    const stepped = optimizerState?.trained ?? weights;
+    const params = stepped ? parametersFromWeights(config, stepped) : initialParameters(config, seed);
     this.model = new CharLstm(config, params);
+    this.average = new WeightAverage(params, setup.averageShare, weights);
+    this.averaged = new CharLstm(config, this.average.parameters);
     this.optimizer = new Adam(params, ADAM_DEFAULTS);
-    if (setup.optimizerState) this.optimizer.restore(setup.optimizerState);
+    if (optimizerState) this.optimizer.restore(optimizerState);
     this.firstStep = this.optimizer.step;
     this.batcher = new StreamBatcher(setup.trainIds, setup.batch, setup.seq);
     this.batchesPerEpoch = this.batcher.batchesPerEpoch;
@@ -90,30 +104,36 @@ export class TfjsEngine implements LstmEngine {
     disposeState(this.state);
     this.state = result.state;
     this.optimizer.apply(result.gradients, learningRate);
+    this.average.update(this.optimizer.step);
     this.taken++;
     return result.loss;
   }
 
   /** Resolves once the last update has been applied: a GPU runs behind the host, and a timer must wait for it. */
   async settled(): Promise<void> {
-    await this.model.params.get('output/b')!.data();
+    await this.average.parameters.get('output/b')!.data();
   }
 
   score(validation: ValidationSet): Promise<LstmScores> {
-    return scoreLstm(this.model, validation.ids, validation.batch, validation.seq);
+    return scoreLstm(this.averaged, validation.ids, validation.batch, validation.seq);
   }
 
   async checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizerState: OptimizerState }> {
-    return { weights: await readWeights(this.model.params), optimizerState: await this.optimizer.state() };
+    const optimizerState = await this.optimizer.state();
+    // Without averaging the weights saved are the weights trained, and one copy is enough.
+    if (this.setup.averageShare > 0) optimizerState.trained = await readWeights(this.model.params);
+    return { weights: await this.average.read(), optimizerState };
   }
 
   async load(weights: Map<string, Float32Array>): Promise<void> {
     assignWeights(this.model.params, weights);
+    this.average.reset(weights);
   }
 
   async dispose(): Promise<void> {
     disposeState(this.state);
     this.optimizer.dispose();
+    this.average.dispose();
     this.model.dispose();
   }
 }

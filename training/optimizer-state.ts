@@ -20,7 +20,9 @@ import {
 
 export const OPTIMIZER_FILE = 'optimizer.json';
 const OPTIMIZER_FORMAT = 'char-lstm-adam';
-const OPTIMIZER_VERSION = 1;
+/** Version 2 may keep the weights Adam steps after the moments; version 1, which never does, still reads. */
+const OPTIMIZER_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 const SHARD_PREFIX = 'adam';
 const MAX_OPTIMIZER_JSON_BYTES = 1024 * 1024;
 
@@ -29,15 +31,18 @@ export interface OptimizerState {
   step: number;
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
+  /**
+   * The weights Adam steps, when the saved weights are their average (training/schedule.ts's averageRate) rather
+   * than themselves; absent, Adam goes on from the saved weights.
+   */
+  trained?: Map<string, Float32Array>;
 }
 
-/** The moments' shapes in file order: every first moment, then every second moment. */
-function momentShapes(config: NetworkConfig): Array<[string, number[]]> {
+/** The shard's shapes in file order: every first moment, then every second moment, then any weights Adam steps. */
+function stateShapes(config: NetworkConfig, trained: boolean): Array<[string, number[]]> {
   const shapes = parameterShapes(config);
-  return [
-    ...shapes.map(([name, shape]): [string, number[]] => [`m/${name}`, shape]),
-    ...shapes.map(([name, shape]): [string, number[]] => [`v/${name}`, shape]),
-  ];
+  const section = (prefix: string) => shapes.map(([name, shape]): [string, number[]] => [`${prefix}/${name}`, shape]);
+  return [...section('m'), ...section('v'), ...(trained ? section('w') : [])];
 }
 
 /**
@@ -54,13 +59,16 @@ export function saveOptimizerState(
   for (const [name] of parameterShapes(config)) {
     values.set(`m/${name}`, state.m.get(name)!);
     values.set(`v/${name}`, state.v.get(name)!);
+    if (state.trained) values.set(`w/${name}`, state.trained.get(name)!);
   }
-  const shard = writeShard(dir, encodeWeights(momentShapes(config), values), SHARD_PREFIX);
+  const trained = state.trained !== undefined;
+  const shard = writeShard(dir, encodeWeights(stateShapes(config, trained), values), SHARD_PREFIX);
   const json = {
     format: OPTIMIZER_FORMAT,
     formatVersion: OPTIMIZER_VERSION,
     weights: weightsFile,
     step: state.step,
+    trained,
     shard,
   };
   replaceAtomically(
@@ -123,8 +131,10 @@ function readOptimizerState(
   }
   if (typeof json !== 'object' || json === null || json.format !== OPTIMIZER_FORMAT)
     throw fail(`it is not a ${OPTIMIZER_FORMAT} state`);
-  if (json.formatVersion !== OPTIMIZER_VERSION)
-    throw fail(`its format version is not ${OPTIMIZER_VERSION}, the one this version reads`);
+  if (!READABLE_VERSIONS.includes(json.formatVersion as number))
+    throw fail(`its format version is not one this version reads (${READABLE_VERSIONS.join(' or ')})`);
+  const trained = json.trained ?? false;
+  if (typeof trained !== 'boolean') throw fail('its "trained" must be true or false');
   if (json.weights !== weightsFile)
     return { missing: `${OPTIMIZER_FILE} belongs to other weights than ${weightsFile}` };
   const step = json.step;
@@ -135,7 +145,7 @@ function readOptimizerState(
   const shard = json.shard;
   if (typeof shard !== 'string' || !/^adam\.[0-9a-f]{12}\.bin$/.test(shard))
     throw fail('its shard must name an adam.<hash>.bin file in the model directory');
-  const shapes = momentShapes(config);
+  const shapes = stateShapes(config, trained);
   const expectedBytes = shapes.reduce((sum, [, shape]) => sum + elementCount(shape), 0) * 4;
   const data = readShard(dir, shard, expectedBytes, fail);
   if (!data) throw fail(`${shard} is missing`);
@@ -155,5 +165,6 @@ function readOptimizerState(
       );
     v.set(name, second);
   }
-  return { step, m, v };
+  if (!trained) return { step, m, v };
+  return { step, m, v, trained: new Map(parameterShapes(config).map(([name]) => [name, values.get(`w/${name}`)!])) };
 }

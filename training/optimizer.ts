@@ -1,9 +1,10 @@
 // Adam with global-norm gradient clipping. Written out rather than tf.train.adam, which has no such
 // clip, and so that its moments can be saved for --resume and restored exactly.
 import * as tf from '@tensorflow/tfjs';
-import type { Parameters } from '../model/network';
+import { readWeights, type Parameters } from '../model/network';
 import type { OptimizerState } from './optimizer-state';
 import { TRAIN_DEFAULTS } from './defaults';
+import { averageRate } from './schedule';
 
 export interface AdamSettings {
   beta1: number;
@@ -83,5 +84,56 @@ export class Adam {
 
   dispose(): void {
     tf.dispose([...this.m.values(), ...this.v.values()]);
+  }
+}
+
+/**
+ * The weights a run saves and validates: an average of the weights Adam steps, reaching back over a share of the steps
+ * taken (training/schedule.ts's averageRate). Held apart from them, so training goes on from the weights as they stand.
+ */
+export class WeightAverage {
+  /** The average, as parameters a CharLstm can score with; they belong to this object. */
+  readonly parameters: Parameters = new Map();
+
+  /** Starts at `start` (a saved average, on --resume) or at the weights as they stand. */
+  constructor(
+    private readonly params: Parameters,
+    private readonly share: number,
+    start?: Map<string, Float32Array>,
+  ) {
+    tf.tidy(() => {
+      for (const [name, p] of params) {
+        const initial = start ? tf.tensor(start.get(name)!, p.shape, 'float32') : p;
+        this.parameters.set(name, tf.variable(initial, false));
+      }
+    });
+  }
+
+  /** Takes in the weights as they stand after Adam's step `step` (from 1). */
+  update(step: number): void {
+    const rate = averageRate(step, this.share);
+    tf.tidy(() => {
+      for (const [name, p] of this.params) {
+        const average = this.parameters.get(name)!;
+        // At a rate of 1 the sum would round away from the weights it must equal.
+        average.assign(rate === 1 ? p : tf.add(average, tf.mul(tf.sub(p, average), rate)));
+      }
+    });
+  }
+
+  /** Restarts the average at `weights`. */
+  reset(weights: Map<string, Float32Array>): void {
+    tf.tidy(() => {
+      for (const [name, average] of this.parameters)
+        average.assign(tf.tensor(weights.get(name)!, average.shape, 'float32'));
+    });
+  }
+
+  read(): Promise<Map<string, Float32Array>> {
+    return readWeights(this.parameters);
+  }
+
+  dispose(): void {
+    tf.dispose([...this.parameters.values()]);
   }
 }

@@ -21,3 +21,13 @@ export function describeDecay(decay: number, finalLrFactor: number = TRAIN_DEFAU
     ? `, falling to ${finalLrFactor}× over the last ${Math.round(decay * 100)}% of the budget`
     : ', constant';
 }
+
+/**
+ * How far the saved weights move toward the weights as they stand after Adam's step `step` (from 1): the
+ * saved weights are then an average that reaches back over about the last `share` of the steps taken,
+ * so a short run's average forgets its first steps as fast as a long run's, and a share of 0 saves
+ * the weights as they stand. Averaging irons out the noise that each step at a high rate adds.
+ */
+export function averageRate(step: number, share: number): number {
+  return 1 / (1 + share * step);
+}

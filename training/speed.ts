@@ -4,6 +4,7 @@
 import type { NetworkConfig } from '../model/architecture';
 import type { Probe } from '../backends/select';
 import { TfjsEngine } from './engine';
+import { TRAIN_DEFAULTS } from './defaults';
 
 export interface StepShape {
   batch: number;
@@ -28,7 +29,16 @@ export async function timeTrainingStep(
 ): Promise<StepSpeed> {
   const { batch, seq, dropout } = shape;
   const trainIds = Int32Array.from({ length: batch * seq + 1 }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
-  const engine = new TfjsEngine({ config, trainIds, batch, seq, dropout, lr: 1e-3, seed: 1 });
+  const engine = new TfjsEngine({
+    config,
+    trainIds,
+    batch,
+    seq,
+    dropout,
+    lr: 1e-3,
+    seed: 1,
+    averageShare: TRAIN_DEFAULTS.averageShare,
+  });
   const times: number[] = [];
   try {
     for (let k = 0; k < counts.warmup + counts.timed; k++) {

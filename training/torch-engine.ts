@@ -47,6 +47,8 @@ export interface TorchRun {
   dropout: number;
   seed: number;
   adam: AdamSettings;
+  /** The share of the steps taken that the saved weights average over (training/schedule.ts's averageRate). */
+  averageShare: number;
   trainIds: Int32Array;
   weights: Map<string, Float32Array>;
   optimizer?: OptimizerState;
@@ -191,13 +193,14 @@ export class TorchEngine {
     fs.writeFileSync(ids, int32Bytes(run.trainIds));
     const weights = this.file('weights');
     fs.writeFileSync(weights, encodeWeights(parameterShapes(run.config), run.weights));
-    let optimizer: { path: string; step: number } | null = null;
+    let optimizer: { path: string; step: number; trained: boolean } | null = null;
     if (run.optimizer) {
-      optimizer = { path: this.file('adam'), step: run.optimizer.step };
+      const { step, m, v, trained } = run.optimizer;
+      optimizer = { path: this.file('adam'), step, trained: trained !== undefined };
       const shapes = parameterShapes(run.config);
       fs.writeFileSync(
         optimizer.path,
-        Buffer.concat([encodeWeights(shapes, run.optimizer.m), encodeWeights(shapes, run.optimizer.v)]),
+        Buffer.concat([m, v, ...(trained ? [trained] : [])].map((values) => encodeWeights(shapes, values))),
       );
     }
     const answer = await this.request(
@@ -209,6 +212,7 @@ export class TorchEngine {
         dropout: run.dropout,
         seed: run.seed,
         adam: run.adam,
+        averageShare: run.averageShare,
         ids,
         length: run.trainIds.length,
         weights,
@@ -246,21 +250,19 @@ export class TorchEngine {
     return { covered, target: values.get('target')!, max: values.get('max')! };
   }
 
-  /** The weights and Adam's state as they stand, in the model files' layout. */
+  /** The averaged weights, and Adam's state as it stands with the weights it steps, in the model files' layout. */
   async checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizer: OptimizerState }> {
     const out = this.file('checkpoint');
     const answer = await this.request({ cmd: 'checkpoint', path: out }, 'checkpoint');
     const shapes = parameterShapes(this.setupConfig());
-    const values = this.readFloats(out, [
-      ...shapes,
-      ...shapes.map(([name, shape]): [string, number[]] => [`m/${name}`, shape]),
-      ...shapes.map(([name, shape]): [string, number[]] => [`v/${name}`, shape]),
-    ]);
+    const section = (prefix: string) => shapes.map(([name, shape]): [string, number[]] => [prefix + name, shape]);
+    const values = this.readFloats(out, [...section(''), ...section('m/'), ...section('v/'), ...section('w/')]);
     const part = (prefix: string) => new Map(shapes.map(([name]) => [name, values.get(prefix + name)!]));
-    return { weights: part(''), optimizer: { step: Number(answer.step), m: part('m/'), v: part('v/') } };
+    const optimizer = { step: Number(answer.step), m: part('m/'), v: part('v/'), trained: part('w/') };
+    return { weights: part(''), optimizer };
   }
 
-  /** Replaces the weights (Adam's state stays). */
+  /** Replaces the weights, both the average and those Adam steps (Adam's moments stay). */
   async load(weights: Map<string, Float32Array>): Promise<void> {
     const file = this.file('weights');
     fs.writeFileSync(file, encodeWeights(parameterShapes(this.setupConfig()), weights));

@@ -47,6 +47,7 @@ export class TorchLstmEngine implements LstmEngine {
       dropout: setup.dropout,
       seed: setup.seed,
       adam: ADAM_DEFAULTS,
+      averageShare: setup.averageShare,
       trainIds: setup.trainIds,
       weights,
       optimizer: setup.optimizerState,
@@ -76,6 +77,8 @@ export class TorchLstmEngine implements LstmEngine {
     return this.guard(
       async () => {
         const { weights, optimizer } = await this.torch.checkpoint();
+        // Without averaging the weights saved are the weights trained, and one copy is enough.
+        if (this.setup.averageShare === 0) delete optimizer.trained;
         this.lastGood = { weights, optimizerState: optimizer };
         return { weights, optimizerState: optimizer };
       },

@@ -25,12 +25,14 @@ The serve protocol, one JSON object per line. The trainer sends:
 
     {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p, "steps": n, "plain": bool}
     {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
-     "adam": {...}, "ids": FILE, "length": n, "weights": FILE,
-     "optimizer": {"path": FILE, "step": n} or null}
+     "adam": {...}, "averageShare": a, "ids": FILE, "length": n, "weights": FILE,
+     "optimizer": {"path": FILE, "step": n, "trained": bool} or null}
+                                         the optimizer file: m, v, then (if trained) the weights Adam steps
     {"cmd": "train", "first": g, "lrs": [...]}   a step per learning rate
     {"cmd": "score", "ids": FILE, "length": L, "batch": B, "seq": T, "path": FILE}
-    {"cmd": "checkpoint", "path": FILE}  weights, then Adam's m and v, in the files' layout
-    {"cmd": "load", "path": FILE}        weights in the files' layout
+    {"cmd": "checkpoint", "path": FILE}  the averaged weights, Adam's m and v, then the weights Adam
+                                         steps, in the files' layout
+    {"cmd": "load", "path": FILE}        weights in the files' layout, for the average and Adam both
     {"cmd": "logprobs", "ids": FILE, "batch": B, "steps": T, "path": FILE}
     {"cmd": "exit"}
 
@@ -256,18 +258,25 @@ class EngineError(Exception):
 class Trainer:
     """One model, its Adam state and this rank's training streams."""
 
-    def __init__(self, ranks, config, seq, dropout, adam, rows, weights=None):
+    def __init__(self, ranks, config, seq, dropout, adam, rows, average_share, weights=None):
         self.ranks, self.config, self.seq = ranks, config, seq
         self.hidden = config["hidden"]
         self.model = CharLstm(config, dropout).to(ranks.device)
+        # The weights saved and scored: an average of the model's, as training/optimizer.ts's WeightAverage.
+        self.averaged = CharLstm(config, dropout).to(ranks.device).eval()
+        self.averaged.requires_grad_(False)
+        self.average_share = average_share
         if weights is not None:
             self.set_weights(weights)
+        else:
+            self.averaged.load_state_dict(self.model.state_dict())
         self.net = self.model
         if ranks.world > 1:
             # The constructor broadcasts rank 0's weights, so every rank starts from them.
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
         self.named = self.model.named_in_file_order(config)
+        self.average = [p for _, p in self.averaged.named_in_file_order(config)]
         self.beta1, self.beta2 = adam["beta1"], adam["beta2"]
         self.epsilon, self.clip_norm = adam["epsilon"], adam["clipNorm"]
         self.m = [torch.zeros_like(p) for _, p in self.named]
@@ -277,23 +286,28 @@ class Trainer:
         self.batches_per_epoch = (rows.shape[1] - 1) // seq
         self.state = None
 
-    def set_weights(self, weights):
+    def set_weights(self, weights, model=None):
+        """The weights Adam steps and their average both (or only `model`'s)."""
         with torch.no_grad():
-            for name, param in self.model.named_in_file_order(self.config):
-                param.copy_(to_torch(name, weights[name], self.hidden))
+            for target in [model] if model else [self.model, self.averaged]:
+                for name, param in target.named_in_file_order(self.config):
+                    param.copy_(to_torch(name, weights[name], self.hidden))
 
-    def set_optimizer(self, moments, step):
-        m, v = moments
+    def set_optimizer(self, state, step):
+        """Adam's moments, and the weights it steps where they were saved apart from their average."""
+        m, v = state[0], state[1]
         with torch.no_grad():
             for k, (name, _) in enumerate(self.named):
                 self.m[k].copy_(to_torch(name, m[name], self.hidden))
                 self.v[k].copy_(to_torch(name, v[name], self.hidden))
+        if len(state) > 2:
+            self.set_weights(state[2], self.model)
         self.step = step
 
     def sync_from_rank0(self):
         """Rank 0's weights and Adam state on every rank (DDP only broadcasts at construction)."""
         if self.ranks.world > 1:
-            for tensor in [p for _, p in self.named] + self.m + self.v:
+            for tensor in [p for _, p in self.named] + self.average + self.m + self.v:
                 dist.broadcast(tensor.data, src=0)
 
     def train_step(self, k, lr):
@@ -308,6 +322,7 @@ class Trainer:
             p.grad = None
         loss.backward()
         self.adam(lr)
+        self.update_average()
         return loss.detach()
 
     @torch.no_grad()
@@ -324,6 +339,13 @@ class Trainer:
             m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
             p.addcdiv_(m, v.sqrt().add_(self.epsilon), value=-step_size)
+
+    @torch.no_grad()
+    def update_average(self):
+        """training/schedule.ts's averageRate; lerp lands on the weights themselves at a rate of 1."""
+        rate = 1 / (1 + self.average_share * self.step)
+        for average, (_, p) in zip(self.average, self.named):
+            average.lerp_(p, rate)
 
     def train(self, first, lrs, ending):
         """A step per learning rate from global step `first`; fewer once the trainer has gone."""
@@ -347,30 +369,27 @@ class Trainer:
         target = torch.empty(batch, stream, device=self.ranks.device)
         best = torch.empty(batch, stream, device=self.ranks.device)
         window = seq * max(1, 256 // seq)
-        self.model.eval()
         state = None
         for start in range(0, stream, window):
             part = rows[:, start:start + window + 1].long()
-            logits, state = self.model(part[:, :-1], state)
+            logits, state = self.averaged(part[:, :-1], state)
             log_probs = F.log_softmax(logits, dim=-1)
             end = start + part.shape[1] - 1
             target[:, start:end] = log_probs.gather(2, part[:, 1:].unsqueeze(2)).squeeze(2)
             best[:, start:end] = log_probs.max(dim=2).values
-        self.model.train()
         # Position 0 has no target; the arrays are indexed by position, as LstmScores is.
         zero = torch.zeros(1)
         return stream * batch, [zero, target.reshape(-1), zero, best.reshape(-1)]
 
     @torch.no_grad()
     def log_probs(self, ids):
-        self.model.eval()
-        logits, _ = self.model(ids.long().to(self.ranks.device))
-        self.model.train()
+        logits, _ = self.averaged(ids.long().to(self.ranks.device))
         return F.log_softmax(logits, dim=-1)
 
     def checkpoint(self):
+        """The average (the weights saved), Adam's moments, then the weights Adam steps."""
         values = []
-        for tensors in ([p for _, p in self.named], self.m, self.v):
+        for tensors in (self.average, self.m, self.v, [p for _, p in self.named]):
             values += [from_torch(name, t, self.hidden) for (name, _), t in zip(self.named, tensors)]
         return values
 
@@ -415,7 +434,7 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
     if plain:
         loop = PlainLoop(config, dropout, rows, ranks.device)
     else:
-        loop = Trainer(ranks, config, seq, dropout, ADAM, rows)
+        loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0)  # averaging costs the same at any share
     times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
     del loop
     if ranks.device.type == "cuda":
@@ -531,11 +550,11 @@ def setup(ranks, command):
         weights = read_weights(command["weights"], config)[0]
     shape = ranks.broadcast(shape)
     rows = share_streams(ranks, rows, shape)
-    trainer = Trainer(ranks, config, seq, command["dropout"], command["adam"], rows, weights)
+    trainer = Trainer(ranks, config, seq, command["dropout"], command["adam"], rows, command["averageShare"], weights)
     saved = command.get("optimizer")
     if saved:
         if ranks.rank == 0:
-            trainer.set_optimizer(read_weights(saved["path"], config, 2), saved["step"])
+            trainer.set_optimizer(read_weights(saved["path"], config, 3 if saved.get("trained") else 2), saved["step"])
         trainer.step = saved["step"]
         trainer.sync_from_rank0()
     return trainer
@@ -591,7 +610,7 @@ def bench(args):
     config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
     torch.manual_seed(1)
     rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
-    loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows),
+    loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows, 0),
              "plain": PlainLoop(config, args.dropout, rows, ranks.device)}
     times = {name: [] for name in loops}
     # Interleaved, so that a machine that is busier for a while slows both alike.

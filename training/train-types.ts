@@ -25,6 +25,8 @@ export interface TrainOptions {
   lr: number;
   /** The last share of the budget over which the learning rate falls (training/schedule.ts). */
   decay: number;
+  /** The share of the steps taken that the saved weights average over; 0 saves them as they stand (training/schedule.ts). */
+  average: number;
   dropout: number;
   seed: number;
   backend: BackendChoice;

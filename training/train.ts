@@ -271,6 +271,7 @@ async function startEngine(
     lr,
     dropout,
     seed,
+    averageShare: options.average,
     weights: resumed?.weights,
     optimizerState,
   };
