@@ -188,6 +188,30 @@ test(
 );
 
 test(
+  'averaging leaves the run as it was: with dropout, the weights trained are the same with the average kept or not',
+  { skip: torchMissing },
+  async () => {
+    await selectBackend('wasm');
+    const params = initialParameters(config, 4);
+    const start = await readWeights(params);
+    tf.dispose([...params.values()]);
+    const engine = await TorchEngine.start({ device: 'cpu' });
+    try {
+      const trainedWith = async (averageShare: number) => {
+        await engine.setup({ ...run(4, 16, start), dropout: 0.3, averageShare });
+        await engine.train(0, [1e-2, 1e-2, 1e-2]);
+        return (await engine.checkpoint()).optimizer.trained!;
+      };
+      const plain = await trainedWith(0);
+      const averaging = await trainedWith(0.3);
+      for (const [name, values] of plain) assert.deepEqual(averaging.get(name), values, name);
+    } finally {
+      await engine.close();
+    }
+  },
+);
+
+test(
   'a model the torch engine trains serves, through the model files, the log-probabilities torch computes, and torch scores held-out text as tfjs does',
   { skip: torchMissing },
   async (t) => {

@@ -42,6 +42,7 @@ processes only global rank 0 reads commands and writes answers; it hands every c
 other ranks, and the training streams are split across ranks.
 """
 import argparse
+import copy
 import datetime
 import json
 import math
@@ -262,14 +263,13 @@ class Trainer:
         self.ranks, self.config, self.seq = ranks, config, seq
         self.hidden = config["hidden"]
         self.model = CharLstm(config, dropout).to(ranks.device)
-        # The weights saved and scored: an average of the model's, as training/optimizer.ts's WeightAverage.
-        self.averaged = CharLstm(config, dropout).to(ranks.device).eval()
+        if weights is not None:
+            self.set_weights(weights, self.model)
+        # The weights saved and scored: an average of the model's, as training/optimizer.ts's WeightAverage. A copy
+        # rather than a new module, which would draw from the generator and change the run's dropout masks.
+        self.averaged = copy.deepcopy(self.model).eval()
         self.averaged.requires_grad_(False)
         self.average_share = average_share
-        if weights is not None:
-            self.set_weights(weights)
-        else:
-            self.averaged.load_state_dict(self.model.state_dict())
         self.net = self.model
         if ranks.world > 1:
             # The constructor broadcasts rank 0's weights, so every rank starts from them.
