@@ -38,8 +38,11 @@ export interface OptimizerState {
   trained?: Map<string, Float32Array>;
 }
 
-/** The shard's shapes in file order: every first moment, then every second moment, then any weights Adam steps. */
-function stateShapes(config: NetworkConfig, trained: boolean): Array<[string, number[]]> {
+/**
+ * The shard's shapes in file order: every first moment (`m/NAME`), then every second moment (`v/NAME`), then any
+ * weights Adam steps (`w/NAME`). The torch engine hands its checkpoints over in this layout too, after the weights.
+ */
+export function stateShapes(config: NetworkConfig, trained: boolean): Array<[string, number[]]> {
   const shapes = parameterShapes(config);
   const section = (prefix: string) => shapes.map(([name, shape]): [string, number[]] => [`${prefix}/${name}`, shape]);
   return [...section('m'), ...section('v'), ...(trained ? section('w') : [])];

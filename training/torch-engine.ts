@@ -10,7 +10,7 @@ import { NetworkConfig, parameterShapes } from '../model/architecture';
 import { decodeFloats, elementCount, encodeWeights } from '../model/files';
 import type { LstmScores } from './mixture-fit';
 import { AdamSettings } from './optimizer';
-import type { OptimizerState } from './optimizer-state';
+import { stateShapes, type OptimizerState } from './optimizer-state';
 import type { StepSpeed } from './speed';
 import { enginePath, findPython, TORCH_INSTALL_HINT, TorchEngineError, TorchUnavailableError } from './torch-python';
 
@@ -254,9 +254,9 @@ export class TorchEngine {
   async checkpoint(): Promise<{ weights: Map<string, Float32Array>; optimizer: OptimizerState }> {
     const out = this.file('checkpoint');
     const answer = await this.request({ cmd: 'checkpoint', path: out }, 'checkpoint');
-    const shapes = parameterShapes(this.setupConfig());
-    const section = (prefix: string) => shapes.map(([name, shape]): [string, number[]] => [prefix + name, shape]);
-    const values = this.readFloats(out, [...section(''), ...section('m/'), ...section('v/'), ...section('w/')]);
+    const config = this.setupConfig();
+    const shapes = parameterShapes(config);
+    const values = this.readFloats(out, [...shapes, ...stateShapes(config, true)]);
     const part = (prefix: string) => new Map(shapes.map(([name]) => [name, values.get(prefix + name)!]));
     const optimizer = { step: Number(answer.step), m: part('m/'), v: part('v/'), trained: part('w/') };
     return { weights: part(''), optimizer };
