@@ -80,4 +80,9 @@ test('planning a time budget times each shape once, the default size serving bot
   assert.equal(given.config, base);
   assert.deepEqual(none.measured, []);
   assert.equal(given.budget.steps, Math.ceil(100_000 / (64 * 64)));
+  assert.equal(given.budget.earlyStopping, false, 'a budget given runs to its end');
+  const told = await planTraining({ ...options, minutes: undefined, chars: 100_000, earlyStop: true }, run, reporter);
+  assert.equal(told.budget.earlyStopping, true, '--early-stop');
+  const timed = await planTraining({ ...options, earlyStop: true }, run, reporter);
+  assert.equal(timed.budget.earlyStopping, true, '--early-stop with --minutes');
 });

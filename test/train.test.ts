@@ -15,7 +15,7 @@ import { Vocabulary } from '../model/vocab';
 import { Adam } from '../training/optimizer';
 import { loadOptimizerState, saveOptimizerState } from '../training/optimizer-state';
 import { NetworkConfig } from '../model/architecture';
-import { learningRateAt } from '../training/schedule';
+import { learningRateAt, settlingRateAt } from '../training/schedule';
 import { seededRandom } from '../model/random';
 import { tempDir } from './support/temp-dirs';
 import { randomModel } from './support/random-model';
@@ -72,6 +72,50 @@ test("the validation figure shown while training is the best checkpoint's, so it
   assert.ok(shown.length > 0, 'a figure was shown');
   for (let i = 1; i < shown.length; i++)
     assert.ok(shown[i] <= shown[i - 1] + 1e-12, `the figure rose from ${shown[i - 1]} to ${shown[i]}`);
+});
+
+test('a run stopped early goes back to its best checkpoint and settles it as the rate falls', async () => {
+  await selectBackend('wasm');
+  const dir = trainDir();
+  const notes = join(dir, 'notes.txt');
+  // Random letters again: validation is best early on and then only worsens, so patience runs out.
+  const random = seededRandom(11);
+  writeFileSync(notes, Array.from({ length: 12_000 }, () => 'abcdefghijklmnop'[Math.floor(random() * 16)]).join(''));
+  const run = async (decay: number) => {
+    const lines: string[] = [];
+    const options = { ...smallOptions([notes], join(dir, `model-${decay}`)), epochs: 40, hidden: 64, lr: 3e-2 };
+    const result = await train(
+      { ...options, decay, earlyStop: true },
+      { info: (line) => lines.push(line), progress: () => {} },
+    );
+    return {
+      result,
+      lines,
+      budgetSteps: Number(/\((\d+) steps\)/.exec(lines.find((l) => l.startsWith('Budget:'))!)![1]),
+    };
+  };
+  const settled = await run(0.25);
+  assert.equal(settled.result.stoppedBy, 'early stopping');
+  const line = settled.lines.find((l) => l.startsWith('Validation stopped improving'));
+  assert.ok(line, settled.lines.join('\n'));
+  const [, stoppedAt, bestAt, settleSteps] =
+    /at step (\d+): settling the best checkpoint \(step (\d+)\) over (\d+) steps/.exec(line)!.map(Number);
+  assert.ok(stoppedAt < 0.75 * settled.budgetSteps, 'stopped before the budget would have decayed the rate');
+  assert.ok(bestAt < stoppedAt);
+  assert.equal(settleSteps, Math.ceil(0.25 * bestAt), 'a quarter of the steps that reached the best checkpoint');
+  assert.equal(settled.result.steps, stoppedAt + settleSteps, 'the settling steps were taken');
+
+  // Without a decay there is nothing to settle: the run ends where patience ran out.
+  const plain = await run(0);
+  assert.equal(plain.result.stoppedBy, 'early stopping');
+  assert.ok(!plain.lines.some((l) => l.startsWith('Validation stopped improving')));
+  assert.ok(plain.result.steps < plain.budgetSteps);
+});
+
+test('settling falls from the rate it starts at to the floor along a half cosine', () => {
+  assert.equal(settlingRateAt(0.002, 0.0001, 0), 0.002);
+  assert.ok(Math.abs(settlingRateAt(0.002, 0.0001, 0.5) - 0.00105) < 1e-12);
+  assert.ok(Math.abs(settlingRateAt(0.002, 0.0001, 1) - 0.0001) < 1e-12);
 });
 
 test('a run trains the streams asked for, else the default of its device, and never more than the notes fill', () => {

@@ -52,7 +52,7 @@ export async function planTraining(
 }
 
 export async function chooseBudget(
-  options: Pick<TrainOptions, 'seq' | 'chars' | 'epochs' | 'minutes'> & { batch: number },
+  options: Pick<TrainOptions, 'seq' | 'chars' | 'epochs' | 'minutes' | 'earlyStop'> & { batch: number },
   usingDefault: boolean,
   trainChars: number,
   measureSpeed: () => Promise<number>,
@@ -63,7 +63,7 @@ export async function chooseBudget(
     return {
       steps,
       evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
-      earlyStopping: false,
+      earlyStopping: options.earlyStop === true,
       description: `Budget: ${(steps * batchChars).toLocaleString('en-US')} chars (${steps} steps)`,
     };
   }
@@ -72,7 +72,7 @@ export async function chooseBudget(
     return {
       steps,
       evaluateEvery: Math.max(1, Math.ceil(steps / TRAIN_DEFAULTS.evaluationsPerRun)),
-      earlyStopping: false,
+      earlyStopping: options.earlyStop === true,
       description: `Budget: ${options.epochs} epoch${options.epochs === 1 ? '' : 's'} (${steps} steps)`,
     };
   }
@@ -93,7 +93,7 @@ export async function chooseBudget(
   return {
     seconds,
     evaluateEvery: Math.max(5, seconds / TRAIN_DEFAULTS.evaluationsPerRun),
-    earlyStopping: options.minutes === undefined,
+    earlyStopping: options.earlyStop === true || options.minutes === undefined,
     description: `Budget: ${minutes} minute${minutes === 1 ? '' : 's'} (${why})`,
   };
 }

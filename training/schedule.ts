@@ -15,6 +15,11 @@ export function learningRateAt(
   return lr * (finalLrFactor + ((1 - finalLrFactor) * (1 + Math.cos(Math.PI * into))) / 2);
 }
 
+/** The rate `progress` (0 to 1) through settling a checkpoint: from `from` down to `to` along the same half cosine. */
+export function settlingRateAt(from: number, to: number, progress: number): number {
+  return learningRateAt(from, 1, progress, to / from);
+}
+
 /** How the rate falls, for the line that describes the model being trained. */
 export function describeDecay(decay: number, finalLrFactor: number = TRAIN_DEFAULTS.finalLrFactor): string {
   return decay > 0

@@ -36,6 +36,11 @@ export interface TrainOptions {
   torch?: TorchLaunch;
   resume: boolean;
   /**
+   * Stop once validation stops improving, and settle the best checkpoint (training/train.ts), whatever the budget;
+   * a budget the trainer derives for the notes always does.
+   */
+  earlyStop?: boolean;
+  /**
    * The validation text stays out of the notes' memory (n-gram, match and context models), so that a model can be
    * measured on it: for benchmarks. Otherwise the memory reads every note once the LSTM's validation no longer needs it.
    */

@@ -32,7 +32,7 @@ import { countParameters, SpeedMeasure } from './model-size';
 import { StepShape, timeTrainingStep, trainingProbe } from './speed';
 import type { OptimizerState } from './optimizer-state';
 import { TorchLstmEngine } from './torch-lstm-engine';
-import { describeDecay, learningRateAt } from './schedule';
+import { describeDecay, learningRateAt, settlingRateAt } from './schedule';
 import type { TrainOptions, TrainReporter, TrainResult } from './train-types';
 
 export { TrainInputError } from './train-types';
@@ -114,7 +114,27 @@ async function runTraining(
   let evaluationsWithoutImprovement = 0;
   let stoppedBy: TrainResult['stoppedBy'] = 'budget';
   let nextEvaluation = budget.evaluateEvery;
+  let rate = options.lr;
+  /** The rate that trained the best checkpoint's last step: settling starts from it. */
+  let bestRate = rate;
   const progressFraction = () => (budget.seconds ? elapsed() / budget.seconds : step / budget.steps!);
+  const trainStep = async (learningRate: number) => {
+    const stepStarted = performance.now();
+    const loss = await engine.step(learningRate);
+    trainingSeconds += (performance.now() - stepStarted) / 1000;
+    step++;
+    smoothedLoss = Number.isNaN(smoothedLoss) ? loss : 0.95 * smoothedLoss + 0.05 * loss;
+    if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step} (loss ${loss}); try a lower --lr`);
+  };
+  const report = (fraction: number, etaSeconds: number) =>
+    reporter.progress({
+      fraction,
+      charsPerSecond: charsOf(step) / trainingSeconds,
+      loss: smoothedLoss,
+      validationBpc: best && best.figures.mixture !== null ? best.figures.mixture / LN2 : null,
+      etaSeconds,
+      epoch: Math.floor(step / engine.batchesPerEpoch) + 1,
+    });
   while (progressFraction() < 1) {
     // The SIGINT handler only runs between macrotasks, and on wasm every await in a step resolves
     // as a microtask: without this turn of the event loop Ctrl-C would wait for the budget to end.
@@ -123,12 +143,8 @@ async function runTraining(
       stoppedBy = 'interrupted';
       break;
     }
-    const stepStarted = performance.now();
-    const loss = await engine.step(learningRateAt(options.lr, options.decay, progressFraction()));
-    trainingSeconds += (performance.now() - stepStarted) / 1000;
-    step++;
-    smoothedLoss = Number.isNaN(smoothedLoss) ? loss : 0.95 * smoothedLoss + 0.05 * loss;
-    if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step} (loss ${loss}); try a lower --lr`);
+    rate = learningRateAt(options.lr, options.decay, progressFraction());
+    await trainStep(rate);
 
     if (budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation) {
       const evaluationStarted = performance.now();
@@ -146,6 +162,7 @@ async function runTraining(
         const figures = { lstm: nats, ngram: periodic?.notesNats ?? null, mixture: gate?.nats ?? null };
         const { weights, optimizerState } = await engine.checkpoint();
         best = { nats: nats ?? Infinity, weights, steps: step, chars: charsOf(step), figures };
+        bestRate = rate;
         writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState });
         evaluationsWithoutImprovement = 0;
       } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
@@ -154,14 +171,30 @@ async function runTraining(
       }
     }
     const fraction = Math.min(1, progressFraction());
-    reporter.progress({
-      fraction,
-      charsPerSecond: charsOf(step) / trainingSeconds,
-      loss: smoothedLoss,
-      validationBpc: best && best.figures.mixture !== null ? best.figures.mixture / LN2 : null,
-      etaSeconds: fraction > 0 ? (elapsed() / fraction) * (1 - fraction) : NaN,
-      epoch: Math.floor(step / engine.batchesPerEpoch) + 1,
-    });
+    report(fraction, fraction > 0 ? (elapsed() / fraction) * (1 - fraction) : NaN);
+  }
+
+  // Stopped early, the best checkpoint was found at a high rate, before the fall that settles the weights into
+  // their basin: training goes back to it and lets the rate fall over a share of the steps that reached it, as the
+  // budget's end would have. The finish keeps the settled weights only if they validate better.
+  const settleSteps = stoppedBy === 'early stopping' && best ? Math.ceil(options.decay * best.steps) : 0;
+  if (best && settleSteps > 0) {
+    reporter.info(
+      `Validation stopped improving at step ${step}: settling the best checkpoint (step ${best.steps}) over ${settleSteps} steps as the rate falls from ${bestRate.toPrecision(3)} to ${(options.lr * TRAIN_DEFAULTS.finalLrFactor).toPrecision(3)}`,
+    );
+    await engine.load(best.weights);
+    const settleStarted = elapsed();
+    const stoppedAt = progressFraction();
+    for (let i = 0; i < settleSteps; i++) {
+      await nextTurn();
+      if (shouldStop()) {
+        stoppedBy = 'interrupted';
+        break;
+      }
+      await trainStep(settlingRateAt(bestRate, options.lr * TRAIN_DEFAULTS.finalLrFactor, i / settleSteps));
+      const done = (i + 1) / settleSteps;
+      report(stoppedAt + (1 - stoppedAt) * done, ((elapsed() - settleStarted) / done) * (1 - done));
+    }
   }
 
   // The finish. Ctrl-C must return in seconds, and validating takes longer than that, so an
