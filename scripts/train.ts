@@ -27,8 +27,8 @@ PATH                files or folders of notes (default: the embedded default cor
 --out DIR           where to write the model (default: ${defaultModelDir()}); ~ is the home directory
 --minutes N         time budget            --epochs N      epoch budget
 --chars N           budget in training characters seen (one of the three)
---early-stop        with a budget given, still stop once validation stops improving (a budget the trainer
-                    derives always does): the best checkpoint is then settled as the rate falls
+--early-stop        with --epochs or --chars, still stop once validation stops improving, as a time budget
+                    does: the best checkpoint is then settled as the rate falls
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})
 --batch N (${D.batch} on a CPU, ${D.gpuBatch} on a GPU)
 --lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)

@@ -155,6 +155,12 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
     'saved metadata records the final figure',
   );
   assert.equal(result.stoppedBy, 'budget');
+  const { decay, average, lr } = saved.metadata.hyperparameters;
+  assert.deepEqual(
+    { decay, average, lr },
+    { decay: 0.25, average: 0.3, lr: 1e-2 },
+    'the schedule and the averaging are recorded',
+  );
   assert.ok(result.sample.length > 0);
   assert.deepEqual(saved.metadata.corpus.sources, ['notes.txt'], 'names only, not where the notes live');
 });

@@ -93,7 +93,9 @@ export async function chooseBudget(
   return {
     seconds,
     evaluateEvery: Math.max(5, seconds / TRAIN_DEFAULTS.evaluationsPerRun),
-    earlyStopping: options.earlyStop === true || options.minutes === undefined,
+    // A time budget is what the user can spare, not a number of passes: on a GPU a few minutes read small notes a
+    // hundred times over, and the validation figure stops improving long before the budget ends.
+    earlyStopping: true,
     description: `Budget: ${minutes} minute${minutes === 1 ? '' : 's'} (${why})`,
   };
 }

@@ -137,7 +137,7 @@ export function describeRun(run: {
   resumed?: ResumedModel;
 }): RunDescription {
   const { options, config, text, resumed } = run;
-  const { seq, lr, dropout, seed } = options;
+  const { seq, lr, decay, average, dropout, seed } = options;
   return {
     config,
     vocabulary: text.vocabulary,
@@ -149,6 +149,8 @@ export function describeRun(run: {
       seq,
       batch: run.batch,
       lr,
+      decay,
+      average,
       dropout,
       seed,
     },

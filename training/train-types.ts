@@ -36,8 +36,8 @@ export interface TrainOptions {
   torch?: TorchLaunch;
   resume: boolean;
   /**
-   * Stop once validation stops improving, and settle the best checkpoint (training/train.ts), whatever the budget;
-   * a budget the trainer derives for the notes always does.
+   * Stop once validation stops improving, and settle the best checkpoint (training/train.ts), with a budget in epochs
+   * or characters too; a time budget always does.
    */
   earlyStop?: boolean;
   /**
