@@ -54,13 +54,18 @@ function smallOptions(paths: string[], out: string): TrainOptions {
   };
 }
 
-test("the validation figure shown while training is the best checkpoint's, so it never rises", async () => {
-  await selectBackend('wasm');
+/** Letters drawn at random: the LSTM can only overfit its training text, so later checkpoints validate worse. */
+function randomLetters(seed: number): { dir: string; notes: string } {
   const dir = trainDir();
   const notes = join(dir, 'notes.txt');
-  // Letters drawn at random: the LSTM can only overfit its training text, so later checkpoints validate worse.
-  const random = seededRandom(7);
+  const random = seededRandom(seed);
   writeFileSync(notes, Array.from({ length: 12_000 }, () => 'abcdefghijklmnop'[Math.floor(random() * 16)]).join(''));
+  return { dir, notes };
+}
+
+test("the validation figure shown while training is the best checkpoint's, so it never rises", async () => {
+  await selectBackend('wasm');
+  const { dir, notes } = randomLetters(7);
   const shown: number[] = [];
   const options = { ...smallOptions([notes], join(dir, 'model')), epochs: 12, hidden: 64, lr: 3e-2 };
   await train(options, {
@@ -76,11 +81,8 @@ test("the validation figure shown while training is the best checkpoint's, so it
 
 test('a run stopped early goes back to its best checkpoint and settles it as the rate falls', async () => {
   await selectBackend('wasm');
-  const dir = trainDir();
-  const notes = join(dir, 'notes.txt');
-  // Random letters again: validation is best early on and then only worsens, so patience runs out.
-  const random = seededRandom(11);
-  writeFileSync(notes, Array.from({ length: 12_000 }, () => 'abcdefghijklmnop'[Math.floor(random() * 16)]).join(''));
+  // Validation is best early on and then only worsens, so patience runs out.
+  const { dir, notes } = randomLetters(11);
   const run = async (decay: number) => {
     const lines: string[] = [];
     const options = { ...smallOptions([notes], join(dir, `model-${decay}`)), epochs: 40, hidden: 64, lr: 3e-2 };
