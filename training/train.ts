@@ -135,11 +135,14 @@ async function runTraining(
       etaSeconds,
       epoch: Math.floor(step / engine.batchesPerEpoch) + 1,
     });
-  while (progressFraction() < 1) {
+  const stopAsked = async () => {
     // The SIGINT handler only runs between macrotasks, and on wasm every await in a step resolves
     // as a microtask: without this turn of the event loop Ctrl-C would wait for the budget to end.
     await nextTurn();
-    if (shouldStop()) {
+    return shouldStop();
+  };
+  while (progressFraction() < 1) {
+    if (await stopAsked()) {
       stoppedBy = 'interrupted';
       break;
     }
@@ -179,19 +182,19 @@ async function runTraining(
   // budget's end would have. The finish keeps the settled weights only if they validate better.
   const settleSteps = stoppedBy === 'early stopping' && best ? Math.ceil(options.decay * best.steps) : 0;
   if (best && settleSteps > 0) {
+    const floorRate = options.lr * TRAIN_DEFAULTS.finalLrFactor;
     reporter.info(
-      `Validation stopped improving at step ${step}: settling the best checkpoint (step ${best.steps}) over ${settleSteps} steps as the rate falls from ${bestRate.toPrecision(3)} to ${(options.lr * TRAIN_DEFAULTS.finalLrFactor).toPrecision(3)}`,
+      `Validation stopped improving at step ${step}: settling the best checkpoint (step ${best.steps}) over ${settleSteps} steps as the rate falls from ${bestRate.toPrecision(3)} to ${floorRate.toPrecision(3)}`,
     );
     await engine.load(best.weights);
     const settleStarted = elapsed();
     const stoppedAt = progressFraction();
     for (let i = 0; i < settleSteps; i++) {
-      await nextTurn();
-      if (shouldStop()) {
+      if (await stopAsked()) {
         stoppedBy = 'interrupted';
         break;
       }
-      await trainStep(settlingRateAt(bestRate, options.lr * TRAIN_DEFAULTS.finalLrFactor, i / settleSteps));
+      await trainStep(settlingRateAt(bestRate, floorRate, i / settleSteps));
       const done = (i + 1) / settleSteps;
       report(stoppedAt + (1 - stoppedAt) * done, ((elapsed() - settleStarted) / done) * (1 - done));
     }
