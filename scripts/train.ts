@@ -30,7 +30,7 @@ PATH                files or folders of notes (default: the embedded default cor
 --early-stop        with --epochs or --chars, still stop once validation stops improving, as a time budget
                     does: the best checkpoint is then settled as the rate falls
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})
---batch N (${D.batch} on a CPU, ${D.gpuBatch} on a GPU)
+--batch N (${D.batch} on a CPU; ${D.gpuBatch} on a GPU, halved for notes too small for ${D.gpuMinStepsPerEpoch} steps an epoch)
 --lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
 --average X (${D.averageShare}): the weights saved average over about the last X share of the steps (0: as they stand)
 --dropout X (${D.dropout})  --seed N (${D.seed})

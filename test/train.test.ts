@@ -124,11 +124,20 @@ test('a run trains the streams asked for, else the default of its device, and ne
   const { batch, gpuBatch } = TRAIN_DEFAULTS;
   assert.ok(gpuBatch > batch, 'a GPU takes more streams than a CPU');
   assert.equal(trainingBatch(undefined, false, 1, 100_000), batch);
-  assert.equal(trainingBatch(undefined, true, 1, 100_000), gpuBatch);
+  const { gpuMinStepsPerEpoch } = TRAIN_DEFAULTS;
+  const epochOfGpuSteps = gpuBatch * gpuMinStepsPerEpoch;
+  assert.equal(trainingBatch(undefined, true, 1, epochOfGpuSteps), gpuBatch);
   // Each process of several takes the default share of its own.
-  assert.equal(trainingBatch(undefined, true, 4, 100_000), 4 * gpuBatch);
-  // Small notes shrink the batch, to a multiple of the processes, each of which must get an equal share.
-  assert.equal(trainingBatch(undefined, true, 4, 1_001), 1_000);
+  assert.equal(trainingBatch(undefined, true, 4, 4 * epochOfGpuSteps), 4 * gpuBatch);
+  // Notes too small for an epoch of enough steps at a GPU's batch halve it, down to a CPU's, shares included.
+  assert.equal(trainingBatch(undefined, true, 1, epochOfGpuSteps - 1), gpuBatch / 2);
+  assert.equal(trainingBatch(undefined, true, 1, (gpuBatch / 4) * gpuMinStepsPerEpoch), gpuBatch / 4);
+  assert.equal(trainingBatch(undefined, true, 1, 1_000), batch);
+  assert.equal(trainingBatch(undefined, true, 4, 2 * epochOfGpuSteps), 2 * gpuBatch);
+  assert.equal(trainingBatch(undefined, true, 4, 1_001), 4 * batch);
+  assert.equal(trainingBatch(undefined, false, 1, 100), batch, 'a CPU keeps its batch for small notes');
+  // Notes that cannot fill the batch shrink it, to a multiple of the processes, each of which must get an equal share.
+  assert.equal(trainingBatch(undefined, true, 3, 50), 48);
   assert.equal(trainingBatch(undefined, false, 1, 20), 20);
   // --batch wins on any device, shrunk only where the notes cannot fill it.
   assert.equal(trainingBatch(48, true, 1, 100_000), 48);

@@ -153,11 +153,15 @@ export function prepareDataset(
 
 /**
  * The streams a run trains: --batch, else the default of the device that trains (a multiple of its
- * processes, each of which takes an equal share), shrunk rather than refused for a small corpus.
+ * processes, each of which takes an equal share), shrunk rather than refused for a small corpus. A GPU's default
+ * halves for notes too small to give an epoch TRAIN_DEFAULTS.gpuMinStepsPerEpoch steps.
  */
 export function trainingBatch(asked: number | undefined, onGpu: boolean, processes: number, maxBatch: number): number {
   if (asked !== undefined) return Math.min(asked, maxBatch);
-  const wanted = onGpu ? TRAIN_DEFAULTS.gpuBatch * processes : TRAIN_DEFAULTS.batch;
+  let wanted = onGpu ? TRAIN_DEFAULTS.gpuBatch * processes : TRAIN_DEFAULTS.batch;
+  if (onGpu)
+    while (wanted / 2 >= TRAIN_DEFAULTS.batch * processes && maxBatch / wanted < TRAIN_DEFAULTS.gpuMinStepsPerEpoch)
+      wanted /= 2;
   const fitting = Math.min(wanted, maxBatch);
   return Math.max(1, fitting - (fitting % processes));
 }

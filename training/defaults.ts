@@ -25,6 +25,12 @@ export const TRAIN_DEFAULTS = {
    */
   gpuBatch: 256,
   /**
+   * A GPU's default halves, down to a CPU's batch, while an epoch of the training text would take fewer steps than
+   * this. Small notes read 256 streams at a time overfit after a few hundred steps, and a time budget's early stop
+   * then keeps a model that fewer streams, taking more steps over the same text, beat (docs/measurements.md).
+   */
+  gpuMinStepsPerEpoch: 200,
+  /**
    * Constant with no warm-up until the decay: budgets of a few minutes end while the loss is still
    * falling steeply, where a warm-up or an early decay costs more per character than it gains (the
    * recipe A/B against PyTorch in docs/measurements.md). The gradient clip guards the first updates.

@@ -85,7 +85,13 @@ async function runTraining(
   const chosen = await chooseEngine(options, probe, reporter, releases);
   const torch = chosen.torch;
   const onGpu = torch ? torch.info.device !== 'cpu' : backend.gpu;
-  const batch = trainingBatch(options.batch, onGpu, torch?.info.worldSize ?? 1, text.maxBatch);
+  const world = torch?.info.worldSize ?? 1;
+  const batch = trainingBatch(options.batch, onGpu, world, text.maxBatch);
+  const gpuDefault = TRAIN_DEFAULTS.gpuBatch * world;
+  if (onGpu && options.batch === undefined && batch < Math.min(gpuDefault, text.maxBatch))
+    reporter.info(
+      `Batch: ${batch} streams rather than a GPU's ${gpuDefault}, so that an epoch of these notes takes ${Math.floor(text.maxBatch / batch)} steps rather than ${Math.floor(text.maxBatch / gpuDefault)}: small notes overfit in few steps. Set --batch to choose yourself.`,
+    );
   const shape = { batch, seq, dropout };
   const measure: SpeedMeasure = async (candidate) =>
     (torch ? await torch.time(candidate, shape) : await timeTrainingStep(candidate, shape)).fastest;
