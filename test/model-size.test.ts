@@ -60,7 +60,7 @@ test('planning a time budget times each shape once, the default size serving bot
   const plan = await planTraining(options, run, reporter);
   assert.equal(plan.config.hidden, 384);
   assert.deepEqual(measured, [256, 384, 512]);
-  assert.match(lines[0], /^Budget: 10 minutes \(as asked\)/);
+  assert.match(lines[0], /^Budget: 10 minutes \(as asked, with early stopping\)/);
   assert.match(lines[1], /^Size: 2×384 fits the budget/);
 
   // Without --minutes the default size's speed sets the budget; the size search reuses it.

@@ -77,11 +77,11 @@ export async function chooseBudget(
     };
   }
   let minutes = options.minutes;
-  let why = 'as asked';
+  let why = 'as asked, with early stopping';
   if (minutes === undefined) {
     if (usingDefault) {
       minutes = TRAIN_DEFAULTS.defaultCorpusMinutes;
-      why = 'default for the embedded corpus; set --minutes or --epochs to change';
+      why = 'default for the embedded corpus, with early stopping; set --minutes or --epochs to change';
     } else {
       const charsPerSecond = await measureSpeed();
       const wanted = (TRAIN_DEFAULTS.targetEpochs * trainChars) / (charsPerSecond * TRAIN_DEFAULTS.trainingShare) / 60;
