@@ -22,7 +22,7 @@ import { randomModel } from './support/random-model';
 import { acquireRelearnLock, acquireTrainingLock, LockHeldError } from '../training/lock';
 import { splitCorpus } from '../training/split';
 import { loadCorpus } from '../training/corpus';
-import { trainingBatch } from '../training/dataset';
+import { smallNotesBatch, trainingBatch } from '../training/dataset';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { loadNgram } from '../model/ngram-format';
 import { readNotesText } from '../model/notes-text';
@@ -136,6 +136,15 @@ test('a run trains the streams asked for, else the default of its device, and ne
   assert.equal(trainingBatch(undefined, true, 4, 2 * epochOfGpuSteps), 2 * gpuBatch);
   assert.equal(trainingBatch(undefined, true, 4, 1_001), 4 * batch);
   assert.equal(trainingBatch(undefined, false, 1, 100), batch, 'a CPU keeps its batch for small notes');
+  // The halving is said, with the steps an epoch takes each way; the default kept says nothing.
+  const shakespeareWindows = 15_685;
+  const halved = trainingBatch(undefined, true, 1, shakespeareWindows);
+  assert.equal(halved, 64);
+  assert.match(
+    smallNotesBatch(halved, 1, shakespeareWindows) ?? '',
+    /^Batch: 64 streams rather than a GPU's 256, so that an epoch of these notes takes 245 steps rather than 61/,
+  );
+  assert.equal(smallNotesBatch(trainingBatch(undefined, true, 1, epochOfGpuSteps), 1, epochOfGpuSteps), undefined);
   // Notes that cannot fill the batch shrink it, to a multiple of the processes, each of which must get an equal share.
   assert.equal(trainingBatch(undefined, true, 3, 50), 48);
   assert.equal(trainingBatch(undefined, false, 1, 20), 20);

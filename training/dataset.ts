@@ -166,6 +166,14 @@ export function trainingBatch(asked: number | undefined, onGpu: boolean, process
   return Math.max(1, fitting - (fitting % processes));
 }
 
+/** The line that says why a GPU's default batch was halved for small notes, or undefined where it was not. */
+export function smallNotesBatch(batch: number, processes: number, maxBatch: number): string | undefined {
+  const gpuDefault = Math.min(TRAIN_DEFAULTS.gpuBatch * processes, maxBatch);
+  if (batch >= gpuDefault) return undefined;
+  const steps = (streams: number) => Math.floor(maxBatch / streams).toLocaleString('en-US');
+  return `Batch: ${batch} streams rather than a GPU's ${gpuDefault}, so that an epoch of these notes takes ${steps(batch)} steps rather than ${steps(gpuDefault)}: small notes overfit in few steps. Set --batch to choose yourself.`;
+}
+
 function countZeros(ids: Int32Array): number {
   let n = 0;
   for (let i = 0; i < ids.length; i++) if (ids[i] === 0) n++;

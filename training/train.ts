@@ -23,7 +23,7 @@ import {
   resumedOptimizerState,
 } from './checkpoint';
 import { DOCUMENT_SEPARATOR } from './corpus';
-import { Dataset, prepareDataset, readNotes, trainingBatch } from './dataset';
+import { Dataset, prepareDataset, readNotes, smallNotesBatch, trainingBatch } from './dataset';
 import { TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
@@ -87,11 +87,8 @@ async function runTraining(
   const onGpu = torch ? torch.info.device !== 'cpu' : backend.gpu;
   const world = torch?.info.worldSize ?? 1;
   const batch = trainingBatch(options.batch, onGpu, world, text.maxBatch);
-  const gpuDefault = TRAIN_DEFAULTS.gpuBatch * world;
-  if (onGpu && options.batch === undefined && batch < Math.min(gpuDefault, text.maxBatch))
-    reporter.info(
-      `Batch: ${batch} streams rather than a GPU's ${gpuDefault}, so that an epoch of these notes takes ${Math.floor(text.maxBatch / batch)} steps rather than ${Math.floor(text.maxBatch / gpuDefault)}: small notes overfit in few steps. Set --batch to choose yourself.`,
-    );
+  const smallNotes = onGpu && options.batch === undefined && smallNotesBatch(batch, world, text.maxBatch);
+  if (smallNotes) reporter.info(smallNotes);
   const shape = { batch, seq, dropout };
   const measure: SpeedMeasure = async (candidate) =>
     (torch ? await torch.time(candidate, shape) : await timeTrainingStep(candidate, shape)).fastest;
