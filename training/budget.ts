@@ -77,25 +77,26 @@ export async function chooseBudget(
     };
   }
   let minutes = options.minutes;
-  let why = 'as asked, with early stopping';
+  let why = 'as asked';
   if (minutes === undefined) {
     if (usingDefault) {
       minutes = TRAIN_DEFAULTS.defaultCorpusMinutes;
-      why = 'default for the embedded corpus, with early stopping; set --minutes or --epochs to change';
+      why = 'default for the embedded corpus';
     } else {
       const charsPerSecond = await measureSpeed();
       const wanted = (TRAIN_DEFAULTS.targetEpochs * trainChars) / (charsPerSecond * TRAIN_DEFAULTS.trainingShare) / 60;
       minutes = Math.min(TRAIN_DEFAULTS.maxMinutes, Math.max(TRAIN_DEFAULTS.minMinutes, Math.round(wanted * 10) / 10));
-      why = `about ${TRAIN_DEFAULTS.targetEpochs} epochs of your notes at ${Math.round(charsPerSecond).toLocaleString('en-US')} chars/s for the default size, within ${TRAIN_DEFAULTS.minMinutes}–${TRAIN_DEFAULTS.maxMinutes} minutes, with early stopping; set --minutes or --epochs to change`;
+      why = `about ${TRAIN_DEFAULTS.targetEpochs} epochs of your notes at ${Math.round(charsPerSecond).toLocaleString('en-US')} chars/s for the default size, within ${TRAIN_DEFAULTS.minMinutes}–${TRAIN_DEFAULTS.maxMinutes} minutes`;
     }
   }
   const seconds = minutes * 60;
+  const change = options.minutes === undefined ? '; set --minutes or --epochs to change' : '';
   return {
     seconds,
     evaluateEvery: Math.max(5, seconds / TRAIN_DEFAULTS.evaluationsPerRun),
     // A time budget is what the user can spare, not a number of passes: on a GPU a few minutes read small notes a
     // hundred times over, and the validation figure stops improving long before the budget ends.
     earlyStopping: true,
-    description: `Budget: ${minutes} minute${minutes === 1 ? '' : 's'} (${why})`,
+    description: `Budget: ${minutes} minute${minutes === 1 ? '' : 's'} (${why}, with early stopping${change})`,
   };
 }
