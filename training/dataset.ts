@@ -162,13 +162,18 @@ export function trainingBatch(asked: number | undefined, onGpu: boolean, process
   if (onGpu)
     while (wanted / 2 >= TRAIN_DEFAULTS.batch * processes && maxBatch / wanted < TRAIN_DEFAULTS.gpuMinStepsPerEpoch)
       wanted /= 2;
+  return fitNotes(wanted, processes, maxBatch);
+}
+
+/** The streams a corpus fills, at most `wanted`, split evenly across the processes. */
+function fitNotes(wanted: number, processes: number, maxBatch: number): number {
   const fitting = Math.min(wanted, maxBatch);
   return Math.max(1, fitting - (fitting % processes));
 }
 
 /** The line that says why a GPU's default batch was halved for small notes, or undefined where it was not. */
 export function smallNotesBatch(batch: number, processes: number, maxBatch: number): string | undefined {
-  const gpuDefault = Math.min(TRAIN_DEFAULTS.gpuBatch * processes, maxBatch);
+  const gpuDefault = fitNotes(TRAIN_DEFAULTS.gpuBatch * processes, processes, maxBatch);
   if (batch >= gpuDefault) return undefined;
   const steps = (streams: number) => Math.floor(maxBatch / streams).toLocaleString('en-US');
   return `Batch: ${batch} streams rather than a GPU's ${gpuDefault}, so that an epoch of these notes takes ${steps(batch)} steps rather than ${steps(gpuDefault)}: small notes overfit in few steps. Set --batch to choose yourself.`;
