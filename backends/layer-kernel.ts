@@ -51,6 +51,17 @@ export interface KernelExports {
     initStride: number,
     c: number,
   ): void;
+  packBf16(w: number, K: number, N: number, panels: number): void;
+  stepProductBf16(
+    rows: number,
+    K: number,
+    N: number,
+    a: number,
+    panels: number,
+    init: number,
+    initStride: number,
+    c: number,
+  ): void;
   stepCell(B: number, H: number, z: number, cPrev: number, h: number, c: number): void;
   heapBase(): number;
 }

@@ -73,6 +73,18 @@ interface Layout {
   scratch: number;
 }
 
+/** How a step kernel holds the weights it multiplies by: as they are, or rounded to bfloat16 (half the bytes). */
+export type StepWeights = 'f32' | 'bf16';
+
+/**
+ * How served steps hold the weights: in bfloat16 unless CHAR_COMPLETE_STEP_WEIGHTS is f32. Between keystrokes the
+ * n-gram and the context tables push the weights out of the cache, so a step reads them from memory, and half the
+ * bytes is the faster step; the rounding moves what the LSTM predicts by too little to show in bits per char.
+ */
+export function stepWeightsWanted(): StepWeights {
+  return (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase() === 'f32' ? 'f32' : 'bf16';
+}
+
 export class LstmStepKernel {
   private readonly kernel: KernelExports;
   private readonly memory: WebAssembly.Memory;
@@ -80,10 +92,11 @@ export class LstmStepKernel {
   /** The vocabulary rounded up to whole vectors; the output's extra columns are zeros. */
   private readonly paddedVocab: number;
 
-  /** Packs `weights` (as parameterShapes names them) into a new memory; throws if the kernel cannot run here. */
+  /** Packs `weights` (as parameterShapes names them) into a new memory, held as `held`; throws if the kernel cannot run here. */
   constructor(
     readonly config: NetworkConfig,
     weights: Map<string, Float32Array>,
+    readonly held: StepWeights = 'f32',
   ) {
     const reason = stepKernelUnavailable(config);
     if (reason) throw new Error(`step kernel: ${reason}`);
@@ -98,13 +111,14 @@ export class LstmStepKernel {
       top = at + floats * 4;
       return at;
     };
+    const takeWeights = (count: number) => take(held === 'bf16' ? count / 2 : count);
     const layout: Layout = { table: take(V * G), wh: [], wx: [], bias: [], output: 0, outputBias: 0, scratch: 0 };
     for (let l = 0; l < layers; l++) {
-      layout.wh.push(take(H * G));
-      layout.wx.push(l === 0 ? 0 : take(H * G));
+      layout.wh.push(takeWeights(H * G));
+      layout.wx.push(l === 0 ? 0 : takeWeights(H * G));
       layout.bias.push(l === 0 ? 0 : take(G));
     }
-    layout.output = take(H * Vp);
+    layout.output = takeWeights(H * Vp);
     layout.outputBias = take(Vp);
     layout.scratch = take(0);
     this.layout = layout;
@@ -218,8 +232,8 @@ export class LstmStepKernel {
         hPrevView.set(states[b].subarray(2 * l * H, (2 * l + 1) * H), b * H);
         cPrevView.set(states[b].subarray((2 * l + 1) * H, (2 * l + 2) * H), b * H);
       }
-      if (l > 0) this.kernel.stepProduct(B, H, G, hOut[l - 1], at.wx[l], at.bias[l], 0, z);
-      this.kernel.stepProduct(B, H, G, hPrev, at.wh[l], z, G, z);
+      if (l > 0) this.product(B, H, G, hOut[l - 1], at.wx[l], at.bias[l], 0, z);
+      this.product(B, H, G, hPrev, at.wh[l], z, G, z);
       this.kernel.stepCell(B, H, z, cPrev, hOut[l], cOut[l]);
       const h = this.floats(hOut[l], B * H);
       const c = this.floats(cOut[l], B * H);
@@ -228,14 +242,21 @@ export class LstmStepKernel {
         next[b].set(c.subarray(b * H, (b + 1) * H), (2 * l + 1) * H);
       }
     }
-    this.kernel.stepProduct(B, H, Vp, hOut[layers - 1], at.output, at.outputBias, 0, logitsAt);
+    this.product(B, H, Vp, hOut[layers - 1], at.output, at.outputBias, 0, logitsAt);
     return this.floats(logitsAt, B * Vp);
+  }
+
+  /** stepProduct on weights packed by packInto, as they are held. */
+  private product(...args: Parameters<KernelExports['stepProduct']>): void {
+    if (this.held === 'bf16') this.kernel.stepProductBf16(...args);
+    else this.kernel.stepProduct(...args);
   }
 
   private packInto(panels: number, w: Float32Array, K: number, N: number): void {
     const source = alignUp(this.layout.scratch, 64);
     this.floats(source, K * N).set(w.subarray(0, K * N));
-    this.kernel.pack(source, K, N, panels);
+    if (this.held === 'bf16') this.kernel.packBf16(source, K, N, panels);
+    else this.kernel.pack(source, K, N, panels);
   }
 
   private floats(offset: number, length: number): Float32Array {

@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights } from './network';
 import { ADAPTATION_STEP, AdaptationSettings, AdaptationStep, gradientStepInKernel } from './lstm-adaptation-step';
-import { LstmStepKernel, stepKernelUnavailable } from '../backends/step-kernel';
+import { LstmStepKernel, stepKernelUnavailable, stepWeightsWanted } from '../backends/step-kernel';
 import { activeLayerKernel, callingThreadLayerKernel, LayerKernel } from '../backends/layer-kernel';
 import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
@@ -167,7 +167,8 @@ export class LstmPredictor implements Predictor {
     const backend = activeBackend();
     if (!STEP_KERNEL_BACKENDS.includes(backend)) return `tfjs on ${backend}`;
     const unavailable = this.stepKernelUnavailable();
-    return unavailable ? `tfjs on ${backend} (the step kernel cannot run: ${unavailable})` : 'the step kernel';
+    if (unavailable) return `tfjs on ${backend} (the step kernel cannot run: ${unavailable})`;
+    return `the step kernel, weights in ${stepWeightsWanted() === 'bf16' ? 'bfloat16' : 'f32'}`;
   }
 
   /** Why this network cannot step in the kernel here, or undefined when it can (the backend aside). */
@@ -181,7 +182,7 @@ export class LstmPredictor implements Predictor {
     if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
     if (this.disposed) return undefined;
     try {
-      const kernel = this.stepKernel?.kernel ?? new LstmStepKernel(this.config, this.weights);
+      const kernel = this.stepKernel?.kernel ?? new LstmStepKernel(this.config, this.weights, stepWeightsWanted());
       if (this.stepKernel) kernel.load(this.weights);
       this.stepKernel = { kernel, version: this.weightsVersion };
       return kernel;

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LstmStepKernel } from '../backends/step-kernel';
-import { LstmPredictor } from '../model/predictor';
+import { LstmPredictor, logSoftmax } from '../model/predictor';
 import type { SavedModel } from '../model/format';
 import { seededRandom } from '../model/random';
 import { randomModel } from './support/random-model';
@@ -49,42 +49,122 @@ for (const shape of [
   { embed: 4, hidden: 8, layers: 3 },
 ]) {
   for (const batch of [1, 3, 70]) {
-    test(`${shape.layers}×${shape.hidden}, batch ${batch}: the step kernel's states and log-probabilities match tfjs's`, async () => {
-      const saved = model(batch + shape.hidden, shape);
-      const kernel = new LstmPredictor(saved);
-      assert.equal(kernel.stepsRunOn(), 'the step kernel');
-      const { states, ids } = randomBatch(saved, batch, 7);
-      let ours = await kernel.step(states, ids);
-      let theirs = await stepThroughTfjs(saved, states, ids);
-      // A second step from the states each reached, so that a wrong state would show in what follows.
-      const again = ids.map((id) => (id % (saved.config.vocabSize - 1)) + 1);
-      ours = await kernel.step(
-        ours.map((s) => s.state),
-        again,
-      );
-      theirs = await stepThroughTfjs(
-        saved,
-        theirs.map((s) => s.state),
-        again,
-      );
-      const states2 = maxDifference(
-        ours.map((s) => s.state),
-        theirs.map((s) => s.state),
-      );
-      const logProbs = maxDifference(
-        ours.map((s) => s.logProbs),
-        theirs.map((s) => s.logProbs),
-      );
-      assert.ok(states2 < 1e-5, `states differ by ${states2}`);
-      assert.ok(logProbs < 1e-4, `log-probabilities differ by ${logProbs}`);
-      assert.ok(
-        ours.every((s) => s.logProbs.length === saved.config.vocabSize),
-        'one log-probability per symbol, none for the padding',
-      );
-      kernel.dispose();
-    });
+    test(`${shape.layers}×${shape.hidden}, batch ${batch}: the step kernel's states and log-probabilities match tfjs's`, () =>
+      withEnv('CHAR_COMPLETE_STEP_WEIGHTS', 'f32', async () => {
+        const saved = model(batch + shape.hidden, shape);
+        const kernel = new LstmPredictor(saved);
+        assert.equal(kernel.stepsRunOn(), 'the step kernel, weights in f32');
+        const { states, ids } = randomBatch(saved, batch, 7);
+        let ours = await kernel.step(states, ids);
+        let theirs = await stepThroughTfjs(saved, states, ids);
+        // A second step from the states each reached, so that a wrong state would show in what follows.
+        const again = ids.map((id) => (id % (saved.config.vocabSize - 1)) + 1);
+        ours = await kernel.step(
+          ours.map((s) => s.state),
+          again,
+        );
+        theirs = await stepThroughTfjs(
+          saved,
+          theirs.map((s) => s.state),
+          again,
+        );
+        const states2 = maxDifference(
+          ours.map((s) => s.state),
+          theirs.map((s) => s.state),
+        );
+        const logProbs = maxDifference(
+          ours.map((s) => s.logProbs),
+          theirs.map((s) => s.logProbs),
+        );
+        assert.ok(states2 < 1e-5, `states differ by ${states2}`);
+        assert.ok(logProbs < 1e-4, `log-probabilities differ by ${logProbs}`);
+        assert.ok(
+          ours.every((s) => s.logProbs.length === saved.config.vocabSize),
+          'one log-probability per symbol, none for the padding',
+        );
+        kernel.dispose();
+      }));
   }
 }
+
+/** The weights a bfloat16 step kernel multiplies by: each rounded to its top 16 bits, to nearest with ties to even. */
+function roundedToBf16(values: Float32Array): Float32Array {
+  const rounded = values.slice();
+  const bits = new Uint32Array(rounded.buffer);
+  for (let i = 0; i < bits.length; i++) bits[i] = (((bits[i] + 0x7fff + ((bits[i] >>> 16) & 1)) >>> 16) << 16) >>> 0;
+  return rounded;
+}
+
+/** The names the kernel holds in bfloat16: every product's weights but layer 0's input, which is a table of floats. */
+const BF16_HELD = /^(lstm\d+\/wh|lstm[1-9]\d*\/wx|output\/w)$/;
+
+for (const batch of [1, 3, 70]) {
+  test(`2×20, batch ${batch}: weights held in bfloat16 step as tfjs steps the same weights rounded`, async () => {
+    const saved = model(batch, { embed: 5, hidden: 20, layers: 2 });
+    const rounded = {
+      ...saved,
+      weights: new Map(
+        [...saved.weights].map(([name, values]) => [name, BF16_HELD.test(name) ? roundedToBf16(values) : values]),
+      ),
+    };
+    const kernel = new LstmStepKernel(saved.config, saved.weights, 'bf16');
+    const { states, ids } = randomBatch(saved, batch, 11);
+    const { states: next, logits, stride } = kernel.step(states, ids);
+    const logProbs = next.map((_, b) => logSoftmax(logits.subarray(b * stride, b * stride + saved.config.vocabSize)));
+    const expected = await stepThroughTfjs(rounded, states, ids);
+    const unrounded = await stepThroughTfjs(saved, states, ids);
+    const statesDiffer = maxDifference(
+      next,
+      expected.map((s) => s.state),
+    );
+    const logProbsDiffer = maxDifference(
+      logProbs,
+      expected.map((s) => s.logProbs),
+    );
+    assert.ok(statesDiffer < 1e-5, `states differ by ${statesDiffer}`);
+    assert.ok(logProbsDiffer < 1e-4, `log-probabilities differ by ${logProbsDiffer}`);
+    assert.ok(
+      maxDifference(
+        logProbs,
+        unrounded.map((s) => s.logProbs),
+      ) > 1e-3,
+      'and the weights are rounded: unrounded, they step otherwise',
+    );
+  });
+}
+
+test('a served LSTM steps with its weights in bfloat16 unless CHAR_COMPLETE_STEP_WEIGHTS says f32', async () => {
+  const saved = model(5, { embed: 5, hidden: 20, layers: 2 });
+  const { states, ids } = randomBatch(saved, 2, 5);
+  const served = (weights: string | undefined) =>
+    withEnv('CHAR_COMPLETE_STEP_WEIGHTS', weights, async () => {
+      const predictor = new LstmPredictor(saved);
+      try {
+        return { runsOn: predictor.stepsRunOn(), steps: await predictor.step(states, ids) };
+      } finally {
+        predictor.dispose();
+      }
+    });
+  const byDefault = await served(undefined);
+  const asF32 = await served('f32');
+  const direct = new LstmStepKernel(saved.config, saved.weights, 'bf16').step(states, ids).states;
+  assert.equal(byDefault.runsOn, 'the step kernel, weights in bfloat16');
+  assert.equal(asF32.runsOn, 'the step kernel, weights in f32');
+  assert.equal(
+    maxDifference(
+      byDefault.steps.map((s) => s.state),
+      direct,
+    ),
+    0,
+    'the default is the bfloat16 kernel',
+  );
+  assert.ok(
+    maxDifference(
+      byDefault.steps.map((s) => s.state),
+      asF32.steps.map((s) => s.state),
+    ) > 1e-4,
+  );
+});
 
 test('the step kernel takes new weights in place of those it packed, as after an adaptation step', async () => {
   const shape = { embed: 5, hidden: 20, layers: 2 };

@@ -74,15 +74,21 @@ function barrierWait(barrier: usize, threads: i32): bool {
  * Copies columns [colFirst, colEnd) of W [K, cols] into panels the matmul reads sequentially: the
  * columns go in runs of sixteen, then four, each run stored k-major, so its rows are adjacent
  * rather than a whole W row apart (which also maps them all onto the same few cache sets).
- * Column c's run starts at float c·K of `panels`. With `transposed`, W is given as Wᵀ [cols, K].
+ * Column c's run starts at element c·K of `panels`, whose elements are W's type: f32, or u16 for
+ * bfloat16 (W given untransposed). With `transposed`, W is given as Wᵀ [cols, K].
  */
-function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: i32, colEnd: i32, panels: usize): void {
+function packPanels<W>(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: i32, colEnd: i32, panels: usize): void {
   let col = colFirst;
   while (col < colEnd) {
     const width = col + 16 <= colEnd ? 16 : 4;
-    let dst = panels + (<usize>col * <usize>K << 2);
+    let dst = panels + <usize>col * <usize>K * sizeof<W>();
     for (let k = 0; k < K; k++) {
-      if (transposed) {
+      if (sizeof<W>() == 2) {
+        for (let j = 0; j < width; j++) {
+          store<u16>(dst, toBf16(load<u32>(w + (<usize>(k * wStride + col + j) << 2))));
+          dst += 2;
+        }
+      } else if (transposed) {
         for (let j = 0; j < width; j++) {
           store<f32>(dst, load<f32>(w + (<usize>((col + j) * wStride + k) << 2)));
           dst += 4;
@@ -99,6 +105,19 @@ function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: 
   }
 }
 
+/** A float's bits rounded to its top half, to nearest with ties to even: bfloat16, which keeps f32's range. */
+@inline function toBf16(bits: u32): u16 {
+  return <u16>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
+}
+
+/** Four bfloat16 from the low (or high) half of `v` as four f32: each is the top half of its float. */
+@inline function widenLow(v: v128): v128 {
+  return i8x16.shuffle(v128.splat<i32>(0), v, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+}
+@inline function widenHigh(v: v128): v128 {
+  return i8x16.shuffle(v128.splat<i32>(0), v, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+}
+
 /**
  * C[rows, cols] = init[rows, cols] + A[rows, k range] · W[k range, cols] for one column range, W
  * packed by packPanels (over panelK rows) for the same range. A's element (row, k) is at
@@ -106,7 +125,7 @@ function packPanels(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: 
  * of two rows by sixteen columns keep eight accumulators in registers while the panel streams
  * past. init may be 0 for zeros, c itself to accumulate, or a row with initStride 0 to broadcast.
  */
-function matmulPanels(
+function matmulPanels<W>(
   rows: i32, kCount: i32, panelK: i32, kFirst: i32, colFirst: i32, colEnd: i32,
   a: usize, aRowStride: i32, aKStride: i32, panels: usize, init: usize, initStride: i32, c: usize, cStride: i32,
 ): void {
@@ -115,18 +134,24 @@ function matmulPanels(
   const aNextRow = <usize>aRowStride << 2;
   let col = colFirst;
   for (; col + 16 <= colEnd; col += 16) {
-    const panel = panels + (<usize>(col * panelK + kFirst * 16) << 2);
+    const panel = panels + <usize>(col * panelK + kFirst * 16) * sizeof<W>();
     let b = 0;
     for (; b + 2 <= rows; b += 2) {
       let s00 = zero, s01 = zero, s02 = zero, s03 = zero, s10 = zero, s11 = zero, s12 = zero, s13 = zero;
       let ap = a + (<usize>b * aNextRow);
       let wp = panel;
       for (let k = 0; k < kCount; k++) {
-        const w0 = v128.load(wp), w1 = v128.load(wp, 16), w2 = v128.load(wp, 32), w3 = v128.load(wp, 48);
+        let w0: v128, w1: v128, w2: v128, w3: v128;
+        if (sizeof<W>() == 2) {
+          const p0 = v128.load(wp), p1 = v128.load(wp, 16);
+          w0 = widenLow(p0); w1 = widenHigh(p0); w2 = widenLow(p1); w3 = widenHigh(p1);
+        } else {
+          w0 = v128.load(wp); w1 = v128.load(wp, 16); w2 = v128.load(wp, 32); w3 = v128.load(wp, 48);
+        }
         const x0 = v128.load32_splat(ap), x1 = v128.load32_splat(ap + aNextRow);
         s00 = madd(x0, w0, s00); s01 = madd(x0, w1, s01); s02 = madd(x0, w2, s02); s03 = madd(x0, w3, s03);
         s10 = madd(x1, w0, s10); s11 = madd(x1, w1, s11); s12 = madd(x1, w2, s12); s13 = madd(x1, w3, s13);
-        wp += 64; ap += aStep;
+        wp += 16 * sizeof<W>(); ap += aStep;
       }
       const c0 = c + (<usize>(b * cStride + col) << 2);
       const c1 = c0 + (<usize>cStride << 2);
@@ -146,9 +171,15 @@ function matmulPanels(
       let wp = panel;
       for (let k = 0; k < kCount; k++) {
         const x = v128.load32_splat(ap);
-        s0 = madd(x, v128.load(wp), s0); s1 = madd(x, v128.load(wp, 16), s1);
-        s2 = madd(x, v128.load(wp, 32), s2); s3 = madd(x, v128.load(wp, 48), s3);
-        wp += 64; ap += aStep;
+        if (sizeof<W>() == 2) {
+          const p0 = v128.load(wp), p1 = v128.load(wp, 16);
+          s0 = madd(x, widenLow(p0), s0); s1 = madd(x, widenHigh(p0), s1);
+          s2 = madd(x, widenLow(p1), s2); s3 = madd(x, widenHigh(p1), s3);
+        } else {
+          s0 = madd(x, v128.load(wp), s0); s1 = madd(x, v128.load(wp, 16), s1);
+          s2 = madd(x, v128.load(wp, 32), s2); s3 = madd(x, v128.load(wp, 48), s3);
+        }
+        wp += 16 * sizeof<W>(); ap += aStep;
       }
       const c0 = c + (<usize>(b * cStride + col) << 2);
       if (init) {
@@ -159,21 +190,22 @@ function matmulPanels(
     }
   }
   for (; col < colEnd; col += 4) {
-    const panel = panels + (<usize>(col * panelK + kFirst * 4) << 2);
-    for (let b = 0; b < rows; b++) matmulVector(b, kCount, col, a, aRowStride, aKStride, panel, 16, init, initStride, c, cStride);
+    const panel = panels + <usize>(col * panelK + kFirst * 4) * sizeof<W>();
+    for (let b = 0; b < rows; b++) matmulVector<W>(b, kCount, col, a, aRowStride, aKStride, panel, init, initStride, c, cStride);
   }
 }
 
-/** One row and four columns of C from a panel whose rows are `step` bytes apart. */
-function matmulVector(
-  b: i32, kCount: i32, col: i32, a: usize, aRowStride: i32, aKStride: i32, panel: usize, step: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+/** One row and four columns of C from a panel of four columns. */
+function matmulVector<W>(
+  b: i32, kCount: i32, col: i32, a: usize, aRowStride: i32, aKStride: i32, panel: usize, init: usize, initStride: i32, c: usize, cStride: i32,
 ): void {
   let s = init ? v128.load(init + (<usize>(b * initStride + col) << 2)) : f32x4.splat(0);
   let ap = a + (<usize>(b * aRowStride) << 2);
   let wp = panel;
   for (let k = 0; k < kCount; k++) {
-    s = madd(v128.load32_splat(ap), v128.load(wp), s);
-    wp += step;
+    const w = sizeof<W>() == 2 ? widenLow(v128.load64_zero(wp)) : v128.load(wp);
+    s = madd(v128.load32_splat(ap), w, s);
+    wp += 4 * sizeof<W>();
     ap += <usize>aKStride << 2;
   }
   v128.store(c + (<usize>(b * cStride + col) << 2), s);
@@ -203,13 +235,13 @@ export function matmul(
 ): bool {
   const first = shareFirst(N, thread, threads);
   const end = shareEnd(N, thread, threads);
-  packPanels(b, bTransposed ? K : N, bTransposed, K, first, end, panels);
+  packPanels<f32>(b, bTransposed ? K : N, bTransposed, K, first, end, panels);
   const aRowStride = aTransposed ? 1 : K;
   const aKStride = aTransposed ? M : 1;
   for (let k0 = 0; k0 < K; k0 += K_BLOCK) {
     const init = k0 == 0 ? bias : c;
     const initStride = k0 == 0 ? 0 : N;
-    matmulPanels(M, min(K_BLOCK, K - k0), K, k0, first, end, a + (<usize>(k0 * aKStride) << 2), aRowStride, aKStride, panels, init, initStride, c, N);
+    matmulPanels<f32>(M, min(K_BLOCK, K - k0), K, k0, first, end, a + (<usize>(k0 * aKStride) << 2), aRowStride, aKStride, panels, init, initStride, c, N);
   }
   return barrierWait(barrier, threads);
 }
@@ -226,12 +258,12 @@ export function forward(
   const first = shareFirst(H, thread, threads);
   const end = shareEnd(H, thread, threads);
   const G = 4 * H;
-  for (let gate = 0; gate < 4; gate++) packPanels(wh, G, false, H, gate * H + first, gate * H + end, panels);
+  for (let gate = 0; gate < 4; gate++) packPanels<f32>(wh, G, false, H, gate * H + first, gate * H + end, panels);
   for (let t = 0; t < T; t++) {
     const hPrev = hSeq + (<usize>(t * B * H) << 2);
     const xRows = xProj + (<usize>(t * B * G) << 2);
     for (let gate = 0; gate < 4; gate++) {
-      matmulPanels(B, H, H, 0, gate * H + first, gate * H + end, hPrev, H, 1, panels, xRows, G, z, G);
+      matmulPanels<f32>(B, H, H, 0, gate * H + first, gate * H + end, hPrev, H, 1, panels, xRows, G, z, G);
     }
     const cPrev = cSeq + (<usize>(t * B * H) << 2);
     const cNext = cPrev + (<usize>(B * H) << 2);
@@ -285,7 +317,7 @@ export function forward(
 
 /** Packs W [K, N] (N a multiple of 4) into `panels` [K·N] for stepProduct. */
 export function pack(w: usize, K: i32, N: i32, panels: usize): void {
-  packPanels(w, N, false, K, 0, N, panels);
+  packPanels<f32>(w, N, false, K, 0, N, panels);
 }
 
 /**
@@ -293,7 +325,17 @@ export function pack(w: usize, K: i32, N: i32, panels: usize): void {
  * (initStride 0), C itself to accumulate (initStride N), or 0.
  */
 export function stepProduct(rows: i32, K: i32, N: i32, a: usize, panels: usize, init: usize, initStride: i32, c: usize): void {
-  matmulPanels(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
+  matmulPanels<f32>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
+}
+
+/** pack() with each weight rounded to bfloat16: half the bytes for a step to read, for weights past the cache. */
+export function packBf16(w: usize, K: i32, N: i32, panels: usize): void {
+  packPanels<u16>(w, N, false, K, 0, N, panels);
+}
+
+/** stepProduct() with W packed by packBf16(). */
+export function stepProductBf16(rows: i32, K: i32, N: i32, a: usize, panels: usize, init: usize, initStride: i32, c: usize): void {
+  matmulPanels<u16>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
 }
 
 /** One timestep's cell for B rows: z [B, 4H] pre-activations and cPrev [B, H] to h and c [B, H]. */
@@ -314,10 +356,10 @@ export function backward(
   const G = 4 * H;
   const one = f32x4.splat(1.0);
   // dh = dZ · Whᵀ: the panels hold Whᵀ's columns for this thread's units.
-  packPanels(wh, G, true, G, first, end, panels);
+  packPanels<f32>(wh, G, true, G, first, end, panels);
   for (let t = T - 1; t >= 0; t--) {
     const last = t == T - 1;
-    if (!last) matmulPanels(B, G, G, 0, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, 1, panels, 0, 0, dhNext, H);
+    if (!last) matmulPanels<f32>(B, G, G, 0, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, 1, panels, 0, 0, dhNext, H);
     const dHRows = dH + (<usize>(t * B * H) << 2);
     const cPrevRows = cSeq + (<usize>(t * B * H) << 2);
     const actRows = acts + (<usize>(t * B * G) << 2);
