@@ -344,14 +344,21 @@ export function alignUp(value: number, alignment: number): number {
 }
 
 /**
- * W [rows, cols] with each row padded with zeros to whole vectors, [rows, alignUp(cols, 4)]: the kernel's products need
- * whole vectors of columns, and a vocabulary need not be.
+ * W [rows, cols] with each row padded with zeros to whole vectors, [rows, alignUp(cols, 4)], in `into` if given: the
+ * kernel's products need whole vectors of columns, and a vocabulary need not be.
  */
-export function padColumns(w: Float32Array, rows: number, cols: number): Float32Array {
+export function padColumns(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  into: Float32Array<ArrayBufferLike> = new Float32Array(rows * alignUp(cols, 4)),
+): Float32Array<ArrayBufferLike> {
   const stride = alignUp(cols, 4);
-  const padded = new Float32Array(rows * stride);
-  for (let r = 0; r < rows; r++) padded.set(w.subarray(r * cols, (r + 1) * cols), r * stride);
-  return padded;
+  for (let r = 0; r < rows; r++) {
+    into.set(w.subarray(r * cols, (r + 1) * cols), r * stride);
+    into.fill(0, r * stride + cols, (r + 1) * stride);
+  }
+  return into;
 }
 
 /**

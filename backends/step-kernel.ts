@@ -170,7 +170,10 @@ export class LstmStepKernel {
       }
     }
     const Vp = this.paddedVocab;
-    this.packInto(at.output, padColumns(get('output/w'), H, V), H, Vp);
+    // Padded straight into the kernel's staging, not into an array of its own: a load follows every adaptation step.
+    const source = alignUp(at.scratch, 64);
+    padColumns(get('output/w'), H, V, this.floats(source, H * Vp));
+    this.packStaged(at.output, H, Vp);
     const outputBias = this.floats(at.outputBias, Vp);
     outputBias.fill(0);
     outputBias.set(get('output/b'));
@@ -253,8 +256,13 @@ export class LstmStepKernel {
   }
 
   private packInto(panels: number, w: Float32Array, K: number, N: number): void {
+    this.floats(alignUp(this.layout.scratch, 64), K * N).set(w.subarray(0, K * N));
+    this.packStaged(panels, K, N);
+  }
+
+  /** Packs the K×N matrix staged at the start of the scratch into `panels`, as the weights are held. */
+  private packStaged(panels: number, K: number, N: number): void {
     const source = alignUp(this.layout.scratch, 64);
-    this.floats(source, K * N).set(w.subarray(0, K * N));
     if (this.held === 'bf16') this.kernel.packBf16(source, K, N, panels);
     else this.kernel.pack(source, K, N, panels);
   }

@@ -57,6 +57,22 @@ export class AdaptationStep {
 }
 
 /**
+ * Arrays of a step's own that are as large as a weight matrix, kept from one step to the next: a step makes each anew
+ * otherwise, and the server's RSS grows by the garbage waiting to be collected between steps. Steps run one at a
+ * time, and nothing keeps these past its step.
+ */
+const stepArrays = new Map<string, Float32Array>();
+
+/** The array `name` of `length` floats, zeroed, kept for the next step. */
+function stepArray(name: string, length: number): Float32Array {
+  let array = stepArrays.get(name);
+  if (array?.length === length) return array.fill(0);
+  array = new Float32Array(length);
+  stepArrays.set(name, array);
+  return array;
+}
+
+/**
  * Computes the gradient of the mean loss of predicting `targets` from `inputs`, read from `state` (per layer h then
  * c, each [hidden]), and hands each weight array's to `update` with the array (named as parameterShapes names them),
  * which changes it in place.
@@ -101,7 +117,7 @@ export function gradientStepInKernel(
   const top = hSeqs[layers - 1].subarray(H);
   const Vp = alignUp(V, 4);
   const outputW = weight('output/w');
-  const paddedW = padColumns(outputW, H, V);
+  const paddedW = padColumns(outputW, H, V, stepArray('paddedOutput', H * Vp));
   const paddedB = padColumns(weight('output/b'), 1, V);
   const dLogits = kernel.matmul(top, false, paddedW, false, T, Vp, H, paddedB).slice();
 
@@ -122,7 +138,7 @@ export function gradientStepInKernel(
   // Backward, top down.
   let dH = kernel.matmul(dLogits, false, paddedW, true, T, H, Vp).slice();
   const outputGradient = kernel.matmul(top, true, dLogits, false, H, Vp, T);
-  const unpadded = new Float32Array(H * V);
+  const unpadded = stepArray('outputGradient', H * V);
   for (let k = 0; k < H; k++) unpadded.set(outputGradient.subarray(k * Vp, k * Vp + V), k * V);
   update('output/w', outputW, unpadded);
   update('output/b', weight('output/b'), columnSums(dLogits, T, Vp, V));
@@ -140,11 +156,11 @@ export function gradientStepInKernel(
     // Layer 0's input is the embedding's rows: their gradient goes through wx before wx moves, with wx's rows
     // padded to whole vectors, as the kernel's products need of their columns.
     const Ep = alignUp(E, 4);
-    const paddedWx = new Float32Array(Ep * G);
+    const paddedWx = stepArray('paddedInput', Ep * G);
     paddedWx.set(wx);
     const dX = kernel.matmul(dZ, false, paddedWx, true, T, Ep, G).slice();
     update('lstm0/wx', wx, kernel.matmul(x, true, dZ, false, E, G, T));
-    const embeddingGradient = new Float32Array(embedding.length);
+    const embeddingGradient = stepArray('embeddingGradient', embedding.length);
     inputs.forEach((id, t) => {
       for (let e = 0; e < E; e++) embeddingGradient[id * E + e] += dX[t * Ep + e];
     });

@@ -103,7 +103,7 @@ test("the adaptation's rule: a weight's first step is the rate whatever its grad
   assert.throws(() => step.update('v', values, new Float32Array(4)), /does not match the shared weights/);
 });
 
-test('a step taken in the layer kernel on the weights as arrays is the step tfjs takes, and leaves nothing in tfjs', async () => {
+test('steps taken in the layer kernel on the weights as arrays are the steps tfjs takes, and leave nothing in tfjs', async () => {
   // Two layers, an embedding and a hidden size that are not whole vectors of sixteen, and weights large enough that
   // the gates leave their linear range.
   const shape = { embed: 5, hidden: 20, layers: 2 };
@@ -121,6 +121,8 @@ test('a step taken in the layer kernel on the weights as arrays is the step tfjs
       const ids = shared.vocabulary.encode(segment);
       const tensors = tf.memory().numTensors;
       await copy.adapt(before[3], ids.subarray(0, ids.length - 1), ids.subarray(1));
+      // A second step, on arrays a step keeps for the next: it must start from nothing of the first's.
+      await copy.adapt(before[5], ids.subarray(1, ids.length - 1), ids.subarray(2));
       const tensorsAdded = tf.memory().numTensors - tensors;
       const reading = await read(copy, TEXT);
       shared.dispose();
