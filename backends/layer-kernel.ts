@@ -36,32 +36,28 @@ export const enum JobKind {
   Quit = 4,
 }
 
+/** Packs W [K, N] into `panels` for a step's products (pack, or packBf16 for weights held in bfloat16). */
+type StepPack = (w: number, K: number, N: number, panels: number) => void;
+/** C [rows, N] = init + A [rows, K] · W, W packed by the StepPack of the same type. */
+type StepProduct = (
+  rows: number,
+  K: number,
+  N: number,
+  a: number,
+  panels: number,
+  init: number,
+  initStride: number,
+  c: number,
+) => void;
+
 export interface KernelExports {
   forward(thread: number, threads: number, ...args: number[]): number;
   backward(thread: number, threads: number, ...args: number[]): number;
   matmul(thread: number, threads: number, ...args: number[]): number;
-  pack(w: number, K: number, N: number, panels: number): void;
-  stepProduct(
-    rows: number,
-    K: number,
-    N: number,
-    a: number,
-    panels: number,
-    init: number,
-    initStride: number,
-    c: number,
-  ): void;
-  packBf16(w: number, K: number, N: number, panels: number): void;
-  stepProductBf16(
-    rows: number,
-    K: number,
-    N: number,
-    a: number,
-    panels: number,
-    init: number,
-    initStride: number,
-    c: number,
-  ): void;
+  pack: StepPack;
+  stepProduct: StepProduct;
+  packBf16: StepPack;
+  stepProductBf16: StepProduct;
   stepCell(B: number, H: number, z: number, cPrev: number, h: number, c: number): void;
   heapBase(): number;
 }

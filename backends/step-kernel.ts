@@ -171,8 +171,7 @@ export class LstmStepKernel {
     }
     const Vp = this.paddedVocab;
     // Padded straight into the kernel's staging, not into an array of its own: a load follows every adaptation step.
-    const source = alignUp(at.scratch, 64);
-    padColumns(get('output/w'), H, V, this.floats(source, H * Vp));
+    padColumns(get('output/w'), H, V, this.floats(at.scratch, H * Vp));
     this.packStaged(at.output, H, Vp);
     const outputBias = this.floats(at.outputBias, Vp);
     outputBias.fill(0);
@@ -249,22 +248,19 @@ export class LstmStepKernel {
     return this.floats(logitsAt, B * Vp);
   }
 
-  /** stepProduct on weights packed by packInto, as they are held. */
+  /** stepProduct on weights packed by packStaged, as they are held. */
   private product(...args: Parameters<KernelExports['stepProduct']>): void {
-    if (this.held === 'bf16') this.kernel.stepProductBf16(...args);
-    else this.kernel.stepProduct(...args);
+    (this.held === 'bf16' ? this.kernel.stepProductBf16 : this.kernel.stepProduct)(...args);
   }
 
   private packInto(panels: number, w: Float32Array, K: number, N: number): void {
-    this.floats(alignUp(this.layout.scratch, 64), K * N).set(w.subarray(0, K * N));
+    this.floats(this.layout.scratch, K * N).set(w.subarray(0, K * N));
     this.packStaged(panels, K, N);
   }
 
-  /** Packs the K×N matrix staged at the start of the scratch into `panels`, as the weights are held. */
+  /** Packs the K×N matrix staged at the start of the scratch (aligned, as take() gives) into `panels`, as the weights are held. */
   private packStaged(panels: number, K: number, N: number): void {
-    const source = alignUp(this.layout.scratch, 64);
-    if (this.held === 'bf16') this.kernel.packBf16(source, K, N, panels);
-    else this.kernel.pack(source, K, N, panels);
+    (this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack)(this.layout.scratch, K, N, panels);
   }
 
   private floats(offset: number, length: number): Float32Array {

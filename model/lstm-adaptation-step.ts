@@ -63,10 +63,10 @@ export class AdaptationStep {
  */
 const stepArrays = new Map<string, Float32Array>();
 
-/** The array `name` of `length` floats, zeroed, kept for the next step. */
+/** The array `name` of `length` floats, as the last step left it (zeros when new), kept for the next step. */
 function stepArray(name: string, length: number): Float32Array {
   let array = stepArrays.get(name);
-  if (array?.length === length) return array.fill(0);
+  if (array?.length === length) return array;
   array = new Float32Array(length);
   stepArrays.set(name, array);
   return array;
@@ -156,11 +156,13 @@ export function gradientStepInKernel(
     // Layer 0's input is the embedding's rows: their gradient goes through wx before wx moves, with wx's rows
     // padded to whole vectors, as the kernel's products need of their columns.
     const Ep = alignUp(E, 4);
+    // Only the first E rows are ever written, so the padding rows stay the zeros the array was made with.
     const paddedWx = stepArray('paddedInput', Ep * G);
     paddedWx.set(wx);
     const dX = kernel.matmul(dZ, false, paddedWx, true, T, Ep, G).slice();
     update('lstm0/wx', wx, kernel.matmul(x, true, dZ, false, E, G, T));
-    const embeddingGradient = stepArray('embeddingGradient', embedding.length);
+    // Summed into below, so it starts from zeros each step.
+    const embeddingGradient = stepArray('embeddingGradient', embedding.length).fill(0);
     inputs.forEach((id, t) => {
       for (let e = 0; e < E; e++) embeddingGradient[id * E + e] += dX[t * Ep + e];
     });
