@@ -107,6 +107,13 @@ export interface LayerForwardResult {
   cLast: Float32Array;
 }
 
+/**
+ * Every job copies its weights (wh, or a product's B) in and packs them anew, and nothing reads them after it returns,
+ * so the layer jobs and the products share these two regions rather than keep one each.
+ */
+const WEIGHTS_REGION = 'weights';
+const PANELS_REGION = 'panels';
+
 /** The kernel's memory cannot hold the job; the caller runs it another way. */
 export class LayerKernelMemoryError extends Error {}
 
@@ -197,9 +204,9 @@ export class LayerKernel {
       tanhC: this.region(`tanhC${layer}`, T * B * H * 4),
     };
     const xAt = this.region('xProj', T * B * G * 4);
-    const whAt = this.region('wh', H * G * 4);
+    const whAt = this.region(WEIGHTS_REGION, H * G * 4);
     const zAt = this.region('z', B * G * 4);
-    const panelsAt = this.region('panels', H * G * 4);
+    const panelsAt = this.region(PANELS_REGION, H * G * 4);
     this.floats(xAt, T * B * G).set(xProj.subarray(0, T * B * G));
     this.floats(whAt, H * G).set(wh.subarray(0, H * G));
     this.floats(trace.hSeq, B * H).set(h0.subarray(0, B * H));
@@ -266,9 +273,9 @@ export class LayerKernel {
     if (!(M >= 1 && K >= 1 && N >= 4 && N % 4 === 0))
       throw new Error(`layer kernel: matmul needs N a multiple of 4 (got M ${M}, N ${N}, K ${K})`);
     const aAt = this.region('matA', M * K * 4);
-    const bAt = this.region('matB', K * N * 4);
+    const bAt = this.region(WEIGHTS_REGION, K * N * 4);
     const cAt = this.region('matC', M * N * 4);
-    const panelsAt = this.region('matPanels', K * N * 4);
+    const panelsAt = this.region(PANELS_REGION, K * N * 4);
     const biasAt = bias ? this.region('matBias', N * 4) : 0;
     this.floats(aAt, M * K).set(a.subarray(0, M * K));
     this.floats(bAt, K * N).set(b.subarray(0, K * N));
@@ -281,8 +288,8 @@ export class LayerKernel {
     const G = 4 * H;
     return {
       dHAt: this.region('dH', T * B * H * 4),
-      whAt: this.region('wh', H * G * 4),
-      panelsAt: this.region('panels', H * G * 4),
+      whAt: this.region(WEIGHTS_REGION, H * G * 4),
+      panelsAt: this.region(PANELS_REGION, H * G * 4),
       dZAt: this.region('dZ', T * B * G * 4),
       dhNextAt: this.region('dhNext', B * H * 4),
       dcNextAt: this.region('dcNext', B * H * 4),

@@ -57,9 +57,10 @@ export class AdaptationStep {
 }
 
 /**
- * Arrays of a step's own that are as large as a weight matrix, kept from one step to the next: a step makes each anew
- * otherwise, and the server's RSS grows by the garbage waiting to be collected between steps. Steps run one at a
- * time, and nothing keeps these past its step.
+ * A step's own arrays, the weight-sized ones and the sequence's activations and gradients copied out of the kernel's
+ * memory, kept from one step to the next: made anew each step, they leave garbage that malloc keeps, and the server's
+ * RSS grows step after step before it levels off. Steps run one at a time, and nothing keeps these past
+ * its step.
  */
 const stepArrays = new Map<string, Float32Array>();
 
@@ -69,6 +70,13 @@ function stepArray(name: string, length: number): Float32Array {
   if (array?.length === length) return array;
   array = new Float32Array(length);
   stepArrays.set(name, array);
+  return array;
+}
+
+/** The kept array `name` holding a copy of `values` (a view into the kernel's memory, valid only until its next call). */
+function keptCopy(name: string, values: Float32Array): Float32Array {
+  const array = stepArray(name, values.length);
+  array.set(values);
   return array;
 }
 
@@ -98,28 +106,29 @@ export function gradientStepInKernel(
   for (const id of [...inputs, ...targets])
     if (!(id >= 0 && id < V)) throw new Error(`adaptation step: id ${id} is outside the vocabulary of ${V}`);
   const embedding = weight('embedding');
-  const x = new Float32Array(T * E);
+  const x = stepArray('inputs', T * E);
   inputs.forEach((id, t) => x.set(embedding.subarray(id * E, (id + 1) * E), t * E));
 
   // Forward; the kernel's products need whole vectors of columns, so the output's are padded to Vp.
   const hSeqs: Float32Array[] = [];
-  let xProj = kernel.matmul(x, false, weight('lstm0/wx'), false, T, G, E, weight('lstm0/b')).slice();
+  let xProj = keptCopy('xProj', kernel.matmul(x, false, weight('lstm0/wx'), false, T, G, E, weight('lstm0/b')));
   for (let l = 0; l < layers; l++) {
     const h0 = state.subarray(2 * l * H, (2 * l + 1) * H);
     const c0 = state.subarray((2 * l + 1) * H, (2 * l + 2) * H);
     const { hSeq } = kernel.forward(l, 1, H, T, xProj, weight(`lstm${l}/wh`), h0, c0, true);
-    hSeqs.push(hSeq.slice());
+    hSeqs.push(keptCopy(`hSeq${l}`, hSeq));
     if (l + 1 < layers)
-      xProj = kernel
-        .matmul(hSeqs[l].subarray(H), false, weight(`lstm${l + 1}/wx`), false, T, G, H, weight(`lstm${l + 1}/b`))
-        .slice();
+      xProj = keptCopy(
+        'xProj',
+        kernel.matmul(hSeqs[l].subarray(H), false, weight(`lstm${l + 1}/wx`), false, T, G, H, weight(`lstm${l + 1}/b`)),
+      );
   }
   const top = hSeqs[layers - 1].subarray(H);
   const Vp = alignUp(V, 4);
   const outputW = weight('output/w');
   const paddedW = padColumns(outputW, H, V, stepArray('paddedOutput', H * Vp));
-  const paddedB = padColumns(weight('output/b'), 1, V);
-  const dLogits = kernel.matmul(top, false, paddedW, false, T, Vp, H, paddedB).slice();
+  const paddedB = padColumns(weight('output/b'), 1, V, stepArray('paddedOutputBias', Vp));
+  const dLogits = keptCopy('dLogits', kernel.matmul(top, false, paddedW, false, T, Vp, H, paddedB));
 
   // The mean cross-entropy's gradient at the logits: (softmax − one-hot) / T; the padding columns stay 0.
   for (let t = 0; t < T; t++) {
@@ -136,20 +145,20 @@ export function gradientStepInKernel(
   }
 
   // Backward, top down.
-  let dH = kernel.matmul(dLogits, false, paddedW, true, T, H, Vp).slice();
+  let dH = keptCopy('dH', kernel.matmul(dLogits, false, paddedW, true, T, H, Vp));
   const outputGradient = kernel.matmul(top, true, dLogits, false, H, Vp, T);
   const unpadded = stepArray('outputGradient', H * V);
   for (let k = 0; k < H; k++) unpadded.set(outputGradient.subarray(k * Vp, k * Vp + V), k * V);
   update('output/w', outputW, unpadded);
-  update('output/b', weight('output/b'), columnSums(dLogits, T, Vp, V));
+  update('output/b', weight('output/b'), columnSums('output/b', dLogits, T, Vp, V));
   for (let l = layers - 1; l >= 0; l--) {
     const wh = weight(`lstm${l}/wh`);
-    const dZ = kernel.backward(l, dH, wh).slice();
+    const dZ = keptCopy('dZ', kernel.backward(l, dH, wh));
     update(`lstm${l}/wh`, wh, kernel.matmul(hSeqs[l], true, dZ, false, H, G, T));
-    update(`lstm${l}/b`, weight(`lstm${l}/b`), columnSums(dZ, T, G, G));
+    update(`lstm${l}/b`, weight(`lstm${l}/b`), columnSums(`lstm${l}/b`, dZ, T, G, G));
     const wx = weight(`lstm${l}/wx`);
     if (l > 0) {
-      dH = kernel.matmul(dZ, false, wx, true, T, H, G).slice();
+      dH = keptCopy('dH', kernel.matmul(dZ, false, wx, true, T, H, G));
       update(`lstm${l}/wx`, wx, kernel.matmul(hSeqs[l - 1].subarray(H), true, dZ, false, H, G, T));
       continue;
     }
@@ -159,7 +168,7 @@ export function gradientStepInKernel(
     // Only the first E rows are ever written, so the padding rows stay the zeros the array was made with.
     const paddedWx = stepArray('paddedInput', Ep * G);
     paddedWx.set(wx);
-    const dX = kernel.matmul(dZ, false, paddedWx, true, T, Ep, G).slice();
+    const dX = keptCopy('dX', kernel.matmul(dZ, false, paddedWx, true, T, Ep, G));
     update('lstm0/wx', wx, kernel.matmul(x, true, dZ, false, E, G, T));
     // Summed into below, so it starts from zeros each step.
     const embeddingGradient = stepArray('embeddingGradient', embedding.length).fill(0);
@@ -170,9 +179,17 @@ export function gradientStepInKernel(
   }
 }
 
-/** The gradient of a bias: its rows' gradients summed, `rows` rows of `stride` columns, the first `columns` of them. */
-function columnSums(rowsGradient: Float32Array, rows: number, stride: number, columns: number): Float32Array {
-  const sums = new Float32Array(columns);
+/**
+ * The gradient of bias `name`: its rows' gradients summed, `rows` rows of `stride` columns, the first `columns` of them.
+ */
+function columnSums(
+  name: string,
+  rowsGradient: Float32Array,
+  rows: number,
+  stride: number,
+  columns: number,
+): Float32Array {
+  const sums = stepArray(`${name} gradient`, columns).fill(0);
   for (let t = 0; t < rows; t++) for (let j = 0; j < columns; j++) sums[j] += rowsGradient[t * stride + j];
   return sums;
 }
