@@ -59,8 +59,7 @@ export class AdaptationStep {
 /**
  * A step's own arrays, the weight-sized ones and the sequence's activations and gradients copied out of the kernel's
  * memory, kept from one step to the next: made anew each step, they leave garbage that malloc keeps, and the server's
- * RSS grows step after step before it levels off. Steps run one at a time, and nothing keeps these past
- * its step.
+ * RSS grows step after step before it levels off. Steps run one at a time, and nothing keeps these past its step.
  */
 const stepArrays = new Map<string, Float32Array>();
 
