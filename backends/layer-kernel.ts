@@ -36,8 +36,11 @@ export const enum JobKind {
   Quit = 4,
 }
 
-/** Packs W [K, N] into `panels` for a step's products (pack, or packBf16 for weights held in bfloat16). */
-type StepPack = (w: number, K: number, N: number, panels: number) => void;
+/**
+ * Packs rows [kFirst, kEnd) of W [K, N], given at `w` as those rows alone, into `panels` for a step's products (pack,
+ * or packBf16 for weights held in bfloat16).
+ */
+type StepPack = (w: number, K: number, N: number, kFirst: number, kEnd: number, panels: number) => void;
 /** C [rows, N] = init + A [rows, K] · W, W packed by the StepPack of the same type. */
 type StepProduct = (
   rows: number,

@@ -18,6 +18,11 @@ import {
 
 /** Rows stepped per call into the kernel; a larger batch goes through in chunks. */
 const MAX_ROWS = 64;
+/**
+ * Rows of a weight matrix staged at once to be packed: a whole matrix staged would keep its size in f32 resident in
+ * every kernel's memory, the copies' too, for nothing but packing.
+ */
+const STAGED_ROWS = 32;
 
 interface LoadedModule {
   module: WebAssembly.Module;
@@ -122,10 +127,11 @@ export class LstmStepKernel {
     layout.outputBias = take(Vp);
     layout.scratch = take(0);
     this.layout = layout;
-    // Room for load()'s staging (the input table's product, or one matrix to pack) and for a step of MAX_ROWS rows.
+    // Room for load()'s staging (the input table's product, or a block of a matrix's rows to pack) and for a step of
+    // MAX_ROWS rows.
     const scratchFloats = Math.max(
       V * E + 2 * E * G + G,
-      H * Math.max(G, Vp),
+      STAGED_ROWS * Math.max(G, Vp),
       MAX_ROWS * (G + (2 + 2 * layers) * H + Vp),
     );
     const pages = Math.max(
@@ -157,7 +163,7 @@ export class LstmStepKernel {
     const panelsAt = alignUp(embeddingAt + V * E * 4, 64);
     this.floats(embeddingAt, V * E).set(get('embedding'));
     this.floats(panelsAt + E * G * 4, E * G).set(get('lstm0/wx'));
-    this.kernel.pack(panelsAt + E * G * 4, E, G, panelsAt);
+    this.kernel.pack(panelsAt + E * G * 4, E, G, 0, E, panelsAt);
     // lstm0/b is the product's init row, added to every row of the table.
     const b0At = alignUp(panelsAt + 2 * E * G * 4, 64);
     this.floats(b0At, G).set(get('lstm0/b'));
@@ -171,8 +177,12 @@ export class LstmStepKernel {
     }
     const Vp = this.paddedVocab;
     // Padded straight into the kernel's staging, not into an array of its own: a load follows every adaptation step.
-    padColumns(get('output/w'), H, V, this.floats(at.scratch, H * Vp));
-    this.packStaged(at.output, H, Vp);
+    const outputW = get('output/w');
+    for (let first = 0; first < H; first += STAGED_ROWS) {
+      const end = Math.min(H, first + STAGED_ROWS);
+      padColumns(outputW.subarray(first * V, end * V), end - first, V, this.floats(at.scratch, (end - first) * Vp));
+      this.packStaged(at.output, H, Vp, first, end);
+    }
     const outputBias = this.floats(at.outputBias, Vp);
     outputBias.fill(0);
     outputBias.set(get('output/b'));
@@ -253,14 +263,21 @@ export class LstmStepKernel {
     (this.held === 'bf16' ? this.kernel.stepProductBf16 : this.kernel.stepProduct)(...args);
   }
 
+  /** Packs W [K, N] into `panels`, staged a block of rows at a time. */
   private packInto(panels: number, w: Float32Array, K: number, N: number): void {
-    this.floats(this.layout.scratch, K * N).set(w.subarray(0, K * N));
-    this.packStaged(panels, K, N);
+    for (let first = 0; first < K; first += STAGED_ROWS) {
+      const end = Math.min(K, first + STAGED_ROWS);
+      this.floats(this.layout.scratch, (end - first) * N).set(w.subarray(first * N, end * N));
+      this.packStaged(panels, K, N, first, end);
+    }
   }
 
-  /** Packs the K×N matrix staged at the start of the scratch (aligned, as take() gives) into `panels`, as the weights are held. */
-  private packStaged(panels: number, K: number, N: number): void {
-    (this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack)(this.layout.scratch, K, N, panels);
+  /**
+   * Packs rows [first, end) of a K×N matrix, staged at the start of the scratch (aligned, as take() gives), into
+   * `panels`, as the weights are held.
+   */
+  private packStaged(panels: number, K: number, N: number, first: number, end: number): void {
+    (this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack)(this.layout.scratch, K, N, first, end, panels);
   }
 
   private floats(offset: number, length: number): Float32Array {

@@ -71,30 +71,35 @@ function barrierWait(barrier: usize, threads: i32): bool {
 }
 
 /**
- * Copies columns [colFirst, colEnd) of W [K, cols] into panels the matmul reads sequentially: the
- * columns go in runs of sixteen, then four, each run stored k-major, so its rows are adjacent
- * rather than a whole W row apart (which also maps them all onto the same few cache sets).
- * Column c's run starts at element c·K of `panels`, whose elements are W's type: f32, or u16 for
- * bfloat16 (W given untransposed). With `transposed`, W is given as Wᵀ [cols, K].
+ * Copies columns [colFirst, colEnd) of rows [kFirst, kEnd) of W [K, cols] into panels the matmul
+ * reads sequentially: the columns go in runs of sixteen, then four, each run stored k-major, so
+ * its rows are adjacent rather than a whole W row apart (which also maps them all onto the same
+ * few cache sets). Column c's run starts at element c·K of `panels`, whose elements are W's type:
+ * f32, or u16 for bfloat16 (W given untransposed). `w` holds the rows from kFirst on, so that a
+ * caller can stage a large W a block of rows at a time. With `transposed`, W is given as Wᵀ
+ * [cols, K] (from its column kFirst on).
  */
-function packPanels<W>(w: usize, wStride: i32, transposed: bool, K: i32, colFirst: i32, colEnd: i32, panels: usize): void {
+function packPanels<W>(
+  w: usize, wStride: i32, transposed: bool, K: i32, kFirst: i32, kEnd: i32, colFirst: i32, colEnd: i32, panels: usize,
+): void {
   let col = colFirst;
   while (col < colEnd) {
     const width = col + 16 <= colEnd ? 16 : 4;
-    let dst = panels + <usize>col * <usize>K * sizeof<W>();
-    for (let k = 0; k < K; k++) {
+    let dst = panels + (<usize>col * <usize>K + <usize>kFirst * <usize>width) * sizeof<W>();
+    for (let k = kFirst; k < kEnd; k++) {
+      const row = k - kFirst;
       if (sizeof<W>() == 2) {
         for (let j = 0; j < width; j++) {
-          store<u16>(dst, toBf16(load<u32>(w + (<usize>(k * wStride + col + j) << 2))));
+          store<u16>(dst, toBf16(load<u32>(w + (<usize>(row * wStride + col + j) << 2))));
           dst += 2;
         }
       } else if (transposed) {
         for (let j = 0; j < width; j++) {
-          store<f32>(dst, load<f32>(w + (<usize>((col + j) * wStride + k) << 2)));
+          store<f32>(dst, load<f32>(w + (<usize>((col + j) * wStride + row) << 2)));
           dst += 4;
         }
       } else {
-        const src = w + (<usize>(k * wStride + col) << 2);
+        const src = w + (<usize>(row * wStride + col) << 2);
         for (let j = 0; j < width; j += 4) {
           v128.store(dst, v128.load(src + (<usize>j << 2)));
           dst += 16;
@@ -235,7 +240,7 @@ export function matmul(
 ): bool {
   const first = shareFirst(N, thread, threads);
   const end = shareEnd(N, thread, threads);
-  packPanels<f32>(b, bTransposed ? K : N, bTransposed, K, first, end, panels);
+  packPanels<f32>(b, bTransposed ? K : N, bTransposed, K, 0, K, first, end, panels);
   const aRowStride = aTransposed ? 1 : K;
   const aKStride = aTransposed ? M : 1;
   for (let k0 = 0; k0 < K; k0 += K_BLOCK) {
@@ -258,7 +263,7 @@ export function forward(
   const first = shareFirst(H, thread, threads);
   const end = shareEnd(H, thread, threads);
   const G = 4 * H;
-  for (let gate = 0; gate < 4; gate++) packPanels<f32>(wh, G, false, H, gate * H + first, gate * H + end, panels);
+  for (let gate = 0; gate < 4; gate++) packPanels<f32>(wh, G, false, H, 0, H, gate * H + first, gate * H + end, panels);
   for (let t = 0; t < T; t++) {
     const hPrev = hSeq + (<usize>(t * B * H) << 2);
     const xRows = xProj + (<usize>(t * B * G) << 2);
@@ -315,9 +320,12 @@ export function forward(
 // packed in this memory: a served step is a few small products, where copying and packing the
 // weights on each call would cost more than the arithmetic.
 
-/** Packs W [K, N] (N a multiple of 4) into `panels` [K·N] for stepProduct. */
-export function pack(w: usize, K: i32, N: i32, panels: usize): void {
-  packPanels<f32>(w, N, false, K, 0, N, panels);
+/**
+ * Packs rows [kFirst, kEnd) of W [K, N] (N a multiple of 4), given at `w` as those rows alone, into
+ * `panels` [K·N] for stepProduct; W is packed whole once every row has been.
+ */
+export function pack(w: usize, K: i32, N: i32, kFirst: i32, kEnd: i32, panels: usize): void {
+  packPanels<f32>(w, N, false, K, kFirst, kEnd, 0, N, panels);
 }
 
 /**
@@ -329,8 +337,8 @@ export function stepProduct(rows: i32, K: i32, N: i32, a: usize, panels: usize, 
 }
 
 /** pack() with each weight rounded to bfloat16: half the bytes for a step to read, for weights past the cache. */
-export function packBf16(w: usize, K: i32, N: i32, panels: usize): void {
-  packPanels<u16>(w, N, false, K, 0, N, panels);
+export function packBf16(w: usize, K: i32, N: i32, kFirst: i32, kEnd: i32, panels: usize): void {
+  packPanels<u16>(w, N, false, K, kFirst, kEnd, 0, N, panels);
 }
 
 /** stepProduct() with W packed by packBf16(). */
@@ -356,7 +364,7 @@ export function backward(
   const G = 4 * H;
   const one = f32x4.splat(1.0);
   // dh = dZ · Whᵀ: the panels hold Whᵀ's columns for this thread's units.
-  packPanels<f32>(wh, G, true, G, first, end, panels);
+  packPanels<f32>(wh, G, true, G, 0, G, first, end, panels);
   for (let t = T - 1; t >= 0; t--) {
     const last = t == T - 1;
     if (!last) matmulPanels<f32>(B, G, G, 0, first, end, dZ + (<usize>((t + 1) * B * G) << 2), G, 1, panels, 0, 0, dhNext, H);
