@@ -55,7 +55,16 @@ export interface TrieArrays {
 
 export class NgramTrie {
   nodeCount = 1;
-  parent: Int32Array;
+  /**
+   * Node id's parent at parent[id − parentBase]. parentBase is 0, every node's parent kept, where nodes are found
+   * through the index; a served trie walks child lists instead, which need no parents of the loaded nodes (the
+   * largest of its arrays but one), so it keeps only those of the nodes added since (parentBase = loadedCount) and
+   * derives the rest when it prunes or is saved (parents()).
+   */
+  private parent: Int32Array;
+  private parentBase = 0;
+  /** Bit id of the loaded nodes: whether node id is the first of its siblings, which ends the list before it. */
+  private firstOfSiblings = new Uint8Array(0);
   symbol: Uint16Array;
   count: Uint32Array;
   firstChild: Int32Array;
@@ -94,7 +103,7 @@ export class NgramTrie {
     this.parent[ROOT] = EMPTY;
     this.firstChild[ROOT] = EMPTY;
     this.nextAdded[ROOT] = EMPTY;
-    this.rebuildIndex(initial);
+    this.rebuildIndex(initial, this.parent);
     this.fresh = new Uint8Array(order + 2);
   }
 
@@ -102,6 +111,7 @@ export class NgramTrie {
   memoryBytes(): number {
     return (
       this.parent.byteLength +
+      this.firstOfSiblings.byteLength +
       this.symbol.byteLength +
       this.count.byteLength +
       this.firstChild.byteLength +
@@ -115,7 +125,36 @@ export class NgramTrie {
     const added = child - this.loadedCount;
     if (added >= 0) return this.nextAdded[added];
     const after = child + 1;
-    return after < this.loadedCount && this.parent[after] === this.parent[child] ? after : EMPTY;
+    return after < this.loadedCount && !this.startsSiblings(after) ? after : EMPTY;
+  }
+
+  private startsSiblings(id: number): boolean {
+    return (this.firstOfSiblings[id >>> 3] & (1 << (id & 7))) !== 0;
+  }
+
+  /** Marks where each loaded parent's children begin, from `parent` (every node's, in breadth-first order). */
+  private markSiblings(parent: Int32Array): void {
+    const n = this.loadedCount;
+    const bits = new Uint8Array((n + 7) >>> 3);
+    for (let id = 1; id < n; id++) if (parent[id] !== parent[id - 1]) bits[id >>> 3] |= 1 << (id & 7);
+    this.firstOfSiblings = bits;
+  }
+
+  /**
+   * Every node's parent: the trie's own array where it keeps them all, else one made from the child lists, which
+   * hold the loaded nodes' in breadth-first order.
+   */
+  parents(): Int32Array {
+    if (this.parentBase === 0) return this.parent;
+    const parent = new Int32Array(this.nodeCount);
+    parent[ROOT] = EMPTY;
+    for (let p = 0; p < this.loadedCount; p++) {
+      let child = this.firstChild[p];
+      while (child >= this.loadedCount) child = this.nextAdded[child - this.loadedCount];
+      for (; child !== EMPTY; child = this.next(child)) parent[child] = p;
+    }
+    parent.set(this.parent.subarray(0, this.nodeCount - this.loadedCount), this.loadedCount);
+    return parent;
   }
 
   find(parent: number, sym: number): number {
@@ -163,7 +202,7 @@ export class NgramTrie {
       this.refused++;
       return EMPTY;
     }
-    if (this.nodeCount >= this.parent.length) {
+    if (this.nodeCount >= this.symbol.length) {
       this.ensureCapacity(this.nodeCount + 1);
       // The index may have been rebuilt at another size.
       h = this.slot(parent, sym);
@@ -176,7 +215,7 @@ export class NgramTrie {
   /** A new node, first in its parent's list of children. */
   private append(parent: number, sym: number, level: number): number {
     const id = this.nodeCount++;
-    this.parent[id] = parent;
+    this.parent[id - this.parentBase] = parent;
     this.symbol[id] = sym;
     this.count[id] = 0;
     this.firstChild[id] = EMPTY;
@@ -186,9 +225,10 @@ export class NgramTrie {
     return id;
   }
 
-  depths(): Uint8Array {
+  /** Each node's depth, from `parent` (parents()). */
+  depths(parent: Int32Array): Uint8Array {
     const depth = new Uint8Array(this.nodeCount);
-    for (let i = 1; i < this.nodeCount; i++) depth[i] = depth[this.parent[i]] + 1;
+    for (let i = 1; i < this.nodeCount; i++) depth[i] = depth[parent[i]] + 1;
     return depth;
   }
 
@@ -196,20 +236,19 @@ export class NgramTrie {
    * keep[i] = 0 for kept nodes, EMPTY for nodes (with their subtrees) at minDepth or deeper whose
    * count is at most threshold; returns how many are kept.
    */
-  markKept(keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
+  markKept(parent: Int32Array, keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
     let kept = 0;
     for (let i = 0; i < this.nodeCount; i++) {
-      const drop =
-        i !== ROOT && (keep[this.parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
+      const drop = i !== ROOT && (keep[parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
       keep[i] = drop ? EMPTY : 0;
       if (!drop) kept++;
     }
     return kept;
   }
 
-  /** Removes the nodes markKept dropped, renumbering the rest in order. */
-  compact(keep: Int32Array): void {
-    const { parent, symbol, count } = this;
+  /** Removes the nodes markKept dropped, renumbering the rest in order; `parent` is parents(), and changes with them. */
+  compact(keep: Int32Array, parent: Int32Array): void {
+    const { symbol, count } = this;
     let j = 0;
     let loaded = 0;
     for (let i = 0; i < this.nodeCount; i++) {
@@ -223,11 +262,29 @@ export class NgramTrie {
       if (i < this.loadedCount) loaded = j;
     }
     this.nodeCount = j;
+    const capacity = symbol.length;
     if (loaded !== this.loadedCount) {
       this.loadedCount = loaded;
-      this.nextAdded = new Int32Array(this.parent.length - loaded);
+      this.nextAdded = new Int32Array(capacity - loaded);
     }
-    this.rebuildIndex(this.parent.length);
+    this.keepParents(parent, capacity);
+    this.rebuildIndex(capacity, parent);
+  }
+
+  /**
+   * Takes `parent` (every node's) as the trie's parents: all of them where it is indexed, else only the added nodes',
+   * in an array with room for `capacity` nodes.
+   */
+  private keepParents(parent: Int32Array, capacity: number): void {
+    this.markSiblings(parent);
+    if (this.indexed) {
+      this.parentBase = 0;
+      this.parent = parent.length === capacity ? parent : this.grownTo(parent, new Int32Array(capacity));
+      return;
+    }
+    this.parentBase = this.loadedCount;
+    this.parent = new Int32Array(capacity - this.loadedCount);
+    this.parent.set(parent.subarray(this.loadedCount, this.nodeCount));
   }
 
   /**
@@ -237,6 +294,7 @@ export class NgramTrie {
   breadthFirst(): TrieArrays {
     const n = this.nodeCount;
     const { firstChild } = this;
+    const oldParent = this.parents();
     const byNew = new Int32Array(n);
     const newId = new Int32Array(n);
     let tail = 1;
@@ -252,7 +310,7 @@ export class NgramTrie {
     parent[ROOT] = EMPTY;
     for (let i = 1; i < n; i++) {
       const old = byNew[i];
-      parent[i] = newId[this.parent[old]];
+      parent[i] = newId[oldParent[old]];
       symbol[i] = this.symbol[old];
       count[i] = this.count[old];
     }
@@ -291,21 +349,25 @@ export class NgramTrie {
     }
     this.nodeCount = 1;
     this.loadedCount = n;
+    this.indexed = !adopt;
     if (adopt) {
-      this.parent = a.parent;
       this.symbol = a.symbol;
       this.count = a.count;
       this.firstChild = new Int32Array(n);
       this.nextAdded = new Int32Array(0);
     } else {
+      this.parentBase = 0;
       this.ensureCapacity(n);
       this.parent.set(a.parent);
       this.symbol.set(a.symbol);
       this.count.set(a.count);
     }
     this.nodeCount = n;
-    this.indexed = !adopt;
-    this.rebuildIndex(this.parent.length);
+    const capacity = this.symbol.length;
+    // The trie's own parents where it copied them; a file's, adopted, are read here for the last time.
+    const parent = adopt ? a.parent : this.parent;
+    this.keepParents(parent, capacity);
+    this.rebuildIndex(capacity, parent);
   }
 
   private slot(parent: number, sym: number): number {
@@ -313,30 +375,32 @@ export class NgramTrie {
   }
 
   private ensureCapacity(needed: number): void {
-    if (needed <= this.parent.length) return;
+    const current = this.symbol.length;
+    if (needed <= current) return;
     // A loaded model (the notes', millions of nodes) grows by little at a time, from what saved notes add.
     const growth = this.loadedCount > 0 ? 1.125 : 1.5;
-    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(this.parent.length * growth)));
-    const grow = <T extends Int32Array | Uint16Array | Uint32Array>(a: T, make: (n: number) => T): T => {
-      const b = make(capacity);
-      b.set(a.subarray(0, this.nodeCount) as never);
-      return b;
-    };
-    this.parent = grow(this.parent, (n) => new Int32Array(n));
-    this.symbol = grow(this.symbol, (n) => new Uint16Array(n));
-    this.count = grow(this.count, (n) => new Uint32Array(n));
-    this.firstChild = grow(this.firstChild, (n) => new Int32Array(n));
+    const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(current * growth)));
+    this.parent = this.grownTo(this.parent, new Int32Array(capacity - this.parentBase), this.parentBase);
+    this.symbol = this.grownTo(this.symbol, new Uint16Array(capacity));
+    this.count = this.grownTo(this.count, new Uint32Array(capacity));
+    this.firstChild = this.grownTo(this.firstChild, new Int32Array(capacity));
     const nextAdded = new Int32Array(capacity - this.loadedCount);
     nextAdded.set(this.nextAdded.subarray(0, Math.max(0, this.nodeCount - this.loadedCount)));
     this.nextAdded = nextAdded;
-    if (this.indexed && capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity);
+    if (this.indexed && capacity > this.index.length * MAX_LOAD) this.rebuildIndex(capacity, this.parent);
   }
 
-  /** Rebuilds the index (where there is one) and the child lists from parent/symbol. */
-  private rebuildIndex(capacity: number): void {
+  /** `made` holding the nodes of `a`, an array of one value per node from node `base` on. */
+  private grownTo<T extends Int32Array | Uint16Array | Uint32Array>(a: T, made: T, base = 0): T {
+    made.set(a.subarray(0, Math.max(0, this.nodeCount - base)) as never);
+    return made;
+  }
+
+  /** Rebuilds the index (where there is one) and the child lists from `parent` (every node's) and the symbols. */
+  private rebuildIndex(capacity: number, parent: Int32Array): void {
     if (this.indexed) this.fillIndex(capacity);
     else this.index = new Int32Array(0);
-    const { parent, firstChild, nextAdded, loadedCount } = this;
+    const { firstChild, nextAdded, loadedCount } = this;
     // Backwards, so that each list is in id order and breadthFirst() of a loaded trie is the file;
     // nodes added since loading are linked in front of the loaded children, in id order too.
     firstChild.fill(EMPTY, 0, this.nodeCount);

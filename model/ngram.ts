@@ -145,7 +145,7 @@ export class NgramModel {
 
   stats(): NgramStats {
     const { trie } = this;
-    const depth = trie.depths();
+    const depth = trie.depths(trie.parents());
     const perOrder = new Array<number>(this.order + 1).fill(0);
     for (let i = 0; i < trie.nodeCount; i++) perOrder[depth[i]]++;
     return { nodes: trie.nodeCount, perOrder, pruned: this.pruned, prunes: this.prunes, refused: trie.refused };
@@ -281,19 +281,20 @@ export class NgramModel {
   prune(target: number): void {
     checkInteger('target', target, 0, 0x7fffffff);
     const { trie } = this;
-    const depth = trie.depths();
+    const parent = trie.parents();
+    const depth = trie.depths(parent);
     const keep = new Int32Array(trie.nodeCount);
     let kept = trie.nodeCount;
     for (let threshold = 1; kept > target && threshold < 0x7fffffff; threshold *= 2) {
       for (let minDepth = this.order; minDepth >= 2 && kept > target; minDepth--) {
-        kept = trie.markKept(keep, depth, minDepth, threshold);
+        kept = trie.markKept(parent, keep, depth, minDepth, threshold);
       }
     }
     if (kept === trie.nodeCount) return;
     this.version++;
     this.prunes++;
     this.pruned += trie.nodeCount - kept;
-    trie.compact(keep);
+    trie.compact(keep, parent);
   }
 
   /**
