@@ -236,12 +236,18 @@ for (const adopt of [false, true])
     }
     // Pruning drops loaded and added nodes alike; what is left still loads as a valid trie.
     const arrays = trained(9, TEXT.slice(0, 1500)).toArrays();
-    const bounded = NgramModel.fromArrays({ ...arrays, maxNodes: arrays.nodeCount + 300 }, adopt);
-    let seed = 3;
-    const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
-    for (let chunk = 0; chunk < 5; chunk++)
-      bounded.add(Int32Array.from({ length: 300 }, () => 1 + Math.floor(random() * (vocab.size - 1))));
+    const learntOn = (withoutIndex: boolean) => {
+      const model = NgramModel.fromArrays({ ...arrays, maxNodes: arrays.nodeCount + 300 }, withoutIndex);
+      let seed = 3;
+      const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+      for (let chunk = 0; chunk < 5; chunk++)
+        model.add(Int32Array.from({ length: 300 }, () => 1 + Math.floor(random() * (vocab.size - 1))));
+      return model;
+    };
+    const bounded = learntOn(adopt);
     assert.ok(bounded.stats().prunes > 0, 'pruning ran');
+    // Without an index the trie keeps no parents of its loaded nodes, and derives them to prune and save.
+    assert.deepEqual(bounded.toArrays(), learntOn(!adopt).toArrays(), 'the same nodes, with and without an index');
     assert.ok(bounded.size <= arrays.nodeCount + 300);
     assertDistribution(next(bounded, 'The quick brown'), 'after pruning a loaded model');
     const reloaded = NgramModel.fromArrays(bounded.toArrays());
