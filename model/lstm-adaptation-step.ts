@@ -27,9 +27,13 @@ export type AdaptationSettings = typeof ADAPTATION_STEP;
 /** Moves weight array `name` (its `values`) by its `gradient`, in place. */
 export type WeightUpdate = (name: string, values: Float32Array, gradient: Float32Array) => void;
 
-/** A copy's side of the rule: each weight's mean square so far, and the shared weights it is pulled back to. */
+/**
+ * A copy's side of the rule: each weight's mean square so far, and the shared weights it is pulled back to. The mean
+ * squares are held in bfloat16 (a float's top 16 bits): they only scale each step, which their 8 bits of precision do
+ * to within half a percent, and in f32 they would cost as much memory as the copy's weights.
+ */
 export class AdaptationStep {
-  private readonly squares = new Map<string, { values: Float32Array; steps: number }>();
+  private readonly squares = new Map<string, { bf16: Uint16Array; steps: number }>();
 
   constructor(
     private readonly shared: Map<string, Float32Array>,
@@ -41,20 +45,29 @@ export class AdaptationStep {
     if (!shared || shared.length !== values.length || gradient.length < values.length)
       throw new Error(`adaptation step: ${name} does not match the shared weights or its gradient`);
     let squares = this.squares.get(name);
-    if (!squares) this.squares.set(name, (squares = { values: new Float32Array(values.length), steps: 0 }));
+    if (!squares) this.squares.set(name, (squares = { bf16: new Uint16Array(values.length), steps: 0 }));
     const { rate, squareDecay, pullBack } = this.settings;
     squares.steps++;
     // The mean squares start at 0, so early ones are scaled up to what they estimate, as Adam's are.
     const unbias = 1 / (1 - squareDecay ** squares.steps);
-    const meanSquares = squares.values;
+    const meanSquares = squares.bf16;
     for (let i = 0; i < values.length; i++) {
       const g = gradient[i];
-      meanSquares[i] = squareDecay * meanSquares[i] + (1 - squareDecay) * g * g;
-      const stepped = values[i] - (rate * g) / (Math.sqrt(meanSquares[i] * unbias) + 1e-8);
+      floatBits[0] = meanSquares[i] << 16;
+      const meanSquare = squareDecay * asFloat[0] + (1 - squareDecay) * g * g;
+      asFloat[0] = meanSquare;
+      // Rounded to nearest, ties to even.
+      const bits = floatBits[0];
+      meanSquares[i] = (bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16;
+      const stepped = values[i] - (rate * g) / (Math.sqrt(meanSquare * unbias) + 1e-8);
       values[i] = stepped + pullBack * (shared[i] - stepped);
     }
   };
 }
+
+/** One float seen as a float and as its bits, to move mean squares in and out of bfloat16. */
+const asFloat = new Float32Array(1);
+const floatBits = new Uint32Array(asFloat.buffer);
 
 /**
  * A step's own arrays, the weight-sized ones and the sequence's activations and gradients copied out of the kernel's

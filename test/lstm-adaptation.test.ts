@@ -100,6 +100,14 @@ test("the adaptation's rule: a weight's first step is the rate whatever its grad
   [0, 1, 3].forEach((i, k) =>
     assert.ok(Math.abs(distance(i) - before[k] * (1 - settings.pullBack)) < 1e-6, `weight ${i}: ${distance(i)}`),
   );
+  // The mean squares carry over: the third step's size follows from all three gradients (to within their bfloat16).
+  const { squareDecay: d } = settings;
+  const meanSquare = d * d * (1 - d) * 4 + (1 - d) * 4;
+  const size = settings.rate / Math.sqrt(meanSquare / (1 - d ** 3));
+  const first = values[0];
+  step.update('w', values, Float32Array.of(2, 0, 0, 0));
+  const want = pulled(first - 2 * size, 1);
+  assert.ok(Math.abs(values[0] - want) < 2e-3 * size, `weight 0: ${values[0]}, not ${want}`);
   assert.throws(() => step.update('v', values, new Float32Array(4)), /does not match the shared weights/);
 });
 
