@@ -90,6 +90,15 @@ export function stepWeightsWanted(): StepWeights {
   return (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase() === 'f32' ? 'f32' : 'bf16';
 }
 
+/** Writes rows [first, end) of a matrix being packed into `staging`, which holds exactly those rows. */
+type RowStage = (first: number, end: number, staging: Float32Array) => void;
+
+/** A RowStage that copies the rows of `w`, a matrix of `N` columns, as they are. */
+const copiedFrom =
+  (w: Float32Array, N: number): RowStage =>
+  (first, end, staging) =>
+    staging.set(w.subarray(first * N, end * N));
+
 export class LstmStepKernel {
   private readonly kernel: KernelExports;
   private readonly memory: WebAssembly.Memory;
@@ -169,20 +178,18 @@ export class LstmStepKernel {
     this.floats(b0At, G).set(get('lstm0/b'));
     this.kernel.stepProduct(V, E, G, embeddingAt, panelsAt, b0At, 0, at.table);
     for (let l = 0; l < layers; l++) {
-      this.packInto(at.wh[l], get(`lstm${l}/wh`), H, G);
+      this.packRows(at.wh[l], H, G, copiedFrom(get(`lstm${l}/wh`), G));
       if (l > 0) {
-        this.packInto(at.wx[l], get(`lstm${l}/wx`), H, G);
+        this.packRows(at.wx[l], H, G, copiedFrom(get(`lstm${l}/wx`), G));
         this.floats(at.bias[l], G).set(get(`lstm${l}/b`));
       }
     }
     const Vp = this.paddedVocab;
     // Padded straight into the kernel's staging, not into an array of its own: a load follows every adaptation step.
     const outputW = get('output/w');
-    for (let first = 0; first < H; first += STAGED_ROWS) {
-      const end = Math.min(H, first + STAGED_ROWS);
-      padColumns(outputW.subarray(first * V, end * V), end - first, V, this.floats(at.scratch, (end - first) * Vp));
-      this.packStaged(at.output, H, Vp, first, end);
-    }
+    this.packRows(at.output, H, Vp, (first, end, staging) =>
+      padColumns(outputW.subarray(first * V, end * V), end - first, V, staging),
+    );
     const outputBias = this.floats(at.outputBias, Vp);
     outputBias.fill(0);
     outputBias.set(get('output/b'));
@@ -258,26 +265,22 @@ export class LstmStepKernel {
     return this.floats(logitsAt, B * Vp);
   }
 
-  /** stepProduct on weights packed by packStaged, as they are held. */
+  /** stepProduct on weights packed by packRows, as they are held. */
   private product(...args: Parameters<KernelExports['stepProduct']>): void {
     (this.held === 'bf16' ? this.kernel.stepProductBf16 : this.kernel.stepProduct)(...args);
   }
 
-  /** Packs W [K, N] into `panels`, staged a block of rows at a time. */
-  private packInto(panels: number, w: Float32Array, K: number, N: number): void {
+  /**
+   * Packs a K×N matrix into `panels`, as the weights are held, a block of rows at a time: `stage` writes rows
+   * [first, end) into the staging at the start of the scratch (aligned, as take() gives).
+   */
+  private packRows(panels: number, K: number, N: number, stage: RowStage): void {
+    const pack = this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack;
     for (let first = 0; first < K; first += STAGED_ROWS) {
       const end = Math.min(K, first + STAGED_ROWS);
-      this.floats(this.layout.scratch, (end - first) * N).set(w.subarray(first * N, end * N));
-      this.packStaged(panels, K, N, first, end);
+      stage(first, end, this.floats(this.layout.scratch, (end - first) * N));
+      pack(this.layout.scratch, K, N, first, end, panels);
     }
-  }
-
-  /**
-   * Packs rows [first, end) of a K×N matrix, staged at the start of the scratch (aligned, as take() gives), into
-   * `panels`, as the weights are held.
-   */
-  private packStaged(panels: number, K: number, N: number, first: number, end: number): void {
-    (this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack)(this.layout.scratch, K, N, first, end, panels);
   }
 
   private floats(offset: number, length: number): Float32Array {

@@ -278,8 +278,9 @@ export class NgramTrie {
   private keepParents(parent: Int32Array, capacity: number): void {
     this.markSiblings(parent);
     if (this.indexed) {
+      // The trie's own array (parents()), already of the capacity.
       this.parentBase = 0;
-      this.parent = parent.length === capacity ? parent : this.grownTo(parent, new Int32Array(capacity));
+      this.parent = parent;
       return;
     }
     this.parentBase = this.loadedCount;
