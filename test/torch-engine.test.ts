@@ -49,6 +49,12 @@ const vocabulary = Vocabulary.fromText(TEXT, 64);
 const ids = vocabulary.encode(TEXT);
 const config: NetworkConfig = { vocabSize: vocabulary.size, embed: 8, hidden: 24, layers: 2 };
 
+/**
+ * The engine held to float32 products, for the tests that compare it with tfjs to float32's precision: on a CPU that
+ * multiplies bfloat16 natively it would take bfloat16 on its own.
+ */
+const FLOAT32 = { device: 'cpu', env: { ...process.env, CHAR_COMPLETE_TORCH_PRECISION: 'float32' } } as const;
+
 function run(batch: number, seq: number, weights: Map<string, Float32Array>): TorchRun {
   return {
     config,
@@ -158,7 +164,7 @@ test(
     average.dispose();
     model.dispose();
 
-    const engine = await TorchEngine.start({ device: 'cpu' });
+    const engine = await TorchEngine.start(FLOAT32);
     const close = (name: string, a: Map<string, Float32Array>, b: Map<string, Float32Array>, tolerance: number) => {
       const diff = relativeDifference(a, b);
       t.diagnostic(`${name}: largest difference ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`);
@@ -213,11 +219,52 @@ test(
 );
 
 test(
+  'on bfloat16 products the weights Adam steps stay float32 and the losses follow the float32 run, and the engine says which products it takes and why',
+  { skip: torchMissing },
+  async (t) => {
+    await selectBackend('wasm');
+    const params = initialParameters(config, 6);
+    const start = await readWeights(params);
+    tf.dispose([...params.values()]);
+    const trainedOn = async (precision: string) => {
+      const env = { ...process.env, CHAR_COMPLETE_TORCH_PRECISION: precision };
+      const engine = await TorchEngine.start({ device: 'cpu', env });
+      try {
+        assert.equal(engine.info.precision, precision);
+        await engine.setup(run(8, 16, start));
+        const { losses } = await engine.train(0, Array(20).fill(1e-2));
+        return { losses, trained: (await engine.checkpoint()).optimizer.trained!, described: engine.describe() };
+      } finally {
+        await engine.close();
+      }
+    };
+    const float32 = await trainedOn('float32');
+    const bfloat16 = await trainedOn('bfloat16');
+    assert.match(bfloat16.described, /, bfloat16 products \(CHAR_COMPLETE_TORCH_PRECISION\),/);
+    assert.doesNotMatch(float32.described, /products/);
+    const lowBits = (w: Float32Array) =>
+      new Uint32Array(w.buffer, w.byteOffset, w.length).some((b) => (b & 0xffff) !== 0);
+    assert.ok([...bfloat16.trained.values()].some(lowBits), 'the weights Adam steps are not rounded to bfloat16');
+    const diff = relativeDifference(bfloat16.trained, float32.trained);
+    t.diagnostic(
+      `largest difference from float32's run: ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`,
+    );
+    assert.ok(diff.worst > 1e-4, 'the products ran in bfloat16');
+    // Adam's early steps turn small differences in a gradient into whole steps, so the runs are compared by their losses.
+    const lossGap = Math.max(...bfloat16.losses.map((loss, k) => Math.abs(loss / float32.losses[k] - 1)));
+    t.diagnostic(`largest difference from float32's loss at a step: ${(100 * lossGap).toFixed(2)}%`);
+    assert.ok(lossGap < 0.01, `a loss differs from float32's by ${(100 * lossGap).toFixed(2)}%`);
+    const [first, last] = [bfloat16.losses[0], bfloat16.losses.at(-1)!];
+    assert.ok(last < 0.9 * first, `loss ${first} → ${last}`);
+  },
+);
+
+test(
   'a model the torch engine trains serves, through the model files, the log-probabilities torch computes, and torch scores held-out text as tfjs does',
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
-    const engine = await TorchEngine.start({ device: 'cpu' });
+    const engine = await TorchEngine.start(FLOAT32);
     const dir = mkdtempSync(join(tmpdir(), 'char-complete-torch-served-'));
     try {
       const params = initialParameters(config, 3);
@@ -292,10 +339,10 @@ test(
       await engine.train(0, [1e-2]);
       return engine.checkpoint();
     };
-    const single = await TorchEngine.start({ device: 'cpu' });
+    const single = await TorchEngine.start(FLOAT32);
     const one = await stepOnce(single).finally(() => single.close());
 
-    const pair = await TorchEngine.start({ device: 'cpu', processes: 2 });
+    const pair = await TorchEngine.start({ ...FLOAT32, processes: 2 });
     try {
       assert.equal(pair.info.worldSize, 2);
       const two = await stepOnce(pair);

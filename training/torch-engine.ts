@@ -35,6 +35,9 @@ export interface TorchInfo {
   blas: string;
   blasWarning: string | null;
   threads: number;
+  /** The precision of the training step's products (float32 or bfloat16), and why the engine chose it. */
+  precision: string;
+  precisionReason: string;
   /** Set when the interpreter is not the first one looked for: which one lacked torch. */
   interpreterNote?: string;
 }
@@ -134,6 +137,8 @@ export class TorchEngine {
       blas: '',
       blasWarning: null,
       threads: 0,
+      precision: 'float32',
+      precisionReason: '',
     };
     const instance = new TorchEngine(child, placeholder, dir);
     process.on('exit', instance.endNow);
@@ -158,6 +163,8 @@ export class TorchEngine {
       blas: String(ready.blas),
       blasWarning: (ready.blas_warning as string | null) ?? null,
       threads: Number(ready.threads),
+      precision: String(ready.precision ?? 'float32'),
+      precisionReason: String(ready.precision_reason ?? ''),
       interpreterNote: note,
     });
     return instance;
@@ -169,7 +176,9 @@ export class TorchEngine {
     const where = info.worldSize > 1 ? `${info.worldSize} processes on ${info.deviceName}` : info.deviceName;
     const blas =
       info.device === 'cpu' ? `, ${info.blas} BLAS, ${info.threads} torch thread${info.threads === 1 ? '' : 's'}` : '';
-    return `torch ${info.torch} on ${where}${blas}, ${info.python}`;
+    const products =
+      info.precision === 'float32' ? '' : `, ${info.precision} products (${info.precisionReason})`;
+    return `torch ${info.torch} on ${where}${blas}${products}, ${info.python}`;
   }
 
   /**

@@ -2,7 +2,9 @@
 
 The TypeScript trainer keeps the pipeline: corpus, vocabulary, budget, validation, the mixture's
 gate and the model files. This program runs only the LSTM's training loop, with cuDNN on a GPU and
-OpenBLAS on a CPU, and with DistributedDataParallel across GPUs, processes or machines.
+OpenBLAS on a CPU, and with DistributedDataParallel across GPUs, processes or machines. On a CPU
+that multiplies bfloat16 natively (avx512_bf16, AMX) one process steps in bfloat16 through oneDNN,
+with Adam on float32 weights; CHAR_COMPLETE_TORCH_PRECISION=float32 or bfloat16 overrides that.
 
     serve   the trainer's child: commands as JSON lines on stdin, answers as JSON lines on stdout
     launch  starts one machine's processes for DistributedDataParallel, each running serve, with
@@ -42,6 +44,7 @@ processes only global rank 0 reads commands and writes answers; it hands every c
 other ranks, and the training streams are split across ranks.
 """
 import argparse
+import contextlib
 import copy
 import datetime
 import json
@@ -226,6 +229,8 @@ class Distributed:
         self.device = torch.device(f"cuda:{local_rank}" if kind == "cuda" else kind)
         if kind == "cuda":
             torch.cuda.set_device(self.device)
+        self.precision, self.precision_reason = choose_precision(self.device, self.world)
+        self.float32_threads = None  # configure_threads's answer
         self.control = None
         if self.world > 1:
             # Commands travel on gloo, so that reading them never waits for a GPU.
@@ -238,6 +243,21 @@ class Distributed:
             return torch.cuda.get_device_name(self.device)
         return "Apple GPU (MPS)" if self.device.type == "mps" else "CPU"
 
+    @property
+    def precision_name(self):
+        return str(self.precision).removeprefix("torch.")
+
+    @contextlib.contextmanager
+    def float32_work(self):
+        """Float32 products (scoring the average) on the threads that suit them, then back."""
+        before = torch.get_num_threads()
+        if self.float32_threads:
+            torch.set_num_threads(self.float32_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def broadcast(self, value):
         """Rank 0's value on every rank."""
         if self.world == 1:
@@ -245,6 +265,38 @@ class Distributed:
         box = [value]
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
+
+
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def choose_precision(device, world):
+    """The precision of the training step's products, and why: bfloat16 where the CPU multiplies it natively."""
+    asked = os.environ.get("CHAR_COMPLETE_TORCH_PRECISION")
+    if asked:
+        if asked not in PRECISIONS:
+            raise EngineError(f"CHAR_COMPLETE_TORCH_PRECISION={asked}: use float32 or bfloat16")
+        return PRECISIONS[asked], "CHAR_COMPLETE_TORCH_PRECISION"
+    if device.type != "cpu":
+        return torch.float32, "float32 on a GPU"
+    if world > 1:
+        return torch.float32, "float32 across processes"
+    native = native_bfloat16()
+    if not native:
+        return torch.float32, "the CPU has no bfloat16 products"
+    if not torch.backends.mkldnn.is_available():
+        return torch.float32, "this torch has no oneDNN for bfloat16 products"
+    return torch.bfloat16, f"the CPU multiplies bfloat16 natively: {native}"
+
+
+def native_bfloat16():
+    """The CPU's flag for bfloat16 dot products (Linux), or None."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), [])
+    except OSError:
+        return None
+    return next((flag for flag in ("amx_bf16", "avx512_bf16") if flag in flags), None)
 
 
 def mps_available():
@@ -263,6 +315,13 @@ class Trainer:
         self.ranks, self.config, self.seq = ranks, config, seq
         self.hidden = config["hidden"]
         self.model = CharLstm(config, dropout).to(ranks.device)
+        # In bfloat16 the steps run on a copy of the weights in that precision; Adam, its moments and the average stay
+        # in float32, since a step of lr times a unit-sized update is below what bfloat16 resolves in most weights.
+        self.compute = self.model
+        if ranks.precision == torch.bfloat16:
+            self.compute = copy.deepcopy(self.model).to(torch.bfloat16)
+        self.named = self.model.named_in_file_order(config)
+        self.compute_named = self.compute.named_in_file_order(config)
         if weights is not None:
             self.set_weights(weights, self.model)
         # The weights saved and scored: an average of the model's, as training/optimizer.ts's WeightAverage. A copy
@@ -270,12 +329,11 @@ class Trainer:
         self.averaged = copy.deepcopy(self.model).eval()
         self.averaged.requires_grad_(False)
         self.average_share = average_share
-        self.net = self.model
+        self.net = self.compute
         if ranks.world > 1:
             # The constructor broadcasts rank 0's weights, so every rank starts from them.
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
-        self.named = self.model.named_in_file_order(config)
+                self.compute, device_ids=[ranks.device.index] if ranks.device.type == "cuda" else None)
         self.average = [p for _, p in self.averaged.named_in_file_order(config)]
         self.beta1, self.beta2 = adam["beta1"], adam["beta2"]
         self.epsilon, self.clip_norm = adam["epsilon"], adam["clipNorm"]
@@ -292,6 +350,14 @@ class Trainer:
             for target in [model] if model else [self.model, self.averaged]:
                 for name, param in target.named_in_file_order(self.config):
                     param.copy_(to_torch(name, weights[name], self.hidden))
+        self.copy_to_compute()
+
+    @torch.no_grad()
+    def copy_to_compute(self):
+        """The weights the steps run on, rounded from the ones Adam steps where they differ in precision."""
+        if self.compute is not self.model:
+            for (_, target), (_, source) in zip(self.compute_named, self.named):
+                target.copy_(source)
 
     def set_optimizer(self, state, step):
         """Adam's moments, and the weights it steps where they were saved apart from their average."""
@@ -317,8 +383,8 @@ class Trainer:
         window = self.rows[:, k * self.seq:(k + 1) * self.seq + 1].long()
         logits, state = self.net(window[:, :-1], self.state)
         self.state = tuple(s.detach() for s in state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
-        for _, p in self.named:
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
+        for _, p in self.compute_named:
             p.grad = None
         loss.backward()
         self.adam(lr)
@@ -328,7 +394,7 @@ class Trainer:
     @torch.no_grad()
     def adam(self, lr):
         """training/optimizer.ts: global-norm clipping, then Adam with bias correction in the step size."""
-        grads = [p.grad for _, p in self.named]
+        grads = [p.grad.float() for _, p in self.compute_named]
         # The clipping factor stays a tensor, so a GPU never waits for the norm to be read back.
         norm = torch.sqrt(sum(torch.sum(g * g) for g in grads))
         clip = torch.clamp(self.clip_norm / torch.clamp(norm, min=1e-12), max=1.0)
@@ -339,6 +405,7 @@ class Trainer:
             m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
             p.addcdiv_(m, v.sqrt().add_(self.epsilon), value=-step_size)
+        self.copy_to_compute()
 
     @torch.no_grad()
     def update_average(self):
@@ -364,6 +431,10 @@ class Trainer:
     @torch.no_grad()
     def score(self, ids, batch, seq):
         """Per target position 1..covered, its log-probability and the largest one, as scoreLstm does."""
+        with self.ranks.float32_work():
+            return self.score_average(ids, batch, seq)
+
+    def score_average(self, ids, batch, seq):
         stream = (ids.numel() - 1) // (batch * seq) * seq
         rows = torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)]).to(self.ranks.device)
         target = torch.empty(batch, stream, device=self.ranks.device)
@@ -383,8 +454,9 @@ class Trainer:
 
     @torch.no_grad()
     def log_probs(self, ids):
-        logits, _ = self.averaged(ids.long().to(self.ranks.device))
-        return F.log_softmax(logits, dim=-1)
+        with self.ranks.float32_work():
+            logits, _ = self.averaged(ids.long().to(self.ranks.device))
+            return F.log_softmax(logits, dim=-1)
 
     def checkpoint(self):
         """The average (the weights saved), Adam's moments, then the weights Adam steps."""
@@ -435,7 +507,8 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
         loop = PlainLoop(config, dropout, rows, ranks.device)
     else:
         loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0)  # averaging costs the same at any share
-    times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
+    with ranks.float32_work() if plain else contextlib.nullcontext():
+        times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
     del loop
     if ranks.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -483,8 +556,8 @@ def serve(args):
     # The trainer decides when to stop and tells this process on stdin; a Ctrl-C meant for the
     # trainer must not kill a step half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    configure_threads(args.threads)
     ranks = Distributed(args.device)
+    ranks.float32_threads = configure_threads(args.threads, ranks.precision)
     torch.manual_seed(args.seed + ranks.rank)
     commands, ending = queue.Queue(), threading.Event()
     if ranks.rank == 0:
@@ -492,7 +565,8 @@ def serve(args):
         blas, warning = describe_blas()
         emit("ready", torch=torch.__version__, python=sys.executable, device=str(ranks.device),
              device_name=ranks.describe(), world_size=ranks.world, blas=blas, blas_warning=warning,
-             threads=torch.get_num_threads())
+             threads=torch.get_num_threads(), precision=ranks.precision_name,
+             precision_reason=ranks.precision_reason)
     trainer = None
     while True:
         command = ranks.broadcast(commands.get() if ranks.rank == 0 else None)
@@ -560,19 +634,29 @@ def setup(ranks, command):
     return trainer
 
 
-def configure_threads(threads):
+def configure_threads(threads, precision):
+    """Sets torch's threads; returns how many its float32 products should run on where that differs, else None."""
     if threads:
         torch.set_num_threads(threads)
     elif "OMP_NUM_THREADS" in os.environ:
-        return  # the user's choice, which torch has taken already
+        return None  # the user's choice, which torch has taken already
     elif describe_blas()[0] == "openblas":
-        # OpenBLAS runs the matmuls on its own threads (OPENBLAS_NUM_THREADS); torch's threads for
-        # the elementwise ops would only compete with them for the same cores.
-        torch.set_num_threads(1)
+        # OpenBLAS runs float32's matmuls on its own threads (OPENBLAS_NUM_THREADS); torch's threads for the
+        # elementwise ops would only compete with them for the same cores. bfloat16's run on torch's (oneDNN).
+        if precision == torch.float32:
+            torch.set_num_threads(1)
+            return None
+        torch.set_num_threads(cores_per_process())
+        return 1
     else:
-        # The machine's cores shared among its processes, not each process taking them all.
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+        torch.set_num_threads(cores_per_process())
+    return None
+
+
+def cores_per_process():
+    """The machine's cores shared among its processes, not each process taking them all."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, (os.cpu_count() or 1) // local)
 
 
 # ---- bench: this engine against PyTorch's own loop ------------------------------------------
@@ -605,8 +689,8 @@ class PlainLoop:
 
 
 def bench(args):
-    configure_threads(args.threads)
     ranks = Distributed(args.device)
+    ranks.float32_threads = configure_threads(args.threads, ranks.precision)
     config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
     torch.manual_seed(1)
     rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
@@ -616,14 +700,17 @@ def bench(args):
     # Interleaved, so that a machine that is busier for a while slows both alike.
     for round_ in range(args.steps + 2):
         for name, loop in loops.items():
-            seconds = timed_step(loop)
+            # PyTorch's own loop is float32's, on the threads that suit float32.
+            with ranks.float32_work() if name == "plain" else contextlib.nullcontext():
+                seconds = timed_step(loop)
             if round_ >= 2:
                 times[name].append(seconds)
     median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
     blas, warning = describe_blas()
     print(json.dumps({
         "torch": torch.__version__, "device": ranks.describe(), "blas": blas, "blas_warning": warning,
-        "threads": torch.get_num_threads(), "model": f"{args.layers}x{args.hidden}", "batch": args.batch,
+        "threads": torch.get_num_threads(), "precision": ranks.precision_name,
+        "model": f"{args.layers}x{args.hidden}", "batch": args.batch,
         "seq": args.seq, "engine_chars_per_s": round(args.batch * args.seq / median["engine"]),
         "plain_chars_per_s": round(args.batch * args.seq / median["plain"]),
     }))
