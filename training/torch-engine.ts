@@ -176,8 +176,7 @@ export class TorchEngine {
     const where = info.worldSize > 1 ? `${info.worldSize} processes on ${info.deviceName}` : info.deviceName;
     const blas =
       info.device === 'cpu' ? `, ${info.blas} BLAS, ${info.threads} torch thread${info.threads === 1 ? '' : 's'}` : '';
-    const products =
-      info.precision === 'float32' ? '' : `, ${info.precision} products (${info.precisionReason})`;
+    const products = info.precision === 'float32' ? '' : `, ${info.precision} products (${info.precisionReason})`;
     return `torch ${info.torch} on ${where}${blas}${products}, ${info.python}`;
   }
 
