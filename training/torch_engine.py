@@ -213,9 +213,10 @@ def describe_blas():
 
 
 class Distributed:
-    """Rank, world and the groups commands travel on; one process unless started by launch (or torchrun)."""
+    """Rank, world, the steps' precision and threads, and the groups commands travel on; one process unless started by
+    launch (or torchrun)."""
 
-    def __init__(self, device_choice):
+    def __init__(self, device_choice, threads=0):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -230,7 +231,8 @@ class Distributed:
         if kind == "cuda":
             torch.cuda.set_device(self.device)
         self.precision, self.precision_reason = choose_precision(self.device, self.world)
-        self.float32_threads = None  # configure_threads's answer
+        # torch's threads for float32 products, where they differ from the steps' (float32_work)
+        self.float32_threads = configure_threads(threads, self.precision)
         self.control = None
         if self.world > 1:
             # Commands travel on gloo, so that reading them never waits for a GPU.
@@ -432,25 +434,22 @@ class Trainer:
     def score(self, ids, batch, seq):
         """Per target position 1..covered, its log-probability and the largest one, as scoreLstm does."""
         with self.ranks.float32_work():
-            return self.score_average(ids, batch, seq)
-
-    def score_average(self, ids, batch, seq):
-        stream = (ids.numel() - 1) // (batch * seq) * seq
-        rows = torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)]).to(self.ranks.device)
-        target = torch.empty(batch, stream, device=self.ranks.device)
-        best = torch.empty(batch, stream, device=self.ranks.device)
-        window = seq * max(1, 256 // seq)
-        state = None
-        for start in range(0, stream, window):
-            part = rows[:, start:start + window + 1].long()
-            logits, state = self.averaged(part[:, :-1], state)
-            log_probs = F.log_softmax(logits, dim=-1)
-            end = start + part.shape[1] - 1
-            target[:, start:end] = log_probs.gather(2, part[:, 1:].unsqueeze(2)).squeeze(2)
-            best[:, start:end] = log_probs.max(dim=2).values
-        # Position 0 has no target; the arrays are indexed by position, as LstmScores is.
-        zero = torch.zeros(1)
-        return stream * batch, [zero, target.reshape(-1), zero, best.reshape(-1)]
+            stream = (ids.numel() - 1) // (batch * seq) * seq
+            rows = torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)]).to(self.ranks.device)
+            target = torch.empty(batch, stream, device=self.ranks.device)
+            best = torch.empty(batch, stream, device=self.ranks.device)
+            window = seq * max(1, 256 // seq)
+            state = None
+            for start in range(0, stream, window):
+                part = rows[:, start:start + window + 1].long()
+                logits, state = self.averaged(part[:, :-1], state)
+                log_probs = F.log_softmax(logits, dim=-1)
+                end = start + part.shape[1] - 1
+                target[:, start:end] = log_probs.gather(2, part[:, 1:].unsqueeze(2)).squeeze(2)
+                best[:, start:end] = log_probs.max(dim=2).values
+            # Position 0 has no target; the arrays are indexed by position, as LstmScores is.
+            zero = torch.zeros(1)
+            return stream * batch, [zero, target.reshape(-1), zero, best.reshape(-1)]
 
     @torch.no_grad()
     def log_probs(self, ids):
@@ -504,11 +503,10 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
     torch.manual_seed(1)
     rows = torch.randint(1, config["vocabSize"], (per_rank, seq + 1), dtype=torch.int32)
     if plain:
-        loop = PlainLoop(config, dropout, rows, ranks.device)
+        loop = PlainLoop(config, dropout, rows, ranks)
     else:
         loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0)  # averaging costs the same at any share
-    with ranks.float32_work() if plain else contextlib.nullcontext():
-        times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
+    times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
     del loop
     if ranks.device.type == "cuda":
         torch.cuda.empty_cache()
@@ -556,8 +554,7 @@ def serve(args):
     # The trainer decides when to stop and tells this process on stdin; a Ctrl-C meant for the
     # trainer must not kill a step half-way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ranks = Distributed(args.device)
-    ranks.float32_threads = configure_threads(args.threads, ranks.precision)
+    ranks = Distributed(args.device, args.threads)
     torch.manual_seed(args.seed + ranks.rank)
     commands, ending = queue.Queue(), threading.Event()
     if ranks.rank == 0:
@@ -664,7 +661,9 @@ class PlainLoop:
     """PyTorch's own way, the peer the engine is measured against: nn.LSTM with its dropout,
     torch.optim.Adam and clip_grad_norm_, on one batch of streams."""
 
-    def __init__(self, config, dropout, rows, device):
+    def __init__(self, config, dropout, rows, ranks):
+        self.ranks = ranks
+        device = ranks.device
         self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"]).to(device)
         self.lstm = torch.nn.LSTM(config["embed"], config["hidden"], config["layers"], batch_first=True,
                                   dropout=dropout).to(device)
@@ -675,34 +674,33 @@ class PlainLoop:
         self.state = None
 
     def train_step(self, _k, lr):
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        hidden, state = self.lstm(self.embedding(self.ids[:, :-1]), self.state)
-        self.state = tuple(s.detach() for s in state)
-        logits = self.output(hidden)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.ids[:, 1:].reshape(-1))
-        self.optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters, 5.0)
-        self.optimizer.step()
-        return loss.detach()
+        # Float32's, on the threads that suit float32 whatever the engine's own steps take.
+        with self.ranks.float32_work():
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            hidden, state = self.lstm(self.embedding(self.ids[:, :-1]), self.state)
+            self.state = tuple(s.detach() for s in state)
+            logits = self.output(hidden)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), self.ids[:, 1:].reshape(-1))
+            self.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.parameters, 5.0)
+            self.optimizer.step()
+            return loss.detach()
 
 
 def bench(args):
-    ranks = Distributed(args.device)
-    ranks.float32_threads = configure_threads(args.threads, ranks.precision)
+    ranks = Distributed(args.device, args.threads)
     config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
     torch.manual_seed(1)
     rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
     loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows, 0),
-             "plain": PlainLoop(config, args.dropout, rows, ranks.device)}
+             "plain": PlainLoop(config, args.dropout, rows, ranks)}
     times = {name: [] for name in loops}
     # Interleaved, so that a machine that is busier for a while slows both alike.
     for round_ in range(args.steps + 2):
         for name, loop in loops.items():
-            # PyTorch's own loop is float32's, on the threads that suit float32.
-            with ranks.float32_work() if name == "plain" else contextlib.nullcontext():
-                seconds = timed_step(loop)
+            seconds = timed_step(loop)
             if round_ >= 2:
                 times[name].append(seconds)
     median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
