@@ -123,6 +123,10 @@ export class LayerKernelMemoryError extends Error {}
 export class LayerKernel {
   private top: number;
   private readonly regions = new Map<string, { offset: number; bytes: number }>();
+  /** The buffers residentArray()'s arrays view, so that a job knows them from arrays it must copy in. */
+  private readonly residentBuffers = new WeakSet<ArrayBufferLike>();
+  /** Blocks released by their owners, by size, for the next residentArray() of that size. */
+  private readonly releasedBlocks = new Map<number, number[]>();
   private readonly traces = new Map<number, LayerTrace>();
   private readonly control: Int32Array;
 
@@ -195,7 +199,7 @@ export class LayerKernel {
   ): LayerForwardResult {
     checkShape(B, H, T);
     const G = 4 * H;
-    if (training) this.backwardRegions(B, H, T);
+    if (training) this.backwardRegions(B, H, T, wh);
     const state = (T + 1) * B * H * 4;
     const trace: LayerTrace = {
       B,
@@ -207,11 +211,10 @@ export class LayerKernel {
       tanhC: this.region(`tanhC${layer}`, T * B * H * 4),
     };
     const xAt = this.region('xProj', T * B * G * 4);
-    const whAt = this.region(WEIGHTS_REGION, H * G * 4);
+    const whAt = this.placed(WEIGHTS_REGION, wh, H * G);
     const zAt = this.region('z', B * G * 4);
     const panelsAt = this.region(PANELS_REGION, H * G * 4);
     this.floats(xAt, T * B * G).set(xProj.subarray(0, T * B * G));
-    this.floats(whAt, H * G).set(wh.subarray(0, H * G));
     this.floats(trace.hSeq, B * H).set(h0.subarray(0, B * H));
     this.floats(trace.cSeq, B * H).set(c0.subarray(0, B * H));
     this.run(JobKind.Forward, [B, H, T, xAt, whAt, trace.hSeq, trace.cSeq, trace.acts, trace.tanhC, panelsAt, zAt]);
@@ -233,9 +236,9 @@ export class LayerKernel {
     this.traces.delete(layer);
     const { B, H, T } = trace;
     const G = 4 * H;
-    const { dHAt, whAt, panelsAt, dZAt, dhNextAt, dcNextAt } = this.backwardRegions(B, H, T);
+    const { dHAt, panelsAt, dZAt, dhNextAt, dcNextAt } = this.backwardRegions(B, H, T, wh);
+    const whAt = this.placed(WEIGHTS_REGION, wh, H * G);
     this.floats(dHAt, T * B * H).set(dH.subarray(0, T * B * H));
-    this.floats(whAt, H * G).set(wh.subarray(0, H * G));
     this.run(JobKind.Backward, [
       B,
       H,
@@ -276,22 +279,21 @@ export class LayerKernel {
     if (!(M >= 1 && K >= 1 && N >= 4 && N % 4 === 0))
       throw new Error(`layer kernel: matmul needs N a multiple of 4 (got M ${M}, N ${N}, K ${K})`);
     const aAt = this.region('matA', M * K * 4);
-    const bAt = this.region(WEIGHTS_REGION, K * N * 4);
+    const bAt = this.placed(WEIGHTS_REGION, b, K * N);
     const cAt = this.region('matC', M * N * 4);
     const panelsAt = this.region(PANELS_REGION, K * N * 4);
-    const biasAt = bias ? this.region('matBias', N * 4) : 0;
+    const biasAt = bias ? this.placed('matBias', bias, N) : 0;
     this.floats(aAt, M * K).set(a.subarray(0, M * K));
-    this.floats(bAt, K * N).set(b.subarray(0, K * N));
-    if (bias) this.floats(biasAt, N).set(bias.subarray(0, N));
     this.run(JobKind.MatMul, [M, N, K, aAt, aTransposed ? 1 : 0, bAt, bTransposed ? 1 : 0, biasAt, cAt, panelsAt]);
     return this.floats(cAt, M * N);
   }
 
-  private backwardRegions(B: number, H: number, T: number) {
+  /** The regions backward() needs, the one to copy wh into too unless `wh` is resident. */
+  private backwardRegions(B: number, H: number, T: number, wh: Float32Array) {
     const G = 4 * H;
+    if (!this.isResident(wh)) this.region(WEIGHTS_REGION, H * G * 4);
     return {
       dHAt: this.region('dH', T * B * H * 4),
-      whAt: this.region(WEIGHTS_REGION, H * G * 4),
       panelsAt: this.region(PANELS_REGION, H * G * 4),
       dZAt: this.region('dZ', T * B * G * 4),
       dhNextAt: this.region('dhNext', B * H * 4),
@@ -317,10 +319,51 @@ export class LayerKernel {
       throw new Error('layer kernel: a worker thread failed; it is off for the rest of this run');
   }
 
-  /** A named region of at least `bytes`, reused while big enough; the memory grows as needed. */
+  /**
+   * An array of `length` floats that lives in this kernel's memory until releaseResident(): a job given it reads it
+   * where it is rather than copying it in, so weights the kernel multiplies by step after step need not be held
+   * twice, outside its memory and in its copy.
+   */
+  residentArray(length: number): Float32Array {
+    const bytes = alignUp(length * 4, 64);
+    const offset = this.releasedBlocks.get(bytes)?.pop() ?? this.allocate(bytes);
+    const array = this.floats(offset, length);
+    this.residentBuffers.add(array.buffer);
+    return array;
+  }
+
+  /** Gives a residentArray() back for the next array of its size; the caller no longer reads or writes it. */
+  releaseResident(array: Float32Array): void {
+    if (!this.isResident(array)) throw new Error('layer kernel: releasing an array that is not in its memory');
+    const bytes = alignUp(array.length * 4, 64);
+    const blocks = this.releasedBlocks.get(bytes) ?? [];
+    blocks.push(array.byteOffset);
+    this.releasedBlocks.set(bytes, blocks);
+  }
+
+  private isResident(array: Float32Array): boolean {
+    return this.residentBuffers.has(array.buffer);
+  }
+
+  /** Where a job finds the first `length` floats of `values`: in place if resident, else copied into region `name`. */
+  private placed(name: string, values: Float32Array, length: number): number {
+    if (this.isResident(values)) return values.byteOffset;
+    const at = this.region(name, length * 4);
+    this.floats(at, length).set(values.subarray(0, length));
+    return at;
+  }
+
+  /** A named region of at least `bytes`, reused while big enough. */
   private region(name: string, bytes: number): number {
     const existing = this.regions.get(name);
     if (existing && existing.bytes >= bytes) return existing.offset;
+    const offset = this.allocate(bytes);
+    this.regions.set(name, { offset, bytes });
+    return offset;
+  }
+
+  /** `bytes` above everything allocated so far; the memory grows as needed. */
+  private allocate(bytes: number): number {
     const offset = alignUp(this.top, 64);
     const end = offset + bytes;
     const pages = Math.ceil(end / WASM_PAGE);
@@ -331,7 +374,6 @@ export class LayerKernel {
     const current = this.memory.buffer.byteLength / WASM_PAGE;
     if (pages > current) this.memory.grow(pages - current);
     this.top = end;
-    this.regions.set(name, { offset, bytes });
     return offset;
   }
 

@@ -24,8 +24,11 @@ export const ADAPTATION_STEP = {
 };
 export type AdaptationSettings = typeof ADAPTATION_STEP;
 
-/** Moves weight array `name` (its `values`) by its `gradient`, in place. */
-export type WeightUpdate = (name: string, values: Float32Array, gradient: Float32Array) => void;
+/**
+ * Moves weight array `name` (its `values`) by its `gradient`, in place: the whole of it, or a block of it from `offset`
+ * on. A step's first block of each weight starts at 0.
+ */
+export type WeightUpdate = (name: string, values: Float32Array, gradient: Float32Array, offset?: number) => void;
 
 /**
  * A copy's side of the rule: each weight's mean square so far, and the shared weights it is pulled back to. The mean
@@ -40,19 +43,20 @@ export class AdaptationStep {
     private readonly settings: AdaptationSettings = ADAPTATION_STEP,
   ) {}
 
-  readonly update: WeightUpdate = (name, values, gradient) => {
+  readonly update: WeightUpdate = (name, values, gradient, offset = 0) => {
     const shared = this.shared.get(name);
-    if (!shared || shared.length !== values.length || gradient.length < values.length)
+    if (!shared || shared.length !== values.length || !(offset >= 0 && offset < values.length))
       throw new Error(`adaptation step: ${name} does not match the shared weights or its gradient`);
     let squares = this.squares.get(name);
     if (!squares) this.squares.set(name, (squares = { bf16: new Uint16Array(values.length), steps: 0 }));
     const { rate, squareDecay, pullBack } = this.settings;
-    squares.steps++;
+    if (offset === 0) squares.steps++;
     // The mean squares start at 0, so early ones are scaled up to what they estimate, as Adam's are.
     const unbias = 1 / (1 - squareDecay ** squares.steps);
     const meanSquares = squares.bf16;
-    for (let i = 0; i < values.length; i++) {
-      const g = gradient[i];
+    const end = Math.min(values.length, offset + gradient.length);
+    for (let i = offset; i < end; i++) {
+      const g = gradient[i - offset];
       floatBits[0] = meanSquares[i] << 16;
       const meanSquare = squareDecay * asFloat[0] + (1 - squareDecay) * g * g;
       asFloat[0] = meanSquare;
@@ -105,10 +109,12 @@ export function gradientStepInKernel(
   inputs: Int32Array,
   targets: Int32Array,
   update: WeightUpdate,
+  gradientRows = GRADIENT_ROWS,
 ): void {
   const { vocabSize: V, embed: E, hidden: H, layers } = config;
   const G = 4 * H;
   const T = inputs.length;
+  if (!(gradientRows >= 1)) throw new Error(`adaptation step: blocks of ${gradientRows} rows`);
   if (T === 0 || targets.length !== T) throw new Error(`adaptation step: ${T} inputs and ${targets.length} targets`);
   const weight = (name: string) => {
     const values = weights.get(name);
@@ -166,12 +172,12 @@ export function gradientStepInKernel(
   for (let l = layers - 1; l >= 0; l--) {
     const wh = weight(`lstm${l}/wh`);
     const dZ = keptCopy('dZ', kernel.backward(l, dH, wh));
-    update(`lstm${l}/wh`, wh, kernel.matmul(hSeqs[l], true, dZ, false, H, G, T));
+    updateByRowBlocks(kernel, `lstm${l}/wh`, wh, hSeqs[l], H, T, dZ, G, update, gradientRows);
     update(`lstm${l}/b`, weight(`lstm${l}/b`), columnSums(`lstm${l}/b`, dZ, T, G, G));
     const wx = weight(`lstm${l}/wx`);
     if (l > 0) {
       dH = keptCopy('dH', kernel.matmul(dZ, false, wx, true, T, H, G));
-      update(`lstm${l}/wx`, wx, kernel.matmul(hSeqs[l - 1].subarray(H), true, dZ, false, H, G, T));
+      updateByRowBlocks(kernel, `lstm${l}/wx`, wx, hSeqs[l - 1].subarray(H), H, T, dZ, G, update, gradientRows);
       continue;
     }
     // Layer 0's input is the embedding's rows: their gradient goes through wx before wx moves, with wx's rows
@@ -188,6 +194,38 @@ export function gradientStepInKernel(
       for (let e = 0; e < E; e++) embeddingGradient[id * E + e] += dX[t * Ep + e];
     });
     update('embedding', embedding, embeddingGradient);
+  }
+}
+
+/**
+ * Rows of a weight's gradient taken at once: a whole H×4H gradient would keep its size resident in the kernel's
+ * memory, as the product's output, beside the weights it is for.
+ */
+const GRADIENT_ROWS = 64;
+
+/**
+ * update()s weight `name`, [rows, N], with its gradient inputsᵀ · dZ, inputs [T, rows] and dZ [T, N], `blockRows` rows
+ * at a time.
+ */
+function updateByRowBlocks(
+  kernel: LayerKernel,
+  name: string,
+  values: Float32Array,
+  inputs: Float32Array,
+  rows: number,
+  T: number,
+  dZ: Float32Array,
+  N: number,
+  update: WeightUpdate,
+  blockRows: number,
+): void {
+  // The product's rows are the inputs' columns, so each block's are made contiguous.
+  const transposed = stepArray(`${name} inputs transposed`, rows * T);
+  for (let t = 0; t < T; t++) for (let r = 0; r < rows; r++) transposed[r * T + t] = inputs[t * rows + r];
+  for (let first = 0; first < rows; first += blockRows) {
+    const count = Math.min(blockRows, rows - first);
+    const block = transposed.subarray(first * T, (first + count) * T);
+    update(name, values, kernel.matmul(block, false, dZ, false, count, N, T), first * N);
   }
 }
 

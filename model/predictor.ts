@@ -65,6 +65,10 @@ export class LstmPredictor implements Predictor {
   /** A fork's rule for adapting, with what it keeps between steps; the shared weights have none. */
   private adaptation?: AdaptationStep;
   private stepKernel?: { kernel: LstmStepKernel; version: number };
+  /** A fork whose arrays are still the shared weights' own: it has not adapted yet. */
+  private readsSharedWeights = false;
+  /** The layer kernel whose memory holds a fork's weights once it adapts there, rather than arrays of their own. */
+  private residentIn?: LayerKernel;
   /** Why the step kernel failed for this network, once it has. */
   private stepKernelFailure?: string;
 
@@ -81,9 +85,14 @@ export class LstmPredictor implements Predictor {
    * toward these.
    */
   fork(settings: AdaptationSettings = ADAPTATION_STEP): LstmPredictor {
-    const copies = new Map([...this.weights].map(([name, values]) => [name, values.slice()]));
-    const copy = new LstmPredictor({ config: this.config, vocabulary: this.vocabulary, weights: copies });
+    // The copy reads these arrays until its first step of adaptation gives it its own.
+    const copy = new LstmPredictor({
+      config: this.config,
+      vocabulary: this.vocabulary,
+      weights: new Map(this.weights),
+    });
     copy.adaptation = new AdaptationStep(this.weights, settings);
+    copy.readsSharedWeights = true;
     return copy;
   }
 
@@ -99,12 +108,15 @@ export class LstmPredictor implements Predictor {
     const kernel = await this.layerKernelForAdapting();
     if (kernel) {
       if (this.disposed) return;
+      this.moveWeightsInto(kernel);
       gradientStepInKernel(kernel, this.config, this.weights, state, inputs, targets, step.update);
       this.network?.dispose();
       this.network = undefined;
       this.weightsVersion++;
       return;
     }
+    if (this.readsSharedWeights) for (const [name, values] of this.weights) this.weights.set(name, values.slice());
+    this.readsSharedWeights = false;
     const network = this.tfjsNetwork();
     const start = this.tensorsOf([state]);
     const result = await network.trainStep(inputs, targets, 1, inputs.length, start, 0, 0);
@@ -130,6 +142,22 @@ export class LstmPredictor implements Predictor {
   private async layerKernelForAdapting(): Promise<LayerKernel | undefined> {
     if (this.config.hidden % 4 !== 0) return undefined;
     return activeLayerKernel() ?? (await callingThreadLayerKernel(BUILT_DIRS));
+  }
+
+  /**
+   * Gives a fork weights of its own in the memory of the kernel that adapts them, where its products read them in
+   * place: arrays outside it would hold them twice, as the arrays and as the kernel's copy of the largest.
+   */
+  private moveWeightsInto(kernel: LayerKernel): void {
+    if (this.residentIn === kernel) return;
+    for (const [name, values] of this.weights) {
+      const resident = kernel.residentArray(values.length);
+      resident.set(values);
+      this.residentIn?.releaseResident(values);
+      this.weights.set(name, resident);
+    }
+    this.residentIn = kernel;
+    this.readsSharedWeights = false;
   }
 
   /** The weights as tfjs variables, made from the arrays if they are not yet. */
@@ -225,6 +253,8 @@ export class LstmPredictor implements Predictor {
     this.stepKernel = undefined;
     this.network?.dispose();
     this.network = undefined;
+    if (this.residentIn) for (const values of this.weights.values()) this.residentIn.releaseResident(values);
+    this.residentIn = undefined;
   }
 }
 

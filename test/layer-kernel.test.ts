@@ -132,6 +132,46 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
   }
 });
 
+test("arrays resident in the kernel's memory are read in place, with the results of the same arrays copied in, and a released block goes to the next array of its size", async () => {
+  await selectBackend('wasm');
+  const kernel = await LayerKernel.start(__dirname, 2);
+  try {
+    const [B, H, T] = [3, 20, 5];
+    const G = 4 * H;
+    const random = (n: number, seed: number) =>
+      tf.randomUniform([n], -1, 1, 'float32', seed).dataSync() as Float32Array;
+    const wh = random(H * G, 1);
+    const xProj = random(T * B * G, 2);
+    const h0 = random(B * H, 3);
+    const c0 = random(B * H, 4);
+    const dH = random(T * B * H, 5);
+    const a = random(T * H, 6);
+    const run = (weights: Float32Array) => {
+      const { hSeq } = kernel.forward(0, B, H, T, xProj, weights, h0, c0, true);
+      const states = hSeq.slice();
+      const dZ = kernel.backward(0, dH, weights).slice();
+      const product = kernel.matmul(a, false, weights, false, T, G, H, weights.subarray(0, G)).slice();
+      return { states, dZ, product };
+    };
+    const copied = run(wh);
+    const resident = kernel.residentArray(wh.length);
+    resident.set(wh);
+    const inPlace = run(resident);
+    for (const part of ['states', 'dZ', 'product'] as const)
+      assert.deepEqual(inPlace[part], copied[part], `${part} from the resident weights`);
+    // A job writes nothing into the weights it reads in place.
+    assert.deepEqual(resident, wh);
+
+    const other = kernel.residentArray(wh.length);
+    assert.notEqual(other.byteOffset, resident.byteOffset, 'two arrays held at once have blocks of their own');
+    kernel.releaseResident(resident);
+    assert.equal(kernel.residentArray(wh.length).byteOffset, resident.byteOffset, 'the released block is used again');
+    assert.throws(() => kernel.releaseResident(wh), /not in its memory/);
+  } finally {
+    await kernel.close();
+  }
+});
+
 test('a product with a transposed operand, on wasm, matches the product of the operands transposed first, whichever is large', async () => {
   await selectBackend('wasm');
   useLayerKernel(undefined);

@@ -4,7 +4,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { AdaptedLstms, LSTM_ADAPTATION, LstmAdaptation } from '../model/lstm-adaptation';
-import { ADAPTATION_STEP, AdaptationStep } from '../model/lstm-adaptation-step';
+import { ADAPTATION_STEP, AdaptationStep, gradientStepInKernel, WeightUpdate } from '../model/lstm-adaptation-step';
+import { callingThreadLayerKernel } from '../backends/layer-kernel';
+import { BUILT_DIRS } from '../backends/built-files';
 import { LstmPredictor } from '../model/predictor';
 import { loadServedModel } from '../model/served';
 import { CompletionSession } from '../completion/session';
@@ -147,6 +149,44 @@ test('steps taken in the layer kernel on the weights as arrays are the steps tfj
   assert.ok(Math.abs(kernel.reading.nats - tfjs.reading.nats) < 1e-4, `${kernel.reading.nats} vs ${tfjs.reading.nats}`);
   assert.equal(kernel.tensorsAdded, 0, 'no tfjs tensors for the weights adapted as arrays');
   assert.ok(tfjs.tensorsAdded > 0, 'where tfjs steps, its variables hold them');
+});
+
+test("a weight's gradient taken in blocks of rows, which keeps the kernel's memory small, is its gradient taken whole", async () => {
+  const kernel = await callingThreadLayerKernel(BUILT_DIRS);
+  assert.ok(kernel, 'the layer kernel runs here');
+  const model = randomModel(8, { embed: 5, hidden: 20, layers: 2 });
+  const ids = model.vocabulary.encode(TEXT.slice(0, LSTM_ADAPTATION.segment + 1));
+  const state = new Float32Array(4 * 20).map((_, i) => Math.sin(i));
+  const gradients = (blockRows: number) => {
+    const taken = new Map<string, Float32Array>();
+    const record: WeightUpdate = (name, values, gradient, offset = 0) => {
+      const whole = taken.get(name) ?? new Float32Array(values.length).fill(NaN);
+      whole.set(gradient.subarray(0, Math.min(gradient.length, values.length - offset)), offset);
+      taken.set(name, whole);
+    };
+    gradientStepInKernel(
+      kernel,
+      model.config,
+      model.weights,
+      state,
+      ids.subarray(0, -1),
+      ids.subarray(1),
+      record,
+      blockRows,
+    );
+    return taken;
+  };
+  const whole = gradients(1000);
+  const inBlocks = gradients(3);
+  assert.deepEqual([...inBlocks.keys()].sort(), [...whole.keys()].sort());
+  for (const [name, gradient] of whole) {
+    assert.ok(gradient.every(Number.isFinite), `${name}: every weight has a gradient`);
+    assert.ok(maxDifference([inBlocks.get(name)!], [gradient]) <= 1e-7, `${name}: blocks and whole differ`);
+  }
+  assert.ok(
+    maxDifference([whole.get('lstm1/wh')!], [new Float32Array(20 * 80)]) > 1e-4,
+    'the gradient is not all zeros',
+  );
 });
 
 test('a network the layer kernel cannot take, its hidden size not a multiple of 4, adapts through tfjs', async () => {
