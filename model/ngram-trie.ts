@@ -26,6 +26,11 @@ export interface NgramArrays {
 
 export const ROOT = 0;
 export const EMPTY = -1;
+/**
+ * What a node's 16-bit count holds once its count reaches it: the count itself is then in largeCounts. Nearly every
+ * count is small, and a notes' trie of millions of nodes holds half the bytes it would in 32 bits.
+ */
+const LARGE_COUNT = 0xffff;
 const MAX_LOAD = 0.7;
 const BUCKET_BITS = 12;
 
@@ -66,7 +71,9 @@ export class NgramTrie {
   /** Bit id of the loaded nodes: whether node id is the first of its siblings, which ends the list before it. */
   private firstOfSiblings = new Uint8Array(0);
   symbol: Uint16Array;
-  count: Uint32Array;
+  /** Node id's count, or LARGE_COUNT where largeCounts holds it (countOf()). */
+  private count: Uint16Array;
+  private largeCounts = new Map<number, number>();
   firstChild: Int32Array;
   /**
    * The nodes below loadedCount came from load() in breadth-first order, so each parent's loaded
@@ -95,7 +102,7 @@ export class NgramTrie {
     const initial = Math.min(maxNodes, 1024);
     this.parent = new Int32Array(initial);
     this.symbol = new Uint16Array(initial);
-    this.count = new Uint32Array(initial);
+    this.count = new Uint16Array(initial);
     this.firstChild = new Int32Array(initial);
     this.nextAdded = new Int32Array(initial);
     this.index = new Int32Array(0);
@@ -118,6 +125,28 @@ export class NgramTrie {
       this.nextAdded.byteLength +
       this.index.byteLength
     );
+  }
+
+  countOf(node: number): number {
+    const n = this.count[node];
+    return n === LARGE_COUNT ? this.largeCounts.get(node)! : n;
+  }
+
+  /** Adds one to `node`'s count; returns the new count. */
+  increment(node: number): number {
+    const n = this.countOf(node) + 1;
+    this.setCount(node, n);
+    return n;
+  }
+
+  private setCount(node: number, n: number): void {
+    if (n < LARGE_COUNT) {
+      if (this.count[node] === LARGE_COUNT) this.largeCounts.delete(node);
+      this.count[node] = n;
+    } else {
+      this.count[node] = LARGE_COUNT;
+      this.largeCounts.set(node, n);
+    }
   }
 
   /** The sibling after `child` in its parent's list of children, or EMPTY after the last. */
@@ -217,7 +246,7 @@ export class NgramTrie {
     const id = this.nodeCount++;
     this.parent[id - this.parentBase] = parent;
     this.symbol[id] = sym;
-    this.count[id] = 0;
+    this.setCount(id, 0);
     this.firstChild[id] = EMPTY;
     this.nextAdded[id - this.loadedCount] = this.firstChild[parent];
     this.firstChild[parent] = id;
@@ -239,7 +268,7 @@ export class NgramTrie {
   markKept(parent: Int32Array, keep: Int32Array, depth: Uint8Array, minDepth: number, threshold: number): number {
     let kept = 0;
     for (let i = 0; i < this.nodeCount; i++) {
-      const drop = i !== ROOT && (keep[parent[i]] === EMPTY || (depth[i] >= minDepth && this.count[i] <= threshold));
+      const drop = i !== ROOT && (keep[parent[i]] === EMPTY || (depth[i] >= minDepth && this.countOf(i) <= threshold));
       keep[i] = drop ? EMPTY : 0;
       if (!drop) kept++;
     }
@@ -249,6 +278,7 @@ export class NgramTrie {
   /** Removes the nodes markKept dropped, renumbering the rest in order; `parent` is parents(), and changes with them. */
   compact(keep: Int32Array, parent: Int32Array): void {
     const { symbol, count } = this;
+    const largeCounts = new Map<number, number>();
     let j = 0;
     let loaded = 0;
     for (let i = 0; i < this.nodeCount; i++) {
@@ -257,11 +287,13 @@ export class NgramTrie {
       parent[j] = i === ROOT ? EMPTY : keep[parent[i]];
       symbol[j] = symbol[i];
       count[j] = count[i];
+      if (count[i] === LARGE_COUNT) largeCounts.set(j, this.largeCounts.get(i)!);
       j++;
       // Dropping nodes keeps the loaded ones in breadth-first order, each parent's still consecutive.
       if (i < this.loadedCount) loaded = j;
     }
     this.nodeCount = j;
+    this.largeCounts = largeCounts;
     const capacity = symbol.length;
     if (loaded !== this.loadedCount) {
       this.loadedCount = loaded;
@@ -313,7 +345,7 @@ export class NgramTrie {
       const old = byNew[i];
       parent[i] = newId[oldParent[old]];
       symbol[i] = this.symbol[old];
-      count[i] = this.count[old];
+      count[i] = this.countOf(old);
     }
     return { nodeCount: n, parent, symbol, count };
   }
@@ -353,7 +385,7 @@ export class NgramTrie {
     this.indexed = !adopt;
     if (adopt) {
       this.symbol = a.symbol;
-      this.count = a.count;
+      this.count = new Uint16Array(n);
       this.firstChild = new Int32Array(n);
       this.nextAdded = new Int32Array(0);
     } else {
@@ -361,8 +393,9 @@ export class NgramTrie {
       this.ensureCapacity(n);
       this.parent.set(a.parent);
       this.symbol.set(a.symbol);
-      this.count.set(a.count);
     }
+    this.largeCounts.clear();
+    for (let i = 0; i < n; i++) this.setCount(i, a.count[i]);
     this.nodeCount = n;
     const capacity = this.symbol.length;
     // The trie's own parents where it copied them; a file's, adopted, are read here for the last time.
@@ -383,7 +416,7 @@ export class NgramTrie {
     const capacity = Math.min(this.maxNodes, Math.max(needed, Math.ceil(current * growth)));
     this.parent = this.grownTo(this.parent, new Int32Array(capacity - this.parentBase), this.parentBase);
     this.symbol = this.grownTo(this.symbol, new Uint16Array(capacity));
-    this.count = this.grownTo(this.count, new Uint32Array(capacity));
+    this.count = this.grownTo(this.count, new Uint16Array(capacity));
     this.firstChild = this.grownTo(this.firstChild, new Int32Array(capacity));
     const nextAdded = new Int32Array(capacity - this.loadedCount);
     nextAdded.set(this.nextAdded.subarray(0, Math.max(0, this.nodeCount - this.loadedCount)));

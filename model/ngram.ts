@@ -183,7 +183,7 @@ export class NgramModel {
     for (let end = n; end <= ids.length; end++) {
       let node = ROOT;
       for (let i = end - n; i < end && node !== EMPTY; i++) node = this.trie.find(node, ids[i]);
-      if (node !== EMPTY && this.trie.count[node] > 0) counted++;
+      if (node !== EMPTY && this.trie.countOf(node) > 0) counted++;
     }
     return n === 0 ? 0 : counted / (ids.length - n + 1);
   }
@@ -198,7 +198,7 @@ export class NgramModel {
     if (out.length < V) throw new RangeError(`ngram: out has ${out.length} entries, needs ${V}`);
     const top = this.findContexts(context);
     const { trie } = this;
-    const { firstChild, count, symbol } = trie;
+    const { firstChild, symbol } = trie;
     const discounts = this.kn.values;
     const q = this.scratch;
     if (top < 0) q.fill(1 / V);
@@ -215,7 +215,7 @@ export class NgramModel {
       scale *= this.sumRemoved / total;
       const inv = 1 / (total * scale);
       for (let c = firstChild[node]; c !== EMPTY; c = trie.next(c)) {
-        const n = count[c];
+        const n = trie.countOf(c);
         q[symbol[c]] += (n - (n >= 3 ? d3 : n === 2 ? d2 : d1)) * inv;
       }
       if (scale < 1e-150) {
@@ -353,7 +353,7 @@ export class NgramModel {
     const topParent = ends[n - 1];
     const { fresh } = this.trie;
     const top = topParent === EMPTY ? EMPTY : this.trie.findOrCreate(topParent, sym, n);
-    if (top !== EMPTY) this.kn.counted(n, ++this.trie.count[top]);
+    if (top !== EMPTY) this.kn.counted(n, this.trie.increment(top));
     this.nodes.step(sym, true);
     // The left extension of the m-gram is the (m+1)-gram ending here; a new one means a new
     // distinct predecessor. Before the start of the text, or where the extension was not stored,
@@ -364,7 +364,7 @@ export class NgramModel {
       const longer = m + 1 === n ? top : ends[m + 1];
       // A new m-gram always counts: its extension may survive a pruning that removed it.
       const extensionNew = fresh[m] === 1 || (m + 1 <= t + 1 && longer !== EMPTY && fresh[m + 1] === 1);
-      if (extensionNew) this.kn.counted(m, ++this.trie.count[node]);
+      if (extensionNew) this.kn.counted(m, this.trie.increment(node));
     }
   }
 
@@ -379,14 +379,13 @@ export class NgramModel {
 
   private probabilityAt(top: number, id: number): number {
     if (top < 0) return 1 / this.vocabSize;
-    const { count } = this.trie;
     const discounts = this.kn.values;
     let p = this.rootDistribution()[id];
     for (let k = 1; k <= top; k++) {
       const node = this.nodes.contexts[k];
       this.sums(node, k);
       const c = this.trie.find(node, id);
-      const n = c === EMPTY ? 0 : count[c];
+      const n = c === EMPTY ? 0 : this.trie.countOf(c);
       const own = n === 0 ? 0 : n - discounts[(k + 1) * 3 + Math.min(n, 3) - 1];
       p = (own + this.sumRemoved * p) / this.sumTotal;
     }
@@ -401,13 +400,13 @@ export class NgramModel {
     const q = this.rootDist;
     if (this.rootStamp === this.version) return q;
     const { trie } = this;
-    const { firstChild, count, symbol } = trie;
+    const { firstChild, symbol } = trie;
     const discounts = this.kn.values;
     this.sums(ROOT, 0);
     const total = this.sumTotal;
     q.fill(this.sumRemoved / total / this.vocabSize);
     for (let c = firstChild[ROOT]; c !== EMPTY; c = trie.next(c)) {
-      const n = count[c];
+      const n = trie.countOf(c);
       q[symbol[c]] += (n - discounts[3 + Math.min(n, 3) - 1]) / total;
     }
     this.rootStamp = this.version;
@@ -426,7 +425,7 @@ export class NgramModel {
       return;
     }
     const { trie } = this;
-    const { firstChild, count } = trie;
+    const { firstChild } = trie;
     const discounts = this.kn.values;
     const d1 = discounts[(k + 1) * 3];
     const d2 = discounts[(k + 1) * 3 + 1];
@@ -434,7 +433,7 @@ export class NgramModel {
     let total = 0;
     let removed = 0;
     for (let c = firstChild[node]; c !== EMPTY; c = trie.next(c)) {
-      const n = count[c];
+      const n = trie.countOf(c);
       total += n;
       removed += n >= 3 ? d3 : n === 2 ? d2 : d1;
     }

@@ -186,6 +186,56 @@ test('the node bound holds: pruning keeps the model within maxNodes and normalis
   assert.throws(() => new NgramModel(vocab.size, { maxNodes: 10 }), RangeError);
 });
 
+/** The count of the n-gram `text` in a model's arrays (breadth-first, as saved), or undefined when it has none. */
+function countOf(arrays: ReturnType<NgramModel['toArrays']>, text: string): number | undefined {
+  let node = 0;
+  for (const id of vocab.encode(text)) {
+    let child = -1;
+    for (let i = node + 1; i < arrays.nodeCount && arrays.parent[i] <= node; i++)
+      if (arrays.parent[i] === node && arrays.symbol[i] === id) child = i;
+    if (child < 0) return undefined;
+    node = child;
+  }
+  return arrays.count[node];
+}
+
+test('counts past 16 bits are kept exactly: counted up past them, saved and loaded, learnt on, and through pruning', () => {
+  const model = new NgramModel(vocab.size, { order: 3 });
+  model.add(vocab.encode('ab'.repeat(32_000)));
+  model.add(vocab.encode('ab'.repeat(40_000)));
+  // Each text's every "ab" but its last is followed by an "a".
+  const abas = 32_000 - 1 + 40_000 - 1;
+  assert.equal(countOf(model.toArrays(), 'aba'), abas);
+  const dir = tempDir();
+  saveNgram(dir, model, vocab);
+  const loaded = loadNgram(dir, vocab)!;
+  assert.equal(countOf(loaded.toArrays(), 'aba'), abas);
+  assert.deepEqual(next(loaded, 'ab'), next(model, 'ab'));
+  loaded.add(vocab.encode('ab'.repeat(10)));
+  assert.equal(countOf(loaded.toArrays(), 'aba'), abas + 10 - 1);
+
+  // Pruning renumbers the nodes; the large counts go with theirs.
+  const bounded = new NgramModel(vocab.size, { order: 2, maxNodes: 600 });
+  bounded.add(vocab.encode('ab'.repeat(70_000)));
+  let seed = 11;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8) / 2 ** 24;
+  const [a, b] = vocab.encode('ab');
+  let [abs, bas] = [70_000, 70_000 - 1];
+  for (let chunk = 0; chunk < 10; chunk++) {
+    const ids = Int32Array.from({ length: 300 }, () => 1 + Math.floor(random() * (vocab.size - 1)));
+    for (let i = 1; i < ids.length; i++) {
+      if (ids[i - 1] === a && ids[i] === b) abs++;
+      if (ids[i - 1] === b && ids[i] === a) bas++;
+    }
+    bounded.add(ids);
+  }
+  assert.ok(bounded.stats().prunes > 0, 'pruning ran');
+  assert.equal(countOf(bounded.toArrays(), 'ab'), abs);
+  assert.equal(countOf(bounded.toArrays(), 'ba'), bas);
+  assertDistribution(next(bounded, 'ab'), 'after pruning');
+  assert.ok(next(bounded, 'ab')[vocab.id('a')] > 0.9);
+});
+
 test('save then load gives bitwise the same probabilities and confidence', () => {
   const dir = tempDir();
   const model = trained();
