@@ -11,8 +11,8 @@ export const LSTM_ADAPTATION = {
   segment: 16,
   /**
    * Documents with a copy of the weights at once; the one adapted least recently gives its copy up.
-   * Each copy costs the LSTM's size twice over, its weights and their mean squares (docs/measurements.md has the
-   * server's RSS with them).
+   * Each copy costs its weights, their mean squares in bfloat16 and a step kernel packed from them (docs/measurements.md
+   * has the server's RSS with them).
    */
   maxDocuments: 1,
   /**
