@@ -125,8 +125,13 @@ export class LayerKernel {
   private readonly regions = new Map<string, { offset: number; bytes: number }>();
   /** The buffers residentArray()'s arrays view, so that a job knows them from arrays it must copy in. */
   private readonly residentBuffers = new WeakSet<ArrayBufferLike>();
-  /** Blocks released by their owners, by size, for the next residentArray() of that size. */
-  private readonly releasedBlocks = new Map<number, number[]>();
+  /** The blocks residentArray() handed out, by offset: their size. */
+  private readonly residentBlocks = new Map<number, number>();
+  /**
+   * Blocks given back, for the next residentArray()s that fit: the memory never shrinks, so another model's copy (a
+   * model loaded in place of this one) takes what the last one gave back before it grows the memory.
+   */
+  private readonly releasedBlocks: Array<{ offset: number; bytes: number }> = [];
   private readonly traces = new Map<number, LayerTrace>();
   private readonly control: Int32Array;
 
@@ -326,19 +331,23 @@ export class LayerKernel {
    */
   residentArray(length: number): Float32Array {
     const bytes = alignUp(length * 4, 64);
-    const offset = this.releasedBlocks.get(bytes)?.pop() ?? this.allocate(bytes);
-    const array = this.floats(offset, length);
+    let best = -1;
+    this.releasedBlocks.forEach((block, i) => {
+      if (block.bytes >= bytes && (best < 0 || block.bytes < this.releasedBlocks[best].bytes)) best = i;
+    });
+    const block = best >= 0 ? this.releasedBlocks.splice(best, 1)[0] : { offset: this.allocate(bytes), bytes };
+    this.residentBlocks.set(block.offset, block.bytes);
+    const array = this.floats(block.offset, length);
     this.residentBuffers.add(array.buffer);
     return array;
   }
 
-  /** Gives a residentArray() back for the next array of its size; the caller no longer reads or writes it. */
+  /** Gives a residentArray() back for the next arrays that fit in its block; the caller no longer reads or writes it. */
   releaseResident(array: Float32Array): void {
-    if (!this.isResident(array)) throw new Error('layer kernel: releasing an array that is not in its memory');
-    const bytes = alignUp(array.length * 4, 64);
-    const blocks = this.releasedBlocks.get(bytes) ?? [];
-    blocks.push(array.byteOffset);
-    this.releasedBlocks.set(bytes, blocks);
+    const bytes = this.isResident(array) ? this.residentBlocks.get(array.byteOffset) : undefined;
+    if (bytes === undefined) throw new Error('layer kernel: releasing an array that is not in its memory');
+    this.residentBlocks.delete(array.byteOffset);
+    this.releasedBlocks.push({ offset: array.byteOffset, bytes });
   }
 
   private isResident(array: Float32Array): boolean {

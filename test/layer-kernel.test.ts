@@ -132,7 +132,7 @@ test('matmul with either operand transposed, and a bias, matches XNNPACK within 
   }
 });
 
-test("arrays resident in the kernel's memory are read in place, with the results of the same arrays copied in, and a released block goes to the next array of its size", async () => {
+test("arrays resident in the kernel's memory are read in place, with the results of the same arrays copied in, and a released block goes to the next arrays that fit", async () => {
   await selectBackend('wasm');
   const kernel = await LayerKernel.start(__dirname, 2);
   try {
@@ -165,8 +165,16 @@ test("arrays resident in the kernel's memory are read in place, with the results
     const other = kernel.residentArray(wh.length);
     assert.notEqual(other.byteOffset, resident.byteOffset, 'two arrays held at once have blocks of their own');
     kernel.releaseResident(resident);
-    assert.equal(kernel.residentArray(wh.length).byteOffset, resident.byteOffset, 'the released block is used again');
+    const again = kernel.residentArray(wh.length);
+    assert.equal(again.byteOffset, resident.byteOffset, 'the released block is used again');
     assert.throws(() => kernel.releaseResident(wh), /not in its memory/);
+    // Another model's smaller arrays take the blocks of larger ones given back, the smallest that fits first.
+    kernel.releaseResident(other);
+    kernel.releaseResident(again);
+    const small = kernel.residentArray(100);
+    assert.ok([other.byteOffset, again.byteOffset].includes(small.byteOffset), 'a smaller array fits a released block');
+    kernel.releaseResident(small);
+    assert.throws(() => kernel.releaseResident(small), /not in its memory/, 'a block is given back once');
   } finally {
     await kernel.close();
   }
