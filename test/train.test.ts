@@ -114,6 +114,28 @@ test('a run stopped early goes back to its best checkpoint and settles it as the
   assert.ok(plain.result.steps < plain.budgetSteps);
 });
 
+test('a run stops early only once it has read its training text twice: a plateau before that is not overfitting', async () => {
+  await selectBackend('wasm');
+  const { dir, notes } = randomLetters(11);
+  const run = async (epochs: number) => {
+    const options = { ...smallOptions([notes], join(dir, `model-${epochs}`)), epochs, hidden: 64, lr: 3e-2 };
+    const lines: string[] = [];
+    const result = await train(
+      { ...options, earlyStop: true },
+      { info: (line) => lines.push(line), progress: () => {} },
+    );
+    const budgetSteps = Number(/\((\d+) steps\)/.exec(lines.find((l) => l.startsWith('Budget:'))!)![1]);
+    return { result, budgetSteps };
+  };
+  // The same text and rate that run out of patience within two epochs (the test above, over forty).
+  const short = await run(2);
+  assert.equal(short.result.stoppedBy, 'budget', 'two epochs run to their end');
+  const long = await run(40);
+  assert.equal(long.result.stoppedBy, 'early stopping');
+  const stepsPerEpoch = long.budgetSteps / 40;
+  assert.ok(long.result.steps >= 2 * stepsPerEpoch, `stopped at step ${long.result.steps}, before two epochs`);
+});
+
 test('settling falls from the rate it starts at to the floor along a half cosine', () => {
   assert.equal(settlingRateAt(0.002, 0.0001, 0), 0.002);
   assert.ok(Math.abs(settlingRateAt(0.002, 0.0001, 0.5) - 0.00105) < 1e-12);

@@ -171,7 +171,11 @@ async function runTraining(
         bestRate = rate;
         writer.save({ ...best, seconds: elapsed(), lstmTrained: true, mixer, optimizerState });
         evaluationsWithoutImprovement = 0;
-      } else if (++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience && budget.earlyStopping) {
+      } else if (
+        ++evaluationsWithoutImprovement >= TRAIN_DEFAULTS.patience &&
+        budget.earlyStopping &&
+        step >= TRAIN_DEFAULTS.epochsBeforeEarlyStop * engine.batchesPerEpoch
+      ) {
         stoppedBy = 'early stopping';
         break;
       }
