@@ -123,7 +123,7 @@ export class LayerKernelMemoryError extends Error {}
 export class LayerKernel {
   private top: number;
   private readonly regions = new Map<string, { offset: number; bytes: number }>();
-  /** The buffers residentArray()'s arrays view, so that a job knows them from arrays it must copy in. */
+  /** The buffers residentArray()'s arrays view: a JS array at the same offset as a block is not the block. */
   private readonly residentBuffers = new WeakSet<ArrayBufferLike>();
   /** The blocks residentArray() handed out, by offset: their size. */
   private readonly residentBlocks = new Map<number, number>();
@@ -344,14 +344,18 @@ export class LayerKernel {
 
   /** Gives a residentArray() back for the next arrays that fit in its block; the caller no longer reads or writes it. */
   releaseResident(array: Float32Array): void {
-    const bytes = this.isResident(array) ? this.residentBlocks.get(array.byteOffset) : undefined;
-    if (bytes === undefined) throw new Error('layer kernel: releasing an array that is not in its memory');
+    if (!this.isResident(array)) throw new Error('layer kernel: releasing an array that is not in its memory');
+    const bytes = this.residentBlocks.get(array.byteOffset)!;
     this.residentBlocks.delete(array.byteOffset);
     this.releasedBlocks.push({ offset: array.byteOffset, bytes });
   }
 
+  /**
+   * Whether `array` is one residentArray() handed out and not yet given back: a job's own output, also a view of this
+   * memory, is copied in like any other array, since the job may write where it lies.
+   */
   private isResident(array: Float32Array): boolean {
-    return this.residentBuffers.has(array.buffer);
+    return this.residentBuffers.has(array.buffer) && this.residentBlocks.has(array.byteOffset);
   }
 
   /** Where a job finds the first `length` floats of `values`: in place if resident, else copied into region `name`. */
