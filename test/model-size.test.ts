@@ -22,16 +22,19 @@ function speeds(factor: (hidden: number) => number) {
 }
 
 test('a budget that feeds bigger models grows the model to the largest one it feeds, measuring no further', async () => {
-  const { measure, measured } = speeds((hidden) => (hidden <= 384 ? 1.5 : 0.5));
+  const { measure, measured } = speeds((hidden) => (hidden <= 384 ? 2 : 0.8));
   const choice = await chooseModelSize(base, seconds, measure);
   assert.equal(choice.config.hidden, 384);
   assert.equal(choice.config.layers, 2);
   assert.deepEqual(measured, [256, 384, 512]);
+  const perParameter = (factor: number) => (factor * TRAIN_DEFAULTS.charsPerParameter).toFixed(1).replace('.', '\\.');
   assert.match(
     choice.reason,
-    /^Size: 2×384 fits the budget \(10 minutes at a measured [\d,]+ chars\/s gives about [\d.]+M training chars, 6\.0 per parameter/,
+    new RegExp(
+      `^Size: 2×384 fits the budget \\(10 minutes at a measured [\\d,]+ chars/s gives about [\\d.]+M training chars, ${perParameter(2)} per parameter; the largest size with at least ${TRAIN_DEFAULTS.charsPerParameter} is chosen`,
+    ),
   );
-  assert.match(choice.reason, /2×512 would get .* \(2\.0 per parameter\)/);
+  assert.match(choice.reason, new RegExp(`2×512 would get .* \\(${perParameter(0.8)} per parameter\\)`));
 });
 
 test('a budget too short for the default size shrinks it until one is fed, or to the smallest', async () => {

@@ -8,8 +8,11 @@ export const TRAIN_DEFAULTS = {
   hidden: DEFAULT_NETWORK.hidden,
   /** Hidden sizes a time budget chooses among. */
   hiddenSizes: [128, 192, 256, 384, 512],
-  /** A size is chosen only if the budget feeds it at least this many training chars per parameter. */
-  charsPerParameter: 4,
+  /**
+   * A size is chosen only if the budget feeds it at least this many training chars per parameter: the larger size
+   * served better at 2.8 and 3.8 per parameter, and no better at 1.7 and 1.9 (docs/measurements.md).
+   */
+  charsPerParameter: 2.5,
   /** The share of a time budget that goes to training steps rather than validation. */
   trainingShare: 0.9,
   embed: DEFAULT_NETWORK.embed,
