@@ -27,11 +27,12 @@ test('a budget that feeds bigger models grows the model to the largest one it fe
   assert.equal(choice.config.hidden, 384);
   assert.equal(choice.config.layers, 2);
   assert.deepEqual(measured, [256, 384, 512]);
-  const perParameter = (factor: number) => (factor * TRAIN_DEFAULTS.charsPerParameter).toFixed(1).replace('.', '\\.');
+  const escaped = (figure: string) => figure.replace('.', '\\.');
+  const perParameter = (factor: number) => escaped((factor * TRAIN_DEFAULTS.charsPerParameter).toFixed(1));
   assert.match(
     choice.reason,
     new RegExp(
-      `^Size: 2×384 fits the budget \\(10 minutes at a measured [\\d,]+ chars/s gives about [\\d.]+M training chars, ${perParameter(2)} per parameter; the largest size with at least ${TRAIN_DEFAULTS.charsPerParameter} is chosen`,
+      `^Size: 2×384 fits the budget \\(10 minutes at a measured [\\d,]+ chars/s gives about [\\d.]+M training chars, ${perParameter(2)} per parameter; the largest size with at least ${escaped(String(TRAIN_DEFAULTS.charsPerParameter))} is chosen`,
     ),
   );
   assert.match(choice.reason, new RegExp(`2×512 would get .* \\(${perParameter(0.8)} per parameter\\)`));

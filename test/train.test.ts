@@ -79,36 +79,52 @@ test("the validation figure shown while training is the best checkpoint's, so it
     assert.ok(shown[i] <= shown[i - 1] + 1e-12, `the figure rose from ${shown[i - 1]} to ${shown[i]}`);
 });
 
-test('a run stopped early goes back to its best checkpoint and settles it as the rate falls', async () => {
-  await selectBackend('wasm');
-  // Validation is best early on and then only worsens, so patience runs out.
-  const { dir, notes } = randomLetters(11);
-  const run = async (decay: number) => {
-    const lines: string[] = [];
-    const options = { ...smallOptions([notes], join(dir, `model-${decay}`)), epochs: 40, hidden: 64, lr: 3e-2 };
-    const result = await train(
-      { ...options, decay, earlyStop: true },
-      { info: (line) => lines.push(line), progress: () => {} },
-    );
-    return {
-      result,
-      lines,
-      budgetSteps: Number(/\((\d+) steps\)/.exec(lines.find((l) => l.startsWith('Budget:'))!)![1]),
-    };
+interface RunShape {
+  epochs: number;
+  decay?: number;
+  hidden?: number;
+}
+
+/**
+ * Trains on `notes`, randomLetters(11)'s, with early stopping: validation is best early on and then only worsens, so
+ * patience runs out. Returns the run's result, its lines and the steps its budget allowed.
+ */
+async function runOutOfPatience(dir: string, notes: string, { epochs, decay = 0.25, hidden = 64 }: RunShape) {
+  const lines: string[] = [];
+  const options = {
+    ...smallOptions([notes], join(dir, `model-${epochs}-${decay}-${hidden}`)),
+    epochs,
+    hidden,
+    lr: 3e-2,
   };
-  const settled = await run(0.25);
+  const result = await train(
+    { ...options, decay, earlyStop: true },
+    { info: (line) => lines.push(line), progress: () => {} },
+  );
+  return {
+    result,
+    lines,
+    budgetSteps: Number(/\((\d+) steps\)/.exec(lines.find((l) => l.startsWith('Budget:'))!)![1]),
+  };
+}
+
+test('a run stopped early goes back to its best checkpoint and settles it as the rate falls, past its second epoch', async () => {
+  await selectBackend('wasm');
+  const { dir, notes } = randomLetters(11);
+  const settled = await runOutOfPatience(dir, notes, { epochs: 40 });
   assert.equal(settled.result.stoppedBy, 'early stopping');
   const line = settled.lines.find((l) => l.startsWith('Validation stopped improving'));
   assert.ok(line, settled.lines.join('\n'));
   const [, stoppedAt, bestAt, settleSteps] =
     /at step (\d+): settling the best checkpoint \(step (\d+)\) over (\d+) steps/.exec(line)!.map(Number);
   assert.ok(stoppedAt < 0.75 * settled.budgetSteps, 'stopped before the budget would have decayed the rate');
+  assert.ok(stoppedAt >= (2 * settled.budgetSteps) / 40, `stopped at step ${stoppedAt}, before two epochs`);
   assert.ok(bestAt < stoppedAt);
   assert.equal(settleSteps, Math.ceil(0.25 * bestAt), 'a quarter of the steps that reached the best checkpoint');
   assert.equal(settled.result.steps, stoppedAt + settleSteps, 'the settling steps were taken');
 
   // Without a decay there is nothing to settle: the run ends where patience ran out.
-  const plain = await run(0);
+  const plain = await runOutOfPatience(dir, notes, { epochs: 40, decay: 0 });
   assert.equal(plain.result.stoppedBy, 'early stopping');
   assert.ok(!plain.lines.some((l) => l.startsWith('Validation stopped improving')));
   assert.ok(plain.result.steps < plain.budgetSteps);
@@ -117,23 +133,12 @@ test('a run stopped early goes back to its best checkpoint and settles it as the
 test('a run stops early only once it has read its training text twice: a plateau before that is not overfitting', async () => {
   await selectBackend('wasm');
   const { dir, notes } = randomLetters(11);
-  const run = async (epochs: number) => {
-    const options = { ...smallOptions([notes], join(dir, `model-${epochs}`)), epochs, hidden: 64, lr: 3e-2 };
-    const lines: string[] = [];
-    const result = await train(
-      { ...options, earlyStop: true },
-      { info: (line) => lines.push(line), progress: () => {} },
-    );
-    const budgetSteps = Number(/\((\d+) steps\)/.exec(lines.find((l) => l.startsWith('Budget:'))!)![1]);
-    return { result, budgetSteps };
-  };
-  // The same text and rate that run out of patience within two epochs (the test above, over forty).
-  const short = await run(2);
+  const short = await runOutOfPatience(dir, notes, { epochs: 2 });
   assert.equal(short.result.stoppedBy, 'budget', 'two epochs run to their end');
-  const long = await run(40);
-  assert.equal(long.result.stoppedBy, 'early stopping');
-  const stepsPerEpoch = long.budgetSteps / 40;
-  assert.ok(long.result.steps >= 2 * stepsPerEpoch, `stopped at step ${long.result.steps}, before two epochs`);
+  // A wider LSTM on the same text runs out of patience within its first two epochs of three.
+  const wide = await runOutOfPatience(dir, notes, { epochs: 3, hidden: 128 });
+  const stoppedAt = Number(/stopped improving at step (\d+)/.exec(wide.lines.join('\n'))?.[1] ?? wide.result.steps);
+  assert.ok(stoppedAt >= (2 * wide.budgetSteps) / 3, `stopped at step ${stoppedAt}, before two epochs`);
 });
 
 test('settling falls from the rate it starts at to the floor along a half cosine', () => {
