@@ -31,7 +31,7 @@ PATH                files or folders of notes (default: the embedded default cor
                     does: the best checkpoint is then settled as the rate falls
 --layers N (${D.layers})  --hidden N (${D.hidden})  --embed N (${D.embed})  --seq N (${D.seq})
 --batch N (${D.batch} on a CPU; ${D.gpuBatch} on a GPU, halved for notes too small for ${D.gpuMinStepsPerEpoch} steps an epoch)
---lr X (${D.lr})  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
+--lr X (${D.lr}; ${D.wide.lr} from a hidden size of ${D.wide.hidden} on a CPU's batch)  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
 --average X (${D.averageShare}): the weights saved average over about the last X share of the steps (0: as they stand)
 --dropout X (${D.dropout})  --seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
@@ -180,7 +180,7 @@ async function main(): Promise<number> {
     embed: flag('embed', 1, 8192, true),
     seq: flag('seq', 1, 100_000, true) ?? D.seq,
     batch: flag('batch', 1, 100_000, true),
-    lr: flag('lr', 1e-7, 1, false) ?? D.lr,
+    lr: flag('lr', 1e-7, 1, false),
     decay: flag('decay', 0, 1, false) ?? D.decay,
     average: flag('average', 0, 1, false) ?? D.averageShare,
     dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,

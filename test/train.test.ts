@@ -23,7 +23,7 @@ import { acquireRelearnLock, acquireTrainingLock, LockHeldError } from '../train
 import { splitCorpus } from '../training/split';
 import { loadCorpus } from '../training/corpus';
 import { smallNotesBatch, trainingBatch } from '../training/dataset';
-import { TRAIN_DEFAULTS } from '../training/defaults';
+import { defaultLearningRate, TRAIN_DEFAULTS } from '../training/defaults';
 import { loadNgram } from '../model/ngram-format';
 import { readNotesText } from '../model/notes-text';
 import { forgetLearnedNotes, LearnedNotes, learnedChars, noteKey } from '../model/learned';
@@ -178,6 +178,32 @@ test('a run trains the streams asked for, else the default of its device, and ne
   // --batch wins on any device, shrunk only where the notes cannot fill it.
   assert.equal(trainingBatch(48, true, 1, 100_000), 48);
   assert.equal(trainingBatch(48, false, 1, 20), 20);
+});
+
+test('a run not given a rate trains at the default for its width and batch, and records it', async () => {
+  const { lr, wide, batch, gpuBatch } = TRAIN_DEFAULTS;
+  assert.ok(wide.lr < lr, 'a wide LSTM learns at a lower rate');
+  assert.equal(defaultLearningRate(wide.hidden / 2, batch), lr);
+  assert.equal(defaultLearningRate(wide.hidden, batch), wide.lr);
+  assert.equal(defaultLearningRate(2 * wide.hidden, batch / 4), wide.lr);
+  assert.equal(defaultLearningRate(wide.hidden, gpuBatch), lr, "a GPU's batch keeps the rate");
+  await selectBackend('wasm');
+  const dir = trainDir();
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, REPETITIVE);
+  const trainedAt = async (hidden: number, given?: number) => {
+    const out = join(dir, `model-${hidden}-${given}`);
+    const lines: string[] = [];
+    const options = { ...smallOptions([notes], out), epochs: undefined, chars: 256, hidden, lr: given };
+    await train(options, { info: (line) => lines.push(line), progress: () => {} });
+    const said = lines.find((line) => line.startsWith('Model: '));
+    return { recorded: loadModel(out).metadata.hyperparameters.lr, said };
+  };
+  const wideRun = await trainedAt(wide.hidden);
+  assert.equal(wideRun.recorded, wide.lr);
+  assert.match(wideRun.said ?? '', new RegExp(`, lr ${wide.lr}\\b`), 'the run says the rate it trains at');
+  assert.equal((await trainedAt(32)).recorded, lr);
+  assert.equal((await trainedAt(wide.hidden, 0.01)).recorded, 0.01, 'a rate given wins');
 });
 
 test('a short training run measurably lowers the loss on a repetitive text', async () => {

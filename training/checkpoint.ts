@@ -118,7 +118,8 @@ export interface RunDescription {
 
 /** What every checkpoint of this run records besides its weights and figures. */
 export function describeRun(run: {
-  options: TrainOptions;
+  /** With the learning rate the run trains at, given or the default for its size and batch. */
+  options: TrainOptions & { lr: number };
   config: NetworkConfig;
   batch: number;
   corpus: { chars: number };

@@ -40,6 +40,13 @@ export const TRAIN_DEFAULTS = {
    */
   lr: 3e-3,
   /**
+   * The rate of an LSTM at least this wide stepped on a CPU's batch (at most `batch` streams). The wider the net, the
+   * lower the rate it learns best at: a 2×512 trained for 20 minutes predicts tiny-shakespeare and the notes better at
+   * 0.002 than at 0.003 or 0.0015, where a 2×384 is best at 0.003 and a 2×256 does worse at 0.002
+   * (docs/measurements.md). A GPU's larger batch, whose gradient is smoother, was measured only at `lr`.
+   */
+  wide: { hidden: 512, lr: 2e-3 },
+  /**
    * The last share of the budget over which the learning rate falls, along a half cosine, to
    * `finalLrFactor` of itself: a high rate finds the basin and a falling one settles into it.
    */
@@ -84,3 +91,9 @@ export const TRAIN_DEFAULTS = {
   sampleChars: 300,
   sampleTemperature: 0.8,
 } as const;
+
+/** The learning rate of a run not given one: `wide.lr` for a wide LSTM stepped on a CPU's batch, else `lr`. */
+export function defaultLearningRate(hidden: number, batch: number): number {
+  const { wide } = TRAIN_DEFAULTS;
+  return hidden >= wide.hidden && batch <= TRAIN_DEFAULTS.batch ? wide.lr : TRAIN_DEFAULTS.lr;
+}

@@ -22,7 +22,8 @@ export interface TrainOptions {
   seq: number;
   /** Parallel streams; undefined: the default of the device that trains (training/defaults.ts). */
   batch?: number;
-  lr: number;
+  /** The peak learning rate; undefined: the default for the model's size and batch (training/defaults.ts). */
+  lr?: number;
   /** The last share of the budget over which the learning rate falls (training/schedule.ts). */
   decay: number;
   /** The share of the steps taken that the saved weights average over; 0 saves them as they stand (training/schedule.ts). */

@@ -24,7 +24,7 @@ import {
 } from './checkpoint';
 import { DOCUMENT_SEPARATOR } from './corpus';
 import { Dataset, prepareDataset, readNotes, smallNotesBatch, trainingBatch } from './dataset';
-import { TRAIN_DEFAULTS } from './defaults';
+import { defaultLearningRate, TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
 import { fitMixture, ValidationSet } from './mixture-fit';
@@ -95,10 +95,20 @@ async function runTraining(
   const trainedOn = torch ? `torch (${torch.info.device})` : backend.name;
   const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure };
   const { budget, config } = await planTraining({ ...options, batch }, run, reporter);
+  const lr = options.lr ?? defaultLearningRate(config.hidden, batch);
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
-  const engine = await startEngine(config, text, batch, options, resumed, chosen, reporter);
-  const description = { options, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
+  const engine = await startEngine(config, text, batch, { ...options, lr }, resumed, chosen, reporter);
+  const description = {
+    options: { ...options, lr },
+    config,
+    batch,
+    corpus,
+    text,
+    usingDefault,
+    backend: backend.name,
+    resumed,
+  };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
   const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () => text.notesText);
@@ -117,7 +127,7 @@ async function runTraining(
   let evaluationsWithoutImprovement = 0;
   let stoppedBy: TrainResult['stoppedBy'] = 'budget';
   let nextEvaluation = budget.evaluateEvery;
-  let rate = options.lr;
+  let rate = lr;
   /** The rate that trained the best checkpoint's last step: settling starts from it. */
   let bestRate = rate;
   const progressFraction = () => (budget.seconds ? elapsed() / budget.seconds : step / budget.steps!);
@@ -149,7 +159,7 @@ async function runTraining(
       stoppedBy = 'interrupted';
       break;
     }
-    rate = learningRateAt(options.lr, options.decay, progressFraction());
+    rate = learningRateAt(lr, options.decay, progressFraction());
     await trainStep(rate);
 
     if (budget.seconds ? elapsed() >= nextEvaluation : step >= nextEvaluation) {
@@ -189,7 +199,7 @@ async function runTraining(
   // budget's end would have. The finish keeps the settled weights only if they validate better.
   const settleSteps = stoppedBy === 'early stopping' && best ? Math.ceil(options.decay * best.steps) : 0;
   if (best && settleSteps > 0) {
-    const floorRate = options.lr * TRAIN_DEFAULTS.finalLrFactor;
+    const floorRate = lr * TRAIN_DEFAULTS.finalLrFactor;
     reporter.info(
       `Validation stopped improving at step ${step}: settling the best checkpoint (step ${best.steps}) over ${settleSteps} steps as the rate falls from ${bestRate.toPrecision(3)} to ${floorRate.toPrecision(3)}`,
     );
@@ -293,7 +303,7 @@ async function startEngine(
   config: NetworkConfig,
   text: Dataset,
   batch: number,
-  options: TrainOptions,
+  options: TrainOptions & { lr: number },
   resumed: ResumedModel | undefined,
   chosen: EngineSelection,
   reporter: TrainReporter,
