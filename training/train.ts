@@ -96,19 +96,11 @@ async function runTraining(
   const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure };
   const { budget, config } = await planTraining({ ...options, batch }, run, reporter);
   const lr = options.lr ?? defaultLearningRate(config.hidden, batch);
+  const planned = { ...options, lr };
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
-  const engine = await startEngine(config, text, batch, { ...options, lr }, resumed, chosen, reporter);
-  const description = {
-    options: { ...options, lr },
-    config,
-    batch,
-    corpus,
-    text,
-    usingDefault,
-    backend: backend.name,
-    resumed,
-  };
+  const engine = await startEngine(config, text, batch, planned, resumed, chosen, reporter);
+  const description = { options: planned, config, batch, corpus, text, usingDefault, backend: backend.name, resumed };
   const writer = new ModelWriter(options.out, describeRun({ ...description, engine: trainedOn }));
   let mixer = await saveNgramModel(writer, engine, text, !resumed, reporter);
   const folded = foldLearnedNotes(options.out, learntBefore, corpus.documents, () => text.notesText);
