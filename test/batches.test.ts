@@ -1,7 +1,7 @@
 // Truncated-BPTT batching: streams are contiguous, cover the text, and carry state across windows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StreamBatcher } from '../training/batches';
+import { epochShift, StreamBatcher } from '../training/batches';
 
 function range(n: number): Int32Array {
   const ids = new Int32Array(n);
@@ -74,4 +74,37 @@ test('too-short text and bad arguments are rejected', () => {
   const batcher = new StreamBatcher(range(100), 2, 4);
   assert.throws(() => batcher.batch(batcher.batchesPerEpoch), RangeError);
   assert.throws(() => batcher.batch(-1), RangeError);
+});
+
+test('each epoch after the first turns every stream round by its own amount, and every target is read once an epoch', () => {
+  const batchSize = 3;
+  const seqLength = 5;
+  const ids = range(3 * 5 * 6 + 1).map((x) => x * 7 + 1);
+  const batcher = new StreamBatcher(ids, batchSize, seqLength);
+  const streamLength = batcher.batchesPerEpoch * seqLength;
+  const shifts = [1, 2, 3, 4].map((epoch) => epochShift(epoch, streamLength));
+  assert.equal(epochShift(0, streamLength), 0, 'the first epoch reads the streams as written');
+  assert.ok(new Set(shifts).size === shifts.length && shifts.every((s) => s > 0 && s < streamLength), `${shifts}`);
+  for (const epoch of [0, 1, 2]) {
+    const shift = epochShift(epoch, streamLength);
+    for (let b = 0; b < batchSize; b++) {
+      const inputs: number[] = [];
+      const targets: number[] = [];
+      for (let k = 0; k < batcher.batchesPerEpoch; k++) {
+        const batch = batcher.batch(k, epoch);
+        inputs.push(...batch.inputs.subarray(b * seqLength, (b + 1) * seqLength));
+        targets.push(...batch.targets.subarray(b * seqLength, (b + 1) * seqLength));
+      }
+      const stream = [...ids.subarray(b * streamLength, (b + 1) * streamLength + 1)];
+      assert.equal(inputs[0], stream[shift], `epoch ${epoch} starts stream ${b} ${shift} in`);
+      assert.deepEqual(
+        [...targets].sort((x, y) => x - y),
+        stream.slice(1),
+        `epoch ${epoch}: each of stream ${b}'s targets once`,
+      );
+      // Each input's target is the character after it in the text, but where the stream turns round.
+      const breaks = inputs.filter((input, i) => ids[ids.indexOf(input) + 1] !== targets[i]);
+      assert.equal(breaks.length, shift === 0 ? 0 : 1, `epoch ${epoch}, stream ${b}: one seam where it turns round`);
+    }
+  }
 });

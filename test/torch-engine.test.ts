@@ -126,7 +126,7 @@ test(
 );
 
 test(
-  'ten steps in the torch engine give the weights and their average that ten steps of the tfjs engine give, and a setup from its checkpoint goes on as tfjs does',
+  'ten steps in the torch engine, across epochs whose streams are turned round, give the weights and their average that ten steps of the tfjs engine give, and a setup from its checkpoint goes on as tfjs does',
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
@@ -140,17 +140,20 @@ test(
     const model = new CharLstm(config, params);
     const optimizer = new Adam(params, ADAM_DEFAULTS);
     const average = new WeightAverage(params, averageShare);
-    const batcher = new StreamBatcher(ids, batch, seq);
+    // Four steps an epoch, so that the eleven steps read three epochs, each cut into windows of its own.
+    const trainIds = ids.subarray(0, 4 * batch * seq + 1);
+    const batcher = new StreamBatcher(trainIds, batch, seq);
+    assert.equal(batcher.batchesPerEpoch, 4);
     let state = zeroState(config, batch);
     const tfjsAfter: Array<{ trained: Map<string, Float32Array>; average: Map<string, Float32Array> }> = [];
     let tfjsAdam: OptimizerState | undefined;
     for (let k = 0; k < 11; k++) {
-      if (k === 10) {
-        // A setup from a checkpoint starts its streams from a zero state.
+      if (k === 10 || k % batcher.batchesPerEpoch === 0) {
+        // A setup from a checkpoint, and a new epoch, start the streams from a zero state.
         disposeState(state);
         state = zeroState(config, batch);
       }
-      const { inputs, targets } = batcher.batch(k % batcher.batchesPerEpoch);
+      const { inputs, targets } = batcher.batch(k % batcher.batchesPerEpoch, Math.floor(k / batcher.batchesPerEpoch));
       const result = await model.trainStep(inputs, targets, batch, seq, state, 0, k);
       disposeState(state);
       state = result.state;
@@ -171,7 +174,7 @@ test(
       assert.ok(diff.worst < tolerance, `${name}: ${diff.name} differs by ${diff.worst} of its largest weight`);
     };
     try {
-      assert.equal(await engine.setup({ ...run(batch, seq, start), averageShare }), batcher.batchesPerEpoch);
+      assert.equal(await engine.setup({ ...run(batch, seq, start), trainIds, averageShare }), batcher.batchesPerEpoch);
       const trained = await engine.train(0, Array(10).fill(lr));
       assert.equal(trained.losses.length, 10);
       assert.ok(trained.losses[9] < trained.losses[0], `loss ${trained.losses[0]} → ${trained.losses[9]}`);
@@ -183,7 +186,7 @@ test(
       const momentDiff = relativeDifference(adam.m, tfjsAdam!.m);
       assert.ok(momentDiff.worst < 1e-3, `Adam's m for ${momentDiff.name} differs by ${momentDiff.worst}`);
 
-      await engine.setup({ ...run(batch, seq, weights), averageShare, optimizer: adam });
+      await engine.setup({ ...run(batch, seq, weights), trainIds, averageShare, optimizer: adam });
       await engine.train(10, [lr]);
       const resumed = await engine.checkpoint();
       close('the average one step after a setup from the checkpoint', resumed.weights, tfjsAfter[1].average, 1e-4);

@@ -37,19 +37,42 @@ export class StreamBatcher {
     this.ids = ids;
   }
 
-  /** Row-major [batchSize, seqLength] inputs and next-character targets for batch k. */
-  batch(k: number): { inputs: Int32Array; targets: Int32Array } {
+  /** Row-major [batchSize, seqLength] inputs and next-character targets for batch k of epoch `epoch`. */
+  batch(k: number, epoch = 0): { inputs: Int32Array; targets: Int32Array } {
     if (!Number.isInteger(k) || k < 0 || k >= this.batchesPerEpoch) {
       throw new RangeError(`batches: batch index ${k} is outside 0..${this.batchesPerEpoch - 1}`);
     }
     const { batchSize, seqLength, streamLength, ids } = this;
+    const shift = epochShift(epoch, streamLength);
     const inputs = new Int32Array(batchSize * seqLength);
     const targets = new Int32Array(batchSize * seqLength);
     for (let b = 0; b < batchSize; b++) {
-      const start = b * streamLength + k * seqLength;
-      inputs.set(ids.subarray(start, start + seqLength), b * seqLength);
-      targets.set(ids.subarray(start + 1, start + seqLength + 1), b * seqLength);
+      const stream = b * streamLength;
+      for (let j = 0; j < seqLength; j++) {
+        const at = k * seqLength + j;
+        inputs[b * seqLength + j] = ids[stream + shiftedPosition(at, shift, streamLength)];
+        targets[b * seqLength + j] = ids[stream + shiftedPosition(at + 1, shift, streamLength)];
+      }
     }
     return { inputs, targets };
   }
+}
+
+/**
+ * How far each stream is turned round in epoch `epoch`: not at all in the first, and by a different amount in each
+ * later one, so that a run reading the text many times does not cut it into the same windows and take them in the
+ * same order every time (docs/measurements.md has the A/B). torch_engine.py's epoch_shift is the same.
+ */
+export function epochShift(epoch: number, streamLength: number): number {
+  if (epoch === 0 || streamLength < 2) return 0;
+  return 1 + ((Math.imul(epoch, 0x9e3779b1) >>> 0) % (streamLength - 1));
+}
+
+/**
+ * Where position `at` (0 to streamLength) of a stream turned round by `shift` lies in the stream as written: the
+ * stream from `shift` on, then from its second position, so that every position but the first is a target once.
+ */
+function shiftedPosition(at: number, shift: number, streamLength: number): number {
+  const from = shift + at;
+  return from > streamLength ? from - streamLength : from;
 }

@@ -85,13 +85,14 @@ export class TfjsEngine implements LstmEngine {
 
   async step(learningRate = this.setup.lr): Promise<number> {
     const { config, batch, seq, dropout, seed } = this.setup;
-    const k = (this.firstStep + this.taken) % this.batchesPerEpoch;
+    const global = this.firstStep + this.taken;
+    const k = global % this.batchesPerEpoch;
     if (k === 0 && this.taken > 0) {
       // A new epoch restarts every stream at its beginning, so the carried state no longer applies.
       disposeState(this.state);
       this.state = zeroState(config, batch);
     }
-    const { inputs, targets } = this.batcher.batch(k);
+    const { inputs, targets } = this.batcher.batch(k, Math.floor(global / this.batchesPerEpoch));
     const result = await this.model.trainStep(
       inputs,
       targets,

@@ -342,8 +342,9 @@ class Trainer:
         self.m = [torch.zeros_like(p) for _, p in self.named]
         self.v = [torch.zeros_like(p) for _, p in self.named]
         self.step = 0
-        self.rows = rows.to(ranks.device)  # [this rank's streams, stream length + 1], int32
+        self.streams = rows.to(ranks.device)  # [this rank's streams, stream length + 1], int32
         self.batches_per_epoch = (rows.shape[1] - 1) // seq
+        self.rows, self.rows_epoch = self.streams, 0
         self.state = None
 
     def set_weights(self, weights, model=None):
@@ -378,10 +379,13 @@ class Trainer:
             for tensor in [p for _, p in self.named] + self.average + self.m + self.v:
                 dist.broadcast(tensor.data, src=0)
 
-    def train_step(self, k, lr):
+    def train_step(self, step, lr):
+        k, epoch = step % self.batches_per_epoch, step // self.batches_per_epoch
         if k == 0:
             # A new epoch restarts every stream at its beginning, so the carried state no longer applies.
             self.state = None
+        if epoch != self.rows_epoch:
+            self.rows, self.rows_epoch = shifted_streams(self.streams, epoch), epoch
         window = self.rows[:, k * self.seq:(k + 1) * self.seq + 1].long()
         logits, state = self.net(window[:, :-1], self.state)
         self.state = tuple(s.detach() for s in state)
@@ -426,7 +430,7 @@ class Trainer:
                 go = self.ranks.broadcast(go)
             if not go:
                 break
-            losses.append(self.train_step((first + i) % self.batches_per_epoch, lr))
+            losses.append(self.train_step(first + i, lr))
         values = torch.stack(losses).tolist() if losses else []
         return values, time.perf_counter() - started
 
@@ -472,6 +476,18 @@ def stream_rows(ids, batch, seq):
         raise EngineError(f"{ids.numel()} training ids are too few for batch {batch} and seq {seq}")
     stream = batches_per_epoch * seq
     return torch.stack([ids[s * stream:(s + 1) * stream + 1] for s in range(batch)])
+
+
+def epoch_shift(epoch, stream):
+    """training/batches.ts's epochShift: how far each stream is turned round in an epoch."""
+    return 0 if epoch == 0 or stream < 2 else 1 + (epoch * 0x9E3779B1 % 2**32) % (stream - 1)
+
+
+def shifted_streams(rows, epoch):
+    """The streams turned round by epoch_shift, as training/batches.ts reads them: from the shift on, then from the
+    second position."""
+    shift = epoch_shift(epoch, rows.shape[1] - 1)
+    return rows if shift == 0 else torch.cat([rows[:, shift:], rows[:, 1:shift + 1]], dim=1)
 
 
 def share_streams(ranks, rows, shape):
