@@ -1,7 +1,15 @@
 // Beam search for the completion that saves the most keystrokes in expectation.
 import type { Predictor, Snapshot } from '../model/predictor';
 import { UNKNOWN_ID, type Vocabulary, WORD_CHAR, WORD_CHARS } from '../model/vocab';
-import { Completion, CompletionOptions, CompletionSite, endsVisibly, PassedOver, stopsBefore } from './options';
+import {
+  Completion,
+  CompletionOptions,
+  CompletionSite,
+  endsVisibly,
+  PassedOver,
+  sameSuggestion,
+  stopsBefore,
+} from './options';
 
 /**
  * How much less likely a suggestion is once the user has typed its first character instead of
@@ -28,6 +36,13 @@ const SAVED_KEYS_EXPONENT = 0.7;
  * is worth.
  */
 const SURE_PAST_WORD = 0.7;
+
+/**
+ * Asked for the other suggestions, the user has seen the best and wants the next ones, which are
+ * offered down to this share of minConfidence: after a word the next one is seldom 10% likely,
+ * whichever it is. The best itself still needs minConfidence.
+ */
+const ALTERNATIVES_CONFIDENCE_SHARE = 0.25;
 
 interface Beam {
   text: string;
@@ -86,7 +101,7 @@ export async function beamSearch(
   cancelled: () => boolean,
   site: CompletionSite = {},
 ): Promise<Completion | undefined> {
-  const { passedOver, lineGoesOn = false } = site;
+  const { passedOver, lineGoesOn = false, alternativesWanted = false } = site;
   const vocabulary = predictor.vocabulary;
   const separators = separatorsOf(vocabulary);
   const { punctuation, space, lineBreak } = separators;
@@ -95,23 +110,32 @@ export async function beamSearch(
   let best: Offer | undefined;
   /** Every completion offered, each text once with its best value, for the alternatives. */
   const offers = new Map<string, Offer>();
+  const floor = options.minConfidence * (alternativesWanted ? ALTERNATIVES_CONFIDENCE_SHARE : 1);
   const offer = (text: string, logP: number, length: number, path: Snapshot[]) => {
     // One character saves nothing: the Tab that accepts it is a key too.
     if (length < 2) return;
     if (passedOver) logP = afterPassingOver(passedOver, text, logP);
     const p = Math.exp(logP);
-    if (p < options.minConfidence) return;
+    if (p < floor) return;
     const value = p * (length - 1) ** SAVED_KEYS_EXPONENT;
     const offered: Offer = { text, logP, value, path };
     const previous = offers.get(text);
     if (!previous || value > previous.value) offers.set(text, offered);
-    if (!best || value > best.value) best = offered;
+    if (p >= options.minConfidence && (!best || value > best.value)) best = offered;
   };
-  // A beam's probability only falls as it grows, so one that cannot beat the best even if accepted
-  // whole at its longest, or is already below minConfidence, is dropped.
+  // A beam's probability only falls as it grows, so one that cannot reach the bar even if accepted whole at its
+  // longest, or is already below the floor, is dropped. The bar is the best's value, or, where the alternatives
+  // are wanted, the value of the last of the width best distinct offers once there are that many.
+  let bar = 0;
+  const raiseBar = () => {
+    if (!best) return;
+    if (!alternativesWanted) return void (bar = best.value);
+    const kept = distinctOffers(best, [...offers.values()], width - 1);
+    if (kept.length === width) bar = kept[width - 1].value;
+  };
   const hopeless = (logP: number, longest = options.maxChars) => {
     const p = Math.exp(logP);
-    return p < options.minConfidence || p * (longest - 1) ** SAVED_KEYS_EXPONENT <= (best?.value ?? 0);
+    return p < floor || p * (longest - 1) ** SAVED_KEYS_EXPONENT <= bar;
   };
   const offerSpaceOrBreak = (beam: Beam) => {
     const lp = beam.snapshot.logProbs;
@@ -141,6 +165,7 @@ export async function beamSearch(
       offerSpaceOrBreak(beam);
     }
     if (depth >= options.maxChars) break;
+    raiseBar();
     beams = beams.filter((b) => !hopeless(b.score));
     const candidates: Candidate[] = [];
     const closing: Candidate[] = [];
@@ -237,18 +262,20 @@ interface Offer {
  * better is kept. Editors cycle through these (Alt+] in VS Code).
  */
 function distinctAlternatives(best: Offer, offers: Offer[], most: number): Array<{ text: string; confidence: number }> {
+  return distinctOffers(best, offers, most)
+    .slice(1)
+    .map((offer) => ({ text: offer.text, confidence: Math.exp(offer.logP) }));
+}
+
+/** The best, then up to `most` others by value, each saying something the ones before it do not. */
+function distinctOffers(best: Offer, offers: Offer[], most: number): Offer[] {
   const kept = [best];
-  const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
-  const same = (a: string, b: string) => {
-    const [x, y] = [core(a), core(b)];
-    return x.startsWith(y) || y.startsWith(x);
-  };
   for (const offer of offers.sort((a, b) => b.value - a.value)) {
     if (kept.length > most) break;
-    if (kept.some((k) => same(k.text, offer.text))) continue;
+    if (kept.some((k) => sameSuggestion(k.text, offer.text))) continue;
     kept.push(offer);
   }
-  return kept.slice(1).map((offer) => ({ text: offer.text, confidence: Math.exp(offer.logP) }));
+  return kept;
 }
 
 /** The k most likely ids, never the unknown symbol (id 0). */

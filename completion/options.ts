@@ -88,6 +88,18 @@ export interface CompletionSite {
    * leaves this line blank: the next paragraph or speech comes with it.
    */
   opensParagraph?: boolean;
+  /**
+   * The user asked for the other suggestions here (Alt+] in VS Code): the search keeps every beam that could still
+   * make one of the width best distinct suggestions, not only the ones that could beat the best.
+   */
+  alternativesWanted?: boolean;
+}
+
+/** Whether two suggestions say the same: the words of one begin the other's, whatever punctuation or space ends them. */
+export function sameSuggestion(a: string, b: string): boolean {
+  const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
+  const [x, y] = [core(a), core(b)];
+  return x.startsWith(y) || y.startsWith(x);
 }
 
 /** Whether a completion may end where `text` does: it holds a word, and does not end in whitespace (that would be invisible). */

@@ -8,7 +8,13 @@ import { withLfLineEnds } from '../model/vocab';
 import { complete } from './complete';
 import { DocumentNgram } from './document-ngram';
 import { DocumentStates } from './document-states';
-import type { Completion, CompletionOptions, CompletionSite, PassedOver } from './options';
+import {
+  type Completion,
+  type CompletionOptions,
+  type CompletionSite,
+  type PassedOver,
+  sameSuggestion,
+} from './options';
 
 /** How much text before a suggestion must be unchanged for it to count as still on show. */
 const SHOWN_CONTEXT_CHARS = 64;
@@ -30,12 +36,14 @@ export class CompletionSession {
   /**
    * The completion at `offset` in `text`, or undefined. A request that is cancelled on the way,
    * even during the last model step, answers undefined and leaves the suggestion on show as it was.
+   * `alternativesWanted`: the user asked for the other suggestions here (Alt+] in VS Code).
    */
   async suggest(
     documentText: string,
     documentOffset: number,
     options: CompletionOptions,
     cancelled: () => boolean = () => false,
+    alternativesWanted = false,
   ): Promise<Completion | undefined> {
     const { text, offset, crLf } = asLearnt(documentText, documentOffset);
     const lineEnd = text.indexOf('\n', offset);
@@ -45,9 +53,22 @@ export class CompletionSession {
     // Typing the first character of a suggestion instead of accepting it counts against it, so the
     // search runs again with it demoted; otherwise a suggestion being typed along stays as it is.
     const passedOver = this.passedOver(text, offset);
+    const along = passedOver === undefined ? this.typedAlong(text, offset, lineGoesOn, alternativesWanted) : undefined;
+    // Asked for the other suggestions, the search runs anyway, and the one on show stays first: the editor takes the
+    // first item of the answer for the one it shows, and cycles on to the next.
     const completion =
-      (passedOver === undefined ? this.typedAlong(text, offset, lineGoesOn) : undefined) ??
-      (await this.search(text, offset, options, cancelled, { passedOver, lineGoesOn, opensParagraph }));
+      along && !alternativesWanted
+        ? along
+        : shownFirst(
+            along,
+            await this.search(text, offset, options, cancelled, {
+              passedOver,
+              lineGoesOn,
+              opensParagraph,
+              alternativesWanted,
+            }),
+            options.beamWidth,
+          );
     // A cancellation or a newer request may have arrived during the last model step: look once
     // more, and do not answer with a stale suggestion.
     await nextTurn();
@@ -130,12 +151,13 @@ export class CompletionSession {
    * typed character goes through passedOver instead; this keeps the suggestion when several arrive
    * at once, as with an editor's accept-next-word, or when requests were skipped while typing fast.
    * A rest that ends the line is searched again where the line has come to go on after the cursor.
+   * `orNoneTyped` gives the whole suggestion where nothing of it is typed yet, too.
    */
-  private typedAlong(text: string, offset: number, lineGoesOn: boolean): Completion | undefined {
+  private typedAlong(text: string, offset: number, lineGoesOn: boolean, orNoneTyped: boolean): Completion | undefined {
     const last = this.shown;
     if (!last) return undefined;
     const typed = offset - last.offset;
-    if (typed <= 0 || typed >= last.completion.text.length) return undefined;
+    if (typed < (orNoneTyped ? 0 : 1) || typed >= last.completion.text.length) return undefined;
     if (text.slice(last.offset, offset) !== last.completion.text.slice(0, typed)) return undefined;
     if (this.contextBefore(text, last.offset) !== last.before) return undefined;
     const rest = last.completion.text.slice(typed);
@@ -162,6 +184,23 @@ export class CompletionSession {
     rest.forEach((char, i) => (logP += path[i].logProbs[vocabulary.id(char)]));
     return { text: rest.join(''), logP };
   }
+}
+
+/**
+ * The suggestion on show, where there is one, with the search's suggestions that say something else after it, as many
+ * as the beam is wide; else what the search found.
+ */
+function shownFirst(
+  shown: Completion | undefined,
+  found: Completion | undefined,
+  width: number,
+): Completion | undefined {
+  if (!shown || !found) return shown ?? found;
+  const others = [found, ...(found.alternatives ?? [])]
+    .filter((other) => !sameSuggestion(other.text, shown.text))
+    .slice(0, Math.max(0, width - 1))
+    .map(({ text, confidence }) => ({ text, confidence }));
+  return { ...shown, alternatives: others };
 }
 
 /**

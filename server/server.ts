@@ -14,6 +14,7 @@ import {
   InitializeResult,
   InlineCompletionItem,
   InlineCompletionParams,
+  InlineCompletionTriggerKind,
   MessageType,
   Position,
   ResponseError,
@@ -228,10 +229,18 @@ export class CharCompleteServer {
   async inlineCompletion(params: InlineCompletionParams, token: CancellationToken): Promise<InlineCompletionItem[]> {
     this.checkRequest(params);
     try {
-      const found = await this.completionAt('inline', params.textDocument.uri, params.position, token);
+      const alternativesWanted = params.context?.triggerKind === InlineCompletionTriggerKind.Invoked;
+      const found = await this.completionAt(
+        'inline',
+        params.textDocument.uri,
+        params.position,
+        token,
+        alternativesWanted,
+      );
       if (!found) return [];
       const position = found.document.positionAt(found.offset);
-      // The best first, then the other distinct beams, which the editor cycles through (Alt+] in VS Code).
+      // The best first, then the other distinct beams, which the editor cycles through (Alt+] in VS Code, which asks
+      // again, as invoked, for them).
       const { completion } = found;
       return [completion, ...(completion.alternatives ?? [])].map((item) =>
         InlineCompletionItem.create(item.text, undefined, { start: position, end: position }),
@@ -552,6 +561,7 @@ export class CharCompleteServer {
     uri: string,
     position: Position,
     token: CancellationToken,
+    alternativesWanted = false,
   ): Promise<{ completion: Completion; document: TextDocument; offset: number } | undefined> {
     const id = ++this.requestCounter;
     const key = `${kind} ${uri}`;
@@ -578,7 +588,13 @@ export class CharCompleteServer {
     this.sessions.delete(uri);
     this.sessions.set(uri, entry);
     if (this.sessions.size > MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
-    const completion = await entry.session.suggest(text, offset, this.settings.completion, cancelled);
+    const completion = await entry.session.suggest(
+      text,
+      offset,
+      this.settings.completion,
+      cancelled,
+      alternativesWanted,
+    );
     if (cancelled()) return undefined;
     this.lastLatencyMs = performance.now() - started;
     this.sendStatus();

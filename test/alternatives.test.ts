@@ -26,13 +26,24 @@ function session(settings: Record<string, unknown>): LspSession {
   });
 }
 
-async function inlineItems(lsp: LspSession): Promise<string[]> {
+/** The items of an inline completion: triggerKind 2 as the editor asks while the user types, 1 as Alt+] asks. */
+async function inlineItems(lsp: LspSession, character = CHARACTER, triggerKind: 1 | 2 = 2): Promise<string[]> {
   const items = (await lsp.connection.sendRequest('textDocument/inlineCompletion', {
     textDocument: { uri: URI },
-    position: { line: LINE, character: CHARACTER },
-    context: { triggerKind: 2 },
+    position: { line: LINE, character },
+    context: { triggerKind },
   })) as Array<{ insertText: string }> | null;
   return (items ?? []).map((item) => item.insertText);
+}
+
+/** Whether no item is the same suggestion as another: one's words begin the other's, whatever ends them. */
+function assertDistinct(items: string[]): void {
+  const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
+  for (let i = 0; i < items.length; i++)
+    for (let j = 0; j < i; j++) {
+      const [a, b] = [core(items[i]), core(items[j])];
+      assert.ok(!a.startsWith(b) && !b.startsWith(a), `${JSON.stringify(items[i])} collapses into ${items[j]}`);
+    }
 }
 
 test('inline completion offers the best beam first, then the other distinct beams, none collapsing into another', async () => {
@@ -44,12 +55,7 @@ test('inline completion offers the best beam first, then the other distinct beam
     const items = await inlineItems(wide);
     assert.ok(items.length >= 2, `several suggestions: ${JSON.stringify(items)}`);
     assert.ok(items.length <= 4, 'at most one per beam');
-    const core = (text: string) => text.replace(/[^\p{L}\p{N}_]+$/u, '');
-    for (let i = 0; i < items.length; i++)
-      for (let j = 0; j < i; j++) {
-        const [a, b] = [core(items[i]), core(items[j])];
-        assert.ok(!a.startsWith(b) && !b.startsWith(a), `${JSON.stringify(items[i])} collapses into ${items[j]}`);
-      }
+    assertDistinct(items);
     // The first is the one completion the server has always given, as a fresh session shows.
     await single.initialize();
     await single.open(URI, TEXT);
@@ -66,6 +72,33 @@ test('inline completion offers the best beam first, then the other distinct beam
   } finally {
     await wide.shutdown();
     await single.shutdown();
+  }
+});
+
+test('asked for the other suggestions (Alt+]) where the user types along one, the server keeps it first and adds others', async () => {
+  const lsp = session({ beamWidth: 4 });
+  try {
+    await lsp.initialize();
+    await lsp.open(URI, TEXT);
+    const [shown] = await inlineItems(lsp);
+    assert.ok(shown !== undefined && shown.length >= 4, `a suggestion to type along: ${JSON.stringify(shown)}`);
+    // Two of its characters typed: the rest stays on show without a search, alone.
+    await lsp.change(
+      URI,
+      { start: { line: LINE, character: CHARACTER }, end: { line: LINE, character: CHARACTER } },
+      shown.slice(0, 2),
+    );
+    const along = await inlineItems(lsp, CHARACTER + 2);
+    assert.deepEqual(along, [shown.slice(2)]);
+    // Alt+] there: the editor shows the answer's first item as the one on show and cycles to the next, so the rest
+    // on show comes first, and the search's other suggestions after it.
+    const asked = await inlineItems(lsp, CHARACTER + 2, 1);
+    assert.equal(asked[0], shown.slice(2));
+    assert.ok(asked.length >= 2, `other suggestions after the one on show: ${JSON.stringify(asked)}`);
+    assert.ok(asked.length <= 4, 'at most one per beam');
+    assertDistinct(asked);
+  } finally {
+    await lsp.shutdown();
   }
 });
 

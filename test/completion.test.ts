@@ -125,6 +125,34 @@ test('minConfidence offers the best completion that is sure enough, not nothing'
   assert.equal(await completeAfter(new LexiconModel({ and: 0.5, but: 0.5 }), 'so ', { minConfidence: 0.6 }), undefined);
 });
 
+test('asked for the other suggestions, beam search keeps on the beams that could make one, down to a quarter of minConfidence', async () => {
+  // "abc " is worth 0.75 × 3^0.7 = 1.62. Under maxChars 12, "abd…" at P 0.2 could reach no more than
+  // 0.2 × 11^0.7 = 1.07, so the plain search drops it once "abc " is offered, having offered only "abd";
+  // "abacus" at P 0.05 is below minConfidence. Asked for the alternatives, the search goes on while
+  // there are fewer distinct ones than beams, down to P 0.025, and offers both whole words.
+  const model = new LexiconModel({ abc: 0.75, abdominally: 0.2, abacus: 0.05 });
+  const options = { maxChars: 12, minConfidence: 0.1 };
+  const plain = await completeAfter(model, 'so ', options);
+  const wanted = await completeAfter(model, 'so ', options, { alternativesWanted: true });
+  assert.equal(plain?.text, 'abc ');
+  assert.equal(wanted?.text, 'abc ', 'the best is the same');
+  assert.deepEqual(
+    plain?.alternatives?.map((a) => a.text),
+    ['abd'],
+  );
+  assert.deepEqual(
+    wanted?.alternatives?.map((a) => a.text),
+    ['abdominally ', 'abacus '],
+  );
+  assert.ok(Math.abs(wanted!.alternatives![1].confidence - 0.05) < 0.005);
+  // The best itself still needs minConfidence: of twelve words as likely, none is 10% likely.
+  const tenWords = Object.fromEntries(
+    ['ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen', 'ibis', 'jay', 'kite', 'lynx'].map((w) => [w, 1 / 12]),
+  );
+  const unsure = await completeAfter(new LexiconModel(tenWords), 'so ', options, { alternativesWanted: true });
+  assert.equal(unsure, undefined);
+});
+
 test('a one-character completion saves nothing and is not offered', async () => {
   const model = new LexiconModel({ x: 1 });
   assert.equal((await completeAfter(model, 'so ', { maxChars: 2 }))?.text, 'x ');
