@@ -187,8 +187,8 @@ export class CompletionSession {
 }
 
 /**
- * The suggestion on show, where there is one, with the search's suggestions that say something else after it, as many
- * as the beam is wide; else what the search found.
+ * The suggestion on show, where there is one, then the search's suggestions that say something else, so that there
+ * are at most as many as the beam is wide; else what the search found.
  */
 function shownFirst(
   shown: Completion | undefined,
