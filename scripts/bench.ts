@@ -50,6 +50,8 @@ const USAGE = `usage: npm run bench -- [--json] [--backend ${BACKEND_CHOICES.joi
 const SERVER_DOCUMENT_CHARS = 50_000;
 /** Typed into each document that adapts the LSTM: a few of its steps. */
 const ADAPTED_CHARS = 200;
+/** The typist cycles to the other suggestions (Alt+]) at one in this many of those shown. */
+const INVOKED_EVERY = 4;
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -192,6 +194,10 @@ async function main(): Promise<void> {
       say(
         `server per-keystroke latency: p50 ${server.p50.toFixed(2)} ms, p95 ${server.p95.toFixed(2)} ms, p99 ${server.p99.toFixed(2)} ms; server RSS ${Math.round(server.rssBytes / 1048576)} MB${server.adaptedRssBytes === undefined ? '' : `, ${Math.round(server.adaptedRssBytes / 1048576)} MB once ${LSTM_ADAPTATION.maxDocuments === 1 ? 'a document has' : `${LSTM_ADAPTATION.maxDocuments} documents have`} adapted the LSTM`}`,
       );
+      const { invoked } = server;
+      say(
+        `server Alt+] (an invoked request at one in ${INVOKED_EVERY} suggestions shown, ${invoked.requests} in all): p50 ${invoked.p50.toFixed(2)} ms, p99 ${invoked.p99.toFixed(2)} ms; ${invoked.meanItems.toFixed(2)} suggestions on average, ${invoked.withAlternatives} of ${invoked.requests} with others besides the first`,
+      );
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -225,6 +231,12 @@ async function main(): Promise<void> {
           ? {
               backend: server.backend,
               latency_ms: { p50: round2(server.p50), p95: round2(server.p95), p99: round2(server.p99) },
+              invoked: {
+                requests: server.invoked.requests,
+                latency_ms: { p50: round2(server.invoked.p50), p99: round2(server.invoked.p99) },
+                mean_items: round2(server.invoked.meanItems),
+                with_alternatives: server.invoked.withAlternatives,
+              },
               rss_mb: Math.round(server.rssBytes / 1048576),
               adapted_rss_mb:
                 server.adaptedRssBytes === undefined ? null : Math.round(server.adaptedRssBytes / 1048576),
@@ -350,6 +362,8 @@ interface ServerFigures {
   p50: number;
   p95: number;
   p99: number;
+  /** The requests Alt+] makes, asked at one in INVOKED_EVERY of the suggestions shown. */
+  invoked: { requests: number; p50: number; p99: number; meanItems: number; withAlternatives: number };
   rssBytes: number;
   /** After LSTM_ADAPTATION.maxDocuments documents have each adapted a copy of the LSTM. */
   adaptedRssBytes?: number;
@@ -383,7 +397,9 @@ async function serverLatency(
     await session.initialize();
     const uri = 'file:///bench/notes.md';
     await session.open(uri, existing);
-    const result = await replayTypist(session, uri, existing, text.slice(existing.length));
+    const result = await replayTypist(session, uri, existing, text.slice(existing.length), {
+      invokedEvery: INVOKED_EVERY,
+    });
     const status = session.statuses[session.statuses.length - 1];
     const rssBytes = session.rss();
     // The typist above never pauses, so the server never learnt in idle time; now as many documents as keep a copy of
@@ -399,6 +415,13 @@ async function serverLatency(
       p50: percentile(result.latenciesMs, 50),
       p95: percentile(result.latenciesMs, 95),
       p99: percentile(result.latenciesMs, 99),
+      invoked: {
+        requests: result.invoked.latenciesMs.length,
+        p50: percentile(result.invoked.latenciesMs, 50),
+        p99: percentile(result.invoked.latenciesMs, 99),
+        meanItems: result.invoked.items.reduce((sum, n) => sum + n, 0) / Math.max(1, result.invoked.items.length),
+        withAlternatives: result.invoked.items.filter((n) => n >= 2).length,
+      },
       rssBytes,
       adaptedRssBytes: learnWhileTyping ? session.rss() : undefined,
       backend: String(status?.backend ?? 'unknown'),

@@ -199,23 +199,20 @@ async function replay(text: string, settings: Record<string, unknown>, quiet: bo
   await session.open(uri, '');
   const started = performance.now();
   const trace = tracePath === undefined ? undefined : openSync(tracePath, 'w');
-  const result = await replayTypist(
-    session,
-    uri,
-    '',
-    text,
-    (done) => {
+  const result = await replayTypist(session, uri, '', text, {
+    onProgress: (done) => {
       if (!quiet)
         process.stdout.write(
           `\r  replaying: ${done.toLocaleString('en-US')} / ${text.length.toLocaleString('en-US')} chars`,
         );
     },
-    trace === undefined
-      ? undefined
-      : (position, suggestion, accepted) => {
-          writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
-        },
-  );
+    onSuggestion:
+      trace === undefined
+        ? undefined
+        : (position, suggestion, accepted) => {
+            writeSync(trace, JSON.stringify({ position, suggestion: suggestion ?? null, accepted }) + '\n');
+          },
+  });
   if (trace !== undefined) closeSync(trace);
   if (!quiet) process.stdout.write('\r\x1b[2K');
   await session.shutdown();

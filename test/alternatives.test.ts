@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LspSession } from '../tools/lsp-driver';
+import { LspSession, replayTypist } from '../tools/lsp-driver';
 import { randomModel } from './support/random-model';
 
 const root = mkdtempSync(join(tmpdir(), 'char-complete-alternatives-'));
@@ -26,14 +26,9 @@ function session(settings: Record<string, unknown>): LspSession {
   });
 }
 
-/** The items of an inline completion: triggerKind 2 as the editor asks while the user types, 1 as Alt+] asks. */
-async function inlineItems(lsp: LspSession, character = CHARACTER, triggerKind: 1 | 2 = 2): Promise<string[]> {
-  const items = (await lsp.connection.sendRequest('textDocument/inlineCompletion', {
-    textDocument: { uri: URI },
-    position: { line: LINE, character },
-    context: { triggerKind },
-  })) as Array<{ insertText: string }> | null;
-  return (items ?? []).map((item) => item.insertText);
+/** The items of an inline completion on the test's line: triggerKind 2 as the editor asks while the user types, 1 as Alt+] asks. */
+function inlineItems(lsp: LspSession, character = CHARACTER, triggerKind: 1 | 2 = 2): Promise<string[]> {
+  return lsp.inlineItems(URI, LINE, character, triggerKind);
 }
 
 /** Whether no item is the same suggestion as another: one's words begin the other's, whatever ends them. */
@@ -111,6 +106,25 @@ test('a completion list and an inline completion asked on one keystroke both get
     const [inline, list] = await Promise.all([inlineItems(lsp), lsp.completion(URI, LINE, CHARACTER)]);
     assert.ok(inline.length >= 1, 'the inline completion was answered');
     assert.ok(list.length >= 1, 'the completion list was answered');
+  } finally {
+    await lsp.shutdown();
+  }
+});
+
+test("the bench's typist cycles with Alt+] where asked, and each invoked request keeps the suggestion on show first", async () => {
+  const lsp = session({ beamWidth: 4 });
+  try {
+    await lsp.initialize();
+    const uri = 'file:///notes/typed.md';
+    await lsp.open(uri, '');
+    const result = await replayTypist(lsp, uri, '', 'the quick brown fox. the lazy dog', { invokedEvery: 2 });
+    assert.ok(result.shown >= 4, `suggestions shown: ${result.shown}`);
+    assert.equal(result.invoked.latenciesMs.length, Math.floor(result.shown / 2), 'one invoked request per two shown');
+    assert.ok(
+      result.invoked.items.every((n) => n >= 1),
+      `every invoked request answers at least the suggestion on show: ${JSON.stringify(result.invoked.items)}`,
+    );
+    assert.ok(result.invoked.latenciesMs.every((ms) => ms > 0));
   } finally {
     await lsp.shutdown();
   }

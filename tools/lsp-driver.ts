@@ -110,13 +110,22 @@ export class LspSession {
     return this.connection.sendNotification('textDocument/didClose', { textDocument: { uri } });
   }
 
+  /** The first suggestion of an inline completion, as the editor asks while the user types. */
   async inline(uri: string, line: number, character: number): Promise<string | undefined> {
+    return (await this.inlineItems(uri, line, character))[0];
+  }
+
+  /**
+   * Every item of an inline completion: trigger kind 2 (automatic) as the editor asks while the user types, 1
+   * (invoked) as it asks again when the user cycles to the other suggestions with Alt+].
+   */
+  async inlineItems(uri: string, line: number, character: number, triggerKind: 1 | 2 = 2): Promise<string[]> {
     const items = (await this.connection.sendRequest('textDocument/inlineCompletion', {
       textDocument: { uri },
       position: { line, character },
-      context: { triggerKind: 2 },
+      context: { triggerKind },
     })) as Array<{ insertText: string }> | null;
-    return items && items.length > 0 ? items[0].insertText : undefined;
+    return (items ?? []).map((item) => item.insertText);
   }
 
   async completion(
@@ -164,6 +173,18 @@ export interface ReplayResult {
   /** Requests that got a suggestion (shown to the typist), accepted or not. */
   shown: number;
   latenciesMs: number[];
+  /** Where `invokedEvery` asked: each invoked request's latency and how many suggestions it answered. */
+  invoked: { latenciesMs: number[]; items: number[] };
+}
+
+export interface ReplayOptions {
+  onProgress?: (done: number) => void;
+  onSuggestion?: (position: number, suggestion: string | undefined, accepted: boolean) => void;
+  /**
+   * After every this many shown suggestions, ask again at the same place as Alt+] does (an invoked request) before
+   * the next key, as a user who cycles to the other suggestions; 0 never does.
+   */
+  invokedEvery?: number;
 }
 
 /**
@@ -176,8 +197,7 @@ export async function replayTypist(
   uri: string,
   existing: string,
   text: string,
-  onProgress?: (done: number) => void,
-  onSuggestion?: (position: number, suggestion: string | undefined, accepted: boolean) => void,
+  { onProgress, onSuggestion, invokedEvery = 0 }: ReplayOptions = {},
 ): Promise<ReplayResult> {
   let { line, character } = advance({ line: 0, character: 0 }, existing);
   const latenciesMs: number[] = [];
@@ -185,12 +205,19 @@ export async function replayTypist(
   let accepted = 0;
   let shown = 0;
   let position = 0;
+  const invoked = { latenciesMs: [] as number[], items: [] as number[] };
   while (position < text.length) {
     const t0 = performance.now();
     const suggestion = await session.inline(uri, line, character);
     latenciesMs.push(performance.now() - t0);
     let typed: string;
     if (suggestion) shown++;
+    if (suggestion && invokedEvery > 0 && shown % invokedEvery === 0) {
+      const t1 = performance.now();
+      const items = await session.inlineItems(uri, line, character, 1);
+      invoked.latenciesMs.push(performance.now() - t1);
+      invoked.items.push(items.length);
+    }
     if (suggestion && text.startsWith(suggestion, position)) {
       typed = suggestion;
       accepted++;
@@ -205,7 +232,7 @@ export async function replayTypist(
     ({ line, character } = advance({ line, character }, typed));
     if (onProgress && keystrokes % 500 === 0) onProgress(position);
   }
-  return { chars: [...text].length, keystrokes, accepted, shown, latenciesMs };
+  return { chars: [...text].length, keystrokes, accepted, shown, latenciesMs, invoked };
 }
 
 /** The LSP position (UTF-16 columns) after `text` is inserted at `from`. */
