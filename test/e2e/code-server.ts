@@ -162,12 +162,8 @@ async function main(): Promise<void> {
   await session.open('file:///e2e/draft.md', `# Draft\n${TYPED}`);
   const expected = await session.inline('file:///e2e/draft.md', 1, TYPED.length);
   await session.open('file:///e2e/next.md', NEXT_NOTE + NEXT_TYPED);
-  const offered = (await session.connection.sendRequest('textDocument/inlineCompletion', {
-    textDocument: { uri: 'file:///e2e/next.md' },
-    position: { line: 1, character: NEXT_TYPED.length },
-    context: { triggerKind: 1 },
-  })) as Array<{ insertText: string }> | { items: Array<{ insertText: string }> };
-  const suggestions = (Array.isArray(offered) ? offered : offered.items).map((item) => item.insertText);
+  // Asked as Alt+] asks: an invoked request.
+  const suggestions = await session.inlineItems('file:///e2e/next.md', 1, NEXT_TYPED.length, 1);
   await session.open('file:///e2e/paragraph.md', PARAGRAPH_NOTE);
   const paragraph = await session.inline('file:///e2e/paragraph.md', PARAGRAPH_NOTE.split('\n').length - 1, 0);
   await session.shutdown();
