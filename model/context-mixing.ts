@@ -314,7 +314,8 @@ export class ContextMixingModel {
    * (most recent last), in the words of `wordSlot`, into `out` (2^bits long); nodes no id lies
    * under are left alone. Where another model gives the ids under a slot's nodes less than
    * UNLIKELY_MASS in all, those nodes are set to even odds instead: `massBefore` is its
-   * distribution as massBefore() leaves it.
+   * distribution as massBefore() leaves it. Given `onPathOf`, only the nodes on that id's path are
+   * set, as learning it reads them: the rest of the tree would cost many times as much.
    */
   nodeProbabilitiesAt(
     context: ArrayLike<number>,
@@ -322,6 +323,7 @@ export class ContextMixingModel {
     wordSlot: ArrayLike<number>,
     out: Float32Array,
     massBefore?: Float64Array,
+    onPathOf?: number,
   ): Float32Array {
     this.readContexts(context, known, wordSlot);
     let above = 0;
@@ -329,13 +331,18 @@ export class ContextMixingModel {
       const size = this.groups[g];
       const below = this.bits - above;
       const prefixCount = Math.ceil(this.vocabSize / 2 ** below);
-      for (let prefix = 0; prefix < prefixCount; prefix++) {
+      // The path's nodes within this group, heap-numbered from 1 with a leading 1 bit, read off by shifting.
+      const pathNodes = onPathOf === undefined ? 0 : (1 << size) | ((onPathOf >>> (below - size)) & ((1 << size) - 1));
+      const first = onPathOf === undefined ? 0 : onPathOf >>> below;
+      const last = onPathOf === undefined ? prefixCount - 1 : first;
+      for (let prefix = first; prefix <= last; prefix++) {
         const unlikely =
           massBefore !== undefined &&
           massBefore[Math.min(this.vocabSize, (prefix + 1) << below)] - massBefore[prefix << below] < UNLIKELY_MASS;
         if (!unlikely) this.findSlots(g, prefix, false);
         for (let node = 1; node < 1 << size; node++) {
           const depth = 31 - Math.clz32(node);
+          if (onPathOf !== undefined && pathNodes >>> (size - depth) !== node) continue;
           const path = (prefix << depth) | (node ^ (1 << depth));
           // A node whose ids all lie beyond the vocabulary is never reached.
           if (path << (below - depth) >= this.vocabSize) continue;

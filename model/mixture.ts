@@ -351,9 +351,11 @@ export class MixturePredictor implements Predictor {
     const online = this.document.online;
     const lstmLogProbs = this.lstmAt.get(before);
     if (!online || (this.parts.lstm && !lstmLogProbs)) return;
-    const mixed = this.mix(before.state, lstmLogProbs, new Float32Array(this.vocabulary.size));
+    this.readOnlineInputs(before.state, lstmLogProbs);
     const lastStage = this.lastStage();
     if (lastStage) {
+      online.mix(this.online, this.onlineMixture);
+      this.readContextNodes(before.state, false, id);
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
@@ -361,7 +363,7 @@ export class MixturePredictor implements Predictor {
       const context = before.state.subarray(this.openerStart - known, this.openerStart);
       contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);
     } else {
-      online.learn(this.online, mixed, id);
+      online.learn(this.online, online.mix(this.online, new Float32Array(this.vocabulary.size)), id);
     }
     this.document.taught?.();
     this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
@@ -388,13 +390,27 @@ export class MixturePredictor implements Predictor {
     out: Float32Array,
     exploring = false,
   ): Float32Array {
+    const online = this.document.online;
+    if (!online) {
+      const known = state[this.lstmSize];
+      const context = state.subarray(this.openerStart - known, this.openerStart);
+      return this.mixOffline(context, lstmLogProbs, state.subarray(this.openerStart, this.matchStart), out);
+    }
+    this.readOnlineInputs(state, lstmLogProbs);
+    const lastStage = this.lastStage();
+    if (!lastStage) return online.mix(this.online, out);
+    online.mix(this.online, this.onlineMixture);
+    const notesNodes = this.readContextNodes(state, exploring);
+    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelector(), out);
+  }
+
+  /** Leaves the online stage's inputs at `state` in `online`, the gate's mixture among them. */
+  private readOnlineInputs(state: Float32Array, lstmLogProbs: Float32Array | undefined): void {
     const known = state[this.lstmSize];
     const context = state.subarray(this.openerStart - known, this.openerStart);
     const opener = state.subarray(this.openerStart, this.matchStart);
-    const online = this.document.online;
-    const mixture = this.mixOffline(context, lstmLogProbs, opener, online ? this.online.mixture : out);
-    if (!online) return mixture;
     const inputs = this.online;
+    this.mixOffline(context, lstmLogProbs, opener, inputs.mixture);
     inputs.lstm = lstmLogProbs ?? this.uniformLog;
     logInto(this.notesProbs, inputs.notes);
     logInto(this.documentProbs, inputs.document);
@@ -416,9 +432,16 @@ export class MixturePredictor implements Predictor {
       this.wordsScratch,
     );
     if (!inputs.wordsSeen) inputs.words.fill(0);
-    const lastStage = this.lastStage();
-    if (!lastStage) return online.mix(inputs, out);
-    online.mix(inputs, this.onlineMixture);
+  }
+
+  /**
+   * Leaves the context mixings' node probabilities at `state` for the last stage, once the online stage has mixed
+   * into onlineMixture; returns the nodes that stand in the notes' place. Given `onPathOf`, only that id's path is
+   * read, which is all that learning it reads.
+   */
+  private readContextNodes(state: Float32Array, exploring: boolean, onPathOf?: number): Float32Array {
+    const known = state[this.lstmSize];
+    const context = state.subarray(this.openerStart - known, this.openerStart);
     const words = state.subarray(this.wordStart);
     const likely = massBefore(this.onlineMixture, this.onlineMassBefore);
     // A step that extends a completion reads the document's context mixing alone, where there is one, in the notes'
@@ -427,9 +450,9 @@ export class MixturePredictor implements Predictor {
     const documentOnly = exploring && this.document.contexts !== undefined;
     const notesNodes = documentOnly ? this.documentContextsNodes : this.notesContextsNodes;
     if (!documentOnly)
-      this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, notesNodes, likely);
-    this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely);
-    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelector(), out);
+      this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, notesNodes, likely, onPathOf);
+    this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely, onPathOf);
+    return notesNodes;
   }
 
   /** The document's last stage, where there is one and the notes' context mixing to feed it. */
