@@ -181,6 +181,29 @@ test('nodes over ids another model finds unlikely are left at even odds, and the
   assert.ok(probabilityOf(leafLogProbabilities(pruned, vocabulary.size), 'o') > 0.5);
 });
 
+test("read along one id's path, the nodes on it are predicted as in the whole tree, and no other node is set", () => {
+  const model = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+  const { context, known, words } = positionAfter('the quick brown f');
+  const size = 1 << idBits(vocabulary.size);
+  const likely = new Float32Array(vocabulary.size).fill(Math.log(1 / vocabulary.size));
+  const mass = massBefore(likely, new Float64Array(vocabulary.size + 1));
+  const full = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN), mass);
+  const bits = idBits(vocabulary.size);
+  // Ids at both ends of the tree and one between, so that paths through every group's first and last prefixes are read.
+  for (const id of [0, vocabulary.id('o'), vocabulary.size - 1]) {
+    const alongPath = model.nodeProbabilitiesAt(context, known, words, new Float32Array(size).fill(NaN), mass, id);
+    const onPath = new Set<number>();
+    for (let depth = 0, node = 1; depth < bits; depth++) {
+      onPath.add(node);
+      node = 2 * node + ((id >>> (bits - 1 - depth)) & 1);
+    }
+    for (let node = 1; node < size; node++) {
+      if (onPath.has(node)) assert.equal(alongPath[node], full[node], `node ${node} on the path of id ${id}`);
+      else assert.ok(Number.isNaN(alongPath[node]), `node ${node}, off the path of id ${id}, is left alone`);
+    }
+  }
+});
+
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
 test('a context model of another format version, an earlier one without the weight sets selected by context or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
