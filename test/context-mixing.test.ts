@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { BitwiseMixer } from '../model/bitwise-mixer';
 import { CONTEXT_SPAN, ContextMixingModel, massBefore } from '../model/context-mixing';
 import { ModelFormatError } from '../model/files';
-import { idBits } from '../model/logistic';
+import { idBits, ProbabilityMap, squash, STRETCH_LIMIT } from '../model/logistic';
 import { learnNotesContexts, loadNotesContexts, NOTES_CONTEXTS_FILE, saveNotesContexts } from '../model/notes-text';
 import { Vocabulary } from '../model/vocab';
 import { rewriteContextsHeader } from './support/contexts-header';
@@ -385,4 +385,16 @@ test('the bitwise mixer starts as its first input, then learns to trust the inpu
   mixer.mix(inputs, 0, out);
   assert.ok(probabilityOf(out, 'b') > before + 0.3, `"b" from ${before} to ${probabilityOf(out, 'b')}`);
   assert.ok(Math.abs(total(out) - 1) < 1e-4);
+});
+
+test('an adaptive probability map starts as the identity in every row, and learns only the cells it read', () => {
+  const rows = 37;
+  const map = new ProbabilityMap(rows, 0.02);
+  for (let row = 0; row < rows; row++)
+    for (const x of [-STRETCH_LIMIT, -3, -0.5, 0, 1.25, STRETCH_LIMIT])
+      assert.ok(Math.abs(map.refine(row, x) - squash(x)) < 0.01, `row ${row} at ${x}`);
+  map.refine(rows - 1, 2);
+  map.learn(1);
+  assert.ok(map.refine(rows - 1, 2) > squash(2), 'the cells read learn towards the bit');
+  assert.ok(Math.abs(map.refine(0, 2) - squash(2)) < 0.01, 'another row is untouched');
 });
