@@ -359,9 +359,8 @@ export class MixturePredictor implements Predictor {
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
-      const known = before.state[this.lstmSize];
-      const context = before.state.subarray(this.openerStart - known, this.openerStart);
-      contexts?.learnAt(context, known, before.state.subarray(this.wordStart), id);
+      const context = this.contextOf(before.state);
+      contexts?.learnAt(context, context.length, before.state.subarray(this.wordStart), id);
     } else {
       online.learn(this.online, online.mix(this.online, new Float32Array(this.vocabulary.size)), id);
     }
@@ -391,11 +390,13 @@ export class MixturePredictor implements Predictor {
     exploring = false,
   ): Float32Array {
     const online = this.document.online;
-    if (!online) {
-      const known = state[this.lstmSize];
-      const context = state.subarray(this.openerStart - known, this.openerStart);
-      return this.mixOffline(context, lstmLogProbs, state.subarray(this.openerStart, this.matchStart), out);
-    }
+    if (!online)
+      return this.mixOffline(
+        this.contextOf(state),
+        lstmLogProbs,
+        state.subarray(this.openerStart, this.matchStart),
+        out,
+      );
     this.readOnlineInputs(state, lstmLogProbs);
     const lastStage = this.lastStage();
     if (!lastStage) return online.mix(this.online, out);
@@ -406,8 +407,8 @@ export class MixturePredictor implements Predictor {
 
   /** Leaves the online stage's inputs at `state` in `online`, the gate's mixture among them. */
   private readOnlineInputs(state: Float32Array, lstmLogProbs: Float32Array | undefined): void {
-    const known = state[this.lstmSize];
-    const context = state.subarray(this.openerStart - known, this.openerStart);
+    const context = this.contextOf(state);
+    const known = context.length;
     const opener = state.subarray(this.openerStart, this.matchStart);
     const inputs = this.online;
     this.mixOffline(context, lstmLogProbs, opener, inputs.mixture);
@@ -440,8 +441,8 @@ export class MixturePredictor implements Predictor {
    * read, which is all that learning it reads.
    */
   private readContextNodes(state: Float32Array, exploring: boolean, onPathOf?: number): Float32Array {
-    const known = state[this.lstmSize];
-    const context = state.subarray(this.openerStart - known, this.openerStart);
+    const context = this.contextOf(state);
+    const known = context.length;
     const words = state.subarray(this.wordStart);
     const likely = massBefore(this.onlineMixture, this.onlineMassBefore);
     // A step that extends a completion reads the document's context mixing alone, where there is one, in the notes'
@@ -453,6 +454,11 @@ export class MixturePredictor implements Predictor {
       this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, notesNodes, likely, onPathOf);
     this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely, onPathOf);
     return notesNodes;
+  }
+
+  /** The characters before `state`'s position that it keeps (ids, most recent last), as many as are known. */
+  private contextOf(state: Float32Array): Float32Array {
+    return state.subarray(this.openerStart - state[this.lstmSize], this.openerStart);
   }
 
   /** The document's last stage, where there is one and the notes' context mixing to feed it. */
