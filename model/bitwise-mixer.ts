@@ -158,12 +158,8 @@ export class BitwiseMixer {
   /** The probability that the bit at `node` is 1; leaves what learn() needs in scratch. */
   private predict(node: number, selector: number): number {
     const inputs = this.nodes.length;
-    // stretch() clamps, so an input sure of a bit (0 or 1) reads as the limit, not infinity. Even odds, which most
-    // nodes of the match models and of the context mixings' unlikely slots hold, stretch to 0 without a logarithm.
-    for (let k = 0; k < inputs; k++) {
-      const p = this.nodes[k][node];
-      this.stretched[k] = p === 0.5 ? 0 : stretch(p);
-    }
+    // stretch() clamps, so an input sure of a bit (0 or 1) reads as the limit, not infinity.
+    for (let k = 0; k < inputs; k++) this.stretched[k] = stretch(this.nodes[k][node]);
     this.stretched[inputs] = 0.25;
     this.nodeSet = node * this.width;
     this.selectorSet = selector * this.width;

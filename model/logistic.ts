@@ -4,8 +4,11 @@
 export const STRETCH_LIMIT = 8;
 
 export const clampStretch = (x: number): number => Math.max(-STRETCH_LIMIT, Math.min(STRETCH_LIMIT, x));
-/** ln(p / (1 - p)), clamped. */
-export const stretch = (p: number): number => clampStretch(Math.log(p / (1 - p)));
+/**
+ * ln(p / (1 - p)), clamped. Even odds, which most nodes of the match models and of the context mixings' unlikely slots
+ * hold, are 0 without a logarithm.
+ */
+export const stretch = (p: number): number => (p === 0.5 ? 0 : clampStretch(Math.log(p / (1 - p))));
 export const squash = (x: number): number => 1 / (1 + Math.exp(-x));
 
 /** How many bits spell an id of a vocabulary of `size`. */
