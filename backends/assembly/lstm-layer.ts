@@ -72,19 +72,20 @@ function barrierWait(barrier: usize, threads: i32): bool {
 
 /**
  * Copies columns [colFirst, colEnd) of rows [kFirst, kEnd) of W [K, cols] into panels the matmul
- * reads sequentially: the columns go in runs of sixteen, then four, each run stored k-major, so
- * its rows are adjacent rather than a whole W row apart (which also maps them all onto the same
- * few cache sets). Column c's run starts at element c·K of `panels`, whose elements are W's type:
- * f32, or u16 for bfloat16 (W given untransposed). `w` holds the rows from kFirst on, so that a
- * caller can stage a large W a block of rows at a time. With `transposed`, W is given as Wᵀ
- * [cols, K] (from its column kFirst on).
+ * reads sequentially: the columns go in runs of sixteen (of thirty-two first, where `wide`), then
+ * four, each run stored k-major, so its rows are adjacent rather than a whole W row apart (which
+ * also maps them all onto the same few cache sets). Column c's run starts at element c·K of
+ * `panels`, whose elements are W's type: f32, or u16 for bfloat16 (W given untransposed). `w`
+ * holds the rows from kFirst on, so that a caller can stage a large W a block of rows at a time.
+ * With `transposed`, W is given as Wᵀ [cols, K] (from its column kFirst on).
  */
 function packPanels<W>(
   w: usize, wStride: i32, transposed: bool, K: i32, kFirst: i32, kEnd: i32, colFirst: i32, colEnd: i32, panels: usize,
+  wide: bool = false,
 ): void {
   let col = colFirst;
   while (col < colEnd) {
-    const width = col + 16 <= colEnd ? 16 : 4;
+    const width = runWidth(wide, col, colEnd);
     let dst = panels + (<usize>col * <usize>K + <usize>kFirst * <usize>width) * sizeof<W>();
     for (let k = kFirst; k < kEnd; k++) {
       const row = k - kFirst;
@@ -110,6 +111,11 @@ function packPanels<W>(
   }
 }
 
+/** The width of the run of packed columns that starts at `col`. */
+@inline function runWidth(wide: bool, col: i32, colEnd: i32): i32 {
+  return wide && col + 32 <= colEnd ? 32 : col + 16 <= colEnd ? 16 : 4;
+}
+
 /** A float's bits rounded to its top half, to nearest with ties to even: bfloat16, which keeps f32's range. */
 @inline function toBf16(bits: u32): u16 {
   return <u16>((bits + 0x7fff + ((bits >> 16) & 1)) >> 16);
@@ -125,78 +131,122 @@ function packPanels<W>(
 
 /**
  * C[rows, cols] = init[rows, cols] + A[rows, k range] · W[k range, cols] for one column range, W
- * packed by packPanels (over panelK rows) for the same range. A's element (row, k) is at
- * a + row·aRowStride + k·aKStride floats, which reads A or Aᵀ alike; `a` points at kFirst. Tiles
- * of two rows by sixteen columns keep eight accumulators in registers while the panel streams
- * past. init may be 0 for zeros, c itself to accumulate, or a row with initStride 0 to broadcast.
+ * packed by packPanels (over panelK rows, `wide` as it was packed) for the same range. A's element
+ * (row, k) is at a + row·aRowStride + k·aKStride floats, which reads A or Aᵀ alike; `a` points at
+ * kFirst. Tiles of two rows by sixteen columns keep eight accumulators in registers while the
+ * panel streams past; an odd row takes a whole run at once, so that a run of thirty-two gives it
+ * eight accumulators too. init may be 0 for zeros, c itself to accumulate, or a row with
+ * initStride 0 to broadcast.
  */
 function matmulPanels<W>(
   rows: i32, kCount: i32, panelK: i32, kFirst: i32, colFirst: i32, colEnd: i32,
   a: usize, aRowStride: i32, aKStride: i32, panels: usize, init: usize, initStride: i32, c: usize, cStride: i32,
+  wide: bool = false,
 ): void {
-  const zero = f32x4.splat(0);
-  const aStep = <usize>aKStride << 2;
-  const aNextRow = <usize>aRowStride << 2;
   let col = colFirst;
-  for (; col + 16 <= colEnd; col += 16) {
-    const panel = panels + <usize>(col * panelK + kFirst * 16) * sizeof<W>();
+  while (col + 16 <= colEnd) {
+    const width = runWidth(wide, col, colEnd);
+    const run = panels + <usize>(col * panelK + kFirst * width) * sizeof<W>();
+    const kStride = <usize>width * sizeof<W>();
     let b = 0;
     for (; b + 2 <= rows; b += 2) {
-      let s00 = zero, s01 = zero, s02 = zero, s03 = zero, s10 = zero, s11 = zero, s12 = zero, s13 = zero;
-      let ap = a + (<usize>b * aNextRow);
-      let wp = panel;
-      for (let k = 0; k < kCount; k++) {
-        let w0: v128, w1: v128, w2: v128, w3: v128;
-        if (sizeof<W>() == 2) {
-          const p0 = v128.load(wp), p1 = v128.load(wp, 16);
-          w0 = widenLow(p0); w1 = widenHigh(p0); w2 = widenLow(p1); w3 = widenHigh(p1);
-        } else {
-          w0 = v128.load(wp); w1 = v128.load(wp, 16); w2 = v128.load(wp, 32); w3 = v128.load(wp, 48);
-        }
-        const x0 = v128.load32_splat(ap), x1 = v128.load32_splat(ap + aNextRow);
-        s00 = madd(x0, w0, s00); s01 = madd(x0, w1, s01); s02 = madd(x0, w2, s02); s03 = madd(x0, w3, s03);
-        s10 = madd(x1, w0, s10); s11 = madd(x1, w1, s11); s12 = madd(x1, w2, s12); s13 = madd(x1, w3, s13);
-        wp += 16 * sizeof<W>(); ap += aStep;
+      for (let half = 0; half < width; half += 16) {
+        tileOfTwoRows<W>(b, kCount, col + half, a, aRowStride, aKStride, run + <usize>half * sizeof<W>(), kStride, init, initStride, c, cStride);
       }
-      const c0 = c + (<usize>(b * cStride + col) << 2);
-      const c1 = c0 + (<usize>cStride << 2);
-      if (init) {
-        const i0 = init + (<usize>(b * initStride + col) << 2);
-        const i1 = i0 + (<usize>initStride << 2);
-        s00 = f32x4.add(s00, v128.load(i0)); s01 = f32x4.add(s01, v128.load(i0, 16)); s02 = f32x4.add(s02, v128.load(i0, 32)); s03 = f32x4.add(s03, v128.load(i0, 48));
-        s10 = f32x4.add(s10, v128.load(i1)); s11 = f32x4.add(s11, v128.load(i1, 16)); s12 = f32x4.add(s12, v128.load(i1, 32)); s13 = f32x4.add(s13, v128.load(i1, 48));
-      }
-      v128.store(c0, s00); v128.store(c0, s01, 16); v128.store(c0, s02, 32); v128.store(c0, s03, 48);
-      v128.store(c1, s10); v128.store(c1, s11, 16); v128.store(c1, s12, 32); v128.store(c1, s13, 48);
     }
-    // The odd row (a served step's only row): four accumulators, so the adds do not wait on each other.
     if (b < rows) {
-      let s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-      let ap = a + (<usize>b * aNextRow);
-      let wp = panel;
-      for (let k = 0; k < kCount; k++) {
-        const x = v128.load32_splat(ap);
-        if (sizeof<W>() == 2) {
-          const p0 = v128.load(wp), p1 = v128.load(wp, 16);
-          s0 = madd(x, widenLow(p0), s0); s1 = madd(x, widenHigh(p0), s1);
-          s2 = madd(x, widenLow(p1), s2); s3 = madd(x, widenHigh(p1), s3);
-        } else {
-          s0 = madd(x, v128.load(wp), s0); s1 = madd(x, v128.load(wp, 16), s1);
-          s2 = madd(x, v128.load(wp, 32), s2); s3 = madd(x, v128.load(wp, 48), s3);
-        }
-        wp += 16 * sizeof<W>(); ap += aStep;
-      }
-      const c0 = c + (<usize>(b * cStride + col) << 2);
-      if (init) {
-        const i0 = init + (<usize>(b * initStride + col) << 2);
-        s0 = f32x4.add(s0, v128.load(i0)); s1 = f32x4.add(s1, v128.load(i0, 16)); s2 = f32x4.add(s2, v128.load(i0, 32)); s3 = f32x4.add(s3, v128.load(i0, 48));
-      }
-      v128.store(c0, s0); v128.store(c0, s1, 16); v128.store(c0, s2, 32); v128.store(c0, s3, 48);
+      if (width == 32) rowOfRun<W>(true, b, kCount, col, a, aRowStride, aKStride, run, init, initStride, c, cStride);
+      else rowOfRun<W>(false, b, kCount, col, a, aRowStride, aKStride, run, init, initStride, c, cStride);
     }
+    col += width;
   }
   for (; col < colEnd; col += 4) {
     const panel = panels + <usize>(col * panelK + kFirst * 4) * sizeof<W>();
     for (let b = 0; b < rows; b++) matmulVector<W>(b, kCount, col, a, aRowStride, aKStride, panel, init, initStride, c, cStride);
+  }
+}
+
+/** Rows b and b + 1 by sixteen columns from `col` of C; row k's sixteen weights are at wp + k·kStride. */
+@inline function tileOfTwoRows<W>(
+  b: i32, kCount: i32, col: i32, a: usize, aRowStride: i32, aKStride: i32, wp: usize, kStride: usize,
+  init: usize, initStride: i32, c: usize, cStride: i32,
+): void {
+  const zero = f32x4.splat(0);
+  const aStep = <usize>aKStride << 2;
+  const aNextRow = <usize>aRowStride << 2;
+  let s00 = zero, s01 = zero, s02 = zero, s03 = zero, s10 = zero, s11 = zero, s12 = zero, s13 = zero;
+  let ap = a + (<usize>b * aNextRow);
+  for (let k = 0; k < kCount; k++) {
+    let w0: v128, w1: v128, w2: v128, w3: v128;
+    if (sizeof<W>() == 2) {
+      const p0 = v128.load(wp), p1 = v128.load(wp, 16);
+      w0 = widenLow(p0); w1 = widenHigh(p0); w2 = widenLow(p1); w3 = widenHigh(p1);
+    } else {
+      w0 = v128.load(wp); w1 = v128.load(wp, 16); w2 = v128.load(wp, 32); w3 = v128.load(wp, 48);
+    }
+    const x0 = v128.load32_splat(ap), x1 = v128.load32_splat(ap + aNextRow);
+    s00 = madd(x0, w0, s00); s01 = madd(x0, w1, s01); s02 = madd(x0, w2, s02); s03 = madd(x0, w3, s03);
+    s10 = madd(x1, w0, s10); s11 = madd(x1, w1, s11); s12 = madd(x1, w2, s12); s13 = madd(x1, w3, s13);
+    wp += kStride; ap += aStep;
+  }
+  const c0 = c + (<usize>(b * cStride + col) << 2);
+  const c1 = c0 + (<usize>cStride << 2);
+  if (init) {
+    const i0 = init + (<usize>(b * initStride + col) << 2);
+    const i1 = i0 + (<usize>initStride << 2);
+    s00 = f32x4.add(s00, v128.load(i0)); s01 = f32x4.add(s01, v128.load(i0, 16)); s02 = f32x4.add(s02, v128.load(i0, 32)); s03 = f32x4.add(s03, v128.load(i0, 48));
+    s10 = f32x4.add(s10, v128.load(i1)); s11 = f32x4.add(s11, v128.load(i1, 16)); s12 = f32x4.add(s12, v128.load(i1, 32)); s13 = f32x4.add(s13, v128.load(i1, 48));
+  }
+  v128.store(c0, s00); v128.store(c0, s01, 16); v128.store(c0, s02, 32); v128.store(c0, s03, 48);
+  v128.store(c1, s10); v128.store(c1, s11, 16); v128.store(c1, s12, 32); v128.store(c1, s13, 48);
+}
+
+/**
+ * Row b of C over one run from `col`, of sixteen columns or (`wide`) thirty-two: the odd row, a
+ * served step's only row. Its accumulators are independent, so that with thirty-two columns the
+ * adds do not wait on each other, while each column sums its products in the same order as a tile.
+ */
+@inline function rowOfRun<W>(
+  wide: bool, b: i32, kCount: i32, col: i32, a: usize, aRowStride: i32, aKStride: i32, wp: usize,
+  init: usize, initStride: i32, c: usize, cStride: i32,
+): void {
+  const zero = f32x4.splat(0);
+  const aStep = <usize>aKStride << 2;
+  const width = wide ? 32 : 16;
+  let s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero;
+  let ap = a + (<usize>(b * aRowStride) << 2);
+  for (let k = 0; k < kCount; k++) {
+    const x = v128.load32_splat(ap);
+    if (sizeof<W>() == 2) {
+      const p0 = v128.load(wp), p1 = v128.load(wp, 16);
+      s0 = madd(x, widenLow(p0), s0); s1 = madd(x, widenHigh(p0), s1);
+      s2 = madd(x, widenLow(p1), s2); s3 = madd(x, widenHigh(p1), s3);
+      if (wide) {
+        const p2 = v128.load(wp, 32), p3 = v128.load(wp, 48);
+        s4 = madd(x, widenLow(p2), s4); s5 = madd(x, widenHigh(p2), s5);
+        s6 = madd(x, widenLow(p3), s6); s7 = madd(x, widenHigh(p3), s7);
+      }
+    } else {
+      s0 = madd(x, v128.load(wp), s0); s1 = madd(x, v128.load(wp, 16), s1);
+      s2 = madd(x, v128.load(wp, 32), s2); s3 = madd(x, v128.load(wp, 48), s3);
+      if (wide) {
+        s4 = madd(x, v128.load(wp, 64), s4); s5 = madd(x, v128.load(wp, 80), s5);
+        s6 = madd(x, v128.load(wp, 96), s6); s7 = madd(x, v128.load(wp, 112), s7);
+      }
+    }
+    wp += <usize>width * sizeof<W>(); ap += aStep;
+  }
+  const c0 = c + (<usize>(b * cStride + col) << 2);
+  if (init) {
+    const i0 = init + (<usize>(b * initStride + col) << 2);
+    s0 = f32x4.add(s0, v128.load(i0)); s1 = f32x4.add(s1, v128.load(i0, 16)); s2 = f32x4.add(s2, v128.load(i0, 32)); s3 = f32x4.add(s3, v128.load(i0, 48));
+    if (wide) {
+      s4 = f32x4.add(s4, v128.load(i0, 64)); s5 = f32x4.add(s5, v128.load(i0, 80)); s6 = f32x4.add(s6, v128.load(i0, 96)); s7 = f32x4.add(s7, v128.load(i0, 112));
+    }
+  }
+  v128.store(c0, s0); v128.store(c0, s1, 16); v128.store(c0, s2, 32); v128.store(c0, s3, 48);
+  if (wide) {
+    v128.store(c0, s4, 64); v128.store(c0, s5, 80); v128.store(c0, s6, 96); v128.store(c0, s7, 112);
   }
 }
 
@@ -336,14 +386,18 @@ export function stepProduct(rows: i32, K: i32, N: i32, a: usize, panels: usize, 
   matmulPanels<f32>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
 }
 
-/** pack() with each weight rounded to bfloat16: half the bytes for a step to read, for weights past the cache. */
+/**
+ * pack() with each weight rounded to bfloat16: half the bytes for a step to read, for weights past the cache. The
+ * columns go in runs of thirty-two, so that a step of one row, the commonest served step, keeps eight sums going
+ * from one stream of weights (runs of f32 that wide stepped slower, so pack() keeps sixteen).
+ */
 export function packBf16(w: usize, K: i32, N: i32, kFirst: i32, kEnd: i32, panels: usize): void {
-  packPanels<u16>(w, N, false, K, kFirst, kEnd, 0, N, panels);
+  packPanels<u16>(w, N, false, K, kFirst, kEnd, 0, N, panels, true);
 }
 
 /** stepProduct() with W packed by packBf16(). */
 export function stepProductBf16(rows: i32, K: i32, N: i32, a: usize, panels: usize, init: usize, initStride: i32, c: usize): void {
-  matmulPanels<u16>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N);
+  matmulPanels<u16>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N, true);
 }
 
 /** One timestep's cell for B rows: z [B, 4H] pre-activations and cPrev [B, H] to h and c [B, H]. */
