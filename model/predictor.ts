@@ -8,6 +8,7 @@ import { activeLayerKernel, callingThreadLayerKernel, LayerKernel } from '../bac
 import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
 import type { NetworkConfig } from './architecture';
+import { LstmStepCache } from './lstm-step-cache';
 
 /** A model state plus the distribution of the character that follows it. */
 export interface Snapshot {
@@ -71,13 +72,22 @@ export class LstmPredictor implements Predictor {
   private residentIn?: LayerKernel;
   /** Why the step kernel failed for this network, once it has. */
   private stepKernelFailure?: string;
+  /** The kernel's latest steps, and the weights they were taken with. */
+  private readonly stepCache: { cache: LstmStepCache; version: number };
 
-  /** Takes what a saved model holds (metadata is not needed); the weights become this predictor's. */
-  constructor(saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>) {
+  /**
+   * Takes what a saved model holds (metadata is not needed); the weights become this predictor's. `cachedSteps`: how
+   * many of its latest steps in the kernel to keep, to answer again without stepping (lstm-step-cache.ts).
+   */
+  constructor(
+    saved: Pick<SavedModel, 'config' | 'vocabulary' | 'weights'>,
+    readonly cachedSteps = 0,
+  ) {
     this.vocabulary = saved.vocabulary;
     this.config = saved.config;
     this.weights = saved.weights;
     this.stateSize = 2 * this.config.layers * this.config.hidden;
+    this.stepCache = { cache: new LstmStepCache(cachedSteps), version: 0 };
   }
 
   /**
@@ -86,11 +96,14 @@ export class LstmPredictor implements Predictor {
    */
   fork(settings: AdaptationSettings = ADAPTATION_STEP): LstmPredictor {
     // The copy reads these arrays until its first step of adaptation gives it its own.
-    const copy = new LstmPredictor({
-      config: this.config,
-      vocabulary: this.vocabulary,
-      weights: new Map(this.weights),
-    });
+    const copy = new LstmPredictor(
+      {
+        config: this.config,
+        vocabulary: this.vocabulary,
+        weights: new Map(this.weights),
+      },
+      this.cachedSteps,
+    );
     copy.adaptation = new AdaptationStep(this.weights, settings);
     copy.readsSharedWeights = true;
     return copy;
@@ -226,8 +239,29 @@ export class LstmPredictor implements Predictor {
     const { vocabSize: V } = this.config;
     const kernel = this.kernelForSteps();
     if (kernel) {
-      const { states: next, logits, stride } = kernel.step(states, ids);
-      return next.map((state, b) => ({ state, logProbs: logSoftmax(logits.subarray(b * stride, b * stride + V)) }));
+      const cache = this.stepCache.cache;
+      if (this.stepCache.version !== this.weightsVersion) {
+        cache.clear();
+        this.stepCache.version = this.weightsVersion;
+      }
+      const snapshots = states.map((state, b) => cache.get(state, ids[b]));
+      const missing = [...snapshots.keys()].filter((b) => !snapshots[b]);
+      if (missing.length > 0) {
+        const {
+          states: next,
+          logits,
+          stride,
+        } = kernel.step(
+          missing.map((b) => states[b]),
+          missing.map((b) => ids[b]),
+        );
+        missing.forEach((b, row) => {
+          const snapshot = { state: next[row], logProbs: logSoftmax(logits.subarray(row * stride, row * stride + V)) };
+          cache.set(states[b], ids[b], snapshot);
+          snapshots[b] = snapshot;
+        });
+      }
+      return snapshots as Snapshot[];
     }
     const B = states.length;
     const network = this.tfjsNetwork();

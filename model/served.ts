@@ -49,6 +49,12 @@ export interface ServedModel {
 }
 
 /**
+ * How many of the LSTM's latest steps a served model keeps to answer again (lstm-step-cache.ts): a few searches' worth,
+ * since a search after a keystroke steps mostly what the one before it stepped.
+ */
+const SERVED_CACHED_STEPS = 64;
+
+/**
  * Loads the model in `dir`. The LSTM must load (it throws ModelFormatError otherwise); a missing,
  * corrupt or mismatched n-gram, gate or learnt-notes file only leaves that part out, and says why
  * in `warnings`. With `carryMixing`, new documents start from the mixing that earlier sessions
@@ -58,7 +64,7 @@ export interface ServedModel {
  */
 export function loadServedModel(dir: string, { carryMixing = false } = {}): ServedModel {
   const saved = loadModel(dir);
-  const lstm = new LstmPredictor(saved);
+  const lstm = new LstmPredictor(saved, SERVED_CACHED_STEPS);
   const lstmTrained = saved.metadata.lstmTrained !== false;
   const warnings: string[] = [];
   const notes = loadNotes(dir, saved, warnings);
