@@ -8,7 +8,7 @@ interface Step {
   logProbs: Float32Array;
 }
 
-/** Where hash() samples a state: a few hundred of its values tell apart the states of a search. */
+/** How many of a state's values keyOf() reads: a few hundred tell apart the states of a search. */
 const HASHED_VALUES = 256;
 
 export class LstmStepCache {
