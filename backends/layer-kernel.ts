@@ -61,6 +61,9 @@ export interface KernelExports {
   stepProduct: StepProduct;
   packBf16: StepPack;
   stepProductBf16: StepProduct;
+  packI8: StepPack;
+  stepProductI8: StepProduct;
+  maxAbsColumns(w: number, rows: number, N: number, scales: number): void;
   stepCell(B: number, H: number, z: number, cPrev: number, h: number, c: number): void;
   heapBase(): number;
 }

@@ -16,6 +16,10 @@ import {
   WASM_PAGE,
 } from './layer-kernel';
 
+/** packI8's largest held weight (backends/assembly/lstm-layer.ts). */
+const I8_WEIGHT_LEVELS = 127;
+/** What packI8 takes for a K×N matrix: the columns' scales, aligned, then a byte a weight, K rounded up to pairs. */
+const packedI8Bytes = (K: number, N: number) => alignUp(N * 4, 64) + (K + (K % 2)) * N;
 /** Rows stepped per call into the kernel; a larger batch goes through in chunks. */
 const MAX_ROWS = 64;
 /**
@@ -78,16 +82,21 @@ interface Layout {
   scratch: number;
 }
 
-/** How a step kernel holds the weights it multiplies by: as they are, or rounded to bfloat16 (half the bytes). */
-export type StepWeights = 'f32' | 'bf16';
+/**
+ * How a step kernel holds the weights it multiplies by: as they are, rounded to bfloat16 (half the bytes), or as 8-bit
+ * integers with a scale per column (a quarter).
+ */
+export type StepWeights = 'f32' | 'bf16' | 'i8';
 
 /**
- * How served steps hold the weights: in bfloat16 unless CHAR_COMPLETE_STEP_WEIGHTS is f32. Between keystrokes the
- * n-gram and the context tables push the weights out of the cache, so a step reads them from memory, and half the
- * bytes is the faster step; the rounding moves what the LSTM predicts by too little to show in bits per char.
+ * How served steps hold the weights: as 8-bit integers unless CHAR_COMPLETE_STEP_WEIGHTS is bf16 or f32. Between
+ * keystrokes the n-gram and the context tables push the weights out of the cache, so a step reads them from memory,
+ * and the fewer bytes the faster the step; the rounding moves what the LSTM predicts by too little to show in bits per
+ * char (docs/measurements.md).
  */
 export function stepWeightsWanted(): StepWeights {
-  return (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase() === 'f32' ? 'f32' : 'bf16';
+  const wanted = (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase();
+  return wanted === 'f32' || wanted === 'bf16' ? wanted : 'i8';
 }
 
 /** Writes rows [first, end) of a matrix being packed into `staging`, which holds exactly those rows. */
@@ -125,14 +134,15 @@ export class LstmStepKernel {
       top = at + floats * 4;
       return at;
     };
-    const takeWeights = (count: number) => take(held === 'bf16' ? count / 2 : count);
+    const takeWeights = (K: number, N: number) =>
+      take(held === 'i8' ? Math.ceil(packedI8Bytes(K, N) / 4) : held === 'bf16' ? (K * N) / 2 : K * N);
     const layout: Layout = { table: take(V * G), wh: [], wx: [], bias: [], output: 0, outputBias: 0, scratch: 0 };
     for (let l = 0; l < layers; l++) {
-      layout.wh.push(takeWeights(H * G));
-      layout.wx.push(l === 0 ? 0 : takeWeights(H * G));
+      layout.wh.push(takeWeights(H, G));
+      layout.wx.push(l === 0 ? 0 : takeWeights(H, G));
       layout.bias.push(l === 0 ? 0 : take(G));
     }
-    layout.output = takeWeights(H * Vp);
+    layout.output = takeWeights(H, Vp);
     layout.outputBias = take(Vp);
     layout.scratch = take(0);
     this.layout = layout;
@@ -267,7 +277,8 @@ export class LstmStepKernel {
 
   /** stepProduct on weights packed by packRows, as they are held. */
   private product(...args: Parameters<KernelExports['stepProduct']>): void {
-    (this.held === 'bf16' ? this.kernel.stepProductBf16 : this.kernel.stepProduct)(...args);
+    const { stepProduct, stepProductBf16, stepProductI8 } = this.kernel;
+    (this.held === 'i8' ? stepProductI8 : this.held === 'bf16' ? stepProductBf16 : stepProduct)(...args);
   }
 
   /**
@@ -275,7 +286,20 @@ export class LstmStepKernel {
    * [first, end) into the staging at the start of the scratch (aligned, as take() gives).
    */
   private packRows(panels: number, K: number, N: number, stage: RowStage): void {
-    const pack = this.held === 'bf16' ? this.kernel.packBf16 : this.kernel.pack;
+    const { pack: packF32, packBf16, packI8 } = this.kernel;
+    const pack = this.held === 'i8' ? packI8 : this.held === 'bf16' ? packBf16 : packF32;
+    if (this.held === 'i8') {
+      // Each column's scale first: its largest |w| over all rows, which the packing of each block reads.
+      const scales = this.floats(panels, N);
+      scales.fill(0);
+      for (let first = 0; first < K; first += STAGED_ROWS) {
+        const end = Math.min(K, first + STAGED_ROWS);
+        const staging = this.floats(this.layout.scratch, (end - first) * N);
+        stage(first, end, staging);
+        this.kernel.maxAbsColumns(this.layout.scratch, end - first, N, panels);
+      }
+      for (let col = 0; col < N; col++) scales[col] = scales[col] > 0 ? scales[col] / I8_WEIGHT_LEVELS : 1;
+    }
     for (let first = 0; first < K; first += STAGED_ROWS) {
       const end = Math.min(K, first + STAGED_ROWS);
       stage(first, end, this.floats(this.layout.scratch, (end - first) * N));

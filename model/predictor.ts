@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { SavedModel } from './format';
 import { CharLstm, LstmState, parametersFromWeights } from './network';
 import { ADAPTATION_STEP, AdaptationSettings, AdaptationStep, gradientStepInKernel } from './lstm-adaptation-step';
-import { LstmStepKernel, stepKernelUnavailable, stepWeightsWanted } from '../backends/step-kernel';
+import { LstmStepKernel, stepKernelUnavailable, StepWeights, stepWeightsWanted } from '../backends/step-kernel';
 import { activeLayerKernel, callingThreadLayerKernel, LayerKernel } from '../backends/layer-kernel';
 import { BUILT_DIRS } from '../backends/built-files';
 import { Vocabulary } from './vocab';
@@ -40,6 +40,9 @@ export interface Predictor {
   nameUnknown?(completion: string): { codePoint: number; nats: number } | undefined;
   dispose(): void;
 }
+
+/** How stepsRunOn() names the ways the step kernel holds weights. */
+const STEP_WEIGHTS_NAMED: Record<StepWeights, string> = { f32: 'f32', bf16: 'bfloat16', i8: '8-bit integers' };
 
 /** The tfjs backends on the CPU, where the step kernel steps the LSTM instead of tfjs. */
 const STEP_KERNEL_BACKENDS = ['wasm', 'cpu'];
@@ -209,7 +212,7 @@ export class LstmPredictor implements Predictor {
     if (!STEP_KERNEL_BACKENDS.includes(backend)) return `tfjs on ${backend}`;
     const unavailable = this.stepKernelUnavailable();
     if (unavailable) return `tfjs on ${backend} (the step kernel cannot run: ${unavailable})`;
-    return `the step kernel, weights in ${stepWeightsWanted() === 'bf16' ? 'bfloat16' : 'f32'}`;
+    return `the step kernel, weights in ${STEP_WEIGHTS_NAMED[stepWeightsWanted()]}`;
   }
 
   /** Why this network cannot step in the kernel here, or undefined when it can (the backend aside). */

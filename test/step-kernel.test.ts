@@ -95,8 +95,8 @@ function roundedToBf16(values: Float32Array): Float32Array {
   return rounded;
 }
 
-/** The names the kernel holds in bfloat16: every product's weights but layer 0's input, which is a table of floats. */
-const BF16_HELD = /^(lstm\d+\/wh|lstm[1-9]\d*\/wx|output\/w)$/;
+/** The names the kernel holds rounded (bfloat16, 8-bit): every product's weights but layer 0's input, a table of floats. */
+const ROUNDED_WHEN_HELD = /^(lstm\d+\/wh|lstm[1-9]\d*\/wx|output\/w)$/;
 
 for (const batch of [1, 3, 70]) {
   test(`2×20, batch ${batch}: weights held in bfloat16 step as tfjs steps the same weights rounded`, async () => {
@@ -104,7 +104,10 @@ for (const batch of [1, 3, 70]) {
     const rounded = {
       ...saved,
       weights: new Map(
-        [...saved.weights].map(([name, values]) => [name, BF16_HELD.test(name) ? roundedToBf16(values) : values]),
+        [...saved.weights].map(([name, values]) => [
+          name,
+          ROUNDED_WHEN_HELD.test(name) ? roundedToBf16(values) : values,
+        ]),
       ),
     };
     const kernel = new LstmStepKernel(saved.config, saved.weights, 'bf16');
@@ -133,37 +136,80 @@ for (const batch of [1, 3, 70]) {
   });
 }
 
-test('a served LSTM steps with its weights in bfloat16 unless CHAR_COMPLETE_STEP_WEIGHTS says f32', async () => {
+/** The weights an 8-bit step kernel multiplies by: each column's rounded to 255 levels spanning its largest |w|. */
+function roundedToI8(values: Float32Array, columns: number): Float32Array {
+  const scales = new Float32Array(columns);
+  values.forEach((w, i) => (scales[i % columns] = Math.max(scales[i % columns], Math.abs(w) / 127)));
+  return values.map((w, i) =>
+    scales[i % columns] > 0 ? Math.round(w / scales[i % columns]) * scales[i % columns] : 0,
+  );
+}
+
+for (const batch of [1, 3, 70]) {
+  test(`2×20, batch ${batch}: weights held as 8-bit integers step as tfjs steps the same weights rounded, each row as alone`, async () => {
+    const saved = model(batch, { embed: 5, hidden: 20, layers: 2 });
+    const rounded = {
+      ...saved,
+      weights: new Map(
+        [...saved.weights].map(([name, values]) => [
+          name,
+          ROUNDED_WHEN_HELD.test(name)
+            ? roundedToI8(values, name === 'output/w' ? saved.config.vocabSize : 4 * saved.config.hidden)
+            : values,
+        ]),
+      ),
+    };
+    const kernel = new LstmStepKernel(saved.config, saved.weights, 'i8');
+    const { states, ids } = randomBatch(saved, batch, 11);
+    const stepped = kernel.step(states, ids);
+    const logProbs = states.map((_, b) =>
+      logSoftmax(stepped.logits.subarray(b * stepped.stride, b * stepped.stride + saved.config.vocabSize)),
+    );
+    const expected = await stepThroughTfjs(rounded, states, ids);
+    const unrounded = await stepThroughTfjs(saved, states, ids);
+    const heldDiffer = maxDifference(
+      logProbs,
+      expected.map((s) => s.logProbs),
+    );
+    const unroundedDiffer = maxDifference(
+      logProbs,
+      unrounded.map((s) => s.logProbs),
+    );
+    // What is left is the state's values rounded to 1/4096 on their way into each product.
+    assert.ok(heldDiffer < 2e-2, `log-probabilities differ by ${heldDiffer}`);
+    assert.ok(heldDiffer < unroundedDiffer / 4, `by ${heldDiffer}, from the weights unrounded by ${unroundedDiffer}`);
+    const last = batch - 1;
+    const alone = kernel.step([states[last]], [ids[last]]);
+    assert.deepEqual(alone.states[0], stepped.states[last], 'a row steps the same with others as alone');
+  });
+}
+
+test('a served LSTM steps with its weights in 8-bit integers unless CHAR_COMPLETE_STEP_WEIGHTS says bf16 or f32', async () => {
   const saved = model(5, { embed: 5, hidden: 20, layers: 2 });
   const { states, ids } = randomBatch(saved, 2, 5);
   const served = (weights: string | undefined) =>
     withEnv('CHAR_COMPLETE_STEP_WEIGHTS', weights, async () => {
       const predictor = new LstmPredictor(saved);
       try {
-        return { runsOn: predictor.stepsRunOn(), steps: await predictor.step(states, ids) };
+        return { runsOn: predictor.stepsRunOn(), states: (await predictor.step(states, ids)).map((s) => s.state) };
       } finally {
         predictor.dispose();
       }
     });
   const byDefault = await served(undefined);
+  const asBf16 = await served('bf16');
   const asF32 = await served('f32');
-  const direct = new LstmStepKernel(saved.config, saved.weights, 'bf16').step(states, ids).states;
-  assert.equal(byDefault.runsOn, 'the step kernel, weights in bfloat16');
+  assert.equal(byDefault.runsOn, 'the step kernel, weights in 8-bit integers');
+  assert.equal(asBf16.runsOn, 'the step kernel, weights in bfloat16');
   assert.equal(asF32.runsOn, 'the step kernel, weights in f32');
-  assert.equal(
-    maxDifference(
-      byDefault.steps.map((s) => s.state),
-      direct,
-    ),
-    0,
-    'the default is the bfloat16 kernel',
-  );
-  assert.ok(
-    maxDifference(
-      byDefault.steps.map((s) => s.state),
-      asF32.steps.map((s) => s.state),
-    ) > 1e-4,
-  );
+  for (const [held, steps] of [
+    ['i8', byDefault.states],
+    ['bf16', asBf16.states],
+  ] as const) {
+    const direct = new LstmStepKernel(saved.config, saved.weights, held).step(states, ids).states;
+    assert.equal(maxDifference(steps, direct), 0, `${held} is the kernel that holds its weights so`);
+    assert.ok(maxDifference(steps, asF32.states) > 1e-4, `and ${held} steps otherwise than f32`);
+  }
 });
 
 test('the step kernel takes new weights in place of those it packed, as after an adaptation step', async () => {

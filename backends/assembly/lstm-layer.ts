@@ -400,6 +400,184 @@ export function stepProductBf16(rows: i32, K: i32, N: i32, a: usize, panels: usi
   matmulPanels<u16>(rows, K, K, 0, 0, N, a, K, 1, panels, init, initStride, c, N, true);
 }
 
+// Weights held as 8-bit integers, a scale per column: a quarter of f32's bytes and half of bfloat16's, for a served
+// step, which reads its weights from memory, the context mixing's tables having pushed them out of the caches since the
+// step before. The state's values are rounded to 16-bit integers, and each weight widened to 16 bits, so that
+// i32x4.dot_i16x8_s takes eight products and four sums in one instruction.
+
+/** A weight is held as round(w / scale) with |held| ≤ this, the scale being its column's largest |w| over it. */
+const I8_WEIGHT_LEVELS: f32 = 127;
+/** A state's value (an LSTM's h, within ±1) is held as round(x · this). */
+const I8_INPUT_LEVELS: f32 = 4096;
+/**
+ * Pairs of k summed in 32-bit integers before they go into the f32 sums: 127 · 4096 · 2 · 1024 stays under 2^31 for
+ * any inputs within ±1, so no sum can overflow.
+ */
+const I8_PAIRS_PER_CHUNK = 1024;
+/** Rows × values of the inputs rounded for a product, at most. */
+const I8_INPUT_CAPACITY = 64 * 4096;
+const quantizedInputs = memory.data(I8_INPUT_CAPACITY * 2, 16);
+
+/** Columns of a matrix packI8 takes, at most, and the scratch where it keeps their scales' inverses. */
+const I8_MAX_COLUMNS = 32768;
+const inverseScales = memory.data(I8_MAX_COLUMNS * 4, 16);
+
+/** Raises scales[col] to the largest |w| of column col over `rows` rows of W [rows, N] at `w`, N a multiple of 4. */
+export function maxAbsColumns(w: usize, rows: i32, N: i32, scales: usize): void {
+  for (let row = 0; row < rows; row++) {
+    const from = w + (<usize>(row * N) << 2);
+    for (let col = 0; col < N; col += 4) {
+      const at = scales + (<usize>col << 2);
+      v128.store(at, f32x4.max(v128.load(at), f32x4.abs(v128.load(from + (<usize>col << 2)))));
+    }
+  }
+}
+
+/** Where packI8 and stepProductI8 keep a matrix's column scales ([N] f32), then its panels. */
+@inline function i8Panels(panels: usize, N: i32): usize {
+  return panels + ((<usize>N * 4 + 63) & ~(<usize>63));
+}
+
+/**
+ * Packs rows [kFirst, kEnd) of W [K, N] (kFirst even), given at `w` as those rows alone, as 8-bit integers into
+ * `panels`, whose first N f32 the caller has set to each column's scale (its largest |w| / I8_WEIGHT_LEVELS, or 1
+ * where the column is all zeros). Columns go in runs of sixteen, then four; within a run, k-pair p holds for each
+ * column the pair (w[2p], w[2p + 1]), which, widened to a 32-bit lane of two 16-bit halves, dot_i16x8_s multiplies by
+ * a pair of inputs.
+ */
+export function packI8(w: usize, K: i32, N: i32, kFirst: i32, kEnd: i32, panels: usize): void {
+  if (N > I8_MAX_COLUMNS) unreachable();
+  const data = i8Panels(panels, N);
+  const Kp = (K + 1) & ~1;
+  // A product per weight rather than a division: a load follows every step of the LSTM's adaptation.
+  for (let col = 0; col < N; col++) {
+    store<f32>(inverseScales + (<usize>col << 2), 1 / load<f32>(panels + (<usize>col << 2)));
+  }
+  let col = 0;
+  while (col < N) {
+    const width = col + 16 <= N ? 16 : 4;
+    for (let k = kFirst; k < kEnd; k++) {
+      const row = k - kFirst;
+      const pairAt = data + (<usize>col * <usize>Kp + <usize>(k >> 1) * <usize>(2 * width));
+      for (let j = 0; j < width; j++) {
+        const inverse = load<f32>(inverseScales + (<usize>(col + j) << 2));
+        const value = load<f32>(w + (<usize>(row * N + col + j) << 2));
+        store<i8>(pairAt + <usize>(2 * j + (k & 1)), <i8>i32(nearest<f32>(value * inverse)));
+      }
+    }
+    // An odd K's last pair has nothing for its second half.
+    if (kEnd == K && (K & 1) != 0) {
+      const pairAt = data + (<usize>col * <usize>Kp + <usize>(K >> 1) * <usize>(2 * width));
+      for (let j = 0; j < width; j++) store<i8>(pairAt + <usize>(2 * j + 1), 0);
+    }
+    col += width;
+  }
+}
+
+/** stepProduct() with W packed by packI8: C[rows, N] = init + A[rows, K] · W, the inputs within ±1. */
+export function stepProductI8(rows: i32, K: i32, N: i32, a: usize, panels: usize, init: usize, initStride: i32, c: usize): void {
+  const Kp = (K + 1) & ~1;
+  if (<usize>rows * <usize>Kp > <usize>I8_INPUT_CAPACITY) unreachable();
+  for (let b = 0; b < rows; b++) {
+    const from = a + (<usize>(b * K) << 2);
+    const to = quantizedInputs + (<usize>(b * Kp) << 1);
+    for (let k = 0; k < K; k++) {
+      const x = min<f32>(1, max<f32>(-1, load<f32>(from + (<usize>k << 2))));
+      store<i16>(to + (<usize>k << 1), <i16>i32(nearest<f32>(x * I8_INPUT_LEVELS)));
+    }
+    if (K & 1) store<i16>(to + (<usize>K << 1), 0);
+  }
+  const data = i8Panels(panels, N);
+  const pairs = Kp >> 1;
+  let col = 0;
+  while (col < N) {
+    const width = col + 16 <= N ? 16 : 4;
+    const run = data + <usize>col * <usize>Kp;
+    let b = 0;
+    if (width == 16) {
+      for (; b + 2 <= rows; b += 2) {
+        i8TileOfTwoRows(b, pairs, Kp, col, run, panels, init, initStride, c, N);
+        i8TileOfTwoRows(b, pairs, Kp, col + 8, run + 16, panels, init, initStride, c, N);
+      }
+    }
+    for (; b < rows; b++) i8Row(width, b, pairs, Kp, col, run, panels, init, initStride, c, N);
+    col += width;
+  }
+}
+
+/** Rows b and b + 1, eight columns from `col` of a run of sixteen whose k-pair p starts at wp + 32p. */
+@inline function i8TileOfTwoRows(
+  b: i32, pairs: i32, Kp: i32, col: i32, wp: usize, scales: usize, init: usize, initStride: i32, c: usize, N: i32,
+): void {
+  const zero = i32x4.splat(0);
+  let f00 = f32x4.splat(0), f01 = f32x4.splat(0), f10 = f32x4.splat(0), f11 = f32x4.splat(0);
+  const x0 = quantizedInputs + (<usize>(b * Kp) << 1);
+  const x1 = x0 + (<usize>Kp << 1);
+  for (let p0 = 0; p0 < pairs; p0 += I8_PAIRS_PER_CHUNK) {
+    const p1 = min(pairs, p0 + I8_PAIRS_PER_CHUNK);
+    let s00 = zero, s01 = zero, s10 = zero, s11 = zero;
+    for (let p = p0; p < p1; p++) {
+      const packed = v128.load(wp + (<usize>p << 5));
+      const w0 = i16x8.extend_low_i8x16_s(packed), w1 = i16x8.extend_high_i8x16_s(packed);
+      const a0 = v128.load32_splat(x0 + (<usize>p << 2)), a1 = v128.load32_splat(x1 + (<usize>p << 2));
+      s00 = i32x4.add(s00, i32x4.dot_i16x8_s(w0, a0)); s01 = i32x4.add(s01, i32x4.dot_i16x8_s(w1, a0));
+      s10 = i32x4.add(s10, i32x4.dot_i16x8_s(w0, a1)); s11 = i32x4.add(s11, i32x4.dot_i16x8_s(w1, a1));
+    }
+    f00 = f32x4.add(f00, f32x4.convert_i32x4_s(s00)); f01 = f32x4.add(f01, f32x4.convert_i32x4_s(s01));
+    f10 = f32x4.add(f10, f32x4.convert_i32x4_s(s10)); f11 = f32x4.add(f11, f32x4.convert_i32x4_s(s11));
+  }
+  i8Store(b, col, f00, scales, init, initStride, c, N);
+  i8Store(b, col + 4, f01, scales, init, initStride, c, N);
+  i8Store(b + 1, col, f10, scales, init, initStride, c, N);
+  i8Store(b + 1, col + 4, f11, scales, init, initStride, c, N);
+}
+
+/** Row b over a run of `width` (16 or 4) columns from `col`, whose k-pair p starts at run + 2·width·p. */
+@inline function i8Row(
+  width: i32, b: i32, pairs: i32, Kp: i32, col: i32, run: usize, scales: usize, init: usize, initStride: i32, c: usize, N: i32,
+): void {
+  const zero = i32x4.splat(0);
+  let f0 = f32x4.splat(0), f1 = f32x4.splat(0), f2 = f32x4.splat(0), f3 = f32x4.splat(0);
+  const x = quantizedInputs + (<usize>(b * Kp) << 1);
+  const pairBytes = <usize>width << 1;
+  for (let p0 = 0; p0 < pairs; p0 += I8_PAIRS_PER_CHUNK) {
+    const p1 = min(pairs, p0 + I8_PAIRS_PER_CHUNK);
+    let s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+    for (let p = p0; p < p1; p++) {
+      const w = run + <usize>p * pairBytes;
+      const a = v128.load32_splat(x + (<usize>p << 2));
+      if (width == 16) {
+        const low = v128.load(w), high = v128.load(w, 16);
+        s0 = i32x4.add(s0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(low), a));
+        s1 = i32x4.add(s1, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(low), a));
+        s2 = i32x4.add(s2, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(high), a));
+        s3 = i32x4.add(s3, i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(high), a));
+      } else {
+        s0 = i32x4.add(s0, i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(v128.load64_zero(w)), a));
+      }
+    }
+    f0 = f32x4.add(f0, f32x4.convert_i32x4_s(s0));
+    if (width == 16) {
+      f1 = f32x4.add(f1, f32x4.convert_i32x4_s(s1));
+      f2 = f32x4.add(f2, f32x4.convert_i32x4_s(s2));
+      f3 = f32x4.add(f3, f32x4.convert_i32x4_s(s3));
+    }
+  }
+  i8Store(b, col, f0, scales, init, initStride, c, N);
+  if (width == 16) {
+    i8Store(b, col + 4, f1, scales, init, initStride, c, N);
+    i8Store(b, col + 8, f2, scales, init, initStride, c, N);
+    i8Store(b, col + 12, f3, scales, init, initStride, c, N);
+  }
+}
+
+/** C[b, col..col+3] = init + sum · the columns' scales / I8_INPUT_LEVELS. */
+@inline function i8Store(b: i32, col: i32, sum: v128, scales: usize, init: usize, initStride: i32, c: usize, N: i32): void {
+  let value = f32x4.mul(f32x4.mul(sum, v128.load(scales + (<usize>col << 2))), f32x4.splat(1 / I8_INPUT_LEVELS));
+  if (init) value = f32x4.add(value, v128.load(init + (<usize>(b * initStride + col) << 2)));
+  v128.store(c + (<usize>(b * N + col) << 2), value);
+}
+
 /** One timestep's cell for B rows: z [B, 4H] pre-activations and cPrev [B, H] to h and c [B, H]. */
 export function stepCell(B: i32, H: i32, z: usize, cPrev: usize, h: usize, c: usize): void {
   cell(B, H, 0, H, z, cPrev, c, h, 0, 0);
