@@ -16,8 +16,9 @@ import {
   WASM_PAGE,
 } from './layer-kernel';
 
-/** packI8's largest held weight (backends/assembly/lstm-layer.ts). */
+/** packI8's largest held weight, and the most values a row stepProductI8 takes (backends/assembly/lstm-layer.ts). */
 const I8_WEIGHT_LEVELS = 127;
+const I8_MAX_INPUTS = 4096;
 /** What packI8 takes for a K×N matrix: the columns' scales, aligned, then a byte a weight, K rounded up to pairs. */
 const packedI8Bytes = (K: number, N: number) => alignUp(N * 4, 64) + (K + (K % 2)) * N;
 /** Rows stepped per call into the kernel; a larger batch goes through in chunks. */
@@ -94,9 +95,11 @@ export type StepWeights = 'f32' | 'bf16' | 'i8';
  * and the fewer bytes the faster the step; the rounding moves what the LSTM predicts by too little to show in bits per
  * char (docs/measurements.md).
  */
-export function stepWeightsWanted(): StepWeights {
+export function stepWeightsWanted(config: NetworkConfig): StepWeights {
   const wanted = (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase();
-  return wanted === 'f32' || wanted === 'bf16' ? wanted : 'i8';
+  if (wanted === 'f32' || wanted === 'bf16') return wanted;
+  // The 8-bit products round at most I8_MAX_INPUTS values a row (backends/assembly/lstm-layer.ts); wider, bfloat16.
+  return config.hidden <= I8_MAX_INPUTS ? 'i8' : 'bf16';
 }
 
 /** Writes rows [first, end) of a matrix being packed into `staging`, which holds exactly those rows. */

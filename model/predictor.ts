@@ -212,7 +212,7 @@ export class LstmPredictor implements Predictor {
     if (!STEP_KERNEL_BACKENDS.includes(backend)) return `tfjs on ${backend}`;
     const unavailable = this.stepKernelUnavailable();
     if (unavailable) return `tfjs on ${backend} (the step kernel cannot run: ${unavailable})`;
-    return `the step kernel, weights in ${STEP_WEIGHTS_NAMED[stepWeightsWanted()]}`;
+    return `the step kernel, weights in ${STEP_WEIGHTS_NAMED[stepWeightsWanted(this.config)]}`;
   }
 
   /** Why this network cannot step in the kernel here, or undefined when it can (the backend aside). */
@@ -226,7 +226,8 @@ export class LstmPredictor implements Predictor {
     if (!STEP_KERNEL_BACKENDS.includes(activeBackend()) || this.stepKernelUnavailable()) return undefined;
     if (this.disposed) return undefined;
     try {
-      const kernel = this.stepKernel?.kernel ?? new LstmStepKernel(this.config, this.weights, stepWeightsWanted());
+      const kernel =
+        this.stepKernel?.kernel ?? new LstmStepKernel(this.config, this.weights, stepWeightsWanted(this.config));
       if (this.stepKernel) kernel.load(this.weights);
       this.stepKernel = { kernel, version: this.weightsVersion };
       return kernel;

@@ -1,7 +1,7 @@
 // The step kernel that serves single LSTM steps on the CPU, against the same steps through tfjs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LstmStepKernel } from '../backends/step-kernel';
+import { LstmStepKernel, stepWeightsWanted } from '../backends/step-kernel';
 import { LstmPredictor, logSoftmax } from '../model/predictor';
 import type { SavedModel } from '../model/format';
 import { seededRandom } from '../model/random';
@@ -211,6 +211,17 @@ test('a served LSTM steps with its weights in 8-bit integers unless CHAR_COMPLET
     assert.ok(maxDifference(steps, asF32.states) > 1e-4, `and ${held} steps otherwise than f32`);
   }
 });
+
+test('a network too wide for the 8-bit products holds its weights in bfloat16, and the variable chooses over both', () =>
+  withEnv('CHAR_COMPLETE_STEP_WEIGHTS', undefined, async () => {
+    const shape = (hidden: number) => ({ vocabSize: 97, embed: 4, hidden, layers: 2 });
+    assert.equal(stepWeightsWanted(shape(4096)), 'i8');
+    assert.equal(stepWeightsWanted(shape(4100)), 'bf16');
+    await withEnv('CHAR_COMPLETE_STEP_WEIGHTS', 'bf16', async () =>
+      assert.equal(stepWeightsWanted(shape(512)), 'bf16'),
+    );
+    await withEnv('CHAR_COMPLETE_STEP_WEIGHTS', 'f32', async () => assert.equal(stepWeightsWanted(shape(8192)), 'f32'));
+  }));
 
 test('the step kernel takes new weights in place of those it packed, as after an adaptation step', async () => {
   const shape = { embed: 5, hidden: 20, layers: 2 };

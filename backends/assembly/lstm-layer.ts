@@ -414,7 +414,7 @@ const I8_INPUT_LEVELS: f32 = 4096;
  * any inputs within ±1, so no sum can overflow.
  */
 const I8_PAIRS_PER_CHUNK = 1024;
-/** Rows × values of the inputs rounded for a product, at most. */
+/** Rows × values of the inputs rounded for a product, at most: the step kernel's 64 rows of 4096 (I8_MAX_INPUTS). */
 const I8_INPUT_CAPACITY = 64 * 4096;
 const quantizedInputs = memory.data(I8_INPUT_CAPACITY * 2, 16);
 
