@@ -98,18 +98,23 @@ function roundedToBf16(values: Float32Array): Float32Array {
 /** The names the kernel holds rounded (bfloat16, 8-bit): every product's weights but layer 0's input, a table of floats. */
 const ROUNDED_WHEN_HELD = /^(lstm\d+\/wh|lstm[1-9]\d*\/wx|output\/w)$/;
 
+/** `saved` with the weights of its products rounded by `round`, as a kernel that holds them rounded multiplies by. */
+function withProductsRounded(
+  saved: SavedModel,
+  round: (values: Float32Array, name: string) => Float32Array,
+): SavedModel {
+  return {
+    ...saved,
+    weights: new Map(
+      [...saved.weights].map(([name, values]) => [name, ROUNDED_WHEN_HELD.test(name) ? round(values, name) : values]),
+    ),
+  };
+}
+
 for (const batch of [1, 3, 70]) {
   test(`2×20, batch ${batch}: weights held in bfloat16 step as tfjs steps the same weights rounded`, async () => {
     const saved = model(batch, { embed: 5, hidden: 20, layers: 2 });
-    const rounded = {
-      ...saved,
-      weights: new Map(
-        [...saved.weights].map(([name, values]) => [
-          name,
-          ROUNDED_WHEN_HELD.test(name) ? roundedToBf16(values) : values,
-        ]),
-      ),
-    };
+    const rounded = withProductsRounded(saved, roundedToBf16);
     const kernel = new LstmStepKernel(saved.config, saved.weights, 'bf16');
     const { states, ids } = randomBatch(saved, batch, 11);
     const { states: next, logits, stride } = kernel.step(states, ids);
@@ -148,17 +153,9 @@ function roundedToI8(values: Float32Array, columns: number): Float32Array {
 for (const batch of [1, 3, 70]) {
   test(`2×20, batch ${batch}: weights held as 8-bit integers step as tfjs steps the same weights rounded, each row as alone`, async () => {
     const saved = model(batch, { embed: 5, hidden: 20, layers: 2 });
-    const rounded = {
-      ...saved,
-      weights: new Map(
-        [...saved.weights].map(([name, values]) => [
-          name,
-          ROUNDED_WHEN_HELD.test(name)
-            ? roundedToI8(values, name === 'output/w' ? saved.config.vocabSize : 4 * saved.config.hidden)
-            : values,
-        ]),
-      ),
-    };
+    const rounded = withProductsRounded(saved, (values, name) =>
+      roundedToI8(values, name === 'output/w' ? saved.config.vocabSize : 4 * saved.config.hidden),
+    );
     const kernel = new LstmStepKernel(saved.config, saved.weights, 'i8');
     const { states, ids } = randomBatch(saved, batch, 11);
     const stepped = kernel.step(states, ids);
