@@ -64,6 +64,7 @@ export interface KernelExports {
   packI8: StepPack;
   stepProductI8: StepProduct;
   maxAbsColumns(w: number, rows: number, N: number, scales: number): void;
+  scalesOfMaxima(N: number, scales: number): void;
   stepCell(B: number, H: number, z: number, cPrev: number, h: number, c: number): void;
   heapBase(): number;
 }

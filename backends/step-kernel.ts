@@ -16,11 +16,24 @@ import {
   WASM_PAGE,
 } from './layer-kernel';
 
-/** packI8's largest held weight, and the most values a row stepProductI8 takes (backends/assembly/lstm-layer.ts). */
-const I8_WEIGHT_LEVELS = 127;
+/** The most values a row stepProductI8 takes, and columns packI8 takes (backends/assembly/lstm-layer.ts). */
 const I8_MAX_INPUTS = 4096;
-/** What packI8 takes for a K×N matrix: the columns' scales, aligned, then a byte a weight, K rounded up to pairs. */
-const packedI8Bytes = (K: number, N: number) => alignUp(N * 4, 64) + (K + (K % 2)) * N;
+const I8_MAX_COLUMNS = 32768;
+
+/** For each way of holding the weights: how the kernel packs and multiplies by them, and the bytes a K×N matrix takes. */
+const HELD: Record<
+  StepWeights,
+  {
+    pack: 'pack' | 'packBf16' | 'packI8';
+    product: 'stepProduct' | 'stepProductBf16' | 'stepProductI8';
+    bytes(K: number, N: number): number;
+  }
+> = {
+  f32: { pack: 'pack', product: 'stepProduct', bytes: (K, N) => K * N * 4 },
+  bf16: { pack: 'packBf16', product: 'stepProductBf16', bytes: (K, N) => K * N * 2 },
+  // The columns' scales, aligned, then a byte a weight, K rounded up to pairs.
+  i8: { pack: 'packI8', product: 'stepProductI8', bytes: (K, N) => alignUp(N * 4, 64) + (K + (K % 2)) * N },
+};
 /** Rows stepped per call into the kernel; a larger batch goes through in chunks. */
 const MAX_ROWS = 64;
 /**
@@ -98,8 +111,8 @@ export type StepWeights = 'f32' | 'bf16' | 'i8';
 export function stepWeightsWanted(config: NetworkConfig): StepWeights {
   const wanted = (process.env.CHAR_COMPLETE_STEP_WEIGHTS ?? '').toLowerCase();
   if (wanted === 'f32' || wanted === 'bf16') return wanted;
-  // The 8-bit products round at most I8_MAX_INPUTS values a row (backends/assembly/lstm-layer.ts); wider, bfloat16.
-  return config.hidden <= I8_MAX_INPUTS ? 'i8' : 'bf16';
+  // The 8-bit products take at most I8_MAX_INPUTS values a row and I8_MAX_COLUMNS columns; larger, bfloat16.
+  return config.hidden <= I8_MAX_INPUTS && config.vocabSize <= I8_MAX_COLUMNS ? 'i8' : 'bf16';
 }
 
 /** Writes rows [first, end) of a matrix being packed into `staging`, which holds exactly those rows. */
@@ -137,8 +150,7 @@ export class LstmStepKernel {
       top = at + floats * 4;
       return at;
     };
-    const takeWeights = (K: number, N: number) =>
-      take(held === 'i8' ? Math.ceil(packedI8Bytes(K, N) / 4) : held === 'bf16' ? (K * N) / 2 : K * N);
+    const takeWeights = (K: number, N: number) => take(Math.ceil(HELD[held].bytes(K, N) / 4));
     const layout: Layout = { table: take(V * G), wh: [], wx: [], bias: [], output: 0, outputBias: 0, scratch: 0 };
     for (let l = 0; l < layers; l++) {
       layout.wh.push(takeWeights(H, G));
@@ -280,8 +292,7 @@ export class LstmStepKernel {
 
   /** stepProduct on weights packed by packRows, as they are held. */
   private product(...args: Parameters<KernelExports['stepProduct']>): void {
-    const { stepProduct, stepProductBf16, stepProductI8 } = this.kernel;
-    (this.held === 'i8' ? stepProductI8 : this.held === 'bf16' ? stepProductBf16 : stepProduct)(...args);
+    this.kernel[HELD[this.held].product](...args);
   }
 
   /**
@@ -289,19 +300,16 @@ export class LstmStepKernel {
    * [first, end) into the staging at the start of the scratch (aligned, as take() gives).
    */
   private packRows(panels: number, K: number, N: number, stage: RowStage): void {
-    const { pack: packF32, packBf16, packI8 } = this.kernel;
-    const pack = this.held === 'i8' ? packI8 : this.held === 'bf16' ? packBf16 : packF32;
+    const pack = this.kernel[HELD[this.held].pack];
     if (this.held === 'i8') {
-      // Each column's scale first: its largest |w| over all rows, which the packing of each block reads.
-      const scales = this.floats(panels, N);
-      scales.fill(0);
+      // Each column's scale first, from its largest |w| over all rows, which the packing of each block reads.
+      this.floats(panels, N).fill(0);
       for (let first = 0; first < K; first += STAGED_ROWS) {
         const end = Math.min(K, first + STAGED_ROWS);
-        const staging = this.floats(this.layout.scratch, (end - first) * N);
-        stage(first, end, staging);
+        stage(first, end, this.floats(this.layout.scratch, (end - first) * N));
         this.kernel.maxAbsColumns(this.layout.scratch, end - first, N, panels);
       }
-      for (let col = 0; col < N; col++) scales[col] = scales[col] > 0 ? scales[col] / I8_WEIGHT_LEVELS : 1;
+      this.kernel.scalesOfMaxima(N, panels);
     }
     for (let first = 0; first < K; first += STAGED_ROWS) {
       const end = Math.min(K, first + STAGED_ROWS);

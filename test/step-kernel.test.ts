@@ -209,11 +209,12 @@ test('a served LSTM steps with its weights in 8-bit integers unless CHAR_COMPLET
   }
 });
 
-test('a network too wide for the 8-bit products holds its weights in bfloat16, and the variable chooses over both', () =>
+test('a network too wide (or a vocabulary too large) for the 8-bit products holds its weights in bfloat16, and the variable chooses over both', () =>
   withEnv('CHAR_COMPLETE_STEP_WEIGHTS', undefined, async () => {
     const shape = (hidden: number) => ({ vocabSize: 97, embed: 4, hidden, layers: 2 });
     assert.equal(stepWeightsWanted(shape(4096)), 'i8');
     assert.equal(stepWeightsWanted(shape(4100)), 'bf16');
+    assert.equal(stepWeightsWanted({ ...shape(512), vocabSize: 40_000 }), 'bf16');
     await withEnv('CHAR_COMPLETE_STEP_WEIGHTS', 'bf16', async () =>
       assert.equal(stepWeightsWanted(shape(512)), 'bf16'),
     );

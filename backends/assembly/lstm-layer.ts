@@ -155,6 +155,7 @@ function matmulPanels<W>(
       }
     }
     if (b < rows) {
+      // `wide` as a constant, so that each inlined copy keeps only its own loads and sums.
       if (width == 32) rowOfRun<W>(true, b, kCount, col, a, aRowStride, aKStride, run, init, initStride, c, cStride);
       else rowOfRun<W>(false, b, kCount, col, a, aRowStride, aKStride, run, init, initStride, c, cStride);
     }
@@ -422,7 +423,10 @@ const quantizedInputs = memory.data(I8_INPUT_CAPACITY * 2, 16);
 const I8_MAX_COLUMNS = 32768;
 const inverseScales = memory.data(I8_MAX_COLUMNS * 4, 16);
 
-/** Raises scales[col] to the largest |w| of column col over `rows` rows of W [rows, N] at `w`, N a multiple of 4. */
+/**
+ * Raises scales[col] to the largest |w| of column col over `rows` rows of W [rows, N] at `w`, N a multiple of 4: the
+ * caller starts the scales at 0, passes every block of W's rows, then calls scalesOfMaxima().
+ */
 export function maxAbsColumns(w: usize, rows: i32, N: i32, scales: usize): void {
   for (let row = 0; row < rows; row++) {
     const from = w + (<usize>(row * N) << 2);
@@ -430,6 +434,15 @@ export function maxAbsColumns(w: usize, rows: i32, N: i32, scales: usize): void 
       const at = scales + (<usize>col << 2);
       v128.store(at, f32x4.max(v128.load(at), f32x4.abs(v128.load(from + (<usize>col << 2)))));
     }
+  }
+}
+
+/** Turns each column's largest |w| into the scale packI8 holds it by: largest / I8_WEIGHT_LEVELS, or 1 for zeros. */
+export function scalesOfMaxima(N: i32, scales: usize): void {
+  for (let col = 0; col < N; col++) {
+    const at = scales + (<usize>col << 2);
+    const largest = load<f32>(at);
+    store<f32>(at, largest > 0 ? <f32>(<f64>largest / <f64>I8_WEIGHT_LEVELS) : 1);
   }
 }
 
@@ -455,7 +468,7 @@ export function packI8(w: usize, K: i32, N: i32, kFirst: i32, kEnd: i32, panels:
   }
   let col = 0;
   while (col < N) {
-    const width = col + 16 <= N ? 16 : 4;
+    const width = runWidth(false, col, N);
     for (let k = kFirst; k < kEnd; k++) {
       const row = k - kFirst;
       const pairAt = data + (<usize>col * <usize>Kp + <usize>(k >> 1) * <usize>(2 * width));
@@ -491,7 +504,7 @@ export function stepProductI8(rows: i32, K: i32, N: i32, a: usize, panels: usize
   const pairs = Kp >> 1;
   let col = 0;
   while (col < N) {
-    const width = col + 16 <= N ? 16 : 4;
+    const width = runWidth(false, col, N);
     const run = data + <usize>col * <usize>Kp;
     let b = 0;
     if (width == 16) {
