@@ -115,8 +115,31 @@ class CharLstm(torch.nn.Module):
                 bias.zero_()
 
     def forward(self, ids, state=None):
-        x, state = self.lstm(self.embedding(ids), state)
+        x = self.embedding(ids)
+        if x.device.type == "cpu" and torch.is_grad_enabled():
+            x, state = self.lstm_on_cpu(x, state)
+        else:
+            x, state = self.lstm(x, state)
         return self.output(F.dropout(x, self.dropout, self.training)), state
+
+    def lstm_on_cpu(self, x, state):
+        """nn.LSTM's function and dropout, with its weights, through LstmLayerOnCpu."""
+        layers = self.lstm.num_layers
+        x = x.transpose(0, 1).contiguous()
+        if state is None:
+            zeros = x.new_zeros(layers, x.shape[1], self.lstm.hidden_size)
+            state = (zeros, zeros)
+        last_h, last_c = [], []
+        for layer in range(layers):
+            x, h, c = LstmLayerOnCpu.apply(x, state[0][layer], state[1][layer],
+                                           getattr(self.lstm, f"weight_ih_l{layer}"),
+                                           getattr(self.lstm, f"weight_hh_l{layer}"),
+                                           getattr(self.lstm, f"bias_ih_l{layer}"))
+            last_h.append(h)
+            last_c.append(c)
+            if layer < layers - 1:
+                x = F.dropout(x, self.lstm.dropout, self.training)
+        return x.transpose(0, 1), (torch.stack(last_h), torch.stack(last_c))
 
     def named_in_file_order(self, config):
         """Our parameter names with the PyTorch tensors that hold them."""
@@ -131,6 +154,62 @@ class CharLstm(torch.nn.Module):
                 torch_name = {"wx": "weight_ih_l", "wh": "weight_hh_l", "b": "bias_ih_l"}[part] + layer
                 found.append((name, getattr(self.lstm, torch_name)))
         return found
+
+
+class LstmLayerOnCpu(torch.autograd.Function):
+    """One layer of nn.LSTM (gates in its order input, forget, cell, output; the second bias left out, being zero) over
+    a time-major sequence, with the backward pass written out. On a CPU nn.LSTM's autograd adds each step's gradient of
+    the recurrent weights into a weight-sized sum, a pass over the whole matrix per character of the sequence; here the
+    steps keep only their gates' gradients, and each weight's gradient is one product over the whole sequence.
+    docs/measurements.md has the A/B."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih):
+        T, B, _ = x.shape
+        H = w_hh.shape[1]
+        gates = torch.addmm(b_ih, x.reshape(T * B, -1), w_ih.t()).view(T, B, 4 * H)
+        hs, cs, tanh_cs = x.new_empty(T + 1, B, H), x.new_empty(T + 1, B, H), x.new_empty(T, B, H)
+        hs[0], cs[0] = h0, c0
+        w_hh_t = w_hh.t()
+        for t in range(T):
+            step = gates[t].addmm_(hs[t], w_hh_t)
+            step[:, :2 * H].sigmoid_()
+            step[:, 2 * H:3 * H].tanh_()
+            step[:, 3 * H:].sigmoid_()
+            c = torch.mul(step[:, H:2 * H], cs[t], out=cs[t + 1]).addcmul_(step[:, :H], step[:, 2 * H:3 * H])
+            torch.mul(step[:, 3 * H:], torch.tanh(c, out=tanh_cs[t]), out=hs[t + 1])
+        ctx.save_for_backward(x, w_ih, w_hh, gates, hs, cs, tanh_cs)
+        return hs[1:], hs[T].clone(), cs[T].clone()
+
+    @staticmethod
+    def backward(ctx, dy, dh_last, dc_last):
+        x, w_ih, w_hh, gates, hs, cs, tanh_cs = ctx.saved_tensors
+        T, B, G = gates.shape
+        H = G // 4
+        i, f, g, o = gates[..., :H], gates[..., H:2 * H], gates[..., 2 * H:3 * H], gates[..., 3 * H:]
+        # Each gate's gradient is its step's dc (input, forget, cell) or dh (output) times a factor known from the
+        # forward pass, computed here for all steps at once so that the loop over steps is short.
+        factors = gates.new_empty(T, B, 4, H)
+        torch.mul(g, i * (1 - i), out=factors[:, :, 0])
+        torch.mul(cs[:-1], f * (1 - f), out=factors[:, :, 1])
+        torch.mul(i, 1 - g * g, out=factors[:, :, 2])
+        torch.mul(tanh_cs, o * (1 - o), out=factors[:, :, 3])
+        into_c = o * (1 - tanh_cs * tanh_cs)
+        dy = dy.contiguous()
+        d_gates = gates.new_empty(T, B, 4, H)
+        dh = dy[T - 1] + dh_last
+        dc = dc_last.clone()
+        for t in range(T - 1, -1, -1):
+            if t < T - 1:
+                dh = torch.addmm(dy[t], d_gates[t + 1].view(B, G), w_hh)
+            dc.addcmul_(dh, into_c[t])
+            torch.mul(dc.unsqueeze(1), factors[t, :, :3], out=d_gates[t, :, :3])
+            torch.mul(dh, factors[t, :, 3], out=d_gates[t, :, 3])
+            dc.mul_(f[t])
+        flat = d_gates.view(T * B, G)
+        dx = (flat @ w_ih).view(T, B, -1)
+        dh0 = flat[:B] @ w_hh
+        return dx, dh0, dc, flat.t() @ x.reshape(T * B, -1), flat.t() @ hs[:-1].reshape(T * B, H), flat.sum(0)
 
 
 def reorder_gates(x, hidden):
