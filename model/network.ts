@@ -140,7 +140,7 @@ export class CharLstm {
    * ops, which autodiff can differentiate and every backend runs.
    */
   private runLayer(
-    l: number,
+    wh: tf.Tensor2D,
     xProj: tf.Tensor2D,
     h0: tf.Tensor2D,
     c0: tf.Tensor2D,
@@ -149,7 +149,6 @@ export class CharLstm {
     trace?: CellTrace[],
   ): LayerRun {
     const B = h0.shape[0];
-    const wh = this.p(`lstm${l}/wh`);
     const fused = fusedKernels && hasCellKernels();
     const hs: tf.Tensor2D[] = [];
     let h = h0;
@@ -173,6 +172,7 @@ export class CharLstm {
   private runWholeLayer(
     kernel: LayerKernel,
     l: number,
+    wh: tf.Tensor2D,
     xProj: tf.Tensor2D,
     h0: tf.Tensor2D,
     c0: tf.Tensor2D,
@@ -182,17 +182,7 @@ export class CharLstm {
     const [B, H] = h0.shape;
     let result;
     try {
-      result = kernel.forward(
-        l,
-        B,
-        H,
-        steps,
-        heapView(xProj),
-        heapView(this.p(`lstm${l}/wh`)),
-        heapView(h0),
-        heapView(c0),
-        training,
-      );
+      result = kernel.forward(l, B, H, steps, heapView(xProj), heapView(wh), heapView(h0), heapView(c0), training);
     } catch (error) {
       if (error instanceof LayerKernelMemoryError) return undefined;
       throw error;
@@ -232,14 +222,24 @@ export class CharLstm {
       previousH: [],
       layerOutputs: [],
       masks: [],
+      recurrent: [],
+      recurrentMasks: [],
       traces: [],
       wholeLayer: [],
     };
     let xProj = tf.gather(this.frozenTable ?? this.inputTable(), ids) as tf.Tensor2D;
     for (let l = 0; l < layers; l++) {
-      const whole = kernel && this.runWholeLayer(kernel, l, xProj, state.h[l], state.c[l], steps, options.trace);
+      const recurrentMask =
+        options.weightDrop > 0
+          ? dropoutMask([hidden, 4 * hidden], options.weightDrop, recurrentMaskSeed(options.seed, l))
+          : undefined;
+      const weights = this.p(`lstm${l}/wh`) as tf.Tensor2D;
+      const wh: tf.Tensor2D = recurrentMask ? tf.mul(weights, recurrentMask) : weights;
+      pass.recurrent.push(wh);
+      pass.recurrentMasks.push(recurrentMask);
+      const whole = kernel && this.runWholeLayer(kernel, l, wh, xProj, state.h[l], state.c[l], steps, options.trace);
       const trace: CellTrace[] | undefined = options.trace && !whole ? [] : undefined;
-      const run = whole ?? this.runLayer(l, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
+      const run = whole ?? this.runLayer(wh, xProj, state.h[l], state.c[l], steps, options.fusedKernels, trace);
       pass.wholeLayer.push(whole ? kernel : undefined);
       pass.traces.push(trace ?? []);
       pass.finalH.push(run.h);
@@ -269,13 +269,20 @@ export class CharLstm {
     state: LstmState,
     dropout: number,
     seed: number,
+    weightDrop = 0,
   ): Promise<StepResult> {
     const { layers, vocabSize: V } = this.config;
     const N = batch * steps;
     const result = withExactMatMuls(() =>
       tf.tidy(() => {
         const ids = tf.tensor1d(timeMajor(inputs, batch, steps), 'int32');
-        const pass = this.forward(ids, batch, steps, state, { dropout, seed, fusedKernels: true, trace: true });
+        const pass = this.forward(ids, batch, steps, state, {
+          dropout,
+          weightDrop,
+          seed,
+          fusedKernels: true,
+          trace: true,
+        });
         const oneHotTargets = tf.oneHot(tf.tensor1d(timeMajor(targets, batch, steps), 'int32'), V).asType('float32');
         const logProbs = tf.logSoftmax(pass.logits);
         const loss = tf.neg(tf.mean(tf.sum(tf.mul(logProbs, oneHotTargets), 1)));
@@ -291,12 +298,11 @@ export class CharLstm {
           if (mask) dH = tf.mul(dH, mask);
           const kernel = pass.wholeLayer[l];
           const dZ = kernel
-            ? tf.tensor2d(kernel.backward(l, heapView(dH), heapView(this.p(`lstm${l}/wh`))), [
-                N,
-                4 * this.config.hidden,
-              ])
-            : this.backwardLayer(l, dH as tf.Tensor2D, pass.traces[l], batch, steps);
-          grads[`lstm${l}/wh`] = tf.matMul(pass.previousH[l], dZ, true, false);
+            ? tf.tensor2d(kernel.backward(l, heapView(dH), heapView(pass.recurrent[l])), [N, 4 * this.config.hidden])
+            : this.backwardLayer(pass.recurrent[l], dH as tf.Tensor2D, pass.traces[l], batch, steps);
+          const dWh = tf.matMul(pass.previousH[l], dZ, true, false);
+          const recurrentMask = pass.recurrentMasks[l];
+          grads[`lstm${l}/wh`] = recurrentMask ? tf.mul(dWh, recurrentMask) : dWh;
           if (l > 0) {
             grads[`lstm${l}/wx`] = tf.matMul(pass.layerOutputs[l - 1], dZ, true, false);
             grads[`lstm${l}/b`] = columnSums(dZ);
@@ -316,9 +322,15 @@ export class CharLstm {
     return { loss, gradients: new Map(Object.entries(result.grads)), state: { h: result.finalH, c: result.finalC } };
   }
 
-  private backwardLayer(l: number, dH: tf.Tensor2D, trace: CellTrace[], batch: number, steps: number): tf.Tensor2D {
+  private backwardLayer(
+    wh: tf.Tensor2D,
+    dH: tf.Tensor2D,
+    trace: CellTrace[],
+    batch: number,
+    steps: number,
+  ): tf.Tensor2D {
     // Transposed once here rather than by every per-step matmul.
-    const whT = tf.transpose(this.p(`lstm${l}/wh`)) as tf.Tensor2D;
+    const whT = tf.transpose(wh) as tf.Tensor2D;
     const dZs: tf.Tensor2D[] = new Array(steps);
     let dhNext = tf.zeros([batch, this.config.hidden]) as tf.Tensor2D;
     let dcNext = dhNext;
@@ -345,9 +357,11 @@ export class CharLstm {
     dropout = 0,
     seed = 0,
     fusedKernels = false,
+    weightDrop = 0,
   ): { loss: tf.Scalar; state: LstmState } {
     const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, {
       dropout,
+      weightDrop,
       seed,
       fusedKernels,
       trace: false,
@@ -377,6 +391,7 @@ export class CharLstm {
       tf.tidy(() => {
         const pass = this.forward(tf.tensor1d(timeMajor(inputs, batch, steps), 'int32'), batch, steps, state, {
           dropout: 0,
+          weightDrop: 0,
           seed: 0,
           fusedKernels: true,
           trace: false,
@@ -400,6 +415,7 @@ export class CharLstm {
     return tf.tidy(() => {
       const pass = this.forward(tf.tensor1d(ids, 'int32'), ids.length, 1, state, {
         dropout: 0,
+        weightDrop: 0,
         seed: 0,
         fusedKernels: true,
         trace: false,
@@ -411,6 +427,8 @@ export class CharLstm {
 
 interface ForwardOptions {
   dropout: number;
+  /** The share of each layer's recurrent weights dropped for the step (DropConnect), one mask for all its timesteps. */
+  weightDrop: number;
   seed: number;
   /** The fused cell kernels where the backend has them; autodiff needs plain ops. */
   fusedKernels: boolean;
@@ -427,6 +445,9 @@ interface ForwardPass {
   /** Per layer, its output over all timesteps [steps*batch, hidden], after dropout. */
   layerOutputs: tf.Tensor2D[];
   masks: Array<tf.Tensor2D | undefined>;
+  /** Per layer, the recurrent weights the pass stepped with: wh, or wh times recurrentMasks' mask. */
+  recurrent: tf.Tensor2D[];
+  recurrentMasks: Array<tf.Tensor2D | undefined>;
   traces: CellTrace[][];
   /** Per layer, the whole-layer kernel when it ran the layer; it holds the layer's trace. */
   wholeLayer: Array<LayerKernel | undefined>;
@@ -439,6 +460,11 @@ interface LayerRun {
   previous?: tf.Tensor2D;
   h: tf.Tensor2D;
   c: tf.Tensor2D;
+}
+
+/** Seeds apart from the output masks' (the step's seed plus the layer), so no recurrent mask repeats one of those. */
+function recurrentMaskSeed(seed: number, layer: number): number {
+  return (seed + 0x9e3779b9 + layer) >>> 0;
 }
 
 /**

@@ -24,7 +24,7 @@ import {
   readWeights,
   zeroState,
 } from '../model/network';
-import { timeTrainingStep, trainingProbe } from '../training/speed';
+import { StepShape, timeTrainingStep, trainingProbe } from '../training/speed';
 import { TRAIN_DEFAULTS } from '../training/defaults';
 import { Vocabulary } from '../model/vocab';
 import { loadCorpus } from '../training/corpus';
@@ -108,7 +108,7 @@ async function main(): Promise<void> {
   // Training throughput on the trainer's own timer: the median of the timed steps after two warm-up steps.
   const speed = await timeTrainingStep(
     config,
-    { batch: batchSize, seq, dropout: 0.1 },
+    { batch: batchSize, seq, dropout: TRAIN_DEFAULTS.dropout, weightDrop: TRAIN_DEFAULTS.weightDrop.rate },
     { warmup: 2, timed: trainSteps },
   );
   const trainCharsPerSecond = speed.median;
@@ -118,7 +118,11 @@ async function main(): Promise<void> {
 
   const torch =
     values.engine === 'torch'
-      ? await torchTraining(config, { batch: batchSize, seq, dropout: 0.1 }, trainSteps)
+      ? await torchTraining(
+          config,
+          { batch: batchSize, seq, dropout: TRAIN_DEFAULTS.dropout, weightDrop: TRAIN_DEFAULTS.weightDrop.rate },
+          trainSteps,
+        )
       : undefined;
   if (torch) {
     say(
@@ -443,7 +447,7 @@ function round2(x: number): number {
  */
 async function torchTraining(
   config: NetworkConfig,
-  shape: { batch: number; seq: number; dropout: number },
+  shape: StepShape,
   steps: number,
 ): Promise<{ description: string; engine: number; plain: number }> {
   const torch = await TorchEngine.start();

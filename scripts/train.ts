@@ -33,7 +33,9 @@ PATH                files or folders of notes (default: the embedded default cor
 --batch N (${D.batch} on a CPU; ${D.gpuBatch} on a GPU, halved for notes too small for ${D.gpuMinStepsPerEpoch} steps an epoch)
 --lr X (${D.lr}; ${D.wide.lr} from a hidden size of ${D.wide.hidden} on a CPU's batch)  --decay X (${D.decay}): the last share of the budget over which the rate falls (0: constant)
 --average X (${D.averageShare}): the weights saved average over about the last X share of the steps (0: as they stand)
---dropout X (${D.dropout})  --seed N (${D.seed})
+--dropout X (${D.dropout})  --weight-drop X (${D.weightDrop.rate} where the budget reads the notes ${D.weightDrop.minEpochs} times or more, else 0):
+                    the share of the LSTM's recurrent weights each training step drops
+--seed N (${D.seed})
 --backend auto|tensorflow|webgpu|wasm|cpu (auto)
 --engine auto|wasm|torch (auto)   what takes the training steps: this process (wasm), or PyTorch
 --gpus N | --nproc N    the torch engine on N GPUs, or in N CPU processes (DistributedDataParallel)
@@ -74,6 +76,7 @@ async function main(): Promise<number> {
       decay: { type: 'string' },
       average: { type: 'string' },
       dropout: { type: 'string' },
+      'weight-drop': { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
       engine: { type: 'string' },
@@ -184,6 +187,7 @@ async function main(): Promise<number> {
     decay: flag('decay', 0, 1, false) ?? D.decay,
     average: flag('average', 0, 1, false) ?? D.averageShare,
     dropout: flag('dropout', 0, 0.95, false) ?? D.dropout,
+    weightDrop: flag('weight-drop', 0, 0.95, false),
     seed: flag('seed', 0, 2 ** 31 - 1, true) ?? D.seed,
     backend,
     engine,

@@ -13,6 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { loadNgram } from '../model/ngram-format';
 import { Vocabulary } from '../model/vocab';
 import { LspSession } from '../tools/lsp-driver';
+import { NO_REGULARISATION } from './support/tiny-training';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const SMALL = ['--layers', '1', '--hidden', '32', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01'];
@@ -79,7 +80,7 @@ before(async () => {
   for (let i = 0; i < 8; i++) plant(`fox-${i}.md`, FOX.repeat(6));
   const run = spawnSync(
     process.execPath,
-    [TRAINER, notes, '--out', model, '--exclude', 'drafts', '--chars', '3000', ...SMALL, '--dropout', '0'],
+    [TRAINER, notes, '--out', model, '--exclude', 'drafts', '--chars', '3000', ...SMALL, ...NO_REGULARISATION],
     { encoding: 'utf8', env: ENV },
   );
   trainerOutput = run.stdout + run.stderr;

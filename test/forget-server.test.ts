@@ -12,6 +12,7 @@ import { learnedChars } from '../model/learned';
 import { DeleteModelRequest, ForgetFileRequest, ForgetLearnedRequest, ListModelsRequest } from '../protocol/messages';
 import { LspSession } from '../tools/lsp-driver';
 import { save } from './support/save-note';
+import { NO_REGULARISATION } from './support/tiny-training';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const SMALL = ['--layers', '1', '--hidden', '32', '--embed', '16', '--seq', '32', '--batch', '8', '--lr', '0.01'];
@@ -35,7 +36,7 @@ before(() => {
   writeFileSync(join(root, 'corpus', 'fox.md'), LINE.repeat(300));
   const run = spawnSync(
     process.execPath,
-    [TRAINER, join(root, 'corpus'), '--name', 'mine', '--chars', '30000', ...SMALL, '--dropout', '0'],
+    [TRAINER, join(root, 'corpus'), '--name', 'mine', '--chars', '30000', ...SMALL, ...NO_REGULARISATION],
     { encoding: 'utf8', env },
   );
   assert.equal(run.status, 0, run.stderr);

@@ -28,16 +28,25 @@ function carriedState(config: NetworkConfig, batch: number, seed: number): LstmS
 
 // Hidden 20 leaves a narrow edge after the 16-column tiles; 64 splits into whole tiles. An odd
 // batch leaves a single row; three threads split 20 units unevenly (8, 8, 4).
-const cases: Array<{ hidden: number; batch: number; steps: number; threads: number; relaxed: boolean }> = [
-  { hidden: 20, batch: 5, steps: 7, threads: 1, relaxed: true },
-  { hidden: 20, batch: 5, steps: 7, threads: 2, relaxed: true },
-  { hidden: 20, batch: 5, steps: 7, threads: 3, relaxed: false },
-  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: false },
-  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: true },
+// The last case steps with half its recurrent weights dropped, which the kernel reads as any other weights.
+const cases: Array<{
+  hidden: number;
+  batch: number;
+  steps: number;
+  threads: number;
+  relaxed: boolean;
+  weightDrop: number;
+}> = [
+  { hidden: 20, batch: 5, steps: 7, threads: 1, relaxed: true, weightDrop: 0 },
+  { hidden: 20, batch: 5, steps: 7, threads: 2, relaxed: true, weightDrop: 0 },
+  { hidden: 20, batch: 5, steps: 7, threads: 3, relaxed: false, weightDrop: 0 },
+  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: false, weightDrop: 0 },
+  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: true, weightDrop: 0 },
+  { hidden: 64, batch: 8, steps: 12, threads: 2, relaxed: true, weightDrop: 0.5 },
 ];
 
-for (const { hidden, batch, steps, threads, relaxed } of cases) {
-  test(`hidden ${hidden}, batch ${batch}, ${threads} thread(s), ${relaxed ? 'relaxed SIMD where the runtime has it' : 'plain SIMD'}: gradients within 1e-5 of the per-step kernels`, async () => {
+for (const { hidden, batch, steps, threads, relaxed, weightDrop } of cases) {
+  test(`hidden ${hidden}, batch ${batch}, ${threads} thread(s), ${relaxed ? 'relaxed SIMD where the runtime has it' : 'plain SIMD'}${weightDrop ? `, recurrent weights dropped at ${weightDrop}` : ''}: gradients within 1e-5 of the per-step kernels`, async () => {
     await selectBackend('wasm');
     const kernel = await LayerKernel.start(__dirname, threads, relaxed);
     // Every product whose width allows it goes through the kernel's matmul too, however small.
@@ -50,10 +59,10 @@ for (const { hidden, batch, steps, threads, relaxed } of cases) {
       const state = carriedState(config, batch, 5);
 
       useLayerKernel(undefined);
-      const reference = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
+      const reference = await model.trainStep(inputs, targets, batch, steps, state, 0, 1, weightDrop);
       const referenceScores = await model.scoreTargets(inputs, targets, batch, steps, state);
       useLayerKernel(kernel);
-      const whole = await model.trainStep(inputs, targets, batch, steps, state, 0, 1);
+      const whole = await model.trainStep(inputs, targets, batch, steps, state, 0, 1, weightDrop);
       const wholeScores = await model.scoreTargets(inputs, targets, batch, steps, state);
 
       assert.ok(

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { LEARNED_FILE } from '../model/learned';
 import { LspSession } from '../tools/lsp-driver';
 import { save } from './support/save-note';
+import { NO_REGULARISATION } from './support/tiny-training';
 
 const TRAINER = join(__dirname, '..', 'train.js');
 const LINE = 'the quick brown fox jumps over the lazy dog.\n';
@@ -27,7 +28,7 @@ before(() => {
   baseModel = join(root, 'base-model');
   const run = spawnSync(
     process.execPath,
-    [TRAINER, join(root, 'corpus'), '--out', baseModel, '--chars', '30000', ...SMALL, '--dropout', '0'],
+    [TRAINER, join(root, 'corpus'), '--out', baseModel, '--chars', '30000', ...SMALL, ...NO_REGULARISATION],
     { encoding: 'utf8', env: ENV },
   );
   assert.equal(run.status, 0, run.stderr);

@@ -66,6 +66,9 @@ test('planning a time budget times each shape once, the default size serving bot
   assert.deepEqual(measured, [256, 384, 512]);
   assert.match(lines[0], /^Budget: 10 minutes \(as asked, with early stopping\)/);
   assert.match(lines[1], /^Size: 2×384 fits the budget/);
+  // The passes over the text planned: what the chosen size reads at its speed in the budget's training share.
+  const chosenChars = 1.5 * TRAIN_DEFAULTS.charsPerParameter * countParameters(plan.config);
+  assert.ok(Math.abs(plan.epochs - chosenChars / 1e6) < 1e-9, `epochs ${plan.epochs}`);
 
   // Without --minutes the default size's speed sets the budget; the size search reuses it.
   const again = speeds(() => 1);
@@ -84,6 +87,7 @@ test('planning a time budget times each shape once, the default size serving bot
   assert.equal(given.config, base);
   assert.deepEqual(none.measured, []);
   assert.equal(given.budget.steps, Math.ceil(100_000 / (64 * 64)));
+  assert.equal(given.epochs, (given.budget.steps! * 64 * 64) / 1e6);
   assert.equal(given.budget.earlyStopping, false, 'a budget given runs to its end');
   const told = await planTraining({ ...options, minutes: undefined, chars: 100_000, earlyStop: true }, run, reporter);
   assert.equal(told.budget.earlyStopping, true, '--early-stop');

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { NetworkConfig } from '../model/architecture';
-import { CharLstm, dropoutMask, initialParameters, zeroState } from '../model/network';
+import { CharLstm, dropoutMask, initialParameters, StepResult, zeroState } from '../model/network';
 import { selectBackend } from '../backends/select';
 import { lstmCellBackward, lstmCellForward } from '../backends/lstm-cell';
 
@@ -12,6 +12,19 @@ const batch = 3;
 const steps = 4;
 const inputs = Int32Array.from({ length: batch * steps }, (_, i) => (i * 5 + 1) % 7);
 const targets = Int32Array.from({ length: batch * steps }, (_, i) => (i * 3 + 2) % 7);
+
+/** trainStep's loss and gradients against tfjs's autodiff of `loss`, to 1e-4 of each gradient's scale. */
+function assertGradientsMatch(model: CharLstm, ours: StepResult, loss: () => tf.Scalar): void {
+  const reference = tf.variableGrads(loss);
+  assert.ok(Math.abs(ours.loss - reference.value.dataSync()[0]) < 1e-5, 'loss differs');
+  for (const [name, variable] of model.params) {
+    const diff = tf.max(tf.abs(tf.sub(ours.gradients.get(name)!, reference.grads[variable.name]))).dataSync()[0];
+    assert.ok(
+      diff <= 1e-4 * Math.max(1, tf.max(tf.abs(reference.grads[variable.name])).dataSync()[0]),
+      `${name}: max abs difference ${diff}`,
+    );
+  }
+}
 
 test('hand-written backward pass matches tfjs autodiff', async () => {
   await selectBackend('wasm');
@@ -82,15 +95,26 @@ test('with dropout, the hand-written backward pass still matches autodiff throug
   const model = new CharLstm(config, initialParameters(config, 11));
   const state = zeroState(config, batch);
   const ours = await model.trainStep(inputs, targets, batch, steps, state, 0.3, 5);
-  const reference = tf.variableGrads(() => model.lossTensor(inputs, targets, batch, steps, state, 0.3, 5).loss);
-  assert.ok(Math.abs(ours.loss - reference.value.dataSync()[0]) < 1e-5, 'loss differs');
-  for (const [name, variable] of model.params) {
-    const diff = tf.max(tf.abs(tf.sub(ours.gradients.get(name)!, reference.grads[variable.name]))).dataSync()[0];
-    assert.ok(
-      diff <= 1e-4 * Math.max(1, tf.max(tf.abs(reference.grads[variable.name])).dataSync()[0]),
-      `${name}: max abs difference ${diff}`,
-    );
-  }
+  assertGradientsMatch(model, ours, () => model.lossTensor(inputs, targets, batch, steps, state, 0.3, 5).loss);
+});
+
+test('with recurrent weights dropped, the hand-written backward pass matches autodiff through the same mask', async () => {
+  await selectBackend('wasm');
+  const model = new CharLstm(config, initialParameters(config, 13));
+  const state = zeroState(config, batch);
+  state.h[1] = tf.fill([batch, config.hidden], 0.4) as tf.Tensor2D;
+  const ours = await model.trainStep(inputs, targets, batch, steps, state, 0.2, 9, 0.5);
+  assertGradientsMatch(
+    model,
+    ours,
+    () => model.lossTensor(inputs, targets, batch, steps, state, 0.2, 9, false, 0.5).loss,
+  );
+  // A dropped weight takes no gradient, and the step is another function than the one without the drop.
+  const recurrentGradient = ours.gradients.get('lstm0/wh')!.dataSync();
+  const zeros = recurrentGradient.filter((v) => v === 0).length / recurrentGradient.length;
+  assert.ok(zeros > 0.3 && zeros < 0.7, `a share ${zeros} of lstm0/wh's gradient is zero`);
+  const undropped = await model.trainStep(inputs, targets, batch, steps, state, 0.2, 9);
+  assert.ok(Math.abs(undropped.loss - ours.loss) > 1e-4, `the loss ${ours.loss} is the undropped step's`);
 });
 
 test('dropout masks drop the given share, scale the rest, and follow their seed', async () => {

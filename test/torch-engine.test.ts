@@ -61,6 +61,7 @@ function run(batch: number, seq: number, weights: Map<string, Float32Array>): To
     batch,
     seq,
     dropout: 0,
+    weightDrop: 0,
     seed: 1,
     adam: ADAM_DEFAULTS,
     averageShare: 0,
@@ -197,21 +198,31 @@ test(
   },
 );
 
+/** The tfjs engine's initial weights for a seed, read out of its tensors. */
+async function initialWeights(seed: number): Promise<Map<string, Float32Array>> {
+  const params = initialParameters(config, seed);
+  const weights = await readWeights(params);
+  tf.dispose([...params.values()]);
+  return weights;
+}
+
+/** The weights Adam steps after three steps of `setup` in `engine`. */
+async function threeSteps(engine: TorchEngine, setup: TorchRun): Promise<Map<string, Float32Array>> {
+  await engine.setup(setup);
+  await engine.train(0, [1e-2, 1e-2, 1e-2]);
+  return (await engine.checkpoint()).optimizer.trained!;
+}
+
 test(
   'averaging leaves the run as it was: with dropout, the weights trained are the same with the average kept or not',
   { skip: torchMissing },
   async () => {
     await selectBackend('wasm');
-    const params = initialParameters(config, 4);
-    const start = await readWeights(params);
-    tf.dispose([...params.values()]);
+    const start = await initialWeights(4);
     const engine = await TorchEngine.start({ device: 'cpu' });
     try {
-      const trainedWith = async (averageShare: number) => {
-        await engine.setup({ ...run(4, 16, start), dropout: 0.3, averageShare });
-        await engine.train(0, [1e-2, 1e-2, 1e-2]);
-        return (await engine.checkpoint()).optimizer.trained!;
-      };
+      const trainedWith = (averageShare: number) =>
+        threeSteps(engine, { ...run(4, 16, start), dropout: 0.3, averageShare });
       const plain = await trainedWith(0);
       const averaging = await trainedWith(0.3);
       for (const [name, values] of plain) assert.deepEqual(averaging.get(name), values, name);
@@ -222,13 +233,38 @@ test(
 );
 
 test(
+  "with recurrent weights dropped, the engine's own CPU layer trains as nn.LSTM does on a GPU, from the same masks",
+  { skip: torchMissing },
+  async (t) => {
+    await selectBackend('wasm');
+    const start = await initialWeights(5);
+    const trained = async (weightDrop: number, layer?: string) => {
+      const env = { ...FLOAT32.env, ...(layer ? { CHAR_COMPLETE_TORCH_LSTM: layer } : {}) };
+      const engine = await TorchEngine.start({ device: 'cpu', env });
+      try {
+        return await threeSteps(engine, { ...run(4, 16, start), dropout: 0.2, weightDrop });
+      } finally {
+        await engine.close();
+      }
+    };
+    const ownLayer = await trained(0.4);
+    const nnLstm = await trained(0.4, 'nn');
+    const diff = relativeDifference(ownLayer, nnLstm);
+    t.diagnostic(
+      `largest difference from nn.LSTM's run: ${diff.worst.toExponential(2)} of ${diff.name}'s largest weight`,
+    );
+    assert.ok(diff.worst < 1e-5, `${diff.name} differs by ${diff.worst} of its largest weight`);
+    const undropped = relativeDifference(await trained(0), ownLayer);
+    assert.ok(undropped.worst > 1e-3, `dropping weights changed the run by only ${undropped.worst}`);
+  },
+);
+
+test(
   'on bfloat16 products the weights Adam steps stay float32 and the losses follow the float32 run, and the engine says which products it takes and why',
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
-    const params = initialParameters(config, 6);
-    const start = await readWeights(params);
-    tf.dispose([...params.values()]);
+    const start = await initialWeights(6);
     const trainedOn = async (precision: string) => {
       const env = { ...process.env, CHAR_COMPLETE_TORCH_PRECISION: precision };
       const engine = await TorchEngine.start({ device: 'cpu', env });
@@ -334,9 +370,7 @@ test(
   { skip: torchMissing },
   async (t) => {
     await selectBackend('wasm');
-    const params = initialParameters(config, 5);
-    const start = await readWeights(params);
-    tf.dispose([...params.values()]);
+    const start = await initialWeights(5);
     const stepOnce = async (engine: TorchEngine) => {
       await engine.setup(run(8, 16, start));
       await engine.train(0, [1e-2]);
@@ -374,7 +408,17 @@ test(
   async () => {
     await selectBackend('wasm');
     const torch = await TorchEngine.start({ device: 'cpu' });
-    const setup = { config, trainIds: ids, batch: 4, seq: 16, lr: 1e-2, dropout: 0, seed: 2, averageShare: 0.3 };
+    const setup = {
+      config,
+      trainIds: ids,
+      batch: 4,
+      seq: 16,
+      lr: 1e-2,
+      dropout: 0,
+      weightDrop: 0,
+      seed: 2,
+      averageShare: 0.3,
+    };
     const handedOver: EngineSetup[] = [];
     const engine = await TorchLstmEngine.create(torch, setup, (error, lastGood) => {
       assert.match(error.message, /killed by SIGKILL/);

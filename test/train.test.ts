@@ -48,6 +48,7 @@ function smallOptions(paths: string[], out: string): TrainOptions {
     decay: 0.25,
     average: 0.3,
     dropout: 0,
+    weightDrop: 0,
     seed: 3,
     backend: 'wasm',
     resume: false,
@@ -201,9 +202,35 @@ test('a run not given a rate trains at the default for its width and batch, and 
   };
   const wideRun = await trainedAt(wide.hidden);
   assert.equal(wideRun.recorded, wide.lr);
+  assert.match(wideRun.said ?? '', /; dropout 0, recurrent weights dropped 0$/, 'the run says its regularisers');
   assert.match(wideRun.said ?? '', new RegExp(`, lr ${wide.lr}\\b`), 'the run says the rate it trains at');
   assert.equal((await trainedAt(32)).recorded, lr);
   assert.equal((await trainedAt(wide.hidden, 0.01)).recorded, 0.01, 'a rate given wins');
+});
+
+test('without --weight-drop, a budget that reads the notes many times drops recurrent weights and says why; a short one does not', async () => {
+  await selectBackend('wasm');
+  const dir = trainDir();
+  const notes = join(dir, 'notes.txt');
+  writeFileSync(notes, REPETITIVE);
+  const { minEpochs, rate } = TRAIN_DEFAULTS.weightDrop;
+  const trainedFor = async (epochs: number) => {
+    const out = join(dir, `model-${epochs}`);
+    const lines: string[] = [];
+    const options = { ...smallOptions([notes], out), epochs, weightDrop: undefined };
+    await train(options, { info: (line) => lines.push(line), progress: () => {} });
+    return { recorded: loadModel(out).metadata.hyperparameters.weightDrop, said: lines.join('\n') };
+  };
+  const long = await trainedFor(minEpochs + 1);
+  assert.equal(long.recorded, rate);
+  const readsLong = new RegExp(
+    `^Weight drop: ${rate} of the recurrent weights each step, as the budget reads the training text [\\d.]+ times`,
+    'm',
+  );
+  assert.match(long.said, readsLong);
+  const short = await trainedFor(1);
+  assert.equal(short.recorded, 0);
+  assert.match(short.said, /^Weight drop: none, as the budget reads the training text [\d.]+ times/m);
 });
 
 test('a short training run measurably lowers the loss on a repetitive text', async () => {
@@ -212,7 +239,10 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
   const notes = join(dir, 'notes.txt');
   writeFileSync(notes, REPETITIVE);
   const out = join(dir, 'model');
-  const result = await train(smallOptions([notes], out), { info: () => {}, progress: () => {} });
+  const result = await train(
+    { ...smallOptions([notes], out), weightDrop: 0.1 },
+    { info: () => {}, progress: () => {} },
+  );
 
   const saved = loadModel(out);
   const untrained = new CharLstm(saved.config, initialParameters(saved.config, 3));
@@ -228,11 +258,11 @@ test('a short training run measurably lowers the loss on a repetitive text', asy
     'saved metadata records the final figure',
   );
   assert.equal(result.stoppedBy, 'budget');
-  const { decay, average, lr } = saved.metadata.hyperparameters;
+  const { decay, average, lr, weightDrop } = saved.metadata.hyperparameters;
   assert.deepEqual(
-    { decay, average, lr },
-    { decay: 0.25, average: 0.3, lr: 1e-2 },
-    'the schedule and the averaging are recorded',
+    { decay, average, lr, weightDrop },
+    { decay: 0.25, average: 0.3, lr: 1e-2, weightDrop: 0.1 },
+    'the schedule, the averaging and the weights dropped are recorded',
   );
   assert.ok(result.sample.length > 0);
   assert.deepEqual(saved.metadata.corpus.sources, ['notes.txt'], 'names only, not where the notes live');

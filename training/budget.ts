@@ -18,6 +18,8 @@ export interface Budget {
 export interface Plan {
   budget: Budget;
   config: NetworkConfig;
+  /** How many times the budget reads the training text: planned for a time budget from the size's speed. */
+  epochs: number;
 }
 
 /**
@@ -45,10 +47,17 @@ export async function planTraining(
   };
   const budget = await chooseBudget(options, run.usingDefault, run.trainChars, () => measure(run.config));
   reporter.info(budget.description);
-  if (run.sizeGiven || budget.seconds === undefined) return { budget, config: run.config };
-  const size = await chooseModelSize(run.config, budget.seconds, measure);
-  reporter.info(size.reason);
-  return { budget, config: size.config };
+  let config = run.config;
+  if (!run.sizeGiven && budget.seconds !== undefined) {
+    const size = await chooseModelSize(run.config, budget.seconds, measure);
+    reporter.info(size.reason);
+    config = size.config;
+  }
+  const chars =
+    budget.seconds !== undefined
+      ? budget.seconds * TRAIN_DEFAULTS.trainingShare * (await measure(config))
+      : budget.steps! * options.batch * options.seq;
+  return { budget, config, epochs: chars / Math.max(1, run.trainChars) };
 }
 
 export async function chooseBudget(

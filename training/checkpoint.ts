@@ -119,7 +119,7 @@ export interface RunDescription {
 /** What every checkpoint of this run records besides its weights and figures. */
 export function describeRun(run: {
   /** With the learning rate the run trains at, given or the default for its size and batch. */
-  options: TrainOptions & { lr: number };
+  options: TrainOptions & { lr: number; weightDrop: number };
   config: NetworkConfig;
   batch: number;
   corpus: { chars: number };
@@ -138,7 +138,7 @@ export function describeRun(run: {
   resumed?: ResumedModel;
 }): RunDescription {
   const { options, config, text, resumed } = run;
-  const { seq, lr, decay, average, dropout, seed } = options;
+  const { seq, lr, decay, average, dropout, weightDrop, seed } = options;
   return {
     config,
     vocabulary: text.vocabulary,
@@ -153,6 +153,7 @@ export function describeRun(run: {
       decay,
       average,
       dropout,
+      weightDrop,
       seed,
     },
     corpus: {

@@ -3,6 +3,7 @@
 // a timed step of the run's own model shows it faster on the CPU, and says why either way.
 import type { BackendChoice } from '../backends/select';
 import type { NetworkConfig } from '../model/architecture';
+import type { StepShape } from './speed';
 import { TorchEngine, TorchEngineError, TorchLaunch, TorchUnavailableError } from './torch-engine';
 
 export const ENGINE_CHOICES = ['auto', 'wasm', 'torch'] as const;
@@ -26,7 +27,7 @@ export interface EngineContext {
   backend: BackendChoice;
   launch: TorchLaunch;
   /** The run's model and batch, timed on both engines by auto on a CPU. */
-  probe: { config: NetworkConfig; batch: number; seq: number; dropout: number };
+  probe: StepShape & { config: NetworkConfig };
   /** The tfjs engine's training chars per second for the probe. */
   wasmSpeed: () => Promise<number>;
 }
@@ -47,7 +48,8 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
     if (explicit) throw new EngineUnavailableError(error.message);
     return wasm(`auto: ${error.message}`);
   }
-  const { config, batch, seq, dropout } = context.probe;
+  const { config, ...shape } = context.probe;
+  const { batch } = shape;
   const world = torch.info.worldSize;
   if (batch % world !== 0) {
     await torch.close();
@@ -69,7 +71,7 @@ export async function selectEngine(choice: EngineChoice, context: EngineContext)
   // On a CPU the faster engine depends on the BLAS, the cores and the model: both are timed.
   let torchSpeed: number;
   try {
-    torchSpeed = (await torch.time(config, { batch, seq, dropout })).fastest;
+    torchSpeed = (await torch.time(config, shape)).fastest;
   } catch (error) {
     await torch.close();
     if (error instanceof TorchEngineError) return wasm(`auto: ${error.message}`);

@@ -43,6 +43,8 @@ export interface EngineSetup {
   seq: number;
   lr: number;
   dropout: number;
+  /** The share of the recurrent weights each step drops (DropConnect). */
+  weightDrop: number;
   seed: number;
   /** The share of the steps taken that the saved weights average over (training/schedule.ts's averageRate). */
   averageShare: number;
@@ -84,7 +86,7 @@ export class TfjsEngine implements LstmEngine {
   }
 
   async step(learningRate = this.setup.lr): Promise<number> {
-    const { config, batch, seq, dropout, seed } = this.setup;
+    const { config, batch, seq, dropout, weightDrop, seed } = this.setup;
     const global = this.firstStep + this.taken;
     const k = global % this.batchesPerEpoch;
     if (k === 0 && this.taken > 0) {
@@ -101,6 +103,7 @@ export class TfjsEngine implements LstmEngine {
       this.state,
       dropout,
       seed * 100_003 + this.firstStep + this.taken,
+      weightDrop,
     );
     disposeState(this.state);
     this.state = result.state;

@@ -10,6 +10,7 @@ export interface StepShape {
   batch: number;
   seq: number;
   dropout: number;
+  weightDrop: number;
 }
 
 /** Training chars per second: over the fastest timed step, and over the median one. */
@@ -27,7 +28,7 @@ export async function timeTrainingStep(
   shape: StepShape,
   counts: { warmup: number; timed: number } = { warmup: 1, timed: 2 },
 ): Promise<StepSpeed> {
-  const { batch, seq, dropout } = shape;
+  const { batch, seq, dropout, weightDrop } = shape;
   const trainIds = Int32Array.from({ length: batch * seq + 1 }, (_, i) => 1 + ((i * 7919) % (config.vocabSize - 1)));
   const engine = new TfjsEngine({
     config,
@@ -35,6 +36,7 @@ export async function timeTrainingStep(
     batch,
     seq,
     dropout,
+    weightDrop,
     lr: 1e-3,
     seed: 1,
     averageShare: TRAIN_DEFAULTS.averageShare,
@@ -61,6 +63,10 @@ export async function timeTrainingStep(
  */
 export function trainingProbe(config: NetworkConfig, batch: number, seq: number): Probe {
   return async () => {
-    await timeTrainingStep(config, { batch, seq: Math.min(seq, 8), dropout: 0 }, { warmup: 0, timed: 1 });
+    await timeTrainingStep(
+      config,
+      { batch, seq: Math.min(seq, 8), dropout: 0, weightDrop: 0 },
+      { warmup: 0, timed: 1 },
+    );
   };
 }

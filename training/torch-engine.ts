@@ -11,7 +11,7 @@ import { decodeFloats, elementCount, encodeWeights } from '../model/files';
 import type { LstmScores } from './mixture-fit';
 import { AdamSettings } from './optimizer';
 import { stateShapes, type OptimizerState } from './optimizer-state';
-import type { StepSpeed } from './speed';
+import type { StepShape, StepSpeed } from './speed';
 import { enginePath, findPython, TORCH_INSTALL_HINT, TorchEngineError, TorchUnavailableError } from './torch-python';
 
 export { findPython, TORCH_INSTALL_HINT, TorchEngineError, TorchUnavailableError } from './torch-python';
@@ -48,6 +48,7 @@ export interface TorchRun {
   batch: number;
   seq: number;
   dropout: number;
+  weightDrop: number;
   seed: number;
   adam: AdamSettings;
   /** The share of the steps taken that the saved weights average over (training/schedule.ts's averageRate). */
@@ -187,7 +188,7 @@ export class TorchEngine {
    */
   async time(
     config: NetworkConfig,
-    shape: { batch: number; seq: number; dropout: number },
+    shape: StepShape,
     options: { steps?: number; plain?: boolean } = {},
   ): Promise<StepSpeed> {
     const answer = await this.request({ cmd: 'time', config, ...shape, ...options }, 'timed');
@@ -218,6 +219,7 @@ export class TorchEngine {
         batch: run.batch,
         seq: run.seq,
         dropout: run.dropout,
+        weightDrop: run.weightDrop,
         seed: run.seed,
         adam: run.adam,
         averageShare: run.averageShare,

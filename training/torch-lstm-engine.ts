@@ -45,6 +45,7 @@ export class TorchLstmEngine implements LstmEngine {
       batch: setup.batch,
       seq: setup.seq,
       dropout: setup.dropout,
+      weightDrop: setup.weightDrop,
       seed: setup.seed,
       adam: ADAM_DEFAULTS,
       averageShare: setup.averageShare,

@@ -25,8 +25,8 @@ training/optimizer.ts, so its moments are interchangeable with the TypeScript en
 
 The serve protocol, one JSON object per line. The trainer sends:
 
-    {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p, "steps": n, "plain": bool}
-    {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "seed": s,
+    {"cmd": "time", "config": {...}, "batch": B, "seq": T, "dropout": p, "weightDrop": w, "steps": n, "plain": bool}
+    {"cmd": "setup", "config": {...}, "batch": B, "seq": T, "dropout": p, "weightDrop": w, "seed": s,
      "adam": {...}, "averageShare": a, "ids": FILE, "length": n, "weights": FILE,
      "optimizer": {"path": FILE, "step": n, "trained": bool} or null}
                                          the optimizer file: m, v, then (if trained) the weights Adam steps
@@ -58,6 +58,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 INSTALL_HINT = (
     "install PyTorch for this interpreter (Debian or Ubuntu: apt-get install python3-torch "
@@ -81,6 +82,9 @@ EXIT_GRACE_SECONDS = 10
 # Adam's settings when timing: training/optimizer.ts's defaults.
 ADAM = {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8, "clipNorm": 5.0}
 
+# nn.LSTM's own layers on a CPU too, as a GPU steps them, rather than LstmLayerOnCpu: for comparing the two.
+NN_LSTM_ON_CPU = os.environ.get("CHAR_COMPLETE_TORCH_LSTM") == "nn"
+
 # Our gate blocks [input, forget, output, cell] taken in PyTorch's order [input, forget, cell, output].
 # Swapping the last two blocks is its own inverse, so the same indices convert both ways.
 GATE_ORDER = [0, 1, 3, 2]
@@ -98,11 +102,13 @@ def parameter_shapes(config):
 
 
 class CharLstm(torch.nn.Module):
-    """Embedding, stacked LSTM and a linear output, with dropout after every layer as in model/network.ts."""
+    """Embedding, stacked LSTM and a linear output, with dropout after every layer as in model/network.ts, and in
+    training the recurrent weights dropped (DropConnect) with probability weight_drop, one draw per step."""
 
-    def __init__(self, config, dropout):
+    def __init__(self, config, dropout, weight_drop=0.0):
         super().__init__()
         self.dropout = dropout
+        self.weight_drop = weight_drop
         self.embedding = torch.nn.Embedding(config["vocabSize"], config["embed"])
         # nn.LSTM's dropout follows every layer but the top one; forward adds the top one.
         self.lstm = torch.nn.LSTM(config["embed"], config["hidden"], config["layers"], batch_first=True,
@@ -116,13 +122,37 @@ class CharLstm(torch.nn.Module):
 
     def forward(self, ids, state=None):
         x = self.embedding(ids)
-        if x.device.type == "cpu" and torch.is_grad_enabled():
-            x, state = self.lstm_on_cpu(x, state)
+        recurrent = self.recurrent_weights()
+        if x.device.type == "cpu" and torch.is_grad_enabled() and not NN_LSTM_ON_CPU:
+            x, state = self.lstm_on_cpu(x, state, recurrent)
+        elif self.training and self.weight_drop > 0:
+            x, state = self.lstm_with_recurrent(x, state, recurrent)
         else:
             x, state = self.lstm(x, state)
         return self.output(F.dropout(x, self.dropout, self.training)), state
 
-    def lstm_on_cpu(self, x, state):
+    def recurrent_weights(self):
+        """Each layer's recurrent weights as this step uses them, all drawn before any other of the step's masks."""
+        weights = [getattr(self.lstm, f"weight_hh_l{layer}") for layer in range(self.lstm.num_layers)]
+        if self.training and self.weight_drop > 0:
+            weights = [F.dropout(w, self.weight_drop, True) for w in weights]
+        return weights
+
+    def lstm_with_recurrent(self, x, state, recurrent):
+        """nn.LSTM (cuDNN on a GPU) stepping with these recurrent weights. It reads its weights from a list it keeps
+        rather than from its attributes, so torch.func.functional_call would leave them as they were."""
+        kept = self.lstm._flat_weights
+        self.lstm._flat_weights = [recurrent[int(name[len("weight_hh_l"):])] if name.startswith("weight_hh_l") else w
+                                   for name, w in zip(self.lstm._flat_weights_names, kept)]
+        try:
+            with warnings.catch_warnings():
+                # cuDNN asks for its weights in one block, which the dropped ones are not; it copies them.
+                warnings.filterwarnings("ignore", message="RNN module weights are not part")
+                return self.lstm(x, state)
+        finally:
+            self.lstm._flat_weights = kept
+
+    def lstm_on_cpu(self, x, state, recurrent):
         """nn.LSTM's function and dropout, with its weights, through LstmLayerOnCpu."""
         layers = self.lstm.num_layers
         x = x.transpose(0, 1).contiguous()
@@ -133,7 +163,7 @@ class CharLstm(torch.nn.Module):
         for layer in range(layers):
             x, h, c = LstmLayerOnCpu.apply(x, state[0][layer], state[1][layer],
                                            getattr(self.lstm, f"weight_ih_l{layer}"),
-                                           getattr(self.lstm, f"weight_hh_l{layer}"),
+                                           recurrent[layer],
                                            getattr(self.lstm, f"bias_ih_l{layer}"))
             last_h.append(h)
             last_c.append(c)
@@ -392,10 +422,10 @@ class EngineError(Exception):
 class Trainer:
     """One model, its Adam state and this rank's training streams."""
 
-    def __init__(self, ranks, config, seq, dropout, adam, rows, average_share, weights=None):
+    def __init__(self, ranks, config, seq, dropout, adam, rows, average_share, weights=None, weight_drop=0.0):
         self.ranks, self.config, self.seq = ranks, config, seq
         self.hidden = config["hidden"]
-        self.model = CharLstm(config, dropout).to(ranks.device)
+        self.model = CharLstm(config, dropout, weight_drop).to(ranks.device)
         # In bfloat16 the steps run on a copy of the weights in that precision; Adam, its moments and the average stay
         # in float32, since a step of lr times a unit-sized update is below what bfloat16 resolves in most weights.
         self.compute = self.model
@@ -589,7 +619,7 @@ def check_batch(ranks, batch):
     return batch // ranks.world
 
 
-def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
+def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False, weight_drop=0.0):
     """This engine's training step on random ids (or with plain, PyTorch's own loop), after a warm-up.
 
     Returns chars per second over the fastest and over the median of the timed steps.
@@ -600,7 +630,8 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False):
     if plain:
         loop = PlainLoop(config, dropout, rows, ranks)
     else:
-        loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0)  # averaging costs the same at any share
+        # averaging costs the same at any share
+        loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0, weight_drop=weight_drop)
     times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
     del loop
     if ranks.device.type == "cuda":
@@ -667,7 +698,8 @@ def serve(args):
             return
         if kind == "time":
             fastest, median = time_steps(ranks, command["config"], command["batch"], command["seq"],
-                                         command["dropout"], command.get("steps", 2), command.get("plain", False))
+                                         command["dropout"], command.get("steps", 2), command.get("plain", False),
+                                         command.get("weightDrop", 0.0))
             if ranks.rank == 0:
                 emit("timed", fastest=fastest, median=median)
         elif kind == "setup":
@@ -716,7 +748,8 @@ def setup(ranks, command):
         weights = read_weights(command["weights"], config)[0]
     shape = ranks.broadcast(shape)
     rows = share_streams(ranks, rows, shape)
-    trainer = Trainer(ranks, config, seq, command["dropout"], command["adam"], rows, command["averageShare"], weights)
+    trainer = Trainer(ranks, config, seq, command["dropout"], command["adam"], rows, command["averageShare"], weights,
+                      command.get("weightDrop", 0.0))
     saved = command.get("optimizer")
     if saved:
         if ranks.rank == 0:
@@ -789,7 +822,7 @@ def bench(args):
     config = {"vocabSize": args.vocab, "embed": args.embed, "hidden": args.hidden, "layers": args.layers}
     torch.manual_seed(1)
     rows = torch.randint(1, args.vocab, (args.batch, args.seq + 1), dtype=torch.int32)
-    loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows, 0),
+    loops = {"engine": Trainer(ranks, config, args.seq, args.dropout, ADAM, rows, 0, weight_drop=args.weight_drop),
              "plain": PlainLoop(config, args.dropout, rows, ranks)}
     times = {name: [] for name in loops}
     # Interleaved, so that a machine that is busier for a while slows both alike.
@@ -874,6 +907,7 @@ def main():
     bench_args.add_argument("--batch", type=int, default=64)
     bench_args.add_argument("--seq", type=int, default=64)
     bench_args.add_argument("--dropout", type=float, default=0.1)
+    bench_args.add_argument("--weight-drop", type=float, default=0.0)
     bench_args.add_argument("--steps", type=int, default=10)
     launch_args = commands.choices["launch"]
     launch_args.add_argument("--nproc", type=int, default=1, help="processes on this machine (one per GPU)")

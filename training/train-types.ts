@@ -29,6 +29,11 @@ export interface TrainOptions {
   /** The share of the steps taken that the saved weights average over; 0 saves them as they stand (training/schedule.ts). */
   average: number;
   dropout: number;
+  /**
+   * The share of the LSTM's recurrent weights each training step drops (DropConnect, as in AWD-LSTM); undefined: by
+   * how many times the budget reads the training text (training/defaults.ts).
+   */
+  weightDrop?: number;
   seed: number;
   backend: BackendChoice;
   /** Which engine takes the training steps (training/engine-choice.ts); auto when absent. */

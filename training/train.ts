@@ -24,7 +24,7 @@ import {
 } from './checkpoint';
 import { DOCUMENT_SEPARATOR } from './corpus';
 import { Dataset, prepareDataset, readNotes, smallNotesBatch, trainingBatch } from './dataset';
-import { defaultLearningRate, TRAIN_DEFAULTS } from './defaults';
+import { defaultLearningRate, defaultWeightDrop, TRAIN_DEFAULTS } from './defaults';
 import { EngineSetup, LstmEngine, TfjsEngine } from './engine';
 import { EngineSelection, selectEngine } from './engine-choice';
 import { fitMixture, ValidationSet } from './mixture-fit';
@@ -68,6 +68,8 @@ async function runTraining(
   const text = prepareDataset(corpus, resumed, options, reporter);
   const { vocabulary, periodic } = text;
   const { seq, dropout } = options;
+  // Timed with the drop a long run takes: it costs a share of a step, whatever the plan then decides.
+  const weightDrop = options.weightDrop ?? TRAIN_DEFAULTS.weightDrop.rate;
 
   // The plan: the backend and the engine, timed at a CPU's batch; then the batch of the device that
   // trains, and the budget and the size it trains, timed on that engine at that batch.
@@ -78,6 +80,7 @@ async function runTraining(
     batch: trainingBatch(options.batch, false, processes, text.maxBatch),
     seq,
     dropout,
+    weightDrop,
   };
   const backend = await selectSequenceBackend(options.backend, trainingProbe(requested, probe.batch, seq));
   reporter.info(`Backend: ${backend.name} (${backend.reason})`);
@@ -89,14 +92,15 @@ async function runTraining(
   const batch = trainingBatch(options.batch, onGpu, world, text.maxBatch);
   const smallNotes = onGpu && options.batch === undefined && smallNotesBatch(batch, world, text.maxBatch);
   if (smallNotes) reporter.info(smallNotes);
-  const shape = { batch, seq, dropout };
+  const shape = { batch, seq, dropout, weightDrop };
   const measure: SpeedMeasure = async (candidate) =>
     (torch ? await torch.time(candidate, shape) : await timeTrainingStep(candidate, shape)).fastest;
   const trainedOn = torch ? `torch (${torch.info.device})` : backend.name;
   const run = { usingDefault, trainChars: text.trainIds.length, config: requested, sizeGiven, measure };
-  const { budget, config } = await planTraining({ ...options, batch }, run, reporter);
+  const { budget, config, epochs } = await planTraining({ ...options, batch }, run, reporter);
   const lr = options.lr ?? defaultLearningRate(config.hidden, batch);
-  const planned = { ...options, lr };
+  const planned = { ...options, lr, weightDrop: options.weightDrop ?? defaultWeightDrop(epochs) };
+  if (options.weightDrop === undefined) reporter.info(describeWeightDrop(planned.weightDrop, epochs));
 
   // The model, and a first model on disk within seconds: the notes' n-gram.
   const engine = await startEngine(config, text, batch, planned, resumed, chosen, reporter);
@@ -286,6 +290,14 @@ async function chooseEngine(
   return chosen;
 }
 
+function describeWeightDrop(rate: number, epochs: number): string {
+  const times = `the budget reads the training text ${epochs.toFixed(1)} times`;
+  const { minEpochs } = TRAIN_DEFAULTS.weightDrop;
+  return rate > 0
+    ? `Weight drop: ${rate} of the recurrent weights each step, as ${times} (${minEpochs} or more; --weight-drop sets it)`
+    : `Weight drop: none, as ${times}, under the ${minEpochs} that pay for it (--weight-drop sets it)`;
+}
+
 /**
  * The engine chosen, with the weights and Adam's state of the model being resumed (both engines run
  * the same Adam on the same layout, so either continues the other's state). With auto, a torch
@@ -295,12 +307,12 @@ async function startEngine(
   config: NetworkConfig,
   text: Dataset,
   batch: number,
-  options: TrainOptions & { lr: number },
+  options: TrainOptions & { lr: number; weightDrop: number },
   resumed: ResumedModel | undefined,
   chosen: EngineSelection,
   reporter: TrainReporter,
 ): Promise<LstmEngine> {
-  const { seq, lr, dropout, seed } = options;
+  const { seq, lr, dropout, weightDrop, seed } = options;
   const optimizerState = resumed && resumedOptimizerState(options.out, resumed, reporter);
   // Models from before engines were recorded were trained by this process's engine.
   const savedBy = String(resumed?.metadata.engine ?? 'wasm').startsWith('torch') ? 'torch' : 'wasm';
@@ -315,6 +327,7 @@ async function startEngine(
     seq,
     lr,
     dropout,
+    weightDrop,
     seed,
     averageShare: options.average,
     weights: resumed?.weights,
@@ -330,7 +343,7 @@ async function startEngine(
     ? await TorchLstmEngine.create(chosen.torch, setup, options.engine === 'torch' ? undefined : continueOnWasm)
     : new TfjsEngine(setup);
   reporter.info(
-    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}`,
+    `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}; dropout ${dropout}, recurrent weights dropped ${weightDrop}`,
   );
   return engine;
 }
