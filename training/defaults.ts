@@ -98,12 +98,12 @@ export const TRAIN_DEFAULTS = {
   sampleTemperature: 0.8,
 } as const;
 
-/** The learning rate of a run not given one: `wide.lr` for a wide LSTM stepped on a CPU's batch, else `lr`. */
 /** The weight drop of a run that reads the training text `epochs` times, when --weight-drop is not given. */
 export function defaultWeightDrop(epochs: number): number {
   return epochs >= TRAIN_DEFAULTS.weightDrop.minEpochs ? TRAIN_DEFAULTS.weightDrop.rate : 0;
 }
 
+/** The learning rate of a run not given one: `wide.lr` for a wide LSTM stepped on a CPU's batch, else `lr`. */
 export function defaultLearningRate(hidden: number, batch: number): number {
   const { wide } = TRAIN_DEFAULTS;
   return hidden >= wide.hidden && batch <= TRAIN_DEFAULTS.batch ? wide.lr : TRAIN_DEFAULTS.lr;

@@ -295,7 +295,7 @@ function describeWeightDrop(rate: number, epochs: number): string {
   const { minEpochs } = TRAIN_DEFAULTS.weightDrop;
   return rate > 0
     ? `Weight drop: ${rate} of the recurrent weights each step, as ${times} (${minEpochs} or more; --weight-drop sets it)`
-    : `Weight drop: none, as ${times}, under the ${minEpochs} that pay for it (--weight-drop sets it)`;
+    : `Weight drop: none, as ${times} (it starts at ${minEpochs}; --weight-drop sets it)`;
 }
 
 /**
