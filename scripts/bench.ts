@@ -106,24 +106,19 @@ async function main(): Promise<void> {
   const model = new CharLstm(config, params);
 
   // Training throughput on the trainer's own timer: the median of the timed steps after two warm-up steps.
-  const speed = await timeTrainingStep(
-    config,
-    { batch: batchSize, seq, dropout: TRAIN_DEFAULTS.dropout, weightDrop: TRAIN_DEFAULTS.weightDrop.rate },
-    { warmup: 2, timed: trainSteps },
-  );
+  const trainingShape: StepShape = {
+    batch: batchSize,
+    seq,
+    dropout: TRAIN_DEFAULTS.dropout,
+    weightDrop: TRAIN_DEFAULTS.weightDrop.rate,
+  };
+  const speed = await timeTrainingStep(config, trainingShape, { warmup: 2, timed: trainSteps });
   const trainCharsPerSecond = speed.median;
   say(
     `train: ${Math.round(trainCharsPerSecond).toLocaleString('en-US')} chars/s (${size}, batch ${batchSize}, seq ${seq}, median of ${trainSteps} steps)`,
   );
 
-  const torch =
-    values.engine === 'torch'
-      ? await torchTraining(
-          config,
-          { batch: batchSize, seq, dropout: TRAIN_DEFAULTS.dropout, weightDrop: TRAIN_DEFAULTS.weightDrop.rate },
-          trainSteps,
-        )
-      : undefined;
+  const torch = values.engine === 'torch' ? await torchTraining(config, trainingShape, trainSteps) : undefined;
   if (torch) {
     say(
       `train on ${torch.description}: the engine as the trainer drives it ${Math.round(torch.engine).toLocaleString('en-US')} chars/s, PyTorch's own loop ${Math.round(torch.plain).toLocaleString('en-US')} (the engine at ${(torch.engine / torch.plain).toFixed(2)}× it, and ${(torch.engine / trainCharsPerSecond).toFixed(2)}× wasm)`,

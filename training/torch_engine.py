@@ -142,8 +142,8 @@ class CharLstm(torch.nn.Module):
         """nn.LSTM (cuDNN on a GPU) stepping with these recurrent weights. It reads its weights from a list it keeps
         rather than from its attributes, so torch.func.functional_call would leave them as they were."""
         kept = self.lstm._flat_weights
-        self.lstm._flat_weights = [recurrent[int(name[len("weight_hh_l"):])] if name.startswith("weight_hh_l") else w
-                                   for name, w in zip(self.lstm._flat_weights_names, kept)]
+        dropped = {f"weight_hh_l{layer}": w for layer, w in enumerate(recurrent)}
+        self.lstm._flat_weights = [dropped.get(name, w) for name, w in zip(self.lstm._flat_weights_names, kept)]
         try:
             with warnings.catch_warnings():
                 # cuDNN asks for its weights in one block, which the dropped ones are not; it copies them.
