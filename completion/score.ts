@@ -25,12 +25,14 @@ export interface ScoreOptions {
   /** Learn each document into the notes' n-gram once it is scored, as learning from saves does. */
   learnFromSaves?: boolean;
   onProgress?: (done: number) => void;
+  /** Each character as it is scored, with what it cost in nats: to see where the bits go. */
+  onCharacter?: (char: string, nats: number) => void;
 }
 
 export async function scoreAsTyped(
   model: ServedModel,
   documents: string[],
-  { online = true, learnFromSaves = true, onProgress }: ScoreOptions = {},
+  { online = true, learnFromSaves = true, onProgress, onCharacter }: ScoreOptions = {},
 ): Promise<TypedScore> {
   const vocabulary = model.saved.vocabulary;
   const score: TypedScore = { nats: 0, chars: 0, unknown: 0, escapeNats: 0 };
@@ -46,13 +48,15 @@ export async function scoreAsTyped(
       // As for a typist who pauses now and then: the server learns in the pauses.
       while (session.learningPending) await session.learnWhileIdle();
       const id = vocabulary.id(char);
-      score.nats -= logProbs![id];
+      let nats = -logProbs![id];
       if (id === 0) {
         const spelled = escape.nats(codePoint, previous);
         score.unknown++;
         score.escapeNats += spelled;
-        score.nats += spelled;
+        nats += spelled;
       }
+      score.nats += nats;
+      onCharacter?.(char, nats);
       if (online) escape.learn(codePoint, previous);
       previous = codePoint;
       score.chars++;

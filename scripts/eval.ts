@@ -17,7 +17,7 @@ import { numberFlag, parse, runMain, UsageError } from './cli';
 import { COMPLETION_RANGES, STOP_ATS } from '../completion/options';
 import { loadCorpus } from '../training/corpus';
 
-const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--no-replay] [--no-online] [--trace FILE] PATH ...
+const USAGE = `usage: npm run eval -- --model DIR [--json] [--tail FRACTION] [--chars N] [--beam-width N] [--max-chars N] [--min-confidence X] [--stop-at word|line|none] [--no-bpc] [--no-replay] [--no-online] [--trace FILE] [--costs FILE] PATH ...
 
 PATH              held-out text files or folders
 --tail FRACTION   evaluate only the last FRACTION of each file (0.1 = the usual validation split)
@@ -25,7 +25,8 @@ PATH              held-out text files or folders
 --no-bpc          skip bits per char: keystroke savings and latency only
 --no-replay       skip keystroke savings and latency: bits per char only
 --no-online       score and replay without the match model and the online stage of the mixture
---trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted`;
+--trace FILE      write each request of the replay as a JSON line: position, suggestion, accepted
+--costs FILE      write each character scored as a line: its cost in bits, a tab, the character as JSON`;
 
 /** A text this long found whole in the model's notes was read in training, not by chance. */
 const RECALL_CHECK_CHARS = 200;
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
       'no-online': { type: 'boolean' },
       'no-replay': { type: 'boolean' },
       trace: { type: 'string' },
+      costs: { type: 'string' },
     },
     USAGE,
   );
@@ -130,8 +132,13 @@ async function main(): Promise<void> {
       parts = { lstm: whole.lstmNats(scores), ngram: served.hasNotes ? whole.notesNats : null };
     }
     model.dispose();
+    const costs = typeof values.costs === 'string' ? openSync(values.costs, 'w') : undefined;
     const typed = await scoreAsTyped(served, documents, {
       online: !values['no-online'],
+      onCharacter:
+        costs === undefined
+          ? undefined
+          : (char, charNats) => writeSync(costs, `${(charNats / Math.LN2).toFixed(4)}\t${JSON.stringify(char)}\n`),
       onProgress: (done) => {
         if (!values.json)
           process.stdout.write(
@@ -139,6 +146,7 @@ async function main(): Promise<void> {
           );
       },
     });
+    if (costs !== undefined) closeSync(costs);
     if (!values.json) process.stdout.write('\r\x1b[2K');
     served.dispose();
     nats = typed.nats / typed.chars;

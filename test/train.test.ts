@@ -325,11 +325,12 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
     assert.equal(told, learnt, `${name}: the trainer says whether the memory reads the validation text`);
   }
 
-  const evaluate = (out: string) =>
-    spawnSync(process.execPath, [join(__dirname, '..', 'eval.js'), '--model', out, '--no-replay', heldOutFile], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
+  const evaluate = (out: string, ...flags: string[]) =>
+    spawnSync(
+      process.execPath,
+      [join(__dirname, '..', 'eval.js'), '--model', out, '--no-replay', ...flags, heldOutFile],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
   const refused = evaluate(join(dir, 'all'));
   assert.equal(refused.status, 2, refused.stderr);
   assert.match(refused.stderr, /^error: 1 of the 1 text\(s\) to score occur verbatim in the notes this model learnt/);
@@ -343,9 +344,18 @@ test('held-out notes reach the notes’ memory once validated, unless --validati
   );
   assert.match(fromSaves.stderr, /Forget this file/);
   forgetLearnedNotes(join(dir, 'unseen'), new Set([noteKey(heldOutFile)]));
-  const scored = evaluate(join(dir, 'unseen'));
+  const costsFile = join(dir, 'costs.tsv');
+  const scored = evaluate(join(dir, 'unseen'), '--costs', costsFile);
   assert.equal(scored.status, 0, scored.stderr);
-  assert.match(scored.stdout, /bits per char, as typed: [0-9.]+ bits\/char/);
+  const typedBits = Number(/bits per char, as typed: ([0-9.]+) bits\/char/.exec(scored.stdout)?.[1]);
+  // Each character's cost, in the order typed: together they are the text and its figure.
+  const costs = readFileSync(costsFile, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => line.split('\t'));
+  assert.equal(costs.map(([, char]) => JSON.parse(char)).join(''), heldOutText);
+  const meanBits = costs.reduce((sum, [bits]) => sum + Number(bits), 0) / costs.length;
+  assert.ok(meanBits > 0 && Math.abs(meanBits - typedBits) < 0.001, `${meanBits} against ${typedBits} bits/char`);
 });
 
 test('save and load give identical predictions', async () => {
