@@ -117,11 +117,21 @@ export class MatchModel {
    * `id` (only the last MATCH_LONG_LENGTH matter). A match that predicted `id` grows; otherwise a
    * new one is looked up from the context: the last longer repeat if there is one, else the last
    * short one.
+   *
+   * A match that would grow to the end of the history was following the text being read itself:
+   * a state read again over text the history already holds (as a document's states are, from a
+   * little before the cursor, once it has been typed far or jumped) finds its own text as the last
+   * repeat. Kept, it would predict nothing at the end and never let go, so it is looked up afresh.
    */
   advance(slot: Float32Array, context: ArrayLike<number>, id: number): void {
     const pointer = slot[POINTER];
     const length = slot[LENGTH];
-    if (slot[GENERATION] === this.generation && length > 0 && pointer < this.length && this.history[pointer] === id) {
+    if (
+      slot[GENERATION] === this.generation &&
+      length > 0 &&
+      pointer + 1 < this.length &&
+      this.history[pointer] === id
+    ) {
       slot[POINTER] = pointer + 1;
       slot[LENGTH] = Math.min(MATCH_MAX_LENGTH, length + 1);
       return;

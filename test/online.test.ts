@@ -102,6 +102,29 @@ test('the text being typed finds its previous occurrence, not itself', () => {
   );
 });
 
+test('a state read again over text the history already holds still finds the earlier repeat once typing goes on', () => {
+  const url = 'https://example.org/some/long/path_with_parts/and-more/0123456789';
+  const written = `see ${url} here\nand more text\nnow ${url.slice(0, 30)}`;
+  const match = new MatchModel();
+  match.append(vocabulary.encode(written));
+  // As a document's states restart a little before the cursor: the slot reads the last 40 chars again.
+  const ids = vocabulary.encode(written);
+  const slot = new Float32Array(MATCH_STATE_SIZE);
+  match.startSlot(slot);
+  for (let i = ids.length - 40; i < ids.length; i++) match.advance(slot, ids.subarray(0, i + 1), ids[i]);
+  const out = { id: -1, length: 0 };
+  const guesses: string[] = [];
+  for (const char of url.slice(30, 40)) {
+    match.predict(slot, out);
+    guesses.push(out.length > 0 ? vocabulary.chars[out.id] : '');
+    const [id] = vocabulary.encode(char);
+    match.append([id]);
+    const typed = vocabulary.encode(written + url.slice(30, 30 + guesses.length));
+    match.advance(slot, typed, id);
+  }
+  assert.deepEqual(guesses, [...url.slice(30, 40)], 'what followed the first occurrence of the URL');
+});
+
 test("a match's guess, bit by bit, pulls each node on its id's path toward that id, the more the longer the match, and says nothing elsewhere", () => {
   const bits = 4;
   const guess = (length: number) => matchNodeProbabilities({ id: 0b1011, length }, bits, new Float32Array(1 << bits));
