@@ -10,8 +10,6 @@ export const MATCH_MIN_LENGTH = 5;
  * longer one found further back is followed instead.
  */
 export const MATCH_LONG_LENGTH = 10;
-/** The long repeats' index is this many bits smaller than the short ones': it holds fewer that are worth finding. */
-const LONG_HASH_SHRINK = 2;
 /** Matched lengths are counted up to this; beyond it, a longer match says nothing new. */
 export const MATCH_MAX_LENGTH = 65_535;
 /** Where a prediction's state keeps its match: the history's generation, the matched position and the length. */
@@ -70,9 +68,13 @@ export class MatchModel {
   /** Changes whenever the history is started afresh, so that states pointing into an old one let go. */
   private generation = 1;
 
-  constructor(private readonly hashBits = DOCUMENT_HASH_BITS) {
+  /** `hashBits` and `longHashBits` size the short and the long repeats' indexes. */
+  constructor(
+    private readonly hashBits = DOCUMENT_HASH_BITS,
+    private readonly longHashBits = hashBits,
+  ) {
     this.lastEnd = new Int32Array(1 << hashBits).fill(-1);
-    this.lastLongEnd = new Int32Array(1 << (hashBits - LONG_HASH_SHRINK)).fill(-1);
+    this.lastLongEnd = new Int32Array(1 << longHashBits).fill(-1);
   }
 
   get size(): number {
@@ -169,7 +171,7 @@ export class MatchModel {
   }
 
   private longHashBefore(ids: ArrayLike<number>, end: number): number {
-    return hashBefore(ids, end, MATCH_LONG_LENGTH, this.hashBits - LONG_HASH_SHRINK, 0x5bd1e995, 0x1b873593);
+    return hashBefore(ids, end, MATCH_LONG_LENGTH, this.longHashBits, 0x5bd1e995, 0x1b873593);
   }
 
   private hashBefore(ids: ArrayLike<number>, end: number): number {

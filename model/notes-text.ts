@@ -25,11 +25,17 @@ import { characterShapes, WordModel, wordLetters } from './word-model';
 export const NOTES_TEXT_FILE = 'notes.txt';
 /** Larger than any notes a model is trained on in minutes; a bigger file is not this program's. */
 const MAX_NOTES_TEXT_BYTES = 512 * 1024 * 1024;
-/** The notes' match index: a few million positions, so more hash bits than a document's. */
-const NOTES_HASH_BITS = 22;
+/**
+ * The notes' match indexes: a few million positions, so more hash bits than a document's. The long
+ * repeats' is the larger: at a quarter of this size, collisions lost the last place of many a long
+ * repeat in notes of a few million characters, and the short one, which a lookup falls back on,
+ * misses few at this size (docs/measurements.md).
+ */
+const NOTES_HASH_BITS = 21;
+const NOTES_LONG_HASH_BITS = 22;
 
 /** An empty match model sized for notes. */
-const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS);
+const notesMatchModel = (): MatchModel => new MatchModel(NOTES_HASH_BITS, NOTES_LONG_HASH_BITS);
 /** An empty word model sized for notes. */
 const notesWordModel = (vocabulary: Vocabulary): WordModel => new WordModel(wordLetters(vocabulary), 16);
 
