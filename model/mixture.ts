@@ -11,7 +11,15 @@ import {
 } from './match-model';
 import { Mixer, MixerShape } from './mixer';
 import { NgramConfidence, NgramModel } from './ngram';
-import { characterClasses, OnlineInputs, OnlineMixer, PREVIOUS_CLASSES, previousClass } from './online-mixer';
+import {
+  characterClasses,
+  matchesStanding,
+  MATCHES_STANDING,
+  OnlineInputs,
+  OnlineMixer,
+  PREVIOUS_CLASSES,
+  previousClass,
+} from './online-mixer';
 import type { NotesReaders } from './notes-text';
 import { OpenerReader } from './paragraph-openers';
 import type { Predictor, Snapshot } from './predictor';
@@ -30,9 +38,12 @@ import { idBits } from './logistic';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
-/** The last stage's weights are selected by the match's length, in these many doubling buckets, by the character before's class. */
+/**
+ * The last stage's weights are selected by the longer match's length, in these many doubling
+ * buckets; by how the two matches stand; and by the character before's class.
+ */
 const LAST_STAGE_MATCH_BUCKETS = 8;
-export const LAST_STAGE_SELECTORS = LAST_STAGE_MATCH_BUCKETS * PREVIOUS_CLASSES;
+export const LAST_STAGE_SELECTORS = LAST_STAGE_MATCH_BUCKETS * MATCHES_STANDING * PREVIOUS_CLASSES;
 /** A document's last stage, as it starts before anything is carried into it. */
 export const newLastStage = (vocabSize: number): BitwiseMixer =>
   new BitwiseMixer(vocabSize, LAST_STAGE_INITIAL_WEIGHTS, LAST_STAGE_SELECTORS);
@@ -484,9 +495,10 @@ export class MixturePredictor implements Predictor {
 
   /** The context that selects the last stage's weights: how long a match there is, and the class of the character before. */
   private lastStageSelector(): number {
-    const length = Math.max(this.online.match.length, this.online.notesMatch.length);
+    const { match, notesMatch } = this.online;
+    const length = Math.max(match.length, notesMatch.length);
     const bucket = length === 0 ? 0 : Math.min(LAST_STAGE_MATCH_BUCKETS - 1, 1 + Math.floor(Math.log2(length)));
-    return bucket * PREVIOUS_CLASSES + this.online.previous;
+    return (bucket * MATCHES_STANDING + matchesStanding(match, notesMatch)) * PREVIOUS_CLASSES + this.online.previous;
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

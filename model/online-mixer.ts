@@ -22,8 +22,20 @@ const LOG_FLOOR = -30;
 const MATCH_LENGTH_BUCKETS = [1, 8, 12, 16, 24, 32, 64];
 /** The character before: a word's, a space, a line break, anything else. */
 export const PREVIOUS_CLASSES = 4;
+/**
+ * How the two matches stand: one or none; both, guessing the same; both, guessing apart, the
+ * document's the longer or as long; the notes' the longer. Where they guess apart, the longer is
+ * nearly always the one to trust, which one weight set per length cannot learn.
+ */
+export const MATCHES_STANDING = 4;
+/** How the document's match and the notes' stand, as MATCHES_STANDING counts them. */
+export function matchesStanding(match: MatchPrediction, notesMatch: MatchPrediction): number {
+  if (match.length === 0 || notesMatch.length === 0) return 0;
+  if (match.id === notesMatch.id) return 1;
+  return match.length >= notesMatch.length ? 2 : 3;
+}
 /** Each set comes twice: where the word models have seen the two words, and where they have not. */
-const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * PREVIOUS_CLASSES * 2;
+const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * MATCHES_STANDING * PREVIOUS_CLASSES * 2;
 
 /** The weight sets selected by the two characters before: a hash of them, this many bits. */
 const TWO_BEFORE_BITS = 10;
@@ -199,6 +211,9 @@ export class OnlineMixer {
     const length = Math.max(inputs.match.length, inputs.notesMatch.length);
     let match = 0;
     while (match < MATCH_LENGTH_BUCKETS.length && length >= MATCH_LENGTH_BUCKETS[match]) match++;
-    return (match * PREVIOUS_CLASSES + inputs.previous) * 2 + (inputs.wordsSeen ? 1 : 0);
+    const standing = matchesStanding(inputs.match, inputs.notesMatch);
+    return (
+      ((match * MATCHES_STANDING + standing) * PREVIOUS_CLASSES + inputs.previous) * 2 + (inputs.wordsSeen ? 1 : 0)
+    );
   }
 }
