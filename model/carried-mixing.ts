@@ -153,12 +153,11 @@ export class CarriedMixing {
     )
       return 'nothing';
     const arrays = [...fresh.online.weightArrays(), ...(header.lastStageInputs ? fresh.lastStage.weightArrays() : [])];
+    // Weight sets selected by other contexts, as a program that selects them otherwise keeps them: they mean nothing here either.
+    if (JSON.stringify(header.lengths) !== JSON.stringify(arrays.map((array) => array.length))) return 'nothing';
     const payload = bytes.subarray(end);
-    if (
-      JSON.stringify(header.lengths) !== JSON.stringify(arrays.map((array) => array.length)) ||
-      payload.length !== arrays.reduce((sum, array) => sum + array.byteLength, 0)
-    )
-      throw fail(`${CARRIED_MIXING_FILE} holds weights of other sizes than this model's`);
+    if (payload.length !== arrays.reduce((sum, array) => sum + array.byteLength, 0))
+      throw fail(`${CARRIED_MIXING_FILE} is cut short or overlong: it holds other than the weights its header lists`);
     if (contentHash(payload) !== header.payloadHash)
       throw fail(`${CARRIED_MIXING_FILE} is corrupt: its contents do not match their checksum`);
     fillArrays(arrays, payload);

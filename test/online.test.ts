@@ -495,6 +495,25 @@ test('the mixing that documents taught is kept beside the model, and the next se
   assert.equal(fromDamaged.nats, before.nats, 'a damaged file is left out');
   assert.match(fromDamaged.warnings.join('\n'), /carried .*corrupt.*start from the trained mixture/);
 
+  // Weights laid out otherwise, as a version of the program that selects its weight sets by other contexts keeps them.
+  const headerLength = saved.readUInt32LE(0);
+  const header = JSON.parse(saved.subarray(4, 4 + headerLength).toString('utf8'));
+  const rewritten = (lengths: number[], payload: Buffer) => {
+    const json = Buffer.from(JSON.stringify({ ...header, lengths }), 'utf8');
+    const length = Buffer.alloc(4);
+    length.writeUInt32LE(json.length, 0);
+    writeFileSync(join(dir, CARRIED_MIXING_FILE), Buffer.concat([length, json, payload]));
+  };
+  const payload = saved.subarray(4 + headerLength);
+  rewritten([header.lengths[0] * 2, ...header.lengths.slice(1)], payload);
+  const otherLayout = await secondNoteCost(true);
+  assert.equal(otherLayout.nats, before.nats, 'weights laid out otherwise are left out');
+  assert.doesNotMatch(otherLayout.warnings.join('\n'), /carried/, 'and are no problem to warn of');
+  rewritten(header.lengths, payload.subarray(0, payload.length - 8));
+  const cutShort = await secondNoteCost(true);
+  assert.equal(cutShort.nats, before.nats, 'a file cut short is left out');
+  assert.match(cutShort.warnings.join('\n'), /carried .*cut short/);
+
   writeFileSync(join(dir, CARRIED_MIXING_FILE), saved);
   const stages = { online: new OnlineMixer(vocabulary.size), lastStage: newLastStage(vocabulary.size) };
   const retrained = CarriedMixing.load({ dir, weightsFile: 'weights.0123456789ab.bin', vocabulary }, stages);
