@@ -54,10 +54,15 @@ export const ONLINE_LEARNING_RATE = { shared: 0.001, selected: 0.002 };
 function initialSelectedWeights(): Float32Array {
   const weights = new Float32Array(SETS * K);
   const perBucket = SETS / (MATCH_LENGTH_BUCKETS.length + 1);
+  const perStanding = perBucket / MATCHES_STANDING;
   for (let bucket = 1; bucket <= MATCH_LENGTH_BUCKETS.length; bucket++)
     for (let rest = 0; rest < perBucket; rest++) {
-      weights[(bucket * perBucket + rest) * K + MATCH] = Math.min(3, 0.5 * bucket);
-      weights[(bucket * perBucket + rest) * K + NOTES_MATCH] = Math.min(3, 0.5 * bucket);
+      // Where the two guess apart, the shorter match starts as trusted as the shortest: the length that
+      // chose the set is the other's.
+      const standing = Math.floor(rest / perStanding);
+      const longer = Math.min(3, 0.5 * bucket);
+      weights[(bucket * perBucket + rest) * K + MATCH] = standing === 3 ? 0.5 : longer;
+      weights[(bucket * perBucket + rest) * K + NOTES_MATCH] = standing === 2 ? 0.5 : longer;
     }
   return weights;
 }
