@@ -493,7 +493,7 @@ export class MixturePredictor implements Predictor {
     return match.length > 0 ? { nodes: matchNodeProbabilities(match, this.bits, nodes) } : undefined;
   }
 
-  /** The context that selects the last stage's weights: how long a match there is, and the class of the character before. */
+  /** The context that selects the last stage's weights: how long a match there is, how the two stand, and the class of the character before. */
   private lastStageSelector(): number {
     const { match, notesMatch } = this.online;
     const length = Math.max(match.length, notesMatch.length);

@@ -28,11 +28,15 @@ export const PREVIOUS_CLASSES = 4;
  * nearly always the one to trust, which one weight set per length cannot learn.
  */
 export const MATCHES_STANDING = 4;
+const ONE_OR_NONE = 0;
+const ALIKE = 1;
+const DOCUMENT_LONGER = 2;
+const NOTES_LONGER = 3;
 /** How the document's match and the notes' stand, as MATCHES_STANDING counts them. */
 export function matchesStanding(match: MatchPrediction, notesMatch: MatchPrediction): number {
-  if (match.length === 0 || notesMatch.length === 0) return 0;
-  if (match.id === notesMatch.id) return 1;
-  return match.length >= notesMatch.length ? 2 : 3;
+  if (match.length === 0 || notesMatch.length === 0) return ONE_OR_NONE;
+  if (match.id === notesMatch.id) return ALIKE;
+  return match.length >= notesMatch.length ? DOCUMENT_LONGER : NOTES_LONGER;
 }
 /** Each set comes twice: where the word models have seen the two words, and where they have not. */
 const SETS = (MATCH_LENGTH_BUCKETS.length + 1) * MATCHES_STANDING * PREVIOUS_CLASSES * 2;
@@ -53,17 +57,19 @@ export const ONLINE_LEARNING_RATE = { shared: 0.001, selected: 0.002 };
  */
 function initialSelectedWeights(): Float32Array {
   const weights = new Float32Array(SETS * K);
-  const perBucket = SETS / (MATCH_LENGTH_BUCKETS.length + 1);
-  const perStanding = perBucket / MATCHES_STANDING;
+  // In setOf()'s layout: by bucket, then by standing, then by the rest of what selects a set.
+  const perStanding = SETS / (MATCH_LENGTH_BUCKETS.length + 1) / MATCHES_STANDING;
+  const trustOfBucket = (bucket: number) => Math.min(3, 0.5 * bucket);
   for (let bucket = 1; bucket <= MATCH_LENGTH_BUCKETS.length; bucket++)
-    for (let rest = 0; rest < perBucket; rest++) {
-      // Where the two guess apart, the shorter match starts as trusted as the shortest: the length that
-      // chose the set is the other's.
-      const standing = Math.floor(rest / perStanding);
-      const longer = Math.min(3, 0.5 * bucket);
-      weights[(bucket * perBucket + rest) * K + MATCH] = standing === 3 ? 0.5 : longer;
-      weights[(bucket * perBucket + rest) * K + NOTES_MATCH] = standing === 2 ? 0.5 : longer;
-    }
+    for (let standing = 0; standing < MATCHES_STANDING; standing++)
+      for (let rest = 0; rest < perStanding; rest++) {
+        const set = (bucket * MATCHES_STANDING + standing) * perStanding + rest;
+        // Where the two guess apart, the shorter match starts as trusted as the shortest: the length that
+        // chose the set is the other's.
+        const longer = trustOfBucket(bucket);
+        weights[set * K + MATCH] = standing === NOTES_LONGER ? trustOfBucket(1) : longer;
+        weights[set * K + NOTES_MATCH] = standing === DOCUMENT_LONGER ? trustOfBucket(1) : longer;
+      }
   return weights;
 }
 
