@@ -64,6 +64,12 @@ async function main(): Promise<void> {
   const stopAt = values['stop-at'] as string | undefined;
   if (stopAt !== undefined && !(STOP_ATS as readonly string[]).includes(stopAt))
     throw new UsageError(`--stop-at must be one of ${STOP_ATS.join(', ')}\n${USAGE}`);
+  // Opened now, where they will be written, so that a path that cannot be written is reported before minutes of
+  // scoring, not after.
+  const costs =
+    typeof values.costs === 'string' && !values['no-bpc'] ? openForWriting(values.costs, 'costs') : undefined;
+  const trace =
+    typeof values.trace === 'string' && !values['no-replay'] ? openForWriting(values.trace, 'trace') : undefined;
   const modelDir = resolve(values.model);
   const say = (line: string) => (values.json ? process.stderr : process.stdout).write(line + '\n');
 
@@ -132,7 +138,6 @@ async function main(): Promise<void> {
       parts = { lstm: whole.lstmNats(scores), ngram: served.hasNotes ? whole.notesNats : null };
     }
     model.dispose();
-    const costs = typeof values.costs === 'string' ? openSync(values.costs, 'w') : undefined;
     const typed = await scoreAsTyped(served, documents, {
       online: !values['no-online'],
       onCharacter:
@@ -165,9 +170,7 @@ async function main(): Promise<void> {
   if (maxChars) settings.maxChars = maxChars;
   if (minConfidence !== undefined) settings.minConfidence = minConfidence;
   if (stopAt !== undefined) settings.stopAt = stopAt;
-  const replayed = values['no-replay']
-    ? undefined
-    : await replay(text, settings, !!values.json, typeof values.trace === 'string' ? values.trace : undefined);
+  const replayed = values['no-replay'] ? undefined : await replay(text, settings, !!values.json, trace);
   if (replayed) {
     const { result, ksr, latency, seconds } = replayed;
     say(
@@ -199,14 +202,22 @@ async function main(): Promise<void> {
   }
 }
 
+/** Opens `path` for `--flag` to write, or says plainly why it cannot. */
+function openForWriting(path: string, flag: string): number {
+  try {
+    return openSync(path, 'w');
+  } catch (error) {
+    throw new UsageError(`--${flag} ${path}: cannot write there (${(error as Error).message})`);
+  }
+}
+
 /** Types `text` into the real server as a typist who accepts only exact suggestions. */
-async function replay(text: string, settings: Record<string, unknown>, quiet: boolean, tracePath?: string) {
+async function replay(text: string, settings: Record<string, unknown>, quiet: boolean, trace?: number) {
   const session = new LspSession({ initializationOptions: settings, configuration: () => settings });
   await session.initialize();
   const uri = 'file:///eval/held-out.md';
   await session.open(uri, '');
   const started = performance.now();
-  const trace = tracePath === undefined ? undefined : openSync(tracePath, 'w');
   const result = await replayTypist(session, uri, '', text, {
     onProgress: (done) => {
       if (!quiet)
