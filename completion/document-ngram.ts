@@ -12,6 +12,7 @@ import { AdaptiveEscape, EscapeModel } from '../model/escape';
 import type { BitwiseMixer } from '../model/bitwise-mixer';
 import type { CarriedMixing } from '../model/carried-mixing';
 import type { ContextMixingModel } from '../model/context-mixing';
+import { AboveModel } from '../model/line-above';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
 import { OnlineMixer } from '../model/online-mixer';
@@ -42,6 +43,7 @@ export class DocumentNgram implements DocumentSource {
   /** What the document has taught the mixture; it outlives the n-grams' windows, as the document's session does. */
   readonly online?: OnlineMixer;
   private lastStageMixer?: BitwiseMixer;
+  private aboveModel?: AboveModel;
   /** The context mixing of what the document's user typed, once they begin. */
   contexts?: ContextMixingModel;
   /** The characters outside the vocabulary that the n-grams' window holds, so that completions can name them. */
@@ -70,6 +72,12 @@ export class DocumentNgram implements DocumentSource {
       this.carried?.startLastStage(this.lastStageMixer);
     }
     return this.lastStageMixer;
+  }
+
+  /** Made with the last stage, which alone reads it; it is the document's own, and not carried. */
+  get above(): AboveModel | undefined {
+    if (!this.online) return undefined;
+    return (this.aboveModel ??= new AboveModel(this.vocabulary.size));
   }
 
   /**

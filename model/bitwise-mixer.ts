@@ -16,8 +16,9 @@ const LOG_FLOOR = -30;
 
 /**
  * What the mixture's last stage mixes: the online stage's mixture, the notes' and the document's
- * context mixing, the LSTM, and the document's and the notes' match models' guesses; it starts as
- * the online stage's mixture alone.
+ * context mixing, the LSTM, the document's and the notes' match models' guesses, and what the
+ * document has shown to come below the character above (line-above.ts); it starts as the online
+ * stage's mixture alone.
  */
 export const LAST_STAGE_INPUTS = [
   'online',
@@ -26,8 +27,9 @@ export const LAST_STAGE_INPUTS = [
   'lstm',
   'documentMatch',
   'notesMatch',
+  'above',
 ] as const;
-export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0];
+export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0, 0];
 
 /**
  * One input of the mix: a distribution over the ids as log-probabilities, or the probability of a

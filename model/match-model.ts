@@ -12,11 +12,25 @@ export const MATCH_MIN_LENGTH = 5;
 export const MATCH_LONG_LENGTH = 10;
 /** Matched lengths are counted up to this; beyond it, a longer match says nothing new. */
 export const MATCH_MAX_LENGTH = 65_535;
-/** Where a prediction's state keeps its match: the history's generation, the matched position and the length. */
-export const MATCH_STATE_SIZE = 3;
+/**
+ * Where a prediction's state keeps its match: the history's generation, the matched position and
+ * the length; where the match has just missed, where it would have gone on and how long it was; and
+ * how many characters a recovered match has followed since.
+ */
+export const MATCH_STATE_SIZE = 6;
 const GENERATION = 0;
 const POINTER = 1;
 const LENGTH = 2;
+const MISSED_POINTER = 3;
+const MISSED_LENGTH = 4;
+const RECOVERED = 5;
+/**
+ * Only a match this long is followed again after a changed character: after a shorter one, the
+ * character that agrees again mostly does so by chance (docs/measurements.md).
+ */
+const RECOVERY_MIN_LENGTH = 16;
+/** A recovered match that follows this many characters again may recover from another miss. */
+const RECOVERY_SETTLES = MATCH_MIN_LENGTH;
 
 /** A document's index: its window is tens of thousands of characters. */
 const DOCUMENT_HASH_BITS = 18;
@@ -109,9 +123,8 @@ export class MatchModel {
 
   /** A slot that follows no match. */
   startSlot(slot: Float32Array): void {
+    slot.fill(0, 0, MATCH_STATE_SIZE);
     slot[GENERATION] = this.generation;
-    slot[POINTER] = 0;
-    slot[LENGTH] = 0;
   }
 
   /**
@@ -128,19 +141,32 @@ export class MatchModel {
   advance(slot: Float32Array, context: ArrayLike<number>, id: number): void {
     const pointer = slot[POINTER];
     const length = slot[LENGTH];
-    if (
-      slot[GENERATION] === this.generation &&
-      length > 0 &&
-      pointer + 1 < this.length &&
-      this.history[pointer] === id
-    ) {
+    const live = slot[GENERATION] === this.generation;
+    if (live && length > 0 && pointer + 1 < this.length && this.history[pointer] === id) {
       slot[POINTER] = pointer + 1;
       slot[LENGTH] = Math.min(MATCH_MAX_LENGTH, length + 1);
+      slot[MISSED_POINTER] = 0;
+      if (slot[RECOVERED] > 0) slot[RECOVERED] = slot[RECOVERED] >= RECOVERY_SETTLES ? 0 : slot[RECOVERED] + 1;
       return;
     }
+    // A repeat with one character changed (a number, a name, a typo) goes on after it: the match that missed
+    // the character before is followed again if the history's next agrees with this one.
+    const missed = live ? slot[MISSED_POINTER] : 0;
+    if (missed > 0 && missed + 1 < this.length && this.history[missed] === id) {
+      slot[POINTER] = missed + 1;
+      // Counted on from where it missed: restarted at MATCH_MIN_LENGTH instead, it served worse.
+      slot[LENGTH] = Math.min(MATCH_MAX_LENGTH, slot[MISSED_LENGTH] + 2);
+      slot[MISSED_POINTER] = 0;
+      slot[RECOVERED] = 1;
+      return;
+    }
+    const missedNow = live && length >= RECOVERY_MIN_LENGTH && slot[RECOVERED] === 0 && pointer + 1 < this.length;
+    slot[MISSED_POINTER] = missedNow ? pointer + 1 : 0;
+    slot[MISSED_LENGTH] = missedNow ? length : 0;
     slot[GENERATION] = this.generation;
     slot[POINTER] = 0;
     slot[LENGTH] = 0;
+    slot[RECOVERED] = 0;
     const n = context.length;
     if (n < MATCH_MIN_LENGTH) return;
     let end = n >= MATCH_LONG_LENGTH ? this.lastLongEnd[this.longHashBefore(context, n)] : -1;

@@ -35,6 +35,7 @@ import {
 import { BitwiseInput, BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from './bitwise-mixer';
 import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
+import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
@@ -151,6 +152,8 @@ export interface DocumentSource {
    * again with it and the LSTM, bit by bit (bitwise-mixer.ts).
    */
   readonly lastStage?: BitwiseMixer;
+  /** What the document has shown to come below the character above, where it has a last stage. */
+  readonly above?: AboveModel;
   /** The context mixing of the document's own text, once it has begun learning it (after startContexts). */
   readonly contexts?: ContextMixingModel;
   /** Starts the document's context mixing as an overlay of the notes' (ContextMixingModel.overlay). */
@@ -244,9 +247,14 @@ export class MixturePredictor implements Predictor {
   private readonly notesMatchStart: number;
   /** Where the state keeps the words before the position (word-model.ts). */
   private readonly wordStart: number;
+  /** Where the state keeps the line before the position and the line so far (line-above.ts). */
+  private readonly linesStart: number;
+  private readonly lineBreak: number;
   private readonly wordsScratch: [Float32Array, Float32Array];
   /** The online stage's inputs at the position being mixed; the log-probability vectors are scratch. */
   private readonly online: OnlineInputs;
+  /** The row of the document's AboveModel at the position read last, or -1 where nothing is above. */
+  private aboveRow = -1;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
@@ -279,6 +287,8 @@ export class MixturePredictor implements Predictor {
     this.matchStart = this.openerStart + this.openerReader.size;
     this.notesMatchStart = this.matchStart + MATCH_STATE_SIZE;
     this.wordStart = this.notesMatchStart + MATCH_STATE_SIZE;
+    this.linesStart = this.wordStart + WORD_STATE_SIZE;
+    this.lineBreak = parts.vocabulary.id('\n');
     const V = parts.vocabulary.size;
     this.notesProbs = new Float32Array(V);
     this.documentProbs = new Float32Array(V);
@@ -313,7 +323,7 @@ export class MixturePredictor implements Predictor {
   }
 
   zeroState(): Float32Array {
-    const state = new Float32Array(this.wordStart + WORD_STATE_SIZE);
+    const state = new Float32Array(this.linesStart + LINES_STATE_SIZE);
     if (this.parts.lstm) state.set(this.parts.lstm.zeroState());
     this.openerReader.start(state.subarray(this.openerStart, this.matchStart));
     this.document.match?.startSlot(state.subarray(this.matchStart, this.notesMatchStart));
@@ -343,7 +353,8 @@ export class MixturePredictor implements Predictor {
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(state.subarray(this.wordStart), ids[b], this.letters, this.shapes);
+      advanceWords(state.subarray(this.wordStart, this.linesStart), ids[b], this.letters, this.shapes);
+      advanceLines(state.subarray(this.linesStart), ids[b], this.lineBreak);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = {
         state,
@@ -369,6 +380,7 @@ export class MixturePredictor implements Predictor {
       this.readContextNodes(before.state, false, id);
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
+      if (this.aboveRow >= 0) this.document.above?.learn(this.aboveRow, id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const context = this.contextOf(before.state);
       contexts?.learnAt(context, context.length, before.state.subarray(this.wordStart), id);
@@ -435,6 +447,9 @@ export class MixturePredictor implements Predictor {
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
     inputs.previousId = known > 0 ? context[known - 1] : -1;
     inputs.twoBeforeId = known > 1 ? context[known - 2] : -1;
+    this.aboveRow = this.lastStage()
+      ? (this.document.above?.rowAt(state.subarray(this.linesStart), inputs.previousId) ?? -1)
+      : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       state.subarray(this.wordStart),
@@ -486,6 +501,7 @@ export class MixturePredictor implements Predictor {
       { logProbs: this.online.lstm },
       this.matchInput(this.online.match, this.documentMatchNodes),
       this.matchInput(this.online.notesMatch, this.notesMatchNodes),
+      this.aboveRow >= 0 ? { nodes: this.document.above!.nodesOf(this.aboveRow) } : undefined,
     ];
   }
 

@@ -12,6 +12,7 @@ import {
   matchNodeProbabilities,
 } from '../model/match-model';
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
+import { AboveModel, advanceLines, characterAbove, LINE_KEPT, LINES_STATE_SIZE } from '../model/line-above';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
@@ -100,6 +101,88 @@ test('the text being typed finds its previous occurrence, not itself', () => {
     seen.slice(0, 13).every((s) => s.length === 0),
     'nothing is predicted from the text itself',
   );
+});
+
+test('a repeat with one character changed is followed again after it, at the length it had; two changes close together let it go', () => {
+  const line = 'const timeoutMilliseconds = computeTimeout(request, defaults);\n';
+  const changed = line.replace('request', 'reqvest');
+  const seen = typeInto(new MatchModel(), `${line}other words here\n${changed}`).slice(-changed.length);
+  const changedAt = changed.indexOf('v');
+  assert.equal(seen[changedAt].predicted, 'u', 'the match guesses the old character');
+  assert.equal(seen[changedAt + 1].length, 0, 'the character after the change is not guessed');
+  for (let i = changedAt + 2; i < changed.length; i++) {
+    assert.equal(seen[i].predicted, seen[i].char, `position ${i} after the change`);
+    assert.ok(seen[i].length > changedAt, 'the match keeps the length it had before the change');
+  }
+
+  const twice = line.replace('request', 'rexuesx');
+  const after = typeInto(new MatchModel(), `${line}other words here\n${twice}`).slice(-twice.length);
+  const firstAt = twice.indexOf('x');
+  const secondAt = twice.indexOf('x', firstAt + 1);
+  assert.equal(after[firstAt + 2].predicted, 'e', 'recovered after the first change');
+  assert.equal(after[secondAt].predicted, 't');
+  assert.ok(
+    after.slice(secondAt + 1, secondAt + 1 + MATCH_MIN_LENGTH).every((s) => s.length === 0),
+    'a second change before the recovery settles gives the match up until the text repeats afresh',
+  );
+});
+
+test("the character above is the line before's at the same column, where that line is as long", () => {
+  const lineBreak = vocabulary.id('\n');
+  const slot = new Float32Array(LINES_STATE_SIZE);
+  const type = (text: string) => {
+    for (const id of vocabulary.encode(text)) advanceLines(slot, id, lineBreak);
+  };
+  const above = () => {
+    const id = characterAbove(slot);
+    return id < 0 ? '' : vocabulary.chars[id];
+  };
+  assert.equal(above(), '', 'nothing above the first line');
+  type('ab:cd\n');
+  assert.equal(above(), 'a');
+  type('xy');
+  assert.equal(above(), ':');
+  type('zzz');
+  assert.equal(above(), '', 'past the end of the line before');
+  type('\n');
+  assert.equal(above(), 'x', 'the line just ended is the one above');
+  type(`\n${'a'.repeat(LINE_KEPT + 5)}\n`);
+  type('a'.repeat(LINE_KEPT - 1));
+  assert.equal(above(), 'a', 'a long line is kept to LINE_KEPT');
+  type('a');
+  assert.equal(above(), '', 'and past it has nothing above');
+});
+
+test('what came below a character after another is learnt per row, each node toward the ids that came', () => {
+  const model = new AboveModel(vocabulary.size);
+  const lineBreak = vocabulary.id('\n');
+  const slot = new Float32Array(LINES_STATE_SIZE);
+  for (const id of vocabulary.encode('| a | b |\n| c ')) advanceLines(slot, id, lineBreak);
+  const row = model.rowAt(slot, vocabulary.id(' '));
+  assert.ok(row >= 0, 'a "|" is above');
+  const pipe = vocabulary.id('|');
+  const probabilityOf = (id: number) => {
+    const nodes = model.nodesOf(row);
+    const bits = Math.log2(nodes.length);
+    let p = 1;
+    let node = 1;
+    for (let depth = bits - 1; depth >= 0; depth--) {
+      const bit = (id >>> depth) & 1;
+      p *= bit ? nodes[node] : 1 - nodes[node];
+      node = 2 * node + bit;
+    }
+    return p;
+  };
+  const before = probabilityOf(pipe);
+  for (let i = 0; i < 5; i++) model.learn(row, pipe);
+  assert.ok(probabilityOf(pipe) > 0.7 && before < 0.02, `P("|") ${before} → ${probabilityOf(pipe)}`);
+  const other = model.rowAt(slot, vocabulary.id('c'));
+  assert.notEqual(other, row);
+  assert.ok(
+    model.nodesOf(other).every((p) => p === 0.5),
+    'another row learns nothing',
+  );
+  assert.equal(model.rowAt(new Float32Array(LINES_STATE_SIZE), -1), -1, 'no row where nothing is above');
 });
 
 test('a state read again over text the history already holds still finds the earlier repeat once typing goes on', () => {

@@ -1,0 +1,83 @@
+// The character above: the one at the same column of the line before, where that line is as long. Tables, aligned
+// comments and indented blocks repeat by column, which the contexts of the characters before see only where the whole
+// line repeats. A document learns, as it is typed, what comes below each character after each character before, and
+// the last stage of the mixture weighs that as one more input.
+import { idBits } from './logistic';
+
+/** Characters of a line kept; past them a line has nothing above it. */
+export const LINE_KEPT = 160;
+/** Where a prediction's state keeps the two lines: their lengths, then the line before, then the line being typed. */
+export const LINES_STATE_SIZE = 2 + 2 * LINE_KEPT;
+const BEFORE_LENGTH = 0;
+const CURRENT_LENGTH = 1;
+const BEFORE = 2;
+const CURRENT = 2 + LINE_KEPT;
+
+/** Moves a lines slot past `id`; `lineBreak` is the id that ends a line. */
+export function advanceLines(slot: Float32Array, id: number, lineBreak: number): void {
+  const length = slot[CURRENT_LENGTH];
+  if (id === lineBreak) {
+    slot.copyWithin(BEFORE, CURRENT, CURRENT + length);
+    slot[BEFORE_LENGTH] = length;
+    slot[CURRENT_LENGTH] = 0;
+    return;
+  }
+  // A line past LINE_KEPT stays at it, where nothing is above.
+  if (length < LINE_KEPT) {
+    slot[CURRENT + length] = id;
+    slot[CURRENT_LENGTH] = length + 1;
+  }
+}
+
+/** The id above the next character, or -1 where the line before is shorter or the line has run past LINE_KEPT. */
+export function characterAbove(slot: ArrayLike<number>): number {
+  const column = slot[CURRENT_LENGTH];
+  return column < slot[BEFORE_LENGTH] ? slot[BEFORE + column] : -1;
+}
+
+/** Rows of the model, chosen by a hash of the character above and the one before. */
+const ABOVE_ROW_BITS = 11;
+/** A node's rate of learning starts at 1/1.5 and slows as it learns, down to 1/(this + 1.5). */
+const COUNT_LIMIT = 255;
+
+/**
+ * What came below a character after a character before: for each row, the probability of a 1 at
+ * each node of the ids' binary tree (heap-numbered), learnt from what was typed there.
+ */
+export class AboveModel {
+  private readonly bits: number;
+  private readonly probabilities: Float32Array;
+  private readonly counts: Uint8Array;
+
+  constructor(vocabSize: number) {
+    this.bits = idBits(vocabSize);
+    this.probabilities = new Float32Array(1 << (ABOVE_ROW_BITS + this.bits)).fill(0.5);
+    this.counts = new Uint8Array(1 << (ABOVE_ROW_BITS + this.bits));
+  }
+
+  /** The row for a lines slot and the id before it (-1 for none), or -1 where nothing is above. */
+  rowAt(lines: ArrayLike<number>, previousId: number): number {
+    const above = characterAbove(lines);
+    if (above < 0) return -1;
+    return Math.imul((above + 1) * 65_536 + previousId + 1, 0x9e3779b1) >>> (32 - ABOVE_ROW_BITS);
+  }
+
+  /** Row `row`'s probability of a 1 at each node; a view, not a copy. */
+  nodesOf(row: number): Float32Array {
+    return this.probabilities.subarray(row << this.bits, (row + 1) << this.bits);
+  }
+
+  /** Learns that `target` came where the row was `row`. */
+  learn(row: number, target: number): void {
+    const start = row << this.bits;
+    let node = 1;
+    for (let depth = this.bits - 1; depth >= 0; depth--) {
+      const bit = (target >>> depth) & 1;
+      const cell = start + node;
+      const count = this.counts[cell];
+      this.probabilities[cell] += (bit - this.probabilities[cell]) / (count + 1.5);
+      if (count < COUNT_LIMIT) this.counts[cell] = count + 1;
+      node = 2 * node + bit;
+    }
+  }
+}
