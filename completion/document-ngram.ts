@@ -77,7 +77,7 @@ export class DocumentNgram implements DocumentSource {
   /** Made with the last stage, which alone reads it; it is the document's own, and not carried. */
   get above(): AboveModel | undefined {
     if (!this.online) return undefined;
-    return (this.aboveModel ??= new AboveModel(this.vocabulary.size));
+    return (this.aboveModel ??= new AboveModel(this.vocabulary));
   }
 
   /**

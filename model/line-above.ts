@@ -3,9 +3,14 @@
 // line repeats. A document learns, as it is typed, what comes below each character after each character before, and
 // the last stage of the mixture weighs that as one more input.
 import { idBits } from './logistic';
+import { characterClasses } from './online-mixer';
+import type { Vocabulary } from './vocab';
+
+/** The class characterClasses gives a word's character. */
+const WORD_CLASS = 0;
 
 /** Characters of a line kept; past them a line has nothing above it. */
-export const LINE_KEPT = 160;
+export const LINE_KEPT = 320;
 /** Where a prediction's state keeps the two lines: their lengths, then the line before, then the line being typed. */
 export const LINES_STATE_SIZE = 2 + 2 * LINE_KEPT;
 const BEFORE_LENGTH = 0;
@@ -48,17 +53,24 @@ export class AboveModel {
   private readonly bits: number;
   private readonly probabilities: Float32Array;
   private readonly counts: Uint8Array;
+  private readonly classes: Uint8Array;
 
-  constructor(vocabSize: number) {
+  constructor(vocabulary: Vocabulary) {
+    const vocabSize = vocabulary.size;
+    this.classes = characterClasses(vocabulary);
     this.bits = idBits(vocabSize);
     this.probabilities = new Float32Array(1 << (ABOVE_ROW_BITS + this.bits)).fill(0.5);
     this.counts = new Uint8Array(1 << (ABOVE_ROW_BITS + this.bits));
   }
 
-  /** The row for a lines slot and the id before it (-1 for none), or -1 where nothing is above. */
+  /**
+   * The row for a lines slot and the id before it (-1 for none), or -1 where nothing is above or a
+   * word's character is: below a letter, what comes is prose's, which the line before does not
+   * align, and read there the rows cost more than they gave (docs/measurements.md).
+   */
   rowAt(lines: ArrayLike<number>, previousId: number): number {
     const above = characterAbove(lines);
-    if (above < 0) return -1;
+    if (above < 0 || this.classes[above] === WORD_CLASS) return -1;
     return Math.imul((above + 1) * 65_536 + previousId + 1, 0x9e3779b1) >>> (32 - ABOVE_ROW_BITS);
   }
 

@@ -154,7 +154,7 @@ test("the character above is the line before's at the same column, where that li
 });
 
 test('what came below a character after another is learnt per row, each node toward the ids that came', () => {
-  const model = new AboveModel(vocabulary.size);
+  const model = new AboveModel(vocabulary);
   const lineBreak = vocabulary.id('\n');
   const slot = new Float32Array(LINES_STATE_SIZE);
   for (const id of vocabulary.encode('| a | b |\n| c ')) advanceLines(slot, id, lineBreak);
@@ -183,6 +183,10 @@ test('what came below a character after another is learnt per row, each node tow
     'another row learns nothing',
   );
   assert.equal(model.rowAt(new Float32Array(LINES_STATE_SIZE), -1), -1, 'no row where nothing is above');
+  const belowLetter = new Float32Array(LINES_STATE_SIZE);
+  for (const id of vocabulary.encode('| a | b |\n| ')) advanceLines(belowLetter, id, lineBreak);
+  assert.equal(characterAbove(belowLetter), vocabulary.id('a'));
+  assert.equal(model.rowAt(belowLetter, vocabulary.id(' ')), -1, 'no row below a letter');
 });
 
 test('a state read again over text the history already holds still finds the earlier repeat once typing goes on', () => {
