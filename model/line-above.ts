@@ -3,11 +3,8 @@
 // line repeats. A document learns, as it is typed, what comes below each character after each character before, and
 // the last stage of the mixture weighs that as one more input.
 import { idBits } from './logistic';
-import { characterClasses } from './online-mixer';
+import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import type { Vocabulary } from './vocab';
-
-/** The class characterClasses gives a word's character. */
-const WORD_CLASS = 0;
 
 /** Characters of a line kept; past them a line has nothing above it. */
 export const LINE_KEPT = 320;
@@ -70,7 +67,7 @@ export class AboveModel {
    */
   rowAt(lines: ArrayLike<number>, previousId: number): number {
     const above = characterAbove(lines);
-    if (above < 0 || this.classes[above] === WORD_CLASS) return -1;
+    if (above < 0 || this.classes[above] === CHARACTER_CLASS.word) return -1;
     return Math.imul((above + 1) * 65_536 + previousId + 1, 0x9e3779b1) >>> (32 - ABOVE_ROW_BITS);
   }
 

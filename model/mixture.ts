@@ -353,7 +353,7 @@ export class MixturePredictor implements Predictor {
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(state.subarray(this.wordStart, this.linesStart), ids[b], this.letters, this.shapes);
+      advanceWords(this.wordSlotOf(state), ids[b], this.letters, this.shapes);
       advanceLines(state.subarray(this.linesStart), ids[b], this.lineBreak);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = {
@@ -383,12 +383,12 @@ export class MixturePredictor implements Predictor {
       if (this.aboveRow >= 0) this.document.above?.learn(this.aboveRow, id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const context = this.contextOf(before.state);
-      contexts?.learnAt(context, context.length, before.state.subarray(this.wordStart), id);
+      contexts?.learnAt(context, context.length, this.wordSlotOf(before.state), id);
     } else {
       online.learn(this.online, online.mix(this.online, new Float32Array(this.vocabulary.size)), id);
     }
     this.document.taught?.();
-    this.document.words?.learnAt(before.state.subarray(this.wordStart), id);
+    this.document.words?.learnAt(this.wordSlotOf(before.state), id);
     this.adaptation?.observe(before.state.subarray(0, this.lstmSize), id);
   }
 
@@ -452,7 +452,7 @@ export class MixturePredictor implements Predictor {
       : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
-      state.subarray(this.wordStart),
+      this.wordSlotOf(state),
       [this.parts.notesReaders?.words, this.document.words],
       inputs.mixture,
       inputs.words,
@@ -469,7 +469,7 @@ export class MixturePredictor implements Predictor {
   private readContextNodes(state: Float32Array, exploring: boolean, onPathOf?: number): Float32Array {
     const context = this.contextOf(state);
     const known = context.length;
-    const words = state.subarray(this.wordStart);
+    const words = this.wordSlotOf(state);
     const likely = massBefore(this.onlineMixture, this.onlineMassBefore);
     // A step that extends a completion reads the document's context mixing alone, where there is one, in the notes'
     // place too: it reads the notes' table wherever the document has not taught it a context, so it stands in for
@@ -480,6 +480,11 @@ export class MixturePredictor implements Predictor {
       this.parts.notesReaders!.contexts!.nodeProbabilitiesAt(context, known, words, notesNodes, likely, onPathOf);
     this.document.contexts?.nodeProbabilitiesAt(context, known, words, this.documentContextsNodes, likely, onPathOf);
     return notesNodes;
+  }
+
+  /** The words before `state`'s position (word-model.ts), as its slot; a view. */
+  private wordSlotOf(state: Float32Array): Float32Array {
+    return state.subarray(this.wordStart, this.linesStart);
   }
 
   /** The characters before `state`'s position that it keeps (ids, most recent last), as many as are known. */

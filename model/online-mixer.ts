@@ -92,11 +92,14 @@ export interface OnlineInputs {
   wordsSeen: boolean;
 }
 
-/** The class of a character for choosing weights: 0 word, 1 space, 2 line break, 3 other. */
+/** The classes previousClass gives. */
+export const CHARACTER_CLASS = { word: 0, space: 1, lineBreak: 2, other: 3 } as const;
+
+/** The class of a character for choosing weights: a word's, a space, a line break, anything else. */
 export function previousClass(char: string | undefined): number {
-  if (char === undefined || char === '\n') return 2;
-  if (char === ' ' || char === '\t') return 1;
-  return /[\p{L}\p{N}_]/u.test(char) ? 0 : 3;
+  if (char === undefined || char === '\n') return CHARACTER_CLASS.lineBreak;
+  if (char === ' ' || char === '\t') return CHARACTER_CLASS.space;
+  return /[\p{L}\p{N}_]/u.test(char) ? CHARACTER_CLASS.word : CHARACTER_CLASS.other;
 }
 
 const classTables = new WeakMap<Vocabulary, Uint8Array>();

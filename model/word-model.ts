@@ -3,7 +3,7 @@
 // package", "npm install --save"), and they count every spelling of the gap between two words (a space, a line break,
 // ", ") as another context; this model skips the gap and sees the words whole.
 
-import { previousClass } from './online-mixer';
+import { CHARACTER_CLASS, previousClass } from './online-mixer';
 import type { Vocabulary } from './vocab';
 
 /**
@@ -46,9 +46,6 @@ function setHalves(slot: Float32Array, high: number, hash: number): void {
   slot[high + 1] = hash & 0xffff;
 }
 
-/** The classes previousClass gives a word character and a line break. */
-const WORD_CLASS = 0;
-const LINE_CLASS = 2;
 /** In wordLetters, an id that ends a word rather than spelling one, and one that also ends a line. */
 const NOT_IN_WORD = -1;
 const LINE_END = -2;
@@ -94,8 +91,8 @@ export function wordLetters(vocabulary: Vocabulary): Int32Array {
   if (!letters) {
     letters = Int32Array.from(vocabulary.chars, (char, id) => {
       const characterClass = previousClass(char);
-      if (characterClass === LINE_CLASS) return LINE_END;
-      if (characterClass !== WORD_CLASS) return NOT_IN_WORD;
+      if (characterClass === CHARACTER_CLASS.lineBreak) return LINE_END;
+      if (characterClass !== CHARACTER_CLASS.word) return NOT_IN_WORD;
       const lower = vocabulary.id(char.toLowerCase());
       return lower > 0 ? lower : id;
     });
