@@ -31,6 +31,11 @@ export function advanceLines(slot: Float32Array, id: number, lineBreak: number):
   }
 }
 
+/** The line being typed, as far as the slot keeps it; a view. */
+export function currentLineOf(slot: Float32Array): Float32Array {
+  return slot.subarray(CURRENT, CURRENT + slot[CURRENT_LENGTH]);
+}
+
 /** The id above the next character, or -1 where the line before is shorter or the line has run past LINE_KEPT. */
 export function characterAbove(slot: ArrayLike<number>): number {
   const column = slot[CURRENT_LENGTH];
@@ -42,22 +47,29 @@ const ABOVE_ROW_BITS = 11;
 /** A node's rate of learning starts at 1/1.5 and slows as it learns, down to 1/(this + 1.5). */
 const COUNT_LIMIT = 255;
 
+/** A row of the model: its probability of a 1 at each node, and how often each node has learnt. */
+interface AboveRow {
+  probabilities: Float32Array;
+  counts: Uint8Array;
+}
+
 /**
  * What came below a character after a character before: for each row, the probability of a 1 at
- * each node of the ids' binary tree (heap-numbered), learnt from what was typed there.
+ * each node of the ids' binary tree (heap-numbered), learnt from what was typed there. A document
+ * teaches few of the rows, so each is made when it first learns: every document has a model, and
+ * all its rows would take megabytes.
  */
 export class AboveModel {
   private readonly bits: number;
-  private readonly probabilities: Float32Array;
-  private readonly counts: Uint8Array;
+  private readonly rows: Array<AboveRow | undefined> = new Array(1 << ABOVE_ROW_BITS);
+  /** What a row that has learnt nothing says: even odds at every node. Never written. */
+  private readonly untaught: Float32Array;
   private readonly classes: Uint8Array;
 
   constructor(vocabulary: Vocabulary) {
-    const vocabSize = vocabulary.size;
     this.classes = characterClasses(vocabulary);
-    this.bits = idBits(vocabSize);
-    this.probabilities = new Float32Array(1 << (ABOVE_ROW_BITS + this.bits)).fill(0.5);
-    this.counts = new Uint8Array(1 << (ABOVE_ROW_BITS + this.bits));
+    this.bits = idBits(vocabulary.size);
+    this.untaught = new Float32Array(1 << this.bits).fill(0.5);
   }
 
   /**
@@ -71,21 +83,23 @@ export class AboveModel {
     return Math.imul((above + 1) * 65_536 + previousId + 1, 0x9e3779b1) >>> (32 - ABOVE_ROW_BITS);
   }
 
-  /** Row `row`'s probability of a 1 at each node; a view, not a copy. */
+  /** Row `row`'s probability of a 1 at each node; a view, not a copy, and not to be written. */
   nodesOf(row: number): Float32Array {
-    return this.probabilities.subarray(row << this.bits, (row + 1) << this.bits);
+    return this.rows[row]?.probabilities ?? this.untaught;
   }
 
   /** Learns that `target` came where the row was `row`. */
   learn(row: number, target: number): void {
-    const start = row << this.bits;
+    const { probabilities, counts } = (this.rows[row] ??= {
+      probabilities: this.untaught.slice(),
+      counts: new Uint8Array(1 << this.bits),
+    });
     let node = 1;
     for (let depth = this.bits - 1; depth >= 0; depth--) {
       const bit = (target >>> depth) & 1;
-      const cell = start + node;
-      const count = this.counts[cell];
-      this.probabilities[cell] += (bit - this.probabilities[cell]) / (count + 1.5);
-      if (count < COUNT_LIMIT) this.counts[cell] = count + 1;
+      const count = counts[node];
+      probabilities[node] += (bit - probabilities[node]) / (count + 1.5);
+      if (count < COUNT_LIMIT) counts[node] = count + 1;
       node = 2 * node + bit;
     }
   }
