@@ -17,8 +17,8 @@ const LOG_FLOOR = -30;
 /**
  * What the mixture's last stage mixes: the online stage's mixture, the notes' and the document's
  * context mixing, the LSTM, the document's and the notes' match models' guesses, and what the
- * document has shown to come below the character above (line-above.ts); it starts as the online
- * stage's mixture alone.
+ * document has shown to come below the character above (line-above.ts), and the anchor a link's
+ * text spells (heading-anchor.ts); it starts as the online stage's mixture alone, and the anchor.
  */
 export const LAST_STAGE_INPUTS = [
   'online',
@@ -28,8 +28,14 @@ export const LAST_STAGE_INPUTS = [
   'documentMatch',
   'notesMatch',
   'above',
+  'anchor',
 ] as const;
-export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0, 0];
+/**
+ * A heading's anchor spelt from its link's text (heading-anchor.ts) is seldom wrong, so it starts trusted above the
+ * rest: the contexts that have just read the link's text would copy its spaces and punctuation where the anchor has
+ * hyphens.
+ */
+export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0, 0, 2];
 
 /**
  * One input of the mix: a distribution over the ids as log-probabilities, or the probability of a

@@ -23,6 +23,21 @@ export function onlyZeroBranch(node: number, bits: number, vocabSize: number): b
   return (2 * node + 1 - (2 << depth)) << (bits - depth - 1) >= vocabSize;
 }
 
+/**
+ * A guess of one id, `sure` of it, at each node of the ids' binary tree (heap-numbered, `bits` deep), into `out`:
+ * along the path to the id, `sure` of that id's branch; elsewhere even odds.
+ */
+export function pathNodeProbabilities(id: number, sure: number, bits: number, out: Float32Array): Float32Array {
+  out.fill(0.5);
+  let node = 1;
+  for (let depth = bits - 1; depth >= 0; depth--) {
+    const bit = (id >>> depth) & 1;
+    out[node] = bit ? sure : 1 - sure;
+    node = 2 * node + bit;
+  }
+  return out;
+}
+
 const BUCKETS = 33;
 /** A map's row as it starts: each bucket's stretched probability squashed back, the identity. */
 const IDENTITY_ROW = Float32Array.from({ length: BUCKETS }, (_, bucket) =>

@@ -2,6 +2,7 @@
 // predicts the character that followed it there (the last place its last ten characters occurred, where they did, else
 // its last five). The n-grams see at most their order's worth of context, so a repeated URL, code block or boilerplate
 // line is predicted by them a few characters at a time; the match model follows it whole.
+import { pathNodeProbabilities } from './logistic';
 
 /** How many ids a match must share before it is trusted: shorter repeats are the n-grams' to predict. */
 export const MATCH_MIN_LENGTH = 5;
@@ -55,16 +56,8 @@ const MATCH_CONFIDENCE_OFFSET = 1.5;
  * one factor on the guessed id cannot say.
  */
 export function matchNodeProbabilities(match: MatchPrediction, bits: number, out: Float32Array): Float32Array {
-  out.fill(0.5);
-  if (match.length === 0) return out;
-  const sure = match.length / (match.length + MATCH_CONFIDENCE_OFFSET);
-  let node = 1;
-  for (let depth = bits - 1; depth >= 0; depth--) {
-    const bit = (match.id >>> depth) & 1;
-    out[node] = bit ? sure : 1 - sure;
-    node = 2 * node + bit;
-  }
-  return out;
+  if (match.length === 0) return out.fill(0.5);
+  return pathNodeProbabilities(match.id, match.length / (match.length + MATCH_CONFIDENCE_OFFSET), bits, out);
 }
 
 /**

@@ -36,6 +36,7 @@ import { BitwiseInput, BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from './bitwis
 import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
+import { anchorNodeProbabilities, AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
@@ -255,6 +256,10 @@ export class MixturePredictor implements Predictor {
   private readonly online: OnlineInputs;
   /** The row of the document's AboveModel at the position read last, or -1 where nothing is above. */
   private aboveRow = -1;
+  private readonly anchors: AnchorGuesser;
+  /** The id of the anchor a link's text spells at the position read last, or -1. */
+  private anchorGuess = -1;
+  private readonly anchorNodes: Float32Array;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
@@ -303,6 +308,8 @@ export class MixturePredictor implements Predictor {
     this.documentContextsNodes = new Float32Array(1 << this.bits);
     this.documentMatchNodes = new Float32Array(1 << this.bits);
     this.notesMatchNodes = new Float32Array(1 << this.bits);
+    this.anchorNodes = new Float32Array(1 << this.bits);
+    this.anchors = new AnchorGuesser(parts.vocabulary);
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
     this.shapes = characterShapes(parts.vocabulary);
@@ -450,6 +457,7 @@ export class MixturePredictor implements Predictor {
     this.aboveRow = this.lastStage()
       ? (this.document.above?.rowAt(state.subarray(this.linesStart), inputs.previousId) ?? -1)
       : -1;
+    this.anchorGuess = this.lastStage() ? this.anchors.guess(state.subarray(this.linesStart)) : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       this.wordSlotOf(state),
@@ -507,6 +515,9 @@ export class MixturePredictor implements Predictor {
       this.matchInput(this.online.match, this.documentMatchNodes),
       this.matchInput(this.online.notesMatch, this.notesMatchNodes),
       this.aboveRow >= 0 ? { nodes: this.document.above!.nodesOf(this.aboveRow) } : undefined,
+      this.anchorGuess >= 0
+        ? { nodes: anchorNodeProbabilities(this.anchorGuess, this.bits, this.anchorNodes) }
+        : undefined,
     ];
   }
 

@@ -13,6 +13,7 @@ import {
 } from '../model/match-model';
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { AboveModel, advanceLines, characterAbove, LINE_KEPT, LINES_STATE_SIZE } from '../model/line-above';
+import { AnchorGuesser } from '../model/heading-anchor';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
@@ -187,6 +188,27 @@ test('what came below a character after another is learnt per row, each node tow
   for (const id of vocabulary.encode('| a | b |\n| ')) advanceLines(belowLetter, id, lineBreak);
   assert.equal(characterAbove(belowLetter), vocabulary.id('a'));
   assert.equal(model.rowAt(belowLetter, vocabulary.id(' ')), -1, 'no row below a letter');
+});
+
+test("a link to a heading spells its anchor from the link's text, lowercased, spaces as hyphens, punctuation dropped", () => {
+  const markdown = Vocabulary.fromText('abcdefghijklmnopqrstuvwxyzGS `.-_()[]#\n', 100);
+  const guesser = new AnchorGuesser(markdown);
+  const guessAfter = (text: string) => {
+    const slot = new Float32Array(LINES_STATE_SIZE);
+    for (const id of markdown.encode(text)) advanceLines(slot, id, markdown.id('\n'));
+    const guess = guesser.guess(slot);
+    return guess < 0 ? undefined : markdown.chars[guess];
+  };
+  const link = '- [Getting `a.b` Started_now](#getting-ab-started_now)';
+  const anchorAt = link.indexOf('#') + 1;
+  for (let i = anchorAt; i < link.length; i++)
+    assert.equal(guessAfter(`# toc\n${link.slice(0, i)}`), link[i], `after ${JSON.stringify(link.slice(0, i))}`);
+  assert.equal(guessAfter(link), undefined, 'nothing after the link');
+  assert.equal(guessAfter('[Getting Started](#getting-x'), undefined, 'an anchor that strays from the text');
+  assert.equal(guessAfter('[Getting Started](#getting-started'), ')');
+  assert.equal(guessAfter('Getting Started](#'), undefined, 'no link text');
+  assert.equal(guessAfter('[Getting Started](https'), undefined, 'not an anchor');
+  assert.equal(guessAfter('[Getting\nStarted](#'), undefined, 'a link across lines is not read');
 });
 
 test('a state read again over text the history already holds still finds the earlier repeat once typing goes on', () => {
@@ -495,6 +517,25 @@ test('a completion ends with the line break only where the line ends at the curs
   assert.equal(atLineEnd, `${known.slice(52)}\n`);
   assert.equal(midLine, known.slice(52), 'the line break would split the line');
   assert.equal(typedAlong, known.slice(54), 'the rest of the suggestion on show would split the line');
+});
+
+test('a link to a heading expects the anchor its text spells, which nothing else of the model knows, and completes it', async () => {
+  const { served, warmUp } = servedKnowingLines(17);
+  const link = '- [Quick Start, Guide](#quick-start-guide)';
+  const text = `y ${warmUp}\n${link}\n`;
+  const session = new CompletionSession(served);
+  const from = text.indexOf('#') + 1;
+  const chars = served.saved.vocabulary.chars;
+  for (let offset = 0; offset < text.length - 1; offset++) {
+    const logProbs = (await session.predictAt(text, offset))!;
+    if (offset < from) continue;
+    const likeliest = chars[logProbs.indexOf(Math.max(...logProbs))];
+    assert.equal(likeliest, text[offset], `after ${JSON.stringify(text.slice(from - 3, offset))}`);
+  }
+  const typed = `y ${warmUp}\n- [Quick Start, Guide](#qu`;
+  const { completion } = await suggestAfterTyping(served, typed, typed.length);
+  served.dispose();
+  assert.ok(completion?.text.startsWith('ick-start'), `completion ${JSON.stringify(completion?.text)}`);
 });
 
 test('on an empty line below a written one, a completion may open the next paragraph with its blank line', async () => {
