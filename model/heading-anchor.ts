@@ -21,7 +21,16 @@ const GUESSES_RIGHT = 0.98;
 export const anchorNodeProbabilities = (id: number, bits: number, out: Float32Array): Float32Array =>
   pathNodeProbabilities(id, GUESSES_RIGHT ** (1 / bits), bits, out);
 
-/** Reads, from the line being typed, the anchor a link's text spells; per vocabulary. */
+const guessers = new WeakMap<Vocabulary, AnchorGuesser>();
+
+/** The vocabulary's AnchorGuesser, made once: every document's predictor reads the same one. */
+export function anchorGuesserFor(vocabulary: Vocabulary): AnchorGuesser {
+  let guesser = guessers.get(vocabulary);
+  if (!guesser) guessers.set(vocabulary, (guesser = new AnchorGuesser(vocabulary)));
+  return guesser;
+}
+
+/** Reads, from the line being typed, the anchor a link's text spells; per vocabulary (anchorGuesserFor). */
 export class AnchorGuesser {
   /** Per id, what it becomes in an anchor spelt from a link's text. */
   private readonly spelt: Int32Array;

@@ -36,7 +36,7 @@ import { BitwiseInput, BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from './bitwis
 import type { CarriedMixing } from './carried-mixing';
 import { idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
-import { anchorNodeProbabilities, AnchorGuesser } from './heading-anchor';
+import { anchorGuesserFor, anchorNodeProbabilities, type AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
@@ -309,7 +309,7 @@ export class MixturePredictor implements Predictor {
     this.documentMatchNodes = new Float32Array(1 << this.bits);
     this.notesMatchNodes = new Float32Array(1 << this.bits);
     this.anchorNodes = new Float32Array(1 << this.bits);
-    this.anchors = new AnchorGuesser(parts.vocabulary);
+    this.anchors = anchorGuesserFor(parts.vocabulary);
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
     this.shapes = characterShapes(parts.vocabulary);
@@ -454,10 +454,10 @@ export class MixturePredictor implements Predictor {
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
     inputs.previousId = known > 0 ? context[known - 1] : -1;
     inputs.twoBeforeId = known > 1 ? context[known - 2] : -1;
-    this.aboveRow = this.lastStage()
-      ? (this.document.above?.rowAt(state.subarray(this.linesStart), inputs.previousId) ?? -1)
-      : -1;
-    this.anchorGuess = this.lastStage() ? this.anchors.guess(state.subarray(this.linesStart)) : -1;
+    const lines = state.subarray(this.linesStart);
+    const mixedBitwise = this.lastStage() !== undefined;
+    this.aboveRow = mixedBitwise ? (this.document.above?.rowAt(lines, inputs.previousId) ?? -1) : -1;
+    this.anchorGuess = mixedBitwise ? this.anchors.guess(lines) : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       this.wordSlotOf(state),
