@@ -387,6 +387,41 @@ test('the bitwise mixer starts as its first input, then learns to trust the inpu
   assert.ok(Math.abs(total(out) - 1) < 1e-4);
 });
 
+test('through a long repeat the bitwise mixer stops learning where its mix is at the limit, so new text after costs what it did', () => {
+  const V = vocabulary.size;
+  const sureOf = (char: string, p: number) => {
+    const logProbs = new Float32Array(V).fill(Math.log((1 - p) / (V - 1)));
+    logProbs[vocabulary.id(char)] = Math.log(p);
+    return { logProbs };
+  };
+  const repeat = [sureOf('a', 0.99), sureOf('a', 0.95)];
+  const newText = [sureOf('a', 0.7), sureOf('b', 0.7)];
+  const mixer = new BitwiseMixer(V, [1, 0], 4);
+  const out = new Float32Array(V);
+  const learnRepeat = (times: number) => {
+    for (let i = 0; i < times; i++) mixer.learn(repeat, 0, vocabulary.id('a'));
+  };
+  learnRepeat(3_000);
+  const weightsThen = mixer.weightArrays().map((weights) => weights.slice());
+  const surpriseThen = probabilityOf(mixer.mix(newText, 1, out), 'b');
+  learnRepeat(30_000);
+  mixer
+    .weightArrays()
+    .forEach((weights, k) =>
+      weights.forEach((weight, i) =>
+        assert.ok(
+          Math.abs(weight - weightsThen[k][i]) < 0.05 * Math.max(1, Math.abs(weightsThen[k][i])),
+          `weight ${i} of set ${k}: ${weightsThen[k][i]} -> ${weight}`,
+        ),
+      ),
+    );
+  const surpriseNow = probabilityOf(mixer.mix(newText, 1, out), 'b');
+  assert.ok(
+    surpriseNow > 0.9 * surpriseThen,
+    `"b" in new text: ${surpriseThen} after the repeat began, ${surpriseNow} after`,
+  );
+});
+
 test('an adaptive probability map starts as the identity in every row, and learns only the cells it read', () => {
   const rows = 37;
   const map = new ProbabilityMap(rows, 0.02);
