@@ -422,6 +422,23 @@ test('through a long repeat the bitwise mixer stops learning where its mix is at
   );
 });
 
+test("the context mixing's weights, too, stop growing through text it has come to predict at the limit", () => {
+  const model = new ContextMixingModel(vocabulary.size, letters, characterShapes(vocabulary), 12);
+  const ids = vocabulary.encode(notes);
+  const weights = () => [...model.selectedWeightSets(), ...model.learnt().slice(3, 5)].map((w) => w.slice());
+  for (let i = 0; i < 5; i++) model.append(ids);
+  const then = weights();
+  for (let i = 0; i < 60; i++) model.append(ids);
+  weights().forEach((set, k) =>
+    set.forEach((weight, i) =>
+      assert.ok(
+        Math.abs(weight - then[k][i]) < 0.05 * Math.max(1, Math.abs(then[k][i])),
+        `weight ${i} of set ${k}: ${then[k][i]} -> ${weight}`,
+      ),
+    ),
+  );
+});
+
 test('an adaptive probability map starts as the identity in every row, and learns only the cells it read', () => {
   const rows = 37;
   const map = new ProbabilityMap(rows, 0.02);
