@@ -4,7 +4,7 @@
 // selected by the node and by a context, then refined by adaptive probability maps. A weight per node lets an input be
 // trusted where it is good (one part for choosing between a letter and a space, another for which letter), which one
 // weight per input over whole distributions cannot say; the maps undo what the mix gets systematically wrong.
-import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, STRETCH_LIMIT, stretch } from './logistic';
+import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
 
 /** How far one bit moves the weights it used. */
 const RATE = 0.002;
@@ -60,8 +60,8 @@ export class BitwiseMixer {
   private readonly stretched: Float32Array;
   private readonly nodeLog: Float64Array;
   private mixed = 0.5;
-  /** Whether the last predict()'s mix reached the stretch limit: 1 on the side of a 1, -1 on the side of a 0, else 0. */
-  private saturated = 0;
+  /** The last predict()'s mix before it was clamped. */
+  private unclamped = 0;
   private nodeSet = 0;
   private selectorSet = 0;
 
@@ -131,10 +131,9 @@ export class BitwiseMixer {
         continue;
       }
       this.predict(node, selector);
-      // A mix clamped at the limit on the side the bit fell does not move with the weights, so they learn nothing
-      // there. Stepped anyway, through a long repeat, they grew without bound on the inputs that agreed, and the new
-      // text after it cost twice what it should (docs/measurements.md, fifty-first session).
-      if (this.saturated !== (bit ? 1 : -1)) {
+      // Stepped where the mix is at its limit, through a long repeat the weights grew without bound on the inputs that
+      // agreed, and the new text after it cost twice what it should.
+      if (!atLimitOnSideOf(this.unclamped, bit)) {
         const error = bit - this.mixed;
         for (let i = 0; i < this.width; i++) {
           const step = RATE * error * this.stretched[i];
@@ -182,7 +181,7 @@ export class BitwiseMixer {
     for (let i = 0; i < this.width; i++)
       dot +=
         (this.shared[i] + this.byNode[this.nodeSet + i] + this.bySelector[this.selectorSet + i]) * this.stretched[i];
-    this.saturated = dot >= STRETCH_LIMIT ? 1 : dot <= -STRETCH_LIMIT ? -1 : 0;
+    this.unclamped = dot;
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(node, dot);

@@ -10,7 +10,7 @@
 // bucket, so that a node's lookups stay within a cache line. The first group of bits is shorter than a nibble unless
 // the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
 // nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
-import { clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, STRETCH_LIMIT, stretch } from './logistic';
+import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
 import {
   advanceWords,
   currentWord,
@@ -189,8 +189,8 @@ export class ContextMixingModel {
   private readonly selectedSets = new Int32Array(SELECTED_SETS);
   private readonly selectedBits: number;
   private mixed = 0;
-  /** Whether the last predictBit()'s mix reached the stretch limit: 1 on the side of a 1, -1 on the side of a 0, else 0. */
-  private saturated = 0;
+  /** The last predictBit()'s mix before it was clamped. */
+  private unclamped = 0;
   /** Where append() stands in the text it reads: the ids before, and the words. */
   private readonly streamContext = new Float32Array(CONTEXT_SPAN);
   private streamKnown = 0;
@@ -499,7 +499,7 @@ export class ContextMixingModel {
         wordWeights[wordSet + i];
       dot += weight * this.stretched[i];
     }
-    this.saturated = dot >= STRETCH_LIMIT ? 1 : dot <= -STRETCH_LIMIT ? -1 : 0;
+    this.unclamped = dot;
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(heapNode, dot);
@@ -512,8 +512,7 @@ export class ContextMixingModel {
 
   private update(node: number, bit: number): void {
     const n = INPUTS;
-    // As in the last stage (bitwise-mixer.ts): a mix at the limit on the side the bit fell teaches the weights nothing.
-    if (this.saturated !== (bit ? 1 : -1)) {
+    if (!atLimitOnSideOf(this.unclamped, bit)) {
       const error = bit - this.mixed;
       for (let i = 0; i <= n; i++) {
         const step = MIXER_RATE * error * this.stretched[i];

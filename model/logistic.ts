@@ -5,6 +5,12 @@ export const STRETCH_LIMIT = 8;
 
 export const clampStretch = (x: number): number => Math.max(-STRETCH_LIMIT, Math.min(STRETCH_LIMIT, x));
 /**
+ * Whether a mix of stretched value `dot`, clamped, stands at the limit on the side `bit` fell: there the clamped mix
+ * does not move with the weights, so a mixer's weights have nothing to learn (docs/measurements.md, fifty-first session).
+ */
+export const atLimitOnSideOf = (dot: number, bit: number): boolean =>
+  bit ? dot >= STRETCH_LIMIT : dot <= -STRETCH_LIMIT;
+/**
  * ln(p / (1 - p)), clamped. Even odds, which most nodes of the match models and of the context mixings' unlikely slots
  * hold, are 0 without a logarithm.
  */

@@ -425,6 +425,7 @@ test('through a long repeat the bitwise mixer stops learning where its mix is at
 test("the context mixing's weights, too, stop growing through text it has come to predict at the limit", () => {
   const model = new ContextMixingModel(vocabulary.size, letters, characterShapes(vocabulary), 12);
   const ids = vocabulary.encode(notes);
+  // learnt() holds the weight sets selected by the order and by the node after the table and the histories.
   const weights = () => [...model.selectedWeightSets(), ...model.learnt().slice(3, 5)].map((w) => w.slice());
   for (let i = 0; i < 5; i++) model.append(ids);
   const then = weights();
