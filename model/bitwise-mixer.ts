@@ -29,13 +29,14 @@ export const LAST_STAGE_INPUTS = [
   'notesMatch',
   'above',
   'anchor',
+  'echo',
 ] as const;
 /**
  * A heading's anchor spelt from its link's text (heading-anchor.ts) is seldom wrong, so it starts trusted above the
  * rest: the contexts that have just read the link's text would copy its spaces and punctuation where the anchor has
  * hyphens.
  */
-export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0, 0, 2];
+export const LAST_STAGE_INITIAL_WEIGHTS = [1, 0, 0, 0, 0, 0, 0, 2, 0];
 
 /**
  * One input of the mix: a distribution over the ids as log-probabilities, or the probability of a

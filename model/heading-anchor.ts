@@ -4,7 +4,7 @@
 // link's text, a few characters back on the same line, says which, character by character.
 import { currentLineOf } from './line-above';
 import { pathNodeProbabilities } from './logistic';
-import type { Vocabulary } from './vocab';
+import { oncePerVocabulary, type Vocabulary } from './vocab';
 
 /** What an id becomes in an anchor: another id (itself, lowercased, or a hyphen for a space), nothing, or no anchor can be spelt. */
 const DROPPED = -1;
@@ -21,14 +21,8 @@ const GUESSES_RIGHT = 0.98;
 export const anchorNodeProbabilities = (id: number, bits: number, out: Float32Array): Float32Array =>
   pathNodeProbabilities(id, GUESSES_RIGHT ** (1 / bits), bits, out);
 
-const guessers = new WeakMap<Vocabulary, AnchorGuesser>();
-
 /** The vocabulary's AnchorGuesser, made once: every document's predictor reads the same one. */
-export function anchorGuesserFor(vocabulary: Vocabulary): AnchorGuesser {
-  let guesser = guessers.get(vocabulary);
-  if (!guesser) guessers.set(vocabulary, (guesser = new AnchorGuesser(vocabulary)));
-  return guesser;
-}
+export const anchorGuesserFor = oncePerVocabulary((vocabulary) => new AnchorGuesser(vocabulary));
 
 /** Reads, from the line being typed, the anchor a link's text spells; per vocabulary (anchorGuesserFor). */
 export class AnchorGuesser {

@@ -36,6 +36,14 @@ export function currentLineOf(slot: Float32Array): Float32Array {
   return slot.subarray(CURRENT, CURRENT + slot[CURRENT_LENGTH]);
 }
 
+/** The line before the one being typed, as far as the slot keeps it; a view. */
+export function lineBeforeOf(slot: Float32Array): Float32Array {
+  return slot.subarray(BEFORE, BEFORE + slot[BEFORE_LENGTH]);
+}
+
+/** Whether the line being typed is kept whole: past LINE_KEPT characters its end is not. */
+export const currentLineIsWhole = (slot: ArrayLike<number>): boolean => slot[CURRENT_LENGTH] < LINE_KEPT;
+
 /** The id above the next character, or -1 where the line before is shorter or the line has run past LINE_KEPT. */
 export function characterAbove(slot: ArrayLike<number>): number {
   const column = slot[CURRENT_LENGTH];

@@ -38,6 +38,7 @@ import { idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
 import { anchorGuesserFor, anchorNodeProbabilities, type AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
+import { echoNodeProbabilities, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /**
@@ -260,6 +261,10 @@ export class MixturePredictor implements Predictor {
   /** The id of the anchor a link's text spells at the position read last, or -1. */
   private anchorGuess = -1;
   private readonly anchorNodes: Float32Array;
+  private readonly echo: TokenEcho;
+  /** How the token being typed goes on, as an earlier one on the line or the line before goes, at the position read last. */
+  private readonly echoGuess: EchoGuess = { id: -1, typed: 0 };
+  private readonly echoNodes: Float32Array;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
@@ -310,6 +315,8 @@ export class MixturePredictor implements Predictor {
     this.notesMatchNodes = new Float32Array(1 << this.bits);
     this.anchorNodes = new Float32Array(1 << this.bits);
     this.anchors = anchorGuesserFor(parts.vocabulary);
+    this.echoNodes = new Float32Array(1 << this.bits);
+    this.echo = tokenEchoFor(parts.vocabulary);
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
     this.shapes = characterShapes(parts.vocabulary);
@@ -458,6 +465,8 @@ export class MixturePredictor implements Predictor {
     const mixedBitwise = this.lastStage() !== undefined;
     this.aboveRow = mixedBitwise ? (this.document.above?.rowAt(lines, inputs.previousId) ?? -1) : -1;
     this.anchorGuess = mixedBitwise ? this.anchors.guess(lines) : -1;
+    if (mixedBitwise) this.echo.guess(lines, this.echoGuess);
+    else this.echoGuess.typed = 0;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       this.wordSlotOf(state),
@@ -517,6 +526,9 @@ export class MixturePredictor implements Predictor {
       this.aboveRow >= 0 ? { nodes: this.document.above!.nodesOf(this.aboveRow) } : undefined,
       this.anchorGuess >= 0
         ? { nodes: anchorNodeProbabilities(this.anchorGuess, this.bits, this.anchorNodes) }
+        : undefined,
+      this.echoGuess.typed > 0
+        ? { nodes: echoNodeProbabilities(this.echoGuess, this.bits, this.echoNodes) }
         : undefined,
     ];
   }

@@ -7,7 +7,7 @@
 // offline stage alone is the answer (weight 1 on it, 0 elsewhere), so a document that has taught nothing yet is served
 // exactly as before, and each character typed moves them by one step of the gradient of its log loss.
 import type { MatchPrediction } from './match-model';
-import type { Vocabulary } from './vocab';
+import { oncePerVocabulary } from './vocab';
 
 /** The mixed inputs, in the order of the weights: log-probability vectors, then the match models' indicators. */
 export const ONLINE_INPUTS = ['mixture', 'lstm', 'notes', 'document', 'words', 'match', 'notesMatch'] as const;
@@ -102,15 +102,10 @@ export function previousClass(char: string | undefined): number {
   return /[\p{L}\p{N}_]/u.test(char) ? CHARACTER_CLASS.word : CHARACTER_CLASS.other;
 }
 
-const classTables = new WeakMap<Vocabulary, Uint8Array>();
-
 /** previousClass of each id of `vocabulary`, built once per vocabulary and shared by all that read it. */
-export function characterClasses(vocabulary: Vocabulary): Uint8Array {
-  let classes = classTables.get(vocabulary);
-  if (!classes)
-    classTables.set(vocabulary, (classes = Uint8Array.from(vocabulary.chars, (char) => previousClass(char))));
-  return classes;
-}
+export const characterClasses = oncePerVocabulary((vocabulary) =>
+  Uint8Array.from(vocabulary.chars, (char) => previousClass(char)),
+);
 
 /** The inputs that are log-probability vectors, in the order of their weights. */
 function logVectors(inputs: OnlineInputs): Float32Array[] {

@@ -181,3 +181,16 @@ export function withLfLineEnds(text: string): string {
 export function asNotesText(text: string): string {
   return withLfLineEnds(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 }
+
+/**
+ * `make`, made once per vocabulary: the tables and readers that every document's predictor reads alike are built
+ * the first time one asks and shared after.
+ */
+export function oncePerVocabulary<T>(make: (vocabulary: Vocabulary) => T): (vocabulary: Vocabulary) => T {
+  const made = new WeakMap<Vocabulary, T>();
+  return (vocabulary) => {
+    let value = made.get(vocabulary);
+    if (value === undefined) made.set(vocabulary, (value = make(vocabulary)));
+    return value;
+  };
+}

@@ -4,7 +4,7 @@
 // ", ") as another context; this model skips the gap and sees the words whole.
 
 import { CHARACTER_CLASS, previousClass } from './online-mixer';
-import type { Vocabulary } from './vocab';
+import { oncePerVocabulary } from './vocab';
 
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
@@ -57,13 +57,7 @@ const LINE_END = -2;
  * 2)`, "## Install" and "## Usage"), so what follows a shape in one is learnt for the others, which
  * the contexts of the characters themselves cannot carry over. Built once per vocabulary.
  */
-export function characterShapes(vocabulary: Vocabulary): Uint8Array {
-  let shapes = shapeTables.get(vocabulary);
-  if (!shapes) shapeTables.set(vocabulary, (shapes = Uint8Array.from(vocabulary.chars, shapeOf)));
-  return shapes;
-}
-
-const shapeTables = new WeakMap<Vocabulary, Uint8Array>();
+export const characterShapes = oncePerVocabulary((vocabulary) => Uint8Array.from(vocabulary.chars, shapeOf));
 
 const SHAPE_GROUPS = ['([{', ')]}', '"\'`', '.,;:!?', '#', '-*_', '/\\|', '=+<>', '@$%&^~'];
 
@@ -77,8 +71,6 @@ function shapeOf(char: string): number {
   return group < 0 ? 15 : 6 + group;
 }
 
-const letterTables = new WeakMap<Vocabulary, Int32Array>();
-
 /**
  * What each id of `vocabulary` spells in a word: the id of its lower-case form where the
  * vocabulary has it, else its own, so that a word's contexts are the same capitalised or not (a
@@ -86,20 +78,15 @@ const letterTables = new WeakMap<Vocabulary, Int32Array>();
  * NOT_IN_WORD for a character that is not a word's (previousClass, online-mixer.ts), LINE_END for a
  * line break. Built once per vocabulary.
  */
-export function wordLetters(vocabulary: Vocabulary): Int32Array {
-  let letters = letterTables.get(vocabulary);
-  if (!letters) {
-    letters = Int32Array.from(vocabulary.chars, (char, id) => {
-      const characterClass = previousClass(char);
-      if (characterClass === CHARACTER_CLASS.lineBreak) return LINE_END;
-      if (characterClass !== CHARACTER_CLASS.word) return NOT_IN_WORD;
-      const lower = vocabulary.id(char.toLowerCase());
-      return lower > 0 ? lower : id;
-    });
-    letterTables.set(vocabulary, letters);
-  }
-  return letters;
-}
+export const wordLetters = oncePerVocabulary((vocabulary) =>
+  Int32Array.from(vocabulary.chars, (char, id) => {
+    const characterClass = previousClass(char);
+    if (characterClass === CHARACTER_CLASS.lineBreak) return LINE_END;
+    if (characterClass !== CHARACTER_CLASS.word) return NOT_IN_WORD;
+    const lower = vocabulary.id(char.toLowerCase());
+    return lower > 0 ? lower : id;
+  }),
+);
 
 /**
  * Moves a word slot past `id`: a word character extends the current word, another ends it;

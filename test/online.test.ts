@@ -14,6 +14,7 @@ import {
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { AboveModel, advanceLines, characterAbove, LINE_KEPT, LINES_STATE_SIZE } from '../model/line-above';
 import { AnchorGuesser } from '../model/heading-anchor';
+import { type EchoGuess, TokenEcho } from '../model/token-echo';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
@@ -209,6 +210,34 @@ test("a link to a heading spells its anchor from the link's text, lowercased, sp
   assert.equal(guessAfter('Getting Started](#'), undefined, 'no link text');
   assert.equal(guessAfter('[Getting Started](https'), undefined, 'not an anchor');
   assert.equal(guessAfter('[Getting\nStarted](#'), undefined, 'a link across lines is not read');
+});
+
+test('a token typed again on its line or just below goes on as the last one there that begins the same', () => {
+  const markdown = Vocabulary.fromText('abcdefghijklmnopqrstuvwxyzAB0123456789_ #()[]/.-\n', 100);
+  const echo = new TokenEcho(markdown);
+  const guessAfter = (text: string) => {
+    const slot = new Float32Array(LINES_STATE_SIZE);
+    for (const id of markdown.encode(text)) advanceLines(slot, id, markdown.id('\n'));
+    const guess: EchoGuess = { id: 0, typed: 0 };
+    echo.guess(slot, guess);
+    return guess.typed === 0 ? undefined : `${guess.typed}:${markdown.chars[guess.id]}`;
+  };
+  const link = '[#383](https://github.com/babel/babylon/pull/383)';
+  const number = link.lastIndexOf('383');
+  for (let i = number + 1; i < number + 3; i++)
+    assert.equal(guessAfter(link.slice(0, i)), `${i - number}:${link[i]}`, `after ${JSON.stringify(link.slice(0, i))}`);
+  assert.equal(guessAfter(link.slice(0, number + 3)), undefined, 'where the earlier token ended, nothing');
+  assert.equal(guessAfter(link.slice(0, number)), undefined, 'nothing before a token is typed');
+  assert.equal(guessAfter('release 1.44.0\nsee 1.4'), '1:4');
+  assert.equal(guessAfter('call foo_bar(x) and foo_bz(y) then foo_b'), '5:z', 'the last token that begins the same');
+  assert.equal(guessAfter('the Abc and ab'), undefined, 'not another case');
+  assert.equal(guessAfter('alpine\nalpha then alp'), '3:h', 'the line itself before the line above');
+  assert.equal(guessAfter('alphabet\nsome text then alp'), '3:h', 'the line above where the line has none');
+  assert.equal(guessAfter('alphabet\nnext\nthen alp'), undefined, 'not two lines up');
+  assert.equal(guessAfter('alpine alp and alp'), '3:i', 'only a token that goes on past what is typed');
+  const longLine = `wordy ${' '.repeat(LINE_KEPT - 8)}wo`;
+  assert.equal(guessAfter(longLine.slice(0, -1)), '1:o');
+  assert.equal(guessAfter(`${longLine}rld wo`), undefined, 'not past the line kept, where what is typed is not');
 });
 
 test('a state read again over text the history already holds still finds the earlier repeat once typing goes on', () => {
@@ -536,6 +565,34 @@ test('a link to a heading expects the anchor its text spells, which nothing else
   const { completion } = await suggestAfterTyping(served, typed, typed.length);
   served.dispose();
   assert.ok(completion?.text.startsWith('ick-start'), `completion ${JSON.stringify(completion?.text)}`);
+});
+
+test('a number typed again on its line is expected as it went there, where the n-grams have seen its digits go every way', async () => {
+  const { served, warmUp } = servedKnowingLines(18);
+  const random = seededRandom(19);
+  const number = () => Array.from({ length: 4 }, () => Math.floor(random() * 10)).join('');
+  const lines = Array.from({ length: 60 }, () => {
+    const n = number();
+    return `[#${n}](pull/${n})`;
+  });
+  const text = `y ${warmUp}\n${lines.join('\n')}\n`;
+  const session = new CompletionSession(served);
+  const chars = served.saved.vocabulary.chars;
+  const lastLinesFrom = text.length - lines.slice(-15).join('\n').length - 1;
+  let right = 0;
+  let guessed = 0;
+  for (let offset = 0; offset < text.length - 1; offset++) {
+    const logProbs = (await session.predictAt(text, offset))!;
+    // The second number's digits after its first: only the number earlier on the line says which come.
+    const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
+    const digitsFrom = text.indexOf('pull/', lineStart) + 'pull/'.length + 1;
+    if (offset < lastLinesFrom || offset < digitsFrom || !/\d/u.test(text[offset])) continue;
+    guessed++;
+    if (chars[logProbs.indexOf(Math.max(...logProbs))] === text[offset]) right++;
+  }
+  served.dispose();
+  assert.equal(guessed, 45);
+  assert.ok(right >= 40, `${right} of ${guessed} digits expected`);
 });
 
 test('on an empty line below a written one, a completion may open the next paragraph with its blank line', async () => {
