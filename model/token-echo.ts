@@ -57,7 +57,8 @@ export class TokenEcho {
     let start = n;
     while (start > 0 && this.inToken[line[start - 1]]) start--;
     if (start === n) return out;
-    const id = this.goesOn(line, start, line, start) ?? this.goesOn(lineBeforeOf(lines), undefined, line, start);
+    const before = lineBeforeOf(lines);
+    const id = this.goesOn(line, start, line, start) ?? this.goesOn(before, before.length, line, start);
     if (id !== undefined) {
       out.id = id;
       out.typed = n - start;
@@ -69,7 +70,7 @@ export class TokenEcho {
    * The id after `typed[from…]` in the last token of `text` (before `end`) that begins with it and goes on past it;
    * undefined where none does.
    */
-  private goesOn(text: Float32Array, end = text.length, typed: Float32Array, from: number): number | undefined {
+  private goesOn(text: Float32Array, end: number, typed: Float32Array, from: number): number | undefined {
     const length = typed.length - from;
     let tokenEnd = end;
     while (tokenEnd > 0) {
