@@ -13,6 +13,7 @@ import type { BitwiseMixer } from '../model/bitwise-mixer';
 import type { CarriedMixing } from '../model/carried-mixing';
 import type { ContextMixingModel } from '../model/context-mixing';
 import { AboveModel } from '../model/line-above';
+import { EchoConfidence } from '../model/token-echo';
 import { MatchModel } from '../model/match-model';
 import type { NgramModel } from '../model/ngram';
 import { OnlineMixer } from '../model/online-mixer';
@@ -44,6 +45,7 @@ export class DocumentNgram implements DocumentSource {
   readonly online?: OnlineMixer;
   private lastStageMixer?: BitwiseMixer;
   private aboveModel?: AboveModel;
+  private echoConfidenceCounts?: EchoConfidence;
   /** The context mixing of what the document's user typed, once they begin. */
   contexts?: ContextMixingModel;
   /** The characters outside the vocabulary that the n-grams' window holds, so that completions can name them. */
@@ -78,6 +80,12 @@ export class DocumentNgram implements DocumentSource {
   get above(): AboveModel | undefined {
     if (!this.online) return undefined;
     return (this.aboveModel ??= new AboveModel(this.vocabulary));
+  }
+
+  /** Made with the last stage, which alone reads it; it is the document's own, and not carried. */
+  get echoConfidence(): EchoConfidence | undefined {
+    if (!this.online) return undefined;
+    return (this.echoConfidenceCounts ??= new EchoConfidence(this.vocabulary));
   }
 
   /**

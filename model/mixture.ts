@@ -38,7 +38,7 @@ import { idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
 import { anchorGuesserFor, anchorNodeProbabilities, type AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
-import { echoNodeProbabilities, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
+import { type EchoConfidence, echoNodeProbabilities, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /**
@@ -156,6 +156,8 @@ export interface DocumentSource {
   readonly lastStage?: BitwiseMixer;
   /** What the document has shown to come below the character above, where it has a last stage. */
   readonly above?: AboveModel;
+  /** How often the echo's guesses came right in the document, where it has a last stage. */
+  readonly echoConfidence?: EchoConfidence;
   /** The context mixing of the document's own text, once it has begun learning it (after startContexts). */
   readonly contexts?: ContextMixingModel;
   /** Starts the document's context mixing as an overlay of the notes' (ContextMixingModel.overlay). */
@@ -263,7 +265,9 @@ export class MixturePredictor implements Predictor {
   private readonly anchorNodes: Float32Array;
   private readonly echo: TokenEcho;
   /** How the token being typed goes on, as an earlier one on the line or the line before goes, at the position read last. */
-  private readonly echoGuess: EchoGuess = { id: -1, typed: 0 };
+  private readonly echoGuess: EchoGuess = { id: -1, typed: 0, before: -1 };
+  /** The row of the document's EchoConfidence that counts echoGuess, or -1 where there is no guess. */
+  private echoRow = -1;
   private readonly echoNodes: Float32Array;
   private readonly uniformLog: Float32Array;
   private readonly classOf: Uint8Array;
@@ -395,6 +399,7 @@ export class MixturePredictor implements Predictor {
       online.learn(this.online, this.onlineMixture, id);
       lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
       if (this.aboveRow >= 0) this.document.above?.learn(this.aboveRow, id);
+      if (this.echoRow >= 0) this.document.echoConfidence?.learn(this.echoRow, this.echoGuess.id === id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
       const context = this.contextOf(before.state);
       contexts?.learnAt(context, context.length, this.wordSlotOf(before.state), id);
@@ -467,6 +472,8 @@ export class MixturePredictor implements Predictor {
     this.anchorGuess = mixedBitwise ? this.anchors.guess(lines) : -1;
     if (mixedBitwise) this.echo.guess(lines, this.echoGuess);
     else this.echoGuess.typed = 0;
+    const confidence = this.document.echoConfidence;
+    this.echoRow = this.echoGuess.typed > 0 && confidence ? confidence.rowOf(this.echoGuess) : -1;
     // Where the word models have not seen the words, zeros: the online stage's product ignores them and learns nothing.
     inputs.wordsSeen = wordsDistribution(
       this.wordSlotOf(state),
@@ -527,8 +534,15 @@ export class MixturePredictor implements Predictor {
       this.anchorGuess >= 0
         ? { nodes: anchorNodeProbabilities(this.anchorGuess, this.bits, this.anchorNodes) }
         : undefined,
-      this.echoGuess.typed > 0
-        ? { nodes: echoNodeProbabilities(this.echoGuess, this.bits, this.echoNodes) }
+      this.echoRow >= 0
+        ? {
+            nodes: echoNodeProbabilities(
+              this.echoGuess,
+              this.document.echoConfidence!.sureness(this.echoRow),
+              this.bits,
+              this.echoNodes,
+            ),
+          }
         : undefined,
     ];
   }

@@ -2,30 +2,76 @@
 // in a changelog's compare link, a name in its call, a word a table's column repeats. Once a token's first characters
 // are typed, the last token on the line (else on the line before) that begins with them says how it goes on. The
 // n-grams and the match models read the characters just before, which are the link's or the path's, not the token's.
+// How often such a guess comes right differs between a path, an issue's link and prose, so each document learns it.
 import { currentLineIsWhole, currentLineOf, lineBeforeOf } from './line-above';
 import { pathNodeProbabilities } from './logistic';
 import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
+import { characterShapes } from './word-model';
 
 /**
  * How often a guess is right, by how many of the token's characters are typed (1, 2, 3, 4 or more), as the training
- * notes showed (docs/measurements.md): after one character, about as often as not.
+ * notes showed (docs/measurements.md): after one character, about as often as not. A document starts from these.
  */
 const GUESSES_RIGHT = [0.5, 0.79, 0.9, 0.95];
+/** The training notes' rates count as this many guesses of each row when a document starts. */
+const PRIOR_GUESSES = 4;
+/** A row counts this many guesses at most, so that its rate goes on following the document. */
+const MAX_GUESSES = 255;
+/** characterShapes' shapes fit 4 bits. */
+const SHAPES = 16;
+/** No guess is read as surer than this: one that has never failed may yet. */
+const MAX_SURENESS = 0.999;
 
-/** What the echo guesses next, and how many of the token's characters were typed when it did (0: no guess). */
+/**
+ * What the echo guesses next, how many of the token's characters were typed when it did (0: no guess), and the id
+ * before the token (-1 at the line's start).
+ */
 export interface EchoGuess {
   id: number;
   typed: number;
+  before: number;
 }
 
 /**
- * What a guess predicts at each node of the ids' tree (heap-numbered, `bits` deep): along the guessed id's path, as
- * sure at each node as makes it right as often as GUESSES_RIGHT says; elsewhere even odds.
+ * What a guess `sure` to be right predicts at each node of the ids' tree (heap-numbered, `bits` deep): along the
+ * guessed id's path, as sure at each node as makes the id that sure; elsewhere even odds.
  */
-export function echoNodeProbabilities(guess: EchoGuess, bits: number, out: Float32Array): Float32Array {
-  const right = GUESSES_RIGHT[Math.min(guess.typed, GUESSES_RIGHT.length) - 1];
-  return pathNodeProbabilities(guess.id, right ** (1 / bits), bits, out);
+export const echoNodeProbabilities = (guess: EchoGuess, sure: number, bits: number, out: Float32Array): Float32Array =>
+  pathNodeProbabilities(guess.id, sure ** (1 / bits), bits, out);
+
+/**
+ * How often a document's guesses came right, by how many of the token's characters were typed and the shape of the
+ * character before the token (a path's `/`, an issue's `#`, prose's space): how sure the echo's guess is read as.
+ */
+export class EchoConfidence {
+  private readonly right = new Float32Array(GUESSES_RIGHT.length * SHAPES);
+  private readonly guesses = new Float32Array(GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
+  private readonly shapes: Uint8Array;
+
+  constructor(vocabulary: Vocabulary) {
+    this.shapes = characterShapes(vocabulary);
+    for (let row = 0; row < this.right.length; row++)
+      this.right[row] = PRIOR_GUESSES * GUESSES_RIGHT[Math.floor(row / SHAPES)];
+  }
+
+  /** The row that counts `guess`. */
+  rowOf(guess: EchoGuess): number {
+    const typed = Math.min(guess.typed, GUESSES_RIGHT.length) - 1;
+    return typed * SHAPES + (guess.before < 0 ? 0 : this.shapes[guess.before]);
+  }
+
+  /** How sure a guess of row `row` is. */
+  sureness(row: number): number {
+    return Math.min(MAX_SURENESS, this.right[row] / this.guesses[row]);
+  }
+
+  /** Counts a guess of row `row` that came right or not. */
+  learn(row: number, right: boolean): void {
+    if (this.guesses[row] < MAX_GUESSES) this.guesses[row]++;
+    else this.right[row] *= (MAX_GUESSES - 1) / MAX_GUESSES;
+    if (right) this.right[row]++;
+  }
 }
 
 /** The vocabulary's TokenEcho, made once: every document's predictor reads the same one. */
@@ -51,6 +97,7 @@ export class TokenEcho {
   guess(lines: Float32Array, out: EchoGuess): EchoGuess {
     out.id = -1;
     out.typed = 0;
+    out.before = -1;
     if (!currentLineIsWhole(lines)) return out;
     const line = currentLineOf(lines);
     const n = line.length;
@@ -62,6 +109,7 @@ export class TokenEcho {
     if (id !== undefined) {
       out.id = id;
       out.typed = n - start;
+      if (start > 0) out.before = line[start - 1];
     }
     return out;
   }

@@ -14,7 +14,7 @@ import {
 import { OnlineInputs, OnlineMixer } from '../model/online-mixer';
 import { AboveModel, advanceLines, characterAbove, LINE_KEPT, LINES_STATE_SIZE } from '../model/line-above';
 import { AnchorGuesser } from '../model/heading-anchor';
-import { type EchoGuess, TokenEcho } from '../model/token-echo';
+import { EchoConfidence, type EchoGuess, TokenEcho } from '../model/token-echo';
 import { loadServedModel, type ServedModel } from '../model/served';
 import { NgramModel } from '../model/ngram';
 import { saveNgram } from '../model/ngram-format';
@@ -218,7 +218,7 @@ test('a token typed again on its line or just below goes on as the last one ther
   const guessAfter = (text: string) => {
     const slot = new Float32Array(LINES_STATE_SIZE);
     for (const id of markdown.encode(text)) advanceLines(slot, id, markdown.id('\n'));
-    const guess: EchoGuess = { id: 0, typed: 0 };
+    const guess: EchoGuess = { id: 0, typed: 0, before: 0 };
     echo.guess(slot, guess);
     return guess.typed === 0 ? undefined : `${guess.typed}:${markdown.chars[guess.id]}`;
   };
@@ -565,6 +565,27 @@ test('a link to a heading expects the anchor its text spells, which nothing else
   const { completion } = await suggestAfterTyping(served, typed, typed.length);
   served.dispose();
   assert.ok(completion?.text.startsWith('ick-start'), `completion ${JSON.stringify(completion?.text)}`);
+});
+
+test("a document's echo is read as sure as its guesses came right there, apart by what stands before the token", () => {
+  const markdown = Vocabulary.fromText('abcdefghijklmnopqrstuvwxyz0123456789 #/\n', 100);
+  const confidence = new EchoConfidence(markdown);
+  const guessAfter = (before: string): EchoGuess => ({ id: markdown.id('1'), typed: 1, before: markdown.id(before) });
+  const afterHash = confidence.rowOf(guessAfter('#'));
+  const afterSpace = confidence.rowOf(guessAfter(' '));
+  assert.notEqual(afterHash, afterSpace);
+  assert.notEqual(confidence.rowOf({ ...guessAfter('#'), typed: 2 }), afterHash, 'apart by the characters typed');
+  const [hashAtFirst, spaceAtFirst] = [confidence.sureness(afterHash), confidence.sureness(afterSpace)];
+  assert.equal(hashAtFirst, spaceAtFirst, 'both start from the training notes');
+  for (let i = 0; i < 100; i++) confidence.learn(afterHash, true);
+  for (let i = 0; i < 100; i++) confidence.learn(afterSpace, i % 10 === 0);
+  assert.ok(confidence.sureness(afterHash) > 0.95, `after a '#': ${confidence.sureness(afterHash)}`);
+  assert.ok(confidence.sureness(afterSpace) < 0.15, `after a space: ${confidence.sureness(afterSpace)}`);
+  for (let i = 0; i < 1000; i++) confidence.learn(afterHash, false);
+  assert.ok(
+    confidence.sureness(afterHash) < 0.05,
+    `a row goes on following the document: ${confidence.sureness(afterHash)}`,
+  );
 });
 
 test('a number typed again on its line is expected as it went there, where the n-grams have seen its digits go every way', async () => {
