@@ -3,7 +3,7 @@
 // table of contents is a column of them. The contexts before the anchor know only that some lowercase word comes; the
 // link's text, a few characters back on the same line, says which, character by character.
 import { currentLineOf } from './line-above';
-import { pathNodeProbabilities } from './logistic';
+import { guessNodeProbabilities } from './logistic';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
 
 /** What an id becomes in an anchor: another id (itself, lowercased, or a hyphen for a space), nothing, or no anchor can be spelt. */
@@ -19,7 +19,7 @@ const GUESSES_RIGHT = 0.98;
 
 /** What a guess of `id` predicts at each node of the ids' tree (heap-numbered, `bits` deep). */
 export const anchorNodeProbabilities = (id: number, bits: number, out: Float32Array): Float32Array =>
-  pathNodeProbabilities(id, GUESSES_RIGHT ** (1 / bits), bits, out);
+  guessNodeProbabilities(id, GUESSES_RIGHT, bits, out);
 
 /** The vocabulary's AnchorGuesser, made once: every document's predictor reads the same one. */
 export const anchorGuesserFor = oncePerVocabulary((vocabulary) => new AnchorGuesser(vocabulary));

@@ -44,6 +44,13 @@ export function pathNodeProbabilities(id: number, sure: number, bits: number, ou
   return out;
 }
 
+/**
+ * A guess of one id that is right as often as `right`, at each node of the ids' tree (pathNodeProbabilities): each
+ * node on its path as sure as makes the whole path that sure.
+ */
+export const guessNodeProbabilities = (id: number, right: number, bits: number, out: Float32Array): Float32Array =>
+  pathNodeProbabilities(id, right ** (1 / bits), bits, out);
+
 const BUCKETS = 33;
 /** A map's row as it starts: each bucket's stretched probability squashed back, the identity. */
 const IDENTITY_ROW = Float32Array.from({ length: BUCKETS }, (_, bucket) =>

@@ -34,11 +34,11 @@ import {
 } from './word-model';
 import { BitwiseInput, BitwiseMixer, LAST_STAGE_INITIAL_WEIGHTS } from './bitwise-mixer';
 import type { CarriedMixing } from './carried-mixing';
-import { idBits } from './logistic';
+import { guessNodeProbabilities, idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
 import { anchorGuesserFor, anchorNodeProbabilities, type AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
-import { type EchoConfidence, echoNodeProbabilities, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
+import { type EchoConfidence, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
 /**
@@ -536,8 +536,8 @@ export class MixturePredictor implements Predictor {
         : undefined,
       this.echoRow >= 0
         ? {
-            nodes: echoNodeProbabilities(
-              this.echoGuess,
+            nodes: guessNodeProbabilities(
+              this.echoGuess.id,
               this.document.echoConfidence!.sureness(this.echoRow),
               this.bits,
               this.echoNodes,

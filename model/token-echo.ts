@@ -4,7 +4,6 @@
 // n-grams and the match models read the characters just before, which are the link's or the path's, not the token's.
 // How often such a guess comes right differs between a path, an issue's link and prose, so each document learns it.
 import { currentLineIsWhole, currentLineOf, lineBeforeOf } from './line-above';
-import { pathNodeProbabilities } from './logistic';
 import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
 import { characterShapes } from './word-model';
@@ -32,13 +31,6 @@ export interface EchoGuess {
   typed: number;
   before: number;
 }
-
-/**
- * What a guess `sure` to be right predicts at each node of the ids' tree (heap-numbered, `bits` deep): along the
- * guessed id's path, as sure at each node as makes the id that sure; elsewhere even odds.
- */
-export const echoNodeProbabilities = (guess: EchoGuess, sure: number, bits: number, out: Float32Array): Float32Array =>
-  pathNodeProbabilities(guess.id, sure ** (1 / bits), bits, out);
 
 /**
  * How often a document's guesses came right, by how many of the token's characters were typed and the shape of the
