@@ -116,6 +116,8 @@ export class EscapeModel {
   }
 }
 
+const blockOf = (codePoint: number): number => Math.floor(codePoint / BLOCK_SIZE);
+
 function pageCounts(codePoints: Iterable<number>): Map<number, number> {
   const counts = new Map<number, number>();
   for (const codePoint of codePoints) {
@@ -162,25 +164,86 @@ export function escapeNatsPerCharacter(model: EscapeModel, text: string, vocabul
 }
 
 /**
+ * Code points to a block. A character outside the vocabulary is often in the block of the one before it (the next
+ * letter of a Cyrillic or Greek word), as a compressor reading UTF-8 sees from the lead byte: 64 code points are
+ * what a two-byte sequence's last byte spans.
+ */
+const BLOCK_SIZE = 64;
+/** Below this, a character says nothing of its own block's: ASCII's blocks are the vocabulary's and control characters. */
+const FIRST_SCRIPT_CODE_POINT = 0x80;
+/**
+ * The block level's weight never leaves [this, 1 − this], so that a document can still turn to it or from it. A
+ * Chinese character is seldom in its predecessor's block, and there the level would only cost.
+ */
+const MIN_BLOCK_TRUST = 0.05;
+
+/**
  * The escape model, learning as it reads: a character outside the vocabulary that has come before
- * is far likelier to come again than the training text's counts say (a name, a technical term).
- * Interpolated Witten-Bell over the characters that mapped to UNKNOWN so far, after the same
- * previous character, then after any, then the trained model; each level is a distribution over
- * the code points that map to UNKNOWN, so the whole still sums to one over them.
+ * is far likelier to come again than the training text's counts say (a name, a technical term), and one that has
+ * not is likelier in a block of code points that followed the previous character's block before.
+ * Interpolated Witten-Bell over the characters that mapped to UNKNOWN so far, after the same previous character,
+ * then after any; below them the trained model, mixed with the blocks that followed the previous character's block
+ * (each block's share spread evenly over its code points outside the vocabulary) as far as that has paid. Each
+ * level is a distribution over the code points that map to UNKNOWN, so the whole still sums to one over them.
  */
 export class AdaptiveEscape {
   private readonly seen = new CharacterCounts();
   private readonly after = new Map<number, CharacterCounts>();
+  private readonly blocksAfter = new Map<number, CharacterCounts>();
+  /** Per block the vocabulary holds code points of, how many of its code points it leaves to UNKNOWN. */
+  private readonly unknownInBlock = new Map<number, number>();
+  /** The block level's weight against the trained model alone: its posterior, from what came. */
+  private trust = 0.5;
 
-  constructor(readonly base: EscapeModel) {}
+  constructor(readonly base: EscapeModel) {
+    for (const c of base.vocabulary.chars) {
+      if (c === UNKNOWN) continue;
+      const block = blockOf(c.codePointAt(0) as number);
+      this.unknownInBlock.set(block, (this.unknownInBlock.get(block) ?? BLOCK_SIZE) - 1);
+    }
+  }
+
+  /** How far the blocks that followed the previous character's block are trusted, from what came. */
+  get blockTrust(): number {
+    return this.trust;
+  }
 
   /** −ln P(code point | UNKNOWN, the character before); Infinity for one the vocabulary holds. */
   nats(codePoint: number, previous: number | undefined): number {
     const trained = this.base.nats(codePoint);
     if (trained === Infinity) return trained;
-    const anywhere = this.seen.interpolate(codePoint, Math.exp(-trained));
+    const p = Math.exp(-trained);
+    const blockTrust = this.trust;
+    return -Math.log(
+      this.byCharacter(codePoint, previous, blockTrust * this.byBlock(codePoint, previous, p) + (1 - blockTrust) * p),
+    );
+  }
+
+  /** P(code point) from the characters that came before, given the levels below's. */
+  private byCharacter(codePoint: number, previous: number | undefined, lower: number): number {
+    const anywhere = this.seen.interpolate(codePoint, lower);
     const context = previous === undefined ? undefined : this.after.get(previous);
-    return -Math.log(context ? context.interpolate(codePoint, anywhere) : anywhere);
+    return context ? context.interpolate(codePoint, anywhere) : anywhere;
+  }
+
+  /** P(code point) from the blocks that followed the previous character's block, given the trained model's. */
+  private byBlock(codePoint: number, previous: number | undefined, trained: number): number {
+    if (previous === undefined) return trained;
+    const block = blockOf(codePoint);
+    const context = this.blocksAfter.get(blockOf(previous)) ?? this.untaughtBlockContext(previous);
+    return context.interpolateGroup(block, 1 / this.unknownIn(block), trained);
+  }
+
+  /** What the blocks after `previous`'s say before they have learnt: after a script's character, its own block, once. */
+  private untaughtBlockContext(previous: number): CharacterCounts {
+    const context = new CharacterCounts();
+    const block = blockOf(previous);
+    if (previous >= FIRST_SCRIPT_CODE_POINT && this.unknownIn(block) > 0) context.add(block);
+    return context;
+  }
+
+  private unknownIn(block: number): number {
+    return this.unknownInBlock.get(block) ?? BLOCK_SIZE;
   }
 
   /**
@@ -201,11 +264,19 @@ export class AdaptiveEscape {
   /** Learns a character that came, if it is one outside the vocabulary. */
   learn(codePoint: number, previous: number | undefined): void {
     if (!this.base.covers(codePoint)) return;
+    const trained = Math.exp(-this.base.nats(codePoint));
+    const withBlocks = this.trust * this.byCharacter(codePoint, previous, this.byBlock(codePoint, previous, trained));
+    const without = (1 - this.trust) * this.byCharacter(codePoint, previous, trained);
+    this.trust = Math.min(1 - MIN_BLOCK_TRUST, Math.max(MIN_BLOCK_TRUST, withBlocks / (withBlocks + without)));
     this.seen.add(codePoint);
     if (previous === undefined) return;
     let context = this.after.get(previous);
     if (!context) this.after.set(previous, (context = new CharacterCounts()));
     context.add(codePoint);
+    const previousBlock = blockOf(previous);
+    let blockContext = this.blocksAfter.get(previousBlock);
+    if (!blockContext) this.blocksAfter.set(previousBlock, (blockContext = this.untaughtBlockContext(previous)));
+    blockContext.add(blockOf(codePoint));
   }
 
   /** Learns every character of `text`, as reading it would, after the code point `previous`. */
@@ -237,5 +308,15 @@ class CharacterCounts {
     if (this.total === 0) return lower;
     const distinct = this.counts.size;
     return ((this.counts.get(codePoint) ?? 0) + distinct * lower) / (this.total + distinct);
+  }
+
+  /**
+   * The same where this counts groups of code points (blocks): P(a member of `group`), which takes `share` of its
+   * group's count, given the level below's P(member).
+   */
+  interpolateGroup(group: number, share: number, lower: number): number {
+    if (this.total === 0) return lower;
+    const distinct = this.counts.size;
+    return ((this.counts.get(group) ?? 0) * share + distinct * lower) / (this.total + distinct);
   }
 }

@@ -78,8 +78,12 @@ test('the escape model learns as it reads: a character outside the vocabulary th
   const trained = EscapeModel.fromText(TRAIN, vocabulary);
   const adaptive = new AdaptiveEscape(trained);
   const code = (c: string) => c.codePointAt(0) as number;
+  assert.equal(
+    adaptive.nats(code('栈'), code('a')),
+    trained.nats(code('栈')),
+    'having read nothing, it is the trained model',
+  );
   const before = adaptive.nats(code('栈'), code('堆'));
-  assert.equal(before, trained.nats(code('栈')), 'having read nothing, it is the trained model');
   adaptive.learnText('堆栈和缓冲，堆栈');
   assert.equal(adaptive.nats(code('我'), code('堆')), Infinity, 'a character the vocabulary holds is never reached');
   const afterAny = adaptive.nats(code('栈'), code('和'));
@@ -91,6 +95,45 @@ test('the escape model learns as it reads: a character outside the vocabulary th
     const mass = massOverUnknown((c) => adaptive.nats(c, previous), vocabulary);
     assert.ok(Math.abs(mass - 1) < 1e-9, `after ${previous}: sums to ${mass}`);
   }
+});
+
+test('the escape model expects a character outside the vocabulary in the block of the one before, as far as that has paid, and still sums to one', () => {
+  const vocabulary = Vocabulary.fromText(TRAIN, 8192, 2);
+  const trained = EscapeModel.fromText(TRAIN, vocabulary);
+  const code = (c: string) => c.codePointAt(0) as number;
+  const cyrillic = new AdaptiveEscape(trained);
+  // Ж is never read; Я's block (U+0400–U+043F) is Ж's, and 中's is not.
+  const beforeReading = cyrillic.nats(code('Ж'), code('Я'));
+  assert.ok(
+    beforeReading < trained.nats(code('Ж')) - 3,
+    'after a script character, its block is likely from the start',
+  );
+  assert.ok(
+    cyrillic.nats(code('Ж'), code('a')) >= trained.nats(code('Ж')),
+    'after ASCII, nothing is expected of a block',
+  );
+  cyrillic.learnText('Сковорода Никита Андреевич');
+  assert.ok(cyrillic.blockTrust > 0.9, `a Cyrillic name pays the block's way (${cyrillic.blockTrust})`);
+  const afterReading = cyrillic.nats(code('Ж'), code('Я'));
+  assert.ok(afterReading < trained.nats(code('Ж')) - 5, `it still is once it has (${afterReading})`);
+  assert.ok(
+    cyrillic.nats(code('上'), code('Я')) > trained.nats(code('上')),
+    'and a block that never came gives up share',
+  );
+
+  // Characters outside the vocabulary, none in the block of the one before.
+  const scattered = new AdaptiveEscape(trained);
+  scattered.learnText('堆栈和缓冲区溢出与垃圾回收器标记清除压缩整理分代');
+  assert.ok(
+    scattered.blockTrust < 0.1,
+    `where it never pays, the block level is trusted little (${scattered.blockTrust})`,
+  );
+
+  for (const adaptive of [cyrillic, scattered])
+    for (const previous of [code('Я'), code('堆'), code(' '), undefined]) {
+      const mass = massOverUnknown((c) => adaptive.nats(c, previous), vocabulary);
+      assert.ok(Math.abs(mass - 1) < 1e-9, `after ${previous}: sums to ${mass}`);
+    }
 });
 
 test('the escape model names the likeliest character it has read outside the vocabulary, after the character before', () => {
