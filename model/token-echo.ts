@@ -3,6 +3,8 @@
 // are typed, the last token on the line (else on the line before) that begins with them says how it goes on. The
 // n-grams and the match models read the characters just before, which are the link's or the path's, not the token's.
 // How often such a guess comes right differs between a path, an issue's link and prose, so each document learns it.
+// Where no token begins with the typed part as typed, one that does but for case is read, in the typed part's case: a
+// link's path spells its text in lower case (`[`ClientSecretCredential`](…/clientsecretcredential)`).
 import { currentLineIsWhole, currentLineOf, lineBeforeOf } from './line-above';
 import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
@@ -13,6 +15,8 @@ import { characterShapes } from './word-model';
  * notes showed (docs/measurements.md): after one character, about as often as not. A document starts from these.
  */
 const GUESSES_RIGHT = [0.5, 0.79, 0.9, 0.95];
+/** The same for a token that begins with the typed part but for case. */
+const FOLDED_GUESSES_RIGHT = [0.41, 0.65, 0.8, 0.9];
 /** The training notes' rates count as this many guesses of each row when a document starts. */
 const PRIOR_GUESSES = 4;
 /** A row counts this many guesses at most, so that its rate goes on following the document. */
@@ -23,13 +27,14 @@ const SHAPES = 16;
 const MAX_SURENESS = 0.999;
 
 /**
- * What the echo guesses next, how many of the token's characters were typed when it did (0: no guess), and the id
- * before the token (-1 at the line's start).
+ * What the echo guesses next, how many of the token's characters were typed when it did (0: no guess), the id
+ * before the token (-1 at the line's start), and whether the earlier token began with the typed part only but for case.
  */
 export interface EchoGuess {
   id: number;
   typed: number;
   before: number;
+  folded: boolean;
 }
 
 /**
@@ -37,19 +42,19 @@ export interface EchoGuess {
  * character before the token (a path's `/`, an issue's `#`, prose's space): how sure the echo's guess is read as.
  */
 export class EchoConfidence {
-  private readonly right = new Float32Array(GUESSES_RIGHT.length * SHAPES);
-  private readonly guesses = new Float32Array(GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
+  private readonly right = new Float32Array(2 * GUESSES_RIGHT.length * SHAPES);
+  private readonly guesses = new Float32Array(2 * GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
   private readonly shapes: Uint8Array;
 
   constructor(vocabulary: Vocabulary) {
     this.shapes = characterShapes(vocabulary);
-    for (let row = 0; row < this.right.length; row++)
-      this.right[row] = PRIOR_GUESSES * GUESSES_RIGHT[Math.floor(row / SHAPES)];
+    const rates = [...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT];
+    for (let row = 0; row < this.right.length; row++) this.right[row] = PRIOR_GUESSES * rates[Math.floor(row / SHAPES)];
   }
 
   /** The row that counts `guess`. */
   rowOf(guess: EchoGuess): number {
-    const typed = Math.min(guess.typed, GUESSES_RIGHT.length) - 1;
+    const typed = Math.min(guess.typed, GUESSES_RIGHT.length) - 1 + (guess.folded ? GUESSES_RIGHT.length : 0);
     return typed * SHAPES + (guess.before < 0 ? 0 : this.shapes[guess.before]);
   }
 
@@ -73,11 +78,21 @@ export const tokenEchoFor = oncePerVocabulary((vocabulary) => new TokenEcho(voca
 export class TokenEcho {
   /** Per id, whether it is a token's character: a letter, a digit or an underscore. */
   private readonly inToken: Uint8Array;
+  /** Per id, the id of its lower case and of its upper case, where the vocabulary has them; else its own. */
+  private readonly lower: Int32Array;
+  private readonly upper: Int32Array;
 
   constructor(vocabulary: Vocabulary) {
     this.inToken = characterClasses(vocabulary).map((characterClass) =>
       characterClass === CHARACTER_CLASS.word ? 1 : 0,
     );
+    const caseOf = (toCase: (char: string) => string) =>
+      Int32Array.from(vocabulary.chars, (char, id) => {
+        const other = vocabulary.id(toCase(char));
+        return other > 0 ? other : id;
+      });
+    this.lower = caseOf((char) => char.toLowerCase());
+    this.upper = caseOf((char) => char.toUpperCase());
   }
 
   /**
@@ -90,6 +105,7 @@ export class TokenEcho {
     out.id = -1;
     out.typed = 0;
     out.before = -1;
+    out.folded = false;
     if (!currentLineIsWhole(lines)) return out;
     const line = currentLineOf(lines);
     const n = line.length;
@@ -97,7 +113,17 @@ export class TokenEcho {
     while (start > 0 && this.inToken[line[start - 1]]) start--;
     if (start === n) return out;
     const before = lineBeforeOf(lines);
-    const id = this.goesOn(line, start, line, start) ?? this.goesOn(before, before.length, line, start);
+    let id =
+      this.goesOn(line, start, line, start, undefined) ?? this.goesOn(before, before.length, line, start, undefined);
+    if (id === undefined) {
+      id =
+        this.goesOn(line, start, line, start, this.lower) ??
+        this.goesOn(before, before.length, line, start, this.lower);
+      if (id !== undefined) {
+        out.folded = true;
+        id = this.inCaseOf(line, start, id);
+      }
+    }
     if (id !== undefined) {
       out.id = id;
       out.typed = n - start;
@@ -107,10 +133,16 @@ export class TokenEcho {
   }
 
   /**
-   * The id after `typed[from…]` in the last token of `text` (before `end`) that begins with it and goes on past it;
-   * undefined where none does.
+   * The id after `typed[from…]` in the last token of `text` (before `end`) that begins with it (as `fold` maps both, if
+   * given) and goes on past it; undefined where none does.
    */
-  private goesOn(text: Float32Array, end: number, typed: Float32Array, from: number): number | undefined {
+  private goesOn(
+    text: Float32Array,
+    end: number,
+    typed: Float32Array,
+    from: number,
+    fold: Int32Array | undefined,
+  ): number | undefined {
     const length = typed.length - from;
     let tokenEnd = end;
     while (tokenEnd > 0) {
@@ -119,11 +151,23 @@ export class TokenEcho {
       while (tokenStart > 0 && this.inToken[text[tokenStart - 1]]) tokenStart--;
       if (tokenEnd - tokenStart > length) {
         let k = 0;
-        while (k < length && text[tokenStart + k] === typed[from + k]) k++;
+        if (fold) while (k < length && fold[text[tokenStart + k]] === fold[typed[from + k]]) k++;
+        else while (k < length && text[tokenStart + k] === typed[from + k]) k++;
         if (k === length) return text[tokenStart + length];
       }
       tokenEnd = tokenStart;
     }
     return undefined;
+  }
+
+  /** `id` in the case `typed[from…]` is in: lower where it is all lower case, upper where all upper (two or more). */
+  private inCaseOf(typed: Float32Array, from: number, id: number): number {
+    let lower = true;
+    let upper = typed.length - from > 1;
+    for (let k = from; k < typed.length; k++) {
+      if (this.lower[typed[k]] !== typed[k]) lower = false;
+      if (this.upper[typed[k]] !== typed[k]) upper = false;
+    }
+    return lower ? this.lower[id] : upper ? this.upper[id] : id;
   }
 }

@@ -218,9 +218,9 @@ test('a token typed again on its line or just below goes on as the last one ther
   const guessAfter = (text: string) => {
     const slot = new Float32Array(LINES_STATE_SIZE);
     for (const id of markdown.encode(text)) advanceLines(slot, id, markdown.id('\n'));
-    const guess: EchoGuess = { id: 0, typed: 0, before: 0 };
+    const guess: EchoGuess = { id: 0, typed: 0, before: 0, folded: false };
     echo.guess(slot, guess);
-    return guess.typed === 0 ? undefined : `${guess.typed}:${markdown.chars[guess.id]}`;
+    return guess.typed === 0 ? undefined : `${guess.folded ? '~' : ''}${guess.typed}:${markdown.chars[guess.id]}`;
   };
   const link = '[#383](https://github.com/babel/babylon/pull/383)';
   const number = link.lastIndexOf('383');
@@ -230,7 +230,15 @@ test('a token typed again on its line or just below goes on as the last one ther
   assert.equal(guessAfter(link.slice(0, number)), undefined, 'nothing before a token is typed');
   assert.equal(guessAfter('release 1.44.0\nsee 1.4'), '1:4');
   assert.equal(guessAfter('call foo_bar(x) and foo_bz(y) then foo_b'), '5:z', 'the last token that begins the same');
-  assert.equal(guessAfter('the Abc and ab'), undefined, 'not another case');
+  assert.equal(
+    guessAfter('the Abc and ab'),
+    '~2:c',
+    'one that begins the same but for case, where none begins as typed',
+  );
+  assert.equal(guessAfter('AbBa then ab'), '~2:b', 'in the case of what is typed: lower');
+  assert.equal(guessAfter('abba then AB'), '~2:B', 'or upper');
+  assert.equal(guessAfter('abx Abz ab'), '2:x', 'one that begins as typed first');
+  assert.equal(guessAfter('abq\nAbz ab'), '2:q', 'even on the line above');
   assert.equal(guessAfter('alpine\nalpha then alp'), '3:h', 'the line itself before the line above');
   assert.equal(guessAfter('alphabet\nsome text then alp'), '3:h', 'the line above where the line has none');
   assert.equal(guessAfter('alphabet\nnext\nthen alp'), undefined, 'not two lines up');
@@ -570,11 +578,17 @@ test('a link to a heading expects the anchor its text spells, which nothing else
 test("a document's echo is read as sure as its guesses came right there, apart by what stands before the token", () => {
   const markdown = Vocabulary.fromText('abcdefghijklmnopqrstuvwxyz0123456789 #/\n', 100);
   const confidence = new EchoConfidence(markdown);
-  const guessAfter = (before: string): EchoGuess => ({ id: markdown.id('1'), typed: 1, before: markdown.id(before) });
+  const guessAfter = (before: string): EchoGuess => ({
+    id: markdown.id('1'),
+    typed: 1,
+    before: markdown.id(before),
+    folded: false,
+  });
   const afterHash = confidence.rowOf(guessAfter('#'));
   const afterSpace = confidence.rowOf(guessAfter(' '));
   assert.notEqual(afterHash, afterSpace);
   assert.notEqual(confidence.rowOf({ ...guessAfter('#'), typed: 2 }), afterHash, 'apart by the characters typed');
+  assert.notEqual(confidence.rowOf({ ...guessAfter('#'), folded: true }), afterHash, 'and by whether case was folded');
   const [hashAtFirst, spaceAtFirst] = [confidence.sureness(afterHash), confidence.sureness(afterSpace)];
   assert.equal(hashAtFirst, spaceAtFirst, 'both start from the training notes');
   for (let i = 0; i < 100; i++) confidence.learn(afterHash, true);
