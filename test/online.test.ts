@@ -630,6 +630,36 @@ test('a number typed again on its line is expected as it went there, where the n
   assert.ok(right >= 40, `${right} of ${guessed} digits expected`);
 });
 
+test("a name typed again in lower case on its line, as a link's path spells it, is expected as it went there", async () => {
+  const { served, warmUp } = servedKnowingLines(20);
+  const random = seededRandom(21);
+  const letter = () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)];
+  // Upper case first and at random after, so that only the name folded to lower case says how its path goes on.
+  const name = () =>
+    Array.from({ length: 6 }, (_, i) => (i === 0 || random() < 0.5 ? letter().toUpperCase() : letter())).join('');
+  const lines = Array.from({ length: 60 }, () => {
+    const n = name();
+    return `[${n}](api/${n.toLowerCase()})`;
+  });
+  const text = `y ${warmUp}\n${lines.join('\n')}\n`;
+  const session = new CompletionSession(served);
+  const chars = served.saved.vocabulary.chars;
+  const lastLinesFrom = text.length - lines.slice(-15).join('\n').length - 1;
+  let right = 0;
+  let guessed = 0;
+  for (let offset = 0; offset < text.length - 1; offset++) {
+    const logProbs = (await session.predictAt(text, offset))!;
+    const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
+    const pathFrom = text.indexOf('api/', lineStart) + 'api/'.length + 1;
+    if (offset < lastLinesFrom || offset < pathFrom || !/[a-z]/u.test(text[offset])) continue;
+    guessed++;
+    if (chars[logProbs.indexOf(Math.max(...logProbs))] === text[offset]) right++;
+  }
+  served.dispose();
+  assert.equal(guessed, 75);
+  assert.ok(right >= 60, `${right} of ${guessed} letters expected`);
+});
+
 test('on an empty line below a written one, a completion may open the next paragraph with its blank line', async () => {
   const { served, warmUp, known } = servedKnowingLines(16, '\n\n');
   const completeAfter = async (typed: string, after = '') =>
