@@ -265,7 +265,7 @@ export class MixturePredictor implements Predictor {
   private readonly anchorNodes: Float32Array;
   private readonly echo: TokenEcho;
   /** How the token being typed goes on, as an earlier one on the line or the line before goes, at the position read last. */
-  private readonly echoGuess: EchoGuess = { id: -1, typed: 0, before: -1, folded: false };
+  private readonly echoGuess: EchoGuess = { id: -1, typed: 0, before: -1, folded: false, number: false };
   /** The row of the document's EchoConfidence that counts echoGuess, or -1 where there is no guess. */
   private echoRow = -1;
   private readonly echoNodes: Float32Array;

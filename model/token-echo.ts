@@ -35,6 +35,8 @@ export interface EchoGuess {
   typed: number;
   before: number;
   folded: boolean;
+  /** Whether the typed part ends in a digit: a number is typed again more often than a path's word. */
+  number: boolean;
 }
 
 /**
@@ -42,19 +44,23 @@ export interface EchoGuess {
  * character before the token (a path's `/`, an issue's `#`, prose's space): how sure the echo's guess is read as.
  */
 export class EchoConfidence {
-  private readonly right = new Float32Array(2 * GUESSES_RIGHT.length * SHAPES);
-  private readonly guesses = new Float32Array(2 * GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
+  private readonly right = new Float32Array(4 * GUESSES_RIGHT.length * SHAPES);
+  private readonly guesses = new Float32Array(4 * GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
   private readonly shapes: Uint8Array;
 
   constructor(vocabulary: Vocabulary) {
     this.shapes = characterShapes(vocabulary);
-    const rates = [...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT];
+    const rates = [...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT, ...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT];
     for (let row = 0; row < this.right.length; row++) this.right[row] = PRIOR_GUESSES * rates[Math.floor(row / SHAPES)];
   }
 
   /** The row that counts `guess`. */
   rowOf(guess: EchoGuess): number {
-    const typed = Math.min(guess.typed, GUESSES_RIGHT.length) - 1 + (guess.folded ? GUESSES_RIGHT.length : 0);
+    const typed =
+      Math.min(guess.typed, GUESSES_RIGHT.length) -
+      1 +
+      (guess.folded ? GUESSES_RIGHT.length : 0) +
+      (guess.number ? 2 * GUESSES_RIGHT.length : 0);
     return typed * SHAPES + (guess.before < 0 ? 0 : this.shapes[guess.before]);
   }
 
@@ -78,6 +84,8 @@ export const tokenEchoFor = oncePerVocabulary((vocabulary) => new TokenEcho(voca
 export class TokenEcho {
   /** Per id, whether it is a token's character: a letter, a digit or an underscore. */
   private readonly inToken: Uint8Array;
+  /** Per id, whether it is a digit. */
+  private readonly digit: Uint8Array;
   /** Per id, the id of its lower case and of its upper case, where the vocabulary has them; else its own. */
   private readonly lower: Int32Array;
   private readonly upper: Int32Array;
@@ -86,6 +94,7 @@ export class TokenEcho {
     this.inToken = characterClasses(vocabulary).map((characterClass) =>
       characterClass === CHARACTER_CLASS.word ? 1 : 0,
     );
+    this.digit = Uint8Array.from(vocabulary.chars, (char) => (/\p{N}/u.test(char) ? 1 : 0));
     const caseOf = (toCase: (char: string) => string) =>
       Int32Array.from(vocabulary.chars, (char, id) => {
         const other = vocabulary.id(toCase(char));
@@ -106,6 +115,7 @@ export class TokenEcho {
     out.typed = 0;
     out.before = -1;
     out.folded = false;
+    out.number = false;
     if (!currentLineIsWhole(lines)) return out;
     const line = currentLineOf(lines);
     const n = line.length;
@@ -127,6 +137,7 @@ export class TokenEcho {
     if (id !== undefined) {
       out.id = id;
       out.typed = n - start;
+      out.number = this.digit[line[n - 1]] === 1;
       if (start > 0) out.before = line[start - 1];
     }
     return out;

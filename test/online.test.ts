@@ -218,7 +218,7 @@ test('a token typed again on its line or just below goes on as the last one ther
   const guessAfter = (text: string) => {
     const slot = new Float32Array(LINES_STATE_SIZE);
     for (const id of markdown.encode(text)) advanceLines(slot, id, markdown.id('\n'));
-    const guess: EchoGuess = { id: 0, typed: 0, before: 0, folded: false };
+    const guess: EchoGuess = { id: 0, typed: 0, before: 0, folded: false, number: false };
     echo.guess(slot, guess);
     return guess.typed === 0 ? undefined : `${guess.folded ? '~' : ''}${guess.typed}:${markdown.chars[guess.id]}`;
   };
@@ -583,12 +583,18 @@ test("a document's echo is read as sure as its guesses came right there, apart b
     typed: 1,
     before: markdown.id(before),
     folded: false,
+    number: false,
   });
   const afterHash = confidence.rowOf(guessAfter('#'));
   const afterSpace = confidence.rowOf(guessAfter(' '));
   assert.notEqual(afterHash, afterSpace);
   assert.notEqual(confidence.rowOf({ ...guessAfter('#'), typed: 2 }), afterHash, 'apart by the characters typed');
   assert.notEqual(confidence.rowOf({ ...guessAfter('#'), folded: true }), afterHash, 'and by whether case was folded');
+  assert.notEqual(
+    confidence.rowOf({ ...guessAfter('#'), number: true }),
+    afterHash,
+    'and by whether a number is typed',
+  );
   const [hashAtFirst, spaceAtFirst] = [confidence.sureness(afterHash), confidence.sureness(afterSpace)];
   assert.equal(hashAtFirst, spaceAtFirst, 'both start from the training notes');
   for (let i = 0; i < 100; i++) confidence.learn(afterHash, true);
