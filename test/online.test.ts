@@ -608,14 +608,12 @@ test("a document's echo is read as sure as its guesses came right there, apart b
   );
 });
 
-test('a number typed again on its line is expected as it went there, where the n-grams have seen its digits go every way', async () => {
-  const { served, warmUp } = servedKnowingLines(18);
-  const random = seededRandom(19);
-  const number = () => Array.from({ length: 4 }, () => Math.floor(random() * 10)).join('');
-  const lines = Array.from({ length: 60 }, () => {
-    const n = number();
-    return `[#${n}](pull/${n})`;
-  });
+/**
+ * Types `lines` through a served model, after a line it knows, and counts over the last 15 of them the characters that
+ * match `counted` from the second after `marker` on, and how many of those it expected most.
+ */
+async function expectedAfterMarker(seed: number, lines: string[], marker: string, counted: RegExp) {
+  const { served, warmUp } = servedKnowingLines(seed);
   const text = `y ${warmUp}\n${lines.join('\n')}\n`;
   const session = new CompletionSession(served);
   const chars = served.saved.vocabulary.chars;
@@ -624,20 +622,30 @@ test('a number typed again on its line is expected as it went there, where the n
   let guessed = 0;
   for (let offset = 0; offset < text.length - 1; offset++) {
     const logProbs = (await session.predictAt(text, offset))!;
-    // The second number's digits after its first: only the number earlier on the line says which come.
     const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
-    const digitsFrom = text.indexOf('pull/', lineStart) + 'pull/'.length + 1;
-    if (offset < lastLinesFrom || offset < digitsFrom || !/\d/u.test(text[offset])) continue;
+    const from = text.indexOf(marker, lineStart) + marker.length + 1;
+    if (offset < lastLinesFrom || offset < from || !counted.test(text[offset])) continue;
     guessed++;
     if (chars[logProbs.indexOf(Math.max(...logProbs))] === text[offset]) right++;
   }
   served.dispose();
+  return { right, guessed };
+}
+
+test('a number typed again on its line is expected as it went there, where the n-grams have seen its digits go every way', async () => {
+  const random = seededRandom(19);
+  const number = () => Array.from({ length: 4 }, () => Math.floor(random() * 10)).join('');
+  const lines = Array.from({ length: 60 }, () => {
+    const n = number();
+    return `[#${n}](pull/${n})`;
+  });
+  // The second number's digits after its first: only the number earlier on the line says which come.
+  const { right, guessed } = await expectedAfterMarker(18, lines, 'pull/', /\d/u);
   assert.equal(guessed, 45);
   assert.ok(right >= 40, `${right} of ${guessed} digits expected`);
 });
 
 test("a name typed again in lower case on its line, as a link's path spells it, is expected as it went there", async () => {
-  const { served, warmUp } = servedKnowingLines(20);
   const random = seededRandom(21);
   const letter = () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(random() * 26)];
   // Upper case first and at random after, so that only the name folded to lower case says how its path goes on.
@@ -647,21 +655,7 @@ test("a name typed again in lower case on its line, as a link's path spells it, 
     const n = name();
     return `[${n}](api/${n.toLowerCase()})`;
   });
-  const text = `y ${warmUp}\n${lines.join('\n')}\n`;
-  const session = new CompletionSession(served);
-  const chars = served.saved.vocabulary.chars;
-  const lastLinesFrom = text.length - lines.slice(-15).join('\n').length - 1;
-  let right = 0;
-  let guessed = 0;
-  for (let offset = 0; offset < text.length - 1; offset++) {
-    const logProbs = (await session.predictAt(text, offset))!;
-    const lineStart = text.lastIndexOf('\n', offset - 1) + 1;
-    const pathFrom = text.indexOf('api/', lineStart) + 'api/'.length + 1;
-    if (offset < lastLinesFrom || offset < pathFrom || !/[a-z]/u.test(text[offset])) continue;
-    guessed++;
-    if (chars[logProbs.indexOf(Math.max(...logProbs))] === text[offset]) right++;
-  }
-  served.dispose();
+  const { right, guessed } = await expectedAfterMarker(20, lines, 'api/', /[a-z]/u);
   assert.equal(guessed, 75);
   assert.ok(right >= 60, `${right} of ${guessed} letters expected`);
 });
