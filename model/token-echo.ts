@@ -8,7 +8,7 @@
 import { currentLineIsWhole, currentLineOf, lineBeforeOf } from './line-above';
 import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
-import { characterShapes } from './word-model';
+import { characterShapes, wordLetters } from './word-model';
 
 /**
  * How often a guess is right, by how many of the token's characters are typed (1, 2, 3, 4 or more), as the training
@@ -86,7 +86,10 @@ export class TokenEcho {
   private readonly inToken: Uint8Array;
   /** Per id, whether it is a digit. */
   private readonly digit: Uint8Array;
-  /** Per id, the id of its lower case and of its upper case, where the vocabulary has them; else its own. */
+  /**
+   * Per token character, the id of its lower case (wordLetters) and of its upper case, where the vocabulary has them;
+   * else its own.
+   */
   private readonly lower: Int32Array;
   private readonly upper: Int32Array;
 
@@ -95,13 +98,11 @@ export class TokenEcho {
       characterClass === CHARACTER_CLASS.word ? 1 : 0,
     );
     this.digit = Uint8Array.from(vocabulary.chars, (char) => (/\p{N}/u.test(char) ? 1 : 0));
-    const caseOf = (toCase: (char: string) => string) =>
-      Int32Array.from(vocabulary.chars, (char, id) => {
-        const other = vocabulary.id(toCase(char));
-        return other > 0 ? other : id;
-      });
-    this.lower = caseOf((char) => char.toLowerCase());
-    this.upper = caseOf((char) => char.toUpperCase());
+    this.lower = wordLetters(vocabulary);
+    this.upper = Int32Array.from(vocabulary.chars, (char, id) => {
+      const upper = vocabulary.id(char.toUpperCase());
+      return upper > 0 ? upper : id;
+    });
   }
 
   /**
