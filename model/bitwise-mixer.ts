@@ -1,7 +1,7 @@
 // The last stage of the mixture: distributions over ids mixed bit by bit. Each id is spelt as bits from the most
 // significant; at each node of that binary tree, each input's probability of a 1 (the mass of its ids below the node's
 // 1 branch over all the mass below the node) is stretched, and the stretched probabilities are summed with weights
-// selected by the node and by a context, then refined by adaptive probability maps. A weight per node lets an input be
+// selected by the node and by contexts, then refined by adaptive probability maps. A weight per node lets an input be
 // trusted where it is good (one part for choosing between a letter and a space, another for which letter), which one
 // weight per input over whole distributions cannot say; the maps undo what the mix gets systematically wrong.
 import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
@@ -55,7 +55,8 @@ export class BitwiseMixer {
   private readonly ownNodes: Float32Array[];
   private readonly shared: Float32Array;
   private readonly byNode: Float32Array;
-  private readonly bySelector: Float32Array;
+  /** Per kind of selecting context, its weight sets. */
+  private readonly bySelector: Float32Array[];
   private readonly mapByNode: ProbabilityMap;
   private readonly mapBySelector: ProbabilityMap;
   private readonly stretched: Float32Array;
@@ -64,13 +65,17 @@ export class BitwiseMixer {
   /** The last predict()'s mix before it was clamped. */
   private unclamped = 0;
   private nodeSet = 0;
-  private selectorSet = 0;
+  private readonly selectorSets: Int32Array;
 
-  /** `initial`: each input's weight to start with; `selectors`: how many contexts select weights. */
+  /**
+   * `initial`: each input's weight to start with; `selectors`: per kind of context that selects a weight set, how many
+   * contexts it tells apart. The first kind selects a row of the second map too. A context of -1 selects no set of its
+   * kind: where a kind has nothing to tell, a set that every position shared would only double the shared weights' rate.
+   */
   constructor(
     private readonly vocabSize: number,
     initial: ArrayLike<number>,
-    selectors: number,
+    selectors: readonly number[],
   ) {
     const inputs = initial.length;
     this.bits = idBits(vocabSize);
@@ -81,7 +86,8 @@ export class BitwiseMixer {
     this.shared = new Float32Array(this.width);
     this.shared.set(initial);
     this.byNode = new Float32Array((1 << this.bits) * this.width);
-    this.bySelector = new Float32Array(selectors * this.width);
+    this.bySelector = selectors.map((count) => new Float32Array(count * this.width));
+    this.selectorSets = new Int32Array(selectors.length);
     this.mapByNode = new ProbabilityMap(1 << this.bits, MAP_RATE);
     this.mapBySelector = new ProbabilityMap(1 << MAP_CONTEXT_BITS, MAP_RATE);
     this.stretched = new Float32Array(this.width);
@@ -99,13 +105,13 @@ export class BitwiseMixer {
 
   /** Its weights, in a fixed order, each array as long for every mixer made alike: what is saved. */
   weightArrays(): Float32Array[] {
-    return [this.shared, this.byNode, this.bySelector];
+    return [this.shared, this.byNode, ...this.bySelector];
   }
 
   /**
-   * Mixes `vectors`, one per input, in context `selector` into `out`, as log-probabilities.
+   * Mixes `vectors`, one per input, in the contexts `selectors` (one of each kind) into `out`, as log-probabilities.
    */
-  mix(vectors: BitwiseInput[], selector: number, out: Float32Array): Float32Array {
+  mix(vectors: BitwiseInput[], selectors: ArrayLike<number>, out: Float32Array): Float32Array {
     this.sumTrees(vectors);
     const nodeLog = this.nodeLog;
     nodeLog[1] = 0;
@@ -113,7 +119,7 @@ export class BitwiseMixer {
     for (let node = 1; node < leaves; node++) {
       const depth = 31 - Math.clz32(node);
       if ((node - (1 << depth)) << (this.bits - depth) >= this.vocabSize) continue;
-      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node, selector);
+      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node, selectors);
       nodeLog[2 * node] = nodeLog[node] + Math.log(1 - p);
       nodeLog[2 * node + 1] = nodeLog[node] + Math.log(p);
     }
@@ -121,8 +127,8 @@ export class BitwiseMixer {
     return out;
   }
 
-  /** Learns that `target` came where the inputs were `vectors` and the context `selector`. */
-  learn(vectors: BitwiseInput[], selector: number, target: number): void {
+  /** Learns that `target` came where the inputs were `vectors` and the contexts `selectors`. */
+  learn(vectors: BitwiseInput[], selectors: ArrayLike<number>, target: number): void {
     this.sumTrees(vectors);
     let node = 1;
     for (let depth = this.bits - 1; depth >= 0; depth--) {
@@ -131,7 +137,7 @@ export class BitwiseMixer {
         node = 2 * node;
         continue;
       }
-      this.predict(node, selector);
+      this.predict(node, selectors);
       // Stepped where the mix is at its limit, through a long repeat the weights grew without bound on the inputs that
       // agreed, and the new text after it cost twice what it should.
       if (!atLimitOnSideOf(this.unclamped, bit)) {
@@ -140,7 +146,8 @@ export class BitwiseMixer {
           const step = RATE * error * this.stretched[i];
           this.shared[i] += step;
           this.byNode[this.nodeSet + i] += step;
-          this.bySelector[this.selectorSet + i] += step;
+          for (let k = 0; k < this.bySelector.length; k++)
+            if (this.selectorSets[k] >= 0) this.bySelector[k][this.selectorSets[k] + i] += step;
         }
       }
       this.mapByNode.learn(bit);
@@ -171,22 +178,26 @@ export class BitwiseMixer {
   }
 
   /** The probability that the bit at `node` is 1; leaves what learn() needs in scratch. */
-  private predict(node: number, selector: number): number {
+  private predict(node: number, selectors: ArrayLike<number>): number {
     const inputs = this.nodes.length;
     // stretch() clamps, so an input sure of a bit (0 or 1) reads as the limit, not infinity.
     for (let k = 0; k < inputs; k++) this.stretched[k] = stretch(this.nodes[k][node]);
     this.stretched[inputs] = 0.25;
     this.nodeSet = node * this.width;
-    this.selectorSet = selector * this.width;
+    for (let k = 0; k < this.bySelector.length; k++)
+      this.selectorSets[k] = selectors[k] < 0 ? -1 : selectors[k] * this.width;
     let dot = 0;
-    for (let i = 0; i < this.width; i++)
-      dot +=
-        (this.shared[i] + this.byNode[this.nodeSet + i] + this.bySelector[this.selectorSet + i]) * this.stretched[i];
+    for (let i = 0; i < this.width; i++) {
+      let weight = this.shared[i] + this.byNode[this.nodeSet + i];
+      for (let k = 0; k < this.bySelector.length; k++)
+        if (this.selectorSets[k] >= 0) weight += this.bySelector[k][this.selectorSets[k] + i];
+      dot += weight * this.stretched[i];
+    }
     this.unclamped = dot;
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(node, dot);
-    const row = Math.imul((selector + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
+    const row = Math.imul((selectors[0] + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
     const bySelector = this.mapBySelector.refine(row, dot);
     return Math.max(1e-6, Math.min(1 - 1e-6, (2 * this.mixed + byNode + bySelector) / 4));
   }

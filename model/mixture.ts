@@ -27,6 +27,7 @@ import { lastCodePointOf, type Vocabulary } from './vocab';
 import {
   advanceWords,
   characterShapes,
+  nesting,
   WORD_STATE_SIZE,
   WordModel,
   wordLetters,
@@ -38,6 +39,7 @@ import { guessNodeProbabilities, idBits } from './logistic';
 import { advanceLines, type AboveModel, LINES_STATE_SIZE } from './line-above';
 import { anchorGuesserFor, anchorNodeProbabilities, type AnchorGuesser } from './heading-anchor';
 import { CONTEXT_SPAN, type ContextMixingModel, massBefore } from './context-mixing';
+import { nestingMarks, NESTINGS } from './nesting';
 import { type EchoConfidence, type EchoGuess, type TokenEcho, tokenEchoFor } from './token-echo';
 
 export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
@@ -47,9 +49,9 @@ export const MIXTURE_COMPONENTS = ['lstm', 'notes', 'document'] as const;
  */
 const LAST_STAGE_MATCH_BUCKETS = 8;
 export const LAST_STAGE_SELECTORS = LAST_STAGE_MATCH_BUCKETS * MATCHES_STANDING * PREVIOUS_CLASSES;
-/** A document's last stage, as it starts before anything is carried into it. */
+/** A document's last stage, as it starts before anything is carried into it: weights selected by that and by nesting(). */
 export const newLastStage = (vocabSize: number): BitwiseMixer =>
-  new BitwiseMixer(vocabSize, LAST_STAGE_INITIAL_WEIGHTS, LAST_STAGE_SELECTORS);
+  new BitwiseMixer(vocabSize, LAST_STAGE_INITIAL_WEIGHTS, [LAST_STAGE_SELECTORS, NESTINGS - 1]);
 /** Matched orders above this share one gate feature: by then the context says nearly all. */
 const MAX_ORDER_FEATURE = 8;
 /**
@@ -273,6 +275,8 @@ export class MixturePredictor implements Predictor {
   private readonly classOf: Uint8Array;
   private readonly letters: Int32Array;
   private readonly shapes: Uint8Array;
+  private readonly marks: Uint8Array;
+  private readonly lastStageSelected = new Int32Array(2);
   /** Bits of an id: the depth of the ids' tree that the last stage mixes over. */
   private readonly bits: number;
   /** What the last stage mixes, left by mix(): the online stage's mixture and the context mixings' node probabilities. */
@@ -324,6 +328,7 @@ export class MixturePredictor implements Predictor {
     this.classOf = characterClasses(parts.vocabulary);
     this.letters = wordLetters(parts.vocabulary);
     this.shapes = characterShapes(parts.vocabulary);
+    this.marks = nestingMarks(parts.vocabulary);
     if (document.online && parts.lstm && parts.adaptedLstms) this.adaptation = new LstmAdaptation(parts.adaptedLstms);
     this.online = {
       mixture: new Float32Array(V),
@@ -337,6 +342,7 @@ export class MixturePredictor implements Predictor {
       previousId: -1,
       twoBeforeId: -1,
       wordsSeen: false,
+      nesting: 0,
     };
   }
 
@@ -371,7 +377,7 @@ export class MixturePredictor implements Predictor {
       this.openerReader.read(opener, ids[b]);
       this.document.match?.advance(state.subarray(this.matchStart, this.notesMatchStart), context, ids[b]);
       this.parts.notesReaders?.match.advance(state.subarray(this.notesMatchStart, this.wordStart), context, ids[b]);
-      advanceWords(this.wordSlotOf(state), ids[b], this.letters, this.shapes);
+      advanceWords(this.wordSlotOf(state), ids[b], this.letters, this.shapes, this.marks);
       advanceLines(state.subarray(this.linesStart), ids[b], this.lineBreak);
       const lstmLogProbs = lstmSnapshots?.[b].logProbs;
       const snapshot = {
@@ -397,7 +403,7 @@ export class MixturePredictor implements Predictor {
       online.mix(this.online, this.onlineMixture);
       this.readContextNodes(before.state, false, id);
       online.learn(this.online, this.onlineMixture, id);
-      lastStage.learn(this.lastStageInputs(), this.lastStageSelector(), id);
+      lastStage.learn(this.lastStageInputs(), this.lastStageSelectors(before.state), id);
       if (this.aboveRow >= 0) this.document.above?.learn(this.aboveRow, id);
       if (this.echoRow >= 0) this.document.echoConfidence?.learn(this.echoRow, this.echoGuess.id === id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
@@ -444,7 +450,7 @@ export class MixturePredictor implements Predictor {
     if (!lastStage) return online.mix(this.online, out);
     online.mix(this.online, this.onlineMixture);
     const notesNodes = this.readContextNodes(state, exploring);
-    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelector(), out);
+    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelectors(state), out);
   }
 
   /** Leaves the online stage's inputs at `state` in `online`, the gate's mixture among them. */
@@ -466,6 +472,7 @@ export class MixturePredictor implements Predictor {
     inputs.previous = known > 0 ? this.classOf[context[known - 1]] : previousClass(undefined);
     inputs.previousId = known > 0 ? context[known - 1] : -1;
     inputs.twoBeforeId = known > 1 ? context[known - 2] : -1;
+    inputs.nesting = nesting(this.wordSlotOf(state));
     const lines = state.subarray(this.linesStart);
     const mixedBitwise = this.lastStage() !== undefined;
     this.aboveRow = mixedBitwise ? (this.document.above?.rowAt(lines, inputs.previousId) ?? -1) : -1;
@@ -551,12 +558,20 @@ export class MixturePredictor implements Predictor {
     return match.length > 0 ? { nodes: matchNodeProbabilities(match, this.bits, nodes) } : undefined;
   }
 
-  /** The context that selects the last stage's weights: how long a match there is, how the two stand, and the class of the character before. */
-  private lastStageSelector(): number {
+  /**
+   * The contexts that select the last stage's weights at `state`, once readOnlineInputs() has read it: how long a
+   * match there is, how the two stand, and the class of the character before; and the Markdown spans it is in, where
+   * it is in any.
+   */
+  private lastStageSelectors(state: Float32Array): Int32Array {
     const { match, notesMatch } = this.online;
     const length = Math.max(match.length, notesMatch.length);
     const bucket = length === 0 ? 0 : Math.min(LAST_STAGE_MATCH_BUCKETS - 1, 1 + Math.floor(Math.log2(length)));
-    return (bucket * MATCHES_STANDING + matchesStanding(match, notesMatch)) * PREVIOUS_CLASSES + this.online.previous;
+    const selectors = this.lastStageSelected;
+    selectors[0] =
+      (bucket * MATCHES_STANDING + matchesStanding(match, notesMatch)) * PREVIOUS_CLASSES + this.online.previous;
+    selectors[1] = nesting(this.wordSlotOf(state)) - 1;
+    return selectors;
   }
 
   /** The gate's mixture of the next character after `context` (ids, most recent last), as log-probabilities into `out`. */

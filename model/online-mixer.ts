@@ -8,6 +8,7 @@
 // exactly as before, and each character typed moves them by one step of the gradient of its log loss.
 import type { MatchPrediction } from './match-model';
 import { oncePerVocabulary } from './vocab';
+import { NESTINGS } from './nesting';
 
 /** The mixed inputs, in the order of the weights: log-probability vectors, then the match models' indicators. */
 export const ONLINE_INPUTS = ['mixture', 'lstm', 'notes', 'document', 'words', 'match', 'notesMatch'] as const;
@@ -90,6 +91,8 @@ export interface OnlineInputs {
   twoBeforeId: number;
   /** Whether the word models have seen the two words' context. */
   wordsSeen: boolean;
+  /** The Markdown spans the position is in (nesting(), word-model.ts); 0 outside every span. */
+  nesting: number;
 }
 
 /** The classes previousClass gives. */
@@ -122,6 +125,12 @@ export class OnlineMixer {
   private readonly byPrevious: Float32Array;
   /** Likewise by the two characters before: "e " and "o " begin different words. */
   private readonly byTwoBefore = new Float32Array((1 << TWO_BEFORE_BITS) * K);
+  /**
+   * And by the Markdown spans the position is in, where it is in any: in a link's target the parts that know the
+   * link's text are worth more than those that know prose. Outside every span there is no set, which would only
+   * double the shared weights' rate.
+   */
+  private readonly byNesting = new Float32Array(NESTINGS * K);
   private readonly weights = new Float32Array(K);
   /** How many characters it has learnt from. */
   learnt = 0;
@@ -133,7 +142,7 @@ export class OnlineMixer {
 
   /** Its weights, in a fixed order, each array as long for every mixer of the same vocabulary's size: what is saved. */
   weightArrays(): Float32Array[] {
-    return [this.shared, this.selected, this.byPrevious, this.byTwoBefore];
+    return [this.shared, this.selected, this.byPrevious, this.byTwoBefore, this.byNesting];
   }
 
   /** Takes the weights `other` has learnt as its own, to learn on from there. */
@@ -183,12 +192,14 @@ export class OnlineMixer {
     const set = this.setOf(inputs) * K;
     const previous = this.previousSetOf(inputs);
     const twoBefore = this.twoBeforeSetOf(inputs);
+    const nesting = this.nestingSetOf(inputs);
     for (let k = 0; k < K; k++) {
       const g = Math.max(-20, Math.min(20, gradient[k]));
       this.shared[k] -= ONLINE_LEARNING_RATE.shared * g;
       this.selected[set + k] -= ONLINE_LEARNING_RATE.selected * g;
       if (previous >= 0) this.byPrevious[previous + k] -= ONLINE_LEARNING_RATE.selected * g;
       if (twoBefore >= 0) this.byTwoBefore[twoBefore + k] -= ONLINE_LEARNING_RATE.selected * g;
+      if (nesting >= 0) this.byNesting[nesting + k] -= ONLINE_LEARNING_RATE.selected * g;
     }
     this.learnt++;
   }
@@ -200,7 +211,14 @@ export class OnlineMixer {
     if (previous >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byPrevious[previous + k];
     const twoBefore = this.twoBeforeSetOf(inputs);
     if (twoBefore >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byTwoBefore[twoBefore + k];
+    const nesting = this.nestingSetOf(inputs);
+    if (nesting >= 0) for (let k = 0; k < K; k++) this.weights[k] += this.byNesting[nesting + k];
     return this.weights;
+  }
+
+  /** Where the weights selected by the Markdown spans start, or -1 outside every span. */
+  private nestingSetOf(inputs: OnlineInputs): number {
+    return inputs.nesting > 0 ? inputs.nesting * K : -1;
   }
 
   /** Where the weights selected by the two characters before start, or -1 where there are not two. */

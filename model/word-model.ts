@@ -5,14 +5,16 @@
 
 import { CHARACTER_CLASS, previousClass } from './online-mixer';
 import { oncePerVocabulary } from './vocab';
+import { nestingAfter, nestingOf } from './nesting';
 
 /**
  * Where a prediction's state keeps its words: the previous word's hash (two 16-bit halves, as
  * float32 holds 24 bits exactly), the current word's, its length, the word before the previous,
  * how many characters the line has so far (lineColumn()), the shapes of the runs before
- * (shapeRuns()) and those the line began with (lineStartRuns()).
+ * (shapeRuns()), those the line began with (lineStartRuns()) and the Markdown spans the position
+ * is in (nesting()).
  */
-export const WORD_STATE_SIZE = 10;
+export const WORD_STATE_SIZE = 11;
 /** A word's typed part is hashed up to this many characters; a longer one is a token, not a word. */
 const MAX_WORD_LENGTH = 24;
 /** Contexts a table holds at most (a power of two); once the largest is half full, new contexts are not learnt. */
@@ -31,6 +33,7 @@ const EARLIER_HIGH = 5;
 const LINE_COLUMN = 7;
 const SHAPE_RUNS = 8;
 const LINE_START_RUNS = 9;
+const NESTING = 10;
 /** The runs shapeRuns() tells apart, at 4 bits each: as many as float32 holds exactly. */
 const RUNS_KEPT = 6;
 /** The runs a line begins with that lineStartRuns() keeps; how many it has is kept above their shapes. */
@@ -90,10 +93,18 @@ export const wordLetters = oncePerVocabulary((vocabulary) =>
 
 /**
  * Moves a word slot past `id`: a word character extends the current word, another ends it;
- * `letters` is wordLetters, and `shapes`, characterShapes, for a slot whose shapeRuns() and
- * lineStartRuns() are read (the word models' own slots go without).
+ * `letters` is wordLetters, `shapes` characterShapes, for a slot whose shapeRuns() and
+ * lineStartRuns() are read, and `marks` nestingMarks (nesting.ts), for one whose nesting() is (the
+ * word models' own slots go without).
  */
-export function advanceWords(slot: Float32Array, id: number, letters: Int32Array, shapes?: Uint8Array): void {
+export function advanceWords(
+  slot: Float32Array,
+  id: number,
+  letters: Int32Array,
+  shapes?: Uint8Array,
+  marks?: Uint8Array,
+): void {
+  if (marks) slot[NESTING] = nestingAfter(slot[NESTING], marks[id]);
   const length = slot[WORD_LENGTH];
   const letter = letters[id];
   slot[LINE_COLUMN] = letter === LINE_END ? 0 : Math.min(MAX_COLUMN, slot[LINE_COLUMN] + 1);
@@ -141,6 +152,9 @@ export const shapeRuns = (slot: ArrayLike<number>): number => slot[SHAPE_RUNS];
  * #s, a fence, the first word), with how many: lines that begin alike go on alike.
  */
 export const lineStartRuns = (slot: ArrayLike<number>): number => slot[LINE_START_RUNS];
+
+/** The Markdown spans the position is in (nesting.ts); 0 outside every span. */
+export const nesting = (slot: ArrayLike<number>): number => nestingOf(slot[NESTING]);
 
 /** The current word's typed part alone, hashed with its length. */
 export const currentWord = (slot: ArrayLike<number>): number => (halves(slot, WORD_HIGH) ^ slot[WORD_LENGTH]) >>> 0;

@@ -374,17 +374,44 @@ test('the bitwise mixer starts as its first input, then learns to trust the inpu
   first[vocabulary.id('a')] = Math.log(0.5);
   const second = new Float32Array(V).fill(Math.log(0.1 / (V - 1)));
   second[vocabulary.id('b')] = Math.log(0.9);
-  const mixer = new BitwiseMixer(V, [1, 0], 4);
+  const mixer = new BitwiseMixer(V, [1, 0], [4]);
   const inputs = [{ logProbs: first }, { logProbs: second }];
   const out = new Float32Array(V);
-  mixer.mix(inputs, 0, out);
+  mixer.mix(inputs, [0], out);
   assert.ok(Math.abs(total(out) - 1) < 1e-4, `sums to ${total(out)}`);
   assert.ok(Math.abs(probabilityOf(out, 'a') - 0.5) < 0.01, `starts as the first: ${probabilityOf(out, 'a')}`);
   const before = probabilityOf(out, 'b');
-  for (let i = 0; i < 300; i++) mixer.learn(inputs, 0, vocabulary.id('b'));
-  mixer.mix(inputs, 0, out);
+  for (let i = 0; i < 300; i++) mixer.learn(inputs, [0], vocabulary.id('b'));
+  mixer.mix(inputs, [0], out);
   assert.ok(probabilityOf(out, 'b') > before + 0.3, `"b" from ${before} to ${probabilityOf(out, 'b')}`);
   assert.ok(Math.abs(total(out) - 1) < 1e-4);
+});
+
+test('each kind of context the bitwise mixer selects weights by learns which input to trust in each of its contexts', () => {
+  const V = vocabulary.size;
+  const sureOf = (char: string) => {
+    const logProbs = new Float32Array(V).fill(Math.log(0.2 / (V - 1)));
+    logProbs[vocabulary.id(char)] = Math.log(0.8);
+    return { logProbs };
+  };
+  const inputs = [sureOf('a'), sureOf('b')];
+  // The first kind tells nothing apart; the second says whether the first input is right there or the second.
+  const mixer = new BitwiseMixer(V, [0.5, 0.5], [1, 2]);
+  for (let i = 0; i < 400; i++) {
+    mixer.learn(inputs, [0, 0], vocabulary.id('a'));
+    mixer.learn(inputs, [0, 1], vocabulary.id('b'));
+  }
+  const out = new Float32Array(V);
+  const inFirst = probabilityOf(mixer.mix(inputs, [0, 0], out), 'a');
+  const inSecond = probabilityOf(mixer.mix(inputs, [0, 1], out), 'b');
+  assert.ok(inFirst > 0.9, `"a" where the first input is right: ${inFirst}`);
+  assert.ok(inSecond > 0.9, `"b" where the second is: ${inSecond}`);
+  assert.equal(mixer.weightArrays().length, 4, 'shared, by node, and a table per kind of context');
+  const secondKind = mixer.weightArrays()[3].slice();
+  for (let i = 0; i < 50; i++) mixer.learn(inputs, [0, -1], vocabulary.id('b'));
+  assert.deepEqual(mixer.weightArrays()[3], secondKind, 'a context of -1 selects no set of its kind to learn');
+  const shared = probabilityOf(mixer.mix(inputs, [0, -1], out), 'b');
+  assert.ok(shared < inSecond, `without the second kind's set "b" is less sure: ${shared} against ${inSecond}`);
 });
 
 test('through a long repeat the bitwise mixer stops learning where its mix is at the limit, so new text after costs what it did', () => {
@@ -396,14 +423,14 @@ test('through a long repeat the bitwise mixer stops learning where its mix is at
   };
   const repeat = [sureOf('a', 0.99), sureOf('a', 0.95)];
   const newText = [sureOf('a', 0.7), sureOf('b', 0.7)];
-  const mixer = new BitwiseMixer(V, [1, 0], 4);
+  const mixer = new BitwiseMixer(V, [1, 0], [4, 3]);
   const out = new Float32Array(V);
   const learnRepeat = (times: number) => {
-    for (let i = 0; i < times; i++) mixer.learn(repeat, 0, vocabulary.id('a'));
+    for (let i = 0; i < times; i++) mixer.learn(repeat, [0, 2], vocabulary.id('a'));
   };
   learnRepeat(3_000);
   const weightsThen = mixer.weightArrays().map((weights) => weights.slice());
-  const surpriseThen = probabilityOf(mixer.mix(newText, 1, out), 'b');
+  const surpriseThen = probabilityOf(mixer.mix(newText, [1, 2], out), 'b');
   learnRepeat(30_000);
   mixer
     .weightArrays()
@@ -415,7 +442,7 @@ test('through a long repeat the bitwise mixer stops learning where its mix is at
         ),
       ),
     );
-  const surpriseNow = probabilityOf(mixer.mix(newText, 1, out), 'b');
+  const surpriseNow = probabilityOf(mixer.mix(newText, [1, 2], out), 'b');
   assert.ok(
     surpriseNow > 0.9 * surpriseThen,
     `"b" in new text: ${surpriseThen} after the repeat began, ${surpriseNow} after`,

@@ -317,6 +317,7 @@ function inputs(V: number, random: () => number): OnlineInputs {
     previousId: -1,
     twoBeforeId: -1,
     wordsSeen: false,
+    nesting: 0,
   };
 }
 
@@ -347,12 +348,13 @@ test('the online stage starts as the offline mixture, and learns to trust the pa
   assert.equal(mixer.learnt, 3000);
 });
 
-test('the weights selected by the characters before learn which part to trust after each', () => {
+test('the weights selected by the characters before and by the Markdown spans learn which part to trust in each', () => {
   const V = 20;
   const random = seededRandom(7);
   // After id 3 the document's part is right and the LSTM's wrong; after id 5 the other way round.
-  // `seen` says where the mixer is told that id: as the character before, as the one before that, or nowhere.
-  const lossOver = (seen: 'previous' | 'twoBefore' | 'neither') => {
+  // `seen` says where the mixer is told that id: as the character before, as the one before that, by the spans the
+  // position is in (one span where the document is right, another where the LSTM is), or nowhere.
+  const lossOver = (seen: 'previous' | 'twoBefore' | 'nesting' | 'neither') => {
     const mixer = new OnlineMixer(V);
     let loss = 0;
     for (let n = 0; n < 4000; n++) {
@@ -360,6 +362,7 @@ test('the weights selected by the characters before learn which part to trust af
       const telling = n % 2 === 0 ? 3 : 5;
       at.previousId = seen === 'previous' ? telling : 4;
       at.twoBeforeId = seen === 'twoBefore' ? telling : 4;
+      at.nesting = seen === 'nesting' ? (telling === 3 ? 1 : 2) : 0;
       const target = Math.floor(random() * V);
       const wrong = (target + 1 + Math.floor(random() * (V - 1))) % V;
       const peaked = (at: number) =>
@@ -373,7 +376,7 @@ test('the weights selected by the characters before learn which part to trust af
     return loss / 1000;
   };
   const neither = lossOver('neither');
-  for (const seen of ['previous', 'twoBefore'] as const) {
+  for (const seen of ['previous', 'twoBefore', 'nesting'] as const) {
     const selected = lossOver(seen);
     assert.ok(selected < 0.85 * neither, `told the ${seen} character: ${selected} nats/char, told neither: ${neither}`);
   }

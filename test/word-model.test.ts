@@ -3,6 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   advanceWords,
+  characterShapes,
+  nesting,
   twoWordContext,
   WORD_STATE_SIZE,
   wordContext,
@@ -10,6 +12,7 @@ import {
   wordLetters,
   wordsDistribution,
 } from '../model/word-model';
+import { nestingMarks, NESTINGS } from '../model/nesting';
 import { Vocabulary } from '../model/vocab';
 
 const vocabulary = Vocabulary.fromText('npm install the package, then run it, update.\n', 512, 1);
@@ -77,4 +80,43 @@ test('the two words before tell apart what the one before cannot, and the docume
   for (let i = 0; i < 4; i++) document.learnAt(typed, vocabulary.id('u'));
   assert.ok(p('then npm ', 'u') > p('then npm ', 'i'));
   assert.equal(wordsDistribution(slotAfter('the package '), [notes, document], uniform(), out, scratch), false);
+});
+
+test('nesting tells the Markdown spans apart, and each ends where Markdown ends it', () => {
+  const markdown = Vocabulary.fromText(
+    'See [the docs](http://x.io) (or `run()`), "quoted".\n```js\ncode\n```\n',
+    512,
+    1,
+  );
+  const markdownLetters = wordLetters(markdown);
+  const shapes = characterShapes(markdown);
+  const marks = nestingMarks(markdown);
+  const after = (text: string) => {
+    const slot = new Float32Array(WORD_STATE_SIZE);
+    for (const id of markdown.encode(text)) advanceWords(slot, id, markdownLetters, shapes, marks);
+    return nesting(slot);
+  };
+  const outside = after('See');
+  const spans = {
+    'link text': after('See [the d'),
+    'link target': after('See [the docs](http://x'),
+    parentheses: after('See (or r'),
+    'inline code': after('See `ru'),
+    quotes: after('See "quo'),
+    fence: after('See\n```js\nco'),
+  };
+  const values = Object.values(spans);
+  assert.equal(
+    new Set([outside, ...values]).size,
+    values.length + 1,
+    `all apart: ${JSON.stringify({ outside, spans })}`,
+  );
+  assert.ok(values.every((value) => value >= 0 && value < NESTINGS));
+  assert.equal(after('See (or `run()`), '), outside, 'code and parentheses close');
+  assert.equal(after('See [the docs](http://x.io) '), outside, "a link's target ends at its parenthesis");
+  assert.equal(after('See [the docs] (or r'), spans.parentheses, 'a bracket then a space is no link');
+  assert.equal(after('See [the d\nSee'), outside, 'a line break ends a span within the line');
+  assert.equal(after('See\n```js\ncode\n\nco'), spans.fence, 'but not a fence');
+  assert.equal(after('See\n```js\ncode\n```\nSee'), outside, 'which its second line of backticks ends');
+  assert.notEqual(after('See\nx```js\nco'), spans.fence, 'backticks after text on their line open no fence');
 });
