@@ -56,7 +56,8 @@ export const nestingOf = (kept: number): number => kept & (NESTINGS - 1);
 /** What is kept after a character of mark `mark` (nestingMarks), from what was kept before it. */
 export function nestingAfter(kept: number, mark: number): number {
   let spans = kept & 0xff;
-  const ticks = mark === MARKS.backtick ? Math.min(FENCE_TICKS, (kept >>> TICKS_SHIFT) + 1) : 0;
+  // Counted one past a fence's, so that the backticks after the third (a fence of four or six) open or close nothing more.
+  const ticks = mark === MARKS.backtick ? Math.min(FENCE_TICKS + 1, (kept >>> TICKS_SHIFT) + 1) : 0;
   if (mark !== MARKS.blank && mark !== MARKS.backtick) spans |= LINE_BEGUN;
   if (mark !== MARKS.openParen) spans &= ~AFTER_LINK_TEXT;
   switch (mark) {

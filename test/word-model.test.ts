@@ -118,5 +118,7 @@ test('nesting tells the Markdown spans apart, and each ends where Markdown ends 
   assert.equal(after('See [the d\nSee'), outside, 'a line break ends a span within the line');
   assert.equal(after('See\n```js\ncode\n\nco'), spans.fence, 'but not a fence');
   assert.equal(after('See\n```js\ncode\n```\nSee'), outside, 'which its second line of backticks ends');
+  assert.equal(after('See\n````\nco'), spans.fence, 'four backticks open a fence too');
+  assert.equal(after('See\n```js\ncode\n``````\nSee'), outside, 'and six close one');
   assert.notEqual(after('See\nx```js\nco'), spans.fence, 'backticks after text on their line open no fence');
 });
