@@ -403,7 +403,7 @@ export class MixturePredictor implements Predictor {
       online.mix(this.online, this.onlineMixture);
       this.readContextNodes(before.state, false, id);
       online.learn(this.online, this.onlineMixture, id);
-      lastStage.learn(this.lastStageInputs(), this.lastStageSelectors(before.state), id);
+      lastStage.learn(this.lastStageInputs(), this.lastStageSelectors(), id);
       if (this.aboveRow >= 0) this.document.above?.learn(this.aboveRow, id);
       if (this.echoRow >= 0) this.document.echoConfidence?.learn(this.echoRow, this.echoGuess.id === id);
       const contexts = this.document.startContexts?.(this.parts.notesReaders!.contexts!);
@@ -450,7 +450,7 @@ export class MixturePredictor implements Predictor {
     if (!lastStage) return online.mix(this.online, out);
     online.mix(this.online, this.onlineMixture);
     const notesNodes = this.readContextNodes(state, exploring);
-    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelectors(state), out);
+    return lastStage.mix(this.lastStageInputs(notesNodes), this.lastStageSelectors(), out);
   }
 
   /** Leaves the online stage's inputs at `state` in `online`, the gate's mixture among them. */
@@ -559,18 +559,17 @@ export class MixturePredictor implements Predictor {
   }
 
   /**
-   * The contexts that select the last stage's weights at `state`, once readOnlineInputs() has read it: how long a
-   * match there is, how the two stand, and the class of the character before; and the Markdown spans it is in, where
-   * it is in any.
+   * The contexts that select the last stage's weights where readOnlineInputs() last read: how long a match there is,
+   * how the two stand, and the class of the character before; and the Markdown spans it is in, where it is in any.
    */
-  private lastStageSelectors(state: Float32Array): Int32Array {
+  private lastStageSelectors(): Int32Array {
     const { match, notesMatch } = this.online;
     const length = Math.max(match.length, notesMatch.length);
     const bucket = length === 0 ? 0 : Math.min(LAST_STAGE_MATCH_BUCKETS - 1, 1 + Math.floor(Math.log2(length)));
     const selectors = this.lastStageSelected;
     selectors[0] =
       (bucket * MATCHES_STANDING + matchesStanding(match, notesMatch)) * PREVIOUS_CLASSES + this.online.previous;
-    selectors[1] = nesting(this.wordSlotOf(state)) - 1;
+    selectors[1] = this.online.nesting - 1;
     return selectors;
   }
 

@@ -4,7 +4,7 @@
 // state keeps the spans as one number (word-model.ts keeps it in the word slot), moved past each character by its mark.
 import { oncePerVocabulary } from './vocab';
 
-/** What a character does to the spans; the rest do nothing. */
+/** What a character does to the spans; any other (mark 0) only ends a line's run of blanks and backticks. */
 const MARKS = {
   lineBreak: 1,
   blank: 2,
