@@ -8,7 +8,7 @@
 import { currentLineIsWhole, currentLineOf, lineBeforeOf } from './line-above';
 import { CHARACTER_CLASS, characterClasses } from './online-mixer';
 import { oncePerVocabulary, type Vocabulary } from './vocab';
-import { characterShapes, wordLetters } from './word-model';
+import { characterShapes, DIGIT_SHAPE, wordLetters } from './word-model';
 
 /**
  * How often a guess is right, by how many of the token's characters are typed (1, 2, 3, 4 or more), as the training
@@ -21,6 +21,13 @@ const FOLDED_GUESSES_RIGHT = [0.41, 0.65, 0.8, 0.9];
 const PRIOR_GUESSES = 4;
 /** A row counts this many guesses at most, so that its rate goes on following the document. */
 const MAX_GUESSES = 255;
+/**
+ * The kinds of guess counted apart, each from its own rates: a token found as typed or but for case, each where the
+ * typed part ends in a letter and where it ends in a digit.
+ */
+const RATES_BY_KIND = [GUESSES_RIGHT, FOLDED_GUESSES_RIGHT, GUESSES_RIGHT, FOLDED_GUESSES_RIGHT];
+const FOLDED_KIND = 1;
+const NUMBER_KIND = 2;
 /** characterShapes' shapes fit 4 bits. */
 const SHAPES = 16;
 /** No guess is read as surer than this: one that has never failed may yet. */
@@ -44,23 +51,20 @@ export interface EchoGuess {
  * character before the token (a path's `/`, an issue's `#`, prose's space): how sure the echo's guess is read as.
  */
 export class EchoConfidence {
-  private readonly right = new Float32Array(4 * GUESSES_RIGHT.length * SHAPES);
-  private readonly guesses = new Float32Array(4 * GUESSES_RIGHT.length * SHAPES).fill(PRIOR_GUESSES);
+  private readonly right = new Float32Array(RATES_BY_KIND.length * GUESSES_RIGHT.length * SHAPES);
+  private readonly guesses = new Float32Array(this.right.length).fill(PRIOR_GUESSES);
   private readonly shapes: Uint8Array;
 
   constructor(vocabulary: Vocabulary) {
     this.shapes = characterShapes(vocabulary);
-    const rates = [...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT, ...GUESSES_RIGHT, ...FOLDED_GUESSES_RIGHT];
+    const rates = RATES_BY_KIND.flat();
     for (let row = 0; row < this.right.length; row++) this.right[row] = PRIOR_GUESSES * rates[Math.floor(row / SHAPES)];
   }
 
   /** The row that counts `guess`. */
   rowOf(guess: EchoGuess): number {
-    const typed =
-      Math.min(guess.typed, GUESSES_RIGHT.length) -
-      1 +
-      (guess.folded ? GUESSES_RIGHT.length : 0) +
-      (guess.number ? 2 * GUESSES_RIGHT.length : 0);
+    const kind = (guess.folded ? FOLDED_KIND : 0) + (guess.number ? NUMBER_KIND : 0);
+    const typed = kind * GUESSES_RIGHT.length + Math.min(guess.typed, GUESSES_RIGHT.length) - 1;
     return typed * SHAPES + (guess.before < 0 ? 0 : this.shapes[guess.before]);
   }
 
@@ -84,8 +88,8 @@ export const tokenEchoFor = oncePerVocabulary((vocabulary) => new TokenEcho(voca
 export class TokenEcho {
   /** Per id, whether it is a token's character: a letter, a digit or an underscore. */
   private readonly inToken: Uint8Array;
-  /** Per id, whether it is a digit. */
-  private readonly digit: Uint8Array;
+  /** Per id, its shape (characterShapes), which says whether it is a digit. */
+  private readonly shapes: Uint8Array;
   /**
    * Per token character, the id of its lower case (wordLetters) and of its upper case, where the vocabulary has them;
    * else its own.
@@ -97,7 +101,7 @@ export class TokenEcho {
     this.inToken = characterClasses(vocabulary).map((characterClass) =>
       characterClass === CHARACTER_CLASS.word ? 1 : 0,
     );
-    this.digit = Uint8Array.from(vocabulary.chars, (char) => (/\p{N}/u.test(char) ? 1 : 0));
+    this.shapes = characterShapes(vocabulary);
     this.lower = wordLetters(vocabulary);
     this.upper = Int32Array.from(vocabulary.chars, (char, id) => {
       const upper = vocabulary.id(char.toUpperCase());
@@ -138,7 +142,7 @@ export class TokenEcho {
     if (id !== undefined) {
       out.id = id;
       out.typed = n - start;
-      out.number = this.digit[line[n - 1]] === 1;
+      out.number = this.shapes[line[n - 1]] === DIGIT_SHAPE;
       if (start > 0) out.before = line[start - 1];
     }
     return out;

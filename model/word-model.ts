@@ -63,13 +63,15 @@ const LINE_END = -2;
 export const characterShapes = oncePerVocabulary((vocabulary) => Uint8Array.from(vocabulary.chars, shapeOf));
 
 const SHAPE_GROUPS = ['([{', ')]}', '"\'`', '.,;:!?', '#', '-*_', '/\\|', '=+<>', '@$%&^~'];
+/** The shape characterShapes gives a digit. */
+export const DIGIT_SHAPE = 5;
 
 function shapeOf(char: string): number {
   if (char === '\n') return 1;
   if (char === ' ' || char === '\t') return 2;
   if (/\p{Lu}/u.test(char)) return 3;
   if (/\p{L}/u.test(char)) return 4;
-  if (/\p{N}/u.test(char)) return 5;
+  if (/\p{N}/u.test(char)) return DIGIT_SHAPE;
   const group = SHAPE_GROUPS.findIndex((members) => members.includes(char));
   return group < 0 ? 15 : 6 + group;
 }
