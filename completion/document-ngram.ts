@@ -22,11 +22,19 @@ import { WordModel, wordLetters } from '../model/word-model';
 import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
 
 /**
- * The document's context mixing holds 2^this buckets of 64 bytes (2 MB). Each context it learns
+ * The document's context mixing starts with 2^this buckets of 64 bytes (2 MB). Each context it learns
  * brings what the notes knew of it, so it holds the notes' contexts around the document's as well
  * as the document's own, and pays for more room than a table of the document's alone did.
  */
 const DOCUMENT_CONTEXTS_TABLE_BITS = 15;
+/**
+ * Once a document has taught its table as many characters as the table has buckets, it forgets
+ * contexts faster than it learns them, so a table this many bits larger is laid over it, up to
+ * DOCUMENT_CONTEXTS_MAX_TABLE_BITS (32 MB; the three together 42 MB), which only a document typed
+ * on for over 160,000 characters reaches.
+ */
+const DOCUMENT_CONTEXTS_GROWTH_BITS = 2;
+const DOCUMENT_CONTEXTS_MAX_TABLE_BITS = 19;
 
 /** How much of a document the match model follows repeats in, typed on past the n-grams' window. */
 export const DOCUMENT_MATCH_MAX_HISTORY = 1_000_000;
@@ -61,9 +69,12 @@ export class DocumentNgram implements DocumentSource {
   /** Where the indexed text stands among its paragraphs' openers. */
   private readonly readerSlot: Float32Array;
 
-  /** Where the document begins learning its own contexts (DocumentSource.startContexts). */
+  /** Where the document learns its own contexts (DocumentSource.startContexts): begun, or grown, as it needs. */
   startContexts(notes: ContextMixingModel): ContextMixingModel {
-    return (this.contexts ??= notes.overlay(DOCUMENT_CONTEXTS_TABLE_BITS));
+    const contexts = (this.contexts ??= notes.overlay(DOCUMENT_CONTEXTS_TABLE_BITS));
+    if (contexts.charactersLearnt >= 2 ** contexts.tableBits && contexts.tableBits < DOCUMENT_CONTEXTS_MAX_TABLE_BITS)
+      this.contexts = contexts.overlay(contexts.tableBits + DOCUMENT_CONTEXTS_GROWTH_BITS);
+    return this.contexts;
   }
 
   /** Made when first read, since only a model with a context mixing of its notes reads it. */

@@ -176,10 +176,17 @@ export class ContextMixingModel {
   // Scratch for the position and the node being predicted.
   private readonly hashes = new Uint32Array(INPUTS);
   private readonly slots = new Int32Array(INPUTS);
-  /** Per input, whether its slot is the base's, read where this table has none for its context. */
-  private readonly inBase = new Uint8Array(INPUTS);
-  /** The notes' model under a document's (see overlay()); its table is read, never written. */
+  /** Per input, the table its slot lies in: this one's, or where this one has none for its context, a base's. */
+  private readonly slotTables: Uint8Array[];
+  /**
+   * The model under an overlay (see overlay()): the notes' under a document's, or a document's smaller table under
+   * the larger one it outgrew, the notes' under that. Its table is read, never written.
+   */
   private base?: ContextMixingModel;
+  /** The table that the last findBelow() found its slot in. */
+  private foundTable: Uint8Array;
+  /** Characters learnt (learnAt), by this model alone: what a document's table is sized by. */
+  private learntCharacters = 0;
   private readonly stretched = new Float32Array(INPUTS + 1);
   private readonly states = new Uint8Array(INPUTS);
   private orderSet = 0;
@@ -215,6 +222,8 @@ export class ContextMixingModel {
     if (table && table.length !== ContextMixingModel.tableBytes(tableBits))
       throw new RangeError(`a table of ${table.length} bytes for ${tableBits} bits`);
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
+    this.slotTables = new Array<Uint8Array>(INPUTS).fill(this.table);
+    this.foundTable = this.table;
     // A slot of the first group is its check and its nodes; its region's share of the table is its
     // slot's share of the bytes one context claims when it is followed by one nibble per later group.
     this.firstSlot = 1 << this.groups[0];
@@ -272,7 +281,9 @@ export class ContextMixingModel {
    * starts as this one has learnt to predict, and its table of its own holds the contexts the
    * document has taught it. A context it does not hold is read from this model's table, and copied
    * into its own when the document first teaches it, so the document goes on from what the notes
-   * know of each context, as a compressor that had read the notes would.
+   * know of each context, as a compressor that had read the notes would. A document's model that
+   * its text has outgrown is overlaid the same way by a larger one: the contexts it holds are read
+   * through it, and those under it through both.
    */
   overlay(tableBits: number): ContextMixingModel {
     const copy = new ContextMixingModel(this.vocabSize, this.letters, this.shapes, tableBits, undefined, this.sideBits);
@@ -283,6 +294,11 @@ export class ContextMixingModel {
     copy.loaded();
     copy.base = this;
     return copy;
+  }
+
+  /** How many characters this model has learnt itself (learnAt, append), not counting any base's. */
+  get charactersLearnt(): number {
+    return this.learntCharacters;
   }
 
   /** Rebuilds what is derived from the learnt arrays, once loading has filled them. */
@@ -366,6 +382,7 @@ export class ContextMixingModel {
    * -ln of the probability it gave `id` before learning it.
    */
   learnAt(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>, id: number): number {
+    this.learntCharacters++;
     this.readContexts(context, known, wordSlot);
     let nats = 0;
     let above = 0;
@@ -400,24 +417,36 @@ export class ContextMixingModel {
 
   /**
    * Points `slots` at each input's slot for nibble group `g` under `prefix`: the one in its bucket
-   * that holds its check, or (when `claim`) one given to it; else the base's for it, marked in
-   * `inBase`; else -1.
+   * that holds its check, or (when `claim`) one given to it; else the nearest base's for it, its
+   * table in `slotTables`; else -1.
    */
   private findSlots(g: number, prefix: number, claim: boolean): void {
     for (let i = 0; i < INPUTS; i++) {
       const context = this.hashes[i];
       this.slots[i] = -1;
-      this.inBase[i] = 0;
+      this.slotTables[i] = this.table;
       if (context === 0) continue;
       let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
       hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
       hash = (hash ^ (hash >>> 16)) >>> 0;
       this.slots[i] = this.lookup(hash, g, claim);
       if (this.slots[i] < 0 && this.base) {
-        this.slots[i] = this.base.lookup(hash, g, false);
-        this.inBase[i] = 1;
+        this.slots[i] = this.findBelow(hash, g);
+        this.slotTables[i] = this.foundTable;
       }
     }
+  }
+
+  /** The slot for `hash` in the nearest base that holds one, its table left in `foundTable`; else -1. */
+  private findBelow(hash: number, g: number): number {
+    for (let base = this.base; base; base = base.base) {
+      const slot = base.lookup(hash, g, false);
+      if (slot >= 0) {
+        this.foundTable = base.table;
+        return slot;
+      }
+    }
+    return -1;
   }
 
   /**
@@ -446,8 +475,8 @@ export class ContextMixingModel {
       }
     }
     if (!claim) return -1;
-    const from = this.base ? this.base.lookup(hash, g, false) : -1;
-    if (from >= 0) table.set(this.base!.table.subarray(from, from + slotBytes), emptiest);
+    const from = this.findBelow(hash, g);
+    if (from >= 0) table.set(this.foundTable.subarray(from, from + slotBytes), emptiest);
     else {
       table.fill(0, emptiest, emptiest + slotBytes);
       table[emptiest] = check;
@@ -464,7 +493,7 @@ export class ContextMixingModel {
     let highest = 0;
     for (let i = 0; i < n; i++) {
       const slot = this.slots[i];
-      const state = slot < 0 ? 0 : (this.inBase[i] ? this.base!.table : this.table)[slot + node];
+      const state = slot < 0 ? 0 : this.slotTables[i][slot + node];
       this.states[i] = state;
       if (state === 0) {
         this.stretched[i] = 0;

@@ -162,7 +162,7 @@ export interface DocumentSource {
   readonly echoConfidence?: EchoConfidence;
   /** The context mixing of the document's own text, once it has begun learning it (after startContexts). */
   readonly contexts?: ContextMixingModel;
-  /** Starts the document's context mixing as an overlay of the notes' (ContextMixingModel.overlay). */
+  /** The document's context mixing: started as an overlay of the notes' (ContextMixingModel.overlay), grown as it needs. */
   startContexts?(notes: ContextMixingModel): ContextMixingModel;
   /** The characters outside the vocabulary that the document has shown, and the code point it ends with. */
   readonly escape?: AdaptiveEscape;

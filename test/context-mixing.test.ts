@@ -98,6 +98,35 @@ test("a document's overlay predicts as the notes' model, learns the document on 
   assert.ok(probabilityOf(after, 'o') > 0.05, `"o" ${probabilityOf(after, 'o')}`);
 });
 
+test("a document's model that its text outgrew is overlaid by a larger one, which reads it and the notes' through it", () => {
+  const shared = learnNotesContexts(vocabulary, vocabulary.encode(notes));
+  const small = shared.overlay(10);
+  const teach = (model: ContextMixingModel, document: string) => {
+    const ids = vocabulary.encode(document);
+    for (let t = 0; t < ids.length; t++) {
+      const { context, known, words } = positionAfter(document.slice(0, t));
+      model.learnAt(context, known, words, ids[t]);
+    }
+  };
+  const document = 'a lazy Qxy, a lazy Qxy, a lazy Qxy, ';
+  teach(small, document);
+  assert.equal(small.charactersLearnt, document.length);
+  const smallTable = Uint8Array.from(small.learnt()[0]);
+  const large = small.overlay(12);
+  assert.equal(large.tableBits, 12);
+  assert.equal(large.charactersLearnt, 0, 'a grown model counts what it learns itself');
+  // Before it learns anything, it predicts as the model it grew from: the document's contexts from that one's table,
+  // the rest from the notes' under it.
+  for (const text of ['a lazy Q', 'the quick brown f', 'the warm s'])
+    assert.deepEqual(distributionAfter(large, text), distributionAfter(small, text), text);
+  // It learns on from there, and leaves the smaller table as it was.
+  teach(large, 'a lazy Qz, a lazy Qz, a lazy Qz, a lazy Qz, ');
+  assert.ok(
+    probabilityOf(distributionAfter(large, 'a lazy Q'), 'z') > probabilityOf(distributionAfter(small, 'a lazy Q'), 'z'),
+  );
+  assert.deepEqual(small.learnt()[0], smallTable, 'the smaller table is read, never written');
+});
+
 test('the context model is saved atomically and loads to the same predictions; a damaged or foreign file is refused', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {

@@ -22,6 +22,7 @@ import { learnNotesContexts, NOTES_CONTEXTS_FILE, NOTES_TEXT_FILE, saveNotesCont
 import { seededRandom } from '../model/random';
 import { Vocabulary } from '../model/vocab';
 import { WORD_STATE_SIZE } from '../model/word-model';
+import { idBits } from '../model/logistic';
 import { CompletionSession } from '../completion/session';
 import { DOCUMENT_MATCH_MAX_HISTORY, DocumentNgram } from '../completion/document-ngram';
 import { DOCUMENT_NGRAM_WINDOW, newLastStage } from '../model/mixture';
@@ -814,4 +815,23 @@ test("typing on past the n-grams' window keeps the match model's history; an edi
   const edited = long.slice(0, -100) + 'X' + long.slice(-99);
   document.update(edited, edited.length);
   assert.ok(document.match!.size <= DOCUMENT_NGRAM_WINDOW + 1, `after the edit: ${document.match!.size}`);
+});
+
+test("a document's context mixing grows once it has learnt as many characters as its table has buckets", () => {
+  const document = new DocumentNgram(vocabulary);
+  const notesContexts = learnNotesContexts(vocabulary, vocabulary.encode('the notes: ab cd ef\n'.repeat(20)));
+  const first = document.startContexts(notesContexts);
+  assert.equal(document.startContexts(notesContexts), first, 'one model while it has room');
+  const words = new Float32Array(WORD_STATE_SIZE);
+  const context = Float32Array.from(vocabulary.encode('ab cd ef'));
+  const id = vocabulary.id('g');
+  while (first.charactersLearnt < 2 ** first.tableBits - 1) first.learnAt(context, context.length, words, id);
+  assert.equal(document.startContexts(notesContexts), first, 'one character short of its buckets');
+  first.learnAt(context, context.length, words, id);
+  const grown = document.startContexts(notesContexts);
+  assert.ok(grown.tableBits > first.tableBits, `${grown.tableBits} bits after ${first.tableBits}`);
+  assert.equal(document.contexts, grown);
+  const nodes = (model: typeof first) =>
+    model.nodeProbabilitiesAt(context, context.length, words, new Float32Array(1 << idBits(vocabulary.size)));
+  assert.deepEqual(nodes(grown), nodes(first), 'it goes on from what the smaller one learnt');
 });
