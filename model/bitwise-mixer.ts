@@ -65,7 +65,9 @@ export class BitwiseMixer {
   /** The last predict()'s mix before it was clamped. */
   private unclamped = 0;
   private nodeSet = 0;
+  /** Per kind, where the weight set its context selects begins (-1: none), and the first kind's context: set by select(). */
   private readonly selectorSets: Int32Array;
+  private mapContext = 0;
 
   /**
    * `initial`: each input's weight to start with; `selectors`: per kind of context that selects a weight set, how many
@@ -113,13 +115,14 @@ export class BitwiseMixer {
    */
   mix(vectors: BitwiseInput[], selectors: ArrayLike<number>, out: Float32Array): Float32Array {
     this.sumTrees(vectors);
+    this.select(selectors);
     const nodeLog = this.nodeLog;
     nodeLog[1] = 0;
     const leaves = 1 << this.bits;
     for (let node = 1; node < leaves; node++) {
       const depth = 31 - Math.clz32(node);
       if ((node - (1 << depth)) << (this.bits - depth) >= this.vocabSize) continue;
-      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node, selectors);
+      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node);
       nodeLog[2 * node] = nodeLog[node] + Math.log(1 - p);
       nodeLog[2 * node + 1] = nodeLog[node] + Math.log(p);
     }
@@ -130,6 +133,7 @@ export class BitwiseMixer {
   /** Learns that `target` came where the inputs were `vectors` and the contexts `selectors`. */
   learn(vectors: BitwiseInput[], selectors: ArrayLike<number>, target: number): void {
     this.sumTrees(vectors);
+    this.select(selectors);
     let node = 1;
     for (let depth = this.bits - 1; depth >= 0; depth--) {
       const bit = (target >>> depth) & 1;
@@ -137,7 +141,7 @@ export class BitwiseMixer {
         node = 2 * node;
         continue;
       }
-      this.predict(node, selectors);
+      this.predict(node);
       // Stepped where the mix is at its limit, through a long repeat the weights grew without bound on the inputs that
       // agreed, and the new text after it cost twice what it should.
       if (!atLimitOnSideOf(this.unclamped, bit)) {
@@ -177,15 +181,20 @@ export class BitwiseMixer {
     });
   }
 
-  /** The probability that the bit at `node` is 1; leaves what learn() needs in scratch. */
-  private predict(node: number, selectors: ArrayLike<number>): number {
+  /** Leaves where the weight sets that `selectors` choose begin, which every node of a position reads alike. */
+  private select(selectors: ArrayLike<number>): void {
+    for (let k = 0; k < this.bySelector.length; k++)
+      this.selectorSets[k] = selectors[k] < 0 ? -1 : selectors[k] * this.width;
+    this.mapContext = selectors[0];
+  }
+
+  /** The probability that the bit at `node` is 1, in the contexts select() left; leaves what learn() needs in scratch. */
+  private predict(node: number): number {
     const inputs = this.nodes.length;
     // stretch() clamps, so an input sure of a bit (0 or 1) reads as the limit, not infinity.
     for (let k = 0; k < inputs; k++) this.stretched[k] = stretch(this.nodes[k][node]);
     this.stretched[inputs] = 0.25;
     this.nodeSet = node * this.width;
-    for (let k = 0; k < this.bySelector.length; k++)
-      this.selectorSets[k] = selectors[k] < 0 ? -1 : selectors[k] * this.width;
     let dot = 0;
     for (let i = 0; i < this.width; i++) {
       let weight = this.shared[i] + this.byNode[this.nodeSet + i];
@@ -197,7 +206,7 @@ export class BitwiseMixer {
     dot = clampStretch(dot);
     this.mixed = squash(dot);
     const byNode = this.mapByNode.refine(node, dot);
-    const row = Math.imul((selectors[0] + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
+    const row = Math.imul((this.mapContext + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
     const bySelector = this.mapBySelector.refine(row, dot);
     return Math.max(1e-6, Math.min(1 - 1e-6, (2 * this.mixed + byNode + bySelector) / 4));
   }
