@@ -6,10 +6,10 @@
 // what each history predicts is itself learnt. That is what lets the compressors beat fixed-discount n-grams.
 //
 // The model answers with a distribution over every id, which takes one prediction per node of the ids' binary tree
-// (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 16-byte slot, four slots to a
-// bucket, so that a node's lookups stay within a cache line. The first group of bits is shorter than a nibble unless
-// the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as its
-// nodes need and live in a region of their own: in a 16-byte slot they left most of the table empty.
+// (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 17-byte slot, four slots to a
+// bucket, so that a node's lookups stay within a cache line or two. The first group of bits is shorter than a nibble
+// unless the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as
+// its nodes need and live in a region of their own: in a full slot they left most of the table empty.
 import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
 import {
   advanceWords,
@@ -21,11 +21,16 @@ import {
   wordContext,
 } from './word-model';
 
-/** A slot: a check byte, then the bit histories of a nibble tree's 15 nodes. */
-const SLOT = 16;
+/**
+ * A slot: a check byte, then the bit histories of a nibble tree's 15 nodes, then a second check
+ * byte. With one, a context not in a full bucket found another's slot in about one lookup in 64,
+ * and read its histories as its own; the byte costs a seventeenth of the slots, and pays.
+ */
+const SLOT = 17;
 /** Slots per bucket: a context takes whichever holds its check, or else the least used. */
 const WAYS = 4;
-const BUCKET = SLOT * WAYS;
+/** A table's bytes per 2^tableBits. */
+const BYTES_PER_BUCKET_BIT = 64;
 
 /** The mixer's rate of learning, and where its weights start. */
 const MIXER_RATE = 0.001;
@@ -134,9 +139,12 @@ function nibbleGroups(bits: number): number[] {
 /**
  * The orders of the character contexts; the inputs are order 0, these, the two word contexts, the
  * line's column with the character before, the shape of the characters before, the shapes of the
- * runs before, then those the line began with.
+ * runs before, then those the line began with. The long orders know a phrase or a line the notes
+ * hold several times over as a whole, where the match model follows only one earlier copy of it.
  */
-const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8];
+const CONTEXT_ORDERS = [1, 2, 3, 4, 5, 6, 8, 12, 20];
+/** The characters before whose shapes (4 bits each) make one context. */
+const SHAPES_SPAN = 8;
 const INPUTS = CONTEXT_ORDERS.length + 7;
 /** The inputs that are contexts of the characters before, by increasing length: the highest seen selects weights. */
 const ORDERED_INPUTS = CONTEXT_ORDERS.length + 1;
@@ -224,14 +232,14 @@ export class ContextMixingModel {
     this.table = table ?? new Uint8Array(ContextMixingModel.tableBytes(tableBits));
     this.slotTables = new Array<Uint8Array>(INPUTS).fill(this.table);
     this.foundTable = this.table;
-    // A slot of the first group is its check and its nodes; its region's share of the table is its
+    // A slot of the first group is its checks and its nodes; its region's share of the table is its
     // slot's share of the bytes one context claims when it is followed by one nibble per later group.
-    this.firstSlot = 1 << this.groups[0];
-    const buckets = 2 ** tableBits;
+    this.firstSlot = (1 << this.groups[0]) + 1;
+    const bytes = ContextMixingModel.tableBytes(tableBits);
     const firstShare = this.firstSlot < SLOT ? this.firstSlot / (this.firstSlot + SLOT * (this.groups.length - 1)) : 0;
-    const firstRegion = Math.round(buckets * firstShare);
-    this.nibbleBuckets = buckets - firstRegion;
-    this.firstGroupBuckets = (firstRegion * BUCKET) / (WAYS * this.firstSlot);
+    const firstRegion = Math.round(bytes * firstShare);
+    this.nibbleBuckets = Math.floor((bytes - firstRegion) / (WAYS * SLOT));
+    this.firstGroupBuckets = Math.floor(firstRegion / (WAYS * this.firstSlot));
     this.historyMap = new Float32Array(INPUTS * 256);
     this.historyStretched = new Float32Array(INPUTS * 256);
     this.historyCounts = new Uint16Array(INPUTS * 256);
@@ -251,7 +259,7 @@ export class ContextMixingModel {
   }
 
   static tableBytes(tableBits: number): number {
-    return BUCKET << tableBits;
+    return BYTES_PER_BUCKET_BIT * 2 ** tableBits;
   }
 
   /**
@@ -426,15 +434,25 @@ export class ContextMixingModel {
       this.slots[i] = -1;
       this.slotTables[i] = this.table;
       if (context === 0) continue;
-      let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
-      hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
-      hash = (hash ^ (hash >>> 16)) >>> 0;
+      const hash = slotHash(context, g, prefix);
       this.slots[i] = this.lookup(hash, g, claim);
       if (this.slots[i] < 0 && this.base) {
         this.slots[i] = this.findBelow(hash, g);
         this.slotTables[i] = this.foundTable;
       }
     }
+  }
+
+  /**
+   * How many of the character orders' contexts at a position this model's own table holds, for
+   * the id's first bits: a context it was never taught should find none.
+   */
+  ordersHeld(context: ArrayLike<number>, known: number, wordSlot: ArrayLike<number>): number {
+    this.readContexts(context, known, wordSlot);
+    let held = 0;
+    for (let i = 1; i < ORDERED_INPUTS; i++)
+      if (this.hashes[i] !== 0 && this.lookup(slotHash(this.hashes[i], 0, 0), 0, false) >= 0) held++;
+    return held;
   }
 
   /** The slot for `hash` in the nearest base that holds one, its table left in `foundTable`; else -1. */
@@ -459,14 +477,16 @@ export class ContextMixingModel {
     // The hash's high bits choose the bucket and its low byte is the check (0 marks an empty slot).
     const bucket =
       g === 0 && slotBytes < SLOT
-        ? this.nibbleBuckets * BUCKET + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
-        : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * BUCKET;
+        ? this.nibbleBuckets * WAYS * SLOT + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
+        : Math.floor((hash / 2 ** 32) * this.nibbleBuckets) * WAYS * SLOT;
     const check = hash & 0xff || 1;
+    const secondCheck = Math.imul(hash, 0x9e3779b1) >>> 24;
+    const last = slotBytes - 1;
     let emptiest = bucket;
     let least = Infinity;
     for (let way = 0; way < WAYS; way++) {
       const slot = bucket + way * slotBytes;
-      if (table[slot] === check) return slot;
+      if (table[slot] === check && table[slot + last] === secondCheck) return slot;
       const root = table[slot + 1];
       const used = table[slot] === 0 ? -1 : HISTORIES.zeros[root] + HISTORIES.ones[root];
       if (used < least) {
@@ -480,6 +500,7 @@ export class ContextMixingModel {
     else {
       table.fill(0, emptiest, emptiest + slotBytes);
       table[emptiest] = check;
+      table[emptiest + last] = secondCheck;
     }
     return emptiest;
   }
@@ -568,6 +589,13 @@ export class ContextMixingModel {
   }
 }
 
+/** The hash of a context's slot for nibble group `g` under `prefix`, the bits of the id above it. */
+function slotHash(context: number, g: number, prefix: number): number {
+  let hash = Math.imul(context ^ Math.imul(prefix + 1, 0x2545f491) ^ Math.imul(g + 1, 0x9e3779b9), 0x85ebca6b);
+  hash = Math.imul(hash ^ (hash >>> 13), 0xc2b2ae35);
+  return (hash ^ (hash >>> 16)) >>> 0;
+}
+
 /**
  * The probability of the ids before each id (and of all of them last), from log-probabilities,
  * into `out` (one longer than `logProbs`): what nodeProbabilitiesAt() reads a distribution as.
@@ -583,9 +611,9 @@ export function massBefore(logProbs: Float32Array, out: Float64Array): Float64Ar
  * orders of CONTEXT_ORDERS from the `known` ids of `context` (most recent last), the word being
  * typed with the one before it, the word being typed alone, the line's column (in fours, since
  * where a line of verse or of wrapped prose ends varies by a few characters) with the character
- * before, the shapes (`shapes`, characterShapes) of the characters before, as many as the
- * longest order reads, the shapes of the runs of characters before (shapeRuns, word-model.ts), and
- * the shapes of the runs the line began with (lineStartRuns) with the last two runs'.
+ * before, the shapes (`shapes`, characterShapes) of the SHAPES_SPAN characters before, the shapes
+ * of the runs of characters before (shapeRuns, word-model.ts), the shapes of the runs the line
+ * began with (lineStartRuns) with the last two runs'.
  */
 function contextHashes(
   context: ArrayLike<number>,
@@ -602,7 +630,7 @@ function contextHashes(
     const id = context[known - order];
     h = (Math.imul(h ^ (id + 1), 0x9e3779b1) + order) >>> 0;
     if (CONTEXT_ORDERS[k] === order) out[1 + k++] = h || 1;
-    shape = (Math.imul(shape, 16) + shapes[id]) >>> 0;
+    if (order <= SHAPES_SPAN) shape = (Math.imul(shape, 16) + shapes[id]) >>> 0;
   }
   while (k < CONTEXT_ORDERS.length) out[1 + k++] = 0;
   out[ORDERED_INPUTS] = wordContext(wordSlot);
@@ -611,7 +639,7 @@ function contextHashes(
   out[ORDERED_INPUTS + 2] =
     (Math.imul(((lineColumn(wordSlot) >>> 2) << 16) ^ (before + 2) ^ 0x1b873593, 0x9e3779b1) + 0x5bd1e995) >>> 0 || 1;
   out[ORDERED_INPUTS + 3] =
-    (Math.imul(Math.imul(shape ^ Math.min(known, CONTEXT_SPAN), 0x9e3779b1) >>> 0, 0x27d4eb2f) + 0x165667b1) >>> 0 || 1;
+    (Math.imul(Math.imul(shape ^ Math.min(known, SHAPES_SPAN), 0x9e3779b1) >>> 0, 0x27d4eb2f) + 0x165667b1) >>> 0 || 1;
   out[ORDERED_INPUTS + 4] = (Math.imul(shapeRuns(wordSlot) ^ 0x2f6b9d35, 0x85ebca6b) + 0x61c88647) >>> 0 || 1;
   const lineStart = Math.imul(lineStartRuns(wordSlot) ^ 0x1b873593, 0x85ebca6b) ^ (shapeRuns(wordSlot) & 0xff);
   out[ORDERED_INPUTS + 5] = (Math.imul(lineStart, 0x9e3779b1) + 0x7f4a7c15) >>> 0 || 1;

@@ -127,6 +127,35 @@ test("a document's model that its text outgrew is overlaid by a larger one, whic
   assert.deepEqual(small.learnt()[0], smallTable, 'the smaller table is read, never written');
 });
 
+test('a full table finds no slot for a context it was never taught: a slot is told apart by two check bytes', () => {
+  // Two alphabets of 100 symbols each: the table learns random text over the first, and is asked
+  // about random text over the second, whose contexts of every order it cannot have been taught.
+  const taught = Array.from({ length: 100 }, (_, i) => String.fromCodePoint(0x4e00 + i)).join('');
+  const never = Array.from({ length: 100 }, (_, i) => String.fromCodePoint(0x5e00 + i)).join('');
+  const wide = Vocabulary.fromText(taught + never, 512, 1);
+  let seed = 12345;
+  const randomText = (alphabet: string, length: number) =>
+    Array.from({ length }, () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return alphabet[(seed >>> 8) % alphabet.length];
+    }).join('');
+  // 2^10 buckets of about four slots each, overfilled many times over.
+  const model = learnNotesContexts(wide, wide.encode(randomText(taught, 30_000)), 10);
+  const probe = randomText(never, 2_000 + CONTEXT_SPAN);
+  let held = 0;
+  let asked = 0;
+  for (let t = CONTEXT_SPAN; t < probe.length; t++) {
+    const { context, known, words } = positionAfter(probe.slice(t - CONTEXT_SPAN, t), wide);
+    held += model.ordersHeld(context, known, words);
+    asked++;
+  }
+  // With one check byte, about one lookup in 64 of a full four-way bucket finds another context's slot.
+  assert.ok(asked === 2_000);
+  assert.ok(held < 10, `${held} slots found for contexts never taught, in ${asked} positions`);
+  const { context, known, words } = positionAfter(randomText(taught, 200).slice(-CONTEXT_SPAN), wide);
+  assert.ok(model.ordersHeld(context, known, words) > 0, 'the table holds what it was taught lately');
+});
+
 test('the context model is saved atomically and loads to the same predictions; a damaged or foreign file is refused', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
@@ -234,16 +263,16 @@ test("read along one id's path, the nodes on it are predicted as in the whole tr
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one without the weight sets selected by context or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one with one check byte per slot or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [8, 10]) {
+    for (const version of [9, 11]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 9.*retrain`),
+        new RegExp(`format version ${version}; this version reads 10.*retrain`),
       );
     }
   } finally {
