@@ -6,8 +6,8 @@
 // what each history predicts is itself learnt. That is what lets the compressors beat fixed-discount n-grams.
 //
 // The model answers with a distribution over every id, which takes one prediction per node of the ids' binary tree
-// (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 17-byte slot, four slots to a
-// bucket, so that a node's lookups stay within a cache line or two. The first group of bits is shorter than a nibble
+// (a few hundred at most); a context's histories for the 15 nodes of one nibble share a 17-byte slot, eight slots to a
+// bucket, so that a node's lookups stay within a few cache lines. The first group of bits is shorter than a nibble
 // unless the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as
 // its nodes need and live in a region of their own: in a full slot they left most of the table empty.
 import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
@@ -23,12 +23,15 @@ import {
 
 /**
  * A slot: a check byte, then the bit histories of a nibble tree's 15 nodes, then a second check
- * byte. With one, a context not in a full bucket found another's slot in about one lookup in 64,
+ * byte. With one, a context not in a full bucket of four found another's slot in one lookup in 64,
  * and read its histories as its own; the byte costs a seventeenth of the slots, and pays.
  */
 const SLOT = 17;
-/** Slots per bucket: a context takes whichever holds its check, or else the least used. */
-const WAYS = 4;
+/**
+ * Slots per bucket: a context takes whichever holds its checks, or else the least used. Eight
+ * rather than four keep more of what the notes use often where they overfill the table.
+ */
+const WAYS = 8;
 /** A table's bytes per 2^tableBits. */
 const BYTES_PER_BUCKET_BIT = 64;
 
@@ -163,7 +166,7 @@ export class ContextMixingModel {
   private readonly table: Uint8Array;
   /**
    * Bytes of a slot of the first group; the buckets of nibble slots, which come first; and the
-   * buckets of first-group slots (four slots each) after them.
+   * buckets of first-group slots (WAYS slots each) after them.
    */
   private readonly firstSlot: number;
   private readonly nibbleBuckets: number;

@@ -119,9 +119,10 @@ const CONTEXTS_FORMAT = 'char-contexts';
 // added the line's column as a context; 6 the shape of the characters before (characterShapes); 7 the shapes of the
 // runs before (shapeRuns); 8 the shapes of the runs the line began with (lineStartRuns); 9 selected the mixer's weight
 // sets by the two characters before, the last runs' shapes and the word being typed; 10 gave each slot a second check
-// byte, so that a context seldom reads another's histories, and added orders 12 and 20. An earlier file's contexts are
-// hashed otherwise, so it is refused, and the language server learns it again from the notes kept beside the model.
-const CONTEXTS_FORMAT_VERSION = 10;
+// byte, so that a context seldom reads another's histories, and added orders 12 and 20; 11 put eight slots in a bucket.
+// An earlier file's contexts are hashed otherwise, so it is refused, and the language server learns it again from the
+// notes kept beside the model.
+const CONTEXTS_FORMAT_VERSION = 11;
 /**
  * The table's size follows the notes (a 64-byte bucket per character), within these bounds: 256 KB to 64 MB. A table
  * the notes overfill forgets contexts they teach, which costs what is served too (docs/measurements.md, twenty-ninth

@@ -139,7 +139,7 @@ test('a full table finds no slot for a context it was never taught: a slot is to
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       return alphabet[(seed >>> 8) % alphabet.length];
     }).join('');
-  // 2^10 buckets of about four slots each, overfilled many times over.
+  // A table of 64 KB, overfilled many times over.
   const model = learnNotesContexts(wide, wide.encode(randomText(taught, 30_000)), 10);
   const probe = randomText(never, 2_000 + CONTEXT_SPAN);
   let held = 0;
@@ -149,7 +149,7 @@ test('a full table finds no slot for a context it was never taught: a slot is to
     held += model.ordersHeld(context, known, words);
     asked++;
   }
-  // With one check byte, about one lookup in 64 of a full four-way bucket finds another context's slot.
+  // With one check byte, about one lookup in 32 of a full eight-way bucket would find another context's slot.
   assert.ok(asked === 2_000);
   assert.ok(held < 10, `${held} slots found for contexts never taught, in ${asked} positions`);
   const { context, known, words } = positionAfter(randomText(taught, 200).slice(-CONTEXT_SPAN), wide);
@@ -263,16 +263,16 @@ test("read along one id's path, the nodes on it are predicted as in the whole tr
 });
 
 /** Rewrites the JSON header of the contexts file in `dir` with `change` applied. */
-test('a context model of another format version, an earlier one with one check byte per slot or a later one, is refused with a remedy', () => {
+test('a context model of another format version, an earlier one with four slots to a bucket or a later one, is refused with a remedy', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'contexts-'));
   try {
     saveNotesContexts(dir, learnNotesContexts(vocabulary, vocabulary.encode(notes)), vocabulary);
     assert.ok(loadNotesContexts(dir, vocabulary), 'as saved');
-    for (const version of [9, 11]) {
+    for (const version of [10, 12]) {
       rewriteContextsHeader(dir, (header) => (header.formatVersion = version));
       assert.throws(
         () => loadNotesContexts(dir, vocabulary),
-        new RegExp(`format version ${version}; this version reads 10.*retrain`),
+        new RegExp(`format version ${version}; this version reads 11.*retrain`),
       );
     }
   } finally {
