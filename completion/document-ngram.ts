@@ -22,7 +22,7 @@ import { WordModel, wordLetters } from '../model/word-model';
 import { characterStart, lastCodePointOf, type Vocabulary } from '../model/vocab';
 
 /**
- * The document's context mixing starts with 2^this buckets of 64 bytes (2 MB). Each context it learns
+ * The document's context mixing starts with a table of 64 × 2^this bytes (2 MB). Each context it learns
  * brings what the notes knew of it, so it holds the notes' contexts around the document's as well
  * as the document's own, and pays for more room than a table of the document's alone did.
  */

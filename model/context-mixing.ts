@@ -216,7 +216,7 @@ export class ContextMixingModel {
 
   /**
    * `letters` is the vocabulary's wordLetters and `shapes` its characterShapes (word-model.ts); the
-   * table holds 2^tableBits buckets of 64 bytes, and is `table` where that is given (a loaded file's
+   * table is 64 × 2^tableBits bytes, and is `table` where that is given (a loaded file's
    * bytes, not copied).
    */
   constructor(

@@ -124,7 +124,7 @@ const CONTEXTS_FORMAT = 'char-contexts';
 // notes kept beside the model.
 const CONTEXTS_FORMAT_VERSION = 11;
 /**
- * The table's size follows the notes (a 64-byte bucket per character), within these bounds: 256 KB to 64 MB. A table
+ * The table's size follows the notes (64 bytes per character), within these bounds: 256 KB to 64 MB. A table
  * the notes overfill forgets contexts they teach, which costs what is served too (docs/measurements.md, twenty-ninth
  * session), so memory is spent here up to where the notes' other structures need it.
  */
@@ -153,13 +153,13 @@ interface ContextsHeader {
 
 const sha256Hex = (bytes: Uint8Array) => crypto.createHash('sha256').update(bytes).digest('hex');
 
-/** The table (2^bits buckets) that the context model of notes of `chars` characters gets. */
+/** The table (64 × 2^bits bytes) that the context model of notes of `chars` characters gets. */
 export const contextsTableBits = (chars: number): number =>
   chars > LARGE_NOTES_CHARS
     ? LARGE_NOTES_TABLE_BITS
     : Math.max(MIN_TABLE_BITS, Math.min(MAX_TABLE_BITS, Math.ceil(Math.log2(Math.max(1, chars)))));
 
-/** The context-mixing model of `ids`, the notes' text, with a table sized for them (or of 2^tableBits buckets). */
+/** The context-mixing model of `ids`, the notes' text, with a table sized for them (or of 64 × 2^tableBits bytes). */
 export function learnNotesContexts(
   vocabulary: Vocabulary,
   ids: ArrayLike<number>,

@@ -14,7 +14,7 @@ const USAGE = `usage: node dist/contexts-eval.js FILE... [--held-out FILE] [--sp
                     FILE... and score the rest
 --split F           the share learnt when there is no --held-out file (default 0.9)
 --chars N           score only the first N held-out characters
---table-bits N      a table of 2^N 64-byte buckets, instead of the size the trainer picks`;
+--table-bits N      a table of 64 × 2^N bytes, instead of the size the trainer picks`;
 
 async function main(): Promise<void> {
   const { values, positionals: files } = parse(
