@@ -32,8 +32,6 @@ const SLOT = 17;
  * rather than four keep more of what the notes use often where they overfill the table.
  */
 const WAYS = 8;
-/** A table's bytes per 2^tableBits. */
-const BYTES_PER_BUCKET_BIT = 64;
 
 /** The mixer's rate of learning, and where its weights start. */
 const MIXER_RATE = 0.001;
@@ -261,8 +259,9 @@ export class ContextMixingModel {
     this.mapByTwoBefore = new ProbabilityMap(1 << sideBits, MAP_RATE);
   }
 
+  /** A table's bytes: 64 per 2^tableBits, what a bucket of four 16-byte slots took, so that a size means what it did. */
   static tableBytes(tableBits: number): number {
-    return BYTES_PER_BUCKET_BIT * 2 ** tableBits;
+    return 64 * 2 ** tableBits;
   }
 
   /**
@@ -477,7 +476,8 @@ export class ContextMixingModel {
   private lookup(hash: number, g: number, claim: boolean): number {
     const table = this.table;
     const slotBytes = g === 0 ? this.firstSlot : SLOT;
-    // The hash's high bits choose the bucket and its low byte is the check (0 marks an empty slot).
+    // The hash's high bits choose the bucket, its low byte is the first check (0 marks an empty slot) and a mix of all
+    // its bits the second, since within one bucket the high bits hardly differ.
     const bucket =
       g === 0 && slotBytes < SLOT
         ? this.nibbleBuckets * WAYS * SLOT + Math.floor((hash / 2 ** 32) * this.firstGroupBuckets) * WAYS * slotBytes
