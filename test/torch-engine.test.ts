@@ -30,6 +30,7 @@ import { EngineSetup, TfjsEngine } from '../training/engine';
 import { Adam, ADAM_DEFAULTS, WeightAverage } from '../training/optimizer';
 import { loadOptimizerState, type OptimizerState } from '../training/optimizer-state';
 import { findPython, TorchEngine, TorchRun, TorchUnavailableError } from '../training/torch-engine';
+import { enginePath } from '../training/torch-python';
 import { TorchLstmEngine } from '../training/torch-lstm-engine';
 
 const TEXT = 'the quick brown fox jumps over the lazy dog; pack my box with five dozen liquor jugs.\n'.repeat(40);
@@ -600,3 +601,64 @@ test('without torch, --engine torch exits with 2 and how to install it, and auto
   assert.match(auto.stdout, /^Engine: wasm \(auto: PyTorch not found: \/nonexistent\/python3: not found/m);
   assert.match(auto.stdout, /chars\/s on wasm/);
 });
+
+test(
+  'the CPU engine trains on fewer threads while another busy process shares the cores, and on all of them again after',
+  { skip: torchMissing },
+  () => {
+    // A machine whose two threads collapse when it is busy, as OpenMP's and OpenBLAS's waiting threads do, on a clock
+    // the test keeps: the governor sees only the step times.
+    const script = `
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import torch_engine
+STEP = {(2, "idle"): 0.2, (1, "idle"): 0.35, (2, "busy"): 4.0, (1, "busy"): 0.5}
+clock, applied, notes, phases = [0.0], [], [], []
+governor = torch_engine.ThreadGovernor([2, 2 // 2, 1], applied.append, now=lambda: clock[0])
+for machine, steps in (("idle", 300), ("busy", 300), ("idle", 2000)):
+    started, threads_used = clock[0], []
+    for _ in range(steps):
+        threads = governor.threads_for_step()
+        threads_used.append(threads)
+        clock[0] += STEP[threads, machine]
+        governor.took(STEP[threads, machine])
+        note = governor.take_note()
+        if note:
+            notes.append(note)
+    phases.append({"machine": machine, "seconds": clock[0] - started, "ideal": steps * min(STEP[t, machine] for t in (1, 2)),
+                   "last": threads_used[-50:], "threads": governor.threads_for_step()})
+print(json.dumps({"phases": phases, "notes": notes, "applied": applied}))
+`;
+    const python = findPython().python;
+    const engineDir = join(enginePath(), '..');
+    const ran = spawnSync(python, ['-c', script, engineDir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(ran.status, 0, ran.stderr);
+    const { phases, notes, applied } = JSON.parse(ran.stdout) as {
+      phases: { machine: string; seconds: number; ideal: number; last: number[]; threads: number }[];
+      notes: string[];
+      applied: number[];
+    };
+    const [idle, busy, idleAgain] = phases;
+    assert.deepEqual(
+      phases.map((phase) => phase.threads),
+      [2, 1, 2],
+    );
+    // Settled: the probes are rare once the count stays.
+    for (const phase of phases)
+      assert.ok(
+        phase.last.filter((threads) => threads === phase.threads).length >= 48,
+        `${phase.machine}: ${phase.last}`,
+      );
+    // Two threads throughout the busy stretch would take eight times the single thread's time.
+    assert.ok(busy.seconds < 1.4 * busy.ideal, `busy: ${busy.seconds} s against ${busy.ideal} s on one thread`);
+    assert.ok(idle.seconds < 1.15 * idle.ideal, `idle: ${idle.seconds} s against ${idle.ideal} s`);
+    assert.ok(
+      idleAgain.seconds < 1.15 * idleAgain.ideal,
+      `idle again: ${idleAgain.seconds} s against ${idleAgain.ideal}`,
+    );
+    assert.equal(notes.length, 2, notes.join('\n'));
+    assert.match(notes[0], /^Torch now trains on 1 thread, not 2: .*another busy process shares the cores$/);
+    assert.match(notes[1], /^Torch now trains on 2 threads, not 1: /);
+    assert.equal(applied.at(-1), 2);
+  },
+);

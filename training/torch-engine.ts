@@ -62,6 +62,8 @@ export interface TrainedChunk {
   losses: number[];
   /** The engine's own time for the steps, without the pipe. */
   seconds: number;
+  /** Set when the engine changed the CPU's threads for speed (torch_engine.py's ThreadGovernor), saying why. */
+  note?: string;
 }
 
 interface EngineEvent {
@@ -120,8 +122,11 @@ export class TorchEngine {
         PYTHONUNBUFFERED: '1',
         // The engine removes it when its input closes, which covers a trainer killed before close() could.
         CHAR_COMPLETE_TORCH_FILES: dir,
-        // OpenBLAS takes the cores for the matmuls (torch_engine.py keeps torch itself on one thread).
-        OPENBLAS_NUM_THREADS: env.OPENBLAS_NUM_THREADS ?? perProcess,
+        // OpenBLAS takes the cores for the matmuls (torch_engine.py keeps torch itself on one thread). A count the
+        // user set is theirs; one set here the engine may lower while other processes keep the cores busy.
+        ...(env.OPENBLAS_NUM_THREADS === undefined
+          ? { OPENBLAS_NUM_THREADS: perProcess, CHAR_COMPLETE_BLAS_THREADS: 'trainer' }
+          : {}),
       },
       stdio: ['pipe', 'pipe', 'pipe'],
       // Its own process group, so a Ctrl-C at the terminal reaches the trainer alone, which stops
@@ -239,7 +244,8 @@ export class TorchEngine {
   /** A step per learning rate from global step `first`, which picks the batch as StreamBatcher does. */
   async train(first: number, lrs: number[]): Promise<TrainedChunk> {
     const answer = await this.request({ cmd: 'train', first, lrs }, 'trained');
-    return { losses: answer.losses as number[], seconds: Number(answer.seconds) };
+    const note = typeof answer.note === 'string' ? answer.note : undefined;
+    return { losses: answer.losses as number[], seconds: Number(answer.seconds), note };
   }
 
   /** The LSTM's scores on held-out ids, as scoreLstm computes them, for the mixture's gate. */

@@ -24,6 +24,8 @@ export class TorchLstmEngine implements LstmEngine {
     weights: Map<string, Float32Array>,
     /** Called once if the engine dies, with the last good state; returns the engine that goes on. */
     private readonly onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
+    /** Told what the engine changed on its own while training (its CPU threads), for the user. */
+    private readonly onNote?: (line: string) => void,
   ) {
     this.batchesPerEpoch = batchesPerEpoch;
     this.firstStep = setup.optimizerState?.step ?? 0;
@@ -38,6 +40,7 @@ export class TorchLstmEngine implements LstmEngine {
     torch: TorchEngine,
     setup: EngineSetup,
     onDeath?: (error: TorchEngineError, lastGood: EngineSetup) => LstmEngine,
+    onNote?: (line: string) => void,
   ): Promise<TorchLstmEngine> {
     const weights = setup.weights ?? (await initialWeights(setup.config, setup.seed));
     const batchesPerEpoch = await torch.setup({
@@ -53,14 +56,15 @@ export class TorchLstmEngine implements LstmEngine {
       weights,
       optimizer: setup.optimizerState,
     });
-    return new TorchLstmEngine(torch, setup, batchesPerEpoch, weights, onDeath);
+    return new TorchLstmEngine(torch, setup, batchesPerEpoch, weights, onDeath, onNote);
   }
 
   async step(learningRate = this.setup.lr): Promise<number> {
     return this.guard(
       async () => {
-        const { losses } = await this.torch.train(this.firstStep + this.taken, [learningRate]);
+        const { losses, note } = await this.torch.train(this.firstStep + this.taken, [learningRate]);
         this.taken++;
+        if (note) this.onNote?.(note);
         return losses[0];
       },
       (engine) => engine.step(learningRate),

@@ -39,7 +39,8 @@ The serve protocol, one JSON object per line. The trainer sends:
     {"cmd": "exit"}
 
 and reads {"event": ...} lines back: ready, timed, setup, trained, scored, checkpoint, loaded,
-logprobs, or error. End of input means the trainer is gone: the engine exits after its step. With several
+logprobs, or error; trained carries a note for the trainer to print when ThreadGovernor changed the CPU's threads.
+End of input means the trainer is gone: the engine exits after its step. With several
 processes only global rank 0 reads commands and writes answers; it hands every command to the
 other ranks, and the training streams are split across ranks.
 """
@@ -342,6 +343,7 @@ class Distributed:
         self.precision, self.precision_reason = choose_precision(self.device, self.world)
         # torch's threads for float32 products, where they differ from the steps' (float32_work)
         self.float32_threads = configure_threads(threads, self.precision)
+        self.governor = govern_threads(self.device, self.world, threads, self.precision)
         self.control = None
         if self.world > 1:
             # Commands travel on gloo, so that reading them never waits for a GPU.
@@ -539,7 +541,10 @@ class Trainer:
                 go = self.ranks.broadcast(go)
             if not go:
                 break
+            step_started = time.perf_counter()
             losses.append(self.train_step(first + i, lr))
+            if self.ranks.governor:
+                self.ranks.governor.took(time.perf_counter() - step_started)
         values = torch.stack(losses).tolist() if losses else []
         return values, time.perf_counter() - started
 
@@ -622,7 +627,9 @@ def check_batch(ranks, batch):
 def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False, weight_drop=0.0):
     """This engine's training step on random ids (or with plain, PyTorch's own loop), after a warm-up.
 
-    Returns chars per second over the fastest and over the median of the timed steps.
+    Returns chars per second over the fastest and over the median of the timed steps. Where a ThreadGovernor chooses
+    the CPU's threads, the engine's step is timed on each count it may choose and the fastest count is kept, so that a
+    plan made while another process keeps the cores busy neither picks a model for a collapsed speed nor starts slow.
     """
     per_rank = check_batch(ranks, batch)
     torch.manual_seed(1)
@@ -632,12 +639,28 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False, weight_
     else:
         # averaging costs the same at any share
         loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0, weight_drop=weight_drop)
-    times = [timed_step(loop) for _ in range(steps + 1)][1:]  # the first step warms up
+    governor = None if plain else ranks.governor
+    times_by_count = {}
+    # The fewest threads first: where many are far slower, one step on them then shows it.
+    for count in sorted(governor.counts) if governor else [None]:
+        if count is not None:
+            governor.apply(count)
+        timed_step(loop)  # the first step on a count warms up
+        times = []
+        fastest_median = min((median(t) for t in times_by_count.values()), default=math.inf)
+        for _ in range(steps):
+            times.append(timed_step(loop))
+            if times[0] > 2 * fastest_median:
+                break  # far slower than a count timed already
+        times_by_count[count] = sorted(times)
     del loop
     if ranks.device.type == "cuda":
         torch.cuda.empty_cache()
-    times.sort()
-    return batch * seq / times[0], batch * seq / times[len(times) // 2]
+    medians = {count: median(times) for count, times in times_by_count.items()}
+    if governor:
+        governor.settle(medians)
+    times = times_by_count[min(medians, key=medians.get)]
+    return batch * seq / times[0], batch * seq / median(times)
 
 
 def timed_step(loop):
@@ -711,7 +734,8 @@ def serve(args):
         elif kind == "train":
             losses, seconds = trainer.train(command["first"], command["lrs"], ending)
             if ranks.rank == 0:
-                emit("trained", losses=losses, seconds=seconds)
+                note = ranks.governor.take_note() if ranks.governor else None
+                emit("trained", losses=losses, seconds=seconds, **({"note": note} if note else {}))
         elif kind == "load":
             if ranks.rank == 0:
                 trainer.set_weights(read_weights(command["path"], trainer.config)[0])
@@ -778,10 +802,143 @@ def configure_threads(threads, precision):
     return None
 
 
+def govern_threads(device, world, threads, precision):
+    """A ThreadGovernor for one process on a CPU, unless the user chose its threads; else None."""
+    pinned = threads or "OMP_NUM_THREADS" in os.environ or (
+        "OPENBLAS_NUM_THREADS" in os.environ and os.environ.get("CHAR_COMPLETE_BLAS_THREADS") != "trainer")
+    cores = cores_per_process()
+    if device.type != "cpu" or world > 1 or pinned or cores == 1:
+        return None
+    apply = torch.set_num_threads
+    if precision == torch.float32 and describe_blas()[0] == "openblas":
+        # configure_threads keeps torch on one thread here and OpenBLAS runs the products on its own.
+        apply = openblas_threads_setter()
+        if apply is None:
+            return None
+    return ThreadGovernor([cores, cores // 2, 1], apply)
+
+
+def openblas_threads_setter():
+    """OpenBLAS's openblas_set_num_threads in the copy torch loaded, or None."""
+    import ctypes
+    for path in blas_libraries():
+        if "openblas" in path.lower():
+            try:
+                setter = ctypes.CDLL(path).openblas_set_num_threads
+            except (OSError, AttributeError):
+                continue
+            setter.argtypes = [ctypes.c_int]
+            return lambda count: setter(count)
+    return None
+
+
 def cores_per_process():
     """The machine's cores shared among its processes, not each process taking them all."""
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return max(1, (os.cpu_count() or 1) // local)
+
+
+class ThreadGovernor:
+    """The threads a CPU's steps run on, chosen by timing them while training goes on.
+
+    All of the cores is fastest on an idle machine, but where another busy process shares them, threads that wait at
+    each product for one another run many times slower than a single thread does: a thread that is descheduled holds
+    the others up. So now and then, and at once when steps slow down, the governor times a step or two on fewer
+    threads and keeps whichever count is faster; the waits between such probes double while the count stays, so that
+    a machine that stays as it is pays little for them.
+    """
+
+    FIRST_WAIT_SECONDS = 10.0
+    LONGEST_WAIT_SECONDS = 320.0
+    # Steps this many times slower than the count's usual time mean the machine changed: probe now.
+    SLOWDOWN = 1.5
+    # Another count takes over only when this much faster, so that noise does not flip the count to and fro.
+    MARGIN = 0.9
+    RECENT = 5
+
+    def __init__(self, counts, apply, now=time.perf_counter):
+        self.counts = list(dict.fromkeys(counts))
+        self.apply = apply
+        self.now = now
+        self.current = self.counts[0]
+        self.recent = []
+        self.usual = None
+        self.wait = self.FIRST_WAIT_SECONDS
+        self.next_probe = now() + self.wait
+        # While probing: the counts left to try, and the best (seconds, count) so far.
+        self.probing = None
+        self.probe_times = []
+        self.best = None
+        self.note = None
+
+    def threads_for_step(self):
+        """The count the next step runs on (set already)."""
+        return self.probing[0] if self.probing else self.current
+
+    def took(self, seconds):
+        """The last step's time, on threads_for_step()'s count."""
+        if self.probing:
+            self.probe_times.append(seconds)
+            return self.probed_one()
+        self.recent = (self.recent + [seconds])[-self.RECENT:]
+        if len(self.counts) == 1 or len(self.recent) < 3:
+            return
+        slowed = self.usual is not None and median(self.recent[-3:]) > self.SLOWDOWN * self.usual
+        if slowed or self.now() >= self.next_probe:
+            self.probing = [count for count in self.counts if count != self.current]
+            self.probe_times = []
+            self.best = (median(self.recent), self.current)
+            self.apply(self.probing[0])
+
+    def probed_one(self):
+        times = self.probe_times
+        # A second step, since the first on a new count may set things up; unless the first was far slower already.
+        if len(times) < 2 and times[0] < 2 * self.best[0]:
+            return
+        self.best = min(self.best, (min(times), self.probing[0]))
+        self.probing.pop(0)
+        self.probe_times = []
+        if self.probing:
+            self.apply(self.probing[0])
+            return
+        self.probing = None
+        before, (seconds, count) = self.current, self.best
+        baseline = median(self.recent)
+        if count != before and seconds < self.MARGIN * baseline:
+            self.note = self.describe_change(count, seconds, before, baseline)
+            self.current, self.recent, self.usual = count, [], seconds
+            self.wait = self.FIRST_WAIT_SECONDS
+        else:
+            self.usual = baseline
+            self.wait = min(2 * self.wait, self.LONGEST_WAIT_SECONDS)
+        self.apply(self.current)
+        self.next_probe = self.now() + self.wait
+
+    def settle(self, seconds_by_count):
+        """Starts from the count whose step was fastest when timed before training."""
+        count = min(seconds_by_count, key=seconds_by_count.get)
+        full = self.counts[0]
+        # Timed before any step was trained, so the count to compare with is still the one training would start on.
+        self.note = None if count == full else self.describe_change(
+            count, seconds_by_count[count], full, seconds_by_count[full])
+        self.current, self.recent, self.usual, self.probing = count, [], None, None
+        self.apply(count)
+
+    @staticmethod
+    def describe_change(count, seconds, before, seconds_before):
+        return (f"Torch now trains on {count} thread{'s' if count > 1 else ''}, not {before}: a step took "
+                f"{seconds:.2f} s on {count} and {seconds_before:.2f} s on {before}"
+                + (", as another busy process shares the cores" if count < before else ""))
+
+    def take_note(self):
+        """What changed since the last call, for the trainer to print; else None."""
+        note, self.note = self.note, None
+        return note
+
+
+def median(values):
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 # ---- bench: this engine against PyTorch's own loop ------------------------------------------

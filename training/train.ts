@@ -340,7 +340,12 @@ async function startEngine(
     return new TfjsEngine(lastGood);
   };
   const engine = chosen.torch
-    ? await TorchLstmEngine.create(chosen.torch, setup, options.engine === 'torch' ? undefined : continueOnWasm)
+    ? await TorchLstmEngine.create(
+        chosen.torch,
+        setup,
+        options.engine === 'torch' ? undefined : continueOnWasm,
+        (note) => reporter.info(note),
+      )
     : new TfjsEngine(setup);
   reporter.info(
     `Model: ${config.layers}×${config.hidden} LSTM, embedding ${config.embed}, ${countParameters(config).toLocaleString('en-US')} parameters; batch ${batch}, seq ${seq}, lr ${lr}${describeDecay(options.decay)}; dropout ${dropout}, recurrent weights dropped ${weightDrop}`,
