@@ -843,13 +843,16 @@ class ThreadGovernor:
 
     All of the cores is fastest on an idle machine, but where another busy process shares them, threads that wait at
     each product for one another run many times slower than a single thread does: a thread that is descheduled holds
-    the others up. So now and then, and at once when steps slow down, the governor times a step or two on fewer
-    threads and keeps whichever count is faster; the waits between such probes double while the count stays, so that
-    a machine that stays as it is pays little for them.
+    the others up. So now and then, and at once when steps slow down, the governor times a step or two on the other
+    counts and keeps whichever is fastest. The waits between such probes double while the count stays, and are long
+    enough that the steps a probe spends on slower counts cost a small share of the time, so that a machine that stays
+    as it is pays little for them.
     """
 
     FIRST_WAIT_SECONDS = 10.0
     LONGEST_WAIT_SECONDS = 320.0
+    # The most of the training time that probing slower counts may take.
+    PROBE_SHARE = 0.02
     # Steps this many times slower than the count's usual time mean the machine changed: probe now.
     SLOWDOWN = 1.5
     # Another count takes over only when this much faster, so that noise does not flip the count to and fro.
@@ -863,12 +866,13 @@ class ThreadGovernor:
         self.current = self.counts[0]
         self.recent = []
         self.usual = None
+        # The latest step time seen on each count.
+        self.seen = {}
         self.wait = self.FIRST_WAIT_SECONDS
         self.next_probe = now() + self.wait
-        # While probing: the counts left to try, and the best (seconds, count) so far.
+        # While probing: the counts left to try and the times of the steps on the first of them.
         self.probing = None
         self.probe_times = []
-        self.best = None
         self.note = None
 
     def threads_for_step(self):
@@ -885,34 +889,41 @@ class ThreadGovernor:
             return
         slowed = self.usual is not None and median(self.recent[-3:]) > self.SLOWDOWN * self.usual
         if slowed or self.now() >= self.next_probe:
+            self.seen[self.current] = median(self.recent)
             self.probing = [count for count in self.counts if count != self.current]
             self.probe_times = []
-            self.best = (median(self.recent), self.current)
             self.apply(self.probing[0])
 
     def probed_one(self):
-        times = self.probe_times
+        times, count = self.probe_times, self.probing[0]
         # A second step, since the first on a new count may set things up; unless the first was far slower already.
-        if len(times) < 2 and times[0] < 2 * self.best[0]:
+        if len(times) < 2 and times[0] < 2 * self.seen[self.current]:
             return
-        self.best = min(self.best, (min(times), self.probing[0]))
+        self.seen[count] = min(times)
         self.probing.pop(0)
         self.probe_times = []
         if self.probing:
             self.apply(self.probing[0])
             return
         self.probing = None
-        before, (seconds, count) = self.current, self.best
-        baseline = median(self.recent)
-        if count != before and seconds < self.MARGIN * baseline:
-            self.note = self.describe_change(count, seconds, before, baseline)
-            self.current, self.recent, self.usual = count, [], seconds
+        before = self.current
+        fastest = min(self.counts, key=lambda c: self.seen[c])
+        if fastest != before and self.seen[fastest] < self.MARGIN * self.seen[before]:
+            self.note = self.describe_change(fastest, self.seen[fastest], before, self.seen[before])
+            self.current, self.recent, self.usual = fastest, [], self.seen[fastest]
             self.wait = self.FIRST_WAIT_SECONDS
         else:
-            self.usual = baseline
+            self.usual = self.seen[before]
             self.wait = min(2 * self.wait, self.LONGEST_WAIT_SECONDS)
         self.apply(self.current)
+        self.wait = max(self.wait, self.probe_cost() / self.PROBE_SHARE)
         self.next_probe = self.now() + self.wait
+
+    def probe_cost(self):
+        """The time the next probe would lose against steps on the current count, were the others as last seen."""
+        here = self.seen[self.current]
+        return sum((1 if self.seen[c] > 2 * here else 2) * max(0.0, self.seen[c] - here)
+                   for c in self.counts if c != self.current and c in self.seen)
 
     def settle(self, seconds_by_count):
         """Starts from the count whose step was fastest when timed before training."""
@@ -922,7 +933,10 @@ class ThreadGovernor:
         self.note = None if count == full else self.describe_change(
             count, seconds_by_count[count], full, seconds_by_count[full])
         self.current, self.recent, self.usual, self.probing = count, [], None, None
+        self.seen = dict(seconds_by_count)
         self.apply(count)
+        self.wait = max(self.FIRST_WAIT_SECONDS, self.probe_cost() / self.PROBE_SHARE)
+        self.next_probe = self.now() + self.wait
 
     @staticmethod
     def describe_change(count, seconds, before, seconds_before):
