@@ -809,12 +809,18 @@ def govern_threads(device, world, threads, precision):
     cores = cores_per_process()
     if device.type != "cpu" or world > 1 or pinned or cores == 1:
         return None
-    apply = torch.set_num_threads
-    if precision == torch.float32 and describe_blas()[0] == "openblas":
-        # configure_threads keeps torch on one thread here and OpenBLAS runs the products on its own.
-        apply = openblas_threads_setter()
-        if apply is None:
-            return None
+    on_openblas = describe_blas()[0] == "openblas"
+    openblas = openblas_threads_setter() if on_openblas else None
+    if on_openblas and openblas is None:
+        return None  # the products would run on threads this process cannot reach
+    if openblas is None:
+        apply = torch.set_num_threads
+    elif precision == torch.float32:
+        apply = openblas  # configure_threads keeps torch on one thread; OpenBLAS runs the products
+    else:
+        def apply(count):
+            torch.set_num_threads(count)  # the bfloat16 steps, through oneDNN
+            openblas(count)  # scoring's float32 products, which wait on their threads alike
     return ThreadGovernor([cores, cores // 2, 1], apply)
 
 
