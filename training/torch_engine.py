@@ -640,27 +640,26 @@ def time_steps(ranks, config, batch, seq, dropout, steps=3, plain=False, weight_
         # averaging costs the same at any share
         loop = Trainer(ranks, config, seq, dropout, ADAM, rows, 0, weight_drop=weight_drop)
     governor = None if plain else ranks.governor
-    times_by_count = {}
+    fastest_by_count, medians = {}, {}
     # The fewest threads first: where many are far slower, one step on them then shows it.
     for count in sorted(governor.counts) if governor else [None]:
         if count is not None:
             governor.apply(count)
         timed_step(loop)  # the first step on a count warms up
+        fastest_median = min(medians.values(), default=math.inf)
         times = []
-        fastest_median = min((median(t) for t in times_by_count.values()), default=math.inf)
         for _ in range(steps):
             times.append(timed_step(loop))
             if times[0] > 2 * fastest_median:
                 break  # far slower than a count timed already
-        times_by_count[count] = sorted(times)
+        fastest_by_count[count], medians[count] = min(times), median(times)
     del loop
     if ranks.device.type == "cuda":
         torch.cuda.empty_cache()
-    medians = {count: median(times) for count, times in times_by_count.items()}
     if governor:
         governor.settle(medians)
-    times = times_by_count[min(medians, key=medians.get)]
-    return batch * seq / times[0], batch * seq / median(times)
+    fastest = min(medians, key=medians.get)
+    return batch * seq / fastest_by_count[fastest], batch * seq / medians[fastest]
 
 
 def timed_step(loop):
@@ -834,7 +833,7 @@ def openblas_threads_setter():
             except (OSError, AttributeError):
                 continue
             setter.argtypes = [ctypes.c_int]
-            return lambda count: setter(count)
+            return setter
     return None
 
 
@@ -1008,14 +1007,14 @@ def bench(args):
             seconds = timed_step(loop)
             if round_ >= 2:
                 times[name].append(seconds)
-    median = {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+    medians = {name: median(t) for name, t in times.items()}
     blas, warning = describe_blas()
     print(json.dumps({
         "torch": torch.__version__, "device": ranks.describe(), "blas": blas, "blas_warning": warning,
         "threads": torch.get_num_threads(), "precision": ranks.precision_name,
         "model": f"{args.layers}x{args.hidden}", "batch": args.batch,
-        "seq": args.seq, "engine_chars_per_s": round(args.batch * args.seq / median["engine"]),
-        "plain_chars_per_s": round(args.batch * args.seq / median["plain"]),
+        "seq": args.seq, "engine_chars_per_s": round(args.batch * args.seq / medians["engine"]),
+        "plain_chars_per_s": round(args.batch * args.seq / medians["plain"]),
     }))
 
 
