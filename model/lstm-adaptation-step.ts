@@ -19,8 +19,11 @@ export const ADAPTATION_STEP = {
   rate: 0.0009,
   /** How much of a weight's mean square is carried to the next step. */
   squareDecay: 0.99,
-  /** The share of the way back to the shared weight each weight moves after each step. */
-  pullBack: 0.03,
+  /**
+   * The share of the way back to the shared weight each weight moves after each step: small, since a note's names and
+   * phrasing stay useful for thousands of characters, which a larger pull forgot within a few hundred.
+   */
+  pullBack: 0.003,
 };
 export type AdaptationSettings = typeof ADAPTATION_STEP;
 

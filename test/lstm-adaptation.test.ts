@@ -113,6 +113,20 @@ test("the adaptation's rule: a weight's first step is the rate whatever its grad
   assert.throws(() => step.update('v', values, new Float32Array(4)), /does not match the shared weights/);
 });
 
+test('by default, what a document taught its copy is still mostly there after a few thousand characters it did not renew', () => {
+  const shared = new Map([['w', Float32Array.of(0.2, -0.4)]]);
+  const step = new AdaptationStep(shared, ADAPTATION_STEP);
+  const values = Float32Array.of(0.5, -0.1);
+  const taught = values.map((value, i) => value - shared.get('w')![i]);
+  // Text that teaches these weights nothing, as a note's other paragraphs teach a name's weights.
+  const steps = Math.round(2_000 / LSTM_ADAPTATION.segment);
+  for (let i = 0; i < steps; i++) step.update('w', values, new Float32Array(2));
+  values.forEach((value, i) => {
+    const kept = (value - shared.get('w')![i]) / taught[i];
+    assert.ok(kept > 0.5 && kept < 1, `weight ${i} keeps ${kept} of what it was taught after ${steps} steps`);
+  });
+});
+
 test('steps taken in the layer kernel on the weights as arrays are the steps tfjs takes, and leave nothing in tfjs', async () => {
   // Two layers, an embedding and a hidden size that are not whole vectors of sixteen, and weights large enough that
   // the gates leave their linear range.
