@@ -719,11 +719,11 @@ def serve(args):
         if kind == "exit":
             return
         if kind == "time":
-            fastest, median = time_steps(ranks, command["config"], command["batch"], command["seq"],
-                                         command["dropout"], command.get("steps", 2), command.get("plain", False),
-                                         command.get("weightDrop", 0.0))
+            fastest_rate, median_rate = time_steps(ranks, command["config"], command["batch"], command["seq"],
+                                                   command["dropout"], command.get("steps", 2),
+                                                   command.get("plain", False), command.get("weightDrop", 0.0))
             if ranks.rank == 0:
-                emit("timed", fastest=fastest, median=median)
+                emit("timed", fastest=fastest_rate, median=median_rate)
         elif kind == "setup":
             trainer = setup(ranks, command)
             if ranks.rank == 0:
