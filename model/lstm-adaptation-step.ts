@@ -23,7 +23,7 @@ export const ADAPTATION_STEP = {
    * The share of the way back to the shared weight each weight moves after each step: small, since a note's names and
    * phrasing stay useful for thousands of characters, which a larger pull forgot within a few hundred.
    */
-  pullBack: 0.003,
+  pullBack: 0.006,
 };
 export type AdaptationSettings = typeof ADAPTATION_STEP;
 

@@ -8,7 +8,7 @@ import type { LstmPredictor } from './predictor';
 
 export const LSTM_ADAPTATION = {
   /** Characters per step (its rule is in lstm-adaptation-step.ts): each step backpropagates through this many. */
-  segment: 16,
+  segment: 32,
   /**
    * Documents with a copy of the weights at once; the one adapted least recently gives its copy up.
    * Each copy costs its weights, their mean squares in bfloat16 and a step kernel packed from them (docs/measurements.md
