@@ -21,7 +21,9 @@ export const ADAPTATION_STEP = {
   squareDecay: 0.99,
   /**
    * The share of the way back to the shared weight each weight moves after each step: small, since a note's names and
-   * phrasing stay useful for thousands of characters, which a larger pull forgot within a few hundred.
+   * phrasing stay useful for thousands of characters, which a larger pull forgot within a few hundred. It is per step,
+   * so it goes with LSTM_ADAPTATION.segment: a step over twice the characters pulls about twice as far, for the same
+   * fading per character.
    */
   pullBack: 0.006,
 };
