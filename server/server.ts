@@ -71,6 +71,12 @@ const IDLE_EXIT_MS = Number(process.env.CHAR_COMPLETE_IDLE_EXIT_MS) || 30 * 60_0
  * holds the server for a moment, falls where no one waits for a suggestion.
  */
 const IDLE_LEARN_MS = 400;
+/**
+ * The status bar's latency is a tooltip, read at a pause: while the user types it is sent at most this often, after the
+ * responses, rather than with each completion, whose response it would otherwise be written ahead of
+ * (docs/measurements.md has the A/B).
+ */
+const LATENCY_STATUS_MS = 1000;
 
 export class CharCompleteServer {
   private settings: Settings = SETTINGS_DEFAULTS;
@@ -110,6 +116,7 @@ export class CharCompleteServer {
   private readonly logFile = process.env.CHAR_COMPLETE_LOG_FILE;
   private idleTimer: NodeJS.Timeout | undefined;
   private idleLearnTimer: NodeJS.Timeout | undefined;
+  private latencyStatusTimer: NodeJS.Timeout | undefined;
   /** The sessions whose first adaptation has been logged. */
   private readonly adaptedSessions = new WeakSet<CompletionSession>();
   /** What ends the process once an idle server has said goodbye; main.ts sets it. */
@@ -467,6 +474,7 @@ export class CharCompleteServer {
     this.checkRequest({});
     clearTimeout(this.idleTimer);
     clearTimeout(this.idleLearnTimer);
+    clearTimeout(this.latencyStatusTimer);
     this.phase = 'shut down';
     this.sessions.clear();
     // A note whose write failed gets a last try before the server goes.
@@ -597,7 +605,10 @@ export class CharCompleteServer {
     );
     if (cancelled()) return undefined;
     this.lastLatencyMs = performance.now() - started;
-    this.sendStatus();
+    this.latencyStatusTimer ??= setTimeout(() => {
+      this.latencyStatusTimer = undefined;
+      if (this.phase === 'running') this.sendStatus();
+    }, LATENCY_STATUS_MS);
     return completion && { completion, document, offset };
   }
 }

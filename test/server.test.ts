@@ -260,6 +260,28 @@ test('the typist replay accepts exact suggestions and saves keystrokes on text t
   await s.shutdown();
 });
 
+test("the status bar's latency is sent once the typist pauses, not ahead of every completion", async () => {
+  const s = start();
+  await s.initialize();
+  await s.open(URI, '');
+  assert.ok(await until(() => s.statuses.some((status) => status.model !== null)));
+  const before = s.statuses.length;
+  const started = Date.now();
+  const result = await replayTypist(s, URI, '', 'Typed key by key: text this model never read, 0123456789.\n');
+  const seconds = (Date.now() - started) / 1000;
+  const during = s.statuses.length - before;
+  assert.ok(result.latenciesMs.length >= 10, `${result.latenciesMs.length} requests`);
+  assert.ok(
+    during <= Math.ceil(seconds) + 1,
+    `${during} statuses over ${result.latenciesMs.length} completions in ${seconds.toFixed(1)} s`,
+  );
+  assert.ok(
+    await until(() => s.statuses.length > before && s.statuses.at(-1)!.latencyMs !== null, 3_000),
+    'the latency arrives after the pause',
+  );
+  await s.shutdown();
+});
+
 test('a 1,000-keystroke replay does not grow memory', async () => {
   const s = start({ maxChars: 16 });
   await s.initialize();
