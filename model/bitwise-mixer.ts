@@ -13,6 +13,14 @@ const MAP_RATE = 0.02;
 const MAP_CONTEXT_BITS = 10;
 /** Probabilities below this are read as it, so that no input is sure beyond recall. */
 const LOG_FLOOR = -30;
+/**
+ * Below a node that the mix reaches with less than this log-probability, the ids are split as the first input (the
+ * online stage's mixture) splits them, without mixing: most of the tree lies there, and an id that unlikely costs about
+ * as many bits either way (docs/measurements.md has the A/B).
+ */
+const UNMIXED_BELOW_LOG = Math.log(1e-4);
+/** A node's probability of a 1 is kept this far from 0 and 1, so that no id is ruled out. */
+const clampNode = (p: number) => Math.max(1e-6, Math.min(1 - 1e-6, p));
 
 /**
  * What the mixture's last stage mixes: the online stage's mixture, the notes' and the document's
@@ -122,7 +130,11 @@ export class BitwiseMixer {
     for (let node = 1; node < leaves; node++) {
       const depth = 31 - Math.clz32(node);
       if ((node - (1 << depth)) << (this.bits - depth) >= this.vocabSize) continue;
-      const p = onlyZeroBranch(node, this.bits, this.vocabSize) ? 0 : this.predict(node);
+      const p = onlyZeroBranch(node, this.bits, this.vocabSize)
+        ? 0
+        : nodeLog[node] < UNMIXED_BELOW_LOG
+          ? clampNode(this.nodes[0][node])
+          : this.predict(node);
       nodeLog[2 * node] = nodeLog[node] + Math.log(1 - p);
       nodeLog[2 * node + 1] = nodeLog[node] + Math.log(p);
     }
@@ -208,6 +220,6 @@ export class BitwiseMixer {
     const byNode = this.mapByNode.refine(node, dot);
     const row = Math.imul((this.mapContext + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
     const bySelector = this.mapBySelector.refine(row, dot);
-    return Math.max(1e-6, Math.min(1 - 1e-6, (2 * this.mixed + byNode + bySelector) / 4));
+    return clampNode((2 * this.mixed + byNode + bySelector) / 4);
   }
 }

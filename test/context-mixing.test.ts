@@ -445,6 +445,35 @@ test('the bitwise mixer starts as its first input, then learns to trust the inpu
   assert.ok(Math.abs(total(out) - 1) < 1e-4);
 });
 
+test('the bitwise mixer mixes where the ids are likely, and splits ids it reaches with almost nothing as its first input does', () => {
+  const V = vocabulary.size;
+  const [a, b] = [vocabulary.id('a'), vocabulary.id('b')];
+  // Every pair of sibling leaves other than those of "a" and "b" is unlikely, split 1:3 by the first input and 3:1 by
+  // the second.
+  const input = (pa: number, pb: number, even: number, odd: number) => {
+    const logProbs = new Float32Array(V);
+    for (let id = 0; id < V; id++) logProbs[id] = Math.log(id % 2 === 0 ? even : odd);
+    logProbs[a] = Math.log(pa);
+    logProbs[b] = Math.log(pb);
+    return { logProbs };
+  };
+  const first = input(0.7, 0.3, 1e-9, 3e-9);
+  const second = input(0.3, 0.7, 3e-9, 1e-9);
+  // Trusting the second input alone.
+  const mixer = new BitwiseMixer(V, [0, 1], [1]);
+  const out = mixer.mix([first, second], [0], new Float32Array(V));
+  assert.ok(probabilityOf(out, 'b') > probabilityOf(out, 'a'), `mixed where likely: a ${probabilityOf(out, 'a')}`);
+  assert.ok(Math.abs(total(out) - 1) < 1e-4, `sums to ${total(out)}`);
+  const splits: number[] = [];
+  for (let id = 0; id + 1 < V; id += 2) {
+    if ([id, id + 1].includes(a) || [id, id + 1].includes(b)) continue;
+    // What reaches the pair is what the two have.
+    if (Math.exp(out[id]) + Math.exp(out[id + 1]) < 5e-5) splits.push(Math.exp(out[id + 1] - out[id]));
+  }
+  assert.ok(splits.length >= 4, `${splits.length} unlikely pairs`);
+  for (const split of splits) assert.ok(Math.abs(split - 3) < 0.01, `an unlikely pair split ${split}:1, not 3:1`);
+});
+
 test('each kind of context the bitwise mixer selects weights by learns which input to trust in each of its contexts', () => {
   const V = vocabulary.size;
   const sureOf = (char: string) => {
