@@ -4,7 +4,16 @@
 // selected by the node and by contexts, then refined by adaptive probability maps. A weight per node lets an input be
 // trusted where it is good (one part for choosing between a letter and a space, another for which letter), which one
 // weight per input over whole distributions cannot say; the maps undo what the mix gets systematically wrong.
-import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
+import {
+  atLimitOnSideOf,
+  clampNodeProbability,
+  clampStretch,
+  idBits,
+  onlyZeroBranch,
+  ProbabilityMap,
+  squash,
+  stretch,
+} from './logistic';
 
 /** How far one bit moves the weights it used. */
 const RATE = 0.002;
@@ -19,8 +28,6 @@ const LOG_FLOOR = -30;
  * as many bits either way (docs/measurements.md has the A/B).
  */
 const UNMIXED_BELOW_LOG = Math.log(1e-4);
-/** A node's probability of a 1 is kept this far from 0 and 1, so that no id is ruled out. */
-const clampNode = (p: number) => Math.max(1e-6, Math.min(1 - 1e-6, p));
 
 /**
  * What the mixture's last stage mixes: the online stage's mixture, the notes' and the document's
@@ -133,7 +140,7 @@ export class BitwiseMixer {
       const p = onlyZeroBranch(node, this.bits, this.vocabSize)
         ? 0
         : nodeLog[node] < UNMIXED_BELOW_LOG
-          ? clampNode(this.nodes[0][node])
+          ? clampNodeProbability(this.nodes[0][node])
           : this.predict(node);
       nodeLog[2 * node] = nodeLog[node] + Math.log(1 - p);
       nodeLog[2 * node + 1] = nodeLog[node] + Math.log(p);
@@ -220,6 +227,6 @@ export class BitwiseMixer {
     const byNode = this.mapByNode.refine(node, dot);
     const row = Math.imul((this.mapContext + 1) * 65_536 + node, 0x9e3779b1) >>> (32 - MAP_CONTEXT_BITS);
     const bySelector = this.mapBySelector.refine(row, dot);
-    return clampNode((2 * this.mixed + byNode + bySelector) / 4);
+    return clampNodeProbability((2 * this.mixed + byNode + bySelector) / 4);
   }
 }

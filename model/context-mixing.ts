@@ -10,7 +10,16 @@
 // bucket, so that a node's lookups stay within a few cache lines. The first group of bits is shorter than a nibble
 // unless the id's bits divide by four (3 bits of 7, 1 of 9), and every context has one, so its slots are as short as
 // its nodes need and live in a region of their own: in a full slot they left most of the table empty.
-import { atLimitOnSideOf, clampStretch, idBits, onlyZeroBranch, ProbabilityMap, squash, stretch } from './logistic';
+import {
+  atLimitOnSideOf,
+  clampNodeProbability,
+  clampStretch,
+  idBits,
+  onlyZeroBranch,
+  ProbabilityMap,
+  squash,
+  stretch,
+} from './logistic';
 import {
   advanceWords,
   currentWord,
@@ -559,8 +568,7 @@ export class ContextMixingModel {
     const twoBefore = this.hashes[TWO_BEFORE_INPUT];
     const row = Math.imul((twoBefore ^ Math.imul(heapNode, 0x2545f491)) >>> 0, 0x9e3779b1) >>> (32 - this.sideBits);
     const byTwoBefore = this.mapByTwoBefore.refine(row, dot);
-    const p = (this.mixed + byNode + 2 * byTwoBefore) / 4;
-    return Math.max(1e-6, Math.min(1 - 1e-6, p));
+    return clampNodeProbability((this.mixed + byNode + 2 * byTwoBefore) / 4);
   }
 
   private update(node: number, bit: number): void {

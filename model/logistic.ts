@@ -4,6 +4,8 @@
 export const STRETCH_LIMIT = 8;
 
 export const clampStretch = (x: number): number => Math.max(-STRETCH_LIMIT, Math.min(STRETCH_LIMIT, x));
+/** A mixed node's probability of a 1, kept this far from 0 and 1 so that no id is ruled out. */
+export const clampNodeProbability = (p: number): number => Math.max(1e-6, Math.min(1 - 1e-6, p));
 /**
  * Whether a mix of stretched value `dot`, clamped, stands at the limit on the side `bit` fell: there the clamped mix
  * does not move with the weights, so a mixer's weights have nothing to learn (docs/measurements.md, fifty-first session).

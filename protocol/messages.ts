@@ -2,7 +2,10 @@
 // tests.
 import { NotificationType, RequestType, RequestType0 } from 'vscode-languageserver-protocol';
 
-/** What the status bar shows; sent by the server after every change of model or backend, and of latency at most once a second. */
+/**
+ * What the status bar shows; sent by the server after every change of model or backend, and of latency at most once a
+ * second.
+ */
 export interface StatusParams {
   /** The model directory in use, or null when there is none yet. */
   model: string | null;

@@ -605,9 +605,10 @@ export class CharCompleteServer {
     );
     if (cancelled()) return undefined;
     this.lastLatencyMs = performance.now() - started;
+    // shutdown() clears a timer still waiting.
     this.latencyStatusTimer ??= setTimeout(() => {
       this.latencyStatusTimer = undefined;
-      if (this.phase === 'running') this.sendStatus();
+      this.sendStatus();
     }, LATENCY_STATUS_MS);
     return completion && { completion, document, offset };
   }
